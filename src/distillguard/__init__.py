@@ -1,0 +1,7 @@
+"""distillguard: defence for LLM API providers against distillation attacks."""
+
+from distillguard._errors import ConfigError, DistillguardError, LogFormatError, ScenarioError
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "DistillguardError", "LogFormatError", "ScenarioError", "__version__"]

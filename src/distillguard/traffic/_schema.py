@@ -1,0 +1,135 @@
+"""The traffic log format v1 (../shared/traffic-log-format.md) as Arrow schemas.
+
+This module is the contract: columns may be added, none may be renamed or
+change meaning. Every reader and writer in the project goes through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the format: its Arrow schema and which columns must be present."""
+
+    name: str
+    schema: pa.Schema
+    required: frozenset[str]
+    key: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+
+EVENTS = Table(
+    "events",
+    pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("ts", TS),
+            ("account_id", pa.string()),
+            ("key_id", pa.string()),
+            ("ip", pa.string()),
+            ("user_agent", pa.string()),
+            ("endpoint", pa.string()),
+            ("model", pa.string()),
+            ("system", pa.string()),
+            ("prompt", pa.string()),
+            ("turns", pa.int32()),
+            ("tools", pa.int32()),
+            ("response", pa.string()),
+            ("prompt_tokens", pa.int32()),
+            ("completion_tokens", pa.int32()),
+            ("max_tokens", pa.int32()),
+            ("temperature", pa.float32()),
+            ("status", pa.int16()),
+            ("latency_ms", pa.float32()),
+        ]
+    ),
+    frozenset({"event_id", "ts", "account_id", "model", "prompt"}),
+    key="event_id",
+)
+
+ACCOUNTS = Table(
+    "accounts",
+    pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("created_at", TS),
+            ("signup_channel", pa.string()),
+            ("email_domain", pa.string()),
+            ("payment_fingerprint", pa.string()),
+            ("country", pa.string()),
+            ("verified", pa.bool_()),
+        ]
+    ),
+    frozenset({"account_id"}),
+    key="account_id",
+)
+
+MODELS = Table(
+    "models",
+    pa.schema([("model", pa.string()), ("released_at", TS)]),
+    frozenset({"model"}),
+    key="model",
+)
+
+LABELS = Table(
+    "labels",
+    pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("label", pa.string()),
+            ("campaign_id", pa.string()),
+            ("persona", pa.string()),
+        ]
+    ),
+    frozenset({"account_id", "label"}),
+    key="account_id",
+)
+
+VERDICTS = Table(
+    "verdicts",
+    pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("score", pa.float64()),
+            ("action", pa.string()),
+            ("campaign_id", pa.string()),
+            ("first_flagged_ts", TS),
+            ("reasons", pa.string()),
+        ]
+    ),
+    frozenset({"account_id", "score", "action"}),
+    key="account_id",
+)
+
+CAMPAIGNS = Table(
+    "campaigns",
+    pa.schema(
+        [
+            ("campaign_id", pa.string()),
+            ("accounts", pa.int64()),
+            ("events", pa.int64()),
+            ("score", pa.float64()),
+            ("first_flagged_ts", TS),
+            ("reasons", pa.string()),
+        ]
+    ),
+    frozenset({"campaign_id"}),
+    key="campaign_id",
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (EVENTS, ACCOUNTS, MODELS, LABELS, VERDICTS, CAMPAIGNS)
+}
+
+ACTIONS = ("allow", "monitor", "throttle", "block")
+FLAGGED_ACTIONS = frozenset({"throttle", "block"})
+LABEL_VALUES = ("benign", "distill")

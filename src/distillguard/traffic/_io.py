@@ -1,47 +1,28 @@
-"""Minimal readers and writers; issue 2 hardens them (JSONL, parts, validation)."""
+"""The original one-call helpers, kept as the stable API; they delegate to `TrafficLog`/`LogWriter`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from distillguard.traffic._schema import TABLES
+from distillguard.traffic._log import DEFAULT_BATCH, TrafficLog
+from distillguard.traffic._writer import conform, write_table
 
-
-def conform(name: str, data: pa.Table) -> pa.Table:
-    """Cast `data` to the table's schema, adding missing optional columns as nulls."""
-    spec = TABLES[name]
-    cols = []
-    for field in spec.schema:
-        if field.name in data.column_names:
-            cols.append(data.column(field.name).cast(field.type))
-        else:
-            cols.append(pa.nulls(data.num_rows, field.type))
-    extra = [c for c in data.column_names if c not in spec.schema.names]
-    out = pa.Table.from_arrays(cols, schema=spec.schema)
-    for c in extra:
-        out = out.append_column(c, data.column(c))
-    return out
+__all__ = ["conform", "iter_batches", "read_table", "write_table"]
 
 
-def write_table(directory: str | Path, name: str, data: pa.Table) -> Path:
-    """Write a whole table as `NAME.parquet` in `directory`."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{name}.parquet"
-    pq.write_table(conform(name, data), path)
-    return path
-
-
-def read_table(directory: str | Path, name: str) -> pa.Table:
-    return pq.read_table(Path(directory) / f"{name}.parquet")
+def read_table(directory: str | Path, name: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a whole table in any encoding, typed as the format says (see `TrafficLog.read`)."""
+    return TrafficLog(directory).read(name, columns)
 
 
 def iter_batches(
-    directory: str | Path, name: str, columns: list[str] | None = None, batch_size: int = 65536
+    directory: str | Path,
+    name: str,
+    columns: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH,
 ) -> Iterator[pa.RecordBatch]:
-    f = pq.ParquetFile(Path(directory) / f"{name}.parquet")
-    yield from f.iter_batches(batch_size=batch_size, columns=columns)
+    """Stream a table in any encoding as typed record batches (see `TrafficLog.batches`)."""
+    return TrafficLog(directory).batches(name, columns, batch_size)

@@ -1,0 +1,279 @@
+"""`TrafficLog`: one log directory, every table in every encoding, read in typed batches."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distillguard._errors import LogFormatError
+from distillguard.traffic._files import TableFile, describe, find_files, table_names
+from distillguard.traffic._jsonl import read_jsonl
+from distillguard.traffic._parquet import (
+    check_parquet_schema,
+    is_native,
+    open_parquet,
+    read_parquet,
+)
+from distillguard.traffic._problems import Problem
+from distillguard.traffic._schema import TABLES, TS, Table
+
+log = logging.getLogger("distillguard.traffic")
+
+DEFAULT_BATCH = 65_536
+
+_DUCK_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    TS: "TIMESTAMPTZ",
+}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(value: str) -> str:
+    # DuckDB views cannot hold bound parameters, so file paths are quoted literals.
+    return "'" + value.replace("'", "''") + "'"
+
+
+class TrafficLog:
+    """A traffic log directory (the format in ../shared/traffic-log-format.md).
+
+    Each table may be stored as `NAME.parquet`, Parquet parts (`NAME-*.parquet`,
+    `NAME/*.parquet`), `NAME.jsonl` or `NAME.jsonl.gz`; every reader here gives
+    the format's columns with the format's types (timestamps `timestamp[us,
+    tz=UTC]`), missing optional columns as nulls, then any extra columns.
+
+    Bad input policy: a missing required column, a wrong type, a bad timestamp
+    or a null required value raises `LogFormatError` naming the file, row (JSONL:
+    line) and column. Batches are delivered up to the bad row first, so nothing
+    already read is lost; files before the bad one are read in full. Problems
+    that do not stop reading (an empty JSONL file, a cut-off last JSONL line)
+    are appended to `warnings`. Checks across rows (duplicate `event_id`,
+    events of accounts missing from `accounts`) are `validate_log`'s job.
+
+    Args:
+        path: the log directory.
+        cache_dir: where `duckdb_view` puts typed Parquet copies of tables that
+            DuckDB cannot scan in place (JSONL, off-type Parquet). Defaults to a
+            temporary directory removed with this object.
+
+    Examples:
+        >>> log = TrafficLog("out/log")                      # doctest: +SKIP
+        >>> for batch in log.batches("events", ["account_id", "ts"]):  # doctest: +SKIP
+        ...     ...
+    """
+
+    def __init__(self, path: str | Path, *, cache_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise LogFormatError(
+                "traffic log directory does not exist or is not a directory", file=str(self.path)
+            )
+        self.warnings: list[Problem] = []
+        self._cache_root = Path(cache_dir) if cache_dir is not None else None
+        self._cache: dict[tuple[str, int, int], Path] = {}
+        self._tmp: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"TrafficLog({str(self.path)!r})"
+
+    def __enter__(self) -> TrafficLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the temporary DuckDB cache (views over it stop working)."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._cache.clear()
+
+    # -- what is there --------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        """Names of the tables present: the format's first, then extra tables."""
+        return table_names(self.path, tuple(TABLES))
+
+    def has(self, name: str) -> bool:
+        return bool(find_files(self.path, name))
+
+    def table_files(self, name: str) -> list[TableFile]:
+        return find_files(self.path, name)
+
+    def files(self, name: str) -> list[Path]:
+        """The files holding table `name`, in reading order (empty if absent)."""
+        return [f.path for f in find_files(self.path, name)]
+
+    def encoding(self, name: str) -> str:
+        """How the table is stored, e.g. `parquet`, `jsonl.gz`, `parquet (4 parts)`."""
+        return describe(find_files(self.path, name))
+
+    def _files_or_fail(self, name: str) -> list[TableFile]:
+        files = find_files(self.path, name)
+        if not files:
+            raise LogFormatError(
+                f"the log has no {name!r} table (looked for {name}.parquet, {name}-*.parquet, "
+                f"{name}/*.parquet, {name}.jsonl, {name}.jsonl.gz)",
+                file=str(self.path),
+            )
+        return files
+
+    # -- reading --------------------------------------------------------------------
+
+    def batches(
+        self, name: str, columns: Sequence[str] | None = None, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream table `name` as record batches of at most `batch_size` rows.
+
+        Args:
+            name: table name (`events`, `accounts`, ... or an extra table).
+            columns: only these columns (format columns missing from a file read as nulls).
+            batch_size: rows per batch.
+
+        Raises:
+            LogFormatError: the table is absent, or a file breaks the format
+                (after every good row before the problem has been yielded).
+        """
+        spec = TABLES.get(name)
+        for tf in self._files_or_fail(name):
+            yield from self._file_batches(tf, spec, columns, batch_size)
+
+    def _file_batches(
+        self, tf: TableFile, spec: Table | None, columns: Sequence[str] | None, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        if tf.encoding == "parquet":
+            return read_parquet(tf, spec, columns, batch_size)
+        return read_jsonl(tf, spec, columns, batch_size, self.warnings.append)
+
+    def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole table in memory (use `batches` or `duckdb_view` for big event tables)."""
+        spec = TABLES.get(name)
+        parts: list[pa.Table] = []
+        for tf in self._files_or_fail(name):
+            got = list(self._file_batches(tf, spec, columns, DEFAULT_BATCH * 4))
+            if got:
+                parts.append(pa.Table.from_batches(got))
+        if not parts:
+            return self._empty(spec, columns)
+        if len(parts) == 1:
+            return parts[0]
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    @staticmethod
+    def _empty(spec: Table | None, columns: Sequence[str] | None) -> pa.Table:
+        if spec is None:
+            return pa.table({c: pa.array([], pa.string()) for c in columns or []})
+        schema = spec.schema
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
+        return schema.empty_table()
+
+    # -- DuckDB ---------------------------------------------------------------------
+
+    def _cache_path(self, name: str, tf: TableFile) -> Path:
+        if self._cache_root is not None:
+            root = self._cache_root
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="distillguard-log-"))
+                weakref.finalize(self, shutil.rmtree, self._tmp, True)
+            root = self._tmp
+        st = tf.path.stat()
+        key = (str(tf.path), st.st_mtime_ns, st.st_size)
+        if key in self._cache and self._cache[key].exists():
+            return self._cache[key]
+        out = root / f"{name}-{len(self._cache):05d}.parquet"
+        spec = TABLES.get(name)
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in self._file_batches(tf, spec, None, DEFAULT_BATCH):
+                if writer is None:
+                    writer = pq.ParquetWriter(out, batch.schema, compression="zstd")
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no rows: an empty typed file keeps the view valid
+            pq.write_table(self._empty(spec, None), out)
+        self._cache[key] = out
+        return out
+
+    def duckdb_view(self, con: Any, name: str, view_name: str | None = None) -> str:
+        """Register a DuckDB view over table `name` with the format's columns and types.
+
+        Native Parquet files (stored types already the format's) are scanned in
+        place; JSONL and off-type Parquet are converted once, batch by batch and
+        checked as by `batches`, into typed Parquet in the cache. The view has
+        every format column (absent ones as typed NULLs) then every extra column.
+        Timestamps are `TIMESTAMPTZ`; the connection's TimeZone is set to UTC so
+        that day boundaries and Arrow results are UTC.
+
+        Args:
+            con: a `duckdb.DuckDBPyConnection`.
+            name: the table.
+            view_name: name of the view (default: `name`).
+
+        Returns:
+            The view's name.
+
+        Raises:
+            LogFormatError: as `batches`, for the files that need converting, or
+                when a native file lacks a required column.
+        """
+        spec = TABLES.get(name)
+        view = view_name or name
+        paths: list[Path] = []
+        present: dict[str, None] = {}
+        for tf in self._files_or_fail(name):
+            path = tf.path
+            if tf.encoding == "parquet":
+                schema = open_parquet(tf).schema_arrow
+                if spec is not None:
+                    check_parquet_schema(tf, spec, schema)
+                if spec is not None and not is_native(spec, schema):
+                    path = self._cache_path(name, tf)
+                    schema = pq.read_schema(path)
+            else:
+                path = self._cache_path(name, tf)
+                schema = pq.read_schema(path)
+            paths.append(path)
+            present.update(dict.fromkeys(schema.names))
+        select: list[str] = []
+        if spec is not None:
+            for field in spec.schema:
+                q = quote_ident(field.name)
+                duck = _DUCK_TYPES[field.type]
+                select.append(
+                    f"CAST({q} AS {duck}) AS {q}"
+                    if field.name in present
+                    else f"CAST(NULL AS {duck}) AS {q}"
+                )
+        known = set(spec.schema.names) if spec is not None else set()
+        select += [quote_ident(c) for c in present if c not in known]
+        files = ", ".join(_quote_str(str(p)) for p in paths)
+        sql = (
+            f"CREATE OR REPLACE VIEW {quote_ident(view)} AS SELECT {', '.join(select) or '*'} "
+            f"FROM read_parquet([{files}], union_by_name = true)"
+        )
+        con.execute("SET TimeZone = 'UTC'")
+        log.debug("duckdb view: %s", sql)
+        con.execute(sql)
+        return view

@@ -4,6 +4,9 @@
 `random` are the reference baselines every real detector is compared with.
 """
 
+from typing import TYPE_CHECKING
+
+from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._registry import (
     DEFAULT_DETECTOR,
     ENGINES,
@@ -16,8 +19,23 @@ from distillguard.detect._registry import (
 )
 from distillguard.detect._scan import scan
 
+if TYPE_CHECKING:
+    from distillguard.detect._online import OnlineDetector
+
+
+def __getattr__(name: str) -> object:
+    # The online detector pulls in polars and scipy; load it only when asked for.
+    if name == "OnlineDetector":
+        from distillguard.detect._online import OnlineDetector
+
+        return OnlineDetector
+    raise AttributeError(f"module 'distillguard.detect' has no attribute {name!r}")
+
 __all__ = [
     "DEFAULT_DETECTOR",
+    "DetectConfig",
+    "OnlineDetector",
+    "load_config",
     "ENGINES",
     "DetectorFn",
     "Engine",

@@ -57,8 +57,10 @@ class RandomConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if isinstance(self.share, bool) or not isinstance(self.share, int | float) or not (
-            0.0 <= float(self.share) <= 1.0
+        if (
+            isinstance(self.share, bool)
+            or not isinstance(self.share, int | float)
+            or not (0.0 <= float(self.share) <= 1.0)
         ):
             problems.append(f"random.share must be a number in [0, 1], not {self.share!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):

@@ -21,7 +21,7 @@ Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 
 #: The detector `scan` and `distillguard scan` use when none is named.
-DEFAULT_DETECTOR = "volume"
+DEFAULT_DETECTOR = "graph"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ DetectorFn = Callable[[Path, Path | None], ScanResult]
 
 # (name, engine) -> "module:function", imported on first use.
 _BUILTIN: dict[tuple[str, Engine], str] = {
+    ("graph", "duckdb"): "distillguard.detect._replay:graph_detector",
     ("volume", "duckdb"): "distillguard.detect._baselines:volume_detector",
     ("random", "duckdb"): "distillguard.detect._baselines:random_detector",
 }
@@ -87,6 +88,4 @@ def get_detector(name: str, engine: Engine = "duckdb") -> DetectorFn:
             f"Detector {name!r} does not run on the {engine} engine; it runs on "
             f"{', '.join(e for e in ENGINES if name in detector_names(e))}."
         )
-    raise ConfigError(
-        f"Unknown detector {name!r}; choose one of {', '.join(detector_names())}."
-    )
+    raise ConfigError(f"Unknown detector {name!r}; choose one of {', '.join(detector_names())}.")

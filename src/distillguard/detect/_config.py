@@ -1,0 +1,96 @@
+"""The detector's configuration: thresholds and weights, versioned, loaded from TOML.
+
+The shipped defaults live in `detect_config.toml` next to this module; copy it, edit it and pass
+it with `distillguard scan --config FILE`. Bump `version` whenever a default changes, so that a
+verdict can always be traced to the thresholds that produced it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distillguard._errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplayConfig(_Strict):
+    cadence_minutes: float = Field(default=15.0, gt=0)
+
+
+class HarvestWeights(_Strict):
+    """Weights of the per-account harvest profile (each feature is in [0, 1])."""
+
+    volume: float = 1.6
+    single_turn: float = 0.6
+    elicitation: float = 1.2
+    focus: float = 0.8
+    template: float = 0.9
+    sdk: float = 1.0
+    night: float = 0.8
+    capped: float = 0.5
+    release: float = 0.8
+    new_account: float = 0.4
+    risky_channel: float = 0.4
+    unverified: float = 0.3
+    ip_churn: float = 0.8
+    bias: float = -4.2
+    volume_floor_per_day: float = 20.0
+    volume_full_per_day: float = 300.0
+    min_events: int = 5
+
+
+class LinkConfig(_Strict):
+    """When a shared attribute links accounts."""
+
+    min_accounts: int = 3
+    suspicious_mean_harvest: float = 0.45
+    nat_max_churn: float = 1.5
+    common_email_share: float = 0.01
+    creation_bucket_minutes: int = 60
+
+
+class ActionConfig(_Strict):
+    block_campaign_score: float = 0.75
+    throttle_campaign_score: float = 0.55
+    min_campaign_accounts: int = 5
+    min_member_harvest: float = 0.3
+    min_link_kinds_to_block: int = 2
+    monitor_harvest: float = 0.6
+
+
+class DetectConfig(_Strict):
+    version: str = "2026.11.1"
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    harvest: HarvestWeights = Field(default_factory=HarvestWeights)
+    links: LinkConfig = Field(default_factory=LinkConfig)
+    actions: ActionConfig = Field(default_factory=ActionConfig)
+
+
+def load_config(path: str | Path | None = None) -> DetectConfig:
+    """Load a detector configuration; the shipped defaults when `path` is None."""
+    if path is None:
+        text = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
+        where = "the shipped detect_config.toml"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Detector config {p} does not exist.")
+        text = p.read_text()
+        where = str(p)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}.") from exc
+    try:
+        return DetectConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']}.") from exc

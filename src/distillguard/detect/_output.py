@@ -1,0 +1,192 @@
+"""Turn an assessment into the format's `verdicts` and `campaigns` tables, with evidence.
+
+Every reason is a sentence with its numbers, so that an analyst can check it against the log;
+`evidence` (an added JSON column) carries the same facts structured for the console.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from distillguard.detect._config import DetectConfig
+from distillguard.detect._scoring import ACTION_NAMES, MONITOR, Assessment
+from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.traffic import CAMPAIGNS, VERDICTS
+
+_KIND_WORDS = {
+    "ip": "address",
+    "head0": "prompt template",
+    "head1": "prompt template",
+    "tail0": "prompt template",
+    "tail1": "prompt template",
+    "sys": "system prompt",
+    "payment": "payment fingerprint",
+    "email": "e-mail domain",
+    "created": "sign-up burst",
+}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def profile_reasons(f: dict[str, np.ndarray], h: float, i: int) -> list[str]:
+    """The harvest profile of account `i` in words, strongest facts only."""
+    parts = [f"{f['rate_per_day'][i]:.0f} requests/day over {int(f['events'][i])} requests"]
+    notable: list[tuple[str, str]] = [
+        ("single_turn", f"{_pct(f['single_turn'][i])} single-turn"),
+        ("elicitation", f"{_pct(f['elicitation'][i])} ask for step-by-step reasoning or grading"),
+        ("focus", f"{_pct(f['focus'][i])} coding, maths or tool use"),
+        ("template", f"{_pct(f['template'][i])} on one repeated template"),
+        ("sdk", f"{_pct(f['sdk'][i])} from an SDK client"),
+        ("capped", f"{_pct(f['capped'][i])} stopped at max_tokens"),
+    ]
+    for name, text in notable:
+        if f[name][i] >= 0.5:
+            parts.append(text)
+    if f["night"][i] >= 0.5:
+        parts.append(f"{_pct(f['night_share'][i])} during the account's local night")
+    if f["release"][i] >= 0.5:
+        parts.append("moved onto a model within 48 h of its release")
+    out = [f"harvest profile {h:.2f}: " + ", ".join(parts)]
+    meta = []
+    if f["new_account"][i] >= 1:
+        meta.append("opened less than 14 days before its first request")
+    if f["risky_channel"][i] >= 1:
+        meta.append("signed up through an education/research/startup channel")
+    if f["unverified"][i] >= 1:
+        meta.append("unverified")
+    if meta:
+        out.append("account " + ", ".join(meta))
+    return out
+
+
+def _diverse(keys: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Up to `limit` keys, one of each kind first, so that the reasons show every link type."""
+    firsts: dict[int, tuple[int, int]] = {}
+    for k in keys:
+        firsts.setdefault(k[0], k)
+    rest = [k for k in keys if firsts.get(k[0]) != k]
+    return (list(firsts.values()) + rest)[:limit]
+
+
+def _campaign_names(a: Assessment) -> dict[int, str]:
+    """Stable, score-ranked campaign ids: C001 is the riskiest."""
+    comps = sorted(
+        a.component_size,
+        key=lambda c: (-float(a.campaign_score[a.component == c].max()), c),
+    )
+    return {c: f"C{n + 1:03d}" for n, c in enumerate(comps)}
+
+
+def _key_label(state: DetectorState, kind: str, code: int,
+               example: Callable[[str], str] | None) -> str:
+    label = state.kinds[kind].key_label[code]
+    if kind in TEMPLATE_KINDS and example is not None:
+        text = example(label)
+        return f"'{text[:120]}'" if text else label
+    return label
+
+
+def verdict_table(
+    state: DetectorState,
+    a: Assessment,
+    cfg: DetectConfig,
+    first_flagged_us: np.ndarray | None,
+    example: Callable[[str], str] | None = None,
+) -> pa.Table:
+    """One row per account seen, in the VERDICTS schema plus `evidence`."""
+    m = state.size
+    names = _campaign_names(a)
+    by_acct: dict[int, list[tuple[int, int]]] = {}
+    sp = a.suspicious_pairs
+    if len(sp):
+        order = np.argsort(sp[:, 2], kind="stable")
+        for row in sp[order]:
+            by_acct.setdefault(int(row[2]), []).append((int(row[0]), int(row[1])))
+    reasons: list[str] = []
+    evidence: list[str] = []
+    for i in range(m):
+        if a.action[i] < MONITOR and a.harvest[i] < 0.3:
+            reasons.append("[]")
+            evidence.append("{}")
+            continue
+        rs = profile_reasons(a.features, float(a.harvest[i]), i)
+        ev: dict[str, object] = {
+            "harvest": round(float(a.harvest[i]), 4),
+            "features": {k: round(float(v[i]), 4) for k, v in a.features.items()},
+        }
+        cid = int(a.component[i])
+        if cid >= 0:
+            kinds = ", ".join(sorted({_KIND_WORDS[k] for k in a.component_kinds[cid]}))
+            rs.append(
+                f"member of campaign {names[cid]}: {a.component_size[cid]} accounts linked by "
+                f"shared {kinds} (campaign score {a.campaign_score[i]:.2f})"
+            )
+            shared = []
+            for kind_i, code in _diverse(by_acct.get(i, []), 6):
+                kind = LINK_KINDS[kind_i]
+                n_acc = state.kinds[kind].key_accounts[code]
+                label = _key_label(state, kind, code, example)
+                rs.append(f"shares {_KIND_WORDS[kind]} {label} with {n_acc - 1} other accounts")
+                shared.append({"kind": kind, "value": label, "accounts": n_acc})
+            ev["campaign"] = names[cid]
+            ev["shared"] = shared
+        reasons.append(json.dumps(rs))
+        evidence.append(json.dumps(ev))
+    flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)
+    ts = [
+        datetime.fromtimestamp(int(x) / 1e6, tz=UTC) if x >= 0 else None for x in flagged[:m]
+    ]
+    table = pa.table(
+        {
+            "account_id": pa.array(state.ids, pa.string()),
+            "score": pa.array(np.round(a.score, 6), pa.float64()),
+            "action": pa.array([ACTION_NAMES[int(x)] for x in a.action], pa.string()),
+            "campaign_id": pa.array(
+                [names.get(int(c)) if c >= 0 else None for c in a.component], pa.string()
+            ),
+            "first_flagged_ts": pa.array(ts, VERDICTS.schema.field("first_flagged_ts").type),
+            "reasons": pa.array(reasons, pa.string()),
+            "evidence": pa.array(evidence, pa.string()),
+        }
+    )
+    return table
+
+
+def campaign_table(state: DetectorState, a: Assessment, verdicts: pa.Table) -> pa.Table:
+    """One row per campaign, from the verdicts already built."""
+    names = _campaign_names(a)
+    events = state.counters["n"][: state.size]
+    flagged = verdicts.column("first_flagged_ts").to_pylist()
+    rows: dict[str, list[object]] = {c: [] for c in CAMPAIGNS.schema.names}
+    rows["evidence"] = []
+    for cid, name in sorted(names.items(), key=lambda kv: kv[1]):
+        idx = np.flatnonzero(a.component == cid)
+        times = [flagged[i] for i in idx if flagged[i] is not None]
+        kinds = sorted({_KIND_WORDS[k] for k in a.component_kinds[cid]})
+        h = a.harvest[idx]
+        rows["campaign_id"].append(name)
+        rows["accounts"].append(len(idx))
+        rows["events"].append(int(events[idx].sum()))
+        rows["score"].append(round(float(a.campaign_score[idx].max()), 6))
+        rows["first_flagged_ts"].append(min(times) if times else None)
+        rows["reasons"].append(
+            json.dumps(
+                [
+                    f"{len(idx)} accounts linked by shared {', '.join(kinds)}",
+                    f"mean harvest profile {h.mean():.2f} (min {h.min():.2f}, max {h.max():.2f})",
+                    f"{int(events[idx].sum())} requests served to its accounts",
+                ]
+            )
+        )
+        rows["evidence"].append(
+            json.dumps({"link_kinds": a.component_kinds[cid], "mean_harvest": float(h.mean())})
+        )
+    schema = CAMPAIGNS.schema.append(pa.field("evidence", pa.string()))
+    return pa.table(rows, schema=schema)

@@ -189,9 +189,7 @@ def test_missing_labels_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_duplicate_verdicts_are_rejected(tmp_path: Path) -> None:
     log, vdir = write_log(tmp_path)
-    dup = pa.Table.from_pylist(
-        [{"account_id": "d1", "score": 0.1, "action": "allow"}] * 2
-    )
+    dup = pa.Table.from_pylist([{"account_id": "d1", "score": 0.1, "action": "allow"}] * 2)
     write_table(vdir, "verdicts", dup)
     with pytest.raises(LogFormatError, match="'d1' has 2 verdicts"):
         evaluate(log, vdir)

@@ -16,9 +16,7 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Argument(help="One or more verdict directories, scored side by side."),
         ],
-        report: Annotated[
-            Path | None, typer.Option(help="Write the HTML report here.")
-        ] = None,
+        report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
         json_out: Annotated[
             bool, typer.Option("--json", help="Print the metrics as JSON instead of tables.")
         ] = False,

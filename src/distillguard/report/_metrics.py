@@ -384,9 +384,7 @@ def _evaluate(
                     blocked=int((blocked & m).sum()),
                 )
             )
-    scores_by_persona = {
-        p: score[persona == p] for p in sorted(set(persona.tolist()))
-    }
+    scores_by_persona = {p: score[persona == p] for p in sorted(set(persona.tolist()))}
 
     campaigns = _campaigns(con, e, campaign, distill, flagged, flag_known, flag_us, caught_share)
     distill_events = sum(c.events for c in campaigns)

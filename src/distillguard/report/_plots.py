@@ -59,8 +59,8 @@ def score_distributions(evaluations: Sequence[Evaluation]) -> bytes:
             ax.scatter(
                 sample,
                 i + rng.uniform(-0.2, 0.2, len(sample)),
-                s=4,
-                alpha=0.35,
+                s=7,
+                alpha=0.5,
                 color=color,
                 linewidths=0,
             )
@@ -86,14 +86,24 @@ def campaign_timelines(evaluations: Sequence[Evaluation]) -> bytes | None:
     lookups = [{c.campaign_id: c for c in ev.campaigns} for ev in evaluations]
     for idx, c in enumerate(campaigns):
         ax = axes[idx // ncols][idx % ncols]
-        x = _dates(c.timeline_end_us)
-        ax.fill_between(x, c.timeline_events, color="0.85", step="post", label="all events")
+        # The curves start at zero at the campaign's first event and rise to each slice's end.
+        start = int(
+            c.timeline_end_us[0]
+            - (c.timeline_end_us[-1] - c.timeline_end_us[0]) / max(1, len(c.timeline_end_us) - 1)
+        )
+        x = _dates(np.r_[start, c.timeline_end_us])
+        ax.fill_between(x, np.r_[0, c.timeline_events], color="0.85", label="all events")
         for k, (ev, look) in enumerate(zip(evaluations, lookups, strict=True)):
             ci = look.get(c.campaign_id)
             if ci is None or not len(ci.timeline_harvested):
                 continue
             color = _COLORS[k % len(_COLORS)]
-            ax.step(x, ci.timeline_harvested, where="post", color=color, label=f"{ev.name}: before detection")
+            ax.plot(
+                x,
+                np.r_[0, ci.timeline_harvested],
+                color=color,
+                label=f"{ev.name}: before detection",
+            )
             if ci.caught_us is not None:
                 ax.axvline(_dates(np.array([ci.caught_us]))[0], color=color, ls="--", lw=1)
             elif ci.first_flagged_us is not None:
@@ -118,7 +128,13 @@ def pr_curves(evaluations: Sequence[Evaluation]) -> bytes:
         color = _COLORS[k % len(_COLORS)]
         ap = ev.average_precision
         ap_text = "n/a" if math.isnan(ap) else f"{ap:.3f}"
-        ax.step(ev.pr.recall, ev.pr.precision, where="post", color=color, label=f"{ev.name} (AP {ap_text})")
+        ax.step(
+            ev.pr.recall,
+            ev.pr.precision,
+            where="post",
+            color=color,
+            label=f"{ev.name} (AP {ap_text})",
+        )
         if not math.isnan(ev.precision):
             ax.plot([ev.account_recall], [ev.precision], "o", color=color)
     ax.set_xlabel("recall (distill accounts)")

@@ -96,7 +96,9 @@ def campaign_rows(evaluations: Sequence[Evaluation]) -> Rows:
                 cells.append("n/a")
                 continue
             mark = "caught" if ci.caught else "missed"
-            cells.append(f"{_pct(ci.flagged_share, 0)} flagged, {_pct(ci.harvest_share)} harvested, {mark}")
+            cells.append(
+                f"{_pct(ci.flagged_share, 0)} flagged, {_pct(ci.harvest_share)} harvested, {mark}"
+            )
         rows.append([c.campaign_id, str(c.accounts), str(c.events), *cells])
     return Rows(
         "Campaigns: accounts flagged, harvest before detection",

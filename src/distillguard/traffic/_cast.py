@@ -81,8 +81,13 @@ def check_type(column: str, stored: pa.DataType, target: pa.DataType) -> None:
 
 
 def _strings_to_ts(arr: pa.Array) -> pa.Array:
-    # Strings without a zone are UTC (the format says every timestamp is UTC).
     arr = pc.cast(arr, pa.string())
+    try:  # the common case: every string has its zone (what our writers produce)
+        return pc.cast(arr, TS)
+    except _CAST_ERRORS:
+        pass
+    # Strings without a zone are UTC (the format says every timestamp is UTC); 'z' is 'Z'.
+    arr = pc.replace_substring_regex(arr, "z$", "Z")
     zoned = pc.match_substring_regex(arr, _HAS_ZONE)
     fixed = pc.if_else(pc.fill_null(zoned, True), arr, pc.binary_join_element_wise(arr, "Z", ""))
     return pc.cast(fixed, TS)

@@ -21,7 +21,6 @@ import io
 import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 from typing import IO, Any, cast
 
 import pyarrow as pa
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from distillguard._errors import LogFormatError
-from distillguard.traffic._cast import CellError, ColumnError, conform_batch
+from distillguard.traffic._cast import CellError, ColumnError, conform_batch, to_timestamp
 from distillguard.traffic._files import TableFile
 from distillguard.traffic._problems import Location, Problem
 from distillguard.traffic._schema import TS, Table
@@ -105,9 +104,9 @@ def _kind_ok(value: Any, t: pa.DataType) -> str | None:
     if t == TS:
         if not isinstance(value, str):
             return f"value {value!r} is not an ISO-8601 time string"
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
+        try:  # the same parser as the vectorised path, so both agree on what is valid
+            to_timestamp(pa.array([value], pa.string()))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return f"value {value!r} is not an ISO-8601 time such as '2026-03-01T12:00:00Z'"
         return None
     if pa.types.is_string(t):
@@ -145,23 +144,35 @@ def _python_pass(
     warn: Warn,
 ) -> Iterator[pa.RecordBatch]:
     types = {f.name: f.type for f in _read_schema(spec)} if spec else {}
+    checks = {f.name: f.type for f in spec.schema} if spec else {}
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     seen = 0
 
-    def flush() -> pa.RecordBatch:
-        names = list(types) + [k for r in rows for k in r if k not in types]
-        names = list(dict.fromkeys(names))
+    def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return conform_batch(spec, batch, columns) if spec else _select(batch, columns)
+
+    def emit() -> Iterator[pa.RecordBatch]:
+        """Deliver the rows gathered so far (up to a bad value, if one is among them)."""
+        if not rows:
+            return
+        names = list(dict.fromkeys([*types, *(k for r in rows for k in r if k not in types)]))
         arrays = [_column([r.get(n) for r in rows], types.get(n)) for n in names]
         batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        at = list(lines)
+        rows.clear()
+        lines.clear()
         try:
-            return conform_batch(spec, batch, columns) if spec else _select(batch, columns)
+            out = conform(batch)
         except CellError as exc:
+            if exc.index:
+                yield conform(batch.slice(0, exc.index))
             raise LogFormatError(
-                exc.message, file=str(tf), row=lines[exc.index], column=exc.column
+                exc.message, file=str(tf), row=at[exc.index], column=exc.column
             ) from None
         except ColumnError as exc:
             raise LogFormatError(exc.message, file=str(tf), column=exc.column) from None
+        yield out
 
     with _open(tf) as fh:
         lineno = 0
@@ -176,9 +187,8 @@ def _python_pass(
                 try:
                     obj = json.loads(raw)
                 except ValueError:
+                    yield from emit()
                     if not raw.endswith(b"\n") and tf.encoding == "jsonl":
-                        if rows:
-                            yield flush()
                         warn(
                             Problem(
                                 "warning",
@@ -189,45 +199,32 @@ def _python_pass(
                             )
                         )
                         return
-                    yield from _fail_after(rows, flush)
                     raise LogFormatError(
                         "line is not valid JSON; fix or remove the line", file=str(tf), row=lineno
                     ) from None
                 if not isinstance(obj, dict):
+                    yield from emit()
                     raise LogFormatError("line is not a JSON object", file=str(tf), row=lineno)
-                for name, t in types.items():
+                for name, t in checks.items():
                     why = _kind_ok(obj.get(name), t)
                     if why is None and spec and name in spec.required and obj.get(name) is None:
                         why = "required value is null or absent"
                     if why:
-                        yield from _fail_after(rows, flush)
+                        yield from emit()
                         raise LogFormatError(why, file=str(tf), row=lineno, column=name)
                 rows.append(obj)
                 lines.append(lineno)
                 if len(rows) >= batch_size:
-                    yield flush()
-                    rows.clear()
-                    lines.clear()
+                    yield from emit()
         except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-            yield from _fail_after(rows, flush)
+            yield from emit()
             raise LogFormatError(
-                f"the gzip data ends early or is corrupt ({exc}); the file is truncated: "
-                f"the {seen - 1 if seen else 0} rows before this point were read",
+                f"the gzip data ends early or is corrupt ({exc}); the file is truncated "
+                f"(the {seen} rows before this point were read)",
                 file=str(tf),
                 row=lineno + 1,
             ) from None
-    if rows:
-        yield flush()
-
-
-def _fail_after(
-    rows: list[dict[str, Any]], flush: Callable[[], pa.RecordBatch]
-) -> Iterator[pa.RecordBatch]:
-    """Deliver the good rows gathered so far before an error is raised."""
-    if rows:
-        batch = flush()
-        rows.clear()
-        yield batch
+    yield from emit()
 
 
 def to_json_ready(data: pa.Table) -> pa.Table:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
+import os
 import tempfile
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from distillguard.traffic._schema import TABLES, TS, Table
 log = logging.getLogger("distillguard.traffic")
 
 DEFAULT_BATCH = 65_536
+CACHE_DIR = ".distillguard-cache"
+FORMAT_CACHE_VERSION = 1  # bump when the typed copies change shape
 
 _DUCK_TYPES = {
     pa.string(): "VARCHAR",
@@ -68,9 +70,11 @@ class TrafficLog:
 
     Args:
         path: the log directory.
-        cache_dir: where `duckdb_view` puts typed Parquet copies of tables that
-            DuckDB cannot scan in place (JSONL, off-type Parquet). Defaults to a
-            temporary directory removed with this object.
+        cache_dir: where `duckdb_view` puts typed Parquet copies of files that
+            DuckDB cannot scan in place (JSONL, off-type Parquet). Default:
+            `<log>/.distillguard-cache` (readers ignore it), or a folder under
+            the temp directory when the log is read-only. A copy is reused
+            while its source file keeps its size and mtime.
 
     Examples:
         >>> log = TrafficLog("out/log")                      # doctest: +SKIP
@@ -86,8 +90,6 @@ class TrafficLog:
             )
         self.warnings: list[Problem] = []
         self._cache_root = Path(cache_dir) if cache_dir is not None else None
-        self._cache: dict[tuple[str, int, int], Path] = {}
-        self._tmp: Path | None = None
 
     def __repr__(self) -> str:
         return f"TrafficLog({str(self.path)!r})"
@@ -99,11 +101,7 @@ class TrafficLog:
         self.close()
 
     def close(self) -> None:
-        """Remove the temporary DuckDB cache (views over it stop working)."""
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-            self._cache.clear()
+        """Nothing to release today; kept so callers can use `with TrafficLog(...)`."""
 
     # -- what is there --------------------------------------------------------------
 
@@ -187,33 +185,60 @@ class TrafficLog:
 
     # -- DuckDB ---------------------------------------------------------------------
 
-    def _cache_path(self, name: str, tf: TableFile) -> Path:
+    def _cache_root_dir(self) -> Path:
+        """`<log>/.distillguard-cache`, or a per-log folder under the temp dir if the log is read-only."""
         if self._cache_root is not None:
-            root = self._cache_root
-            root.mkdir(parents=True, exist_ok=True)
+            roots = [self._cache_root]
         else:
-            if self._tmp is None:
-                self._tmp = Path(tempfile.mkdtemp(prefix="distillguard-log-"))
-                weakref.finalize(self, shutil.rmtree, self._tmp, True)
-            root = self._tmp
+            digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:16]
+            roots = [
+                self.path / CACHE_DIR,
+                Path(tempfile.gettempdir()) / "distillguard-cache" / digest,
+            ]
+        for root in roots:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                probe = root / f".probe-{os.getpid()}"
+                probe.touch()
+                probe.unlink()
+                return root
+            except OSError:
+                continue
+        raise LogFormatError(
+            "no writable cache directory for the DuckDB view; pass cache_dir=", file=str(roots[0])
+        )
+
+    def _cache_path(self, name: str, tf: TableFile) -> Path:
+        """A typed Parquet copy of one file, kept next to the log and reused while the file is unchanged.
+
+        The copy outlives this object on purpose: views built on it stay valid
+        after the TrafficLog is gone, and the next scan of the same JSONL file
+        skips the conversion.
+        """
         st = tf.path.stat()
-        key = (str(tf.path), st.st_mtime_ns, st.st_size)
-        if key in self._cache and self._cache[key].exists():
-            return self._cache[key]
-        out = root / f"{name}-{len(self._cache):05d}.parquet"
+        key = f"{tf.path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{FORMAT_CACHE_VERSION}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+        out = self._cache_root_dir() / f"{name}-{digest}.parquet"
+        if out.exists():
+            return out
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         spec = TABLES.get(name)
         writer: pq.ParquetWriter | None = None
         try:
             for batch in self._file_batches(tf, spec, None, DEFAULT_BATCH):
                 if writer is None:
-                    writer = pq.ParquetWriter(out, batch.schema, compression="zstd")
+                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
                 writer.write_batch(batch)
+            if writer is None:  # no rows: an empty typed file keeps the view valid
+                pq.write_table(self._empty(spec, None), tmp)
+            else:
+                writer.close()
+                writer = None
+            tmp.replace(out)
         finally:
             if writer is not None:
                 writer.close()
-        if writer is None:  # no rows: an empty typed file keeps the view valid
-            pq.write_table(self._empty(spec, None), out)
-        self._cache[key] = out
+            tmp.unlink(missing_ok=True)
         return out
 
     def duckdb_view(self, con: Any, name: str, view_name: str | None = None) -> str:

@@ -50,6 +50,7 @@ class LinkConfig(_Strict):
     """When a shared attribute links accounts."""
 
     min_accounts: int = 3
+    min_link_families: int = 2
     suspicious_mean_harvest: float = 0.45
     nat_max_churn: float = 1.5
     common_email_share: float = 0.01
@@ -61,7 +62,6 @@ class ActionConfig(_Strict):
     throttle_campaign_score: float = 0.55
     min_campaign_accounts: int = 5
     min_member_harvest: float = 0.3
-    min_link_kinds_to_block: int = 2
     monitor_harvest: float = 0.6
 
 

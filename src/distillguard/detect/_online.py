@@ -77,9 +77,11 @@ class OnlineDetector:
 
     def verdicts(self) -> pa.Table:
         """Current verdicts, one row per account seen (VERDICTS schema plus `evidence`)."""
+        from distillguard.detect._communities import refine_campaigns
         from distillguard.detect._output import verdict_table
 
-        return verdict_table(self.state, self.assess(), self.config, first_flagged_us=None)
+        a = refine_campaigns(self.assess(), self.config.links.min_accounts)
+        return verdict_table(self.state, a, self.config, first_flagged_us=None)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
@@ -135,7 +136,7 @@ def graph_detector(log_dir: Path, config: Path | None = None,
     signals = compute_signals(log_dir, progress)
     overrides = load_overrides(log_dir)
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress)
-    a = det.assess()
+    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     ids = []
     for kind_i, code, _acct in a.suspicious_pairs:

@@ -22,6 +22,12 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._state import DAY_US, LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
 ALLOW, MONITOR, THROTTLE, BLOCK = 0, 1, 2, 3
+
+# Template keys are facets of one signal (the prompt); every other kind of link stands alone.
+_FAMILY_NAMES = ("template", "ip", "payment", "email", "created")
+_FAMILY = np.array(
+    [_FAMILY_NAMES.index("template" if k in TEMPLATE_KINDS else k) for k in LINK_KINDS], np.int64
+)
 ACTION_NAMES = ("allow", "monitor", "throttle", "block")
 
 
@@ -117,6 +123,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
     comp_size: dict[int, int] = {}
     campaign_score = np.zeros(m)
     suspicious = np.zeros((0, 3), np.int64)
+    linked = np.zeros(m, bool)
     if len(pairs):
         kind_idx, key, acct = pairs[:, 0], pairs[:, 1], pairs[:, 2]
         # One id per (kind, key): keys of different kinds never merge.
@@ -130,6 +137,13 @@ def assess(state: DetectorState, cfg: DetectConfig,
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (mean_h >= 0.6)
         sus_key = (members >= lk.min_accounts) & (mean_h >= lk.suspicious_mean_harvest) & ip_ok
         keep = sus_key[inv] & (h[acct] >= act.min_member_harvest)
+        linked[acct[keep]] = True
+        # An account joins a campaign only when two independent kinds of link tie it in (a
+        # shared benchmark prompt alone makes an evaluation runner look like a member).
+        fam = _FAMILY[kind_idx]
+        fam_pairs = np.unique(acct[keep] * len(_FAMILY_NAMES) + fam[keep])
+        n_fam = np.bincount(fam_pairs // len(_FAMILY_NAMES), minlength=m)
+        keep &= n_fam[acct] >= lk.min_link_families
         suspicious = pairs[keep]
         if len(suspicious):
             k_inv = inv[keep]
@@ -148,26 +162,20 @@ def assess(state: DetectorState, cfg: DetectConfig,
                     continue
                 kinds_here = np.unique(suspicious[np.isin(suspicious[:, 2], idx), 0])
                 kind_names = sorted({LINK_KINDS[int(k)] for k in kinds_here})
-                # Template keys are facets of one signal; count them once.
-                families = {("template" if k in TEMPLATE_KINDS else k) for k in kind_names}
+                families = {_FAMILY_NAMES[_FAMILY[int(k)]] for k in kinds_here}
                 mh = float(h[idx].mean())
                 size_factor = 1.0 - np.exp(-size / 4.0)
-                kinds_factor = min(1.0, 0.55 + 0.2 * len(families))
-                s = mh * size_factor * kinds_factor
+                kinds_factor = min(1.0, 0.55 + 0.15 * len(families))
                 cid = int(lab)
                 component[idx] = cid
-                campaign_score[idx] = s
+                campaign_score[idx] = mh * size_factor * kinds_factor
                 comp_kinds[cid] = kind_names
                 comp_size[cid] = size
 
     action = np.full(m, ALLOW, np.int64)
     action[h >= act.monitor_harvest] = MONITOR
     in_comp = component >= 0
-    action[in_comp] = MONITOR
-    n_fam = np.zeros(m, np.int64)
-    for cid, kinds in comp_kinds.items():
-        fams = {("template" if k in TEMPLATE_KINDS else k) for k in kinds}
-        n_fam[component == cid] = len(fams)
+    action[in_comp | linked] = MONITOR
     size_arr = np.zeros(m, np.int64)
     for cid, size in comp_size.items():
         size_arr[component == cid] = size
@@ -176,7 +184,6 @@ def assess(state: DetectorState, cfg: DetectConfig,
         in_comp
         & (campaign_score >= act.block_campaign_score)
         & (size_arr >= act.min_campaign_accounts)
-        & (n_fam >= act.min_link_kinds_to_block)
         & (h >= act.min_member_harvest)
     )
     action[throttle] = THROTTLE

@@ -1,0 +1,65 @@
+"""Campaign assembly: hydra accounts are linked and blocked; look-alike legitimate users are not."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from distillguard.detect import OnlineDetector
+
+from . import scenes
+from .builders import account_table, event_table
+
+
+def _verdicts(*parts: tuple[list[dict[str, object]], list[dict[str, object]]]) -> pl.DataFrame:
+    rows = [r for p in parts for r in p[0]]
+    accts = [a for p in parts for a in p[1]]
+    det = OnlineDetector(accounts=account_table(accts))
+    det.update(event_table(rows))
+    frame = pl.from_arrow(det.verdicts())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def test_hydra_is_one_campaign_and_blocked_beside_hard_negatives() -> None:
+    v = _verdicts(scenes.hydra(), scenes.classroom(), scenes.enterprise(), scenes.eval_runner())
+    hydra = v.filter(pl.col("account_id").str.starts_with("h"))
+    assert hydra["action"].to_list() == ["block"] * 12
+    assert hydra["campaign_id"].n_unique() == 1 and hydra["campaign_id"][0] is not None
+    others = v.filter(~pl.col("account_id").str.starts_with("h"))
+    assert set(others["action"].to_list()) <= {"allow", "monitor"}
+    assert others["campaign_id"].null_count() == others.height
+
+
+def test_reasons_name_the_shared_links_with_numbers() -> None:
+    v = _verdicts(scenes.hydra())
+    reasons = json.loads(v.filter(pl.col("account_id") == "h0")["reasons"][0])
+    text = " ".join(reasons)
+    assert "campaign" in text and "address 203.0.113." in text
+    assert "payment fingerprint card-7" in text
+    assert any("requests/day" in r for r in reasons)
+
+
+def test_two_unrelated_clusters_are_two_campaigns() -> None:
+    a_rows, a_accts = scenes.hydra(prefix="ha")
+    b_rows, b_accts = scenes.hydra(prefix="hb")
+    # The second operator has its own proxies, cards and e-mail domain.
+    for r in b_rows:
+        r["ip"] = str(r["ip"]).replace("203.0.113.", "100.64.9.")
+        r["system"] = "You are a senior engineer. Give full reasoning."
+        r["prompt"] = "Implement in Rust: " + str(r["prompt"])
+    for acc in b_accts:
+        acc["payment_fingerprint"] = "card-99" if acc["payment_fingerprint"] == "card-7" else acc["payment_fingerprint"]
+        acc["email_domain"] = "other-hub.net"
+        acc["created_at"] = acc["created_at"] - __import__("datetime").timedelta(days=3)  # type: ignore[operator]
+    v = _verdicts((a_rows, a_accts), (b_rows, b_accts))
+    ca = v.filter(pl.col("account_id").str.starts_with("ha"))["campaign_id"].unique().to_list()
+    cb = v.filter(pl.col("account_id").str.starts_with("hb"))["campaign_id"].unique().to_list()
+    assert len(ca) == 1 and len(cb) == 1 and ca != cb
+
+
+def test_a_lone_harvest_like_account_is_only_monitored() -> None:
+    rows, accts = scenes.hydra(n_accounts=1)
+    v = _verdicts((rows, accts))
+    assert v["action"].to_list() == ["monitor"]

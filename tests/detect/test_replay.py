@@ -1,0 +1,87 @@
+"""The replay: decisions use only the past, and the scan writes what the format says."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from typer.testing import CliRunner
+
+from distillguard.cli import app
+from distillguard.detect import scan
+from distillguard.traffic import read_table, write_table
+
+from . import scenes
+from .builders import T0, account_table, event_table
+
+
+def _write_log(path: Path, rows: list[dict[str, object]], accts: list[dict[str, object]]) -> None:
+    write_table(path, "events", event_table(rows))
+    write_table(path, "accounts", account_table(accts))
+
+
+def _scene() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    parts = [scenes.hydra(n_accounts=10, n_events=150), scenes.classroom(12), scenes.enterprise()]
+    # A second wave of hydra accounts opens a day later: it must be caught by linkage, fast.
+    late_rows, late_accts = scenes.hydra(n_accounts=6, n_events=60, start_hours=24, prefix="late")
+    parts.append((late_rows, late_accts))
+    return [r for p in parts for r in p[0]], [a for p in parts for a in p[1]]
+
+
+def test_scan_flags_early_and_writes_the_format(tmp_path: Path) -> None:
+    rows, accts = _scene()
+    _write_log(tmp_path / "log", rows, accts)
+    result = scan(tmp_path / "log", tmp_path / "out")
+    v = pl.from_arrow(read_table(tmp_path / "out", "verdicts"))
+    assert isinstance(v, pl.DataFrame)
+    assert v.height == len({r["account_id"] for r in rows})
+    hydra = v.filter(pl.col("account_id").str.starts_with("h") | pl.col("account_id").str.starts_with("late"))
+    assert set(hydra["action"]) == {"block"}
+    benign = v.filter(~pl.col("account_id").is_in(hydra["account_id"].to_list()))
+    assert benign["first_flagged_ts"].null_count() == benign.height
+    # Late accounts join a known campaign: flagged within an hour of their first request.
+    late = hydra.filter(pl.col("account_id").str.starts_with("late"))
+    first = T0 + timedelta(hours=24)
+    assert all(ts - first < timedelta(hours=1, minutes=30) for ts in late["first_flagged_ts"])
+    c = read_table(tmp_path / "out", "campaigns")
+    assert c.num_rows >= 1 and c.column("accounts")[0].as_py() >= 10
+    assert json.loads(c.column("reasons")[0].as_py())
+    assert result.verdicts.num_rows == v.height
+
+
+def test_changing_the_future_never_changes_past_flags(tmp_path: Path) -> None:
+    rows, accts = _scene()
+    cut = T0 + timedelta(hours=30)
+    _write_log(tmp_path / "a", rows, accts)
+    # Same past; a different future: later events dropped, others rewritten as benign chat.
+    future = [dict(r) for r in rows if r["ts"] >= cut]  # type: ignore[operator]
+    for r in future[::2]:
+        r["prompt"] = "hello, how are you"
+    past = [r for r in rows if r["ts"] < cut]  # type: ignore[operator]
+    _write_log(tmp_path / "b", past + future[::2], accts)
+    va = scan(tmp_path / "a", tmp_path / "va").verdicts
+    vb = scan(tmp_path / "b", tmp_path / "vb").verdicts
+
+    def before(v: pa.Table) -> dict[str, object]:
+        return {
+            a: t for a, t in zip(v.column("account_id").to_pylist(),
+                                 v.column("first_flagged_ts").to_pylist(), strict=True)
+            if t is not None and t <= cut
+        }
+
+    assert before(va) and before(va) == before(vb)
+
+
+def test_scan_cli_and_overrides(tmp_path: Path) -> None:
+    rows, accts = scenes.hydra(n_accounts=8, n_events=80)
+    _write_log(tmp_path / "log", rows, accts)
+    write_table(tmp_path / "log", "overrides", pa.table({"account_id": ["h0"], "action": ["benign"]}))
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "log"), "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    v = pl.from_arrow(read_table(tmp_path / "v", "verdicts"))
+    assert isinstance(v, pl.DataFrame)
+    actions = dict(zip(v["account_id"], v["action"], strict=True))
+    assert actions["h0"] == "allow" and actions["h1"] == "block"

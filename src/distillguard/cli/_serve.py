@@ -1,0 +1,126 @@
+"""`distillguard serve`, `distillguard keys create|revoke|list`, `distillguard export`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        upstream: Annotated[list[str] | None, typer.Option(help="Upstream as [MODEL_PATTERN=]SPEC; SPEC is local, fake, http(s)://HOST/v1 (OpenAI-compatible) or anthropic+https://HOST. Repeat for several. Default: the built-in local model.")] = None,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
+        admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin (default: a random one, printed once).")] = None,
+        limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
+        watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
+        upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
+        max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
+        capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
+        detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
+        no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        fast_path: Annotated[bool, typer.Option(help="Dispatch the proxy routes before FastAPI's router (benchmarks compare both).")] = True,
+    ) -> None:
+        """Run the OpenAI- and Anthropic-compatible gateway (capture, limits, policy, online detection)."""
+        import json
+        import secrets
+
+        from rich.console import Console
+
+        from distillguard._errors import ConfigError
+        from distillguard.enforce import LimitsConfig
+        from distillguard.gateway import GatewayConfig
+        from distillguard.gateway import serve as run
+
+        console = Console(stderr=True)
+        limits_cfg = LimitsConfig()
+        if limits is not None:
+            try:
+                limits_cfg = LimitsConfig.from_dict(json.loads(limits.read_text()))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"Cannot read limits file {limits}: {exc}") from exc
+        if admin_token is None:
+            admin_token = secrets.token_urlsafe(24)
+            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
+        cfg = GatewayConfig(
+            db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis,
+            admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
+            upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
+            capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
+            upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
+        )
+        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
+        run(cfg, host, port, log_level, fast_path)
+
+    keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+
+    @keys.command("create")
+    def keys_create(
+        account_id: Annotated[str, typer.Argument(help="Account that owns the key (created if new).")],
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
+    ) -> None:
+        """Create an API key; the key is printed once, on the last line."""
+        from distillguard.gateway import Store, issue_key
+
+        issued = issue_key(Store(db, table_prefix), account_id, name)
+        typer.echo(f"key_id {issued.key_id} for account {issued.account_id} (store the key now; it is not shown again):")
+        typer.echo(issued.key)
+
+    @keys.command("revoke")
+    def keys_revoke(
+        key_id: Annotated[str, typer.Argument(help="The key's id (kXXXXXXXXXXXX).")],
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
+    ) -> None:
+        """Revoke a key; running gateways stop accepting it within seconds."""
+        from distillguard._errors import ConfigError
+        from distillguard.gateway import Store
+
+        if not Store(db, table_prefix).revoke_key(key_id):
+            raise ConfigError(f"No active key {key_id!r} in {db}; list keys with 'distillguard keys list'.")
+        typer.echo(f"revoked {key_id}")
+
+    @keys.command("list")
+    def keys_list(
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
+    ) -> None:
+        """List keys (ids and owners; keys themselves are never stored)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from distillguard.gateway import Store
+
+        t = Table("key_id", "account_id", "name", "revoked")
+        for k in Store(db, table_prefix).keys_since(-1):
+            t.add_row(k["key_id"], k["account_id"], k["name"] or "", "yes" if k["revoked_us"] else "")
+        Console().print(t)
+
+    @app.command()
+    def export(
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        out: Annotated[Path, typer.Option(help="Traffic log directory to write.")] = Path("log"),
+        fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or jsonl.gz.")] = "parquet",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
+    ) -> None:
+        """Write the gateway's captured traffic (events, accounts, overrides) as a traffic log."""
+        from distillguard._errors import ConfigError
+        from distillguard.gateway import export_log
+
+        if fmt not in ("parquet", "jsonl", "jsonl.gz"):
+            raise ConfigError(f"--format {fmt!r} is not one of parquet, jsonl, jsonl.gz.")
+        res = export_log(db, out, fmt, table_prefix)
+        typer.echo(f"wrote {res.events} events, {res.accounts} accounts, {res.overrides} overrides to {res.out}")

@@ -1,0 +1,289 @@
+"""Rate limits per key, account and campaign, on requests and tokens, per minute and per day.
+
+Counting is delegated to the `limits` library: in memory by default (one process),
+Redis when several gateway replicas must share one budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from distillguard._errors import ConfigError
+
+log = logging.getLogger("distillguard.enforce")
+
+Scope = Literal["key", "account", "campaign"]
+Strategy = Literal["fixed-window", "moving-window", "sliding-window"]
+SCOPES: tuple[Scope, ...] = ("key", "account", "campaign")
+
+
+@dataclass(frozen=True)
+class LimitSet:
+    """Budgets for one subject (a key, an account or a campaign); `None` means unlimited."""
+
+    requests_per_minute: int | None = 600
+    requests_per_day: int | None = 100_000
+    tokens_per_minute: int | None = 2_000_000
+    tokens_per_day: int | None = 100_000_000
+
+    def scaled(self, factor: float) -> LimitSet:
+        """The same budgets multiplied by `factor` (at least 1 where a budget is set)."""
+
+        def s(v: int | None) -> int | None:
+            return None if v is None else max(1, int(v * factor))
+
+        return LimitSet(
+            s(self.requests_per_minute),
+            s(self.requests_per_day),
+            s(self.tokens_per_minute),
+            s(self.tokens_per_day),
+        )
+
+    def problems(self, where: str) -> list[str]:
+        out = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                out.append(f"{where}.{f.name} must be a positive integer or null, got {v!r}")
+        return out
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "limits") -> LimitSet:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(
+                f"{where} has unknown fields {unknown}; use requests_per_minute, "
+                "requests_per_day, tokens_per_minute, tokens_per_day."
+            )
+        out = cls(**data)
+        problems = out.problems(where)
+        if problems:
+            raise ConfigError("; ".join(problems) + ".")
+        return out
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Default budgets per scope, the throttle factor, and the counting strategy.
+
+    Examples:
+        >>> LimitsConfig(account=LimitSet(requests_per_minute=60)).throttle_factor
+        0.1
+    """
+
+    key: LimitSet = field(default_factory=LimitSet)
+    account: LimitSet = field(default_factory=LimitSet)
+    campaign: LimitSet = field(
+        default_factory=lambda: LimitSet(requests_per_minute=6000, requests_per_day=1_000_000)
+    )
+    throttle_factor: float = 0.1
+    strategy: Strategy = "fixed-window"
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for scope in SCOPES:
+            problems += getattr(self, scope).problems(scope)
+        if not (0 < self.throttle_factor <= 1):
+            problems.append(f"throttle_factor must be in (0, 1], got {self.throttle_factor!r}")
+        if self.strategy not in ("fixed-window", "moving-window", "sliding-window"):
+            problems.append(
+                f"strategy must be fixed-window, moving-window or sliding-window, got {self.strategy!r}"
+            )
+        if problems:
+            raise ConfigError("Invalid limits: " + "; ".join(problems) + ".")
+
+    def for_scope(self, scope: Scope) -> LimitSet:
+        out: LimitSet = getattr(self, scope)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key.to_dict(),
+            "account": self.account.to_dict(),
+            "campaign": self.campaign.to_dict(),
+            "throttle_factor": self.throttle_factor,
+            "strategy": self.strategy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LimitsConfig:
+        base = cls()
+        kw: dict[str, Any] = {}
+        for scope in SCOPES:
+            if scope in data:
+                merged = {**getattr(base, scope).to_dict(), **dict(data[scope])}
+                kw[scope] = LimitSet.from_dict(merged, scope)
+        for name in ("throttle_factor", "strategy"):
+            if name in data:
+                kw[name] = data[name]
+        unknown = sorted(set(data) - {*SCOPES, "throttle_factor", "strategy"})
+        if unknown:
+            raise ConfigError(
+                f"Limits have unknown fields {unknown}; use key, account, campaign, "
+                "throttle_factor, strategy."
+            )
+        return replace(base, **kw)
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """The outcome of a check: allowed, or which budget ran out and when to retry."""
+
+    allowed: bool
+    retry_after: int = 0
+    scope: Scope | None = None
+    subject: str | None = None
+    budget: str | None = None
+    limit: int | None = None
+    until: float = 0.0
+
+    def message(self) -> str:
+        if self.allowed:
+            return "allowed"
+        return (
+            f"Rate limit reached for {self.scope} {self.subject}: {self.limit} "
+            f"{self.budget.replace('_', ' ') if self.budget else ''}. "
+            f"Retry after {self.retry_after} s, or ask the provider for a higher limit."
+        )
+
+
+ALLOWED = LimitResult(True)
+
+_PERIODS = {"minute": 60, "day": 86400}
+
+
+class Limiter:
+    """Checks and charges budgets.
+
+    Args:
+        config: default budgets.
+        storage_url: `None` or `memory://` for in-process counters; `redis://host:port/db`
+            to share counters between replicas.
+        key_prefix: namespace of the counters in shared storage.
+    """
+
+    def __init__(
+        self,
+        config: LimitsConfig | None = None,
+        storage_url: str | None = None,
+        key_prefix: str = "distillguard",
+    ) -> None:
+        from limits.aio import storage, strategies
+
+        self.config = config or LimitsConfig()
+        self.account_overrides: dict[str, LimitSet] = {}
+        self.storage_url = storage_url or "memory://"
+        if self.storage_url.startswith(("redis://", "rediss://", "redis+unix://")):
+            self._storage: Any = storage.RedisStorage(
+                self.storage_url, implementation="redispy", key_prefix=key_prefix
+            )
+        elif self.storage_url.startswith("memory://"):
+            self._storage = storage.MemoryStorage()
+        else:
+            raise ConfigError(
+                f"Unsupported limits storage {self.storage_url!r}; use memory:// or redis://HOST:PORT/DB."
+            )
+        kinds: dict[str, Any] = {
+            "fixed-window": strategies.FixedWindowRateLimiter,
+            "moving-window": strategies.MovingWindowRateLimiter,
+            "sliding-window": strategies.SlidingWindowCounterRateLimiter,
+        }
+        self._req = kinds[self.config.strategy](self._storage)
+        # Token budgets are charged with large costs: a moving window would store one entry
+        # per token, so tokens always use fixed windows.
+        self._tok = strategies.FixedWindowRateLimiter(self._storage)
+        self._items: dict[tuple[str, int], Any] = {}
+        self._exhausted: dict[tuple[str, str, str], LimitResult] = {}
+        from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+
+        self._per: dict[str, Any] = {"minute": RateLimitItemPerMinute, "day": RateLimitItemPerDay}
+
+    def set_config(self, config: LimitsConfig) -> None:
+        if config.strategy != self.config.strategy:
+            raise ConfigError("The limits strategy cannot change while the gateway runs; restart it.")
+        self.config = config
+
+    def _item(self, period: str, amount: int) -> Any:
+        it = self._items.get((period, amount))
+        if it is None:
+            it = self._items[(period, amount)] = self._per[period](amount, namespace="DG")
+        return it
+
+    def _limits_for(self, scope: Scope, subject: str, throttled: bool) -> LimitSet:
+        ls = self.config.for_scope(scope)
+        if scope == "account" and subject in self.account_overrides:
+            ls = self.account_overrides[subject]
+        return ls.scaled(self.config.throttle_factor) if throttled else ls
+
+    async def check(
+        self, subjects: list[tuple[Scope, str]], *, throttled: bool = False
+    ) -> LimitResult:
+        """Count one request against every subject; refuse if any request or token budget is spent.
+
+        Token budgets are charged after the exchange (`charge_tokens`), which notes here when a
+        window runs dry; so checking them costs a dictionary lookup, not a storage round trip.
+        With Redis, another replica's spending is noticed at this replica's next charge.
+        """
+        tag = "t" if throttled else "n"
+        if self._exhausted:
+            now = time.time()
+            for scope, subject in subjects:
+                dry = self._exhausted.get((tag, scope, subject))
+                if dry is not None:
+                    if dry.retry_after > 0 and dry.until > now:
+                        return LimitResult(False, max(1, math.ceil(dry.until - now)), scope, subject, dry.budget, dry.limit)
+                    del self._exhausted[(tag, scope, subject)]
+        for scope, subject in subjects:
+            ls = self._limits_for(scope, subject, throttled)
+            for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
+                if req is not None:
+                    item = self._item(period, req)
+                    if not await self._req.hit(item, "req", tag, scope, subject):
+                        return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
+        return ALLOWED
+
+    async def _refusal(
+        self, strat: Any, item: Any, scope: Scope, subject: str, budget: str, limit: int, *ids: str
+    ) -> LimitResult:
+        try:
+            stats = await strat.get_window_stats(item, *ids, scope, subject)
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
+        except Exception:  # noqa: BLE001 - stats are advisory; the refusal stands
+            retry = _PERIODS["minute" if "minute" in budget else "day"]
+        return LimitResult(False, retry, scope, subject, budget, limit)
+
+    async def charge_tokens(
+        self, subjects: list[tuple[Scope, str]], tokens: int, *, throttled: bool = False
+    ) -> None:
+        """Charge the tokens a finished exchange used to every subject's token budgets."""
+        if tokens <= 0:
+            return
+        tag = "t" if throttled else "n"
+        for scope, subject in subjects:
+            ls = self._limits_for(scope, subject, throttled)
+            for period, amount in (("minute", ls.tokens_per_minute), ("day", ls.tokens_per_day)):
+                if amount is None:
+                    continue
+                item = self._item(period, amount)
+                ids = ("tok", tag, scope, subject)
+                if await self._tok.hit(item, *ids, cost=tokens):
+                    continue
+                # hit() refuses a cost above what is left without counting it; the exchange
+                # already happened, so count what fits and refuse until the window resets.
+                stats = await self._tok.get_window_stats(item, *ids)
+                if stats.remaining > 0:
+                    await self._tok.hit(item, *ids, cost=stats.remaining)
+                self._exhausted[(tag, scope, subject)] = LimitResult(
+                    False, 1, scope, subject, f"tokens_per_{period}", amount, until=stats.reset_time
+                )
+
+    async def reset(self) -> None:
+        self._exhausted.clear()
+        await self._storage.reset()

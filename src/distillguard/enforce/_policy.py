@@ -1,0 +1,228 @@
+"""Policy: what the gateway does with an account, from detection verdicts and manual overrides.
+
+Actions, from mildest to strictest: `allow`, `monitor` (log only), `throttle` (lower
+limits), `degrade` (withhold or summarise reasoning traces, cap output length), `block`.
+An analyst's override always wins over a verdict; `benign` is an override meaning allow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from distillguard._errors import ConfigError
+
+Action = Literal["allow", "monitor", "throttle", "degrade", "block"]
+ACTIONS: tuple[str, ...] = ("allow", "monitor", "throttle", "degrade", "block")
+OVERRIDE_ACTIONS: tuple[str, ...] = (*ACTIONS, "benign")
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """How a degraded account is served."""
+
+    max_tokens_cap: int = 256
+    reasoning: Literal["withhold", "summarise"] = "withhold"
+    # Throttled accounts are degraded too: a distiller wants exactly the long reasoning traces.
+    throttle_degrades: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.max_tokens_cap, bool) or not isinstance(self.max_tokens_cap, int) or self.max_tokens_cap < 1:
+            problems.append(f"max_tokens_cap must be a positive integer, got {self.max_tokens_cap!r}")
+        if self.reasoning not in ("withhold", "summarise"):
+            problems.append(f"reasoning must be withhold or summarise, got {self.reasoning!r}")
+        if problems:
+            raise ConfigError("Invalid degrade settings: " + "; ".join(problems) + ".")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one request of one account, and why."""
+
+    action: Action
+    source: Literal["default", "verdict", "override"] = "default"
+    campaign_id: str | None = None
+    reason: str | None = None
+    degraded: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "block"
+
+    @property
+    def throttled(self) -> bool:
+        return self.action == "throttle"
+
+    def block_message(self, account_id: str) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return (
+            f"Account {account_id} is blocked by the provider's usage policy{why}. "
+            "If you believe this is a mistake, contact the provider's support to review the account."
+        )
+
+
+ALLOW = Decision("allow")
+
+
+@dataclass(frozen=True)
+class Override:
+    account_id: str
+    action: str
+    ts: datetime
+    by: str = ""
+    note: str = ""
+
+
+def _first_reason(reasons: Any) -> str | None:
+    if reasons is None:
+        return None
+    if isinstance(reasons, str):
+        try:
+            parsed = json.loads(reasons)
+        except ValueError:
+            return reasons[:200]
+        reasons = parsed
+    if isinstance(reasons, list) and reasons:
+        return str(reasons[0])[:200]
+    return None
+
+
+class Policy:
+    """An in-memory map from account to decision, fed by verdicts and overrides.
+
+    Reads are lock-free dictionary lookups on the request path; updates replace whole entries.
+    """
+
+    def __init__(self, degrade: DegradeConfig | None = None) -> None:
+        self.degrade = degrade or DegradeConfig()
+        self._verdicts: dict[str, Decision] = {}
+        self._overrides: dict[str, Decision] = {}
+        self._campaigns: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
+        act: Action = "allow" if action == "benign" else action  # type: ignore[assignment]
+        degraded = act == "degrade" or (act == "throttle" and self.degrade.throttle_degrades)
+        return Decision(act, source, campaign, reason, degraded)
+
+    def apply_verdicts(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Replace verdicts for the accounts in `rows` (verdicts-table rows); return how many changed."""
+        changed = 0
+        with self._lock:
+            for r in rows:
+                acc = r.get("account_id")
+                action = r.get("action") or "allow"
+                if not acc or action not in ACTIONS:
+                    continue
+                camp = r.get("campaign_id") or None
+                new = self._make(str(action), "verdict", camp, _first_reason(r.get("reasons")))
+                if self._verdicts.get(acc) != new:
+                    changed += 1
+                    self._verdicts[acc] = new
+                if camp:
+                    self._campaigns[acc] = camp
+                else:
+                    self._campaigns.pop(acc, None)
+        return changed
+
+    def set_override(self, override: Override) -> None:
+        if override.action not in OVERRIDE_ACTIONS:
+            raise ConfigError(
+                f"Override action {override.action!r} for account {override.account_id} is not one of "
+                f"{', '.join(OVERRIDE_ACTIONS)}."
+            )
+        reason = f"manual override by {override.by}" if override.by else "manual override"
+        if override.note:
+            reason += f": {override.note}"
+        with self._lock:
+            camp = self._campaigns.get(override.account_id)
+            self._overrides[override.account_id] = self._make(override.action, "override", camp, reason)
+
+    def decide(self, account_id: str) -> Decision:
+        """The decision for `account_id`: its override, else its verdict, else allow."""
+        d = self._overrides.get(account_id)
+        if d is not None:
+            return d
+        return self._verdicts.get(account_id, ALLOW)
+
+    def campaign_of(self, account_id: str) -> str | None:
+        return self._campaigns.get(account_id)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Current decisions of every account that has a verdict or an override."""
+        out: dict[str, dict[str, Any]] = {}
+        for acc in set(self._verdicts) | set(self._overrides):
+            d = self.decide(acc)
+            out[acc] = {
+                "action": d.action,
+                "source": d.source,
+                "campaign_id": d.campaign_id or self._campaigns.get(acc),
+                "reason": d.reason,
+            }
+        return out
+
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+def summarise_reasoning(reasoning: str) -> str:
+    """A one-line stand-in for a withheld reasoning trace: its first sentence and its size."""
+    words = reasoning.split()
+    first = re.split(r"(?<=[.!?])\s", reasoning.strip(), maxsplit=1)[0][:160]
+    return f"{first} [reasoning summarised: {len(words)} words withheld]"
+
+
+def strip_think(text: str) -> tuple[str, str]:
+    """Split inline `<think>...</think>` reasoning out of `text`: (answer, reasoning)."""
+    if "<think>" not in text:
+        return text, ""
+    parts: list[str] = []
+
+    def grab(m: re.Match[str]) -> str:
+        parts.append(m.group(0).removeprefix("<think>").removesuffix("</think>"))
+        return ""
+
+    answer = _THINK.sub(grab, text)
+    return answer.lstrip(), "\n".join(parts)
+
+
+class ThinkFilter:
+    """Streaming version of `strip_think`: feed text deltas, get the answer part back."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._inside = False
+        self.reasoning: list[str] = []
+
+    def feed(self, delta: str) -> str:
+        self._buf += delta
+        out: list[str] = []
+        while True:
+            tag = "</think>" if self._inside else "<think>"
+            i = self._buf.find(tag)
+            if i >= 0:
+                (self.reasoning if self._inside else out).append(self._buf[:i])
+                self._buf = self._buf[i + len(tag):]
+                self._inside = not self._inside
+                continue
+            # keep a possible partial tag at the end
+            keep = 0
+            for k in range(1, len(tag)):
+                if self._buf.endswith(tag[:k]):
+                    keep = k
+            emit, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep:]
+            (self.reasoning if self._inside else out).append(emit)
+            return "".join(out)
+
+    def finish(self) -> str:
+        rest, self._buf = self._buf, ""
+        if self._inside:
+            self.reasoning.append(rest)
+            return ""
+        return rest

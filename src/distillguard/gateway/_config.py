@@ -1,0 +1,91 @@
+"""Gateway configuration as one typed, validated object, and upstream specs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillguard._errors import ConfigError
+from distillguard.enforce import DegradeConfig, LimitsConfig
+
+DEFAULT_DB = "sqlite:///distillguard.db"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything `distillguard serve` can set.
+
+    Args:
+        db: SQLite or PostgreSQL URL for capture, accounts and keys.
+        upstreams: upstream specs, `[MODEL_PATTERN=]SPEC` where SPEC is `local`, `fake`,
+            an OpenAI-compatible base URL (`http://host:8000/v1`, optionally `openai+` prefixed)
+            or `anthropic+https://api.anthropic.com`. Empty: the local model (or `fake` if
+            the local model is not available).
+        redis: Redis URL for limits shared between replicas; None keeps them in memory.
+        admin_token: bearer token of the admin API; None disables the admin API.
+        max_body_bytes: larger request bodies get 413.
+    """
+
+    db: str = DEFAULT_DB
+    table_prefix: str = "dg_"
+    upstreams: tuple[str, ...] = ()
+    upstream_timeout: float = 60.0
+    upstream_api_key: str | None = None
+    redis: str | None = None
+    redis_prefix: str = "distillguard"
+    admin_token: str | None = None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    max_body_bytes: int = 1_000_000
+    keep_responses: bool = True
+    capture_queue: int = 100_000
+    capture_batch: int = 2000
+    capture_interval: float = 0.25
+    refresh_interval: float = 2.0
+    detect: bool = True
+    detect_interval: float = 5.0
+    detect_config: Path | None = None
+    watermark_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or v < 0:
+                problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
+        for name in ("max_body_bytes", "capture_queue", "capture_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                problems.append(f"{name} must be a positive integer, got {v!r}")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            problems.append("admin_token must be at least 16 characters long")
+        if self.watermark_key_file is not None and not Path(self.watermark_key_file).exists():
+            problems.append(f"watermark key file {self.watermark_key_file} does not exist")
+        for spec in self.upstreams:
+            try:
+                split_spec(spec)
+            except ConfigError as exc:
+                problems.append(str(exc).rstrip("."))
+        if problems:
+            raise ConfigError("Invalid gateway settings: " + "; ".join(problems) + ".")
+
+
+def split_spec(spec: str) -> tuple[str, str, str]:
+    """`[PATTERN=]SPEC` -> (pattern, kind, url); kind is openai, anthropic, local or fake."""
+    pattern = "*"
+    head, sep, tail = spec.partition("=")
+    if sep and "/" not in head and head:
+        pattern, spec = head, tail
+    s = spec.strip()
+    if s in ("local", "fake", "mock"):
+        return pattern, "fake" if s == "mock" else s, ""
+    kind = "openai"
+    for prefix in ("openai+", "anthropic+"):
+        if s.startswith(prefix):
+            s, kind = s[len(prefix):], prefix[:-1]
+    if not s.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"Upstream {spec!r} is not understood; use local, fake, http(s)://HOST/v1 "
+            "(OpenAI-compatible), anthropic+https://HOST, optionally prefixed by MODEL_PATTERN=."
+        )
+    return pattern, kind, s

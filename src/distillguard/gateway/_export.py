@@ -1,0 +1,65 @@
+"""Export the gateway's store as a traffic log (events, accounts, overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distillguard.gateway._store import Store
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    events: int
+    accounts: int
+    overrides: int
+
+
+def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: str = "dg_", batch: int = 50_000) -> ExportResult:
+    """Write the captured events, the accounts and the overrides of `db` to the log directory `out`.
+
+    Args:
+        db: database URL or an open `Store`.
+        out: log directory (created).
+        fmt: parquet, jsonl or jsonl.gz.
+        prefix: the store's table prefix.
+        batch: events read per query.
+
+    Returns:
+        Row counts written per table.
+    """
+    import pyarrow as pa
+
+    from distillguard.gateway._online import events_table
+    from distillguard.traffic import TS, LogWriter
+
+    store = db if isinstance(db, Store) else Store(db, prefix)
+    n_events = 0
+    with LogWriter(out, fmt=fmt) as writer:  # type: ignore[arg-type]
+        for rows in store.iter_events(0, batch):
+            writer.write("events", events_table(rows))
+            n_events += len(rows)
+        if n_events == 0:
+            writer.write("events", events_table([]))
+        accounts = store.list_accounts()
+        acc: dict[str, Any] = {
+            "account_id": pa.array([a["account_id"] for a in accounts], pa.string()),
+            "created_at": pa.array([a["created_us"] for a in accounts], pa.int64()).cast(TS),
+        }
+        for col in ("signup_channel", "email_domain", "payment_fingerprint", "country"):
+            acc[col] = pa.array([a[col] for a in accounts], pa.string())
+        acc["verified"] = pa.array([a["verified"] for a in accounts], pa.bool_())
+        writer.write("accounts", pa.table(acc))
+        ov = store.overrides_since(0)
+        writer.write("overrides", pa.table({
+            "account_id": pa.array([o["account_id"] for o in ov], pa.string()),
+            "action": pa.array([o["action"] for o in ov], pa.string()),
+            "ts": pa.array([o["ts_us"] for o in ov], pa.int64()).cast(TS),
+            "by": pa.array([o["by"] for o in ov], pa.string()),
+            "note": pa.array([o["note"] for o in ov], pa.string()),
+        }))
+    if not isinstance(db, Store):
+        store.close()
+    return ExportResult(Path(out), n_events, len(accounts), len(ov))

@@ -1,0 +1,418 @@
+"""The request path: auth → parse → route → policy → limits → upstream → capture.
+
+Kept lean on purpose: dictionary lookups for keys and policy, in-memory (or Redis) counters,
+one pooled upstream call, and an enqueue for capture. Everything slow runs in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from distillguard.enforce import (
+    Decision,
+    Limiter,
+    LimitsConfig,
+    LimitSet,
+    Override,
+    Policy,
+    Scope,
+    ThinkFilter,
+    strip_think,
+    summarise_reasoning,
+)
+from distillguard.gateway._capture import Capture
+from distillguard.gateway._config import GatewayConfig, split_spec
+from distillguard.gateway._keys import KeyRecord, KeyRing
+from distillguard.gateway._protocol import (
+    PARSERS,
+    Api,
+    ApiError,
+    ChatRequest,
+    Delta,
+    Reply,
+    StreamRenderer,
+    dumps,
+    error_body,
+    load_body,
+    render,
+)
+from distillguard.gateway._store import Store, now_us, us_to_dt
+from distillguard.gateway._upstream import (
+    AnthropicUpstream,
+    FakeUpstream,
+    OpenAIUpstream,
+    Router,
+    Upstream,
+    estimate_tokens,
+)
+
+log = logging.getLogger("distillguard.gateway")
+
+_JSON = "application/json"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+CLIENT_CLOSED = 499  # nginx's code for "client closed request"
+
+
+def build_router(config: GatewayConfig, watermark_key: Any = None) -> Router:
+    router = Router()
+    specs = config.upstreams or ("local",)
+    for spec in specs:
+        pattern, kind, url = split_spec(spec)
+        up: Upstream
+        if kind == "openai":
+            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout)
+        elif kind == "anthropic":
+            up = AnthropicUpstream(url, config.upstream_api_key, config.upstream_timeout)
+        elif kind == "fake":
+            up = FakeUpstream()
+        else:
+            up = _local_or_fake(watermark_key, explicit=bool(config.upstreams))
+        router.add(pattern, up)
+    return router
+
+
+def _local_or_fake(watermark_key: Any, explicit: bool) -> Upstream:
+    from distillguard._errors import ConfigError
+    from distillguard.gateway._local import LocalUpstream
+
+    procs = watermark_key.logits_processor if watermark_key is not None else None
+    try:
+        return LocalUpstream.default(procs)
+    except ImportError as exc:
+        if explicit:
+            raise ConfigError(
+                f"The local model is not available ({exc}); install the [watermark] extra or "
+                "choose another --upstream."
+            ) from exc
+        log.warning("local model not available (%s); serving the fake echo model instead", exc)
+        return FakeUpstream()
+
+
+def _key_from(headers: Any) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return str(value.strip())
+        return None
+    key = headers.get("x-api-key")
+    return str(key) if key else None
+
+
+class Gateway:
+    """The gateway's state and request handling; `create_app` wraps it in an ASGI app."""
+
+    def __init__(self, config: GatewayConfig, router: Router | None = None, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.db, config.table_prefix)
+        self.watermark_key = self._load_watermark_key()
+        self.router = router or build_router(config, self.watermark_key)
+        self.keys = KeyRing(self.store)
+        self.policy = Policy(config.degrade)
+        self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
+        self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
+        self.online: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._override_cursor = 0
+        self._limits_cursor = 0
+        self.started = False
+
+    def _load_watermark_key(self) -> Any:
+        if self.config.watermark_key_file is None:
+            return None
+        from distillguard.watermark import WatermarkKey  # type: ignore[attr-defined,unused-ignore]
+
+        return WatermarkKey.load(self.config.watermark_key_file)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def refresh(self) -> None:
+        """Reload keys, overrides and limits changed in the store (blocking)."""
+        self.keys.refresh()
+        for r in self.store.overrides_since(self._override_cursor):
+            self._override_cursor = r["id"]
+            try:
+                self.policy.set_override(Override(r["account_id"], r["action"], us_to_dt(r["ts_us"]), r["by"] or "", r["note"] or ""))  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - a bad stored override must not stop the others
+                log.warning("ignoring stored override %s", r["id"], exc_info=True)
+        for r in self.store.limits_since(self._limits_cursor):
+            self._limits_cursor = r["updated_us"]
+            try:
+                data = json.loads(r["config"])
+                if r["subject"] == "*":
+                    self.limiter.set_config(LimitsConfig.from_dict(data))
+                else:
+                    self.limiter.account_overrides[r["subject"]] = LimitSet.from_dict(data, f"limits for {r['subject']}")
+            except Exception:  # noqa: BLE001
+                log.warning("ignoring stored limits for %s", r["subject"], exc_info=True)
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        await asyncio.to_thread(self.refresh)
+        self.capture.start()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._refresh_loop(), name="distillguard-refresh"))
+        if self.config.detect:
+            from distillguard.gateway._online import OnlineLoop
+
+            self.online = OnlineLoop.create(self.policy, self.config.detect_interval, self.config.detect_config)
+            if self.online is not None:
+                self.capture.listeners.append(self.online.feed)
+                self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.refresh_interval)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # noqa: BLE001 - the store may be briefly unavailable
+                log.warning("refreshing keys and overrides failed", exc_info=True)
+
+    async def stop(self) -> None:
+        """Flush captured events and release connections (lifespan shutdown, SIGTERM)."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        await self.capture.close()
+        log.info("capture flushed: %d events written, %d dropped", self.capture.written, self.capture.dropped)
+        await self.router.aclose()
+        self.started = False
+
+    # ---------------------------------------------------------------- helpers
+
+    def _event(self, req: ChatRequest | None, rec: KeyRecord, request: Request, api: Api, ts: int, t0: float,
+               status: int, reply_text: str | None = None, prompt_tokens: int | None = None,
+               completion_tokens: int | None = None, model: str | None = None) -> None:
+        client = request.client
+        ev = {
+            "event_id": uuid.uuid4().hex,
+            "ts_us": ts,
+            "account_id": rec.account_id,
+            "key_id": rec.key_id,
+            "ip": client.host if client else None,
+            "user_agent": request.headers.get("user-agent"),
+            "endpoint": api,
+            "model": req.model if req else (model or ""),
+            "system": req.system if req else None,
+            "prompt": req.prompt if req else "",
+            "turns": len(req.messages) if req else None,
+            "tools": req.tools if req else None,
+            "response": reply_text if self.config.keep_responses else None,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "max_tokens": req.max_tokens if req else None,
+            "temperature": req.temperature if req else None,
+            "status": status,
+            "latency_ms": (time.perf_counter() - t0) * 1000.0,
+        }
+        self.capture.submit(ev)
+
+    @staticmethod
+    def error_response(api: Api, err: ApiError) -> Response:
+        headers = dict(err.headers)
+        if err.retry_after is not None:
+            headers["retry-after"] = str(err.retry_after)
+        if api == "messages":
+            headers["request-id"] = "req_" + uuid.uuid4().hex[:24]
+        return Response(dumps(error_body(api, err)), err.status, headers, _JSON)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        cl = request.headers.get("content-length")
+        too_big = ApiError(413, "request_too_large", f"The request body is larger than the gateway's limit of {limit} bytes; shorten the prompt or split the request.")
+        if cl is not None:
+            try:
+                if int(cl) > limit:
+                    raise too_big
+            except ValueError as exc:
+                raise ApiError(400, "invalid_request_error", "The Content-Length header is not a number.") from exc
+            body = await request.body()
+            if len(body) > limit:
+                raise too_big
+            return body
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _subjects(self, rec: KeyRecord, decision: Decision) -> list[tuple[Scope, str]]:
+        subjects: list[tuple[Scope, str]] = [("key", rec.key_id), ("account", rec.account_id)]
+        camp = decision.campaign_id or self.policy.campaign_of(rec.account_id)
+        if camp:
+            subjects.append(("campaign", camp))
+        return subjects
+
+    async def _charge(self, subjects: list[tuple[Scope, str]], tokens: int, throttled: bool) -> None:
+        try:
+            await self.limiter.charge_tokens(subjects, tokens, throttled=throttled)
+        except Exception:  # noqa: BLE001 - counting failures never fail a request
+            log.warning("charging %d tokens failed", tokens, exc_info=True)
+
+    def _post(self, reply: Reply, decision: Decision, account_id: str, watermark: bool) -> Reply:
+        text, reasoning = reply.text, reply.reasoning
+        if decision.degraded:
+            text, inline = strip_think(text)
+            reasoning = "\n".join(p for p in (reasoning, inline) if p)
+            reasoning = summarise_reasoning(reasoning) if (reasoning and self.policy.degrade.reasoning == "summarise") else ""
+        if watermark and text:
+            text = self.watermark_key.text_watermarker(account_id).apply(text)
+        return Reply(text, reasoning, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens)
+
+    # ---------------------------------------------------------------- the request path
+
+    async def authenticate(self, api: Api, request: Request) -> KeyRecord | Response:
+        key = _key_from(request.headers)
+        if key is None:
+            log.info("401 %s from %s: no API key", api, request.client.host if request.client else "?")
+            return self.error_response(api, ApiError(401, "authentication_error", "No API key was sent; pass it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.", code="invalid_api_key"))
+        rec = self.keys.lookup_cached(key)
+        if rec is False:
+            rec = await asyncio.to_thread(self.keys.lookup_store, key)
+        if not isinstance(rec, KeyRecord):
+            log.info("401 %s from %s: invalid or revoked key", api, request.client.host if request.client else "?")
+            return self.error_response(api, ApiError(401, "authentication_error", "The API key is invalid or has been revoked; create a new key with 'distillguard keys create' or ask the provider.", code="invalid_api_key"))
+        return rec
+
+    async def handle(self, api: Api, request: Request) -> Response:
+        t0 = time.perf_counter()
+        ts = now_us()
+        auth = await self.authenticate(api, request)
+        if isinstance(auth, Response):
+            return auth
+        rec = auth
+        req: ChatRequest | None = None
+        model = None
+        try:
+            body = load_body(await self._read_body(request))
+            model = body.get("model") if isinstance(body.get("model"), str) else None
+            req = PARSERS[api](body)
+            upstream = self.router.resolve(req.model)
+            if upstream is None:
+                raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway; list the available models with GET /v1/models.", param="model", code="model_not_found")
+            try:
+                decision = self.policy.decide(rec.account_id)
+                if decision.blocked:
+                    raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+                subjects = self._subjects(rec, decision)
+                verdict = await self.limiter.check(subjects, throttled=decision.throttled)
+            except ApiError:
+                raise
+            except Exception:  # noqa: BLE001 - a policy failure never becomes a 500: fail open, loudly
+                log.error("policy or limits failed for account %s; serving the request", rec.account_id, exc_info=True)
+                decision, subjects = Decision("allow"), [("key", rec.key_id)]
+                from distillguard.enforce import ALLOWED
+
+                verdict = ALLOWED
+            if not verdict.allowed:
+                raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
+            if decision.degraded:
+                cap = self.policy.degrade.max_tokens_cap
+                req.max_tokens = min(req.max_tokens or cap, cap)
+            watermark = self.watermark_key is not None and not upstream.watermarks_itself
+            if req.stream:
+                return await self._stream(api, request, rec, req, upstream, decision, subjects, watermark, ts, t0)
+            reply = await upstream.complete(req, rec.account_id)
+        except ApiError as err:
+            log.info("%d %s account=%s: %s", err.status, api, rec.account_id, err.message)
+            self._event(req, rec, request, api, ts, t0, err.status, model=model)
+            return self.error_response(api, err)
+        reply = self._post(reply, decision, rec.account_id, watermark)
+        rid = uuid.uuid4().hex[:24]
+        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        asyncio.get_running_loop().create_task(self._charge(subjects, reply.prompt_tokens + reply.completion_tokens, decision.throttled))
+        return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
+
+    async def _stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Upstream,
+                      decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+        agen = upstream.stream(req, rec.account_id).__aiter__()
+        # The first delta is awaited before answering, so an upstream that is down or slow
+        # gets a proper HTTP error status rather than a 200 with an error event.
+        first: Delta | None
+        try:
+            first = await agen.__anext__()
+        except StopAsyncIteration:
+            first = None
+        renderer = StreamRenderer(req, uuid.uuid4().hex[:24], req.model)
+        think = ThinkFilter() if decision.degraded else None
+        wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None
+        est_prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))
+
+        async def body() -> AsyncIterator[bytes]:
+            status = CLIENT_CLOSED
+            parts: list[str] = []
+            pt: int | None = None
+            ct: int | None = None
+            finish = "stop"
+            n_pieces = 0
+            try:
+                yield renderer.start(est_prompt)
+                d = first
+                while d is not None:
+                    text, reasoning = d.text, d.reasoning
+                    if think is not None:
+                        text, reasoning = think.feed(text), ""
+                    if wm is not None and text:
+                        text = wm.feed(text)
+                    if text:
+                        parts.append(text)
+                        n_pieces += 1
+                    chunk = renderer.delta(text, reasoning)
+                    if chunk:
+                        yield chunk
+                    if d.finish_reason is not None:
+                        finish = d.finish_reason
+                        pt, ct = d.prompt_tokens, d.completion_tokens
+                    try:
+                        d = await agen.__anext__()
+                    except StopAsyncIteration:
+                        d = None
+                tail = think.finish() if think is not None else ""
+                if wm is not None:
+                    tail = wm.feed(tail) + wm.finish() if tail else wm.finish()
+                if tail:
+                    parts.append(tail)
+                    yield renderer.delta(tail)
+                pt = pt if pt is not None else est_prompt
+                ct = ct if ct is not None else estimate_tokens("".join(parts))
+                yield renderer.end(finish, pt, ct)
+                status = 200
+            except ApiError as err:
+                status = err.status
+                log.info("%d %s stream account=%s: %s", err.status, api, rec.account_id, err.message)
+                yield renderer.error(err)
+            finally:
+                text = "".join(parts)
+                if ct is None:
+                    ct = estimate_tokens(text)
+                if status == CLIENT_CLOSED:
+                    log.info("499 %s stream account=%s: client disconnected after %d pieces", api, rec.account_id, n_pieces)
+                self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
+                loop = asyncio.get_running_loop()
+                loop.create_task(self._charge(subjects, (pt or est_prompt) + ct, decision.throttled))
+                # Not awaited here: after a disconnect this task is being cancelled.
+                loop.create_task(_aclose(agen))
+
+        return StreamingResponse(body(), 200, _SSE_HEADERS, "text/event-stream")
+
+
+async def _aclose(agen: Any) -> None:
+    with contextlib.suppress(BaseException):  # closing the upstream stream is best effort
+        await agen.aclose()

@@ -1,0 +1,105 @@
+"""The local backend: a small transformers causal LM run in-process, where generation-time
+watermarking plugs in as a logits processor. torch and transformers load lazily."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from distillguard.gateway._protocol import ChatRequest, Delta, Reply
+
+ProcessorFactory = Callable[[str], Any]
+
+
+def _prompt_text(req: ChatRequest) -> str:
+    lines = [req.system] if req.system else []
+    if req.api == "completions":
+        lines.append(req.prompt)
+        return "\n".join(lines)
+    for m in req.messages:
+        lines.append(f"{m.role}: {m.content}")
+    lines.append("assistant:")
+    return "\n".join(lines)
+
+
+class LocalUpstream:
+    """Generates with `model` and `tokenizer` in a worker thread, one request at a time.
+
+    Args:
+        model: a transformers causal LM.
+        tokenizer: its tokenizer.
+        processors: `account_id -> LogitsProcessor` (e.g. `WatermarkKey.logits_processor`).
+        max_new_tokens: cap when the request sets none.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, processors: ProcessorFactory | None = None,
+                 max_new_tokens: int = 128, name: str = "local") -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processors = processors
+        self.watermarks_itself = processors is not None
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()
+
+    @classmethod
+    def default(cls, processors: ProcessorFactory | None = None) -> LocalUpstream:
+        """The project's built-in local model (`distillguard.localmodel.load_default_model`)."""
+        from distillguard.localmodel import load_default_model  # type: ignore[import-not-found,unused-ignore]
+
+        model, tokenizer = load_default_model()
+        return cls(model, tokenizer, processors)
+
+    def _kwargs(self, req: ChatRequest, account_id: str) -> tuple[Any, dict[str, Any]]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        enc = self.tokenizer(_prompt_text(req), return_tensors="pt")
+        ids = enc["input_ids"][:, -512:]
+        n = min(req.max_tokens or self.max_new_tokens, 1024)
+        kw: dict[str, Any] = {"max_new_tokens": n, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0}
+        if req.temperature:
+            kw.update(do_sample=True, temperature=req.temperature, top_p=req.top_p or 1.0)
+        else:
+            kw["do_sample"] = False
+        if self.processors is not None:
+            kw["logits_processor"] = LogitsProcessorList([self.processors(account_id)])
+        kw["attention_mask"] = torch.ones_like(ids)
+        return ids, kw
+
+    def _generate(self, req: ChatRequest, account_id: str, streamer: Any = None) -> Reply:
+        import torch
+
+        with self._lock, torch.no_grad():
+            ids, kw = self._kwargs(req, account_id)
+            if streamer is not None:
+                kw["streamer"] = streamer
+            out = self.model.generate(ids, **kw)
+        new = out[0, ids.shape[1]:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        finish = "length" if len(new) >= kw["max_new_tokens"] else "stop"
+        return Reply(text, "", finish, int(ids.shape[1]), int(len(new)))  # type: ignore[arg-type]
+
+    async def complete(self, req: ChatRequest, account_id: str) -> Reply:
+        return await asyncio.to_thread(self._generate, req, account_id)
+
+    async def stream(self, req: ChatRequest, account_id: str) -> AsyncIterator[Delta]:
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+        fut = asyncio.get_running_loop().run_in_executor(None, self._generate, req, account_id, streamer)
+        it = iter(streamer)
+        sentinel = object()
+        while True:
+            piece = await asyncio.to_thread(next, it, sentinel)
+            if piece is sentinel:
+                break
+            if piece:
+                yield Delta(text=str(piece))
+        reply = await fut
+        yield Delta(finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,246 @@
+"""The gateway's store: captured events, accounts, keys, overrides and limits, in SQLite or
+PostgreSQL through SQLAlchemy Core. Calls are blocking; the gateway runs them in a thread."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from distillguard._errors import ConfigError
+
+log = logging.getLogger("distillguard.gateway")
+
+EVENT_COLUMNS: list[tuple[str, Any]] = [
+    ("event_id", sa.String(64)),
+    ("ts_us", sa.BigInteger()),
+    ("account_id", sa.String(200)),
+    ("key_id", sa.String(64)),
+    ("ip", sa.String(64)),
+    ("user_agent", sa.Text()),
+    ("endpoint", sa.String(64)),
+    ("model", sa.String(200)),
+    ("system", sa.Text()),
+    ("prompt", sa.Text()),
+    ("turns", sa.Integer()),
+    ("tools", sa.Integer()),
+    ("response", sa.Text()),
+    ("prompt_tokens", sa.Integer()),
+    ("completion_tokens", sa.Integer()),
+    ("max_tokens", sa.Integer()),
+    ("temperature", sa.Float()),
+    ("status", sa.Integer()),
+    ("latency_ms", sa.Float()),
+]
+EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def us_to_dt(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Accept `sqlite:///file.db`, a bare file path, or `postgresql://…` (psycopg 3 driver)."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite:", "postgresql+")):
+        return url
+    raise ConfigError(f"Unsupported database URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB.")
+
+
+class Store:
+    """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits` in one database.
+
+    Args:
+        url: database URL (see `normalize_url`).
+        prefix: table-name prefix, so several gateways or tests can share one database.
+    """
+
+    def __init__(self, url: str, prefix: str = "dg_") -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,30}", prefix):
+            raise ConfigError(f"Table prefix {prefix!r} must be letters, digits and underscores.")
+        self.url = normalize_url(url)
+        self.prefix = prefix
+        try:
+            if self.url.startswith("sqlite"):
+                self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        except Exception as exc:
+            raise ConfigError(f"Cannot open database {url!r}: {exc}") from exc
+        md = sa.MetaData()
+        p = prefix
+        self.events = sa.Table(
+            f"{p}events", md,
+            sa.Column("seq", sa.Integer().with_variant(sa.BigInteger(), "postgresql"), primary_key=True, autoincrement=True),
+            *[sa.Column(n, t, unique=(n == "event_id"), nullable=n not in ("event_id", "ts_us", "account_id", "model")) for n, t in EVENT_COLUMNS],
+        )
+        self.accounts = sa.Table(
+            f"{p}accounts", md,
+            sa.Column("account_id", sa.String(200), primary_key=True),
+            sa.Column("created_us", sa.BigInteger()),
+            sa.Column("signup_channel", sa.String(64)),
+            sa.Column("email_domain", sa.String(200)),
+            sa.Column("payment_fingerprint", sa.String(200)),
+            sa.Column("country", sa.String(8)),
+            sa.Column("verified", sa.Boolean()),
+        )
+        self.keys = sa.Table(
+            f"{p}keys", md,
+            sa.Column("key_id", sa.String(64), primary_key=True),
+            sa.Column("account_id", sa.String(200), nullable=False, index=True),
+            sa.Column("key_hash", sa.String(128), nullable=False),
+            sa.Column("name", sa.String(200)),
+            sa.Column("created_us", sa.BigInteger(), nullable=False),
+            sa.Column("revoked_us", sa.BigInteger()),
+            sa.Column("updated_us", sa.BigInteger(), nullable=False, index=True),
+        )
+        self.overrides = sa.Table(
+            f"{p}overrides", md,
+            sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+            sa.Column("account_id", sa.String(200), nullable=False),
+            sa.Column("action", sa.String(32), nullable=False),
+            sa.Column("ts_us", sa.BigInteger(), nullable=False),
+            sa.Column("by", sa.String(200)),
+            sa.Column("note", sa.Text()),
+        )
+        self.limits = sa.Table(
+            f"{p}limits", md,
+            sa.Column("subject", sa.String(200), primary_key=True),
+            sa.Column("config", sa.Text(), nullable=False),
+            sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        )
+        self.metadata = md
+        try:
+            md.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"Cannot open database {url!r}: {exc.orig}") from exc
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    # ------------------------------------------------------------ events
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> int:
+        """Insert events; an event_id already stored is skipped, so retries never duplicate."""
+        if not rows:
+            return 0
+        stmt = self._insert(self.events).on_conflict_do_nothing(index_elements=["event_id"])
+        with self.engine.begin() as con:
+            res = con.execute(stmt, rows)
+        return int(res.rowcount or 0)
+
+    def count_events(self) -> int:
+        with self.engine.connect() as con:
+            return int(con.execute(sa.select(sa.func.count()).select_from(self.events)).scalar_one())
+
+    def events_page(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        q = sa.select(self.events).where(self.events.c.seq > after_seq).order_by(self.events.c.seq).limit(limit)
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(q)]
+
+    def iter_events(self, after_seq: int = 0, batch: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+        """Events in capture order, in batches of dicts (with `seq`)."""
+        last = after_seq
+        while True:
+            q = sa.select(self.events).where(self.events.c.seq > last).order_by(self.events.c.seq).limit(batch)
+            with self.engine.connect() as con:
+                rows = [dict(r._mapping) for r in con.execute(q)]
+            if not rows:
+                return
+            last = rows[-1]["seq"]
+            yield rows
+
+    # ------------------------------------------------------------ accounts and keys
+
+    def upsert_account(self, account_id: str, **fields: Any) -> None:
+        row = {"account_id": account_id, "created_us": fields.pop("created_us", None) or now_us(), **fields}
+        stmt = self._insert(self.accounts)
+        upd = {k: stmt.excluded[k] for k in fields}
+        stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=upd) if upd else stmt.on_conflict_do_nothing(index_elements=["account_id"])
+        with self.engine.begin() as con:
+            con.execute(stmt, row)
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(sa.select(self.accounts).order_by(self.accounts.c.account_id))]
+
+    def add_key(self, key_id: str, account_id: str, key_hash: str, name: str | None = None) -> None:
+        t = now_us()
+        with self.engine.begin() as con:
+            con.execute(sa.insert(self.keys).values(key_id=key_id, account_id=account_id, key_hash=key_hash, name=name, created_us=t, updated_us=t))
+
+    def revoke_key(self, key_id: str) -> bool:
+        t = now_us()
+        with self.engine.begin() as con:
+            res = con.execute(sa.update(self.keys).where(self.keys.c.key_id == key_id, self.keys.c.revoked_us.is_(None)).values(revoked_us=t, updated_us=t))
+        return bool(res.rowcount)
+
+    def get_key(self, key_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as con:
+            r = con.execute(sa.select(self.keys).where(self.keys.c.key_id == key_id)).first()
+        return dict(r._mapping) if r else None
+
+    def keys_since(self, updated_us: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            q = sa.select(self.keys).where(self.keys.c.updated_us > updated_us).order_by(self.keys.c.updated_us)
+            return [dict(r._mapping) for r in con.execute(q)]
+
+    # ------------------------------------------------------------ overrides and limits
+
+    def add_override(self, account_id: str, action: str, by: str = "", note: str = "", ts_us: int | None = None) -> int:
+        with self.engine.begin() as con:
+            res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or now_us(), by=by, note=note))
+        return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def overrides_since(self, last_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            q = sa.select(self.overrides).where(self.overrides.c.id > last_id).order_by(self.overrides.c.id)
+            return [dict(r._mapping) for r in con.execute(q)]
+
+    def set_limits(self, subject: str, config_json: str) -> None:
+        stmt = self._insert(self.limits)
+        stmt = stmt.on_conflict_do_update(index_elements=["subject"], set_={"config": stmt.excluded.config, "updated_us": stmt.excluded.updated_us})
+        with self.engine.begin() as con:
+            con.execute(stmt, {"subject": subject, "config": config_json, "updated_us": now_us()})
+
+    def limits_since(self, updated_us: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            q = sa.select(self.limits).where(self.limits.c.updated_us > updated_us).order_by(self.limits.c.updated_us)
+            return [dict(r._mapping) for r in con.execute(q)]
+
+    # ------------------------------------------------------------ housekeeping
+
+    def drop_all(self) -> None:
+        """Drop this store's tables (tests)."""
+        self.metadata.drop_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_con: Any, _record: Any) -> None:
+    cur = dbapi_con.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

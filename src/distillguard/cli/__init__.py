@@ -29,6 +29,9 @@ _COMMAND_MODULES = [
     "distillguard.cli._scan",
     "distillguard.cli._evaluate",
     "distillguard.cli._demo",
+    "distillguard.cli._ui",
+    "distillguard.cli._share",
+    "distillguard.cli._serve",
 ]
 
 err_console = Console(stderr=True)

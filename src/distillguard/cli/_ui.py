@@ -1,0 +1,55 @@
+"""`distillguard ui` (the analyst console) and `distillguard casefile`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the console commands to the `distillguard` app."""
+
+    @app.command("ui")
+    def ui(
+        log_dir: Annotated[Path, typer.Argument(help="The traffic log directory.")],
+        verdicts_dir: Annotated[
+            Path, typer.Argument(help="The scan output (verdicts, campaigns).")
+        ],
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8050,
+        host: Annotated[
+            str, typer.Option(help="Address to bind (loopback by default).")
+        ] = "127.0.0.1",
+    ) -> None:
+        """Serve the analyst console: campaigns ranked by score, their graphs, actions."""
+        import uvicorn
+        from rich.console import Console
+
+        from distillguard.ui import create_app
+
+        console = Console(stderr=True)
+        with console.status("Pre-aggregating the log and the verdicts…"):
+            web = create_app(log_dir, verdicts_dir)
+        console.print(f"Console on [bold]http://{host}:{port}/[/] (Ctrl-C to stop)")
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+
+    @app.command("casefile")
+    def casefile(
+        log_dir: Annotated[Path, typer.Argument(help="The traffic log directory.")],
+        verdicts_dir: Annotated[
+            Path, typer.Argument(help="The scan output (verdicts, campaigns).")
+        ],
+        campaign: Annotated[str, typer.Option("--campaign", help="The campaign id.")],
+        out: Annotated[
+            Path, typer.Option("--out", help="Directory to write the case file to.")
+        ] = Path("."),
+        pdf: Annotated[bool, typer.Option(help="Also write the PDF.")] = True,
+    ) -> None:
+        """Write a campaign's case file: self-contained HTML, and PDF, for legal and policy."""
+        from rich.console import Console
+
+        from distillguard.report import write_casefile
+
+        for path in write_casefile(log_dir, verdicts_dir, campaign, out, pdf=pdf):
+            Console().print(f"wrote {path}")

@@ -1,0 +1,33 @@
+"""The simulator: a labelled traffic log of a benign population and distillation campaigns,
+on real prompts from ../shared/corpora (`distillguard simulate`)."""
+
+from distillguard.simulate._corpora import (
+    BENIGN_SETS,
+    DISTILL_SETS,
+    Corpora,
+    find_corpora,
+    load_corpora,
+)
+from distillguard.simulate._engine import SimulationResult, simulate
+from distillguard.simulate._scenario import (
+    CampaignSpec,
+    Scenario,
+    default_scenario_text,
+    load_scenario,
+    parse_scenario,
+)
+
+__all__ = [
+    "BENIGN_SETS",
+    "DISTILL_SETS",
+    "CampaignSpec",
+    "Corpora",
+    "Scenario",
+    "SimulationResult",
+    "default_scenario_text",
+    "find_corpora",
+    "load_corpora",
+    "load_scenario",
+    "parse_scenario",
+    "simulate",
+]

@@ -1,0 +1,144 @@
+"""Locate and load the prompt corpora (../shared/corpora) the simulator draws its texts from."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from distillguard._errors import ScenarioError
+
+BENIGN_SETS = (
+    "wildchat_1k",
+    "sharegpt_1k",
+    "arena_hard",
+    "bfcl_live",
+    "self_instruct_user_oriented",
+    "wizardlm_testset",
+)
+DISTILL_SETS = (
+    "alpaca_5k",
+    "self_instruct_seed_tasks",
+    "code_alpaca",
+    "gsm8k",
+    "humaneval",
+    "mbpp",
+    "bfcl_curated",
+)
+ENV_VAR = "DISTILLGUARD_CORPORA"
+
+
+def find_corpora(explicit: str | Path | None = None) -> Path:
+    """Find the corpora folder.
+
+    Order: `explicit`, then the environment variable `DISTILLGUARD_CORPORA`, then a
+    `shared/corpora` (or `corpora`) folder found by walking up from this package
+    file and from the current directory.
+
+    Raises:
+        ScenarioError: when no folder with the corpora's README.md and templates.json is found.
+    """
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(Path(explicit))
+    env = os.environ.get(ENV_VAR)
+    if env:
+        candidates.append(Path(env))
+    for origin in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for parent in (origin, *origin.parents):
+            candidates.append(parent / "shared" / "corpora")
+    for cand in candidates:
+        if (cand / "templates.json").is_file() and (cand / "wildchat_1k.jsonl.gz").is_file():
+            return cand
+    raise ScenarioError(
+        "The prompt corpora were not found: looked for templates.json and the *.jsonl.gz sets in "
+        f"${ENV_VAR} and in shared/corpora above {Path(__file__).parent} and above {Path.cwd()}. "
+        f"Set {ENV_VAR} to the folder that holds them."
+    )
+
+
+def _read_jsonl_gz(path: Path) -> list[dict[str, object]]:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(
+            f"The corpus file {path} cannot be read ({exc}); restore it from ../shared/corpora."
+        ) from exc
+
+
+@dataclass
+class Corpora:
+    """The corpora's texts, templates and request-level traces, loaded into memory (~4 MB)."""
+
+    root: Path
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    categories: dict[str, list[str | None]] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+    # Token counts from the real traces (calibration): arrays of ints.
+    conv_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    conv_generated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    code_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    code_generated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mooncake_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mooncake_output: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def where(self, name: str, category: str | None) -> list[str]:
+        """Texts of set `name` whose category equals (or starts with) `category`."""
+        cats = self.categories[name]
+        return [
+            t
+            for t, c in zip(self.texts[name], cats, strict=True)
+            if c is not None and (c == category or c.startswith(f"{category}"))
+        ]
+
+
+def load_corpora(root: str | Path | None = None) -> Corpora:
+    """Load every text set, templates.json and the two metadata traces."""
+    path = find_corpora(root)
+    corp = Corpora(root=path)
+    for name in (*BENIGN_SETS, *DISTILL_SETS):
+        f = path / f"{name}.jsonl.gz"
+        if not f.is_file():
+            raise ScenarioError(
+                f"The corpus file {f} is missing; the simulator needs every set listed in "
+                "../shared/corpora/README.md."
+            )
+        rows = _read_jsonl_gz(f)
+        corp.texts[name] = [str(r["text"]) for r in rows]
+        corp.categories[name] = [None if r.get("category") is None else str(r["category"]) for r in rows]
+    try:
+        tmpl = json.loads((path / "templates.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"{path / 'templates.json'} cannot be read ({exc}).") from exc
+    corp.templates = {str(t["id"]): str(t["text"]) for t in tmpl}
+
+    conv_c, conv_g, code_c, code_g = [], [], [], []
+    for r in _read_jsonl_gz(path / "azure_llm_meta.jsonl.gz"):
+        if str(r["trace"]).endswith("code"):
+            code_c.append(int(str(r["context_tokens"])))
+            code_g.append(int(str(r["generated_tokens"])))
+        else:
+            conv_c.append(int(str(r["context_tokens"])))
+            conv_g.append(int(str(r["generated_tokens"])))
+    corp.conv_context = np.asarray(conv_c, np.int64)
+    corp.conv_generated = np.asarray(conv_g, np.int64)
+    corp.code_context = np.asarray(code_c, np.int64)
+    corp.code_generated = np.asarray(code_g, np.int64)
+    mi, mo = [], []
+    for r in _read_jsonl_gz(path / "mooncake_meta.jsonl.gz"):
+        mi.append(int(str(r["input_length"])))
+        mo.append(int(str(r["output_length"])))
+    corp.mooncake_input = np.asarray(mi, np.int64)
+    corp.mooncake_output = np.asarray(mo, np.int64)
+    return corp
+
+
+def parse_ts(value: str) -> datetime:
+    """Parse an ISO-8601 timestamp (used by the scenario)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,331 @@
+"""Detection with exact p-values, each (context, token) tuple scored once.
+
+Null hypothesis H0: the text was produced without knowledge of the key. Under
+H0 and for a pseudo-random function of the key, each *distinct* scored tuple is
+green with probability gamma (kgw), or carries a uniform r so that -log(1 - r)
+is Exp(1) (gumbel), independently of the others. Repeated tuples are not
+independent, so every tuple counts once over the whole corpus, and tuples that
+also occur in the prompt (copied text) are dropped. The tails are then exact:
+binomial for kgw, Gamma(n, 1) for gumbel, computed in log space by scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from distillguard.watermark import _seeding as S
+from distillguard.watermark._keys import KeyVersion, WatermarkKey
+from distillguard.watermark._scheme import LayerKeys, windows_of
+
+I64 = npt.NDArray[np.int64]
+LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class AccountMatch:
+    """One candidate account and its Bonferroni-adjusted p-value over all candidates."""
+
+    account_id: str
+    p_value: float
+    log10_p: float
+    attributed: bool
+
+
+@dataclass
+class Detection:
+    """What was scored, against which key, with which controls, and the p-value."""
+
+    scheme: str
+    layer: str
+    key_version: int
+    versions_tried: int
+    tokens_seen: int
+    scored_tuples: int
+    dropped_repeats: int
+    dropped_prompt: int
+    statistic: float
+    expected: float
+    p_value: float
+    log10_p: float
+    min_scored: int
+    controls: list[float] = field(default_factory=list)
+    accounts: list[AccountMatch] = field(default_factory=list)
+    candidates: int = 0
+    decoded_code: list[int] = field(default_factory=list)
+    position_log10_p: list[float] = field(default_factory=list)
+    alpha: float = 1e-6
+
+    @property
+    def enough(self) -> bool:
+        return self.scored_tuples >= self.min_scored
+
+    @property
+    def verdict(self) -> str:
+        if not self.enough:
+            return (
+                f"not enough scored tokens: {self.scored_tuples} unique tuples, "
+                f"need at least {self.min_scored} to decide"
+            )
+        if self.p_value <= self.alpha:
+            return f"watermarked (p = {self.p_value:.3g} <= {self.alpha:g})"
+        return f"no evidence of the watermark (p = {self.p_value:.3g})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "enough": self.enough,
+            "p_value": self.p_value,
+            "log10_p": self.log10_p,
+            "scored_tuples": self.scored_tuples,
+            "scheme": self.scheme,
+            "layer": self.layer,
+            "key_version": self.key_version,
+            "versions_tried": self.versions_tried,
+            "tokens_seen": self.tokens_seen,
+            "dropped_repeats": self.dropped_repeats,
+            "dropped_prompt": self.dropped_prompt,
+            "statistic": self.statistic,
+            "expected_under_h0": self.expected,
+            "controls": [{"key": f"control-{i}", "p_value": p} for i, p in enumerate(self.controls)],
+            "candidates": self.candidates,
+            "accounts": [
+                {
+                    "account_id": a.account_id,
+                    "p_value": a.p_value,
+                    "log10_p": a.log10_p,
+                    "attributed": a.attributed,
+                }
+                for a in self.accounts
+            ],
+            "decoded_code": self.decoded_code,
+            "position_log10_p": self.position_log10_p,
+        }
+
+
+@dataclass(frozen=True)
+class ScoredTuples:
+    """The unique, prompt-free tuples of a corpus under one context width."""
+
+    ctx_ids: S.U64
+    windows: I64
+    tokens: I64
+    tokens_seen: int
+    dropped_repeats: int
+    dropped_prompt: int
+
+
+def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[I64, I64]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = (
+        np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
+        if len(seqs) and lengths.sum()
+        else np.zeros(0, np.int64)
+    )
+    return flat, starts
+
+
+def collect_tuples(
+    seqs: Sequence[Sequence[int]], h: int, prompts: Sequence[Sequence[int]] | None = None
+) -> ScoredTuples:
+    """Every (h-window, token) tuple of `seqs`, deduplicated, minus those in `prompts`."""
+    flat, starts = _flatten(seqs)
+    windows, idx = windows_of(flat, starts, h)
+    tokens = flat[idx]
+    ctx = S.context_ids(windows)
+    tid = S.tuple_ids(ctx, tokens)
+    _, first = np.unique(tid, return_index=True)
+    keep = np.sort(first)
+    dropped_repeats = int(tid.size - keep.size)
+    dropped_prompt = 0
+    if prompts:
+        pflat, pstarts = _flatten(prompts)
+        pw, pidx = windows_of(pflat, pstarts, h)
+        ptid = S.tuple_ids(S.context_ids(pw), pflat[pidx])
+        inside = np.isin(tid[keep], ptid)
+        dropped_prompt = int(inside.sum())
+        keep = keep[~inside]
+    return ScoredTuples(
+        ctx_ids=ctx[keep],
+        windows=windows[keep],
+        tokens=tokens[keep],
+        tokens_seen=int(flat.size),
+        dropped_repeats=dropped_repeats,
+        dropped_prompt=dropped_prompt,
+    )
+
+
+def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float]:
+    """(log p, statistic, expected under H0) of the global layer."""
+    n = t.tokens.size
+    cfg = keys.config
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    u = S.unit(keys.global_values(t.windows, t.ctx_ids, t.tokens, S.hashes_of_tokens(t.tokens)))
+    if cfg.scheme == "kgw":
+        green = int((u < cfg.gamma).sum())
+        return float(stats.binom.logsf(green - 1, n, cfg.gamma)), float(green), n * cfg.gamma
+    score = float(-np.log1p(-u).sum())
+    return float(stats.gamma.logsf(score, n)), score, float(n)
+
+
+def _account_table(keys: LayerKeys, t: ScoredTuples, chunk: int = 65536) -> tuple[I64, I64]:
+    """(n_i per position, green counts G[i, v]) of the account layer."""
+    cfg = keys.config
+    L, q = cfg.account_length, cfg.account_alphabet
+    counts = np.zeros(L, dtype=np.int64)
+    green = np.zeros((L, q), dtype=np.int64)
+    for lo in range(0, t.tokens.size, chunk):
+        ctx = t.ctx_ids[lo : lo + chunk]
+        th = S.hashes_of_tokens(t.tokens[lo : lo + chunk])
+        pos = keys.positions(ctx)
+        g = S.unit(keys.account_values_all_symbols(ctx, th)) < cfg.gamma  # (n, q)
+        counts += np.bincount(pos, minlength=L)
+        for i in range(L):
+            green[i] += g[pos == i].sum(axis=0)
+    return counts, green
+
+
+def _attribute(
+    version: KeyVersion,
+    keys: LayerKeys,
+    t: ScoredTuples,
+    candidates: Sequence[str],
+    alpha: float,
+    report_alpha: float,
+    max_report: int,
+) -> tuple[list[AccountMatch], list[int], list[float]]:
+    """Candidates whose whole code word is marked (intersection-union test, Bonferroni over N).
+
+    A candidate's p-value is the largest of its L per-position binomial p-values:
+    H0 ("some symbol of this code word is unmarked") is rejected only when every
+    position is, which stays valid when another harvester shares some symbols.
+    """
+    cfg = keys.config
+    counts, green = _account_table(keys, t)
+    with np.errstate(divide="ignore"):
+        table = stats.binom.logsf(green - 1, counts[:, None], cfg.gamma)  # (L, q) log p
+    table = np.where(counts[:, None] > 0, table, 0.0)
+    decoded = [int(v) for v in table.argmin(axis=1)]
+    pos_log10 = [float(table[i].min() / LN10) for i in range(cfg.account_length)]
+    if not candidates:
+        return [], decoded, pos_log10
+    codes = np.asarray(
+        [
+            S.account_code(version.secret, version.version, a, cfg.account_length, cfg.account_alphabet)
+            for a in candidates
+        ],
+        dtype=np.int64,
+    )
+    cand = table[np.arange(cfg.account_length)[None, :], codes].max(axis=1)  # IUT
+    adjusted = np.minimum(0.0, cand + math.log(len(candidates)))  # Bonferroni
+    order = np.argsort(adjusted, kind="stable")
+    matches = []
+    for j in order[:max_report]:
+        p = float(math.exp(adjusted[j]))
+        if p > report_alpha:
+            break
+        matches.append(
+            AccountMatch(str(candidates[j]), p, float(adjusted[j] / LN10), bool(p <= alpha))
+        )
+    return matches, decoded, pos_log10
+
+
+def detect_ids(
+    key: WatermarkKey,
+    seqs: Sequence[Sequence[int]],
+    *,
+    prompts: Sequence[Sequence[int]] | None = None,
+    candidates: Sequence[str] | None = None,
+    alpha: float = 1e-6,
+    report_alpha: float = 0.01,
+    max_report: int = 50,
+    controls: bool = True,
+) -> Detection:
+    """Score token sequences against every version of `key`; the best version wins.
+
+    The reported p-value is Bonferroni-adjusted over the versions tried. Controls are
+    the same statistic under keys derived for the purpose (never used to mark text);
+    under H0 they, and the real key, are uniform.
+    """
+    results: list[tuple[float, KeyVersion, LayerKeys, ScoredTuples, float, float]] = []
+    cache: dict[int, ScoredTuples] = {}
+    for version in key.versions:
+        h = version.config.context_width
+        if h not in cache:
+            cache[h] = collect_tuples(seqs, h, prompts)
+        t = cache[h]
+        keys = LayerKeys.of(version)
+        log_p, stat, expected = _global_log_p(keys, t)
+        results.append((log_p, version, keys, t, stat, expected))
+    log_p, version, keys, t, stat, expected = min(results, key=lambda r: r[0])
+    log_p = min(0.0, log_p + math.log(len(results)))
+    cfg = version.config
+    control_ps = (
+        [float(math.exp(_global_log_p(LayerKeys.of(version, c), t)[0])) for c in range(cfg.controls)]
+        if controls
+        else []
+    )
+    det = Detection(
+        scheme=cfg.scheme,
+        layer="global",
+        key_version=version.version,
+        versions_tried=len(results),
+        tokens_seen=t.tokens_seen,
+        scored_tuples=int(t.tokens.size),
+        dropped_repeats=t.dropped_repeats,
+        dropped_prompt=t.dropped_prompt,
+        statistic=stat,
+        expected=expected,
+        p_value=float(math.exp(log_p)),
+        log10_p=log_p / LN10,
+        min_scored=cfg.min_scored,
+        controls=control_ps,
+        alpha=alpha,
+    )
+    if candidates is not None and cfg.account_delta > 0 and t.tokens.size:
+        best: tuple[list[AccountMatch], list[int], list[float]] | None = None
+        for _, ver, kk, tt, _, _ in results:
+            found = _attribute(ver, kk, tt, candidates, alpha, report_alpha, max_report)
+            if best is None or (found[0] and (not best[0] or found[0][0].log10_p < best[0][0].log10_p)):
+                best = found
+        assert best is not None
+        det.accounts, det.decoded_code, det.position_log10_p = best
+        det.candidates = len(candidates)
+    return det
+
+
+class WatermarkDetector:
+    """Detects the key's watermark in texts, through the tokenizer that generated them."""
+
+    def __init__(self, key: WatermarkKey, tokenizer: Any) -> None:
+        self.key = key
+        self.tokenizer = tokenizer
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def detect_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        prompts: Sequence[str] | None = None,
+        candidates: Sequence[str] | None = None,
+        alpha: float = 1e-6,
+    ) -> Detection:
+        return detect_ids(
+            self.key,
+            self.encode(texts),
+            prompts=self.encode(prompts) if prompts else None,
+            candidates=candidates,
+            alpha=alpha,
+        )

@@ -1,0 +1,164 @@
+"""The provider's watermark key: versioned secrets in one file, no default.
+
+Key file (JSON, written with mode 0600)::
+
+    {"format": "distillguard-watermark-key", "format_version": 1, "active": 2,
+     "versions": [{"version": 1, "secret": "<64 hex>", "created": "...", "config": {...}},
+                  {"version": 2, ...}]}
+
+Generation uses the active version; detection tries every version, so text
+marked before a rotation still verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distillguard._errors import ConfigError
+from distillguard.watermark._config import WatermarkConfig
+
+if TYPE_CHECKING:
+    from distillguard.watermark._lexical import TextWatermarker
+    from distillguard.watermark._processor import WatermarkLogitsProcessor
+
+FORMAT = "distillguard-watermark-key"
+_MIN_SECRET = 16
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of the key: its secret and the scheme it was used with."""
+
+    version: int
+    secret: bytes = field(repr=False)
+    config: WatermarkConfig
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < _MIN_SECRET:
+            raise ConfigError(
+                f"Watermark key version {self.version} has a {len(self.secret)}-byte secret; "
+                f"use at least {_MIN_SECRET} random bytes (distillguard watermark keygen)."
+            )
+
+
+@dataclass(frozen=True)
+class WatermarkKey:
+    """All versions of the provider's key; `active` marks new text."""
+
+    versions: tuple[KeyVersion, ...]
+    active: int
+
+    def __post_init__(self) -> None:
+        numbers = [v.version for v in self.versions]
+        if not numbers:
+            raise ConfigError("A watermark key needs at least one version.")
+        if len(set(numbers)) != len(numbers):
+            raise ConfigError(f"Watermark key versions repeat: {numbers}.")
+        if self.active not in numbers:
+            raise ConfigError(f"Active key version {self.active} is not among {numbers}.")
+
+    @property
+    def current(self) -> KeyVersion:
+        return next(v for v in self.versions if v.version == self.active)
+
+    @property
+    def config(self) -> WatermarkConfig:
+        return self.current.config
+
+    @classmethod
+    def generate(cls, config: WatermarkConfig | None = None) -> WatermarkKey:
+        """A fresh key: one version with 32 random bytes from the OS."""
+        return cls((_new_version(1, config or WatermarkConfig()),), active=1)
+
+    def rotate(self, config: WatermarkConfig | None = None) -> WatermarkKey:
+        """A key with a new active version added; old versions still verify."""
+        number = max(v.version for v in self.versions) + 1
+        new = _new_version(number, config or self.config)
+        return WatermarkKey((*self.versions, new), active=number)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": 1,
+            "active": self.active,
+            "versions": [
+                {
+                    "version": v.version,
+                    "secret": v.secret.hex(),
+                    "created": v.created,
+                    "config": v.config.to_dict(),
+                }
+                for v in self.versions
+            ],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the key file, readable by its owner only."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_json(), fh, indent=2)
+            fh.write("\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> WatermarkKey:
+        """Read a key file written by `save` (or `distillguard watermark keygen`)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"Watermark key file {path} does not exist; create one with "
+                "`distillguard watermark keygen --out FILE`."
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"Watermark key file {path} is not valid JSON: {exc}.") from exc
+        return cls.from_json(data, where=str(path))
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "key") -> WatermarkKey:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"{where} is not a distillguard watermark key (format {FORMAT!r}).")
+        try:
+            versions = tuple(
+                KeyVersion(
+                    version=int(v["version"]),
+                    secret=bytes.fromhex(v["secret"]),
+                    config=WatermarkConfig.from_dict(dict(v.get("config", {}))),
+                    created=str(v.get("created", "")),
+                )
+                for v in data["versions"]
+            )
+            return cls(versions, active=int(data["active"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} is malformed ({exc!r}); regenerate it with keygen.") from exc
+
+    def logits_processor(self, account_id: str) -> WatermarkLogitsProcessor:
+        """A transformers LogitsProcessor marking generated text for `account_id`."""
+        from distillguard.watermark._processor import WatermarkLogitsProcessor
+
+        return WatermarkLogitsProcessor(self.current, account_id)
+
+    def text_watermarker(self, account_id: str) -> TextWatermarker:
+        """A post-hoc lexical watermarker for text from upstreams we cannot steer."""
+        from distillguard.watermark._lexical import TextWatermarker
+
+        return TextWatermarker(self.current, account_id)
+
+
+def _new_version(number: int, config: WatermarkConfig) -> KeyVersion:
+    return KeyVersion(
+        version=number,
+        secret=secrets.token_bytes(32),
+        config=config,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -49,7 +49,7 @@ class OnlineDetector:
             self.state.add_account_metadata(_frame(accounts))
         if events.num_rows == 0:
             return
-        sig = event_signals(_frame(events)).sort("ts_us")
+        sig = event_signals(_frame(events)).sort("ts_us", "event_id")
         self.update_signals(sig)
 
     def update_signals(self, sig: pl.DataFrame) -> None:

@@ -42,6 +42,7 @@ DetectorFn = Callable[[Path, Path | None], ScanResult]
 # (name, engine) -> "module:function", imported on first use.
 _BUILTIN: dict[tuple[str, Engine], str] = {
     ("graph", "duckdb"): "distillguard.detect._replay:graph_detector",
+    ("graph", "spark"): "distillguard.detect._spark:graph_detector_spark",
     ("volume", "duckdb"): "distillguard.detect._baselines:volume_detector",
     ("random", "duckdb"): "distillguard.detect._baselines:random_detector",
 }

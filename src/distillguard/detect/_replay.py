@@ -69,7 +69,7 @@ def compute_signals(log_dir: Path, progress: Progress | None = None,
             progress("signals", done)
     if not parts:
         return event_signals(pl.from_arrow(log.read("events").slice(0, 0)))  # type: ignore[arg-type]
-    return pl.concat(parts).sort("ts_us", maintain_order=True)
+    return pl.concat(parts).sort("ts_us", "event_id")
 
 
 def replay(
@@ -132,8 +132,13 @@ def _example_lookup(log_dir: Path, event_ids: list[str]) -> Callable[[str], str]
 def graph_detector(log_dir: Path, config: Path | None = None,
                    progress: Progress | None = None) -> ScanResult:
     """The default detector: harvest profiles plus a coordination graph, replayed in time."""
+    return finish_scan(log_dir, config, compute_signals(log_dir, progress), progress)
+
+
+def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
+                progress: Progress | None = None) -> ScanResult:
+    """Replay precomputed signals and build the scan's tables (shared by every engine)."""
     cfg = load_config(config)
-    signals = compute_signals(log_dir, progress)
     overrides = load_overrides(log_dir)
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)

@@ -210,7 +210,7 @@ class DetectorState:
         """
         if sig.height == 0:
             return
-        first = sig.group_by("account_id").agg(pl.col("ts_us").min())
+        first = sig.group_by("account_id", maintain_order=True).agg(pl.col("ts_us").min())
         new = first.filter(~pl.col("account_id").is_in(list(self.index)))
         if new.height:
             self._register(new["account_id"].to_list(), new["ts_us"].to_list())
@@ -262,7 +262,7 @@ class DetectorState:
             counted = (
                 keyed.select("acct", pl.col(kind).alias("key"), pl.int_range(pl.len()).alias("row"))
                 .filter(pl.col("key").is_not_null())
-                .group_by("acct", "key")
+                .group_by("acct", "key", maintain_order=True)
                 .agg(pl.len().alias("c"), pl.col("row").first())
             )
             label_col = labels.get(kind)

@@ -65,9 +65,11 @@ def find_files(directory: Path, name: str) -> list[TableFile]:
     found += [TableFile(p, "parquet") for p in sorted(d.glob(f"{name}-*.parquet")) if p.is_file()]
     sub = d / name
     if sub.is_dir():
-        for p in sorted(sub.iterdir()):
+        # Parts may sit in Hive-style partition folders (`events/date=2026-02-01/part-0.parquet`).
+        for p in sorted(sub.rglob("*")):
+            rel = p.relative_to(sub).parts
             enc = encoding_of(p)
-            if enc is not None and p.is_file() and not p.name.startswith((".", "_")):
+            if enc is not None and p.is_file() and not any(x.startswith((".", "_")) for x in rel):
                 found.append(TableFile(p, enc))
     for enc in ("jsonl", "jsonl.gz"):
         p = d / f"{name}.{enc}"

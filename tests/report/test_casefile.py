@@ -28,9 +28,7 @@ def test_campaigns_ranked_with_numbers_from_the_log(case: tuple[Path, Path, Case
     events = read_table(log, "events")
     v = read_table(verdicts, "verdicts")
     campaign_of = dict(zip(v["account_id"].to_pylist(), v["campaign_id"].to_pylist(), strict=True))
-    flag_of = dict(
-        zip(v["account_id"].to_pylist(), v["first_flagged_ts"].to_pylist(), strict=True)
-    )
+    flag_of = dict(zip(v["account_id"].to_pylist(), v["first_flagged_ts"].to_pylist(), strict=True))
     per_campaign: Counter[str] = Counter()
     before: Counter[str] = Counter()
     for acct, ts in zip(events["account_id"].to_pylist(), events["ts"].to_pylist(), strict=True):

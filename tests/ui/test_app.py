@@ -1,0 +1,122 @@
+"""The console's pages and actions through FastAPI's test client."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import distillguard.ui
+from distillguard.report import CaseStore
+from distillguard.ui import Override, OverrideLog, create_app
+
+
+def test_exports_are_listed() -> None:
+    public = {n for n in dir(distillguard.ui) if not n.startswith("_")}
+    assert set(distillguard.ui.__all__) == public - {"annotations"}
+
+
+def test_index_ranks_campaigns_by_score(
+    sample_case: tuple[Path, Path], sample_store: CaseStore
+) -> None:
+    client = TestClient(create_app(*sample_case, store=sample_store, warm_campaigns=0))
+    html = client.get("/").text
+    order = [html.index(f'/campaigns/{c}"') for c in ("C1", "C2", "C3")]
+    assert order == sorted(order)
+    assert "14 accounts share prompt template T1" in html
+    assert client.get("/api/campaigns").json()[0]["campaign_id"] == "C1"
+
+
+def test_campaign_page_shows_graph_traffic_templates_and_focus(
+    sample_case: tuple[Path, Path], sample_store: CaseStore
+) -> None:
+    client = TestClient(create_app(*sample_case, store=sample_store, warm_campaigns=0))
+    r = client.get("/campaigns/C2")
+    assert r.status_code == 200
+    html = r.text
+    graph = html[html.index('<svg xmlns="http://www.w3.org/2000/svg" viewBox') :]
+    graph = graph[: graph.index("</svg>")]
+    nodes = re.findall(r'<a href="\.\./accounts/(c2-acct-\d+)"', graph)
+    assert sorted(nodes) == [f"c2-acct-{i:02d}" for i in range(7)]
+    assert "198.51.100.0/24" in graph
+    assert "Write a Python function that" in html  # the template's example prompt
+    assert re.search(r"<span>code</span>.*?100%", html, re.S)  # capability focus
+    assert "flagged 2026-03-03 06:00 UTC" in html  # the flag line of the traffic plot
+    assert client.get("/campaigns/nope").status_code == 404
+
+
+def test_account_page_shows_reasons_and_numbers(
+    sample_case: tuple[Path, Path], sample_store: CaseStore
+) -> None:
+    client = TestClient(create_app(*sample_case, store=sample_store, warm_campaigns=0))
+    html = client.get("/accounts/c1-acct-03").text
+    a = sample_store.account("c1-acct-03")
+    assert a is not None
+    for reason in a.reasons:
+        assert reason.replace("'", "&#39;") in html
+    assert f"<dd>{a.events:,} ({a.events_before_flag:,} before the flag)</dd>" in html
+    assert "mailbox-relay.example" in html
+    assert client.get("/accounts/nobody").status_code == 404
+
+
+def test_actions_are_recorded_and_handed_to_the_hook(fresh_case: tuple[Path, Path]) -> None:
+    log, verdicts = fresh_case
+    seen: list[Sequence[Override]] = []
+    client = TestClient(create_app(log, verdicts, on_action=seen.append, warm_campaigns=0))
+    r = client.post(
+        "/accounts/user-003/action",
+        data={"action": "benign", "by": "ana", "note": "teacher"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/accounts/user-003?done=benign"
+    r = client.post("/campaigns/C3/action", data={"action": "block"}, follow_redirects=False)
+    assert r.status_code == 303
+    client.post("/accounts/c3-acct-01/action", data={"action": "unblock"})
+    assert client.post("/accounts/user-003/action", data={"action": "delete"}).status_code == 400
+
+    lines = [json.loads(x) for x in (verdicts / "overrides.jsonl").read_text().splitlines()]
+    assert [(x["account_id"], x["action"]) for x in lines] == [
+        ("user-003", "benign"),
+        *[(f"c3-acct-{i:02d}", "block") for i in range(4)],
+        ("c3-acct-01", "allow"),
+    ]
+    assert lines[0]["by"] == "ana" and lines[0]["note"] == "teacher"
+    assert lines[1]["note"] == "campaign C3" and lines[0]["ts"].endswith("Z")
+    assert [len(batch) for batch in seen] == [1, 4, 1]
+    latest = OverrideLog(verdicts).latest()
+    assert latest["c3-acct-01"].action == "allow" and latest["c3-acct-02"].action == "block"
+    # The pages show the decisions.
+    assert "teacher" in client.get("/accounts/user-003").text
+    campaign = client.get("/campaigns/C3").text
+    # C3's verdicts are all `throttle`: the block badges are the three standing overrides.
+    assert campaign.count('<span class="badge block">block</span>') == 3
+    assert campaign.count('<span class="badge allow">allow</span>') == 1
+
+
+def test_mounted_under_a_prefix(sample_case: tuple[Path, Path], sample_store: CaseStore) -> None:
+    parent = FastAPI()
+    parent.mount("/console", create_app(*sample_case, store=sample_store, warm_campaigns=0))
+    client = TestClient(parent)
+    html = client.get("/console/").text
+    assert 'href="/console/campaigns/C1"' in html
+    page = client.get("/console/campaigns/C1").text
+    assert 'action="/console/campaigns/C1/action"' in page
+    assert client.get("/console/campaigns/C1/stix.json").json()["type"] == "bundle"
+    pdf = client.get("/console/campaigns/C1/casefile.pdf")
+    assert pdf.content.startswith(b"%PDF")
+
+
+def test_pages_are_fast_once_started(
+    sample_case: tuple[Path, Path], sample_store: CaseStore
+) -> None:
+    client = TestClient(create_app(*sample_case, store=sample_store, warm_campaigns=0))
+    client.get("/campaigns/C1")  # first render of the plots (cached afterwards)
+    for url in ("/", "/campaigns/C1", "/accounts/c1-acct-00", "/accounts/user-001"):
+        t0 = time.perf_counter()
+        assert client.get(url).status_code == 200
+        assert time.perf_counter() - t0 < 1.0, url

@@ -128,8 +128,8 @@ class _HttpUpstream:
             finally:
                 resp.release()
             if resp.status >= 500:
-                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed with HTTP {resp.status}: {detail}")
-            raise ApiError(resp.status, "invalid_request_error", f"The upstream model server {self.name} refused the request with HTTP {resp.status}: {detail}")
+                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed with HTTP {resp.status} ({detail}); retry later.")
+            raise ApiError(resp.status, "invalid_request_error", f"The upstream model server {self.name} refused the request with HTTP {resp.status} ({detail}); check the request against the upstream's API.")
         return resp
 
     async def _json(self, path: str, body: dict[str, Any]) -> Any:
@@ -169,7 +169,7 @@ class _HttpUpstream:
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
         except aiohttp.ClientError as exc:
-            raise ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}).") from exc
+            raise ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.") from exc
         finally:
             resp.release()
 
@@ -243,7 +243,7 @@ class OpenAIUpstream(_HttpUpstream):
             if not isinstance(data, dict):
                 continue
             if "error" in data:
-                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream: {str(data['error'])[:200]}")
+                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data['error'])[:200]}); retry the request.")
             if data.get("usage"):
                 usage = data["usage"]
             for choice in data.get("choices") or []:
@@ -318,7 +318,7 @@ class AnthropicUpstream(_HttpUpstream):
                 yield Delta(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=out_tokens)
                 return
             elif kind == "error":
-                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream: {str(data.get('error'))[:200]}")
+                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data.get('error'))[:200]}); retry the request.")
         raise ApiError(502, "api_error", f"The upstream model server {self.name} ended the stream without message_stop.")
 
 

@@ -1,0 +1,34 @@
+"""Gateway fixtures: a mock upstream and a real uvicorn server on free localhost ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from distillguard.gateway import create_app, issue_key, mock_upstream_app
+
+from .support import LoopThread, Running, ServerThread, free_port, make_gateway
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[str]:
+    """Base URL (…/v1) of a mock OpenAI/Anthropic server; `mock-slow` waits 3 s."""
+    port = free_port()
+    t = LoopThread(mock_upstream_app(slow_s=3.0), port)
+    t.start()
+    yield f"http://127.0.0.1:{port}/v1"
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Iterator[Running]:
+    """A gateway on SQLite in front of the mock upstream, with one key for account `acme`."""
+    db = f"sqlite:///{tmp_path_factory.mktemp('gw') / 'gw.db'}"
+    gw = make_gateway(db, mock_upstream)
+    issued = issue_key(gw.store, "acme")
+    port = free_port()
+    srv = ServerThread(create_app(gateway=gw), port)
+    srv.start()
+    yield Running(f"http://127.0.0.1:{port}", gw, issued.key, issued.key_id, "acme")
+    srv.stop()

@@ -1,0 +1,113 @@
+"""Test support: a mock upstream thread, a uvicorn server thread, a gateway factory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from distillguard.enforce import LimitsConfig, LimitSet
+from distillguard.gateway import (
+    AnthropicUpstream,
+    FakeUpstream,
+    Gateway,
+    GatewayConfig,
+    OpenAIUpstream,
+    Router,
+    issue_key,
+)
+
+ADMIN = "test-admin-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopThread:
+    """An asyncio loop in a thread, serving an aiohttp app (the mock upstream)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.app, self.port = app, port
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        asyncio.set_event_loop(self.loop)
+        self.runner = runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.1)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self.thread.start()
+        assert self.ready.wait(10), "mock upstream did not start"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class ServerThread:
+    """A real uvicorn server running the app in a thread."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            assert time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@dataclass
+class Running:
+    url: str
+    gateway: Gateway
+    key: str
+    key_id: str
+    account_id: str
+
+    def new_key(self, account_id: str) -> str:
+        return issue_key(self.gateway.store, account_id).key
+
+    def events(self) -> list[dict[str, Any]]:
+        """Everything captured so far (waits for the capture queue to drain)."""
+        deadline = time.monotonic() + 5
+        while self.gateway.capture.queue.qsize() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)
+        return [e for rows in self.gateway.store.iter_events() for e in rows]
+
+
+def make_gateway(db: str, mock_url: str, prefix: str = "dg_", **kw: Any) -> Gateway:
+    kw.setdefault("limits", LimitsConfig(key=LimitSet(100_000, 1_000_000, None, None), account=LimitSet(100_000, 1_000_000, None, None)))
+    kw.setdefault("detect", False)
+    cfg = GatewayConfig(db=db, table_prefix=prefix, admin_token=ADMIN, capture_interval=0.02, refresh_interval=0.2, upstream_timeout=1.0, **kw)
+    router = Router()
+    router.add("fake-*", FakeUpstream(reasoning=True))
+    router.add("claude-*", AnthropicUpstream(mock_url.removesuffix("/v1"), timeout=1.0))
+    openai_up = OpenAIUpstream(mock_url, timeout=1.0)
+    router.add("gpt-*", openai_up)
+    router.add("mock-*", openai_up)
+    return Gateway(cfg, router=router)

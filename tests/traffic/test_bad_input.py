@@ -216,3 +216,46 @@ def test_missing_log_directory(tmp_path: Path) -> None:
         TrafficLog(tmp_path / "nope")
     with pytest.raises(LogFormatError, match="no 'events' table"):
         read_table(tmp_path, "events")
+
+
+def test_duckdb_view_refuses_nulls_in_required_columns(tmp_path: Path) -> None:
+    import duckdb
+
+    n = 1000
+    prompts: list[str | None] = ["p"] * n
+    prompts[876] = None
+    table = pa.table(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "ts": pa.array(range(n), pa.timestamp("us", tz="UTC")),
+            "account_id": ["a"] * n,
+            "model": ["m"] * n,
+            "prompt": prompts,
+        }
+    )
+    pq.write_table(table, tmp_path / "events.parquet", row_group_size=300)
+    with pytest.raises(LogFormatError) as info:
+        TrafficLog(tmp_path).duckdb_view(duckdb.connect(), "events")
+    assert (info.value.row, info.value.column) == (877, "prompt")
+    report = validate_log(tmp_path)
+    assert [(e.row, e.column) for p in report.errors for e in p.examples] == [(877, "prompt")]
+    assert report.table("events").rows == 876  # type: ignore[union-attr]
+
+
+def test_writer_refuses_rows_that_break_the_format(tmp_path: Path) -> None:
+    from distillguard.traffic import LogWriter
+
+    with LogWriter(tmp_path) as w, pytest.raises(LogFormatError) as info:
+        w.write(
+            "events",
+            pa.table(
+                {
+                    "event_id": ["e1", None],
+                    "ts": ["2026-03-01T00:00:00Z"] * 2,
+                    "account_id": ["a"] * 2,
+                    "model": ["m"] * 2,
+                    "prompt": ["p"] * 2,
+                }
+            ),
+        )
+    assert (info.value.row, info.value.column) == (2, "event_id")

@@ -18,6 +18,7 @@ from distillguard.traffic._files import TableFile, describe, find_files, table_n
 from distillguard.traffic._jsonl import read_jsonl
 from distillguard.traffic._parquet import (
     check_parquet_schema,
+    check_required_values,
     is_native,
     open_parquet,
     read_parquet,
@@ -270,12 +271,15 @@ class TrafficLog:
         for tf in self._files_or_fail(name):
             path = tf.path
             if tf.encoding == "parquet":
-                schema = open_parquet(tf).schema_arrow
+                pf = open_parquet(tf)
+                schema = pf.schema_arrow
                 if spec is not None:
                     check_parquet_schema(tf, spec, schema)
-                if spec is not None and not is_native(spec, schema):
-                    path = self._cache_path(name, tf)
-                    schema = pq.read_schema(path)
+                    if is_native(spec, schema):
+                        check_required_values(tf, spec, pf)
+                    else:
+                        path = self._cache_path(name, tf)
+                        schema = pq.read_schema(path)
             else:
                 path = self._cache_path(name, tf)
                 schema = pq.read_schema(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distillguard._errors import LogFormatError
@@ -44,6 +45,35 @@ def check_parquet_schema(tf: TableFile, spec: Table, schema: pa.Schema) -> None:
                 check_type(field.name, schema.field(field.name).type, field.type)
             except ColumnError as exc:
                 raise LogFormatError(exc.message, file=str(tf), column=exc.column) from None
+
+
+def null_free(pf: pq.ParquetFile, column: str) -> bool:
+    """True when the footer's statistics prove `column` has no nulls (no data read)."""
+    md = pf.metadata
+    leaf = next((i for i in range(md.num_columns) if md.schema.column(i).path == column), None)
+    if leaf is None:
+        return False
+    for rg in range(md.num_row_groups):
+        st = md.row_group(rg).column(leaf).statistics
+        if st is None or not st.has_null_count or st.null_count:
+            return False
+    return True
+
+
+def check_required_values(tf: TableFile, spec: Table, pf: pq.ParquetFile) -> None:
+    """Raise LogFormatError at the first null in a required column (footer stats first, data if needed)."""
+    for name in spec.columns:
+        if name not in spec.required or null_free(pf, name):
+            continue
+        row = 0
+        for batch in pf.iter_batches(batch_size=262_144, columns=[name]):
+            col = batch.column(0)
+            if col.null_count:
+                i = pc.index(pc.is_null(col), True).as_py()
+                raise LogFormatError(
+                    "required value is null or absent", file=str(tf), row=row + i + 1, column=name
+                )
+            row += batch.num_rows
 
 
 def is_native(spec: Table, schema: pa.Schema) -> bool:

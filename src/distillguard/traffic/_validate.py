@@ -31,7 +31,7 @@ import pyarrow as pa
 from distillguard._errors import LogFormatError
 from distillguard.traffic._files import TableFile, describe
 from distillguard.traffic._log import TrafficLog, quote_ident
-from distillguard.traffic._parquet import open_parquet
+from distillguard.traffic._parquet import null_free, open_parquet
 from distillguard.traffic._problems import Location, Problem
 from distillguard.traffic._schema import ACTIONS, LABEL_VALUES, TABLES, Table
 
@@ -98,14 +98,20 @@ def _key_columns(spec: Table | None) -> list[str]:
 
 
 def _columns_to_read(spec: Table | None, tf: TableFile) -> list[str] | None:
-    """For Parquet, only what needs checking: required, off-type and key columns."""
+    """For Parquet, only what needs reading: key columns, off-type columns, and required
+    columns whose footer statistics do not rule out nulls (all columns for JSONL)."""
     if spec is None or tf.encoding != "parquet":
         return None
-    schema = open_parquet(tf).schema_arrow
-    need = set(spec.required) | set(_key_columns(spec))
+    pf = open_parquet(tf)
+    schema = pf.schema_arrow
+    need = set(_key_columns(spec))
     for f in spec.schema:
-        if f.name in schema.names and schema.field(f.name).type != f.type:
-            need.add(f.name)
+        if f.name not in schema.names:
+            continue
+        if schema.field(f.name).type != f.type:
+            need.add(f.name)  # the cast may fail: read it
+        elif f.name in spec.required and not null_free(pf, f.name):
+            need.add(f.name)  # the footer cannot prove it has no nulls: read it
     return [c for c in spec.columns if c in need and c in schema.names]
 
 

@@ -121,10 +121,10 @@ class _ParquetSink:
 
 
 class _JsonlSink:
-    def __init__(self, directory: Path, name: str, gz: bool) -> None:
+    def __init__(self, directory: Path, name: str, gz: bool, gzip_level: int) -> None:
         self.path = directory / f"{name}.jsonl{'.gz' if gz else ''}"
         # Kept open across writes and closed in close(), hence no `with`.
-        raw = gzip.open(self.path, "wb", compresslevel=6) if gz else open(self.path, "wb")  # noqa: SIM115
+        raw = gzip.open(self.path, "wb", compresslevel=gzip_level) if gz else open(self.path, "wb")  # noqa: SIM115
         self.fh = cast(IO[bytes], raw)
 
     def write(self, table: pa.Table) -> None:
@@ -169,6 +169,8 @@ class LogWriter:
         part_rows: rows per Parquet part.
         row_group_rows: rows per Parquet row group (batches are buffered up to it).
         compression: Parquet codec.
+        gzip_level: zlib level for `jsonl.gz` (1: fastest; 6 makes files ~25% smaller
+            but writes ~5x slower).
 
     Examples:
         >>> with LogWriter("out/log") as w:                  # doctest: +SKIP
@@ -184,6 +186,7 @@ class LogWriter:
         part_rows: int = 2_000_000,
         row_group_rows: int = 131_072,
         compression: str = "zstd",
+        gzip_level: int = 1,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -195,6 +198,7 @@ class LogWriter:
         self.part_rows = part_rows
         self.row_group_rows = min(row_group_rows, part_rows)
         self.compression = compression
+        self.gzip_level = gzip_level
         self._sinks: dict[str, _ParquetSink | _JsonlSink] = {}
         self.written: dict[str, list[Path]] = {}
         self.rows: dict[str, int] = {}
@@ -226,7 +230,7 @@ class LogWriter:
                     self.directory, name, self.part_rows, self.row_group_rows, self.compression
                 )
             else:
-                sink = _JsonlSink(self.directory, name, self.fmt == "jsonl.gz")
+                sink = _JsonlSink(self.directory, name, self.fmt == "jsonl.gz", self.gzip_level)
             self._sinks[name] = sink
         sink.write(table)
         self.rows[name] = self.rows.get(name, 0) + table.num_rows

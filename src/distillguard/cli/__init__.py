@@ -54,7 +54,10 @@ _register_all()
 def main() -> None:
     """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns typer.Exit's code instead of raising it.
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+            sys.exit(rc)
     except DistillguardError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

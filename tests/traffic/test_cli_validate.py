@@ -82,3 +82,23 @@ def test_truncated_parquet_is_reported_not_raised(
     path.write_bytes(path.read_bytes()[:200])
     code, out = _invoke(str(tmp_path))
     assert code == 2 and "truncated" in out and "Traceback" not in out
+
+
+def test_console_script_exit_code_for_warnings(
+    tmp_path: Path, make: Callable[..., pa.Table]
+) -> None:
+    """The real entry point (not CliRunner) passes the exit code on to the shell."""
+    import subprocess
+    import sys
+
+    _clean_log(tmp_path, make)
+    write_table(tmp_path, "accounts", pa.table({"account_id": ["account_id-00000"]}))
+    code = "from distillguard.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
+        redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
         admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin (default: a random one, printed once).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
             admin_token = secrets.token_urlsafe(24)
             console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
         cfg = GatewayConfig(
-            db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis,
+            db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,

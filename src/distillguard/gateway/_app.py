@@ -144,10 +144,11 @@ def _iso(us: int | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def _admin_router(gw: Gateway) -> APIRouter:
-    bearer = HTTPBearer(auto_error=False)
+_BEARER = HTTPBearer(auto_error=False)
 
-    def check(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+
+def _admin_router(gw: Gateway) -> APIRouter:
+    def check(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         token = gw.config.admin_token
         if token is None:
             raise HTTPException(403, "The admin API is disabled; start the gateway with --admin-token (or DISTILLGUARD_ADMIN_TOKEN).")

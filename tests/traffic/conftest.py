@@ -50,6 +50,8 @@ def make_table(name: str, n: int = 50, seed: int = 0) -> pa.Table:
         cols["model"] = pa.array(["model-a" if i % 2 else "model-b" for i in range(n)])
     if name == "labels":
         cols["label"] = pa.array(["distill" if i % 4 == 0 else "benign" for i in range(n)])
+    if name == "overrides":
+        cols["action"] = pa.array([["allow", "benign", "block"][i % 3] for i in range(n)])
     if name == "verdicts":
         cols["action"] = pa.array(
             [["allow", "monitor", "throttle", "block"][i % 4] for i in range(n)]

@@ -126,10 +126,27 @@ CAMPAIGNS = Table(
     key="campaign_id",
 )
 
+# Not in the v1 format document: analyst/admin actions that feed the next scan
+# (agreed between the gateway, console and detector; an added table, as the format allows).
+OVERRIDES = Table(
+    "overrides",
+    pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("action", pa.string()),
+            ("ts", TS),
+            ("by", pa.string()),
+            ("note", pa.string()),
+        ]
+    ),
+    frozenset({"account_id", "action"}),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (EVENTS, ACCOUNTS, MODELS, LABELS, VERDICTS, CAMPAIGNS)
+    t.name: t for t in (EVENTS, ACCOUNTS, MODELS, LABELS, VERDICTS, CAMPAIGNS, OVERRIDES)
 }
 
 ACTIONS = ("allow", "monitor", "throttle", "block")
 FLAGGED_ACTIONS = frozenset({"throttle", "block"})
 LABEL_VALUES = ("benign", "distill")
+OVERRIDE_ACTIONS = ("allow", "monitor", "throttle", "block", "benign")

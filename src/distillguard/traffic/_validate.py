@@ -33,7 +33,7 @@ from distillguard.traffic._files import TableFile, describe
 from distillguard.traffic._log import TrafficLog, quote_ident
 from distillguard.traffic._parquet import null_free, open_parquet
 from distillguard.traffic._problems import Location, Problem
-from distillguard.traffic._schema import ACTIONS, LABEL_VALUES, TABLES, Table
+from distillguard.traffic._schema import ACTIONS, LABEL_VALUES, OVERRIDE_ACTIONS, TABLES, Table
 
 EXAMPLES = 5
 _BATCH = 262_144
@@ -92,7 +92,7 @@ def _key_columns(spec: Table | None) -> list[str]:
         cols = ["event_id", "account_id", "model", "ts"]
     elif spec.name == "labels":
         cols.append("label")
-    elif spec.name == "verdicts":
+    elif spec.name in ("verdicts", "overrides"):
         cols.append("action")
     return cols
 
@@ -284,7 +284,7 @@ def _cross_checks(report: ValidationReport, keys: _Keys, files: dict[str, list[T
                 Problem(
                     "warning",
                     f"duplicate-{spec.key}",
-                    f"{name} rows repeat a {spec.key} seen earlier; drop the repeats",
+                    f"{name} rows repeat the {spec.key} of an earlier row; drop the repeats",
                     dups,
                     ex,
                 )
@@ -320,7 +320,12 @@ def _cross_checks(report: ValidationReport, keys: _Keys, files: dict[str, list[T
                         ex,
                     )
                 )
-    for name, col, allowed in (("labels", "label", LABEL_VALUES), ("verdicts", "action", ACTIONS)):
+    enums = (
+        ("labels", "label", LABEL_VALUES),
+        ("verdicts", "action", ACTIONS),
+        ("overrides", "action", OVERRIDE_ACTIONS),
+    )
+    for name, col, allowed in enums:
         if not keys.has(name):
             continue
         t = quote_ident(f"k_{name}")

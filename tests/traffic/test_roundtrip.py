@@ -169,3 +169,20 @@ def test_empty_table_round_trips_with_schema(tmp_path: Path, make: Callable[...,
         got = TrafficLog(d).read("verdicts")
         assert got.num_rows == 0
         assert got.schema.field("first_flagged_ts").type == pa.timestamp("us", tz="UTC")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "jsonl.gz"])
+def test_append_mode_adds_to_existing_files(
+    tmp_path: Path, fmt: str, make: Callable[..., pa.Table]
+) -> None:
+    events = make("events", n=30)
+    write_table(tmp_path, "events", events.slice(0, 10), fmt=fmt)  # type: ignore[arg-type]
+    if fmt == "jsonl":  # a crash left half a line behind
+        with open(tmp_path / "events.jsonl", "ab") as fh:
+            fh.write(b'{"event_id": "half')
+    for start in (10, 20):  # two restarts
+        with LogWriter(tmp_path, fmt, append=True) as w:  # type: ignore[arg-type]
+            w.write("events", events.slice(start, 10))
+    log = TrafficLog(tmp_path)
+    assert log.read("events").equals(conform("events", events))
+    assert not log.warnings  # the cut-off line was dropped before appending

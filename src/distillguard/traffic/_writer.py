@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, cast
@@ -17,6 +18,8 @@ from distillguard.traffic._schema import TABLES
 
 Format = Literal["parquet", "jsonl", "jsonl.gz"]
 FORMATS: tuple[Format, ...] = ("parquet", "jsonl", "jsonl.gz")
+
+log = logging.getLogger("distillguard.traffic")
 
 
 def conform(name: str, data: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -47,9 +50,19 @@ def conform(name: str, data: pa.Table | pa.RecordBatch) -> pa.Table:
 
 class _ParquetSink:
     def __init__(
-        self, directory: Path, name: str, part_rows: int, row_group_rows: int, compression: str
+        self,
+        directory: Path,
+        name: str,
+        part_rows: int,
+        row_group_rows: int,
+        compression: str,
+        append: bool,
     ) -> None:
         self.directory = directory
+        self.append = append
+        # Appending: new parts are numbered after the parts already there.
+        taken = [int(p.stem.split("-")[1]) for p in (directory / name).glob("part-[0-9]*.parquet")]
+        self.first_part = max(taken, default=-1) + 1
         self.name = name
         self.part_rows = part_rows
         self.row_group_rows = row_group_rows
@@ -92,7 +105,7 @@ class _ParquetSink:
     def _open_part(self) -> None:
         d = self.directory / self.name
         d.mkdir(parents=True, exist_ok=True)
-        final = d / f"part-{len(self.parts):05d}.parquet"
+        final = d / f"part-{self.first_part + len(self.parts):05d}.parquet"
         # Written under a hidden name, renamed when complete: readers never see half a part.
         self.tmp = d / f".{final.name}.tmp"
         assert self.schema is not None
@@ -111,7 +124,7 @@ class _ParquetSink:
         if not self.parts and self.schema is not None:
             self._open_part()  # an empty table still gets a file with its schema
         self._close_part()
-        if len(self.parts) == 1:
+        if len(self.parts) == 1 and not self.append:
             single = self.directory / f"{self.name}.parquet"
             self.parts[0].replace(single)
             with contextlib.suppress(OSError):  # not empty: leave what others put there
@@ -121,10 +134,14 @@ class _ParquetSink:
 
 
 class _JsonlSink:
-    def __init__(self, directory: Path, name: str, gz: bool, gzip_level: int) -> None:
+    def __init__(self, directory: Path, name: str, gz: bool, gzip_level: int, append: bool) -> None:
         self.path = directory / f"{name}.jsonl{'.gz' if gz else ''}"
-        # Kept open across writes and closed in close(), hence no `with`.
-        raw = gzip.open(self.path, "wb", compresslevel=gzip_level) if gz else open(self.path, "wb")  # noqa: SIM115
+        mode = "ab" if append else "wb"
+        if append and not gz and self.path.exists():
+            _drop_cut_off_line(self.path)
+        # Kept open across writes and closed in close(), hence no `with`. Appending to
+        # gzip adds a member; readers decompress concatenated members as one stream.
+        raw = gzip.open(self.path, mode, compresslevel=gzip_level) if gz else open(self.path, mode)  # noqa: SIM115
         self.fh = cast(IO[bytes], raw)
 
     def write(self, table: pa.Table) -> None:
@@ -171,6 +188,9 @@ class LogWriter:
         compression: Parquet codec.
         gzip_level: zlib level for `jsonl.gz` (1: fastest; 6 makes files ~25% smaller
             but writes ~5x slower).
+        append: keep the table's existing files and add to them (JSONL: appended
+            lines; Parquet: new parts in `NAME/` after the existing ones), e.g. a
+            gateway that restarts. Default: replace the table.
 
     Examples:
         >>> with LogWriter("out/log") as w:                  # doctest: +SKIP
@@ -187,6 +207,7 @@ class LogWriter:
         row_group_rows: int = 131_072,
         compression: str = "zstd",
         gzip_level: int = 1,
+        append: bool = False,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -199,6 +220,7 @@ class LogWriter:
         self.row_group_rows = min(row_group_rows, part_rows)
         self.compression = compression
         self.gzip_level = gzip_level
+        self.append = append
         self._sinks: dict[str, _ParquetSink | _JsonlSink] = {}
         self.written: dict[str, list[Path]] = {}
         self.rows: dict[str, int] = {}
@@ -217,23 +239,35 @@ class LogWriter:
         table = conform(name, data)
         sink = self._sinks.get(name)
         if sink is None:
-            for old in find_files(self.directory, name):
-                old.path.unlink()
-            stale = self.directory / name
-            if stale.is_dir():
-                for tmp in stale.glob(".part-*.tmp"):  # left by a writer that never closed
-                    tmp.unlink()
-                if not any(stale.iterdir()):
-                    stale.rmdir()
-            if self.fmt == "parquet":
-                sink = _ParquetSink(
-                    self.directory, name, self.part_rows, self.row_group_rows, self.compression
-                )
-            else:
-                sink = _JsonlSink(self.directory, name, self.fmt == "jsonl.gz", self.gzip_level)
-            self._sinks[name] = sink
+            if not self.append:
+                self._remove(name)
+            sink = self._sinks[name] = self._open_sink(name)
         sink.write(table)
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
+
+    def _remove(self, name: str) -> None:
+        for old in find_files(self.directory, name):
+            old.path.unlink()
+        stale = self.directory / name
+        if stale.is_dir():
+            for tmp in stale.glob(".part-*.tmp"):  # left by a writer that never closed
+                tmp.unlink()
+            if not any(stale.iterdir()):
+                stale.rmdir()
+
+    def _open_sink(self, name: str) -> _ParquetSink | _JsonlSink:
+        if self.fmt == "parquet":
+            return _ParquetSink(
+                self.directory,
+                name,
+                self.part_rows,
+                self.row_group_rows,
+                self.compression,
+                self.append,
+            )
+        return _JsonlSink(
+            self.directory, name, self.fmt == "jsonl.gz", self.gzip_level, self.append
+        )
 
     def close(self) -> dict[str, list[Path]]:
         """Finish every table; returns the files written per table."""
@@ -241,6 +275,32 @@ class LogWriter:
             self.written[name] = sink.close()
         self._sinks.clear()
         return self.written
+
+
+def _drop_cut_off_line(path: Path) -> None:
+    """Cut a last line left without its newline by a crash, so the first new row stays whole.
+
+    Such a line is unreadable anyway (readers skip it with a warning); appending
+    after it would glue a good row onto it and make both an error.
+    """
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        end = size
+        while end > 0:
+            start = max(0, end - 65_536)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            if end == size and chunk.endswith(b"\n"):
+                return
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                cut = start + nl + 1
+                break
+            end = start
+        else:
+            cut = 0
+        log.warning("%s: dropped a cut-off last line (%d bytes) before appending", path, size - cut)
+        fh.truncate(cut)
 
 
 def write_table(

@@ -185,10 +185,18 @@ def developer(env: Env, rng: np.random.Generator) -> None:
     )
     fresh = np.where(tooly, bl.index(rng.integers(bl.n_base, size=n), rng.integers(bl.n_var, size=n)), fresh_misc)
     # re-running the burst's main prompt while debugging
+    # a developer's own inputs: pasted code or data, sometimes a greeting or an instruction
+    f_ctx = np.where(rng.random(n) < 1 - env.p_plain, c.ctx_ids[rng.integers(len(c.ctx_ids), size=n)], 0)
+    f_lead = np.where(rng.random(n) < 0.2, c.greet_ids[rng.integers(len(c.greet_ids), size=n)], 0)
+    f_tail = np.where(rng.random(n) < 0.3, c.close_ids[rng.integers(len(c.close_ids), size=n)], 0)
+    # re-running the burst's first prompt while debugging
     first_of_burst = np.r_[True, burst[1:] != burst[:-1]]
     main_ix = np.maximum.accumulate(np.where(first_of_burst, np.arange(n), 0))
-    main = fresh[main_ix]
-    body = np.where(rng.random(n) < 0.3, main, fresh)
+    rerun = rng.random(n) < 0.3
+    body = np.where(rerun, fresh[main_ix], fresh)
+    ctx = np.where(rerun, f_ctx[main_ix], f_ctx)
+    lead = np.where(rerun, f_lead[main_ix], f_lead)
+    tail = np.where(rerun, f_tail[main_ix], f_tail)
     system = np.where(tooly, c.bfcl_systems[rng.integers(len(c.bfcl_systems), size=n)] * (rng.random(n) < 0.5), sysp[o])
     tools = np.where(tooly, rng.integers(1, 9, size=n), 0)
     turns = np.where(chat | tooly, 2 * j + 1, 1)
@@ -201,7 +209,7 @@ def developer(env: Env, rng: np.random.Generator) -> None:
     env.plan.add(
         n, ts=ts, acct=acct[o], key=w.pick_keys(acct[o], rng), ip=np.where(at_office, office[o], home[o]),
         ua=ua[o], model=env.models(rng, ts, 0.35, spec.new_model_adoption, 1.0), system=system,
-        body=body, turns=turns, tools=tools,
+        lead=lead, ctx=ctx, body=body, tail=tail, turns=turns, tools=tools,
         hist=np.where(turns > 1, j * env.sample(rng, env.corpora.code_context, n, 0.3), 0),
         comp=comp, maxtok=maxtok, temp=temp, status=env.status(rng, n, 0.01),
     )
@@ -365,7 +373,7 @@ def eval_runner(env: Env, rng: np.random.Generator) -> None:
         done = 0
         run = 0
         while done < per:
-            name = names[int(rng.integers(len(names)))]
+            name = names[(run + i) % len(names)]
             bs, tp, comp_med = bench[name]
             n = min(bs.n_base, per - done)
             if run == 0 and env.scenario.new_model:

@@ -43,17 +43,26 @@ def find_corpora(explicit: str | Path | None = None) -> Path:
     Raises:
         ScenarioError: when no folder with the corpora's README.md and templates.json is found.
     """
-    candidates: list[Path] = []
-    if explicit is not None:
-        candidates.append(Path(explicit))
+    def ok(p: Path) -> bool:
+        return (p / "templates.json").is_file() and (p / "wildchat_1k.jsonl.gz").is_file()
+
+    # an explicit choice (argument or environment) is used as given, never silently replaced
     env = os.environ.get(ENV_VAR)
-    if env:
-        candidates.append(Path(env))
+    for given, what in ((explicit, "The corpora folder given"), (env, f"${ENV_VAR}")):
+        if given is not None and given != "":
+            p = Path(given)
+            if not ok(p):
+                raise ScenarioError(
+                    f"{what} ({p}) does not hold the prompt corpora (templates.json and the "
+                    "*.jsonl.gz sets of ../shared/corpora); point it at that folder."
+                )
+            return p
+    candidates: list[Path] = []
     for origin in (Path(__file__).resolve(), Path.cwd().resolve()):
         for parent in (origin, *origin.parents):
             candidates.append(parent / "shared" / "corpora")
     for cand in candidates:
-        if (cand / "templates.json").is_file() and (cand / "wildchat_1k.jsonl.gz").is_file():
+        if ok(cand):
             return cand
     raise ScenarioError(
         "The prompt corpora were not found: looked for templates.json and the *.jsonl.gz sets in "

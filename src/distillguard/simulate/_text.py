@@ -11,6 +11,7 @@ stretched this way.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,11 +75,18 @@ REWORDINGS: list[tuple[str, list[str]]] = [
 ]
 
 
-def perturb(text: str, rng: np.random.Generator, ops: int = 1) -> str:
+def _fast(rng: np.random.Generator | random.Random) -> random.Random:
+    # scalar draws from numpy are slow; a local `random.Random` seeded from it is fast and
+    # just as deterministic
+    return rng if isinstance(rng, random.Random) else random.Random(int(rng.integers(1 << 62)))
+
+
+def perturb(text: str, rng: np.random.Generator | random.Random, ops: int = 1) -> str:
     """One light, human-like perturbation of `text` (casing, punctuation, a typo, trimming)."""
+    r = _fast(rng)
     out = text
     for _ in range(ops):
-        k = int(rng.integers(9))
+        k = r.randrange(9)
         if k == 0:
             out = out.lower()
         elif k == 1 and out:
@@ -87,7 +95,7 @@ def perturb(text: str, rng: np.random.Generator, ops: int = 1) -> str:
             out = out.rstrip().rstrip(".?!") if out.rstrip()[-1:] in ".?!" else out.rstrip() + "?"
         elif k in (3, 4, 5) and len(out) > 8:
             # a typo: swap, drop or double a letter inside the text
-            i = int(rng.integers(1, len(out) - 2))
+            i = r.randrange(1, len(out) - 2)
             if k == 3:
                 out = out[:i] + out[i + 1] + out[i] + out[i + 2 :]
             elif k == 4:
@@ -105,14 +113,15 @@ def perturb(text: str, rng: np.random.Generator, ops: int = 1) -> str:
     return out
 
 
-def reword(text: str, rng: np.random.Generator, strength: float = 0.5) -> str:
+def reword(text: str, rng: np.random.Generator | random.Random, strength: float = 0.5) -> str:
     """Light rewording of a template's wrapper text: synonym swaps, occasionally a typo."""
+    r = _fast(rng)
     out = text
     for src, alts in REWORDINGS:
-        if src in out and rng.random() < strength:
-            out = out.replace(src, alts[int(rng.integers(len(alts)))])
-    if rng.random() < 0.2:
-        out = perturb(out, rng)
+        if src in out and r.random() < strength:
+            out = out.replace(src, alts[r.randrange(len(alts))])
+    if r.random() < 0.2:
+        out = perturb(out, r)
     return out
 
 
@@ -159,14 +168,15 @@ class TextPools:
     ) -> BodySet:
         """Add base texts, each with `n_var` variants (variant 0 is the text itself)."""
         off = len(self.bodies)
+        r = _fast(rng)
         for t in texts:
             t = self._clip(t)
             self.bodies.append(t)
             for v in range(1, n_var):
                 if reword_mode:
-                    self.bodies.append(reword(t, rng, 0.6))
+                    self.bodies.append(reword(t, r, 0.6))
                 else:
-                    self.bodies.append(perturb(t, rng, ops=1 + (v % 2)))
+                    self.bodies.append(perturb(t, r, ops=1 + (v % 2)))
         return BodySet(off, len(texts), n_var)
 
     def lead(self, s: str) -> int:

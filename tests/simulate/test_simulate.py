@@ -1,0 +1,173 @@
+"""The simulator: determinism, label consistency, and each persona and campaign present with
+the property that defines it (on a small `events` size; seed in conftest.SEED)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from distillguard.simulate import Corpora, SimulationResult, load_scenario, simulate
+from distillguard.traffic import ACCOUNTS, EVENTS, LABELS, MODELS
+
+SEED = 11  # the shared log's seed (tests/simulate/conftest.py)
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str) -> object:
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _tables(d: Path) -> dict[str, object]:
+    return {
+        "events": pq.read_table(d / "events"),
+        **{t: pq.read_table(d / f"{t}.parquet") for t in ("accounts", "labels", "models")},
+    }
+
+
+def test_same_seed_same_files_other_seed_other_log(tmp_path: Path, corpora: Corpora) -> None:
+    a = simulate(tmp_path / "a", seed=5, events=4000, corpora=corpora)
+    b = simulate(tmp_path / "b", seed=5, events=4000, corpora=corpora)
+    c = simulate(tmp_path / "c", seed=6, events=4000, corpora=corpora)
+    ta, tb, tc = _tables(a.out), _tables(b.out), _tables(c.out)
+    for name in ta:
+        assert ta[name].equals(tb[name]), f"table {name} differs between two runs with seed 5"  # type: ignore[attr-defined]
+    for f in sorted(a.out.rglob("*.parquet")):
+        assert f.read_bytes() == (b.out / f.relative_to(a.out)).read_bytes(), f"{f.name} not byte-identical"
+    assert not ta["events"].equals(tc["events"])  # type: ignore[attr-defined]
+
+
+def test_schemas_and_parts(sim: SimulationResult) -> None:
+    assert [p.name for p in sim.files] == ["part-00000.parquet"]
+    assert pq.read_schema(sim.files[0]).names[: len(EVENTS.columns)] == EVENTS.columns
+    for t, spec in (("accounts", ACCOUNTS), ("labels", LABELS), ("models", MODELS)):
+        assert pq.read_schema(sim.out / f"{t}.parquet").names[: len(spec.columns)] == spec.columns
+    assert 30_000 < sim.events < 55_000
+
+
+def test_labels_consistent(con: duckdb.DuckDBPyConnection) -> None:
+    assert one(con, "select count(*) from e where account_id not in (select account_id from accounts)") == 0
+    assert one(con, "select count(*) from accounts where account_id not in (select account_id from labels)") == 0
+    assert one(con, "select count(*) from labels where account_id not in (select account_id from accounts)") == 0
+    assert one(con, "select count(*) - count(distinct account_id) from labels") == 0
+    assert one(con, "select count(*) from labels where label not in ('benign', 'distill')") == 0
+    assert one(con, "select count(*) from labels where (label = 'distill') != (campaign_id is not null)") == 0
+    assert one(con, "select count(*) from labels where persona is null") == 0
+    ids = {r[0] for r in con.execute("select distinct campaign_id from labels where campaign_id is not null").fetchall()}
+    assert ids == {c.id for c in load_scenario().campaigns}
+    # every account has events, none before it was created, all inside the window
+    assert one(con, "select count(*) from accounts where account_id not in (select account_id from e)") == 0
+    assert one(con, "select count(*) from e join accounts using(account_id) where e.ts < created_at") == 0
+    assert one(con, "select count(*) - count(distinct event_id) from e") == 0
+    assert one(con, "select count(*) from e where model not in (select model from models)") == 0
+
+
+def test_every_persona_present(con: duckdb.DuckDBPyConnection) -> None:
+    got = {r[0] for r in con.execute("select distinct persona from labels join e using(account_id)").fetchall()}
+    assert {"casual", "developer", "template_developer", "enterprise_batch", "classroom", "eval_runner",
+            "reseller", "hydra_worker", "agentic_worker", "reasoning_elicitor", "template_worker",
+            "reseller_mixed"} <= got
+
+
+def test_benign_casual_users_rarely_share_exact_prompts(con: duckdb.DuckDBPyConnection) -> None:
+    shared = one(con, """
+        with c as (select e.account_id, prompt from e join labels using(account_id)
+                   where persona = 'casual' and turns = 1),
+             p as (select prompt, count(distinct account_id) na from c group by 1)
+        select avg((na > 1)::int) from c join p using(prompt)""")
+    assert isinstance(shared, float) and shared < 0.05, f"seed {SEED}: {shared:.3f} of first turns shared"
+    # multi-turn sessions with human think times exist
+    assert one(con, "select avg((turns > 1)::int) from e join labels using(account_id) where persona='casual'") > 0.3  # type: ignore[operator]
+
+
+def test_classroom_behind_one_address_same_assignment(con: duckdb.DuckDBPyConnection) -> None:
+    rows = con.execute("""
+        with c as (select e.*, a.email_domain from e join labels using(account_id) join accounts a using(account_id)
+                   where persona = 'classroom' and turns = 1),
+             top as (select email_domain, ip, count(distinct account_id) n,
+                     row_number() over (partition by email_domain order by count(distinct account_id) desc) r
+                     from c group by 1, 2)
+        select t.email_domain, t.n, (select count(distinct account_id) from c where c.email_domain = t.email_domain)
+        from top t where r = 1""").fetchall()
+    assert rows
+    for _dom, on_top_ip, total in rows:
+        assert total >= 20 and on_top_ip >= 0.9 * total
+    # the same assignment text, sent by many students within minutes
+    n = one(con, """select max(n) from (select prompt, count(distinct account_id) n, max(ts) - min(ts) span
+                   from e join labels using(account_id) where persona = 'classroom' and turns = 1
+                   group by prompt) where span < interval 15 minute""")
+    assert n >= 15  # type: ignore[operator]
+
+
+def test_hydra_cluster(con: duckdb.DuckDBPyConnection) -> None:
+    acc, ips = con.execute("""select count(distinct account_id), count(distinct ip) from e join labels using(account_id)
+                              where campaign_id = 'hydra-coding'""").fetchone()  # type: ignore[misc]
+    assert acc >= 20 and ips < acc
+    shared_pay = one(con, """select count(*) from (select payment_fingerprint from accounts join labels using(account_id)
+                            where campaign_id = 'hydra-coding' group by 1 having count(*) > 1)""")
+    assert shared_pay >= 1  # type: ignore[operator]
+    chans = {r[0] for r in con.execute("select distinct signup_channel from accounts join labels using(account_id) where campaign_id='hydra-coding'").fetchall()}
+    assert chans <= {"education", "research", "startup"}
+    # load balanced: per-account volume far more even than casual users'
+    cv = one(con, """select stddev(n) / avg(n) from (select account_id, count(*) n from e join labels using(account_id)
+                    where campaign_id = 'hydra-coding' group by 1)""")
+    assert cv < 0.6  # type: ignore[operator]
+
+
+def test_big_campaign_moves_to_new_model_within_a_day(con: duckdb.DuckDBPyConnection) -> None:
+    before, after = con.execute("""
+        select avg((e.model = m.model)::int) filter (where e.ts < m.released_at),
+               avg((e.model = m.model)::int) filter (where e.ts between m.released_at + interval 14 hour
+                                                   and m.released_at + interval 24 hour)
+        from e join labels using(account_id), (select * from models where model = 'atlas-3.5') m
+        where campaign_id = 'hydra-coding'""").fetchone()  # type: ignore[misc]
+    assert before == 0 and after >= 0.5
+
+
+def test_campaign_content(con: duckdb.DuckDBPyConnection) -> None:
+    tools = one(con, "select avg((tools > 0)::int) from e join labels using(account_id) where campaign_id='agentic-tools'")
+    assert tools > 0.4  # type: ignore[operator]
+    step = one(con, """select avg(regexp_matches(lower(coalesce(system, '') || prompt), 'step|rubric|score|grade|reason')::int)
+                      from e join labels using(account_id) where campaign_id = 'reasoning-rubric'""")
+    assert step > 0.8  # type: ignore[operator]
+    # templates with variation: a few wrappers cover most requests, yet the exact texts differ
+    top, uniq = con.execute("""select max(n) / sum(n), (select count(distinct prompt) / count(*) from e join labels using(account_id) where campaign_id = 'template-variation')
+        from (select left(prompt, 40) p, count(*) n from e join labels using(account_id)
+              where campaign_id = 'template-variation' group by 1)""").fetchone()  # type: ignore[misc]
+    assert top > 0.1 and uniq > 0.3
+    capped = one(con, "select avg((completion_tokens = max_tokens)::int) from e join labels using(account_id) where label='distill'")
+    assert capped > 0.15  # type: ignore[operator]
+
+
+def test_hard_negatives(con: duckdb.DuckDBPyConnection) -> None:
+    # enterprise batch: verified, the busiest benign account, active around the clock
+    persona, verified, hours = con.execute("""
+        select persona, verified, (select count(distinct hour(ts)) from e where e.account_id = t.account_id)
+        from (select account_id, count(*) n from e group by 1 order by n desc limit 1) t
+        join labels using(account_id) join accounts using(account_id)""").fetchone()  # type: ignore[misc]
+    assert persona == "enterprise_batch" and verified and hours == 24
+    # eval runners: benchmark prompts in bursts, including "step by step"
+    burst = one(con, """select max(n) from (select account_id, date_trunc('minute', ts) m, count(*) n
+                       from e join labels using(account_id) where persona = 'eval_runner' group by 1, 2)""")
+    assert burst >= 60  # type: ignore[operator]
+    assert one(con, "select count(*) from e join labels using(account_id) where persona='eval_runner' and prompt like '%step by step%'") > 0  # type: ignore[operator]
+    # reseller: one account, many end users' sessions from a few server addresses
+    r = con.execute("""select count(*), count(distinct ip) from e join labels using(account_id)
+                       where persona = 'reseller' group by account_id""").fetchall()
+    assert r and all(n > 500 and ips <= 3 for n, ips in r)
+    # the mixed reseller is labelled distill with its campaign share
+    share = one(con, "select distill_share from labels where persona = 'reseller_mixed'")
+    assert 0 < share < 1  # type: ignore[operator]
+    # template developers re-send the same inputs while editing one template
+    assert one(con, """select min(r) from (select count(distinct prompt) / count(*) r from e join labels using(account_id)
+                      where persona = 'template_developer' group by account_id)""") < 0.6  # type: ignore[operator]
+
+
+def test_benign_rhythm_follows_local_day(con: duckdb.DuckDBPyConnection) -> None:
+    night, day = con.execute("""
+        with c as (select e.ts, a.country from e join labels using(account_id) join accounts a using(account_id)
+                   where persona = 'casual' and a.country in ('DE', 'FR', 'ES', 'IT', 'NL', 'PL'))
+        select avg((hour(ts + interval 1 hour) between 2 and 5)::int), avg((hour(ts + interval 1 hour) between 10 and 13)::int) from c""").fetchone()  # type: ignore[misc]
+    assert day > 3 * night

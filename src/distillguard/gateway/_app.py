@@ -30,7 +30,7 @@ _MESSAGE = {
     "required": ["role", "content"],
     "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]},
     },
 }
 _SCHEMAS: dict[str, dict[str, Any]] = {
@@ -38,10 +38,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "minLength": 1},
             "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
-            "max_tokens": {"type": "integer", "minimum": 1},
-            "max_completion_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
             "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
@@ -54,9 +54,9 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "prompt"],
         "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "minLength": 1},
             "prompt": {"type": "string"},
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "stream": {"type": "boolean"},
         },
@@ -65,10 +65,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages", "max_tokens"],
         "properties": {
-            "model": {"type": "string"},
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "model": {"type": "string", "minLength": 1},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "system": {"type": "string"},
-            "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}},
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}}}},
             "temperature": {"type": "number", "minimum": 0, "maximum": 1},
             "stop_sequences": {"type": "array", "items": {"type": "string"}},
             "stream": {"type": "boolean"},
@@ -88,7 +88,7 @@ def _openapi_extra(api: Api) -> dict[str, Any]:
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": _SCHEMAS[api]}}},
         "responses": {
-            "200": {"description": "The completion (JSON), or a text/event-stream when stream is true.", "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+            "200": {"description": "The completion (JSON), or a text/event-stream when stream is true.", "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"description": "Server-sent events in the API's own stream format."}}}},
             **{str(s): {"description": d, **err} for s, d in (
                 (400, "Invalid request"), (401, "Missing, invalid or revoked key"), (403, "Account blocked"),
                 (404, "Unknown model"), (413, "Body too large"), (429, "Rate limited (see Retry-After)"),

@@ -136,7 +136,7 @@ def _text_of(content: Any, where: str) -> str:
                 parts.append(part)
             elif isinstance(part, dict):
                 if part.get("type") == "text":
-                    t = part.get("text")
+                    t = part.get("text", "")
                     if not isinstance(t, str):
                         raise invalid(f"{where}[{i}].text must be a string.", f"{where}[{i}].text")
                     parts.append(t)
@@ -154,6 +154,8 @@ def _opt_int(body: dict[str, Any], name: str, lo: int = 1, hi: int = 1_000_000) 
     v = body.get(name)
     if v is None:
         return None
+    if isinstance(v, float) and v.is_integer():  # JSON Schema counts 5.0 as an integer
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise invalid(f"'{name}' must be an integer, got {type(v).__name__}.", name)
     if not lo <= v <= hi:
@@ -239,9 +241,10 @@ def parse_openai_chat(body: dict[str, Any]) -> ChatRequest:
             system.append(text)
         else:
             messages.append(Message(str(role), text))
-    if not messages:
-        raise invalid("'messages' must contain at least one user message.", "messages")
-    max_tokens = _opt_int(body, "max_completion_tokens") or _opt_int(body, "max_tokens")
+    if not messages:  # only system/developer messages: the instructions are the prompt
+        messages, system = [Message("user", "\n".join(system))], []
+    legacy_max = _opt_int(body, "max_tokens")
+    max_tokens = _opt_int(body, "max_completion_tokens") or legacy_max
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise invalid("'stream_options' must be an object.", "stream_options")

@@ -141,13 +141,16 @@ class Store:
     # ------------------------------------------------------------ events
 
     def insert_events(self, rows: list[dict[str, Any]]) -> int:
-        """Insert events; an event_id already stored is skipped, so retries never duplicate."""
+        """Insert events; an event_id already stored is skipped, so retries never duplicate.
+
+        Returns the number of rows inserted where the driver reports it (SQLite), else -1.
+        """
         if not rows:
             return 0
         stmt = self._insert(self.events).on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as con:
             res = con.execute(stmt, rows)
-        return int(res.rowcount or 0)
+        return -1 if res.rowcount is None else int(res.rowcount)
 
     def count_events(self) -> int:
         with self.engine.connect() as con:

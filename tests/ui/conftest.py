@@ -89,11 +89,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-@pytest.fixture
-def live_console(tmp_path: Path) -> Iterator[tuple[LiveServer, Path]]:
+@pytest.fixture(scope="module")
+def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Path]]:
     """The console on a case of its own, served for a browser; yields (server, verdicts_dir)."""
     from distillguard.ui import create_app
 
-    log, verdicts = write_sample_case(tmp_path)
+    log, verdicts = write_sample_case(tmp_path_factory.mktemp("live"))
     with LiveServer(create_app(log, verdicts)) as server:
         yield server, verdicts

@@ -38,7 +38,9 @@ def test_click_through_a_campaign_and_block_an_account(
     expect(page.get_by_label("Share of the campaign's events per capability")).to_contain_text(
         "code"
     )
-    expect(page.locator(".example").first).to_contain_text("Write a Python function that")
+    expect(page.locator("section[aria-labelledby=tmpl-h] .example").first).to_contain_text(
+        "Write a Python function that"
+    )
     page.screenshot(path=screenshots / "campaign.png", full_page=True)
 
     # Open an account from the graph, then block it with a note.

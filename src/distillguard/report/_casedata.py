@@ -343,6 +343,7 @@ class CaseStore:
                         f"WHERE {quote_ident(col)} IS NOT NULL",
                     )
             self._run("profile", "CREATE TABLE profile AS SELECT * FROM acc_raw")
+            self._profile_columns = [str(r[0]) for r in con.execute("DESCRIBE profile").fetchall()]
         self._run(
             "attr_tmpl",
             "INSERT INTO attr SELECT account_id, 'template', tmpl, n FROM acct_tmpl",
@@ -415,6 +416,27 @@ class CaseStore:
                 "CAST(dst AS VARCHAR) AS dst, CAST(kind AS VARCHAR) AS kind, "
                 "CAST(weight AS DOUBLE) AS weight FROM l_raw",
             )
+        self._run(
+            "acct",
+            """CREATE TABLE acct AS SELECT a.account_id, v.score, v.action, v.campaign_id,
+            v.first_flagged_ts, v.reasons, v.evidence, coalesce(s.events, 0) AS events,
+            s.first_ts, s.last_ts, coalesce(s.ips, 0) AS ips,
+            coalesce(s.user_agents, 0) AS user_agents, coalesce(s.keys, 0) AS keys,
+            coalesce(s.models, 0) AS models, coalesce(s.prompt_tokens, 0) AS prompt_tokens,
+            coalesce(s.completion_tokens, 0) AS completion_tokens, s.single_turn,
+            coalesce(s.before_flag, 0) AS before_flag
+            FROM (SELECT account_id FROM verdicts UNION SELECT account_id FROM acct_stats) a
+            LEFT JOIN verdicts v USING (account_id) LEFT JOIN acct_stats s USING (account_id)
+            ORDER BY v.campaign_id, v.score DESC NULLS LAST, events DESC, a.account_id""",
+        )
+        self._run(
+            "camp_attr",
+            """CREATE TABLE camp_attr AS SELECT v.campaign_id, a.kind, a.value,
+            count(DISTINCT a.account_id) AS members, any_value(u.accounts) AS accounts,
+            sum(a.n) AS events FROM attr a JOIN verdicts v USING (account_id)
+            JOIN attr_users u ON u.kind = a.kind AND u.value = a.value
+            WHERE v.campaign_id IS NOT NULL GROUP BY ALL""",
+        )
         self._con.execute("DROP VIEW evj")
 
     # -- queries -----------------------------------------------------------------------------
@@ -446,19 +468,15 @@ class CaseStore:
         )
         return _campaign(rows[0]) if rows else None
 
-    _ACCOUNT_SQL = """SELECT a.account_id, v.score, v.action, v.campaign_id, v.first_flagged_ts,
-        v.reasons, v.evidence, coalesce(s.events, 0), s.first_ts, s.last_ts,
-        coalesce(s.ips, 0), coalesce(s.user_agents, 0), coalesce(s.keys, 0),
-        coalesce(s.models, 0), coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0),
-        s.single_turn, coalesce(s.before_flag, 0)
-        FROM (SELECT account_id FROM verdicts UNION SELECT account_id FROM acct_stats) a
-        LEFT JOIN verdicts v USING (account_id) LEFT JOIN acct_stats s USING (account_id)"""
+    _ACCOUNT_SQL = """SELECT account_id, score, action, campaign_id, first_flagged_ts,
+        reasons, evidence, events, first_ts, last_ts, ips, user_agents, keys, models,
+        prompt_tokens, completion_tokens, single_turn, before_flag FROM acct a"""
 
     def members(self, campaign_id: str, limit: int | None = None) -> list[Account]:
         """The campaign's accounts, highest score and most events first."""
         sql = (
-            self._ACCOUNT_SQL + " WHERE v.campaign_id = ? "
-            "ORDER BY v.score DESC NULLS LAST, s.events DESC NULLS LAST, a.account_id"
+            self._ACCOUNT_SQL + " WHERE campaign_id = ? "
+            "ORDER BY score DESC NULLS LAST, events DESC, account_id"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -467,8 +485,8 @@ class CaseStore:
     def flagged(self, limit: int = 200) -> list[Account]:
         """Accounts flagged without a campaign (loners), highest score first."""
         sql = (
-            self._ACCOUNT_SQL + " WHERE v.campaign_id IS NULL AND v.action IN ('throttle', 'block')"
-            f" ORDER BY v.score DESC, a.account_id LIMIT {int(limit)}"
+            self._ACCOUNT_SQL + " WHERE campaign_id IS NULL AND action IN ('throttle', 'block')"
+            f" ORDER BY score DESC, account_id LIMIT {int(limit)}"
         )
         return [_account(r, {}) for r in self._fetch(sql)]
 
@@ -482,7 +500,7 @@ class CaseStore:
             cur_rows = self._fetch(
                 "SELECT * FROM profile WHERE account_id = ? LIMIT 1", [account_id]
             )
-            names = [str(r[0]) for r in self._fetch("SELECT column_name FROM (DESCRIBE profile)")]
+            names = self._profile_columns
             if cur_rows:
                 profile = {
                     k: v for k, v in zip(names, cur_rows[0], strict=False) if k != "account_id"
@@ -574,12 +592,9 @@ class CaseStore:
         """What members of the campaign share: attributes used by at least `min_members`."""
         marks = ", ".join("?" for _ in kinds)
         rows = self._fetch(
-            f"""SELECT a.kind, a.value, count(DISTINCT a.account_id) AS members,
-            any_value(u.accounts), sum(a.n) FROM attr a JOIN verdicts v USING (account_id)
-            JOIN attr_users u ON u.kind = a.kind AND u.value = a.value
-            WHERE v.campaign_id = ? AND a.kind IN ({marks}) GROUP BY a.kind, a.value
-            HAVING count(DISTINCT a.account_id) >= ?
-            ORDER BY members DESC, a.kind, a.value LIMIT ?""",
+            f"""SELECT kind, value, members, accounts, events FROM camp_attr
+            WHERE campaign_id = ? AND kind IN ({marks}) AND members >= ?
+            ORDER BY members DESC, kind, value LIMIT ?""",
             [campaign_id, *kinds, min_members, limit],
         )
         return [Attribute(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
@@ -671,10 +686,16 @@ GRAPH_KIND_LIMITS: dict[str, int] = {
 
 def _graph_attributes(attrs: list[Attribute], limit: int) -> list[Attribute]:
     """Pick the attributes worth drawing: a few of each kind, addresses folded into ranges."""
+    # Values mostly used outside the campaign (a popular browser, a big e-mail provider)
+    # explain little: keep those at least 30% specific, the most members x specificity first.
+    attrs = sorted(
+        (a for a in attrs if a.specific >= 0.3),
+        key=lambda a: (-a.members * a.specific, a.kind, a.value),
+    )
     nets = {a.value for a in attrs if a.kind == "net24"}
     taken: dict[str, int] = {}
     out: list[Attribute] = []
-    for a in attrs:  # already ordered by members, most first
+    for a in attrs:
         if a.kind == "ip" and a.value.rsplit(".", 1)[0] + ".0/24" in nets:
             continue
         if taken.get(a.kind, 0) >= GRAPH_KIND_LIMITS.get(a.kind, 4):

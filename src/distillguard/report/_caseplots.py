@@ -12,7 +12,7 @@ import io
 import math
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -108,10 +108,132 @@ def traffic_figure(
     return fig
 
 
-def traffic_svg(series: Sequence[tuple[datetime, int]], flagged: datetime | None, **kw: Any) -> str:
-    """`traffic_figure` as inline SVG."""
-    with PLOT_LOCK:
-        return figure_svg(traffic_figure(series, flagged, **kw))
+_TRAFFIC_CSS = (
+    "svg.traffic .grid{stroke:#e5e7eb}svg.traffic .axis{stroke:#9ca3af}"
+    "svg.traffic .tick{font:10px sans-serif;fill:#5f6b76}"
+    "svg.traffic .t-title{font:600 11px sans-serif;fill:#1f2933}"
+    "svg.traffic .area{fill:#90a4ae;fill-opacity:.55;stroke:#37474f;stroke-width:.9}"
+    "svg.traffic .before{fill:#ffcdd2;fill-opacity:.5}"
+    "svg.traffic .flag{stroke:#c62828;stroke-width:1.6}"
+    "svg.traffic .flag-label{font:10px sans-serif;fill:#b71c1c}"
+)
+
+
+def _nice_ceiling(x: float) -> float:
+    if x <= 0:
+        return 1.0
+    exp = 10.0 ** math.floor(math.log10(x))
+    return float(next(m * exp for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * exp >= x))
+
+
+def _time_ticks(t0: datetime, t1: datetime) -> list[tuple[datetime, str]]:
+    """Round tick times between t0 and t1: days (or weeks) for long spans, hours for short."""
+    span = (t1 - t0).total_seconds()
+    hours = span / 3600
+    step = next(
+        (h for h in (1, 2, 3, 6, 12, 24, 48, 168) if hours / h <= 9), max(1, int(hours / 8))
+    )
+    start = t0.replace(minute=0, second=0, microsecond=0)
+    start = start.replace(hour=(start.hour // step) * step if step < 24 else 0)
+    ticks: list[tuple[datetime, str]] = []
+    t = start
+    while t <= t1:
+        if t >= t0:
+            label = f"{t:%b %d}" if step >= 24 or t.hour == 0 else f"{t:%H:%M}"
+            ticks.append((t, label))
+        t += timedelta(hours=step)
+    return ticks
+
+
+def traffic_svg(
+    series: Sequence[tuple[datetime, int]],
+    flagged: datetime | None,
+    *,
+    title: str = "",
+    width: int = 760,
+    height: float = 2.4,
+) -> str:
+    """Events per time bucket as inline SVG, with the flag moment and the harvest before it.
+
+    Hand-written (no matplotlib) so that a page renders it in a millisecond; `height` is in
+    inches like `traffic_figure`'s (x 90 px).
+    """
+    h = int(height * 90)
+    left, right, top, bottom = 52, 26, 24, 26
+    pw, ph = width - left - right, h - top - bottom
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" class="traffic" '
+        f'role="img" aria-label="{escape(title or "events over time")}">',
+        f"<title>{escape(title or 'events over time')}</title>",
+        f"<style>{_TRAFFIC_CSS}</style>",
+        f'<text x="{left}" y="14" class="t-title">{escape(title)}</text>',
+    ]
+    if not series:
+        out.append(f'<text x="{width / 2}" y="{h / 2}" text-anchor="middle">no events</text></svg>')
+        return "".join(out)
+    xs = [t for t, _ in series]
+    ys = [n for _, n in series]
+    step = (xs[1] - xs[0]) if len(xs) > 1 else timedelta(hours=1)
+    t0, t1 = xs[0], xs[-1] + step
+    if flagged is not None and flagged > t1:
+        t1 = flagged
+    total_s = (t1 - t0).total_seconds() or 1.0
+    ymax = _nice_ceiling(max(ys))
+
+    def px(t: datetime) -> float:
+        return left + pw * (t - t0).total_seconds() / total_s
+
+    def py(n: float) -> float:
+        return top + ph * (1 - n / ymax)
+
+    for i in range(5):
+        v = ymax * i / 4
+        y = py(v)
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 3.5:.1f}" text-anchor="end" class="tick">'
+            f"{v:,.0f}</text>"
+        )
+    for t, label in _time_ticks(t0, t1):
+        x = px(t)
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" class="axis"/>'
+            f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle" class="tick">'
+            f"{label}</text>"
+        )
+    if flagged is not None and flagged > t0:
+        out.append(
+            f'<rect x="{left}" y="{top}" width="{px(flagged) - left:.1f}" height="{ph}" '
+            f'class="before"/>'
+        )
+    points = [f"M{left:.1f},{py(0):.1f}"]
+    by_time = dict(series)
+    t = t0
+    prev = 0
+    # Walk every bucket so that gaps drop to zero instead of being bridged.
+    while t < t1 and len(points) < 20_000:
+        n = by_time.get(t, 0)
+        if n != prev or t == t0:
+            points.append(f"L{px(t):.1f},{py(prev):.1f}L{px(t):.1f},{py(n):.1f}")
+            prev = n
+        t += step
+    points.append(f"L{px(t1):.1f},{py(prev):.1f}L{px(t1):.1f},{py(0):.1f}Z")
+    out.append(f'<path d="{"".join(points)}" class="area"/>')
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
+    if flagged is not None:
+        before = sum(n for tt, n in series if tt < flagged)
+        x = px(flagged)
+        share = before / (sum(ys) or 1)
+        anchor, dx = ("end", -6) if x > left + pw * 0.7 else ("start", 6)
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" class="flag"/>'
+            f'<text x="{x + dx:.1f}" y="{top + 12}" text-anchor="{anchor}" class="flag-label">'
+            f"flagged {flagged:%Y-%m-%d %H:%M} UTC</text>"
+            f'<text x="{x + dx:.1f}" y="{top + 25}" text-anchor="{anchor}" class="flag-label">'
+            f"{share:.0%} of events before</text>"
+        )
+    out.append("</svg>")
+    return "".join(out)
 
 
 def _attr_node(a: Attribute) -> str:
@@ -121,26 +243,62 @@ def _attr_node(a: Attribute) -> str:
 def layout(
     accounts: Sequence[Account], attrs: Sequence[Attribute], edges: Sequence[Link], seed: int = 1
 ) -> dict[str, tuple[float, float]]:
-    """Spring layout of the bipartite graph (accounts and the attributes they share) in [0, 1]²."""
+    """Anchored layout of the bipartite graph, in [0, 1]².
+
+    Shared attributes sit evenly on a ring, grouped by kind; accounts are placed by a spring
+    layout with the ring fixed, so an account lands between the things it shares (in the
+    middle when it shares all of them) and labels never pile up in the centre.
+    """
     import networkx as nx
 
     g = nx.Graph()
     for a in accounts:
         g.add_node(a.account_id)
-    for at in attrs:
-        g.add_node(_attr_node(at))
+    ring = [_attr_node(at) for at in sorted(attrs, key=lambda a: (a.kind, -a.members))]
+    init: dict[str, tuple[float, float]] = {}
+    for i, node in enumerate(ring):
+        angle = 2 * math.pi * i / max(len(ring), 1) - math.pi / 2
+        init[node] = (math.cos(angle), math.sin(angle))
+        g.add_node(node)
     for e in edges:
         if e.src in g and e.dst in g:
             g.add_edge(e.src, e.dst, weight=1.0 if ":" in e.dst else 0.3)
     if g.number_of_nodes() == 0:
         return {}
-    k = 1.6 / math.sqrt(g.number_of_nodes())
-    pos = nx.spring_layout(g, k=k, seed=seed, iterations=80)
+    if ring:
+        pos = nx.spring_layout(g, pos=init, fixed=ring, k=0.2, seed=seed, iterations=60)
+        # Keep each account's direction but spread the radii evenly over the disk (by rank),
+        # so that accounts sharing everything do not pile up on one another in the centre.
+        free = sorted(
+            (a.account_id for a in accounts if a.account_id in pos),
+            key=lambda n: (math.hypot(*pos[n]), n),
+        )
+        for rank, node in enumerate(free):
+            angle = math.atan2(pos[node][1], pos[node][0])
+            radius = 0.82 * math.sqrt((rank + 0.5) / len(free))
+            pos[node] = (radius * math.cos(angle), radius * math.sin(angle))
+        return {n: (float((p[0] + 1) / 2), float((p[1] + 1) / 2)) for n, p in pos.items()}
+    pos = nx.spring_layout(g, k=1.2 / math.sqrt(g.number_of_nodes()), seed=seed, iterations=60)
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
     return {n: (float((p[0] - x0) / sx), float((p[1] - y0) / sy)) for n, p in pos.items()}
+
+
+def _label(text: str, at: tuple[float, float], cx: float, cy: float, r: float) -> str:
+    """An attribute's label, set outward from the centre of the ring."""
+    x, y = at
+    if x > 0.6:
+        tx, ty, anchor = cx + r + 4, cy + 3.5, "start"
+    elif x < 0.4:
+        tx, ty, anchor = cx - r - 4, cy + 3.5, "end"
+    else:
+        tx, ty, anchor = cx, (cy - r - 5 if y < 0.5 else cy + r + 12), "middle"
+    return (
+        f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="attr-label">'
+        f"{escape(_short(text, 24))}</text>"
+    )
 
 
 def _short(text: str, n: int = 26) -> str:
@@ -153,19 +311,19 @@ def graph_svg(
     edges: Sequence[Link],
     *,
     href: Callable[[str], str] | None = None,
-    width: int = 760,
-    height: int = 520,
+    width: int = 860,
+    height: int = 560,
     title: str = "Accounts and what links them",
 ) -> str:
     """The campaign graph as accessible inline SVG: accounts are links, attributes labelled."""
     pos = layout(accounts, attrs, edges)
-    pad = 46
+    pad_x, pad_y = 170, 34
     legend_h = 26
 
     def xy(node: str) -> tuple[float, float]:
         x, y = pos[node]
-        return pad + x * (width - 2 * pad), legend_h + pad * 0.6 + y * (
-            height - legend_h - 1.6 * pad
+        return pad_x + x * (width - 2 * pad_x), legend_h + pad_y + y * (
+            height - legend_h - 2 * pad_y
         )
 
     out = [
@@ -200,7 +358,7 @@ def graph_svg(
         dash = "" if ":" in e.dst else ' stroke-dasharray="3 3"'
         out.append(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-            f'stroke="{colour}" stroke-opacity="0.28" stroke-width="1"{dash}/>'
+            f'stroke="{colour}" stroke-opacity="0.2" stroke-width="1"{dash}/>'
         )
     out.append("</g>")
     out.append('<g class="attributes">')
@@ -218,8 +376,7 @@ def graph_svg(
             f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" '
             f'fill="{KIND_COLOURS.get(a.kind, "#616161")}" '
             f'transform="rotate(45 {cx:.1f} {cy:.1f})"/>'
-            f'<text x="{cx:.1f}" y="{cy + r + 11:.1f}" text-anchor="middle" class="attr-label">'
-            f"{escape(_short(a.value))}</text></g>"
+            f"{_label(a.value, pos[node], cx, cy, r)}</g>"
         )
     out.append("</g>")
     out.append('<g class="accounts">')
@@ -227,7 +384,7 @@ def graph_svg(
         if acc.account_id not in pos:
             continue
         cx, cy = xy(acc.account_id)
-        r = 3.5 + 1.6 * math.log1p(acc.events)
+        r = 3.0 + 1.0 * math.log1p(acc.events)
         colour = ACTION_COLOURS.get(acc.action or "allow", "#78909c")
         label = (
             f"account {acc.account_id}: {acc.action or 'no verdict'}, score "

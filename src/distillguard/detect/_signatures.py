@@ -28,11 +28,19 @@ CODE_PATTERN = (
     r"\bimplement|\balgorithm|\bclass \w|\breturn\b|\bcompile|\bregex|\bapi\b|\bbug\b"
 )
 MATH_PATTERN = (
-    r"\bhow many\b|\bhow much\b|\bcalculate|\bsolve\b|\bequation|\bprobability|\bpercent|"
-    r"\btotal\b.*\d|\d+\s*[\+\-\*/x×]\s*\d+"
+    r"\bhow (many|much)\b|\bcalculat|\bsolve\b|\bequation|\bprobabilit|\bpercent|"
+    r"\d\s*[-+*/=^]\s*\d"
 )
 
+
+def _ascii(pattern: str) -> str:
+    # ASCII classes and word boundaries keep the regex engine on its fast path (a Unicode `\b`
+    # beside `\d\s*` made one pattern 100x slower); the patterns are English anyway.
+    return f"(?-u:{pattern})"
+
+
 HEAD_WORDS = 12
+_EDGE_CHARS = 100  # enough text for a dozen words at either end
 TAIL_WORDS = 12
 _MASK48 = (1 << 48) - 1
 _BAND_ROWS = 2
@@ -50,36 +58,42 @@ _PERMS = _perm_params(20260226, _BAND_ROWS * _BANDS)
 
 
 def _words(expr: pl.Expr, head: bool) -> pl.Expr:
-    part = expr.str.head(160) if head else expr.str.tail(160)
-    cleaned = part.str.to_lowercase().str.replace_all(r"[^a-z\s]+", " ").str.strip_chars()
-    words = cleaned.str.split(" ").list.eval(pl.element().filter(pl.element().str.len_chars() > 0))
+    part = expr.str.head(_EDGE_CHARS) if head else expr.str.tail(_EDGE_CHARS)
+    words = part.str.to_lowercase().str.extract_all(r"[a-z]+")
     return words.list.head(HEAD_WORDS) if head else words.list.tail(TAIL_WORDS)
 
 
-def _minhash_bands(frame: pl.DataFrame, column: str, prefix: str) -> pl.DataFrame:
-    """MinHash of the word set in `column`, folded into `_BANDS` band keys (u64, 0 = empty)."""
-    exploded = (
-        frame.select("_row", pl.col(column))
-        .explode(column)
-        .filter(pl.col(column).is_not_null())
-        .with_columns(pl.col(column).hash(11).alias("_h"))
-    )
-    mins = exploded.group_by("_row").agg(
-        [
-            ((pl.col("_h") * a + b) & _MASK48).min().alias(f"_m{k}")
-            for k, (a, b) in enumerate(_PERMS)
+def _minhash_bands(words: pl.Series, prefix: str) -> list[pl.Series]:
+    """MinHash of each row's word set folded into `_BANDS` band keys (u64; null for no words).
+
+    Works on the flat array of word hashes with numpy (`minimum.reduceat` over row offsets):
+    one pass per permutation instead of a per-row list evaluation.
+    """
+    lens = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = words.explode().hash(11).to_numpy().astype(np.uint64)
+    # Whether `explode` leaves a null for an empty list has changed across polars releases.
+    slots = lens if len(flat) == lens.sum() else np.maximum(lens, 1)
+    starts = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
+    empty = lens == 0
+    out: list[pl.Series] = []
+    with np.errstate(over="ignore"):
+        mins = [
+            # The appended maximum gives a trailing empty row an index and never wins a min.
+            np.minimum.reduceat(
+                np.append((flat * np.uint64(a) + np.uint64(b)) & np.uint64(_MASK48),
+                          np.uint64(_MASK48)),
+                starts,
+            )
+            for a, b in _PERMS
         ]
-    )
-    bands = mins.select(
-        "_row",
-        *[
-            pl.concat_list([pl.col(f"_m{band * _BAND_ROWS + r}") for r in range(_BAND_ROWS)])
-            .hash(band + 101)
-            .alias(f"{prefix}{band}")
-            for band in range(_BANDS)
-        ],
-    )
-    return bands
+        for band in range(_BANDS):
+            key = np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15)
+            for r in range(_BAND_ROWS):
+                key = (key ^ mins[band * _BAND_ROWS + r]) * np.uint64(0xBF58476D1CE4E5B9)
+            key = key >> np.uint64(1)  # keep the top bit clear: signed engines read it too
+            series = pl.Series(f"{prefix}{band}", key, dtype=pl.UInt64)
+            out.append(series.set(pl.Series(empty), None) if empty.any() else series)
+    return out
 
 
 TEMPLATE_KEYS = tuple(f"{side}{b}" for side in ("head", "tail") for b in range(_BANDS))
@@ -93,7 +107,7 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
     """
     lowered = pl.col("_lower")
-    base = events.with_row_index("_row").with_columns(
+    base = events.with_columns(
         (
             pl.col("prompt").fill_null("").str.head(2000)
             + pl.lit("\n")
@@ -102,8 +116,8 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
         .str.to_lowercase()
         .alias("_lower")
     )
+    prompt = pl.col("prompt").fill_null("")
     sig = base.select(
-        "_row",
         pl.col("ts").dt.epoch("us").alias("ts_us"),
         "event_id",
         "account_id",
@@ -117,10 +131,10 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
             pl.col("max_tokens").is_not_null()
             & (pl.col("completion_tokens").fill_null(0) >= pl.col("max_tokens") * 0.95)
         ).alias("capped"),
-        lowered.str.contains(COT_PATTERN).alias("cot"),
-        lowered.str.contains(RUBRIC_PATTERN).alias("rubric"),
-        lowered.str.contains(CODE_PATTERN).alias("code"),
-        lowered.str.contains(MATH_PATTERN).alias("math"),
+        lowered.str.contains(_ascii(COT_PATTERN)).alias("cot"),
+        lowered.str.contains(_ascii(RUBRIC_PATTERN)).alias("rubric"),
+        lowered.str.contains(_ascii(CODE_PATTERN)).alias("code"),
+        lowered.str.contains(_ascii(MATH_PATTERN)).alias("math"),
         pl.when(pl.col("system").fill_null("").str.len_chars() > 0)
         .then(
             pl.col("system")
@@ -131,13 +145,8 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
         )
         .otherwise(None)
         .alias("sys"),
+        _words(prompt, head=True).alias("_head_words"),
+        _words(prompt, head=False).alias("_tail_words"),
     )
-    words = base.select(
-        "_row",
-        _words(pl.col("prompt").fill_null(""), head=True).alias("_hw"),
-        _words(pl.col("prompt").fill_null(""), head=False).alias("_tw"),
-    )
-    head = _minhash_bands(words, "_hw", "head")
-    tail = _minhash_bands(words, "_tw", "tail")
-    out = sig.join(head, on="_row", how="left").join(tail, on="_row", how="left")
-    return out.sort("_row").drop("_row")
+    bands = _minhash_bands(sig["_head_words"], "head") + _minhash_bands(sig["_tail_words"], "tail")
+    return sig.drop("_head_words", "_tail_words").with_columns(bands)

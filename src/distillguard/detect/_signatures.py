@@ -87,7 +87,7 @@ def _minhash_bands(words: pl.Series, prefix: str) -> list[pl.Series]:
             for a, b in _PERMS
         ]
         for band in range(_BANDS):
-            key = np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15)
+            key = np.full(len(starts), np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15))
             for r in range(_BAND_ROWS):
                 key = (key ^ mins[band * _BAND_ROWS + r]) * np.uint64(0xBF58476D1CE4E5B9)
             key = key >> np.uint64(1)  # keep the top bit clear: signed engines read it too

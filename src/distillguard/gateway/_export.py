@@ -17,6 +17,23 @@ class ExportResult:
     overrides: int
 
 
+def accounts_table(store: Store) -> Any:
+    """The store's accounts as an ACCOUNTS table of the traffic log format."""
+    import pyarrow as pa
+
+    from distillguard.traffic import TS
+
+    accounts = store.list_accounts()
+    acc: dict[str, Any] = {
+        "account_id": pa.array([a["account_id"] for a in accounts], pa.string()),
+        "created_at": pa.array([a["created_us"] for a in accounts], pa.int64()).cast(TS),
+    }
+    for col in ("signup_channel", "email_domain", "payment_fingerprint", "country"):
+        acc[col] = pa.array([a[col] for a in accounts], pa.string())
+    acc["verified"] = pa.array([a["verified"] for a in accounts], pa.bool_())
+    return pa.table(acc)
+
+
 def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: str = "dg_", batch: int = 50_000) -> ExportResult:
     """Write the captured events, the accounts and the overrides of `db` to the log directory `out`.
 
@@ -43,15 +60,8 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
             n_events += len(rows)
         if n_events == 0:
             writer.write("events", events_table([]))
-        accounts = store.list_accounts()
-        acc: dict[str, Any] = {
-            "account_id": pa.array([a["account_id"] for a in accounts], pa.string()),
-            "created_at": pa.array([a["created_us"] for a in accounts], pa.int64()).cast(TS),
-        }
-        for col in ("signup_channel", "email_domain", "payment_fingerprint", "country"):
-            acc[col] = pa.array([a[col] for a in accounts], pa.string())
-        acc["verified"] = pa.array([a["verified"] for a in accounts], pa.bool_())
-        writer.write("accounts", pa.table(acc))
+        accounts = accounts_table(store)
+        writer.write("accounts", accounts)
         ov = store.overrides_since(0)
         writer.write("overrides", pa.table({
             "account_id": pa.array([o["account_id"] for o in ov], pa.string()),
@@ -62,4 +72,4 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
         }))
     if not isinstance(db, Store):
         store.close()
-    return ExportResult(Path(out), n_events, len(accounts), len(ov))
+    return ExportResult(Path(out), n_events, accounts.num_rows, len(ov))

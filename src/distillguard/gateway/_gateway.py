@@ -165,9 +165,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._refresh_loop(), name="distillguard-refresh"))
         if self.config.detect:
+            from distillguard.gateway._export import accounts_table
             from distillguard.gateway._online import OnlineLoop
 
-            self.online = OnlineLoop.create(self.policy, self.config.detect_interval, self.config.detect_config)
+            self.online = OnlineLoop.create(self.policy, self.config.detect_interval, self.config.detect_config,
+                                            accounts=lambda: accounts_table(self.store))
             if self.online is not None:
                 self.capture.listeners.append(self.online.feed)
                 self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))

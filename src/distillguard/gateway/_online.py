@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,11 @@ def events_table(rows: list[dict[str, Any]]) -> Any:
 class OnlineLoop:
     """Owns an `OnlineDetector`; `feed` is called with each batch capture wrote."""
 
-    def __init__(self, detector: Any, policy: Policy, interval: float = 5.0, max_pending: int = 200_000) -> None:
+    def __init__(self, detector: Any, policy: Policy, interval: float = 5.0, max_pending: int = 200_000,
+                 accounts: Callable[[], Any] | None = None) -> None:
         self.detector = detector
+        self.accounts = accounts
+        self._known: set[str] = set()
         self.policy = policy
         self.interval = interval
         self.max_pending = max_pending
@@ -45,7 +49,8 @@ class OnlineLoop:
         self.last_error: str | None = None
 
     @classmethod
-    def create(cls, policy: Policy, interval: float, config: Path | None) -> OnlineLoop | None:
+    def create(cls, policy: Policy, interval: float, config: Path | None,
+               accounts: Callable[[], Any] | None = None) -> OnlineLoop | None:
         try:
             from distillguard import detect
         except ImportError as exc:
@@ -55,7 +60,7 @@ class OnlineLoop:
         if factory is None:
             log.warning("online detection is off: this build has no distillguard.detect.OnlineDetector")
             return None
-        return cls(factory(config), policy, interval)
+        return cls(factory(config), policy, interval, accounts=accounts)
 
     def feed(self, rows: list[dict[str, Any]]) -> None:
         if len(self._pending) + len(rows) > self.max_pending:
@@ -73,8 +78,13 @@ class OnlineLoop:
         rows, self._pending = self._pending, []
         if rows:
             rows.sort(key=lambda r: r["ts_us"])
-            self.detector.update(events_table(rows))
-            self.events_seen += len(rows)
+            # sign-up metadata matters to the detector: send the accounts table when new ones appear
+            new = {r["account_id"] for r in rows} - self._known
+            accounts = None
+            if new and self.accounts is not None:
+                accounts = self.accounts()
+                self._known |= new
+            self.detector.update(events_table(rows), accounts)
         advance = getattr(self.detector, "advance", None)
         if advance is not None:
             advance(time.time_ns() // 1000)
@@ -83,6 +93,8 @@ class OnlineLoop:
         verdicts = self.detector.verdicts()
         cols = [c for c in ("account_id", "action", "campaign_id", "reasons", "score") if c in verdicts.column_names]
         changed = self.policy.apply_verdicts(verdicts.select(cols).to_pylist())
+        # counted once their verdicts apply, so `events_seen` says what policy already reflects
+        self.events_seen += len(rows)
         self.updates += 1
         self.last_changed = changed
         if changed:

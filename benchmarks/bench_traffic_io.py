@@ -117,13 +117,20 @@ def synthetic_events(n: int, chunk: int, seed: int = 0) -> Iterator[pa.Table]:
         )
 
 
-def _timed(label: str, n: int, fn, baseline: float | None = None):  # type: ignore[no-untyped-def]
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(label: str, n: int, fn, steps: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = fn()
     dt = time.perf_counter() - t
-    ratio = f"  {dt / baseline:5.2f}x the pq.read_table time" if baseline else ""
-    print(f"{label:<44} {dt:7.2f} s  {n / dt:>12,.0f} events/s{ratio}", flush=True)
-    return out, dt
+    steps.append((label, dt))
+    print(
+        f"{label:<44} {dt:7.2f} s {n / dt:>12,.0f} events/s   peak RSS so far {_peak_mb():,.0f} MB",
+        flush=True,
+    )
+    return out
 
 
 def main() -> None:
@@ -143,9 +150,9 @@ def main() -> None:
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-traffic-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"{n:,} events in {root}")
+    steps: list[tuple[str, float]] = []
     try:
         pq_dir = root / "parquet"
-
         # Only the writer's own time counts, not making the synthetic chunks.
         spent = 0.0
         with LogWriter(pq_dir, part_rows=args.part_rows) as w:
@@ -155,30 +162,25 @@ def main() -> None:
                 spent += time.perf_counter() - t
             t = time.perf_counter()
         spent += time.perf_counter() - t
-        print(f"{'write Parquet (LogWriter)':<44} {spent:7.2f} s  {n / spent:>12,.0f} events/s")
+        steps.append(("write Parquet (LogWriter)", spent))
+        print(f"{'write Parquet (LogWriter)':<44} {spent:7.2f} s {n / spent:>12,.0f} events/s")
         files = TrafficLog(pq_dir).files("events")
-        size = sum(f.stat().st_size for f in files)
-        print(f"  {len(files)} file(s), {size / 1e6:,.0f} MB")
-        # Baseline: a plain read_table of each file in turn (one at a time keeps memory
-        # bounded for 10M events), after a first untimed pass warms the page cache.
-        def baseline() -> int:
-            return sum(pq.read_table(f).num_rows for f in files)
+        print(f"  {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e6:,.0f} MB")
 
-        baseline()
-        _, base = _timed("baseline: pyarrow.parquet.read_table", n, baseline)
-
+        # The library's paths first, so "peak RSS so far" shows their memory, not the baseline's.
         def stream(log_dir: Path, columns: list[str] | None = None) -> int:
             return sum(b.num_rows for b in TrafficLog(log_dir).batches("events", columns))
 
-        rows, _ = _timed("TrafficLog.batches (all columns, typed)", n, lambda: stream(pq_dir), base)
-        assert rows == n
+        assert (
+            _timed("TrafficLog.batches (all columns, typed)", n, lambda: stream(pq_dir), steps) == n
+        )
         _timed(
             "TrafficLog.batches (account_id, ts)",
             n,
             lambda: stream(pq_dir, ["account_id", "ts"]),
-            base,
+            steps,
         )
-        report, _ = _timed("validate_log", n, lambda: validate_log(pq_dir), base)
+        report = _timed("validate_log", n, lambda: validate_log(pq_dir), steps)
         assert report.events == n and report.ok, report.problems
 
         def duck() -> int:
@@ -187,7 +189,7 @@ def main() -> None:
             (k,) = con.execute("SELECT count(DISTINCT account_id) FROM events").fetchone()  # type: ignore[misc]
             return int(k)
 
-        _timed("duckdb_view + count(DISTINCT account_id)", n, duck, base)
+        _timed("duckdb_view + count(DISTINCT account_id)", n, duck, steps)
 
         if args.jsonl:
             j_dir = root / "jsonl"
@@ -197,12 +199,23 @@ def main() -> None:
                     for b in TrafficLog(pq_dir).batches("events", batch_size=100_000):
                         w.write("events", b)
 
-            _timed("write JSONL.gz (LogWriter)", n, write_j)
+            _timed("write JSONL.gz (LogWriter)", n, write_j, steps)
             print(f"  {(j_dir / 'events.jsonl.gz').stat().st_size / 1e6:,.0f} MB")
-            _timed("TrafficLog.batches over JSONL.gz", n, lambda: stream(j_dir), base)
-            _timed("validate_log over JSONL.gz", n, lambda: validate_log(j_dir), base)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak RSS {peak:,.0f} MB")
+            _timed("TrafficLog.batches over JSONL.gz", n, lambda: stream(j_dir), steps)
+            _timed("validate_log over JSONL.gz", n, lambda: validate_log(j_dir), steps)
+
+        # Baseline: a plain read_table of each file in turn (one at a time keeps memory
+        # bounded for 10M events), after a first untimed pass warms the page cache.
+        def baseline() -> int:
+            return sum(pq.read_table(f).num_rows for f in files)
+
+        baseline()
+        base_steps: list[tuple[str, float]] = []
+        _timed("baseline: pyarrow.parquet.read_table", n, baseline, base_steps)
+        base = base_steps[0][1]
+        print("\ntime relative to the baseline (same files, same run):")
+        for label, dt in steps:
+            print(f"  {label:<44} {dt / base:6.2f}x")
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

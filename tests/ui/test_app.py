@@ -7,13 +7,16 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+import pytest
+from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 
 import distillguard.ui
+from distillguard._errors import ConfigError
 from distillguard.report import CaseStore
-from distillguard.ui import Override, OverrideLog, create_app
+from distillguard.ui import Override, OverrideLog, admin_api_hook, create_app
 
 
 def test_exports_are_listed() -> None:
@@ -120,3 +123,27 @@ def test_pages_are_fast_once_started(
         t0 = time.perf_counter()
         assert client.get(url).status_code == 200
         assert time.perf_counter() - t0 < 1.0, url
+
+
+def test_admin_api_hook_applies_actions_through_the_gateway(fresh_case: tuple[Path, Path]) -> None:
+    received: list[dict[str, Any]] = []
+    gateway = FastAPI()
+
+    @gateway.post("/admin/overrides", status_code=201)
+    def add(body: dict[str, Any], authorization: str = Header("")) -> dict[str, Any]:
+        if authorization != "Bearer s3cret":
+            raise HTTPException(401, "wrong admin token")
+        received.append(body)
+        return body
+
+    log, verdicts = fresh_case
+    hook = admin_api_hook("http://gw", "s3cret", client=TestClient(gateway))
+    console = TestClient(create_app(log, verdicts, on_action=hook, warm_campaigns=0))
+    console.post("/campaigns/C2/action", data={"action": "block", "by": "ana"})
+    assert sorted(r["account_id"] for r in received) == [f"c2-acct-{i:02d}" for i in range(7)]
+    assert {(r["action"], r["by"], r["note"]) for r in received} == {
+        ("block", "ana", "campaign C2")
+    }
+    wrong = admin_api_hook("http://gw", "nope", client=TestClient(gateway))
+    with pytest.raises(ConfigError, match="refused the override for c2-acct-00 \\(401\\)"):
+        wrong([OverrideLog(verdicts).read()[0]])

@@ -11,6 +11,7 @@ from distillguard.ui._overrides import (
     ActionHook,
     Override,
     OverrideLog,
+    admin_api_hook,
 )
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ActionHook",
     "Override",
     "OverrideLog",
+    "admin_api_hook",
     "create_app",
 ]

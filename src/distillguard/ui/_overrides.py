@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from distillguard._errors import ConfigError
 
@@ -118,3 +118,49 @@ class OverrideLog:
     def history(self, account_id: str) -> list[Override]:
         """An account's overrides, newest first."""
         return [o for o in reversed(self.read()) if o.account_id == account_id]
+
+
+def admin_api_hook(
+    base_url: str, admin_token: str | None = None, *, timeout: float = 10.0, client: Any = None
+) -> ActionHook:
+    """A hook that applies each override through a gateway's admin API (`POST /admin/overrides`).
+
+    Args:
+        base_url: the gateway's address, e.g. `http://127.0.0.1:8080`.
+        admin_token: sent as `Authorization: Bearer ...` when given.
+        timeout: seconds per request.
+        client: an `httpx.Client` to use (one is made when None), e.g. with a test transport.
+
+    Raises:
+        ConfigError: (from the returned hook) the gateway refused an override.
+
+    Examples:
+        >>> app = create_app(log, verdicts, on_action=admin_api_hook("http://gw:8080", tok))  # doctest: +SKIP
+    """
+    import httpx
+
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    http = client if client is not None else httpx.Client(timeout=timeout)
+    url = base_url.rstrip("/") + "/admin/overrides"
+
+    def hook(rows: Sequence[Override]) -> None:
+        for row in rows:
+            body = {
+                "account_id": row.account_id,
+                "action": row.action,
+                "by": row.by,
+                "note": row.note,
+            }
+            try:
+                r = http.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ConfigError(
+                    f"The gateway at {base_url} could not be reached to apply an override: {exc}."
+                ) from exc
+            if r.status_code >= 400:
+                raise ConfigError(
+                    f"The gateway at {base_url} refused the override for {row.account_id} "
+                    f"({r.status_code}): {r.text[:200]}"
+                )
+
+    return hook

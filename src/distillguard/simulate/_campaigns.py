@@ -131,9 +131,9 @@ class _Recipes:
                 picks = [COT_WRAPPERS[int(i)] for i in r.choice(len(COT_WRAPPERS), size=2, replace=False)]
                 cols = self.wrapped(m, "gsm8k", picks)
             elif kind == "rubric":
-                cols = self.wrapped(m, "alpaca_5k", [RUBRIC_WRAPPER.replace("{ctx}", "")])
+                cols = self.wrapped(m, "alpaca_5k", [RUBRIC_WRAPPER])
                 # the response to grade sits between the wrapper's head and the question
-                cols["ctx"] = self.c.ctx_ids[r.integers(len(self.c.ctx_ids), size=m)]
+                cols["ctx"] = self.c.rubric_ctx[r.integers(len(self.c.rubric_ctx), size=m)]
                 rub = [self.c.pools.system(reword(t, r, 0.5) if v else t) for t in RUBRIC_SYSTEMS for v in range(2)]
                 cols["system"] = np.asarray(rub, np.int32)[r.integers(len(rub), size=m)]
             elif kind == "alpaca_cot":

@@ -59,7 +59,9 @@ RUBRIC_SYSTEMS = [
     "You are a strict reward model. Compare the response with an ideal answer, list every flaw, and give a final grade from 1 to 10 as 'Grade: N'. Think step by step.",
     "Act as an impartial judge. Evaluate helpfulness, accuracy, depth and harmlessness. Provide a short rationale for each criterion, then a rating in the form [[N]] with N from 1 to 10.",
 ]
-RUBRIC_WRAPPER = "Evaluate the response below against the rubric.\n\nResponse:\n{ctx}Original question:\n{x}\n\nGive a score with step-by-step justification."
+# The response to grade goes in as a context chunk ending in "Original question:" (rubric_ctx).
+RUBRIC_WRAPPER = "Evaluate the response below against the rubric.\n\nResponse:\n{x}\n\nGive a score with step-by-step justification."
+RUBRIC_CTX = ["{x}\n\nOriginal question:\n", "{x}\n\nQuestion:\n", "{x}\n\nThe question was:\n"]
 CODE_WRAPPERS = [
     "{x}",
     "Write a complete, well-tested solution for the following task. Explain your approach step by step first.\n\n{x}",
@@ -88,6 +90,7 @@ class Content:
     pools: TextPools
     sets: dict[str, BodySet] = field(default_factory=dict)
     ctx_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    rubric_ctx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     greet_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     close_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     app_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -120,6 +123,7 @@ def build_content(corp: Corpora, pools: TextPools, rng: np.random.Generator, n_c
     docs = [t for t in later + corp.texts["wildchat_1k"] if 40 <= len(t) <= 3000]
     c.sets["docs"] = pools.add_bodies(docs, rng, 3)
     c.ctx_ids = pools.add_ctxs(later + corp.texts["wildchat_1k"] + corp.texts["arena_hard"], n_ctx, rng)
+    c.rubric_ctx = pools.add_ctxs(corp.texts["alpaca_5k"] + later, 5000, rng, RUBRIC_CTX)
     c.greet_ids = np.asarray([pools.lead(g) for g in GREETINGS], np.int32)
     c.close_ids = np.asarray([pools.tail(t) for t in CLOSINGS], np.int32)
     c.app_systems = np.asarray([pools.system(s) for s in APP_SYSTEMS], np.int32)

@@ -197,19 +197,21 @@ class TextPools:
             self.systems.append(s)
         return self._sys_ix[s]
 
-    def add_ctxs(self, sources: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    def add_ctxs(self, sources: list[str], n: int, rng: np.random.Generator,
+                 wrappers: list[str] | None = None) -> np.ndarray:
         """Add `n` context chunks: slices of real texts (median ~350 characters) in a wrapper."""
+        wraps = CTX_WRAPPERS if wrappers is None else wrappers
         start = len(self.ctxs)
         long_src = [s for s in sources if len(s) >= 60]
         pick = rng.integers(len(long_src), size=n)
         lens = np.clip(rng.lognormal(np.log(350), 0.8, size=n), 40, 3000).astype(np.int64)
-        wr = rng.integers(len(CTX_WRAPPERS), size=n)
+        wr = rng.integers(len(wraps), size=n)
         offs = rng.random(n)
         for i in range(n):
             s = long_src[int(pick[i])]
             ln = min(int(lens[i]), len(s))
             a = int(offs[i] * (len(s) - ln + 1))
-            self.ctxs.append(CTX_WRAPPERS[int(wr[i])].replace("{x}", s[a : a + ln].strip()))
+            self.ctxs.append(wraps[int(wr[i])].replace("{x}", s[a : a + ln].strip()))
         return np.arange(start, len(self.ctxs), dtype=np.int32)
 
     def template_parts(self, template: str, slot: str, rng: np.random.Generator, variants: int,

@@ -186,3 +186,35 @@ def test_append_mode_adds_to_existing_files(
     log = TrafficLog(tmp_path)
     assert log.read("events").equals(conform("events", events))
     assert not log.warnings  # the cut-off line was dropped before appending
+
+
+def test_jsonl_extra_column_that_changes_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import distillguard.traffic._jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "_BLOCK", 1 << 14)  # many blocks, so the change falls between them
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "ts": "2026-03-01T12:00:00Z",
+            "account_id": "a",
+            "model": "m",
+            "prompt": "p" * 40,
+            "region": None if i < 300 else "eu",
+            "n": i if i < 300 else f"s{i}",
+        }
+        for i in range(600)
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log = TrafficLog(tmp_path)
+    got = log.read("events")
+    assert got.column("region").to_pylist() == [r["region"] for r in rows]
+    assert got.column("n").to_pylist() == [str(r["n"]) for r in rows]  # irreconcilable: text
+    con = duckdb.connect()
+    log.duckdb_view(con, "events")
+    assert con.execute(
+        "SELECT count(*), count(region), count(DISTINCT n) FROM events"
+    ).fetchall() == [(600, 300, 600)]

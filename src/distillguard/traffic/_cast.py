@@ -189,3 +189,66 @@ def conform_batch(
         if missing:
             raise ColumnError(missing[0], "column is neither in the format nor in the file")
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    try:
+        return pc.cast(col, pa.string())
+    except _CAST_ERRORS:  # nested values: as JSON text
+        import json
+
+        return pa.array(
+            [
+                v if v is None or isinstance(v, str) else json.dumps(v, default=str)
+                for v in col.to_pylist()
+            ],
+            pa.string(),
+        )
+
+
+def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:
+    """Concatenate tables whose extra columns may differ in presence or type.
+
+    Missing columns become nulls and types are promoted (null to anything, int
+    to float...); an extra column whose types cannot be reconciled (a JSONL key
+    holding numbers in some rows and text in others) becomes text.
+    """
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    seen: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            seen.setdefault(f.name, set()).add(f.type)
+    mixed = {n for n, ts in seen.items() if len(ts - {pa.null()}) > 1}
+    fixed = []
+    for t in tables:
+        for n in mixed & set(t.column_names):
+            t = t.set_column(t.schema.get_field_index(n), n, _as_text(t.column(n)))
+        fixed.append(t)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def align_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
+    """`batch` with exactly `schema` (missing columns as nulls), or None if it cannot be."""
+    if batch.schema == schema:
+        return batch
+    if any(n not in schema.names for n in batch.schema.names):
+        return None
+    arrays = []
+    for f in schema:
+        if f.name not in batch.schema.names:
+            arrays.append(pa.nulls(batch.num_rows, f.type))
+            continue
+        col = batch.column(f.name)
+        if col.type == f.type:
+            arrays.append(col)
+        elif pa.types.is_null(col.type):
+            arrays.append(pa.nulls(batch.num_rows, f.type))
+        else:
+            try:
+                arrays.append(pc.cast(col, f.type, safe=True))
+            except _CAST_ERRORS:
+                return None
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

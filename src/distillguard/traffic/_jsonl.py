@@ -141,7 +141,9 @@ def _column(values: list[Any], t: pa.DataType | None) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
         # An extra column whose values change type: keep them as JSON text.
-        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+        return pa.array(
+            [v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string()
+        )
 
 
 def _python_pass(

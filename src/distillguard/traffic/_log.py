@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard._errors import LogFormatError
+from distillguard.traffic._cast import align_batch, concat_unified
 from distillguard.traffic._files import TableFile, describe, find_files, table_names
 from distillguard.traffic._jsonl import read_jsonl
 from distillguard.traffic._parquet import (
@@ -162,18 +164,21 @@ class TrafficLog:
         return read_jsonl(tf, spec, columns, batch_size, self.warnings.append)
 
     def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """The whole table in memory (use `batches` or `duckdb_view` for big event tables)."""
+        """The whole table in memory (use `batches` or `duckdb_view` for big event tables).
+
+        Extra columns that differ between files or JSONL blocks are reconciled
+        (missing: null; types promoted; irreconcilable: text).
+        """
         spec = TABLES.get(name)
         parts: list[pa.Table] = []
         for tf in self._files_or_fail(name):
-            got = list(self._file_batches(tf, spec, columns, DEFAULT_BATCH * 4))
-            if got:
-                parts.append(pa.Table.from_batches(got))
+            parts += [
+                pa.Table.from_batches([b])
+                for b in self._file_batches(tf, spec, columns, DEFAULT_BATCH * 4)
+            ]
         if not parts:
             return self._empty(spec, columns)
-        if len(parts) == 1:
-            return parts[0]
-        return pa.concat_tables(parts, promote_options="permissive")
+        return concat_unified(parts).combine_chunks()
 
     @staticmethod
     def _empty(spec: Table | None, columns: Sequence[str] | None) -> pa.Table:
@@ -209,38 +214,50 @@ class TrafficLog:
             "no writable cache directory for the DuckDB view; pass cache_dir=", file=str(roots[0])
         )
 
-    def _cache_path(self, name: str, tf: TableFile) -> Path:
+    def _cache_paths(self, name: str, tf: TableFile) -> list[Path]:
         """A typed Parquet copy of one file, kept next to the log and reused while the file is unchanged.
 
         The copy outlives this object on purpose: views built on it stay valid
         after the TrafficLog is gone, and the next scan of the same JSONL file
-        skips the conversion.
+        skips the conversion. It is one part, or more when an extra column
+        changes type along the file (DuckDB's union_by_name reconciles them).
         """
         st = tf.path.stat()
         key = f"{tf.path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{FORMAT_CACHE_VERSION}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:20]
-        out = self._cache_root_dir() / f"{name}-{digest}.parquet"
-        if out.exists():
-            return out
+        out = self._cache_root_dir() / f"{name}-{digest}"
+        if out.is_dir():
+            return sorted(out.glob("part-*.parquet"))
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         spec = TABLES.get(name)
         writer: pq.ParquetWriter | None = None
+        parts = 0
         try:
             for batch in self._file_batches(tf, spec, None, DEFAULT_BATCH):
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
-                writer.write_batch(batch)
+                aligned = align_batch(batch, writer.schema) if writer is not None else None
+                if aligned is None:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(
+                        tmp / f"part-{parts:05d}.parquet", batch.schema, compression="zstd"
+                    )
+                    parts += 1
+                    aligned = batch
+                assert writer is not None
+                writer.write_batch(aligned)
             if writer is None:  # no rows: an empty typed file keeps the view valid
-                pq.write_table(self._empty(spec, None), tmp)
+                pq.write_table(self._empty(spec, None), tmp / "part-00000.parquet")
             else:
                 writer.close()
                 writer = None
-            tmp.replace(out)
+            tmp.rename(out)
         finally:
             if writer is not None:
                 writer.close()
-            tmp.unlink(missing_ok=True)
-        return out
+            shutil.rmtree(tmp, ignore_errors=True)
+        return sorted(out.glob("part-*.parquet"))
 
     def duckdb_view(self, con: Any, name: str, view_name: str | None = None) -> str:
         """Register a DuckDB view over table `name` with the format's columns and types.
@@ -269,7 +286,7 @@ class TrafficLog:
         paths: list[Path] = []
         present: dict[str, None] = {}
         for tf in self._files_or_fail(name):
-            path = tf.path
+            cached: list[Path] | None = None
             if tf.encoding == "parquet":
                 pf = open_parquet(tf)
                 schema = pf.schema_arrow
@@ -278,13 +295,15 @@ class TrafficLog:
                     if is_native(spec, schema):
                         check_required_values(tf, spec, pf)
                     else:
-                        path = self._cache_path(name, tf)
-                        schema = pq.read_schema(path)
+                        cached = self._cache_paths(name, tf)
             else:
-                path = self._cache_path(name, tf)
-                schema = pq.read_schema(path)
-            paths.append(path)
-            present.update(dict.fromkeys(schema.names))
+                cached = self._cache_paths(name, tf)
+            if cached is None:
+                paths.append(tf.path)
+                present.update(dict.fromkeys(schema.names))
+            for path in cached or []:
+                paths.append(path)
+                present.update(dict.fromkeys(pq.read_schema(path).names))
         select: list[str] = []
         if spec is not None:
             for field in spec.schema:

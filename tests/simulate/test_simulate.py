@@ -114,6 +114,11 @@ def test_hydra_cluster(con: duckdb.DuckDBPyConnection) -> None:
     cv = one(con, """select stddev(n) / avg(n) from (select account_id, count(*) n from e join labels using(account_id)
                     where campaign_id = 'hydra-coding' group by 1)""")
     assert cv < 0.6  # type: ignore[operator]
+    # ... and under the scenario's per-account daily limit
+    limit = next(c.daily_limit for c in load_scenario().campaigns if c.id == "hydra-coding")
+    peak = one(con, """select max(n) from (select account_id, date_trunc('day', ts), count(*) n from e
+                      join labels using(account_id) where campaign_id = 'hydra-coding' group by all)""")
+    assert limit is not None and peak <= limit  # type: ignore[operator]
 
 
 def test_big_campaign_moves_to_new_model_within_a_day(con: duckdb.DuckDBPyConnection) -> None:

@@ -206,6 +206,19 @@ def _load_balance(rng: np.random.Generator, ts: np.ndarray, active_lo: np.ndarra
     return out
 
 
+def _under_limit(owner: np.ndarray, ts: np.ndarray, limit: int) -> np.ndarray:
+    """Mask of requests that keep each account at most `limit` requests per UTC day."""
+    day = ts // DAY_US
+    order = np.lexsort((ts, day, owner))
+    o, d = owner[order], day[order]
+    new = np.r_[True, (o[1:] != o[:-1]) | (d[1:] != d[:-1])]
+    start = np.maximum.accumulate(np.where(new, np.arange(len(o)), 0))
+    rank = np.arange(len(o)) - start
+    keep = np.empty(len(o), bool)
+    keep[order] = rank < limit
+    return keep
+
+
 def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
     """Generate one campaign's accounts and events into the plan."""
     w, s = env.world, env.scenario
@@ -268,6 +281,13 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
     long_out = env.sample(rng, env.corpora.mooncake_output, n_all, 2.5)
     comp = np.where(rng.random(n_all) < spec.capped_share, spec.max_tokens, np.minimum(long_out, spec.max_tokens))
     owner_i = owner.astype(np.int32)
+    keep = _under_limit(owner, ts, spec.daily_limit) & ~through if spec.daily_limit else np.ones(n_all, bool)
+    keep |= through
+    if not keep.all():
+        # requests over an account's daily limit are not sent (operators add accounts instead)
+        n_all = int(keep.sum())
+        ts, owner_i, ip, ua, model, comp = ts[keep], owner_i[keep], ip[keep], ua[keep], model[keep], comp[keep]
+        cols = {k: v[keep] for k, v in cols.items()}
     env.plan.add(
         n_all, ts=ts, acct=owner_i, key=w.pick_keys(owner_i, rng), ip=ip, ua=ua, model=model,
         system=cols["system"], lead=cols["lead"], ctx=cols["ctx"], body=cols["body"], tail=cols["tail"],

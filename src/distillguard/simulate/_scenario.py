@@ -101,6 +101,7 @@ class CampaignSpec(_Spec):
     countries: list[str] = ["US", "SG", "JP", "GB", "DE", "CA", "AU", "KR"]
     proxy_ips: int = Field(default=100, ge=1)
     ip_churn: float = Field(default=0.2, ge=0, le=1)
+    daily_limit: int | None = Field(default=None, ge=1)
     user_agents: Literal["sdk", "rotate_browser", "mixed"] = "sdk"
     signup_channels: dict[str, float] = {"education": 0.4, "research": 0.3, "startup": 0.3}
     verified_share: float = Field(default=0.1, ge=0, le=1)

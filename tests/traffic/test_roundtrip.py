@@ -218,3 +218,17 @@ def test_jsonl_extra_column_that_changes_type(
     assert con.execute(
         "SELECT count(*), count(region), count(DISTINCT n) FROM events"
     ).fetchall() == [(600, 300, 600)]
+
+
+def test_duckdb_cache_follows_the_source_file(
+    tmp_path: Path, make: Callable[..., pa.Table]
+) -> None:
+    write_table(tmp_path, "events", make("events", n=10), fmt="jsonl")
+    con = duckdb.connect()
+    TrafficLog(tmp_path).duckdb_view(con, "events")
+    assert con.execute("SELECT count(*) FROM events").fetchall() == [(10,)]
+    write_table(tmp_path, "events", make("events", n=25), fmt="jsonl")
+    TrafficLog(tmp_path).duckdb_view(con, "events")  # the log object is gone; the view still works
+    assert con.execute("SELECT count(*) FROM events").fetchall() == [(25,)]
+    assert len(list((tmp_path / ".distillguard-cache").iterdir())) == 1  # the old copy was removed
+    assert TrafficLog(tmp_path).tables() == ["events"]

@@ -223,11 +223,14 @@ class TrafficLog:
         changes type along the file (DuckDB's union_by_name reconciles them).
         """
         st = tf.path.stat()
-        key = f"{tf.path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{FORMAT_CACHE_VERSION}"
-        digest = hashlib.sha1(key.encode()).hexdigest()[:20]
-        out = self._cache_root_dir() / f"{name}-{digest}"
+        source = hashlib.sha1(str(tf.path.resolve()).encode()).hexdigest()[:12]
+        state = f"{st.st_mtime_ns}|{st.st_size}|{FORMAT_CACHE_VERSION}"
+        root = self._cache_root_dir()
+        out = root / f"{name}-{source}-{hashlib.sha1(state.encode()).hexdigest()[:12]}"
         if out.is_dir():
             return sorted(out.glob("part-*.parquet"))
+        for stale in root.glob(f"{name}-{source}-*"):  # copies of an older version of the file
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

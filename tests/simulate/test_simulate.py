@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from distillguard.simulate import Corpora, SimulationResult, load_scenario, simulate
+from distillguard.simulate import Corpora, SimulationResult, load_scenario, plot_overview, simulate
 from distillguard.traffic import ACCOUNTS, EVENTS, LABELS, MODELS
 
 SEED = 11  # the shared log's seed (tests/simulate/conftest.py)
@@ -176,3 +176,8 @@ def test_benign_rhythm_follows_local_day(con: duckdb.DuckDBPyConnection) -> None
                    where persona = 'casual' and a.country in ('DE', 'FR', 'ES', 'IT', 'NL', 'PL'))
         select avg((hour(ts + interval 1 hour) between 2 and 5)::int), avg((hour(ts + interval 1 hour) between 10 and 13)::int) from c""").fetchone()  # type: ignore[misc]
     assert day > 3 * night
+
+
+def test_overview_plot(sim: SimulationResult, tmp_path: Path) -> None:
+    png = plot_overview(sim.out, tmp_path / "overview.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

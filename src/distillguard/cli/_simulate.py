@@ -26,12 +26,13 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--print-default-scenario", help="Print the default scenario TOML and exit.")
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        plot: Annotated[bool, typer.Option("--plot", help="Also write OUT/overview.png.")] = False,
     ) -> None:
         """Simulate a labelled traffic log: benign users, hard negatives and distillation campaigns."""
         from rich.console import Console
 
         from distillguard._errors import ScenarioError
-        from distillguard.simulate import default_scenario_text
+        from distillguard.simulate import default_scenario_text, plot_overview
         from distillguard.simulate import simulate as run
 
         console = Console()
@@ -45,3 +46,5 @@ def register(app: typer.Typer) -> None:
             f"wrote {r.events:,} events, {r.accounts:,} accounts ({r.distill_accounts:,} distill in "
             f"{r.campaigns} campaigns) to {r.out} in {r.seconds:.1f} s ({r.events / max(r.seconds, 1e-9):,.0f} events/s)"
         )
+        if plot:
+            console.print(f"overview plot: {plot_overview(r.out)}")

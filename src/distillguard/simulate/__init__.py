@@ -9,6 +9,7 @@ from distillguard.simulate._corpora import (
     load_corpora,
 )
 from distillguard.simulate._engine import SimulationResult, simulate
+from distillguard.simulate._plot import plot_overview
 from distillguard.simulate._scenario import (
     CampaignSpec,
     Scenario,
@@ -29,5 +30,6 @@ __all__ = [
     "load_corpora",
     "load_scenario",
     "parse_scenario",
+    "plot_overview",
     "simulate",
 ]

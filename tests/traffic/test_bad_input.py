@@ -259,3 +259,19 @@ def test_writer_refuses_rows_that_break_the_format(tmp_path: Path) -> None:
             ),
         )
     assert (info.value.row, info.value.column) == (2, "event_id")
+
+
+def test_file_that_vanishes_while_reading_is_a_format_error(
+    tmp_path: Path, make: Callable[..., pa.Table]
+) -> None:
+    events = make("events", n=20)
+    write_table(tmp_path, "events", events.slice(0, 10))
+    (tmp_path / "x").mkdir()
+    moved = write_table(tmp_path / "x", "events", events.slice(10), fmt="jsonl")
+    moved.rename(tmp_path / "events.jsonl")
+    it = TrafficLog(tmp_path).batches("events")
+    assert next(it).num_rows == 10
+    (tmp_path / "events.jsonl").unlink()
+    with pytest.raises(LogFormatError, match="cannot read the file") as info:
+        next(it)
+    assert info.value.file == str(tmp_path / "events.jsonl")

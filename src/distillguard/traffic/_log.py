@@ -159,9 +159,16 @@ class TrafficLog:
     def _file_batches(
         self, tf: TableFile, spec: Table | None, columns: Sequence[str] | None, batch_size: int
     ) -> Iterator[pa.RecordBatch]:
-        if tf.encoding == "parquet":
-            return read_parquet(tf, spec, columns, batch_size)
-        return read_jsonl(tf, spec, columns, batch_size, self.warnings.append)
+        try:
+            if tf.encoding == "parquet":
+                yield from read_parquet(tf, spec, columns, batch_size)
+            else:
+                yield from read_jsonl(tf, spec, columns, batch_size, self.warnings.append)
+        except OSError as exc:  # unreadable (permissions, vanished, I/O error): say which file
+            raise LogFormatError(
+                f"cannot read the file ({exc.strerror or exc}); check it exists and is readable",
+                file=str(tf),
+            ) from exc
 
     def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole table in memory (use `batches` or `duckdb_view` for big event tables).

@@ -35,7 +35,8 @@ def _png(fig: Any) -> bytes:
 
 def score_distributions(evaluations: Sequence[Evaluation]) -> bytes:
     """Per verdict set, the score of each persona's accounts (box plus a sample of points)."""
-    personas = list(evaluations[0].scores_by_persona)
+    # Distill personas on top, then benign ones (the evaluation lists them in that order).
+    personas = list(dict.fromkeys(p.persona for p in evaluations[0].personas))[::-1]
     labels = {p.persona: p.label for p in evaluations[0].personas}
     n = len(evaluations)
     fig, axes = _figure(1, n, 4.2 * n + 1.5, 0.38 * len(personas) + 1.6)

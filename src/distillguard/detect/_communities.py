@@ -46,7 +46,7 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
         idx = np.flatnonzero(a.component == cid)
         rows = sp[np.isin(sp[:, 2], idx)]
         graph = nx.Graph()
-        for kind_i, key, acct in rows:
+        for kind_i, key, acct, _sid in rows:
             kind = LINK_KINDS[int(kind_i)]
             graph.add_edge(("a", int(acct)), ("k", int(kind_i), int(key)),
                            weight=LINK_WEIGHT[kind])

@@ -15,7 +15,7 @@ import pyarrow as pa
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._scoring import Assessment, assess
 from distillguard.detect._signatures import event_signals
-from distillguard.detect._state import DetectorState
+from distillguard.detect._state import DetectorState, Prepared
 
 
 class OnlineDetector:
@@ -56,6 +56,12 @@ class OnlineDetector:
         """Fold precomputed per-event signals (from `event_signals`) into the state."""
         self.state.update(sig)
         self._assessment = None
+
+    def apply_window(self, prep: Prepared, w: int, end_us: int) -> None:
+        """Fold window `w` of a prepared batch in and move the clock to the window's end."""
+        self.state.apply(prep, w)
+        self._assessment = None
+        self.advance(end_us)
 
     def advance(self, now_us: int) -> None:
         """Move the clock forward without events (rates are measured up to now)."""

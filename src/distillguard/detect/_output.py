@@ -67,11 +67,11 @@ def profile_reasons(f: dict[str, np.ndarray], h: float, i: int) -> list[str]:
 
 
 def _diverse(keys: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """Up to `limit` keys, one of each kind first, so that the reasons show every link type."""
-    firsts: dict[int, tuple[int, int]] = {}
+    """Up to `limit` keys, one of each kind of link first, so the reasons show every link."""
+    firsts: dict[str, tuple[int, int]] = {}
     for k in keys:
-        firsts.setdefault(k[0], k)
-    rest = [k for k in keys if firsts.get(k[0]) != k]
+        firsts.setdefault(_KIND_WORDS[LINK_KINDS[k[0]]], k)
+    rest = [k for k in keys if k not in firsts.values()]
     return (list(firsts.values()) + rest)[:limit]
 
 
@@ -86,10 +86,10 @@ def _campaign_names(a: Assessment) -> dict[int, str]:
 
 def _key_label(state: DetectorState, kind: str, code: int,
                example: Callable[[str], str] | None) -> str:
-    label = state.kinds[kind].key_label[code]
-    if kind in TEMPLATE_KINDS and example is not None:
-        text = example(label)
-        return f"'{text[:120]}'" if text else label
+    label = state.key_label[code]
+    if kind in TEMPLATE_KINDS:
+        text = example(label) if example is not None else ""
+        return f"'{text[:120]}'" if text else f"(first seen in event {label})"
     return label
 
 
@@ -131,7 +131,7 @@ def verdict_table(
             shared = []
             for kind_i, code in _diverse(by_acct.get(i, []), 6):
                 kind = LINK_KINDS[kind_i]
-                n_acc = state.kinds[kind].key_accounts[code]
+                n_acc = int(state.key_accounts[code])
                 label = _key_label(state, kind, code, example)
                 rs.append(f"shares {_KIND_WORDS[kind]} {label} with {n_acc - 1} other accounts")
                 shared.append({"kind": kind, "value": label, "accounts": n_acc})

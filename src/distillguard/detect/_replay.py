@@ -86,29 +86,23 @@ def replay(
     accounts = log.read("accounts") if log.has("accounts") else None
     models = log.read("models") if log.has("models") else None
     det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides)
-    ts = signals["ts_us"].to_numpy()
     first_flag = np.full(0, -1, np.int64)
-    if len(ts) == 0:
+    if signals.height == 0:
         return det, first_flag
     step = int(config.replay.cadence_minutes * 60_000_000)
-    start = (int(ts[0]) // step) * step
-    ends = np.arange(start + step, int(ts[-1]) + step + 1, step, dtype=np.int64)
-    cuts = np.searchsorted(ts, ends, side="left")
-    lo = 0
-    for end, hi in zip(ends, cuts, strict=True):
-        if hi == lo:
-            continue
-        det.update_signals(signals.slice(lo, hi - lo))
-        det.advance(int(end))
+    origin = (int(signals["ts_us"][0]) // step) * step
+    prep = det.state.prepare(signals, step, origin)
+    for w in prep.windows.tolist():
+        end = origin + (w + 1) * step
+        det.apply_window(prep, w, end)
         a = det.assess()
         m = det.state.size
         if len(first_flag) < m:
             first_flag = np.concatenate([first_flag, np.full(m - len(first_flag), -1, np.int64)])
         newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
         first_flag[:m][newly] = end
-        lo = int(hi)
         if progress:
-            progress("replay", lo)
+            progress("replay", det.state.events_seen)
     return det, first_flag
 
 
@@ -144,10 +138,10 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     ids = []
-    for kind_i, code, _acct in a.suspicious_pairs:
+    for kind_i, code, _acct, _sid in a.suspicious_pairs:
         kind = LINK_KINDS[int(kind_i)]
         if kind in TEMPLATE_KINDS:
-            ids.append(state.kinds[kind].key_label[int(code)])
+            ids.append(state.key_label[int(code)])
     example = _example_lookup(log_dir, ids)
     verdicts = verdict_table(state, a, cfg, first_flag, example)
     campaigns = campaign_table(state, a, verdicts)

@@ -43,7 +43,7 @@ class Assessment:
     component_size: dict[int, int]
     score: np.ndarray
     action: np.ndarray
-    suspicious_pairs: np.ndarray  # (kind index, key code, account) rows behind the campaigns
+    suspicious_pairs: np.ndarray  # (link kind, key code, account, key sid) behind the campaigns
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -65,9 +65,7 @@ def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.nd
         0.0,
         1.0,
     )
-    template = np.zeros(m)
-    for kind in TEMPLATE_KINDS:
-        template = np.maximum(template, state.acct_maxcount[kind][:m] / n)
+    template = state.template_max[:m] / n
     # A human repeats a prompt now and then; a script repeats its template all the time.
     template = np.where(c["n"] >= w.min_events, template, 0.0)
     night_share = c["night"] / n
@@ -87,7 +85,7 @@ def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.nd
         "new_account": np.where(np.isnan(age_days), 0.0, (age_days < 14).astype(np.float64)),
         "risky_channel": state.risky_channel[:m].astype(np.float64),
         "unverified": 1.0 - state.verified[:m].astype(np.float64),
-        "ip_churn": np.clip((state.acct_distinct["ip"][:m] - 1) / 4.0, 0.0, 1.0),
+        "ip_churn": np.clip((state.ip_count[:m] - 1) / 4.0, 0.0, 1.0),
         "events": c["n"],
     }
 
@@ -122,63 +120,75 @@ def assess(state: DetectorState, cfg: DetectConfig,
     comp_kinds: dict[int, list[str]] = {}
     comp_size: dict[int, int] = {}
     campaign_score = np.zeros(m)
-    suspicious = np.zeros((0, 3), np.int64)
+    suspicious = np.zeros((0, 4), np.int64)
     linked = np.zeros(m, bool)
     if len(pairs):
-        kind_idx, key, acct = pairs[:, 0], pairs[:, 1], pairs[:, 2]
-        # One id per (kind, key): keys of different kinds never merge.
-        gid = kind_idx * (1 << 40) + key
-        uniq, inv = np.unique(gid, return_inverse=True)
-        members = np.bincount(inv)
-        mean_h = np.bincount(inv, weights=h[acct]) / members
-        churn = np.bincount(inv, weights=feats["ip_churn"][acct]) / members
-        is_ip = (uniq // (1 << 40)) == LINK_KINDS.index("ip")
+        n_keys = state.shared_keys
+        # Only keys with a harvest-like member can turn suspicious: narrow to their pairs first
+        # (two cheap passes over all pairs; everything after works on the few that are left).
+        hot = h >= act.min_member_harvest
+        hot_keys = np.zeros(n_keys, bool)
+        hot_keys[pairs[hot[pairs[:, 2]], 3]] = True
+        pairs = pairs[hot_keys[pairs[:, 3]]]
+        kind_idx, acct, sid = pairs[:, 0], pairs[:, 2], pairs[:, 3]
+        members = np.bincount(sid, minlength=n_keys)
+        mean_h = np.bincount(sid, weights=h[acct], minlength=n_keys) / np.maximum(members, 1)
+        churn = np.bincount(sid, weights=feats["ip_churn"][acct], minlength=n_keys) / np.maximum(
+            members, 1
+        )
+        is_ip = np.zeros(n_keys, bool)
+        is_ip[sid[kind_idx == LINK_KINDS.index("ip")]] = True
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (mean_h >= 0.6)
         sus_key = (members >= lk.min_accounts) & (mean_h >= lk.suspicious_mean_harvest) & ip_ok
-        keep = sus_key[inv] & (h[acct] >= act.min_member_harvest)
+        keep = sus_key[sid] & (h[acct] >= act.min_member_harvest)
         linked[acct[keep]] = True
         # An account joins a campaign only when two independent kinds of link tie it in (a
         # shared benchmark prompt alone makes an evaluation runner look like a member).
         fam = _FAMILY[kind_idx]
-        fam_pairs = np.unique(acct[keep] * len(_FAMILY_NAMES) + fam[keep])
-        n_fam = np.bincount(fam_pairs // len(_FAMILY_NAMES), minlength=m)
+        has_fam = np.zeros((m, len(_FAMILY_NAMES)), bool)
+        has_fam[acct[keep], fam[keep]] = True
+        n_fam = has_fam.sum(axis=1)
         keep &= n_fam[acct] >= lk.min_link_families
         suspicious = pairs[keep]
         if len(suspicious):
-            k_inv = inv[keep]
-            n_nodes = m + len(uniq)
+            s_acct, s_sid = suspicious[:, 2], suspicious[:, 3]
             graph = coo_matrix(
-                (np.ones(len(suspicious)), (suspicious[:, 2], m + k_inv)), shape=(n_nodes, n_nodes)
+                (np.ones(len(suspicious)), (s_acct, m + s_sid)), shape=(m + n_keys, m + n_keys)
             )
             _, labels = connected_components(graph, directed=False)
             acct_in = np.zeros(m, bool)
-            acct_in[suspicious[:, 2]] = True
+            acct_in[s_acct] = True
             comp_of_acct = np.where(acct_in, labels[:m], -1)
-            for lab in np.unique(comp_of_acct[comp_of_acct >= 0]):
-                idx = np.flatnonzero(comp_of_acct == lab)
-                size = len(idx)
-                if size < lk.min_accounts:
-                    continue
-                kinds_here = np.unique(suspicious[np.isin(suspicious[:, 2], idx), 0])
-                kind_names = sorted({LINK_KINDS[int(k)] for k in kinds_here})
-                families = {_FAMILY_NAMES[_FAMILY[int(k)]] for k in kinds_here}
-                mh = float(h[idx].mean())
-                size_factor = 1.0 - np.exp(-size / 4.0)
-                kinds_factor = min(1.0, 0.55 + 0.15 * len(families))
-                cid = int(lab)
-                component[idx] = cid
-                campaign_score[idx] = mh * size_factor * kinds_factor
-                comp_kinds[cid] = kind_names
-                comp_size[cid] = size
+            members_idx = np.flatnonzero(acct_in)
+            lab = comp_of_acct[members_idx]
+            n_lab = int(labels.max()) + 1
+            size = np.bincount(lab, minlength=n_lab)
+            mh = np.bincount(lab, weights=h[members_idx], minlength=n_lab) / np.maximum(size, 1)
+            kinds_in = np.zeros((n_lab, len(LINK_KINDS)), bool)
+            kinds_in[comp_of_acct[s_acct], suspicious[:, 0]] = True
+            fams_in = np.zeros((n_lab, len(_FAMILY_NAMES)), bool)
+            fams_in[comp_of_acct[s_acct], fam[keep]] = True
+            kinds_factor = np.minimum(1.0, 0.55 + 0.15 * fams_in.sum(axis=1))
+            comp_score = mh * (1.0 - np.exp(-size / 4.0)) * kinds_factor
+            ok = size >= lk.min_accounts
+            acct_ok = ok[lab]
+            component[members_idx[acct_ok]] = lab[acct_ok]
+            campaign_score[members_idx[acct_ok]] = comp_score[lab[acct_ok]]
+            for cid in np.flatnonzero(ok).tolist():
+                comp_kinds[cid] = [LINK_KINDS[k] for k in np.flatnonzero(kinds_in[cid])]
+                comp_size[cid] = int(size[cid])
 
     action = np.full(m, ALLOW, np.int64)
     action[h >= act.monitor_harvest] = MONITOR
     in_comp = component >= 0
     action[in_comp | linked] = MONITOR
     size_arr = np.zeros(m, np.int64)
-    for cid, size in comp_size.items():
-        size_arr[component == cid] = size
+    if comp_size:
+        sizes = np.zeros(max(comp_size) + 1, np.int64)
+        for cid, n in comp_size.items():
+            sizes[cid] = n
+        size_arr[in_comp] = sizes[component[in_comp]]
     throttle = in_comp & (campaign_score >= act.throttle_campaign_score) & (size_arr >= lk.min_accounts)
     block = (
         in_comp

@@ -1,15 +1,23 @@
-"""Incremental per-account state: what the detector knows after each batch of events.
+"""Incremental per-account state: what the detector knows after each window of events.
 
-`DetectorState.update` folds a batch of per-event signals (see `_signatures`) into running
-totals, so the replay and the gateway's online loop both pay for new events only. Heavy work is
-vectorised per batch; the only Python loops run over *distinct* (account, key) pairs of a batch,
-which is what makes distinct counts (addresses per account, accounts per template) incremental.
+Updating is split in two so that the replay pays for grouping once and the online loop pays
+per batch, through the same code:
+
+* `prepare` groups a batch of per-event signals (see `_signatures`) by window with polars:
+  per-account counters, hours of activity, and the (account, key) pairs with their running
+  totals. Accounts and keys get their dense codes here.
+* `apply` folds one window of a prepared batch into numpy arrays. No Python loop runs per event
+  or per pair; the only loops are per *new account* (its sign-up metadata).
+
+Keys are what accounts can share: an address, a prompt-template band, a system prompt, a payment
+fingerprint, an e-mail domain, a sign-up burst. A key shared by two or more accounts enters the
+list of shared pairs, which is all the campaign assembly looks at.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,8 +34,15 @@ COUNTERS = ("n", "cot", "rubric", "code", "math", "tool", "single", "browser", "
 # the accounts table. `day` only counts active days and never links accounts.
 EVENT_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "day")
 ACCOUNT_KINDS = ("payment", "email", "created")
+ALL_KINDS = EVENT_KINDS + ACCOUNT_KINDS
 LINK_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "payment", "email", "created")
 TEMPLATE_KINDS = ("head0", "head1", "tail0", "tail1", "sys")
+
+_KIND_ID = {k: i for i, k in enumerate(ALL_KINDS)}
+# Kind id -> index in LINK_KINDS (-1: never links).
+_LINK_INDEX = np.array([LINK_KINDS.index(k) if k in LINK_KINDS else -1 for k in ALL_KINDS])
+_TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
+_ACCT_BITS = 24  # pair id = key code << 24 | account code
 
 RISKY_CHANNELS = frozenset({"education", "research", "startup"})
 
@@ -49,23 +64,43 @@ def stable_hash(*parts: object) -> int:
 
 
 @dataclass
-class _Kind:
-    """Distinct-pair bookkeeping for one kind of key."""
+class _Rows:
+    """One prepared table: its columns as numpy arrays, sorted by window `w`."""
 
-    code: dict[int, int] = field(default_factory=dict)  # key hash -> key code
-    pairs: dict[int, int] = field(default_factory=dict)  # key code << 24 | account -> events
-    key_accounts: list[int] = field(default_factory=list)
-    key_events: list[int] = field(default_factory=list)
-    key_first: list[int] = field(default_factory=list)  # first account that used the key
-    key_label: list[str] = field(default_factory=list)  # example text or value, for evidence
+    cols: dict[str, np.ndarray]
+
+    def window(self, w: int) -> dict[str, np.ndarray]:
+        ws = self.cols["w"]
+        lo, hi = np.searchsorted(ws, [w, w + 1])
+        return {k: v[lo:hi] for k, v in self.cols.items()}
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> _Rows:
+        return cls({c: frame[c].to_numpy() for c in frame.columns})
+
+
+@dataclass
+class Prepared:
+    """A batch of signals grouped by window, ready for `DetectorState.apply`."""
+
+    windows: np.ndarray  # the windows present, ascending
+    window_end_us: np.ndarray  # latest event time in each of them
+    accounts: _Rows  # w, acct, first_ts (new accounts, in code order)
+    counters: _Rows  # w, acct, last_ts and one column per COUNTERS name
+    hours: _Rows  # w, acct, hour, c
+    new_pairs: _Rows  # w, kind, code, acct (first use of a key by an account)
+    template_max: _Rows  # w, acct, top (running count of the account's most used template)
 
 
 class DetectorState:
-    """Running totals per account and per shared key, grown batch by batch."""
+    """Running totals per account and per shared key, grown window by window."""
 
-    def __init__(self, accounts: pl.DataFrame | None = None, models: pl.DataFrame | None = None):
+    def __init__(self, accounts: pl.DataFrame | None = None,
+                 models: pl.DataFrame | None = None) -> None:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
+        self._reserved = 0  # account codes handed out by `prepare` (>= len(ids))
+        self._acct_codes = pl.DataFrame(schema={"account_id": pl.String, "acct": pl.Int64})
         self._cap = 0
         self.counters: dict[str, np.ndarray] = {}
         self.first_ts = np.zeros(0, np.int64)
@@ -75,16 +110,25 @@ class DetectorState:
         self.verified = np.zeros(0, bool)
         self.enterprise = np.zeros(0, bool)
         self.offset_h = np.zeros(0, np.float64)
-        self.hours = np.zeros((0, 24), np.int32)
-        self.acct_distinct: dict[str, np.ndarray] = {}
-        self.acct_maxcount: dict[str, np.ndarray] = {}
-        self.kinds: dict[str, _Kind] = {k: _Kind() for k in EVENT_KINDS + ACCOUNT_KINDS}
-        # Pairs of keys shared by >= 2 accounts: (kind index, key code, account).
-        self._shared: list[tuple[int, int, int]] = []
-        self._shared_arr = np.zeros((0, 3), np.int64)
+        self.hours = np.zeros((0, 24), np.int64)
+        self.ip_count = np.zeros(0, np.int64)
+        self.template_max = np.zeros(0, np.int64)
+        self._grow_accounts(1024)
+        # Keys: dense codes over all kinds.
+        self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
+        self.key_kind = np.zeros(0, np.int8)
+        self.key_accounts = np.zeros(0, np.int64)
+        self.key_first = np.zeros(0, np.int64)
+        self.key_sid = np.zeros(0, np.int64)  # dense id among shared keys, -1 until shared
+        self.shared_keys = 0
+        self.key_label: list[str] = []
+        # Running event totals per (account, key) pair.
+        self._pairs = pl.DataFrame(schema={"pair": pl.UInt64, "total": pl.Int64})
+        # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
+        self._shared_buf = np.zeros((1024, 4), np.int64)
+        self._shared_n = 0
         self.now_us = 0
         self.events_seen = 0
-        self._grow(1024)
         self._meta: dict[str, dict[str, object]] = {}
         self._email_accounts: dict[str, int] = {}
         if accounts is not None:
@@ -94,6 +138,10 @@ class DetectorState:
             for model, rel in models.select("model", "released_at").iter_rows():
                 if rel is not None:
                     self.releases[str(model)] = int(rel.timestamp() * 1_000_000)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
 
     def add_account_metadata(self, accounts: pl.DataFrame) -> None:
         """Remember sign-up metadata; it applies when an account is first seen in events."""
@@ -107,7 +155,7 @@ class DetectorState:
                 self._email_accounts[dom] = self._email_accounts.get(dom, 0) + 1
 
     # -- growth -----------------------------------------------------------------------------
-    def _grow(self, need: int) -> None:
+    def _grow_accounts(self, need: int) -> None:
         if need <= self._cap:
             return
         cap = max(need, self._cap * 2)
@@ -119,9 +167,6 @@ class DetectorState:
 
         for name in COUNTERS:
             self.counters[name] = grow(self.counters.get(name, np.zeros(0, np.int64)))
-        for kind in EVENT_KINDS + ACCOUNT_KINDS:
-            self.acct_distinct[kind] = grow(self.acct_distinct.get(kind, np.zeros(0, np.int64)))
-            self.acct_maxcount[kind] = grow(self.acct_maxcount.get(kind, np.zeros(0, np.int64)))
         self.first_ts = grow(self.first_ts)
         self.last_ts = grow(self.last_ts)
         self.created_us = grow(self.created_us, np.nan)
@@ -130,164 +175,267 @@ class DetectorState:
         self.enterprise = grow(self.enterprise)
         self.offset_h = grow(self.offset_h)
         self.hours = grow(self.hours)
+        self.ip_count = grow(self.ip_count)
+        self.template_max = grow(self.template_max)
         self._cap = cap
 
-    @property
-    def size(self) -> int:
-        return len(self.ids)
+    # -- prepare ----------------------------------------------------------------------------
+    def _reserve_accounts(self, sig: pl.DataFrame) -> pl.DataFrame:
+        """Codes for accounts first seen in `sig`, in order of first appearance."""
+        first = sig.group_by("account_id", maintain_order=True).agg(
+            pl.col("ts_us").first().alias("first_ts"), pl.col("w").first()
+        )
+        new = first.join(self._acct_codes, on="account_id", how="anti", maintain_order="left")
+        new = new.with_columns(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + self._reserved).alias("acct")
+        )
+        if new.height:
+            self._acct_codes = pl.concat([self._acct_codes, new.select("account_id", "acct")])
+            self._grow_accounts(self._reserved + new.height)
+            for aid, code in zip(new["account_id"].to_list(), new["acct"].to_list(), strict=True):
+                self._set_static(aid, code)
+            self._reserved += new.height
+        return new
 
-    def _register(self, account_ids: list[str], first_ts: list[int]) -> None:
-        """Add accounts seen for the first time, with their sign-up metadata."""
-        start = len(self.ids)
-        self._grow(start + len(account_ids))
-        for offset, (aid, ts) in enumerate(zip(account_ids, first_ts, strict=True)):
-            i = start + offset
-            self.ids.append(aid)
-            self.index[aid] = i
-            self.first_ts[i] = ts
+    def _set_static(self, aid: str, i: int) -> None:
+        meta = self._meta.get(aid, {})
+        created = meta.get("created_at")
+        self.created_us[i] = (
+            created.timestamp() * 1_000_000 if isinstance(created, datetime) else np.nan
+        )
+        channel = str(meta.get("signup_channel") or "")
+        self.risky_channel[i] = channel in RISKY_CHANNELS
+        self.enterprise[i] = channel == "enterprise"
+        self.verified[i] = bool(meta.get("verified") or False)
+        self.offset_h[i] = UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
+
+    def _account_keys(self, new: pl.DataFrame) -> pl.DataFrame:
+        """Sign-up keys (payment, e-mail domain, sign-up hour) of newly seen accounts."""
+        rows: dict[str, list[object]] = {"w": [], "kind": [], "acct": [], "key": [], "label": []}
+        big_domain = max(3.0, 0.01 * max(1, len(self._meta)))
+
+        def add(w: int, kind: str, acct: int, key: int, label: str) -> None:
+            rows["w"].append(w)
+            rows["kind"].append(_KIND_ID[kind])
+            rows["acct"].append(acct)
+            rows["key"].append(key)
+            rows["label"].append(label)
+
+        for aid, w, acct in new.select("account_id", "w", "acct").iter_rows():
             meta = self._meta.get(aid, {})
-            created = meta.get("created_at")
-            created_us = int(created.timestamp() * 1_000_000) if created is not None else None  # type: ignore[attr-defined]
-            self.created_us[i] = np.nan if created_us is None else created_us
-            channel = str(meta.get("signup_channel") or "")
-            self.risky_channel[i] = channel in RISKY_CHANNELS
-            self.enterprise[i] = channel == "enterprise"
-            self.verified[i] = bool(meta.get("verified") or False)
-            self.offset_h[i] = UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
             pay = meta.get("payment_fingerprint")
             if isinstance(pay, str) and pay:
-                self._add_pair("payment", stable_hash("pay", pay), i, 1, pay)
+                add(w, "payment", acct, stable_hash("pay", pay), pay)
             dom = meta.get("email_domain")
             # A domain most accounts share (a big webmail provider) says nothing.
-            if isinstance(dom, str) and dom and self._email_accounts.get(dom, 0) <= max(
-                3, 0.01 * max(1, len(self._meta))
-            ):
-                self._add_pair("email", stable_hash("email", dom), i, 1, dom)
-            if created_us is not None:
-                bucket = created_us // HOUR_US
-                hour = datetime.fromtimestamp(bucket * 3600, tz=UTC).strftime("%Y-%m-%d %H:00")
-                self._add_pair("created", stable_hash("created", channel, bucket), i, 1,
-                               f"({channel or 'unknown'} sign-ups in the hour from {hour} UTC)")
+            if isinstance(dom, str) and dom and self._email_accounts.get(dom, 0) <= big_domain:
+                add(w, "email", acct, stable_hash("email", dom), dom)
+            created = meta.get("created_at")
+            if isinstance(created, datetime):
+                channel = str(meta.get("signup_channel") or "unknown")
+                hour = created.astimezone(UTC).strftime("%Y-%m-%d %H:00")
+                add(w, "created", acct, stable_hash("created", channel, hour),
+                    f"({channel} sign-ups in the hour from {hour} UTC)")
+        return pl.DataFrame(
+            rows,
+            schema={"w": pl.Int64, "kind": pl.Int8, "acct": pl.Int64, "key": pl.UInt64,
+                    "label": pl.String},
+        ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
-    # -- pairs --------------------------------------------------------------------------------
-    def _add_pair(self, kind: str, key: int, acct: int, count: int, label: str) -> None:
-        book = self.kinds[kind]
-        code = book.code.get(key)
-        if code is None:
-            code = len(book.key_accounts)
-            book.code[key] = code
-            book.key_accounts.append(0)
-            book.key_events.append(0)
-            book.key_first.append(acct)
-            book.key_label.append(label)
-        pk = (code << 24) | acct
-        old = book.pairs.get(pk)
-        book.key_events[code] += count
-        if old is None:
-            book.pairs[pk] = count
-            book.key_accounts[code] += 1
-            self.acct_distinct[kind][acct] += 1
-            new_total = count
-            n_acc = book.key_accounts[code]
-            if kind in LINK_KINDS:
-                k_index = LINK_KINDS.index(kind)
-                if n_acc == 2:
-                    self._shared.append((k_index, code, book.key_first[code]))
-                if n_acc >= 2:
-                    self._shared.append((k_index, code, acct))
-        else:
-            new_total = old + count
-            book.pairs[pk] = new_total
-        if new_total > self.acct_maxcount[kind][acct]:
-            self.acct_maxcount[kind][acct] = new_total
-
-    # -- update -------------------------------------------------------------------------------
-    def update(self, sig: pl.DataFrame) -> None:
-        """Fold a batch of per-event signals (time ordered, newer than anything seen) in.
-
-        Template keys remember the `event_id` of their first event, so that the evidence can
-        quote an example prompt later without the state ever holding texts.
-        """
-        if sig.height == 0:
-            return
-        first = sig.group_by("account_id", maintain_order=True).agg(pl.col("ts_us").min())
-        new = first.filter(~pl.col("account_id").is_in(list(self.index)))
+    def _encode_keys(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """Give every (kind, key) a dense code, new keys in order of first appearance."""
+        seen = pairs.select("kind", "key", "label").unique(["kind", "key"], keep="first",
+                                                         maintain_order=True)
+        new = seen.join(self._keys, on=["kind", "key"], how="anti", maintain_order="left")
+        start = len(self.key_label)
+        new = new.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("code"))
         if new.height:
-            self._register(new["account_id"].to_list(), new["ts_us"].to_list())
-        codes = np.fromiter((self.index[a] for a in sig["account_id"].to_list()), np.int64,
-                            count=sig.height)
-        ts = sig["ts_us"].to_numpy()
-        self.now_us = max(self.now_us, int(ts.max()))
-        self.events_seen += sig.height
-        np.maximum.at(self.last_ts, codes, ts)
+            self._keys = pl.concat([self._keys, new.select("kind", "key", "code")])
+            self.key_label.extend(new["label"].to_list())
+            self.key_kind = np.concatenate([self.key_kind, new["kind"].to_numpy()])
+            self.key_accounts = np.concatenate([self.key_accounts, np.zeros(new.height, np.int64)])
+            self.key_first = np.concatenate([self.key_first, np.full(new.height, -1, np.int64)])
+            self.key_sid = np.concatenate([self.key_sid, np.full(new.height, -1, np.int64)])
+        return pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
 
-        hour_utc = (ts // HOUR_US) % 24
-        local = (hour_utc + self.offset_h[codes]) % 24
-        night = (local >= 0) & (local < 6)
+    def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
+                origin_us: int = 0) -> Prepared:
+        """Group time-ordered signals by window (`(ts - origin) // step`; one window if None)."""
+        if step_us is None:
+            w_expr = pl.lit(0, pl.Int64)
+        else:
+            w_expr = (pl.col("ts_us") - origin_us) // step_us
+        sig = sig.with_columns(w_expr.alias("w"))
+        new = self._reserve_accounts(sig)
+        sig = sig.join(self._acct_codes, on="account_id", how="left", maintain_order="left")
+        acct = sig["acct"].to_numpy()
+        ts = sig["ts_us"].to_numpy()
+        local = ((ts // HOUR_US) % 24 + self.offset_h[acct]) % 24
         release = np.zeros(sig.height, bool)
         if self.releases:
             rel = sig["model"].replace_strict(self.releases, default=None, return_dtype=pl.Int64)
-            r = rel.to_numpy(allow_copy=True)
-            ok = ~np.isnan(r.astype(np.float64))
-            age = ts - np.where(ok, r, 0).astype(np.int64)
-            release = ok & (age >= 0) & (age < 2 * DAY_US)
-        per_event = {
-            "n": np.ones(sig.height, np.int64),
-            "cot": sig["cot"].to_numpy(),
-            "rubric": sig["rubric"].to_numpy(),
-            "code": sig["code"].to_numpy(),
-            "math": sig["math"].to_numpy(),
-            "tool": (sig["tools"].to_numpy() > 0),
-            "single": (sig["turns"].to_numpy() <= 1),
-            "browser": sig["is_browser"].to_numpy(),
-            "capped": sig["capped"].to_numpy(),
-            "night": night,
-            "release": release,
-            "completion": sig["completion_tokens"].to_numpy(),
-        }
-        for name, values in per_event.items():
-            self.counters[name][: self._cap] += np.bincount(
-                codes, weights=values.astype(np.float64), minlength=self._cap
-            ).astype(np.int64)
-        np.add.at(self.hours, (codes, local.astype(np.int64)), 1)
-
-        keyed = sig.select(
-            pl.Series("acct", codes),
-            pl.col("ip").hash(3).alias("ip"),
-            "head0", "head1", "tail0", "tail1", "sys",
-            (pl.col("ts_us") // DAY_US).alias("day"),
+            r = rel.fill_null(-1).to_numpy()
+            age = ts - r
+            release = (r >= 0) & (age >= 0) & (age < 2 * DAY_US)
+        flags = sig.select(
+            "w", "acct",
+            pl.col("ts_us").alias("last_ts"),
+            pl.lit(1, pl.Int64).alias("n"),
+            "cot", "rubric", "code", "math",
+            (pl.col("tools") > 0).alias("tool"),
+            (pl.col("turns") <= 1).alias("single"),
+            pl.col("is_browser").alias("browser"),
+            "capped",
+            pl.Series("night", local < 6),
+            pl.Series("release", release),
+            pl.col("completion_tokens").alias("completion"),
         )
-        labels = self._labels(sig)
-        for kind in EVENT_KINDS:
-            counted = (
-                keyed.select("acct", pl.col(kind).alias("key"), pl.int_range(pl.len()).alias("row"))
-                .filter(pl.col("key").is_not_null())
-                .group_by("acct", "key", maintain_order=True)
-                .agg(pl.len().alias("c"), pl.col("row").first())
-            )
-            label_col = labels.get(kind)
-            for acct, key, c, row in counted.iter_rows():
-                label = label_col[row] if label_col is not None else ""
-                self._add_pair(kind, int(key), int(acct), int(c), label)
+        counters = flags.group_by("w", "acct", maintain_order=True).agg(
+            pl.col("last_ts").max(), *[pl.col(c).cast(pl.Int64).sum() for c in COUNTERS]
+        )
+        hours = (
+            flags.select("w", "acct", pl.Series("hour", local.astype(np.int64)))
+            .group_by("w", "acct", "hour", maintain_order=True)
+            .agg(pl.len().alias("c"))
+        )
+        pairs = self._event_pairs(sig)
+        if new.height:
+            pairs = pl.concat([pairs, self._account_keys(new)]).sort("w", maintain_order=True)
+        pairs = self._encode_keys(pairs)
+        new_pairs, template_max = self._running_totals(pairs)
+        windows = counters["w"].unique(maintain_order=True).to_numpy()
+        ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
+        return Prepared(
+            windows=windows,
+            window_end_us=ends["last_ts"].to_numpy(),
+            accounts=_Rows.of(new.select("w", "acct", "first_ts")),
+            counters=_Rows.of(counters),
+            hours=_Rows.of(hours),
+            new_pairs=_Rows.of(new_pairs),
+            template_max=_Rows.of(template_max),
+        )
 
     @staticmethod
-    def _labels(sig: pl.DataFrame) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {"ip": sig["ip"].to_list()}
-        if "event_id" in sig.columns:
-            ids = sig["event_id"].to_list()
-            for kind in TEMPLATE_KINDS:
-                out[kind] = ids
-        return out
+    def _event_pairs(sig: pl.DataFrame) -> pl.DataFrame:
+        """Long (w, kind, acct, key, label, c) rows: how often each account used each key."""
+        keyed = sig.select(
+            "w", "acct", "event_id",
+            pl.col("ip").hash(3).alias("ip"),
+            pl.col("ip").alias("ip_label"),
+            *TEMPLATE_KINDS,
+            (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
+        )
+        parts = []
+        for kind in EVENT_KINDS:
+            label = pl.col("ip_label") if kind == "ip" else pl.col("event_id")
+            parts.append(
+                keyed.select(
+                    "w",
+                    pl.lit(_KIND_ID[kind], pl.Int8).alias("kind"),
+                    "acct",
+                    pl.col(kind).cast(pl.UInt64).alias("key"),
+                    label.alias("label"),
+                ).filter(pl.col("key").is_not_null())
+            )
+        long = pl.concat(parts).sort("w", maintain_order=True)
+        return long.group_by("w", "kind", "acct", "key", maintain_order=True).agg(
+            pl.col("label").first(), pl.len().alias("c")
+        )
 
-    # -- views --------------------------------------------------------------------------------
+    def _running_totals(self, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """First uses of each (account, key) pair, and the running template counts."""
+        pairs = pairs.with_columns(
+            (pl.col("code").cast(pl.UInt64) * (1 << _ACCT_BITS) + pl.col("acct").cast(pl.UInt64))
+            .alias("pair")
+        ).join(self._pairs, on="pair", how="left", maintain_order="left")
+        pairs = pairs.with_columns(
+            (pl.col("total").fill_null(0) + pl.col("c").cast(pl.Int64).cum_sum().over("pair"))
+            .alias("cum"),
+            (pl.col("total").is_null() & (pl.int_range(pl.len()).over("pair") == 0))
+            .alias("is_new"),
+        )
+        latest = pairs.group_by("pair").agg(pl.col("cum").last().alias("total"))
+        self._pairs = pl.concat(
+            [self._pairs.join(latest, on="pair", how="anti"), latest]
+        )
+        new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct")
+        template_max = (
+            pairs.filter(pl.col("kind").is_in(_TEMPLATE_IDS))
+            .group_by("w", "acct", maintain_order=True)
+            .agg(pl.col("cum").max().alias("top"))
+        )
+        return new_pairs, template_max
+
+    # -- apply ------------------------------------------------------------------------------
+    def apply(self, prep: Prepared, w: int) -> None:
+        """Fold window `w` of a prepared batch into the state."""
+        acc = prep.accounts.window(w)
+        for code, first in zip(acc["acct"].tolist(), acc["first_ts"].tolist(), strict=True):
+            aid = str(self._acct_codes["account_id"][code])
+            self.ids.append(aid)
+            self.index[aid] = code
+            self.first_ts[code] = first
+        c = prep.counters.window(w)
+        a = c["acct"]
+        for name in COUNTERS:
+            np.add.at(self.counters[name], a, c[name])
+        np.maximum.at(self.last_ts, a, c["last_ts"])
+        if len(c["last_ts"]):
+            self.now_us = max(self.now_us, int(c["last_ts"].max()))
+        self.events_seen += int(c["n"].sum())
+        h = prep.hours.window(w)
+        np.add.at(self.hours, (h["acct"], h["hour"]), h["c"])
+        t = prep.template_max.window(w)
+        np.maximum.at(self.template_max, t["acct"], t["top"])
+        self._apply_new_pairs(prep.new_pairs.window(w))
+
+    def _apply_new_pairs(self, p: dict[str, np.ndarray]) -> None:
+        kind, code, acct = p["kind"].astype(np.int64), p["code"], p["acct"]
+        if not len(code):
+            return
+        np.add.at(self.ip_count, acct[kind == _KIND_ID["ip"]], 1)
+        # Membership number of each new pair within its key, in arrival order.
+        order = np.argsort(code, kind="stable")
+        sc = code[order]
+        group_start = np.r_[0, np.flatnonzero(sc[1:] != sc[:-1]) + 1]
+        rank_sorted = np.arange(len(sc)) - np.repeat(group_start, np.diff(np.r_[group_start, len(sc)]))
+        rank = np.empty_like(rank_sorted)
+        rank[order] = rank_sorted
+        n = self.key_accounts[code] + rank + 1
+        np.add.at(self.key_accounts, code, 1)
+        firsts = n == 1
+        self.key_first[code[firsts]] = acct[firsts]
+        link = _LINK_INDEX[kind]
+        shared = (n >= 2) & (link >= 0)
+        second = (n == 2) & (link >= 0)
+        fresh = code[second]
+        self.key_sid[fresh] = np.arange(self.shared_keys, self.shared_keys + len(fresh))
+        self.shared_keys += len(fresh)
+        sid = self.key_sid[code]
+        rows = [
+            np.column_stack([link[second], fresh, self.key_first[fresh], sid[second]]),
+            np.column_stack([link[shared], code[shared], acct[shared], sid[shared]]),
+        ]
+        for r in rows:
+            self._append_shared(r.astype(np.int64))
+
+    def _append_shared(self, rows: np.ndarray) -> None:
+        need = self._shared_n + len(rows)
+        if need > len(self._shared_buf):
+            buf = np.zeros((max(need, 2 * len(self._shared_buf)), 4), np.int64)
+            buf[: self._shared_n] = self._shared_buf[: self._shared_n]
+            self._shared_buf = buf
+        self._shared_buf[self._shared_n : need] = rows
+        self._shared_n = need
+
+    def update(self, sig: pl.DataFrame) -> None:
+        """Fold a batch of time-ordered signals in as one window."""
+        if sig.height == 0:
+            return
+        prep = self.prepare(sig)
+        self.apply(prep, 0)
+
+    # -- views ------------------------------------------------------------------------------
     def shared_pairs(self) -> np.ndarray:
-        """(kind index, key code, account) rows for keys shared by >= 2 accounts."""
-        if self._shared:
-            tail = np.asarray(self._shared, np.int64)
-            self._shared_arr = np.concatenate([self._shared_arr, tail])
-            self._shared.clear()
-        return self._shared_arr
-
-    def key_stats(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        book = self.kinds[kind]
-        return np.asarray(book.key_accounts, np.int64), np.asarray(book.key_events, np.int64)
+        """(link kind index, key code, account, shared key id) rows, keys with >= 2 accounts."""
+        return self._shared_buf[: self._shared_n]

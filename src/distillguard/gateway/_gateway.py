@@ -365,7 +365,9 @@ class Gateway:
             finish = "stop"
             n_pieces = 0
             try:
-                yield renderer.start(est_prompt)
+                # Writes are coalesced: the stream's opening goes out with the first delta and
+                # its closing events with the last; each send is a syscall on the hot path.
+                head = renderer.start(est_prompt)
                 d = first
                 while d is not None:
                     text, reasoning = d.text, d.reasoning
@@ -376,12 +378,15 @@ class Gateway:
                     if text:
                         parts.append(text)
                         n_pieces += 1
-                    chunk = renderer.delta(text, reasoning)
-                    if chunk:
-                        yield chunk
+                    chunk = head + renderer.delta(text, reasoning)
                     if d.finish_reason is not None:
                         finish = d.finish_reason
                         pt, ct = d.prompt_tokens, d.completion_tokens
+                        head = chunk
+                        break
+                    head = b""
+                    if chunk:
+                        yield chunk
                     try:
                         d = await agen.__anext__()
                     except StopAsyncIteration:
@@ -391,10 +396,10 @@ class Gateway:
                     tail = wm.feed(tail) + wm.finish() if tail else wm.finish()
                 if tail:
                     parts.append(tail)
-                    yield renderer.delta(tail)
+                    head += renderer.delta(tail)
                 pt = pt if pt is not None else est_prompt
                 ct = ct if ct is not None else estimate_tokens("".join(parts))
-                yield renderer.end(finish, pt, ct)
+                yield head + renderer.end(finish, pt, ct)
                 status = 200
             except ApiError as err:
                 status = err.status

@@ -145,27 +145,36 @@ class _HttpUpstream:
         finally:
             resp.release()
 
-    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
-        """POST and yield (event, data) from the SSE answer; raise ApiError if the stream breaks."""
+    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[list[tuple[str, Any]]]:
+        """POST and yield the SSE answer's (event, data) pairs, one list per network read (so a
+        fast upstream's many small events cost one downstream write); ("done", None) ends it.
+        Raises ApiError if the stream breaks."""
         import aiohttp
 
         resp = await self._post(path, body)
         event = ""
+        buf = b""
         try:
-            async for raw in resp.content:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        yield "done", None
-                        return
-                    try:
-                        yield event, json.loads(data)
-                    except ValueError as exc:
-                        raise ApiError(502, "api_error", f"The upstream model server {self.name} sent a malformed stream event.") from exc
-                    event = ""
+            async for chunk in resp.content.iter_any():
+                *lines, buf = (buf + chunk).split(b"\n")
+                out: list[tuple[str, Any]] = []
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").rstrip("\r")
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            out.append(("done", None))
+                            yield out
+                            return
+                        try:
+                            out.append((event, json.loads(data)))
+                        except ValueError as exc:
+                            raise ApiError(502, "api_error", f"The upstream model server {self.name} sent a malformed stream event.") from exc
+                        event = ""
+                if out:
+                    yield out
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
         except aiohttp.ClientError as exc:
@@ -236,23 +245,37 @@ class OpenAIUpstream(_HttpUpstream):
         finish: Any = None
         usage: dict[str, Any] = {}
         n_text = 0
-        async for _event, data in self._events(path, body):
-            if _event == "done":
-                yield Delta(finish_reason=finish or "stop", prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens") or n_text)
+        async for batch in self._events(path, body):
+            texts: list[str] = []
+            reasonings: list[str] = []
+            done = False
+            for event, data in batch:
+                if event == "done":
+                    done = True
+                    break
+                if not isinstance(data, dict):
+                    continue
+                if "error" in data:
+                    raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data['error'])[:200]}); retry the request.")
+                if data.get("usage"):
+                    usage = data["usage"]
+                for choice in data.get("choices") or []:
+                    text, reasoning = self._text(choice, req.api)
+                    if choice.get("finish_reason"):
+                        finish = _finish(choice["finish_reason"])
+                    if text or reasoning:
+                        n_text += 1
+                        texts.append(text)
+                        reasonings.append(reasoning)
+            delta = Delta(text="".join(texts), reasoning="".join(reasonings))
+            if done:
+                delta.finish_reason = finish or "stop"
+                delta.prompt_tokens = usage.get("prompt_tokens")
+                delta.completion_tokens = usage.get("completion_tokens") or n_text
+                yield delta
                 return
-            if not isinstance(data, dict):
-                continue
-            if "error" in data:
-                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data['error'])[:200]}); retry the request.")
-            if data.get("usage"):
-                usage = data["usage"]
-            for choice in data.get("choices") or []:
-                text, reasoning = self._text(choice, req.api)
-                if choice.get("finish_reason"):
-                    finish = _finish(choice["finish_reason"])
-                if text or reasoning:
-                    n_text += 1
-                    yield Delta(text=text, reasoning=reasoning)
+            if delta.text or delta.reasoning:
+                yield delta
         raise ApiError(502, "api_error", f"The upstream model server {self.name} ended the stream without [DONE].")
 
 
@@ -301,24 +324,35 @@ class AnthropicUpstream(_HttpUpstream):
         prompt_tokens: int | None = None
         out_tokens: int | None = None
         finish: Any = "stop"
-        async for event, data in self._events("/v1/messages", self._body(req, True)):
-            kind = data.get("type", event) if isinstance(data, dict) else event
-            if kind == "message_start":
-                prompt_tokens = ((data.get("message") or {}).get("usage") or {}).get("input_tokens")
-            elif kind == "content_block_delta":
-                d = data.get("delta") or {}
-                if d.get("type") == "text_delta":
-                    yield Delta(text=d.get("text") or "")
-                elif d.get("type") == "thinking_delta":
-                    yield Delta(reasoning=d.get("thinking") or "")
-            elif kind == "message_delta":
-                out_tokens = (data.get("usage") or {}).get("output_tokens", out_tokens)
-                finish = _finish((data.get("delta") or {}).get("stop_reason"))
-            elif kind == "message_stop":
-                yield Delta(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=out_tokens)
+        async for batch in self._events("/v1/messages", self._body(req, True)):
+            texts: list[str] = []
+            reasonings: list[str] = []
+            stop = False
+            for event, data in batch:
+                kind = data.get("type", event) if isinstance(data, dict) else event
+                if kind == "message_start":
+                    prompt_tokens = ((data.get("message") or {}).get("usage") or {}).get("input_tokens")
+                elif kind == "content_block_delta":
+                    d = data.get("delta") or {}
+                    if d.get("type") == "text_delta":
+                        texts.append(d.get("text") or "")
+                    elif d.get("type") == "thinking_delta":
+                        reasonings.append(d.get("thinking") or "")
+                elif kind == "message_delta":
+                    out_tokens = (data.get("usage") or {}).get("output_tokens", out_tokens)
+                    finish = _finish((data.get("delta") or {}).get("stop_reason"))
+                elif kind == "message_stop":
+                    stop = True
+                    break
+                elif kind == "error":
+                    raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data.get('error'))[:200]}); retry the request.")
+            delta = Delta(text="".join(texts), reasoning="".join(reasonings))
+            if stop:
+                delta.finish_reason, delta.prompt_tokens, delta.completion_tokens = finish, prompt_tokens, out_tokens
+                yield delta
                 return
-            elif kind == "error":
-                raise ApiError(502, "api_error", f"The upstream model server {self.name} failed mid-stream ({str(data.get('error'))[:200]}); retry the request.")
+            if delta.text or delta.reasoning:
+                yield delta
         raise ApiError(502, "api_error", f"The upstream model server {self.name} ended the stream without message_stop.")
 
 

@@ -168,7 +168,11 @@ def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float
     cfg = keys.config
     if n == 0:
         return 0.0, 0.0, 0.0
-    u = S.unit(keys.global_values(t.windows, t.ctx_ids, t.tokens, S.hashes_of_tokens(t.tokens)))
+    vals = keys.global_values(t.windows, t.ctx_ids, t.tokens, S.hashes_of_tokens(t.tokens))
+    # Distinct PRF inputs give independent values; with self-hash, different tuples can
+    # share one input (the anchor is the token itself), so count each value once.
+    u = S.unit(np.unique(vals)) if cfg.self_hash else S.unit(vals)
+    n = u.size
     if cfg.scheme == "kgw":
         green = int((u < cfg.gamma).sum())
         return float(stats.binom.logsf(green - 1, n, cfg.gamma)), float(green), n * cfg.gamma

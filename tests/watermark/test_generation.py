@@ -1,0 +1,62 @@
+"""Marked generations are detected and attributed; unmarked ones are not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from distillguard.localmodel import generate, generate_ids
+from distillguard.watermark import WatermarkConfig, WatermarkDetector, WatermarkKey, detect_ids
+
+CANDIDATES = [f"acct-{i:06d}" for i in range(100_000)]
+
+
+def test_kgw_detects_and_attributes_among_100k_accounts(
+    teacher: tuple[Any, Any], prompts: list[str], plain_ids: list[list[int]]
+) -> None:
+    model, tok = teacher
+    key = WatermarkKey.generate()
+    marked = generate_ids(
+        model, tok, prompts[:20], max_new_tokens=200, min_new_tokens=200,
+        logits_processors=[key.logits_processor("acct-004242")], seed=0,
+    )
+    det = detect_ids(key, marked, candidates=CANDIDATES)
+    assert det.enough and det.p_value < 1e-20
+    assert all(p > 1e-4 for p in det.controls)
+    assert [a.account_id for a in det.accounts if a.attributed] == ["acct-004242"]
+    null = detect_ids(key, plain_ids, candidates=CANDIDATES)
+    assert null.p_value > 1e-3 and null.accounts == []
+    # another provider's key sees nothing in our marked text
+    assert detect_ids(WatermarkKey.generate(), marked).p_value > 1e-3
+
+
+@pytest.mark.parametrize(
+    "config",
+    [WatermarkConfig(scheme="gumbel"), WatermarkConfig(context_width=2, self_hash=True)],
+    ids=["gumbel", "kgw-selfhash-h2"],
+)
+def test_other_schemes_detect(
+    config: WatermarkConfig, teacher: tuple[Any, Any], prompts: list[str], plain_ids: list[list[int]]
+) -> None:
+    model, tok = teacher
+    key = WatermarkKey.generate(config)
+    marked = generate_ids(
+        model, tok, prompts[:8], max_new_tokens=100, min_new_tokens=100,
+        logits_processors=[key.logits_processor("b")], seed=1,
+    )
+    det = detect_ids(key, marked)
+    assert det.p_value < 1e-10 and all(p > 1e-4 for p in det.controls)
+    assert detect_ids(key, plain_ids).p_value > 1e-3
+
+
+def test_text_round_trip_and_rotation(teacher: tuple[Any, Any], prompts: list[str]) -> None:
+    model, tok = teacher
+    old = WatermarkKey.generate()
+    texts = generate(
+        model, tok, prompts[:8], max_new_tokens=100, min_new_tokens=100,
+        logits_processors=[old.logits_processor("a")], seed=3,
+    )
+    rotated = old.rotate()
+    det = WatermarkDetector(rotated, tok).detect_texts(texts, prompts=prompts[:8])
+    assert det.key_version == 1 and det.versions_tried == 2 and det.p_value < 1e-10

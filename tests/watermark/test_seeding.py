@@ -1,0 +1,71 @@
+"""Generator and detector agree on every keyed decision, and the null is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from distillguard.watermark import WatermarkConfig, WatermarkKey, collect_tuples, detect_ids
+from distillguard.watermark import _seeding as S
+from distillguard.watermark._scheme import LayerKeys
+
+
+@pytest.mark.parametrize(("h", "self_hash"), [(1, False), (3, False), (2, True)])
+def test_vocab_values_equal_tuple_values(h: int, self_hash: bool) -> None:
+    key = WatermarkKey.generate(WatermarkConfig(context_width=h, self_hash=self_hash))
+    keys = LayerKeys.of(key.current)
+    rng = np.random.default_rng(0)
+    windows = rng.integers(0, 300, size=(5, h))
+    ctx = S.context_ids(windows)
+    vocab = S.global_values_vocab = keys.global_values_vocab(windows, ctx, S.token_hashes(300))
+    tokens = rng.integers(0, 300, size=5)
+    single = keys.global_values(windows, ctx, tokens, S.hashes_of_tokens(tokens))
+    assert np.array_equal(vocab[np.arange(5), tokens], single)
+    # the account layer: all-symbol table agrees with the per-symbol value
+    symbols = rng.integers(0, key.config.account_alphabet, size=5)
+    one = keys.account_values(ctx, symbols, S.hashes_of_tokens(tokens))
+    table = keys.account_values_all_symbols(ctx, S.hashes_of_tokens(tokens))
+    assert np.array_equal(table[np.arange(5), symbols], one)
+
+
+def test_green_fraction_is_gamma_and_versions_differ() -> None:
+    key = WatermarkKey.generate(WatermarkConfig(gamma=0.3))
+    keys = LayerKeys.of(key.current)
+    windows = np.arange(2000).reshape(-1, 1)
+    vals = S.unit(keys.global_values_vocab(windows, S.context_ids(windows), S.token_hashes(500)))
+    assert abs(float((vals < 0.3).mean()) - 0.3) < 0.005
+    other = LayerKeys.of(key.rotate().current)
+    assert other.global_key != keys.global_key
+
+
+@pytest.mark.parametrize("scheme", ["kgw", "gumbel"])
+def test_p_values_are_uniform_under_h0(scheme: str) -> None:
+    key = WatermarkKey.generate(WatermarkConfig(scheme=scheme, controls=0))
+    rng = np.random.default_rng(1)
+    ps = [
+        detect_ids(key, [rng.integers(0, 500, size=300).tolist()], controls=False).p_value
+        for _ in range(300)
+    ]
+    # kgw p-values are discrete (conservative); both must be super-uniform and near uniform
+    assert float(np.mean(np.array(ps) <= 0.05)) <= 0.08
+    assert float(np.mean(np.array(ps) <= 0.5)) >= 0.35
+    if scheme == "gumbel":
+        assert stats.kstest(ps, "uniform").pvalue > 0.001
+
+
+def test_tuples_scored_once_and_prompt_windows_dropped() -> None:
+    seq = list(range(50))
+    once = collect_tuples([seq], 2)
+    many = collect_tuples([seq] * 10, 2)
+    assert once.tokens.size == many.tokens.size == 48
+    assert many.dropped_repeats == 9 * 48
+    copied = collect_tuples([list(range(100))], 2, prompts=[list(range(20, 40))])
+    assert copied.dropped_prompt == 18 and copied.tokens.size == 98 - 18
+
+
+def test_short_text_is_not_enough() -> None:
+    key = WatermarkKey.generate()
+    det = detect_ids(key, [[1, 2, 3, 4, 5]])
+    assert not det.enough and "not enough scored tokens" in det.verdict
+    assert det.to_json()["scored_tuples"] == 4

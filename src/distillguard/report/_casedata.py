@@ -24,25 +24,26 @@ from distillguard._logsql import has_table, quote_ident, register_view
 
 log = logging.getLogger(__name__)
 
-#: Prompt categories, tried in this order (first match wins); tool use comes from `tools`.
+#: Prompt categories, tried in this order (first match wins) on the lower-cased first 300
+#: characters of a prompt; tool use comes from `tools`.
 CAPABILITIES: tuple[tuple[str, str], ...] = (
     (
         "code",
-        r"(?i)(\bdef\b|\bclass\b|python|javascript|typescript|\bsql\b|function|\bcode\b|program|"
+        r"(\bdef\b|\bclass\b|python|javascript|typescript|\bsql\b|function|\bcode\b|program|"
         r"\bbug\b|compile|regex|\bjava\b|c\+\+|\brust\b|algorithm|implement)",
     ),
     (
         "math",
-        r"(?i)(solve|equation|calculate|\bmath|integral|probability|how many|how much|"
+        r"(solve|equation|calculate|\bmath|integral|probability|how many|how much|"
         r"\d+\s*[-+*/^=]\s*\d+|percent|sum of|average)",
     ),
     (
         "reasoning",
-        r"(?i)(step by step|step-by-step|\breason|think|explain why|prove|logic|chain of thought)",
+        r"(step by step|step-by-step|\breason|think|explain why|prove|logic|chain of thought)",
     ),
     (
         "writing",
-        r"(?i)(write|essay|story|poem|e-?mail|rewrite|summari[sz]e|translate|paraphrase)",
+        r"(write|essay|story|poem|e-?mail|rewrite|summari[sz]e|translate|paraphrase)",
     ),
 )
 
@@ -66,6 +67,11 @@ KIND_PLURALS: dict[str, str] = {
     "email": "e-mail domains",
     "user_agent": "user agents",
 }
+
+#: SQL of `mined_template` over a `prompt` column.
+_TMPL_SQL = r"""regexp_replace(array_to_string(list_slice(list_filter(
+    string_split_regex(lower(left(prompt, 160)), '[ \t\n\r\f\v]+'), lambda w: w <> ''), 1, 5),
+    ' '), '[0-9]+', '#', 'g')"""
 
 _BUCKETS = (
     timedelta(minutes=1),
@@ -271,17 +277,13 @@ class CaseStore:
         self.span: tuple[datetime | None, datetime | None] = (lo, hi)
         bucket_sql = f"time_bucket(INTERVAL '{int(width.total_seconds())} seconds', ts)"
         cap_case = " ".join(
-            f"WHEN regexp_matches(prompt, '{rx.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
+            f"WHEN regexp_matches(p, '{rx.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
             for name, rx in CAPABILITIES
         )
-        # One pass over the events, joined to verdicts, for everything per account.
         self._run(
             "evj",
             f"""CREATE TEMP VIEW evj AS SELECT e.*, v.campaign_id, v.first_flagged_ts,
-            {bucket_sql} AS bucket,
-            CASE WHEN coalesce(e.tools, 0) > 0 THEN 'tool use' {cap_case} ELSE 'general' END
-              AS capability
-            FROM ev e LEFT JOIN verdicts v USING (account_id)""",
+            {bucket_sql} AS bucket FROM ev e LEFT JOIN verdicts v USING (account_id)""",
         )
         self._run(
             "acct_stats",
@@ -300,22 +302,23 @@ class CaseStore:
             "CREATE TABLE acct_ts AS SELECT account_id, bucket, count(*) AS n "
             "FROM evj GROUP BY ALL",
         )
+        # Capability per event from its prompt's first 300 characters (keyword patterns).
         self._run(
             "acct_cap",
-            "CREATE TABLE acct_cap AS SELECT account_id, capability, count(*) AS n "
-            "FROM evj GROUP BY ALL",
+            f"""CREATE TABLE acct_cap AS SELECT account_id,
+            CASE WHEN coalesce(tools, 0) > 0 THEN 'tool use' {cap_case} ELSE 'general' END
+              AS capability, count(*) AS n
+            FROM (SELECT account_id, tools, lower(left(prompt, 300)) AS p FROM ev) GROUP BY ALL""",
         )
-        # Mined templates: the first five words of a prompt with digits folded, per member.
+        # Mined templates of campaign members: the first five words, digits folded.
         self._run(
             "acct_tmpl",
-            r"""CREATE TABLE acct_tmpl AS SELECT account_id, campaign_id, tmpl,
+            f"""CREATE TABLE acct_tmpl AS SELECT account_id, campaign_id, tmpl,
             'p5-' || left(sha256(tmpl), 16) AS fingerprint, count(*) AS n,
             any_value(left(prompt, 400)) AS example FROM (
-              SELECT account_id, campaign_id, prompt,
-              array_to_string(list_slice(string_split(regexp_replace(
-                regexp_replace(lower(trim(prompt)), '[0-9]+', '#', 'g'), '\s+', ' ', 'g'),
-                ' '), 1, 5), ' ') AS tmpl
-              FROM evj WHERE campaign_id IS NOT NULL) GROUP BY ALL""",
+              SELECT account_id, campaign_id, prompt, {_TMPL_SQL} AS tmpl
+              FROM ev JOIN verdicts USING (account_id) WHERE campaign_id IS NOT NULL)
+            GROUP BY ALL""",
         )
         self._run(
             "attr",
@@ -437,6 +440,19 @@ class CaseStore:
             JOIN attr_users u ON u.kind = a.kind AND u.value = a.value
             WHERE v.campaign_id IS NOT NULL GROUP BY ALL""",
         )
+        self._run(
+            "camp_cap",
+            "CREATE TABLE camp_cap AS SELECT campaign_id, capability, sum(n) AS n FROM acct_cap "
+            "JOIN verdicts USING (account_id) WHERE campaign_id IS NOT NULL GROUP BY ALL",
+        )
+        self._run(
+            "camp_tmpl",
+            """CREATE TABLE camp_tmpl AS SELECT * FROM (SELECT campaign_id, tmpl,
+            any_value(example) AS example, count(DISTINCT account_id) AS accounts,
+            sum(n) AS events, any_value(fingerprint) AS fingerprint FROM acct_tmpl GROUP BY ALL)
+            QUALIFY row_number() OVER (PARTITION BY campaign_id
+              ORDER BY accounts DESC, events DESC, tmpl) <= 500""",
+        )
         self._con.execute("DROP VIEW evj")
 
     # -- queries -----------------------------------------------------------------------------
@@ -530,8 +546,7 @@ class CaseStore:
         """Events per capability category (code, math, ...), most first."""
         if campaign_id is not None:
             rows = self._fetch(
-                "SELECT capability, sum(n) FROM acct_cap JOIN verdicts USING (account_id) "
-                "WHERE campaign_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+                "SELECT capability, n FROM camp_cap WHERE campaign_id = ? ORDER BY 2 DESC, 1",
                 [campaign_id],
             )
         elif account_id is not None:
@@ -571,10 +586,8 @@ class CaseStore:
     def mined_templates(self, campaign_id: str, limit: int = 12) -> list[Template]:
         """Templates mined from the campaign's prompts (first five words, digits folded)."""
         rows = self._fetch(
-            "SELECT tmpl, any_value(example), count(DISTINCT account_id) AS accounts, "
-            "sum(n) AS events, any_value(fingerprint) FROM acct_tmpl WHERE campaign_id = ? "
-            "GROUP BY tmpl "
-            "ORDER BY accounts DESC, events DESC, tmpl LIMIT ?",
+            "SELECT tmpl, example, accounts, events, fingerprint FROM camp_tmpl "
+            "WHERE campaign_id = ? ORDER BY accounts DESC, events DESC, tmpl LIMIT ?",
             [campaign_id, limit],
         )
         return [
@@ -727,15 +740,20 @@ def fold_attributes(
     return shown, hidden
 
 
+def mined_template(prompt: str) -> str:
+    """A prompt's mined template: its first five words (of its first 160 characters),
+    lower-cased, digits folded to `#`. The same as `_TMPL_SQL`."""
+    words = [w for w in re.split(r"[ \t\n\r\f\v]+", prompt[:160].lower()) if w]
+    return re.sub(r"[0-9]+", "#", " ".join(words[:5]))
+
+
 def mined_fingerprint(prompt: str) -> str:
-    """The fingerprint of a prompt's mined template: its first five words, digits folded.
+    """The fingerprint of a prompt's mined template (`mined_template`).
 
     The same as the SQL of `CaseStore` (`'p5-' || left(sha256(tmpl), 16)`), so that partners
     running distillguard compute the same value for the same template.
     """
-    text = re.sub(r"\s+", " ", re.sub(r"[0-9]+", "#", prompt.strip().lower()))
-    tmpl = " ".join(text.split(" ")[:5])
-    return "p5-" + hashlib.sha256(tmpl.encode("utf-8")).hexdigest()[:16]
+    return "p5-" + hashlib.sha256(mined_template(prompt).encode("utf-8")).hexdigest()[:16]
 
 
 def _template_ids(evidence: dict[str, Any]) -> list[str]:

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from distillguard._errors import ConfigError
-from distillguard.report._casedata import KIND_LABELS, CaseStore
+from distillguard.report._casedata import _TMPL_SQL, KIND_LABELS, CaseStore
 
 SHARE_SALT = "distillguard-share-v1"
 
@@ -507,10 +507,8 @@ def _match_accounts(ind: IndicatorSet, log_dir: Path) -> pa.Table:
                 rows.append((str(acct), "user_agent", str(ua), int(n)))
         if ind.template_fingerprints:
             for acct, fp, n in con.execute(
-                r"""SELECT account_id, fp, count(*) FROM (SELECT account_id,
-                'p5-' || left(sha256(array_to_string(list_slice(string_split(regexp_replace(
-                  regexp_replace(lower(trim(prompt)), '[0-9]+', '#', 'g'), '\s+', ' ', 'g'),
-                  ' '), 1, 5), ' ')), 16) AS fp FROM ev)
+                f"""SELECT account_id, fp, count(*) FROM (SELECT account_id,
+                'p5-' || left(sha256({_TMPL_SQL}), 16) AS fp FROM ev)
                 WHERE fp IN (SELECT unnest(?)) GROUP BY ALL""",
                 [sorted(ind.template_fingerprints)],
             ).fetchall():

@@ -312,7 +312,11 @@ def classroom(env: Env, rng: np.random.Generator) -> None:
         school_ip = w.new_ips(1, "residential")[0]
         homes = w.new_ips(s, "residential")
         class_ua = w.browser_ua(rng)  # managed school laptops share one browser build
-        days = rng.choice(np.arange(int(env.scenario.window.days)), size=spec.lessons, replace=False)
+        # lessons on school days (local Monday-Friday)
+        all_days = np.arange(max(1, int(env.scenario.window.days)))
+        weekday = ((env.start_us // DAY_US + all_days) + 3) % 7 < 5
+        school = all_days[weekday] if weekday.any() else all_days
+        days = rng.choice(school, size=min(spec.lessons, len(school)), replace=False)
         for d in days:
             t0 = env.start_us + int(d) * DAY_US + int((10 + rng.integers(0, 5) - tz) * HOUR_US)
             t0 = int(np.clip(t0, env.start_us, env.end_us - HOUR_US))

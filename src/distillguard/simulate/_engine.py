@@ -23,11 +23,18 @@ from distillguard.simulate._env import Env
 from distillguard.simulate._scenario import Scenario, load_scenario, window_bounds_us
 from distillguard.simulate._text import TextPools, response_index
 from distillguard.simulate._world import HOUR_US, Plan, World
-from distillguard.traffic import EVENTS, conform, write_table
+from distillguard.traffic import EVENTS, write_table
 
 CHUNK_ROWS = 200_000
 TS_TYPE = pa.timestamp("us", tz="UTC")
 DICT_COLUMNS = ["account_id", "key_id", "ip", "user_agent", "endpoint", "model", "system", "response"]
+# Columns handed to Parquet as Arrow dictionary arrays (indices into a pool): no per-row copy of
+# long strings and no re-hashing when Parquet dictionary-encodes them. The files still hold
+# plain UTF-8 columns (the Arrow schema is not stored), so readers see `string`.
+POOLED = ("system", "response", "user_agent", "endpoint", "model")
+WRITE_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in POOLED else f for f in EVENTS.schema]
+)
 
 
 @dataclass(frozen=True)
@@ -190,19 +197,36 @@ def _write_accounts(out: Path, w: World, plan: dict[str, np.ndarray], sc: Scenar
     return int(keep.sum()), int(sum(1 for i in idx if a.label[int(i)] == "distill"))
 
 
+def _dedup(arrays: dict[str, pa.Array], name: str) -> None:
+    """Store pool `name` as unique values plus a remap (`name#map`): Parquet writes a dictionary
+    array directly, and deterministically, only when its values are unique."""
+    values = arrays[name].to_pylist()
+    uniq = sorted(set(values))
+    pos = {v: i for i, v in enumerate(uniq)}
+    arrays[name] = pa.array(uniq, pa.string())
+    arrays[name + "#map"] = pa.array(np.asarray([pos[v] for v in values], np.int32))
+
+
+def _pooled(arrays: dict[str, pa.Array], name: str, ix: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    remap = arrays[name + "#map"].to_numpy(zero_copy_only=False)
+    return pa.DictionaryArray.from_arrays(pa.array(remap[ix], mask=mask), arrays[name])
+
+
 def _render(env: Env, p: dict[str, np.ndarray], first_row: int, rng: np.random.Generator,
             arrays: dict[str, pa.Array]) -> pa.Table:
     n = len(p["ts"])
     pools = env.content.pools
     prompt = pools.render_prompts(p["lead"], p["ctx"], p["body"], p["tail"])
-    system = arrays["system"].take(pa.array(p["system"]))
+    sys_ix = pa.array(p["system"].astype(np.int32), mask=p["system"] == 0)
+    system = pa.DictionaryArray.from_arrays(sys_ix, arrays["system_dict"])
     ok = p["status"] == 200
     maxtok = p["maxtok"]
     comp = np.where(maxtok > 0, np.minimum(p["comp"], maxtok), p["comp"])
     comp = np.where(ok, comp, 0).astype(np.int32)
-    resp = arrays["response"].take(pa.array(response_index(comp, rng), mask=~ok))
+    resp = _pooled(arrays, "response", response_index(comp, rng), ~ok)
     plen = pc.binary_length(prompt).to_numpy(zero_copy_only=False).astype(np.int64)
-    slen = pc.fill_null(pc.binary_length(system), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    sys_len = pc.binary_length(arrays["system"]).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    slen = sys_len[p["system"]]
     ptok = ((plen + slen) // 4 + 1 + p["hist"]).astype(np.int32)
     ttft = rng.lognormal(np.log(350), 0.5, size=n)
     latency = np.where(ok, ttft + comp * rng.uniform(12, 30, size=n), rng.uniform(5, 60, size=n)).astype(np.float32)
@@ -215,9 +239,9 @@ def _render(env: Env, p: dict[str, np.ndarray], first_row: int, rng: np.random.G
         "account_id": arrays["account"].take(pa.array(p["acct"])),
         "key_id": arrays["key"].take(pa.array(p["key"])),
         "ip": arrays["ip"].take(pa.array(p["ip"])),
-        "user_agent": arrays["ua"].take(pa.array(p["ua"])),
-        "endpoint": arrays["endpoint"].take(pa.array(p["ua"])),
-        "model": arrays["model"].take(pa.array(p["model"])),
+        "user_agent": _pooled(arrays, "ua", p["ua"]),
+        "endpoint": _pooled(arrays, "endpoint", p["ua"]),
+        "model": _pooled(arrays, "model", p["model"]),
         "system": system,
         "prompt": prompt,
         "turns": pa.array(p["turns"].astype(np.int32)),
@@ -230,7 +254,7 @@ def _render(env: Env, p: dict[str, np.ndarray], first_row: int, rng: np.random.G
         "status": pa.array(p["status"].astype(np.int16)),
         "latency_ms": pa.array(latency),
     })
-    return conform("events", table)
+    return table.cast(WRITE_SCHEMA)
 
 
 def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.random.Generator,
@@ -244,7 +268,11 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
         "ua": pa.array(w.uas, pa.string()),
         "endpoint": pa.array(w.ua_endpoint, pa.string()),
         "model": pa.array([m.name for m in env.scenario.models], pa.string()),
+        # Parquet cannot write a dictionary holding a null: index 0 (no system prompt) is masked
+        "system_dict": pa.array([s or "" for s in env.content.pools.systems], pa.string()),
     })
+    for name in ("response", "ua", "endpoint", "model"):
+        _dedup(arrays, name)
     d = out / "events"
     d.mkdir(parents=True, exist_ok=True)
     n = len(plan["ts"])
@@ -261,8 +289,8 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
             path = d / f"part-{len(files):05d}.parquet"
             files.append(path)
             writer = pq.ParquetWriter(
-                path, EVENTS.schema, compression="zstd", use_dictionary=DICT_COLUMNS,
-                dictionary_pagesize_limit=64 << 20,
+                path, WRITE_SCHEMA, compression="zstd", use_dictionary=DICT_COLUMNS,
+                dictionary_pagesize_limit=64 << 20, store_schema=False,
             )
             in_part = 0
         writer.write_table(table, row_group_size=CHUNK_ROWS)

@@ -234,8 +234,9 @@ class TextPools:
         for b in range(RESP_BUCKETS):
             chars = max(1, int(round(2 ** (b / 4))) * 4)
             for _ in range(RESP_VARIANTS):
-                a = int(rng.integers(0, max(1, len(blob) - chars)))
-                self.responses.append(blob[a : a + chars])
+                a = int(rng.integers(0, max(1, len(blob) - chars - 40)))
+                a = blob.find(" ", a, a + 40) + 1  # start at a word
+                self.responses.append(blob[a : a + chars].strip() or blob[a : a + chars])
 
     # ---- rendering ------------------------------------------------------------
     def arrays(self) -> dict[str, pa.Array]:

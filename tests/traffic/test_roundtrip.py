@@ -232,3 +232,19 @@ def test_duckdb_cache_follows_the_source_file(
     assert con.execute("SELECT count(*) FROM events").fetchall() == [(25,)]
     assert len(list((tmp_path / ".distillguard-cache").iterdir())) == 1  # the old copy was removed
     assert TrafficLog(tmp_path).tables() == ["events"]
+
+
+def test_writer_takes_batches_whose_extra_columns_change(
+    tmp_path: Path, make: Callable[..., pa.Table]
+) -> None:
+    events = make("events", n=30).drop_columns(["extra_note"])
+    first = events.slice(0, 10).append_column("tag", pa.nulls(10, pa.null()))
+    second = events.slice(10, 10).append_column("tag", pa.array(["x"] * 10))
+    third = events.slice(20, 10).append_column("tag", pa.array(list(range(10))))
+    with LogWriter(tmp_path) as w:
+        for t in (first, second, third):
+            w.write("events", t)
+    assert len(w.written["events"]) == 2  # text cannot go into the null-typed part; numbers cast to text
+    got = TrafficLog(tmp_path).read("events")
+    assert got.column("tag").to_pylist() == [None] * 10 + ["x"] * 10 + [str(i) for i in range(10)]
+    assert got.drop_columns(["tag"]).equals(conform("events", events))

@@ -12,6 +12,7 @@ from typing import IO, Literal, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillguard.traffic._cast import align_batch
 from distillguard.traffic._files import check_name, find_files
 from distillguard.traffic._jsonl import jsonl_bytes
 from distillguard.traffic._schema import TABLES
@@ -79,7 +80,15 @@ class _ParquetSink:
         if self.schema is None:
             self.schema = table.schema
         elif table.schema != self.schema:
-            table = _align(table, self.schema)
+            aligned = _align(table, self.schema)
+            if aligned is None:
+                # Extra columns changed (a new one, or a type that will not cast): finish
+                # this part and go on in a new one; readers reconcile parts by name.
+                self._flush()
+                self._close_part()
+                self.schema = table.schema
+            else:
+                table = aligned
         self.buffer.append(table)
         self.buffered += table.num_rows
         if self.buffered >= self.row_group_rows:
@@ -153,20 +162,15 @@ class _JsonlSink:
         return [self.path]
 
 
-def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    extra = [c for c in table.column_names if c not in schema.names]
-    if extra:
-        raise ValueError(
-            f"columns {extra} were not in the first batch written to this table; "
-            "write every batch with the same columns"
-        )
-    cols = [
-        table.column(f.name).cast(f.type)
-        if f.name in table.column_names
-        else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(cols, schema=schema)
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
+    """`table` with exactly `schema`, or None when it cannot be without losing data."""
+    out = []
+    for b in table.combine_chunks().to_batches():
+        got = align_batch(b, schema)
+        if got is None:
+            return None
+        out.append(got)
+    return pa.Table.from_batches(out, schema=schema)
 
 
 class LogWriter:

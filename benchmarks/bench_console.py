@@ -76,7 +76,7 @@ def _screenshot(app: object, out: Path, campaign_id: str) -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-            page = browser.new_page(viewport={"width": 1360, "height": 1100})
+            page = browser.new_page(viewport={"width": 1360, "height": 1440})
             page.goto(f"http://127.0.0.1:{port}/campaigns/{campaign_id}")
             out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out / "campaign.png"))

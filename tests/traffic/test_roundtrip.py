@@ -244,7 +244,9 @@ def test_writer_takes_batches_whose_extra_columns_change(
     with LogWriter(tmp_path) as w:
         for t in (first, second, third):
             w.write("events", t)
-    assert len(w.written["events"]) == 2  # text cannot go into the null-typed part; numbers cast to text
+    assert (
+        len(w.written["events"]) == 2
+    )  # text cannot go into the null-typed part; numbers cast to text
     got = TrafficLog(tmp_path).read("events")
     assert got.column("tag").to_pylist() == [None] * 10 + ["x"] * 10 + [str(i) for i in range(10)]
     assert got.drop_columns(["tag"]).equals(conform("events", events))

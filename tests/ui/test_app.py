@@ -147,3 +147,45 @@ def test_admin_api_hook_applies_actions_through_the_gateway(fresh_case: tuple[Pa
     wrong = admin_api_hook("http://gw", "nope", client=TestClient(gateway))
     with pytest.raises(ConfigError, match="refused the override for c2-acct-00 \\(401\\)"):
         wrong([OverrideLog(verdicts).read()[0]])
+
+
+def test_minimal_inputs_jsonl_log_without_optional_tables(tmp_path: Path) -> None:
+    """Events as JSONL, no accounts, verdicts only: campaigns come from verdicts' campaign_id."""
+    from distillguard.report import write_sample_case
+    from distillguard.traffic import LogWriter, read_table
+
+    log, verdicts = write_sample_case(tmp_path / "full")
+    slim_log, slim_verdicts = tmp_path / "log", tmp_path / "verdicts"
+    with LogWriter(slim_log, fmt="jsonl") as w:
+        w.write("events", read_table(log, "events"))
+    v = read_table(verdicts, "verdicts").drop_columns(["evidence"])
+    with LogWriter(slim_verdicts) as w:
+        w.write("verdicts", v)
+    client = TestClient(create_app(slim_log, slim_verdicts, warm_campaigns=0))
+    html = client.get("/").text
+    assert all(f'/campaigns/{c}"' in html for c in ("C1", "C2", "C3"))
+    page = client.get("/campaigns/C1")
+    assert page.status_code == 200
+    assert "Mined from the first words" in page.text  # no templates table
+    assert "payment instrument" not in page.text.split("Shared attributes")[1][:3000]
+    assert client.get("/accounts/c1-acct-00").status_code == 200
+
+
+def test_ui_command_serves_the_console(
+    sample_case: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from distillguard.cli import app as cli
+
+    served: dict[str, Any] = {}
+    # Capture the app instead of blocking on a server; then drive it with the test client.
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    result = CliRunner().invoke(cli, ["ui", *map(str, sample_case), "--port", "8765"])
+    assert result.exit_code == 0, result.output
+    assert served["port"] == 8765 and served["host"] == "127.0.0.1"
+    assert "Campaign C1" in TestClient(served["app"]).get("/campaigns/C1").text
+    result = CliRunner().invoke(cli, ["ui", str(sample_case[0]), str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no verdicts table" in str(result.exception)

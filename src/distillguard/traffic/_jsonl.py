@@ -79,7 +79,7 @@ def read_jsonl(
             )
             for raw in reader:
                 for part in _slices(raw, batch_size):
-                    out = conform_batch(spec, part, columns) if spec else _select(part, columns)
+                    out = conform_batch(spec, part, columns) if spec else _select(part, columns, tf)
                     yield out
                     done += out.num_rows
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, CellError):
@@ -89,12 +89,12 @@ def read_jsonl(
         raise LogFormatError(exc.message, file=str(tf), column=exc.column) from None
 
 
-def _select(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBatch:
+def _select(batch: pa.RecordBatch, columns: Sequence[str] | None, tf: TableFile) -> pa.RecordBatch:
     if columns is None:
         return batch
     missing = [c for c in columns if c not in batch.schema.names]
     if missing:
-        raise LogFormatError("column is not in the file", column=missing[0])
+        raise LogFormatError("column is not in the file", file=str(tf), column=missing[0])
     return batch.select(list(columns))
 
 
@@ -161,7 +161,7 @@ def _python_pass(
     seen = 0
 
     def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-        return conform_batch(spec, batch, columns) if spec else _select(batch, columns)
+        return conform_batch(spec, batch, columns) if spec else _select(batch, columns, tf)
 
     def emit() -> Iterator[pa.RecordBatch]:
         """Deliver the rows gathered so far (up to a bad value, if one is among them)."""

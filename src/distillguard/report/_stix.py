@@ -34,7 +34,8 @@ from typing import Any
 import pyarrow as pa
 
 from distillguard._errors import ConfigError
-from distillguard.report._casedata import _TMPL_SQL, KIND_LABELS, CaseStore
+from distillguard.report._casedata import KIND_LABELS, CaseStore
+from distillguard.report._casemodel import _TMPL_SQL
 
 SHARE_SALT = "distillguard-share-v1"
 

@@ -38,13 +38,17 @@ def test_default_scenario_is_documented_and_about_a_million_events() -> None:
             assert "#" in line or key in text.split("# Knobs of every campaign")[1], f"undocumented knob {key}"
 
 
-def test_holdout_scenarios_parse_and_differ(corpora_dir: Path) -> None:
+def test_holdout_scenarios_run_and_differ(tmp_path: Path, corpora: Corpora) -> None:
     files = sorted((ROOT / "scenarios").glob("holdout_*.toml"))
     assert len(files) >= 2
     default = load_scenario()
     for f in files:
         s = load_scenario(f)
         assert s.campaigns and s.model_dump() != default.model_dump()
+        r = simulate(tmp_path / f.stem, seed=1, scenario=f, events=3000, corpora=corpora)
+        labels = pq.read_table(tmp_path / f.stem / "labels.parquet").to_pydict()
+        got = {c for c in labels["campaign_id"] if c is not None}
+        assert r.events > 2000 and got == {c.id for c in s.campaigns}
 
 
 def test_scaling_keeps_every_group() -> None:

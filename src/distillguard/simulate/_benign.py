@@ -18,6 +18,10 @@ from distillguard.simulate._world import (
 )
 
 MINUTE_US = 60_000_000
+# Temperatures SDK users set (none for browser tools): common values, a long tail of others.
+TEMPERATURES = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2], np.float32)
+TEMP_P = np.array([10, 3, 8, 4, 2, 8, 3, 20, 5, 2, 30, 5], float) / 100
+UNIVERSITIES = 200  # casual accounts that sign up as education use their university's domain
 
 
 def _created_before(env: Env, rng: np.random.Generator, n: int, median_days: float,
@@ -105,7 +109,7 @@ def _chat_events(env: Env, rng: np.random.Generator, acct: np.ndarray, ts: np.nd
     comp = env.sample(rng, env.corpora.conv_generated, n, 1.6)
     maxtok = np.where(sdk, rng.choice(np.array([-1, 1024, 2048, 4096]), size=n), -1)
     comp = np.where(maxtok > 0, np.minimum(comp, maxtok), comp)
-    temp = np.where(sdk & (rng.random(n) < 0.6), rng.choice(np.array([0.2, 0.7, 1.0], np.float32), size=n), np.nan)
+    temp = np.where(sdk & (rng.random(n) < 0.6), rng.choice(TEMPERATURES, size=n, p=TEMP_P), np.nan)
     hist = np.where(j > 0, j * (60 + env.sample(rng, env.corpora.conv_generated, n)), 0)
     env.plan.add(
         n, ts=ts, acct=acct, key=env.world.pick_keys(acct, rng), ip=ip, ua=ua,
@@ -121,10 +125,13 @@ def casual(env: Env, rng: np.random.Generator) -> None:
         return
     w = env.world
     country, tz = w.countries(a, rng)
+    signup = _channels(rng, a, {"self_serve": 0.9, "education": 0.06, "startup": 0.04})
+    unis = [f"{w._hex(4)}.{('edu', 'ac.uk', 'edu.cn', 'ac.jp', 'edu.au', 'uni-x.de')[i % 6]}" for i in range(UNIVERSITIES)]
+    email = [unis[int(rng.integers(len(unis)))] if ch == "education" else e
+             for ch, e in zip(signup, _emails(env, rng, a), strict=True)]
     acct = w.new_accounts(
-        a, persona="casual", created_us=_created_before(env, rng, a, 250),
-        signup=_channels(rng, a, {"self_serve": 0.9, "education": 0.06, "startup": 0.04}),
-        email_domain=_emails(env, rng, a), payment=_payments(env, rng, a, 0.55), country=country,
+        a, persona="casual", created_us=_created_before(env, rng, a, 250), signup=signup,
+        email_domain=email, payment=_payments(env, rng, a, 0.55), country=country,
         verified=rng.random(a) < 0.25, keys=rng.integers(1, 3, size=a),
     )
     sdk = rng.random(a) < spec.sdk_share
@@ -198,13 +205,13 @@ def developer(env: Env, rng: np.random.Generator) -> None:
     lead = np.where(rerun, f_lead[main_ix], f_lead)
     tail = np.where(rerun, f_tail[main_ix], f_tail)
     system = np.where(tooly, c.bfcl_systems[rng.integers(len(c.bfcl_systems), size=n)] * (rng.random(n) < 0.5), sysp[o])
-    tools = np.where(tooly, rng.integers(1, 9, size=n), 0)
+    tools = np.where(tooly, np.minimum(rng.geometric(0.25, size=n), 24), 0)
     turns = np.where(chat | tooly, 2 * j + 1, 1)
     comp = np.where(rng.random(n) < 0.5, env.sample(rng, env.corpora.code_generated, n, 3.0),
                     env.sample(rng, env.corpora.conv_generated, n, 1.5))
     maxtok = rng.choice(np.array([-1, 512, 1024, 2048, 4096, 8192]), size=n)
     comp = np.where(maxtok > 0, np.minimum(comp, maxtok), comp)
-    temp = np.where(rng.random(n) < 0.7, rng.choice(np.array([0.0, 0.2, 0.5, 0.7, 1.0], np.float32), size=n), np.nan)
+    temp = np.where(rng.random(n) < 0.7, rng.choice(TEMPERATURES, size=n, p=TEMP_P), np.nan)
     at_office = rng.random(n) < 0.8
     env.plan.add(
         n, ts=ts, acct=acct[o], key=w.pick_keys(acct[o], rng), ip=np.where(at_office, office[o], home[o]),

@@ -173,8 +173,12 @@ def _accounts(env: Env, spec: CampaignSpec, rng: np.random.Generator, n: int) ->
     email = [domains[int(rng.integers(len(domains)))] if rng.random() < 0.6 else FREE_MAIL[int(rng.integers(3))]
              for _ in range(n)]
     shared = [w.payment() for _ in range(spec.payment_pool)]
-    pay: list[str | None] = [shared[int(rng.integers(len(shared)))] if rng.random() < spec.payment_shared_share
-                             else w.payment() for _ in range(n)]
+    pay: list[str | None] = [
+        None if rng.random() >= spec.paid_share  # free tier or education credits
+        else shared[int(rng.integers(len(shared)))] if rng.random() < spec.payment_shared_share
+        else w.payment()
+        for _ in range(n)
+    ]
     country = [spec.countries[int(i)] for i in rng.integers(len(spec.countries), size=n)]
     return w.new_accounts(
         n, persona=spec.persona, label="distill", campaign_id=spec.id, created_us=created, signup=signup,

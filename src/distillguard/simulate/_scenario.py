@@ -105,6 +105,7 @@ class CampaignSpec(_Spec):
     user_agents: Literal["sdk", "rotate_browser", "mixed"] = "sdk"
     signup_channels: dict[str, float] = {"education": 0.4, "research": 0.3, "startup": 0.3}
     verified_share: float = Field(default=0.1, ge=0, le=1)
+    paid_share: float = Field(default=0.8, ge=0, le=1)
     payment_pool: int = Field(default=20, ge=1)
     payment_shared_share: float = Field(default=0.4, ge=0, le=1)
     email_domains: int = Field(default=4, ge=1)

@@ -33,6 +33,7 @@ _COMMAND_MODULES = [
     "distillguard.cli._ui",
     "distillguard.cli._share",
     "distillguard.cli._serve",
+    "distillguard.cli._trace",
 ]
 
 err_console = Console(stderr=True)

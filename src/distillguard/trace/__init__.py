@@ -1,0 +1,29 @@
+"""Tracing harvested text, datasets and suspect models back to the key and the accounts.
+
+- `trace_texts`: token layer (through the generating tokenizer) and lexical layer.
+- `radioactivity_open`: teacher-forced test of a local transformers model.
+- `radioactivity_closed`: test of a model behind an OpenAI-compatible endpoint
+  (`query_openai_compatible` fetches its answers).
+- `TraceReport`: the evidence (tuples scored, controls, p-value, accounts).
+"""
+
+from distillguard.trace._inputs import load_candidates, load_texts
+from distillguard.trace._report import TraceReport
+from distillguard.trace._trace import (
+    bonferroni,
+    query_openai_compatible,
+    radioactivity_closed,
+    radioactivity_open,
+    trace_texts,
+)
+
+__all__ = [
+    "TraceReport",
+    "bonferroni",
+    "load_candidates",
+    "load_texts",
+    "query_openai_compatible",
+    "radioactivity_closed",
+    "radioactivity_open",
+    "trace_texts",
+]

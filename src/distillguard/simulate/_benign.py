@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.simulate._content import APP_TEMPLATES, COT_WRAPPERS, HUMANEVAL_WRAPPER, slotted
+from distillguard.simulate._content import (
+    APP_TEMPLATES,
+    COT_WRAPPERS,
+    HUMANEVAL_WRAPPER,
+    IDE_AGENTS,
+    IDE_SYSTEMS,
+    slotted,
+)
 from distillguard.simulate._env import DAY_US, HOUR_US, Env, expand_sessions
 from distillguard.simulate._world import (
     COUNTRIES,
@@ -170,8 +177,14 @@ def developer(env: Env, rng: np.random.Generator) -> None:
         payment=_payments(env, rng, a, 0.95), country=country, verified=rng.random(a) < 0.5,
         keys=rng.integers(1, 5, size=a),
     )
-    ua = np.array([w.sdk_ua(rng) for _ in range(a)], np.int32)
+    ide = rng.random(a) < spec.ide_agent_share
+    ide_kind = rng.integers(len(IDE_SYSTEMS), size=a)
+    ua = np.array([
+        w.ua(IDE_AGENTS[int(k)].format(m=int(rng.integers(2, 9)), d=int(rng.integers(0, 9)))) if is_ide else w.sdk_ua(rng)
+        for is_ide, k in zip(ide, ide_kind, strict=True)
+    ], np.int32)
     sysp = np.where(rng.random(a) < spec.system_share, c.app_systems[rng.integers(len(c.app_systems), size=a)], 0)
+    sysp = np.where(ide, c.ide_systems[ide_kind], sysp)
     activity = rng.lognormal(0, 1.0, size=a)
     nb = max(1, int(e / 9))
     owner = rng.choice(a, size=nb, p=activity / activity.sum())
@@ -182,7 +195,7 @@ def developer(env: Env, rng: np.random.Generator) -> None:
     burst, j, ts = burst[keep], j[keep], ts[keep]
     o = owner[burst]
     n = len(ts)
-    tooly = (rng.random(nb) < spec.tools_share)[burst]
+    tooly = (rng.random(nb) < spec.tools_share)[burst] & ~ide[o]
     chat = (rng.random(nb) < 0.2)[burst]
     bl, dm, dd = c.sets["bfcl_live"], c.sets["dev_misc"], c.sets["dev_distill"]
     fresh_misc = np.where(
@@ -206,7 +219,8 @@ def developer(env: Env, rng: np.random.Generator) -> None:
     tail = np.where(rerun, f_tail[main_ix], f_tail)
     system = np.where(tooly, c.bfcl_systems[rng.integers(len(c.bfcl_systems), size=n)] * (rng.random(n) < 0.5), sysp[o])
     tools = np.where(tooly, np.minimum(rng.geometric(0.25, size=n), 24), 0)
-    turns = np.where(chat | tooly, 2 * j + 1, 1)
+    tools = np.where(ide[o], 10 + ide_kind[o] * 4, tools)  # an IDE agent always ships its tool set
+    turns = np.where(chat | tooly | ide[o], 2 * j + 1, 1)
     comp = np.where(rng.random(n) < 0.5, env.sample(rng, env.corpora.code_generated, n, 3.0),
                     env.sample(rng, env.corpora.conv_generated, n, 1.5))
     maxtok = rng.choice(np.array([-1, 512, 1024, 2048, 4096, 8192]), size=n)

@@ -42,6 +42,14 @@ APP_SYSTEMS = [
     "You are a coding assistant embedded in an IDE. Answer with code first, then a short explanation.",
 ]
 
+# System prompts of popular IDE coding agents: thousands of unrelated developers send the same
+# one, with tool definitions, in multi-turn loops (a benign look-alike of agentic campaigns).
+IDE_SYSTEMS = [
+    "You are a powerful agentic AI coding assistant working inside the user's IDE. You can read and edit files and run commands using the provided tools. Follow the user's instructions carefully and keep changes minimal.",
+    "You are Codey, an AI pair programmer. Use the tools to search the codebase, propose minimal diffs, and run the tests before you answer. Never invent file contents.",
+]
+IDE_AGENTS = ["Codey/1.{m}.{d} (vscode)", "agentic-ide/0.{m}.{d} (jetbrains)"]
+
 # Distillation-side wrappers: {x} is the slot filled from a distillation set.
 COT_WRAPPERS = [
     "{x}\n\nLet's think step by step.",
@@ -94,6 +102,7 @@ class Content:
     greet_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     close_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     app_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ide_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     bfcl_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     corpora: Corpora | None = None
 
@@ -127,6 +136,7 @@ def build_content(corp: Corpora, pools: TextPools, rng: np.random.Generator, n_c
     c.greet_ids = np.asarray([pools.lead(g) for g in GREETINGS], np.int32)
     c.close_ids = np.asarray([pools.tail(t) for t in CLOSINGS], np.int32)
     c.app_systems = np.asarray([pools.system(s) for s in APP_SYSTEMS], np.int32)
+    c.ide_systems = np.asarray([pools.system(s) for s in IDE_SYSTEMS], np.int32)
     c.bfcl_systems = np.asarray(
         [pools.system(v) for k, v in sorted(corp.templates.items()) if k.startswith("bfcl_system")],
         np.int32,

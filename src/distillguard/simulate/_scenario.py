@@ -50,6 +50,7 @@ class DeveloperSpec(_Spec):
     team_size_max: int = Field(default=8, ge=1)
     system_share: float = Field(default=0.45, ge=0, le=1)
     tools_share: float = Field(default=0.25, ge=0, le=1)
+    ide_agent_share: float = Field(default=0.15, ge=0, le=1)
     distill_source_share: float = Field(default=0.08, ge=0, le=1)
     new_model_adoption: float = Field(default=0.4, ge=0, le=1)
 

@@ -6,8 +6,8 @@
   litellm      wrk -> LiteLLM's proxy (from PyPI, in its own venv under /tmp; no database)
 
 Each server is one process/worker pinned to core 0; the mock upstream and wrk share core 1.
-Non-streaming and streaming, at 1 and 16 clients. Prints req/s, p50 and the ratios the issue
-sets as targets. Usage:
+Non-streaming and streaming, at 1 and 16 clients. Prints req/s, p50, the server's CPU time per
+request (steadier than req/s on a shared machine) and the ratios the issue sets as targets. Usage:
 
     python benchmarks/bench_gateway.py [--duration 5] [--clients 1 16] [--no-litellm]
 """
@@ -113,6 +113,25 @@ def wrk_script(tmp: Path, key: str, stream: bool) -> Path:
     return p
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (pp, _) in stats.items() if pp == p]
+    return total
+
+
 def _ms(v: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     if not m:
@@ -195,6 +214,7 @@ def main() -> None:
         p = start(cmd, 0, {**os.environ, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"})
         wait_http(f"http://127.0.0.1:{dg_port}/healthz", p)
 
+        pids = {"direct": procs[0].pid, "bare": procs[1].pid, "distillguard": procs[2].pid}
         targets = {
             "direct": up + "/v1/chat/completions",
             "bare": f"http://127.0.0.1:{bare_port}/v1/chat/completions",
@@ -211,6 +231,7 @@ def main() -> None:
                       {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY})
             wait_http(f"http://127.0.0.1:{ll_port}/health/liveliness", p, timeout=180)
             targets["litellm"] = f"http://127.0.0.1:{ll_port}/v1/chat/completions"
+            pids["litellm"] = p.pid
 
         use_wrk = shutil.which("wrk") is not None
         print(f"load generator: {'wrk' if use_wrk else 'python aiohttp (wrk not found)'}; {args.duration:g} s per cell; cpu count {os.cpu_count()}")
@@ -225,20 +246,26 @@ def main() -> None:
                     # warm up connection pools and caches
                     if use_wrk:
                         run_wrk(url, script, c, 1)
+                    cpu0 = cpu_seconds(pids[name])
+                    if use_wrk:
                         r = run_wrk(url, script, c, args.duration)
                     else:
                         r = asyncio.run(_pyload(url, json.dumps(body).encode(), k, c, args.duration))
+                    # CPU per request of the server under test: what it would sustain on a core of
+                    # its own, a steadier figure than req/s on a shared machine
+                    r["cpu_us"] = (cpu_seconds(pids[name]) - cpu0) / max(1.0, r["rps"] * args.duration) * 1e6
                     results.setdefault(cell, {})[name] = r
                     flag = f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""
-                    print(f"{cell:10s} {name:13s} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:8.2f} ms{flag}", flush=True)
+                    print(f"{cell:10s} {name:13s} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:8.2f} ms   cpu {r['cpu_us']:7.0f} us/req{flag}", flush=True)
 
         print("\nratios (targets: added p50 at 1 client <= 1 ms; at 16 clients >= 0.7x bare and >= 10x LiteLLM)")
         for cell, row in results.items():
             dg, bare, direct = row["distillguard"], row["bare"], row["direct"]
             parts = [f"{cell:10s} added p50 {dg['p50_ms'] - direct['p50_ms']:+.2f} ms over direct",
-                     f"{dg['rps'] / bare['rps']:.2f}x bare"]
+                     f"{dg['rps'] / bare['rps']:.2f}x bare req/s ({bare['cpu_us'] / dg['cpu_us']:.2f}x by cpu/req)"]
             if "litellm" in row:
-                parts.append(f"{dg['rps'] / row['litellm']['rps']:.1f}x litellm")
+                ll = row["litellm"]
+                parts.append(f"{dg['rps'] / ll['rps']:.1f}x litellm req/s ({ll['cpu_us'] / dg['cpu_us']:.1f}x by cpu/req)")
             print(";  ".join(parts))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

@@ -156,6 +156,43 @@ class LimitResult:
 
 ALLOWED = LimitResult(True)
 
+
+def _lazy_memory_storage() -> Any:
+    """limits' async memory storage with lazy expiry for counters.
+
+    The stock `incr` starts a task on every call that scans every key to expire old ones; at
+    thousands of requests a second that scan cost more than the rest of the request path.
+    Counters here expire when touched, and a sweep runs at most every 10 s. Moving windows keep
+    the stock implementation.
+    """
+    from limits.aio.storage import MemoryStorage
+
+    class LazyMemoryStorage(MemoryStorage):
+        STORAGE_SCHEME = ["distillguard+memory"]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._swept = time.time()
+
+        async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+            now = time.time()
+            if self.expirations.get(key, 0.0) <= now:
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+            value = self.storage[key] + amount
+            self.storage[key] = value
+            if value == amount:
+                self.expirations[key] = now + expiry
+            if now - self._swept > 10.0:
+                self._swept = now
+                for k in [k for k, t in self.expirations.items() if t <= now]:
+                    self.storage.pop(k, None)
+                    self.expirations.pop(k, None)
+                    self.locks.pop(k, None)
+            return value
+
+    return LazyMemoryStorage()
+
 _PERIODS = {"minute": 60, "day": 86400}
 
 
@@ -185,7 +222,7 @@ class Limiter:
                 self.storage_url, implementation="redispy", key_prefix=key_prefix
             )
         elif self.storage_url.startswith("memory://"):
-            self._storage = storage.MemoryStorage()
+            self._storage = _lazy_memory_storage()
         else:
             raise ConfigError(
                 f"Unsupported limits storage {self.storage_url!r}; use memory:// or redis://HOST:PORT/DB."

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distillguard._errors import ConfigError
-from distillguard.report._casedata import KIND_LABELS, CaseStore
+from distillguard.report._casedata import KIND_LABELS, CaseStore, fold_attributes
 from distillguard.report._caseplots import (
     ACTION_COLOURS,
     PLOT_LOCK,
@@ -50,7 +50,7 @@ def _context(store: CaseStore, campaign_id: str) -> dict[str, Any]:
         "c": c,
         "members": store.members(campaign_id, limit=2000),
         "templates": store.templates(campaign_id),
-        "attrs": store.attributes(campaign_id, limit=60),
+        "attrs": fold_attributes(store.attributes(campaign_id, limit=2000), per_kind=10)[0],
         "caps": caps,
         "cap_total": sum(n for _, n in caps) or 1,
         "indicators": campaign_indicators(store, campaign_id),
@@ -93,29 +93,38 @@ def casefile_html(store: CaseStore, campaign_id: str) -> str:
     )
 
 
-def _text_page(plt: Any, lines: list[tuple[str, str]]) -> Any:
-    """An A4 page of text; each line is (style, text) with style in h1, h2, p, small."""
-    fig = plt.figure(figsize=(8.27, 11.69))
-    y = 0.95
-    sizes = {"h1": 17, "h2": 12, "p": 9.5, "small": 8, "mono": 8}
+def _text_pages(plt: Any, lines: list[tuple[str, str]]) -> list[Any]:
+    """A4 pages of flowing text; each line is (style, text), style in h1, h2, p, small, mono."""
+    sizes = {"h1": 17, "h2": 12, "p": 9.5, "small": 8, "mono": 7.5}
+    widths = {"h1": 60, "h2": 80, "p": 100, "small": 115, "mono": 96}
+    pages: list[Any] = []
+    fig: Any = None
+    y = 0.0
     for style, text in lines:
-        width = {"h1": 60, "h2": 80, "p": 105, "small": 120, "mono": 110}[style]
-        wrapped = textwrap.wrap(text, width) or [""]
+        wrapped = textwrap.wrap(text, widths[style]) or [""]
+        if style == "mono":
+            wrapped = wrapped[:3]
+        if style in ("h1", "h2"):
+            y -= 0.014
         for i, part in enumerate(wrapped):
-            if y < 0.05:
-                break
+            line_h = sizes[style] / 11.69 / 72 * 1.45
+            if fig is None or y - line_h < 0.05 or (style == "h2" and y < 0.15):
+                fig = plt.figure(figsize=(8.27, 11.69))
+                pages.append(fig)
+                y = 0.95
             fig.text(
-                0.07 + (0.02 if i and style == "p" else 0),
+                0.07 + (0.02 if i and style == "p" else 0) + (0.02 if style == "mono" else 0),
                 y,
                 part,
                 fontsize=sizes[style],
                 weight="bold" if style in ("h1", "h2") else "normal",
                 family="monospace" if style == "mono" else "sans-serif",
-                color="#555" if style == "small" else "#111",
+                color="#555" if style in ("small", "mono") else "#111",
+                va="top",
             )
-            y -= sizes[style] / 11.69 / 72 * 1.5
-        y -= 0.012 if style in ("h1", "h2") else 0.004
-    return fig
+            y -= line_h
+        y -= 0.008 if style in ("h1", "h2") else 0.003
+    return pages
 
 
 def casefile_pdf(store: CaseStore, campaign_id: str) -> bytes:
@@ -153,7 +162,7 @@ def casefile_pdf(store: CaseStore, campaign_id: str) -> bytes:
     for t in ctx["templates"]:
         fp = f" [{t.fingerprint}]" if t.fingerprint else ""
         lines.append(("p", f"• {t.template_id}{fp}: {t.accounts:,} accounts, {t.events:,} events"))
-        lines.append(("mono", f"    {t.example[:300]}"))
+        lines.append(("mono", " ".join(t.example.split())[:280]))
     lines.append(("h2", "Shared attributes"))
     for a in ctx["attrs"][:25]:
         lines.append(
@@ -164,8 +173,21 @@ def casefile_pdf(store: CaseStore, campaign_id: str) -> bytes:
             )
         )
     lines.append(("h2", "Indicators for sharing (STIX 2.1)"))
-    for v in ctx["indicators"][:25]:
-        lines.append(("mono", f"{v.kind:<10} {v.value[:64]}  ({v.members} members)"))
+    per_kind: dict[str, int] = {}
+    for v in ctx["indicators"]:
+        per_kind[v.kind] = per_kind.get(v.kind, 0) + 1
+        if per_kind[v.kind] <= 6:
+            lines.append(("mono", f"{v.kind:<10} {v.value[:64]}  ({v.members} members)"))
+    more = {k: n - 6 for k, n in per_kind.items() if n > 6}
+    if more:
+        lines.append(
+            (
+                "small",
+                "… and "
+                + ", ".join(f"{n} more {k}" for k, n in more.items())
+                + " (all in the HTML case file and the STIX bundle).",
+            )
+        )
     buf = io.BytesIO()
     with (
         PLOT_LOCK,
@@ -178,9 +200,9 @@ def casefile_pdf(store: CaseStore, campaign_id: str) -> bytes:
             },
         ) as pdf,
     ):
-        fig = _text_page(plt, lines)
-        pdf.savefig(fig)
-        plt.close(fig)
+        for fig in _text_pages(plt, lines):
+            pdf.savefig(fig)
+            plt.close(fig)
         accounts, attrs, edges = store.links(campaign_id)
         fig = graph_figure(accounts, attrs, edges, width=8.27, height=6.2)
         fig.suptitle(

@@ -418,6 +418,8 @@ def graph_figure(
     pos = layout(accounts, attrs, edges)
     fig, ax = plt.subplots(figsize=(width, height))
     ax.set_axis_off()
+    ax.set_xlim(-0.32, 1.32)  # room for the labels set outward from the ring
+    ax.set_ylim(-0.06, 1.06)
     for e in edges:
         if e.src in pos and e.dst in pos:
             (x1, y1), (x2, y2) = pos[e.src], pos[e.dst]
@@ -441,12 +443,15 @@ def graph_figure(
                 color=KIND_COLOURS.get(a.kind, "#616161"),
                 zorder=2,
             )
+            side = "left" if x > 0.6 else "right" if x < 0.4 else "center"
             ax.annotate(
                 _short(a.value, 22),
                 (x, 1 - y),
-                xytext=(0, -10),
+                xytext={"left": (7, -2), "right": (-7, -2), "center": (0, 9 if y < 0.5 else -12)}[
+                    side
+                ],
                 textcoords="offset points",
-                ha="center",
+                ha=side,
                 fontsize=6.5,
             )
     for acc in accounts:

@@ -238,6 +238,7 @@ class Limiter:
         self._tok = strategies.FixedWindowRateLimiter(self._storage)
         self._items: dict[tuple[str, int], Any] = {}
         self._exhausted: dict[tuple[str, str, str], LimitResult] = {}
+        self._pending_charges: dict[tuple[tuple[tuple[Scope, str], ...], bool], int] = {}
         from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 
         self._per: dict[str, Any] = {"minute": RateLimitItemPerMinute, "day": RateLimitItemPerDay}
@@ -320,6 +321,18 @@ class Limiter:
                 self._exhausted[(tag, scope, subject)] = LimitResult(
                     False, 1, scope, subject, f"tokens_per_{period}", amount, until=stats.reset_time
                 )
+
+    def charge_later(self, subjects: list[tuple[Scope, str]], tokens: int, *, throttled: bool = False) -> None:
+        """Queue a token charge for `flush_charges` (no storage call on the request path)."""
+        if tokens > 0:
+            key = (tuple(subjects), throttled)
+            self._pending_charges[key] = self._pending_charges.get(key, 0) + tokens
+
+    async def flush_charges(self) -> None:
+        """Charge the queued tokens, one storage call per subject and window."""
+        pending, self._pending_charges = self._pending_charges, {}
+        for (subjects, throttled), tokens in pending.items():
+            await self.charge_tokens(list(subjects), tokens, throttled=throttled)
 
     async def reset(self) -> None:
         self._exhausted.clear()

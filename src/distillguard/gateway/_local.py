@@ -57,8 +57,11 @@ class LocalUpstream:
         from transformers import LogitsProcessorList
 
         enc = self.tokenizer(_prompt_text(req), return_tensors="pt")
-        ids = enc["input_ids"][:, -512:]
         n = min(req.max_tokens or self.max_new_tokens, 1024)
+        # keep prompt + answer inside the model's position table (the tiny local model has 256)
+        window = int(getattr(self.model.config, "n_positions", 0) or getattr(self.model.config, "max_position_embeddings", 0) or 1536)
+        n = max(1, min(n, window // 2))
+        ids = enc["input_ids"][:, -min(512, window - n):]
         kw: dict[str, Any] = {"max_new_tokens": n, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0}
         if req.temperature:
             kw.update(do_sample=True, temperature=req.temperature, top_p=req.top_p or 1.0)

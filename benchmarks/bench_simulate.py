@@ -25,14 +25,16 @@ from distillguard.traffic import EVENTS
 
 
 def _random_table(n: int, rng: np.random.Generator) -> pa.Table:
-    pool = pa.array(
-        ["".join(chr(c) for c in rng.integers(32, 127, size=int(k))) for k in rng.lognormal(6.2, 0.9, 20_000)]
-    )
-    ix = pa.array(rng.integers(len(pool), size=n))
+    def strings(count: int, mean_log_len: float) -> pa.Array:
+        lens = rng.lognormal(mean_log_len, 0.9, count).astype(int) + 1
+        return pa.array(["".join(chr(c) for c in rng.integers(32, 127, size=int(k))) for k in lens])
+
+    long_pool, short_pool = strings(20_000, 6.2), strings(5_000, 2.8)  # ~700 and ~24 characters
     cols = {}
     for f in EVENTS.schema:
         if pa.types.is_string(f.type):
-            cols[f.name] = pool.take(ix) if f.name in ("prompt", "response") else pool.take(pa.array(rng.integers(500, size=n)))
+            pool = long_pool if f.name == "prompt" else short_pool
+            cols[f.name] = pool.take(pa.array(rng.integers(len(pool), size=n)))
         elif pa.types.is_timestamp(f.type):
             cols[f.name] = pa.array(np.sort(rng.integers(0, 7 * 86_400_000_000, size=n)), f.type)
         elif pa.types.is_floating(f.type):

@@ -498,7 +498,23 @@ class CaseStore:
         ids = [a.account_id for a in accounts]
         if not ids:
             return [], [], []
-        attrs = _graph_attributes(self.attributes(campaign_id, limit=400), max_attributes)
+        # What the accounts shown share among themselves (a big campaign's top accounts may
+        # use other values than the campaign as a whole), with campaign-level counts.
+        marks = ", ".join("?" for _ in ids)
+        rows = self._fetch(
+            f"""SELECT a.kind, a.value, count(DISTINCT a.account_id) AS shown,
+            any_value(c.members), any_value(c.accounts), any_value(c.events)
+            FROM attr a JOIN camp_attr c
+              ON c.campaign_id = ? AND c.kind = a.kind AND c.value = a.value
+            WHERE a.account_id IN ({marks}) GROUP BY a.kind, a.value
+            HAVING count(DISTINCT a.account_id) >= 2 ORDER BY shown DESC LIMIT 2000""",
+            [campaign_id, *ids],
+        )
+        shown = {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+        candidates = [
+            Attribute(str(r[0]), str(r[1]), int(r[3]), int(r[4]), int(r[5])) for r in rows
+        ]
+        attrs = _graph_attributes(candidates, max_attributes, shown)
         edges: list[Link] = []
         if attrs:
             marks = ", ".join("?" for _ in ids)

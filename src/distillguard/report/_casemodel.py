@@ -193,13 +193,22 @@ GRAPH_KIND_LIMITS: dict[str, int] = {
 }
 
 
-def _graph_attributes(attrs: list[Attribute], limit: int) -> list[Attribute]:
-    """Pick the attributes worth drawing: a few of each kind, addresses folded into ranges."""
+def _graph_attributes(
+    attrs: list[Attribute], limit: int, shown: dict[tuple[str, str], int] | None = None
+) -> list[Attribute]:
+    """Pick the attributes worth drawing: a few of each kind, addresses folded into ranges.
+
+    `shown` counts, per (kind, value), the drawn accounts that use it (default: all members).
+    """
+
     # Values mostly used outside the campaign (a popular browser, a big e-mail provider)
-    # explain little: keep those at least 30% specific, the most members x specificity first.
+    # explain little: keep those at least 30% specific, the most users x specificity first.
+    def users(a: Attribute) -> int:
+        return shown.get((a.kind, a.value), 0) if shown is not None else a.members
+
     attrs = sorted(
         (a for a in attrs if a.specific >= 0.3),
-        key=lambda a: (-a.members * a.specific, a.kind, a.value),
+        key=lambda a: (-users(a) * a.specific, a.kind, a.value),
     )
     nets = {a.value for a in attrs if a.kind == "net24"}
     taken: dict[str, int] = {}

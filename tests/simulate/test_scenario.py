@@ -93,3 +93,8 @@ def test_cli_simulate(tmp_path: Path, corpora: Corpora, corpora_dir: Path) -> No
     # writing into a log that already holds events is refused, nothing is overwritten
     with pytest.raises(ScenarioError, match="already holds events"):
         simulate(out, seed=3, events=3000, corpora=corpora)
+
+
+def test_local_window_start_means_utc() -> None:
+    s = parse_scenario("[window]\nstart = 2026-02-02T00:00:00\ndays = 1.5\n")
+    assert s.window.start.utcoffset() is not None and s.window.start.utcoffset().total_seconds() == 0  # type: ignore[union-attr]

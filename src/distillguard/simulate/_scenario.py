@@ -27,6 +27,12 @@ class WindowSpec(_Spec):
     start: datetime = datetime(2026, 2, 2, tzinfo=UTC)
     days: float = Field(default=7.0, gt=0, le=366)
 
+    @model_validator(mode="after")
+    def _utc(self) -> WindowSpec:
+        if self.start.tzinfo is None:  # a TOML local date-time means UTC, never the machine's zone
+            object.__setattr__(self, "start", self.start.replace(tzinfo=UTC))
+        return self
+
 
 class ModelSpec(_Spec):
     name: str

@@ -189,3 +189,24 @@ def test_ui_command_serves_the_console(
     result = CliRunner().invoke(cli, ["ui", str(sample_case[0]), str(tmp_path)])
     assert result.exit_code != 0
     assert "no verdicts table" in str(result.exception)
+
+
+def test_partner_indicators_pre_flag_accounts(
+    sample_case: tuple[Path, Path], sample_store: CaseStore, tmp_path: Path
+) -> None:
+    from distillguard.report import export_bundle, write_bundle
+
+    bundle = write_bundle(
+        export_bundle(sample_store, "C2", producer="Partner"), tmp_path / "b.json"
+    )
+    client = TestClient(
+        create_app(*sample_case, store=sample_store, warm_campaigns=0, indicators=bundle)
+    )
+    html = client.get("/").text
+    section = html[html.index('id="matches-h"') :]
+    assert "Accounts matching shared indicators (7)" in section
+    listed = re.findall(r'href="/accounts/([^"]+)"', section)
+    assert sorted(listed) == [f"c2-acct-{i:02d}" for i in range(7)]
+    page = client.get("/accounts/c2-acct-03").text
+    assert "Matches indicators shared by partners" in page and "198.51.100.0/24" in page
+    assert "Matches indicators" not in client.get("/accounts/user-007").text  # curl, not shared

@@ -21,6 +21,10 @@ def register(app: typer.Typer) -> None:
         host: Annotated[
             str, typer.Option(help="Address to bind (loopback by default).")
         ] = "127.0.0.1",
+        indicators: Annotated[
+            list[Path] | None,
+            typer.Option(help="Partner STIX bundles or indicator stores: list matching accounts."),
+        ] = None,
     ) -> None:
         """Serve the analyst console: campaigns ranked by score, their graphs, actions."""
         import uvicorn
@@ -30,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True)
         with console.status("Pre-aggregating the log and the verdicts…"):
-            web = create_app(log_dir, verdicts_dir)
+            web = create_app(log_dir, verdicts_dir, indicators=indicators or None)
         console.print(f"Console on [bold]http://{host}:{port}/[/] (Ctrl-C to stop)")
         uvicorn.run(web, host=host, port=port, log_level="warning")
 

@@ -10,7 +10,7 @@ annotations, and `Request` is imported inside `create_app`.)
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ def create_app(
     on_action: ActionHook | None = None,
     store: CaseStore | None = None,
     warm_campaigns: int = 10,
+    indicators: str | Path | Sequence[str | Path] | None = None,
 ) -> Any:
     """Build the console for one traffic log and one scan.
 
@@ -67,6 +68,9 @@ def create_app(
         store: an already built `CaseStore` (built from the two directories when None).
         warm_campaigns: render the plots of this many top campaigns in the background on
             startup, so that their first visit is fast too.
+        indicators: partners' STIX bundles or indicator stores (see
+            `distillguard.report.load_indicators`); accounts of the log that match are listed
+            on the front page and their pages.
 
     Returns:
         A FastAPI app; mount it under a prefix (e.g. `/console`) or serve it alone.
@@ -83,6 +87,26 @@ def create_app(
     from distillguard.report._stix import export_bundle
 
     cases = store if store is not None else CaseStore(log_dir, verdicts_dir)
+    matches: dict[str, list[tuple[str, str, int]]] = {}
+    if indicators is not None:
+        from distillguard.report._stix import load_indicators
+
+        table = load_indicators(indicators).match_accounts(log_dir)
+        for acct, kind, value, n in zip(
+            table.column("account_id").to_pylist(),
+            table.column("kind").to_pylist(),
+            table.column("value").to_pylist(),
+            table.column("events").to_pylist(),
+            strict=True,
+        ):
+            matches.setdefault(str(acct), []).append((str(kind), str(value), int(n)))
+    # The front page's table, built once: most matched kinds first.
+    match_rows: list[tuple[str, str, Any]] = []
+    for acct, hits in sorted(matches.items(), key=lambda kv: (-len({h[0] for h in kv[1]}), kv[0]))[
+        :200
+    ]:
+        kinds = ", ".join(sorted({KIND_LABELS.get(h[0], h[0]) for h in hits}))
+        match_rows.append((acct, kinds, cases.account(acct)))
     overrides = OverrideLog(verdicts_dir, hook=on_action)
     env = _env()
     plots: dict[str, str] = {}
@@ -154,6 +178,8 @@ def create_app(
             campaigns=cases.campaigns(),
             loners=cases.flagged(limit=100),
             latest=latest,
+            matches=match_rows,
+            matched=len(matches),
         )
 
     @app.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
@@ -208,6 +234,7 @@ def create_app(
             cap_total=sum(n for _, n in caps) or 1,
             attrs=a_shown,
             hidden=a_hidden,
+            matches=matches.get(account_id, []),
             history=overrides.history(account_id),
         )
 

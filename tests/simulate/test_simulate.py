@@ -3,6 +3,7 @@ the property that defines it (on a small `events` size; seed in conftest.SEED)."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -34,9 +35,15 @@ def test_same_seed_same_files_other_seed_other_log(tmp_path: Path, corpora: Corp
     ta, tb, tc = _tables(a.out), _tables(b.out), _tables(c.out)
     for name in ta:
         assert ta[name].equals(tb[name]), f"table {name} differs between two runs with seed 5"  # type: ignore[attr-defined]
-    for f in sorted(a.out.rglob("*.parquet")):
+    for f in sorted([*a.out.rglob("*.parquet"), a.out / "simulation.json"]):
         assert f.read_bytes() == (b.out / f.relative_to(a.out)).read_bytes(), f"{f.name} not byte-identical"
     assert not ta["events"].equals(tc["events"])  # type: ignore[attr-defined]
+
+
+def test_manifest_records_seed_and_scenario(sim: SimulationResult) -> None:
+    m = json.loads((sim.out / "simulation.json").read_text())
+    assert m["seed"] == SEED and m["events"] == sim.events and m["accounts"] == sim.accounts
+    assert {c["id"] for c in m["scenario"]["campaigns"]} == {c.id for c in load_scenario().campaigns}
 
 
 def test_schemas_and_parts(sim: SimulationResult) -> None:

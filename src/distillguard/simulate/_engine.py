@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,8 +149,25 @@ def simulate(
         pg.step("writing events", 1)
         files = _write_events(out, env, plan, rngs[10], sc.events_per_part, pg, 4)
     campaigns = len({c for c, lab in zip(world.acc.campaign_id, world.acc.label, strict=True) if lab == "distill"})
+    _write_manifest(out, sc, seed, int(len(plan["ts"])), n_acc, n_dist)
     return SimulationResult(out, int(len(plan["ts"])), n_acc, n_dist, campaigns,
                             time.perf_counter() - t_start, tuple(files))
+
+
+def _write_manifest(out: Path, sc: Scenario, seed: int, events: int, accounts: int, distill: int) -> None:
+    """`simulation.json`: what produced this log (seed, the scenario as run after scaling, sizes).
+    No wall-clock values, so the same seed still writes identical files."""
+    from distillguard import __version__
+
+    manifest = {
+        "generator": f"distillguard {__version__} simulate",
+        "seed": seed,
+        "events": events,
+        "accounts": accounts,
+        "distill_accounts": distill,
+        "scenario": sc.model_dump(mode="json"),
+    }
+    (out / "simulation.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _write_accounts(out: Path, w: World, plan: dict[str, np.ndarray], sc: Scenario,

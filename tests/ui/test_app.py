@@ -64,6 +64,7 @@ def test_account_page_shows_reasons_and_numbers(
         assert reason.replace("'", "&#39;") in html
     assert f"<dd>{a.events:,} ({a.events_before_flag:,} before the flag)</dd>" in html
     assert "mailbox-relay.example" in html
+    assert "<dt>shared range</dt><dd>203.0.113.0/24</dd>" in html  # structured evidence
     assert client.get("/accounts/nobody").status_code == 404
 
 

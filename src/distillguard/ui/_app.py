@@ -25,6 +25,7 @@ _GRAPH_ACCOUNTS = 120
 
 def _env() -> Any:
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("distillguard.ui", "templates"),
@@ -36,9 +37,38 @@ def _env() -> Any:
     env.filters["num"] = lambda n: f"{int(n):,}" if n is not None else "–"
     env.filters["pct"] = lambda x: "–" if x is None else f"{float(x):.0%}"
     env.filters["q"] = lambda s: quote(str(s), safe="")
+    env.filters["evidence"] = lambda v: markupsafe.Markup(_evidence_html(v))
     env.globals["KIND_LABELS"] = KIND_LABELS
     env.globals["KIND_PLURALS"] = KIND_PLURALS
     return env
+
+
+def _evidence_html(value: Any, depth: int = 0) -> str:
+    """Structured evidence as nested HTML: objects as lists of facts, lists of objects as
+    tables, numbers rounded (every string escaped)."""
+    from html import escape
+
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, dict) and depth < 3:
+        items = "".join(
+            f"<dt>{escape(str(k).replace('_', ' '))}</dt><dd>{_evidence_html(v, depth + 1)}</dd>"
+            for k, v in value.items()
+        )
+        return f'<dl class="facts">{items}</dl>'
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and depth < 3:
+        keys = list(dict.fromkeys(k for v in value for k in v))
+        head = "".join(f'<th scope="col">{escape(str(k))}</th>' for k in keys)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{_evidence_html(v.get(k, ''), 3)}</td>" for k in keys) + "</tr>"
+            for v in value[:50]
+        )
+        return (
+            f'<table class="evidence"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        )
+    if isinstance(value, list):
+        return ", ".join(_evidence_html(v, 3) for v in value[:50])
+    return escape(str(value))
 
 
 def _fmt_ts(value: Any) -> str:

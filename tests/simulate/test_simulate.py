@@ -188,3 +188,15 @@ def test_benign_rhythm_follows_local_day(con: duckdb.DuckDBPyConnection) -> None
 def test_overview_plot(sim: SimulationResult, tmp_path: Path) -> None:
     png = plot_overview(sim.out, tmp_path / "overview.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_turn_gaps_follow_the_mooncake_trace(con: duckdb.DuckDBPyConnection, corpora: Corpora) -> None:
+    import numpy as np
+
+    med = one(con, """
+        select median(gap) from (
+            select epoch(ts - lag(ts) over w) gap, turns - lag(turns) over w dturns
+            from e join labels using(account_id) where persona = 'casual'
+            window w as (partition by account_id order by ts)) where dturns = 2""")
+    real = float(np.median(corpora.turn_gaps_s))
+    assert 100 < real < 150 and 0.6 * real < med < 1.6 * real  # type: ignore[operator]

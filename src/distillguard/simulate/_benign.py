@@ -151,7 +151,7 @@ def casual(env: Env, rng: np.random.Generator) -> None:
     created = np.asarray(w.acc.created_us, np.int64)[acct[owner]]
     starts = sample_times(rng, tz[owner], np.maximum(created, env.start_us), env.end_us, HUMAN_PROFILE, 0.85)
     k = np.minimum(rng.geometric(1 / spec.turns_mean, size=s), 40)
-    sess, j, ts = expand_sessions(rng, starts, k, spec.think_time_s)
+    sess, j, ts = expand_sessions(rng, starts, k, spec.think_time_s, empirical=env.corpora.turn_gaps_s)
     keep = ts < env.end_us
     o = owner[sess][keep]
     _chat_events(env, rng, acct[o], ts[keep], j[keep], ua[o], _pick_ip(rng, flat, fk, o), sdk[o],
@@ -458,7 +458,8 @@ def reseller(env: Env, rng: np.random.Generator, accounts: int | None = None, ev
     s = max(1, int(e / 2.4))
     owner = rng.choice(users, size=s, p=act / act.sum())
     starts = sample_times(rng, utz[owner], env.start_us, env.end_us, HUMAN_PROFILE, 0.85)
-    sess, j, ts = expand_sessions(rng, starts, np.minimum(rng.geometric(1 / 2.4, size=s), 30), 45.0)
+    sess, j, ts = expand_sessions(rng, starts, np.minimum(rng.geometric(1 / 2.4, size=s), 30), 120.0,
+                                  empirical=env.corpora.turn_gaps_s)
     keep = ts < env.end_us
     u = owner[sess][keep]
     ai = uacct[u]

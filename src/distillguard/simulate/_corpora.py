@@ -96,6 +96,8 @@ class Corpora:
     code_generated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mooncake_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mooncake_output: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Seconds between a conversation's turns in the Mooncake trace (see `turn_gaps`).
+    turn_gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def where(self, name: str, category: str | None) -> list[str]:
         """Texts of set `name` whose category equals (or starts with) `category`."""
@@ -140,12 +142,37 @@ def load_corpora(root: str | Path | None = None) -> Corpora:
     corp.code_context = np.asarray(code_c, np.int64)
     corp.code_generated = np.asarray(code_g, np.int64)
     mi, mo = [], []
-    for r in _read_jsonl_gz(path / "mooncake_meta.jsonl.gz"):
+    moon = _read_jsonl_gz(path / "mooncake_meta.jsonl.gz")
+    for r in moon:
         mi.append(int(str(r["input_length"])))
         mo.append(int(str(r["output_length"])))
     corp.mooncake_input = np.asarray(mi, np.int64)
     corp.mooncake_output = np.asarray(mo, np.int64)
+    corp.turn_gaps_s = turn_gaps(moon)
     return corp
+
+
+def turn_gaps(rows: list[dict[str, object]]) -> np.ndarray:
+    """Gaps between turns of one conversation in a Mooncake trace, in seconds.
+
+    A request whose prefix blocks (`hash_ids`) extend an earlier request's blocks continues that
+    conversation; the time since the latest such request is one turn gap (generation, reading
+    and typing together). Only continuations that add a whole 512-token block are seen, and the
+    trace spans one hour, so long gaps are under-represented.
+    """
+    seen: dict[tuple[int, ...], float] = {}
+    gaps: list[float] = []
+    for r in sorted(rows, key=lambda r: float(str(r["timestamp_ms"]))):
+        t = float(str(r["timestamp_ms"])) / 1000
+        h = tuple(int(x) for x in r["hash_ids"])  # type: ignore[attr-defined]
+        for k in range(len(h) - 1, 1, -1):
+            if h[:k] in seen:
+                if t > seen[h[:k]]:
+                    gaps.append(t - seen[h[:k]])
+                break
+        for k in range(2, len(h) + 1):
+            seen[h[:k]] = t
+    return np.asarray(gaps, np.float64)
 
 
 def parse_ts(value: str) -> datetime:

@@ -58,14 +58,22 @@ class Env:
 
 
 def expand_sessions(
-    rng: np.random.Generator, starts: np.ndarray, turns: np.ndarray, think_s: float, sigma: float = 0.9
+    rng: np.random.Generator, starts: np.ndarray, turns: np.ndarray, think_s: float, sigma: float = 0.9,
+    empirical: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn session starts and lengths into per-event (session, turn index, ts) with human
-    think times (log-normal, median `think_s`) between turns."""
+    think times between turns: log-normal with median `think_s`, or, given `empirical` gaps
+    (seconds, e.g. the Mooncake trace's), those gaps rescaled to median `think_s` with a little
+    log-normal jitter."""
     sess = np.repeat(np.arange(len(starts)), turns)
     first = np.cumsum(turns) - turns
     j = np.arange(len(sess)) - np.repeat(first, turns)
-    gap = (rng.lognormal(np.log(think_s), sigma, size=len(sess)) * 1e6).astype(np.int64)
+    if empirical is not None and len(empirical) > 10:
+        scale = think_s / float(np.median(empirical))
+        g = empirical[rng.integers(len(empirical), size=len(sess))] * scale * rng.lognormal(0, 0.2, len(sess))
+        gap = (g * 1e6).astype(np.int64)
+    else:
+        gap = (rng.lognormal(np.log(think_s), sigma, size=len(sess)) * 1e6).astype(np.int64)
     gap[j == 0] = 0
     cs = np.cumsum(gap)
     ts = starts[sess] + cs - np.repeat(cs[first], turns)

@@ -43,7 +43,7 @@ class CasualSpec(_Spec):
     accounts: int = Field(default=12000, ge=0)
     events: int = Field(default=430000, ge=0)
     turns_mean: float = Field(default=2.6, ge=1)
-    think_time_s: float = Field(default=45.0, gt=0)
+    think_time_s: float = Field(default=120.0, gt=0)
     sdk_share: float = Field(default=0.25, ge=0, le=1)
     cgnat_share: float = Field(default=0.15, ge=0, le=1)
     cgnat_pool: int = Field(default=300, ge=1)

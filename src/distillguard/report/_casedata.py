@@ -404,6 +404,11 @@ class CaseStore:
             rows = self._fetch("SELECT bucket, sum(n) FROM acct_ts GROUP BY 1 ORDER BY 1")
         return [(r[0], int(r[1])) for r in rows]
 
+    def campaign_traffic(self) -> list[tuple[datetime, int]]:
+        """Events per time bucket of all campaigns together."""
+        rows = self._fetch("SELECT bucket, sum(n) FROM camp_ts GROUP BY 1 ORDER BY 1")
+        return [(r[0], int(r[1])) for r in rows]
+
     def capabilities(
         self, *, campaign_id: str | None = None, account_id: str | None = None
     ) -> list[tuple[str, int]]:

@@ -114,6 +114,7 @@ _TRAFFIC_CSS = (
     "svg.traffic .t-title{font:600 11px sans-serif;fill:#1f2933}"
     "svg.traffic .area{fill:#90a4ae;fill-opacity:.55;stroke:#37474f;stroke-width:.9}"
     "svg.traffic .before{fill:#ffcdd2;fill-opacity:.5}"
+    "svg.traffic .overlay{fill:#c62828;fill-opacity:.55;stroke:#b71c1c;stroke-width:.6}"
     "svg.traffic .flag{stroke:#c62828;stroke-width:1.6}"
     "svg.traffic .flag-label{font:10px sans-serif;fill:#b71c1c}"
 )
@@ -152,8 +153,13 @@ def traffic_svg(
     title: str = "",
     width: int = 760,
     height: float = 2.4,
+    overlay: Sequence[tuple[datetime, int]] | None = None,
+    labels: tuple[str, str] = ("all events", "campaigns"),
 ) -> str:
     """Events per time bucket as inline SVG, with the flag moment and the harvest before it.
+
+    `overlay`, a second series drawn on top in red (e.g. the campaigns' share of all traffic),
+    is labelled with `labels`.
 
     Hand-written (no matplotlib) so that a page renders it in a millisecond; `height` is in
     inches like `traffic_figure`'s (x 90 px).
@@ -206,19 +212,32 @@ def traffic_svg(
             f'<rect x="{left}" y="{top}" width="{px(flagged) - left:.1f}" height="{ph}" '
             f'class="before"/>'
         )
-    points = [f"M{left:.1f},{py(0):.1f}"]
-    by_time = dict(series)
-    t = t0
-    prev = 0
-    # Walk every bucket so that gaps drop to zero instead of being bridged.
-    while t < t1 and len(points) < 20_000:
-        n = by_time.get(t, 0)
-        if n != prev or t == t0:
-            points.append(f"L{px(t):.1f},{py(prev):.1f}L{px(t):.1f},{py(n):.1f}")
-            prev = n
-        t += step
-    points.append(f"L{px(t1):.1f},{py(prev):.1f}L{px(t1):.1f},{py(0):.1f}Z")
-    out.append(f'<path d="{"".join(points)}" class="area"/>')
+
+    def area(values: Sequence[tuple[datetime, int]], cls: str) -> str:
+        points = [f"M{left:.1f},{py(0):.1f}"]
+        by_time = dict(values)
+        t = t0
+        prev = 0
+        # Walk every bucket so that gaps drop to zero instead of being bridged.
+        while t < t1 and len(points) < 20_000:
+            n = by_time.get(t, 0)
+            if n != prev or t == t0:
+                points.append(f"L{px(t):.1f},{py(prev):.1f}L{px(t):.1f},{py(n):.1f}")
+                prev = n
+            t += step
+        points.append(f"L{px(t1):.1f},{py(prev):.1f}L{px(t1):.1f},{py(0):.1f}Z")
+        return f'<path d="{"".join(points)}" class="{cls}"/>'
+
+    out.append(area(series, "area"))
+    if overlay:
+        out.append(area(overlay, "overlay"))
+        lx = left + pw - 190
+        out.append(
+            f'<rect x="{lx}" y="4" width="10" height="10" class="area"/>'
+            f'<text x="{lx + 14}" y="13" class="tick">{escape(labels[0])}</text>'
+            f'<rect x="{lx + 95}" y="4" width="10" height="10" class="overlay"/>'
+            f'<text x="{lx + 109}" y="13" class="tick">{escape(labels[1])}</text>'
+        )
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
     if flagged is not None:
         before = sum(n for tt, n in series if tt < flagged)

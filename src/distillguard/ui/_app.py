@@ -210,6 +210,17 @@ def create_app(
             latest=latest,
             matches=match_rows,
             matched=len(matches),
+            overview=cached(
+                "overview",
+                lambda: traffic_svg(
+                    cases.traffic(),
+                    None,
+                    title=f"All traffic and the campaigns' share, events per {_span(cases.bucket)}",
+                    overlay=cases.campaign_traffic(),
+                    height=2.0,
+                    width=1100,
+                ),
+            ),
         )
 
     @app.get("/campaigns/{campaign_id}", response_class=HTMLResponse)

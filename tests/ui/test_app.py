@@ -51,6 +51,9 @@ def test_campaign_page_shows_graph_traffic_templates_and_focus(
     assert re.search(r"<span>code</span>.*?100%", html, re.S)  # capability focus
     assert "flagged 2026-03-03 06:00 UTC" in html  # the flag line of the traffic plot
     assert client.get("/campaigns/nope").status_code == 404
+    rows = client.get("/campaigns/C2/members.csv").text.splitlines()
+    assert rows[0].startswith("account_id,score,action,override,events")
+    assert sorted(r.split(",")[0] for r in rows[1:]) == [f"c2-acct-{i:02d}" for i in range(7)]
 
 
 def test_account_page_shows_reasons_and_numbers(

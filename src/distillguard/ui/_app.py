@@ -342,6 +342,50 @@ def create_app(
             },
         )
 
+    @app.get("/campaigns/{campaign_id}/members.csv")
+    def members_csv(campaign_id: str) -> Response:
+        if cases.campaign(campaign_id) is None:
+            raise HTTPException(404, f"No campaign {campaign_id} in these verdicts.")
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(
+            [
+                "account_id",
+                "score",
+                "action",
+                "override",
+                "events",
+                "events_before_flag",
+                "first_flagged_ts",
+                "ips",
+                "reasons",
+            ]
+        )
+        latest = overrides.latest()
+        for m in cases.members(campaign_id):
+            o = latest.get(m.account_id)
+            w.writerow(
+                [
+                    m.account_id,
+                    m.score,
+                    m.action,
+                    o.action if o else "",
+                    m.events,
+                    m.events_before_flag,
+                    m.first_flagged_ts.isoformat() if m.first_flagged_ts else "",
+                    m.ips,
+                    " | ".join(m.reasons),
+                ]
+            )
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="members-{campaign_id}.csv"'},
+        )
+
     @app.get("/api/campaigns")
     def api_campaigns() -> list[dict[str, Any]]:
         return [

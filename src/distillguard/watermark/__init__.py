@@ -14,9 +14,11 @@ from distillguard.watermark._config import WatermarkConfig
 from distillguard.watermark._detect import (
     AccountMatch,
     Detection,
+    ScoredTuples,
     WatermarkDetector,
     collect_tuples,
     detect_ids,
+    detect_tuples,
 )
 from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._lexical import TextStream, TextWatermarker, detect_lexical
@@ -33,8 +35,10 @@ __all__ = [
     "WatermarkConfig",
     "WatermarkDetector",
     "WatermarkKey",
+    "ScoredTuples",
     "WatermarkLogitsProcessor",
     "collect_tuples",
     "detect_ids",
+    "detect_tuples",
     "detect_lexical",
 ]

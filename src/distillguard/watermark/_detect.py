@@ -12,7 +12,7 @@ binomial for kgw, Gamma(n, 1) for gumbel, computed in log space by scipy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,12 +162,12 @@ def collect_tuples(
     )
 
 
-def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float]:
-    """(log p, statistic, expected under H0) of the global layer."""
+def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float, int]:
+    """(log p, statistic, expected under H0, tuples scored) of the global layer."""
     n = t.tokens.size
     cfg = keys.config
     if n == 0:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0
     vals = keys.global_values(t.windows, t.ctx_ids, t.tokens, S.hashes_of_tokens(t.tokens))
     # Distinct PRF inputs give independent values; with self-hash, different tuples can
     # share one input (the anchor is the token itself), so count each value once.
@@ -175,9 +175,9 @@ def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float
     n = u.size
     if cfg.scheme == "kgw":
         green = int((u < cfg.gamma).sum())
-        return float(stats.binom.logsf(green - 1, n, cfg.gamma)), float(green), n * cfg.gamma
+        return float(stats.binom.logsf(green - 1, n, cfg.gamma)), float(green), n * cfg.gamma, n
     score = float(-np.log1p(-u).sum())
-    return float(stats.gamma.logsf(score, n)), score, float(n)
+    return float(stats.gamma.logsf(score, n)), score, float(n), n
 
 
 def _account_table(keys: LayerKeys, t: ScoredTuples, chunk: int = 65536) -> tuple[I64, I64]:
@@ -197,6 +197,29 @@ def _account_table(keys: LayerKeys, t: ScoredTuples, chunk: int = 65536) -> tupl
     return counts, green
 
 
+ACCOUNT_COMBINE = 3
+
+
+def combine_positions(table: npt.NDArray[np.float64], codes: I64, n_candidates: int) -> npt.NDArray[np.float64]:
+    """Natural-log p-value of each candidate, Bonferroni-adjusted over `n_candidates`.
+
+    `table[i, v]` is the log p-value of position i under symbol v. A candidate's
+    evidence is Fisher's combination of its k = `ACCOUNT_COMBINE` *weakest*
+    positions. The sum of the k weakest -log p is at most the sum over any k
+    positions, so whenever k of the candidate's positions are unmarked the test is
+    valid (conservative): an innocent account stays protected while it shares up
+    to L - k symbols with real harvesters. Sharing more happens with probability
+    about C(L, L-k+1) / q**(L-k+1) per (account, harvester): 28 / 512**6 = 1.6e-15
+    for L=8, q=512, k=3.
+    """
+    L = table.shape[0]
+    k = min(ACCOUNT_COMBINE, L)
+    cand = table[np.arange(L)[None, :], codes]  # (N, L) log p, <= 0
+    weakest = np.sort(cand, axis=1)[:, L - k :]  # the k largest log p
+    fisher = stats.chi2.logsf(-2.0 * weakest.sum(axis=1), 2 * k)
+    return np.asarray(np.minimum(0.0, fisher + math.log(max(n_candidates, 1))), dtype=np.float64)
+
+
 def _attribute(
     version: KeyVersion,
     keys: LayerKeys,
@@ -206,12 +229,7 @@ def _attribute(
     report_alpha: float,
     max_report: int,
 ) -> tuple[list[AccountMatch], list[int], list[float]]:
-    """Candidates whose whole code word is marked (intersection-union test, Bonferroni over N).
-
-    A candidate's p-value is the largest of its L per-position binomial p-values:
-    H0 ("some symbol of this code word is unmarked") is rejected only when every
-    position is, which stays valid when another harvester shares some symbols.
-    """
+    """Candidates whose code word is marked: `combine_positions`, Bonferroni over N."""
     cfg = keys.config
     counts, green = _account_table(keys, t)
     with np.errstate(divide="ignore"):
@@ -228,8 +246,7 @@ def _attribute(
         ],
         dtype=np.int64,
     )
-    cand = table[np.arange(cfg.account_length)[None, :], codes].max(axis=1)  # IUT
-    adjusted = np.minimum(0.0, cand + math.log(len(candidates)))  # Bonferroni
+    adjusted = combine_positions(table, codes, len(candidates))
     order = np.argsort(adjusted, kind="stable")
     matches = []
     for j in order[:max_report]:
@@ -259,17 +276,39 @@ def detect_ids(
     the same statistic under keys derived for the purpose (never used to mark text);
     under H0 they, and the real key, are uniform.
     """
-    results: list[tuple[float, KeyVersion, LayerKeys, ScoredTuples, float, float]] = []
+    return detect_tuples(
+        key,
+        lambda h: collect_tuples(seqs, h, prompts),
+        candidates=candidates,
+        alpha=alpha,
+        report_alpha=report_alpha,
+        max_report=max_report,
+        controls=controls,
+    )
+
+
+def detect_tuples(
+    key: WatermarkKey,
+    tuples_for: Callable[[int], ScoredTuples],
+    *,
+    candidates: Sequence[str] | None = None,
+    alpha: float = 1e-6,
+    report_alpha: float = 0.01,
+    max_report: int = 50,
+    controls: bool = True,
+) -> Detection:
+    """`detect_ids` over any source of tuples: `tuples_for(h)` gives those of context width h."""
+    results: list[tuple[float, KeyVersion, LayerKeys, ScoredTuples, float, float, int]] = []
     cache: dict[int, ScoredTuples] = {}
     for version in key.versions:
         h = version.config.context_width
         if h not in cache:
-            cache[h] = collect_tuples(seqs, h, prompts)
+            cache[h] = tuples_for(h)
         t = cache[h]
         keys = LayerKeys.of(version)
-        log_p, stat, expected = _global_log_p(keys, t)
-        results.append((log_p, version, keys, t, stat, expected))
-    log_p, version, keys, t, stat, expected = min(results, key=lambda r: r[0])
+        log_p, stat, expected, n = _global_log_p(keys, t)
+        results.append((log_p, version, keys, t, stat, expected, n))
+    log_p, version, keys, t, stat, expected, n = min(results, key=lambda r: r[0])
     log_p = min(0.0, log_p + math.log(len(results)))
     cfg = version.config
     control_ps = (
@@ -283,8 +322,8 @@ def detect_ids(
         key_version=version.version,
         versions_tried=len(results),
         tokens_seen=t.tokens_seen,
-        scored_tuples=int(t.tokens.size),
-        dropped_repeats=t.dropped_repeats,
+        scored_tuples=n,
+        dropped_repeats=t.dropped_repeats + int(t.tokens.size - n),
         dropped_prompt=t.dropped_prompt,
         statistic=stat,
         expected=expected,
@@ -296,7 +335,7 @@ def detect_ids(
     )
     if candidates is not None and cfg.account_delta > 0 and t.tokens.size:
         best: tuple[list[AccountMatch], list[int], list[float]] | None = None
-        for _, ver, kk, tt, _, _ in results:
+        for _, ver, kk, tt, _, _, _ in results:
             found = _attribute(ver, kk, tt, candidates, alpha, report_alpha, max_report)
             if best is None or (found[0] and (not best[0] or found[0][0].log10_p < best[0][0].log10_p)):
                 best = found

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from distillguard.watermark import _seeding as S
-from distillguard.watermark._detect import LN10, AccountMatch, Detection
+from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._scheme import LayerKeys
 from distillguard.watermark._synonyms import GROUP, PAIRS
@@ -303,8 +303,7 @@ def _detect_version(
                 [S.account_code(version.secret, version.version, a, L, q) for a in candidates],
                 dtype=np.int64,
             )
-            cand = table[np.arange(L)[None, :], codes].max(axis=1)
-            adjusted = np.minimum(0.0, cand + math.log(len(candidates)))
+            adjusted = combine_positions(table, codes, len(candidates))
             for j in np.argsort(adjusted, kind="stable")[:max_report]:
                 p = float(math.exp(adjusted[j]))
                 if p > report_alpha:

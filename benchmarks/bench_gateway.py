@@ -63,8 +63,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PIN = True
+
+
 def pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    ok = PIN and shutil.which("taskset") and (os.cpu_count() or 1) > 1
+    return ["taskset", "-c", str(core)] if ok else []
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -146,7 +150,7 @@ def run_wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, 
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50_ms": p50, "non2xx": float(bad.group(1)) if bad else 0.0, "socket_errors": 1.0 if errs else 0.0}
@@ -180,7 +184,10 @@ def main() -> None:
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--no-detect", action="store_true", help="run distillguard without online detection")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--no-pin", action="store_true", help="let the OS place processes (a busy shared core 0 penalises pinning)")
     args = ap.parse_args()
+    global PIN
+    PIN = not args.no_pin
 
     from distillguard.gateway import Store, issue_key
 
@@ -234,7 +241,8 @@ def main() -> None:
             pids["litellm"] = p.pid
 
         use_wrk = shutil.which("wrk") is not None
-        print(f"load generator: {'wrk' if use_wrk else 'python aiohttp (wrk not found)'}; {args.duration:g} s per cell; cpu count {os.cpu_count()}")
+        print(f"load generator: {'wrk' if use_wrk else 'python aiohttp (wrk not found)'}; {args.duration:g} s per cell; "
+              f"cpu count {os.cpu_count()}; pinned {PIN}; load average {os.getloadavg()[0]:.1f}")
         results: dict[str, dict[str, dict[str, float]]] = {}
         for stream in (False, True):
             for c in args.clients:

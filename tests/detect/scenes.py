@@ -23,7 +23,7 @@ def hydra(n_accounts: int = 12, n_events: int = 200, start_hours: float = 0.0,
     for a in range(n_accounts):
         aid = f"{prefix}{a}"
         accts.append(account(aid, created=T0 - timedelta(days=2, minutes=a), channel="education",
-                             email="mail-hub.io", payment="card-7" if a % 3 == 0 else None,
+                             email="mail-hub.io", payment="card-7" if a % 2 == 0 else None,
                              verified=False, country="US"))
         rows += events(aid, n_events, start=T0 + timedelta(hours=start_hours, minutes=3 * a),
                        every=timedelta(minutes=9), ip=pool[a % 8:] + pool[: a % 8],

@@ -67,3 +67,14 @@ def test_system_prompt_key_ignores_case_and_spacing() -> None:
     sig = event_signals(frame).sort("account_id")
     x, y, z = sig["sys"].to_list()
     assert x == y and x != z
+
+
+def test_datagen_fires_on_self_instruct_style_requests() -> None:
+    sig = _signals(
+        [
+            "Come up with a series of tasks: 1. Instruction: write a haiku",
+            "I want you act as a Prompt Rewriter. Rewrite the given prompt into a more complex version.",
+            "Can you come over for dinner on Friday?",
+        ]
+    )
+    assert sig["datagen"].to_list() == [True, True, False]

@@ -49,8 +49,9 @@ class HarvestWeights(_Strict):
 class LinkConfig(_Strict):
     """When a shared attribute links accounts."""
 
-    min_accounts: int = 3
+    min_accounts: int = 5
     min_link_families: int = 2
+    thin_min_link_families: int = 3
     suspicious_mean_harvest: float = 0.45
     nat_max_churn: float = 1.5
     common_email_share: float = 0.01

@@ -40,7 +40,7 @@ def profile_reasons(f: dict[str, np.ndarray], h: float, i: int) -> list[str]:
     parts = [f"{f['rate_per_day'][i]:.0f} requests/day over {int(f['events'][i])} requests"]
     notable: list[tuple[str, str]] = [
         ("single_turn", f"{_pct(f['single_turn'][i])} single-turn"),
-        ("elicitation", f"{_pct(f['elicitation'][i])} ask for step-by-step reasoning or grading"),
+        ("elicitation", f"{_pct(f['elicitation'][i])} ask for step-by-step reasoning, grading or training data"),
         ("focus", f"{_pct(f['focus'][i])} coding, maths or tool use"),
         ("template", f"{_pct(f['template'][i])} on one repeated template"),
         ("sdk", f"{_pct(f['sdk'][i])} from an SDK client"),

@@ -19,7 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._state import DAY_US, LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import COUNTERS, DAY_US, LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
 ALLOW, MONITOR, THROTTLE, BLOCK = 0, 1, 2, 3
 
@@ -51,43 +51,76 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.ndarray]:
-    """Each feature in [0, 1], one value per account."""
+# Per-account quantities that add up over a group of accounts, and ones that average.
+_SUMMED = (*COUNTERS, "template_top")
+_AVERAGED = ("rate", "new_account", "risky_channel", "unverified", "ip_churn")
+
+
+def account_totals(state: DetectorState) -> dict[str, np.ndarray]:
+    """Raw per-account quantities, before they are turned into features."""
     m = state.size
-    c = {k: v[:m].astype(np.float64) for k, v in state.counters.items()}
-    n = np.maximum(c["n"], 1.0)
-    w = cfg.harvest
+    t = {k: v[:m].astype(np.float64) for k, v in state.counters.items()}
+    t["template_top"] = state.template_max[:m].astype(np.float64)
     span_days = np.maximum((state.now_us - state.first_ts[:m]) / DAY_US, 1.0)
-    rate = c["n"] / span_days
+    t["rate"] = t["n"] / span_days
+    age_days = (state.first_ts[:m] - state.created_us[:m]) / DAY_US
+    t["new_account"] = np.where(np.isnan(age_days), 0.0, (age_days < 14).astype(np.float64))
+    t["risky_channel"] = state.risky_channel[:m].astype(np.float64)
+    t["unverified"] = 1.0 - state.verified[:m].astype(np.float64)
+    t["ip_churn"] = np.clip((state.ip_count[:m] - 1) / 4.0, 0.0, 1.0)
+    return t
+
+
+def pooled_totals(t: dict[str, np.ndarray], group: np.ndarray, member: np.ndarray,
+                  n_groups: int) -> dict[str, np.ndarray]:
+    """The totals of each group: sums of the summed quantities, means of the averaged ones.
+
+    `group[i]` and `member[i]` say that account `member[i]` belongs to group `group[i]`: a
+    group's pooled profile is what all its members sent, taken together.
+    """
+    size = np.maximum(np.bincount(group, minlength=n_groups), 1)
+    out: dict[str, np.ndarray] = {k: np.bincount(group, weights=t[k][member], minlength=n_groups) for k in _SUMMED}
+    for k in _AVERAGED:
+        out[k] = np.bincount(group, weights=t[k][member], minlength=n_groups) / size
+    return out
+
+
+def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[str, np.ndarray]:
+    """Each feature in [0, 1], from an account's (or a pooled group's) totals."""
+    w = cfg.harvest
+    n = np.maximum(t["n"], 1.0)
     f_volume = np.clip(
-        np.log(np.maximum(rate, 1e-9) / w.volume_floor_per_day)
+        np.log(np.maximum(t["rate"], 1e-9) / w.volume_floor_per_day)
         / np.log(w.volume_full_per_day / w.volume_floor_per_day),
         0.0,
         1.0,
     )
-    template = state.template_max[:m] / n
     # A human repeats a prompt now and then; a script repeats its template all the time.
-    template = np.where(c["n"] >= w.min_events, template, 0.0)
-    night_share = c["night"] / n
-    age_days = (state.first_ts[:m] - state.created_us[:m]) / DAY_US
+    template = np.where(t["n"] >= w.min_events, t["template_top"] / n, 0.0)
+    night_share = t["night"] / n
     return {
         "volume": f_volume,
-        "rate_per_day": rate,
-        "single_turn": c["single"] / n,
-        "elicitation": np.clip((c["cot"] + c["rubric"]) / n, 0.0, 1.0),
-        "focus": np.clip((c["code"] + c["math"] + c["tool"]) / n, 0.0, 1.0),
+        "rate_per_day": t["rate"],
+        "single_turn": t["single"] / n,
+        "elicitation": np.clip((t["cot"] + t["rubric"] + t["datagen"]) / n, 0.0, 1.0),
+        "focus": np.clip((t["code"] + t["math"] + t["tool"]) / n, 0.0, 1.0),
         "template": template,
-        "sdk": 1.0 - c["browser"] / n,
+        "sdk": 1.0 - t["browser"] / n,
         "night": np.clip((night_share - 0.08) / 0.17, 0.0, 1.0),
         "night_share": night_share,
-        "capped": c["capped"] / n,
-        "release": np.clip(c["release"] / n / 0.3, 0.0, 1.0),
-        "new_account": np.where(np.isnan(age_days), 0.0, (age_days < 14).astype(np.float64)),
-        "risky_channel": state.risky_channel[:m].astype(np.float64),
-        "unverified": 1.0 - state.verified[:m].astype(np.float64),
-        "ip_churn": np.clip((state.ip_count[:m] - 1) / 4.0, 0.0, 1.0),
-        "events": c["n"],
+        "capped": t["capped"] / n,
+        "release": np.clip(t["release"] / n / 0.3, 0.0, 1.0),
+        "new_account": t["new_account"],
+        "risky_channel": t["risky_channel"],
+        "unverified": t["unverified"],
+        "ip_churn": t["ip_churn"],
+        "events": t["n"],
     }
+
+
+def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.ndarray]:
+    """Each feature in [0, 1], one value per account."""
+    return features_from_totals(account_totals(state), cfg)
 
 
 WEIGHTED = ("volume", "single_turn", "elicitation", "focus", "template", "sdk", "night",
@@ -110,7 +143,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
            overrides: dict[str, str] | None = None) -> Assessment:
     """Score every account the state knows and decide its action."""
     m = state.size
-    feats = harvest_features(state, cfg)
+    totals = account_totals(state)
+    feats = features_from_totals(totals, cfg)
     h = harvest_profile(feats, cfg)
     lk = cfg.links
     act = cfg.actions
@@ -126,22 +160,26 @@ def assess(state: DetectorState, cfg: DetectConfig,
         n_keys = state.shared_keys
         # Only keys with a harvest-like member can turn suspicious: narrow to their pairs first
         # (two cheap passes over all pairs; everything after works on the few that are left).
-        hot = h >= act.min_member_harvest
-        hot_keys = np.zeros(n_keys, bool)
-        hot_keys[pairs[hot[pairs[:, 2]], 3]] = True
-        pairs = pairs[hot_keys[pairs[:, 3]]]
+        # A key is judged by the pooled profile of everyone who shares it: early in a
+        # campaign each account has sent only a request or two, but together they have sent
+        # hundreds, and that is what gives them away. Only keys with enough accounts count.
+        est = feats["events"] >= cfg.harvest.min_events
+        pairs = pairs[state.key_accounts[pairs[:, 1]] >= lk.min_accounts]
         kind_idx, acct, sid = pairs[:, 0], pairs[:, 2], pairs[:, 3]
         members = np.bincount(sid, minlength=n_keys)
-        mean_h = np.bincount(sid, weights=h[acct], minlength=n_keys) / np.maximum(members, 1)
+        key_h = harvest_profile(
+            features_from_totals(pooled_totals(totals, sid, acct, n_keys), cfg), cfg
+        )
         churn = np.bincount(sid, weights=feats["ip_churn"][acct], minlength=n_keys) / np.maximum(
             members, 1
         )
         is_ip = np.zeros(n_keys, bool)
         is_ip[sid[kind_idx == LINK_KINDS.index("ip")]] = True
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
-        ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (mean_h >= 0.6)
-        sus_key = (members >= lk.min_accounts) & (mean_h >= lk.suspicious_mean_harvest) & ip_ok
-        keep = sus_key[sid] & (h[acct] >= act.min_member_harvest)
+        ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
+        sus_key = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest) & ip_ok
+        eligible = ~est | (h >= act.min_member_harvest)
+        keep = sus_key[sid] & eligible[acct]
         linked[acct[keep]] = True
         # An account joins a campaign only when two independent kinds of link tie it in (a
         # shared benchmark prompt alone makes an evaluation runner look like a member).
@@ -149,7 +187,9 @@ def assess(state: DetectorState, cfg: DetectConfig,
         has_fam = np.zeros((m, len(_FAMILY_NAMES)), bool)
         has_fam[acct[keep], fam[keep]] = True
         n_fam = has_fam.sum(axis=1)
-        keep &= n_fam[acct] >= lk.min_link_families
+        # A thin account (too few requests for a profile) needs more kinds of link to join.
+        need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
+        keep &= n_fam[acct] >= need[acct]
         suspicious = pairs[keep]
         if len(suspicious):
             s_acct, s_sid = suspicious[:, 2], suspicious[:, 3]
@@ -164,7 +204,9 @@ def assess(state: DetectorState, cfg: DetectConfig,
             lab = comp_of_acct[members_idx]
             n_lab = int(labels.max()) + 1
             size = np.bincount(lab, minlength=n_lab)
-            mh = np.bincount(lab, weights=h[members_idx], minlength=n_lab) / np.maximum(size, 1)
+            mh = harvest_profile(
+                features_from_totals(pooled_totals(totals, lab, members_idx, n_lab), cfg), cfg
+            )
             kinds_in = np.zeros((n_lab, len(LINK_KINDS)), bool)
             kinds_in[comp_of_acct[s_acct], suspicious[:, 0]] = True
             fams_in = np.zeros((n_lab, len(_FAMILY_NAMES)), bool)

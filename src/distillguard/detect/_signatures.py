@@ -23,6 +23,13 @@ RUBRIC_PATTERN = (
     r"rubric|grade (the|this|each)|score (the|this|each) (response|answer|essay|solution)|"
     r"on a scale (of|from)|evaluate the (following )?(response|answer)|as a grader|criteria:"
 )
+# Requests that manufacture training data (self-instruct, Evol-Instruct, Alpaca wrappers).
+DATAGEN_PATTERN = (
+    r"come up with (a series of|a list of|\d+|new|diverse)|generate (a list of|\d+|new|diverse) "
+    r"(tasks|instructions|questions|examples|prompts)|rewrite the (given|following) prompt|"
+    r"#given prompt#|#rewritten prompt#|#created prompt#|below is an instruction that describes|"
+    r"### instruction|task instructions?:|more complex version|rarer (version|prompt)"
+)
 CODE_PATTERN = (
     r"```|\bdef |\bfunction\b|\bpython\b|\bjavascript\b|\bjava\b|\bsql\b|\bc\+\+|\bcode\b|"
     r"\bimplement|\balgorithm|\bclass \w|\breturn\b|\bcompile|\bregex|\bapi\b|\bbug\b"
@@ -103,7 +110,7 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     """Reduce events (format columns) to per-event signals; text columns are dropped.
 
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
-    turns, tools, completion_tokens, capped, cot, rubric, code, math, sys and the
+    turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, sys and the
     `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
     """
     lowered = pl.col("_lower")
@@ -133,6 +140,7 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
         ).alias("capped"),
         lowered.str.contains(_ascii(COT_PATTERN)).alias("cot"),
         lowered.str.contains(_ascii(RUBRIC_PATTERN)).alias("rubric"),
+        lowered.str.contains(_ascii(DATAGEN_PATTERN)).alias("datagen"),
         lowered.str.contains(_ascii(CODE_PATTERN)).alias("code"),
         lowered.str.contains(_ascii(MATH_PATTERN)).alias("math"),
         pl.when(pl.col("system").fill_null("").str.len_chars() > 0)

@@ -27,7 +27,7 @@ from distillguard.detect._signatures import TEMPLATE_KEYS, event_signals
 _SIGNAL_SCHEMA = (
     "ts_us LONG, event_id STRING, account_id STRING, ip STRING, model STRING, "
     "is_browser BOOLEAN, turns INT, tools INT, completion_tokens LONG, capped BOOLEAN, "
-    "cot BOOLEAN, rubric BOOLEAN, code BOOLEAN, math BOOLEAN, sys LONG, "
+    "cot BOOLEAN, rubric BOOLEAN, datagen BOOLEAN, code BOOLEAN, math BOOLEAN, sys LONG, "
     + ", ".join(f"{k} LONG" for k in TEMPLATE_KEYS)
 )
 _HASHED = ("sys", *TEMPLATE_KEYS)

@@ -27,7 +27,7 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 
 # Per-event counters summed per account.
-COUNTERS = ("n", "cot", "rubric", "code", "math", "tool", "single", "browser", "capped",
+COUNTERS = ("n", "cot", "rubric", "datagen", "code", "math", "tool", "single", "browser", "capped",
             "night", "release", "completion")
 
 # Keys an account can share with others. Event keys come from the signals; account keys from
@@ -281,7 +281,7 @@ class DetectorState:
             "w", "acct",
             pl.col("ts_us").alias("last_ts"),
             pl.lit(1, pl.Int64).alias("n"),
-            "cot", "rubric", "code", "math",
+            "cot", "rubric", "datagen", "code", "math",
             (pl.col("tools") > 0).alias("tool"),
             (pl.col("turns") <= 1).alias("single"),
             pl.col("is_browser").alias("browser"),

@@ -79,6 +79,17 @@ def test_bundle_round_trip(case: tuple[Path, Path, CaseStore], tmp_path: Path) -
 
 def test_only_specific_values_are_shared(case: tuple[Path, Path, CaseStore]) -> None:
     log, verdicts, store = case
+    # C3's mined template is also how one benign student opens prompts (4 of 5 users): kept
+    # out; C1's is used by its members alone.
+    (c3,) = store.mined_templates("C3")
+    assert store.template_users([c3.fingerprint or ""]) == {c3.fingerprint: 5}
+    assert ("template", c3.fingerprint) not in {
+        (v.kind, v.value) for v in campaign_indicators(store, "C3")
+    }
+    (c1,) = store.mined_templates("C1")
+    assert ("template", c1.fingerprint) in {
+        (v.kind, v.value) for v in campaign_indicators(store, "C1")
+    }
     # C2's curl agent is used by 7 members and 2 benign developers (7/9 < 0.8): not shared.
     values = {(v.kind, v.value) for v in campaign_indicators(store, "C2")}
     assert ("user_agent", "curl/8.4.0") not in values

@@ -29,7 +29,10 @@ def register(app: typer.Typer) -> None:
         min_specificity: Annotated[
             float,
             typer.Option(help="Least share of a value's accounts that must be campaign members."),
-        ] = 0.8,
+        ] = 0.9,
+        max_outside: Annotated[
+            int, typer.Option(help="Most accounts outside the campaign that may use a value.")
+        ] = 2,
     ) -> None:
         """Export a campaign's indicators (templates, addresses, hashed payment/e-mail, agents)."""
         from collections import Counter
@@ -43,6 +46,7 @@ def register(app: typer.Typer) -> None:
             campaign,
             producer=producer,
             min_specificity=min_specificity,
+            max_outside=max_outside,
         )
         path = write_bundle(bundle, out)
         kinds = Counter(

@@ -409,6 +409,21 @@ class CaseStore:
         rows = self._fetch("SELECT bucket, sum(n) FROM camp_ts GROUP BY 1 ORDER BY 1")
         return [(r[0], int(r[1])) for r in rows]
 
+    def template_users(self, fingerprints: Sequence[str]) -> dict[str, int]:
+        """How many accounts of the whole log use each mined template fingerprint.
+
+        One pass over the prompts (not pre-aggregated: only sharing needs it).
+        """
+        if not fingerprints:
+            return {}
+        rows = self._fetch(
+            f"""SELECT fp, count(DISTINCT account_id) FROM (SELECT account_id,
+            'p5-' || left(sha256({_TMPL_SQL}), 16) AS fp FROM ev)
+            WHERE fp IN (SELECT unnest(?)) GROUP BY fp""",
+            [list(fingerprints)],
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def capabilities(
         self, *, campaign_id: str | None = None, account_id: str | None = None
     ) -> list[tuple[str, int]]:

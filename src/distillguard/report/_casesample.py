@@ -285,6 +285,8 @@ def write_sample_case(root: str | Path, seed: int = 7, benign: int = 30) -> tupl
         for _ in range(int(rng.integers(5, 40))):
             hour = float(rng.uniform(0, HOURS))
             prompt = _BENIGN_PROMPTS[int(rng.integers(0, len(_BENIGN_PROMPTS)))]
+            if i == 9:  # a student who opens like campaign C3 (its template is not C3's alone)
+                prompt = "Think carefully and explain why " + prompt[0].lower() + prompt[1:]
             emit(acct, hour, ip, ua, prompt, int(rng.integers(1, 6)))
         score = round(float(rng.uniform(0.0, 0.4)), 3)
         verdicts["account_id"].append(acct)

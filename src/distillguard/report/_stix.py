@@ -15,8 +15,9 @@ each `indicates` the campaign. Patterns, one comparison each:
 Payment instruments and e-mail domains never leave in clear: they are SHA-256 of
 `distillguard-share-v1:<kind>:<value>` (`share_hash`), which partners running the same code
 compute on their own accounts. Only values specific to the campaign are shared (by default
-at least 80% of the accounts that use a value are members), so a shared NAT address or a
-common browser agent does not end up flagging a partner's customers.
+at least 90% of the accounts that use a value are members, and at most two accounts outside
+it use it), so a shared NAT address, a common browser agent or a popular prompt opening
+does not end up flagging a partner's customers.
 """
 
 from __future__ import annotations
@@ -101,26 +102,33 @@ def campaign_indicators(
     store: CaseStore,
     campaign_id: str,
     *,
-    min_specificity: float = 0.8,
+    min_specificity: float = 0.9,
+    max_outside: int = 2,
     max_per_kind: int = 500,
 ) -> list[SharedValue]:
     """The values of a campaign worth sharing: templates plus specific attributes.
+
+    A value is shared only when at least `min_specificity` of the accounts that use it are
+    members and at most `max_outside` accounts outside the campaign use it, so that what a
+    partner blocks on is what this campaign alone does here.
 
     Args:
         store: the pre-aggregated log and verdicts.
         campaign_id: the campaign.
         min_specificity: least share of a value's users that must be members.
+        max_outside: most accounts outside the campaign that may use a shared value.
         max_per_kind: at most this many values of each kind (most members first).
     """
+
+    def specific(members: int, users: int) -> bool:
+        return users > 0 and members / users >= min_specificity and users - members <= max_outside
+
     out: list[SharedValue] = []
     seen: set[str] = set()
-    templates = store.templates(campaign_id, limit=max_per_kind)
-    # Mined fingerprints too: partners running distillguard compute them the same way.
-    templates += [
-        t for t in store.mined_templates(campaign_id, limit=max_per_kind) if t.accounts >= 2
-    ]
-    for t in templates:
-        if t.fingerprint and t.fingerprint not in seen:
+    # The scan's own templates (when it names them), then mined ones, which partners running
+    # distillguard compute the same way; mined ones are checked against the whole log.
+    for t in store.templates(campaign_id, limit=max_per_kind):
+        if t.source == "detector" and t.fingerprint and t.fingerprint not in seen:
             seen.add(t.fingerprint)
             out.append(
                 SharedValue(
@@ -131,16 +139,31 @@ def campaign_indicators(
                     f"{t.template_id}: {t.example[:80]}",
                 )
             )
+    mined = [t for t in store.mined_templates(campaign_id, limit=max_per_kind) if t.accounts >= 2]
+    users = store.template_users([t.fingerprint for t in mined if t.fingerprint])
+    for t in mined:
+        fp = t.fingerprint
+        if fp and fp not in seen and specific(t.accounts, users.get(fp, t.accounts)):
+            seen.add(fp)
+            out.append(
+                SharedValue(
+                    "template",
+                    fp,
+                    t.accounts,
+                    users.get(fp, t.accounts),
+                    f"{t.template_id}: {t.example[:80]}",
+                )
+            )
     kinds = ("ip", "net24", "payment", "email", "user_agent")
     attrs = store.attributes(campaign_id, kinds=kinds, min_members=1, limit=100_000)
     nets = {
         a.value
         for a in attrs
-        if a.kind == "net24" and a.specific >= min_specificity and a.members >= 2
+        if a.kind == "net24" and specific(a.members, a.accounts) and a.members >= 2
     }
     taken: dict[str, int] = {}
     for a in attrs:
-        if a.specific < min_specificity or taken.get(a.kind, 0) >= max_per_kind:
+        if not specific(a.members, a.accounts) or taken.get(a.kind, 0) >= max_per_kind:
             continue
         if a.kind == "ip" and a.value.rsplit(".", 1)[0] + ".0/24" in nets:
             continue  # the shared range covers it
@@ -168,7 +191,8 @@ def export_bundle(
     campaign_id: str,
     *,
     producer: str = "distillguard",
-    min_specificity: float = 0.8,
+    min_specificity: float = 0.9,
+    max_outside: int = 2,
     now: datetime | None = None,
 ) -> Any:
     """A STIX 2.1 bundle of one campaign's indicators.
@@ -177,7 +201,7 @@ def export_bundle(
         store: the pre-aggregated log and verdicts.
         campaign_id: the campaign to share.
         producer: the name of the sharing organisation (the bundle's `identity`).
-        min_specificity: see `campaign_indicators`.
+        min_specificity, max_outside: see `campaign_indicators`.
         now: the time stamped on the objects (now when None).
 
     Returns:
@@ -215,7 +239,9 @@ def export_bundle(
         x_distillguard_score=round(campaign.score, 4),
     )
     objects: list[Any] = [identity, sdo]
-    for v in campaign_indicators(store, campaign_id, min_specificity=min_specificity):
+    for v in campaign_indicators(
+        store, campaign_id, min_specificity=min_specificity, max_outside=max_outside
+    ):
         ind = stix2.Indicator(
             name=f"{KIND_LABELS[v.kind]} of distillation campaign {campaign_id}",
             description=f"{v.label}; used by {v.members} campaign accounts of "

@@ -138,7 +138,7 @@ def bench_attribution(key: WatermarkKey, marked: dict[str, list[list[int]]],
                       plain: dict[str, list[list[int]]], out: Path) -> None:
     say("\n== attribution among 1,000,000 account ids (20 texts x 200 tokens per account) ==")
     accounts = list(marked)
-    candidates = [f"acct-{i:07d}" for i in range(1_000_000 - len(accounts))] + accounts
+    candidates = [f"cand-{i:07d}" for i in range(1_000_000 - len(accounts))] + accounts
     hits, false_hits, times = 0, 0, []
     for a in accounts:
         det, t = timed(detect_ids, key, marked[a][:20], candidates=candidates, controls=False)
@@ -261,7 +261,7 @@ def bench_radioactivity(tok: Any, key: WatermarkKey, marked: list[Harvested], pl
         rep = radioactivity_open(key, student, tok, reading)
         d = rep.layers[0]
         entry = {"open_p": rep.p_value, "open_tuples": d.scored_tuples, "train_s": t}
-        if name != "5 % watermarked":
+        if True:  # closed test for every student
             from distillguard.localmodel import generate
 
             answers = generate(student, tok, [chat_prompt(p) for p in closed_prompts], max_new_tokens=128,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from distillguard.enforce import (
@@ -237,6 +237,12 @@ class Gateway:
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
+        try:
+            return await self._read_body_inner(request, limit)
+        except ClientDisconnect as exc:
+            raise ApiError(400, "invalid_request_error", "The client closed the connection before sending the whole body.") from exc
+
+    async def _read_body_inner(self, request: Request, limit: int) -> bytes:
         cl = request.headers.get("content-length")
         too_big = ApiError(413, "request_too_large", f"The request body is larger than the gateway's limit of {limit} bytes; shorten the prompt or split the request.")
         if cl is not None:

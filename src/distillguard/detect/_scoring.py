@@ -19,7 +19,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._state import COUNTERS, DAY_US, LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import (
+    ACCOUNT_KIND_LINKS,
+    COUNTERS,
+    DAY_US,
+    LINK_KINDS,
+    TEMPLATE_KINDS,
+    DetectorState,
+)
 
 ALLOW, MONITOR, THROTTLE, BLOCK = 0, 1, 2, 3
 
@@ -103,7 +110,7 @@ def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[st
         "rate_per_day": t["rate"],
         "single_turn": t["single"] / n,
         "elicitation": np.clip((t["cot"] + t["rubric"] + t["datagen"]) / n, 0.0, 1.0),
-        "focus": np.clip((t["code"] + t["math"] + t["tool"]) / n, 0.0, 1.0),
+        "focus": np.clip((t["coding"] + t["math"] + t["tool"]) / n, 0.0, 1.0),
         "template": template,
         "sdk": 1.0 - t["browser"] / n,
         "night": np.clip((night_share - 0.08) / 0.17, 0.0, 1.0),
@@ -116,6 +123,39 @@ def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[st
         "ip_churn": t["ip_churn"],
         "events": t["n"],
     }
+
+
+def key_profiles(state: DetectorState, totals: dict[str, np.ndarray], pairs: np.ndarray,
+                 cfg: DetectConfig) -> np.ndarray:
+    """Harvest profile of every shared key (indexed by shared-key id).
+
+    Address and template keys carry their own traffic totals (kept incrementally by the
+    state); payment, e-mail and sign-up keys pool the totals of their accounts.
+    """
+    n_keys = state.shared_keys
+    code = state.sid_code[:n_keys]
+    members = np.maximum(state.key_accounts[code], 1).astype(np.float64)
+    kc = state.key_counts[code]
+    t = {name: kc[:, i] for i, name in enumerate(COUNTERS)}
+    # Traffic on a template key repeats that template by definition; an address does not.
+    link = np.full(n_keys, -1)
+    link[pairs[:, 3]] = pairs[:, 0]
+    is_template = np.isin(link, [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+    t["template_top"] = np.where(is_template, t["n"], 0.0)
+    span_days = np.maximum((state.now_us - state.key_first_ts[code]) / DAY_US, 1.0)
+    t["rate"] = t["n"] / span_days / members
+    for i, name in enumerate(("new_account", "risky_channel", "unverified")):
+        t[name] = state.key_static[code, i] / members
+    t["ip_churn"] = np.zeros(n_keys)
+    on_accounts = np.isin(pairs[:, 0], ACCOUNT_KIND_LINKS)
+    if on_accounts.any():
+        sub = pairs[on_accounts]
+        pooled = pooled_totals(totals, sub[:, 3], sub[:, 2], n_keys)
+        is_acct_key = np.zeros(n_keys, bool)
+        is_acct_key[sub[:, 3]] = True
+        for name, values in pooled.items():
+            t[name] = np.where(is_acct_key, values, t[name])
+    return harvest_profile(features_from_totals(t, cfg), cfg)
 
 
 def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.ndarray]:
@@ -160,16 +200,14 @@ def assess(state: DetectorState, cfg: DetectConfig,
         n_keys = state.shared_keys
         # Only keys with a harvest-like member can turn suspicious: narrow to their pairs first
         # (two cheap passes over all pairs; everything after works on the few that are left).
-        # A key is judged by the pooled profile of everyone who shares it: early in a
-        # campaign each account has sent only a request or two, but together they have sent
-        # hundreds, and that is what gives them away. Only keys with enough accounts count.
+        # A key is judged by the pooled profile of the traffic behind it: early in a campaign
+        # each account has sent only a request or two, but together they have sent hundreds,
+        # and that is what gives them away. Only keys with enough accounts count.
         est = feats["events"] >= cfg.harvest.min_events
+        key_h = key_profiles(state, totals, pairs, cfg)
         pairs = pairs[state.key_accounts[pairs[:, 1]] >= lk.min_accounts]
         kind_idx, acct, sid = pairs[:, 0], pairs[:, 2], pairs[:, 3]
         members = np.bincount(sid, minlength=n_keys)
-        key_h = harvest_profile(
-            features_from_totals(pooled_totals(totals, sid, acct, n_keys), cfg), cfg
-        )
         churn = np.bincount(sid, weights=feats["ip_churn"][acct], minlength=n_keys) / np.maximum(
             members, 1
         )
@@ -186,7 +224,10 @@ def assess(state: DetectorState, cfg: DetectConfig,
         fam = _FAMILY[kind_idx]
         has_fam = np.zeros((m, len(_FAMILY_NAMES)), bool)
         has_fam[acct[keep], fam[keep]] = True
-        n_fam = has_fam.sum(axis=1)
+        # A fresh, unverified, harvest-like account is a kind of link of its own: account farms
+        # open them by the hundred, while a long-standing verified user has a history to lose.
+        fresh = (feats["new_account"] >= 1) & (feats["unverified"] >= 1) & (h >= lk.fresh_min_harvest)
+        n_fam = has_fam.sum(axis=1) + (fresh & has_fam.any(axis=1))
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
         keep &= n_fam[acct] >= need[acct]

@@ -27,7 +27,7 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 
 # Per-event counters summed per account.
-COUNTERS = ("n", "cot", "rubric", "datagen", "code", "math", "tool", "single", "browser", "capped",
+COUNTERS = ("n", "cot", "rubric", "datagen", "coding", "math", "tool", "single", "browser", "capped",
             "night", "release", "completion")
 
 # Keys an account can share with others. Event keys come from the signals; account keys from
@@ -42,6 +42,8 @@ _KIND_ID = {k: i for i, k in enumerate(ALL_KINDS)}
 # Kind id -> index in LINK_KINDS (-1: never links).
 _LINK_INDEX = np.array([LINK_KINDS.index(k) if k in LINK_KINDS else -1 for k in ALL_KINDS])
 _TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
+_EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
+ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
 _ACCT_BITS = 24  # pair id = key code << 24 | account code
 
 RISKY_CHANNELS = frozenset({"education", "research", "startup"})
@@ -90,6 +92,7 @@ class Prepared:
     hours: _Rows  # w, acct, hour, c
     new_pairs: _Rows  # w, kind, code, acct (first use of a key by an account)
     template_max: _Rows  # w, acct, top (running count of the account's most used template)
+    key_counts: _Rows  # w, code and one column per COUNTERS name: the traffic carrying each key
 
 
 class DetectorState:
@@ -120,6 +123,12 @@ class DetectorState:
         self.key_accounts = np.zeros(0, np.int64)
         self.key_first = np.zeros(0, np.int64)
         self.key_sid = np.zeros(0, np.int64)  # dense id among shared keys, -1 until shared
+        self.key_first_ts = np.zeros(0, np.int64)
+        # Per key: COUNTERS summed over the events that carry it (event kinds), and the
+        # number of its accounts that are new, on a risky sign-up channel, unverified.
+        self.key_counts = np.zeros((0, len(COUNTERS)), np.float64)
+        self.key_static = np.zeros((0, 3), np.float64)
+        self.sid_code = np.zeros(0, np.int64)
         self.shared_keys = 0
         self.key_label: list[str] = []
         # Running event totals per (account, key) pair.
@@ -211,16 +220,19 @@ class DetectorState:
 
     def _account_keys(self, new: pl.DataFrame) -> pl.DataFrame:
         """Sign-up keys (payment, e-mail domain, sign-up hour) of newly seen accounts."""
-        rows: dict[str, list[object]] = {"w": [], "kind": [], "acct": [], "key": [], "label": []}
+        rows: dict[str, list[object]] = {"w": [], "kind": [], "acct": [], "key": [], "label": [],
+                                         "first_ts": []}
         big_domain = max(3.0, 0.01 * max(1, len(self._meta)))
 
         def add(w: int, kind: str, acct: int, key: int, label: str) -> None:
+            rows["first_ts"].append(first_ts[acct])
             rows["w"].append(w)
             rows["kind"].append(_KIND_ID[kind])
             rows["acct"].append(acct)
             rows["key"].append(key)
             rows["label"].append(label)
 
+        first_ts = dict(zip(new["acct"].to_list(), new["first_ts"].to_list(), strict=True))
         for aid, w, acct in new.select("account_id", "w", "acct").iter_rows():
             meta = self._meta.get(aid, {})
             pay = meta.get("payment_fingerprint")
@@ -239,13 +251,14 @@ class DetectorState:
         return pl.DataFrame(
             rows,
             schema={"w": pl.Int64, "kind": pl.Int8, "acct": pl.Int64, "key": pl.UInt64,
-                    "label": pl.String},
+                    "label": pl.String, "first_ts": pl.Int64},
         ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
     def _encode_keys(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Give every (kind, key) a dense code, new keys in order of first appearance."""
-        seen = pairs.select("kind", "key", "label").unique(["kind", "key"], keep="first",
-                                                         maintain_order=True)
+        seen = pairs.select("kind", "key", "label", "first_ts").unique(
+            ["kind", "key"], keep="first", maintain_order=True
+        )
         new = seen.join(self._keys, on=["kind", "key"], how="anti", maintain_order="left")
         start = len(self.key_label)
         new = new.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("code"))
@@ -256,6 +269,11 @@ class DetectorState:
             self.key_accounts = np.concatenate([self.key_accounts, np.zeros(new.height, np.int64)])
             self.key_first = np.concatenate([self.key_first, np.full(new.height, -1, np.int64)])
             self.key_sid = np.concatenate([self.key_sid, np.full(new.height, -1, np.int64)])
+            self.key_first_ts = np.concatenate([self.key_first_ts, new["first_ts"].to_numpy()])
+            self.key_counts = np.concatenate(
+                [self.key_counts, np.zeros((new.height, len(COUNTERS)))]
+            )
+            self.key_static = np.concatenate([self.key_static, np.zeros((new.height, 3))])
         return pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
 
     def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
@@ -281,7 +299,7 @@ class DetectorState:
             "w", "acct",
             pl.col("ts_us").alias("last_ts"),
             pl.lit(1, pl.Int64).alias("n"),
-            "cot", "rubric", "datagen", "code", "math",
+            "cot", "rubric", "datagen", pl.col("code").alias("coding"), "math",
             (pl.col("tools") > 0).alias("tool"),
             (pl.col("turns") <= 1).alias("single"),
             pl.col("is_browser").alias("browser"),
@@ -298,10 +316,17 @@ class DetectorState:
             .group_by("w", "acct", "hour", maintain_order=True)
             .agg(pl.len().alias("c"))
         )
-        pairs = self._event_pairs(sig)
+        pairs = self._event_pairs(sig, flags)
         if new.height:
-            pairs = pl.concat([pairs, self._account_keys(new)]).sort("w", maintain_order=True)
+            pairs = pl.concat([pairs, self._account_keys(new)], how="diagonal_relaxed").sort(
+                "w", maintain_order=True
+            )
         pairs = self._encode_keys(pairs)
+        key_counts = (
+            pairs.filter(pl.col("kind").is_in(_EVENT_KIND_IDS))
+            .group_by("w", "code", maintain_order=True)
+            .agg(*[pl.col(c).sum() for c in COUNTERS])
+        )
         new_pairs, template_max = self._running_totals(pairs)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
@@ -313,17 +338,26 @@ class DetectorState:
             hours=_Rows.of(hours),
             new_pairs=_Rows.of(new_pairs),
             template_max=_Rows.of(template_max),
+            key_counts=_Rows.of(key_counts),
         )
 
     @staticmethod
-    def _event_pairs(sig: pl.DataFrame) -> pl.DataFrame:
-        """Long (w, kind, acct, key, label, c) rows: how often each account used each key."""
-        keyed = sig.select(
-            "w", "acct", "event_id",
-            pl.col("ip").hash(3).alias("ip"),
-            pl.col("ip").alias("ip_label"),
-            *TEMPLATE_KINDS,
-            (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
+    def _event_pairs(sig: pl.DataFrame, flags: pl.DataFrame) -> pl.DataFrame:
+        """Long (w, kind, acct, key, label, first_ts, c, COUNTERS...) rows: how often each
+        account used each key, and what that traffic looked like."""
+        keyed = pl.concat(
+            [
+                sig.select(
+                    "event_id",
+                    pl.col("ip").hash(3).alias("ip"),
+                    pl.col("ip").alias("ip_label"),
+                    *TEMPLATE_KINDS,
+                    (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
+                ),
+                flags.select("w", "acct", pl.col("last_ts").alias("ts"),
+                             *[pl.col(c).cast(pl.Float64) for c in COUNTERS]),
+            ],
+            how="horizontal",
         )
         parts = []
         for kind in EVENT_KINDS:
@@ -335,11 +369,16 @@ class DetectorState:
                     "acct",
                     pl.col(kind).cast(pl.UInt64).alias("key"),
                     label.alias("label"),
+                    "ts",
+                    *COUNTERS,
                 ).filter(pl.col("key").is_not_null())
             )
         long = pl.concat(parts).sort("w", maintain_order=True)
         return long.group_by("w", "kind", "acct", "key", maintain_order=True).agg(
-            pl.col("label").first(), pl.len().alias("c")
+            pl.col("label").first(),
+            pl.col("ts").first().alias("first_ts"),
+            pl.len().alias("c"),
+            *[pl.col(c).sum() for c in COUNTERS],
         )
 
     def _running_totals(self, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -388,6 +427,10 @@ class DetectorState:
         t = prep.template_max.window(w)
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
+        k = prep.key_counts.window(w)
+        if len(k["code"]):
+            np.add.at(self.key_counts, k["code"],
+                      np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
 
     def _apply_new_pairs(self, p: dict[str, np.ndarray]) -> None:
         kind, code, acct = p["kind"].astype(np.int64), p["code"], p["acct"]
@@ -403,6 +446,11 @@ class DetectorState:
         rank[order] = rank_sorted
         n = self.key_accounts[code] + rank + 1
         np.add.at(self.key_accounts, code, 1)
+        age_days = (self.first_ts[acct] - self.created_us[acct]) / DAY_US
+        static = np.column_stack(
+            [np.nan_to_num(age_days, nan=1e9) < 14, self.risky_channel[acct], ~self.verified[acct]]
+        ).astype(np.float64)
+        np.add.at(self.key_static, code, static)
         firsts = n == 1
         self.key_first[code[firsts]] = acct[firsts]
         link = _LINK_INDEX[kind]
@@ -410,6 +458,7 @@ class DetectorState:
         second = (n == 2) & (link >= 0)
         fresh = code[second]
         self.key_sid[fresh] = np.arange(self.shared_keys, self.shared_keys + len(fresh))
+        self.sid_code = np.concatenate([self.sid_code, fresh])
         self.shared_keys += len(fresh)
         sid = self.key_sid[code]
         rows = [

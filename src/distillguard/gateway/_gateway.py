@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -60,6 +62,23 @@ log = logging.getLogger("distillguard.gateway")
 
 _JSON = "application/json"
 CLIENT_CLOSED = 499  # nginx's code for "client closed request"
+
+# Ids: a random per-process prefix and a counter. Unique across replicas and restarts with
+# overwhelming probability, and no urandom syscall per request (uuid4 makes one each time).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count(1)
+
+
+def _reseed_ids() -> None:  # a forked worker must not repeat its parent's ids
+    global _ID_PREFIX, _ids
+    _ID_PREFIX, _ids = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def build_router(config: GatewayConfig, watermark_key: Any = None) -> Router:
@@ -204,7 +223,7 @@ class Gateway:
                completion_tokens: int | None = None, model: str | None = None) -> None:
         client = request.client
         ev = {
-            "event_id": uuid.uuid4().hex,
+            "event_id": new_id(),
             "ts_us": ts,
             "account_id": rec.account_id,
             "key_id": rec.key_id,
@@ -232,7 +251,7 @@ class Gateway:
         if err.retry_after is not None:
             headers["retry-after"] = str(err.retry_after)
         if api == "messages":
-            headers["request-id"] = "req_" + uuid.uuid4().hex[:24]
+            headers["request-id"] = "req_" + new_id()
         return Response(dumps(error_body(api, err)), err.status, headers, _JSON)
 
     async def _read_body(self, request: Request) -> bytes:
@@ -349,7 +368,7 @@ class Gateway:
             self._event(req, rec, request, api, ts, t0, err.status, model=model)
             return self.error_response(api, err)
         reply = self._post(reply, decision, rec.account_id, watermark)
-        rid = uuid.uuid4().hex[:24]
+        rid = new_id()
         self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
@@ -364,7 +383,7 @@ class Gateway:
             first = await agen.__anext__()
         except StopAsyncIteration:
             first = None
-        renderer = StreamRenderer(req, uuid.uuid4().hex[:24], req.model)
+        renderer = StreamRenderer(req, new_id(), req.model)
         think = ThinkFilter() if decision.degraded else None
         wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None
         est_prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))

@@ -85,3 +85,16 @@ def test_scan_cli_and_overrides(tmp_path: Path) -> None:
     assert isinstance(v, pl.DataFrame)
     actions = dict(zip(v["account_id"], v["action"], strict=True))
     assert actions["h0"] == "allow" and actions["h1"] == "block"
+
+
+def test_console_decisions_next_to_the_verdicts_feed_the_next_scan(tmp_path: Path) -> None:
+    rows, accts = scenes.hydra(n_accounts=8, n_events=80)
+    _write_log(tmp_path / "log", rows, accts)
+    scan(tmp_path / "log", tmp_path / "v")
+    (tmp_path / "v" / "overrides.jsonl").write_text(
+        '{"account_id": "h3", "action": "benign", "ts": "2026-02-05T00:00:00Z", "by": "ana"}\n'
+    )
+    again = pl.from_arrow(scan(tmp_path / "log", tmp_path / "v").verdicts)
+    assert isinstance(again, pl.DataFrame)
+    actions = dict(zip(again["account_id"], again["action"], strict=True))
+    assert actions["h3"] == "allow" and actions["h4"] == "block"

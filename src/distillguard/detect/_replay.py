@@ -34,19 +34,23 @@ SIGNAL_COLUMNS = [
 Progress = Callable[[str, float], None]
 
 
-def load_overrides(log_dir: Path) -> dict[str, str]:
-    """Analyst decisions recorded next to the log (`overrides` table, last one wins)."""
+def load_overrides(*dirs: Path) -> dict[str, str]:
+    """Analyst decisions (`overrides` tables) in these directories; the latest one wins."""
     from distillguard.traffic import TrafficLog
 
-    log = TrafficLog(log_dir)
-    if not log.has("overrides"):
+    tables = []
+    for d in dirs:
+        if d.is_dir() and TrafficLog(d).has("overrides"):
+            t = TrafficLog(d).read("overrides")
+            tables.append(pl.from_arrow(t.select([c for c in ("account_id", "action", "ts")
+                                                  if c in t.column_names])))
+    if not tables:
         return {}
-    table = log.read("overrides")
+    frame = pl.concat([t for t in tables if isinstance(t, pl.DataFrame)], how="diagonal_relaxed")
+    if "ts" in frame.columns:
+        frame = frame.sort("ts", nulls_last=False, maintain_order=True)
     out: dict[str, str] = {}
-    if "ts" in table.column_names:
-        table = table.sort_by("ts")
-    for aid, action in zip(table.column("account_id").to_pylist(),
-                           table.column("action").to_pylist(), strict=True):
+    for aid, action in frame.select("account_id", "action").iter_rows():
         if aid is not None and action is not None:
             out[str(aid)] = str(action)
     return out
@@ -124,16 +128,19 @@ def _example_lookup(log_dir: Path, event_ids: list[str]) -> Callable[[str], str]
 
 
 def graph_detector(log_dir: Path, config: Path | None = None,
-                   progress: Progress | None = None) -> ScanResult:
+                   progress: Progress | None = None,
+                   decisions_dir: Path | None = None) -> ScanResult:
     """The default detector: harvest profiles plus a coordination graph, replayed in time."""
-    return finish_scan(log_dir, config, compute_signals(log_dir, progress), progress)
+    return finish_scan(log_dir, config, compute_signals(log_dir, progress), progress,
+                       decisions_dir)
 
 
 def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
-                progress: Progress | None = None) -> ScanResult:
+                progress: Progress | None = None,
+                decisions_dir: Path | None = None) -> ScanResult:
     """Replay precomputed signals and build the scan's tables (shared by every engine)."""
     cfg = load_config(config)
-    overrides = load_overrides(log_dir)
+    overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state

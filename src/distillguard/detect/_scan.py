@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from distillguard._errors import ConfigError, LogFormatError
@@ -46,10 +47,15 @@ def scan(
         raise ConfigError(f"The detector config file {config_path} does not exist.")
     name = detector if detector is not None else _registry.DEFAULT_DETECTOR
     fn = _registry.get_detector(name, engine)
-    result = fn(log_path, config_path)
+    out = Path(out_dir)
+    # Analysts' decisions recorded next to the previous verdicts (the console writes
+    # `overrides.jsonl` there) feed this scan, for detectors that take decisions.
+    if "decisions_dir" in inspect.signature(fn).parameters:
+        result = fn(log_path, config_path, decisions_dir=out)  # type: ignore[call-arg]
+    else:
+        result = fn(log_path, config_path)
     verdicts = conform("verdicts", result.verdicts)
     campaigns = conform("campaigns", result.campaigns)
-    out = Path(out_dir)
     write_table(out, "verdicts", verdicts)
     write_table(out, "campaigns", campaigns)
     for table_name, table in result.tables.items():

@@ -36,6 +36,7 @@ import torch
 
 from distillguard.localmodel import (
     LocalModelConfig,
+    generate,
     generate_ids,
     load_default_model,
     model_path,
@@ -261,15 +262,12 @@ def bench_radioactivity(tok: Any, key: WatermarkKey, marked: list[Harvested], pl
         rep = radioactivity_open(key, student, tok, reading)
         d = rep.layers[0]
         entry = {"open_p": rep.p_value, "open_tuples": d.scored_tuples, "train_s": t}
-        if True:  # closed test for every student
-            from distillguard.localmodel import generate
-
-            answers = generate(student, tok, [chat_prompt(p) for p in closed_prompts], max_new_tokens=128,
-                               min_new_tokens=64, temperature=0.7, seed=0)
-            closed = trace_texts(key, answers, tokenizer=tok, prompts=[chat_prompt(p) for p in closed_prompts],
-                                 lexical=False)
-            entry["closed_p"] = closed.p_value
-            entry["closed_tuples"] = closed.scored_tuples
+        answers = generate(student, tok, [chat_prompt(p) for p in closed_prompts], max_new_tokens=128,
+                           min_new_tokens=64, temperature=0.7, seed=0)
+        closed = trace_texts(key, answers, tokenizer=tok, prompts=[chat_prompt(p) for p in closed_prompts],
+                             lexical=False)
+        entry["closed_p"] = closed.p_value
+        entry["closed_tuples"] = closed.scored_tuples
         res[name] = entry
         say(f"  {name:>18}: open (teacher-forced) p = {rep.p_value:.2e} on {d.scored_tuples} tuples; "
             + (f"closed (sampled answers) p = {entry['closed_p']:.2e} on {entry['closed_tuples']} tuples; "
@@ -290,7 +288,8 @@ tok = AutoTokenizer.from_pretrained(args["model"]); model = AutoModelForCausalLM
 tok.padding_side = "left"
 wm = KGW(args["config"], TransformersConfig(model=model, tokenizer=tok, vocab_size=len(tok), device="cpu"))
 out = {}
-enc = tok(args["prompts"], return_tensors="pt", padding=True, add_special_tokens=False)
+enc = tok(args["prompts"], return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
+          max_length=model.config.n_positions - args["n"])
 def gen(procs, seed):
     torch.manual_seed(seed)
     with torch.inference_mode():
@@ -419,8 +418,8 @@ def bench_anchors(model: Any, tok: Any, prompts: list[str], work: Path, n: int =
         table[name] = row
         say(f"  {name:>16}: detected at z>=4 / p<=3.2e-5 (TPR|FPR) "
             + ", ".join(f"{L} tok {row[str(L)]['tpr']:.2f}|{row[str(L)]['fpr']:.2f}" for L in lengths)
-            + f"; detection {row['detect_tok_s']:,.0f} tok/s (per text); generation overhead "
-            f"{row['gen_overhead_pct']:+.1f} %")
+            + f"; detection {row['detect_tok_s']:,.0f} tok/s (one call per text); generation time vs "
+            f"unmarked {row['gen_overhead_pct']:+.1f} % (one run each, noisy)")
     RESULTS["anchors"] = table
 
 

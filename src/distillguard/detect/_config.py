@@ -53,6 +53,7 @@ class LinkConfig(_Strict):
     min_link_families: int = 2
     thin_min_link_families: int = 3
     fresh_min_harvest: float = 0.55
+    fresh_min_elicitation: float = 0.3
     suspicious_mean_harvest: float = 0.45
     nat_max_churn: float = 1.5
     common_email_share: float = 0.01

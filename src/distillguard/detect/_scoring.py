@@ -224,9 +224,15 @@ def assess(state: DetectorState, cfg: DetectConfig,
         fam = _FAMILY[kind_idx]
         has_fam = np.zeros((m, len(_FAMILY_NAMES)), bool)
         has_fam[acct[keep], fam[keep]] = True
-        # A fresh, unverified, harvest-like account is a kind of link of its own: account farms
-        # open them by the hundred, while a long-standing verified user has a history to lose.
-        fresh = (feats["new_account"] >= 1) & (feats["unverified"] >= 1) & (h >= lk.fresh_min_harvest)
+        # A fresh, unverified account that keeps asking for reasoning traces, grades or training
+        # data counts as a kind of link of its own: account farms open them by the hundred,
+        # while a developer trying the API writes code, not requests for training data.
+        fresh = (
+            (feats["new_account"] >= 1)
+            & (feats["unverified"] >= 1)
+            & (h >= lk.fresh_min_harvest)
+            & (feats["elicitation"] >= lk.fresh_min_elicitation)
+        )
         n_fam = has_fam.sum(axis=1) + (fresh & has_fam.any(axis=1))
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)

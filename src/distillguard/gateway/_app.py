@@ -27,7 +27,10 @@ from distillguard.gateway._store import EVENT_FIELDS, us_to_dt
 
 _MESSAGE = {
     "type": "object",
-    "required": ["role", "content"],
+    # As in OpenAI's API, an assistant turn that made tool calls may omit its content; every
+    # other role must carry it.
+    "required": ["role"],
+    "anyOf": [{"properties": {"role": {"const": "assistant"}}}, {"required": ["content"]}],
     "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]},

@@ -236,6 +236,10 @@ def parse_openai_chat(body: dict[str, Any]) -> ChatRequest:
                 f"messages[{i}].role must be one of system, developer, user, assistant, tool; got {role!r}.",
                 f"messages[{i}].role",
             )
+        if m.get("content") is None and role != "assistant":
+            # Only an assistant turn (one that made tool calls) may come without content.
+            raise invalid(f"messages[{i}].content is required for a {role} message.",
+                          f"messages[{i}].content")
         text = _text_of(m.get("content"), f"messages[{i}].content")
         if role in ("system", "developer"):
             system.append(text)
@@ -303,6 +307,8 @@ def parse_anthropic(body: dict[str, Any]) -> ChatRequest:
         role = m.get("role")
         if role not in ("user", "assistant"):
             raise invalid(f"messages.{i}.role must be 'user' or 'assistant', got {role!r}.", f"messages.{i}.role")
+        if m.get("content") is None:
+            raise invalid(f"messages.{i}.content is required.", f"messages.{i}.content")
         messages.append(Message(str(role), _text_of(m.get("content"), f"messages.{i}.content")))
     system = body.get("system")
     system_text = None if system is None else _text_of(system, "system")

@@ -48,9 +48,15 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
         graph = nx.Graph()
         for kind_i, key, acct, _sid in rows:
             kind = LINK_KINDS[int(kind_i)]
+            if kind in TEMPLATE_KINDS:
+                continue  # split on infrastructure; shared public prompt sets are what may join two operators
             graph.add_edge(("a", int(acct)), ("k", int(kind_i), int(key)),
                            weight=LINK_WEIGHT[kind])
-        parts = nx.community.louvain_communities(graph, weight="weight", seed=seed)
+        parts = (
+            nx.community.louvain_communities(graph, weight="weight", seed=seed)
+            if graph.number_of_nodes()
+            else []
+        )
         if _cut_share(graph, parts) > MAX_CUT_SHARE:
             parts = [set(graph.nodes)]
         groups = [sorted(n[1] for n in part if n[0] == "a") for part in parts]
@@ -60,7 +66,8 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
             big = [sorted(int(i) for i in idx)]
         else:
             # Accounts in fragments too small to stand alone stay with the largest community.
-            leftovers = [i for g in groups if len(g) < min_accounts for i in g]
+            placed = {i for g in big for i in g}
+            leftovers = [int(i) for i in idx if int(i) not in placed]
             big.sort(key=len, reverse=True)
             big[0] = sorted(big[0] + leftovers)
         for members in big:

@@ -20,7 +20,6 @@ from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._state import (
-    ACCOUNT_KIND_LINKS,
     COUNTERS,
     DAY_US,
     LINK_KINDS,
@@ -125,7 +124,7 @@ def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[st
     }
 
 
-def key_profiles(state: DetectorState, totals: dict[str, np.ndarray], pairs: np.ndarray,
+def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
                  cfg: DetectConfig) -> np.ndarray:
     """Harvest profile of every shared key (indexed by shared-key id).
 
@@ -138,18 +137,15 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray], pairs: np.
     kc = state.key_counts[code]
     t = {name: kc[:, i] for i, name in enumerate(COUNTERS)}
     # Traffic on a template key repeats that template by definition; an address does not.
-    link = np.full(n_keys, -1)
-    link[pairs[:, 3]] = pairs[:, 0]
-    is_template = np.isin(link, [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+    is_template = np.isin(state.sid_link[:n_keys], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
     t["template_top"] = np.where(is_template, t["n"], 0.0)
     span_days = np.maximum((state.now_us - state.key_first_ts[code]) / DAY_US, 1.0)
     t["rate"] = t["n"] / span_days / members
     for i, name in enumerate(("new_account", "risky_channel", "unverified")):
         t[name] = state.key_static[code, i] / members
     t["ip_churn"] = np.zeros(n_keys)
-    on_accounts = np.isin(pairs[:, 0], ACCOUNT_KIND_LINKS)
-    if on_accounts.any():
-        sub = pairs[on_accounts]
+    sub = state.shared_account_pairs()
+    if len(sub):
         pooled = pooled_totals(totals, sub[:, 3], sub[:, 2], n_keys)
         is_acct_key = np.zeros(n_keys, bool)
         is_acct_key[sub[:, 3]] = True
@@ -198,24 +194,23 @@ def assess(state: DetectorState, cfg: DetectConfig,
     linked = np.zeros(m, bool)
     if len(pairs):
         n_keys = state.shared_keys
-        # Only keys with a harvest-like member can turn suspicious: narrow to their pairs first
-        # (two cheap passes over all pairs; everything after works on the few that are left).
         # A key is judged by the pooled profile of the traffic behind it: early in a campaign
         # each account has sent only a request or two, but together they have sent hundreds,
         # and that is what gives them away. Only keys with enough accounts count.
         est = feats["events"] >= cfg.harvest.min_events
-        key_h = key_profiles(state, totals, pairs, cfg)
-        pairs = pairs[state.key_accounts[pairs[:, 1]] >= lk.min_accounts]
+        key_h = key_profiles(state, totals, cfg)
+        members = state.key_accounts[state.sid_code[:n_keys]]
+        candidate = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest)
+        # One pass over all pairs; everything after works on the candidates' pairs only.
+        pairs = pairs[candidate[pairs[:, 3]]]
         kind_idx, acct, sid = pairs[:, 0], pairs[:, 2], pairs[:, 3]
-        members = np.bincount(sid, minlength=n_keys)
         churn = np.bincount(sid, weights=feats["ip_churn"][acct], minlength=n_keys) / np.maximum(
             members, 1
         )
-        is_ip = np.zeros(n_keys, bool)
-        is_ip[sid[kind_idx == LINK_KINDS.index("ip")]] = True
+        is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
-        sus_key = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest) & ip_ok
+        sus_key = candidate & ip_ok
         eligible = ~est | (h >= act.min_member_harvest)
         keep = sus_key[sid] & eligible[acct]
         linked[acct[keep]] = True

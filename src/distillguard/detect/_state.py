@@ -129,12 +129,14 @@ class DetectorState:
         self.key_counts = np.zeros((0, len(COUNTERS)), np.float64)
         self.key_static = np.zeros((0, 3), np.float64)
         self.sid_code = np.zeros(0, np.int64)
+        self.sid_link = np.zeros(0, np.int64)  # link kind index of each shared key
         self.shared_keys = 0
         self.key_label: list[str] = []
         # Running event totals per (account, key) pair.
         self._pairs = pl.DataFrame(schema={"pair": pl.UInt64, "total": pl.Int64})
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
         self._shared_buf = np.zeros((1024, 4), np.int64)
+        self._acct_pairs: list[np.ndarray] = []  # the shared pairs of account kinds, kept apart
         self._shared_n = 0
         self.now_us = 0
         self.events_seen = 0
@@ -459,6 +461,7 @@ class DetectorState:
         fresh = code[second]
         self.key_sid[fresh] = np.arange(self.shared_keys, self.shared_keys + len(fresh))
         self.sid_code = np.concatenate([self.sid_code, fresh])
+        self.sid_link = np.concatenate([self.sid_link, link[second]])
         self.shared_keys += len(fresh)
         sid = self.key_sid[code]
         rows = [
@@ -467,6 +470,8 @@ class DetectorState:
         ]
         for r in rows:
             self._append_shared(r.astype(np.int64))
+        on_accounts = [r[np.isin(r[:, 0], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
+        self._acct_pairs.extend(r.astype(np.int64) for r in on_accounts if len(r))
 
     def _append_shared(self, rows: np.ndarray) -> None:
         need = self._shared_n + len(rows)
@@ -488,3 +493,9 @@ class DetectorState:
     def shared_pairs(self) -> np.ndarray:
         """(link kind index, key code, account, shared key id) rows, keys with >= 2 accounts."""
         return self._shared_buf[: self._shared_n]
+
+    def shared_account_pairs(self) -> np.ndarray:
+        """The shared pairs of account kinds (payment, e-mail, sign-up burst): few, kept apart."""
+        if len(self._acct_pairs) > 1:
+            self._acct_pairs = [np.concatenate(self._acct_pairs)]
+        return self._acct_pairs[0] if self._acct_pairs else np.zeros((0, 4), np.int64)

@@ -46,6 +46,8 @@ _EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
 ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
 _ACCT_BITS = 24  # pair id = key code << 24 | account code
 
+RECENT_SIGNUP_DAYS = 30
+
 RISKY_CHANNELS = frozenset({"education", "research", "startup"})
 
 # Rough standard-time UTC offsets by declared country, for "active during the account's night".
@@ -245,7 +247,12 @@ class DetectorState:
             if isinstance(dom, str) and dom and self._email_accounts.get(dom, 0) <= big_domain:
                 add(w, "email", acct, stable_hash("email", dom), dom)
             created = meta.get("created_at")
-            if isinstance(created, datetime):
+            # A sign-up burst says "opened for this": only accounts put to use within a month of
+            # opening count (enterprise accounts opened together years ago are not a farm).
+            recent = isinstance(created, datetime) and (
+                first_ts[acct] - created.timestamp() * 1_000_000 < RECENT_SIGNUP_DAYS * DAY_US
+            )
+            if isinstance(created, datetime) and recent:
                 channel = str(meta.get("signup_channel") or "unknown")
                 hour = created.astimezone(UTC).strftime("%Y-%m-%d %H:00")
                 add(w, "created", acct, stable_hash("created", channel, hour),

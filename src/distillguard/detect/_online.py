@@ -83,11 +83,16 @@ class OnlineDetector:
 
     def verdicts(self) -> pa.Table:
         """Current verdicts, one row per account seen (VERDICTS schema plus `evidence`)."""
+        return self.tables()[0]
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        """Current verdicts and campaigns (the scan's two tables, as of now)."""
         from distillguard.detect._communities import refine_campaigns
-        from distillguard.detect._output import verdict_table
+        from distillguard.detect._output import campaign_table, verdict_table
 
         a = refine_campaigns(self.assess(), self.config.links.min_accounts)
-        return verdict_table(self.state, a, self.config, first_flagged_us=None)
+        verdicts = verdict_table(self.state, a, self.config, first_flagged_us=None)
+        return verdicts, campaign_table(self.state, a, verdicts)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

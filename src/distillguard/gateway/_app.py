@@ -358,6 +358,10 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
         return {"ok": True, "queued": gw.capture.queue.qsize()}
 
     app.include_router(_admin_router(gw))
+    # The analyst console over this gateway's own capture, behind the admin token.
+    from distillguard.gateway._console import LiveConsole
+
+    app.mount("/console", LiveConsole(gw))
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -325,17 +325,14 @@ class DetectorState:
             .group_by("w", "acct", "hour", maintain_order=True)
             .agg(pl.len().alias("c"))
         )
-        pairs = self._event_pairs(sig, flags)
+        pairs, traffic = self._event_pairs(sig, flags)
         if new.height:
             pairs = pl.concat([pairs, self._account_keys(new)], how="diagonal_relaxed").sort(
                 "w", maintain_order=True
             )
         pairs = self._encode_keys(pairs)
-        key_counts = (
-            pairs.filter(pl.col("kind").is_in(_EVENT_KIND_IDS))
-            .group_by("w", "code", maintain_order=True)
-            .agg(*[pl.col(c).sum() for c in COUNTERS])
-        )
+        key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
+                                  maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max = self._running_totals(pairs)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
@@ -351,9 +348,13 @@ class DetectorState:
         )
 
     @staticmethod
-    def _event_pairs(sig: pl.DataFrame, flags: pl.DataFrame) -> pl.DataFrame:
-        """Long (w, kind, acct, key, label, first_ts, c, COUNTERS...) rows: how often each
-        account used each key, and what that traffic looked like."""
+    def _event_pairs(sig: pl.DataFrame,
+                     flags: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Per kind of key, grouped one kind at a time so memory stays at one kind's worth:
+
+        * pairs (w, kind, acct, key, label, first_ts, c): how often each account used each key;
+        * traffic (w, kind, key, COUNTERS...): what the traffic carrying each key looked like.
+        """
         keyed = pl.concat(
             [
                 sig.select(
@@ -364,30 +365,33 @@ class DetectorState:
                     (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
                 ),
                 flags.select("w", "acct", pl.col("last_ts").alias("ts"),
-                             *[pl.col(c).cast(pl.Float64) for c in COUNTERS]),
+                             *[pl.col(c).cast(pl.Int64) for c in COUNTERS]),
             ],
             how="horizontal",
         )
-        parts = []
+        pairs, traffic = [], []
         for kind in EVENT_KINDS:
             label = pl.col("ip_label") if kind == "ip" else pl.col("event_id")
-            parts.append(
-                keyed.select(
-                    "w",
-                    pl.lit(_KIND_ID[kind], pl.Int8).alias("kind"),
-                    "acct",
-                    pl.col(kind).cast(pl.UInt64).alias("key"),
-                    label.alias("label"),
-                    "ts",
-                    *COUNTERS,
-                ).filter(pl.col("key").is_not_null())
+            kind_id = pl.lit(_KIND_ID[kind], pl.Int8).alias("kind")
+            base = keyed.select(
+                "w", "acct", pl.col(kind).cast(pl.UInt64).alias("key"), label.alias("label"),
+                "ts", *COUNTERS,
+            ).filter(pl.col("key").is_not_null())
+            pairs.append(
+                base.group_by("w", "acct", "key", maintain_order=True)
+                .agg(pl.col("label").first(), pl.col("ts").first().alias("first_ts"),
+                     pl.len().alias("c"))
+                .with_columns(kind_id)
             )
-        long = pl.concat(parts).sort("w", maintain_order=True)
-        return long.group_by("w", "kind", "acct", "key", maintain_order=True).agg(
-            pl.col("label").first(),
-            pl.col("ts").first().alias("first_ts"),
-            pl.len().alias("c"),
-            *[pl.col(c).sum() for c in COUNTERS],
+            traffic.append(
+                base.group_by("w", "key", maintain_order=True)
+                .agg(*[pl.col(c).sum() for c in COUNTERS])
+                .with_columns(kind_id)
+            )
+        cols = ["w", "kind", "acct", "key", "label", "first_ts", "c"]
+        return (
+            pl.concat([p.select(cols) for p in pairs]).sort("w", maintain_order=True),
+            pl.concat(traffic).sort("w", maintain_order=True),
         )
 
     def _running_totals(self, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -98,3 +98,32 @@ def test_console_decisions_next_to_the_verdicts_feed_the_next_scan(tmp_path: Pat
     assert isinstance(again, pl.DataFrame)
     actions = dict(zip(again["account_id"], again["action"], strict=True))
     assert actions["h3"] == "allow" and actions["h4"] == "block"
+
+
+def test_partner_indicators_pre_flag_matching_accounts(tmp_path: Path) -> None:
+    # A partner saw the proxy pool first and shared it; here one account comes from it.
+    rows, accts = scenes.classroom(6)
+    for r in rows:
+        if r["account_id"] == "s0":
+            r["ip"] = "203.0.113.4"
+    _write_log(tmp_path / "log", rows, accts)
+    bundle = tmp_path / "partner.json"
+    bundle.write_text(json.dumps({
+        "type": "bundle", "id": "bundle--5d0a1f4e-0d5f-4d0b-9b8e-1f2a3b4c5d6e",
+        "objects": [{
+            "type": "indicator", "spec_version": "2.1",
+            "id": "indicator--0f4a3c52-5b7e-4b59-8a55-0d8e5a9f6a11",
+            "created": "2026-02-01T00:00:00.000Z", "modified": "2026-02-01T00:00:00.000Z",
+            "pattern": "[ipv4-addr:value = '203.0.113.4']", "pattern_type": "stix",
+            "valid_from": "2026-02-01T00:00:00Z", "indicator_types": ["malicious-activity"],
+        }],
+    }))
+    plain = pl.from_arrow(scan(tmp_path / "log", tmp_path / "v1").verdicts)
+    shared = pl.from_arrow(scan(tmp_path / "log", tmp_path / "v2", indicators=bundle).verdicts)
+    assert isinstance(plain, pl.DataFrame) and isinstance(shared, pl.DataFrame)
+    before = dict(zip(plain["account_id"], plain["action"], strict=True))
+    after = dict(zip(shared["account_id"], shared["action"], strict=True))
+    assert before["s0"] == "allow" and after["s0"] == "monitor"
+    assert after["s1"] == before["s1"] == "allow"
+    reasons = json.loads(shared.filter(pl.col("account_id") == "s0")["reasons"][0])
+    assert any("partners shared" in r for r in reasons)

@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
         engine: Annotated[
             str, typer.Option(help="Where the scan runs: duckdb (embedded) or spark.")
         ] = "duckdb",
+        indicators: Annotated[
+            Path | None,
+            typer.Option(help="Partners' STIX indicators (a bundle or a `share import` store)."),
+        ] = None,
     ) -> None:
         """Scan a traffic log and write per-account verdicts and detected campaigns."""
         import time
@@ -42,7 +46,8 @@ def register(app: typer.Typer) -> None:
         console = Console()
         start = time.perf_counter()
         with console.status(f"scanning {log_dir} with {name} on {eng}"):
-            result = run_scan(log_dir, out, detector=name, config=config, engine=eng)
+            result = run_scan(log_dir, out, detector=name, config=config, engine=eng,
+                              indicators=indicators)
         took = time.perf_counter() - start
         actions = result.verdicts.column("action").to_pylist()
         counts = {a: actions.count(a) for a in ("allow", "monitor", "throttle", "block")}

@@ -26,6 +26,8 @@ class OnlineDetector:
         accounts: the accounts table (sign-up metadata), if known up front.
         models: the models table (release times), if known.
         overrides: account id -> analyst decision (`benign`, `allow`, ..., `block`).
+        partners: accounts that match partners' shared indicators: watched, and one more kind
+            of link when they share keys with a campaign.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class OnlineDetector:
         accounts: pa.Table | None = None,
         models: pa.Table | None = None,
         overrides: dict[str, str] | None = None,
+        partners: set[str] | None = None,
     ) -> None:
         self.config = config if isinstance(config, DetectConfig) else load_config(config)
         self.state = DetectorState(
@@ -41,6 +44,7 @@ class OnlineDetector:
             _frame(models) if models is not None else None,
         )
         self.overrides = dict(overrides or {})
+        self.state.partners = set(partners or ())
         self._assessment: Assessment | None = None
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:

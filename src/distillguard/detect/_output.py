@@ -121,6 +121,8 @@ def verdict_table(
             "harvest": round(float(a.harvest[i]), 4),
             "features": {k: round(float(v[i]), 4) for k, v in a.features.items()},
         }
+        if state.partner[i]:
+            rs.append("matches indicators that partners shared (STIX import)")
         cid = int(a.component[i])
         if cid >= 0:
             kinds = ", ".join(sorted({_KIND_WORDS[k] for k in a.component_kinds[cid]}))

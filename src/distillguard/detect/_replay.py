@@ -82,6 +82,7 @@ def replay(
     signals: pl.DataFrame,
     overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
+    partners: set[str] | None = None,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed `signals` window by window; return the final detector and first-flag times (us)."""
     from distillguard.traffic import TrafficLog
@@ -89,7 +90,8 @@ def replay(
     log = TrafficLog(log_dir)
     accounts = log.read("accounts") if log.has("accounts") else None
     models = log.read("models") if log.has("models") else None
-    det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides)
+    det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
+                         partners=partners)
     first_flag = np.full(0, -1, np.int64)
     if signals.height == 0:
         return det, first_flag
@@ -129,19 +131,32 @@ def _example_lookup(log_dir: Path, event_ids: list[str]) -> Callable[[str], str]
 
 def graph_detector(log_dir: Path, config: Path | None = None,
                    progress: Progress | None = None,
-                   decisions_dir: Path | None = None) -> ScanResult:
+                   decisions_dir: Path | None = None,
+                   indicators: Path | None = None) -> ScanResult:
     """The default detector: harvest profiles plus a coordination graph, replayed in time."""
     return finish_scan(log_dir, config, compute_signals(log_dir, progress), progress,
-                       decisions_dir)
+                       decisions_dir, indicators)
+
+
+def partner_matches(log_dir: Path, indicators: Path | None) -> set[str]:
+    """Accounts of the log that match partners' STIX indicators (known before the scan)."""
+    if indicators is None:
+        return set()
+    from distillguard.report import load_indicators
+
+    matched = load_indicators(indicators).match_accounts(log_dir)
+    return {str(a) for a in matched.column("account_id").to_pylist()}
 
 
 def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
                 progress: Progress | None = None,
-                decisions_dir: Path | None = None) -> ScanResult:
+                decisions_dir: Path | None = None,
+                indicators: Path | None = None) -> ScanResult:
     """Replay precomputed signals and build the scan's tables (shared by every engine)."""
     cfg = load_config(config)
     overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
-    det, first_flag = replay(log_dir, cfg, signals, overrides, progress)
+    det, first_flag = replay(log_dir, cfg, signals, overrides, progress,
+                             partners=partner_matches(log_dir, indicators))
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     ids = []

@@ -17,6 +17,7 @@ def scan(
     detector: str | None = None,
     config: str | Path | None = None,
     engine: Engine = "duckdb",
+    indicators: str | Path | None = None,
 ) -> ScanResult:
     """Scan the traffic log in `log_dir` and write `verdicts` and `campaigns` to `out_dir`.
 
@@ -26,6 +27,7 @@ def scan(
         detector: a registered detector name; `DEFAULT_DETECTOR` when None.
         config: the detector's configuration file, or None for its defaults.
         engine: `duckdb` (embedded) or `spark`.
+        indicators: partners' STIX indicators; accounts matching them count as linked.
 
     Returns:
         The verdicts and campaigns as written (conformed to the format's schemas).
@@ -50,10 +52,15 @@ def scan(
     out = Path(out_dir)
     # Analysts' decisions recorded next to the previous verdicts (the console writes
     # `overrides.jsonl` there) feed this scan, for detectors that take decisions.
-    if "decisions_dir" in inspect.signature(fn).parameters:
-        result = fn(log_path, config_path, decisions_dir=out)  # type: ignore[call-arg]
-    else:
-        result = fn(log_path, config_path)
+    params = inspect.signature(fn).parameters
+    extra: dict[str, object] = {}
+    if "decisions_dir" in params:
+        extra["decisions_dir"] = out
+    if indicators is not None:
+        if "indicators" not in params:
+            raise ConfigError(f"Detector {name!r} does not use partners' indicators.")
+        extra["indicators"] = Path(indicators)
+    result = fn(log_path, config_path, **extra)  # type: ignore[call-arg]
     verdicts = conform("verdicts", result.verdicts)
     campaigns = conform("campaigns", result.campaigns)
     write_table(out, "verdicts", verdicts)

@@ -228,7 +228,9 @@ def assess(state: DetectorState, cfg: DetectConfig,
             & (h >= lk.fresh_min_harvest)
             & (feats["elicitation"] >= lk.fresh_min_elicitation)
         )
-        n_fam = has_fam.sum(axis=1) + (fresh & has_fam.any(axis=1))
+        # A match with a partner's shared indicators is one more, independent kind of link.
+        partner = state.partner[:m]
+        n_fam = has_fam.sum(axis=1) + ((fresh | partner) & has_fam.any(axis=1))
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
         keep &= n_fam[acct] >= need[acct]
@@ -266,7 +268,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
     action = np.full(m, ALLOW, np.int64)
     action[h >= act.monitor_harvest] = MONITOR
     in_comp = component >= 0
-    action[in_comp | linked] = MONITOR
+    action[in_comp | linked | state.partner[:m]] = MONITOR
     size_arr = np.zeros(m, np.int64)
     if comp_size:
         sizes = np.zeros(max(comp_size) + 1, np.int64)

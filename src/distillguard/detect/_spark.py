@@ -106,7 +106,8 @@ def spark_signals(log_dir: Path, master: str = "local[2]",
 
 def graph_detector_spark(log_dir: Path, config: Path | None = None,
                          progress: Progress | None = None,
-                         decisions_dir: Path | None = None) -> ScanResult:
+                         decisions_dir: Path | None = None,
+                         indicators: Path | None = None) -> ScanResult:
     """The default detector with its per-event work on Apache Spark."""
     return finish_scan(log_dir, config, spark_signals(log_dir, progress=progress), progress,
-                       decisions_dir)
+                       decisions_dir, indicators)

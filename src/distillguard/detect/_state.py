@@ -118,6 +118,7 @@ class DetectorState:
         self.hours = np.zeros((0, 24), np.int64)
         self.ip_count = np.zeros(0, np.int64)
         self.template_max = np.zeros(0, np.int64)
+        self.partner = np.zeros(0, bool)  # matches partners' shared indicators
         self._grow_accounts(1024)
         # Keys: dense codes over all kinds.
         self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
@@ -143,6 +144,7 @@ class DetectorState:
         self.now_us = 0
         self.events_seen = 0
         self._meta: dict[str, dict[str, object]] = {}
+        self.partners: set[str] = set()  # accounts matching partners' indicators
         self._email_accounts: dict[str, int] = {}
         if accounts is not None:
             self.add_account_metadata(accounts)
@@ -189,6 +191,7 @@ class DetectorState:
         self.offset_h = grow(self.offset_h)
         self.hours = grow(self.hours)
         self.ip_count = grow(self.ip_count)
+        self.partner = grow(self.partner)
         self.template_max = grow(self.template_max)
         self._cap = cap
 
@@ -221,6 +224,7 @@ class DetectorState:
         self.enterprise[i] = channel == "enterprise"
         self.verified[i] = bool(meta.get("verified") or False)
         self.offset_h[i] = UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
+        self.partner[i] = aid in self.partners
 
     def _account_keys(self, new: pl.DataFrame) -> pl.DataFrame:
         """Sign-up keys (payment, e-mail domain, sign-up hour) of newly seen accounts."""

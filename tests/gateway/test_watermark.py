@@ -16,7 +16,11 @@ PROMPT = "please explain in simple words how the big old house was built and why
 def test_outputs_are_watermarked_per_account(tmp_path: Path) -> None:
     from distillguard.watermark import WatermarkKey
 
-    key = WatermarkKey.generate()
+    # A short answer offers few synonym slots; take a key that changes it for acc-1, so the
+    # test can tell a watermarked answer from a plain one (a random key may keep every word).
+    plain = f"You asked: {PROMPT}"
+    key = next(k for k in (WatermarkKey.generate() for _ in range(50))
+               if k.text_watermarker("acc-1").apply(plain) != plain)
     key_file = key.save(tmp_path / "wm.key")
     cfg = GatewayConfig(db=f"sqlite:///{tmp_path / 'wm.db'}", watermark_key_file=key_file, detect=False, capture_interval=0.02)
     router = Router()
@@ -28,7 +32,6 @@ def test_outputs_are_watermarked_per_account(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{srv.server.config.port}/v1/chat/completions"
         body = {"model": "m", "max_tokens": 200, "messages": [{"role": "user", "content": PROMPT}]}
-        plain = f"You asked: {PROMPT}"
 
         def ask(k: str, stream: bool) -> str:
             r = httpx.post(url, json={**body, "stream": stream}, headers={"authorization": f"Bearer {k}"}, timeout=30)

@@ -4,11 +4,13 @@ import random
 from pathlib import Path
 
 from distillguard.localmodel import read_corpus_texts
-from distillguard.watermark import WatermarkKey, detect_lexical
+from distillguard.watermark import detect_lexical
+
+from .keys import fixed_key
 
 
 def test_stream_equals_apply_for_any_split(corpora_dir: Path) -> None:
-    key = WatermarkKey.generate()
+    key = fixed_key(102)
     wm = key.text_watermarker("acct-1")
     texts = read_corpus_texts(["sharegpt_1k"], 150, root=corpora_dir)
     rng = random.Random(0)
@@ -31,7 +33,7 @@ def test_code_urls_and_case_are_respected() -> None:
         "It is often big. Often\n```\nbig = often()\n```\nsee `often big` "
         "and https://often.example/big or well-known big-data. BIG often"
     )
-    keys = [WatermarkKey.generate() for _ in range(12)]
+    keys = [fixed_key(103 + i) for i in range(12)]
     outs = [k.text_watermarker("x").apply(text) for k in keys]
     assert any(o != text for o in outs)
     for out in outs:
@@ -44,10 +46,10 @@ def test_code_urls_and_case_are_respected() -> None:
 
 def test_dataset_detection_and_controls(corpora_dir: Path) -> None:
     texts = read_corpus_texts(["arena_hard", "sharegpt_1k"], 300, root=corpora_dir)
-    key = WatermarkKey.generate()
+    key = fixed_key(104)
     marked = [key.text_watermarker("acct-9").apply(t) for t in texts]
     det = detect_lexical(key, marked)
     assert det.scored_tuples > 50 and det.p_value < 1e-12
     assert all(p > 1e-4 for p in det.controls)
     assert detect_lexical(key, texts).p_value > 1e-3
-    assert detect_lexical(WatermarkKey.generate(), marked).p_value > 1e-3
+    assert detect_lexical(fixed_key(105), marked).p_value > 1e-3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,37 @@ def corpora_dir() -> Path:
     if not (CORPORA / "README.md").exists():
         pytest.fail(f"prompt corpora not found at {CORPORA}")
     return CORPORA
+
+
+# The tiny teacher model and its plain generations, shared by the watermark and trace tests.
+@pytest.fixture(scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    import torch
+
+    # CI and this machine have 2 shared cores: two torch threads contend badly.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def teacher(_one_torch_thread: None) -> tuple[Any, Any]:
+    from distillguard.localmodel import load_default_model
+
+    return load_default_model(progress=False)
+
+
+@pytest.fixture(scope="session")
+def prompts(corpora_dir: Path) -> list[str]:
+    from distillguard.localmodel import read_corpus_texts
+
+    return read_corpus_texts(["alpaca_5k"], 60, root=corpora_dir)[20:60]
+
+
+@pytest.fixture(scope="session")
+def plain_ids(teacher: tuple[Any, Any], prompts: list[str]) -> list[list[int]]:
+    from distillguard.localmodel import generate_ids
+
+    model, tok = teacher
+    return generate_ids(model, tok, prompts[:20], max_new_tokens=200, min_new_tokens=200, seed=0)

@@ -1,17 +1,33 @@
-"""Generation-time watermarking: a transformers LogitsProcessor over one key version."""
+"""Generation-time watermarking: a transformers LogitsProcessor over one key version.
+
+Every step runs on the device of `scores` with int64 tensor ops (`_seeding`'s `*_t`
+maps, bit-identical to the numpy maps the detector uses): no host copy, no Python loop
+over rows and no synchronisation, so the cost is a few element-wise kernels over the
+(batch, vocabulary) logits.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from transformers import LogitsProcessor
 
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._keys import KeyVersion
 from distillguard.watermark._scheme import LayerKeys
+
+
+@dataclass(frozen=True)
+class _DeviceTables:
+    """What one step needs, resident on the device of the logits."""
+
+    tok_hash: torch.Tensor  # (V,) unkeyed token hashes
+    tok_min: torch.Tensor | None  # (V,) self-hash anchor map of every token
+    account_keys: torch.Tensor | None  # (L,) key of (position i, code[i])
+    seeds: torch.Tensor | None  # (V, 1 or 2) per-context seeds when a context is one token
+    weights: torch.Tensor  # (1 or 2,) float32 logit bias of the global and account layers
 
 
 class WatermarkLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
@@ -25,7 +41,10 @@ class WatermarkLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
       r keyed uniforms (Aaronson): a sample from p itself, averaged over keys;
       steps whose context already occurred in the sequence are left unmarked.
 
-    Works on any vocabulary size (the width of `scores`) and any batch.
+    Works on any vocabulary size (the width of `scores`), any batch and any device.
+    With a one-token context (h = 1, no self-hash) the per-context seeds of both layers
+    are looked up in a table built once per device, so a step is one gather and one
+    pass of keyed hashing over the (batch, 2, vocabulary) values.
     """
 
     def __init__(self, version: KeyVersion, account_id: str | None = None) -> None:
@@ -33,56 +52,97 @@ class WatermarkLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
         self.config = version.config
         self.keys = LayerKeys.of(version)
         self.account_id = account_id
-        self.code: np.ndarray[Any, np.dtype[np.int64]] | None = None
+        self.code: list[int] | None = None
         if account_id is not None and self.config.account_delta > 0:
-            self.code = np.asarray(
-                S.account_code(
-                    version.secret,
-                    version.version,
-                    account_id,
-                    self.config.account_length,
-                    self.config.account_alphabet,
-                ),
-                dtype=np.int64,
+            self.code = S.account_code(
+                version.secret,
+                version.version,
+                account_id,
+                self.config.account_length,
+                self.config.account_alphabet,
             )
-        self._tok_hash: S.U64 | None = None
+        self._global = S.signed_key(self.keys.global_key)
+        self._account = S.signed_key(self.keys.account_key)
+        self._threshold = S.green_threshold(self.config.gamma)
+        self._tables: dict[tuple[str, int], _DeviceTables] = {}
 
-    def _hashes(self, vocab: int) -> S.U64:
-        if self._tok_hash is None or self._tok_hash.shape[0] != vocab:
-            self._tok_hash = S.token_hashes(vocab)
-        return self._tok_hash
+    def _on(self, device: torch.device, vocab: int) -> _DeviceTables:
+        cached = self._tables.get((str(device), vocab))
+        if cached is None:
+            ids = torch.arange(vocab, dtype=torch.long, device=device)
+            account_keys = None
+            if self.code is not None:
+                keys = self.keys.symbol_keys[np.arange(len(self.code)), self.code]
+                account_keys = torch.from_numpy(keys.view(np.int64).copy()).to(device)
+            cached = _DeviceTables(
+                tok_hash=S.hashes_of_tokens_t(ids),
+                tok_min=S.keyed_token_min_t(self._global, ids) if self.config.self_hash else None,
+                account_keys=account_keys,
+                seeds=None,
+                weights=torch.tensor(
+                    [self.config.delta, self.config.account_delta][: 1 + (account_keys is not None)],
+                    dtype=torch.float32,
+                    device=device,
+                ),
+            )
+            if self.config.context_width == 1 and not self.config.self_hash:
+                cached = replace(cached, seeds=self._seeds(ids[:, None], cached))
+            self._tables[(str(device), vocab)] = cached
+        return cached
+
+    def _seeds(self, windows: torch.Tensor, t: _DeviceTables) -> torch.Tensor:
+        """(B, 1 or 2): the keyed seed of each window, global layer then account layer."""
+        if t.seeds is not None:
+            return t.seeds[windows[:, 0]]
+        ctx = S.context_ids_t(windows)
+        if t.account_keys is None:
+            return S.keyed_context_t(self._global, ctx)[:, None]
+        pos = S.positions_t(S.keyed_context_t(self._account, ctx), self.config.account_length)
+        return torch.stack(
+            [S.keyed_context_t(self._global, ctx), S.keyed_context_t(t.account_keys[pos], ctx)], dim=1
+        )
+
+    def _values(self, windows: torch.Tensor, t: _DeviceTables) -> torch.Tensor:
+        """(B, 1 or 2, V): keyed value of every candidate token, global layer then account layer."""
+        seeds = self._seeds(windows, t)
+        vals = S.values_t(seeds[:, :, None], t.tok_hash)
+        if t.tok_min is not None:  # self-hash: anchor = min over the window and the candidate
+            anchor = S.umin_t(S.anchors_t(self._global, windows)[:, None], t.tok_min[None, :])
+            glob = S.values_t(S.keyed_context_t(self._global, anchor), t.tok_hash)
+            vals = torch.cat([glob[:, None], vals[:, 1:]], dim=1)
+        return vals
+
+    def green_masks(self, input_ids: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(global green (B, V), account green (B, V) or None) after each row's last window."""
+        t = self._on(input_ids.device, vocab)
+        green = S.below_t(self._values(input_ids[:, -self.config.context_width :].long(), t), self._threshold)
+        return green[:, 0], (green[:, 1] if green.shape[1] > 1 else None)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         h = self.config.context_width
         if input_ids.shape[1] < h:
             return scores
-        ids = input_ids.detach().cpu().numpy().astype(np.int64)
-        windows = ids[:, -h:]
-        ctx = S.context_ids(windows)
-        tok_hash = self._hashes(scores.shape[1])
-        bias = np.zeros(scores.shape, dtype=np.float32)
-        if self.code is not None:
-            pos = self.keys.positions(ctx)
-            keys = self.keys.symbol_keys[pos, self.code[pos]]
-            vals = S.values(S.keyed_context(keys, ctx)[:, None], tok_hash[None, :])
-            bias += np.float32(self.config.account_delta) * (S.unit(vals) < self.config.gamma)
-        glob = S.unit(self.keys.global_values_vocab(windows, ctx, tok_hash))
-        if self.config.scheme == "kgw":
-            bias += np.float32(self.config.delta) * (glob < self.config.gamma)
-            return scores + torch.from_numpy(bias).to(scores.device, scores.dtype)  # type: ignore[return-value]
-        biased = scores.detach().to(torch.float64).cpu() + torch.from_numpy(bias).to(torch.float64)
-        probs = torch.softmax(biased, dim=-1).numpy()
-        with np.errstate(divide="ignore"):
-            rank = np.log(glob) / probs  # log r / p: argmax = argmax r ** (1/p)
-        rank[probs <= 0] = -np.inf
-        choice = rank.argmax(axis=1)
+        cfg = self.config
+        t = self._on(scores.device, scores.shape[1])
+        windows = input_ids[:, -h:].long()
+        vals = self._values(windows, t)
+        if cfg.scheme == "kgw":
+            green = S.below_t(vals, self._threshold).float()
+            bias = torch.einsum("blv,l->bv", green, t.weights)
+            return scores + bias.to(scores.dtype)  # type: ignore[return-value]
+        biased: torch.Tensor = scores
+        if vals.shape[1] > 1:
+            biased = biased + S.below_t(vals[:, 1], self._threshold).to(scores.dtype) * cfg.account_delta
+        probs = torch.softmax(biased.double(), dim=-1)
+        rank = torch.log(S.unit_t(vals[:, 0])) / probs  # log r / p: argmax = argmax r ** (1/p)
+        rank = rank.masked_fill(probs <= 0, float("-inf"))
         out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0]), torch.from_numpy(choice)] = 0.0
-        if self.config.skip_repeated and ids.shape[1] > h:
-            past = sliding_window_view(ids[:, :-1], h, axis=1)  # (B, T-h, h)
-            past_ids = S.context_ids(past.reshape(-1, h)).reshape(past.shape[0], -1)
-            repeated = (past_ids == ctx[:, None]).any(axis=1)
-            if repeated.any():
-                rows = torch.from_numpy(np.nonzero(repeated)[0])
-                out[rows] = (scores[rows] + torch.from_numpy(bias[repeated]).to(scores.dtype))
+        out.scatter_(1, rank.argmax(dim=1, keepdim=True), 0.0)
+        if cfg.skip_repeated and input_ids.shape[1] > h:
+            if h == 1:
+                repeated = (input_ids[:, :-1] == input_ids[:, -1:]).any(dim=1, keepdim=True)
+            else:
+                past = S.context_ids_t(input_ids[:, :-1].long().unfold(1, h, 1))  # (B, T - h)
+                repeated = (past == S.context_ids_t(windows)[:, None]).any(dim=1, keepdim=True)
+            out = torch.where(repeated, biased, out)
         return out  # type: ignore[return-value]

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
 
 U64 = npt.NDArray[np.uint64]
 
@@ -114,3 +118,110 @@ def symbol_keys(layer_key: np.uint64, length: int, alphabet: int) -> U64:
 def hashes_of_tokens(tokens: npt.NDArray[np.int64]) -> U64:
     """`token_hashes(n)[tokens]` without building the table."""
     return mix64((tokens.astype(np.uint64) + np.uint64(1)) * _TOKEN_SALT)
+
+
+# -- the same maps on torch int64 tensors, for the generator on any device ---------------
+#
+# torch has no full uint64 arithmetic, but int64 tensors hold the same 64 bits: xor and
+# wrapping multiplication agree bit for bit, and a logical right shift is an arithmetic
+# shift with the sign-extended bits masked off. Unsigned order (min, threshold) and
+# modulo need the small adjustments below. `tests/watermark/test_seeding.py` checks that
+# every function returns the numpy function's bits, so the generator marks exactly what
+# the (numpy) detector scores, while staying on the GPU without a host sync per step.
+
+_SIGN = -(1 << 63)
+
+
+def _signed(c: np.uint64) -> int:
+    """A uint64 constant as the int64 with the same bits."""
+    v = int(c)
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_M1_T, _M2_T = _signed(_M1), _signed(_M2)
+_GOLDEN_T, _TOKEN_SALT_T, _POSITION_SALT_T = _signed(_GOLDEN), _signed(_TOKEN_SALT), _signed(_POSITION_SALT)
+
+
+def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bits."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def signed_key(key: np.uint64) -> int:
+    """A layer key as the Python int torch broadcasts (same 64 bits)."""
+    return _signed(key)
+
+
+def mix64_t(z: torch.Tensor) -> torch.Tensor:
+    """`mix64` on int64 tensors."""
+    z = (z ^ _shr(z, 30)) * _M1_T
+    z = (z ^ _shr(z, 27)) * _M2_T
+    return z ^ _shr(z, 31)
+
+
+def hashes_of_tokens_t(tokens: torch.Tensor) -> torch.Tensor:
+    """`hashes_of_tokens` on int64 tensors (`token_hashes(n)` is this of `arange(n)`)."""
+    return mix64_t((tokens.long() + 1) * _TOKEN_SALT_T)
+
+
+def context_ids_t(windows: torch.Tensor) -> torch.Tensor:
+    """`context_ids` of windows (..., h) -> (...)."""
+    acc = windows.long().new_full(windows.shape[:-1], _GOLDEN_T)
+    for j in range(windows.shape[-1]):
+        acc = mix64_t(acc ^ ((windows[..., j].long() + 1) * _TOKEN_SALT_T))
+    return acc
+
+
+def keyed_context_t(key: int | torch.Tensor, ctx_ids: torch.Tensor) -> torch.Tensor:
+    """`keyed_context`: a key (int or tensor of keys) broadcast against contexts."""
+    return mix64_t(mix64_t(ctx_ids ^ key) + _GOLDEN_T)
+
+
+def keyed_token_min_t(key: int, tokens: torch.Tensor) -> torch.Tensor:
+    """`keyed_token_min` on int64 tensors."""
+    return mix64_t(((tokens.long() + 1) * _TOKEN_SALT_T) ^ key)
+
+
+def umin_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Element-wise minimum in unsigned order (flipping the sign bit maps it onto signed order)."""
+    return (a ^ _SIGN).minimum(b ^ _SIGN) ^ _SIGN
+
+
+def anchors_t(key: int, windows: torch.Tensor) -> torch.Tensor:
+    """`anchors`: the unsigned minimum keyed hash over each window (..., h) -> (...)."""
+    h = keyed_token_min_t(key, windows)
+    return (h ^ _SIGN).amin(dim=-1) ^ _SIGN
+
+
+def values_t(seeds: torch.Tensor, tok_hash: torch.Tensor) -> torch.Tensor:
+    """`values` (broadcasting)."""
+    return mix64_t(seeds ^ tok_hash)
+
+
+def positions_t(ctx_seeds: torch.Tensor, length: int) -> torch.Tensor:
+    """`positions`: unsigned `mix64(seed ^ salt) % length` from int64 bits."""
+    z = mix64_t(ctx_seeds ^ _POSITION_SALT_T)
+    half = _shr(z, 1)  # z = 2 * half + low bit, all non-negative
+    return ((half % length) * 2 + (z & 1)) % length
+
+
+def green_threshold(gamma: float) -> int:
+    """The count T with `unit(v) < gamma` exactly when `v >> 11 < T`."""
+    lo, hi = 0, 1 << 53
+    while lo < hi:  # first x with unit(x << 11) >= gamma; unit is monotone in x
+        mid = (lo + hi) // 2
+        if float(unit(np.array([mid << 11], dtype=np.uint64))[0]) < gamma:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def below_t(v: torch.Tensor, threshold: int) -> torch.Tensor:
+    """`unit(v) < gamma` for `threshold = green_threshold(gamma)`, on int64 bits."""
+    return _shr(v, 11) < threshold
+
+
+def unit_t(v: torch.Tensor) -> torch.Tensor:
+    """`unit` on int64 bits, float64 strictly inside (0, 1)."""
+    return (_shr(v, 11).double() + 0.5) * _INV_2_53

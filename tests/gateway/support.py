@@ -21,6 +21,7 @@ from distillguard.gateway import (
     Router,
     issue_key,
 )
+from distillguard.gateway._serve import uvicorn_config
 
 ADMIN = "test-admin-token-0123456789"
 
@@ -64,7 +65,8 @@ class ServerThread:
     """A real uvicorn server running the app in a thread."""
 
     def __init__(self, app: Any, port: int) -> None:
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        # the settings `distillguard serve` uses (its coalescing HTTP protocol included)
+        cfg = uvicorn_config(app, "127.0.0.1", port, "warning", lifespan="on")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -35,6 +35,7 @@ from distillguard.enforce import (
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._keys import KeyRecord, KeyRing
+from distillguard.gateway._native import NativeStream, Rewrite, native_request, read_answer
 from distillguard.gateway._protocol import (
     PARSERS,
     Api,
@@ -47,7 +48,9 @@ from distillguard.gateway._protocol import (
     error_body,
     load_body,
     render,
+    sse_error,
 )
+from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
 from distillguard.gateway._upstream import (
     AnthropicUpstream,
@@ -190,6 +193,7 @@ class Gateway:
             self.online = OnlineLoop.create(self.policy, self.config.detect_interval, self.config.detect_config,
                                             accounts=lambda: accounts_table(self.store))
             if self.online is not None:
+                await asyncio.to_thread(self.online.warm)
                 self.capture.listeners.append(self.online.feed)
                 self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))
 
@@ -334,7 +338,8 @@ class Gateway:
         req: ChatRequest | None = None
         model = None
         try:
-            body = load_body(await self._read_body(request))
+            raw = await self._read_body(request)
+            body = load_body(raw)
             model = body.get("model") if isinstance(body.get("model"), str) else None
             req = PARSERS[api](body)
             upstream = self.router.resolve(req.model)
@@ -360,6 +365,8 @@ class Gateway:
                 cap = self.policy.degrade.max_tokens_cap
                 req.max_tokens = min(req.max_tokens or cap, cap)
             watermark = self.watermark_key is not None and not upstream.watermarks_itself
+            if api in getattr(upstream, "native_apis", ()):
+                return await self._native(api, request, rec, req, raw, body, upstream, decision, subjects, watermark, ts, t0)
             if req.stream:
                 return await self._stream(api, request, rec, req, upstream, decision, subjects, watermark, ts, t0)
             reply = await upstream.complete(req, rec.account_id)
@@ -372,6 +379,68 @@ class Gateway:
         self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
+
+    async def _native(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, raw: bytes, body: dict[str, Any],
+                      upstream: Any, decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+        """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
+        cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
+        drop_usage = req.stream and api != "messages" and not req.include_usage
+        payload = native_request(api, raw, body, req, cap, drop_usage)
+        rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
+                          self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
+        if req.stream:
+            return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), decision, subjects, ts, t0)
+        out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
+        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
+        return Response(out, 200, None, _JSON)
+
+    async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
+                             reader: NativeStream, decision: Decision, subjects: list[tuple[Scope, str]], ts: int, t0: float) -> Response:
+        agen = upstream.forward_stream(api, payload).__aiter__()
+        # As in `_stream`: an upstream that refuses or fails before answering gets an HTTP status.
+        try:
+            first: bytes = await agen.__anext__()
+        except StopAsyncIteration:
+            first = b""
+
+        async def body() -> AsyncIterator[bytes]:
+            status = CLIENT_CLOSED
+            try:
+                chunk = first
+                while True:
+                    out = reader.feed(chunk)
+                    if out:
+                        yield out
+                    if reader.done:
+                        break
+                    try:
+                        chunk = await agen.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if reader.error is not None:
+                    status = 502
+                    log.info("502 %s stream account=%s: the upstream sent an error event (%s)", api, rec.account_id, reader.error)
+                elif not reader.done:
+                    end = "message_stop" if api == "messages" else "[DONE]"
+                    raise ApiError(502, "api_error", f"The upstream model server {upstream.name} ended the stream without {end}.")
+                else:
+                    status = 200
+            except ApiError as err:
+                status = err.status
+                log.info("%d %s stream account=%s: %s", err.status, api, rec.account_id, err.message)
+                yield sse_error(api, err)
+            finally:
+                text = "".join(reader.parts)
+                pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
+                ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
+                if status == CLIENT_CLOSED:
+                    log.info("499 %s stream account=%s: client disconnected", api, rec.account_id)
+                self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
+                self.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
+                asyncio.get_running_loop().create_task(aclose_quietly(agen))
+
+        return SSEResponse(body())
 
     async def _stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Upstream,
                       decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
@@ -445,56 +514,6 @@ class Gateway:
                 self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
                 self.limiter.charge_later(subjects, (pt or est_prompt) + ct, throttled=decision.throttled)
                 # Not awaited here: after a disconnect this task is being cancelled.
-                asyncio.get_running_loop().create_task(_aclose(agen))
+                asyncio.get_running_loop().create_task(aclose_quietly(agen))
 
         return SSEResponse(body())
-
-
-class SSEResponse(Response):
-    """A text/event-stream response that cancels its body when the client goes away.
-
-    Leaner than Starlette's StreamingResponse on this ASGI version (one watcher task instead of
-    a task group with two), which matters because every streamed request pays for it.
-    """
-
-    sse_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-    def __init__(self, body: AsyncIterator[bytes]) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
-        self.stream = body
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        task = asyncio.current_task()
-        state = {"done": False, "gone": False}
-
-        async def watch() -> None:
-            while True:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    if not state["done"] and task is not None:
-                        state["gone"] = True
-                        task.cancel()
-                    return
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.sse_headers})
-            async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            state["done"] = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not state["gone"]:
-                raise
-            if task is not None:
-                task.uncancel()
-        except OSError:  # the socket went away under a write
-            await _aclose(self.stream)
-        finally:
-            state["done"] = True
-            watcher.cancel()
-
-
-async def _aclose(agen: Any) -> None:
-    with contextlib.suppress(BaseException):  # closing the upstream stream is best effort
-        await agen.aclose()

@@ -1,8 +1,14 @@
 """A mock model server speaking the OpenAI and Anthropic APIs, for tests and benchmarks.
 
 Model names choose misbehaviour: `mock-slow` answers after `slow_s` seconds, `mock-500`
-fails with HTTP 500, `mock-break` breaks its stream (or body) half way. Anything else gets
-a short fixed answer, streamed in `chunks` pieces when asked.
+fails with HTTP 500, `mock-break` breaks its stream (or body) half way. `mock-echo` answers
+with the last user message, `mock-reason` (any name ending in `-reason`) adds a reasoning trace (OpenAI
+`reasoning_content`, Anthropic `thinking` block). Anything else gets a short fixed answer,
+streamed in `chunks` pieces when asked.
+
+Tools: a request that offers `tools` gets a call of the first one (OpenAI `tool_calls`,
+Anthropic `tool_use`, streamed as the APIs stream them); a request whose last turn carries a
+tool's result gets "The tool said: RESULT".
 """
 
 from __future__ import annotations
@@ -13,16 +19,63 @@ import time
 from typing import Any
 
 ANSWER = "Hello from the mock upstream: the answer is 42."
+REASONING = "Mock reasoning: think step by step. Then answer."
+TOOL_ARGS = {"city": "Paris"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(_text(p.get("content")) if p.get("type") == "tool_result" else str(p.get("text", ""))
+                       for p in content if isinstance(p, dict))
+    return ""
+
+
+def _tool_result(body: dict[str, Any]) -> str | None:
+    """The tool result the last turn carries, if any."""
+    msgs = body.get("messages") or []
+    last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
+    if last.get("role") == "tool":
+        return _text(last.get("content"))
+    content = last.get("content")
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "tool_result":
+                return _text(part.get("content"))
+    return None
+
+
+def _answer(body: dict[str, Any], model: str) -> str:
+    result = _tool_result(body)
+    if result is not None:
+        return f"The tool said: {result}"
+    if model == "mock-echo":
+        msgs = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+        return _text(msgs[-1].get("content")) if msgs else str(body.get("prompt", ""))
+    return ANSWER
+
+
+def _pieces(text: str, chunks: int) -> list[str]:
+    words = text.split(" ")
+    per = max(1, len(words) // chunks)
+    return [" ".join(words[i:i + per]) + (" " if i + per < len(words) else "") for i in range(0, len(words), per)]
+
+
+def _tool(body: dict[str, Any]) -> str | None:
+    """The name of the tool to call: the first one offered, unless the tool already answered."""
+    tools = body.get("tools")
+    if not tools or _tool_result(body) is not None:
+        return None
+    first = tools[0] if isinstance(tools[0], dict) else {}
+    fn = first.get("function")
+    return str((fn if isinstance(fn, dict) else first).get("name", "tool"))
 
 
 def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = False) -> Any:
     """An `aiohttp.web.Application` serving `/v1/chat/completions`, `/v1/completions`,
     `/v1/messages` and `/v1/models`."""
     from aiohttp import web
-
-    words = ANSWER.split(" ")
-    per = max(1, len(words) // chunks)
-    pieces = [" ".join(words[i:i + per]) + (" " if i + per < len(words) else "") for i in range(0, len(words), per)]
 
     async def misbehave(model: str) -> web.Response | None:
         if model == "mock-slow":
@@ -43,6 +96,11 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
             return bad
         chat = request.path.endswith("/chat/completions")
         now = int(time.time())
+        text = _answer(body, model)
+        think = reasoning or model.endswith("-reason")
+        tool = _tool(body) if chat else None
+        call = {"id": "call_mock", "type": "function", "function": {"name": tool, "arguments": json.dumps(TOOL_ARGS)}}
+        finish = "tool_calls" if tool else "stop"
         if not body.get("stream"):
             if model == "mock-break":
                 resp = web.StreamResponse(headers={"content-type": "application/json", "content-length": "400"})
@@ -51,27 +109,42 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
                 break_now(request)
                 return resp
             if chat:
-                msg: dict[str, Any] = {"role": "assistant", "content": ANSWER}
-                if reasoning:
-                    msg["reasoning_content"] = "Mock reasoning: think step by step. Then answer."
-                choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": "stop"}
+                msg: dict[str, Any] = {"role": "assistant", "content": None if tool else text}
+                if tool:
+                    msg["tool_calls"] = [call]
+                if think:
+                    msg["reasoning_content"] = REASONING
+                choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": ANSWER, "finish_reason": "stop"}
+                choice = {"index": 0, "text": text, "finish_reason": "stop"}
             return web.json_response({
                 "id": "mock-1", "object": "chat.completion" if chat else "text_completion", "created": now, "model": model,
                 "choices": [choice], "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
             })
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        for i, p in enumerate(pieces):
-            if model == "mock-break" and i == 2:
-                break_now(request)
-                return resp
-            ch = {"index": 0, "delta": {"content": p}, "finish_reason": None} if chat else {"index": 0, "text": p, "finish_reason": None}
+
+        async def chunk(ch: dict[str, Any]) -> None:
             await resp.write(b"data: " + json.dumps({"id": "mock-1", "object": "chunk", "created": now, "model": model, "choices": [ch]}).encode() + b"\n\n")
-        end = {"index": 0, "delta": {}, "finish_reason": "stop"} if chat else {"index": 0, "text": "", "finish_reason": "stop"}
+
+        if think and chat:
+            await chunk({"index": 0, "delta": {"role": "assistant", "reasoning_content": REASONING}, "finish_reason": None})
+        if tool:
+            head = {**call, "index": 0, "function": {"name": tool, "arguments": ""}}
+            await chunk({"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [head]}, "finish_reason": None})
+            args = json.dumps(TOOL_ARGS)
+            for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                await chunk({"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, "finish_reason": None})
+        else:
+            for i, p in enumerate(_pieces(text, chunks)):
+                if model == "mock-break" and i == 2:
+                    break_now(request)
+                    return resp
+                await chunk({"index": 0, "delta": {"content": p}, "finish_reason": None} if chat else {"index": 0, "text": p, "finish_reason": None})
+        end = {"index": 0, "delta": {}, "finish_reason": finish} if chat else {"index": 0, "text": "", "finish_reason": "stop"}
         await resp.write(b"data: " + json.dumps({"id": "mock-1", "choices": [end]}).encode() + b"\n\n")
-        await resp.write(b"data: " + json.dumps({"id": "mock-1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + json.dumps({"id": "mock-1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -82,10 +155,20 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         bad = await misbehave(model)
         if bad is not None:
             return bad
+        text = _answer(body, model)
+        think = reasoning or model.endswith("-reason")
+        tool = _tool(body)
+        stop = "tool_use" if tool else "end_turn"
+        blocks: list[dict[str, Any]] = []
+        if think:
+            blocks.append({"type": "thinking", "thinking": REASONING, "signature": "sig"})
+        blocks.append({"type": "text", "text": "Let me look that up." if tool else text})
+        if tool:
+            blocks.append({"type": "tool_use", "id": "toolu_mock", "name": tool, "input": TOOL_ARGS})
         if not body.get("stream"):
             return web.json_response({
                 "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn", "stop_sequence": None,
+                "content": blocks, "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": 9, "output_tokens": 12},
             })
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -95,14 +178,25 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
             await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
         await ev("message_start", {"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "usage": {"input_tokens": 9, "output_tokens": 1}}})
-        await ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-        for i, p in enumerate(pieces):
-            if model == "mock-break" and i == 2:
-                break_now(request)
-                return resp
-            await ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})
-        await ev("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 12}})
+        for index, block in enumerate(blocks):
+            kind = block["type"]
+            start = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": ""} if kind == "thinking" else {**block, "input": {}}
+            await ev("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+            if kind == "thinking":
+                await ev("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": REASONING}})
+                await ev("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "sig"}})
+            elif kind == "tool_use":
+                args = json.dumps(TOOL_ARGS)
+                for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                    await ev("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})
+            else:
+                for i, p in enumerate(_pieces(block["text"], chunks)):
+                    if model == "mock-break" and i == 2:
+                        break_now(request)
+                        return resp
+                    await ev("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}})
+            await ev("content_block_stop", {"type": "content_block_stop", "index": index})
+        await ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 12}})
         await ev("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp

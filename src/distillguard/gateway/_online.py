@@ -62,6 +62,14 @@ class OnlineLoop:
             return None
         return cls(factory(config), policy, interval, accounts=accounts)
 
+    def warm(self) -> None:
+        """Do the first step's imports (networkx, pandas, polars' engine: about a second of CPU
+        holding the GIL) at start-up instead of in the middle of serving (blocking)."""
+        self.detector.verdicts()
+        if self.accounts is not None:
+            self.accounts()
+        events_table([])
+
     def feed(self, rows: list[dict[str, Any]]) -> None:
         if len(self._pending) + len(rows) > self.max_pending:
             log.warning("online detection is behind; skipping %d events", len(rows))

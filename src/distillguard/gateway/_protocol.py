@@ -3,18 +3,17 @@ stream events and errors back in each API's own shape."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Api = Literal["chat.completions", "completions", "messages"]
+import orjson
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+Api = Literal["chat.completions", "completions", "messages"]
 
 
 def dumps(obj: Any) -> bytes:
-    return _dumps(obj).encode()
+    return orjson.dumps(obj)
 
 
 @dataclass
@@ -203,8 +202,8 @@ def _stream(body: dict[str, Any]) -> bool:
 
 def load_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise invalid(f"The request body is not valid JSON ({exc}); send a JSON object.") from exc
     if not isinstance(body, dict):
         raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.")
@@ -475,7 +474,12 @@ class StreamRenderer:
         return out + b"data: [DONE]\n\n"
 
     def error(self, err: ApiError) -> bytes:
-        body = error_body(self.req.api, err)
-        if self.req.api == "messages":
-            return self._sse_anthropic("error", body)
-        return b"data: " + dumps(body) + b"\n\n"
+        return sse_error(self.req.api, err)
+
+
+def sse_error(api: Api, err: ApiError) -> bytes:
+    """The error event that ends a broken stream, in the API's own shape."""
+    body = dumps(error_body(api, err))
+    if api == "messages":
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"

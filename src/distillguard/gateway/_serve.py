@@ -2,9 +2,97 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from distillguard.gateway._config import GatewayConfig
+
+
+class CoalescingTransport:
+    """A transport wrapper whose writes made in one turn of the event loop leave in one send.
+
+    uvicorn writes a response's status line and headers, then its body, each straight to the
+    socket: two `send` syscalls for every answer, and on loopback each costs as much as
+    the gateway's own auth, limits and policy together (measured with py-spy under
+    benchmarks/bench_gateway.py). Here writes are buffered and flushed by a callback at the
+    end of the current loop turn, so headers and body (or a stream's opening and first
+    event) go out together. Everything but writing is passed to the real transport.
+    """
+
+    __slots__ = ("_transport", "_loop", "_buf")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buf: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._buf:
+            self._loop.call_soon(self.flush)
+        self._buf.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        self._buf = []
+        if not self._transport.is_closing():
+            self._transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(b) for b in self._buf)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buf = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def coalescing_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools, or h11 without it) over a `CoalescingTransport`."""
+    base: Any
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # httptools is not installed
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class CoalescingProtocol(base):  # type: ignore[misc,valid-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(CoalescingTransport(transport, self.loop))
+
+    return CoalescingProtocol
+
+
+def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", **kw: Any) -> Any:
+    """The uvicorn settings the gateway runs with (tests use the same)."""
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    kw.setdefault("timeout_graceful_shutdown", 10)
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, loop=loop,
+        http=coalescing_protocol(), server_header=False, **kw,
+    )
 
 
 def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", fast_path: bool = True) -> None:
@@ -15,13 +103,4 @@ def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, log_
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, fast_path=fast_path)
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, loop=loop,
-        http="httptools", timeout_graceful_shutdown=10, server_header=False,
-    )
+    uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from distillguard.gateway._protocol import ApiError, ChatRequest, Delta, Reply
+import orjson
+
+from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Delta, Reply
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -105,19 +106,20 @@ class _HttpUpstream:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout, 10.0), sock_read=self.timeout),
-                json_serialize=json.dumps,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
         return self._session
 
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post(self, path: str, body: dict[str, Any] | bytes) -> Any:
         import aiohttp
 
         url = self.base_url + path
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
         try:
-            resp = await self._get_session().post(url, data=json.dumps(body), headers=self._headers())
+            resp = await self._get_session().post(url, data=data, headers=self._headers())
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not answer within {self.timeout:g} s; retry later.") from exc
         except aiohttp.ClientError as exc:
@@ -137,7 +139,7 @@ class _HttpUpstream:
 
         resp = await self._post(path, body)
         try:
-            return await resp.json(content_type=None)
+            return orjson.loads(await resp.read())
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not finish its answer within {self.timeout:g} s.") from exc
         except (ValueError, aiohttp.ClientError) as exc:
@@ -169,12 +171,49 @@ class _HttpUpstream:
                             yield out
                             return
                         try:
-                            out.append((event, json.loads(data)))
+                            out.append((event, orjson.loads(data)))
                         except ValueError as exc:
                             raise ApiError(502, "api_error", f"The upstream model server {self.name} sent a malformed stream event.") from exc
                         event = ""
                 if out:
                     yield out
+        except TimeoutError as exc:
+            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.") from exc
+        finally:
+            resp.release()
+
+    # ------------------------------------------------------------ pass-through (see _native.py)
+
+    #: the client APIs this upstream speaks itself: their requests and answers pass as bytes.
+    native_apis: frozenset[str] = frozenset()
+
+    def _native_path(self, api: Api) -> str:
+        raise NotImplementedError
+
+    async def forward(self, api: Api, payload: bytes) -> bytes:
+        """POST the client's request bytes; the answer's bytes (ApiError on failure)."""
+        import aiohttp
+
+        resp = await self._post(self._native_path(api), payload)
+        try:
+            return bytes(await resp.read())
+        except TimeoutError as exc:
+            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not finish its answer within {self.timeout:g} s.") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiError(502, "api_error", f"The upstream model server {self.name} sent an unreadable answer ({type(exc).__name__}).") from exc
+        finally:
+            resp.release()
+
+    async def forward_stream(self, api: Api, payload: bytes) -> AsyncIterator[bytes]:
+        """POST the client's request bytes; yield the SSE answer's bytes as they arrive."""
+        import aiohttp
+
+        resp = await self._post(self._native_path(api), payload)
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
         except aiohttp.ClientError as exc:
@@ -190,6 +229,8 @@ class _HttpUpstream:
 class OpenAIUpstream(_HttpUpstream):
     """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, a provider's own) at `base_url` (…/v1)."""
 
+    native_apis = frozenset({"chat.completions", "completions"})
+
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "openai") -> None:
         super().__init__(name, base_url, api_key, timeout, connections)
         self._hdrs = {"content-type": "application/json"}
@@ -198,6 +239,9 @@ class OpenAIUpstream(_HttpUpstream):
 
     def _headers(self) -> dict[str, str]:
         return self._hdrs
+
+    def _native_path(self, api: Api) -> str:
+        return "/completions" if api == "completions" else "/chat/completions"
 
     def _body(self, req: ChatRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": req.model}
@@ -282,6 +326,8 @@ class OpenAIUpstream(_HttpUpstream):
 class AnthropicUpstream(_HttpUpstream):
     """An Anthropic Messages API server at `base_url` (e.g. https://api.anthropic.com)."""
 
+    native_apis = frozenset({"messages"})
+
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "anthropic") -> None:
         super().__init__(name, base_url, api_key, timeout, connections)
         self._hdrs = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
@@ -290,6 +336,9 @@ class AnthropicUpstream(_HttpUpstream):
 
     def _headers(self) -> dict[str, str]:
         return self._hdrs
+
+    def _native_path(self, api: Api) -> str:
+        return "/v1/messages"
 
     def _body(self, req: ChatRequest, stream: bool) -> dict[str, Any]:
         msgs = [{"role": "assistant" if m.role == "assistant" else "user", "content": m.content} for m in req.messages]

@@ -1,0 +1,415 @@
+"""Pass-through for an upstream that speaks the client's own API.
+
+When an OpenAI client reaches an OpenAI-compatible upstream (or an Anthropic client an
+Anthropic upstream), the gateway forwards the client's request bytes and returns the upstream's
+answer bytes as they are: nothing is re-serialised, and everything the gateway does not model
+(tools and tool calls, `response_format`, logprobs, citations, cache usage) passes through
+unchanged. The answer is still read, once, for what capture and limits need: the answer text,
+the finish reason and the upstream's token usage. It is rewritten only where policy requires:
+a degraded account loses its reasoning traces (or gets them summarised), the post-hoc
+watermark marks the answer text, and a usage chunk the gateway asked for on the client's behalf
+is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from distillguard.enforce import ThinkFilter, strip_think, summarise_reasoning
+from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Reply
+
+_REASONING_KEYS = ("reasoning_content", "reasoning")
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _finish(reason: Any) -> Any:
+    return "length" if reason in ("length", "max_tokens") else "stop"
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest, cap: int | None, add_usage: bool) -> bytes:
+    """The bytes to send upstream: the client's own, unless max_tokens must be capped or usage
+    requested in an OpenAI stream (for the token counts capture and limits need)."""
+    if cap is None and not add_usage:
+        return raw
+    out = dict(body)
+    if cap is not None:
+        name = "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
+        out[name] = min(req.max_tokens or cap, cap)
+        if name == "max_completion_tokens":
+            out.pop("max_tokens", None)
+    if add_usage:
+        so = out.get("stream_options")
+        out["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+    return orjson.dumps(out)
+
+
+@dataclass
+class Rewrite:
+    """What policy changes in an answer: reasoning withheld or summarised, text watermarked."""
+
+    degrade: bool = False
+    summarise: bool = False
+    watermarker: Any = None  # a TextWatermarker (apply(), stream())
+
+    @property
+    def active(self) -> bool:
+        return self.degrade or self.watermarker is not None
+
+    def text(self, text: str) -> tuple[str, str]:
+        """(served text, withheld inline reasoning)."""
+        inline = ""
+        if self.degrade:
+            text, inline = strip_think(text)
+        if self.watermarker is not None and text:
+            text = self.watermarker.apply(text)
+        return text, inline
+
+    def summary(self, reasoning: str) -> str | None:
+        return summarise_reasoning(reasoning) if (self.summarise and reasoning) else None
+
+
+def _bad_answer(upstream: str, why: str) -> ApiError:
+    return ApiError(502, "api_error", f"The upstream model server {upstream} sent an unreadable answer ({why}).")
+
+
+def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstream: str) -> tuple[bytes, Reply]:
+    """Read a JSON answer for capture and limits; rewrite it only where `rewrite` says so.
+
+    Returns the bytes to send to the client and the served answer (text, usage).
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _bad_answer(upstream, "not JSON") from exc
+    if not isinstance(data, dict):
+        raise _bad_answer(upstream, "not a JSON object")
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    if api == "messages":
+        content = data.get("content")
+        if not isinstance(content, list):
+            raise _bad_answer(upstream, "no content")
+        texts, reasoning = _anthropic_blocks(content, rewrite)
+        text = "".join(texts)
+        pt, ct = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+        finish = _finish(data.get("stop_reason"))
+    else:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ApiError(502, "api_error", f"The upstream model server {upstream} answered without choices.")
+        text = _openai_choice(api, choices[0], rewrite)
+        pt, ct = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        finish = _finish(choices[0].get("finish_reason"))
+        reasoning = ""
+    if rewrite.active:
+        raw = orjson.dumps(data)
+    if pt is None:
+        pt = max(1, len(req.prompt) // 4)
+    if ct is None:
+        ct = max(1, (len(text) + 3) // 4) if text else 0
+    return raw, Reply(text, reasoning, finish, pt, ct)
+
+
+def _openai_choice(api: Api, choice: dict[str, Any], rewrite: Rewrite) -> str:
+    """The choice's answer text (rewritten in place when policy says so)."""
+    if api == "completions":
+        text = choice.get("text")
+        if not isinstance(text, str):
+            return ""
+        if rewrite.active:
+            text, _ = rewrite.text(text)
+            choice["text"] = text
+        return text
+    msg = choice.get("message")
+    if not isinstance(msg, dict):
+        return ""
+    text = msg.get("content")
+    text = text if isinstance(text, str) else ""
+    if rewrite.active:
+        text, inline = rewrite.text(text)
+        if isinstance(msg.get("content"), str):
+            msg["content"] = text
+        if rewrite.degrade:
+            withheld = [r for r in (*(msg.pop(k, None) for k in _REASONING_KEYS), inline) if isinstance(r, str) and r]
+            summary = rewrite.summary("\n".join(withheld))
+            if summary is not None:
+                msg["reasoning_content"] = summary
+    return text
+
+
+def _anthropic_blocks(content: list[Any], rewrite: Rewrite) -> tuple[list[str], str]:
+    """Text of the answer's text blocks and of its thinking blocks; rewrites `content` in place."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    kept: list[Any] = []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            if rewrite.active:
+                block["text"], inline = rewrite.text(block["text"])
+                if inline:
+                    thinking.append(inline)
+            texts.append(block["text"])
+        elif kind in _THINKING_BLOCKS:
+            if isinstance(block.get("thinking"), str):
+                thinking.append(block["thinking"])
+            if rewrite.degrade:
+                continue
+        kept.append(block)
+    if rewrite.degrade:
+        summary = rewrite.summary("\n".join(thinking))
+        content[:] = ([{"type": "thinking", "thinking": summary, "signature": ""}] if summary else []) + kept
+        return texts, summary or ""
+    return texts, "\n".join(thinking)
+
+
+class NativeStream:
+    """Reads an upstream SSE stream in the client's own API as it passes through.
+
+    `feed(chunk)` returns the bytes to send on: whole events, as the upstream wrote them
+    unless they must change. It collects the answer text, the finish reason and the usage,
+    and notes the end (`[DONE]`, `message_stop`) or an upstream error event (forwarded as is).
+
+    Args:
+        api: the API of both ends.
+        rewrite: policy's changes to the answer.
+        drop_usage: the client did not ask for usage; the gateway did (OpenAI), so usage
+            chunks are removed.
+    """
+
+    def __init__(self, api: Api, rewrite: Rewrite, drop_usage: bool = False) -> None:
+        self.api = api
+        self.rewrite = rewrite
+        self.drop_usage = drop_usage
+        self.parts: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.finish = "stop"
+        self.done = False
+        self.error: str | None = None
+        self._buf = b""
+        self._edit = rewrite.active or drop_usage
+        # per text block (Anthropic) or per stream (OpenAI): think filter and watermark stream
+        self._think: ThinkFilter | None = None
+        self._wm: Any = None
+        self._tail_sent = False
+        self._dropped: set[int] = set()
+        self._shift = 0
+        self._template: dict[str, Any] | None = None
+        self._new_text_state()
+
+    def _new_text_state(self) -> None:
+        self._think = ThinkFilter() if self.rewrite.degrade else None
+        self._wm = self.rewrite.watermarker.stream() if self.rewrite.watermarker is not None else None
+
+    def _text(self, text: str) -> str:
+        if self._think is not None:
+            text = self._think.feed(text)
+        if self._wm is not None and text:
+            text = self._wm.feed(text)
+        return text
+
+    def _tail(self) -> str:
+        tail = self._think.finish() if self._think is not None else ""
+        if self._wm is not None:
+            tail = self._wm.feed(tail) + self._wm.finish() if tail else self._wm.finish()
+        self._new_text_state()
+        return tail
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:  # CRLF line ends; a CR at the end waits for its LF in the buffer
+            buf = buf.replace(b"\r\n", b"\n")
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return b""
+        whole, self._buf = buf[: end + 2], buf[end + 2:]
+        if self.done:
+            return b""
+        out: list[bytes] = []
+        start = 0
+        while start < len(whole):
+            stop = whole.index(b"\n\n", start)
+            sent = self._event(whole[start:stop])
+            start = stop + 2
+            if not self._edit:
+                if self.done:  # anything after the end is not the client's business
+                    return whole[:start]
+                continue
+            out.append(sent)
+            if self.done:
+                break
+        return whole if not self._edit else b"".join(out)
+
+    def _event(self, block: bytes) -> bytes:
+        """Read one event; return what to send for it (`block` + separator unless edited)."""
+        name = b""
+        data: list[bytes] = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                data.append(line[5:].strip())
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        raw = block + b"\n\n"
+        if not data:
+            return raw
+        payload = b"\n".join(data)
+        if payload == b"[DONE]":
+            self.done = True
+            return (self._openai_tail() if self._edit else b"") + raw
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(502, "api_error", "The upstream model server sent a malformed stream event.") from exc
+        if not isinstance(obj, dict):
+            return raw
+        if self.api == "messages":
+            return self._anthropic(name.decode(), obj, raw)
+        return self._openai(obj, raw)
+
+    # ------------------------------------------------------------ OpenAI
+
+    def _openai_tail(self) -> bytes:
+        """A last chunk with the held-back text, for a stream that ended without finishing."""
+        if self._tail_sent or self._template is None or not self.rewrite.active:
+            return b""
+        self._tail_sent = True
+        tail = self._tail()
+        if not tail:
+            return b""
+        self.parts.append(tail)
+        choice: dict[str, Any] = (
+            {"index": 0, "text": tail, "finish_reason": None} if self.api == "completions"
+            else {"index": 0, "delta": {"content": tail}, "finish_reason": None}
+        )
+        return b"data: " + orjson.dumps({**self._template, "choices": [choice]}) + b"\n\n"
+
+    def _openai(self, obj: dict[str, Any], raw: bytes) -> bytes:
+        if "error" in obj and "choices" not in obj:
+            self.error = str(obj["error"])[:200]
+            self.done = True
+            return raw
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = _int(usage.get("prompt_tokens"))
+            self.completion_tokens = _int(usage.get("completion_tokens"))
+        choices = obj.get("choices")
+        changed = False
+        if self._edit and self._template is None:
+            self._template = {k: v for k, v in obj.items() if k not in ("choices", "usage")}
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict):
+                    changed |= self._openai_choice(choice)
+        if self.drop_usage and isinstance(usage, dict):
+            if not choices:
+                return b""
+            del obj["usage"]
+            changed = True
+        return b"data: " + orjson.dumps(obj) + b"\n\n" if changed else raw
+
+    def _openai_choice(self, choice: dict[str, Any]) -> bool:
+        """Collect (and rewrite) a choice's text; True if it changed. The text held back by
+        the think filter or the watermark goes out with the chunk that finishes the choice."""
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish = _finish(finish)
+        if self.api == "completions":
+            holder, key = choice, "text"
+        else:
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                return False
+            holder, key = delta, "content"
+        text = holder.get(key)
+        text = text if isinstance(text, str) else ""
+        if not self.rewrite.active:
+            if text:
+                self.parts.append(text)
+            return False
+        changed = False
+        if self.rewrite.degrade and holder is not choice:
+            for k in _REASONING_KEYS:
+                if holder.pop(k, None) is not None:
+                    changed = True
+        new = self._text(text) if text else ""
+        if finish and not self._tail_sent:
+            self._tail_sent = True
+            new += self._tail()
+        if new != text:
+            holder[key] = new
+            changed = True
+        if new:
+            self.parts.append(new)
+        return changed
+
+    # ------------------------------------------------------------ Anthropic
+
+    def _anthropic(self, name: str, obj: dict[str, Any], raw: bytes) -> bytes:
+        kind = obj.get("type", name)
+        if kind == "message_start":
+            msg = obj.get("message")
+            usage = msg.get("usage") if isinstance(msg, dict) else None
+            if isinstance(usage, dict):
+                self.prompt_tokens = _int(usage.get("input_tokens"))
+            return raw
+        if kind == "message_delta":
+            usage = obj.get("usage")
+            if isinstance(usage, dict) and _int(usage.get("output_tokens")) is not None:
+                self.completion_tokens = usage["output_tokens"]
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self.finish = _finish(delta["stop_reason"])
+            return raw
+        if kind == "message_stop":
+            self.done = True
+            return raw
+        if kind == "error":
+            self.error = str(obj.get("error"))[:200]
+            self.done = True
+            return raw
+        index = obj.get("index")
+        if not isinstance(index, int) or kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
+            return raw
+        if kind == "content_block_start":
+            block = obj.get("content_block")
+            if self.rewrite.degrade and isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS:
+                self._dropped.add(index)
+                self._shift += 1
+                return b""
+            if self._edit:
+                self._new_text_state()
+        if index in self._dropped:
+            return b""
+        head = b""
+        changed = False
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                text = delta["text"]
+                if self.rewrite.active:
+                    new = self._text(text)
+                    changed = new != text
+                    delta["text"] = text = new
+                if text:
+                    self.parts.append(text)
+        elif kind == "content_block_stop" and self.rewrite.active:
+            tail = self._tail()
+            if tail:
+                self.parts.append(tail)
+                delta_ev = {"type": "content_block_delta", "index": index - self._shift, "delta": {"type": "text_delta", "text": tail}}
+                head = b"event: content_block_delta\ndata: " + orjson.dumps(delta_ev) + b"\n\n"
+        if self._shift:
+            obj["index"] = index - self._shift
+            changed = True
+        if not changed:
+            return head + raw
+        return head + b"event: " + str(kind).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"

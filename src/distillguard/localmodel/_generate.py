@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 
 def generate_ids(
@@ -70,32 +70,22 @@ def generate_ids(
     return out
 
 
+class SamplingOptions(TypedDict, total=False):
+    """The keyword arguments of `generate_ids` (defaults there), forwarded by `generate`."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    logits_processors: Sequence[Any] | None
+    do_sample: bool
+    temperature: float
+    top_k: int
+    seed: int | None
+    batch_size: int
+
+
 def generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 64,
-    min_new_tokens: int = 0,
-    logits_processors: Sequence[Any] | None = None,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    seed: int | None = None,
-    batch_size: int = 16,
+    model: Any, tokenizer: Any, prompts: Sequence[str], **options: Unpack[SamplingOptions]
 ) -> list[str]:
-    """The decoded continuation of each prompt; see `generate_ids` for the arguments."""
-    ids = generate_ids(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=min_new_tokens,
-        logits_processors=logits_processors,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_k=top_k,
-        seed=seed,
-        batch_size=batch_size,
-    )
+    """The decoded continuation of each prompt; `options` as for `generate_ids`."""
+    ids = generate_ids(model, tokenizer, prompts, **options)
     return [str(tokenizer.decode(row, skip_special_tokens=True)) for row in ids]

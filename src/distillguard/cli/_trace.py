@@ -112,9 +112,19 @@ def register(app: typer.Typer) -> None:
         ] = None,
         prompts: Annotated[
             Path | None,
-            typer.Option(help="Prompts (closed) or reading texts (open); default: shipped corpora."),
+            typer.Option(
+                help="Prompts (closed) or reading texts (open: best our own watermarked answers, "
+                "e.g. the harvested dataset); default: shipped corpora."
+            ),
         ] = None,
         limit: Annotated[int, typer.Option(help="How many prompts or texts to use.")] = 200,
+        reference: Annotated[
+            Path | None,
+            typer.Option(
+                help="Open model: our own unwatermarked model (same tokenizer); the suspect is "
+                "scored on the tokens it prefers over it (stronger when little marked data was used)."
+            ),
+        ] = None,
         max_tokens: Annotated[int, typer.Option(help="Answer length asked of a closed model.")] = 128,
         tokenizer: TokenizerOpt = "local",
         alpha: Alpha = 1e-6,
@@ -150,7 +160,13 @@ def register(app: typer.Typer) -> None:
                     if (local / "tokenizer.json").exists()
                     else _tokenizer(tokenizer)
                 )
-                report = radioactivity_open(key, suspect, tok, texts, alpha=alpha, subject=str(local))
+                ref = None
+                if reference is not None:
+                    ref = AutoModelForCausalLM.from_pretrained(reference)
+                    ref.eval()  # type: ignore[no-untyped-call]
+                report = radioactivity_open(
+                    key, suspect, tok, texts, reference=ref, alpha=alpha, subject=str(local)
+                )
             else:
                 assert endpoint is not None
                 answers = query_openai_compatible(

@@ -1,7 +1,8 @@
 """Tracing harvested text, datasets and suspect models back to the key and the accounts.
 
 - `trace_texts`: token layer (through the generating tokenizer) and lexical layer.
-- `radioactivity_open`: teacher-forced test of a local transformers model.
+- `radioactivity_open`: teacher-forced test of a local transformers model (`open_tuples`:
+  what it scores).
 - `radioactivity_closed`: test of a model behind an OpenAI-compatible endpoint
   (`query_openai_compatible` fetches its answers).
 - `TraceReport`: the evidence (tuples scored, controls, p-value, accounts).
@@ -11,6 +12,7 @@ from distillguard.trace._inputs import load_candidates, load_texts
 from distillguard.trace._report import TraceReport
 from distillguard.trace._trace import (
     bonferroni,
+    open_tuples,
     query_openai_compatible,
     radioactivity_closed,
     radioactivity_open,
@@ -22,6 +24,7 @@ __all__ = [
     "bonferroni",
     "load_candidates",
     "load_texts",
+    "open_tuples",
     "query_openai_compatible",
     "radioactivity_closed",
     "radioactivity_open",

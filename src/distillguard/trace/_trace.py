@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,12 +15,15 @@ from distillguard.watermark import (
     ScoredTuples,
     WatermarkDetector,
     WatermarkKey,
-    collect_tuples,
     detect_lexical,
     detect_tuples,
 )
 from distillguard.watermark import _seeding as S
+from distillguard.watermark._detect import first_of_each, flatten, unique_tuples
 from distillguard.watermark._scheme import windows_of
+
+if TYPE_CHECKING:
+    import torch
 
 
 def trace_texts(
@@ -57,17 +60,11 @@ def trace_texts(
     return TraceReport(subject=subject, layers=layers, alpha=alpha, notes=notes)
 
 
-def _predictions(
-    model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int, max_len: int
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Input tokens and the model's greedy next-token prediction at every position."""
+def _log_probs(model: Any, rows: list[list[int]], batch_size: int, pad: int) -> list[torch.Tensor]:
+    """Next-token log-probabilities of `model` at every position of each row."""
     import torch
 
-    inputs: list[list[int]] = []
-    preds: list[list[int]] = []
-    enc_all = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    rows = [list(r)[:max_len] for r in enc_all if len(r) >= 2]
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    out: list[torch.Tensor] = []
     with torch.inference_mode():
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo : lo + batch_size]
@@ -77,42 +74,70 @@ def _predictions(
             for i, r in enumerate(chunk):  # right padding: positions stay aligned
                 ids[i, : len(r)] = torch.tensor(r)
                 mask[i, : len(r)] = 1
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            best = logits.argmax(dim=-1)
-            for i, r in enumerate(chunk):
-                inputs.append(r)
-                preds.append(best[i, : len(r)].tolist())
-    return inputs, preds
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            out.extend(logp[i, : len(r)] for i, r in enumerate(chunk))
+    return out
 
 
-def _open_tuples(inputs: list[list[int]], preds: list[list[int]], h: int) -> ScoredTuples:
-    """(window of the input, predicted next token) tuples, once each, minus the input's own."""
-    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in inputs])
-    pflat = np.concatenate([np.asarray(p, dtype=np.int64) for p in preds])
-    lengths = np.array([len(r) for r in inputs], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    # window ending at flat[j] (inclusive) predicts pflat[j]: shift by one
-    windows, idx = windows_of(np.concatenate([flat, [0]]), starts, h)
-    idx_ok = idx < flat.size
-    windows, idx = windows[idx_ok], idx[idx_ok]
-    # windows_of gives the h tokens *before* idx; the prediction made after them is pflat[idx - 1]
-    tokens = pflat[idx - 1]
+def _predictions(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    reference: Any | None,
+    top_k: int,
+    batch_size: int,
+    max_len: int,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Input tokens and, at every position, the token the suspect is scored on.
+
+    Without a reference: the suspect's greedy prediction. With one: among the
+    suspect's `top_k` most likely next tokens, the one it prefers most over the
+    reference (largest log-probability ratio), which cancels what both models know of
+    the language and leaves what the suspect learned beyond it. Either choice depends
+    on the models and the text only, never on the key.
+    """
+    enc_all = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    rows = [list(r)[:max_len] for r in enc_all if len(r) >= 2]
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    suspect = _log_probs(model, rows, batch_size, pad)
+    if reference is None:
+        return rows, [lp.argmax(dim=-1).tolist() for lp in suspect]
+    preds = []
+    for lp, ref in zip(suspect, _log_probs(reference, rows, batch_size, pad), strict=True):
+        top = lp.topk(min(top_k, lp.shape[-1]), dim=-1).indices  # (n, k)
+        gain = (lp - ref).gather(-1, top)
+        preds.append(top.gather(-1, gain.argmax(dim=-1, keepdim=True))[:, 0].tolist())
+    return rows, preds
+
+
+def open_tuples(inputs: Sequence[Sequence[int]], preds: Sequence[Sequence[int]], h: int) -> ScoredTuples:
+    """(window of the input, the suspect's token after it) tuples, each scored once.
+
+    A window is read only at its *first* occurrence in each text. The text before it
+    was then produced without the window's own green list (the generator only uses a
+    window's list after the window appears), so under H0 (a suspect that never
+    learned from this key) the scored token is independent of that list, even when
+    the reading texts are our own watermarked answers. Later occurrences come after
+    text sampled with that list, which the suspect could copy in context; they are
+    dropped (counted as repeats). Tuples repeated across texts count once.
+    """
+    flat, starts = flatten(inputs)
+    pflat, _ = flatten(preds)
+    # windows_of gives the h tokens before each index; the suspect's token after reading
+    # them is its prediction at the index before (the window's last token)
+    windows, idx = windows_of(np.append(flat, 0), starts, h)
+    inside = idx < flat.size
+    windows, idx = windows[inside], idx[inside]
     ctx = S.context_ids(windows)
-    tid = S.tuple_ids(ctx, tokens)
-    _, first = np.unique(tid, return_index=True)
-    keep = np.sort(first)
-    own = collect_tuples(inputs, h)
-    own_ids = S.tuple_ids(own.ctx_ids, own.tokens)
-    inside = np.isin(tid[keep], own_ids)
-    dropped_prompt = int(inside.sum())
-    keep = keep[~inside]
-    return ScoredTuples(
-        ctx_ids=ctx[keep],
-        windows=windows[keep],
-        tokens=tokens[keep],
+    text = np.searchsorted(starts, idx - 1, side="right") - 1
+    first = first_of_each(S.tuple_ids(ctx, text))
+    return unique_tuples(
+        ctx[first],
+        windows[first],
+        pflat[idx[first] - 1],
         tokens_seen=int(flat.size),
-        dropped_repeats=int(tid.size - first.size),
-        dropped_prompt=dropped_prompt,
+        dropped_before=int(idx.size - first.size),
     )
 
 
@@ -122,6 +147,8 @@ def radioactivity_open(
     tokenizer: Any,
     texts: Sequence[str],
     *,
+    reference: Any | None = None,
+    top_k: int = 10,
     alpha: float = 1e-6,
     batch_size: int = 16,
     max_len: int | None = None,
@@ -129,20 +156,26 @@ def radioactivity_open(
 ) -> TraceReport:
     """Open-model radioactivity test (teacher forcing, after Sander et al. 2024).
 
-    The suspect model reads `texts`; at each position its greedy prediction forms a
-    (context window, predicted token) tuple, scored with the key like generated
-    text. Each tuple counts once, and tuples that occur in the texts themselves are
-    dropped, so a model that merely copies its input adds nothing. Under H0 (the
-    model never learned from text marked with this key) its predictions are
-    independent of the key and the p-value is exact.
+    The suspect reads `texts`, best our own watermarked answers (what the harvesting
+    accounts received): where a student memorised marked text, its next token repeats
+    the marked choice. At the first occurrence of each window in each text the
+    suspect's token (greedy, or with `reference` = our own unwatermarked model, the
+    top-`top_k` token it prefers most over the reference) forms a (window, token)
+    tuple, scored once with the key like generated text (`open_tuples`). Under H0
+    (the suspect never learned from text marked with this key) the p-value is exact.
     """
     limit = max_len or int(getattr(model.config, "n_positions", 512))
-    inputs, preds = _predictions(model, tokenizer, texts, batch_size, limit)
+    inputs, preds = _predictions(
+        model, tokenizer, texts, reference=reference, top_k=top_k, batch_size=batch_size, max_len=limit
+    )
     if not inputs:
         raise ConfigError("No text long enough (2 tokens) to read the model with.")
-    det = detect_tuples(key, lambda h: _open_tuples(inputs, preds, h), alpha=alpha)
+    det = detect_tuples(key, lambda h: open_tuples(inputs, preds, h), alpha=alpha)
     det.layer = "open-model"
-    notes = [f"teacher-forced on {len(inputs)} texts, greedy predictions scored"]
+    how = (
+        f"its top-{top_k} token most above the reference model" if reference is not None else "its greedy token"
+    )
+    notes = [f"teacher-forced on {len(inputs)} texts; each window's first occurrence per text, {how}"]
     return TraceReport(subject=subject, layers=[det], alpha=alpha, notes=notes)
 
 

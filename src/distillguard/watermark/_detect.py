@@ -121,7 +121,8 @@ class ScoredTuples:
     dropped_prompt: int
 
 
-def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[I64, I64]:
+def flatten(seqs: Sequence[Sequence[int]]) -> tuple[I64, I64]:
+    """(concatenated tokens, flat index where each sequence starts)."""
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     flat = (
@@ -132,33 +133,64 @@ def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[I64, I64]:
     return flat, starts
 
 
+def first_of_each(ids: S.U64) -> I64:
+    """Indices of the first occurrence of each distinct id, in order of occurrence."""
+    _, first = np.unique(ids, return_index=True)
+    return np.sort(first).astype(np.int64)
+
+
+def tuple_ids_of(seqs: Sequence[Sequence[int]], h: int) -> S.U64:
+    """Identity of every (h-window, token) tuple of `seqs` (repeats included)."""
+    flat, starts = flatten(seqs)
+    windows, idx = windows_of(flat, starts, h)
+    return S.tuple_ids(S.context_ids(windows), flat[idx])
+
+
+def unique_tuples(
+    ctx_ids: S.U64,
+    windows: I64,
+    tokens: I64,
+    *,
+    tokens_seen: int,
+    drop: S.U64 | None = None,
+    dropped_before: int = 0,
+) -> ScoredTuples:
+    """Each distinct (context, token) tuple once, minus those whose id is in `drop`.
+
+    `drop` holds the tuple ids of the prompts (`tuple_ids_of`): text copied from the
+    prompt says nothing about the key. `dropped_before` counts tuples the caller
+    already removed as repeats.
+    """
+    tid = S.tuple_ids(ctx_ids, tokens)
+    keep = first_of_each(tid)
+    dropped_repeats = int(tid.size - keep.size) + dropped_before
+    dropped_prompt = 0
+    if drop is not None and drop.size:
+        inside = np.isin(tid[keep], drop)
+        dropped_prompt = int(inside.sum())
+        keep = keep[~inside]
+    return ScoredTuples(
+        ctx_ids=ctx_ids[keep],
+        windows=windows[keep],
+        tokens=tokens[keep],
+        tokens_seen=tokens_seen,
+        dropped_repeats=dropped_repeats,
+        dropped_prompt=dropped_prompt,
+    )
+
+
 def collect_tuples(
     seqs: Sequence[Sequence[int]], h: int, prompts: Sequence[Sequence[int]] | None = None
 ) -> ScoredTuples:
     """Every (h-window, token) tuple of `seqs`, deduplicated, minus those in `prompts`."""
-    flat, starts = _flatten(seqs)
+    flat, starts = flatten(seqs)
     windows, idx = windows_of(flat, starts, h)
-    tokens = flat[idx]
-    ctx = S.context_ids(windows)
-    tid = S.tuple_ids(ctx, tokens)
-    _, first = np.unique(tid, return_index=True)
-    keep = np.sort(first)
-    dropped_repeats = int(tid.size - keep.size)
-    dropped_prompt = 0
-    if prompts:
-        pflat, pstarts = _flatten(prompts)
-        pw, pidx = windows_of(pflat, pstarts, h)
-        ptid = S.tuple_ids(S.context_ids(pw), pflat[pidx])
-        inside = np.isin(tid[keep], ptid)
-        dropped_prompt = int(inside.sum())
-        keep = keep[~inside]
-    return ScoredTuples(
-        ctx_ids=ctx[keep],
-        windows=windows[keep],
-        tokens=tokens[keep],
+    return unique_tuples(
+        S.context_ids(windows),
+        windows,
+        flat[idx],
         tokens_seen=int(flat.size),
-        dropped_repeats=dropped_repeats,
-        dropped_prompt=dropped_prompt,
+        drop=tuple_ids_of(prompts, h) if prompts else None,
     )
 
 

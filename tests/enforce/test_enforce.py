@@ -52,6 +52,31 @@ def test_request_limits_per_key_account_and_campaign() -> None:
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
+    """The fixed-window fast path and the `limits` strategy layer refuse the same requests,
+    also when per-account limits change in between (the cached plans are dropped)."""
+
+    async def run() -> None:
+        rng = random.Random(seed)
+        cfg = LimitsConfig(key=LimitSet(4, 9, None, None), account=LimitSet(6, None, None, None), campaign=LimitSet(8, 20, None, None))
+        fast, slow = Limiter(cfg), Limiter(cfg)
+        slow._fast = False
+        assert fast._fast
+        for step in range(120):
+            if step == 60:
+                for lim in (fast, slow):
+                    lim.account_overrides["a1"] = LimitSet(2, None, None, None)
+            subj = [("key", f"k{rng.randrange(3)}"), ("account", f"a{rng.randrange(2)}"), ("campaign", "C")]
+            throttled = rng.random() < 0.2
+            a, b = await fast.check(subj, throttled=throttled), await slow.check(subj, throttled=throttled)
+            assert (a.allowed, a.scope, a.subject, a.budget, a.limit) == (b.allowed, b.scope, b.subject, b.budget, b.limit), (seed, step)
+        # the same counters: one limiter's storage, read through the library
+        assert await fast._storage.get(fast._plan("n", "campaign", "C")[0][0]) > 0
+
+    asyncio.run(run())
+
+
 def test_throttle_lowers_limits_and_tokens_are_budgeted() -> None:
     async def run() -> None:
         lim = Limiter(LimitsConfig(account=LimitSet(100, None, 1000, None), throttle_factor=0.05))

@@ -11,6 +11,9 @@ from typing import Any
 
 from distillguard.gateway._store import Store
 
+#: a captured event: a tuple in EVENT_FIELDS order (the gateway's), or a mapping by field name
+EventRow = tuple[Any, ...] | dict[str, Any]
+
 log = logging.getLogger("distillguard.gateway")
 
 
@@ -27,17 +30,17 @@ class Capture:
 
     def __init__(self, store: Store, maxsize: int = 100_000, batch_size: int = 2000, interval: float = 0.25) -> None:
         self.store = store
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[EventRow] = asyncio.Queue(maxsize)
         self.batch_size = batch_size
         self.interval = interval
         self.dropped = 0
         self.written = 0
-        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+        self.listeners: list[Callable[[list[EventRow]], None]] = []
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[dict[str, Any]] | None = None
+        self._inflight: list[EventRow] | None = None
         self._closing = False
 
-    def submit(self, event: dict[str, Any]) -> bool:
+    def submit(self, event: EventRow) -> bool:
         try:
             self.queue.put_nowait(event)
             return True
@@ -51,8 +54,8 @@ class Capture:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="distillguard-capture")
 
-    def _take(self) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
+    def _take(self) -> list[EventRow]:
+        batch: list[EventRow] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(self.queue.get_nowait())
@@ -60,7 +63,7 @@ class Capture:
                 break
         return batch
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, batch: list[EventRow]) -> None:
         delay = 0.5
         while True:
             try:

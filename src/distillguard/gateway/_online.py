@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +15,21 @@ from distillguard.enforce import Policy
 log = logging.getLogger("distillguard.gateway")
 
 
-def events_table(rows: list[dict[str, Any]]) -> Any:
-    """Captured rows (store shape, `ts_us`) as an events table in the traffic log format."""
+def events_table(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> Any:
+    """Captured rows (store shape, `ts_us`; mappings or EVENT_FIELDS tuples) as an events
+    table in the traffic log format."""
     import pyarrow as pa
 
-    from distillguard.gateway._store import EVENT_FIELDS
+    from distillguard.gateway._store import EVENT_FIELDS, event_tuples
     from distillguard.traffic import EVENTS, conform
 
+    columns = list(zip(*event_tuples(rows), strict=True)) if rows else [() for _ in EVENT_FIELDS]
     cols: dict[str, Any] = {}
-    for name in EVENT_FIELDS:
+    for name, values in zip(EVENT_FIELDS, columns, strict=True):
         if name == "ts_us":
-            cols["ts"] = pa.array([r["ts_us"] for r in rows], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+            cols["ts"] = pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
         else:
-            cols[name] = pa.array([r.get(name) for r in rows], EVENTS.schema.field(name).type)
+            cols[name] = pa.array(values, EVENTS.schema.field(name).type)
     return conform("events", pa.table(cols))
 
 
@@ -42,7 +44,7 @@ class OnlineLoop:
         self.policy = policy
         self.interval = interval
         self.max_pending = max_pending
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Any] = []
         self.updates = 0
         self.events_seen = 0
         self.last_changed = 0
@@ -70,7 +72,7 @@ class OnlineLoop:
             self.accounts()
         events_table([])
 
-    def feed(self, rows: list[dict[str, Any]]) -> None:
+    def feed(self, rows: list[Any]) -> None:
         if len(self._pending) + len(rows) > self.max_pending:
             log.warning("online detection is behind; skipping %d events", len(rows))
             return
@@ -83,11 +85,14 @@ class OnlineLoop:
 
     def step(self) -> int:
         """Fold pending events into the detector and apply its verdicts (blocking); returns changes."""
-        rows, self._pending = self._pending, []
+        from distillguard.gateway._store import EVENT_FIELDS, event_tuples
+
+        rows, self._pending = event_tuples(self._pending), []
         if rows:
-            rows.sort(key=lambda r: r["ts_us"])
+            ts, account = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
+            rows.sort(key=lambda r: r[ts])
             # sign-up metadata matters to the detector: send the accounts table when new ones appear
-            new = {r["account_id"] for r in rows} - self._known
+            new = {r[account] for r in rows} - self._known
             accounts = None
             if new and self.accounts is not None:
                 accounts = self.accounts()

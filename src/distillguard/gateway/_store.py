@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("latency_ms", sa.Float()),
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
+
+
+def event_tuples(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows as tuples in EVENT_FIELDS order (capture's rows already are)."""
+    return [r if isinstance(r, tuple) else tuple(r.get(c) for c in EVENT_FIELDS) for r in rows]
 
 
 def now_us() -> int:
@@ -147,8 +152,9 @@ class Store:
 
     # ------------------------------------------------------------ events
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> int:
-        """Insert events; an event_id already stored is skipped, so retries never duplicate.
+    def insert_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> int:
+        """Insert events (mappings, or tuples in EVENT_FIELDS order as capture makes them); an
+        event_id already stored is skipped, so retries never duplicate.
 
         Returns the number of rows inserted where the driver reports it (SQLite), else -1.
         """
@@ -156,7 +162,7 @@ class Store:
             return 0
         # Straight to the driver's executemany: SQLAlchemy's per-row statement building cost
         # several times the insert itself on the capture thread.
-        values = [tuple(r.get(c) for c in EVENT_FIELDS) for r in rows]
+        values = event_tuples(rows)
         with self.engine.begin() as con:
             res = con.exec_driver_sql(self._insert_sql, values)
         return -1 if res.rowcount is None else int(res.rowcount)

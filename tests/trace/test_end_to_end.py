@@ -82,6 +82,13 @@ def test_student_is_radioactive_and_control_is_not(world: dict[str, Any], teache
     assert student.p_value <= 1e-4, student.lines()
     assert control.p_value > 0.01, control.lines()
     assert all(p > 1e-4 for p in student.layers[0].controls)
+    # reading what the accounts were served, scored on the tokens the student prefers over
+    # the teacher (valid on marked text: each window at its first occurrence per text)
+    served = [chat_prompt(r.prompt) + r.text for r in world["marked"]]
+    student = radioactivity_open(world["key"], world["student"], tok, served, reference=teacher[0])
+    control = radioactivity_open(world["key"], world["control"], tok, served, reference=teacher[0])
+    assert student.p_value <= 1e-6, student.lines()
+    assert control.p_value > 0.01, control.lines()
 
 
 def test_trace_model_cli_open_and_closed(world: dict[str, Any], teacher: tuple[Any, Any]) -> None:

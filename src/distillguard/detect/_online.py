@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._config import DetectConfig, load_config
+from distillguard.detect._links import LinkTracker
 from distillguard.detect._scoring import Assessment, assess
 from distillguard.detect._signatures import event_signals
 from distillguard.detect._state import DetectorState, Prepared
@@ -46,6 +47,8 @@ class OnlineDetector:
         self.overrides = dict(overrides or {})
         self.state.partners = set(partners or ())
         self._assessment: Assessment | None = None
+        self._with_pairs = False
+        self._links = LinkTracker()
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         """Fold new events (format columns, newer than anything fed before) into the state."""
@@ -80,9 +83,12 @@ class OnlineDetector:
             self.overrides[account_id] = decision
         self._assessment = None
 
-    def assess(self) -> Assessment:
-        if self._assessment is None:
-            self._assessment = assess(self.state, self.config, self.overrides)
+    def assess(self, with_pairs: bool = True) -> Assessment:
+        """Scores and actions as of now; `with_pairs=False` skips the evidence pairs."""
+        if self._assessment is None or (with_pairs and not self._with_pairs):
+            self._assessment = assess(self.state, self.config, self.overrides, self._links,
+                                      with_pairs)
+            self._with_pairs = with_pairs
         return self._assessment
 
     def verdicts(self) -> pa.Table:

@@ -101,7 +101,7 @@ def replay(
     for w in prep.windows.tolist():
         end = origin + (w + 1) * step
         det.apply_window(prep, w, end)
-        a = det.assess()
+        a = det.assess(with_pairs=False)
         m = det.state.size
         if len(first_flag) < m:
             first_flag = np.concatenate([first_flag, np.full(m - len(first_flag), -1, np.int64)])

@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._config import DetectConfig
+from distillguard.detect._links import LinkTracker
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
@@ -125,19 +124,21 @@ def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[st
 
 
 def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
-                 cfg: DetectConfig) -> np.ndarray:
-    """Harvest profile of every shared key (indexed by shared-key id).
+                 cfg: DetectConfig, sids: np.ndarray | None = None) -> np.ndarray:
+    """Harvest profile of shared keys: all of them (indexed by shared-key id), or `sids`.
 
     Address and template keys carry their own traffic totals (kept incrementally by the
     state); payment, e-mail and sign-up keys pool the totals of their accounts.
     """
-    n_keys = state.shared_keys
-    code = state.sid_code[:n_keys]
+    if sids is None:
+        sids = np.arange(state.shared_keys)
+    n_keys = len(sids)
+    code = state.sid_code[sids]
     members = np.maximum(state.key_accounts[code], 1).astype(np.float64)
     kc = state.key_counts[code]
     t = {name: kc[:, i] for i, name in enumerate(COUNTERS)}
     # Traffic on a template key repeats that template by definition; an address does not.
-    is_template = np.isin(state.sid_link[:n_keys], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+    is_template = np.isin(state.sid_link[sids], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
     t["template_top"] = np.where(is_template, t["n"], 0.0)
     span_days = np.maximum((state.now_us - state.key_first_ts[code]) / DAY_US, 1.0)
     t["rate"] = t["n"] / span_days / members
@@ -146,9 +147,14 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
     t["ip_churn"] = np.zeros(n_keys)
     sub = state.shared_account_pairs()
     if len(sub):
-        pooled = pooled_totals(totals, sub[:, 3], sub[:, 2], n_keys)
+        at = np.full(state.shared_keys, -1, np.int64)
+        at[sids] = np.arange(n_keys)
+        sub = sub[at[sub[:, 3]] >= 0]
+    if len(sub):
+        group = at[sub[:, 3]]
+        pooled = pooled_totals(totals, group, sub[:, 2], n_keys)
         is_acct_key = np.zeros(n_keys, bool)
-        is_acct_key[sub[:, 3]] = True
+        is_acct_key[group] = True
         for name, values in pooled.items():
             t[name] = np.where(is_acct_key, values, t[name])
     return harvest_profile(features_from_totals(t, cfg), cfg)
@@ -176,8 +182,20 @@ def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarr
 
 
 def assess(state: DetectorState, cfg: DetectConfig,
-           overrides: dict[str, str] | None = None) -> Assessment:
-    """Score every account the state knows and decide its action."""
+           overrides: dict[str, str] | None = None, links: LinkTracker | None = None,
+           with_pairs: bool = True) -> Assessment:
+    """Score every account the state knows and decide its action.
+
+    Args:
+        state: what the detector has seen.
+        cfg: thresholds and weights.
+        overrides: account id -> analyst decision.
+        links: the link bookkeeping of earlier calls on this state (with this config), which
+            makes a call cost what changed since the last one; None starts afresh.
+        with_pairs: fill `suspicious_pairs` (the evidence; a replay only needs it at the end).
+    """
+    if links is None:
+        links = LinkTracker()
     m = state.size
     totals = account_totals(state)
     feats = features_from_totals(totals, cfg)
@@ -185,40 +203,41 @@ def assess(state: DetectorState, cfg: DetectConfig,
     lk = cfg.links
     act = cfg.actions
 
-    pairs = state.shared_pairs()
     component = np.full(m, -1, np.int64)
     comp_kinds: dict[int, list[str]] = {}
     comp_size: dict[int, int] = {}
     campaign_score = np.zeros(m)
     suspicious = np.zeros((0, 4), np.int64)
     linked = np.zeros(m, bool)
-    if len(pairs):
+    if state.shared_keys:
         n_keys = state.shared_keys
         # A key is judged by the pooled profile of the traffic behind it: early in a campaign
         # each account has sent only a request or two, but together they have sent hundreds,
         # and that is what gives them away. Only keys with enough accounts count.
         est = feats["events"] >= cfg.harvest.min_events
-        key_h = key_profiles(state, totals, cfg)
         members = state.key_accounts[state.sid_code[:n_keys]]
+        crowd = np.flatnonzero(members >= lk.min_accounts)
+        key_h = np.zeros(n_keys)
+        key_h[crowd] = key_profiles(state, totals, cfg, crowd)
         candidate = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest)
-        # One pass over all pairs; everything after works on the candidates' pairs only.
-        pairs = pairs[candidate[pairs[:, 3]]]
-        kind_idx, acct, sid = pairs[:, 0], pairs[:, 2], pairs[:, 3]
-        churn = np.bincount(sid, weights=feats["ip_churn"][acct], minlength=n_keys) / np.maximum(
-            members, 1
-        )
+        pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
+        ip_pairs = pairs[links.by_key.select(pairs, candidate & is_ip)]
+        churn = np.bincount(
+            ip_pairs[:, 3], weights=feats["ip_churn"][ip_pairs[:, 2]], minlength=n_keys
+        ) / np.maximum(members, 1)
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
         sus_key = candidate & ip_ok
         eligible = ~est | (h >= act.min_member_harvest)
-        keep = sus_key[sid] & eligible[acct]
-        linked[acct[keep]] = True
+        # Per account and kind of link: its pairs on suspicious keys while it is eligible.
+        on = links.counts(pairs, sus_key, eligible) > 0
+        linked = on.sum(axis=1) > 0
         # An account joins a campaign only when two independent kinds of link tie it in (a
         # shared benchmark prompt alone makes an evaluation runner look like a member).
-        fam = _FAMILY[kind_idx]
-        has_fam = np.zeros((m, len(_FAMILY_NAMES)), bool)
-        has_fam[acct[keep], fam[keep]] = True
+        has_fam = np.column_stack(
+            [on[:, np.equal(_FAMILY, f)].any(axis=1) for f in range(len(_FAMILY_NAMES))]
+        )
         # A fresh, unverified account that keeps asking for reasoning traces, grades or training
         # data counts as a kind of link of its own: account farms open them by the hundred,
         # while a developer trying the API writes code, not requests for training data.
@@ -233,28 +252,29 @@ def assess(state: DetectorState, cfg: DetectConfig,
         n_fam = has_fam.sum(axis=1) + ((fresh | partner) & has_fam.any(axis=1))
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
-        keep &= n_fam[acct] >= need[acct]
-        suspicious = pairs[keep]
-        if len(suspicious):
-            s_acct, s_sid = suspicious[:, 2], suspicious[:, 3]
-            graph = coo_matrix(
-                (np.ones(len(suspicious)), (s_acct, m + s_sid)), shape=(m + n_keys, m + n_keys)
-            )
-            _, labels = connected_components(graph, directed=False)
-            acct_in = np.zeros(m, bool)
-            acct_in[s_acct] = True
-            comp_of_acct = np.where(acct_in, labels[:m], -1)
-            members_idx = np.flatnonzero(acct_in)
-            lab = comp_of_acct[members_idx]
-            n_lab = int(labels.max()) + 1
+        joined = linked & (n_fam >= need)
+        # Campaigns: connected components of the joined accounts' pairs on suspicious keys.
+        # (Keys with many accounts are the stable ones to hold the spanning forest together.)
+        labels = links.components(joined, 1.0 / (1.0 + members))
+        if with_pairs:
+            suspicious = pairs[links.by_key.select(pairs, sus_key)]
+            suspicious = suspicious[eligible[suspicious[:, 2]] & joined[suspicious[:, 2]]]
+        members_idx = np.flatnonzero(labels >= 0)
+        if len(members_idx):
+            lab = labels[members_idx]
+            n_lab = int(lab.max()) + 1
             size = np.bincount(lab, minlength=n_lab)
             mh = harvest_profile(
                 features_from_totals(pooled_totals(totals, lab, members_idx, n_lab), cfg), cfg
             )
-            kinds_in = np.zeros((n_lab, len(LINK_KINDS)), bool)
-            kinds_in[comp_of_acct[s_acct], suspicious[:, 0]] = True
-            fams_in = np.zeros((n_lab, len(_FAMILY_NAMES)), bool)
-            fams_in[comp_of_acct[s_acct], fam[keep]] = True
+            kinds_in = np.column_stack(
+                [np.bincount(lab, weights=on[members_idx, k], minlength=n_lab) > 0
+                 for k in range(len(LINK_KINDS))]
+            )
+            fams_in = np.column_stack(
+                [np.bincount(lab, weights=has_fam[members_idx, f], minlength=n_lab) > 0
+                 for f in range(len(_FAMILY_NAMES))]
+            )
             kinds_factor = np.minimum(1.0, 0.55 + 0.15 * fams_in.sum(axis=1))
             comp_score = mh * (1.0 - np.exp(-size / 4.0)) * kinds_factor
             ok = size >= lk.min_accounts

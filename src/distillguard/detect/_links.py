@@ -1,0 +1,240 @@
+"""Which shared pairs tie accounts into campaigns, kept up to date window after window.
+
+The scoring decides after every window of the replay. Its link rules are simple per pair (a
+pair counts when its key is suspicious and its account eligible; an account joins when enough
+kinds of link count; campaigns are the connected components of the pairs of the accounts that
+join), but the pairs number in the millions on a large log while a window adds a few
+thousand and flips few keys or accounts. `LinkTracker` keeps the per-account counts and the
+components from one window to the next and touches only the pairs whose key or account
+changed, with the same results as recomputing everything (the tests compare both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+from distillguard.detect._state import LINK_KINDS
+
+
+class PairIndex:
+    """Positions of the shared pairs grouped by one column (key sid or account).
+
+    Pairs are only ever appended. The index covers the first `n` of them, sorted by the
+    column; pairs appended since are scanned directly until they are an eighth of the
+    indexed ones, when the index is rebuilt by merging them in.
+    """
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+        self.n = 0
+        self.order = np.zeros(0, np.int64)
+        self.start = np.zeros(1, np.int64)
+
+    def select(self, pairs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Positions (ascending) of the pairs whose column value `v` has `mask[v]` True."""
+        n = len(pairs)
+        if n - self.n > max(1 << 16, self.n // 8):
+            self._rebuild(pairs)
+        values = self.start
+        sel = np.flatnonzero(mask[: len(values) - 1])
+        lo = values[sel]
+        counts = values[sel + 1] - lo
+        ends = np.cumsum(counts)
+        total = int(ends[-1]) if len(ends) else 0
+        at = np.repeat(lo - ends + counts, counts) + np.arange(total)
+        tail = self.n + np.flatnonzero(mask[pairs[self.n : n, self.column]])
+        return np.sort(np.concatenate([self.order[at], tail]))
+
+    def _rebuild(self, pairs: np.ndarray) -> None:
+        col = pairs[:, self.column]
+        tail = self.n + np.argsort(col[self.n :], kind="stable")
+        merged = np.concatenate([self.order, tail])
+        # Two runs already sorted by the column: the stable sort (timsort) merges them.
+        self.order = merged[np.argsort(col[merged], kind="stable")]
+        counts = np.bincount(col, minlength=1)
+        self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.n = len(pairs)
+
+
+@dataclass
+class Links:
+    """The outcome for one window, per account (indexed like the state's accounts)."""
+
+    linked: np.ndarray  # has a pair on a suspicious key while eligible
+    kinds: np.ndarray  # (m, len(LINK_KINDS)): such pairs per kind of link
+    label: np.ndarray  # component label (scipy's numbering) for members, -1 otherwise
+
+
+def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
+    if len(a) >= n:
+        return a
+    out = np.full((n, *a.shape[1:]), fill, a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+class LinkTracker:
+    """Per-account link counts and campaign components, updated incrementally.
+
+    `update` takes the current masks (suspicious keys, eligible accounts) and a rule for which
+    accounts join; it folds in the pairs appended since the last call and the pairs of keys
+    and accounts whose mask changed. Components only grow while no pair leaves the campaign
+    graph; when one does, they are recomputed from all the graph's pairs.
+    """
+
+    def __init__(self) -> None:
+        self.by_key = PairIndex(3)
+        self.by_acct = PairIndex(2)
+        self.n = 0
+        self.sus = np.zeros(0, bool)
+        self.elig = np.zeros(0, bool)
+        self.joined = np.zeros(0, bool)
+        self.kinds = np.zeros((0, len(LINK_KINDS)), np.int64)
+        # Component of each account and key in the campaign graph, named by its lowest account
+        # (every component has one: each pair joins an account to a key); -1 outside it.
+        self.comp = np.zeros(0, np.int64)
+        self.key_comp = np.zeros(0, np.int64)
+        # A spanning forest of the graph (account, key sid per tree edge): while no node that
+        # holds a tree together leaves, the components stay as they are.
+        self.forest = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self.rebuilds = 0
+
+    def counts(self, pairs: np.ndarray, sus: np.ndarray, elig: np.ndarray) -> np.ndarray:
+        """Fold in new pairs and changed masks; return the per-account counts by kind."""
+        m, k = len(elig), len(sus)
+        self.sus = _grow(self.sus, k, False)
+        self.elig = _grow(self.elig, m, False)
+        self.kinds = _grow(self.kinds, m, 0)
+        self.joined = _grow(self.joined, m, False)
+        self.comp = _grow(self.comp, m, -1)
+        self.key_comp = _grow(self.key_comp, k, -1)
+        old = np.union1d(self.by_key.select(pairs, sus != self.sus),
+                         self.by_acct.select(pairs, elig != self.elig))
+        old = old[old < self.n]
+        rows = pairs[old]
+        before = self.sus[rows[:, 3]] & self.elig[rows[:, 2]]
+        after = sus[rows[:, 3]] & elig[rows[:, 2]]
+        new = pairs[self.n :]
+        new_on = sus[new[:, 3]] & elig[new[:, 2]]
+        d = after.astype(np.int64) - before
+        np.add.at(self.kinds, (rows[:, 2], rows[:, 0]), d)
+        np.add.at(self.kinds, (new[new_on, 2], new[new_on, 0]), 1)
+        self._changed = (rows, before, after, new, new_on)
+        self._pairs = pairs
+        self.sus, self.elig = sus.copy(), elig.copy()
+        self.n = len(pairs)
+        return self.kinds
+
+    def components(self, joined: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Labels of the campaign graph: the pairs that count, of the accounts that join.
+
+        Call after `counts`, with the accounts that join as of now and a positive weight per
+        key (lower: more likely to stay suspicious, preferred in the spanning forest). Returns
+        per account the label scipy's `connected_components` gives over all accounts and keys
+        (accounts first), or -1 for accounts without a pair in the graph.
+        """
+        pairs = self._pairs
+        rows, before, after, new, new_on = self._changed
+        was = self.joined
+        self.joined = joined.copy()
+        sus, on = self.sus, self.elig & joined
+        comp, key_comp = self.comp, self.key_comp
+        # Nodes that leave the graph lose all their pairs at once: a key that stopped being
+        # suspicious, an account that stopped counting. Pairs only ever leave that way.
+        gone_k = (key_comp >= 0) & ~sus
+        gone_a = (comp >= 0) & ~on
+        dirty = np.zeros(len(comp), bool)  # components (by name) to recompute from their pairs
+        came = joined & ~was  # accounts whose pairs all go in
+        if gone_k.any() or gone_a.any():
+            fa, fk = self.forest
+            deg_a = np.bincount(fa, minlength=len(comp))
+            deg_k = np.bincount(fk, minlength=len(key_comp))
+            # Removing a node that holds its spanning tree together (two or more tree edges),
+            # or the account that names its component, may split or rename the component.
+            dirty[key_comp[gone_k & (deg_k >= 2)]] = True
+            dirty[comp[gone_a & (deg_a >= 2)]] = True
+            named = np.flatnonzero(gone_a)
+            dirty[named[comp[named] == named]] = True
+            # Other removed nodes are leaves of the forest: drop them and their tree edge.
+            keep = ~(gone_k[fk] | gone_a[fa])
+            fa, fk = fa[keep], fk[keep]
+            key_comp[gone_k] = -1
+            comp[gone_a] = -1
+            # A neighbour left without tree edges is taken out, its remaining pairs added again.
+            alone = (comp >= 0) & (np.bincount(fa, minlength=len(comp)) == 0)
+            comp[alone] = -1
+            key_comp[(key_comp >= 0) & (np.bincount(fk, minlength=len(key_comp)) == 0)] = -1
+            came |= alone
+            self.forest = (fa, fk)
+        parts = [rows[after & ~before & joined[rows[:, 2]]], new[new_on & joined[new[:, 2]]]]
+        if dirty.any():
+            self.rebuilds += 1
+            redo = (comp >= 0) & dirty[np.maximum(comp, 0)]
+            came |= redo
+            fa, fk = self.forest
+            keep = ~redo[fa]
+            self.forest = (fa[keep], fk[keep])
+            key_comp[(key_comp >= 0) & dirty[np.maximum(key_comp, 0)]] = -1
+            comp[redo] = -1
+        if came.any():
+            e = pairs[self.by_acct.select(pairs, came)]
+            parts.append(e[sus[e[:, 3]] & on[e[:, 2]]])
+        edges = np.concatenate(parts)
+        if len(edges):
+            self._union(edges[:, 2], edges[:, 3], weight)
+        return self._labels()
+
+    def _union(self, acct: np.ndarray, sid: np.ndarray, weight: np.ndarray) -> None:
+        comp, key_comp = self.comp, self.key_comp
+        m = len(comp)
+        # Endpoints stand for their components; an account or key outside the graph for itself
+        # (keys numbered after all accounts).
+        a_id = np.where(comp[acct] >= 0, comp[acct], acct)
+        k_id = np.where(key_comp[sid] >= 0, key_comp[sid], m + sid)
+        ids, inv = np.unique(np.concatenate([a_id, k_id]), return_inverse=True)
+        e = len(acct)
+        lo, hi = np.minimum(inv[:e], inv[e:]), np.maximum(inv[:e], inv[e:])
+        q = len(ids)
+        # One edge per pair of components, the lowest weight first; a spanning forest of them.
+        w = weight[sid]
+        order = np.lexsort((w, hi, lo))
+        code = lo[order] * q + hi[order]
+        first = np.r_[True, code[1:] != code[:-1]] & (lo[order] != hi[order])
+        pick = order[first]
+        graph = csr_matrix((w[pick], (lo[pick], hi[pick])), shape=(q, q))
+        tree = minimum_spanning_tree(graph).tocoo()
+        r, c = tree.row.astype(np.int64), tree.col.astype(np.int64)
+        chosen = pick[np.searchsorted(code[first], np.minimum(r, c) * q + np.maximum(r, c))]
+        fa, fk = self.forest
+        self.forest = (np.concatenate([fa, acct[chosen]]), np.concatenate([fk, sid[chosen]]))
+        n_comp, part = connected_components(graph, directed=False)
+        lowest = np.full(n_comp, np.iinfo(np.int64).max)
+        np.minimum.at(lowest, part, ids)  # an account: every part has one, and they come first
+        new_id = lowest[part]
+        is_acct = ids < m
+        remap = np.arange(m, dtype=np.int64)
+        remap[ids[is_acct]] = new_id[is_acct]
+        inside = comp >= 0
+        comp[inside] = remap[comp[inside]]
+        kin = key_comp >= 0
+        key_comp[kin] = remap[key_comp[kin]]
+        comp[ids[is_acct]] = new_id[is_acct]
+        key_comp[ids[~is_acct] - m] = new_id[~is_acct]
+
+    def _labels(self) -> np.ndarray:
+        comp = self.comp
+        inside = comp >= 0
+        label = np.full(len(comp), -1, np.int64)
+        if not inside.any():
+            return label
+        # scipy numbers components by their lowest node, an account outside the graph being a
+        # component of its own: lowest - accounts in the graph below it + components below it.
+        lowest = np.unique(comp[inside])
+        in_below = np.concatenate([[0], np.cumsum(inside)])
+        low = comp[inside]
+        label[inside] = low - in_below[low] + np.searchsorted(lowest, low)
+        return label

@@ -1,0 +1,69 @@
+"""The incremental link bookkeeping gives what recomputing everything would, step by step."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from distillguard.detect._links import LinkTracker, PairIndex
+from distillguard.detect._state import LINK_KINDS
+
+
+def _scratch(pairs: np.ndarray, sus: np.ndarray, on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs that count and the counts by account and kind, from all pairs."""
+    m = len(on)
+    keep = sus[pairs[:, 3]] & on[pairs[:, 2]]
+    counts = np.zeros((m, len(LINK_KINDS)), np.int64)
+    np.add.at(counts, (pairs[keep, 2], pairs[keep, 0]), 1)
+    return keep, counts
+
+
+def test_pair_index_selects_like_a_scan() -> None:
+    rng = np.random.default_rng(3)
+    index = PairIndex(3)
+    pairs = np.zeros((0, 4), np.int64)
+    for _ in range(40):
+        add = rng.integers(0, 50_000)
+        sid = rng.integers(0, 1 + len(pairs) // 20 + add // 10, add)
+        pairs = np.concatenate([pairs, np.column_stack([sid % 9, sid, sid % 7, sid])])
+        mask = rng.random(int(pairs[:, 3].max()) + 1) < 0.1
+        assert (index.select(pairs, mask) == np.flatnonzero(mask[pairs[:, 3]])).all()
+
+
+def test_link_tracker_matches_recomputing_every_step() -> None:
+    rng = np.random.default_rng(7)
+    tracker = LinkTracker()
+    pairs = np.zeros((0, 4), np.int64)
+    m = k = 0
+    for step in range(120):
+        # New accounts and keys; new pairs, mostly among a few busy keys so components form.
+        m += int(rng.integers(0, 4))
+        k += int(rng.integers(0, 6))
+        if m == 0 or k == 0:
+            continue
+        n_new = int(rng.integers(0, 25))
+        acct = rng.integers(0, m, n_new)
+        sid = np.minimum(rng.geometric(0.15, n_new) - 1, k - 1)
+        pairs = np.concatenate(
+            [pairs, np.column_stack([rng.integers(0, len(LINK_KINDS), n_new), sid, acct, sid])]
+        )
+        # Masks that flip back and forth, as scores hover around their thresholds.
+        sus = rng.random(k) < (0.5 if step % 7 else 0.9)
+        elig = rng.random(m) < 0.85
+        counts = tracker.counts(pairs, sus, elig)
+        keep, want_counts = _scratch(pairs, sus, elig)
+        assert (counts == want_counts).all()
+        joined = (counts.sum(axis=1) > 0) & (rng.random(m) < 0.8)
+        labels = tracker.components(joined, 1.0 / (1.0 + rng.integers(1, 9, k)))
+        edges = pairs[keep & joined[pairs[:, 2]]]
+        want = np.full(m, -1)
+        if len(edges):
+            graph = coo_matrix((np.ones(len(edges)), (edges[:, 2], m + edges[:, 3])),
+                               shape=(m + k, m + k))
+            _, lab = connected_components(graph, directed=False)
+            inside = np.zeros(m, bool)
+            inside[edges[:, 2]] = True
+            want = np.where(inside, lab[:m], -1)
+        assert (labels == want).all(), step
+    assert tracker.rebuilds > 0  # components were split and recomputed, not only grown

@@ -142,6 +142,7 @@ STREAM = (
 def test_stream_reader_is_indifferent_to_how_the_bytes_arrive(size: int) -> None:
     reader = NativeStream("chat.completions", Rewrite())
     out = b"".join(reader.feed(STREAM[i:i + size]) for i in range(0, len(STREAM), size))
+    reader.settle()
     assert out == STREAM.replace(b"\r\n", b"\n").split(b'data: {"after"')[0]
     assert (reader.done, "".join(reader.parts), reader.finish, reader.prompt_tokens, reader.completion_tokens) == (True, "Hello", "length", 3, 2)
     dropping = NativeStream("chat.completions", Rewrite(), drop_usage=True)

@@ -438,6 +438,7 @@ class Gateway:
                 log.info("%d %s stream account=%s: %s", err.status, api, rec.account_id, err.message)
                 yield sse_error(api, err)
             finally:
+                reader.settle()
                 text = "".join(reader.parts)
                 pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
                 ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
@@ -445,7 +446,10 @@ class Gateway:
                     log.info("499 %s stream account=%s: client disconnected", api, rec.account_id)
                 self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
                 self.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
-                asyncio.get_running_loop().create_task(aclose_quietly(agen))
+                if status == CLIENT_CLOSED:  # this task is being cancelled: close in another
+                    asyncio.get_running_loop().create_task(aclose_quietly(agen))
+                else:
+                    await aclose_quietly(agen)
 
         return SSEResponse(body())
 

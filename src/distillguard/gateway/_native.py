@@ -13,6 +13,7 @@ is removed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,13 @@ from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Reply
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _loads_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _finish(reason: Any) -> Any:
@@ -170,12 +178,27 @@ def _anthropic_blocks(content: list[Any], rewrite: Rewrite) -> tuple[list[str], 
     return texts, "\n".join(thinking)
 
 
+_DATA = re.compile(rb"^data:[ ]?(.+)$", re.MULTILINE)
+
+
+class _Events:
+    """Complete SSE events that passed unchanged, kept to be read in `settle`."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class NativeStream:
     """Reads an upstream SSE stream in the client's own API as it passes through.
 
     `feed(chunk)` returns the bytes to send on: whole events, as the upstream wrote them
-    unless they must change. It collects the answer text, the finish reason and the usage,
-    and notes the end (`[DONE]`, `message_stop`) or an upstream error event (forwarded as is).
+    unless they must change. It notes the end (`[DONE]`, `message_stop`) or an upstream error
+    event (forwarded as is); `settle()` then gives the answer text (`parts`), the finish
+    reason and the usage. Events that pass unchanged are parsed once, all together, when the
+    stream has ended (one JSON call instead of one per event); events that policy rewrites
+    are parsed as they pass.
 
     Args:
         api: the API of both ends.
@@ -203,7 +226,52 @@ class NativeStream:
         self._dropped: set[int] = set()
         self._shift = 0
         self._template: dict[str, Any] | None = None
+        self._deferred: list[_Events | bytes | dict[str, Any]] = []
+        marks = [b"message_stop"] if api == "messages" else [b"[DONE]"]
+        self._marks = (*marks, b'"error"', *((b'"usage"',) if drop_usage else ()))
         self._new_text_state()
+
+    def settle(self) -> None:
+        """Read the events kept for later: text, finish reason, usage (idempotent)."""
+        items, self._deferred = self._deferred, []
+        if not items:
+            return
+        raws: list[bytes] = []
+        given: list[tuple[int, dict[str, Any]]] = []  # events already parsed, and where
+        for item in items:
+            if isinstance(item, _Events):
+                raws += _DATA.findall(item.data)
+            elif isinstance(item, bytes):
+                raws.append(item)
+            else:
+                given.append((len(raws), item))
+                raws.append(b"null")
+        try:
+            objs: list[Any] = orjson.loads(b"[" + b",".join(raws) + b"]")
+        except orjson.JSONDecodeError:  # one bad event: read the others one by one
+            objs = [_loads_or_none(p) for p in raws]
+        for i, obj in given:
+            objs[i] = obj
+        if self.api == "messages":
+            for obj in objs:
+                if isinstance(obj, dict):
+                    self._collect_anthropic(obj)
+            return
+        # OpenAI: the usual chunk read inline (one choice, a delta or a text); others in full
+        parts = self.parts
+        chat = self.api == "chat.completions"
+        for obj in objs:
+            try:
+                choice = obj["choices"][0]
+                text = choice["delta"].get("content") if chat else choice.get("text")
+                if choice.get("finish_reason") or "usage" in obj or len(obj["choices"]) > 1:
+                    raise LookupError
+            except (LookupError, TypeError, AttributeError):
+                if isinstance(obj, dict):
+                    self._collect_openai(obj)
+                continue
+            if text and isinstance(text, str):
+                parts.append(text)
 
     def _new_text_state(self) -> None:
         self._think = ThinkFilter() if self.rewrite.degrade else None
@@ -234,46 +302,85 @@ class NativeStream:
         whole, self._buf = buf[: end + 2], buf[end + 2:]
         if self.done:
             return b""
-        out: list[bytes] = []
-        start = 0
-        while start < len(whole):
-            stop = whole.index(b"\n\n", start)
-            sent = self._event(whole[start:stop])
-            start = stop + 2
-            if not self._edit:
-                if self.done:  # anything after the end is not the client's business
-                    return whole[:start]
-                continue
-            out.append(sent)
-            if self.done:
-                break
-        return whole if not self._edit else b"".join(out)
+        if self.rewrite.active:
+            return self._events(whole)
+        # Unchanged events pass as they are and are read in settle(); only the events from the
+        # first one that may end the stream, carry an error or a usage to drop are read now.
+        cut = len(whole)
+        for mark in self._marks:
+            i = whole.find(mark)
+            if 0 <= i < cut:
+                cut = i
+        if cut == len(whole):
+            self._deferred.append(_Events(whole))
+            return whole
+        cut = whole.rfind(b"\n\n", 0, cut) + 2 if cut else 0
+        cut = 0 if cut == 1 else cut  # no separator before the mark
+        if cut:
+            self._deferred.append(_Events(whole[:cut]))
+        return whole[:cut] + self._events(whole[cut:])
 
-    def _event(self, block: bytes) -> bytes:
-        """Read one event; return what to send for it (`block` + separator unless edited)."""
+    def _events(self, whole: bytes) -> bytes:
+        """Read complete events one by one; the bytes to send for them."""
+        out: list[bytes] | None = None  # built only once an event changes
+        sent_upto = 0
+        for block in whole[:-2].split(b"\n\n"):
+            new = self._event(block)
+            if new is not None and out is None:
+                out = [whole[:sent_upto]]
+            if out is not None:
+                out.append(block + b"\n\n" if new is None else new)
+            sent_upto += len(block) + 2
+            if self.done:  # anything after the end is not the client's business
+                break
+        if out is None:
+            return whole if sent_upto >= len(whole) else whole[:sent_upto]
+        return b"".join(out)
+
+    def _event(self, block: bytes) -> bytes | None:
+        """Read one event; None to send it as it came, else the bytes to send instead."""
         name = b""
-        data: list[bytes] = []
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[5:].strip())
-            elif line.startswith(b"event:"):
-                name = line[6:].strip()
-        raw = block + b"\n\n"
-        if not data:
-            return raw
-        payload = b"\n".join(data)
+        if block.startswith(b"event: "):
+            nl = block.find(b"\n")
+            name, rest = (block[7:nl], block[nl + 1:]) if nl > 0 else (block[7:], b"")
+        else:
+            rest = block
+        if rest.startswith(b"data: ") and b"\n" not in rest:  # the usual one-line data
+            payload = rest[6:]
+        else:
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].strip())
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip()
+            if not data:
+                return None
+            payload = b"\n".join(data)
         if payload == b"[DONE]":
             self.done = True
-            return (self._openai_tail() if self._edit else b"") + raw
+            tail = self._openai_tail() if self.rewrite.active else b""
+            return tail + block + b"\n\n" if tail else None
+        if not self.rewrite.active:
+            if self.api == "messages":
+                if name == b"message_stop":
+                    self.done = True
+                    return None
+                if name not in (b"error", b"") and b'"error"' not in payload[:40]:
+                    self._deferred.append(payload)
+                    return None
+            elif b'"error"' not in payload and not (self.drop_usage and b'"usage"' in payload):
+                self._deferred.append(payload)
+                return None
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise ApiError(502, "api_error", "The upstream model server sent a malformed stream event.") from exc
         if not isinstance(obj, dict):
-            return raw
+            return None
         if self.api == "messages":
-            return self._anthropic(name.decode(), obj, raw)
-        return self._openai(obj, raw)
+            return self._anthropic(name.decode(), obj, block)
+        return self._openai(obj)
 
     # ------------------------------------------------------------ OpenAI
 
@@ -292,29 +399,51 @@ class NativeStream:
         )
         return b"data: " + orjson.dumps({**self._template, "choices": [choice]}) + b"\n\n"
 
-    def _openai(self, obj: dict[str, Any], raw: bytes) -> bytes:
+    def _openai(self, obj: dict[str, Any]) -> bytes | None:
         if "error" in obj and "choices" not in obj:
             self.error = str(obj["error"])[:200]
             self.done = True
-            return raw
+            return None
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.prompt_tokens = _int(usage.get("prompt_tokens"))
             self.completion_tokens = _int(usage.get("completion_tokens"))
         choices = obj.get("choices")
         changed = False
-        if self._edit and self._template is None:
-            self._template = {k: v for k, v in obj.items() if k not in ("choices", "usage")}
-        if isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, dict):
-                    changed |= self._openai_choice(choice)
+        if not self.rewrite.active:
+            self._deferred.append(obj)  # its text is read in settle(), in order
+        else:
+            if self._template is None:
+                self._template = {k: v for k, v in obj.items() if k not in ("choices", "usage")}
+            if isinstance(choices, list):
+                for choice in choices:
+                    if isinstance(choice, dict):
+                        changed |= self._openai_choice(choice)
         if self.drop_usage and isinstance(usage, dict):
             if not choices:
                 return b""
             del obj["usage"]
             changed = True
-        return b"data: " + orjson.dumps(obj) + b"\n\n" if changed else raw
+        return b"data: " + orjson.dumps(obj) + b"\n\n" if changed else None
+
+    def _collect_openai(self, obj: dict[str, Any]) -> None:
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = _int(usage.get("prompt_tokens"))
+            self.completion_tokens = _int(usage.get("completion_tokens"))
+        choices = obj.get("choices")
+        if not choices or not isinstance(choices, list):
+            return
+        chat = self.api != "completions"
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self.finish = _finish(choice["finish_reason"])
+            holder = choice.get("delta") if chat else choice
+            text = holder.get("content" if chat else "text") if isinstance(holder, dict) else None
+            if text and isinstance(text, str):
+                self.parts.append(text)
 
     def _openai_choice(self, choice: dict[str, Any]) -> bool:
         """Collect (and rewrite) a choice's text; True if it changed. The text held back by
@@ -353,35 +482,48 @@ class NativeStream:
 
     # ------------------------------------------------------------ Anthropic
 
-    def _anthropic(self, name: str, obj: dict[str, Any], raw: bytes) -> bytes:
-        kind = obj.get("type", name)
+    def _collect_anthropic(self, obj: dict[str, Any]) -> None:
+        kind = obj.get("type")
         if kind == "message_start":
             msg = obj.get("message")
             usage = msg.get("usage") if isinstance(msg, dict) else None
             if isinstance(usage, dict):
                 self.prompt_tokens = _int(usage.get("input_tokens"))
-            return raw
-        if kind == "message_delta":
+        elif kind == "message_delta":
             usage = obj.get("usage")
             if isinstance(usage, dict) and _int(usage.get("output_tokens")) is not None:
                 self.completion_tokens = usage["output_tokens"]
             delta = obj.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self.finish = _finish(delta["stop_reason"])
-            return raw
+        elif kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if text and isinstance(text, str):
+                    self.parts.append(text)
+
+    def _anthropic(self, name: str, obj: dict[str, Any], block: bytes) -> bytes | None:
+        kind = obj.get("type", name)
+        if not self.rewrite.active and kind not in ("message_stop", "error"):
+            self._deferred.append(obj)  # read in settle(), in order
+            return None
+        if kind in ("message_start", "message_delta"):
+            self._collect_anthropic(obj)
+            return None
         if kind == "message_stop":
             self.done = True
-            return raw
+            return None
         if kind == "error":
             self.error = str(obj.get("error"))[:200]
             self.done = True
-            return raw
+            return None
         index = obj.get("index")
         if not isinstance(index, int) or kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
-            return raw
+            return None
         if kind == "content_block_start":
-            block = obj.get("content_block")
-            if self.rewrite.degrade and isinstance(block, dict) and block.get("type") in _THINKING_BLOCKS:
+            started = obj.get("content_block")
+            if self.rewrite.degrade and isinstance(started, dict) and started.get("type") in _THINKING_BLOCKS:
                 self._dropped.add(index)
                 self._shift += 1
                 return b""
@@ -411,5 +553,5 @@ class NativeStream:
             obj["index"] = index - self._shift
             changed = True
         if not changed:
-            return head + raw
+            return head + block + b"\n\n" if head else None
         return head + b"event: " + str(kind).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"

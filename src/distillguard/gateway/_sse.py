@@ -19,8 +19,11 @@ class SSEResponse(Response):
 
     sse_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
-    def __init__(self, body: AsyncIterator[bytes]) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
+    def __init__(self, body: AsyncIterator[bytes]) -> None:  # noqa: D107 - Response's own init is not needed
+        self.status_code = 200
+        self.background = None
+        self.body = b""
+        self.raw_headers = self.sse_headers
         self.stream = body
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

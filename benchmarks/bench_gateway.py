@@ -9,7 +9,7 @@ Each server is one process/worker pinned to core 0; the mock upstream and wrk sh
 Non-streaming and streaming, at 1 and 16 clients. Prints req/s, p50, the server's CPU time per
 request (steadier than req/s on a shared machine) and the ratios the issue sets as targets. Usage:
 
-    python benchmarks/bench_gateway.py [--duration 5] [--clients 1 16] [--no-litellm]
+    python benchmarks/bench_gateway.py [--duration 5] [--clients 1 16] [--repeat 3] [--no-litellm]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 LITELLM_VENV = Path(os.environ.get("DG_LITELLM_VENV", "/tmp/dg-litellm-venv"))
 
@@ -182,6 +183,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds per cell; medians are reported")
     ap.add_argument("--no-detect", action="store_true", help="run distillguard without online detection")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--no-pin", action="store_true", help="let the OS place processes (a busy shared core 0 penalises pinning)")
@@ -244,36 +246,49 @@ def main() -> None:
         print(f"load generator: {'wrk' if use_wrk else 'python aiohttp (wrk not found)'}; {args.duration:g} s per cell; "
               f"cpu count {os.cpu_count()}; pinned {PIN}; load average {os.getloadavg()[0]:.1f}")
         results: dict[str, dict[str, dict[str, float]]] = {}
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {}
         for stream in (False, True):
             for c in args.clients:
                 cell = f"{'stream' if stream else 'json'}@{c}"
-                for name, url in targets.items():
-                    k = LITELLM_KEY if name == "litellm" else key
-                    script = wrk_script(tmp, k, stream)
-                    body = json.loads(re.search(r"wrk.body = '(.*)'", script.read_text()).group(1))  # type: ignore[union-attr]
-                    # warm up connection pools and caches
-                    if use_wrk:
-                        run_wrk(url, script, c, 1)
-                    cpu0 = cpu_seconds(pids[name])
-                    if use_wrk:
-                        r = run_wrk(url, script, c, args.duration)
-                    else:
-                        r = asyncio.run(_pyload(url, json.dumps(body).encode(), k, c, args.duration))
-                    # CPU per request of the server under test: what it would sustain on a core of
-                    # its own, a steadier figure than req/s on a shared machine
-                    r["cpu_us"] = (cpu_seconds(pids[name]) - cpu0) / max(1.0, r["rps"] * args.duration) * 1e6
-                    results.setdefault(cell, {})[name] = r
-                    flag = f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""
-                    print(f"{cell:10s} {name:13s} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:8.2f} ms   cpu {r['cpu_us']:7.0f} us/req{flag}", flush=True)
+                # Rounds interleave the servers, so a burst of load from other jobs on this shared
+                # machine lands on all of them; ratios are taken within a round, then the median.
+                for rnd in range(args.repeat):
+                    for name, url in targets.items():
+                        k = LITELLM_KEY if name == "litellm" else key
+                        script = wrk_script(tmp, k, stream)
+                        body = json.loads(re.search(r"wrk.body = '(.*)'", script.read_text()).group(1))  # type: ignore[union-attr]
+                        if use_wrk and rnd == 0:  # warm up connection pools and caches
+                            run_wrk(url, script, c, 1)
+                        cpu0 = cpu_seconds(pids[name])
+                        if use_wrk:
+                            r = run_wrk(url, script, c, args.duration)
+                        else:
+                            r = asyncio.run(_pyload(url, json.dumps(body).encode(), k, c, args.duration))
+                        # CPU per request of the server under test: what it would sustain on a core of
+                        # its own, a steadier figure than req/s on a shared machine
+                        r["cpu_us"] = (cpu_seconds(pids[name]) - cpu0) / max(1.0, r["rps"] * args.duration) * 1e6
+                        runs.setdefault(cell, {}).setdefault(name, []).append(r)
+                        flag = f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""
+                        print(f"{cell:10s} {name:13s} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:8.2f} ms   cpu {r['cpu_us']:7.0f} us/req{flag}", flush=True)
+                results[cell] = {name: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for name, rs in runs[cell].items()}
 
-        print("\nratios (targets: added p50 at 1 client <= 1 ms; at 16 clients >= 0.7x bare and >= 10x LiteLLM)")
+        print(f"\nmedians of {args.repeat} interleaved runs (load average now {os.getloadavg()[0]:.1f})")
         for cell, row in results.items():
-            dg, bare, direct = row["distillguard"], row["bare"], row["direct"]
-            parts = [f"{cell:10s} added p50 {dg['p50_ms'] - direct['p50_ms']:+.2f} ms over direct",
-                     f"{dg['rps'] / bare['rps']:.2f}x bare req/s ({bare['cpu_us'] / dg['cpu_us']:.2f}x by cpu/req)"]
+            for name, r in row.items():
+                print(f"{cell:10s} {name:13s} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:8.2f} ms   cpu {r['cpu_us']:7.0f} us/req")
+
+        def med(cell: str, f: Any) -> float:
+            rs = runs[cell]
+            return statistics.median(f({n: rs[n][i] for n in rs}) for i in range(args.repeat))
+
+        print("\nratios, median over rounds (targets: added p50 at 1 client <= 1 ms; at 16 clients >= 0.7x bare and >= 10x LiteLLM)")
+        for cell, row in results.items():
+            parts = [f"{cell:10s} added p50 {med(cell, lambda x: x['distillguard']['p50_ms'] - x['direct']['p50_ms']):+.2f} ms over direct",
+                     f"{med(cell, lambda x: x['distillguard']['rps'] / x['bare']['rps']):.2f}x bare req/s "
+                     f"({med(cell, lambda x: x['bare']['cpu_us'] / x['distillguard']['cpu_us']):.2f}x by cpu/req)"]
             if "litellm" in row:
-                ll = row["litellm"]
-                parts.append(f"{dg['rps'] / ll['rps']:.1f}x litellm req/s ({ll['cpu_us'] / dg['cpu_us']:.1f}x by cpu/req)")
+                parts.append(f"{med(cell, lambda x: x['distillguard']['rps'] / x['litellm']['rps']):.1f}x litellm req/s "
+                             f"({med(cell, lambda x: x['litellm']['cpu_us'] / x['distillguard']['cpu_us']):.1f}x by cpu/req)")
             print(";  ".join(parts))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

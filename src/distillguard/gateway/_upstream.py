@@ -105,6 +105,9 @@ class _HttpUpstream:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=300),
+                # A proxy must not keep an upstream's cookies and send them for every client
+                # (and filtering the jar costs on every request).
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout, 10.0), sock_read=self.timeout),
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )

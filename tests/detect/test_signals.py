@@ -78,3 +78,22 @@ def test_datagen_fires_on_self_instruct_style_requests() -> None:
         ]
     )
     assert sig["datagen"].to_list() == [True, True, False]
+
+
+def test_text_signals_are_shared_by_equal_texts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated texts are computed once; texts whose hashes collide still get their own."""
+    from distillguard.detect import _signatures
+
+    texts = pl.DataFrame({
+        "prompt": ["solve 2 + 2 step by step", "write a python function", None,
+                   "solve 2 + 2 step by step", "grade this essay with a rubric"],
+        "system": ["You are helpful.", None, "  Be   BRIEF ", "You are helpful.", None],
+    })
+    want = _signatures._text_signals(texts)
+    assert _signatures._per_distinct(texts, _signatures._text_signals).equals(want)
+    # Every row hashing alike must still give each text its own signals.
+    monkeypatch.setattr(_signatures, "_row_hash", lambda columns: pl.lit(7, pl.UInt64))
+    assert _signatures._per_distinct(texts, _signatures._text_signals).equals(want)
+    assert _signatures._per_distinct(texts.select("system"), _signatures._system_hash).equals(
+        _signatures._system_hash(texts.select("system"))
+    )

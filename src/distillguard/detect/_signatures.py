@@ -8,6 +8,8 @@ use. Only these leave this module: the detector never holds texts as Python obje
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -112,19 +114,12 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
     turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, sys and the
     `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
+
+    The text work runs once per distinct (prompt, system) and once per distinct system prompt:
+    template campaigns, benchmark sets and retries repeat prompts, and a log has few system
+    prompts.
     """
-    lowered = pl.col("_lower")
-    base = events.with_columns(
-        (
-            pl.col("prompt").fill_null("").str.head(2000)
-            + pl.lit("\n")
-            + pl.col("system").fill_null("").str.head(500)
-        )
-        .str.to_lowercase()
-        .alias("_lower")
-    )
-    prompt = pl.col("prompt").fill_null("")
-    sig = base.select(
+    meta = events.select(
         pl.col("ts").dt.epoch("us").alias("ts_us"),
         "event_id",
         "account_id",
@@ -138,11 +133,52 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
             pl.col("max_tokens").is_not_null()
             & (pl.col("completion_tokens").fill_null(0) >= pl.col("max_tokens") * 0.95)
         ).alias("capped"),
-        lowered.str.contains(_ascii(COT_PATTERN)).alias("cot"),
-        lowered.str.contains(_ascii(RUBRIC_PATTERN)).alias("rubric"),
-        lowered.str.contains(_ascii(DATAGEN_PATTERN)).alias("datagen"),
-        lowered.str.contains(_ascii(CODE_PATTERN)).alias("code"),
-        lowered.str.contains(_ascii(MATH_PATTERN)).alias("math"),
+    )
+    text = _per_distinct(events.select("prompt", "system"), _text_signals)
+    sys = _per_distinct(events.select("system"), _system_hash)
+    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS)],
+                     how="horizontal")
+
+
+_FLAGS = ("cot", "rubric", "datagen", "code", "math")
+
+
+def _per_distinct(texts: pl.DataFrame,
+                  fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+    """`fn(texts)`, computed on one row per distinct value of all columns and spread back.
+
+    Rows are grouped by a hash of their columns, then checked against their group's text; the
+    rare row whose hash collides with another text is computed on its own.
+    """
+    h = texts.select(_row_hash(texts.columns).alias("h"),
+                     pl.int_range(pl.len(), dtype=pl.Int64).alias("row"))
+    firsts = h.filter(pl.col("h").is_first_distinct())
+    reps = texts[firsts["row"]]
+    at = h.join(firsts.select("h", pl.int_range(pl.len(), dtype=pl.Int64).alias("at")),
+                on="h", how="left", maintain_order="left")["at"]
+    out = fn(reps)[at]
+    spread = reps[at]
+    same = pl.Series(np.ones(texts.height, bool))
+    for c in texts.columns:
+        same = same & texts[c].eq_missing(spread[c])
+    if not same.all():
+        odd = np.flatnonzero(~same.to_numpy())
+        out = out.with_row_index("_i").update(
+            fn(texts[odd]).with_columns(pl.Series("_i", odd, pl.UInt32)), on="_i",
+            include_nulls=True,
+        ).sort("_i").drop("_i")
+    return out
+
+
+def _row_hash(columns: list[str]) -> pl.Expr:
+    key = pl.lit(0, pl.UInt64)
+    for i, c in enumerate(columns):
+        key = key ^ pl.col(c).hash(101 + i)
+    return key
+
+
+def _system_hash(texts: pl.DataFrame) -> pl.DataFrame:
+    return texts.select(
         pl.when(pl.col("system").fill_null("").str.len_chars() > 0)
         .then(
             pl.col("system")
@@ -152,7 +188,29 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
             .hash(5)
         )
         .otherwise(None)
-        .alias("sys"),
+        .alias("sys")
+    )
+
+
+def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
+    """Flags and template bands of each (prompt, system) row."""
+    lowered = pl.col("_lower")
+    base = texts.with_columns(
+        (
+            pl.col("prompt").fill_null("").str.head(2000)
+            + pl.lit("\n")
+            + pl.col("system").fill_null("").str.head(500)
+        )
+        .str.to_lowercase()
+        .alias("_lower")
+    )
+    prompt = pl.col("prompt").fill_null("")
+    sig = base.select(
+        lowered.str.contains(_ascii(COT_PATTERN)).alias("cot"),
+        lowered.str.contains(_ascii(RUBRIC_PATTERN)).alias("rubric"),
+        lowered.str.contains(_ascii(DATAGEN_PATTERN)).alias("datagen"),
+        lowered.str.contains(_ascii(CODE_PATTERN)).alias("code"),
+        lowered.str.contains(_ascii(MATH_PATTERN)).alias("math"),
         _words(prompt, head=True).alias("_head_words"),
         _words(prompt, head=False).alias("_tail_words"),
     )

@@ -15,7 +15,8 @@ HYDRA_PROMPT = [
 
 
 def hydra(n_accounts: int = 12, n_events: int = 200, start_hours: float = 0.0,
-          prefix: str = "h") -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+          prefix: str = "h", prompts: list[str] | None = None,
+          ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Accounts behind a rotating proxy pool, one template, new edu sign-ups, shared cards."""
     pool = [f"203.0.113.{i}" for i in range(8)]
     rows: list[dict[str, object]] = []
@@ -27,8 +28,46 @@ def hydra(n_accounts: int = 12, n_events: int = 200, start_hours: float = 0.0,
                              verified=False, country="US"))
         rows += events(aid, n_events, start=T0 + timedelta(hours=start_hours, minutes=3 * a),
                        every=timedelta(minutes=9), ip=pool[a % 8:] + pool[: a % 8],
-                       system=HYDRA_SYSTEM, prompt=HYDRA_PROMPT)
+                       system=HYDRA_SYSTEM, prompt=prompts or HYDRA_PROMPT)
     return rows, accts
+
+
+# A campaign's repertoire of distinct prompts (coding tasks it wants answered with reasoning).
+REPERTOIRE = [
+    "Implement a thread safe LRU cache in Java with generics and explain the locking strategy",
+    "Write a Rust parser for ISO 8601 timestamps including offsets and leap seconds handling",
+    "Design a Go worker pool that limits concurrency and propagates context cancellation cleanly",
+    "Explain how to detect a cycle in a directed graph using depth first search colours",
+    "Create a Python decorator retrying flaky network calls with exponential backoff and jitter",
+    "Build a SQL query ranking customers by lifetime value within each region using windows",
+    "Translate this recursive Fibonacci into an iterative version and compare memory usage",
+    "Write unit tests for a bank transfer function covering overdrafts and concurrent updates",
+    "Show a C implementation of a ring buffer suitable for an interrupt service routine",
+    "Refactor a JavaScript callback pyramid into async await with proper error propagation",
+    "Derive the time complexity of heapsort and prove the bound on comparisons carefully",
+    "Implement Dijkstra shortest paths in TypeScript with a binary heap priority queue",
+    "Write a bash script rotating log files daily while compressing archives older than week",
+    "Model a vending machine as a finite state machine in Kotlin with sealed classes",
+    "Explain the difference between optimistic and pessimistic locking in relational databases",
+    "Code a trie supporting prefix search and deletion in Swift with complete examples",
+    "Write a Haskell function merging two sorted infinite streams without duplicates lazily",
+    "Describe how consistent hashing distributes keys and implement a virtual node ring",
+    "Implement matrix multiplication with cache blocking in C plus plus and benchmark it",
+    "Write a regular expression validating IPv6 addresses and explain every alternation used",
+]
+
+
+def reseller(prefix: str, campaign_share: float, own: int = 400,
+             ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A verified reseller: its customers' chat traffic plus, for a share, campaign prompts."""
+    n_campaign = int(own * campaign_share / (1 - campaign_share))
+    carried = REPERTOIRE if campaign_share >= 0.2 else REPERTOIRE[:3]
+    rows = events(prefix, own, every=timedelta(minutes=5), prompt=HUMAN_PROMPTS,
+                  ip="198.51.100.9", turns=3, completion_tokens=250)
+    rows += events(prefix, n_campaign, start=T0 + timedelta(minutes=2),
+                   every=timedelta(minutes=5 * own / max(n_campaign, 1)), prompt=carried,
+                   system=HYDRA_SYSTEM, ip="198.51.100.9")
+    return rows, [account(prefix, channel="reseller", verified=True, email="resell.example")]
 
 
 def classroom(n_accounts: int = 30) -> tuple[list[dict[str, object]], list[dict[str, object]]]:

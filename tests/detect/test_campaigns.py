@@ -63,3 +63,16 @@ def test_a_lone_harvest_like_account_is_only_monitored() -> None:
     rows, accts = scenes.hydra(n_accounts=1)
     v = _verdicts((rows, accts))
     assert v["action"].to_list() == ["monitor"]
+
+
+def test_a_reseller_carrying_a_campaign_is_throttled_and_one_sharing_a_slice_is_not() -> None:
+    v = _verdicts(scenes.hydra(prompts=scenes.REPERTOIRE), scenes.reseller("carrier", 0.3),
+                  scenes.reseller("slice", 0.1))
+    hydra_campaign = v.filter(pl.col("account_id") == "h0")["campaign_id"][0]
+    carrier = v.filter(pl.col("account_id") == "carrier").row(0, named=True)
+    # Throttled, not blocked: most of a reseller's traffic is its customers' own.
+    assert carrier["action"] == "throttle"
+    assert carrier["campaign_id"] == hydra_campaign is not None
+    assert any("carries the traffic of campaign" in r for r in json.loads(carrier["reasons"]))
+    sliced = v.filter(pl.col("account_id") == "slice").row(0, named=True)
+    assert sliced["action"] in ("allow", "monitor") and sliced["campaign_id"] is None

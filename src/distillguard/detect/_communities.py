@@ -7,6 +7,8 @@ graph, weighted by how telling each kind of link is, separates them for the repo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 
@@ -79,14 +81,10 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
             score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(members) / 4.0))
             campaign_score[m_idx] = np.maximum(score, a.campaign_score[m_idx])
             next_id += 1
-    return Assessment(
-        features=a.features,
-        harvest=a.harvest,
+    return replace(
+        a,
         component=component,
         campaign_score=a.campaign_score if next_id == 0 else campaign_score,
         component_kinds=comp_kinds,
         component_size=comp_size,
-        score=a.score,
-        action=a.action,
-        suspicious_pairs=a.suspicious_pairs,
     )

@@ -58,6 +58,8 @@ class LinkConfig(_Strict):
     nat_max_churn: float = 1.5
     common_email_share: float = 0.01
     creation_bucket_minutes: int = 60
+    carrier_min_templates: int = 10
+    carrier_min_coverage: float = 0.25
 
 
 class ActionConfig(_Strict):

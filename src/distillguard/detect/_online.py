@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from distillguard.detect._carriers import CarrierTracker
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._links import LinkTracker
 from distillguard.detect._scoring import Assessment, assess
@@ -49,6 +50,7 @@ class OnlineDetector:
         self._assessment: Assessment | None = None
         self._with_pairs = False
         self._links = LinkTracker()
+        self._carriers = CarrierTracker()
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         """Fold new events (format columns, newer than anything fed before) into the state."""
@@ -87,7 +89,7 @@ class OnlineDetector:
         """Scores and actions as of now; `with_pairs=False` skips the evidence pairs."""
         if self._assessment is None or (with_pairs and not self._with_pairs):
             self._assessment = assess(self.state, self.config, self.overrides, self._links,
-                                      with_pairs)
+                                      with_pairs, self._carriers)
             self._with_pairs = with_pairs
         return self._assessment
 

@@ -93,6 +93,15 @@ def _key_label(state: DetectorState, kind: str, code: int,
     return label
 
 
+def carried_campaigns(a: Assessment) -> np.ndarray:
+    """Per account: the campaign whose traffic it carries (see `find_carriers`), else -1."""
+    peer = a.carriers.peer
+    out = np.full(len(a.component), -1, np.int64)
+    has = peer >= 0
+    out[has] = a.component[peer[has]]
+    return out
+
+
 def verdict_table(
     state: DetectorState,
     a: Assessment,
@@ -109,6 +118,8 @@ def verdict_table(
         order = np.argsort(sp[:, 2], kind="stable")
         for row in sp[order]:
             by_acct.setdefault(int(row[2]), []).append((int(row[0]), int(row[1])))
+    carried_campaign = carried_campaigns(a)
+    campaign_of = np.where(a.component >= 0, a.component, carried_campaign)
     reasons: list[str] = []
     evidence: list[str] = []
     for i in range(m):
@@ -139,6 +150,18 @@ def verdict_table(
                 shared.append({"kind": kind, "value": label, "accounts": n_acc})
             ev["campaign"] = names[cid]
             ev["shared"] = shared
+        carried = carried_campaign[i]
+        if carried >= 0:
+            c = a.carriers
+            rs.append(
+                f"carries the traffic of campaign {names[carried]}: sends {c.templates[i]} of its "
+                f"template keys, {_pct(c.coverage[i])} of what a typical member sends "
+                f"({c.members[i]} members overlap); throttled rather than blocked, since its "
+                "other traffic may be its customers' own"
+            )
+            ev["carries"] = {"campaign": names[carried], "templates": int(c.templates[i]),
+                             "coverage": round(float(c.coverage[i]), 4),
+                             "members": int(c.members[i])}
         reasons.append(json.dumps(rs))
         evidence.append(json.dumps(ev))
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)
@@ -151,7 +174,7 @@ def verdict_table(
             "score": pa.array(np.round(a.score, 6), pa.float64()),
             "action": pa.array([ACTION_NAMES[int(x)] for x in a.action], pa.string()),
             "campaign_id": pa.array(
-                [names.get(int(c)) if c >= 0 else None for c in a.component], pa.string()
+                [names.get(int(c)) if c >= 0 else None for c in campaign_of], pa.string()
             ),
             "first_flagged_ts": pa.array(ts, VERDICTS.schema.field("first_flagged_ts").type),
             "reasons": pa.array(reasons, pa.string()),
@@ -164,6 +187,7 @@ def verdict_table(
 def campaign_table(state: DetectorState, a: Assessment, verdicts: pa.Table) -> pa.Table:
     """One row per campaign, from the verdicts already built."""
     names = _campaign_names(a)
+    carried = carried_campaigns(a)
     events = state.counters["n"][: state.size]
     flagged = verdicts.column("first_flagged_ts").to_pylist()
     rows: dict[str, list[object]] = {c: [] for c in CAMPAIGNS.schema.names}
@@ -184,6 +208,8 @@ def campaign_table(state: DetectorState, a: Assessment, verdicts: pa.Table) -> p
                     f"{len(idx)} accounts linked by shared {', '.join(kinds)}",
                     f"mean harvest profile {h.mean():.2f} (min {h.min():.2f}, max {h.max():.2f})",
                     f"{int(events[idx].sum())} requests served to its accounts",
+                    *([f"{n_carriers} other accounts carry its traffic (throttled)"]
+                      if (n_carriers := int((carried == cid).sum())) else []),
                 ]
             )
         )

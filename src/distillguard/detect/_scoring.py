@@ -12,10 +12,11 @@ block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillguard.detect._carriers import Carriers, CarrierTracker
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import LinkTracker
 from distillguard.detect._state import (
@@ -49,6 +50,8 @@ class Assessment:
     score: np.ndarray
     action: np.ndarray
     suspicious_pairs: np.ndarray  # (link kind, key code, account, key sid) behind the campaigns
+    # Accounts that carry a campaign's traffic beside their own (see `find_carriers`).
+    carriers: Carriers = field(default_factory=lambda: Carriers.none(0))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -183,7 +186,7 @@ def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarr
 
 def assess(state: DetectorState, cfg: DetectConfig,
            overrides: dict[str, str] | None = None, links: LinkTracker | None = None,
-           with_pairs: bool = True) -> Assessment:
+           with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None) -> Assessment:
     """Score every account the state knows and decide its action.
 
     Args:
@@ -304,7 +307,14 @@ def assess(state: DetectorState, cfg: DetectConfig,
     )
     action[throttle] = THROTTLE
     action[block] = BLOCK
+    carriers = (carrier_tracker or CarrierTracker()).update(
+        state, state.shared_pairs(), component, action == BLOCK, cfg, links.by_key, links.by_acct
+    )
+    # Throttled, never blocked: the carrier's other traffic may be its customers' own.
+    carrying = carriers.peer >= 0
+    action[carrying] = np.maximum(action[carrying], THROTTLE)
     score = np.maximum(0.7 * h, campaign_score)
+    score[carrying] = np.maximum(score[carrying], act.throttle_campaign_score)
     if overrides:
         for aid, what in overrides.items():
             i = state.index.get(aid)
@@ -325,4 +335,5 @@ def assess(state: DetectorState, cfg: DetectConfig,
         score=score,
         action=action,
         suspicious_pairs=suspicious,
+        carriers=carriers,
     )

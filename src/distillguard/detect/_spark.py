@@ -12,6 +12,7 @@ Reads Parquet logs: `events.parquet`, parts, or date-partitioned folders
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ def _session(master: str) -> Any:
         ) from exc
     # Stay on the loopback interface: a scan never needs the network.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Local workers must run this interpreter (the one with distillguard), not PATH's python3.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         SparkSession.builder.master(master)
         .config("spark.driver.host", "127.0.0.1")

@@ -1,0 +1,114 @@
+"""Accounts that carry a campaign's traffic among their own: a reseller serving the operator.
+
+A reseller can pass a campaign's requests through its account beside its customers' traffic.
+Its own profile is diluted, and it shares no address, payment or sign-up with the campaign,
+only the prompts. A *campaign template* is a template key used mostly (80%) by three or more
+blocked members. An outsider is a carrier when it sends enough campaign templates and they
+cover a good share of what the members it overlaps with send (the median member), not just a
+few items: an evaluation runner sends the public benchmark items a campaign also uses, but
+only a slice of each member's repertoire.
+
+The replay asks after every window, so `CarrierTracker` keeps the count of blocked members
+per key from one call to the next and only reads the pairs of keys that are campaign
+templates now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from distillguard.detect._config import DetectConfig
+from distillguard.detect._links import PairIndex
+from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+
+_IS_TEMPLATE = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+CAMPAIGN_KEY_MEMBERS = 3  # blocked members on a key before it can be a campaign template
+CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
+
+
+@dataclass
+class Carriers:
+    """Per account: the campaign member whose templates it carries (-1: none), and how much."""
+
+    peer: np.ndarray  # a member of the campaign carried (the one it overlaps most)
+    coverage: np.ndarray  # median share of an overlapping member's campaign templates it sends
+    templates: np.ndarray  # distinct campaign template keys it sends
+    members: np.ndarray  # campaign members it overlaps with
+
+    @classmethod
+    def none(cls, m: int) -> Carriers:
+        return cls(np.full(m, -1, np.int64), np.zeros(m), np.zeros(m, np.int64),
+                   np.zeros(m, np.int64))
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    if len(a) >= n:
+        return a
+    out = np.zeros(n, a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+class CarrierTracker:
+    """Blocked members per template key, kept from one call to the next (exact)."""
+
+    def __init__(self) -> None:
+        self.n = 0  # shared pairs folded in
+        self.blocked = np.zeros(0, bool)
+        self.by_members = np.zeros(0, np.int64)
+
+    def _fold(self, pairs: np.ndarray, blocked: np.ndarray, n_keys: int,
+              by_acct: PairIndex) -> None:
+        self.by_members = _grow(self.by_members, n_keys)
+        self.blocked = _grow(self.blocked, len(blocked))
+        changed = blocked != self.blocked
+        if changed.any():
+            pos = by_acct.select(pairs, changed)
+            rows = pairs[pos[pos < self.n]]
+            rows = rows[_IS_TEMPLATE[rows[:, 0]]]
+            np.add.at(self.by_members, rows[:, 3], np.where(blocked[rows[:, 2]], 1, -1))
+        new = pairs[self.n :]
+        new = new[_IS_TEMPLATE[new[:, 0]] & blocked[new[:, 2]]]
+        np.add.at(self.by_members, new[:, 3], 1)
+        self.blocked = blocked.copy()
+        self.n = len(pairs)
+
+    def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
+               blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
+               by_acct: PairIndex) -> Carriers:
+        """The carriers as of now; `by_key`/`by_acct` index `pairs` by key sid and account."""
+        m, n_keys = state.size, state.shared_keys
+        out = Carriers.none(m)
+        self._fold(pairs, blocked, n_keys, by_acct)
+        if not blocked.any():
+            return out
+        lk = cfg.links
+        bm = self.by_members[:n_keys]
+        accounts = state.key_accounts[state.sid_code[:n_keys]]
+        campaign_key = (bm >= CAMPAIGN_KEY_MEMBERS) & (bm >= CAMPAIGN_KEY_SHARE * accounts)
+        if not campaign_key.any():
+            return out
+        rows = pairs[by_key.select(pairs, campaign_key)]
+        acct, sid = rows[:, 2], rows[:, 3]
+        per_acct = np.bincount(acct, minlength=m)
+        cand = np.flatnonzero((component < 0) & ~blocked & (per_acct >= lk.carrier_min_templates))
+        peers = np.flatnonzero(blocked & (per_acct >= CAMPAIGN_KEY_MEMBERS))
+        if not len(cand) or not len(peers):
+            return out
+        x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
+        overlap = (x[cand] @ x[peers].T).tocsr()
+        for row, i in enumerate(cand.tolist()):
+            lo, hi = overlap.indptr[row], overlap.indptr[row + 1]
+            if hi - lo < CAMPAIGN_KEY_MEMBERS:
+                continue
+            cols = overlap.indices[lo:hi]
+            med = float(np.median(overlap.data[lo:hi] / per_acct[peers[cols]]))
+            out.coverage[i] = med
+            out.templates[i] = per_acct[i]
+            out.members[i] = hi - lo
+            if med >= lk.carrier_min_coverage:
+                out.peer[i] = peers[cols[int(np.argmax(overlap.data[lo:hi]))]]
+        return out

@@ -89,6 +89,7 @@ class Running:
     key: str
     key_id: str
     account_id: str
+    gateway_app: Any = None
 
     def new_key(self, account_id: str) -> str:
         return issue_key(self.gateway.store, account_id).key

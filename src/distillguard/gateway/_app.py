@@ -312,6 +312,9 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
         fast_path: dispatch the proxy routes before FastAPI's router (same behaviour, faster).
     """
     gw = gateway or Gateway(config or GatewayConfig())
+    from distillguard.gateway._console import LiveConsole
+
+    console = LiveConsole(gw)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -320,6 +323,7 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
             yield
         finally:
             await gw.stop()
+            console.close()
 
     app = GatewayApp(
         title="distillguard gateway",
@@ -359,9 +363,8 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
 
     app.include_router(_admin_router(gw))
     # The analyst console over this gateway's own capture, behind the admin token.
-    from distillguard.gateway._console import LiveConsole
-
-    app.mount("/console", LiveConsole(gw))
+    app.state.console = console
+    app.mount("/console", console)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -34,6 +34,22 @@ def accounts_table(store: Store) -> Any:
     return pa.table(acc)
 
 
+def overrides_table(store: Store) -> Any:
+    """The store's overrides as an OVERRIDES table of the traffic log format, oldest first."""
+    import pyarrow as pa
+
+    from distillguard.traffic import TS
+
+    ov = store.overrides_since(0)
+    return pa.table({
+        "account_id": pa.array([o["account_id"] for o in ov], pa.string()),
+        "action": pa.array([o["action"] for o in ov], pa.string()),
+        "ts": pa.array([o["ts_us"] for o in ov], pa.int64()).cast(TS),
+        "by": pa.array([o["by"] for o in ov], pa.string()),
+        "note": pa.array([o["note"] for o in ov], pa.string()),
+    })
+
+
 def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: str = "dg_", batch: int = 50_000) -> ExportResult:
     """Write the captured events, the accounts and the overrides of `db` to the log directory `out`.
 
@@ -47,10 +63,9 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
     Returns:
         Row counts written per table.
     """
-    import pyarrow as pa
 
     from distillguard.gateway._online import events_table
-    from distillguard.traffic import TS, LogWriter
+    from distillguard.traffic import LogWriter
 
     store = db if isinstance(db, Store) else Store(db, prefix)
     n_events = 0
@@ -62,14 +77,8 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
             writer.write("events", events_table([]))
         accounts = accounts_table(store)
         writer.write("accounts", accounts)
-        ov = store.overrides_since(0)
-        writer.write("overrides", pa.table({
-            "account_id": pa.array([o["account_id"] for o in ov], pa.string()),
-            "action": pa.array([o["action"] for o in ov], pa.string()),
-            "ts": pa.array([o["ts_us"] for o in ov], pa.int64()).cast(TS),
-            "by": pa.array([o["by"] for o in ov], pa.string()),
-            "note": pa.array([o["note"] for o in ov], pa.string()),
-        }))
+        ov = overrides_table(store)
+        writer.write("overrides", ov)
     if not isinstance(db, Store):
         store.close()
-    return ExportResult(Path(out), n_events, accounts.num_rows, len(ov))
+    return ExportResult(Path(out), n_events, accounts.num_rows, ov.num_rows)

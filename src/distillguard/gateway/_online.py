@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ class OnlineLoop:
         self.events_seen = 0
         self.last_changed = 0
         self.last_error: str | None = None
+        # step() and tables() run in worker threads (detection loop, console snapshot)
+        self._lock = threading.Lock()
 
     @classmethod
     def create(cls, policy: Policy, interval: float, config: Path | None,
@@ -83,8 +86,18 @@ class OnlineLoop:
         if fn is not None:
             fn(account_id, action)
 
+    def tables(self) -> tuple[Any, Any]:
+        """The detector's current verdicts and campaigns tables (blocking)."""
+        with self._lock:
+            out: tuple[Any, Any] = self.detector.tables()
+            return out
+
     def step(self) -> int:
         """Fold pending events into the detector and apply its verdicts (blocking); returns changes."""
+        with self._lock:
+            return self._step()
+
+    def _step(self) -> int:
         from distillguard.gateway._store import EVENT_FIELDS, event_tuples
 
         rows, self._pending = event_tuples(self._pending), []

@@ -230,6 +230,14 @@ class Store:
             res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or now_us(), by=by, note=note))
         return int(res.inserted_primary_key[0])  # type: ignore[index]
 
+    def add_overrides(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """Several (account_id, action, by, note) overrides in one transaction."""
+        if not rows:
+            return
+        ts = now_us()
+        with self.engine.begin() as con:
+            con.execute(sa.insert(self.overrides), [{"account_id": a, "action": act, "ts_us": ts, "by": by, "note": note} for a, act, by, note in rows])
+
     def overrides_since(self, last_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as con:
             q = sa.select(self.overrides).where(self.overrides.c.id > last_id).order_by(self.overrides.c.id)

@@ -111,6 +111,7 @@ def create_app(
     """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     from distillguard.report._casefile import casefile_html, casefile_pdf
     from distillguard.report._caseplots import graph_svg, traffic_svg
@@ -291,7 +292,7 @@ def create_app(
             raise HTTPException(400, f"Unknown action {action!r}; use block, unblock or benign.")
         if cases.account(account_id) is None:
             raise HTTPException(404, f"No account {account_id} in this log.")
-        overrides.record([account_id], action, by=form.get("by", ""), note=form.get("note", ""))
+        await run_in_threadpool(overrides.record, [account_id], action, by=form.get("by", ""), note=form.get("note", ""))
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return RedirectResponse(
             f"{base}/accounts/{quote(account_id, safe='')}?done={action}", status_code=303
@@ -307,7 +308,7 @@ def create_app(
             raise HTTPException(404, f"No campaign {campaign_id} in these verdicts.")
         members = [m.account_id for m in cases.members(campaign_id)]
         note = form.get("note", "") or f"campaign {campaign_id}"
-        overrides.record(members, action, by=form.get("by", ""), note=note)
+        await run_in_threadpool(overrides.record, members, action, by=form.get("by", ""), note=note)
         base = str(request.scope.get("root_path", "")).rstrip("/")
         return RedirectResponse(
             f"{base}/campaigns/{quote(campaign_id, safe='')}?done={action}", status_code=303

@@ -83,6 +83,7 @@ def replay(
     overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
     partners: set[str] | None = None,
+    chunk_events: int = 1_000_000,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed `signals` window by window; return the final detector and first-flag times (us)."""
     from distillguard.traffic import TrafficLog
@@ -97,18 +98,27 @@ def replay(
         return det, first_flag
     step = int(config.replay.cadence_minutes * 60_000_000)
     origin = (int(signals["ts_us"][0]) // step) * step
-    prep = det.state.prepare(signals, step, origin)
-    for w in prep.windows.tolist():
-        end = origin + (w + 1) * step
-        det.apply_window(prep, w, end)
-        a = det.assess(with_pairs=False)
-        m = det.state.size
-        if len(first_flag) < m:
-            first_flag = np.concatenate([first_flag, np.full(m - len(first_flag), -1, np.int64)])
-        newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
-        first_flag[:m][newly] = end
-        if progress:
-            progress("replay", det.state.events_seen)
+    windows = (signals["ts_us"].to_numpy() - origin) // step
+    # Windows are grouped in chunks of about `chunk_events` events (whole windows): memory
+    # holds one chunk's grouping at a time, and the state is the same as after one batch.
+    cuts = np.unique(np.searchsorted(windows, windows[chunk_events::chunk_events]))
+    bounds = [0, *[int(c) for c in cuts if 0 < c < len(windows)], len(windows)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        prep = det.state.prepare(signals.slice(lo, hi - lo), step, origin)
+        for w in prep.windows.tolist():
+            end = origin + (w + 1) * step
+            det.apply_window(prep, w, end)
+            a = det.assess(with_pairs=False)
+            m = det.state.size
+            if len(first_flag) < m:
+                first_flag = np.concatenate(
+                    [first_flag, np.full(m - len(first_flag), -1, np.int64)]
+                )
+            newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
+            first_flag[:m][newly] = end
+            if progress:
+                progress("replay", det.state.events_seen)
+        del prep
     return det, first_flag
 
 

@@ -135,8 +135,9 @@ class DetectorState:
         self.sid_link = np.zeros(0, np.int64)  # link kind index of each shared key
         self.shared_keys = 0
         self.key_label: list[str] = []
-        # Running event totals per (account, key) pair.
-        self._pairs = pl.DataFrame(schema={"pair": pl.UInt64, "total": pl.Int64})
+        # Running event totals per (account, key) pair, sorted by pair id (key code << 24 | account).
+        self._pair_ids = np.zeros(0, np.uint64)
+        self._pair_totals = np.zeros(0, np.int64)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
         self._shared_buf = np.zeros((1024, 4), np.int64)
         self._acct_pairs: list[np.ndarray] = []  # the shared pairs of account kinds, kept apart
@@ -267,12 +268,25 @@ class DetectorState:
                     "label": pl.String, "first_ts": pl.Int64},
         ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
-    def _encode_keys(self, pairs: pl.DataFrame) -> pl.DataFrame:
-        """Give every (kind, key) a dense code, new keys in order of first appearance."""
-        seen = pairs.select("kind", "key", "label", "first_ts").unique(
+    def _encode_keys(self, pairs: pl.DataFrame, sig: pl.DataFrame) -> pl.DataFrame:
+        """Give every (kind, key) a dense code, new keys in order of first appearance.
+
+        Event keys are labelled by the row of `sig` that first carried them (its address, or
+        its event id for a template), account keys by their `label`.
+        """
+        seen = pairs.select("kind", "key", "label", "row", "first_ts").unique(
             ["kind", "key"], keep="first", maintain_order=True
         )
         new = seen.join(self._keys, on=["kind", "key"], how="anti", maintain_order="left")
+        rows = new["row"].fill_null(0)
+        new = new.with_columns(
+            pl.when(pl.col("label").is_not_null())
+            .then(pl.col("label"))
+            .when(pl.col("kind") == _KIND_ID["ip"])
+            .then(sig["ip"].gather(rows))
+            .otherwise(sig["event_id"].gather(rows))
+            .alias("label")
+        ) if new.height else new
         start = len(self.key_label)
         new = new.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("code"))
         if new.height:
@@ -334,7 +348,9 @@ class DetectorState:
             pairs = pl.concat([pairs, self._account_keys(new)], how="diagonal_relaxed").sort(
                 "w", maintain_order=True
             )
-        pairs = self._encode_keys(pairs)
+        else:
+            pairs = pairs.with_columns(pl.lit(None, pl.String).alias("label"))
+        pairs = self._encode_keys(pairs, sig)
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max = self._running_totals(pairs)
@@ -356,15 +372,15 @@ class DetectorState:
                      flags: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Per kind of key, grouped one kind at a time so memory stays at one kind's worth:
 
-        * pairs (w, kind, acct, key, label, first_ts, c): how often each account used each key;
+        * pairs (w, kind, acct, key, row, first_ts, c): how often each account used each key
+          (`row`: the first row of `sig` with it);
         * traffic (w, kind, key, COUNTERS...): what the traffic carrying each key looked like.
         """
         keyed = pl.concat(
             [
                 sig.select(
-                    "event_id",
+                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
                     pl.col("ip").hash(3).alias("ip"),
-                    pl.col("ip").alias("ip_label"),
                     *TEMPLATE_KINDS,
                     (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
                 ),
@@ -375,15 +391,13 @@ class DetectorState:
         )
         pairs, traffic = [], []
         for kind in EVENT_KINDS:
-            label = pl.col("ip_label") if kind == "ip" else pl.col("event_id")
             kind_id = pl.lit(_KIND_ID[kind], pl.Int8).alias("kind")
             base = keyed.select(
-                "w", "acct", pl.col(kind).cast(pl.UInt64).alias("key"), label.alias("label"),
-                "ts", *COUNTERS,
+                "w", "acct", pl.col(kind).cast(pl.UInt64).alias("key"), "row", "ts", *COUNTERS,
             ).filter(pl.col("key").is_not_null())
             pairs.append(
                 base.group_by("w", "acct", "key", maintain_order=True)
-                .agg(pl.col("label").first(), pl.col("ts").first().alias("first_ts"),
+                .agg(pl.col("row").first(), pl.col("ts").first().alias("first_ts"),
                      pl.len().alias("c"))
                 .with_columns(kind_id)
             )
@@ -392,28 +406,45 @@ class DetectorState:
                 .agg(*[pl.col(c).sum() for c in COUNTERS])
                 .with_columns(kind_id)
             )
-        cols = ["w", "kind", "acct", "key", "label", "first_ts", "c"]
+        cols = ["w", "kind", "acct", "key", "row", "first_ts", "c"]
         return (
             pl.concat([p.select(cols) for p in pairs]).sort("w", maintain_order=True),
             pl.concat(traffic).sort("w", maintain_order=True),
         )
 
     def _running_totals(self, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """First uses of each (account, key) pair, and the running template counts."""
-        pairs = pairs.with_columns(
-            (pl.col("code").cast(pl.UInt64) * (1 << _ACCT_BITS) + pl.col("acct").cast(pl.UInt64))
-            .alias("pair")
-        ).join(self._pairs, on="pair", how="left", maintain_order="left")
-        pairs = pairs.with_columns(
-            (pl.col("total").fill_null(0) + pl.col("c").cast(pl.Int64).cum_sum().over("pair"))
-            .alias("cum"),
-            (pl.col("total").is_null() & (pl.int_range(pl.len()).over("pair") == 0))
-            .alias("is_new"),
-        )
-        latest = pairs.group_by("pair").agg(pl.col("cum").last().alias("total"))
-        self._pairs = pl.concat(
-            [self._pairs.join(latest, on="pair", how="anti"), latest]
-        )
+        """First uses of each (account, key) pair, and the running template counts.
+
+        Sorts the batch's pairs by pair id once (stable: time order within a pair) and looks
+        the earlier totals up in the sorted arrays of all pairs seen so far.
+        """
+        pair = (pairs["code"].to_numpy().astype(np.uint64) << np.uint64(_ACCT_BITS)) | pairs[
+            "acct"
+        ].to_numpy().astype(np.uint64)
+        c = pairs["c"].to_numpy().astype(np.int64)
+        order = np.argsort(pair, kind="stable")
+        sp, sc = pair[order], c[order]
+        start = np.r_[True, sp[1:] != sp[:-1]] if len(sp) else np.zeros(0, bool)
+        seg = np.cumsum(start) - 1
+        heads = sp[start]
+        ids, totals = self._pair_ids, self._pair_totals
+        at = np.minimum(np.searchsorted(ids, heads), max(len(ids) - 1, 0))
+        found = ids[at] == heads if len(ids) else np.zeros(len(heads), bool)
+        prior = np.where(found, totals[at] if len(ids) else 0, 0)
+        cs = np.cumsum(sc)
+        before = (cs - sc)[start]  # the batch's count of the pair before its first row
+        cum = np.empty(len(pair), np.int64)
+        cum[order] = prior[seg] + cs - before[seg]
+        is_new = np.zeros(len(pair), bool)
+        is_new[order] = start & ~found[seg]
+        seg_total = prior + np.add.reduceat(sc, np.flatnonzero(start)) if len(sc) else prior
+        totals = totals.copy()
+        totals[at[found]] = seg_total[found]
+        fresh = ~found
+        where = np.searchsorted(ids, heads[fresh])
+        self._pair_ids = np.insert(ids, where, heads[fresh])
+        self._pair_totals = np.insert(totals, where, seg_total[fresh])
+        pairs = pairs.with_columns(pl.Series("cum", cum), pl.Series("is_new", is_new))
         new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct")
         template_max = (
             pairs.filter(pl.col("kind").is_in(_TEMPLATE_IDS))

@@ -147,12 +147,13 @@ def _mount(args: argparse.Namespace) -> None:
     async def run() -> None:
         await gw.start()
         t0 = time.perf_counter()
-        rows = [r for rows in gw.store.iter_events(0, 100_000) for r in rows]
-        gw.online.feed(rows)
-        await asyncio.to_thread(gw.online.step)
-        print(f"online detector over {len(rows):,} events: {time.perf_counter() - t0:.1f} s, "
+        fed = 0
+        for rows, _seq in gw.store.event_tuples_since(0, 100_000):  # as capture hands them over
+            gw.online.feed(rows)
+            await asyncio.to_thread(gw.online.step)
+            fed += len(rows)
+        print(f"online detector over {fed:,} events: {time.perf_counter() - t0:.1f} s, "
               f"{sum(1 for d in gw.policy.snapshot().values() if d['action'] in ('throttle', 'block'))} accounts throttled or blocked")
-        del rows
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=120) as client:
 
             async def api_latencies(stop: asyncio.Event) -> list[float]:
@@ -211,9 +212,8 @@ def _mount(args: argparse.Namespace) -> None:
                       f"  worst {max(firsts) * 1000:7.1f} ms | repeat median "
                       f"{statistics.median(again) * 1000:7.1f} ms  worst {max(again) * 1000:7.1f} ms")
             # 10,000 more events, then a rebuild: only they are exported (a new part)
-            more = [r for rows in gw.store.iter_events(0, 10_000) for r in rows][:10_000]
-            fresh = [{**r, "event_id": "x" + str(r["event_id"]), "ts_us": r["ts_us"] + 1} for r in more]
-            gw.store.insert_events(fresh)
+            more = next(iter(gw.store.event_tuples_since(0, 10_000)))[0]
+            gw.store.insert_events([("x" + str(r[0]), r[1] + 1, *r[2:]) for r in more])
             t0 = time.perf_counter()
             task = console.refresh(force=True)
             t_page = time.perf_counter()

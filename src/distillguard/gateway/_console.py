@@ -158,9 +158,9 @@ class LiveConsole:
                 _link_or_copy(part, log_dir / "events" / part.name)
         seq, store = self._seq, self.gw.store
         with LogWriter(log_dir, append=True) as writer:
-            for rows in store.iter_events(seq, 50_000):
+            for rows, last in store.event_tuples_since(self._seq, 50_000):
                 writer.write("events", events_table(rows))
-                seq = rows[-1]["seq"]
+                seq = last
             if seq == 0:  # nothing captured yet: the table still needs its schema
                 writer.write("events", events_table([]))
         write_table(log_dir, "accounts", accounts_table(store))

@@ -70,7 +70,7 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
     store = db if isinstance(db, Store) else Store(db, prefix)
     n_events = 0
     with LogWriter(out, fmt=fmt) as writer:  # type: ignore[arg-type]
-        for rows in store.iter_events(0, batch):
+        for rows, _seq in store.event_tuples_since(0, batch):
             writer.write("events", events_table(rows))
             n_events += len(rows)
         if n_events == 0:

@@ -188,6 +188,22 @@ class Store:
             last = rows[-1]["seq"]
             yield rows
 
+    def event_tuples_since(self, after_seq: int = 0, batch: int = 50_000) -> Iterator[tuple[list[tuple[Any, ...]], int]]:
+        """Events in capture order as (rows, last seq) batches, rows as EVENT_FIELDS tuples
+        straight from the driver (export and console snapshots; no dict per row)."""
+        q = self.engine.dialect.identifier_preparer.quote
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"SELECT {', '.join(q(c) for c in EVENT_FIELDS)}, {q('seq')} FROM {q(self.events.name)} "
+               f"WHERE {q('seq')} > {mark} ORDER BY {q('seq')} LIMIT {int(batch)}")
+        last = after_seq
+        while True:
+            with self.engine.connect() as con:
+                rows = con.exec_driver_sql(sql, (last,)).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][-1])
+            yield [tuple(r[:-1]) for r in rows], last
+
     # ------------------------------------------------------------ accounts and keys
 
     def upsert_account(self, account_id: str, **fields: Any) -> None:

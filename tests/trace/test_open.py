@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from distillguard.localmodel import generate
-from distillguard.trace import open_tuples, radioactivity_open
+from distillguard.trace import contrast_tuples, open_tuples, radioactivity_open
 from distillguard.watermark import KeyVersion, WatermarkConfig, WatermarkKey
 from distillguard.watermark import _seeding as S
 
@@ -22,6 +22,22 @@ def test_each_window_is_read_at_its_first_occurrence_in_each_text() -> None:
     assert t.dropped_repeats == 2 and t.tokens_seen == 6
 
 
+def test_contrast_scores_the_tokens_the_suspect_learned_beyond_the_reference() -> None:
+    import torch
+
+    def logp(rows: list[list[float]]) -> torch.Tensor:
+        return torch.log_softmax(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+    # after token 1 both models like token 4 most, but only the suspect also likes token 5
+    suspect = [logp([[0, 0, 0, 0, 3, 2], [0, 0, 0, 3, 0, 0], [0, 9, 0, 0, 0, 0], [0] * 6])]
+    reference = [logp([[0, 0, 0, 0, 3, 0], [0, 0, 0, 3, 0, 0], [0] * 6, [0] * 6])]
+    t = contrast_tuples([[1, 2, 1, 3]], suspect, reference, 1, top_k=3, per_context=1)
+    assert dict(zip(t.windows[:, 0].tolist(), t.tokens.tolist(), strict=True))[1] == 5
+    assert t.tokens.size == 2  # windows 1 and 2; the second reading of window 1 is dropped
+    t2 = contrast_tuples([[1, 2, 1, 3]], suspect, reference, 1, top_k=2, per_context=2)
+    assert sorted(t2.tokens[t2.windows[:, 0] == 1].tolist()) == [4, 5]
+
+
 def test_a_model_that_never_learned_the_key_is_not_radioactive_on_our_marked_text(
     teacher: tuple[Any, Any], prompts: list[str]
 ) -> None:
@@ -33,7 +49,16 @@ def test_a_model_that_never_learned_the_key_is_not_radioactive_on_our_marked_tex
         model, tok, prompts[:20], max_new_tokens=200, min_new_tokens=200,
         logits_processors=[key.logits_processor("acct-1")], seed=4,
     )
-    report = radioactivity_open(key, model, tok, [p + m for p, m in zip(prompts, marked, strict=False)])
-    det = report.layers[0]
-    assert det.scored_tuples > 300
+    texts = [p + m for p, m in zip(prompts, marked, strict=False)]
+    report = radioactivity_open(key, model, tok, texts)
+    assert report.layers[0].scored_tuples > 300
+    assert report.p_value > 1e-3, report.lines()
+    # contrasted with a reference that shares nothing with the key (here: a half-trained copy)
+    from distillguard.localmodel import LocalModelConfig, build_model, encode_documents, train_lm
+
+    other = build_model(LocalModelConfig(seed=3), len(tok))
+    train_lm(other, encode_documents(tok, prompts), steps=30, seq_len=64, batch_size=8,
+             learning_rate=3e-3, seed=3, progress=False)
+    report = radioactivity_open(key, model, tok, texts, reference=other)
+    assert report.layers[0].scored_tuples > 300
     assert report.p_value > 1e-3, report.lines()

@@ -1,8 +1,8 @@
 """Tracing harvested text, datasets and suspect models back to the key and the accounts.
 
 - `trace_texts`: token layer (through the generating tokenizer) and lexical layer.
-- `radioactivity_open`: teacher-forced test of a local transformers model (`open_tuples`:
-  what it scores).
+- `radioactivity_open`: teacher-forced test of a local transformers model (`open_tuples`,
+  `contrast_tuples`: what it scores).
 - `radioactivity_closed`: test of a model behind an OpenAI-compatible endpoint
   (`query_openai_compatible` fetches its answers).
 - `TraceReport`: the evidence (tuples scored, controls, p-value, accounts).
@@ -12,6 +12,7 @@ from distillguard.trace._inputs import load_candidates, load_texts
 from distillguard.trace._report import TraceReport
 from distillguard.trace._trace import (
     bonferroni,
+    contrast_tuples,
     open_tuples,
     query_openai_compatible,
     radioactivity_closed,
@@ -22,6 +23,7 @@ from distillguard.trace._trace import (
 __all__ = [
     "TraceReport",
     "bonferroni",
+    "contrast_tuples",
     "load_candidates",
     "load_texts",
     "open_tuples",

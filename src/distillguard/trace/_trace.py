@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from distillguard._errors import ConfigError
 from distillguard.trace._report import TraceReport
@@ -21,6 +22,8 @@ from distillguard.watermark import (
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import first_of_each, flatten, unique_tuples
 from distillguard.watermark._scheme import windows_of
+
+I64 = npt.NDArray[np.int64]
 
 if TYPE_CHECKING:
     import torch
@@ -79,65 +82,93 @@ def _log_probs(model: Any, rows: list[list[int]], batch_size: int, pad: int) -> 
     return out
 
 
-def _predictions(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    *,
-    reference: Any | None,
-    top_k: int,
-    batch_size: int,
-    max_len: int,
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Input tokens and, at every position, the token the suspect is scored on.
-
-    Without a reference: the suspect's greedy prediction. With one: among the
-    suspect's `top_k` most likely next tokens, the one it prefers most over the
-    reference (largest log-probability ratio), which cancels what both models know of
-    the language and leaves what the suspect learned beyond it. Either choice depends
-    on the models and the text only, never on the key.
-    """
-    enc_all = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    rows = [list(r)[:max_len] for r in enc_all if len(r) >= 2]
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    suspect = _log_probs(model, rows, batch_size, pad)
-    if reference is None:
-        return rows, [lp.argmax(dim=-1).tolist() for lp in suspect]
-    preds = []
-    for lp, ref in zip(suspect, _log_probs(reference, rows, batch_size, pad), strict=True):
-        top = lp.topk(min(top_k, lp.shape[-1]), dim=-1).indices  # (n, k)
-        gain = (lp - ref).gather(-1, top)
-        preds.append(top.gather(-1, gain.argmax(dim=-1, keepdim=True))[:, 0].tolist())
-    return rows, preds
-
-
-def open_tuples(inputs: Sequence[Sequence[int]], preds: Sequence[Sequence[int]], h: int) -> ScoredTuples:
-    """(window of the input, the suspect's token after it) tuples, each scored once.
+def _first_windows(inputs: Sequence[Sequence[int]], h: int) -> tuple[I64, S.U64, I64, int]:
+    """(windows, context ids, flat index of each window's last token, windows dropped).
 
     A window is read only at its *first* occurrence in each text. The text before it
     was then produced without the window's own green list (the generator only uses a
     window's list after the window appears), so under H0 (a suspect that never
-    learned from this key) the scored token is independent of that list, even when
-    the reading texts are our own watermarked answers. Later occurrences come after
-    text sampled with that list, which the suspect could copy in context; they are
-    dropped (counted as repeats). Tuples repeated across texts count once.
+    learned from this key) whatever the suspect names there is independent of that
+    list, even when the reading texts are our own watermarked answers. Later
+    occurrences come after text sampled with that list, which the suspect could copy
+    in context; they are dropped.
     """
     flat, starts = flatten(inputs)
-    pflat, _ = flatten(preds)
-    # windows_of gives the h tokens before each index; the suspect's token after reading
-    # them is its prediction at the index before (the window's last token)
+    # windows_of gives the h tokens before each index; the suspect's next-token
+    # distribution after reading them sits at the index before (the window's last token)
     windows, idx = windows_of(np.append(flat, 0), starts, h)
     inside = idx < flat.size
     windows, idx = windows[inside], idx[inside]
     ctx = S.context_ids(windows)
     text = np.searchsorted(starts, idx - 1, side="right") - 1
     first = first_of_each(S.tuple_ids(ctx, text))
+    return windows[first], ctx[first], idx[first] - 1, int(idx.size - first.size)
+
+
+def open_tuples(inputs: Sequence[Sequence[int]], preds: Sequence[Sequence[int]], h: int) -> ScoredTuples:
+    """(window of the input, the suspect's token after it) tuples, each scored once.
+
+    Windows at their first occurrence per text (`_first_windows`); tuples repeated
+    across texts count once.
+    """
+    windows, ctx, pos, dropped = _first_windows(inputs, h)
+    pflat, _ = flatten(preds)
+    return unique_tuples(ctx, windows, pflat[pos], tokens_seen=sum(map(len, inputs)), dropped_before=dropped)
+
+
+def contrast_tuples(
+    inputs: Sequence[Sequence[int]],
+    suspect: Sequence[torch.Tensor],
+    reference: Sequence[torch.Tensor],
+    h: int,
+    *,
+    top_k: int = 20,
+    per_context: int = 5,
+) -> ScoredTuples:
+    """Per context window, the tokens the suspect learned to prefer over the reference.
+
+    Over every first occurrence of a window (`_first_windows`), the suspect's `top_k`
+    next tokens are pooled: a token's support is the suspect's probability summed over
+    the occurrences, its gain the mean log-probability ratio suspect / reference where
+    it was in the top `top_k`. Among the window's `top_k` best-supported tokens, the
+    `per_context` with the largest gain are scored, one tuple each. Averaging over
+    occurrences cancels what the two models disagree on at random and keeps a bias a
+    student learned for the window itself, which is what a green list teaches. Every
+    choice depends on the models and the text only, so under H0 each (window, token)
+    tuple is green with probability gamma: the binomial tail stays exact.
+    """
+    import torch
+
+    windows, ctx, pos, dropped = _first_windows(inputs, h)
+    if not pos.size:
+        return unique_tuples(ctx, windows, pos, tokens_seen=0, dropped_before=dropped)
+    lp = torch.cat(list(suspect))[torch.from_numpy(pos)]
+    gain_all = lp - torch.cat(list(reference))[torch.from_numpy(pos)]
+    top = lp.topk(min(top_k, lp.shape[-1]), dim=-1)
+    tokens = top.indices.numpy().astype(np.int64)  # (n, k)
+    support = top.values.exp().numpy().astype(np.float64)
+    gain = gain_all.gather(-1, top.indices).numpy().astype(np.float64)
+    _, first_at, group = np.unique(ctx, return_index=True, return_inverse=True)
+    pair = group[:, None].astype(np.int64) * (int(tokens.max()) + 1) + tokens  # (window, token) pairs
+    _, at, inv = np.unique(pair.ravel(), return_index=True, return_inverse=True)
+    sup = np.bincount(inv, weights=support.ravel()).astype(np.float64)
+    mean_gain = (np.bincount(inv, weights=gain.ravel()) / np.bincount(inv)).astype(np.float64)
+    owner = group[at // tokens.shape[1]]
+    tok = tokens.ravel()[at]
+
+    def best(score: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_], n: int) -> npt.NDArray[np.bool_]:
+        """The n highest `score` among `keep`, per window."""
+        order = np.lexsort((-score, owner))
+        order = order[keep[order]]
+        starts = np.searchsorted(owner[order], owner[order], side="left")
+        chosen = np.zeros(owner.size, dtype=bool)
+        chosen[order[np.arange(order.size) - starts < n]] = True
+        return chosen
+
+    chosen = best(mean_gain, best(sup, np.ones(owner.size, dtype=bool), top_k), per_context)
+    rep = first_at[owner[chosen]]  # one occurrence of each window stands for it
     return unique_tuples(
-        ctx[first],
-        windows[first],
-        pflat[idx[first] - 1],
-        tokens_seen=int(flat.size),
-        dropped_before=int(idx.size - first.size),
+        ctx[rep], windows[rep], tok[chosen], tokens_seen=sum(map(len, inputs)), dropped_before=dropped
     )
 
 
@@ -148,7 +179,8 @@ def radioactivity_open(
     texts: Sequence[str],
     *,
     reference: Any | None = None,
-    top_k: int = 10,
+    top_k: int = 20,
+    per_context: int = 5,
     alpha: float = 1e-6,
     batch_size: int = 16,
     max_len: int | None = None,
@@ -157,25 +189,36 @@ def radioactivity_open(
     """Open-model radioactivity test (teacher forcing, after Sander et al. 2024).
 
     The suspect reads `texts`, best our own watermarked answers (what the harvesting
-    accounts received): where a student memorised marked text, its next token repeats
-    the marked choice. At the first occurrence of each window in each text the
-    suspect's token (greedy, or with `reference` = our own unwatermarked model, the
-    top-`top_k` token it prefers most over the reference) forms a (window, token)
-    tuple, scored once with the key like generated text (`open_tuples`). Under H0
-    (the suspect never learned from text marked with this key) the p-value is exact.
+    accounts received): a student that learned from them leans, after their windows,
+    towards the tokens the key made green. Windows count at their first occurrence in
+    each text, so reading marked text keeps the test exact. Without `reference` the
+    suspect's greedy token after each window is scored (`open_tuples`); with
+    `reference` (our own unwatermarked model, same tokenizer) the `per_context` tokens
+    of each window that the suspect prefers most over the reference (`contrast_tuples`),
+    which finds a student trained on a few percent of marked text. Under H0 (the
+    suspect never learned from text marked with this key) the p-value is exact.
     """
     limit = max_len or int(getattr(model.config, "n_positions", 512))
-    inputs, preds = _predictions(
-        model, tokenizer, texts, reference=reference, top_k=top_k, batch_size=batch_size, max_len=limit
-    )
-    if not inputs:
+    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    rows = [list(r)[:limit] for r in enc if len(r) >= 2]
+    if not rows:
         raise ConfigError("No text long enough (2 tokens) to read the model with.")
-    det = detect_tuples(key, lambda h: open_tuples(inputs, preds, h), alpha=alpha)
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    suspect = _log_probs(model, rows, batch_size, pad)
+    if reference is None:
+        preds = [lp.argmax(dim=-1).tolist() for lp in suspect]
+        det = detect_tuples(key, lambda h: open_tuples(rows, preds, h), alpha=alpha)
+        how = "its greedy token after each window"
+    else:
+        ref = _log_probs(reference, rows, batch_size, pad)
+        det = detect_tuples(
+            key,
+            lambda h: contrast_tuples(rows, suspect, ref, h, top_k=top_k, per_context=per_context),
+            alpha=alpha,
+        )
+        how = f"per window, the {per_context} of its top-{top_k} tokens it prefers most over the reference"
     det.layer = "open-model"
-    how = (
-        f"its top-{top_k} token most above the reference model" if reference is not None else "its greedy token"
-    )
-    notes = [f"teacher-forced on {len(inputs)} texts; each window's first occurrence per text, {how}"]
+    notes = [f"teacher-forced on {len(rows)} texts, each window at its first occurrence per text; {how}"]
     return TraceReport(subject=subject, layers=[det], alpha=alpha, notes=notes)
 
 

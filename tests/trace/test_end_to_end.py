@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distillguard.cli import app
-from distillguard.localmodel import generate, read_corpus_texts
+from distillguard.localmodel import LocalModelConfig, generate, model_path, read_corpus_texts
 from distillguard.trace import (
     query_openai_compatible,
     radioactivity_closed,
@@ -105,6 +105,15 @@ def test_trace_model_cli_open_and_closed(world: dict[str, Any], teacher: tuple[A
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["p_value"] <= 1e-4 and out["scored_tuples"] > 50
+    # reading the served answers against our own model (the teacher's cached folder)
+    served = world["work"] / "served.jsonl"
+    served.write_text("".join(json.dumps({"text": chat_prompt(r.prompt) + r.text}) + "\n" for r in world["marked"]))
+    res = CliRunner().invoke(
+        app, ["trace", "model", "--local", str(saved), "--prompts", str(served), "--reference",
+              str(model_path(LocalModelConfig())), "--watermark-key-file", str(world["key_file"]), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["p_value"] <= 1e-6
 
     # closed: the student behind an OpenAI-compatible endpoint, answered by the real model
     def serve(request: httpx.Request) -> httpx.Response:

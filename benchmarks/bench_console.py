@@ -100,6 +100,7 @@ def _load_gateway(log_dir: Path, db: str) -> Any:
     import pyarrow as pa
     import sqlalchemy as sa
 
+    from distillguard.enforce import LimitsConfig, LimitSet
     from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, Router, Store
     from distillguard.gateway._store import EVENT_FIELDS
     from distillguard.traffic import TrafficLog
@@ -122,7 +123,9 @@ def _load_gateway(log_dir: Path, db: str) -> Any:
         n += t.num_rows
     router = Router()
     router.add("*", FakeUpstream())
-    cfg = GatewayConfig(db=db, admin_token="bench-admin-token-000000", detect=True, detect_interval=3600.0)
+    big = LimitSet(10**9, 10**10, None, None)
+    cfg = GatewayConfig(db=db, admin_token="bench-admin-token-000000", detect=True, detect_interval=3600.0,
+                        limits=LimitsConfig(key=big, account=big))
     return Gateway(cfg, router=router, store=store), n
 
 

@@ -172,7 +172,8 @@ class LiveConsole:
             verdicts, campaigns = VERDICTS.schema.empty_table(), CAMPAIGNS.schema.empty_table()
         write_table(verdicts_dir, "verdicts", verdicts)
         write_table(verdicts_dir, "campaigns", campaigns)
-        app = create_app(log_dir, verdicts_dir, on_action=self._on_action, warm_campaigns=10)
+        # the top campaigns' plots are drawn here, before the swap: their first visits are fast
+        app = create_app(log_dir, verdicts_dir, on_action=self._on_action, warm_campaigns=10, warm_now=True)
         self._snapshots.append(snap)
         self._seq = seq
         return app

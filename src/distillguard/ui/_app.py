@@ -86,6 +86,7 @@ def create_app(
     on_action: ActionHook | None = None,
     store: CaseStore | None = None,
     warm_campaigns: int = 10,
+    warm_now: bool = False,
     indicators: str | Path | Sequence[str | Path] | None = None,
 ) -> Any:
     """Build the console for one traffic log and one scan.
@@ -98,6 +99,8 @@ def create_app(
         store: an already built `CaseStore` (built from the two directories when None).
         warm_campaigns: render the plots of this many top campaigns in the background on
             startup, so that their first visit is fast too.
+        warm_now: render those plots before returning instead (a caller that builds the
+            app off the request path and swaps it in when ready, like the gateway).
         indicators: partners' STIX bundles or indicator stores (see
             `distillguard.report.load_indicators`); accounts of the log that match are listed
             on the front page and their pages.
@@ -182,7 +185,9 @@ def create_app(
         for c in cases.campaigns()[:warm_campaigns]:
             campaign_plots(c.campaign_id)
 
-    if warm_campaigns > 0:
+    if warm_campaigns > 0 and warm_now:
+        warm()
+    elif warm_campaigns > 0:
         threading.Thread(target=warm, name="console-warm", daemon=True).start()
 
     app = FastAPI(title="distillguard console", docs_url=None, redoc_url=None)

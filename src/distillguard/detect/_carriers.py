@@ -9,8 +9,8 @@ few items: an evaluation runner sends the public benchmark items a campaign also
 only a slice of each member's repertoire.
 
 The replay asks after every window, so `CarrierTracker` keeps the count of blocked members
-per key from one call to the next and only reads the pairs of keys that are campaign
-templates now.
+per key and of campaign templates per account from one call to the next, and only reads the
+pairs of the candidates and of the keys they send.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class CarrierTracker:
         self.n = 0  # shared pairs folded in
         self.blocked = np.zeros(0, bool)
         self.by_members = np.zeros(0, np.int64)
+        # Per account: its pairs on campaign templates, as of `campaign` and the first `n_c` pairs.
+        self.n_c = 0
+        self.campaign = np.zeros(0, bool)
+        self.per_acct = np.zeros(0, np.int64)
 
     def _fold(self, pairs: np.ndarray, blocked: np.ndarray, n_keys: int,
               by_acct: PairIndex) -> None:
@@ -76,6 +80,22 @@ class CarrierTracker:
         self.blocked = blocked.copy()
         self.n = len(pairs)
 
+    def _fold_campaign(self, pairs: np.ndarray, campaign_key: np.ndarray, m: int,
+                       by_key: PairIndex) -> np.ndarray:
+        """Per account, its pairs on campaign template keys (kept as the keys flip)."""
+        self.per_acct = _grow(self.per_acct, m)
+        self.campaign = _grow(self.campaign, len(campaign_key))
+        flip = campaign_key != self.campaign
+        if flip.any():
+            pos = by_key.select(pairs, flip)
+            rows = pairs[pos[pos < self.n_c]]
+            np.add.at(self.per_acct, rows[:, 2], np.where(campaign_key[rows[:, 3]], 1, -1))
+        new = pairs[self.n_c :]
+        np.add.at(self.per_acct, new[campaign_key[new[:, 3]], 2], 1)
+        self.campaign = campaign_key.copy()
+        self.n_c = len(pairs)
+        return self.per_acct[:m]
+
     def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
                blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
                by_acct: PairIndex) -> Carriers:
@@ -89,15 +109,25 @@ class CarrierTracker:
         bm = self.by_members[:n_keys]
         accounts = state.key_accounts[state.sid_code[:n_keys]]
         campaign_key = (bm >= CAMPAIGN_KEY_MEMBERS) & (bm >= CAMPAIGN_KEY_SHARE * accounts)
+        per_acct = self._fold_campaign(pairs, campaign_key, m, by_key)
         if not campaign_key.any():
             return out
-        rows = pairs[by_key.select(pairs, campaign_key)]
-        acct, sid = rows[:, 2], rows[:, 3]
-        per_acct = np.bincount(acct, minlength=m)
         cand = np.flatnonzero((component < 0) & ~blocked & (per_acct >= lk.carrier_min_templates))
         peers = np.flatnonzero(blocked & (per_acct >= CAMPAIGN_KEY_MEMBERS))
         if not len(cand) or not len(peers):
             return out
+        # Only the candidates' campaign pairs, and the peers' pairs on the same keys, count in
+        # the overlaps (the same matrix products, without the columns no candidate touches).
+        mine = pairs[by_acct.select(pairs, np.isin(np.arange(m), cand))]
+        mine = mine[campaign_key[mine[:, 3]]]
+        touched = np.zeros(n_keys, bool)
+        touched[mine[:, 3]] = True
+        theirs = pairs[by_key.select(pairs, touched)]
+        is_peer = np.zeros(m, bool)
+        is_peer[peers] = True
+        theirs = theirs[is_peer[theirs[:, 2]]]
+        acct = np.concatenate([mine[:, 2], theirs[:, 2]])
+        sid = np.concatenate([mine[:, 3], theirs[:, 3]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
         for row, i in enumerate(cand.tolist()):

@@ -62,3 +62,24 @@ def test_text_round_trip_and_rotation(teacher: tuple[Any, Any], prompts: list[st
     rotated = old.rotate()
     det = WatermarkDetector(rotated, tok).detect_texts(texts, prompts=prompts[:8])
     assert det.key_version == 1 and det.versions_tried == 2 and det.p_value < 1e-10
+
+
+def test_the_served_accounts_layer_adds_its_evidence(
+    teacher: tuple[Any, Any], prompts: list[str], plain_ids: list[list[int]]
+) -> None:
+    from distillguard.watermark import collect_tuples, detect_tuples
+
+    model, tok = teacher
+    key = fixed_key(2)
+    marked = generate_ids(
+        model, tok, prompts[:4], max_new_tokens=40, min_new_tokens=40,
+        logits_processors=[key.logits_processor("acct-004242")], seed=2,
+    )
+    alone = detect_tuples(key, lambda h: collect_tuples(marked, h))
+    both = detect_tuples(key, lambda h: collect_tuples(marked, h), served_account="acct-004242")
+    other = detect_tuples(key, lambda h: collect_tuples(marked, h), served_account="acct-000001")
+    assert both.expected == 2 * alone.expected and both.scored_tuples == alone.scored_tuples
+    assert both.log10_p < alone.log10_p and both.log10_p < other.log10_p
+    assert all(p > 1e-4 for p in both.controls)
+    null = detect_tuples(key, lambda h: collect_tuples(plain_ids, h), served_account="acct-004242")
+    assert null.p_value > 1e-3

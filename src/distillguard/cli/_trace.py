@@ -125,6 +125,13 @@ def register(app: typer.Typer) -> None:
                 "scored on the tokens it prefers over it (stronger when little marked data was used)."
             ),
         ] = None,
+        account: Annotated[
+            str | None,
+            typer.Option(
+                help="Open model: the account the reading texts were served to; its layer is "
+                "scored too (green-list keys with an account layer)."
+            ),
+        ] = None,
         max_tokens: Annotated[int, typer.Option(help="Answer length asked of a closed model.")] = 128,
         tokenizer: TokenizerOpt = "local",
         alpha: Alpha = 1e-6,
@@ -165,7 +172,7 @@ def register(app: typer.Typer) -> None:
                     ref = AutoModelForCausalLM.from_pretrained(reference)
                     ref.eval()  # type: ignore[no-untyped-call]
                 report = radioactivity_open(
-                    key, suspect, tok, texts, reference=ref, alpha=alpha, subject=str(local)
+                    key, suspect, tok, texts, reference=ref, account=account, alpha=alpha, subject=str(local)
                 )
             else:
                 assert endpoint is not None

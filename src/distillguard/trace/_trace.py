@@ -181,6 +181,7 @@ def radioactivity_open(
     reference: Any | None = None,
     top_k: int = 20,
     per_context: int = 5,
+    account: str | None = None,
     alpha: float = 1e-6,
     batch_size: int = 16,
     max_len: int | None = None,
@@ -195,8 +196,10 @@ def radioactivity_open(
     suspect's greedy token after each window is scored (`open_tuples`); with
     `reference` (our own unwatermarked model, same tokenizer) the `per_context` tokens
     of each window that the suspect prefers most over the reference (`contrast_tuples`),
-    which finds a student trained on a few percent of marked text. Under H0 (the
-    suspect never learned from text marked with this key) the p-value is exact.
+    which finds a student trained on a few percent of marked text. With `account` (the
+    account the reading texts were served to, e.g. the one `trace text` attributed), the
+    tuples are also scored under that account's layer, which the student learned too.
+    Under H0 (the suspect never learned from text marked with this key) the p-value is exact.
     """
     limit = max_len or int(getattr(model.config, "n_positions", 512))
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -207,7 +210,7 @@ def radioactivity_open(
     suspect = _log_probs(model, rows, batch_size, pad)
     if reference is None:
         preds = [lp.argmax(dim=-1).tolist() for lp in suspect]
-        det = detect_tuples(key, lambda h: open_tuples(rows, preds, h), alpha=alpha)
+        det = detect_tuples(key, lambda h: open_tuples(rows, preds, h), alpha=alpha, served_account=account)
         how = "its greedy token after each window"
     else:
         ref = _log_probs(reference, rows, batch_size, pad)
@@ -215,10 +218,13 @@ def radioactivity_open(
             key,
             lambda h: contrast_tuples(rows, suspect, ref, h, top_k=top_k, per_context=per_context),
             alpha=alpha,
+            served_account=account,
         )
         how = f"per window, the {per_context} of its top-{top_k} tokens it prefers most over the reference"
     det.layer = "open-model"
     notes = [f"teacher-forced on {len(rows)} texts, each window at its first occurrence per text; {how}"]
+    if account is not None:
+        notes.append(f"tuples also scored under the layer of account {account!r}, the texts' recipient")
     return TraceReport(subject=subject, layers=[det], alpha=alpha, notes=notes)
 
 

@@ -194,20 +194,32 @@ def collect_tuples(
     )
 
 
-def _global_log_p(keys: LayerKeys, t: ScoredTuples) -> tuple[float, float, float, int]:
-    """(log p, statistic, expected under H0, tuples scored) of the global layer."""
+def _global_log_p(
+    keys: LayerKeys, t: ScoredTuples, code: I64 | None = None
+) -> tuple[float, float, float, int]:
+    """(log p, statistic, expected under H0, tuples scored) of the global layer.
+
+    With `code` (kgw only: the code word of an account known to have been served the
+    text), each tuple is also scored under that account's layer, whose green lists are
+    independent of the global ones under H0: one binomial over both sets of trials.
+    """
     n = t.tokens.size
     cfg = keys.config
     if n == 0:
         return 0.0, 0.0, 0.0, 0
-    vals = keys.global_values(t.windows, t.ctx_ids, t.tokens, S.hashes_of_tokens(t.tokens))
+    th = S.hashes_of_tokens(t.tokens)
+    vals = keys.global_values(t.windows, t.ctx_ids, t.tokens, th)
     # Distinct PRF inputs give independent values; with self-hash, different tuples can
     # share one input (the anchor is the token itself), so count each value once.
     u = S.unit(np.unique(vals)) if cfg.self_hash else S.unit(vals)
     n = u.size
     if cfg.scheme == "kgw":
-        green = int((u < cfg.gamma).sum())
-        return float(stats.binom.logsf(green - 1, n, cfg.gamma)), float(green), n * cfg.gamma, n
+        green, trials = int((u < cfg.gamma).sum()), n
+        if code is not None:
+            acc = keys.account_values(t.ctx_ids, code[keys.positions(t.ctx_ids)], th)
+            green, trials = green + int((S.unit(acc) < cfg.gamma).sum()), trials + t.tokens.size
+        log_p = float(stats.binom.logsf(green - 1, trials, cfg.gamma))
+        return log_p, float(green), trials * cfg.gamma, n
     score = float(-np.log1p(-u).sum())
     return float(stats.gamma.logsf(score, n)), score, float(n), n
 
@@ -328,23 +340,41 @@ def detect_tuples(
     report_alpha: float = 0.01,
     max_report: int = 50,
     controls: bool = True,
+    served_account: str | None = None,
 ) -> Detection:
-    """`detect_ids` over any source of tuples: `tuples_for(h)` gives those of context width h."""
+    """`detect_ids` over any source of tuples: `tuples_for(h)` gives those of context width h.
+
+    `served_account`: an account known to have received the marked text (kgw keys with an
+    account layer): its layer is scored beside the global one (`_global_log_p`).
+    """
     results: list[tuple[float, KeyVersion, LayerKeys, ScoredTuples, float, float, int]] = []
     cache: dict[int, ScoredTuples] = {}
+    codes: dict[int, I64 | None] = {}
     for version in key.versions:
-        h = version.config.context_width
+        cfg = version.config
+        codes[version.version] = (
+            np.asarray(
+                S.account_code(
+                    version.secret, version.version, served_account, cfg.account_length, cfg.account_alphabet
+                ),
+                dtype=np.int64,
+            )
+            if served_account is not None and cfg.account_delta > 0 and cfg.scheme == "kgw"
+            else None
+        )
+        h = cfg.context_width
         if h not in cache:
             cache[h] = tuples_for(h)
         t = cache[h]
         keys = LayerKeys.of(version)
-        log_p, stat, expected, n = _global_log_p(keys, t)
+        log_p, stat, expected, n = _global_log_p(keys, t, codes[version.version])
         results.append((log_p, version, keys, t, stat, expected, n))
     log_p, version, keys, t, stat, expected, n = min(results, key=lambda r: r[0])
     log_p = min(0.0, log_p + math.log(len(results)))
     cfg = version.config
+    code = codes[version.version]
     control_ps = (
-        [float(math.exp(_global_log_p(LayerKeys.of(version, c), t)[0])) for c in range(cfg.controls)]
+        [float(math.exp(_global_log_p(LayerKeys.of(version, c), t, code)[0])) for c in range(cfg.controls)]
         if controls
         else []
     )

@@ -6,7 +6,7 @@ detector's current verdicts, pre-aggregated by `distillguard.report.CaseStore` e
 `distillguard ui` does. Pages are always answered from the snapshot in hand; a visit to a
 snapshot older than `max_age` seconds starts a rebuild in the background (at most one at a
 time, so at most one a minute), and the new snapshot replaces the old one when it is ready.
-Only the very first visit has no snapshot: it waits up to `first_wait` seconds, then gets a
+Only the very first visit has no snapshot: it waits up to `first_wait` seconds (0.5), then gets a
 page that refreshes itself until the snapshot is there.
 
 A rebuild runs in a worker thread, never on the proxy routes' path, and is incremental: the
@@ -61,7 +61,7 @@ class LiveConsole:
         first_wait: how long the first visit waits for the first snapshot.
     """
 
-    def __init__(self, gw: Gateway, max_age: float = 60.0, first_wait: float = 1.0) -> None:
+    def __init__(self, gw: Gateway, max_age: float = 60.0, first_wait: float = 0.5) -> None:
         self.gw = gw
         self.max_age = max_age
         self.first_wait = first_wait
@@ -158,7 +158,8 @@ class LiveConsole:
                 _link_or_copy(part, log_dir / "events" / part.name)
         seq, store = self._seq, self.gw.store
         with LogWriter(log_dir, append=True) as writer:
-            for rows, last in store.event_tuples_since(self._seq, 50_000):
+            # small batches: converting rows to Arrow holds the GIL, and the proxy routes wait for it
+            for rows, last in store.event_tuples_since(self._seq, 5_000):
                 writer.write("events", events_table(rows))
                 seq = last
             if seq == 0:  # nothing captured yet: the table still needs its schema

@@ -31,7 +31,6 @@ from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._replay import compute_signals, replay
-from distillguard.detect._scoring import ACTION_NAMES
 from distillguard.report import evaluate
 from distillguard.traffic import LogWriter, TrafficLog
 
@@ -92,12 +91,11 @@ def why(log: Path, sig: pl.DataFrame, cfg: DetectConfig, account: str) -> None:
     det, _ = replay(log, cfg, cut)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     v = verdict_table(det.state, a, cfg, np.full(det.state.size, -1, np.int64), lambda _eid: "")
-    row = v.filter(pl.Series(v.column("account_id").to_pylist()) == account).to_pylist()[0]  # type: ignore[arg-type]
+    row = v.slice(det.state.index[account], 1).to_pylist()[0]
     when = "never flagged; state at the end" if end < 0 else f"flagged at {end} (us)"
     print(f"{account}: {when}: action {row['action']} score {row['score']:.3f} campaign {row['campaign_id']}")
     for r in json.loads(row["reasons"]):
         print("  -", r)
-    _ = ACTION_NAMES
 
 
 def main() -> None:

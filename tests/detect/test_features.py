@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -90,3 +91,33 @@ def test_account_metadata_feature(feature: str, meta: dict[str, Any]) -> None:
     f = _features(rows, [account("plain"), account("marked", **meta)])
     assert f["marked"][feature] == 1.0
     assert f["plain"][feature] == 0.0
+
+
+def test_an_address_whose_accounts_rotate_looks_more_like_a_proxy_pool_than_a_nat() -> None:
+    from distillguard.detect._scoring import account_totals, key_profiles
+    from distillguard.detect._state import LINK_KINDS
+
+    rows: list[dict[str, object]] = []
+    accts = []
+    for a in range(8):
+        # Same traffic; the proxy accounts rotate through a pool, the NAT ones keep one address.
+        rows += events(f"proxy{a}", 20, ip=[f"203.0.113.{(a + k) % 6}" for k in range(6)])
+        rows += events(f"nat{a}", 20, ip="192.0.2.7")
+        accts += [account(f"proxy{a}"), account(f"nat{a}")]
+    det = OnlineDetector(accounts=account_table(accts))
+    det.update(event_table(rows))
+    a = det.assess()
+    st = det.state
+    h = a.features["ip_churn"]
+    assert h[st.index["proxy0"]] == 1.0 and h[st.index["nat0"]] == 0.0
+    profile = {}
+    for sid in range(st.shared_keys):
+        if st.sid_link[sid] == LINK_KINDS.index("ip"):
+            profile[st.key_label[st.sid_code[sid]]] = sid
+    churn = {"203.0.113.0": 1.0, "192.0.2.7": 0.0}
+    sids = [profile[ip] for ip in churn]
+    with_churn = key_profiles(st, account_totals(st), det.config, sids=np.array(sids),
+                              ip_churn=np.array(list(churn.values())))
+    assert with_churn[0] > with_churn[1]
+    same = key_profiles(st, account_totals(st), det.config, sids=np.array(sids))
+    assert with_churn[0] > same[0] and with_churn[1] == same[1]

@@ -29,12 +29,12 @@ class HarvestWeights(_Strict):
 
     volume: float = 1.6
     single_turn: float = 0.6
-    elicitation: float = 1.2
+    elicitation: float = 1.6
     focus: float = 0.8
     template: float = 0.9
     sdk: float = 1.0
     night: float = 0.8
-    capped: float = 0.5
+    capped: float = 1.5
     release: float = 0.8
     new_account: float = 0.4
     risky_channel: float = 0.4
@@ -66,12 +66,12 @@ class ActionConfig(_Strict):
     block_campaign_score: float = 0.75
     throttle_campaign_score: float = 0.55
     min_campaign_accounts: int = 5
-    min_member_harvest: float = 0.3
+    min_member_harvest: float = 0.36
     monitor_harvest: float = 0.6
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.1"
+    version: str = "2026.11.2"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -127,11 +127,14 @@ def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[st
 
 
 def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
-                 cfg: DetectConfig, sids: np.ndarray | None = None) -> np.ndarray:
+                 cfg: DetectConfig, sids: np.ndarray | None = None,
+                 ip_churn: np.ndarray | None = None) -> np.ndarray:
     """Harvest profile of shared keys: all of them (indexed by shared-key id), or `sids`.
 
     Address and template keys carry their own traffic totals (kept incrementally by the
-    state); payment, e-mail and sign-up keys pool the totals of their accounts.
+    state); payment, e-mail and sign-up keys pool the totals of their accounts. `ip_churn`
+    (aligned with `sids`) is the mean address churn of each address key's accounts: behind a
+    proxy pool they rotate, behind a NAT each keeps its one address.
     """
     if sids is None:
         sids = np.arange(state.shared_keys)
@@ -147,7 +150,7 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
     t["rate"] = t["n"] / span_days / members
     for i, name in enumerate(("new_account", "risky_channel", "unverified")):
         t[name] = state.key_static[code, i] / members
-    t["ip_churn"] = np.zeros(n_keys)
+    t["ip_churn"] = np.zeros(n_keys) if ip_churn is None else ip_churn
     sub = state.shared_account_pairs()
     if len(sub):
         at = np.full(state.shared_keys, -1, np.int64)
@@ -220,15 +223,16 @@ def assess(state: DetectorState, cfg: DetectConfig,
         est = feats["events"] >= cfg.harvest.min_events
         members = state.key_accounts[state.sid_code[:n_keys]]
         crowd = np.flatnonzero(members >= lk.min_accounts)
-        key_h = np.zeros(n_keys)
-        key_h[crowd] = key_profiles(state, totals, cfg, crowd)
-        candidate = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest)
         pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
-        ip_pairs = pairs[links.by_key.select(pairs, candidate & is_ip)]
+        crowd_ip = is_ip & (members >= lk.min_accounts)
+        ip_pairs = pairs[links.by_key.select(pairs, crowd_ip)]
         churn = np.bincount(
             ip_pairs[:, 3], weights=feats["ip_churn"][ip_pairs[:, 2]], minlength=n_keys
         ) / np.maximum(members, 1)
+        key_h = np.zeros(n_keys)
+        key_h[crowd] = key_profiles(state, totals, cfg, crowd, np.where(is_ip, churn, 0.0)[crowd])
+        candidate = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest)
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
         sus_key = candidate & ip_ok

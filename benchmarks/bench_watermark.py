@@ -11,9 +11,10 @@ Prints, side by side on the same model and prompts:
 - attribution among 1 M account ids, the length/accounts/error trade-off (plot);
 - quality cost (perplexity under the teacher), robustness (truncation, synonym
   substitution, re-sampling by a student) and radioactivity of students
-  (all-watermarked, 5 % watermarked, control).
+  (all-watermarked, control; and the 5 % experiment: 5 % of the student's data
+  watermarked, against a control student).
 
-Usage: python benchmarks/bench_watermark.py [--out out/watermark] [--quick]
+Usage: python benchmarks/bench_watermark.py [--out out/watermark] [--quick] [--only-5pct]
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ KIRCH_REPO = Path("/work/.mirror/jwkirchenbauer+lm-watermarking/repo")
 Z_THRESHOLD = 4.0
 P_THRESHOLD = 3.167e-5  # one-sided normal tail at z = 4, so all methods share one threshold
 RESULTS: dict[str, Any] = {}
+# (answers harvested, student training steps) of the 5 % experiment; --quick uses the second
+RADIOACTIVITY_5PCT = (1600, 800)
+RADIOACTIVITY_5PCT_QUICK = (800, 400)
 
 
 def say(msg: str) -> None:
@@ -250,30 +254,81 @@ def bench_quality_and_robustness(model: Any, tok: Any, key: WatermarkKey, marked
 
 
 # ----------------------------------------------------------------------------- radioactivity
-def bench_radioactivity(tok: Any, key: WatermarkKey, marked: list[Harvested], plain: list[Harvested],
-                        steps: int, reading: list[str], closed_prompts: list[str]) -> None:
-    say(f"\n== radioactivity: students trained from scratch, {steps} steps, on harvested answers ==")
-    rng = random.Random(2)
-    n5 = max(1, len(marked) // 20)
-    mix = rng.sample(marked, n5) + rng.sample(plain, len(plain) - n5)
+def bench_radioactivity(model: Any, tok: Any, key: WatermarkKey, marked: list[Harvested],
+                        plain: list[Harvested], steps: int, reading: list[str], closed_prompts: list[str]) -> None:
+    say(f"\n== radioactivity: students trained from scratch, {steps} steps, on all harvested answers ==")
     res = {}
-    for name, rows in (("100 % watermarked", marked), ("5 % watermarked", mix), ("control (0 %)", plain)):
+    served = [chat_prompt(r.prompt) + r.text for r in marked]  # what the harvesting accounts received
+    for name, rows in (("100 % watermarked", marked), ("control (0 %)", plain)):
         student, t = timed(train_student, tok, rows, steps=steps, seq_len=128)
         rep = radioactivity_open(key, student, tok, reading)
+        on_served = radioactivity_open(key, student, tok, served, reference=model)
         d = rep.layers[0]
-        entry = {"open_p": rep.p_value, "open_tuples": d.scored_tuples, "train_s": t}
         answers = generate(student, tok, [chat_prompt(p) for p in closed_prompts], max_new_tokens=128,
                            min_new_tokens=64, temperature=0.7, seed=0)
         closed = trace_texts(key, answers, tokenizer=tok, prompts=[chat_prompt(p) for p in closed_prompts],
                              lexical=False)
-        entry["closed_p"] = closed.p_value
-        entry["closed_tuples"] = closed.scored_tuples
-        res[name] = entry
-        say(f"  {name:>18}: open (teacher-forced) p = {rep.p_value:.2e} on {d.scored_tuples} tuples; "
-            + (f"closed (sampled answers) p = {entry['closed_p']:.2e} on {entry['closed_tuples']} tuples; "
-               if "closed_p" in entry else "")
-            + f"controls min p = {min(d.controls):.2f}; trained in {t:.0f} s")
+        res[name] = {"open_p": rep.p_value, "open_tuples": d.scored_tuples, "open_served_p": on_served.p_value,
+                     "open_served_tuples": on_served.scored_tuples, "closed_p": closed.p_value,
+                     "closed_tuples": closed.scored_tuples, "train_s": t}
+        say(f"  {name:>18}: open, reading gsm8k p = {rep.p_value:.2e} on {d.scored_tuples} tuples; reading the "
+            f"served answers (teacher as reference) p = {on_served.p_value:.2e} on {on_served.scored_tuples}; "
+            f"closed (sampled answers) p = {closed.p_value:.2e} on {closed.scored_tuples} tuples; "
+            f"controls min p = {min(d.controls):.2f}; trained in {t:.0f} s")
     RESULTS["radioactivity"] = res
+
+
+def bench_radioactivity_5pct(model: Any, tok: Any, prompts: list[str], answers: int, steps: int,
+                             deltas: tuple[float, ...] = (2.0, 4.0)) -> None:
+    """Sander et al.'s setting: 5 % of the student's fine-tuning data is our watermarked answers.
+
+    One account harvests `answers / 20` marked answers; the other 95 % are unmarked answers of
+    the same teacher to other prompts. The control student sees the same data with the marked
+    answers replaced by unmarked answers to the same prompts (it does not depend on the key,
+    so one control serves every delta). Open test: the student reads the answers we served to
+    the harvesting account (each window at its first occurrence per text), scored on the 5 of
+    its top-20 tokens per window it prefers most over the teacher (`contrast_tuples`), with
+    and without the harvesting account's layer scored beside the global one, and, for
+    comparison, on its greedy token and on unrelated text (gsm8k).
+    """
+    n_m = answers // 20
+    say(f"\n== radioactivity at 5 %: {n_m} marked + {answers - n_m} unmarked answers x 200 tokens, "
+        f"students trained {steps} steps (gamma .25, account delta 2, h 1) ==")
+    (plain, plain_same), t = timed(lambda: (
+        harvest_direct(model, tok, None, {"acct-other": prompts[n_m:answers]}, max_new_tokens=200, seed=5),
+        harvest_direct(model, tok, None, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200, seed=7)))
+    control, tc = timed(train_student, tok, plain_same + plain, steps=steps, seq_len=128)
+    say(f"  unmarked answers harvested in {t:.0f} s, control student trained in {tc:.0f} s")
+    gsm = read_corpus_texts(["gsm8k"], 300)
+    res: dict[str, Any] = {"answers": answers, "marked": n_m, "steps": steps}
+    for delta in deltas:
+        key = WatermarkKey.generate(WatermarkConfig(delta=delta))
+        marked = harvest_direct(model, tok, key, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200)
+        served = [chat_prompt(r.prompt) + r.text for r in marked]
+        ppl = (perplexity(model, tok, [r.prompt for r in marked], [r.text for r in marked]),
+               perplexity(model, tok, [r.prompt for r in plain_same], [r.text for r in plain_same]))
+        student, ts = timed(train_student, tok, marked + plain, steps=steps, seq_len=128)
+        entry: dict[str, Any] = {"perplexity_marked": ppl[0], "perplexity_unmarked": ppl[1], "train_s": ts}
+        say(f"  delta {delta:g}: served answers' perplexity under the teacher {ppl[0]:.1f} vs {ppl[1]:.1f} "
+            f"unmarked ({100 * (ppl[0] / ppl[1] - 1):+.0f} %); student trained in {ts:.0f} s")
+        for name, m in (("5 % watermarked", student), ("control (0 %)", control)):
+            contrast = radioactivity_open(key, m, tok, served, reference=model)
+            with_account = radioactivity_open(key, m, tok, served, reference=model, account="acct-5pct")
+            greedy = radioactivity_open(key, m, tok, served)
+            unrelated = radioactivity_open(key, m, tok, gsm)
+            d = contrast.layers[0]
+            entry[name] = {"served_contrast_p": contrast.p_value, "served_contrast_tuples": d.scored_tuples,
+                           "served_contrast_with_account_p": with_account.p_value,
+                           "served_greedy_p": greedy.p_value, "gsm8k_greedy_p": unrelated.p_value,
+                           "controls_min_p": min(d.controls)}
+            say(f"    {name:>16}: reading the served answers, 5 of top-20 tokens per window most above the "
+                f"teacher: p = {contrast.p_value:.2e} on {d.scored_tuples} tuples ({d.statistic:.0f} green vs "
+                f"{d.expected:.0f} expected; random-key controls min p {min(d.controls):.2f}); with the "
+                f"harvesting account's layer scored too p = {with_account.p_value:.2e} (controls min p "
+                f"{min(with_account.layers[0].controls):.2f}); greedy token "
+                f"p = {greedy.p_value:.2e}; reading gsm8k, greedy p = {unrelated.p_value:.2e}")
+        res[f"delta {delta:g}"] = entry
+    RESULTS["radioactivity_5pct"] = res
 
 
 # ----------------------------------------------------------------------------- anchors
@@ -430,6 +485,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer accounts and steps")
     ap.add_argument("--skip-anchors", action="store_true")
     ap.add_argument("--skip-gateway", action="store_true")
+    ap.add_argument("--only-5pct", action="store_true", help="only the 5 %% radioactivity experiment")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -439,6 +495,11 @@ def main() -> None:
     say(f"teacher: the built-in local model, {n_params:,} parameters, vocab {len(tok)}")
     prompts = read_corpus_texts(["alpaca_5k"], 2000)
     key = WatermarkKey.generate()
+    if args.only_5pct:
+        bench_radioactivity_5pct(model, tok, read_corpus_texts(["alpaca_5k"], 5000)[2000:],
+                                 *RADIOACTIVITY_5PCT_QUICK if args.quick else RADIOACTIVITY_5PCT)
+        (args.out / "results_5pct.json").write_text(json.dumps(RESULTS, indent=2, default=float))
+        return
     n_acc, per = (4, 24) if args.quick else (8, 40)
     accounts = [f"acct-{i:07d}" for i in (7, 4242, 99999, 123456, 500000, 777777, 888888, 999990)[:n_acc]]
     bench_overhead(model, tok, key, prompts[1500:], 2 if args.quick else 4)
@@ -470,8 +531,10 @@ def main() -> None:
     gumbel_rows = harvest_direct(model, tok, gkey, gsub, max_new_tokens=200)
     gumbel_plain = [r for r in plain_rows if r.account_id in gsub and r.prompt in set(sum(gsub.values(), []))]
     bench_quality_and_robustness(model, tok, key, marked_rows, plain_rows, gumbel_rows, gumbel_plain)
-    bench_radioactivity(tok, key, marked_rows, plain_rows, 200 if args.quick else 400,
+    bench_radioactivity(model, tok, key, marked_rows, plain_rows, 200 if args.quick else 400,
                         read_corpus_texts(["gsm8k"], 300), prompts[1000:1100])
+    bench_radioactivity_5pct(model, tok, read_corpus_texts(["alpaca_5k"], 5000)[2000:],
+                             *RADIOACTIVITY_5PCT_QUICK if args.quick else RADIOACTIVITY_5PCT)
     if not args.skip_anchors:
         bench_anchors(model, tok, prompts[1200:1240], work)
     (args.out / "results.json").write_text(json.dumps(RESULTS, indent=2, default=float))

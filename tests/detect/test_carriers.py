@@ -25,3 +25,25 @@ def test_incremental_carriers_match_a_fresh_computation_at_every_step() -> None:
         assert np.allclose(kept.coverage, fresh.coverage)
         seen_carrier |= bool((kept.peer >= 0).any())
     assert seen_carrier
+
+
+def test_overlaps_match_a_row_by_row_reading() -> None:
+    """The vectorised medians and best members equal np.median and np.argmax per row."""
+    import numpy as np
+    from scipy.sparse import random as sparse_random
+
+    from distillguard.detect._carriers import CAMPAIGN_KEY_MEMBERS, _overlaps
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        m = sparse_random(40, 30, density=0.2, format="csr", random_state=rng)
+        m.data = np.round(m.data * 6) + 1  # small integer counts, with ties
+        size = rng.integers(3, 12, 30).astype(np.float64)
+        rows, n, med, best = _overlaps(m, size)
+        want = [r for r in range(40) if m.indptr[r + 1] - m.indptr[r] >= CAMPAIGN_KEY_MEMBERS]
+        assert rows.tolist() == want
+        for j, r in enumerate(want):
+            lo, hi = m.indptr[r], m.indptr[r + 1]
+            assert n[j] == hi - lo
+            assert med[j] == float(np.median(m.data[lo:hi] / size[m.indices[lo:hi]]))
+            assert best[j] == m.indices[lo:hi][int(np.argmax(m.data[lo:hi]))]

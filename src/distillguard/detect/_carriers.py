@@ -130,15 +130,39 @@ class CarrierTracker:
         sid = np.concatenate([mine[:, 3], theirs[:, 3]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
-        for row, i in enumerate(cand.tolist()):
-            lo, hi = overlap.indptr[row], overlap.indptr[row + 1]
-            if hi - lo < CAMPAIGN_KEY_MEMBERS:
-                continue
-            cols = overlap.indices[lo:hi]
-            med = float(np.median(overlap.data[lo:hi] / per_acct[peers[cols]]))
-            out.coverage[i] = med
-            out.templates[i] = per_acct[i]
-            out.members[i] = hi - lo
-            if med >= lk.carrier_min_coverage:
-                out.peer[i] = peers[cols[int(np.argmax(overlap.data[lo:hi]))]]
+        rows, n, med, best = _overlaps(overlap, per_acct[peers])
+        if not len(rows):
+            return out
+        idx = cand[rows]
+        out.coverage[idx] = med
+        out.templates[idx] = per_acct[idx]
+        out.members[idx] = n
+        carry = med >= lk.carrier_min_coverage
+        out.peer[idx[carry]] = peers[best[carry]]
         return out
+
+
+def _overlaps(overlap: csr_matrix,
+              size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with at least `CAMPAIGN_KEY_MEMBERS` entries: their entry count, the median of
+    `data / size[column]` (np.median's: the middle value, or the mean of the two middle ones)
+    and the column of the row's largest entry (the first such in the row, as np.argmax picks).
+    All rows at once.
+    """
+    counts = np.diff(overlap.indptr)
+    rows = np.flatnonzero(counts >= CAMPAIGN_KEY_MEMBERS)
+    row_of = np.repeat(np.arange(len(counts)), counts)
+    on = counts[row_of] >= CAMPAIGN_KEY_MEMBERS
+    data, cols, row_of = overlap.data[on], overlap.indices[on], row_of[on]
+    n = counts[rows]
+    if not len(rows):
+        return rows, n, np.zeros(0), n
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    cover = data / size[cols]
+    cover = cover[np.lexsort((cover, row_of))]
+    mid = start + n // 2
+    med = np.where(n % 2 == 1, cover[mid], (cover[mid - 1] + cover[mid]) / 2)
+    top = np.maximum.reduceat(data, start)
+    first = np.flatnonzero(data == top[np.searchsorted(rows, row_of)])
+    _, at = np.unique(row_of[first], return_index=True)
+    return rows, n, med, cols[first[at]]

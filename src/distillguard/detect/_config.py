@@ -68,6 +68,7 @@ class ActionConfig(_Strict):
     min_campaign_accounts: int = 5
     min_member_harvest: float = 0.36
     monitor_harvest: float = 0.6
+    block_after_throttle: bool = True
 
 
 class DetectConfig(_Strict):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._carriers import CarrierTracker
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._links import LinkTracker
-from distillguard.detect._scoring import Assessment, assess
+from distillguard.detect._scoring import BLOCK, THROTTLE, Assessment, assess
 from distillguard.detect._signatures import event_signals
 from distillguard.detect._state import DetectorState, Prepared
 
@@ -51,6 +52,10 @@ class OnlineDetector:
         self._with_pairs = False
         self._links = LinkTracker()
         self._carriers = CarrierTracker()
+        # Escalation: a block confirms a throttle decided earlier (see `assess`).
+        self._decisions = 0
+        self._flagged_before = np.zeros(0, bool)
+        self._flagged_now = np.zeros(0, bool)
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         """Fold new events (format columns, newer than anything fed before) into the state."""
@@ -87,11 +92,38 @@ class OnlineDetector:
 
     def assess(self, with_pairs: bool = True) -> Assessment:
         """Scores and actions as of now; `with_pairs=False` skips the evidence pairs."""
+        if self._assessment is None:
+            self._decisions += 1
+            self._flagged_before = _or(self._flagged_before, self._flagged_now)
         if self._assessment is None or (with_pairs and not self._with_pairs):
-            self._assessment = assess(self.state, self.config, self.overrides, self._links,
-                                      with_pairs, self._carriers)
+            a = assess(self.state, self.config, self.overrides, self._links, with_pairs,
+                       self._carriers)
+            self._escalate(a)
+            self._assessment = a
             self._with_pairs = with_pairs
         return self._assessment
+
+    def _escalate(self, a: Assessment) -> None:
+        """Throttle first, block at the next decision that agrees.
+
+        A detector that decides as traffic arrives blocks an account only after an earlier
+        decision throttled it, so evidence that holds for a single window (a burst of
+        coincidences) costs a throttle, not a block; a campaign still feels the throttle from
+        the first decision on. The first decision of a detector (a one-shot scan of a whole
+        batch) has nothing earlier to wait for.
+        """
+        m = len(a.action)
+        if self._decisions > 1 and self.config.actions.block_after_throttle:
+            before = np.zeros(m, bool)
+            n = min(m, len(self._flagged_before))
+            before[:n] = self._flagged_before[:n]
+            manual = np.zeros(m, bool)
+            for aid, what in self.overrides.items():
+                i = self.state.index.get(aid)
+                if i is not None and what == "block":
+                    manual[i] = True
+            a.action[(a.action == BLOCK) & ~before & ~manual] = THROTTLE
+        self._flagged_now = a.action >= THROTTLE
 
     def verdicts(self) -> pa.Table:
         """Current verdicts, one row per account seen (VERDICTS schema plus `evidence`)."""
@@ -105,6 +137,13 @@ class OnlineDetector:
         a = refine_campaigns(self.assess(), self.config.links.min_accounts)
         verdicts = verdict_table(self.state, a, self.config, first_flagged_us=None)
         return verdicts, campaign_table(self.state, a, verdicts)
+
+
+def _or(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros(max(len(a), len(b)), bool)
+    out[: len(a)] |= a
+    out[: len(b)] |= b
+    return out
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

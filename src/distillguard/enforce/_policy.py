@@ -22,6 +22,9 @@ ACTIONS: tuple[str, ...] = ("allow", "monitor", "throttle", "degrade", "block")
 OVERRIDE_ACTIONS: tuple[str, ...] = (*ACTIONS, "benign")
 
 
+_HISTORY = 8  # verdict actions kept per account
+
+
 @dataclass(frozen=True)
 class DegradeConfig:
     """How a degraded account is served."""
@@ -102,6 +105,9 @@ class Policy:
     def __init__(self, degrade: DegradeConfig | None = None) -> None:
         self.degrade = degrade or DegradeConfig()
         self._verdicts: dict[str, Decision] = {}
+        # The last few verdict actions each account went through, oldest first (an audit trail
+        # of escalation: monitor -> throttle -> block).
+        self._history: dict[str, list[str]] = {}
         self._overrides: dict[str, Decision] = {}
         self._campaigns: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -122,14 +128,24 @@ class Policy:
                     continue
                 camp = r.get("campaign_id") or None
                 new = self._make(str(action), "verdict", camp, _first_reason(r.get("reasons")))
-                if self._verdicts.get(acc) != new:
+                old = self._verdicts.get(acc)
+                if old != new:
                     changed += 1
                     self._verdicts[acc] = new
+                    if old is None or old.action != new.action:
+                        trail = self._history.setdefault(acc, [])
+                        trail.append(new.action)
+                        del trail[:-_HISTORY]
                 if camp:
                     self._campaigns[acc] = camp
                 else:
                     self._campaigns.pop(acc, None)
         return changed
+
+    def action_history(self, account_id: str) -> list[str]:
+        """The verdict actions the account went through, oldest first (the last few)."""
+        with self._lock:
+            return list(self._history.get(account_id, ()))
 
     def set_override(self, override: Override) -> None:
         if override.action not in OVERRIDE_ACTIONS:

@@ -100,3 +100,32 @@ def test_online_a_block_confirms_an_earlier_throttle() -> None:
         h0 = pl.col("account_id") == "h0"
         assert first.filter(h0)["action"][0] == ("throttle" if escalate else "block")
         assert second.filter(h0)["action"][0] == "block"
+
+
+def test_an_account_that_keeps_eliciting_joins_its_campaign_even_with_a_human_profile() -> None:
+    from datetime import timedelta
+
+    from distillguard.detect._config import load_config
+
+    from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
+
+    rows, accts = scenes.hydra()
+    pool = [f"203.0.113.{i}" for i in range(2)]
+    # Both share the hydra's proxies and templates from a browser, slowly, multi-turn; one asks
+    # for step-by-step answers every time, the other once in four requests.
+    for aid, prompts in (("careful", scenes.HYDRA_PROMPT[:2]),
+                         ("dabbler", scenes.HYDRA_PROMPT[:1] + HUMAN_PROMPTS[:3])):
+        rows += events(aid, 40, start=T0 + timedelta(hours=1), every=timedelta(hours=2), ip=pool,
+                       ua=BROWSER, turns=3, completion_tokens=200, prompt=prompts)
+        accts.append(account(aid, verified=True))
+    base = load_config()
+    for threshold, careful_joins in ((0.5, True), (1.01, False)):
+        cfg = base.model_copy(update={"links": base.links.model_copy(
+            update={"member_min_elicitation": threshold})})
+        det = OnlineDetector(cfg, accounts=account_table(accts))
+        det.update(event_table(rows))
+        a = det.assess()
+        careful, dabbler = det.state.index["careful"], det.state.index["dabbler"]
+        assert a.harvest[careful] < cfg.actions.min_member_harvest  # a human-looking profile
+        assert (a.component[careful] >= 0) == careful_joins
+        assert a.component[dabbler] < 0

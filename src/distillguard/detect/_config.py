@@ -58,6 +58,7 @@ class LinkConfig(_Strict):
     nat_max_churn: float = 1.5
     common_email_share: float = 0.01
     creation_bucket_minutes: int = 60
+    member_min_elicitation: float = 0.5
     carrier_min_templates: int = 10
     carrier_min_coverage: float = 0.25
 
@@ -72,7 +73,7 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.2"
+    version: str = "2026.11.3"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

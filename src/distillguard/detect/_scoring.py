@@ -236,7 +236,12 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
         sus_key = candidate & ip_ok
-        eligible = ~est | (h >= act.min_member_harvest)
+        # An established account joins only with a harvest-like profile of its own, or when
+        # most of what it asks for is reasoning traces, grades or training data (a careful
+        # operator can keep volume, clients and hours human; not what it asks for).
+        eligible = ~est | (h >= act.min_member_harvest) | (
+            feats["elicitation"] >= lk.member_min_elicitation
+        )
         # Per account and kind of link: its pairs on suspicious keys while it is eligible.
         on = links.counts(pairs, sus_key, eligible) > 0
         linked = on.sum(axis=1) > 0

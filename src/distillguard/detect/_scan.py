@@ -60,7 +60,7 @@ def scan(
         if "indicators" not in params:
             raise ConfigError(f"Detector {name!r} does not use partners' indicators.")
         extra["indicators"] = Path(indicators)
-    result = fn(log_path, config_path, **extra)  # type: ignore[call-arg]
+    result = fn(log_path, config_path, **extra)
     verdicts = conform("verdicts", result.verdicts)
     campaigns = conform("campaigns", result.campaigns)
     write_table(out, "verdicts", verdicts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillguard.detect import OnlineDetector
+from distillguard.detect._config import load_config
 from distillguard.detect._scoring import assess
 
 from . import scenes
@@ -15,7 +16,9 @@ def test_incremental_carriers_match_a_fresh_computation_at_every_step() -> None:
     parts = [scenes.hydra(prompts=scenes.REPERTOIRE), scenes.reseller("carrier", 0.3),
              scenes.reseller("slice", 0.1), scenes.eval_runner()]
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
-    det = OnlineDetector(accounts=account_table([a for p in parts for a in p[1]]))
+    base = load_config()
+    cfg = base.model_copy(update={"links": base.links.model_copy(update={"carrier_every_minutes": 0.0})})
+    det = OnlineDetector(cfg, accounts=account_table([a for p in parts for a in p[1]]))
     seen_carrier = False
     for chunk in np.array_split(np.arange(len(rows)), 12):
         det.update(event_table([rows[i] for i in chunk]))

@@ -4,8 +4,10 @@ blocked, by online detection on the gateway's own capture, while benign users ke
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -40,9 +42,14 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 
 @pytest.fixture
 def online_gateway(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
+    # The shipped config blocks after a 15-minute throttle; here the throttle holds 2 seconds.
+    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
+    detect_config = tmp_path / "detect.toml"
+    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+",
+                                    "block_after_throttle_minutes = 0.034", shipped))
     cfg = GatewayConfig(
         db=f"sqlite:///{tmp_path / 'online.db'}", admin_token=ADMIN, capture_interval=0.02,
-        detect=True, detect_interval=0.2,
+        detect=True, detect_interval=0.2, detect_config=detect_config,
         # throttled accounts get one request a minute
         limits=LimitsConfig(account=LimitSet(300, None, None, None), throttle_factor=1 / 300),
     )

@@ -38,6 +38,16 @@ class Carriers:
     templates: np.ndarray  # distinct campaign template keys it sends
     members: np.ndarray  # campaign members it overlaps with
 
+    def grown(self, m: int) -> Carriers:
+        """The same answer for `m` accounts (accounts seen since carry nothing yet)."""
+        n = len(self.peer)
+        if n >= m:
+            return self
+        more = Carriers.none(m - n)
+        return Carriers(*(np.concatenate([a, b]) for a, b in (
+            (self.peer, more.peer), (self.coverage, more.coverage),
+            (self.templates, more.templates), (self.members, more.members))))
+
     @classmethod
     def none(cls, m: int) -> Carriers:
         return cls(np.full(m, -1, np.int64), np.zeros(m), np.zeros(m, np.int64),
@@ -63,6 +73,9 @@ class CarrierTracker:
         self.n_c = 0
         self.campaign = np.zeros(0, bool)
         self.per_acct = np.zeros(0, np.int64)
+        # The last answer and its log time: recomputed at most every `carrier_every_minutes`.
+        self.last: Carriers | None = None
+        self.last_us = 0
 
     def _fold(self, pairs: np.ndarray, blocked: np.ndarray, n_keys: int,
               by_acct: PairIndex) -> None:
@@ -99,7 +112,23 @@ class CarrierTracker:
     def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
                blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
                by_acct: PairIndex) -> Carriers:
-        """The carriers as of now; `by_key`/`by_acct` index `pairs` by key sid and account."""
+        """The carriers as of now; `by_key`/`by_acct` index `pairs` by key sid and account.
+
+        The overlaps are the costly part on a large log, and a carrier shows itself over
+        hours, so the answer is recomputed at most every `links.carrier_every_minutes` of log
+        time (0: every call) and reused in between.
+        """
+        m = state.size
+        every = int(cfg.links.carrier_every_minutes * 60_000_000)
+        if self.last is not None and state.now_us - self.last_us < every:
+            return self.last.grown(m)
+        self.last_us = state.now_us
+        self.last = self._compute(state, pairs, component, blocked, cfg, by_key, by_acct)
+        return self.last
+
+    def _compute(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
+                 blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
+                 by_acct: PairIndex) -> Carriers:
         m, n_keys = state.size, state.shared_keys
         out = Carriers.none(m)
         self._fold(pairs, blocked, n_keys, by_acct)

@@ -61,6 +61,7 @@ class LinkConfig(_Strict):
     member_min_elicitation: float = 0.5
     carrier_min_templates: int = 10
     carrier_min_coverage: float = 0.25
+    carrier_every_minutes: float = Field(default=60.0, ge=0)
 
 
 class ActionConfig(_Strict):
@@ -69,11 +70,11 @@ class ActionConfig(_Strict):
     min_campaign_accounts: int = 5
     min_member_harvest: float = 0.36
     monitor_harvest: float = 0.6
-    block_after_throttle: bool = True
+    block_after_throttle_minutes: float = Field(default=15.0, ge=0)
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.3"
+    version: str = "2026.11.4"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -52,10 +52,9 @@ class OnlineDetector:
         self._with_pairs = False
         self._links = LinkTracker()
         self._carriers = CarrierTracker()
-        # Escalation: a block confirms a throttle decided earlier (see `assess`).
+        # Escalation: a block confirms a throttle that has held for a while (see `_escalate`).
         self._decisions = 0
-        self._flagged_before = np.zeros(0, bool)
-        self._flagged_now = np.zeros(0, bool)
+        self._flagged_at = np.zeros(0, np.int64)  # log time (us) the account was throttled; -1
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         """Fold new events (format columns, newer than anything fed before) into the state."""
@@ -94,7 +93,6 @@ class OnlineDetector:
         """Scores and actions as of now; `with_pairs=False` skips the evidence pairs."""
         if self._assessment is None:
             self._decisions += 1
-            self._flagged_before = _or(self._flagged_before, self._flagged_now)
         if self._assessment is None or (with_pairs and not self._with_pairs):
             a = assess(self.state, self.config, self.overrides, self._links, with_pairs,
                        self._carriers)
@@ -104,26 +102,32 @@ class OnlineDetector:
         return self._assessment
 
     def _escalate(self, a: Assessment) -> None:
-        """Throttle first, block at the next decision that agrees.
+        """Throttle first; block once the throttle has held `block_after_throttle_minutes`.
 
-        A detector that decides as traffic arrives blocks an account only after an earlier
-        decision throttled it, so evidence that holds for a single window (a burst of
-        coincidences) costs a throttle, not a block; a campaign still feels the throttle from
-        the first decision on. The first decision of a detector (a one-shot scan of a whole
-        batch) has nothing earlier to wait for.
+        A detector that decides as traffic arrives blocks an account only after it has been
+        throttled for a while, so evidence that holds for a moment (a burst of coincidences)
+        costs a throttle, not a block; a campaign feels the throttle from the first decision
+        on. The first decision of a detector (a one-shot scan of a whole batch) has nothing
+        earlier to wait for.
         """
         m = len(a.action)
-        if self._decisions > 1 and self.config.actions.block_after_throttle:
-            before = np.zeros(m, bool)
-            n = min(m, len(self._flagged_before))
-            before[:n] = self._flagged_before[:n]
+        at = np.full(m, -1, np.int64)
+        n = min(m, len(self._flagged_at))
+        at[:n] = self._flagged_at[:n]
+        now = self.state.now_us
+        wait = int(self.config.actions.block_after_throttle_minutes * 60_000_000)
+        if wait > 0 and self._decisions > 1:
             manual = np.zeros(m, bool)
             for aid, what in self.overrides.items():
                 i = self.state.index.get(aid)
                 if i is not None and what == "block":
                     manual[i] = True
-            a.action[(a.action == BLOCK) & ~before & ~manual] = THROTTLE
-        self._flagged_now = a.action >= THROTTLE
+            held = (at >= 0) & (now - at >= wait)
+            a.action[(a.action == BLOCK) & ~held & ~manual] = THROTTLE
+        flagged = a.action >= THROTTLE
+        at[flagged & (at < 0)] = now
+        at[~flagged] = -1  # dropped back: a new flag waits again
+        self._flagged_at = at
 
     def verdicts(self) -> pa.Table:
         """Current verdicts, one row per account seen (VERDICTS schema plus `evidence`)."""
@@ -137,13 +141,6 @@ class OnlineDetector:
         a = refine_campaigns(self.assess(), self.config.links.min_accounts)
         verdicts = verdict_table(self.state, a, self.config, first_flagged_us=None)
         return verdicts, campaign_table(self.state, a, verdicts)
-
-
-def _or(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.zeros(max(len(a), len(b)), bool)
-    out[: len(a)] |= a
-    out[: len(b)] |= b
-    return out
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -137,16 +137,26 @@ class _HttpUpstream:
             raise ApiError(resp.status, "invalid_request_error", f"The upstream model server {self.name} refused the request with HTTP {resp.status} ({detail}); check the request against the upstream's API.")
         return resp
 
+    def _answer_error(self, exc: Exception) -> ApiError:
+        """The API error for an answer that timed out or could not be read."""
+        if isinstance(exc, TimeoutError):
+            return ApiError(504, "timeout_error", f"The upstream model server {self.name} did not finish its answer within {self.timeout:g} s.")
+        return ApiError(502, "api_error", f"The upstream model server {self.name} sent an unreadable answer ({type(exc).__name__}).")
+
+    def _stream_error(self, exc: Exception) -> ApiError:
+        """The API error for a stream that stalled or broke."""
+        if isinstance(exc, TimeoutError):
+            return ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.")
+        return ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.")
+
     async def _json(self, path: str, body: dict[str, Any]) -> Any:
         import aiohttp
 
         resp = await self._post(path, body)
         try:
             return orjson.loads(await resp.read())
-        except TimeoutError as exc:
-            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not finish its answer within {self.timeout:g} s.") from exc
-        except (ValueError, aiohttp.ClientError) as exc:
-            raise ApiError(502, "api_error", f"The upstream model server {self.name} sent an unreadable answer ({type(exc).__name__}).") from exc
+        except (TimeoutError, ValueError, aiohttp.ClientError) as exc:
+            raise self._answer_error(exc) from exc
         finally:
             resp.release()
 
@@ -180,10 +190,8 @@ class _HttpUpstream:
                         event = ""
                 if out:
                     yield out
-        except TimeoutError as exc:
-            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
-        except aiohttp.ClientError as exc:
-            raise ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._stream_error(exc) from exc
         finally:
             resp.release()
 
@@ -202,10 +210,8 @@ class _HttpUpstream:
         resp = await self._post(self._native_path(api), payload)
         try:
             return bytes(await resp.read())
-        except TimeoutError as exc:
-            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not finish its answer within {self.timeout:g} s.") from exc
-        except aiohttp.ClientError as exc:
-            raise ApiError(502, "api_error", f"The upstream model server {self.name} sent an unreadable answer ({type(exc).__name__}).") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._answer_error(exc) from exc
         finally:
             resp.release()
 
@@ -217,10 +223,8 @@ class _HttpUpstream:
         try:
             async for chunk in resp.content.iter_any():
                 yield chunk
-        except TimeoutError as exc:
-            raise ApiError(504, "timeout_error", f"The upstream model server {self.name} stalled mid-stream for {self.timeout:g} s.") from exc
-        except aiohttp.ClientError as exc:
-            raise ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._stream_error(exc) from exc
         finally:
             resp.release()
 

@@ -62,52 +62,52 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+class _MaskedCount:
+    """Per value of one pair column, how many pairs have their other column in a mask.
+
+    Pairs are only appended and the mask flips for few values between calls, so the counts
+    are kept: new pairs are added, and the older pairs of flipped values (found through
+    `index`, which groups the pairs by the mask's column) move in or out.
+    """
+
+    def __init__(self, mask_col: int, count_col: int, kinds: np.ndarray | None = None) -> None:
+        self.mask_col, self.count_col, self.kinds = mask_col, count_col, kinds
+        self.n = 0  # pairs folded in
+        self.mask = np.zeros(0, bool)
+        self.counts = np.zeros(0, np.int64)
+
+    def update(self, pairs: np.ndarray, mask: np.ndarray, size: int,
+               index: PairIndex) -> np.ndarray:
+        self.counts = _grow(self.counts, size)
+        self.mask = _grow(self.mask, len(mask))
+        flip = mask != self.mask
+        if flip.any():
+            pos = index.select(pairs, flip)
+            rows = pairs[pos[pos < self.n]]
+            if self.kinds is not None:
+                rows = rows[self.kinds[rows[:, 0]]]
+            np.add.at(self.counts, rows[:, self.count_col],
+                      np.where(mask[rows[:, self.mask_col]], 1, -1))
+        new = pairs[self.n :]
+        on = mask[new[:, self.mask_col]]
+        if self.kinds is not None:
+            on &= self.kinds[new[:, 0]]
+        np.add.at(self.counts, new[on, self.count_col], 1)
+        self.mask = mask.copy()
+        self.n = len(pairs)
+        return self.counts[:size]
+
+
 class CarrierTracker:
     """Blocked members per template key, kept from one call to the next (exact)."""
 
     def __init__(self) -> None:
-        self.n = 0  # shared pairs folded in
-        self.blocked = np.zeros(0, bool)
-        self.by_members = np.zeros(0, np.int64)
-        # Per account: its pairs on campaign templates, as of `campaign` and the first `n_c` pairs.
-        self.n_c = 0
-        self.campaign = np.zeros(0, bool)
-        self.per_acct = np.zeros(0, np.int64)
+        # Per template key: its blocked members; per account: its pairs on campaign templates.
+        self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=_IS_TEMPLATE)
+        self.per_acct = _MaskedCount(mask_col=3, count_col=2)
         # The last answer and its log time: recomputed at most every `carrier_every_minutes`.
         self.last: Carriers | None = None
         self.last_us = 0
-
-    def _fold(self, pairs: np.ndarray, blocked: np.ndarray, n_keys: int,
-              by_acct: PairIndex) -> None:
-        self.by_members = _grow(self.by_members, n_keys)
-        self.blocked = _grow(self.blocked, len(blocked))
-        changed = blocked != self.blocked
-        if changed.any():
-            pos = by_acct.select(pairs, changed)
-            rows = pairs[pos[pos < self.n]]
-            rows = rows[_IS_TEMPLATE[rows[:, 0]]]
-            np.add.at(self.by_members, rows[:, 3], np.where(blocked[rows[:, 2]], 1, -1))
-        new = pairs[self.n :]
-        new = new[_IS_TEMPLATE[new[:, 0]] & blocked[new[:, 2]]]
-        np.add.at(self.by_members, new[:, 3], 1)
-        self.blocked = blocked.copy()
-        self.n = len(pairs)
-
-    def _fold_campaign(self, pairs: np.ndarray, campaign_key: np.ndarray, m: int,
-                       by_key: PairIndex) -> np.ndarray:
-        """Per account, its pairs on campaign template keys (kept as the keys flip)."""
-        self.per_acct = _grow(self.per_acct, m)
-        self.campaign = _grow(self.campaign, len(campaign_key))
-        flip = campaign_key != self.campaign
-        if flip.any():
-            pos = by_key.select(pairs, flip)
-            rows = pairs[pos[pos < self.n_c]]
-            np.add.at(self.per_acct, rows[:, 2], np.where(campaign_key[rows[:, 3]], 1, -1))
-        new = pairs[self.n_c :]
-        np.add.at(self.per_acct, new[campaign_key[new[:, 3]], 2], 1)
-        self.campaign = campaign_key.copy()
-        self.n_c = len(pairs)
-        return self.per_acct[:m]
 
     def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
                blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
@@ -131,14 +131,13 @@ class CarrierTracker:
                  by_acct: PairIndex) -> Carriers:
         m, n_keys = state.size, state.shared_keys
         out = Carriers.none(m)
-        self._fold(pairs, blocked, n_keys, by_acct)
+        bm = self.by_members.update(pairs, blocked, n_keys, by_acct)
         if not blocked.any():
             return out
         lk = cfg.links
-        bm = self.by_members[:n_keys]
         accounts = state.key_accounts[state.sid_code[:n_keys]]
         campaign_key = (bm >= CAMPAIGN_KEY_MEMBERS) & (bm >= CAMPAIGN_KEY_SHARE * accounts)
-        per_acct = self._fold_campaign(pairs, campaign_key, m, by_key)
+        per_acct = self.per_acct.update(pairs, campaign_key, m, by_key)
         if not campaign_key.any():
             return out
         cand = np.flatnonzero((component < 0) & ~blocked & (per_acct >= lk.carrier_min_templates))
@@ -147,7 +146,9 @@ class CarrierTracker:
             return out
         # Only the candidates' campaign pairs, and the peers' pairs on the same keys, count in
         # the overlaps (the same matrix products, without the columns no candidate touches).
-        mine = pairs[by_acct.select(pairs, np.isin(np.arange(m), cand))]
+        is_cand = np.zeros(m, bool)
+        is_cand[cand] = True
+        mine = pairs[by_acct.select(pairs, is_cand)]
         mine = mine[campaign_key[mine[:, 3]]]
         touched = np.zeros(n_keys, bool)
         touched[mine[:, 3]] = True

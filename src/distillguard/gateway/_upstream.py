@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from distillguard.gateway._http import BadResponse, HttpPool, Response, header_lines
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Delta, Reply
 
 log = logging.getLogger("distillguard.gateway")
@@ -97,39 +98,33 @@ class _HttpUpstream:
         self.api_key = api_key
         self.timeout = timeout
         self.connections = connections
-        self._session: Any = None
+        self._pool: HttpPool | None = None
+        self._header_lines: bytes | None = None
 
-    def _get_session(self) -> Any:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=300),
-                # A proxy must not keep an upstream's cookies and send them for every client
-                # (and filtering the jar costs on every request).
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout, 10.0), sock_read=self.timeout),
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            )
-        return self._session
+    def _get_pool(self) -> HttpPool:
+        pool = self._pool
+        if pool is None or pool.closed:
+            pool = self._pool = HttpPool(self.base_url, self.connections, connect_timeout=min(self.timeout, 10.0), read_timeout=self.timeout)
+        return pool
 
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
 
-    async def _post(self, path: str, body: dict[str, Any] | bytes) -> Any:
-        import aiohttp
-
-        url = self.base_url + path
+    async def _post(self, path: str, body: dict[str, Any] | bytes) -> Response:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
+        if self._header_lines is None:
+            self._header_lines = header_lines(self._headers())
         try:
-            resp = await self._get_session().post(url, data=data, headers=self._headers())
+            resp = await self._get_pool().post(path, data, self._header_lines)
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not answer within {self.timeout:g} s; retry later.") from exc
-        except aiohttp.ClientError as exc:
+        except (OSError, BadResponse) as exc:
             raise ApiError(502, "api_error", f"The upstream model server {self.name} could not be reached ({type(exc).__name__}); retry later.") from exc
         if resp.status >= 400:
             try:
-                detail = (await resp.text())[:300]
+                detail = (await resp.read()).decode("utf-8", "replace")[:300]
+            except (TimeoutError, OSError, BadResponse):
+                detail = "the error's body could not be read"
             finally:
                 resp.release()
             if resp.status >= 500:
@@ -150,12 +145,10 @@ class _HttpUpstream:
         return ApiError(502, "api_error", f"The upstream model server {self.name} broke the stream ({type(exc).__name__}); retry the request.")
 
     async def _json(self, path: str, body: dict[str, Any]) -> Any:
-        import aiohttp
-
         resp = await self._post(path, body)
         try:
             return orjson.loads(await resp.read())
-        except (TimeoutError, ValueError, aiohttp.ClientError) as exc:
+        except (TimeoutError, ValueError, OSError, BadResponse) as exc:
             raise self._answer_error(exc) from exc
         finally:
             resp.release()
@@ -164,13 +157,11 @@ class _HttpUpstream:
         """POST and yield the SSE answer's (event, data) pairs, one list per network read (so a
         fast upstream's many small events cost one downstream write); ("done", None) ends it.
         Raises ApiError if the stream breaks."""
-        import aiohttp
-
         resp = await self._post(path, body)
         event = ""
         buf = b""
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.stream():
                 *lines, buf = (buf + chunk).split(b"\n")
                 out: list[tuple[str, Any]] = []
                 for raw in lines:
@@ -190,7 +181,7 @@ class _HttpUpstream:
                         event = ""
                 if out:
                     yield out
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, OSError, BadResponse) as exc:
             raise self._stream_error(exc) from exc
         finally:
             resp.release()
@@ -205,32 +196,28 @@ class _HttpUpstream:
 
     async def forward(self, api: Api, payload: bytes) -> bytes:
         """POST the client's request bytes; the answer's bytes (ApiError on failure)."""
-        import aiohttp
-
         resp = await self._post(self._native_path(api), payload)
         try:
-            return bytes(await resp.read())
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            return await resp.read()
+        except (TimeoutError, OSError, BadResponse) as exc:
             raise self._answer_error(exc) from exc
         finally:
             resp.release()
 
     async def forward_stream(self, api: Api, payload: bytes) -> AsyncIterator[bytes]:
         """POST the client's request bytes; yield the SSE answer's bytes as they arrive."""
-        import aiohttp
-
         resp = await self._post(self._native_path(api), payload)
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.stream():
                 yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, OSError, BadResponse) as exc:
             raise self._stream_error(exc) from exc
         finally:
             resp.release()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 class OpenAIUpstream(_HttpUpstream):

@@ -236,6 +236,14 @@ async def timeouts() -> None:
         assert await post(pool) == (200, b"after")  # on a new connection
         assert srv.connections == 2
         await pool.aclose()
+    # on a kept-alive connection too, and the request is not sent again
+    async with Server(answer(), hang) as srv:
+        pool = HttpPool(srv.url, read_timeout=0.2)
+        await post(pool)
+        with pytest.raises(TimeoutError):
+            await post(pool)
+        assert len(srv.requests) == 2
+        await pool.aclose()
     # stalled in the middle of the body
     async with Server(raw_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", then_wait=5)) as srv:
         pool = HttpPool(srv.url, read_timeout=0.2)

@@ -290,6 +290,9 @@ class HttpPool:
                         if conn.exc is not None:
                             raise conn.exc
                         await conn.wait(self.read_timeout)
+                except TimeoutError:  # an OSError too, but never retried: the upstream may be working on it
+                    conn.close()
+                    raise
                 except OSError:
                     conn.close()
                     if attempt == 0 and conn.reused and not conn.got_bytes:

@@ -4,8 +4,13 @@ reuse, body framings, connections the server closes, timeouts, errors, backpress
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
+import tempfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +31,9 @@ HEADERS = header_lines({"content-type": "application/json", "authorization": "Be
 class Server:
     """Serves each request with the next `Reply` in `script` (the last one repeats)."""
 
-    def __init__(self, *script: Reply) -> None:
+    def __init__(self, *script: Reply, tls: ssl.SSLContext | None = None) -> None:
         self.script = list(script)
+        self.tls = tls
         self.requests: list[bytes] = []
         self.connections = 0
         self.open_now = 0
@@ -36,7 +42,7 @@ class Server:
         self.handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -49,7 +55,8 @@ class Server:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        scheme, host = ("https", "localhost") if self.tls else ("http", "127.0.0.1")
+        return f"{scheme}://{host}:{self.server.sockets[0].getsockname()[1]}/v1"
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -149,7 +156,7 @@ async def request_bytes_and_keep_alive_reuse() -> None:
         assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
         port = srv.url.split(":")[2].split("/")[0]
         assert f"Host: 127.0.0.1:{port}\r\n".encode() in first
-        assert b"authorization: Bearer sk-test\r\n" in first and b"Content-Length: 18\r\n" in first
+        assert b"User-Agent: distillguard-gateway\r\n" in first and b"authorization: Bearer sk-test\r\n" in first and b"Content-Length: 18\r\n" in first
         assert first.endswith(b'\r\n\r\n{"hello": "world"}')
         await pool.aclose()
 
@@ -350,6 +357,35 @@ async def slow_reader_pauses_the_upstream() -> None:
         await pool.aclose()
 
 
+def _self_signed() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for localhost, and a client
+    context that trusts only it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = Path(d, "cert.pem"), Path(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert, key)
+        client = ssl.create_default_context(cafile=str(cert))
+    return server, client
+
+
+async def tls() -> None:
+    server, client = _self_signed()
+    async with Server(answer(b"1"), chunked(b"data: a\n\n", b"data: b\n\n"), tls=server) as srv:
+        pool = HttpPool(srv.url, ssl_context=client)
+        assert await post(pool) == (200, b"1")
+        assert await post(pool) == (200, b"data: a\n\ndata: b\n\n")
+        assert srv.connections == 1
+        await pool.aclose()
+        # the system's default trust does not know the certificate
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await post(HttpPool(srv.url))
+
+
 def test_header_lines_refuse_line_breaks() -> None:
     assert header_lines({"a": "b", "c": "d"}) == b"a: b\r\nc: d\r\n"
     with pytest.raises(ValueError, match="line break"):
@@ -359,7 +395,7 @@ def test_header_lines_refuse_line_breaks() -> None:
 
 
 
-CASES = [request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
+CASES = [tls, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

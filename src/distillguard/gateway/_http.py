@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+#: some fronts (CDNs, WAFs) refuse requests without a User-Agent
+USER_AGENT = "distillguard-gateway"
 #: buffered answer bytes above which the connection stops reading (a slow client downstream)
 HIGH_WATER = 256 * 1024
 
@@ -232,10 +234,12 @@ class HttpPool:
         connect_timeout: seconds to set up a connection.
         read_timeout: seconds to wait for each piece of an answer.
         keepalive_expiry: seconds an idle connection stays in the pool.
+        ssl_context: for https, instead of the system's default verification.
     """
 
     def __init__(self, base_url: str, connections: int = 256, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0, keepalive_expiry: float = 4.0) -> None:
+                 read_timeout: float = 60.0, keepalive_expiry: float = 4.0,
+                 ssl_context: _ssl.SSLContext | None = None) -> None:
         u = urlsplit(base_url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"upstream URL {base_url!r} is not an http:// or https:// URL")
@@ -250,7 +254,7 @@ class HttpPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_expiry = keepalive_expiry
-        self._ssl: _ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._idle: list[_Connection] = []
         self._busy = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -267,7 +271,7 @@ class HttpPool:
         head = self._heads.get(key)
         if head is None:
             head = (f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-                    "Accept-Encoding: identity\r\n").encode("latin-1") + headers + b"Content-Length: "
+                    f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nAccept-Encoding: identity\r\n").encode("latin-1") + headers + b"Content-Length: "
             if len(self._heads) < 64:
                 self._heads[key] = head
         return head

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from distillguard.detect._links import LinkTracker, PairIndex
+from distillguard.detect._links import GrowingSelection, LinkTracker, PairIndex
 from distillguard.detect._state import LINK_KINDS
 
 
@@ -28,7 +28,29 @@ def test_pair_index_selects_like_a_scan() -> None:
         sid = rng.integers(0, 1 + len(pairs) // 20 + add // 10, add)
         pairs = np.concatenate([pairs, np.column_stack([sid % 9, sid, sid % 7, sid])])
         mask = rng.random(int(pairs[:, 3].max()) + 1) < 0.1
-        assert (index.select(pairs, mask) == np.flatnonzero(mask[pairs[:, 3]])).all()
+        want = np.flatnonzero(mask[pairs[:, 3]])
+        assert (index.select(pairs, mask) == want).all()
+        assert (np.sort(index.select(pairs, mask, ordered=False)) == want).all()
+
+
+def test_growing_selection_keeps_the_pairs_of_a_growing_mask() -> None:
+    """Kept from step to step, it holds exactly the pairs a fresh select would, also after a
+    value leaves the mask."""
+    rng = np.random.default_rng(11)
+    index, kept = PairIndex(3), GrowingSelection()
+    pairs = np.zeros((0, 4), np.int64)
+    mask = np.zeros(0, bool)
+    for step in range(60):
+        sid = rng.integers(0, 400 + 10 * step, rng.integers(0, 3_000))
+        pairs = np.concatenate([pairs, np.column_stack([sid % 9, sid, sid % 7, sid])])
+        grown = np.zeros(int(pairs[:, 3].max()) + 1, bool)
+        grown[: len(mask)] = mask
+        grown |= rng.random(len(grown)) < 0.02
+        if step % 17 == 16:
+            grown[np.flatnonzero(grown)[:3]] = False  # a value leaves
+        mask = grown
+        got = kept.update(pairs, mask, index)
+        assert (np.sort(got) == np.flatnonzero(mask[pairs[:, 3]])).all()
 
 
 def test_link_tracker_matches_recomputing_every_step() -> None:

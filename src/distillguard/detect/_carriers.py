@@ -82,7 +82,7 @@ class _MaskedCount:
         self.mask = _grow(self.mask, len(mask))
         flip = mask != self.mask
         if flip.any():
-            pos = index.select(pairs, flip)
+            pos = index.select(pairs, flip, ordered=False)
             rows = pairs[pos[pos < self.n]]
             if self.kinds is not None:
                 rows = rows[self.kinds[rows[:, 0]]]
@@ -148,11 +148,11 @@ class CarrierTracker:
         # the overlaps (the same matrix products, without the columns no candidate touches).
         is_cand = np.zeros(m, bool)
         is_cand[cand] = True
-        mine = pairs[by_acct.select(pairs, is_cand)]
+        mine = pairs[by_acct.select(pairs, is_cand, ordered=False)]
         mine = mine[campaign_key[mine[:, 3]]]
         touched = np.zeros(n_keys, bool)
         touched[mine[:, 3]] = True
-        theirs = pairs[by_key.select(pairs, touched)]
+        theirs = pairs[by_key.select(pairs, touched, ordered=False)]
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
         theirs = theirs[is_peer[theirs[:, 2]]]
@@ -188,8 +188,11 @@ def _overlaps(overlap: csr_matrix,
     if not len(rows):
         return rows, n, np.zeros(0), n
     start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    # The rows come in order, so one argsort of row * span + value orders every row's values
+    # at once (a two-key lexsort costs about three times more).
     cover = data / size[cols]
-    cover = cover[np.lexsort((cover, row_of))]
+    span = float(cover.max()) + 1.0
+    cover = cover[np.argsort(row_of * span + cover)]
     mid = start + n // 2
     med = np.where(n % 2 == 1, cover[mid], (cover[mid - 1] + cover[mid]) / 2)
     top = np.maximum.reduceat(data, start)

@@ -34,8 +34,12 @@ class PairIndex:
         self.order = np.zeros(0, np.int64)
         self.start = np.zeros(1, np.int64)
 
-    def select(self, pairs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Positions (ascending) of the pairs whose column value `v` has `mask[v]` True."""
+    def select(self, pairs: np.ndarray, mask: np.ndarray, ordered: bool = True) -> np.ndarray:
+        """Positions of the pairs whose column value `v` has `mask[v]` True.
+
+        Ascending when `ordered`; otherwise grouped by value, which saves a sort of all of
+        them where only the set matters.
+        """
         n = len(pairs)
         if n - self.n > max(1 << 16, self.n // 8):
             self._rebuild(pairs)
@@ -47,7 +51,8 @@ class PairIndex:
         total = int(ends[-1]) if len(ends) else 0
         at = np.repeat(lo - ends + counts, counts) + np.arange(total)
         tail = self.n + np.flatnonzero(mask[pairs[self.n : n, self.column]])
-        return np.sort(np.concatenate([self.order[at], tail]))
+        out = np.concatenate([self.order[at], tail])
+        return np.sort(out) if ordered else out
 
     def _rebuild(self, pairs: np.ndarray) -> None:
         col = pairs[:, self.column]
@@ -58,6 +63,32 @@ class PairIndex:
         counts = np.bincount(col, minlength=1)
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n = len(pairs)
+
+
+class GrowingSelection:
+    """Positions of the pairs whose column value is in a mask that mostly only gains values.
+
+    Kept from call to call: the pairs of values that joined the mask are looked up once, the
+    pairs appended since are scanned, and only a value leaving the mask (rare) costs a fresh
+    select. Positions are not in order.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mask = np.zeros(0, bool)
+        self.pos = np.zeros(0, np.int64)
+
+    def update(self, pairs: np.ndarray, mask: np.ndarray, index: PairIndex) -> np.ndarray:
+        had = _grow(self.mask, len(mask), False)[: len(mask)]
+        if (had & ~mask).any():
+            self.pos = index.select(pairs, mask, ordered=False)
+        else:
+            old = index.select(pairs, mask & ~had, ordered=False)
+            tail = self.n + np.flatnonzero(mask[pairs[self.n :, index.column]])
+            self.pos = np.concatenate([self.pos, old[old < self.n], tail])
+        self.mask = mask.copy()
+        self.n = len(pairs)
+        return self.pos
 
 
 @dataclass
@@ -102,6 +133,7 @@ class LinkTracker:
         # holds a tree together leaves, the components stay as they are.
         self.forest = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rebuilds = 0
+        self.crowd_ip = GrowingSelection()  # the pairs of addresses with enough accounts
 
     def counts(self, pairs: np.ndarray, sus: np.ndarray, elig: np.ndarray) -> np.ndarray:
         """Fold in new pairs and changed masks; return the per-account counts by kind."""

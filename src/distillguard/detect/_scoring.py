@@ -226,7 +226,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
         pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
         crowd_ip = is_ip & (members >= lk.min_accounts)
-        ip_pairs = pairs[links.by_key.select(pairs, crowd_ip)]
+        ip_pairs = pairs[links.crowd_ip.update(pairs, crowd_ip, links.by_key)]
         churn = np.bincount(
             ip_pairs[:, 3], weights=feats["ip_churn"][ip_pairs[:, 2]], minlength=n_keys
         ) / np.maximum(members, 1)

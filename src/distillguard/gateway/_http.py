@@ -206,18 +206,22 @@ class Response:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
             await conn.wait(timeout)
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """The body as it arrives: whatever each network read brought."""
-        conn, timeout = self._conn, self._pool.read_timeout
+    async def next_chunk(self) -> bytes:
+        """The body bytes that arrived since the last call (waiting for some); b"" at the end."""
+        conn = self._conn
         while True:
             if conn.chunks:
-                yield conn.take()
-                continue
+                return conn.take()
             if conn.exc is not None:
                 raise conn.exc
             if conn.done:
-                return
-            await conn.wait(timeout)
+                return b""
+            await conn.wait(self._pool.read_timeout)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: whatever each network read brought."""
+        while chunk := await self.next_chunk():
+            yield chunk
 
     def release(self) -> None:
         if not self._released:
@@ -260,6 +264,7 @@ class HttpPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._heads: dict[tuple[str, bytes], bytes] = {}
         self._closed = False
+        self._bound: asyncio.AbstractEventLoop | None = None
 
     @property
     def closed(self) -> bool:
@@ -316,7 +321,7 @@ class HttpPool:
 
     async def _acquire(self) -> None:
         while self._busy >= self.connections:
-            fut = asyncio.get_running_loop().create_future()
+            fut = self._loop().create_future()
             self._waiters.append(fut)
             try:
                 await fut
@@ -340,8 +345,16 @@ class HttpPool:
         if self._waiters:
             self._wake_next()
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # The pool's connections belong to the loop that made them. Kept, because
+        # asyncio.get_running_loop() makes a getpid() system call every time.
+        loop = self._bound
+        if loop is None or loop.is_closed():
+            loop = self._bound = asyncio.get_running_loop()
+        return loop
+
     async def _connection(self, fresh: bool = False) -> _Connection:
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         idle = self._idle
         now = loop.time()
         while idle and not fresh:

@@ -27,7 +27,8 @@ class SSEResponse(Response):
         self.stream = body
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         state = {"done": False, "gone": False}
 
         async def watch() -> None:
@@ -39,7 +40,7 @@ class SSEResponse(Response):
                         task.cancel()
                     return
 
-        watcher = asyncio.get_running_loop().create_task(watch())
+        watcher = loop.create_task(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.sse_headers})
             async for chunk in self.stream:

@@ -161,7 +161,7 @@ class _HttpUpstream:
         event = ""
         buf = b""
         try:
-            async for chunk in resp.stream():
+            while chunk := await resp.next_chunk():
                 *lines, buf = (buf + chunk).split(b"\n")
                 out: list[tuple[str, Any]] = []
                 for raw in lines:
@@ -208,7 +208,7 @@ class _HttpUpstream:
         """POST the client's request bytes; yield the SSE answer's bytes as they arrive."""
         resp = await self._post(self._native_path(api), payload)
         try:
-            async for chunk in resp.stream():
+            while chunk := await resp.next_chunk():
                 yield chunk
         except (TimeoutError, OSError, BadResponse) as exc:
             raise self._stream_error(exc) from exc

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from distillguard._errors import ConfigError
+from distillguard.gateway import AnthropicUpstream, OpenAIUpstream
 from distillguard.gateway._http import (
     HIGH_WATER,
     BadResponse,
@@ -392,6 +394,14 @@ def test_header_lines_refuse_line_breaks() -> None:
         header_lines({"x-api-key": "k\r\nevil: 1"})
     with pytest.raises(ValueError, match="http"):
         HttpPool("ftp://example.com")
+
+
+@pytest.mark.parametrize("url", ["http://", "https://:443/v1", "http://host:port/v1"])
+def test_upstream_url_checked_when_built(url: str) -> None:
+    with pytest.raises(ConfigError, match="no usable host or port"):
+        OpenAIUpstream(url)
+    with pytest.raises(ConfigError):
+        AnthropicUpstream(url)
 
 
 

@@ -351,6 +351,7 @@ class HttpPool:
         loop = self._bound
         if loop is None or loop.is_closed():
             loop = self._bound = asyncio.get_running_loop()
+            self._idle = []  # another loop's connections
         return loop
 
     async def _connection(self, fresh: bool = False) -> _Connection:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from distillguard._errors import ConfigError
 from distillguard.gateway._http import BadResponse, HttpPool, Response, header_lines
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Delta, Reply
 
@@ -98,14 +99,19 @@ class _HttpUpstream:
         self.api_key = api_key
         self.timeout = timeout
         self.connections = connections
-        self._pool: HttpPool | None = None
         self._header_lines: bytes | None = None
+        try:
+            self._pool = self._new_pool()
+        except ValueError as exc:
+            raise ConfigError(f"The upstream URL {base_url!r} has no usable host or port; use http(s)://HOST[:PORT]/PATH.") from exc
+
+    def _new_pool(self) -> HttpPool:
+        return HttpPool(self.base_url, self.connections, connect_timeout=min(self.timeout, 10.0), read_timeout=self.timeout)
 
     def _get_pool(self) -> HttpPool:
-        pool = self._pool
-        if pool is None or pool.closed:
-            pool = self._pool = HttpPool(self.base_url, self.connections, connect_timeout=min(self.timeout, 10.0), read_timeout=self.timeout)
-        return pool
+        if self._pool.closed:  # closed with the gateway; it may start again
+            self._pool = self._new_pool()
+        return self._pool
 
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
@@ -216,8 +222,7 @@ class _HttpUpstream:
             resp.release()
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+        await self._pool.aclose()
 
 
 class OpenAIUpstream(_HttpUpstream):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from distillguard._errors import ConfigError
-from distillguard.gateway import AnthropicUpstream, OpenAIUpstream
+from distillguard.gateway import AnthropicUpstream, OpenAIUpstream, _http
 from distillguard.gateway._http import (
     HIGH_WATER,
     BadResponse,
@@ -312,6 +312,44 @@ async def broken_answers() -> None:
         await pool.aclose()
 
 
+async def stream_left_before_its_end() -> None:
+    # the reader stops after the last event; the chunked terminator comes a moment later
+    async with Server(chunked(b"data: [DONE]\n\n", pause=0.05), answer()) as srv:
+        pool = HttpPool(srv.url)
+        resp = await pool.post("/chat/completions", b"{}", HEADERS)
+        assert await resp.next_chunk() == b"data: [DONE]\n\n"
+        resp.release()
+        await asyncio.sleep(0.1)
+        assert await post(pool) == (200, b'{"ok": true}')
+        assert srv.connections == 1  # the connection read its answer's end and was kept
+        await pool.aclose()
+    # the rest never comes: the connection is dropped after LINGER seconds
+    linger, _http.LINGER = _http.LINGER, 0.1
+    try:
+        async with Server(chunked(b"data: 1\n\n", b"data: 2\n\n", pause=1.0, end=False), answer()) as srv:
+            pool = HttpPool(srv.url)
+            resp = await pool.post("/chat/completions", b"{}", HEADERS)
+            assert await resp.next_chunk() == b"data: 1\n\n"
+            resp.release()
+            conn = resp._conn
+            await asyncio.sleep(0.2)
+            assert conn.closed and not pool._idle
+            assert await post(pool) == (200, b'{"ok": true}') and srv.connections == 2
+            await pool.aclose()
+    finally:
+        _http.LINGER = linger
+
+
+async def second_answer_to_one_request() -> None:
+    two = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2"
+    async with Server(raw_reply(two, keep=True), answer()) as srv:
+        pool = HttpPool(srv.url)
+        with pytest.raises(BadResponse, match="more than one answer"):
+            await post(pool)
+        assert await post(pool) == (200, b'{"ok": true}') and srv.connections == 2
+        await pool.aclose()
+
+
 async def interim_answer_is_skipped() -> None:
     async with Server(raw_reply(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", keep=True)) as srv:
         pool = HttpPool(srv.url)
@@ -405,7 +443,7 @@ def test_upstream_url_checked_when_built(url: str) -> None:
 
 
 
-CASES = [tls, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
+CASES = [tls, stream_left_before_its_end, second_answer_to_one_request, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -39,6 +39,8 @@ import httptools
 USER_AGENT = "distillguard-gateway"
 #: buffered answer bytes above which the connection stops reading (a slow client downstream)
 HIGH_WATER = 256 * 1024
+#: seconds a released connection may take to receive the rest of an answer nobody reads
+LINGER = 1.0
 
 
 class UpstreamDisconnected(ConnectionResetError):
@@ -60,6 +62,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.reused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.lingering: HttpPool | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._begin()
 
     def _begin(self) -> None:
@@ -88,6 +92,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.exc = BadResponse(f"malformed HTTP answer ({exc})")
             self.close()
+        if self.lingering is not None:
+            if self.done and not self.closed and self.exc is None:
+                pool, self.lingering = self.lingering, None
+                pool._keep(self)
+            return
         self._wake()
 
     def eof_received(self) -> bool:
@@ -95,6 +104,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lingering = None
         if not self.done and self.exc is None:
             if self.headers_done and not self.delimited and not self.informational:
                 self.done = True  # a body delimited by the connection's end
@@ -103,6 +113,11 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # ---------------------------------------------------------------- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer to one request: the connection cannot be trusted
+            self.exc = BadResponse("the upstream sent more than one answer to one request")
+            self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()
@@ -127,6 +142,11 @@ class _Connection(asyncio.Protocol):
             self.exc = BadResponse(f"the answer is {self.encoding.decode('latin-1')}-encoded although identity was asked for")
 
     def on_body(self, body: bytes) -> None:
+        if self.lingering is not None:  # the rest of an answer nobody reads any more
+            self.buffered += len(body)
+            if self.buffered > HIGH_WATER:
+                self.close()
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
@@ -175,8 +195,24 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return out
 
+    def linger(self, pool: HttpPool, seconds: float) -> None:
+        """Read the rest of an answer its reader left (a stream's closing bytes, sent after its
+        last event) and then return to `pool`'s idle connections; closed instead if the rest
+        takes longer than `seconds` or is larger than HIGH_WATER."""
+        self.lingering = pool
+        self.chunks = []
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        self._linger_timer = self.loop.call_later(seconds, self.close)
+
     def close(self) -> None:
         self.closed = True
+        self.lingering = None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -376,13 +412,29 @@ class HttpPool:
         return conn
 
     def _release(self, conn: _Connection) -> None:
-        if conn.done and not conn.closed and conn.exc is None and not conn.chunks and conn.keep_alive and not self._closed:
-            conn._begin()
-            conn.idle_since = conn.loop.time()
-            self._idle.append(conn)
+        if conn.closed or conn.exc is not None or not conn.keep_alive or self._closed:
+            conn.close()
+        elif conn.done:
+            self._keep(conn)
+        elif conn.headers_done:
+            # The reader stopped before the end: a stream's last bytes (the chunked terminator)
+            # often arrive just after its last event. Let the connection read them on its own.
+            conn.linger(self, LINGER)
         else:
             conn.close()
         self._done()
+
+    def _keep(self, conn: _Connection) -> None:
+        """Back among the idle connections, its answer complete."""
+        if conn._linger_timer is not None:
+            conn._linger_timer.cancel()
+            conn._linger_timer = None
+        if self._closed:
+            conn.close()
+            return
+        conn._begin()
+        conn.idle_since = conn.loop.time()
+        self._idle.append(conn)
 
     async def aclose(self) -> None:
         """Close the idle connections; connections in use close when released."""

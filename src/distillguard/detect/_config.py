@@ -62,6 +62,10 @@ class LinkConfig(_Strict):
     carrier_min_templates: int = 10
     carrier_min_coverage: float = 0.25
     carrier_every_minutes: float = Field(default=60.0, ge=0)
+    sync_min_events: int = 3
+    sync_min_utc: float = 0.5
+    sync_min_gap: float = 0.2
+    sync_every_minutes: float = Field(default=60.0, ge=0)
 
 
 class ActionConfig(_Strict):
@@ -74,7 +78,7 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.4"
+    version: str = "2026.11.5"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

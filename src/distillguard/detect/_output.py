@@ -150,6 +150,19 @@ def verdict_table(
                 shared.append({"kind": kind, "value": label, "accounts": n_acc})
             ev["campaign"] = names[cid]
             ev["shared"] = shared
+        sk = int(a.sync_key[i]) if i < len(a.sync_key) else -1
+        if sk >= 0:
+            code = int(state.sid_code[sk])
+            kind = LINK_KINDS[int(state.sid_link[sk])]
+            label = _key_label(state, kind, code, example)
+            n_acc, r_utc, r_loc = int(a.sync.accounts[sk]), a.sync.r_utc[sk], a.sync.r_local[sk]
+            rs.append(
+                f"keeps one clock with the {n_acc} accounts of {_KIND_WORDS[kind]} {label}: "
+                f"their hours line up in UTC (resultant {r_utc:.2f}) but not in the local "
+                f"time of the countries they declare ({r_loc:.2f})"
+            )
+            ev["sync"] = {"kind": kind, "value": label, "accounts": n_acc,
+                          "r_utc": round(float(r_utc), 4), "r_local": round(float(r_loc), 4)}
         carried = carried_campaign[i]
         if carried >= 0:
             c = a.carriers

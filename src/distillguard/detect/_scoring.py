@@ -19,6 +19,7 @@ import numpy as np
 from distillguard.detect._carriers import Carriers, CarrierTracker
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import LinkTracker
+from distillguard.detect._sync import Sync, SyncTracker
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
@@ -52,6 +53,10 @@ class Assessment:
     suspicious_pairs: np.ndarray  # (link kind, key code, account, key sid) behind the campaigns
     # Accounts that carry a campaign's traffic beside their own (see `find_carriers`).
     carriers: Carriers = field(default_factory=lambda: Carriers.none(0))
+    # Per account: the synchronised key (shared-key id) it keeps the clock of, -1 if none;
+    # and the per-key measures (see `_sync`).
+    sync_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sync: Sync = field(default_factory=lambda: Sync.none(0))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -189,7 +194,8 @@ def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarr
 
 def assess(state: DetectorState, cfg: DetectConfig,
            overrides: dict[str, str] | None = None, links: LinkTracker | None = None,
-           with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None) -> Assessment:
+           with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None,
+           sync_tracker: SyncTracker | None = None) -> Assessment:
     """Score every account the state knows and decide its action.
 
     Args:
@@ -199,6 +205,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
         links: the link bookkeeping of earlier calls on this state (with this config), which
             makes a call cost what changed since the last one; None starts afresh.
         with_pairs: fill `suspicious_pairs` (the evidence; a replay only needs it at the end).
+        carrier_tracker, sync_tracker: their answers from earlier calls (None: afresh).
     """
     if links is None:
         links = LinkTracker()
@@ -215,6 +222,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
     campaign_score = np.zeros(m)
     suspicious = np.zeros((0, 4), np.int64)
     linked = np.zeros(m, bool)
+    sync_key = np.full(m, -1, np.int64)
+    sync = Sync.none(state.shared_keys, m)
     if state.shared_keys:
         n_keys = state.shared_keys
         # A key is judged by the pooled profile of the traffic behind it: early in a campaign
@@ -259,9 +268,20 @@ def assess(state: DetectorState, cfg: DetectConfig,
             & (h >= lk.fresh_min_harvest)
             & (feats["elicitation"] >= lk.fresh_min_elicitation)
         )
+        # Accounts that claim many countries but keep one clock on a suspicious key: one
+        # operator's schedule (see `_sync`).
+        sync = (sync_tracker or SyncTracker()).update(state, pairs, sus_key, cfg, links.by_key)
+        if sync.synced.any():
+            on_sync = pairs[links.by_key.select(pairs, sync.synced, ordered=False)]
+            on_sync = on_sync[eligible[on_sync[:, 2]] & sync.steady[on_sync[:, 2]]]
+            # Per account, the synced key with the most accounts (the evidence to quote).
+            on_sync = on_sync[np.lexsort((-sync.accounts[on_sync[:, 3]], on_sync[:, 2]))]
+            first = np.r_[True, on_sync[1:, 2] != on_sync[:-1, 2]]
+            sync_key[on_sync[first, 2]] = on_sync[first, 3]
+        synced = sync_key >= 0
         # A match with a partner's shared indicators is one more, independent kind of link.
         partner = state.partner[:m]
-        n_fam = has_fam.sum(axis=1) + ((fresh | partner) & has_fam.any(axis=1))
+        n_fam = has_fam.sum(axis=1) + ((fresh | partner | synced) & has_fam.any(axis=1))
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
         joined = linked & (n_fam >= need)
@@ -345,4 +365,6 @@ def assess(state: DetectorState, cfg: DetectConfig,
         action=action,
         suspicious_pairs=suspicious,
         carriers=carriers,
+        sync_key=sync_key,
+        sync=sync,
     )

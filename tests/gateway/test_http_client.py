@@ -245,6 +245,13 @@ async def timeouts() -> None:
         assert await post(pool) == (200, b"after")  # on a new connection
         assert srv.connections == 2
         await pool.aclose()
+    # the limit is per piece: a stream that trickles for longer in all is not cut
+    async with Server(chunked(*[b"data: x\n\n"] * 6, pause=0.12)) as srv:
+        pool = HttpPool(srv.url, read_timeout=0.25)
+        resp = await pool.post("/chat/completions", b"{}", HEADERS)
+        assert len(b"".join(await collect(resp.stream()))) == 6 * 9
+        resp.release()
+        await pool.aclose()
     # on a kept-alive connection too, and the request is not sent again
     async with Server(answer(), hang) as srv:
         pool = HttpPool(srv.url, read_timeout=0.2)

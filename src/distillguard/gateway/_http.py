@@ -64,6 +64,8 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.lingering: HttpPool | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._begin()
 
     def _begin(self) -> None:
@@ -168,21 +170,32 @@ class _Connection(asyncio.Protocol):
             if not w.done():
                 w.set_result(None)
 
-    @staticmethod
-    def _expire(fut: asyncio.Future[None]) -> None:
-        if not fut.done():
-            fut.set_exception(TimeoutError())
-
     async def wait(self, timeout: float) -> None:
         """Until something new arrives (or the connection ends); TimeoutError after `timeout`."""
-        fut = self.loop.create_future()
+        loop = self.loop
+        fut = loop.create_future()
         self.waiter = fut
-        timer = self.loop.call_later(timeout, self._expire, fut)
+        # One timer per connection, moved lazily: a wait only sets its deadline, and the timer
+        # (armed when none is) fires at the earliest deadline it knew and re-arms for a later
+        # one. A timer per wait, made and cancelled, cost more than the rest of waiting.
+        self.deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self.deadline, self._check_deadline)
         try:
             await fut
         finally:
-            timer.cancel()
             self.waiter = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        fut = self.waiter
+        if fut is None or fut.done() or self.closed:
+            return  # nothing waits: the next wait arms a new timer
+        if self.loop.time() >= self.deadline - 0.001:
+            self.waiter = None
+            fut.set_exception(TimeoutError())
+        else:
+            self._timer = self.loop.call_at(self.deadline, self._check_deadline)
 
     def take(self) -> bytes:
         """The body bytes received so far (and resumes reading if it had paused)."""
@@ -213,6 +226,9 @@ class _Connection(asyncio.Protocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.close()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from distillguard._errors import ConfigError
-from distillguard.gateway import AnthropicUpstream, OpenAIUpstream, _http
+from distillguard.gateway import AnthropicUpstream, ApiError, OpenAIUpstream, _http
 from distillguard.gateway._http import (
     HIGH_WATER,
     BadResponse,
@@ -433,6 +433,41 @@ async def tls() -> None:
             await post(HttpPool(srv.url))
 
 
+async def errors_mapped_to_api_errors() -> None:
+    """What the gateway answers for each client failure (`_upstream.py`)."""
+    async with Server(answer()) as srv:
+        closed = srv.url
+    cases: list[tuple[str, Reply | None, int, str]] = [
+        ("refused", None, 502, "could not be reached (ConnectionRefusedError)"),
+        ("garbage", raw_reply(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), 502, "sent an unreadable answer (BadResponse)"),
+        ("hang", hang, 504, "did not answer within 0.2 s"),
+        ("cut", raw_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"), 502, "unreadable answer (UpstreamDisconnected)"),
+        ("503", answer(b"overloaded", "503 Service Unavailable"), 502, "failed with HTTP 503 (overloaded)"),
+        ("400", answer(b"bad field", "400 Bad Request"), 400, "refused the request with HTTP 400 (bad field)"),
+    ]
+    for name, reply, status, needle in cases:
+        if reply is None:
+            up = OpenAIUpstream(closed, timeout=0.2)
+            with pytest.raises(ApiError) as err:
+                await up.forward("chat.completions", b"{}")
+        else:
+            async with Server(reply) as srv:
+                up = OpenAIUpstream(srv.url, timeout=0.2)
+                with pytest.raises(ApiError) as err:
+                    await up.forward("chat.completions", b"{}")
+                await up.aclose()
+        assert err.value.status == status and needle in err.value.message, (name, err.value.message)
+    # a stream broken half way
+    async with Server(chunked(b"data: {}\n\n", pause=0.02, end=False)) as srv:
+        up = OpenAIUpstream(srv.url, timeout=0.2)
+        got: list[bytes] = []
+        with pytest.raises(ApiError) as err:
+            async for piece in up.forward_stream("chat.completions", b"{}"):
+                got.append(piece)
+        assert got == [b"data: {}\n\n"] and err.value.status == 502 and "broke the stream (UpstreamDisconnected)" in err.value.message
+        await up.aclose()
+
+
 def test_header_lines_refuse_line_breaks() -> None:
     assert header_lines({"a": "b", "c": "d"}) == b"a: b\r\nc: d\r\n"
     with pytest.raises(ValueError, match="line break"):
@@ -450,7 +485,7 @@ def test_upstream_url_checked_when_built(url: str) -> None:
 
 
 
-CASES = [tls, stream_left_before_its_end, second_answer_to_one_request, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
+CASES = [tls, errors_mapped_to_api_errors, stream_left_before_its_end, second_answer_to_one_request, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

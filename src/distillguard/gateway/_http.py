@@ -6,7 +6,7 @@ to a fixed host) and reads the status and the body, nothing else: no cookies, re
 proxies, compression or header objects. aiohttp's client does all of that for every request,
 and under benchmarks/bench_gateway.py it cost more CPU than auth, limits, policy and capture
 together. Here a request is one `write` of prepared bytes, and an answer is parsed by llhttp
-with a Python callback only for the header names that matter.
+with one small Python callback per header, looking for the three names that matter.
 
 What the pool guarantees:
 
@@ -18,8 +18,10 @@ What the pool guarantees:
   the request left) is retried once on a new connection; nothing else is retried;
 - `read_timeout` bounds the wait for each piece of the answer (headers, body, stream data),
   `connect_timeout` the connection set-up; both raise `TimeoutError`;
-- a connection goes back to the pool only after a complete answer that allows keep-alive;
-  anything else (cancelled, timed out, broken, unread) closes it.
+- a connection goes back to the pool only after a complete answer that allows keep-alive; one
+  whose reader left before the answer's last bytes (a stream's chunked terminator, sent after
+  its last event) reads them on its own first, for up to `LINGER` seconds; anything else
+  (cancelled, timed out, broken, an answer still running) closes it.
 
 Errors: `TimeoutError`, `OSError` (refused, reset, closed mid-answer: `UpstreamDisconnected`),
 and `BadResponse` for an answer that is not HTTP/1.x or is compressed.

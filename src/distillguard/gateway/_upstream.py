@@ -124,7 +124,9 @@ class _HttpUpstream:
             resp = await self._get_pool().post(path, data, self._header_lines)
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not answer within {self.timeout:g} s; retry later.") from exc
-        except (OSError, BadResponse) as exc:
+        except BadResponse as exc:
+            raise self._answer_error(exc) from exc
+        except OSError as exc:
             raise ApiError(502, "api_error", f"The upstream model server {self.name} could not be reached ({type(exc).__name__}); retry later.") from exc
         if resp.status >= 400:
             try:

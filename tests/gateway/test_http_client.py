@@ -484,6 +484,14 @@ def test_upstream_url_checked_when_built(url: str) -> None:
         AnthropicUpstream(url)
 
 
+def test_upstream_key_with_a_line_break_is_refused_when_built() -> None:
+    with pytest.raises(ConfigError, match="line breaks") as err:
+        OpenAIUpstream("http://127.0.0.1:9/v1", api_key="sk-1\r\nx-evil: 1")
+    assert "sk-1" not in str(err.value)  # no secret in the message
+    with pytest.raises(ConfigError, match="line breaks"):
+        AnthropicUpstream("http://127.0.0.1:9", api_key="k\n")
+
+
 
 CASES = [tls, errors_mapped_to_api_errors, stream_left_before_its_end, second_answer_to_one_request, request_bytes_and_keep_alive_reuse, chunked_answer_read_whole_and_streamed, body_ended_by_closing_the_connection, connection_close_header_and_server_closing_idle_connections, idle_connections_expire, reused_connection_closed_as_the_request_leaves_is_retried_once, timeouts, error_statuses_keep_the_connection, broken_answers, interim_answer_is_skipped, pool_limit_and_cancellation, slow_reader_pauses_the_upstream]
 

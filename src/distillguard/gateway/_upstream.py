@@ -116,10 +116,17 @@ class _HttpUpstream:
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
 
+    def _header_block(self) -> bytes:
+        """The fixed request headers as ready-made lines (checked when the upstream is built)."""
+        try:
+            return header_lines(self._headers())
+        except ValueError as exc:
+            raise ConfigError(f"The headers for the upstream {self.name} are not valid HTTP ({exc}); check DISTILLGUARD_UPSTREAM_API_KEY for line breaks.") from exc
+
     async def _post(self, path: str, body: dict[str, Any] | bytes) -> Response:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         if self._header_lines is None:
-            self._header_lines = header_lines(self._headers())
+            self._header_lines = self._header_block()
         try:
             resp = await self._get_pool().post(path, data, self._header_lines)
         except TimeoutError as exc:
@@ -237,6 +244,7 @@ class OpenAIUpstream(_HttpUpstream):
         self._hdrs = {"content-type": "application/json"}
         if api_key:
             self._hdrs["authorization"] = f"Bearer {api_key}"
+        self._header_lines = self._header_block()
 
     def _headers(self) -> dict[str, str]:
         return self._hdrs
@@ -334,6 +342,7 @@ class AnthropicUpstream(_HttpUpstream):
         self._hdrs = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
         if api_key:
             self._hdrs["x-api-key"] = api_key
+        self._header_lines = self._header_block()
 
     def _headers(self) -> dict[str, str]:
         return self._hdrs

@@ -23,6 +23,7 @@ from scipy import stats
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._scheme import LayerKeys, windows_of
+from distillguard.watermark._tails import weighted_binom_logsf
 
 I64 = npt.NDArray[np.int64]
 LN10 = math.log(10.0)
@@ -61,6 +62,7 @@ class Detection:
     decoded_code: list[int] = field(default_factory=list)
     position_log10_p: list[float] = field(default_factory=list)
     alpha: float = 1e-6
+    weighted: bool = False  # statistic: the weighted count of green tuples (`ScoredTuples.weights`)
 
     @property
     def enough(self) -> bool:
@@ -92,6 +94,7 @@ class Detection:
             "dropped_repeats": self.dropped_repeats,
             "dropped_prompt": self.dropped_prompt,
             "statistic": self.statistic,
+            "weighted": self.weighted,
             "expected_under_h0": self.expected,
             "controls": [{"key": f"control-{i}", "p_value": p} for i, p in enumerate(self.controls)],
             "candidates": self.candidates,
@@ -111,7 +114,12 @@ class Detection:
 
 @dataclass(frozen=True)
 class ScoredTuples:
-    """The unique, prompt-free tuples of a corpus under one context width."""
+    """The unique, prompt-free tuples of a corpus under one context width.
+
+    `weights` (optional, integers >= 1, chosen without the key): kgw then scores the
+    weighted count of green tuples, whose exact tail is `weighted_binom_logsf`; the
+    Gumbel score ignores them.
+    """
 
     ctx_ids: S.U64
     windows: I64
@@ -119,6 +127,7 @@ class ScoredTuples:
     tokens_seen: int
     dropped_repeats: int
     dropped_prompt: int
+    weights: I64 | None = None
 
 
 def flatten(seqs: Sequence[Sequence[int]]) -> tuple[I64, I64]:
@@ -154,6 +163,7 @@ def unique_tuples(
     tokens_seen: int,
     drop: S.U64 | None = None,
     dropped_before: int = 0,
+    weights: I64 | None = None,
 ) -> ScoredTuples:
     """Each distinct (context, token) tuple once, minus those whose id is in `drop`.
 
@@ -176,6 +186,7 @@ def unique_tuples(
         tokens_seen=tokens_seen,
         dropped_repeats=dropped_repeats,
         dropped_prompt=dropped_prompt,
+        weights=None if weights is None else weights[keep],
     )
 
 
@@ -202,6 +213,8 @@ def _global_log_p(
     With `code` (kgw only: the code word of an account known to have been served the
     text), each tuple is also scored under that account's layer, whose green lists are
     independent of the global ones under H0: one binomial over both sets of trials.
+    With `t.weights` (kgw), the statistic is the weighted green count, its tail exact
+    (`weighted_binom_logsf`); the account layer's trials carry the same weights.
     """
     n = t.tokens.size
     cfg = keys.config
@@ -211,8 +224,22 @@ def _global_log_p(
     vals = keys.global_values(t.windows, t.ctx_ids, t.tokens, th)
     # Distinct PRF inputs give independent values; with self-hash, different tuples can
     # share one input (the anchor is the token itself), so count each value once.
-    u = S.unit(np.unique(vals)) if cfg.self_hash else S.unit(vals)
+    if cfg.self_hash:
+        vals, first = np.unique(vals, return_index=True)
+    else:
+        first = np.arange(n)
+    u = S.unit(vals)
     n = u.size
+    if cfg.scheme == "kgw" and t.weights is not None:
+        w = t.weights[first]
+        counts = np.bincount(w, minlength=int(t.weights.max()) + 1)
+        stat = int((w * (u < cfg.gamma)).sum())
+        if code is not None:
+            acc = keys.account_values(t.ctx_ids, code[keys.positions(t.ctx_ids)], th)
+            stat += int((t.weights * (S.unit(acc) < cfg.gamma)).sum())
+            counts = counts + np.bincount(t.weights, minlength=counts.size)
+        expected = cfg.gamma * float((counts * np.arange(counts.size)).sum())
+        return weighted_binom_logsf(counts, stat, cfg.gamma), float(stat), expected, n
     if cfg.scheme == "kgw":
         green, trials = int((u < cfg.gamma).sum()), n
         if code is not None:
@@ -394,6 +421,7 @@ def detect_tuples(
         min_scored=cfg.min_scored,
         controls=control_ps,
         alpha=alpha,
+        weighted=t.weights is not None and cfg.scheme == "kgw",
     )
     if candidates is not None and cfg.account_delta > 0 and t.tokens.size:
         best: tuple[list[AccountMatch], list[int], list[float]] | None = None

@@ -38,6 +38,24 @@ def test_contrast_scores_the_tokens_the_suspect_learned_beyond_the_reference() -
     assert sorted(t2.tokens[t2.windows[:, 0] == 1].tolist()) == [4, 5]
 
 
+def test_weighted_contrast_weights_each_token_by_its_gain_within_the_window() -> None:
+    import torch
+
+    def logp(rows: list[list[float]]) -> torch.Tensor:
+        return torch.log_softmax(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+    # after token 1 the suspect supports tokens 2..5; it gains most over the reference on 5,
+    # somewhat on 4, and not on 2 and 3 (gains c, c, c + 1, c + 3: z -0.82, -0.82, 0, 1.63)
+    suspect = [logp([[0, 0, 4, 4, 4, 4], [0] * 6])]
+    reference = [logp([[0, 0, 4, 4, 3, 1], [0] * 6])]
+    t = contrast_tuples([[1, 7]], suspect, reference, 1, top_k=4)
+    assert t.weights is not None
+    assert dict(zip(t.tokens.tolist(), t.weights.tolist(), strict=True)) == {5: 3}  # round(2 * 1.63); 4 has z 0
+    # a window whose candidates all gain the same carries no weight: nothing scored
+    flat = contrast_tuples([[1, 7]], reference, reference, 1, top_k=4)
+    assert flat.tokens.size == 0
+
+
 def test_a_model_that_never_learned_the_key_is_not_radioactive_on_our_marked_text(
     teacher: tuple[Any, Any], prompts: list[str]
 ) -> None:

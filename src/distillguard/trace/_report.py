@@ -90,6 +90,8 @@ class TraceReport:
         for d in self.layers:
             ctrl = ", ".join(f"{p:.2g}" for p in d.controls) or "none"
             stat = "green tuples" if d.scheme in ("kgw", "open-kgw") else "score"
+            if d.weighted:
+                stat = "weighted green count"
             out.append(
                 f"  layer {d.scheme}/{d.layer} (key v{d.key_version} of {d.versions_tried}): "
                 f"{d.scored_tuples} unique tuples scored of {d.tokens_seen} seen "

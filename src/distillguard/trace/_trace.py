@@ -116,26 +116,35 @@ def open_tuples(inputs: Sequence[Sequence[int]], preds: Sequence[Sequence[int]],
     return unique_tuples(ctx, windows, pflat[pos], tokens_seen=sum(map(len, inputs)), dropped_before=dropped)
 
 
+# weight of a contrasted tuple: its gain's z-score within the window, in half units, capped
+_Z_STEPS = 2
+_MAX_WEIGHT = 6
+
+
 def contrast_tuples(
     inputs: Sequence[Sequence[int]],
     suspect: Sequence[torch.Tensor],
     reference: Sequence[torch.Tensor],
     h: int,
     *,
-    top_k: int = 20,
-    per_context: int = 5,
+    top_k: int = 15,
+    per_context: int | None = None,
 ) -> ScoredTuples:
     """Per context window, the tokens the suspect learned to prefer over the reference.
 
     Over every first occurrence of a window (`_first_windows`), the suspect's `top_k`
     next tokens are pooled: a token's support is the suspect's probability summed over
     the occurrences, its gain the mean log-probability ratio suspect / reference where
-    it was in the top `top_k`. Among the window's `top_k` best-supported tokens, the
-    `per_context` with the largest gain are scored, one tuple each. Averaging over
-    occurrences cancels what the two models disagree on at random and keeps a bias a
-    student learned for the window itself, which is what a green list teaches. Every
-    choice depends on the models and the text only, so under H0 each (window, token)
-    tuple is green with probability gamma: the binomial tail stays exact.
+    it was in the top `top_k`. Each of the window's `top_k` best-supported tokens is
+    scored with an integer weight, its gain's z-score among them in half units, rounded
+    and capped at 6 (tokens with weight 0 are not scored): the weighted count of green
+    tuples is then close to the linear statistic a green-list bias calls for, and its
+    tail stays exact (`weighted_binom_logsf`). With `per_context`, the `per_context`
+    tokens of largest gain are scored instead, unweighted (the earlier rule).
+    Averaging over occurrences cancels what the two models disagree on at random and
+    keeps a bias a student learned for the window itself, which is what a green list
+    teaches. Every choice depends on the models and the text only, so under H0 each
+    (window, token) tuple is green with probability gamma, whatever its weight.
     """
     import torch
 
@@ -165,11 +174,34 @@ def contrast_tuples(
         chosen[order[np.arange(order.size) - starts < n]] = True
         return chosen
 
-    chosen = best(mean_gain, best(sup, np.ones(owner.size, dtype=bool), top_k), per_context)
+    candidates = best(sup, np.ones(owner.size, dtype=bool), top_k)
+    weights: I64 | None = None
+    if per_context is not None:
+        chosen = best(mean_gain, candidates, per_context)
+    else:
+        w = _z_weights(owner[candidates], mean_gain[candidates])
+        chosen = np.zeros(owner.size, dtype=bool)
+        chosen[np.flatnonzero(candidates)[w > 0]] = True
+        weights = w[w > 0]
     rep = first_at[owner[chosen]]  # one occurrence of each window stands for it
     return unique_tuples(
-        ctx[rep], windows[rep], tok[chosen], tokens_seen=sum(map(len, inputs)), dropped_before=dropped
+        ctx[rep],
+        windows[rep],
+        tok[chosen],
+        tokens_seen=sum(map(len, inputs)),
+        dropped_before=dropped,
+        weights=weights,
     )
+
+
+def _z_weights(owner: I64, gain: npt.NDArray[np.float64]) -> I64:
+    """round(2 z) capped to [0, 6], z the gain's z-score among its window's candidates."""
+    n = np.bincount(owner).astype(np.float64)
+    mean = np.bincount(owner, weights=gain) / np.maximum(n, 1.0)
+    dev = gain - mean[owner]
+    sd = np.sqrt(np.bincount(owner, weights=dev * dev) / np.maximum(n, 1.0))[owner]
+    z = np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0)
+    return np.clip(np.round(_Z_STEPS * z), 0, _MAX_WEIGHT).astype(np.int64)
 
 
 def radioactivity_open(
@@ -178,9 +210,9 @@ def radioactivity_open(
     tokenizer: Any,
     texts: Sequence[str],
     *,
-    reference: Any | None = None,
-    top_k: int = 20,
-    per_context: int = 5,
+    reference: Any | Sequence[Any] | None = None,
+    top_k: int = 15,
+    per_context: int | None = None,
     account: str | None = None,
     alpha: float = 1e-6,
     batch_size: int = 16,
@@ -194,9 +226,13 @@ def radioactivity_open(
     towards the tokens the key made green. Windows count at their first occurrence in
     each text, so reading marked text keeps the test exact. Without `reference` the
     suspect's greedy token after each window is scored (`open_tuples`); with
-    `reference` (our own unwatermarked model, same tokenizer) the `per_context` tokens
-    of each window that the suspect prefers most over the reference (`contrast_tuples`),
-    which finds a student trained on a few percent of marked text. With `account` (the
+    `reference` (a model that never saw text marked with this key, same tokenizer) the
+    top-`top_k` tokens of each window, weighted by how much more the suspect prefers
+    them than the reference does (`contrast_tuples`), which finds a student trained on
+    a few percent of marked text. The closer the reference is to the suspect apart from
+    the key, the stronger the test: best models of the suspect's kind distilled from
+    our own *unmarked* answers (a sequence of models: their log-probabilities are
+    averaged), else our unwatermarked teacher. With `account` (the
     account the reading texts were served to, e.g. the one `trace text` attributed), the
     tuples are also scored under that account's layer, which the student learned too.
     Under H0 (the suspect never learned from text marked with this key) the p-value is exact.
@@ -213,14 +249,21 @@ def radioactivity_open(
         det = detect_tuples(key, lambda h: open_tuples(rows, preds, h), alpha=alpha, served_account=account)
         how = "its greedy token after each window"
     else:
-        ref = _log_probs(reference, rows, batch_size, pad)
+        refs = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+        each = [_log_probs(r, rows, batch_size, pad) for r in refs]
+        ref = [sum(lps[1:], lps[0]) / len(lps) for lps in zip(*each, strict=True)]
         det = detect_tuples(
             key,
             lambda h: contrast_tuples(rows, suspect, ref, h, top_k=top_k, per_context=per_context),
             alpha=alpha,
             served_account=account,
         )
-        how = f"per window, the {per_context} of its top-{top_k} tokens it prefers most over the reference"
+        how = (
+            f"per window, the {per_context} of its top-{top_k} tokens it prefers most over the reference"
+            if per_context is not None
+            else f"per window, its top-{top_k} tokens weighted by how much more it prefers them than "
+            "the reference (z-score in half units, 1..6)"
+        )
     det.layer = "open-model"
     notes = [f"teacher-forced on {len(rows)} texts, each window at its first occurrence per text; {how}"]
     if account is not None:

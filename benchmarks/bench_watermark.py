@@ -12,9 +12,11 @@ Prints, side by side on the same model and prompts:
 - quality cost (perplexity under the teacher), robustness (truncation, synonym
   substitution, re-sampling by a student) and radioactivity of students
   (all-watermarked, control; and the 5 % experiment: 5 % of the student's data
-  watermarked, against a control student).
+  watermarked, three fresh keys at delta 2, against a control student, with the teacher
+  and with two reference students distilled from unmarked answers as references).
 
 Usage: python benchmarks/bench_watermark.py [--out out/watermark] [--quick] [--only-5pct]
+       [--only-students]
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ RESULTS: dict[str, Any] = {}
 # (answers harvested, student training steps) of the 5 % experiment; --quick uses the second
 RADIOACTIVITY_5PCT = (1600, 800)
 RADIOACTIVITY_5PCT_QUICK = (800, 400)
+RUNS_5PCT = 3  # fresh key each
+REFERENCE_STUDENTS = 2
 
 
 def say(msg: str) -> None:
@@ -278,56 +282,77 @@ def bench_radioactivity(model: Any, tok: Any, key: WatermarkKey, marked: list[Ha
     RESULTS["radioactivity"] = res
 
 
+def reference_students(model: Any, tok: Any, served_prompts: list[str], other_prompts: list[str],
+                       steps: int, n: int) -> list[Any]:
+    """Our own students of the suspect's kind, distilled from *unmarked* answers of the teacher.
+
+    Each reads fresh unmarked answers to the prompts the harvesting account sent and to prompts
+    the suspect never saw, with its own sampling and model seeds: they know nothing of the key
+    (so the open test stays exact) and share what a small student learns from this teacher, which
+    the contrast then cancels.
+    """
+    refs = []
+    for i in range(n):
+        rows = (harvest_direct(model, tok, None, {"ref-served": served_prompts}, max_new_tokens=200, seed=11 + 6 * i)
+                + harvest_direct(model, tok, None, {"ref-other": other_prompts}, max_new_tokens=200, seed=13 + 6 * i))
+        refs.append(train_student(tok, rows, steps=steps, seq_len=128, seed=2 + i))
+    return refs
+
+
 def bench_radioactivity_5pct(model: Any, tok: Any, prompts: list[str], answers: int, steps: int,
-                             deltas: tuple[float, ...] = (2.0, 4.0)) -> None:
+                             runs: int = RUNS_5PCT, delta: float = 2.0) -> None:
     """Sander et al.'s setting: 5 % of the student's fine-tuning data is our watermarked answers.
 
     One account harvests `answers / 20` marked answers; the other 95 % are unmarked answers of
     the same teacher to other prompts. The control student sees the same data with the marked
-    answers replaced by unmarked answers to the same prompts (it does not depend on the key,
-    so one control serves every delta). Open test: the student reads the answers we served to
-    the harvesting account (each window at its first occurrence per text), scored on the 5 of
-    its top-20 tokens per window it prefers most over the teacher (`contrast_tuples`), with
-    and without the harvesting account's layer scored beside the global one, and, for
-    comparison, on its greedy token and on unrelated text (gsm8k).
+    answers replaced by unmarked answers to the same prompts (it does not depend on the key, so
+    one control serves every run); so do the reference students (`reference_students`). Each run
+    draws a fresh key. Open test: the student reads the answers we served to the harvesting
+    account (each window at its first occurrence per text), per window its top-15 tokens weighted
+    by how much more it prefers them than the reference (`contrast_tuples`), with the teacher or
+    the reference students as reference, with and without the harvesting account's layer; and,
+    for comparison, the earlier rule (the 5 of the top 20 it prefers most over the teacher).
     """
     n_m = answers // 20
     say(f"\n== radioactivity at 5 %: {n_m} marked + {answers - n_m} unmarked answers x 200 tokens, "
-        f"students trained {steps} steps (gamma .25, account delta 2, h 1) ==")
+        f"students trained {steps} steps (gamma .25, delta {delta:g}, account delta 2, h 1), {runs} runs ==")
     (plain, plain_same), t = timed(lambda: (
         harvest_direct(model, tok, None, {"acct-other": prompts[n_m:answers]}, max_new_tokens=200, seed=5),
         harvest_direct(model, tok, None, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200, seed=7)))
     control, tc = timed(train_student, tok, plain_same + plain, steps=steps, seq_len=128)
-    say(f"  unmarked answers harvested in {t:.0f} s, control student trained in {tc:.0f} s")
-    gsm = read_corpus_texts(["gsm8k"], 300)
-    res: dict[str, Any] = {"answers": answers, "marked": n_m, "steps": steps}
-    for delta in deltas:
+    refs, tr = timed(reference_students, model, tok, prompts[:n_m], prompts[answers:2 * answers - n_m], steps,
+                     REFERENCE_STUDENTS)
+    say(f"  unmarked answers harvested in {t:.0f} s, control student trained in {tc:.0f} s, "
+        f"{len(refs)} reference students in {tr:.0f} s (load {os.getloadavg()[0]:.1f})")
+    res: dict[str, Any] = {"answers": answers, "marked": n_m, "steps": steps, "delta": delta, "runs": []}
+    for run in range(runs):
         key = WatermarkKey.generate(WatermarkConfig(delta=delta))
         marked = harvest_direct(model, tok, key, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200)
         served = [chat_prompt(r.prompt) + r.text for r in marked]
         ppl = (perplexity(model, tok, [r.prompt for r in marked], [r.text for r in marked]),
                perplexity(model, tok, [r.prompt for r in plain_same], [r.text for r in plain_same]))
         student, ts = timed(train_student, tok, marked + plain, steps=steps, seq_len=128)
-        entry: dict[str, Any] = {"perplexity_marked": ppl[0], "perplexity_unmarked": ppl[1], "train_s": ts}
-        say(f"  delta {delta:g}: served answers' perplexity under the teacher {ppl[0]:.1f} vs {ppl[1]:.1f} "
-            f"unmarked ({100 * (ppl[0] / ppl[1] - 1):+.0f} %); student trained in {ts:.0f} s")
+        entry: dict[str, Any] = {"perplexity_marked": ppl[0], "perplexity_unmarked": ppl[1], "train_s": ts,
+                                 "load": os.getloadavg()[0]}
+        say(f"  run {run + 1} (fresh key): served answers' perplexity under the teacher {ppl[0]:.1f} vs "
+            f"{ppl[1]:.1f} unmarked ({100 * (ppl[0] / ppl[1] - 1):+.0f} %); student trained in {ts:.0f} s "
+            f"(load {entry['load']:.1f})")
+        tests = (("reference students, weighted", refs, 15, None), ("teacher, weighted", model, 15, None),
+                 ("teacher, 5 of top 20 (earlier rule)", model, 20, 5))
         for name, m in (("5 % watermarked", student), ("control (0 %)", control)):
-            contrast = radioactivity_open(key, m, tok, served, reference=model)
-            with_account = radioactivity_open(key, m, tok, served, reference=model, account="acct-5pct")
-            greedy = radioactivity_open(key, m, tok, served)
-            unrelated = radioactivity_open(key, m, tok, gsm)
-            d = contrast.layers[0]
-            entry[name] = {"served_contrast_p": contrast.p_value, "served_contrast_tuples": d.scored_tuples,
-                           "served_contrast_with_account_p": with_account.p_value,
-                           "served_greedy_p": greedy.p_value, "gsm8k_greedy_p": unrelated.p_value,
-                           "controls_min_p": min(d.controls)}
-            say(f"    {name:>16}: reading the served answers, 5 of top-20 tokens per window most above the "
-                f"teacher: p = {contrast.p_value:.2e} on {d.scored_tuples} tuples ({d.statistic:.0f} green vs "
-                f"{d.expected:.0f} expected; random-key controls min p {min(d.controls):.2f}); with the "
-                f"harvesting account's layer scored too p = {with_account.p_value:.2e} (controls min p "
-                f"{min(with_account.layers[0].controls):.2f}); greedy token "
-                f"p = {greedy.p_value:.2e}; reading gsm8k, greedy p = {unrelated.p_value:.2e}")
-        res[f"delta {delta:g}"] = entry
+            entry[name] = {}
+            for label, ref, k, per in tests:
+                r = [radioactivity_open(key, m, tok, served, reference=ref, top_k=k, per_context=per, account=acct)
+                     for acct in (None, "acct-5pct")]
+                d = [x.layers[0] for x in r]
+                entry[name][label] = {"p": r[0].p_value, "p_with_account": r[1].p_value,
+                                      "tuples": d[0].scored_tuples, "controls_min_p": min(d[0].controls),
+                                      "controls_min_p_with_account": min(d[1].controls)}
+                say(f"    {name:>16}, reference {label}: p = {r[0].p_value:.2e} on {d[0].scored_tuples} tuples "
+                    f"({d[0].statistic:.0f} vs {d[0].expected:.0f} expected); with the harvesting account's "
+                    f"layer p = {r[1].p_value:.2e}; random-key controls min p {min(d[0].controls):.2f} / "
+                    f"{min(d[1].controls):.2f}")
+        res["runs"].append(entry)
     RESULTS["radioactivity_5pct"] = res
 
 
@@ -486,6 +511,8 @@ def main() -> None:
     ap.add_argument("--skip-anchors", action="store_true")
     ap.add_argument("--skip-gateway", action="store_true")
     ap.add_argument("--only-5pct", action="store_true", help="only the 5 %% radioactivity experiment")
+    ap.add_argument("--only-students", action="store_true",
+                    help="only the students trained on 100 %% marked and on unmarked answers")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -502,12 +529,13 @@ def main() -> None:
         return
     n_acc, per = (4, 24) if args.quick else (8, 40)
     accounts = [f"acct-{i:07d}" for i in (7, 4242, 99999, 123456, 500000, 777777, 888888, 999990)[:n_acc]]
-    bench_overhead(model, tok, key, prompts[1500:], 2 if args.quick else 4)
-    bench_throughput(key)
+    if not args.only_students:
+        bench_overhead(model, tok, key, prompts[1500:], 2 if args.quick else 4)
+        bench_throughput(key)
 
     work = Path(tempfile.mkdtemp(prefix="dg-bench-"))
     key_file = key.save(work / "wm.key")
-    if not args.skip_gateway:
+    if not args.skip_gateway and not args.only_students:
         rows, t = timed(harvest_via_gateway, key_file, {a: prompts[i * 2 : i * 2 + 2] for i, a in
                                                            enumerate(accounts[:3])}, work, max_tokens=64)
         gw = trace_texts(key, [r.text for r in rows], tokenizer=tok, lexical=False)
@@ -520,6 +548,11 @@ def main() -> None:
     marked_rows, tmk = timed(harvest_direct, model, tok, key, by_acc, max_new_tokens=200)
     plain_rows, tpl = timed(harvest_direct, model, tok, None, by_acc, max_new_tokens=200)
     say(f"  marked {tmk:.0f} s, unmarked {tpl:.0f} s")
+    if args.only_students:
+        bench_radioactivity(model, tok, key, marked_rows, plain_rows, 200 if args.quick else 400,
+                            read_corpus_texts(["gsm8k"], 300), prompts[1000:1100])
+        (args.out / "results_students.json").write_text(json.dumps(RESULTS, indent=2, default=float))
+        return
     enc = {a: [tok(r.text, add_special_tokens=False)["input_ids"] for r in marked_rows if r.account_id == a]
            for a in accounts}
     enc_plain = {a: [tok(r.text, add_special_tokens=False)["input_ids"] for r in plain_rows

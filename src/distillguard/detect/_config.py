@@ -61,7 +61,7 @@ class LinkConfig(_Strict):
     member_min_elicitation: float = 0.5
     carrier_min_templates: int = 10
     carrier_min_coverage: float = 0.25
-    carrier_every_minutes: float = Field(default=60.0, ge=0)
+    carrier_every_minutes: float = Field(default=240.0, ge=0)
     sync_min_events: int = 3
     sync_min_utc: float = 0.5
     sync_min_gap: float = 0.2

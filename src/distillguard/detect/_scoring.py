@@ -19,7 +19,6 @@ import numpy as np
 from distillguard.detect._carriers import Carriers, CarrierTracker
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import LinkTracker
-from distillguard.detect._sync import Sync, SyncTracker
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
@@ -27,6 +26,7 @@ from distillguard.detect._state import (
     TEMPLATE_KINDS,
     DetectorState,
 )
+from distillguard.detect._sync import Sync, SyncTracker
 
 ALLOW, MONITOR, THROTTLE, BLOCK = 0, 1, 2, 3
 

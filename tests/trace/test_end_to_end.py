@@ -114,6 +114,16 @@ def test_trace_model_cli_open_and_closed(world: dict[str, Any], teacher: tuple[A
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["p_value"] <= 1e-6
+    # several references (repeated): the teacher and a student of our own unmarked answers
+    ours = world["work"] / "unmarked-student"
+    world["control"].save_pretrained(ours)
+    res = CliRunner().invoke(
+        app, ["trace", "model", "--local", str(saved), "--prompts", str(served),
+              "--reference", str(model_path(LocalModelConfig())), "--reference", str(ours),
+              "--watermark-key-file", str(world["key_file"]), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["p_value"] <= 1e-6
 
     # closed: the student behind an OpenAI-compatible endpoint, answered by the real model
     def serve(request: httpx.Request) -> httpx.Response:

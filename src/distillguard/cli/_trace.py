@@ -119,10 +119,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         limit: Annotated[int, typer.Option(help="How many prompts or texts to use.")] = 200,
         reference: Annotated[
-            Path | None,
+            list[Path] | None,
             typer.Option(
                 help="Open model: our own unwatermarked model (same tokenizer); the suspect is "
-                "scored on the tokens it prefers over it (stronger when little marked data was used)."
+                "scored on the tokens it prefers over it (stronger when little marked data was used). "
+                "Repeat it for several (e.g. the teacher and students we distilled from our own "
+                "unmarked answers): their log-probabilities are averaged."
             ),
         ] = None,
         account: Annotated[
@@ -167,12 +169,14 @@ def register(app: typer.Typer) -> None:
                     if (local / "tokenizer.json").exists()
                     else _tokenizer(tokenizer)
                 )
-                ref = None
-                if reference is not None:
-                    ref = AutoModelForCausalLM.from_pretrained(reference)
+                refs = []
+                for path in reference or []:
+                    ref = AutoModelForCausalLM.from_pretrained(path)
                     ref.eval()  # type: ignore[no-untyped-call]
+                    refs.append(ref)
                 report = radioactivity_open(
-                    key, suspect, tok, texts, reference=ref, account=account, alpha=alpha, subject=str(local)
+                    key, suspect, tok, texts, reference=refs or None, account=account, alpha=alpha,
+                    subject=str(local),
                 )
             else:
                 assert endpoint is not None

@@ -271,8 +271,10 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # Accounts that claim many countries but keep one clock on a suspicious key: one
         # operator's schedule (see `_sync`).
         sync = (sync_tracker or SyncTracker()).update(state, pairs, sus_key, cfg, links.by_key)
-        if sync.synced.any():
-            on_sync = pairs[links.by_key.select(pairs, sync.synced, ordered=False)]
+        # (Measured at most hourly: a key that stopped being suspicious since no longer counts.)
+        synced_keys = sync.synced & sus_key
+        if synced_keys.any():
+            on_sync = pairs[links.by_key.select(pairs, synced_keys, ordered=False)]
             on_sync = on_sync[eligible[on_sync[:, 2]] & sync.steady[on_sync[:, 2]]]
             # Per account, the synced key with the most accounts (the evidence to quote).
             on_sync = on_sync[np.lexsort((-sync.accounts[on_sync[:, 3]], on_sync[:, 2]))]

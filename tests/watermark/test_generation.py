@@ -14,15 +14,21 @@ from .keys import fixed_key
 CANDIDATES = [f"acct-{i:06d}" for i in range(100_000)]
 
 
+def _marked(teacher: tuple[Any, Any], prompts: list[str], key: Any, account: str, tokens: int,
+            seed: int) -> list[list[int]]:
+    """Token ids the teacher generates for `prompts` under `key`'s layer for `account`."""
+    model, tok = teacher
+    return generate_ids(
+        model, tok, prompts, max_new_tokens=tokens, min_new_tokens=tokens,
+        logits_processors=[key.logits_processor(account)], seed=seed,
+    )
+
+
 def test_kgw_detects_and_attributes_among_100k_accounts(
     teacher: tuple[Any, Any], prompts: list[str], plain_ids: list[list[int]]
 ) -> None:
-    model, tok = teacher
     key = fixed_key(2)
-    marked = generate_ids(
-        model, tok, prompts[:20], max_new_tokens=200, min_new_tokens=200,
-        logits_processors=[key.logits_processor("acct-004242")], seed=0,
-    )
+    marked = _marked(teacher, prompts[:20], key, "acct-004242", 200, seed=0)
     det = detect_ids(key, marked, candidates=CANDIDATES)
     assert det.enough and det.p_value < 1e-20
     assert all(p > 1e-4 for p in det.controls)
@@ -41,12 +47,8 @@ def test_kgw_detects_and_attributes_among_100k_accounts(
 def test_other_schemes_detect(
     config: WatermarkConfig, teacher: tuple[Any, Any], prompts: list[str], plain_ids: list[list[int]]
 ) -> None:
-    model, tok = teacher
     key = fixed_key(5, config)
-    marked = generate_ids(
-        model, tok, prompts[:8], max_new_tokens=100, min_new_tokens=100,
-        logits_processors=[key.logits_processor("b")], seed=1,
-    )
+    marked = _marked(teacher, prompts[:8], key, "b", 100, seed=1)
     det = detect_ids(key, marked)
     assert det.p_value < 1e-10 and all(p > 1e-4 for p in det.controls)
     assert detect_ids(key, plain_ids).p_value > 1e-3
@@ -69,12 +71,8 @@ def test_the_served_accounts_layer_adds_its_evidence(
 ) -> None:
     from distillguard.watermark import collect_tuples, detect_tuples
 
-    model, tok = teacher
     key = fixed_key(2)
-    marked = generate_ids(
-        model, tok, prompts[:4], max_new_tokens=40, min_new_tokens=40,
-        logits_processors=[key.logits_processor("acct-004242")], seed=2,
-    )
+    marked = _marked(teacher, prompts[:4], key, "acct-004242", 40, seed=2)
     alone = detect_tuples(key, lambda h: collect_tuples(marked, h))
     both = detect_tuples(key, lambda h: collect_tuples(marked, h), served_account="acct-004242")
     other = detect_tuples(key, lambda h: collect_tuples(marked, h), served_account="acct-000001")

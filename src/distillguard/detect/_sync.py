@@ -73,10 +73,11 @@ def account_clocks(state: DetectorState,
     hours = state.hours[:m].astype(np.float64)
     z = hours @ np.exp(1j * _ANGLE)
     size = np.abs(z)
-    ok = (hours.sum(axis=1) >= min_events) & (size > 0)
+    n = hours.sum(axis=1)
+    ok = (n >= min_events) & (size > 0)
     local = np.where(ok, z / np.where(size > 0, size, 1.0), 0.0)
     utc = local * np.exp(-1j * state.offset_h[:m] * (2 * np.pi / 24))
-    concentration = np.where(ok, size / np.maximum(hours.sum(axis=1), 1.0), 0.0)
+    concentration = np.where(ok, size / np.maximum(n, 1.0), 0.0)
     return utc, local, concentration
 
 

@@ -102,3 +102,53 @@ def eval_runner() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         rows += events("eval", 200, start=T0 + timedelta(days=burst, hours=10),
                        every=timedelta(seconds=20), ip="198.51.100.77", prompt=HYDRA_PROMPT[:2])
     return rows, [account("eval", channel="research", verified=True, created=T0 - timedelta(days=200))]
+
+
+CELL_PROMPTS = [
+    "Write a {i} line Python solution for problem {j} and explain your reasoning step by step.",
+    "Solve coding task {i} in Go, then grade the answer against rubric {j} step by step.",
+]
+
+
+def cell(prefix: str = "op", n_direct: int = 2, each: int = 60, carried: int = 600,
+         tie: bool = True, prompts: list[str] | None = None,
+         ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A small campaign: `n_direct` fresh accounts of one operator (one card, one e-mail
+    domain, one proxy pair when `tie`) and a reseller that carries `carried` more of the same
+    requests among 900 of its customers' chats."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    prompts = prompts or CELL_PROMPTS
+    for a in range(n_direct):
+        aid = f"{prefix}{a}"
+        accts.append(account(aid, created=T0 - timedelta(days=5, minutes=a), channel="startup",
+                             email="ops-lab.io" if tie else f"{aid}.example",
+                             payment="card-ops" if tie else None, verified=False))
+        ip = ["203.0.113.90", "203.0.113.91"] if tie else f"203.0.{113 + a}.{90 + a}"
+        rows += events(aid, each, start=T0 + timedelta(minutes=7 * a),
+                       every=timedelta(minutes=20), ip=ip, prompt=prompts,
+                       completion_tokens=1024, max_tokens=1024)
+    res = f"{prefix}-reseller"
+    rows += events(res, 900, every=timedelta(minutes=1), prompt=HUMAN_PROMPTS,
+                   ip="198.51.100.19", turns=3, completion_tokens=250)
+    rows += events(res, carried, start=T0 + timedelta(seconds=30),
+                   every=timedelta(minutes=900 / max(carried, 1)), prompt=prompts,
+                   ip="198.51.100.19", completion_tokens=1024, max_tokens=1024)
+    accts.append(account(res, channel="reseller", verified=True, email="resell-two.example"))
+    return rows, accts
+
+
+def team(prefix: str = "dev") -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Three colleagues: one office address, one card, one domain, their app's system prompt,
+    office hours and ordinary questions."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for a in range(3):
+        aid = f"{prefix}{a}"
+        accts.append(account(aid, email="acme-apps.com", payment="card-acme", verified=True))
+        for day in range(3):
+            rows += events(aid, 25, start=T0 + timedelta(days=day, hours=9, minutes=5 * a),
+                           every=timedelta(minutes=15), ip="192.0.2.44",
+                           system="You are Acme's support assistant. Answer briefly.",
+                           prompt=HUMAN_PROMPTS, turns=2, completion_tokens=200)
+    return rows, accts

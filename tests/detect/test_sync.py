@@ -94,3 +94,26 @@ def test_synchronised_timing_is_a_kind_of_link_that_lets_established_accounts_jo
     assert (b.action < THROTTLE).all()
     reasons = synced.verdicts().column("reasons").to_pylist()
     assert any("clock" in r for r in reasons)
+
+
+def test_a_synced_key_whose_accounts_each_work_around_the_clock_links_none() -> None:
+    """Every account works three shifts (00:00 twice as long as 08:00 and 16:00 UTC): their
+    mean hours agree, so the key is synchronised, but no account's own hours are steady, so
+    none gets the link (and an empty selection is not an error)."""
+    rows: list[dict[str, object]] = []
+    accts = []
+    for a, country in enumerate(COUNTRIES):
+        aid = f"op{a}"
+        accts.append(account(aid, country=country, email=f"{aid}.example", verified=True))
+        for hour, n in ((0, 20), (8, 10), (16, 10)):
+            rows += events(aid, n, start=T0 + timedelta(hours=hour, minutes=a),
+                           every=timedelta(minutes=20), system="You are the operator's solver.",
+                           prompt=ELICIT, ip=f"198.51.{a}.9", completion_tokens=1024,
+                           max_tokens=1024)
+    det = _detector((rows, accts))
+    a = det.assess()
+    st = det.state
+    s = key_sync(st, st.shared_pairs(), np.ones(st.shared_keys, bool), det.config,
+                 det._links.by_key)
+    assert s.synced.any() and not s.steady.any()
+    assert (a.sync_key < 0).all()

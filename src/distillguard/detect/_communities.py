@@ -44,7 +44,9 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
     comp_size: dict[int, int] = {}
     campaign_score = a.campaign_score.copy()
     next_id = 0
+    renamed: dict[int, int] = {}  # old id -> the new id of its (first) community
     for cid in sorted(a.component_size):
+        renamed[cid] = next_id
         idx = np.flatnonzero(a.component == cid)
         rows = sp[np.isin(sp[:, 2], idx)]
         graph = nx.Graph()
@@ -76,7 +78,9 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
             m_idx = np.asarray(members, np.int64)
             component[m_idx] = next_id
             kinds = rows[np.isin(rows[:, 2], m_idx), 0]
-            comp_kinds[next_id] = sorted({LINK_KINDS[int(k)] for k in np.unique(kinds)})
+            # (A small campaign of `_cells` has no suspicious pairs: its kinds stay as given.)
+            comp_kinds[next_id] = (sorted({LINK_KINDS[int(k)] for k in np.unique(kinds)})
+                                   or a.component_kinds[cid])
             comp_size[next_id] = len(members)
             score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(members) / 4.0))
             campaign_score[m_idx] = np.maximum(score, a.campaign_score[m_idx])
@@ -87,4 +91,5 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
         campaign_score=a.campaign_score if next_id == 0 else campaign_score,
         component_kinds=comp_kinds,
         component_size=comp_size,
+        cell_campaign=np.array([renamed[int(c)] for c in a.cell_campaign], np.int64),
     )

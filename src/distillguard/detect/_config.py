@@ -68,6 +68,19 @@ class LinkConfig(_Strict):
     sync_every_minutes: float = Field(default=60.0, ge=0)
 
 
+class CellConfig(_Strict):
+    """Small campaigns tied by one harvest-like template and their carriers (see `_cells`)."""
+
+    enabled: bool = True
+    min_key_harvest: float = 0.7
+    min_key_events: int = Field(default=100, ge=1)
+    min_member_harvest: float = 0.6
+    max_tie_accounts: int = Field(default=20, ge=2)
+    carrier_min_events: int = Field(default=100, ge=20)  # pairs below 20 requests are not kept
+    carrier_min_share: float = Field(default=0.25, ge=0, le=1)
+    every_minutes: float = Field(default=60.0, ge=0)
+
+
 class ActionConfig(_Strict):
     block_campaign_score: float = 0.75
     throttle_campaign_score: float = 0.55
@@ -78,10 +91,11 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.5"
+    version: str = "2026.11.6"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)
+    cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
 
 

@@ -94,12 +94,48 @@ def _key_label(state: DetectorState, kind: str, code: int,
 
 
 def carried_campaigns(a: Assessment) -> np.ndarray:
-    """Per account: the campaign whose traffic it carries (see `find_carriers`), else -1."""
+    """Per account: the campaign whose traffic it carries (`_carriers`, `_cells`), else -1."""
     peer = a.carriers.peer
     out = np.full(len(a.component), -1, np.int64)
     has = peer >= 0
     out[has] = a.component[peer[has]]
+    cell = a.cells.carries[: len(out)]
+    out[: len(cell)][cell >= 0] = a.cell_campaign[cell[cell >= 0]]
     return out
+
+
+def _cell_reasons(state: DetectorState, a: Assessment, i: int, names: dict[int, str],
+                  example: Callable[[str], str] | None) -> tuple[list[str], dict[str, object]]:
+    """Why account `i` is in a small campaign tied by one template, or carries one."""
+    c = a.cells
+    cell = int(c.member[i]) if i < len(c.member) else -1
+    carried = int(c.carries[i]) if i < len(c.carries) else -1
+    k = cell if cell >= 0 else carried
+    if k < 0:
+        return [], {}
+    sid = int(c.key[k]) if cell >= 0 else int(c.carrier_key[i])
+    key_h = float(c.key_profile[sid])
+    code = int(state.sid_code[sid])
+    kind = LINK_KINDS[int(state.sid_link[sid])]
+    label = _key_label(state, kind, code, example)
+    name = names[int(a.cell_campaign[k])]
+    n_req, n_acc = int(state.key_counts[code, 0]), int(state.key_accounts[code])
+    template = (f"{_KIND_WORDS[kind]} {label}, whose own traffic looks like harvesting "
+                f"(profile {key_h:.2f} over {n_req} requests from {n_acc} accounts)")
+    ev: dict[str, object] = {"campaign": name, "kind": kind, "value": label,
+                             "key_harvest": round(key_h, 4),
+                             "key_requests": n_req, "key_accounts": n_acc}
+    if cell >= 0:
+        ties = ", ".join(_KIND_WORDS[t] for t in c.ties[k])
+        text = (f"member of small campaign {name}: {c.size[k]} harvest-like accounts that send "
+                f"{template} and also share {ties}")
+        ev["ties"] = c.ties[k]
+        return [text], {"cell": ev}
+    text = (f"carries the traffic of small campaign {name}: sends {c.carried_events[i]} of the "
+            f"{n_req} requests ({_pct(c.carried_share[i])}) on its {template}; "
+            "throttled rather than blocked, since its other traffic may be its customers' own")
+    ev.update(requests=int(c.carried_events[i]), share=round(float(c.carried_share[i]), 4))
+    return [text], {"carries_cell": ev}
 
 
 def verdict_table(
@@ -134,8 +170,9 @@ def verdict_table(
         }
         if state.partner[i]:
             rs.append("matches indicators that partners shared (STIX import)")
+        cell_rs, cell_ev = _cell_reasons(state, a, i, names, example)
         cid = int(a.component[i])
-        if cid >= 0:
+        if cid >= 0 and "cell" not in cell_ev:
             kinds = ", ".join(sorted({_KIND_WORDS[k] for k in a.component_kinds[cid]}))
             rs.append(
                 f"member of campaign {names[cid]}: {a.component_size[cid]} accounts linked by "
@@ -163,8 +200,10 @@ def verdict_table(
             )
             ev["sync"] = {"kind": kind, "value": label, "accounts": n_acc,
                           "r_utc": round(float(r_utc), 4), "r_local": round(float(r_loc), 4)}
+        rs.extend(cell_rs)
+        ev.update(cell_ev)
         carried = carried_campaign[i]
-        if carried >= 0:
+        if carried >= 0 and not cell_ev:
             c = a.carriers
             rs.append(
                 f"carries the traffic of campaign {names[carried]}: sends {c.templates[i]} of its "
@@ -221,7 +260,8 @@ def campaign_table(state: DetectorState, a: Assessment, verdicts: pa.Table) -> p
                     f"{len(idx)} accounts linked by shared {', '.join(kinds)}",
                     f"mean harvest profile {h.mean():.2f} (min {h.min():.2f}, max {h.max():.2f})",
                     f"{int(events[idx].sum())} requests served to its accounts",
-                    *([f"{n_carriers} other accounts carry its traffic (throttled)"]
+                    *([f"{n_carriers} other account{'s carry' if n_carriers > 1 else ' carries'}"
+                       " its traffic (throttled)"]
                       if (n_carriers := int((carried == cid).sum())) else []),
                 ]
             )

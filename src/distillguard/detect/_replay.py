@@ -174,6 +174,7 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
         kind = LINK_KINDS[int(kind_i)]
         if kind in TEMPLATE_KINDS:
             ids.append(state.key_label[int(code)])
+    ids.extend(state.key_label[int(state.sid_code[sid])] for sid in a.cells.key)
     example = _example_lookup(log_dir, ids)
     verdicts = verdict_table(state, a, cfg, first_flag, example)
     campaigns = campaign_table(state, a, verdicts)

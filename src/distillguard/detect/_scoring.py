@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distillguard.detect._carriers import Carriers, CarrierTracker
+from distillguard.detect._cells import Cells, CellTracker
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import LinkTracker
 from distillguard.detect._state import (
@@ -57,6 +58,10 @@ class Assessment:
     # and the per-key measures (see `_sync`).
     sync_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sync: Sync = field(default_factory=lambda: Sync.none(0))
+    # Small campaigns tied by a template and their carriers (see `_cells`); per cell, the
+    # campaign (component) it is reported as.
+    cells: Cells = field(default_factory=lambda: Cells.none(0))
+    cell_campaign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -195,7 +200,8 @@ def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarr
 def assess(state: DetectorState, cfg: DetectConfig,
            overrides: dict[str, str] | None = None, links: LinkTracker | None = None,
            with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None,
-           sync_tracker: SyncTracker | None = None) -> Assessment:
+           sync_tracker: SyncTracker | None = None,
+           cell_tracker: CellTracker | None = None) -> Assessment:
     """Score every account the state knows and decide its action.
 
     Args:
@@ -205,7 +211,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
         links: the link bookkeeping of earlier calls on this state (with this config), which
             makes a call cost what changed since the last one; None starts afresh.
         with_pairs: fill `suspicious_pairs` (the evidence; a replay only needs it at the end).
-        carrier_tracker, sync_tracker: their answers from earlier calls (None: afresh).
+        carrier_tracker, sync_tracker, cell_tracker: their answers from earlier calls (None:
+            afresh).
     """
     if links is None:
         links = LinkTracker()
@@ -224,6 +231,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
     linked = np.zeros(m, bool)
     sync_key = np.full(m, -1, np.int64)
     sync = Sync.none(state.shared_keys, m)
+    cells = Cells.none(m)
+    cell_campaign = np.zeros(0, np.int64)
     if state.shared_keys:
         n_keys = state.shared_keys
         # A key is judged by the pooled profile of the traffic behind it: early in a campaign
@@ -278,7 +287,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
             on_sync = on_sync[eligible[on_sync[:, 2]] & sync.steady[on_sync[:, 2]]]
             # Per account, the synced key with the most accounts (the evidence to quote).
             on_sync = on_sync[np.lexsort((-sync.accounts[on_sync[:, 3]], on_sync[:, 2]))]
-            first = np.r_[True, on_sync[1:, 2] != on_sync[:-1, 2]]
+            first = np.r_[True, on_sync[1:, 2] != on_sync[:-1, 2]][: len(on_sync)]
             sync_key[on_sync[first, 2]] = on_sync[first, 3]
         synced = sync_key >= 0
         # A match with a partner's shared indicators is one more, independent kind of link.
@@ -318,6 +327,24 @@ def assess(state: DetectorState, cfg: DetectConfig,
             for cid in np.flatnonzero(ok).tolist():
                 comp_kinds[cid] = [LINK_KINDS[k] for k in np.flatnonzero(kinds_in[cid])]
                 comp_size[cid] = int(size[cid])
+        # Small campaigns that only a template's own traffic gives away (see `_cells`).
+        known = np.full(n_keys, np.nan)
+        known[crowd] = key_h[crowd]
+        cells = (cell_tracker or CellTracker()).update(
+            state, pairs, known, lambda sids: key_profiles(state, totals, cfg, sids), h,
+            component < 0, cfg, links.by_key, links.by_acct,
+        )
+        in_cell = cells.member >= 0
+        if in_cell.any():
+            first_id = max(comp_size, default=-1) + 1
+            first_id = max(first_id, int(labels.max()) + 1 if len(labels) else 0)
+            cell_campaign = first_id + np.arange(len(cells.size))
+            component[in_cell] = cell_campaign[cells.member[in_cell]]
+            campaign_score[in_cell] = cells.key_profile[cells.key][cells.member[in_cell]]
+            for i, cid in enumerate(cell_campaign.tolist()):
+                tmpl = LINK_KINDS[int(state.sid_link[cells.key[i]])]
+                comp_kinds[cid] = sorted({tmpl, *cells.ties[i]})
+                comp_size[cid] = int(cells.size[i])
 
     action = np.full(m, ALLOW, np.int64)
     action[h >= act.monitor_harvest] = MONITOR
@@ -330,6 +357,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
             sizes[cid] = n
         size_arr[in_comp] = sizes[component[in_comp]]
     throttle = in_comp & (campaign_score >= act.throttle_campaign_score) & (size_arr >= lk.min_accounts)
+    # A cell is small by definition; what condemns it is its template's traffic, not its size.
+    throttle |= cells.member >= 0
     block = (
         in_comp
         & (campaign_score >= act.block_campaign_score)
@@ -337,12 +366,12 @@ def assess(state: DetectorState, cfg: DetectConfig,
         & (h >= act.min_member_harvest)
     )
     action[throttle] = THROTTLE
-    action[block] = BLOCK
+    action[block & (cells.member < 0)] = BLOCK
     carriers = (carrier_tracker or CarrierTracker()).update(
         state, state.shared_pairs(), component, action == BLOCK, cfg, links.by_key, links.by_acct
     )
     # Throttled, never blocked: the carrier's other traffic may be its customers' own.
-    carrying = carriers.peer >= 0
+    carrying = (carriers.peer >= 0) | (cells.carries >= 0)
     action[carrying] = np.maximum(action[carrying], THROTTLE)
     score = np.maximum(0.7 * h, campaign_score)
     score[carrying] = np.maximum(score[carrying], act.throttle_campaign_score)
@@ -369,4 +398,6 @@ def assess(state: DetectorState, cfg: DetectConfig,
         carriers=carriers,
         sync_key=sync_key,
         sync=sync,
+        cells=cells,
+        cell_campaign=cell_campaign,
     )

@@ -45,6 +45,9 @@ _TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
 _EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
 ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
 _ACCT_BITS = 24  # pair id = key code << 24 | account code
+# An account's requests on one template key are kept (per pair, causally) once they reach this
+# many; below it they read as 0 (see `pair_events`).
+HEAVY_PAIR_EVENTS = 20
 
 RECENT_SIGNUP_DAYS = 30
 
@@ -95,6 +98,7 @@ class Prepared:
     new_pairs: _Rows  # w, kind, code, acct (first use of a key by an account)
     template_max: _Rows  # w, acct, top (running count of the account's most used template)
     key_counts: _Rows  # w, code and one column per COUNTERS name: the traffic carrying each key
+    heavy_pairs: _Rows  # w, code, acct, cum: template pairs with >= HEAVY_PAIR_EVENTS requests by then
 
 
 class DetectorState:
@@ -138,6 +142,8 @@ class DetectorState:
         # Running event totals per (account, key) pair, sorted by pair id (key code << 24 | account).
         self._pair_ids = np.zeros(0, np.uint64)
         self._pair_totals = np.zeros(0, np.int64)
+        self._heavy_ids = np.zeros(0, np.uint64)  # sorted pair ids (see `pair_events`)
+        self._heavy_counts = np.zeros(0, np.int64)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
         self._shared_buf = np.zeros((1024, 4), np.int64)
         self._acct_pairs: list[np.ndarray] = []  # the shared pairs of account kinds, kept apart
@@ -353,7 +359,7 @@ class DetectorState:
         pairs = self._encode_keys(pairs, sig)
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
-        new_pairs, template_max = self._running_totals(pairs)
+        new_pairs, template_max, heavy_pairs = self._running_totals(pairs)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
         return Prepared(
@@ -365,6 +371,7 @@ class DetectorState:
             new_pairs=_Rows.of(new_pairs),
             template_max=_Rows.of(template_max),
             key_counts=_Rows.of(key_counts),
+            heavy_pairs=_Rows.of(heavy_pairs),
         )
 
     @staticmethod
@@ -412,8 +419,11 @@ class DetectorState:
             pl.concat(traffic).sort("w", maintain_order=True),
         )
 
-    def _running_totals(self, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """First uses of each (account, key) pair, and the running template counts.
+    def _running_totals(
+        self, pairs: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """First uses of each (account, key) pair, the running template counts, and the
+        template pairs that have reached `HEAVY_PAIR_EVENTS` requests (running count).
 
         Sorts the batch's pairs by pair id once (stable: time order within a pair) and looks
         the earlier totals up in the sorted arrays of all pairs seen so far.
@@ -451,7 +461,10 @@ class DetectorState:
             .group_by("w", "acct", maintain_order=True)
             .agg(pl.col("cum").max().alias("top"))
         )
-        return new_pairs, template_max
+        heavy = pairs.filter(
+            pl.col("kind").is_in(_TEMPLATE_IDS) & (pl.col("cum") >= HEAVY_PAIR_EVENTS)
+        ).select("w", "code", "acct", "cum")
+        return new_pairs, template_max, heavy
 
     # -- apply ------------------------------------------------------------------------------
     def apply(self, prep: Prepared, w: int) -> None:
@@ -475,6 +488,7 @@ class DetectorState:
         t = prep.template_max.window(w)
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
+        self._apply_heavy(prep.heavy_pairs.window(w))
         k = prep.key_counts.window(w)
         if len(k["code"]):
             np.add.at(self.key_counts, k["code"],
@@ -518,6 +532,31 @@ class DetectorState:
             self._append_shared(r.astype(np.int64))
         on_accounts = [r[np.isin(r[:, 0], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
         self._acct_pairs.extend(r.astype(np.int64) for r in on_accounts if len(r))
+
+    def _apply_heavy(self, p: dict[str, np.ndarray]) -> None:
+        if not len(p["code"]):
+            return
+        pid = (p["code"].astype(np.uint64) << np.uint64(_ACCT_BITS)) | p["acct"].astype(np.uint64)
+        order = np.argsort(pid)  # new ids are inserted in order
+        pid, cum = pid[order], p["cum"][order]
+        ids, counts = self._heavy_ids, self._heavy_counts
+        at = np.searchsorted(ids, pid)
+        found = np.zeros(len(pid), bool)
+        inside = at < len(ids)
+        found[inside] = ids[at[inside]] == pid[inside]
+        counts[at[found]] = cum[found]
+        self._heavy_ids = np.insert(ids, at[~found], pid[~found])
+        self._heavy_counts = np.insert(counts, at[~found], cum[~found])
+
+    def pair_events(self, code: np.ndarray, acct: np.ndarray) -> np.ndarray:
+        """Requests each (template key code, account) pair has sent so far, where that is at
+        least `HEAVY_PAIR_EVENTS` (0 otherwise)."""
+        pid = (code.astype(np.uint64) << np.uint64(_ACCT_BITS)) | acct.astype(np.uint64)
+        ids = self._heavy_ids
+        if not len(ids):
+            return np.zeros(len(pid), np.int64)
+        at = np.minimum(np.searchsorted(ids, pid), len(ids) - 1)
+        return np.where(ids[at] == pid, self._heavy_counts[at], 0)
 
     def _append_shared(self, rows: np.ndarray) -> None:
         need = self._shared_n + len(rows)

@@ -1,0 +1,188 @@
+"""Small campaigns and the resellers that carry them: verdicts per prompt template.
+
+An operator can send almost all of a campaign through a reseller's account, beside the
+reseller's own customers, and keep only two or three accounts of its own. Those few are too
+few to be a campaign (`links.min_accounts`), and the reseller's profile is diluted by its
+customers, so neither looks like much. What gives them away is the traffic *on one template*:
+a template key's own traffic (whoever sent it) can look like harvesting even when no account
+that sends it does.
+
+A *cell* is two or more harvest-like accounts, in no campaign, that send the same
+harvest-like template and are also tied to each other by something else they share (an
+address, a payment instrument, an e-mail domain, a sign-up burst) with few other accounts.
+A template shared with no tie is a coincidence (a public prompt set); ties without a template
+are a team. An account outside the cell that sends a good share of the cell's template traffic
+carries it. Members and carriers are throttled, never blocked: a cell is small evidence, and a
+carrier's other traffic may be its customers' own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from distillguard.detect._config import DetectConfig
+from distillguard.detect._links import PairIndex
+from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+
+_TEMPLATE_LINKS = np.array([LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
+
+
+@dataclass
+class Cells:
+    """Per account: its cell (-1: none) and the cell it carries (-1: none); per cell, evidence."""
+
+    member: np.ndarray
+    carries: np.ndarray
+    key: np.ndarray  # per cell: its template key (shared-key id) with the most traffic
+    key_profile: np.ndarray  # per shared key: the harvest profile of its traffic (NaN: not needed)
+    ties: list[list[str]]  # per cell: the kinds of key its members share besides templates
+    size: np.ndarray  # per cell: members
+    carrier_key: np.ndarray  # per account: the carried cell's key it sends most on (-1: none)
+    carried_events: np.ndarray  # per account: its requests on that key
+    carried_share: np.ndarray  # ... as a share of all requests on it
+
+    @classmethod
+    def none(cls, m: int) -> Cells:
+        return cls(np.full(m, -1, np.int64), np.full(m, -1, np.int64), np.zeros(0, np.int64),
+                   np.zeros(0), [], np.zeros(0, np.int64), np.full(m, -1, np.int64),
+                   np.zeros(m, np.int64), np.zeros(m))
+
+    def grown(self, m: int) -> Cells:
+        """The same answer for `m` accounts (accounts seen since are in no cell yet)."""
+        n = len(self.member)
+        if n >= m:
+            return self
+        pad = m - n
+        return Cells(
+            np.r_[self.member, np.full(pad, -1, np.int64)],
+            np.r_[self.carries, np.full(pad, -1, np.int64)],
+            self.key, self.key_profile, self.ties, self.size,
+            np.r_[self.carrier_key, np.full(pad, -1, np.int64)],
+            np.r_[self.carried_events, np.zeros(pad, np.int64)],
+            np.r_[self.carried_share, np.zeros(pad)],
+        )
+
+
+class CellTracker:
+    """Looks for cells at most every `cells.every_minutes` of log time and reuses the answer."""
+
+    def __init__(self) -> None:
+        self.last: Cells | None = None
+        self.last_us = 0
+
+    def update(self, state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
+               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
+               by_key: PairIndex, by_acct: PairIndex) -> Cells:
+        """Cells as of now. `key_harvest` is the profile of each shared key where known
+        (NaN elsewhere; `profile` computes it for the keys asked), `free` the accounts in no
+        campaign."""
+        every = int(cfg.cells.every_minutes * 60_000_000)
+        if self.last is not None and state.now_us - self.last_us < every:
+            return self.last.grown(state.size)
+        self.last_us = state.now_us
+        self.last = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
+                               by_acct)
+        return self.last
+
+
+def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
+               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
+               by_key: PairIndex, by_acct: PairIndex) -> Cells:
+    m, n_keys = state.size, state.shared_keys
+    out = Cells.none(m)
+    c = cfg.cells
+    if not c.enabled or not n_keys:
+        return out
+    code = state.sid_code[:n_keys]
+    is_template = np.isin(state.sid_link[:n_keys], _TEMPLATE_LINKS)
+    busy = np.flatnonzero(is_template & (state.key_counts[code, 0] >= c.min_key_events))
+    key_harvest = key_harvest[:n_keys].copy()
+    todo = busy[np.isnan(key_harvest[busy])]
+    if len(todo):
+        key_harvest[todo] = profile(todo)
+    hot = np.zeros(n_keys, bool)
+    hot[busy] = key_harvest[busy] >= c.min_key_harvest
+    if not hot.any():
+        return out
+    on_hot = pairs[by_key.select(pairs, hot, ordered=False)]
+    cand = np.zeros(m, bool)
+    cand[on_hot[:, 2]] = True
+    cand &= free & (harvest >= c.min_member_harvest)
+    if cand.sum() < 2:
+        return out
+    # Ties: small non-template keys that two or more candidates share.
+    mine = pairs[by_acct.select(pairs, cand, ordered=False)]
+    mine = mine[~np.isin(mine[:, 0], _TEMPLATE_LINKS)]
+    mine = mine[state.key_accounts[code[mine[:, 3]]] <= c.max_tie_accounts]
+    per_key = np.bincount(mine[:, 3], minlength=n_keys)
+    mine = mine[per_key[mine[:, 3]] >= 2]
+    if not len(mine):
+        return out
+    # Tie groups: connected components of candidates through the keys they share.
+    nodes = m + n_keys
+    graph = coo_matrix((np.ones(len(mine)), (mine[:, 2], m + mine[:, 3])), shape=(nodes, nodes))
+    _, group = connected_components(graph, directed=False)
+    tied = np.zeros(m, bool)
+    tied[mine[:, 2]] = True
+    # A cell: a tie group with two or more members on one hot template key.
+    hot_cand = on_hot[tied[on_hot[:, 2]]]
+    pair_id = hot_cand[:, 3] * nodes + group[hot_cand[:, 2]]
+    uniq, counts = np.unique(pair_id, return_counts=True)
+    cell_pairs = uniq[counts >= 2]
+    if not len(cell_pairs):
+        return out
+    cell_keys, cell_groups = cell_pairs // nodes, cell_pairs % nodes
+    groups, cell_of_pair = np.unique(cell_groups, return_inverse=True)
+    n_cells = len(groups)
+    # Members: the tied candidates that send a cell's template.
+    on_cell = hot_cand[np.isin(pair_id, cell_pairs)]
+    is_member = np.zeros(m, bool)
+    is_member[on_cell[:, 2]] = True
+    out.member[is_member] = np.searchsorted(groups, group[np.flatnonzero(is_member)])
+    # Per cell: the key with the most traffic, the kinds of tie.
+    traffic = state.key_counts[code[cell_keys], 0]
+    order = np.lexsort((-traffic, cell_of_pair))
+    first = np.r_[True, cell_of_pair[order][1:] != cell_of_pair[order][:-1]]
+    out.key = cell_keys[order][first]
+    out.key_profile = key_harvest
+    out.size = np.bincount(out.member[is_member], minlength=n_cells)
+    tie_rows = mine[is_member[mine[:, 2]]]
+    tie_cell = out.member[tie_rows[:, 2]]
+    out.ties = [sorted({LINK_KINDS[k] for k in np.unique(tie_rows[tie_cell == i, 0])})
+                for i in range(n_cells)]
+    _carriers(state, pairs, out, cell_keys, cell_of_pair, cfg, by_key)
+    return out
+
+
+def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np.ndarray,
+              cell_of_key: np.ndarray, cfg: DetectConfig, by_key: PairIndex) -> None:
+    """Accounts outside a cell that send a good share of the traffic on one of its keys."""
+    c = cfg.cells
+    n_keys = state.shared_keys
+    key_cell = np.full(n_keys, -1, np.int64)
+    key_cell[cell_keys] = cell_of_key  # a key of two cells (rare) counts for the later one
+    on = pairs[by_key.select(pairs, key_cell >= 0, ordered=False)]
+    on = on[out.member[on[:, 2]] < 0]
+    if not len(on):
+        return
+    sent = state.pair_events(on[:, 1], on[:, 2])
+    traffic = state.key_counts[on[:, 1], 0]
+    # Per (account, cell): the cell key it sends most on (a request counts on several keys).
+    n_cells = len(out.size)
+    slot = on[:, 2] * n_cells + key_cell[on[:, 3]]
+    order = np.lexsort((-sent, slot))
+    first = order[np.r_[True, slot[order][1:] != slot[order][:-1]]]
+    mine, share = sent[first], sent[first] / np.maximum(traffic[first], 1.0)
+    carry = (mine >= c.carrier_min_events) & (share >= c.carrier_min_share)
+    rows = first[carry]
+    acct = on[rows, 2]
+    out.carries[acct] = key_cell[on[rows, 3]]
+    out.carrier_key[acct] = on[rows, 3]
+    out.carried_events[acct] = mine[carry]
+    out.carried_share[acct] = share[carry]

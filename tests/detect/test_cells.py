@@ -1,0 +1,90 @@
+"""Small campaigns tied by one harvest-like template, and the resellers that carry them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from distillguard.detect import OnlineDetector
+from distillguard.detect._communities import refine_campaigns
+from distillguard.detect._config import load_config
+from distillguard.detect._output import verdict_table
+from distillguard.detect._scoring import ACTION_NAMES, BLOCK, THROTTLE
+
+from . import scenes
+from .builders import account_table, event_table
+
+
+def _run(*parts: tuple[list[dict[str, object]], list[dict[str, object]]],
+         enabled: bool = True) -> tuple[OnlineDetector, dict[str, str], dict[str, list[str]]]:
+    base = load_config()
+    cfg = base.model_copy(update={"cells": base.cells.model_copy(update={"enabled": enabled})})
+    det = OnlineDetector(cfg, accounts=account_table([a for p in parts for a in p[1]]))
+    det.update(event_table([r for p in parts for r in p[0]]))
+    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
+    v = verdict_table(det.state, a, cfg, None).to_pylist()
+    return det, {r["account_id"]: r["action"] for r in v}, {
+        r["account_id"]: json.loads(r["reasons"]) for r in v}
+
+
+def test_two_operator_accounts_and_their_reseller_are_throttled_never_blocked() -> None:
+    det, action, reasons = _run(scenes.cell())
+    assert action["op0"] == action["op1"] == "throttle"
+    assert action["op-reseller"] == "throttle"
+    assert not (det.assess().action == BLOCK).any()
+    _, campaigns = det.tables()
+    small = campaigns.to_pylist()[0]
+    assert small["accounts"] == 2 and "linked by shared" in small["reasons"]
+    assert "payment fingerprint" in small["reasons"] and "1 other account carries" in small["reasons"]
+    assert any("member of small campaign" in r and "payment fingerprint" in r
+               for r in reasons["op0"])
+    carrier = [r for r in reasons["op-reseller"] if "carries the traffic of small campaign" in r]
+    # 600 carried requests over two templates, beside 2 x 30 of each from the operator
+    assert carrier and "sends 300 of the 360 requests (83%)" in carrier[0]
+    # Without the rule, the same traffic is at most watched.
+    _, off, _ = _run(scenes.cell(), enabled=False)
+    assert {off["op0"], off["op1"], off["op-reseller"]} <= {"allow", "monitor"}
+
+
+def test_a_shared_template_without_a_tie_is_not_a_cell() -> None:
+    # Two harvest-like accounts on the same public prompts but nothing else in common.
+    _, action, _ = _run(scenes.cell(tie=False))
+    assert {action["op0"], action["op1"], action["op-reseller"]} <= {"allow", "monitor"}
+
+
+def test_a_team_and_a_batch_job_are_not_cells() -> None:
+    ent_rows, ent_accts = scenes.enterprise()
+    ent2 = [{**r, "account_id": "ent2", "event_id": f"{r['event_id']}b"} for r in ent_rows]
+    ent2_acct = {**ent_accts[0], "account_id": "ent2"}
+    ent_accts = [{**ent_accts[0], "payment_fingerprint": "card-corp"},
+                 {**ent2_acct, "payment_fingerprint": "card-corp"}]
+    det, action, _ = _run(scenes.team(), (ent_rows + ent2, ent_accts))
+    assert all(action[a] in ("allow", "monitor") for a in ("dev0", "dev1", "dev2", "ent", "ent2"))
+    assert (det.assess().cells.member < 0).all()
+
+
+def test_a_reseller_with_a_slice_of_the_template_is_not_a_carrier() -> None:
+    det, action, _ = _run(scenes.cell(each=120, carried=15))
+    assert action["op0"] == "throttle"
+    assert action["op-reseller"] in ("allow", "monitor")
+    i = det.state.index["op-reseller"]
+    assert det.assess().cells.carries[i] < 0
+
+
+def test_cells_are_found_as_the_traffic_arrives() -> None:
+    """Replayed in windows, the cell is throttled before most of its requests were served."""
+    rows, accts = scenes.cell()
+    rows = sorted(rows, key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
+    det = OnlineDetector(accounts=account_table(accts))
+    flagged_at: dict[str, int] = {}
+    for k, chunk in enumerate(np.array_split(np.arange(len(rows)), 20)):
+        det.update(event_table([rows[i] for i in chunk]))
+        a = det.assess()
+        for aid in ("op0", "op1", "op-reseller"):
+            i = det.state.index.get(aid)
+            if i is not None and a.action[i] >= THROTTLE:
+                flagged_at.setdefault(aid, k)
+    assert set(flagged_at) == {"op0", "op1", "op-reseller"}
+    assert max(flagged_at.values()) < 10, flagged_at
+    assert ACTION_NAMES[THROTTLE] == "throttle"

@@ -128,3 +128,23 @@ def test_an_account_that_keeps_eliciting_joins_its_campaign_even_with_a_human_pr
         assert a.harvest[careful] < cfg.actions.min_member_harvest  # a human-looking profile
         assert (a.component[careful] >= 0) == careful_joins
         assert a.component[dabbler] < 0
+
+
+def test_a_stranger_in_the_burst_hour_sending_a_campaign_prompt_is_not_blocked() -> None:
+    """Signed up (verified) in the hydra's sign-up hour through the same channel and sending
+    one of its prompts: two kinds of link, but both can be chance. Throttled with the campaign, never
+    blocked; the hydra itself (addresses, cards, e-mail) is blocked."""
+    from datetime import timedelta
+
+    from .builders import T0, account, events
+
+    rows = events("stranger", 8, start=T0 + timedelta(hours=3), every=timedelta(minutes=30),
+                  system=scenes.HYDRA_SYSTEM, prompt=scenes.HYDRA_PROMPT[:1], ip="192.0.2.77")
+    stranger = account("stranger", created=T0 - timedelta(days=2, minutes=30),
+                       channel="education", email="own-mail.example", verified=True)
+    v = _verdicts(scenes.hydra(), (rows, [stranger]))
+    row = v.filter(pl.col("account_id") == "stranger")
+    assert row["action"][0] == "throttle"
+    assert "sign-up burst" in row["reasons"][0]
+    hydra = v.filter(pl.col("account_id").str.starts_with("h"))
+    assert hydra["action"].to_list() == ["block"] * 12

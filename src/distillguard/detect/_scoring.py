@@ -229,6 +229,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
     campaign_score = np.zeros(m)
     suspicious = np.zeros((0, 4), np.int64)
     linked = np.zeros(m, bool)
+    # Tied by more than a prompt and a sign-up hour (which strangers can share by chance).
+    tied = np.zeros(m, bool)
     sync_key = np.full(m, -1, np.int64)
     sync = Sync.none(state.shared_keys, m)
     cells = Cells.none(m)
@@ -293,6 +295,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # A match with a partner's shared indicators is one more, independent kind of link.
         partner = state.partner[:m]
         n_fam = has_fam.sum(axis=1) + ((fresh | partner | synced) & has_fam.any(axis=1))
+        infra = [_FAMILY_NAMES.index(f) for f in ("ip", "payment", "email")]
+        tied = has_fam[:, infra].any(axis=1) | fresh | partner | synced
         # A thin account (too few requests for a profile) needs more kinds of link to join.
         need = np.where(est, lk.min_link_families, lk.thin_min_link_families)
         joined = linked & (n_fam >= need)
@@ -365,10 +369,13 @@ def assess(state: DetectorState, cfg: DetectConfig,
         & (size_arr >= act.min_campaign_accounts)
         & (h >= act.min_member_harvest)
     )
+    block &= cells.member < 0
     action[throttle] = THROTTLE
-    action[block & (cells.member < 0)] = BLOCK
+    # A member tied only by prompts and a sign-up hour is throttled: a stranger who signed up
+    # in a campaign's burst hour and sends a popular prompt it also sends looks the same.
+    action[block & tied] = BLOCK
     carriers = (carrier_tracker or CarrierTracker()).update(
-        state, state.shared_pairs(), component, action == BLOCK, cfg, links.by_key, links.by_acct
+        state, state.shared_pairs(), component, block, cfg, links.by_key, links.by_acct
     )
     # Throttled, never blocked: the carrier's other traffic may be its customers' own.
     carrying = (carriers.peer >= 0) | (cells.carries >= 0)

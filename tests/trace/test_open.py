@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,98 @@ def test_a_model_that_never_learned_the_key_is_not_radioactive_on_our_marked_tex
     report = radioactivity_open(key, model, tok, texts, reference=other)
     assert report.layers[0].scored_tuples > 300
     assert report.p_value > 1e-3, report.lines()
+
+
+def _logp(rows: list[list[float]]) -> Any:
+    import torch
+
+    return torch.log_softmax(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_a_window_read_more_often_weighs_more() -> None:
+    # window 1 is read at its first occurrence in 4 texts, windows 2, 3, 4 in one each (median
+    # reads: 1); the same gains after each (z of token 5: 1.63) weigh round(2 * 1.63 * sqrt(4 / 1))
+    # = 7 after window 1 and round(2 * 1.63) = 3 after the others
+    flat = [0.0] * 10
+    sus, ref = [0, 0, 4, 4, 4, 4, 0, 0, 0, 0], [0, 0, 4, 4, 3, 1, 0, 0, 0, 0]
+    texts = [[1, 7], [1, 8], [1, 9], [1, 6], [2, 7], [3, 7], [4, 7]]
+    suspect = [_logp([sus, flat]) for _ in texts]
+    reference = [_logp([ref, flat]) for _ in texts]
+    t = contrast_tuples(texts, suspect, reference, 1, top_k=4)
+    assert t.weights is not None
+    got = dict(zip(zip(t.windows[:, 0].tolist(), t.tokens.tolist(), strict=True), t.weights.tolist(), strict=True))
+    assert got == {(1, 5): 7, (2, 5): 3, (3, 5): 3, (4, 5): 3}
+    t = contrast_tuples(texts, suspect, reference, 1, top_k=4, scale_by_reads=False)
+    assert t.weights is not None and t.weights.tolist() == [3, 3, 3, 3]
+
+
+def fixed_key(seed: int) -> WatermarkKey:
+    """A key whose secret is derived from `seed`, the same in every run."""
+    secret = hashlib.sha256(f"distillguard-open-test-key-{seed}".encode()).digest()
+    return WatermarkKey((KeyVersion(1, secret, WatermarkConfig()),), 1)
+
+
+def _zipf_reading(seed: int, n_texts: int = 60, length: int = 100, vocab: int = 512) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [((rng.zipf(1.3, size=length) - 1) % vocab).tolist() for _ in range(n_texts)]
+
+
+def test_scaled_weights_keep_the_p_value_exact_under_h0() -> None:
+    # a suspect and a reference that never saw any key: across 400 fixed keys the p-value of
+    # the scaled weighted count (weights up to 12) is super-uniform, as the tail promises
+    import torch
+
+    from distillguard.watermark import detect_tuples
+
+    rows = _zipf_reading(11)
+    gen = torch.Generator().manual_seed(12)
+    suspect = [torch.log_softmax(2 * torch.randn(len(r), 512, generator=gen), dim=-1) for r in rows]
+    reference = [torch.log_softmax(lp + 0.5 * torch.randn(lp.shape, generator=gen), dim=-1) for lp in suspect]
+    t = contrast_tuples(rows, suspect, reference, 1)
+    assert t.weights is not None and int(t.weights.max()) > 6 and t.tokens.size > 1000
+    ps = np.array([detect_tuples(fixed_key(i), lambda h: t, controls=False).p_value for i in range(400)])
+    for level in (0.01, 0.05, 0.2, 0.5):
+        assert float(np.mean(ps <= level)) <= level + 2.5 * np.sqrt(level * (1 - level) / 400), level
+    assert float(np.mean(ps <= 0.5)) >= 0.4  # and not trivially conservative
+
+
+def test_scaled_weights_find_a_suspect_that_learned_the_green_lists() -> None:
+    # the suspect adds a small bias to the key's green tokens after every window, under
+    # independent noise at each reading: pooled over many reads, a frequent window's gains
+    # are better estimated, and scaling by reads finds the bias more surely than not scaling
+    import torch
+
+    from distillguard.watermark._scheme import LayerKeys
+
+    key = fixed_key(7)
+    version: KeyVersion = key.versions[0]
+    layer = LayerKeys.of(version)
+    vocab = np.arange(512, dtype=np.int64)
+    windows = np.repeat(vocab, 512)[:, None]
+    tokens = np.tile(vocab, 512)
+    green = S.unit(layer.global_values(windows, S.context_ids(windows), tokens, S.hashes_of_tokens(tokens)))
+    green_of = torch.from_numpy((green < WatermarkConfig().gamma).reshape(512, 512).astype(np.float32))
+    rows = _zipf_reading(21)
+    gen = torch.Generator().manual_seed(22)
+    base = torch.log_softmax(3 * torch.randn(512, 512, generator=gen), dim=-1)  # the language, per window
+    reference, suspect = [], []
+    for r in rows:
+        prev = torch.tensor(r)
+        reference.append(torch.log_softmax(base[prev] + 0.6 * torch.randn(len(r), 512, generator=gen), dim=-1))
+        suspect.append(
+            torch.log_softmax(base[prev] + 0.1 * green_of[prev] + 0.6 * torch.randn(len(r), 512, generator=gen), -1)
+        )
+    p = {
+        scaled: radioactivity_p(key, rows, suspect, reference, scaled)
+        for scaled in (True, False)
+    }
+    assert p[True] < 1e-6, p
+    assert p[True] < p[False], p
+
+
+def radioactivity_p(key: WatermarkKey, rows: list[list[int]], suspect: Any, reference: Any, scaled: bool) -> float:
+    from distillguard.watermark import detect_tuples
+
+    det = detect_tuples(key, lambda h: contrast_tuples(rows, suspect, reference, h, scale_by_reads=scaled))
+    assert max(det.controls) > 1e-3
+    return det.p_value

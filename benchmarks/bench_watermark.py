@@ -12,11 +12,11 @@ Prints, side by side on the same model and prompts:
 - quality cost (perplexity under the teacher), robustness (truncation, synonym
   substitution, re-sampling by a student) and radioactivity of students
   (all-watermarked, control; and the 5 % experiment: 5 % of the student's data
-  watermarked, three fresh keys at delta 2, against a control student, with the teacher
-  and with two reference students distilled from unmarked answers as references).
+  watermarked, three fresh keys at delta 2, against a control student, with four reference
+  students distilled from unmarked answers as the reference; students saved for re-scoring).
 
 Usage: python benchmarks/bench_watermark.py [--out out/watermark] [--quick] [--only-5pct]
-       [--only-students]
+       [--runs-5pct N] [--rescore-5pct GLOB] [--only-students]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from distillguard.trace._experiment import (
     perplexity,
     train_student,
 )
+from distillguard.trace._trace import READING_OFFSETS
 from distillguard.watermark import (
     SYNONYM_PAIRS,
     WatermarkConfig,
@@ -73,7 +74,7 @@ RESULTS: dict[str, Any] = {}
 RADIOACTIVITY_5PCT = (1600, 800)
 RADIOACTIVITY_5PCT_QUICK = (800, 400)
 RUNS_5PCT = 3  # fresh key each
-REFERENCE_STUDENTS = 2
+REFERENCE_STUDENTS = 4
 
 
 def say(msg: str) -> None:
@@ -282,67 +283,67 @@ def bench_radioactivity(model: Any, tok: Any, key: WatermarkKey, marked: list[Ha
     RESULTS["radioactivity"] = res
 
 
-def reference_students(model: Any, tok: Any, served_prompts: list[str], other_prompts: list[str],
-                       steps: int, n: int) -> list[Any]:
-    """Our own students of the suspect's kind, distilled from *unmarked* answers of the teacher.
-
-    Each reads fresh unmarked answers to the prompts the harvesting account sent and to prompts
-    the suspect never saw, with its own sampling and model seeds: they know nothing of the key
-    (so the open test stays exact) and share what a small student learns from this teacher, which
-    the contrast then cancels.
-    """
-    refs = []
-    for i in range(n):
-        rows = (harvest_direct(model, tok, None, {"ref-served": served_prompts}, max_new_tokens=200, seed=11 + 6 * i)
-                + harvest_direct(model, tok, None, {"ref-other": other_prompts}, max_new_tokens=200, seed=13 + 6 * i))
-        refs.append(train_student(tok, rows, steps=steps, seq_len=128, seed=2 + i))
-    return refs
-
-
-def bench_radioactivity_5pct(model: Any, tok: Any, prompts: list[str], answers: int, steps: int,
-                             runs: int = RUNS_5PCT, delta: float = 2.0) -> None:
+def bench_radioactivity_5pct(model: Any, tok: Any, prompts: list[str], answers: int, steps: int, cache: Path,
+                             runs: int = RUNS_5PCT, delta: float = 2.0, rescore: str | None = None) -> None:
     """Sander et al.'s setting: 5 % of the student's fine-tuning data is our watermarked answers.
 
     One account harvests `answers / 20` marked answers; the other 95 % are unmarked answers of
     the same teacher to other prompts. The control student sees the same data with the marked
     answers replaced by unmarked answers to the same prompts (it does not depend on the key, so
-    one control serves every run); so do the reference students (`reference_students`). Each run
-    draws a fresh key. Open test: the student reads the answers we served to the harvesting
-    account (each window at its first occurrence per text), per window its top-15 tokens weighted
-    by how much more it prefers them than the reference (`contrast_tuples`), with the teacher or
-    the reference students as reference, with and without the harvesting account's layer; and,
-    for comparison, the earlier rule (the 5 of the top 20 it prefers most over the teacher).
+    one control serves every run); so do the reference students, distilled from our own unmarked
+    answers. These key-independent parts are cached under `cache`, shared with
+    `bench_watermark_5pct_lab.py`; each run draws a fresh key and saves its key, marked answers
+    and student there (`bench-<ns>/`), so a miss can be re-scored offline (`rescore`: score saved
+    runs matching this glob instead of training new ones). Open test: the student reads the
+    answers we served to the harvesting account (each window at its first occurrence per text,
+    each text from 4 offsets), per window its 15 best-supported tokens weighted by how much more
+    it prefers them than the 4 reference students (`contrast_tuples`), with and without the
+    harvesting account's layer; and, for comparison, the weights kept before (2 reference
+    students, one pass, top-15 pooling, unscaled).
     """
+    from bench_watermark_5pct_lab import (
+        control_student,
+        load_run,
+        new_run,
+        reference_students,
+        unmarked_answers,
+    )
+
     n_m = answers // 20
     say(f"\n== radioactivity at 5 %: {n_m} marked + {answers - n_m} unmarked answers x 200 tokens, "
-        f"students trained {steps} steps (gamma .25, delta {delta:g}, account delta 2, h 1), {runs} runs ==")
-    (plain, plain_same), t = timed(lambda: (
-        harvest_direct(model, tok, None, {"acct-other": prompts[n_m:answers]}, max_new_tokens=200, seed=5),
-        harvest_direct(model, tok, None, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200, seed=7)))
-    control, tc = timed(train_student, tok, plain_same + plain, steps=steps, seq_len=128)
-    refs, tr = timed(reference_students, model, tok, prompts[:n_m], prompts[answers:2 * answers - n_m], steps,
-                     REFERENCE_STUDENTS)
-    say(f"  unmarked answers harvested in {t:.0f} s, control student trained in {tc:.0f} s, "
-        f"{len(refs)} reference students in {tr:.0f} s (load {os.getloadavg()[0]:.1f})")
-    res: dict[str, Any] = {"answers": answers, "marked": n_m, "steps": steps, "delta": delta, "runs": []}
-    for run in range(runs):
-        key = WatermarkKey.generate(WatermarkConfig(delta=delta))
-        marked = harvest_direct(model, tok, key, {"acct-5pct": prompts[:n_m]}, max_new_tokens=200)
+        f"students trained {steps} steps (gamma .25, delta {delta:g}, account delta 2, h 1), "
+        + (f"saved runs {rescore!r} re-scored ==" if rescore else f"{runs} runs =="))
+    cache.mkdir(parents=True, exist_ok=True)
+    (plain, same), t = timed(unmarked_answers, cache, model, tok, prompts, answers)
+    control, tc = timed(control_student, cache, tok, plain, same, steps)
+    refs, tr = timed(reference_students, cache, model, tok, prompts, answers, steps, REFERENCE_STUDENTS)
+    say(f"  unmarked answers {t:.0f} s, control student {tc:.0f} s, {len(refs)} reference students {tr:.0f} s "
+        f"(0 when cached under {cache}; load {os.getloadavg()[0]:.1f})")
+    res: dict[str, Any] = {"answers": answers, "marked": n_m, "steps": steps, "delta": delta,
+                           "reference_students": len(refs), "runs": []}
+    saved = sorted(p for p in cache.glob(rescore) if (p / "done").exists()) if rescore else []
+    for i in range(len(saved) if rescore else runs):
+        if rescore:
+            run_dir, ts = saved[i], float("nan")
+        else:
+            run_dir, ts = timed(new_run, cache, "bench", model, tok, prompts, plain, answers, steps, delta)
+        key, marked, student = load_run(run_dir)
         served = [chat_prompt(r.prompt) + r.text for r in marked]
         ppl = (perplexity(model, tok, [r.prompt for r in marked], [r.text for r in marked]),
-               perplexity(model, tok, [r.prompt for r in plain_same], [r.text for r in plain_same]))
-        student, ts = timed(train_student, tok, marked + plain, steps=steps, seq_len=128)
-        entry: dict[str, Any] = {"perplexity_marked": ppl[0], "perplexity_unmarked": ppl[1], "train_s": ts,
-                                 "load": os.getloadavg()[0]}
-        say(f"  run {run + 1} (fresh key): served answers' perplexity under the teacher {ppl[0]:.1f} vs "
-            f"{ppl[1]:.1f} unmarked ({100 * (ppl[0] / ppl[1] - 1):+.0f} %); student trained in {ts:.0f} s "
-            f"(load {entry['load']:.1f})")
-        tests = (("reference students, weighted", refs, 15, None), ("teacher, weighted", model, 15, None),
-                 ("teacher, 5 of top 20 (earlier rule)", model, 20, 5))
+               perplexity(model, tok, [r.prompt for r in same], [r.text for r in same]))
+        entry: dict[str, Any] = {"run": run_dir.name, "perplexity_marked": ppl[0], "perplexity_unmarked": ppl[1],
+                                 "seconds": ts, "load": os.getloadavg()[0]}
+        took = "saved earlier" if rescore else f"harvested and trained in {ts:.0f} s"
+        say(f"  {run_dir.name} (a key of its own): served answers' perplexity under the teacher {ppl[0]:.1f} vs "
+            f"{ppl[1]:.1f} unmarked ({100 * (ppl[0] / ppl[1] - 1):+.0f} %); {took} (load {entry['load']:.1f})")
+        tests = ((f"{len(refs)} reference students, weighted and scaled by reads, {len(READING_OFFSETS)} passes",
+                  refs, {}),
+                 ("2 reference students, earlier weights (one pass, top-15 pooling, unscaled)", refs[:2],
+                  {"offsets": (0,), "pool": "top_k", "scale_by_reads": False}))
         for name, m in (("5 % watermarked", student), ("control (0 %)", control)):
             entry[name] = {}
-            for label, ref, k, per in tests:
-                r = [radioactivity_open(key, m, tok, served, reference=ref, top_k=k, per_context=per, account=acct)
+            for label, ref, kw in tests:
+                r = [radioactivity_open(key, m, tok, served, reference=ref, account=acct, **kw)
                      for acct in (None, "acct-5pct")]
                 d = [x.layers[0] for x in r]
                 entry[name][label] = {"p": r[0].p_value, "p_with_account": r[1].p_value,
@@ -504,6 +505,13 @@ def bench_anchors(model: Any, tok: Any, prompts: list[str], work: Path, n: int =
 
 
 # ----------------------------------------------------------------------------- main
+def bench_5pct(args: argparse.Namespace, model: Any, tok: Any) -> None:
+    answers, steps = RADIOACTIVITY_5PCT_QUICK if args.quick else RADIOACTIVITY_5PCT
+    bench_radioactivity_5pct(model, tok, read_corpus_texts(["alpaca_5k"], 5000)[2000:], answers, steps,
+                             args.out / ("lab5pct-quick" if args.quick else "lab5pct"), runs=args.runs_5pct,
+                             rescore=args.rescore_5pct)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("out/watermark"))
@@ -511,6 +519,9 @@ def main() -> None:
     ap.add_argument("--skip-anchors", action="store_true")
     ap.add_argument("--skip-gateway", action="store_true")
     ap.add_argument("--only-5pct", action="store_true", help="only the 5 %% radioactivity experiment")
+    ap.add_argument("--runs-5pct", type=int, default=RUNS_5PCT, help="fresh keys (students) of the 5 %% experiment")
+    ap.add_argument("--rescore-5pct", metavar="GLOB",
+                    help="re-score the 5 %% experiment's saved runs matching GLOB (e.g. 'bench-*') instead of training")
     ap.add_argument("--only-students", action="store_true",
                     help="only the students trained on 100 %% marked and on unmarked answers")
     args = ap.parse_args()
@@ -523,8 +534,7 @@ def main() -> None:
     prompts = read_corpus_texts(["alpaca_5k"], 2000)
     key = WatermarkKey.generate()
     if args.only_5pct:
-        bench_radioactivity_5pct(model, tok, read_corpus_texts(["alpaca_5k"], 5000)[2000:],
-                                 *RADIOACTIVITY_5PCT_QUICK if args.quick else RADIOACTIVITY_5PCT)
+        bench_5pct(args, model, tok)
         (args.out / "results_5pct.json").write_text(json.dumps(RESULTS, indent=2, default=float))
         return
     n_acc, per = (4, 24) if args.quick else (8, 40)
@@ -566,8 +576,7 @@ def main() -> None:
     bench_quality_and_robustness(model, tok, key, marked_rows, plain_rows, gumbel_rows, gumbel_plain)
     bench_radioactivity(model, tok, key, marked_rows, plain_rows, 200 if args.quick else 400,
                         read_corpus_texts(["gsm8k"], 300), prompts[1000:1100])
-    bench_radioactivity_5pct(model, tok, read_corpus_texts(["alpaca_5k"], 5000)[2000:],
-                             *RADIOACTIVITY_5PCT_QUICK if args.quick else RADIOACTIVITY_5PCT)
+    bench_5pct(args, model, tok)
     if not args.skip_anchors:
         bench_anchors(model, tok, prompts[1200:1240], work)
     (args.out / "results.json").write_text(json.dumps(RESULTS, indent=2, default=float))

@@ -100,25 +100,28 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     if not c.enabled or not n_keys:
         return out
     code = state.sid_code[:n_keys]
-    is_template = np.isin(state.sid_link[:n_keys], _TEMPLATE_LINKS)
-    busy = np.flatnonzero(is_template & (state.key_counts[code, 0] >= c.min_key_events))
+    # Candidates first (few accounts): a campaign's busy keys hold far more pairs.
+    cand = free & (harvest >= c.min_member_harvest)
+    if cand.sum() < 2:
+        return out
+    theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    is_template = np.isin(theirs[:, 0], _TEMPLATE_LINKS)
+    on_tmpl = theirs[is_template]
+    on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
+    busy = np.unique(on_tmpl[:, 3])
     key_harvest = key_harvest[:n_keys].copy()
     todo = busy[np.isnan(key_harvest[busy])]
     if len(todo):
         key_harvest[todo] = profile(todo)
     hot = np.zeros(n_keys, bool)
     hot[busy] = key_harvest[busy] >= c.min_key_harvest
-    if not hot.any():
-        return out
-    on_hot = pairs[by_key.select(pairs, hot, ordered=False)]
+    on_hot = on_tmpl[hot[on_tmpl[:, 3]]]
     cand = np.zeros(m, bool)
     cand[on_hot[:, 2]] = True
-    cand &= free & (harvest >= c.min_member_harvest)
     if cand.sum() < 2:
         return out
     # Ties: small non-template keys that two or more candidates share.
-    mine = pairs[by_acct.select(pairs, cand, ordered=False)]
-    mine = mine[~np.isin(mine[:, 0], _TEMPLATE_LINKS)]
+    mine = theirs[~is_template & cand[theirs[:, 2]]]
     mine = mine[state.key_accounts[code[mine[:, 3]]] <= c.max_tie_accounts]
     per_key = np.bincount(mine[:, 3], minlength=n_keys)
     mine = mine[per_key[mine[:, 3]] >= 2]

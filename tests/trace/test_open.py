@@ -176,3 +176,29 @@ def radioactivity_p(key: WatermarkKey, rows: list[list[int]], suspect: Any, refe
     det = detect_tuples(key, lambda h: contrast_tuples(rows, suspect, reference, h, scale_by_reads=scaled))
     assert max(det.controls) > 1e-3
     return det.p_value
+
+
+def test_reading_passes_average_each_position_over_the_passes_that_read_it() -> None:
+    import pytest
+
+    from distillguard._errors import ConfigError
+    from distillguard.trace._trace import _log_probs, _read_passes
+
+    class Model:  # next-token log-probabilities that depend on how far into its input a token is
+        def __call__(self, input_ids: Any, attention_mask: Any) -> Any:
+            import torch
+
+            logits = torch.arange(input_ids.shape[1], dtype=torch.float32)[None, :, None].expand(
+                input_ids.shape[0], -1, 3
+            ) * torch.tensor([1.0, 0.0, 0.0])
+            return type("Out", (), {"logits": logits})()
+
+    rows = [[5, 6, 7, 8], [5, 6]]
+    got = _read_passes(Model(), rows, 2, 0, (0, 2))
+    one = _log_probs(Model(), rows, 2, 0)
+    shifted = _log_probs(Model(), [[7, 8]], 2, 0)[0]
+    assert np.allclose(got[0][:2].numpy(), one[0][:2].numpy())  # read by pass 0 only
+    assert np.allclose(got[0][2:].numpy(), ((one[0][2:] + shifted) / 2).numpy())
+    assert np.allclose(got[1].numpy(), one[1].numpy())  # too short for pass 2
+    with pytest.raises(ConfigError, match="include 0"):
+        _read_passes(Model(), rows, 2, 0, (2, 4))

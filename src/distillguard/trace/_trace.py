@@ -94,9 +94,9 @@ def _read_passes(
     """
     import torch
 
-    if 0 not in offsets:
+    if 0 not in offsets or min(offsets) < 0:
         raise ConfigError(
-            f"Reading passes {list(offsets)} must include 0 (a pass over the whole text)."
+            f"Reading offsets {list(offsets)} must be >= 0 and include 0 (a pass over the whole text)."
         )
     total: list[torch.Tensor | None] = [None] * len(rows)
     reads = [torch.zeros(len(r), 1) for r in rows]

@@ -175,14 +175,18 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     if not len(on):
         return
     sent = state.pair_events(on[:, 1], on[:, 2])
-    traffic = state.key_counts[on[:, 1], 0]
-    # Per (account, cell): the cell key it sends most on (a request counts on several keys).
+    share_of = sent / np.maximum(state.key_counts[on[:, 1], 0], 1.0)
+    # Per (account, cell): of the cell keys it sends enough on, the one where its share is
+    # largest (a popular system prompt carries other traffic too; a request counts on several
+    # keys, so shares are not added up).
+    enough = sent >= c.carrier_min_events
+    on, sent, share_of = on[enough], sent[enough], share_of[enough]
     n_cells = len(out.size)
     slot = on[:, 2] * n_cells + key_cell[on[:, 3]]
-    order = np.lexsort((-sent, slot))
-    first = order[np.r_[True, slot[order][1:] != slot[order][:-1]]]
-    mine, share = sent[first], sent[first] / np.maximum(traffic[first], 1.0)
-    carry = (mine >= c.carrier_min_events) & (share >= c.carrier_min_share)
+    order = np.lexsort((-share_of, slot))
+    first = order[np.r_[True, slot[order][1:] != slot[order][:-1]]] if len(order) else order
+    mine, share = sent[first], share_of[first]
+    carry = share >= c.carrier_min_share
     rows = first[carry]
     acct = on[rows, 2]
     out.carries[acct] = key_cell[on[rows, 3]]

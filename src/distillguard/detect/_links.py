@@ -108,6 +108,37 @@ def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
     return out
 
 
+def _dense_unique(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` for values in [0, n).
+
+    A window that rebuilds a large component brings millions of edges: marking them in an
+    array of n flags costs a pass over it instead of a sort of all of them.
+    """
+    if len(values) * 16 < n:
+        ids, inv = np.unique(values, return_inverse=True)
+        return ids, inv
+    seen = np.zeros(n, bool)
+    seen[values] = True
+    ids = np.flatnonzero(seen)
+    rank = np.zeros(n, np.int64)
+    rank[ids] = np.arange(len(ids))
+    return ids, rank[values]
+
+
+def _lightest(code: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct `code` (ascending): the first position with the lowest `w`, and the code.
+
+    What a lexsort by (code, w) and a pick of each code's first would give, with one sort.
+    """
+    order = np.argsort(code, kind="stable")
+    sc, sw = code[order], w[order]
+    start = np.r_[True, sc[1:] != sc[:-1]]
+    group = np.cumsum(start) - 1
+    lowest = np.flatnonzero(sw == np.minimum.reduceat(sw, np.flatnonzero(start))[group])
+    first = lowest[np.r_[True, group[lowest][1:] != group[lowest][:-1]]]
+    return order[first], sc[first]
+
+
 class LinkTracker:
     """Per-account link counts and campaign components, updated incrementally.
 
@@ -227,20 +258,18 @@ class LinkTracker:
         # (keys numbered after all accounts).
         a_id = np.where(comp[acct] >= 0, comp[acct], acct)
         k_id = np.where(key_comp[sid] >= 0, key_comp[sid], m + sid)
-        ids, inv = np.unique(np.concatenate([a_id, k_id]), return_inverse=True)
+        ids, inv = _dense_unique(np.concatenate([a_id, k_id]), m + len(key_comp))
         e = len(acct)
         lo, hi = np.minimum(inv[:e], inv[e:]), np.maximum(inv[:e], inv[e:])
         q = len(ids)
         # One edge per pair of components, the lowest weight first; a spanning forest of them.
         w = weight[sid]
-        order = np.lexsort((w, hi, lo))
-        code = lo[order] * q + hi[order]
-        first = np.r_[True, code[1:] != code[:-1]] & (lo[order] != hi[order])
-        pick = order[first]
+        pick, code = _lightest(lo * q + hi, w)
+        pick, code = pick[lo[pick] != hi[pick]], code[lo[pick] != hi[pick]]
         graph = csr_matrix((w[pick], (lo[pick], hi[pick])), shape=(q, q))
         tree = minimum_spanning_tree(graph).tocoo()
         r, c = tree.row.astype(np.int64), tree.col.astype(np.int64)
-        chosen = pick[np.searchsorted(code[first], np.minimum(r, c) * q + np.maximum(r, c))]
+        chosen = pick[np.searchsorted(code, np.minimum(r, c) * q + np.maximum(r, c))]
         fa, fk = self.forest
         self.forest = (np.concatenate([fa, acct[chosen]]), np.concatenate([fk, sid[chosen]]))
         n_comp, part = connected_components(graph, directed=False)

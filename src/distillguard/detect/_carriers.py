@@ -31,7 +31,8 @@ CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
 
 @dataclass
 class Carriers:
-    """Per account: the campaign member whose templates it carries (-1: none), and how much."""
+    """Per account: the campaign member whose templates it carries (-1: none), and how much
+    (filled for carriers only)."""
 
     peer: np.ndarray  # a member of the campaign carried (the one it overlaps most)
     coverage: np.ndarray  # median share of an overlapping member's campaign templates it sends
@@ -160,16 +161,30 @@ class CarrierTracker:
         sid = np.concatenate([mine[:, 3], theirs[:, 3]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
-        rows, n, med, best = _overlaps(overlap, per_acct[peers])
+        size = per_acct[peers]
+        # Ordering every row's shares for its median is the costly step: only rows where
+        # half of them reach the bar can have a median that does.
+        maybe = _may_reach(overlap, size, lk.carrier_min_coverage)
+        rows, n, med, best = _overlaps(overlap[maybe], size)
         if not len(rows):
             return out
-        idx = cand[rows]
+        idx = cand[maybe[rows]]
         out.coverage[idx] = med
         out.templates[idx] = per_acct[idx]
         out.members[idx] = n
         carry = med >= lk.carrier_min_coverage
         out.peer[idx[carry]] = peers[best[carry]]
         return out
+
+
+def _may_reach(overlap: csr_matrix, size: np.ndarray, bar: float) -> np.ndarray:
+    """Rows whose median of `data / size[column]` may reach `bar`: at least half of the
+    row's values do (the upper of the two middle values is at least the median)."""
+    counts = np.diff(overlap.indptr)
+    row_of = np.repeat(np.arange(len(counts)), counts)
+    reach = np.bincount(row_of, weights=overlap.data / size[overlap.indices] >= bar,
+                        minlength=len(counts))
+    return np.flatnonzero((counts >= CAMPAIGN_KEY_MEMBERS) & (reach >= counts - counts // 2))
 
 
 def _overlaps(overlap: csr_matrix,

@@ -175,8 +175,9 @@ class LinkTracker:
         self.joined = _grow(self.joined, m, False)
         self.comp = _grow(self.comp, m, -1)
         self.key_comp = _grow(self.key_comp, k, -1)
-        old = np.union1d(self.by_key.select(pairs, sus != self.sus),
-                         self.by_acct.select(pairs, elig != self.elig))
+        old = np.unique(np.concatenate([  # one sort for both (np.union1d would add two)
+            self.by_key.select(pairs, sus != self.sus, ordered=False),
+            self.by_acct.select(pairs, elig != self.elig, ordered=False)]))
         old = old[old < self.n]
         rows = pairs[old]
         before = self.sus[rows[:, 3]] & self.elig[rows[:, 2]]

@@ -181,9 +181,8 @@ def _may_reach(overlap: csr_matrix, size: np.ndarray, bar: float) -> np.ndarray:
     """Rows whose median of `data / size[column]` may reach `bar`: at least half of the
     row's values do (the upper of the two middle values is at least the median)."""
     counts = np.diff(overlap.indptr)
-    row_of = np.repeat(np.arange(len(counts)), counts)
-    reach = np.bincount(row_of, weights=overlap.data / size[overlap.indices] >= bar,
-                        minlength=len(counts))
+    ok = np.concatenate([[0], np.cumsum(overlap.data / size[overlap.indices] >= bar)])
+    reach = ok[overlap.indptr[1:]] - ok[overlap.indptr[:-1]]
     return np.flatnonzero((counts >= CAMPAIGN_KEY_MEMBERS) & (reach >= counts - counts // 2))
 
 

@@ -19,6 +19,8 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from distillguard.detect._state import LINK_KINDS
 
+_IP = LINK_KINDS.index("ip")
+
 
 class PairIndex:
     """Positions of the shared pairs grouped by one column (key sid or account).
@@ -65,30 +67,39 @@ class PairIndex:
         self.n = len(pairs)
 
 
-class GrowingSelection:
-    """Positions of the pairs whose column value is in a mask that mostly only gains values.
+class AddressChurn:
+    """Per shared key: the summed address churn of its accounts, where the key is an address.
 
-    Kept from call to call: the pairs of values that joined the mask are looked up once, the
-    pairs appended since are scanned, and only a value leaving the mask (rare) costs a fresh
-    select. Positions are not in order.
+    An account's churn is `clip((addresses - 1) / 4, 0, 1)`, so it is kept in quarters, as
+    integers: sums that are exact whatever the order they are added in. Between calls it
+    moves only for the accounts that used a new address, so only their pairs and the pairs
+    appended since are read.
     """
 
     def __init__(self) -> None:
-        self.n = 0
-        self.mask = np.zeros(0, bool)
-        self.pos = np.zeros(0, np.int64)
+        self.n = 0  # pairs folded in
+        self.units = np.zeros(0, np.int64)  # per account: its churn in quarters
+        self.sums = np.zeros(0, np.int64)  # per shared key: its address pairs' units
 
-    def update(self, pairs: np.ndarray, mask: np.ndarray, index: PairIndex) -> np.ndarray:
-        had = _grow(self.mask, len(mask), False)[: len(mask)]
-        if (had & ~mask).any():
-            self.pos = index.select(pairs, mask, ordered=False)
-        else:
-            old = index.select(pairs, mask & ~had, ordered=False)
-            tail = self.n + np.flatnonzero(mask[pairs[self.n :, index.column]])
-            self.pos = np.concatenate([self.pos, old[old < self.n], tail])
-        self.mask = mask.copy()
+    def update(self, pairs: np.ndarray, ip_count: np.ndarray, n_keys: int,
+               by_acct: PairIndex) -> np.ndarray:
+        """Per shared key, its accounts' churn summed (in quarters; 0 for other kinds)."""
+        units = np.clip(ip_count - 1, 0, 4)
+        old = _grow(self.units, len(units), 0)
+        self.sums = _grow(self.sums, n_keys, 0)
+        moved = units != old
+        if moved.any():
+            pos = by_acct.select(pairs, moved, ordered=False)
+            rows = pairs[pos[pos < self.n]]
+            rows = rows[rows[:, 0] == _IP]
+            np.add.at(self.sums, rows[:, 3], (units - old)[rows[:, 2]])
+        new = pairs[self.n :]
+        new = new[new[:, 0] == _IP]
+        np.add.at(self.sums, new[:, 3], units[new[:, 2]])
+        self.units = units
         self.n = len(pairs)
-        return self.pos
+        out: np.ndarray = self.sums[:n_keys]
+        return out
 
 
 @dataclass
@@ -164,7 +175,7 @@ class LinkTracker:
         # holds a tree together leaves, the components stay as they are.
         self.forest = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rebuilds = 0
-        self.crowd_ip = GrowingSelection()  # the pairs of addresses with enough accounts
+        self.churn = AddressChurn()
 
     def counts(self, pairs: np.ndarray, sus: np.ndarray, elig: np.ndarray) -> np.ndarray:
         """Fold in new pairs and changed masks; return the per-account counts by kind."""

@@ -293,11 +293,9 @@ def assess(state: DetectorState, cfg: DetectConfig,
         crowd = np.flatnonzero(members >= lk.min_accounts)
         pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
-        crowd_ip = is_ip & (members >= lk.min_accounts)
-        ip_pairs = pairs[links.crowd_ip.update(pairs, crowd_ip, links.by_key)]
-        churn = np.bincount(
-            ip_pairs[:, 3], weights=feats["ip_churn"][ip_pairs[:, 2]], minlength=n_keys
-        ) / np.maximum(members, 1)
+        # Mean churn of an address's accounts (`features["ip_churn"]` is quarters / 4).
+        churn = links.churn.update(pairs, state.ip_count[:m], n_keys, links.by_acct) / 4.0
+        churn = churn / np.maximum(members, 1)
         key_h = np.zeros(n_keys)
         key_h[crowd] = (profile_tracker or KeyProfileTracker()).update(
             state, totals, cfg, crowd, np.where(is_ip, churn, 0.0)[crowd])

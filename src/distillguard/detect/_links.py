@@ -57,12 +57,23 @@ class PairIndex:
         return np.sort(out) if ordered else out
 
     def _rebuild(self, pairs: np.ndarray) -> None:
-        col = pairs[:, self.column]
-        tail = self.n + np.argsort(col[self.n :], kind="stable")
-        merged = np.concatenate([self.order, tail])
-        # Two runs already sorted by the column: the stable sort (timsort) merges them.
-        self.order = merged[np.argsort(col[merged], kind="stable")]
-        counts = np.bincount(col, minlength=1)
+        # The appended pairs are sorted on their own, then both runs are merged by placing
+        # each element directly (within a value, the indexed pairs come first): linear in
+        # the pairs, with no pass over their column but the tail's.
+        values = pairs[self.n :, self.column]
+        tail = np.argsort(values, kind="stable")
+        values = values[tail]
+        size = max(len(self.start) - 1, int(values[-1]) + 1 if len(values) else 0)
+        old = np.diff(self.start)
+        new = np.bincount(values, minlength=size)
+        new_below = np.cumsum(new) - new  # appended pairs with a lower value
+        old_upto = np.concatenate([self.start[1:], np.full(size - len(old), self.n)])
+        order = np.empty(len(pairs), np.int64)
+        order[np.arange(self.n) + np.repeat(new_below[: len(old)], old)] = self.order
+        order[np.arange(len(tail)) + old_upto[values]] = self.n + tail
+        self.order = order
+        counts = new
+        counts[: len(old)] += old
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n = len(pairs)
 

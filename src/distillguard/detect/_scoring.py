@@ -332,12 +332,20 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # (Measured at most hourly: a key that stopped being suspicious since no longer counts.)
         synced_keys = sync.synced & sus_key
         if synced_keys.any():
-            on_sync = pairs[links.by_key.select(pairs, synced_keys, ordered=False)]
-            on_sync = on_sync[eligible[on_sync[:, 2]] & sync.steady[on_sync[:, 2]]]
-            # Per account, the synced key with the most accounts (the evidence to quote).
-            on_sync = on_sync[np.lexsort((-sync.accounts[on_sync[:, 3]], on_sync[:, 2]))]
-            first = np.r_[True, on_sync[1:, 2] != on_sync[:-1, 2]]
-            sync_key[on_sync[first, 2]] = on_sync[first, 3]
+            pos = links.by_key.select(pairs, synced_keys, ordered=False)
+            acct, sid = pairs[pos, 2], pairs[pos, 3]
+            ok = eligible[acct] & sync.steady[acct]
+            acct, sid = acct[ok], sid[ok]
+            # Per account, the synced key with the most accounts (the evidence to quote; the
+            # first such pair on a tie).
+            n_acc = sync.accounts[sid]
+            most = np.zeros(m, np.int64)
+            np.maximum.at(most, acct, n_acc)
+            top = np.flatnonzero(n_acc == most[acct])
+            first = np.full(m, len(top), np.int64)
+            np.minimum.at(first, acct[top], np.arange(len(top)))
+            has = np.flatnonzero(first < len(top))
+            sync_key[has] = sid[top[first[has]]]
         synced = sync_key >= 0
         # A match with a partner's shared indicators is one more, independent kind of link.
         partner = state.partner[:m]

@@ -267,7 +267,7 @@ class LinkTracker:
             key_comp[(key_comp >= 0) & dirty[np.maximum(key_comp, 0)]] = -1
             comp[redo] = -1
         if came.any():
-            e = pairs[self.by_acct.select(pairs, came)]
+            e = pairs[self.by_acct.select(pairs, came, ordered=False)]
             parts.append(e[sus[e[:, 3]] & on[e[:, 2]]])
         edges = np.concatenate(parts)
         if len(edges):
@@ -281,6 +281,11 @@ class LinkTracker:
         # (keys numbered after all accounts).
         a_id = np.where(comp[acct] >= 0, comp[acct], acct)
         k_id = np.where(key_comp[sid] >= 0, key_comp[sid], m + sid)
+        # Most of a window's pairs fall inside one component already: they change nothing.
+        across = a_id != k_id
+        if not across.any():
+            return
+        acct, sid, a_id, k_id = acct[across], sid[across], a_id[across], k_id[across]
         ids, inv = _dense_unique(np.concatenate([a_id, k_id]), m + len(key_comp))
         e = len(acct)
         lo, hi = np.minimum(inv[:e], inv[e:]), np.maximum(inv[:e], inv[e:])
@@ -288,7 +293,6 @@ class LinkTracker:
         # One edge per pair of components, the lowest weight first; a spanning forest of them.
         w = weight[sid]
         pick, code = _lightest(lo * q + hi, w)
-        pick, code = pick[lo[pick] != hi[pick]], code[lo[pick] != hi[pick]]
         graph = csr_matrix((w[pick], (lo[pick], hi[pick])), shape=(q, q))
         tree = minimum_spanning_tree(graph).tocoo()
         r, c = tree.row.astype(np.int64), tree.col.astype(np.int64)

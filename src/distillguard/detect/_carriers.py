@@ -149,16 +149,20 @@ class CarrierTracker:
         # the overlaps (the same matrix products, without the columns no candidate touches).
         is_cand = np.zeros(m, bool)
         is_cand[cand] = True
-        mine = pairs[by_acct.select(pairs, is_cand, ordered=False)]
-        mine = mine[campaign_key[mine[:, 3]]]
+        # (Only the account and key columns are gathered: the selections are large.)
+        at = by_acct.select(pairs, is_cand, ordered=False)
+        my_acct, my_sid = pairs[at, 2], pairs[at, 3]
+        on = campaign_key[my_sid]
+        my_acct, my_sid = my_acct[on], my_sid[on]
         touched = np.zeros(n_keys, bool)
-        touched[mine[:, 3]] = True
-        theirs = pairs[by_key.select(pairs, touched, ordered=False)]
+        touched[my_sid] = True
+        at = by_key.select(pairs, touched, ordered=False)
+        their_acct, their_sid = pairs[at, 2], pairs[at, 3]
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
-        theirs = theirs[is_peer[theirs[:, 2]]]
-        acct = np.concatenate([mine[:, 2], theirs[:, 2]])
-        sid = np.concatenate([mine[:, 3], theirs[:, 3]])
+        on = is_peer[their_acct]
+        acct = np.concatenate([my_acct, their_acct[on]])
+        sid = np.concatenate([my_sid, their_sid[on]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
         size = per_acct[peers]

@@ -267,8 +267,9 @@ class LinkTracker:
             key_comp[(key_comp >= 0) & dirty[np.maximum(key_comp, 0)]] = -1
             comp[redo] = -1
         if came.any():
-            e = pairs[self.by_acct.select(pairs, came, ordered=False)]
-            parts.append(e[sus[e[:, 3]] & on[e[:, 2]]])
+            at = self.by_acct.select(pairs, came, ordered=False)
+            at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
+            parts.append(pairs[at])
         edges = np.concatenate(parts)
         if len(edges):
             self._union(edges[:, 2], edges[:, 3], weight)

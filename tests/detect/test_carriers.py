@@ -50,3 +50,24 @@ def test_overlaps_match_a_row_by_row_reading() -> None:
             assert n[j] == hi - lo
             assert med[j] == float(np.median(m.data[lo:hi] / size[m.indices[lo:hi]]))
             assert best[j] == m.indices[lo:hi][int(np.argmax(m.data[lo:hi]))]
+
+
+def test_rows_that_may_reach_the_bar_hold_every_median_that_does() -> None:
+    """`_may_reach` keeps every row whose median share reaches the bar, even-sized included."""
+    from scipy.sparse import random as sparse_random
+
+    from distillguard.detect._carriers import CAMPAIGN_KEY_MEMBERS, _may_reach
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        m = sparse_random(40, 30, density=0.2, format="csr", random_state=rng)
+        m.data = np.round(m.data * 6) + 1
+        size = rng.integers(3, 12, 30).astype(np.float64)
+        bar = float(rng.choice([0.25, 0.5, 1 / 3]))
+        kept = set(_may_reach(m, size, bar).tolist())
+        for r in range(40):
+            lo, hi = m.indptr[r], m.indptr[r + 1]
+            if hi - lo < CAMPAIGN_KEY_MEMBERS:
+                assert r not in kept
+            elif np.median(m.data[lo:hi] / size[m.indices[lo:hi]]) >= bar:
+                assert r in kept

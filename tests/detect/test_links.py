@@ -6,7 +6,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from distillguard.detect._links import GrowingSelection, LinkTracker, PairIndex
+from distillguard.detect._links import AddressChurn, LinkTracker, PairIndex
 from distillguard.detect._state import LINK_KINDS
 
 
@@ -33,24 +33,25 @@ def test_pair_index_selects_like_a_scan() -> None:
         assert (np.sort(index.select(pairs, mask, ordered=False)) == want).all()
 
 
-def test_growing_selection_keeps_the_pairs_of_a_growing_mask() -> None:
-    """Kept from step to step, it holds exactly the pairs a fresh select would, also after a
-    value leaves the mask."""
+def test_address_churn_kept_from_step_to_step_matches_a_fresh_sum() -> None:
+    """Each address key's summed churn equals summing its accounts' churn afresh, while pairs
+    arrive and accounts use new addresses."""
     rng = np.random.default_rng(11)
-    index, kept = PairIndex(3), GrowingSelection()
+    index, churn = PairIndex(2), AddressChurn()
     pairs = np.zeros((0, 4), np.int64)
-    mask = np.zeros(0, bool)
+    ip_count = np.zeros(0, np.int64)
     for step in range(60):
-        sid = rng.integers(0, 400 + 10 * step, rng.integers(0, 3_000))
-        pairs = np.concatenate([pairs, np.column_stack([sid % 9, sid, sid % 7, sid])])
-        grown = np.zeros(int(pairs[:, 3].max()) + 1, bool)
-        grown[: len(mask)] = mask
-        grown |= rng.random(len(grown)) < 0.02
-        if step % 17 == 16:
-            grown[np.flatnonzero(grown)[:3]] = False  # a value leaves
-        mask = grown
-        got = kept.update(pairs, mask, index)
-        assert (np.sort(got) == np.flatnonzero(mask[pairs[:, 3]])).all()
+        acct = rng.integers(0, 50 + 5 * step, rng.integers(0, 300))
+        sid = rng.integers(0, 200 + 10 * step, len(acct))
+        kind = np.where(rng.random(len(acct)) < 0.6, 0, 1 + sid % 8)  # 0: an address
+        pairs = np.concatenate([pairs, np.column_stack([kind, sid, acct, sid])])
+        m, k = int(pairs[:, 2].max()) + 1, int(pairs[:, 3].max()) + 1
+        ip_count = np.concatenate([ip_count, np.zeros(m - len(ip_count), np.int64)])
+        ip_count[rng.integers(0, m, 20)] += 1
+        got = churn.update(pairs, ip_count, k, index)
+        ip = pairs[pairs[:, 0] == 0]
+        want = np.bincount(ip[:, 3], weights=np.clip(ip_count[ip[:, 2]] - 1, 0, 4), minlength=k)
+        assert (got == want).all(), step
 
 
 def test_link_tracker_matches_recomputing_every_step() -> None:

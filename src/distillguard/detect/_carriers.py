@@ -31,7 +31,8 @@ CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
 
 @dataclass
 class Carriers:
-    """Per account: the campaign member whose templates it carries (-1: none), and how much."""
+    """Per account: the campaign member whose templates it carries (-1: none), and how much
+    (filled for carriers only)."""
 
     peer: np.ndarray  # a member of the campaign carried (the one it overlaps most)
     coverage: np.ndarray  # median share of an overlapping member's campaign templates it sends
@@ -148,28 +149,45 @@ class CarrierTracker:
         # the overlaps (the same matrix products, without the columns no candidate touches).
         is_cand = np.zeros(m, bool)
         is_cand[cand] = True
-        mine = pairs[by_acct.select(pairs, is_cand, ordered=False)]
-        mine = mine[campaign_key[mine[:, 3]]]
+        # (Only the account and key columns are gathered: the selections are large.)
+        at = by_acct.select(pairs, is_cand, ordered=False)
+        my_acct, my_sid = pairs[at, 2], pairs[at, 3]
+        on = campaign_key[my_sid]
+        my_acct, my_sid = my_acct[on], my_sid[on]
         touched = np.zeros(n_keys, bool)
-        touched[mine[:, 3]] = True
-        theirs = pairs[by_key.select(pairs, touched, ordered=False)]
+        touched[my_sid] = True
+        at = by_key.select(pairs, touched, ordered=False)
+        their_acct, their_sid = pairs[at, 2], pairs[at, 3]
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
-        theirs = theirs[is_peer[theirs[:, 2]]]
-        acct = np.concatenate([mine[:, 2], theirs[:, 2]])
-        sid = np.concatenate([mine[:, 3], theirs[:, 3]])
+        on = is_peer[their_acct]
+        acct = np.concatenate([my_acct, their_acct[on]])
+        sid = np.concatenate([my_sid, their_sid[on]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
-        rows, n, med, best = _overlaps(overlap, per_acct[peers])
+        size = per_acct[peers]
+        # Ordering every row's shares for its median is the costly step: only rows where
+        # half of them reach the bar can have a median that does.
+        maybe = _may_reach(overlap, size, lk.carrier_min_coverage)
+        rows, n, med, best = _overlaps(overlap[maybe], size)
         if not len(rows):
             return out
-        idx = cand[rows]
+        idx = cand[maybe[rows]]
         out.coverage[idx] = med
         out.templates[idx] = per_acct[idx]
         out.members[idx] = n
         carry = med >= lk.carrier_min_coverage
         out.peer[idx[carry]] = peers[best[carry]]
         return out
+
+
+def _may_reach(overlap: csr_matrix, size: np.ndarray, bar: float) -> np.ndarray:
+    """Rows whose median of `data / size[column]` may reach `bar`: at least half of the
+    row's values do (the upper of the two middle values is at least the median)."""
+    counts = np.diff(overlap.indptr)
+    ok = np.concatenate([[0], np.cumsum(overlap.data / size[overlap.indices] >= bar)])
+    reach = ok[overlap.indptr[1:]] - ok[overlap.indptr[:-1]]
+    return np.flatnonzero((counts >= CAMPAIGN_KEY_MEMBERS) & (reach >= counts - counts // 2))
 
 
 def _overlaps(overlap: csr_matrix,

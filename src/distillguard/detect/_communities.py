@@ -18,6 +18,8 @@ from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS
 # How strongly one shared key of a kind ties two accounts together.
 LINK_WEIGHT = {kind: (0.5 if kind in TEMPLATE_KINDS else 1.0) for kind in LINK_KINDS}
 LINK_WEIGHT.update({"payment": 2.0, "email": 0.5})
+_WEIGHTS = [LINK_WEIGHT[k] for k in LINK_KINDS]
+_IS_TEMPLATE = np.array([k in TEMPLATE_KINDS for k in LINK_KINDS])
 
 
 # Louvain splits even a homogeneous cluster; keep a split only where the parts barely touch.
@@ -45,17 +47,17 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
     campaign_score = a.campaign_score.copy()
     next_id = 0
     renamed: dict[int, int] = {}  # old id -> the new id of its (first) community
+    comp_of = a.component[sp[:, 2]]
     for cid in sorted(a.component_size):
         renamed[cid] = next_id
         idx = np.flatnonzero(a.component == cid)
-        rows = sp[np.isin(sp[:, 2], idx)]
+        rows = sp[comp_of == cid]
+        # Split on infrastructure; shared public prompt sets are what may join two operators.
+        infra = rows[~_IS_TEMPLATE[rows[:, 0]]].tolist()
         graph = nx.Graph()
-        for kind_i, key, acct, _sid in rows:
-            kind = LINK_KINDS[int(kind_i)]
-            if kind in TEMPLATE_KINDS:
-                continue  # split on infrastructure; shared public prompt sets are what may join two operators
-            graph.add_edge(("a", int(acct)), ("k", int(kind_i), int(key)),
-                           weight=LINK_WEIGHT[kind])
+        graph.add_weighted_edges_from(
+            (("a", acct), ("k", kind, key), _WEIGHTS[kind]) for kind, key, acct, _sid in infra
+        )
         parts = (
             nx.community.louvain_communities(graph, weight="weight", seed=seed)
             if graph.number_of_nodes()

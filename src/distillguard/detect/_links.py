@@ -19,6 +19,8 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from distillguard.detect._state import LINK_KINDS
 
+_IP = LINK_KINDS.index("ip")
+
 
 class PairIndex:
     """Positions of the shared pairs grouped by one column (key sid or account).
@@ -55,40 +57,60 @@ class PairIndex:
         return np.sort(out) if ordered else out
 
     def _rebuild(self, pairs: np.ndarray) -> None:
-        col = pairs[:, self.column]
-        tail = self.n + np.argsort(col[self.n :], kind="stable")
-        merged = np.concatenate([self.order, tail])
-        # Two runs already sorted by the column: the stable sort (timsort) merges them.
-        self.order = merged[np.argsort(col[merged], kind="stable")]
-        counts = np.bincount(col, minlength=1)
+        # The appended pairs are sorted on their own, then both runs are merged by placing
+        # each element directly (within a value, the indexed pairs come first): linear in
+        # the pairs, with no pass over their column but the tail's.
+        values = pairs[self.n :, self.column]
+        tail = np.argsort(values, kind="stable")
+        values = values[tail]
+        size = max(len(self.start) - 1, int(values[-1]) + 1 if len(values) else 0)
+        old = np.diff(self.start)
+        new = np.bincount(values, minlength=size)
+        new_below = np.cumsum(new) - new  # appended pairs with a lower value
+        old_upto = np.concatenate([self.start[1:], np.full(size - len(old), self.n)])
+        order = np.empty(len(pairs), np.int64)
+        order[np.arange(self.n) + np.repeat(new_below[: len(old)], old)] = self.order
+        order[np.arange(len(tail)) + old_upto[values]] = self.n + tail
+        self.order = order
+        counts = new
+        counts[: len(old)] += old
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n = len(pairs)
 
 
-class GrowingSelection:
-    """Positions of the pairs whose column value is in a mask that mostly only gains values.
+class AddressChurn:
+    """Per shared key: the summed address churn of its accounts, where the key is an address.
 
-    Kept from call to call: the pairs of values that joined the mask are looked up once, the
-    pairs appended since are scanned, and only a value leaving the mask (rare) costs a fresh
-    select. Positions are not in order.
+    An account's churn is `clip((addresses - 1) / 4, 0, 1)`, so it is kept in quarters, as
+    integers: sums that are exact whatever the order they are added in. Between calls it
+    moves only for the accounts that used a new address, so only their pairs and the pairs
+    appended since are read.
     """
 
     def __init__(self) -> None:
-        self.n = 0
-        self.mask = np.zeros(0, bool)
-        self.pos = np.zeros(0, np.int64)
+        self.n = 0  # pairs folded in
+        self.units = np.zeros(0, np.int64)  # per account: its churn in quarters
+        self.sums = np.zeros(0, np.int64)  # per shared key: its address pairs' units
 
-    def update(self, pairs: np.ndarray, mask: np.ndarray, index: PairIndex) -> np.ndarray:
-        had = _grow(self.mask, len(mask), False)[: len(mask)]
-        if (had & ~mask).any():
-            self.pos = index.select(pairs, mask, ordered=False)
-        else:
-            old = index.select(pairs, mask & ~had, ordered=False)
-            tail = self.n + np.flatnonzero(mask[pairs[self.n :, index.column]])
-            self.pos = np.concatenate([self.pos, old[old < self.n], tail])
-        self.mask = mask.copy()
+    def update(self, pairs: np.ndarray, ip_count: np.ndarray, n_keys: int,
+               by_acct: PairIndex) -> np.ndarray:
+        """Per shared key, its accounts' churn summed (in quarters; 0 for other kinds)."""
+        units = np.clip(ip_count - 1, 0, 4)
+        old = _grow(self.units, len(units), 0)
+        self.sums = _grow(self.sums, n_keys, 0)
+        moved = units != old
+        if moved.any():
+            pos = by_acct.select(pairs, moved, ordered=False)
+            rows = pairs[pos[pos < self.n]]
+            rows = rows[rows[:, 0] == _IP]
+            np.add.at(self.sums, rows[:, 3], (units - old)[rows[:, 2]])
+        new = pairs[self.n :]
+        new = new[new[:, 0] == _IP]
+        np.add.at(self.sums, new[:, 3], units[new[:, 2]])
+        self.units = units
         self.n = len(pairs)
-        return self.pos
+        out: np.ndarray = self.sums[:n_keys]
+        return out
 
 
 @dataclass
@@ -106,6 +128,37 @@ def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
     out = np.full((n, *a.shape[1:]), fill, a.dtype)
     out[: len(a)] = a
     return out
+
+
+def _dense_unique(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` for values in [0, n).
+
+    A window that rebuilds a large component brings millions of edges: marking them in an
+    array of n flags costs a pass over it instead of a sort of all of them.
+    """
+    if len(values) * 16 < n:
+        ids, inv = np.unique(values, return_inverse=True)
+        return ids, inv
+    seen = np.zeros(n, bool)
+    seen[values] = True
+    ids = np.flatnonzero(seen)
+    rank = np.zeros(n, np.int64)
+    rank[ids] = np.arange(len(ids))
+    return ids, rank[values]
+
+
+def _lightest(code: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct `code` (ascending): the first position with the lowest `w`, and the code.
+
+    What a lexsort by (code, w) and a pick of each code's first would give, with one sort.
+    """
+    order = np.argsort(code, kind="stable")
+    sc, sw = code[order], w[order]
+    start = np.r_[True, sc[1:] != sc[:-1]]
+    group = np.cumsum(start) - 1
+    lowest = np.flatnonzero(sw == np.minimum.reduceat(sw, np.flatnonzero(start))[group])
+    first = lowest[np.r_[True, group[lowest][1:] != group[lowest][:-1]]]
+    return order[first], sc[first]
 
 
 class LinkTracker:
@@ -133,7 +186,7 @@ class LinkTracker:
         # holds a tree together leaves, the components stay as they are.
         self.forest = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.rebuilds = 0
-        self.crowd_ip = GrowingSelection()  # the pairs of addresses with enough accounts
+        self.churn = AddressChurn()
 
     def counts(self, pairs: np.ndarray, sus: np.ndarray, elig: np.ndarray) -> np.ndarray:
         """Fold in new pairs and changed masks; return the per-account counts by kind."""
@@ -144,8 +197,9 @@ class LinkTracker:
         self.joined = _grow(self.joined, m, False)
         self.comp = _grow(self.comp, m, -1)
         self.key_comp = _grow(self.key_comp, k, -1)
-        old = np.union1d(self.by_key.select(pairs, sus != self.sus),
-                         self.by_acct.select(pairs, elig != self.elig))
+        old = np.unique(np.concatenate([  # one sort for both (np.union1d would add two)
+            self.by_key.select(pairs, sus != self.sus, ordered=False),
+            self.by_acct.select(pairs, elig != self.elig, ordered=False)]))
         old = old[old < self.n]
         rows = pairs[old]
         before = self.sus[rows[:, 3]] & self.elig[rows[:, 2]]
@@ -213,8 +267,9 @@ class LinkTracker:
             key_comp[(key_comp >= 0) & dirty[np.maximum(key_comp, 0)]] = -1
             comp[redo] = -1
         if came.any():
-            e = pairs[self.by_acct.select(pairs, came)]
-            parts.append(e[sus[e[:, 3]] & on[e[:, 2]]])
+            at = self.by_acct.select(pairs, came, ordered=False)
+            at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
+            parts.append(pairs[at])
         edges = np.concatenate(parts)
         if len(edges):
             self._union(edges[:, 2], edges[:, 3], weight)
@@ -227,20 +282,22 @@ class LinkTracker:
         # (keys numbered after all accounts).
         a_id = np.where(comp[acct] >= 0, comp[acct], acct)
         k_id = np.where(key_comp[sid] >= 0, key_comp[sid], m + sid)
-        ids, inv = np.unique(np.concatenate([a_id, k_id]), return_inverse=True)
+        # Most of a window's pairs fall inside one component already: they change nothing.
+        across = a_id != k_id
+        if not across.any():
+            return
+        acct, sid, a_id, k_id = acct[across], sid[across], a_id[across], k_id[across]
+        ids, inv = _dense_unique(np.concatenate([a_id, k_id]), m + len(key_comp))
         e = len(acct)
         lo, hi = np.minimum(inv[:e], inv[e:]), np.maximum(inv[:e], inv[e:])
         q = len(ids)
         # One edge per pair of components, the lowest weight first; a spanning forest of them.
         w = weight[sid]
-        order = np.lexsort((w, hi, lo))
-        code = lo[order] * q + hi[order]
-        first = np.r_[True, code[1:] != code[:-1]] & (lo[order] != hi[order])
-        pick = order[first]
+        pick, code = _lightest(lo * q + hi, w)
         graph = csr_matrix((w[pick], (lo[pick], hi[pick])), shape=(q, q))
         tree = minimum_spanning_tree(graph).tocoo()
         r, c = tree.row.astype(np.int64), tree.col.astype(np.int64)
-        chosen = pick[np.searchsorted(code[first], np.minimum(r, c) * q + np.maximum(r, c))]
+        chosen = pick[np.searchsorted(code, np.minimum(r, c) * q + np.maximum(r, c))]
         fa, fk = self.forest
         self.forest = (np.concatenate([fa, acct[chosen]]), np.concatenate([fk, sid[chosen]]))
         n_comp, part = connected_components(graph, directed=False)

@@ -37,6 +37,8 @@ _FAMILY = np.array(
     [_FAMILY_NAMES.index("template" if k in TEMPLATE_KINDS else k) for k in LINK_KINDS], np.int64
 )
 ACTION_NAMES = ("allow", "monitor", "throttle", "block")
+_ACCOUNT_LINKS = [i for i, k in enumerate(LINK_KINDS) if _FAMILY_NAMES[_FAMILY[i]] in
+                  ("payment", "email", "created")]
 
 
 @dataclass
@@ -103,16 +105,22 @@ def pooled_totals(t: dict[str, np.ndarray], group: np.ndarray, member: np.ndarra
     return out
 
 
-def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[str, np.ndarray]:
-    """Each feature in [0, 1], from an account's (or a pooled group's) totals."""
+def _volume(rate: np.ndarray, cfg: DetectConfig) -> np.ndarray:
     w = cfg.harvest
-    n = np.maximum(t["n"], 1.0)
-    f_volume = np.clip(
-        np.log(np.maximum(t["rate"], 1e-9) / w.volume_floor_per_day)
+    out: np.ndarray = np.clip(
+        np.log(np.maximum(rate, 1e-9) / w.volume_floor_per_day)
         / np.log(w.volume_full_per_day / w.volume_floor_per_day),
         0.0,
         1.0,
     )
+    return out
+
+
+def features_from_totals(t: dict[str, np.ndarray], cfg: DetectConfig) -> dict[str, np.ndarray]:
+    """Each feature in [0, 1], from an account's (or a pooled group's) totals."""
+    w = cfg.harvest
+    n = np.maximum(t["n"], 1.0)
+    f_volume = _volume(t["rate"], cfg)
     # A human repeats a prompt now and then; a script repeats its template all the time.
     template = np.where(t["n"] >= w.min_events, t["template_top"] / n, 0.0)
     night_share = t["night"] / n
@@ -156,8 +164,7 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
     # Traffic on a template key repeats that template by definition; an address does not.
     is_template = np.isin(state.sid_link[sids], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
     t["template_top"] = np.where(is_template, t["n"], 0.0)
-    span_days = np.maximum((state.now_us - state.key_first_ts[code]) / DAY_US, 1.0)
-    t["rate"] = t["n"] / span_days / members
+    t["rate"] = _key_rate(state, code, t["n"], members)
     for i, name in enumerate(("new_account", "risky_channel", "unverified")):
         t[name] = state.key_static[code, i] / members
     t["ip_churn"] = np.zeros(n_keys) if ip_churn is None else ip_churn
@@ -167,13 +174,63 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
         at[sids] = np.arange(n_keys)
         sub = sub[at[sub[:, 3]] >= 0]
     if len(sub):
-        group = at[sub[:, 3]]
-        pooled = pooled_totals(totals, group, sub[:, 2], n_keys)
-        is_acct_key = np.zeros(n_keys, bool)
-        is_acct_key[group] = True
+        # Pooled over the few account keys only, numbered densely among themselves.
+        acct_keys, group = np.unique(at[sub[:, 3]], return_inverse=True)
+        pooled = pooled_totals(totals, group, sub[:, 2], len(acct_keys))
         for name, values in pooled.items():
-            t[name] = np.where(is_acct_key, values, t[name])
+            t[name] = t[name].copy()
+            t[name][acct_keys] = values
     return harvest_profile(features_from_totals(t, cfg), cfg)
+
+
+def _key_rate(state: DetectorState, code: np.ndarray, n: np.ndarray,
+              members: np.ndarray) -> np.ndarray:
+    """Requests per day and account on keys `code`, carrying `n` requests, `members` accounts."""
+    span_days = np.maximum((state.now_us - state.key_first_ts[code]) / DAY_US, 1.0)
+    out: np.ndarray = n / span_days / members
+    return out
+
+
+class KeyProfileTracker:
+    """`key_profiles` of the crowded keys, kept from one call to the next (exact).
+
+    A key's profile changes with its traffic, accounts and address churn, and with the clock
+    only through its volume (requests per day since its first): the profiles are recomputed
+    for keys changed since the last call (`state.key_changed`), keys whose churn or volume
+    moved, and the account keys (payment, e-mail, sign-up), which pool their accounts' totals.
+    """
+
+    def __init__(self) -> None:
+        self.h = np.zeros(0)  # per shared key id, valid where `volume` is not nan
+        self.volume = np.zeros(0)
+        self.churn = np.zeros(0)
+        self.seen = 0  # `state.applied` at the last call
+
+    def update(self, state: DetectorState, totals: dict[str, np.ndarray], cfg: DetectConfig,
+               sids: np.ndarray, ip_churn: np.ndarray) -> np.ndarray:
+        """The profiles of keys `sids` (`ip_churn` aligned with them), as `key_profiles`."""
+        k = state.shared_keys
+        if len(self.h) < k:
+            grow = k - len(self.h)
+            self.h = np.concatenate([self.h, np.zeros(grow)])
+            self.volume = np.concatenate([self.volume, np.full(grow, np.nan)])
+            self.churn = np.concatenate([self.churn, np.zeros(grow)])
+        code = state.sid_code[sids]
+        members = np.maximum(state.key_accounts[code], 1).astype(np.float64)
+        volume = _volume(_key_rate(state, code, state.key_counts[code, 0], members), cfg)
+        redo = (
+            (state.key_changed[code] > self.seen)
+            | np.isin(state.sid_link[sids], _ACCOUNT_LINKS)
+            | (volume != self.volume[sids])  # also true where never computed (nan)
+            | (ip_churn != self.churn[sids])
+        )
+        at = sids[redo]
+        self.h[at] = key_profiles(state, totals, cfg, at, ip_churn[redo])
+        self.volume[at] = volume[redo]
+        self.churn[at] = ip_churn[redo]
+        self.seen = state.applied
+        out: np.ndarray = self.h[sids]
+        return out
 
 
 def harvest_features(state: DetectorState, cfg: DetectConfig) -> dict[str, np.ndarray]:
@@ -201,7 +258,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
            overrides: dict[str, str] | None = None, links: LinkTracker | None = None,
            with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None,
            sync_tracker: SyncTracker | None = None,
-           cell_tracker: CellTracker | None = None) -> Assessment:
+           cell_tracker: CellTracker | None = None,
+           profile_tracker: KeyProfileTracker | None = None) -> Assessment:
     """Score every account the state knows and decide its action.
 
     Args:
@@ -211,8 +269,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
         links: the link bookkeeping of earlier calls on this state (with this config), which
             makes a call cost what changed since the last one; None starts afresh.
         with_pairs: fill `suspicious_pairs` (the evidence; a replay only needs it at the end).
-        carrier_tracker, sync_tracker, cell_tracker: their answers from earlier calls (None:
-            afresh).
+        carrier_tracker, sync_tracker, cell_tracker, profile_tracker: their answers from
+            earlier calls (None: afresh).
     """
     if links is None:
         links = LinkTracker()
@@ -245,13 +303,12 @@ def assess(state: DetectorState, cfg: DetectConfig,
         crowd = np.flatnonzero(members >= lk.min_accounts)
         pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
-        crowd_ip = is_ip & (members >= lk.min_accounts)
-        ip_pairs = pairs[links.crowd_ip.update(pairs, crowd_ip, links.by_key)]
-        churn = np.bincount(
-            ip_pairs[:, 3], weights=feats["ip_churn"][ip_pairs[:, 2]], minlength=n_keys
-        ) / np.maximum(members, 1)
+        # Mean churn of an address's accounts (`features["ip_churn"]` is quarters / 4).
+        churn = links.churn.update(pairs, state.ip_count[:m], n_keys, links.by_acct) / 4.0
+        churn = churn / np.maximum(members, 1)
         key_h = np.zeros(n_keys)
-        key_h[crowd] = key_profiles(state, totals, cfg, crowd, np.where(is_ip, churn, 0.0)[crowd])
+        key_h[crowd] = (profile_tracker or KeyProfileTracker()).update(
+            state, totals, cfg, crowd, np.where(is_ip, churn, 0.0)[crowd])
         candidate = (members >= lk.min_accounts) & (key_h >= lk.suspicious_mean_harvest)
         # A NAT (classroom, office) shows one address per account; a proxy pool rotates them.
         ip_ok = ~is_ip | (churn * 4 + 1 >= lk.nat_max_churn) | (key_h >= 0.6)
@@ -285,12 +342,20 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # (Measured at most hourly: a key that stopped being suspicious since no longer counts.)
         synced_keys = sync.synced & sus_key
         if synced_keys.any():
-            on_sync = pairs[links.by_key.select(pairs, synced_keys, ordered=False)]
-            on_sync = on_sync[eligible[on_sync[:, 2]] & sync.steady[on_sync[:, 2]]]
-            # Per account, the synced key with the most accounts (the evidence to quote).
-            on_sync = on_sync[np.lexsort((-sync.accounts[on_sync[:, 3]], on_sync[:, 2]))]
-            first = np.r_[True, on_sync[1:, 2] != on_sync[:-1, 2]][: len(on_sync)]
-            sync_key[on_sync[first, 2]] = on_sync[first, 3]
+            pos = links.by_key.select(pairs, synced_keys, ordered=False)
+            acct, sid = pairs[pos, 2], pairs[pos, 3]
+            ok = eligible[acct] & sync.steady[acct]
+            acct, sid = acct[ok], sid[ok]
+            # Per account, the synced key with the most accounts (the evidence to quote; the
+            # first such pair on a tie).
+            n_acc = sync.accounts[sid]
+            most = np.zeros(m, np.int64)
+            np.maximum.at(most, acct, n_acc)
+            top = np.flatnonzero(n_acc == most[acct])
+            first = np.full(m, len(top), np.int64)
+            np.minimum.at(first, acct[top], np.arange(len(top)))
+            has = np.flatnonzero(first < len(top))
+            sync_key[has] = sid[top[first[has]]]
         synced = sync_key >= 0
         # A match with a partner's shared indicators is one more, independent kind of link.
         partner = state.partner[:m]

@@ -135,6 +135,10 @@ class DetectorState:
         # number of its accounts that are new, on a risky sign-up channel, unverified.
         self.key_counts = np.zeros((0, len(COUNTERS)), np.float64)
         self.key_static = np.zeros((0, 3), np.float64)
+        # Per key: the `applied` count when its traffic, accounts or static counts last changed
+        # (lets a consumer recompute only the keys changed since it last looked).
+        self.key_changed = np.zeros(0, np.int64)
+        self.applied = 0  # windows applied so far
         self.sid_code = np.zeros(0, np.int64)
         self.sid_link = np.zeros(0, np.int64)  # link kind index of each shared key
         self.shared_keys = 0
@@ -307,6 +311,9 @@ class DetectorState:
                 [self.key_counts, np.zeros((new.height, len(COUNTERS)))]
             )
             self.key_static = np.concatenate([self.key_static, np.zeros((new.height, 3))])
+            self.key_changed = np.concatenate(
+                [self.key_changed, np.full(new.height, self.applied + 1, np.int64)]
+            )
         return pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
 
     def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
@@ -469,6 +476,7 @@ class DetectorState:
     # -- apply ------------------------------------------------------------------------------
     def apply(self, prep: Prepared, w: int) -> None:
         """Fold window `w` of a prepared batch into the state."""
+        self.applied += 1
         acc = prep.accounts.window(w)
         for code, first in zip(acc["acct"].tolist(), acc["first_ts"].tolist(), strict=True):
             aid = str(self._acct_codes["account_id"][code])
@@ -491,6 +499,7 @@ class DetectorState:
         self._apply_heavy(prep.heavy_pairs.window(w))
         k = prep.key_counts.window(w)
         if len(k["code"]):
+            self.key_changed[k["code"]] = self.applied
             np.add.at(self.key_counts, k["code"],
                       np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
 
@@ -508,6 +517,7 @@ class DetectorState:
         rank[order] = rank_sorted
         n = self.key_accounts[code] + rank + 1
         np.add.at(self.key_accounts, code, 1)
+        self.key_changed[code] = self.applied
         age_days = (self.first_ts[acct] - self.created_us[acct]) / DAY_US
         static = np.column_stack(
             [np.nan_to_num(age_days, nan=1e9) < 14, self.risky_channel[acct], ~self.verified[acct]]

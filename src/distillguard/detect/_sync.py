@@ -92,8 +92,8 @@ def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: Det
         return out
     utc, local, concentration = account_clocks(state, lk.sync_min_events)
     out.steady = concentration >= lk.sync_min_utc
-    rows = pairs[by_key.select(pairs, keys, ordered=False)]
-    acct, sid = rows[:, 2], rows[:, 3]
+    at = by_key.select(pairs, keys, ordered=False)
+    acct, sid = pairs[at, 2], pairs[at, 3]
     counted = utc[acct] != 0
     acct, sid = acct[counted], sid[counted]
     n = np.bincount(sid, minlength=k)

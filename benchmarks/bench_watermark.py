@@ -521,7 +521,8 @@ def main() -> None:
     ap.add_argument("--only-5pct", action="store_true", help="only the 5 %% radioactivity experiment")
     ap.add_argument("--runs-5pct", type=int, default=RUNS_5PCT, help="fresh keys (students) of the 5 %% experiment")
     ap.add_argument("--rescore-5pct", metavar="GLOB",
-                    help="re-score the 5 %% experiment's saved runs matching GLOB (e.g. 'bench-*') instead of training")
+                    help="re-score the 5 %% experiment's saved runs matching GLOB (e.g. 'bench-*') instead of "
+                    "training; writes results_5pct_rescored.json")
     ap.add_argument("--only-students", action="store_true",
                     help="only the students trained on 100 %% marked and on unmarked answers")
     args = ap.parse_args()
@@ -535,7 +536,8 @@ def main() -> None:
     key = WatermarkKey.generate()
     if args.only_5pct:
         bench_5pct(args, model, tok)
-        (args.out / "results_5pct.json").write_text(json.dumps(RESULTS, indent=2, default=float))
+        name = "results_5pct_rescored.json" if args.rescore_5pct else "results_5pct.json"
+        (args.out / name).write_text(json.dumps(RESULTS, indent=2, default=float))
         return
     n_acc, per = (4, 24) if args.quick else (8, 40)
     accounts = [f"acct-{i:07d}" for i in (7, 4242, 99999, 123456, 500000, 777777, 888888, 999990)[:n_acc]]

@@ -148,3 +148,51 @@ def test_a_stranger_in_the_burst_hour_sending_a_campaign_prompt_is_not_blocked()
     assert "sign-up burst" in row["reasons"][0]
     hydra = v.filter(pl.col("account_id").str.starts_with("h"))
     assert hydra["action"].to_list() == ["block"] * 12
+
+
+def _quiet_operator() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A second operator on the same public prompts, with its own addresses, card and domain
+    and a much more human-looking profile (browsers, follow-ups, short answers)."""
+    from datetime import timedelta
+
+    from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
+
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(10):
+        aid = f"q{k}"
+        accts.append(account(aid, created=T0 - timedelta(days=90, minutes=k), email="quiet-ops.net",
+                             payment="card-q", verified=True))
+        rows += events(aid, 300, start=T0 + timedelta(hours=k), every=timedelta(minutes=9),
+                       ip=["198.18.0.1", "198.18.0.2", "198.18.0.3"][k % 3:] + ["198.18.0.1"],
+                       system=scenes.HYDRA_SYSTEM, prompt=scenes.HYDRA_PROMPT + HUMAN_PROMPTS[:3],
+                       ua=BROWSER, turns=3, completion_tokens=250)
+    return rows, accts
+
+
+def test_a_merged_component_below_the_block_line_still_blocks_its_strong_operator() -> None:
+    """Two operators linked only by shared prompts are one component during the replay; its
+    pooled score is diluted by the quieter one. With the block line just above that pooled
+    score, the hydra's own infrastructure group (its proxies, cards, domain) still blocks it,
+    and the quiet operator is throttled."""
+    from distillguard.detect._config import load_config
+
+    parts = [scenes.hydra(), _quiet_operator()]
+    rows = [r for p in parts for r in p[0]]
+    accts = account_table([a for p in parts for a in p[1]])
+    base = OnlineDetector(accounts=accts)
+    base.update(event_table(rows))
+    merged = base.assess()
+    i_h, i_q = base.state.index["h0"], base.state.index["q0"]
+    assert merged.component[i_h] == merged.component[i_q] >= 0
+    cfg = load_config()
+    line = float(merged.campaign_score[i_h]) + 0.005
+    cfg = cfg.model_copy(update={"actions": cfg.actions.model_copy(
+        update={"block_campaign_score": line})})
+    det = OnlineDetector(cfg, accounts=accts)
+    det.update(event_table(rows))
+    v = pl.from_arrow(det.verdicts())
+    assert isinstance(v, pl.DataFrame)
+    action = dict(zip(v["account_id"], v["action"], strict=True))
+    assert {action[f"h{k}"] for k in range(12)} == {"block"}
+    assert {action[f"q{k}"] for k in range(10)} == {"throttle"}

@@ -459,10 +459,10 @@ def assess(state: DetectorState, cfg: DetectConfig,
             cell_campaign = first_id + np.arange(len(cells.size))
             component[in_cell] = cell_campaign[cells.member[in_cell]]
             campaign_score[in_cell] = cells.key_profile[cells.key][cells.member[in_cell]]
-            for i, cid in enumerate(cell_campaign.tolist()):
-                tmpl = LINK_KINDS[int(state.sid_link[cells.key[i]])]
-                comp_kinds[cid] = sorted({tmpl, *cells.ties[i]})
-                comp_size[cid] = int(cells.size[i])
+            for k, cid in enumerate(cell_campaign.tolist()):
+                tmpl = LINK_KINDS[int(state.sid_link[cells.key[k]])]
+                comp_kinds[cid] = sorted({tmpl, *cells.ties[k]})
+                comp_size[cid] = int(cells.size[k])
 
     action = np.full(m, ALLOW, np.int64)
     action[h >= act.monitor_harvest] = MONITOR

@@ -22,11 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._links import PairIndex
+from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
 _TEMPLATE_LINKS = np.array([LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
@@ -129,8 +127,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         return out
     # Tie groups: connected components of candidates through the keys they share.
     nodes = m + n_keys
-    graph = coo_matrix((np.ones(len(mine)), (mine[:, 2], m + mine[:, 3])), shape=(nodes, nodes))
-    _, group = connected_components(graph, directed=False)
+    group = key_groups(mine, m, n_keys)
     tied = np.zeros(m, bool)
     tied[mine[:, 2]] = True
     # A cell: a tie group with two or more members on one hot template key.

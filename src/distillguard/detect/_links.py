@@ -14,12 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from distillguard.detect._state import LINK_KINDS
 
 _IP = LINK_KINDS.index("ip")
+
+
+def key_groups(pairs: np.ndarray, m: int, n_keys: int) -> np.ndarray:
+    """Per node (accounts 0..m-1, then keys): its connected component in the graph of the
+    (account, key sid) pairs given (columns 2 and 3 of shared pairs)."""
+    nodes = m + n_keys
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 2], m + pairs[:, 3])),
+                       shape=(nodes, nodes))
+    _, group = connected_components(graph, directed=False)
+    out: np.ndarray = group
+    return out
 
 
 class PairIndex:

@@ -15,13 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from distillguard.detect._carriers import Carriers, CarrierTracker
 from distillguard.detect._cells import Cells, CellTracker
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._links import LinkTracker, PairIndex
+from distillguard.detect._links import LinkTracker, PairIndex, key_groups
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
@@ -256,6 +254,15 @@ def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarr
     return out
 
 
+def campaign_scores(pooled_harvest: np.ndarray, size: np.ndarray,
+                    families: np.ndarray) -> np.ndarray:
+    """A group's campaign score: its pooled harvest profile, discounted for few accounts and
+    for few independent kinds of link."""
+    out: np.ndarray = (pooled_harvest * (1.0 - np.exp(-size / 4.0))
+                       * np.minimum(1.0, 0.55 + 0.15 * families))
+    return out
+
+
 def _infra_scores(state: DetectorState, pairs: np.ndarray, accounts: np.ndarray,
                   infra_key: np.ndarray, eligible: np.ndarray, has_fam: np.ndarray,
                   totals: dict[str, np.ndarray], cfg: DetectConfig, by_acct: PairIndex,
@@ -271,9 +278,7 @@ def _infra_scores(state: DetectorState, pairs: np.ndarray, accounts: np.ndarray,
     rows = rows[infra_key[rows[:, 3]]]
     if not len(rows):
         return out
-    nodes = m + state.shared_keys
-    graph = coo_matrix((np.ones(len(rows)), (rows[:, 2], m + rows[:, 3])), shape=(nodes, nodes))
-    _, group = connected_components(graph, directed=False)
+    group = key_groups(rows, m, state.shared_keys)
     grouped = np.unique(rows[:, 2])
     lab = group[grouped]
     _, lab = np.unique(lab, return_inverse=True)
@@ -282,7 +287,7 @@ def _infra_scores(state: DetectorState, pairs: np.ndarray, accounts: np.ndarray,
     mh = harvest_profile(features_from_totals(pooled_totals(totals, lab, grouped, n_lab), cfg), cfg)
     fams = np.column_stack([np.bincount(lab, weights=has_fam[grouped, f], minlength=n_lab) > 0
                             for f in range(len(_FAMILY_NAMES))])
-    score = mh * (1.0 - np.exp(-size / 4.0)) * np.minimum(1.0, 0.55 + 0.15 * fams.sum(axis=1))
+    score = campaign_scores(mh, size, fams.sum(axis=1))
     score[size < cfg.actions.min_campaign_accounts] = 0.0
     out[grouped] = score[lab]
     return out
@@ -424,8 +429,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
                 [np.bincount(lab, weights=has_fam[members_idx, f], minlength=n_lab) > 0
                  for f in range(len(_FAMILY_NAMES))]
             )
-            kinds_factor = np.minimum(1.0, 0.55 + 0.15 * fams_in.sum(axis=1))
-            comp_score = mh * (1.0 - np.exp(-size / 4.0)) * kinds_factor
+            comp_score = campaign_scores(mh, size, fams_in.sum(axis=1))
             ok = size >= lk.min_accounts
             acct_ok = ok[lab]
             component[members_idx[acct_ok]] = lab[acct_ok]

@@ -30,7 +30,8 @@ import polars as pl
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._output import campaign_table, verdict_table
-from distillguard.detect._replay import compute_signals, replay
+from distillguard.detect._replay import replay
+from distillguard.detect._stream import compute_signals
 from distillguard.report import evaluate
 from distillguard.traffic import LogWriter, TrafficLog
 

@@ -1,7 +1,8 @@
 """The offline scan: replay a log in time order through the online detector.
 
-The log is read once in batches and reduced to per-event signals (no texts are kept), sorted
-by time, then fed to an `OnlineDetector` one cadence window at a time. After each window the
+The log is read once in batches and reduced to per-event signals (no texts are kept; a
+background thread does it while the replay works, see `_stream`), which are fed in time order
+to an `OnlineDetector` one cadence window at a time. After each window the
 detector decides with what it has seen so far; the first decision that throttles or blocks an
 account is its `first_flagged_ts`. Nothing from after a window can change a decision made at
 its end, which is exactly what a live deployment would have done.
@@ -23,15 +24,12 @@ from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
 from distillguard.detect._scoring import THROTTLE
-from distillguard.detect._signatures import event_signals
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS
-
-SIGNAL_COLUMNS = [
-    "event_id", "ts", "account_id", "ip", "user_agent", "model", "system", "prompt", "turns",
-    "tools", "completion_tokens", "max_tokens",
-]
-
-Progress = Callable[[str, float], None]
+from distillguard.detect._stream import (
+    Progress,
+    log_chunks,
+    memory_chunks,
+)
 
 
 def load_overrides(*dirs: Path) -> dict[str, str]:
@@ -56,36 +54,20 @@ def load_overrides(*dirs: Path) -> dict[str, str]:
     return out
 
 
-def compute_signals(log_dir: Path, progress: Progress | None = None,
-                    batch_size: int = 200_000) -> pl.DataFrame:
-    """Per-event signals for the whole log, sorted by time (texts are dropped batch by batch)."""
-    from distillguard.traffic import TrafficLog
-
-    log = TrafficLog(log_dir)
-    parts: list[pl.DataFrame] = []
-    done = 0
-    for batch in log.batches("events", columns=SIGNAL_COLUMNS, batch_size=batch_size):
-        frame = pl.from_arrow(pa.Table.from_batches([batch]))
-        assert isinstance(frame, pl.DataFrame)
-        parts.append(event_signals(frame))
-        done += batch.num_rows
-        if progress:
-            progress("signals", done)
-    if not parts:
-        return event_signals(pl.from_arrow(log.read("events").slice(0, 0)))  # type: ignore[arg-type]
-    return pl.concat(parts).sort("ts_us", "event_id")
-
-
 def replay(
     log_dir: Path,
     config: DetectConfig,
-    signals: pl.DataFrame,
+    signals: pl.DataFrame | None,
     overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
     partners: set[str] | None = None,
     chunk_events: int = 1_000_000,
 ) -> tuple[OnlineDetector, np.ndarray]:
-    """Feed `signals` window by window; return the final detector and first-flag times (us)."""
+    """Feed signals window by window; return the final detector and first-flag times (us).
+
+    `signals` are precomputed ones sorted by time, or None to compute them from the log
+    while the replay goes (see `_stream`); the result is the same.
+    """
     from distillguard.traffic import TrafficLog
 
     log = TrafficLog(log_dir)
@@ -94,17 +76,19 @@ def replay(
     det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
                          partners=partners)
     first_flag = np.full(0, -1, np.int64)
-    if signals.height == 0:
-        return det, first_flag
     step = int(config.replay.cadence_minutes * 60_000_000)
-    origin = (int(signals["ts_us"][0]) // step) * step
-    windows = (signals["ts_us"].to_numpy() - origin) // step
-    # Windows are grouped in chunks of about `chunk_events` events (whole windows): memory
+    if signals is None:
+        source = log_chunks(log_dir, step, chunk_events, progress)
+    else:
+        source = memory_chunks(signals, step, chunk_events) if signals.height else None
+    if source is None:
+        return det, first_flag
+    origin = source.origin
+    # Windows are fed in chunks of about `chunk_events` events (whole windows): memory
     # holds one chunk's grouping at a time, and the state is the same as after one batch.
-    cuts = np.unique(np.searchsorted(windows, windows[chunk_events::chunk_events]))
-    bounds = [0, *[int(c) for c in cuts if 0 < c < len(windows)], len(windows)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        prep = det.state.prepare(signals.slice(lo, hi - lo), step, origin)
+    for chunk in source.chunks:
+        prep = det.state.prepare(chunk, step, origin)
+        del chunk
         for w in prep.windows.tolist():
             end = origin + (w + 1) * step
             det.apply_window(prep, w, end)
@@ -144,8 +128,7 @@ def graph_detector(log_dir: Path, config: Path | None = None,
                    decisions_dir: Path | None = None,
                    indicators: Path | None = None) -> ScanResult:
     """The default detector: harvest profiles plus a coordination graph, replayed in time."""
-    return finish_scan(log_dir, config, compute_signals(log_dir, progress), progress,
-                       decisions_dir, indicators)
+    return finish_scan(log_dir, config, None, progress, decisions_dir, indicators)
 
 
 def partner_matches(log_dir: Path, indicators: Path | None) -> set[str]:
@@ -158,11 +141,12 @@ def partner_matches(log_dir: Path, indicators: Path | None) -> set[str]:
     return {str(a) for a in matched.column("account_id").to_pylist()}
 
 
-def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame,
+def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None,
                 progress: Progress | None = None,
                 decisions_dir: Path | None = None,
                 indicators: Path | None = None) -> ScanResult:
-    """Replay precomputed signals and build the scan's tables (shared by every engine)."""
+    """Replay signals (precomputed, or None: from the log as it goes) and build the scan's
+    tables (shared by every engine)."""
     cfg = load_config(config)
     overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress,

@@ -22,8 +22,9 @@ import pyarrow as pa
 
 from distillguard._errors import ConfigError
 from distillguard.detect._registry import ScanResult
-from distillguard.detect._replay import SIGNAL_COLUMNS, Progress, finish_scan
+from distillguard.detect._replay import finish_scan
 from distillguard.detect._signatures import TEMPLATE_KEYS, event_signals
+from distillguard.detect._stream import SIGNAL_COLUMNS, Progress
 
 _SIGNAL_SCHEMA = (
     "ts_us LONG, event_id STRING, account_id STRING, ip STRING, model STRING, "

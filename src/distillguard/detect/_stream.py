@@ -1,0 +1,154 @@
+"""Signals handed to the replay in time order, chunk by chunk, from memory or from a log.
+
+The replay folds whole cadence windows in, about `chunk_events` events at a time. From a log,
+the text work (`event_signals`) runs in a background thread while the replay works on the
+chunks already complete: polars, pyarrow and numpy release the GIL, so on two cores reading
+the texts overlaps with the replay instead of preceding it. A chunk is complete when no row
+still to be read is older than its end; the log's timestamps, read first (one narrow column),
+say when that is, so a log in any row order gives the same chunks (a time-ordered log, the
+usual case, simply starts sooner).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from distillguard.detect._signatures import event_signals
+
+SIGNAL_COLUMNS = [
+    "event_id", "ts", "account_id", "ip", "user_agent", "model", "system", "prompt", "turns",
+    "tools", "completion_tokens", "max_tokens",
+]
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Chunks:
+    """Where the replay's windows start (`origin`, us) and the chunks, each sorted by
+    (ts_us, event_id) and made of whole windows, in time order."""
+
+    origin: int
+    chunks: Iterator[pl.DataFrame]
+
+
+def window_cuts(ts_sorted: np.ndarray, step: int, origin: int, chunk_events: int) -> np.ndarray:
+    """End times (us) of the chunks: whole windows, about `chunk_events` events each."""
+    windows = (ts_sorted - origin) // step
+    cuts = np.unique(np.searchsorted(windows, windows[chunk_events::chunk_events]))
+    ends = [int(windows[c]) for c in cuts if 0 < c < len(windows)] + [int(windows[-1]) + 1]
+    return origin + np.asarray(ends, np.int64) * step
+
+
+def memory_chunks(signals: pl.DataFrame, step: int, chunk_events: int) -> Chunks:
+    """Chunks of signals already computed and sorted by time (`compute_signals`)."""
+    ts = signals["ts_us"].to_numpy()
+    origin = (int(ts[0]) // step) * step
+    ends = window_cuts(ts, step, origin, chunk_events)
+    bounds = np.r_[0, np.searchsorted(ts, ends)]
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            yield signals.slice(lo, hi - lo)
+
+    return Chunks(origin, chunks())
+
+
+def compute_signals(log_dir: Path, progress: Progress | None = None,
+                    batch_size: int = 200_000) -> pl.DataFrame:
+    """Per-event signals for the whole log, sorted by time (texts are dropped batch by batch)."""
+    from distillguard.traffic import TrafficLog
+
+    log = TrafficLog(log_dir)
+    parts: list[pl.DataFrame] = []
+    done = 0
+    for batch in log.batches("events", columns=SIGNAL_COLUMNS, batch_size=batch_size):
+        parts.append(event_signals(_frame(batch)))
+        done += batch.num_rows
+        if progress:
+            progress("signals", done)
+    if not parts:
+        return event_signals(pl.from_arrow(log.read("events").slice(0, 0)))  # type: ignore[arg-type]
+    return pl.concat(parts).sort("ts_us", "event_id")
+
+
+def log_chunks(log_dir: Path, step: int, chunk_events: int,
+               progress: Progress | None = None, batch_size: int = 200_000) -> Chunks | None:
+    """Chunks of a log's signals, computed in a background thread as the replay goes.
+
+    Returns None for a log without events. Errors in the log (a bad cell, an unreadable file)
+    are raised by the iterator when the thread meets them, after the chunks before them.
+    """
+    from distillguard.traffic import TrafficLog
+
+    log = TrafficLog(log_dir)
+    stamps = [
+        _frame(b).select(pl.col("ts").dt.epoch("us"))["ts"].to_numpy()
+        for b in log.batches("events", columns=["ts"], batch_size=1_000_000)
+    ]
+    ts = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+    if not len(ts):
+        return None
+    ordered = np.sort(ts)
+    origin = (int(ordered[0]) // step) * step
+    ends = window_cuts(ordered, step, origin, chunk_events)
+    # Oldest row not read yet, after the first `i` rows.
+    unread_min = np.r_[np.minimum.accumulate(ts[::-1])[::-1], np.iinfo(np.int64).max]
+    del ordered, stamps
+    return Chunks(origin, _stream(log, ends, unread_min, progress, batch_size))
+
+
+def _stream(log: object, ends: np.ndarray, unread_min: np.ndarray,
+            progress: Progress | None, batch_size: int) -> Iterator[pl.DataFrame]:
+    from distillguard.traffic import TrafficLog
+
+    assert isinstance(log, TrafficLog)
+    ready: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in log.batches("events", columns=SIGNAL_COLUMNS, batch_size=batch_size):
+                if stop.is_set():
+                    return
+                ready.put(event_signals(_frame(batch)))
+            ready.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            ready.put(exc)
+
+    thread = threading.Thread(target=produce, name="distillguard-signals", daemon=True)
+    thread.start()
+    pending: list[pl.DataFrame] = []
+    done = 0
+    try:
+        for end in ends.tolist():
+            while unread_min[done] < end:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:  # the log shrank while being read
+                    break
+                pending.append(item)
+                done += item.height
+                if progress:
+                    progress("signals", done)
+            pool = pl.concat(pending) if len(pending) > 1 else pending[0]
+            early = pool["ts_us"] < end
+            pending = [pool.filter(~early)]
+            yield pool.filter(early).sort("ts_us", "event_id")
+    finally:
+        stop.set()
+
+
+def _frame(batch: pa.RecordBatch) -> pl.DataFrame:
+    frame = pl.from_arrow(pa.Table.from_batches([batch]))
+    assert isinstance(frame, pl.DataFrame)
+    return frame

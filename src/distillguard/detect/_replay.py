@@ -11,6 +11,7 @@ its end, which is exactly what a live deployment would have done.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -24,7 +25,7 @@ from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
 from distillguard.detect._scoring import THROTTLE
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS
+from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, Prepared
 from distillguard.detect._stream import (
     Progress,
     log_chunks,
@@ -84,26 +85,43 @@ def replay(
     if source is None:
         return det, first_flag
     origin = source.origin
-    # Windows are fed in chunks of about `chunk_events` events (whole windows): memory
-    # holds one chunk's grouping at a time, and the state is the same as after one batch.
-    for chunk in source.chunks:
-        prep = det.state.prepare(chunk, step, origin)
-        del chunk
-        for w in prep.windows.tolist():
-            end = origin + (w + 1) * step
-            det.apply_window(prep, w, end)
-            a = det.assess(with_pairs=False)
-            m = det.state.size
-            if len(first_flag) < m:
-                first_flag = np.concatenate(
-                    [first_flag, np.full(m - len(first_flag), -1, np.int64)]
-                )
-            newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
-            first_flag[:m][newly] = end
-            if progress:
-                progress("replay", det.state.events_seen)
-        del prep
+    chunks = source.chunks
+
+    def prepare_next() -> Prepared | None:
+        chunk = next(chunks, None)
+        return None if chunk is None else det.state.prepare(chunk, step, origin)
+
+    # Windows are fed in chunks of about `chunk_events` events (whole windows): memory holds
+    # two chunks' grouping at a time, and the state is the same as after one batch. The next
+    # chunk is grouped in a thread while this one is applied (polars and numpy release the
+    # GIL; `prepare` touches nothing `apply` or the scoring reads).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="distillguard-prepare") as pool:
+        ahead = pool.submit(prepare_next)
+        while (prep := ahead.result()) is not None:
+            det.state.admit(prep)
+            ahead = pool.submit(prepare_next)
+            first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress)
+            del prep
     return det, first_flag
+
+
+def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
+                  first_flag: np.ndarray, progress: Progress | None) -> np.ndarray:
+    """Apply a prepared chunk window by window, deciding after each; first-flag times."""
+    for w in prep.windows.tolist():
+        end = origin + (w + 1) * step
+        det.apply_window(prep, w, end)
+        a = det.assess(with_pairs=False)
+        m = det.state.size
+        if len(first_flag) < m:
+            first_flag = np.concatenate(
+                [first_flag, np.full(m - len(first_flag), -1, np.int64)]
+            )
+        newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
+        first_flag[:m][newly] = end
+        if progress:
+            progress("replay", det.state.events_seen)
+    return first_flag
 
 
 def _example_lookup(log_dir: Path, event_ids: list[str]) -> Callable[[str], str]:

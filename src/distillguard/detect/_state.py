@@ -70,6 +70,10 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def _utc_offset(meta: dict[str, object]) -> float:
+    return UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
+
+
 @dataclass
 class _Rows:
     """One prepared table: its columns as numpy arrays, sorted by window `w`."""
@@ -99,6 +103,10 @@ class Prepared:
     template_max: _Rows  # w, acct, top (running count of the account's most used template)
     key_counts: _Rows  # w, code and one column per COUNTERS name: the traffic carrying each key
     heavy_pairs: _Rows  # w, code, acct, cum: template pairs with >= HEAVY_PAIR_EVENTS requests by then
+    # Accounts and keys first seen in the batch, for `DetectorState.admit`.
+    new_accounts: pl.DataFrame  # account_id, acct
+    new_keys: pl.DataFrame  # kind, code, label, first_ts
+    admitted: bool = False
 
 
 class DetectorState:
@@ -109,6 +117,7 @@ class DetectorState:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self._reserved = 0  # account codes handed out by `prepare` (>= len(ids))
+        self._key_codes = 0  # key codes handed out by `prepare`
         self._acct_codes = pl.DataFrame(schema={"account_id": pl.String, "acct": pl.Int64})
         self._cap = 0
         self.counters: dict[str, np.ndarray] = {}
@@ -218,9 +227,6 @@ class DetectorState:
         )
         if new.height:
             self._acct_codes = pl.concat([self._acct_codes, new.select("account_id", "acct")])
-            self._grow_accounts(self._reserved + new.height)
-            for aid, code in zip(new["account_id"].to_list(), new["acct"].to_list(), strict=True):
-                self._set_static(aid, code)
             self._reserved += new.height
         return new
 
@@ -234,7 +240,7 @@ class DetectorState:
         self.risky_channel[i] = channel in RISKY_CHANNELS
         self.enterprise[i] = channel == "enterprise"
         self.verified[i] = bool(meta.get("verified") or False)
-        self.offset_h[i] = UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
+        self.offset_h[i] = _utc_offset(meta)
         self.partner[i] = aid in self.partners
 
     def _account_keys(self, new: pl.DataFrame) -> pl.DataFrame:
@@ -278,11 +284,13 @@ class DetectorState:
                     "label": pl.String, "first_ts": pl.Int64},
         ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
-    def _encode_keys(self, pairs: pl.DataFrame, sig: pl.DataFrame) -> pl.DataFrame:
+    def _encode_keys(self, pairs: pl.DataFrame,
+                     sig: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Give every (kind, key) a dense code, new keys in order of first appearance.
 
         Event keys are labelled by the row of `sig` that first carried them (its address, or
-        its event id for a template), account keys by their `label`.
+        its event id for a template), account keys by their `label`. Returns the pairs with
+        their codes and the new keys (kind, code, label, first_ts).
         """
         seen = pairs.select("kind", "key", "label", "row", "first_ts").unique(
             ["kind", "key"], keep="first", maintain_order=True
@@ -297,38 +305,39 @@ class DetectorState:
             .otherwise(sig["event_id"].gather(rows))
             .alias("label")
         ) if new.height else new
-        start = len(self.key_label)
-        new = new.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + start).alias("code"))
+        new = new.with_columns(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + self._key_codes).alias("code")
+        )
         if new.height:
             self._keys = pl.concat([self._keys, new.select("kind", "key", "code")])
-            self.key_label.extend(new["label"].to_list())
-            self.key_kind = np.concatenate([self.key_kind, new["kind"].to_numpy()])
-            self.key_accounts = np.concatenate([self.key_accounts, np.zeros(new.height, np.int64)])
-            self.key_first = np.concatenate([self.key_first, np.full(new.height, -1, np.int64)])
-            self.key_sid = np.concatenate([self.key_sid, np.full(new.height, -1, np.int64)])
-            self.key_first_ts = np.concatenate([self.key_first_ts, new["first_ts"].to_numpy()])
-            self.key_counts = np.concatenate(
-                [self.key_counts, np.zeros((new.height, len(COUNTERS)))]
-            )
-            self.key_static = np.concatenate([self.key_static, np.zeros((new.height, 3))])
-            self.key_changed = np.concatenate(
-                [self.key_changed, np.full(new.height, self.applied + 1, np.int64)]
-            )
-        return pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
+            self._key_codes += new.height
+        coded = pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
+        return coded, new.select("kind", "code", "label", "first_ts")
 
     def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
                 origin_us: int = 0) -> Prepared:
-        """Group time-ordered signals by window (`(ts - origin) // step`; one window if None)."""
+        """Group time-ordered signals by window (`(ts - origin) // step`; one window if None).
+
+        Only the codebooks (accounts', keys', pairs' running totals) change here, never an
+        array that `apply` or the scoring reads: the replay prepares the next batch in a
+        thread while the current one is applied. The new accounts and keys join the arrays in
+        `admit`, which `apply` calls first.
+        """
         if step_us is None:
             w_expr = pl.lit(0, pl.Int64)
         else:
             w_expr = (pl.col("ts_us") - origin_us) // step_us
         sig = sig.with_columns(w_expr.alias("w"))
+        admitted = self._reserved
         new = self._reserve_accounts(sig)
         sig = sig.join(self._acct_codes, on="account_id", how="left", maintain_order="left")
         acct = sig["acct"].to_numpy()
         ts = sig["ts_us"].to_numpy()
-        local = ((ts // HOUR_US) % 24 + self.offset_h[acct]) % 24
+        offset = np.concatenate([
+            self.offset_h[:admitted],
+            [_utc_offset(self._meta.get(aid, {})) for aid in new["account_id"].to_list()],
+        ])
+        local = ((ts // HOUR_US) % 24 + offset[acct]) % 24
         release = np.zeros(sig.height, bool)
         if self.releases:
             rel = sig["model"].replace_strict(self.releases, default=None, return_dtype=pl.Int64)
@@ -363,7 +372,7 @@ class DetectorState:
             )
         else:
             pairs = pairs.with_columns(pl.lit(None, pl.String).alias("label"))
-        pairs = self._encode_keys(pairs, sig)
+        pairs, new_keys = self._encode_keys(pairs, sig)
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max, heavy_pairs = self._running_totals(pairs)
@@ -379,7 +388,35 @@ class DetectorState:
             template_max=_Rows.of(template_max),
             key_counts=_Rows.of(key_counts),
             heavy_pairs=_Rows.of(heavy_pairs),
+            new_accounts=new.select("account_id", "acct"),
+            new_keys=new_keys,
         )
+
+    def admit(self, prep: Prepared) -> None:
+        """Make room for the accounts and keys a prepared batch saw first (once per batch)."""
+        if prep.admitted:
+            return
+        prep.admitted = True
+        new = prep.new_accounts
+        if new.height:
+            self._grow_accounts(int(new["acct"].max()) + 1)
+            for aid, code in zip(new["account_id"].to_list(), new["acct"].to_list(), strict=True):
+                self._set_static(aid, code)
+        keys = prep.new_keys
+        if keys.height:
+            self.key_label.extend(keys["label"].to_list())
+            self.key_kind = np.concatenate([self.key_kind, keys["kind"].to_numpy()])
+            self.key_accounts = np.concatenate([self.key_accounts, np.zeros(keys.height, np.int64)])
+            self.key_first = np.concatenate([self.key_first, np.full(keys.height, -1, np.int64)])
+            self.key_sid = np.concatenate([self.key_sid, np.full(keys.height, -1, np.int64)])
+            self.key_first_ts = np.concatenate([self.key_first_ts, keys["first_ts"].to_numpy()])
+            self.key_counts = np.concatenate(
+                [self.key_counts, np.zeros((keys.height, len(COUNTERS)))]
+            )
+            self.key_static = np.concatenate([self.key_static, np.zeros((keys.height, 3))])
+            self.key_changed = np.concatenate(
+                [self.key_changed, np.full(keys.height, self.applied + 1, np.int64)]
+            )
 
     @staticmethod
     def _event_pairs(sig: pl.DataFrame,
@@ -476,6 +513,7 @@ class DetectorState:
     # -- apply ------------------------------------------------------------------------------
     def apply(self, prep: Prepared, w: int) -> None:
         """Fold window `w` of a prepared batch into the state."""
+        self.admit(prep)
         self.applied += 1
         acc = prep.accounts.window(w)
         for code, first in zip(acc["acct"].tolist(), acc["first_ts"].tolist(), strict=True):

@@ -272,11 +272,7 @@ class LinkTracker:
             self.rebuilds += 1
             redo = (comp >= 0) & dirty[np.maximum(comp, 0)]
             came |= redo
-            fa, fk = self.forest
-            keep = ~redo[fa]
-            self.forest = (fa[keep], fk[keep])
-            key_comp[(key_comp >= 0) & dirty[np.maximum(key_comp, 0)]] = -1
-            comp[redo] = -1
+            self._split(redo, (key_comp >= 0) & dirty[np.maximum(key_comp, 0)])
         if came.any():
             at = self.by_acct.select(pairs, came, ordered=False)
             at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
@@ -285,6 +281,32 @@ class LinkTracker:
         if len(edges):
             self._union(edges[:, 2], edges[:, 3], weight)
         return self._labels()
+
+    def _split(self, accts: np.ndarray, keys: np.ndarray) -> None:
+        """Relabel the nodes of components that may have split by what is left of their
+        spanning trees: each remaining tree is a piece named by its lowest account, a node
+        with no tree edge left is outside the graph. Their pairs, added again, then only
+        join pieces (most of them fall inside one and cost nothing)."""
+        comp, key_comp = self.comp, self.key_comp
+        m = len(comp)
+        fa, fk = self.forest
+        inside = accts[fa]
+        a, k = fa[inside], fk[inside]
+        comp[accts] = -1
+        key_comp[keys] = -1
+        if not len(a):
+            return
+        ids, inv = _dense_unique(np.concatenate([a, m + k]), m + len(key_comp))
+        e = len(a)
+        q = len(ids)
+        tree = coo_matrix((np.ones(e), (inv[:e], inv[e:])), shape=(q, q))
+        n_piece, piece = connected_components(tree, directed=False)
+        lowest = np.full(n_piece, np.iinfo(np.int64).max)
+        np.minimum.at(lowest, piece, ids)  # accounts come first: every tree has one
+        name = lowest[piece]
+        is_acct = ids < m
+        comp[ids[is_acct]] = name[is_acct]
+        key_comp[ids[~is_acct] - m] = name[~is_acct]
 
     def _union(self, acct: np.ndarray, sid: np.ndarray, weight: np.ndarray) -> None:
         comp, key_comp = self.comp, self.key_comp

@@ -380,24 +380,25 @@ def assess(state: DetectorState, cfg: DetectConfig,
         )
         # Accounts that claim many countries but keep one clock on a suspicious key: one
         # operator's schedule (see `_sync`).
-        sync = (sync_tracker or SyncTracker()).update(state, pairs, sus_key, cfg, links.by_key)
+        sync_tracker = sync_tracker or SyncTracker()
+        sync = sync_tracker.update(state, pairs, sus_key, cfg, links.by_key)
         # (Measured at most hourly: a key that stopped being suspicious since no longer counts.)
         synced_keys = sync.synced & sus_key
         if synced_keys.any():
-            pos = links.by_key.select(pairs, synced_keys, ordered=False)
-            acct, sid = pairs[pos, 2], pairs[pos, 3]
-            ok = eligible[acct] & sync.steady[acct]
+            acct, sid = sync_tracker.synced_pairs(pairs, links.by_key)
+            ok = sus_key[sid] & eligible[acct] & sync.steady[acct]
             acct, sid = acct[ok], sid[ok]
             # Per account, the synced key with the most accounts (the evidence to quote; the
-            # first such pair on a tie).
+            # earliest shared of them on a tie).
             n_acc = sync.accounts[sid]
             most = np.zeros(m, np.int64)
             np.maximum.at(most, acct, n_acc)
-            top = np.flatnonzero(n_acc == most[acct])
-            first = np.full(m, len(top), np.int64)
-            np.minimum.at(first, acct[top], np.arange(len(top)))
-            has = np.flatnonzero(first < len(top))
-            sync_key[has] = sid[top[first[has]]]
+            top = n_acc == most[acct]
+            none = np.iinfo(np.int64).max
+            best = np.full(m, none, np.int64)
+            np.minimum.at(best, acct[top], sid[top])
+            has = best < none
+            sync_key[has] = best[has]
         synced = sync_key >= 0
         # A match with a partner's shared indicators is one more, independent kind of link.
         partner = state.partner[:m]

@@ -120,6 +120,10 @@ class SyncTracker:
     def __init__(self) -> None:
         self.last: Sync | None = None
         self.last_us = 0
+        # The (account, key sid) pairs on the last answer's synced keys, and how many of the
+        # shared pairs they cover (pairs are only appended; a new answer starts afresh).
+        self._on_synced = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._n = 0
 
     def update(self, state: DetectorState, pairs: np.ndarray, keys: np.ndarray,
                cfg: DetectConfig, by_key: PairIndex) -> Sync:
@@ -128,4 +132,21 @@ class SyncTracker:
             return self.last.grown(len(keys), state.size)
         self.last_us = state.now_us
         self.last = key_sync(state, pairs, keys, cfg, by_key)
+        self._n = 0
         return self.last
+
+    def synced_pairs(self, pairs: np.ndarray, by_key: PairIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Accounts and key sids of the pairs on the last answer's synced keys (kept between
+        calls: the replay asks after every window, the answer changes at most hourly)."""
+        synced = self.last.synced if self.last is not None else np.zeros(0, bool)
+        if self._n == 0:
+            pos = by_key.select(pairs, synced, ordered=False)
+            self._on_synced = (pairs[pos, 2], pairs[pos, 3])
+        elif self._n < len(pairs):
+            new = pairs[self._n :]
+            new = new[new[:, 3] < len(synced)]
+            new = new[synced[new[:, 3]]]
+            acct, sid = self._on_synced
+            self._on_synced = (np.concatenate([acct, new[:, 2]]), np.concatenate([sid, new[:, 3]]))
+        self._n = len(pairs)
+        return self._on_synced

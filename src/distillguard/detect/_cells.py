@@ -27,7 +27,7 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
-_TEMPLATE_LINKS = np.array([LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+_IS_TEMPLATE_LINK = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
 
 
@@ -103,10 +103,12 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     if cand.sum() < 2:
         return out
     theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
-    is_template = np.isin(theirs[:, 0], _TEMPLATE_LINKS)
+    is_template = _IS_TEMPLATE_LINK[theirs[:, 0]]
     on_tmpl = theirs[is_template]
     on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
-    busy = np.unique(on_tmpl[:, 3])
+    busy = np.zeros(n_keys, bool)
+    busy[on_tmpl[:, 3]] = True
+    busy = np.flatnonzero(busy)
     key_harvest = key_harvest[:n_keys].copy()
     todo = busy[np.isnan(key_harvest[busy])]
     if len(todo):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -54,8 +55,9 @@ def test_address_churn_kept_from_step_to_step_matches_a_fresh_sum() -> None:
         assert (got == want).all(), step
 
 
-def test_link_tracker_matches_recomputing_every_step() -> None:
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("seed", [7, 31, 58])
+def test_link_tracker_matches_recomputing_every_step(seed: int) -> None:
+    rng = np.random.default_rng(seed)
     tracker = LinkTracker()
     pairs = np.zeros((0, 4), np.int64)
     m = k = 0

@@ -246,6 +246,7 @@ class LinkTracker:
         gone_a = (comp >= 0) & ~on
         dirty = np.zeros(len(comp), bool)  # components (by name) to recompute from their pairs
         came = joined & ~was  # accounts whose pairs all go in
+        alone_k = np.zeros(len(key_comp), bool)  # keys whose pairs all go in
         if gone_k.any() or gone_a.any():
             fa, fk = self.forest
             deg_a = np.bincount(fa, minlength=len(comp))
@@ -264,15 +265,24 @@ class LinkTracker:
             # A neighbour left without tree edges is taken out, its remaining pairs added again.
             alone = (comp >= 0) & (np.bincount(fa, minlength=len(comp)) == 0)
             comp[alone] = -1
-            key_comp[(key_comp >= 0) & (np.bincount(fk, minlength=len(key_comp)) == 0)] = -1
+            alone_k = (key_comp >= 0) & (np.bincount(fk, minlength=len(key_comp)) == 0)
+            key_comp[alone_k] = -1
             came |= alone
             self.forest = (fa, fk)
         parts = [rows[after & ~before & joined[rows[:, 2]]], new[new_on & joined[new[:, 2]]]]
         if dirty.any():
             self.rebuilds += 1
             redo = (comp >= 0) & dirty[np.maximum(comp, 0)]
-            came |= redo
-            self._split(redo, (key_comp >= 0) & dirty[np.maximum(key_comp, 0)])
+            # The pieces re-join through pairs with an end outside each one's largest piece
+            # (which its tree holds together): only those are added again.
+            # (A key that lost its tree edges above may tie two pieces: its pairs go in too.)
+            loose_a, loose_k = self._split(redo, (key_comp >= 0) & dirty[np.maximum(key_comp, 0)])
+            came |= loose_a
+            alone_k |= loose_k
+        if alone_k.any():
+            at = self.by_key.select(pairs, alone_k, ordered=False)
+            at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
+            parts.append(pairs[at])
         if came.any():
             at = self.by_acct.select(pairs, came, ordered=False)
             at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
@@ -282,31 +292,50 @@ class LinkTracker:
             self._union(edges[:, 2], edges[:, 3], weight)
         return self._labels()
 
-    def _split(self, accts: np.ndarray, keys: np.ndarray) -> None:
+    def _split(self, accts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Relabel the nodes of components that may have split by what is left of their
         spanning trees: each remaining tree is a piece named by its lowest account, a node
-        with no tree edge left is outside the graph. Their pairs, added again, then only
-        join pieces (most of them fall inside one and cost nothing)."""
+        with no tree edge left is outside the graph.
+
+        Returns the accounts and keys (masks) outside their old component's largest piece:
+        the pieces can only join again through a pair with such an end.
+        """
         comp, key_comp = self.comp, self.key_comp
         m = len(comp)
+        acct_idx, key_idx = np.flatnonzero(accts), np.flatnonzero(keys)
+        old = np.concatenate([comp[acct_idx], key_comp[key_idx]])
         fa, fk = self.forest
         inside = accts[fa]
         a, k = fa[inside], fk[inside]
-        comp[accts] = -1
-        key_comp[keys] = -1
-        if not len(a):
-            return
-        ids, inv = _dense_unique(np.concatenate([a, m + k]), m + len(key_comp))
-        e = len(a)
-        q = len(ids)
-        tree = coo_matrix((np.ones(e), (inv[:e], inv[e:])), shape=(q, q))
-        n_piece, piece = connected_components(tree, directed=False)
-        lowest = np.full(n_piece, np.iinfo(np.int64).max)
-        np.minimum.at(lowest, piece, ids)  # accounts come first: every tree has one
-        name = lowest[piece]
-        is_acct = ids < m
-        comp[ids[is_acct]] = name[is_acct]
-        key_comp[ids[~is_acct] - m] = name[~is_acct]
+        comp[acct_idx] = -1
+        key_comp[key_idx] = -1
+        if len(a):
+            ids, inv = _dense_unique(np.concatenate([a, m + k]), m + len(key_comp))
+            e = len(a)
+            q = len(ids)
+            tree = coo_matrix((np.ones(e), (inv[:e], inv[e:])), shape=(q, q))
+            n_piece, piece = connected_components(tree, directed=False)
+            lowest = np.full(n_piece, np.iinfo(np.int64).max)
+            np.minimum.at(lowest, piece, ids)  # accounts come first: every tree has one
+            name = lowest[piece]
+            is_acct = ids < m
+            comp[ids[is_acct]] = name[is_acct]
+            key_comp[ids[~is_acct] - m] = name[~is_acct]
+        # Per old component, its largest piece (nodes; the lowest name on a tie).
+        now = np.concatenate([comp[acct_idx], key_comp[key_idx]])
+        size = np.bincount(now[now >= 0], minlength=m)
+        nodes = np.flatnonzero(now >= 0)
+        largest = np.full(m, -1, np.int64)
+        if len(nodes):
+            was, name = old[nodes], now[nodes]
+            order = np.lexsort((name, -size[name], was))
+            head = order[np.r_[True, was[order][1:] != was[order][:-1]]]
+            largest[was[head]] = name[head]
+        loose = now != largest[old]
+        loose_a, loose_k = np.zeros(m, bool), np.zeros(len(key_comp), bool)
+        loose_a[acct_idx[loose[: len(acct_idx)]]] = True
+        loose_k[key_idx[loose[len(acct_idx) :]]] = True
+        return loose_a, loose_k
 
     def _union(self, acct: np.ndarray, sid: np.ndarray, weight: np.ndarray) -> None:
         comp, key_comp = self.comp, self.key_comp

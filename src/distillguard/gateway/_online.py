@@ -68,7 +68,7 @@ class OnlineLoop:
         return cls(factory(config), policy, interval, accounts=accounts)
 
     def warm(self) -> None:
-        """Do the first step's imports (networkx, pandas, polars' engine: about a second of CPU
+        """Do the first step's imports (scipy.sparse, pandas, polars' engine: about a second of CPU
         holding the GIL) at start-up instead of in the middle of serving (blocking)."""
         self.detector.verdicts()
         if self.accounts is not None:

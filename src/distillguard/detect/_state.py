@@ -399,7 +399,7 @@ class DetectorState:
         prep.admitted = True
         new = prep.new_accounts
         if new.height:
-            self._grow_accounts(int(new["acct"].max()) + 1)
+            self._grow_accounts(int(new["acct"].to_numpy().max()) + 1)
             for aid, code in zip(new["account_id"].to_list(), new["acct"].to_list(), strict=True):
                 self._set_static(aid, code)
         keys = prep.new_keys

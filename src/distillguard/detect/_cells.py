@@ -14,12 +14,19 @@ A template shared with no tie is a coincidence (a public prompt set); ties witho
 are a team. An account outside the cell that sends a good share of the cell's template traffic
 carries it. Members and carriers are throttled, never blocked: a cell is small evidence, and a
 carrier's other traffic may be its customers' own.
+
+With ONE direct account there is nothing to tie, so a *solo* cell asks more of the template
+instead: a harvest-like key with few accounts, almost all of whose requests come from one
+account (the carrier) for which they are a small part of its own traffic (a reseller's
+customer, not the carrier's own batch job), while a harvest-like account in no campaign sends
+the rest, and that rest is a real part of its own traffic. Two companies that run the same
+template (each its own job) and a busy account that sends it in passing do not qualify.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,12 +51,13 @@ class Cells:
     carrier_key: np.ndarray  # per account: the carried cell's key it sends most on (-1: none)
     carried_events: np.ndarray  # per account: its requests on that key
     carried_share: np.ndarray  # ... as a share of all requests on it
+    solo: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per cell: one account
 
     @classmethod
     def none(cls, m: int) -> Cells:
         return cls(np.full(m, -1, np.int64), np.full(m, -1, np.int64), np.zeros(0, np.int64),
                    np.zeros(0), [], np.zeros(0, np.int64), np.full(m, -1, np.int64),
-                   np.zeros(m, np.int64), np.zeros(m))
+                   np.zeros(m, np.int64), np.zeros(m), np.zeros(0, bool))
 
     def grown(self, m: int) -> Cells:
         """The same answer for `m` accounts (accounts seen since are in no cell yet)."""
@@ -64,6 +72,7 @@ class Cells:
             np.r_[self.carrier_key, np.full(pad, -1, np.int64)],
             np.r_[self.carried_events, np.zeros(pad, np.int64)],
             np.r_[self.carried_share, np.zeros(pad)],
+            self.solo,
         )
 
 
@@ -84,8 +93,10 @@ class CellTracker:
         if self.last is not None and state.now_us - self.last_us < every:
             return self.last.grown(state.size)
         self.last_us = state.now_us
-        self.last = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                               by_acct)
+        cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
+                           by_acct)
+        self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
+                              by_acct, cells)
         return self.last
 
 
@@ -152,6 +163,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     out.key = cell_keys[order][first]
     out.key_profile = key_harvest
     out.size = np.bincount(out.member[is_member], minlength=n_cells)
+    out.solo = np.zeros(n_cells, bool)
     tie_rows = mine[is_member[mine[:, 2]]]
     tie_cell = out.member[tie_rows[:, 2]]
     out.ties = [sorted({LINK_KINDS[k] for k in np.unique(tie_rows[tie_cell == i, 0])})
@@ -190,3 +202,83 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     out.carrier_key[acct] = on[rows, 3]
     out.carried_events[acct] = mine[carry]
     out.carried_share[acct] = share[carry]
+
+
+def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
+              profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
+              by_key: PairIndex, by_acct: PairIndex, cells: Cells) -> Cells:
+    """`cells` plus the solo cells (one direct account and its carrier; see the module)."""
+    n_keys = state.shared_keys
+    c = cfg.cells
+    if not (c.enabled and c.solo_enabled) or not n_keys:
+        return cells
+    code = state.sid_code[:n_keys]
+    cand = free & (harvest >= c.solo_min_direct_harvest) & (cells.member < 0)
+    if not cand.any():
+        return cells
+    # The candidates' busy template keys with few accounts, then every pair on them (few).
+    theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    theirs = theirs[np.isin(theirs[:, 0], _TEMPLATE_LINKS)]
+    n_req = state.key_counts[code, 0]
+    small = (n_req >= c.solo_min_key_events) & (
+        state.key_accounts[code] <= c.solo_max_key_accounts)
+    keys = np.zeros(n_keys, bool)
+    keys[theirs[small[theirs[:, 3]], 3]] = True
+    if not keys.any():
+        return cells
+    on = pairs[by_key.select(pairs, keys, ordered=False)]
+    on = on[np.isin(on[:, 0], _TEMPLATE_LINKS)]
+    sent = state.pair_events(on[:, 1], on[:, 2])
+    share = sent / np.maximum(n_req[on[:, 3]], 1.0)
+    own = np.maximum(state.counters["n"][on[:, 2]], 1)
+    # The carrier: most of the key's requests (so at most one per key), a small part of its own.
+    carrier = (share >= c.solo_min_carrier_share) & (sent / own <= c.solo_max_carrier_focus)
+    key_carrier = np.full(n_keys, -1, np.int64)
+    key_carrier[on[carrier, 3]] = on[carrier, 2]
+    carried_n = np.zeros(n_keys)
+    carried_n[on[carrier, 3]] = sent[carrier]
+    # The direct account: the key's other requests (all its own when it is the only other
+    # account) are a real part of its traffic.
+    rest = n_req[on[:, 3]] - carried_n[on[:, 3]]
+    direct = (cand[on[:, 2]] & (key_carrier[on[:, 3]] >= 0) & (key_carrier[on[:, 3]] != on[:, 2])
+              & (rest / own >= c.solo_min_direct_focus))
+    hits = on[direct]
+    if not len(hits):
+        return cells
+    key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
+                   else key_harvest[:n_keys]).copy()
+    hit_keys = np.unique(hits[:, 3])
+    todo = hit_keys[np.isnan(key_harvest[hit_keys])]
+    if len(todo):
+        key_harvest[todo] = profile(todo)
+    hits = hits[key_harvest[hits[:, 3]] >= c.solo_min_key_harvest]
+    if not len(hits):
+        return cells
+    # One solo cell per direct account, on its key with the most traffic (a direct account
+    # with two carriers goes with the one on that key); its carrier carries it.
+    order = np.lexsort((-n_req[hits[:, 3]], hits[:, 2]))
+    hits = hits[order]
+    hits = hits[np.r_[True, hits[1:, 2] != hits[:-1, 2]]]
+    carriers = key_carrier[hits[:, 3]]
+    # An account that is itself a direct account elsewhere stays a direct account; one that
+    # already carries a cell keeps that.
+    n_old = len(cells.size)
+    out = Cells(cells.member.copy(), cells.carries.copy(), np.r_[cells.key, hits[:, 3]],
+                key_harvest, [*cells.ties, *([[]] * len(hits))],
+                np.r_[cells.size, np.ones(len(hits), np.int64)], cells.carrier_key.copy(),
+                cells.carried_events.copy(), cells.carried_share.copy(),
+                np.r_[cells.solo, np.ones(len(hits), bool)])
+    new_cell = n_old + np.arange(len(hits))
+    out.member[hits[:, 2]] = new_cell
+    free_carrier = (out.carries[carriers] < 0) & (out.member[carriers] < 0)
+    # (A carrier of two solo cells carries the first.)
+    _, first = np.unique(carriers, return_index=True)
+    take = np.zeros(len(hits), bool)
+    take[first] = True
+    take &= free_carrier
+    r, k = carriers[take], hits[take, 3]
+    out.carries[r] = new_cell[take]
+    out.carrier_key[r] = k
+    out.carried_events[r] = carried_n[k].astype(np.int64)
+    out.carried_share[r] = carried_n[k] / np.maximum(n_req[k], 1.0)
+    return out

@@ -86,7 +86,7 @@ class CellConfig(_Strict):
     solo_max_key_accounts: int = Field(default=3, ge=2)
     solo_min_carrier_share: float = Field(default=0.8, gt=0.5, le=1)
     solo_max_carrier_focus: float = Field(default=0.15, ge=0, le=1)
-    solo_min_direct_harvest: float = 0.7
+    solo_min_direct_harvest: float = 0.6
     solo_min_direct_focus: float = Field(default=0.03, ge=0)
 
 

@@ -35,6 +35,7 @@ from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
 _TEMPLATE_LINKS = np.array([LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+_IS_TEMPLATE = np.isin(np.arange(len(LINK_KINDS)), _TEMPLATE_LINKS)  # by link kind index
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
 
 
@@ -93,16 +94,23 @@ class CellTracker:
         if self.last is not None and state.now_us - self.last_us < every:
             return self.last.grown(state.size)
         self.last_us = state.now_us
+        # Both looks start from the pairs of the harvest-like accounts in no campaign: gathering
+        # them is most of the cost, so it is done once.
+        c = cfg.cells
+        cand = free & (harvest >= min(c.min_member_harvest, c.solo_min_direct_harvest))
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
+            c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                           by_acct)
+                           by_acct, theirs)
         self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                              by_acct, cells)
+                              by_acct, cells, theirs)
         return self.last
 
 
 def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-               by_key: PairIndex, by_acct: PairIndex) -> Cells:
+               by_key: PairIndex, by_acct: PairIndex, theirs: np.ndarray | None = None) -> Cells:
+    """The cells as of now; `theirs`: pairs of a superset of the candidates (None: gathered)."""
     m, n_keys = state.size, state.shared_keys
     out = Cells.none(m)
     c = cfg.cells
@@ -113,7 +121,10 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     cand = free & (harvest >= c.min_member_harvest)
     if cand.sum() < 2:
         return out
-    theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    if theirs is None:
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    else:
+        theirs = theirs[cand[theirs[:, 2]]]
     is_template = np.isin(theirs[:, 0], _TEMPLATE_LINKS)
     on_tmpl = theirs[is_template]
     on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
@@ -206,43 +217,48 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-              by_key: PairIndex, by_acct: PairIndex, cells: Cells) -> Cells:
-    """`cells` plus the solo cells (one direct account and its carrier; see the module)."""
+              by_key: PairIndex, by_acct: PairIndex, cells: Cells,
+              theirs: np.ndarray | None = None) -> Cells:
+    """`cells` plus the solo cells (one direct account and its carrier; see the module);
+    `theirs`: pairs of a superset of the candidates (None: gathered)."""
     n_keys = state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
         return cells
-    code = state.sid_code[:n_keys]
     cand = free & (harvest >= c.solo_min_direct_harvest) & (cells.member < 0)
     if not cand.any():
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
-    theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
-    theirs = theirs[np.isin(theirs[:, 0], _TEMPLATE_LINKS)]
-    n_req = state.key_counts[code, 0]
-    small = (n_req >= c.solo_min_key_events) & (
-        state.key_accounts[code] <= c.solo_max_key_accounts)
-    keys = np.zeros(n_keys, bool)
-    keys[theirs[small[theirs[:, 3]], 3]] = True
-    if not keys.any():
+    # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
+    if theirs is None:
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    theirs = theirs[_IS_TEMPLATE[theirs[:, 0]]]
+    theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
+                    & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
+    theirs = theirs[cand[theirs[:, 2]]]
+    if not len(theirs):
         return cells
+    keys = np.zeros(n_keys, bool)
+    keys[theirs[:, 3]] = True
     on = pairs[by_key.select(pairs, keys, ordered=False)]
-    on = on[np.isin(on[:, 0], _TEMPLATE_LINKS)]
+    on = on[_IS_TEMPLATE[on[:, 0]]]
+    n_req = state.key_counts[on[:, 1], 0]
     sent = state.pair_events(on[:, 1], on[:, 2])
-    share = sent / np.maximum(n_req[on[:, 3]], 1.0)
+    share = sent / np.maximum(n_req, 1.0)
     own = np.maximum(state.counters["n"][on[:, 2]], 1)
     # The carrier: most of the key's requests (so at most one per key), a small part of its own.
     carrier = (share >= c.solo_min_carrier_share) & (sent / own <= c.solo_max_carrier_focus)
-    key_carrier = np.full(n_keys, -1, np.int64)
-    key_carrier[on[carrier, 3]] = on[carrier, 2]
-    carried_n = np.zeros(n_keys)
-    carried_n[on[carrier, 3]] = sent[carrier]
+    sids, at = np.unique(on[:, 3], return_inverse=True)
+    key_carrier = np.full(len(sids), -1, np.int64)
+    key_carrier[at[carrier]] = on[carrier, 2]
+    carried_n = np.zeros(len(sids))
+    carried_n[at[carrier]] = sent[carrier]
     # The direct account: the key's other requests (all its own when it is the only other
     # account) are a real part of its traffic.
-    rest = n_req[on[:, 3]] - carried_n[on[:, 3]]
-    direct = (cand[on[:, 2]] & (key_carrier[on[:, 3]] >= 0) & (key_carrier[on[:, 3]] != on[:, 2])
+    rest = n_req - carried_n[at]
+    direct = (cand[on[:, 2]] & (key_carrier[at] >= 0) & (key_carrier[at] != on[:, 2])
               & (rest / own >= c.solo_min_direct_focus))
-    hits = on[direct]
+    hits, hit_at, hit_req = on[direct], at[direct], n_req[direct]
     if not len(hits):
         return cells
     key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
@@ -251,15 +267,17 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     todo = hit_keys[np.isnan(key_harvest[hit_keys])]
     if len(todo):
         key_harvest[todo] = profile(todo)
-    hits = hits[key_harvest[hits[:, 3]] >= c.solo_min_key_harvest]
+    hot = key_harvest[hits[:, 3]] >= c.solo_min_key_harvest
+    hits, hit_at, hit_req = hits[hot], hit_at[hot], hit_req[hot]
     if not len(hits):
         return cells
     # One solo cell per direct account, on its key with the most traffic (a direct account
     # with two carriers goes with the one on that key); its carrier carries it.
-    order = np.lexsort((-n_req[hits[:, 3]], hits[:, 2]))
-    hits = hits[order]
-    hits = hits[np.r_[True, hits[1:, 2] != hits[:-1, 2]]]
-    carriers = key_carrier[hits[:, 3]]
+    order = np.lexsort((-hit_req, hits[:, 2]))
+    hits, hit_at, hit_req = hits[order], hit_at[order], hit_req[order]
+    one = np.r_[True, hits[1:, 2] != hits[:-1, 2]]
+    hits, hit_at, hit_req = hits[one], hit_at[one], hit_req[one]
+    carriers = key_carrier[hit_at]
     # An account that is itself a direct account elsewhere stays a direct account; one that
     # already carries a cell keeps that.
     n_old = len(cells.size)
@@ -276,9 +294,9 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     take = np.zeros(len(hits), bool)
     take[first] = True
     take &= free_carrier
-    r, k = carriers[take], hits[take, 3]
+    r = carriers[take]
     out.carries[r] = new_cell[take]
-    out.carrier_key[r] = k
-    out.carried_events[r] = carried_n[k].astype(np.int64)
-    out.carried_share[r] = carried_n[k] / np.maximum(n_req[k], 1.0)
+    out.carrier_key[r] = hits[take, 3]
+    out.carried_events[r] = carried_n[hit_at[take]].astype(np.int64)
+    out.carried_share[r] = carried_n[hit_at[take]] / np.maximum(hit_req[take], 1.0)
     return out

@@ -111,11 +111,11 @@ CELL_PROMPTS = [
 
 
 def cell(prefix: str = "op", n_direct: int = 2, each: int = 60, carried: int = 600,
-         tie: bool = True, prompts: list[str] | None = None,
+         tie: bool = True, prompts: list[str] | None = None, chats: int = 900,
          ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """A small campaign: `n_direct` fresh accounts of one operator (one card, one e-mail
     domain, one proxy pair when `tie`) and a reseller that carries `carried` more of the same
-    requests among 900 of its customers' chats."""
+    requests among `chats` of its customers' chats (over 15 hours)."""
     rows: list[dict[str, object]] = []
     accts: list[dict[str, object]] = []
     prompts = prompts or CELL_PROMPTS
@@ -129,7 +129,7 @@ def cell(prefix: str = "op", n_direct: int = 2, each: int = 60, carried: int = 6
                        every=timedelta(minutes=20), ip=ip, prompt=prompts,
                        completion_tokens=1024, max_tokens=1024)
     res = f"{prefix}-reseller"
-    rows += events(res, 900, every=timedelta(minutes=1), prompt=HUMAN_PROMPTS,
+    rows += events(res, chats, every=timedelta(minutes=900 / chats), prompt=HUMAN_PROMPTS,
                    ip="198.51.100.19", turns=3, completion_tokens=250)
     rows += events(res, carried, start=T0 + timedelta(seconds=30),
                    every=timedelta(minutes=900 / max(carried, 1)), prompt=prompts,

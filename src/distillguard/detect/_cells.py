@@ -14,12 +14,19 @@ A template shared with no tie is a coincidence (a public prompt set); ties witho
 are a team. An account outside the cell that sends a good share of the cell's template traffic
 carries it. Members and carriers are throttled, never blocked: a cell is small evidence, and a
 carrier's other traffic may be its customers' own.
+
+With ONE direct account there is nothing to tie, so a *solo* cell asks more of the template
+instead: a harvest-like key with few accounts, almost all of whose requests come from one
+account (the carrier) for which they are a small part of its own traffic (a reseller's
+customer, not the carrier's own batch job), while a harvest-like account in no campaign sends
+the rest, and that rest is a real part of its own traffic. Two companies that run the same
+template (each its own job) and a busy account that sends it in passing do not qualify.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,7 +34,7 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 
-_IS_TEMPLATE_LINK = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+_IS_TEMPLATE = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
 
 
@@ -44,12 +51,13 @@ class Cells:
     carrier_key: np.ndarray  # per account: the carried cell's key it sends most on (-1: none)
     carried_events: np.ndarray  # per account: its requests on that key
     carried_share: np.ndarray  # ... as a share of all requests on it
+    solo: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per cell: one account
 
     @classmethod
     def none(cls, m: int) -> Cells:
         return cls(np.full(m, -1, np.int64), np.full(m, -1, np.int64), np.zeros(0, np.int64),
                    np.zeros(0), [], np.zeros(0, np.int64), np.full(m, -1, np.int64),
-                   np.zeros(m, np.int64), np.zeros(m))
+                   np.zeros(m, np.int64), np.zeros(m), np.zeros(0, bool))
 
     def grown(self, m: int) -> Cells:
         """The same answer for `m` accounts (accounts seen since are in no cell yet)."""
@@ -64,6 +72,7 @@ class Cells:
             np.r_[self.carrier_key, np.full(pad, -1, np.int64)],
             np.r_[self.carried_events, np.zeros(pad, np.int64)],
             np.r_[self.carried_share, np.zeros(pad)],
+            self.solo,
         )
 
 
@@ -84,14 +93,23 @@ class CellTracker:
         if self.last is not None and state.now_us - self.last_us < every:
             return self.last.grown(state.size)
         self.last_us = state.now_us
-        self.last = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                               by_acct)
+        # Both looks start from the pairs of the harvest-like accounts in no campaign: gathering
+        # them is most of the cost, so it is done once.
+        c = cfg.cells
+        cand = free & (harvest >= min(c.min_member_harvest, c.solo_min_direct_harvest))
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
+            c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
+        cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
+                           by_acct, theirs)
+        self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
+                              by_acct, cells, theirs)
         return self.last
 
 
 def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-               by_key: PairIndex, by_acct: PairIndex) -> Cells:
+               by_key: PairIndex, by_acct: PairIndex, theirs: np.ndarray | None = None) -> Cells:
+    """The cells as of now; `theirs`: pairs of a superset of the candidates (None: gathered)."""
     m, n_keys = state.size, state.shared_keys
     out = Cells.none(m)
     c = cfg.cells
@@ -102,8 +120,11 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     cand = free & (harvest >= c.min_member_harvest)
     if cand.sum() < 2:
         return out
-    theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
-    is_template = _IS_TEMPLATE_LINK[theirs[:, 0]]
+    if theirs is None:
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    else:
+        theirs = theirs[cand[theirs[:, 2]]]
+    is_template = _IS_TEMPLATE[theirs[:, 0]]
     on_tmpl = theirs[is_template]
     on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
     busy = np.zeros(n_keys, bool)
@@ -154,6 +175,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     out.key = cell_keys[order][first]
     out.key_profile = key_harvest
     out.size = np.bincount(out.member[is_member], minlength=n_cells)
+    out.solo = np.zeros(n_cells, bool)
     tie_rows = mine[is_member[mine[:, 2]]]
     tie_cell = out.member[tie_rows[:, 2]]
     out.ties = [sorted({LINK_KINDS[k] for k in np.unique(tie_rows[tie_cell == i, 0])})
@@ -192,3 +214,90 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     out.carrier_key[acct] = on[rows, 3]
     out.carried_events[acct] = mine[carry]
     out.carried_share[acct] = share[carry]
+
+
+def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
+              profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
+              by_key: PairIndex, by_acct: PairIndex, cells: Cells,
+              theirs: np.ndarray | None = None) -> Cells:
+    """`cells` plus the solo cells (one direct account and its carrier; see the module);
+    `theirs`: pairs of a superset of the candidates (None: gathered)."""
+    n_keys = state.shared_keys
+    c = cfg.cells
+    if not (c.enabled and c.solo_enabled) or not n_keys:
+        return cells
+    cand = free & (harvest >= c.solo_min_direct_harvest) & (cells.member < 0)
+    if not cand.any():
+        return cells
+    # The candidates' busy template keys with few accounts, then every pair on them (few).
+    # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
+    if theirs is None:
+        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
+    theirs = theirs[_IS_TEMPLATE[theirs[:, 0]]]
+    theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
+                    & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
+    theirs = theirs[cand[theirs[:, 2]]]
+    if not len(theirs):
+        return cells
+    keys = np.zeros(n_keys, bool)
+    keys[theirs[:, 3]] = True
+    on = pairs[by_key.select(pairs, keys, ordered=False)]
+    on = on[_IS_TEMPLATE[on[:, 0]]]
+    n_req = state.key_counts[on[:, 1], 0]
+    sent = state.pair_events(on[:, 1], on[:, 2])
+    share = sent / np.maximum(n_req, 1.0)
+    own = np.maximum(state.counters["n"][on[:, 2]], 1)
+    # The carrier: most of the key's requests (so at most one per key), a small part of its own.
+    carrier = (share >= c.solo_min_carrier_share) & (sent / own <= c.solo_max_carrier_focus)
+    sids, at = np.unique(on[:, 3], return_inverse=True)
+    key_carrier = np.full(len(sids), -1, np.int64)
+    key_carrier[at[carrier]] = on[carrier, 2]
+    carried_n = np.zeros(len(sids))
+    carried_n[at[carrier]] = sent[carrier]
+    # The direct account: the key's other requests (all its own when it is the only other
+    # account) are a real part of its traffic.
+    rest = n_req - carried_n[at]
+    direct = (cand[on[:, 2]] & (key_carrier[at] >= 0) & (key_carrier[at] != on[:, 2])
+              & (rest / own >= c.solo_min_direct_focus))
+    hits, hit_at, hit_req = on[direct], at[direct], n_req[direct]
+    if not len(hits):
+        return cells
+    key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
+                   else key_harvest[:n_keys]).copy()
+    hit_keys = np.unique(hits[:, 3])
+    todo = hit_keys[np.isnan(key_harvest[hit_keys])]
+    if len(todo):
+        key_harvest[todo] = profile(todo)
+    hot = key_harvest[hits[:, 3]] >= c.solo_min_key_harvest
+    hits, hit_at, hit_req = hits[hot], hit_at[hot], hit_req[hot]
+    if not len(hits):
+        return cells
+    # One solo cell per direct account, on its key with the most traffic (a direct account
+    # with two carriers goes with the one on that key); its carrier carries it.
+    order = np.lexsort((-hit_req, hits[:, 2]))
+    hits, hit_at, hit_req = hits[order], hit_at[order], hit_req[order]
+    one = np.r_[True, hits[1:, 2] != hits[:-1, 2]]
+    hits, hit_at, hit_req = hits[one], hit_at[one], hit_req[one]
+    carriers = key_carrier[hit_at]
+    # An account that is itself a direct account elsewhere stays a direct account; one that
+    # already carries a cell keeps that.
+    n_old = len(cells.size)
+    out = Cells(cells.member.copy(), cells.carries.copy(), np.r_[cells.key, hits[:, 3]],
+                key_harvest, [*cells.ties, *([[]] * len(hits))],
+                np.r_[cells.size, np.ones(len(hits), np.int64)], cells.carrier_key.copy(),
+                cells.carried_events.copy(), cells.carried_share.copy(),
+                np.r_[cells.solo, np.ones(len(hits), bool)])
+    new_cell = n_old + np.arange(len(hits))
+    out.member[hits[:, 2]] = new_cell
+    free_carrier = (out.carries[carriers] < 0) & (out.member[carriers] < 0)
+    # (A carrier of two solo cells carries the first.)
+    _, first = np.unique(carriers, return_index=True)
+    take = np.zeros(len(hits), bool)
+    take[first] = True
+    take &= free_carrier
+    r = carriers[take]
+    out.carries[r] = new_cell[take]
+    out.carrier_key[r] = hits[take, 3]
+    out.carried_events[r] = carried_n[hit_at[take]].astype(np.int64)
+    out.carried_share[r] = carried_n[hit_at[take]] / np.maximum(hit_req[take], 1.0)
+    return out

@@ -79,6 +79,15 @@ class CellConfig(_Strict):
     carrier_min_events: int = Field(default=100, ge=20)  # pairs below 20 requests are not kept
     carrier_min_share: float = Field(default=0.25, ge=0, le=1)
     every_minutes: float = Field(default=60.0, ge=0)
+    # One direct account and its carrier (see `_cells`, "solo").
+    solo_enabled: bool = True
+    solo_min_key_harvest: float = 0.75
+    solo_min_key_events: int = Field(default=30, ge=20)  # pairs below 20 requests are not kept
+    solo_max_key_accounts: int = Field(default=3, ge=2)
+    solo_min_carrier_share: float = Field(default=0.8, gt=0.5, le=1)
+    solo_max_carrier_focus: float = Field(default=0.15, ge=0, le=1)
+    solo_min_direct_harvest: float = 0.6
+    solo_min_direct_focus: float = Field(default=0.03, ge=0)
 
 
 class ActionConfig(_Strict):
@@ -91,7 +100,7 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.6"
+    version: str = "2026.11.7"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -125,6 +125,15 @@ def _cell_reasons(state: DetectorState, a: Assessment, i: int, names: dict[int, 
     ev: dict[str, object] = {"campaign": name, "kind": kind, "value": label,
                              "key_harvest": round(key_h, 4),
                              "key_requests": n_req, "key_accounts": n_acc}
+    if cell >= 0 and c.solo[k]:
+        by = np.flatnonzero(c.carries == k)
+        by_whom = (f"{_pct(c.carried_share[by[0]])} of them from one other account, for which "
+                   "they are a small part of its own traffic" if len(by)
+                   else "almost all of them from one other account")
+        text = (f"the one direct account of small campaign {name}: sends {template}, "
+                f"{by_whom}")
+        ev["solo"] = True
+        return [text], {"cell": ev}
     if cell >= 0:
         ties = ", ".join(_KIND_WORDS[t] for t in c.ties[k])
         text = (f"member of small campaign {name}: {c.size[k]} harvest-like accounts that send "
@@ -257,7 +266,8 @@ def campaign_table(state: DetectorState, a: Assessment, verdicts: pa.Table) -> p
         rows["reasons"].append(
             json.dumps(
                 [
-                    f"{len(idx)} accounts linked by shared {', '.join(kinds)}",
+                    f"{len(idx)} account{'s' if len(idx) != 1 else ''} linked by shared "
+                    f"{', '.join(kinds)}",
                     f"mean harvest profile {h.mean():.2f} (min {h.min():.2f}, max {h.max():.2f})",
                     f"{int(events[idx].sum())} requests served to its accounts",
                     *([f"{n_carriers} other account{'s carry' if n_carriers > 1 else ' carries'}"

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from distillguard.detect import OnlineDetector
-from distillguard.detect._communities import refine_campaigns
-from distillguard.detect._config import load_config
-from distillguard.detect._output import verdict_table
 from distillguard.detect._scoring import ACTION_NAMES, BLOCK, THROTTLE
 
 from . import scenes
 from .builders import account_table, event_table
+from .decide import Scene, cells_config, decide
 
 
-def _run(*parts: tuple[list[dict[str, object]], list[dict[str, object]]],
-         enabled: bool = True) -> tuple[OnlineDetector, dict[str, str], dict[str, list[str]]]:
-    base = load_config()
-    cfg = base.model_copy(update={"cells": base.cells.model_copy(update={"enabled": enabled})})
-    det = OnlineDetector(cfg, accounts=account_table([a for p in parts for a in p[1]]))
-    det.update(event_table([r for p in parts for r in p[0]]))
-    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
-    v = verdict_table(det.state, a, cfg, None).to_pylist()
-    return det, {r["account_id"]: r["action"] for r in v}, {
-        r["account_id"]: json.loads(r["reasons"]) for r in v}
+def _run(*parts: Scene, enabled: bool = True,
+         ) -> tuple[OnlineDetector, dict[str, str], dict[str, list[str]]]:
+    return decide(*parts, cfg=cells_config(enabled=enabled))
 
 
 def test_two_operator_accounts_and_their_reseller_are_throttled_never_blocked() -> None:

@@ -4,38 +4,27 @@ and a reseller's customer template that a busy account sends in passing."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
 from distillguard.detect import OnlineDetector
-from distillguard.detect._communities import refine_campaigns
-from distillguard.detect._config import DetectConfig, load_config
-from distillguard.detect._output import verdict_table
+from distillguard.detect._config import DetectConfig
 from distillguard.detect._scoring import BLOCK, THROTTLE
 
 from . import scenes
 from .builders import T0, account, account_table, event_table, events
-
-Scene = tuple[list[dict[str, object]], list[dict[str, object]]]
+from .decide import Scene, cells_config, decide
 
 
 def _cfg(**solo: Any) -> DetectConfig:
-    base = load_config()
-    return base.model_copy(update={"cells": base.cells.model_copy(update=solo)})
+    return cells_config(**solo)
 
 
 def _run(*parts: Scene, cfg: DetectConfig | None = None,
          ) -> tuple[OnlineDetector, dict[str, str], dict[str, list[str]]]:
-    cfg = cfg or _cfg()
-    det = OnlineDetector(cfg, accounts=account_table([a for p in parts for a in p[1]]))
-    det.update(event_table([r for p in parts for r in p[0]]))
-    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
-    v = verdict_table(det.state, a, cfg, None).to_pylist()
-    return det, {r["account_id"]: r["action"] for r in v}, {
-        r["account_id"]: json.loads(r["reasons"]) for r in v}
+    return decide(*parts, cfg=cfg or cells_config())
 
 
 def _solo() -> Scene:

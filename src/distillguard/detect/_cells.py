@@ -100,16 +100,16 @@ class CellTracker:
         theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                           by_acct, theirs)
+                           theirs)
         self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                              by_acct, cells, theirs)
+                              cells, theirs)
         return self.last
 
 
 def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-               by_key: PairIndex, by_acct: PairIndex, theirs: np.ndarray | None = None) -> Cells:
-    """The cells as of now; `theirs`: pairs of a superset of the candidates (None: gathered)."""
+               by_key: PairIndex, theirs: np.ndarray) -> Cells:
+    """The cells as of now; `theirs`: the pairs of a superset of the candidates."""
     m, n_keys = state.size, state.shared_keys
     out = Cells.none(m)
     c = cfg.cells
@@ -120,10 +120,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     cand = free & (harvest >= c.min_member_harvest)
     if cand.sum() < 2:
         return out
-    if theirs is None:
-        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
-    else:
-        theirs = theirs[cand[theirs[:, 2]]]
+    theirs = theirs[cand[theirs[:, 2]]]
     is_template = _IS_TEMPLATE[theirs[:, 0]]
     on_tmpl = theirs[is_template]
     on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
@@ -218,10 +215,9 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-              by_key: PairIndex, by_acct: PairIndex, cells: Cells,
-              theirs: np.ndarray | None = None) -> Cells:
+              by_key: PairIndex, cells: Cells, theirs: np.ndarray) -> Cells:
     """`cells` plus the solo cells (one direct account and its carrier; see the module);
-    `theirs`: pairs of a superset of the candidates (None: gathered)."""
+    `theirs`: the pairs of a superset of the candidates."""
     n_keys = state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
@@ -231,8 +227,6 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
     # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
-    if theirs is None:
-        theirs = pairs[by_acct.select(pairs, cand, ordered=False)]
     theirs = theirs[_IS_TEMPLATE[theirs[:, 0]]]
     theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
                     & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]

@@ -158,6 +158,14 @@ def _dense_unique(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, rank[values]
 
 
+def _lowest_member(ids: np.ndarray, part: np.ndarray, n_parts: int) -> np.ndarray:
+    """Per node (`ids`, accounts numbered before keys): the lowest id in its part."""
+    lowest = np.full(n_parts, np.iinfo(np.int64).max)
+    np.minimum.at(lowest, part, ids)
+    out: np.ndarray = lowest[part]
+    return out
+
+
 def _lightest(code: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct `code` (ascending): the first position with the lowest `w`, and the code.
 
@@ -315,9 +323,7 @@ class LinkTracker:
             q = len(ids)
             tree = coo_matrix((np.ones(e), (inv[:e], inv[e:])), shape=(q, q))
             n_piece, piece = connected_components(tree, directed=False)
-            lowest = np.full(n_piece, np.iinfo(np.int64).max)
-            np.minimum.at(lowest, piece, ids)  # accounts come first: every tree has one
-            name = lowest[piece]
+            name = _lowest_member(ids, piece, n_piece)  # accounts first: every tree has one
             is_acct = ids < m
             comp[ids[is_acct]] = name[is_acct]
             key_comp[ids[~is_acct] - m] = name[~is_acct]
@@ -363,9 +369,7 @@ class LinkTracker:
         fa, fk = self.forest
         self.forest = (np.concatenate([fa, acct[chosen]]), np.concatenate([fk, sid[chosen]]))
         n_comp, part = connected_components(graph, directed=False)
-        lowest = np.full(n_comp, np.iinfo(np.int64).max)
-        np.minimum.at(lowest, part, ids)  # an account: every part has one, and they come first
-        new_id = lowest[part]
+        new_id = _lowest_member(ids, part, n_comp)  # an account: every part has one
         is_acct = ids < m
         remap = np.arange(m, dtype=np.int64)
         remap[ids[is_acct]] = new_id[is_acct]

@@ -16,12 +16,16 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._signatures import event_signals
+
+if TYPE_CHECKING:
+    from distillguard.traffic import TrafficLog
 
 SIGNAL_COLUMNS = [
     "event_id", "ts", "account_id", "ip", "user_agent", "model", "system", "prompt", "turns",
@@ -106,11 +110,8 @@ def log_chunks(log_dir: Path, step: int, chunk_events: int,
     return Chunks(origin, _stream(log, ends, unread_min, progress, batch_size))
 
 
-def _stream(log: object, ends: np.ndarray, unread_min: np.ndarray,
+def _stream(log: TrafficLog, ends: np.ndarray, unread_min: np.ndarray,
             progress: Progress | None, batch_size: int) -> Iterator[pl.DataFrame]:
-    from distillguard.traffic import TrafficLog
-
-    assert isinstance(log, TrafficLog)
     ready: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue()
     stop = threading.Event()
 

@@ -71,3 +71,28 @@ def test_rows_that_may_reach_the_bar_hold_every_median_that_does() -> None:
                 assert r not in kept
             elif np.median(m.data[lo:hi] / size[m.indices[lo:hi]]) >= bar:
                 assert r in kept
+
+
+def test_candidates_dropped_before_the_product_could_not_reach_the_bar() -> None:
+    """`_may_carry`'s bounds keep every candidate that `_may_reach` keeps on the full product,
+    and drop the ones whose templates are too few for the members they overlap."""
+    from scipy.sparse import csr_matrix
+
+    from distillguard.detect._carriers import _may_carry, _may_reach
+
+    rng = np.random.default_rng(11)
+    dropped = 0
+    for _ in range(60):
+        keys = 40
+        cand = (rng.random((30, keys)) < rng.uniform(0.05, 0.5)).astype(np.float64)
+        peers = (rng.random((25, keys)) < rng.uniform(0.05, 0.6, (25, 1))).astype(np.float64)
+        peers[peers.sum(axis=1) == 0, 0] = 1.0
+        size = peers.sum(axis=1)
+        overlap = csr_matrix(cand @ peers.T)
+        bar = float(rng.choice([0.25, 0.5, 1 / 3]))
+        on_key = peers.sum(axis=0)
+        busiest = np.array([on_key[row > 0].max(initial=0) for row in cand], np.int64)
+        kept = _may_carry(cand.sum(axis=1), busiest, size, bar)
+        assert kept[_may_reach(overlap, size, bar)].all()
+        dropped += int((~kept).sum())
+    assert dropped > 0

@@ -161,11 +161,25 @@ class CarrierTracker:
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
         on = is_peer[their_acct]
+        their_acct, their_sid = their_acct[on], their_sid[on]
+        size = per_acct[peers]
+        # Most candidates cannot reach the bar, which bounds show before the product.
+        busiest = np.zeros(m, np.int64)
+        np.maximum.at(busiest, my_acct, np.bincount(their_sid, minlength=n_keys)[my_sid])
+        cand = cand[_may_carry(per_acct[cand], busiest[cand], size, lk.carrier_min_coverage)]
+        if not len(cand):
+            return out
+        is_cand[:] = False
+        is_cand[cand] = True
+        on = is_cand[my_acct]
+        my_acct, my_sid = my_acct[on], my_sid[on]
+        touched[:] = False
+        touched[my_sid] = True
+        on = touched[their_sid]
         acct = np.concatenate([my_acct, their_acct[on]])
         sid = np.concatenate([my_sid, their_sid[on]])
         x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
         overlap = (x[cand] @ x[peers].T).tocsr()
-        size = per_acct[peers]
         # Ordering every row's shares for its median is the costly step: only rows where
         # half of them reach the bar can have a median that does.
         maybe = _may_reach(overlap, size, lk.carrier_min_coverage)
@@ -179,6 +193,21 @@ class CarrierTracker:
         carry = med >= lk.carrier_min_coverage
         out.peer[idx[carry]] = peers[best[carry]]
         return out
+
+
+def _may_carry(templates: np.ndarray, busiest: np.ndarray, size: np.ndarray,
+               bar: float) -> np.ndarray:
+    """Candidates (mask) whose median share may reach `bar`, before their overlaps are known.
+
+    A candidate with `templates` campaign templates overlaps a member on at most those, so it
+    reaches only members with `size` at most `templates / bar`; and half the members it
+    overlaps must reach, while it overlaps at least as many as its busiest key holds
+    (`busiest`: the most members on one of its keys).
+    """
+    reachable = np.searchsorted(np.sort(size), templates * (1 + 1e-9) / max(bar, 1e-9),
+                                side="right")
+    out: np.ndarray = reachable >= busiest - busiest // 2
+    return out
 
 
 def _may_reach(overlap: csr_matrix, size: np.ndarray, bar: float) -> np.ndarray:

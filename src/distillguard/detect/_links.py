@@ -17,7 +17,7 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-from distillguard.detect._state import LINK_KINDS
+from distillguard.detect._state import LINK_KINDS, add_cells
 
 _IP = LINK_KINDS.index("ip")
 
@@ -226,8 +226,8 @@ class LinkTracker:
         new = pairs[self.n :]
         new_on = sus[new[:, 3]] & elig[new[:, 2]]
         d = after.astype(np.int64) - before
-        np.add.at(self.kinds, (rows[:, 2], rows[:, 0]), d)
-        np.add.at(self.kinds, (new[new_on, 2], new[new_on, 0]), 1)
+        add_cells(self.kinds, rows[:, 2], rows[:, 0], d)
+        add_cells(self.kinds, new[new_on, 2], new[new_on, 0], 1)
         self._changed = (rows, before, after, new, new_on)
         self._pairs = pairs
         self.sus, self.elig = sus.copy(), elig.copy()

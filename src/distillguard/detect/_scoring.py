@@ -174,8 +174,13 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
         at[sids] = np.arange(n_keys)
         sub = sub[at[sub[:, 3]] >= 0]
     if len(sub):
-        # Pooled over the few account keys only, numbered densely among themselves.
-        acct_keys, group = np.unique(at[sub[:, 3]], return_inverse=True)
+        # Pooled over the few account keys only, numbered densely among themselves (as
+        # np.unique would, without sorting the pairs).
+        key_of = at[sub[:, 3]]
+        present = np.zeros(n_keys, bool)
+        present[key_of] = True
+        acct_keys = np.flatnonzero(present)
+        group = (np.cumsum(present) - 1)[key_of]
         pooled = pooled_totals(totals, group, sub[:, 2], len(acct_keys))
         for name, values in pooled.items():
             t[name] = t[name].copy()

@@ -70,6 +70,21 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def add_rows(a: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """`np.add.at(a, rows, values)` for a 2-D `a`, column by column: numpy's fast path for
+    `ufunc.at` is one-dimensional, and this is 10-20 times faster than the 2-D call."""
+    for j in range(a.shape[1]):
+        np.add.at(a[:, j], rows, values[:, j])
+
+
+def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: object) -> None:
+    """`np.add.at(a, (rows, cols), values)` for a C-contiguous 2-D `a`, through its flat view
+    (the same fast path)."""
+    if not a.flags.c_contiguous:
+        raise ValueError("add_cells needs a C-contiguous array")
+    np.add.at(a.reshape(-1), rows * a.shape[1] + cols, values)
+
+
 def _utc_offset(meta: dict[str, object]) -> float:
     return UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
 
@@ -530,7 +545,7 @@ class DetectorState:
             self.now_us = max(self.now_us, int(c["last_ts"].max()))
         self.events_seen += int(c["n"].sum())
         h = prep.hours.window(w)
-        np.add.at(self.hours, (h["acct"], h["hour"]), h["c"])
+        add_cells(self.hours, h["acct"], h["hour"], h["c"])
         t = prep.template_max.window(w)
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
@@ -538,8 +553,8 @@ class DetectorState:
         k = prep.key_counts.window(w)
         if len(k["code"]):
             self.key_changed[k["code"]] = self.applied
-            np.add.at(self.key_counts, k["code"],
-                      np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
+            add_rows(self.key_counts, k["code"],
+                     np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
 
     def _apply_new_pairs(self, p: dict[str, np.ndarray]) -> None:
         kind, code, acct = p["kind"].astype(np.int64), p["code"], p["acct"]
@@ -560,7 +575,7 @@ class DetectorState:
         static = np.column_stack(
             [np.nan_to_num(age_days, nan=1e9) < 14, self.risky_channel[acct], ~self.verified[acct]]
         ).astype(np.float64)
-        np.add.at(self.key_static, code, static)
+        add_rows(self.key_static, code, static)
         firsts = n == 1
         self.key_first[code[firsts]] = acct[firsts]
         link = _LINK_INDEX[kind]

@@ -32,6 +32,7 @@ def test_pair_index_selects_like_a_scan() -> None:
         want = np.flatnonzero(mask[pairs[:, 3]])
         assert (index.select(pairs, mask) == want).all()
         assert (np.sort(index.select(pairs, mask, ordered=False)) == want).all()
+    assert index.n > 0  # merged indexes were taken along the way (not only the scan)
 
 
 def test_address_churn_kept_from_step_to_step_matches_a_fresh_sum() -> None:

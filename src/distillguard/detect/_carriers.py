@@ -169,17 +169,18 @@ class CarrierTracker:
         cand = cand[_may_carry(per_acct[cand], busiest[cand], size, lk.carrier_min_coverage)]
         if not len(cand):
             return out
-        is_cand[:] = False
-        is_cand[cand] = True
-        on = is_cand[my_acct]
-        my_acct, my_sid = my_acct[on], my_sid[on]
-        touched[:] = False
-        touched[my_sid] = True
-        on = touched[their_sid]
-        acct = np.concatenate([my_acct, their_acct[on]])
-        sid = np.concatenate([my_sid, their_sid[on]])
-        x = csr_matrix((np.ones(len(acct)), (acct, sid)), shape=(m, n_keys))
-        overlap = (x[cand] @ x[peers].T).tocsr()
+        # Candidates x keys times keys x members, built directly from the pairs (float32:
+        # the overlaps are counts, exact far beyond any repertoire).
+        row = np.full(m, -1, np.int64)
+        row[cand] = np.arange(len(cand))
+        on = row[my_acct] >= 0
+        xc = csr_matrix((np.ones(int(on.sum()), np.float32), (row[my_acct[on]], my_sid[on])),
+                        shape=(len(cand), n_keys))
+        row[:] = -1
+        row[peers] = np.arange(len(peers))
+        xp = csr_matrix((np.ones(len(their_sid), np.float32), (their_sid, row[their_acct])),
+                        shape=(n_keys, len(peers)))
+        overlap = (xc @ xp).tocsr()
         # Ordering every row's shares for its median is the costly step: only rows where
         # half of them reach the bar can have a median that does.
         maybe = _may_reach(overlap, size, lk.carrier_min_coverage)

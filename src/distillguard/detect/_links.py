@@ -11,6 +11,8 @@ changed, with the same results as recomputing everything (the tests compare both
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +39,10 @@ class PairIndex:
     """Positions of the shared pairs grouped by one column (key sid or account).
 
     Pairs are only ever appended. The index covers the first `n` of them, sorted by the
-    column; pairs appended since are scanned directly until they are an eighth of the
-    indexed ones, when the index is rebuilt by merging them in.
+    column; pairs appended since are scanned directly. When they pass an eighth of the
+    indexed ones, a merged index is built in a background thread (the replay's critical path
+    is the thread that calls `select`), and taken once another quarter of that many have
+    arrived: at the same calls whatever the threads do, so every run selects alike.
     """
 
     def __init__(self, column: int) -> None:
@@ -46,6 +50,8 @@ class PairIndex:
         self.n = 0
         self.order = np.zeros(0, np.int64)
         self.start = np.zeros(1, np.int64)
+        self._next: Future[tuple[np.ndarray, np.ndarray]] | None = None
+        self._next_n = 0  # the pairs the index under way covers
 
     def select(self, pairs: np.ndarray, mask: np.ndarray, ordered: bool = True) -> np.ndarray:
         """Positions of the pairs whose column value `v` has `mask[v]` True.
@@ -54,8 +60,16 @@ class PairIndex:
         them where only the set matters.
         """
         n = len(pairs)
-        if n - self.n > max(1 << 16, self.n // 8):
-            self._rebuild(pairs)
+        limit = max(1 << 16, self.n // 8)
+        if self._next is not None and n - self._next_n > limit // 4:
+            self.order, self.start = self._next.result()
+            self.n, self._next = self._next_n, None
+            limit = max(1 << 16, self.n // 8)
+        if self._next is None and n - self.n > limit:
+            self._next_n = n
+            # (A view of the pairs so far: later appends never write below `n`.)
+            self._next = _background().submit(
+                _merged, pairs[:n], self.column, self.n, self.order, self.start)
         values = self.start
         sel = np.flatnonzero(mask[: len(values) - 1])
         lo = values[sel]
@@ -67,26 +81,35 @@ class PairIndex:
         out = np.concatenate([self.order[at], tail])
         return np.sort(out) if ordered else out
 
-    def _rebuild(self, pairs: np.ndarray) -> None:
-        # The appended pairs are sorted on their own, then both runs are merged by placing
-        # each element directly (within a value, the indexed pairs come first): linear in
-        # the pairs, with no pass over their column but the tail's.
-        values = pairs[self.n :, self.column]
-        tail = np.argsort(values, kind="stable")
-        values = values[tail]
-        size = max(len(self.start) - 1, int(values[-1]) + 1 if len(values) else 0)
-        old = np.diff(self.start)
-        new = np.bincount(values, minlength=size)
-        new_below = np.cumsum(new) - new  # appended pairs with a lower value
-        old_upto = np.concatenate([self.start[1:], np.full(size - len(old), self.n)])
-        order = np.empty(len(pairs), np.int64)
-        order[np.arange(self.n) + np.repeat(new_below[: len(old)], old)] = self.order
-        order[np.arange(len(tail)) + old_upto[values]] = self.n + tail
-        self.order = order
-        counts = new
-        counts[: len(old)] += old
-        self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.n = len(pairs)
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    """One worker thread for the indexes' merges, started on first use."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pair-index")
+
+
+def _merged(pairs: np.ndarray, column: int, n: int, order: np.ndarray,
+            start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The index (`order`, `start`) of the first `n` pairs, with the rest of `pairs` merged in.
+
+    The appended pairs are sorted on their own, then both runs are merged by placing each
+    element directly (within a value, the indexed pairs come first): linear in the pairs,
+    with no pass over their column but the tail's.
+    """
+    values = pairs[n:, column]
+    tail = np.argsort(values, kind="stable")
+    values = values[tail]
+    size = max(len(start) - 1, int(values[-1]) + 1 if len(values) else 0)
+    old = np.diff(start)
+    new = np.bincount(values, minlength=size)
+    new_below = np.cumsum(new) - new  # appended pairs with a lower value
+    old_upto = np.concatenate([start[1:], np.full(size - len(old), n)])
+    merged = np.empty(len(pairs), np.int64)
+    merged[np.arange(n) + np.repeat(new_below[: len(old)], old)] = order
+    merged[np.arange(len(tail)) + old_upto[values]] = n + tail
+    counts = new
+    counts[: len(old)] += old
+    return merged, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 class AddressChurn:

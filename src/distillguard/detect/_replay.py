@@ -171,12 +171,11 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
                              partners=partner_matches(log_dir, indicators))
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
-    ids = []
-    for kind_i, code, _acct, _sid in a.suspicious_pairs:
-        kind = LINK_KINDS[int(kind_i)]
-        if kind in TEMPLATE_KINDS:
-            ids.append(state.key_label[int(code)])
-    ids.extend(state.key_label[int(state.sid_code[sid])] for sid in a.cells.key)
+    # The templates quoted in the evidence: one example each (a key has millions of pairs).
+    pairs = a.suspicious_pairs
+    is_template = np.isin(pairs[:, 0], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+    codes = np.union1d(pairs[is_template, 1], state.sid_code[a.cells.key])
+    ids = [state.key_label[int(code)] for code in codes]
     example = _example_lookup(log_dir, ids)
     verdicts = verdict_table(state, a, cfg, first_flag, example)
     campaigns = campaign_table(state, a, verdicts)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
@@ -106,9 +107,8 @@ class CarrierTracker:
         # Per template key: its blocked members; per account: its pairs on campaign templates.
         self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=_IS_TEMPLATE)
         self.per_acct = _MaskedCount(mask_col=3, count_col=2)
-        # The last answer and its log time: recomputed at most every `carrier_every_minutes`.
-        self.last: Carriers | None = None
-        self.last_us = 0
+        # Recomputed at most every `carrier_every_minutes` of log time.
+        self.looks: Cadence[Carriers] = Cadence()
 
     def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
                blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,
@@ -119,13 +119,11 @@ class CarrierTracker:
         hours, so the answer is recomputed at most every `links.carrier_every_minutes` of log
         time (0: every call) and reused in between.
         """
-        m = state.size
-        every = int(cfg.links.carrier_every_minutes * 60_000_000)
-        if self.last is not None and state.now_us - self.last_us < every:
-            return self.last.grown(m)
-        self.last_us = state.now_us
-        self.last = self._compute(state, pairs, component, blocked, cfg, by_key, by_acct)
-        return self.last
+        last = self.looks.reuse(state.now_us, cfg.links.carrier_every_minutes)
+        if last is not None:
+            return last.grown(state.size)
+        return self.looks.keep(
+            self._compute(state, pairs, component, blocked, cfg, by_key, by_acct))
 
     def _compute(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
                  blocked: np.ndarray, cfg: DetectConfig, by_key: PairIndex,

@@ -77,7 +77,8 @@ def add_rows(a: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
         np.add.at(a[:, j], rows, values[:, j])
 
 
-def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: object) -> None:
+def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+              values: np.ndarray | int) -> None:
     """`np.add.at(a, (rows, cols), values)` for a C-contiguous 2-D `a`, through its flat view
     (the same fast path)."""
     if not a.flags.c_contiguous:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
 from distillguard.detect._state import LINK_KINDS, DetectorState
@@ -118,8 +119,7 @@ class SyncTracker:
     `links.sync_every_minutes` (0: every call)."""
 
     def __init__(self) -> None:
-        self.last: Sync | None = None
-        self.last_us = 0
+        self.looks: Cadence[Sync] = Cadence()
         # The (account, key sid) pairs on the last answer's synced keys, and how many of the
         # shared pairs they cover (pairs are only appended; a new answer starts afresh).
         self._on_synced = (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -127,18 +127,17 @@ class SyncTracker:
 
     def update(self, state: DetectorState, pairs: np.ndarray, keys: np.ndarray,
                cfg: DetectConfig, by_key: PairIndex) -> Sync:
-        every = int(cfg.links.sync_every_minutes * 60_000_000)
-        if self.last is not None and state.now_us - self.last_us < every:
-            return self.last.grown(len(keys), state.size)
-        self.last_us = state.now_us
-        self.last = key_sync(state, pairs, keys, cfg, by_key)
+        last = self.looks.reuse(state.now_us, cfg.links.sync_every_minutes)
+        if last is not None:
+            return last.grown(len(keys), state.size)
         self._n = 0
-        return self.last
+        return self.looks.keep(key_sync(state, pairs, keys, cfg, by_key))
 
     def synced_pairs(self, pairs: np.ndarray, by_key: PairIndex) -> tuple[np.ndarray, np.ndarray]:
         """Accounts and key sids of the pairs on the last answer's synced keys (kept between
         calls: the replay asks after every window, the answer changes at most hourly)."""
-        synced = self.last.synced if self.last is not None else np.zeros(0, bool)
+        last = self.looks.last
+        synced = last.synced if last is not None else np.zeros(0, bool)
         if self._n == 0:
             pos = by_key.select(pairs, synced, ordered=False)
             self._on_synced = (pairs[pos, 2], pairs[pos, 3])

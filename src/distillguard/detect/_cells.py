@@ -110,8 +110,6 @@ class CellTracker:
         cand = free & (harvest >= min(c.min_member_harvest, c.solo_min_direct_harvest))
         if elicitation is not None and c.solo_mild_direct_harvest < c.solo_min_direct_harvest:
             cand |= free & _mild(harvest, elicitation, cfg)
-        if flagged is not None and c.solo_enabled:
-            cand = cand | flagged[: len(cand)]
         theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
@@ -267,11 +265,18 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     theirs = theirs[_IS_TEMPLATE[theirs[:, 0]]]
     theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
                     & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
-    theirs = theirs[direct_ok[theirs[:, 2]]]
-    if not len(theirs):
-        return cells
+    theirs = theirs[cand[theirs[:, 2]]]
     keys = np.zeros(n_keys, bool)
     keys[theirs[:, 3]] = True
+    if known.any():
+        # Flagged accounts are many (a hydra's members) and their pairs more: their keys are
+        # found from the keys' side, among the few busy template keys with few accounts.
+        code = state.sid_code[:n_keys]
+        keys |= (_IS_TEMPLATE[state.sid_link[:n_keys]]
+                 & (state.key_accounts[code] <= c.solo_max_key_accounts)
+                 & (state.key_counts[code, 0] >= c.solo_min_key_events))
+    if not keys.any():
+        return cells
     on = pairs[by_key.select(pairs, keys, ordered=False)]
     on = on[_IS_TEMPLATE[on[:, 0]]]
     sent = state.pair_events(on[:, 1], on[:, 2])

@@ -21,6 +21,11 @@ account (the carrier) for which they are a small part of its own traffic (a rese
 customer, not the carrier's own batch job), while a harvest-like account in no campaign sends
 the rest, and that rest is a real part of its own traffic. Two companies that run the same
 template (each its own job) and a busy account that sends it in passing do not qualify.
+Generalised (config 2026.11.8, "carried keys"): the carried share may be split over several
+carriers (each diluted: its own profile under the key's), a key may have several direct
+accounts (one small campaign), a direct account may be one already flagged in a campaign (its
+carrier is then throttled as carrying that campaign), and a milder direct account counts when
+it mostly elicits reasoning. See docs/detection.md, "The decision", 6.
 """
 
 from __future__ import annotations

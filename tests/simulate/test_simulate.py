@@ -200,3 +200,43 @@ def test_turn_gaps_follow_the_mooncake_trace(con: duckdb.DuckDBPyConnection, cor
             window w as (partition by account_id order by ts)) where dturns = 2""")
     real = float(np.median(corpora.turn_gaps_s))
     assert 100 < real < 150 and 0.6 * real < med < 1.6 * real  # type: ignore[operator]
+
+
+def test_carried_campaign_split_over_resellers_with_independent_accounts(
+        tmp_path: Path, corpora: Corpora) -> None:
+    """`via_resellers` splits the carried share over several reseller accounts;
+    `independent_accounts` gives each direct account its own sign-up day, e-mail domain, card
+    and (with one proxy each and no churn) address."""
+    sc = load_scenario(Path(__file__).parents[2] / "scenarios" / "tune_carried_variants.toml")
+    # Only the two campaigns, smaller, beside a small population (scaling would cut the
+    # campaigns to one account).
+    small = {"casual": sc.casual.model_copy(update={"accounts": 100, "events": 2000}),
+             "developer": sc.developer.model_copy(update={"accounts": 20, "events": 1000}),
+             "enterprise_batch": sc.enterprise_batch.model_copy(update={"events": 1000}),
+             "eval_runner": sc.eval_runner.model_copy(update={"events": 1000}),
+             "reseller": sc.reseller.model_copy(update={"events": 2000}),
+             "campaigns": [c.model_copy(update={"events": 2000, "reseller_benign_events": 2000})
+                           for c in sc.campaigns if c.id in ("split-resellers", "scattered-three")]}
+    sim = simulate(tmp_path / "v", seed=3, corpora=corpora, scenario=sc.model_copy(update=small))
+    con = duckdb.connect()
+    con.execute(f"create view e as select * from read_parquet('{sim.out}/events/*.parquet')")
+    for t in ("accounts", "labels"):
+        con.execute(f"create view {t} as select * from read_parquet('{sim.out}/{t}.parquet')")
+    split = con.execute("""select l.account_id, count(*) from labels l join e using (account_id)
+                           where l.campaign_id = 'split-resellers' and l.persona = 'reseller_mixed'
+                           group by 1""").fetchall()
+    assert len(split) == 2 and min(n for _, n in split) > 0.3 * max(n for _, n in split)
+    direct = con.execute("""select a.email_domain, a.payment_fingerprint,
+                                   date_trunc('hour', a.created_at), any_value(e.ip)
+                            from labels l join accounts a using (account_id)
+                            join e using (account_id)
+                            where l.campaign_id = 'scattered-three' and l.persona != 'reseller_mixed'
+                            group by all""").fetchall()
+    assert len(direct) == 3
+    for col in range(3):
+        assert len({row[col] for row in direct}) == 3, direct
+    ips = con.execute("""select count(distinct ip), count(distinct account_id) from e
+                         join labels using (account_id)
+                         where campaign_id = 'scattered-three' and persona != 'reseller_mixed'
+                         """).fetchone()
+    assert ips == (3, 3)

@@ -21,6 +21,11 @@ account (the carrier) for which they are a small part of its own traffic (a rese
 customer, not the carrier's own batch job), while a harvest-like account in no campaign sends
 the rest, and that rest is a real part of its own traffic. Two companies that run the same
 template (each its own job) and a busy account that sends it in passing do not qualify.
+Generalised (config 2026.11.8, "carried keys"): the carried share may be split over several
+carriers (each diluted: its own profile under the key's), a key may have several direct
+accounts (one small campaign), a direct account may be one already flagged in a campaign (its
+carrier is then throttled as carrying that campaign), and a milder direct account counts when
+it mostly elicits reasoning. See docs/detection.md, "The decision", 6.
 """
 
 from __future__ import annotations
@@ -51,13 +56,19 @@ class Cells:
     carrier_key: np.ndarray  # per account: the carried cell's key it sends most on (-1: none)
     carried_events: np.ndarray  # per account: its requests on that key
     carried_share: np.ndarray  # ... as a share of all requests on it
-    solo: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per cell: one account
+    solo: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per cell: carried key
+    # Per cell: the share of its key's requests that its carriers send (solo cells; 0 else).
+    carried_by: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Per account: an account already flagged in a campaign whose carried key it carries (-1:
+    # none); `carrier_key` and the carried counts say which key and how much.
+    carries_peer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def none(cls, m: int) -> Cells:
         return cls(np.full(m, -1, np.int64), np.full(m, -1, np.int64), np.zeros(0, np.int64),
                    np.zeros(0), [], np.zeros(0, np.int64), np.full(m, -1, np.int64),
-                   np.zeros(m, np.int64), np.zeros(m), np.zeros(0, bool))
+                   np.zeros(m, np.int64), np.zeros(m), np.zeros(0, bool), np.zeros(0),
+                   np.full(m, -1, np.int64))
 
     def grown(self, m: int) -> Cells:
         """The same answer for `m` accounts (accounts seen since are in no cell yet)."""
@@ -72,7 +83,8 @@ class Cells:
             np.r_[self.carrier_key, np.full(pad, -1, np.int64)],
             np.r_[self.carried_events, np.zeros(pad, np.int64)],
             np.r_[self.carried_share, np.zeros(pad)],
-            self.solo,
+            self.solo, self.carried_by,
+            np.r_[self.carries_peer, np.full(pad, -1, np.int64)],
         )
 
 
@@ -85,10 +97,14 @@ class CellTracker:
 
     def update(self, state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-               by_key: PairIndex, by_acct: PairIndex) -> Cells:
+               by_key: PairIndex, by_acct: PairIndex,
+               flagged: np.ndarray | None = None,
+               elicitation: np.ndarray | None = None) -> Cells:
         """Cells as of now. `key_harvest` is the profile of each shared key where known
         (NaN elsewhere; `profile` computes it for the keys asked), `free` the accounts in no
-        campaign."""
+        campaign, `flagged` those in a campaign that is throttled or blocked (their carried
+        keys give their carriers away), `elicitation` each account's share of requests for
+        reasoning, grades or training data."""
         every = int(cfg.cells.every_minutes * 60_000_000)
         if self.last is not None and state.now_us - self.last_us < every:
             return self.last.grown(state.size)
@@ -97,13 +113,24 @@ class CellTracker:
         # them is most of the cost, so it is done once.
         c = cfg.cells
         cand = free & (harvest >= min(c.min_member_harvest, c.solo_min_direct_harvest))
+        if elicitation is not None and c.solo_mild_direct_harvest < c.solo_min_direct_harvest:
+            cand |= free & _mild(harvest, elicitation, cfg)
         theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
         self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                              cells, theirs)
+                              cells, theirs, flagged, elicitation)
         return self.last
+
+
+def _mild(harvest: np.ndarray, elicitation: np.ndarray, cfg: DetectConfig) -> np.ndarray:
+    """Accounts under `solo_min_direct_harvest` that may still be a direct account: from
+    `solo_mild_direct_harvest` up, when most of what they ask for is reasoning, grades or
+    training data (`links.member_min_elicitation`, the bar of campaign membership too)."""
+    out: np.ndarray = ((harvest >= cfg.cells.solo_mild_direct_harvest)
+                       & (elicitation[: len(harvest)] >= cfg.links.member_min_elicitation))
+    return out
 
 
 def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
@@ -173,6 +200,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     out.key_profile = key_harvest
     out.size = np.bincount(out.member[is_member], minlength=n_cells)
     out.solo = np.zeros(n_cells, bool)
+    out.carried_by = np.zeros(n_cells)
     tie_rows = mine[is_member[mine[:, 2]]]
     tie_cell = out.member[tie_rows[:, 2]]
     out.ties = [sorted({LINK_KINDS[k] for k in np.unique(tie_rows[tie_cell == i, 0])})
@@ -215,15 +243,27 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
-              by_key: PairIndex, cells: Cells, theirs: np.ndarray) -> Cells:
-    """`cells` plus the solo cells (one direct account and its carrier; see the module);
-    `theirs`: the pairs of a superset of the candidates."""
-    n_keys = state.shared_keys
+              by_key: PairIndex, cells: Cells, theirs: np.ndarray,
+              flagged: np.ndarray | None = None,
+              elicitation: np.ndarray | None = None) -> Cells:
+    """`cells` plus the solo cells (carried keys: see the module); `theirs`: the pairs of a
+    superset of the candidates (and of the `flagged` accounts)."""
+    m, n_keys = state.size, state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
         return cells
-    cand = free & (harvest >= c.solo_min_direct_harvest) & (cells.member < 0)
-    if not cand.any():
+    strong = harvest >= c.solo_min_direct_harvest
+    if elicitation is not None:
+        strong = strong | _mild(harvest, elicitation, cfg)
+    cand = free & strong & (cells.member < 0)
+    # A direct account may also be one already flagged: in a throttled or blocked campaign,
+    # or in a cell. It keeps what it has; its key only gives its carriers away.
+    known = cells.member >= 0
+    if flagged is not None:
+        known = known | flagged[:m]
+    known &= ~cand
+    direct_ok = cand | known
+    if not direct_ok.any():
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
     # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
@@ -231,67 +271,112 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
                     & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
     theirs = theirs[cand[theirs[:, 2]]]
-    if not len(theirs):
-        return cells
     keys = np.zeros(n_keys, bool)
     keys[theirs[:, 3]] = True
+    if known.any():
+        # Flagged accounts are many (a hydra's members) and their pairs more: their keys are
+        # found from the keys' side, among the few busy template keys with few accounts.
+        code = state.sid_code[:n_keys]
+        keys |= (_IS_TEMPLATE[state.sid_link[:n_keys]]
+                 & (state.key_accounts[code] <= c.solo_max_key_accounts)
+                 & (state.key_counts[code, 0] >= c.solo_min_key_events))
+    if not keys.any():
+        return cells
     on = pairs[by_key.select(pairs, keys, ordered=False)]
     on = on[_IS_TEMPLATE[on[:, 0]]]
-    n_req = state.key_counts[on[:, 1], 0]
     sent = state.pair_events(on[:, 1], on[:, 2])
-    share = sent / np.maximum(n_req, 1.0)
     own = np.maximum(state.counters["n"][on[:, 2]], 1)
-    # The carrier: most of the key's requests (so at most one per key), a small part of its own.
-    carrier = (share >= c.solo_min_carrier_share) & (sent / own <= c.solo_max_carrier_focus)
-    sids, at = np.unique(on[:, 3], return_inverse=True)
-    key_carrier = np.full(len(sids), -1, np.int64)
-    key_carrier[at[carrier]] = on[carrier, 2]
-    carried_n = np.zeros(len(sids))
-    carried_n[at[carrier]] = sent[carrier]
-    # The direct account: the key's other requests (all its own when it is the only other
-    # account) are a real part of its traffic.
-    rest = n_req - carried_n[at]
-    direct = (cand[on[:, 2]] & (key_carrier[at] >= 0) & (key_carrier[at] != on[:, 2])
-              & (rest / own >= c.solo_min_direct_focus))
-    hits, hit_at, hit_req = on[direct], at[direct], n_req[direct]
-    if not len(hits):
+    sids, first, at = np.unique(on[:, 3], return_index=True, return_inverse=True)
+    n_req = state.key_counts[on[first, 1], 0].astype(np.float64)
+    share = sent / np.maximum(n_req[at], 1.0)
+    # Carriers: accounts that each send a good part of the key's requests, a small part of
+    # their own (a reseller's customer, not its own job); together most of the key.
+    carrier = (share >= c.solo_min_carrier_part) & (sent / own <= c.solo_max_carrier_focus)
+    carried_n = np.bincount(at, weights=np.where(carrier, sent, 0), minlength=len(sids))
+    # Besides its carriers and direct accounts, a carried key has at most
+    # `solo_max_key_strangers` other accounts (a public prompt gathers many).
+    strangers = np.bincount(at, weights=~carrier & ~direct_ok[on[:, 2]], minlength=len(sids))
+    carried_key = ((carried_n / np.maximum(n_req, 1.0) >= c.solo_min_carrier_share)
+                   & (strangers <= c.solo_max_key_strangers))
+    # An account already flagged in a campaign sends its campaign's public prompts too
+    # (benchmark items that evaluation runners re-send, also sent by other campaigns' thin
+    # accounts): its key counts only when ONE carrier sends most of it and every other
+    # account on it is flagged too.
+    top = np.zeros(len(sids))
+    np.maximum.at(top, at, np.where(carrier, share, 0.0))
+    unflagged = np.bincount(at, weights=~carrier & ~known[on[:, 2]], minlength=len(sids))
+    one_carrier = top >= c.solo_min_carrier_share
+    single = one_carrier & (unflagged == 0)
+    # Direct accounts: the key's other requests, shared among its harvest-like senders (all
+    # of them its own when it is the only one), are a real part of their traffic.
+    maybe = direct_ok[on[:, 2]] & ~carrier & carried_key[at] & (cand[on[:, 2]] | single[at])
+    n_direct = np.maximum(np.bincount(at, weights=maybe, minlength=len(sids)), 1.0)
+    rest = (n_req - carried_n) / n_direct
+    focus = np.maximum(sent, rest[at]) / own
+    direct = maybe & (focus >= c.solo_min_direct_focus)
+    # (Flagged accounts that sent a public item once or twice each, the thin accounts of a
+    # large campaign, do not make it theirs: they send `harvest.min_events` each on average.)
+    direct &= cand[on[:, 2]] | (rest[at] >= cfg.harvest.min_events)
+    if not direct.any():
         return cells
     key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
                    else key_harvest[:n_keys]).copy()
-    hit_keys = np.unique(hits[:, 3])
+    hit_keys = np.unique(on[direct, 3])
     todo = hit_keys[np.isnan(key_harvest[hit_keys])]
     if len(todo):
         key_harvest[todo] = profile(todo)
-    hot = key_harvest[hits[:, 3]] >= c.solo_min_key_harvest
-    hits, hit_at, hit_req = hits[hot], hit_at[hot], hit_req[hot]
-    if not len(hits):
+    direct &= key_harvest[on[:, 3]] >= c.solo_min_key_harvest
+    # Split between carriers, each must look diluted: its own profile under the key's (a
+    # reseller mixes the operator's requests with its customers' chats). Two evaluation
+    # runners that re-send one benchmark item are as harvest-like as the item itself.
+    heavy = carrier & ~one_carrier[at] & (harvest[on[:, 2]] >= key_harvest[on[:, 3]])
+    direct &= np.bincount(at, weights=heavy, minlength=len(sids))[at] == 0
+    if not direct.any():
         return cells
-    # One solo cell per direct account, on its key with the most traffic (a direct account
-    # with two carriers goes with the one on that key); its carrier carries it.
-    order = np.lexsort((-hit_req, hits[:, 2]))
-    hits, hit_at, hit_req = hits[order], hit_at[order], hit_req[order]
-    one = np.r_[True, hits[1:, 2] != hits[:-1, 2]]
-    hits, hit_at, hit_req = hits[one], hit_at[one], hit_req[one]
-    carriers = key_carrier[hit_at]
-    # An account that is itself a direct account elsewhere stays a direct account; one that
-    # already carries a cell keeps that.
-    n_old = len(cells.size)
-    out = Cells(cells.member.copy(), cells.carries.copy(), np.r_[cells.key, hits[:, 3]],
-                key_harvest, [*cells.ties, *([[]] * len(hits))],
-                np.r_[cells.size, np.ones(len(hits), np.int64)], cells.carrier_key.copy(),
-                cells.carried_events.copy(), cells.carried_share.copy(),
-                np.r_[cells.solo, np.ones(len(hits), bool)])
-    new_cell = n_old + np.arange(len(hits))
-    out.member[hits[:, 2]] = new_cell
-    free_carrier = (out.carries[carriers] < 0) & (out.member[carriers] < 0)
-    # (A carrier of two solo cells carries the first.)
-    _, first = np.unique(carriers, return_index=True)
-    take = np.zeros(len(hits), bool)
-    take[first] = True
-    take &= free_carrier
-    r = carriers[take]
-    out.carries[r] = new_cell[take]
-    out.carrier_key[r] = hits[take, 3]
-    out.carried_events[r] = carried_n[hit_at[take]].astype(np.int64)
-    out.carried_share[r] = carried_n[hit_at[take]] / np.maximum(hit_req[take], 1.0)
+    # Each direct account goes with its carried key with the most traffic.
+    rows = np.flatnonzero(direct)
+    order = np.lexsort((-n_req[at[rows]], on[rows, 2]))
+    rows = rows[order]
+    rows = rows[np.r_[True, on[rows[1:], 2] != on[rows[:-1], 2]]]
+    is_new = cand[on[rows, 2]]
+    # One solo cell per key for its free direct accounts.
+    new_rows = rows[is_new]
+    cell_keys, cell_of = np.unique(at[new_rows], return_inverse=True)
+    n_old, n_new = len(cells.size), len(cell_keys)
+    out = Cells(cells.member.copy(), cells.carries.copy(), np.r_[cells.key, sids[cell_keys]],
+                key_harvest, [*cells.ties, *([[]] * n_new)],
+                np.r_[cells.size, np.bincount(cell_of, minlength=n_new)],
+                cells.carrier_key.copy(), cells.carried_events.copy(),
+                cells.carried_share.copy(), np.r_[cells.solo, np.ones(n_new, bool)],
+                np.r_[cells.carried_by, carried_n[cell_keys] / np.maximum(n_req[cell_keys], 1)],
+                cells.carries_peer.copy())
+    out.member[on[new_rows, 2]] = n_old + cell_of
+    # Their carriers carry the cell (an account that is itself a direct account elsewhere
+    # stays one; one that already carries a cell keeps that; one that carries two solo cells
+    # carries the first).
+    key_cell = np.full(len(sids), -1, np.int64)
+    key_cell[cell_keys] = n_old + np.arange(n_new)
+    crow = np.flatnonzero(carrier & (key_cell[at] >= 0))
+    crow = crow[np.unique(on[crow, 2], return_index=True)[1]]
+    crow = crow[(out.carries[on[crow, 2]] < 0) & (out.member[on[crow, 2]] < 0)]
+    acct = on[crow, 2]
+    out.carries[acct] = key_cell[at[crow]]
+    out.carrier_key[acct] = on[crow, 3]
+    out.carried_events[acct] = sent[crow]
+    out.carried_share[acct] = share[crow]
+    # The carriers of keys whose direct accounts are already flagged carry those accounts'
+    # traffic (the first such account on the key).
+    old_rows = rows[~is_new]
+    peer_of_key = np.full(len(sids), -1, np.int64)
+    peer_of_key[at[old_rows][::-1]] = on[old_rows, 2][::-1]
+    crow = np.flatnonzero(carrier & (peer_of_key[at] >= 0))
+    crow = crow[np.unique(on[crow, 2], return_index=True)[1]]
+    acct = on[crow, 2]
+    free_acct = ((out.carries[acct] < 0) & (out.member[acct] < 0) & (out.carries_peer[acct] < 0)
+                 & ~known[acct])
+    crow, acct = crow[free_acct], acct[free_acct]
+    out.carries_peer[acct] = peer_of_key[at[crow]]
+    out.carrier_key[acct] = on[crow, 3]
+    out.carried_events[acct] = sent[crow]
+    out.carried_share[acct] = share[crow]
     return out

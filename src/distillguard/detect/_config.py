@@ -84,10 +84,13 @@ class CellConfig(_Strict):
     solo_min_key_harvest: float = 0.75
     solo_min_key_events: int = Field(default=30, ge=20)  # pairs below 20 requests are not kept
     solo_max_key_accounts: int = Field(default=3, ge=2)
+    solo_max_key_strangers: int = Field(default=1, ge=0)
     solo_min_carrier_share: float = Field(default=0.8, gt=0.5, le=1)
+    solo_min_carrier_part: float = Field(default=0.25, gt=0, le=1)
     solo_max_carrier_focus: float = Field(default=0.15, ge=0, le=1)
     solo_min_direct_harvest: float = 0.6
     solo_min_direct_focus: float = Field(default=0.03, ge=0)
+    solo_mild_direct_harvest: float = 0.6
 
 
 class ActionConfig(_Strict):
@@ -100,7 +103,7 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.7"
+    version: str = "2026.11.8"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

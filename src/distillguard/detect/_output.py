@@ -101,6 +101,11 @@ def carried_campaigns(a: Assessment) -> np.ndarray:
     out[has] = a.component[peer[has]]
     cell = a.cells.carries[: len(out)]
     out[: len(cell)][cell >= 0] = a.cell_campaign[cell[cell >= 0]]
+    # Carriers of a flagged account's carried key: that account's campaign (or cell).
+    peer = a.cells.carries_peer[: len(out)]
+    at = np.flatnonzero(peer >= 0)
+    via = a.component[peer[at]]
+    out[at] = np.where(out[at] >= 0, out[at], via)
     return out
 
 
@@ -111,6 +116,9 @@ def _cell_reasons(state: DetectorState, a: Assessment, i: int, names: dict[int, 
     cell = int(c.member[i]) if i < len(c.member) else -1
     carried = int(c.carries[i]) if i < len(c.carries) else -1
     k = cell if cell >= 0 else carried
+    peer = int(c.carries_peer[i]) if i < len(c.carries_peer) and k < 0 else -1
+    if peer >= 0:
+        return _peer_reasons(state, a, i, peer, names, example)
     if k < 0:
         return [], {}
     sid = int(c.key[k]) if cell >= 0 else int(c.carrier_key[i])
@@ -126,13 +134,16 @@ def _cell_reasons(state: DetectorState, a: Assessment, i: int, names: dict[int, 
                              "key_harvest": round(key_h, 4),
                              "key_requests": n_req, "key_accounts": n_acc}
     if cell >= 0 and c.solo[k]:
-        by = np.flatnonzero(c.carries == k)
-        by_whom = (f"{_pct(c.carried_share[by[0]])} of them from one other account, for which "
-                   "they are a small part of its own traffic" if len(by)
-                   else "almost all of them from one other account")
-        text = (f"the one direct account of small campaign {name}: sends {template}, "
-                f"{by_whom}")
+        n_by = int((c.carries == k).sum())
+        share = _pct(c.carried_by[k]) if k < len(c.carried_by) else "most"
+        by_whom = (f"{share} of them from {'one other account' if n_by <= 1 else f'{n_by} other accounts'}"
+                   f", for which they are a small part of {'its' if n_by <= 1 else 'their'} own "
+                   "traffic")
+        who = ("the one direct account" if c.size[k] <= 1
+               else f"one of the {c.size[k]} direct accounts")
+        text = f"{who} of small campaign {name}: sends {template}, {by_whom}"
         ev["solo"] = True
+        ev["carried_share"] = round(float(c.carried_by[k]), 4) if k < len(c.carried_by) else None
         return [text], {"cell": ev}
     if cell >= 0:
         ties = ", ".join(_KIND_WORDS[t] for t in c.ties[k])
@@ -144,6 +155,34 @@ def _cell_reasons(state: DetectorState, a: Assessment, i: int, names: dict[int, 
             f"{n_req} requests ({_pct(c.carried_share[i])}) on its {template}; "
             "throttled rather than blocked, since its other traffic may be its customers' own")
     ev.update(requests=int(c.carried_events[i]), share=round(float(c.carried_share[i]), 4))
+    return [text], {"carries_cell": ev}
+
+
+def _peer_reasons(state: DetectorState, a: Assessment, i: int, peer: int,
+                  names: dict[int, str], example: Callable[[str], str] | None,
+                  ) -> tuple[list[str], dict[str, object]]:
+    """Why account `i` carries the carried key of `peer`, an account already flagged."""
+    c = a.cells
+    sid = int(c.carrier_key[i])
+    key_h = float(c.key_profile[sid]) if sid < len(c.key_profile) else float("nan")
+    code = int(state.sid_code[sid])
+    kind = LINK_KINDS[int(state.sid_link[sid])]
+    label = _key_label(state, kind, code, example)
+    n_req, n_acc = int(state.key_counts[code, 0]), int(state.key_accounts[code])
+    cid = int(a.component[peer]) if peer < len(a.component) else -1
+    whose = (f"campaign {names[cid]}" if cid in names
+             else f"flagged account {state.ids[peer]}")
+    text = (f"carries the traffic of {whose}: sends {c.carried_events[i]} of the {n_req} "
+            f"requests ({_pct(c.carried_share[i])}) on {_KIND_WORDS[kind]} {label}, whose own "
+            f"traffic looks like harvesting (profile {key_h:.2f} over {n_req} requests from "
+            f"{n_acc} accounts) and whose other requests come from its flagged account "
+            f"{state.ids[peer]}; throttled rather than blocked, since its other traffic may be "
+            "its customers' own")
+    ev: dict[str, object] = {"campaign": names.get(cid), "peer": state.ids[peer], "kind": kind,
+                             "value": label, "key_harvest": round(key_h, 4),
+                             "key_requests": n_req, "key_accounts": n_acc,
+                             "requests": int(c.carried_events[i]),
+                             "share": round(float(c.carried_share[i]), 4)}
     return [text], {"carries_cell": ev}
 
 

@@ -458,9 +458,13 @@ def assess(state: DetectorState, cfg: DetectConfig,
         # Small campaigns that only a template's own traffic gives away (see `_cells`).
         known = np.full(n_keys, np.nan)
         known[crowd] = key_h[crowd]
+        # (Members of a throttled or blocked campaign: a template key of theirs that a
+        # reseller carries gives the reseller away.)
         cells = (cell_tracker or CellTracker()).update(
             state, pairs, known, lambda sids: key_profiles(state, totals, cfg, sids), h,
             component < 0, cfg, links.by_key, links.by_acct,
+            (component >= 0) & (campaign_score >= act.throttle_campaign_score),
+            feats["elicitation"],
         )
         in_cell = cells.member >= 0
         if in_cell.any():
@@ -502,7 +506,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
         state, state.shared_pairs(), component, block, cfg, links.by_key, links.by_acct
     )
     # Throttled, never blocked: the carrier's other traffic may be its customers' own.
-    carrying = (carriers.peer >= 0) | (cells.carries >= 0)
+    carrying = (carriers.peer >= 0) | (cells.carries >= 0) | (cells.carries_peer >= 0)
     action[carrying] = np.maximum(action[carrying], THROTTLE)
     score = np.maximum(0.7 * h, campaign_score)
     score[carrying] = np.maximum(score[carrying], act.throttle_campaign_score)

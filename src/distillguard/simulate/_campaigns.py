@@ -161,6 +161,8 @@ class _Recipes:
 def _accounts(env: Env, spec: CampaignSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     w = env.world
     lo_d, hi_d = spec.created_days
+    if spec.independent_accounts:
+        return _independent_accounts(env, spec, rng, n)
     centers = np.sort(rng.uniform(lo_d, hi_d, size=spec.creation_bursts))
     created = env.start_us + (centers[np.sort(rng.integers(spec.creation_bursts, size=n))] * DAY_US).astype(np.int64)
     created += rng.integers(0, 2 * HOUR_US, size=n)  # a burst of sign-ups within two hours
@@ -179,6 +181,27 @@ def _accounts(env: Env, spec: CampaignSpec, rng: np.random.Generator, n: int) ->
         else w.payment()
         for _ in range(n)
     ]
+    country = [spec.countries[int(i)] for i in rng.integers(len(spec.countries), size=n)]
+    return w.new_accounts(
+        n, persona=spec.persona, label="distill", campaign_id=spec.id, created_us=created, signup=signup,
+        email_domain=email, payment=pay, country=country, verified=rng.random(n) < spec.verified_share, keys=1,
+    )
+
+
+def _independent_accounts(env: Env, spec: CampaignSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Direct accounts that share nothing: each signed up on its own day (evenly spread over
+    `created_days`, so no two in one hour), with its own e-mail domain and its own card."""
+    w = env.world
+    lo_d, hi_d = spec.created_days
+    days = lo_d + (hi_d - lo_d) * (np.arange(n) + rng.uniform(0.2, 0.8, size=n)) / max(n, 1)
+    created = env.start_us + (days * DAY_US).astype(np.int64)
+    names = list(spec.signup_channels)
+    p = np.array([spec.signup_channels[k] for k in names], float)
+    signup = [names[int(i)] for i in rng.choice(len(names), size=n, p=p / p.sum())]
+    tlds = ("com", "io", "dev", "net", "org")
+    email = [f"{w._hex(6)}{('labs', 'studio', 'works', 'apps', 'data')[i % 5]}.{tlds[int(rng.integers(len(tlds)))]}"
+             for i in range(n)]
+    pay: list[str | None] = [w.payment() if rng.random() < spec.paid_share else None for _ in range(n)]
     country = [spec.countries[int(i)] for i in rng.integers(len(spec.countries), size=n)]
     return w.new_accounts(
         n, persona=spec.persona, label="distill", campaign_id=spec.id, created_us=created, signup=signup,
@@ -268,13 +291,20 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
         ua_a = per_acct[acct_pos[np.maximum(owner, 0)]]
         ua = np.where(ua_a >= 0, ua_a, ubro[rng.integers(len(ubro), size=n_all)])
     if via:
+        k = spec.via_resellers
         r_acct, servers, r_uas = reseller(
-            env, rng, accounts=1, events=spec.reseller_benign_events, persona="reseller_mixed",
+            env, rng, accounts=k, events=spec.reseller_benign_events, persona="reseller_mixed",
             label="distill", campaign_id=spec.id, distill_share=via / (via + spec.reseller_benign_events),
         )
-        owner[through] = r_acct[0]
-        ip[through] = servers[0][rng.integers(len(servers[0]), size=via)]
-        ua[through] = r_uas[0]
+        if k == 1:
+            owner[through] = r_acct[0]
+            ip[through] = servers[0][rng.integers(len(servers[0]), size=via)]
+            ua[through] = r_uas[0]
+        else:  # split over several resellers' accounts, at random by request
+            which = rng.integers(k, size=via)
+            owner[through] = r_acct[which]
+            ip[through] = np.stack(servers)[which, rng.integers(len(servers[0]), size=via)]
+            ua[through] = np.asarray(r_uas, np.int32)[which]
     # model: the campaign's model, moving a switch_share of traffic to a newly released one
     base_model = env.model_ix[spec.model or s.default_model]
     model = np.full(n_all, base_model, np.int16)

@@ -131,6 +131,8 @@ class CampaignSpec(_Spec):
     switch_delay_hours: float = Field(default=12.0, ge=0)
     via_reseller_share: float = Field(default=0.0, ge=0, le=1)
     reseller_benign_events: int = Field(default=0, ge=0)
+    via_resellers: int = Field(default=1, ge=1)
+    independent_accounts: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> CampaignSpec:

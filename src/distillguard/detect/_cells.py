@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
@@ -92,8 +93,7 @@ class CellTracker:
     """Looks for cells at most every `cells.every_minutes` of log time and reuses the answer."""
 
     def __init__(self) -> None:
-        self.last: Cells | None = None
-        self.last_us = 0
+        self.looks: Cadence[Cells] = Cadence()
 
     def update(self, state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
@@ -105,10 +105,9 @@ class CellTracker:
         campaign, `flagged` those in a campaign that is throttled or blocked (their carried
         keys give their carriers away), `elicitation` each account's share of requests for
         reasoning, grades or training data."""
-        every = int(cfg.cells.every_minutes * 60_000_000)
-        if self.last is not None and state.now_us - self.last_us < every:
-            return self.last.grown(state.size)
-        self.last_us = state.now_us
+        last = self.looks.reuse(state.now_us, cfg.cells.every_minutes)
+        if last is not None:
+            return last.grown(state.size)
         # Both looks start from the pairs of the harvest-like accounts in no campaign: gathering
         # them is most of the cost, so it is done once.
         c = cfg.cells
@@ -119,9 +118,8 @@ class CellTracker:
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
-        self.last = find_solo(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
-                              cells, theirs, flagged, elicitation)
-        return self.last
+        return self.looks.keep(find_solo(state, pairs, key_harvest, profile, harvest, free, cfg,
+                                         by_key, cells, theirs, flagged, elicitation))
 
 
 def _mild(harvest: np.ndarray, elicitation: np.ndarray, cfg: DetectConfig) -> np.ndarray:

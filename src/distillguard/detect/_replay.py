@@ -174,7 +174,9 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
     pairs = a.suspicious_pairs
     is_template = np.isin(pairs[:, 0], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
-    codes = np.union1d(pairs[is_template, 1], state.sid_code[a.cells.key])
+    carried = a.cells.carrier_key[a.cells.carrier_key >= 0]  # a carrier quotes its own key
+    codes = np.union1d(pairs[is_template, 1],
+                       state.sid_code[np.concatenate([a.cells.key, carried])])
     ids = [state.key_label[int(code)] for code in codes]
     example = _example_lookup(log_dir, ids)
     verdicts = verdict_table(state, a, cfg, first_flag, example)

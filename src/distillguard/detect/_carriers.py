@@ -23,9 +23,8 @@ from scipy.sparse import csr_matrix
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import IS_TEMPLATE_LINK, DetectorState
 
-_IS_TEMPLATE = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
 CAMPAIGN_KEY_MEMBERS = 3  # blocked members on a key before it can be a campaign template
 CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
 
@@ -105,7 +104,7 @@ class CarrierTracker:
 
     def __init__(self) -> None:
         # Per template key: its blocked members; per account: its pairs on campaign templates.
-        self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=_IS_TEMPLATE)
+        self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=IS_TEMPLATE_LINK)
         self.per_acct = _MaskedCount(mask_col=3, count_col=2)
         # Recomputed at most every `carrier_every_minutes` of log time.
         self.looks: Cadence[Carriers] = Cadence()

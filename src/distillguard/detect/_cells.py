@@ -38,9 +38,8 @@ import numpy as np
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, DetectorState
 
-_IS_TEMPLATE = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
 
 
@@ -70,6 +69,13 @@ class Cells:
                    np.zeros(0), [], np.zeros(0, np.int64), np.full(m, -1, np.int64),
                    np.zeros(m, np.int64), np.zeros(m), np.zeros(0, bool), np.zeros(0),
                    np.full(m, -1, np.int64))
+
+    def record_carried(self, acct: np.ndarray, key: np.ndarray, events: np.ndarray,
+                       share: np.ndarray) -> None:
+        """Accounts `acct` carry `events` requests on shared key `key`, `share` of all on it."""
+        self.carrier_key[acct] = key
+        self.carried_events[acct] = events
+        self.carried_share[acct] = share
 
     def grown(self, m: int) -> Cells:
         """The same answer for `m` accounts (accounts seen since are in no cell yet)."""
@@ -146,7 +152,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     if cand.sum() < 2:
         return out
     theirs = theirs[cand[theirs[:, 2]]]
-    is_template = _IS_TEMPLATE[theirs[:, 0]]
+    is_template = IS_TEMPLATE_LINK[theirs[:, 0]]
     on_tmpl = theirs[is_template]
     on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
     busy = np.zeros(n_keys, bool)
@@ -234,9 +240,7 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     rows = first[carry]
     acct = on[rows, 2]
     out.carries[acct] = key_cell[on[rows, 3]]
-    out.carrier_key[acct] = on[rows, 3]
-    out.carried_events[acct] = mine[carry]
-    out.carried_share[acct] = share[carry]
+    out.record_carried(acct, on[rows, 3], mine[carry], share[carry])
 
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
@@ -265,7 +269,7 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
     # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
-    theirs = theirs[_IS_TEMPLATE[theirs[:, 0]]]
+    theirs = theirs[IS_TEMPLATE_LINK[theirs[:, 0]]]
     theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
                     & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
     theirs = theirs[cand[theirs[:, 2]]]
@@ -275,13 +279,13 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         # Flagged accounts are many (a hydra's members) and their pairs more: their keys are
         # found from the keys' side, among the few busy template keys with few accounts.
         code = state.sid_code[:n_keys]
-        keys |= (_IS_TEMPLATE[state.sid_link[:n_keys]]
+        keys |= (IS_TEMPLATE_LINK[state.sid_link[:n_keys]]
                  & (state.key_accounts[code] <= c.solo_max_key_accounts)
                  & (state.key_counts[code, 0] >= c.solo_min_key_events))
     if not keys.any():
         return cells
     on = pairs[by_key.select(pairs, keys, ordered=False)]
-    on = on[_IS_TEMPLATE[on[:, 0]]]
+    on = on[IS_TEMPLATE_LINK[on[:, 0]]]
     sent = state.pair_events(on[:, 1], on[:, 2])
     own = np.maximum(state.counters["n"][on[:, 2]], 1)
     sids, first, at = np.unique(on[:, 3], return_index=True, return_inverse=True)
@@ -359,9 +363,7 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     crow = crow[(out.carries[on[crow, 2]] < 0) & (out.member[on[crow, 2]] < 0)]
     acct = on[crow, 2]
     out.carries[acct] = key_cell[at[crow]]
-    out.carrier_key[acct] = on[crow, 3]
-    out.carried_events[acct] = sent[crow]
-    out.carried_share[acct] = share[crow]
+    out.record_carried(acct, on[crow, 3], sent[crow], share[crow])
     # The carriers of keys whose direct accounts are already flagged carry those accounts'
     # traffic (the first such account on the key).
     old_rows = rows[~is_new]
@@ -374,7 +376,5 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                  & ~known[acct])
     crow, acct = crow[free_acct], acct[free_acct]
     out.carries_peer[acct] = peer_of_key[at[crow]]
-    out.carrier_key[acct] = on[crow, 3]
-    out.carried_events[acct] = sent[crow]
-    out.carried_share[acct] = share[crow]
+    out.record_carried(acct, on[crow, 3], sent[crow], share[crow])
     return out

@@ -14,13 +14,12 @@ import scipy.sparse as sp_sparse
 from graspologic_native import leiden_csr
 
 from distillguard.detect._scoring import Assessment
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS
+from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, TEMPLATE_KINDS
 
 # How strongly one shared key of a kind ties two accounts together.
 LINK_WEIGHT = {kind: (0.5 if kind in TEMPLATE_KINDS else 1.0) for kind in LINK_KINDS}
 LINK_WEIGHT.update({"payment": 2.0, "email": 0.5})
 _WEIGHTS = np.array([LINK_WEIGHT[k] for k in LINK_KINDS])
-_IS_TEMPLATE = np.array([k in TEMPLATE_KINDS for k in LINK_KINDS])
 
 
 # Modularity splits even a homogeneous cluster; keep a split only where the parts barely touch.
@@ -38,7 +37,7 @@ def _communities(rows: np.ndarray, seed: int) -> list[np.ndarray]:
     """The accounts of each community of one component's infrastructure graph (accounts and
     the keys they share, one node each), sorted; [] when the parts would touch too much."""
     # Split on infrastructure; shared public prompt sets are what may join two operators.
-    infra = rows[~_IS_TEMPLATE[rows[:, 0]]]
+    infra = rows[~IS_TEMPLATE_LINK[rows[:, 0]]]
     if not len(infra):
         return []
     accts, a_node = np.unique(infra[:, 2], return_inverse=True)

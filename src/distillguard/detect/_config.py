@@ -83,14 +83,14 @@ class CellConfig(_Strict):
     solo_enabled: bool = True
     solo_min_key_harvest: float = 0.75
     solo_min_key_events: int = Field(default=30, ge=20)  # pairs below 20 requests are not kept
-    solo_max_key_accounts: int = Field(default=3, ge=2)
+    solo_max_key_accounts: int = Field(default=6, ge=2)
     solo_max_key_strangers: int = Field(default=1, ge=0)
     solo_min_carrier_share: float = Field(default=0.8, gt=0.5, le=1)
     solo_min_carrier_part: float = Field(default=0.25, gt=0, le=1)
     solo_max_carrier_focus: float = Field(default=0.15, ge=0, le=1)
     solo_min_direct_harvest: float = 0.6
     solo_min_direct_focus: float = Field(default=0.03, ge=0)
-    solo_mild_direct_harvest: float = 0.6
+    solo_mild_direct_harvest: float = 0.4
 
 
 class ActionConfig(_Strict):

@@ -23,6 +23,7 @@ from distillguard.detect._links import LinkTracker, PairIndex, key_groups
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
+    IS_TEMPLATE_LINK,
     LINK_KINDS,
     TEMPLATE_KINDS,
     DetectorState,
@@ -162,7 +163,7 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
     kc = state.key_counts[code]
     t = {name: kc[:, i] for i, name in enumerate(COUNTERS)}
     # Traffic on a template key repeats that template by definition; an address does not.
-    is_template = np.isin(state.sid_link[sids], [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+    is_template = IS_TEMPLATE_LINK[state.sid_link[sids]]
     t["template_top"] = np.where(is_template, t["n"], 0.0)
     t["rate"] = _key_rate(state, code, t["n"], members)
     for i, name in enumerate(("new_account", "risky_channel", "unverified")):
@@ -348,8 +349,7 @@ def assess(state: DetectorState, cfg: DetectConfig,
         crowd = np.flatnonzero(members >= lk.min_accounts)
         pairs = state.shared_pairs()
         is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
-        is_template_key = np.isin(state.sid_link[:n_keys],
-                                  [LINK_KINDS.index(k) for k in TEMPLATE_KINDS])
+        is_template_key = IS_TEMPLATE_LINK[state.sid_link[:n_keys]]
         # Mean churn of an address's accounts (`features["ip_churn"]` is quarters / 4).
         churn = links.churn.update(pairs, state.ip_count[:m], n_keys, links.by_acct) / 4.0
         churn = churn / np.maximum(members, 1)

@@ -37,6 +37,8 @@ ACCOUNT_KINDS = ("payment", "email", "created")
 ALL_KINDS = EVENT_KINDS + ACCOUNT_KINDS
 LINK_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "payment", "email", "created")
 TEMPLATE_KINDS = ("head0", "head1", "tail0", "tail1", "sys")
+# Link index (a shared pair's first column, `sid_link`) -> is it a prompt template key.
+IS_TEMPLATE_LINK = np.array([k in TEMPLATE_KINDS for k in LINK_KINDS])
 
 _KIND_ID = {k: i for i, k in enumerate(ALL_KINDS)}
 # Kind id -> index in LINK_KINDS (-1: never links).

@@ -66,7 +66,8 @@ from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import _account_table, combine_positions
 from distillguard.watermark._scheme import LayerKeys
 
-KIRCH_REPO = Path("/work/.mirror/jwkirchenbauer+lm-watermarking/repo")
+# A git directory of jwkirchenbauer/lm-watermarking (any clone; set the variable to compare against it).
+KIRCH_REPO = Path(os.environ.get("DISTILLGUARD_KIRCHENBAUER_REPO", "lm-watermarking/.git"))
 Z_THRESHOLD = 4.0
 P_THRESHOLD = 3.167e-5  # one-sided normal tail at z = 4, so all methods share one threshold
 RESULTS: dict[str, Any] = {}
@@ -423,7 +424,7 @@ def run_markllm(prompts: list[str], n: int, lengths: list[int], work: Path) -> d
 def run_kirchenbauer(model: Any, tok: Any, prompts: list[str], n: int, lengths: list[int],
                      work: Path) -> dict[str, Any] | str:
     if not KIRCH_REPO.exists():
-        return f"Kirchenbauer reference not fetched ({KIRCH_REPO} missing)"
+        return f"Kirchenbauer reference not found ({KIRCH_REPO}; set DISTILLGUARD_KIRCHENBAUER_REPO to a clone's git directory)"
     ref = work / "lm-watermarking"
     ref.mkdir(exist_ok=True)
     files = ["extended_watermark_processor.py", "alternative_prf_schemes.py", "normalizers.py", "homoglyphs.py"]

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CORPORA = Path(os.environ.get("DISTILLGUARD_CORPORA", SHARED / "corpora"))
+from distillguard._data import corpora_root
+
+CORPORA = corpora_root()
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Scale the whole scenario to about this many events.")
         ] = None,
         corpora: Annotated[
-            Path | None, typer.Option(help="Prompt corpora folder (default: $DISTILLGUARD_CORPORA or ../shared/corpora).")
+            Path | None, typer.Option(help="Prompt corpora folder (default: $DISTILLGUARD_CORPORA or the copy shipped with distillguard).")
         ] = None,
         print_default_scenario: Annotated[
             bool, typer.Option("--print-default-scenario", help="Print the default scenario TOML and exit.")

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from distillguard._data import corpora_root
+
 # Bump when the training code changes in a way that changes the trained weights.
 _CODE_VERSION = 1
 
@@ -48,16 +50,8 @@ class LocalModelConfig:
 
 
 def corpora_dir() -> Path:
-    """The prompt corpora: `$DISTILLGUARD_CORPORA`, else the shared folder beside the checkout."""
-    env = os.environ.get("DISTILLGUARD_CORPORA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "corpora"
-        if (candidate / "README.md").exists():
-            return candidate
-    return Path("/work/shared/corpora")
+    """The prompt corpora: `$DISTILLGUARD_CORPORA`, else the copy shipped in the package."""
+    return corpora_root()
 
 
 def cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """The simulator: a labelled traffic log of a benign population and distillation campaigns,
-on real prompts from ../shared/corpora (`distillguard simulate`)."""
+on real prompts from the shipped corpora (`distillguard simulate`)."""
 
 from distillguard.simulate._corpora import (
     BENIGN_SETS,

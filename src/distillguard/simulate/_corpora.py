@@ -1,4 +1,4 @@
-"""Locate and load the prompt corpora (../shared/corpora) the simulator draws its texts from."""
+"""Locate and load the prompt corpora (shipped in distillguard/data/corpora) the simulator draws its texts from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distillguard._data import CORPORA_ENV, PACKAGED_CORPORA
 from distillguard._errors import ScenarioError
 
 BENIGN_SETS = (
@@ -30,18 +31,17 @@ DISTILL_SETS = (
     "mbpp",
     "bfcl_curated",
 )
-ENV_VAR = "DISTILLGUARD_CORPORA"
+ENV_VAR = CORPORA_ENV
 
 
 def find_corpora(explicit: str | Path | None = None) -> Path:
     """Find the corpora folder.
 
-    Order: `explicit`, then the environment variable `DISTILLGUARD_CORPORA`, then a
-    `shared/corpora` (or `corpora`) folder found by walking up from this package
-    file and from the current directory.
+    Order: `explicit`, then the environment variable `DISTILLGUARD_CORPORA`, then the copy that
+    ships inside the package (`distillguard/data/corpora`).
 
     Raises:
-        ScenarioError: when no folder with the corpora's README.md and templates.json is found.
+        ScenarioError: when the chosen folder does not hold templates.json and the text sets.
     """
     def ok(p: Path) -> bool:
         return (p / "templates.json").is_file() and (p / "wildchat_1k.jsonl.gz").is_file()
@@ -54,20 +54,14 @@ def find_corpora(explicit: str | Path | None = None) -> Path:
             if not ok(p):
                 raise ScenarioError(
                     f"{what} ({p}) does not hold the prompt corpora (templates.json and the "
-                    "*.jsonl.gz sets of ../shared/corpora); point it at that folder."
+                    "*.jsonl.gz sets of distillguard/data/corpora); point it at such a folder."
                 )
             return p
-    candidates: list[Path] = []
-    for origin in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in (origin, *origin.parents):
-            candidates.append(parent / "shared" / "corpora")
-    for cand in candidates:
-        if ok(cand):
-            return cand
+    if ok(PACKAGED_CORPORA):
+        return PACKAGED_CORPORA
     raise ScenarioError(
-        "The prompt corpora were not found: looked for templates.json and the *.jsonl.gz sets in "
-        f"${ENV_VAR} and in shared/corpora above {Path(__file__).parent} and above {Path.cwd()}. "
-        f"Set {ENV_VAR} to the folder that holds them."
+        f"The prompt corpora that ship with distillguard are missing from {PACKAGED_CORPORA}; "
+        f"reinstall the package or set {ENV_VAR} to a folder that holds them."
     )
 
 
@@ -77,7 +71,7 @@ def _read_jsonl_gz(path: Path) -> list[dict[str, object]]:
             return [json.loads(line) for line in fh if line.strip()]
     except (OSError, ValueError) as exc:
         raise ScenarioError(
-            f"The corpus file {path} cannot be read ({exc}); restore it from ../shared/corpora."
+            f"The corpus file {path} cannot be read ({exc}); restore it from the distillguard package (data/corpora)."
         ) from exc
 
 
@@ -118,7 +112,7 @@ def load_corpora(root: str | Path | None = None) -> Corpora:
         if not f.is_file():
             raise ScenarioError(
                 f"The corpus file {f} is missing; the simulator needs every set listed in "
-                "../shared/corpora/README.md."
+                "distillguard/data/corpora/README.md."
             )
         rows = _read_jsonl_gz(f)
         corp.texts[name] = [str(r["text"]) for r in rows]

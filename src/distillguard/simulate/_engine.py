@@ -33,8 +33,14 @@ DICT_COLUMNS = ["account_id", "key_id", "ip", "user_agent", "endpoint", "model",
 # long strings and no re-hashing when Parquet dictionary-encodes them. The files still hold
 # plain UTF-8 columns (the Arrow schema is not stored), so readers see `string`.
 POOLED = ("system", "response", "user_agent", "endpoint", "model")
+# Optional v1.1 columns the simulator leaves out (no end users, no batches); readers fill them with nulls.
+UNFILLED = ("end_user", "batch_id")
 WRITE_SCHEMA = pa.schema(
-    [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in POOLED else f for f in EVENTS.schema]
+    [
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in POOLED else f
+        for f in EVENTS.schema
+        if f.name not in UNFILLED
+    ]
 )
 
 
@@ -318,6 +324,6 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
         writer.close()
     elif n == 0:
         path = d / "part-00000.parquet"
-        pq.write_table(EVENTS.schema.empty_table(), path)
+        pq.write_table(WRITE_SCHEMA.empty_table(), path)
         files.append(path)
     return files

@@ -56,7 +56,7 @@ def _quote_str(value: str) -> str:
 
 
 class TrafficLog:
-    """A traffic log directory (the format in ../shared/traffic-log-format.md).
+    """A traffic log directory (the format in docs/format.md).
 
     Each table may be stored as `NAME.parquet`, Parquet parts (`NAME-*.parquet`,
     `NAME/*.parquet`), `NAME.jsonl` or `NAME.jsonl.gz`; every reader here gives

@@ -1,4 +1,4 @@
-"""The traffic log format v1 (../shared/traffic-log-format.md) as Arrow schemas.
+"""The traffic log format v1.1 (docs/format.md) as Arrow schemas.
 
 This module is the contract: columns may be added, none may be renamed or
 change meaning. Every reader and writer in the project goes through it.
@@ -50,6 +50,10 @@ EVENTS = Table(
             ("temperature", pa.float32()),
             ("status", pa.int16()),
             ("latency_ms", pa.float32()),
+            # v1.1: the end user the client declared (a reseller's customer) and the batch a
+            # request was submitted in (its ts is then the submission time)
+            ("end_user", pa.string()),
+            ("batch_id", pa.string()),
         ]
     ),
     frozenset({"event_id", "ts", "account_id", "model", "prompt"}),
@@ -110,6 +114,12 @@ VERDICTS = Table(
     key="account_id",
 )
 
+END_USER_VERDICTS = Table(
+    "end_user_verdicts",
+    pa.schema([*VERDICTS.schema, pa.field("end_user", pa.string())]),
+    frozenset({"account_id", "end_user", "score", "action"}),
+)
+
 CAMPAIGNS = Table(
     "campaigns",
     pa.schema(
@@ -143,7 +153,8 @@ OVERRIDES = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (EVENTS, ACCOUNTS, MODELS, LABELS, VERDICTS, CAMPAIGNS, OVERRIDES)
+    t.name: t
+    for t in (EVENTS, ACCOUNTS, MODELS, LABELS, VERDICTS, END_USER_VERDICTS, CAMPAIGNS, OVERRIDES)
 }
 
 ACTIONS = ("allow", "monitor", "throttle", "block")

@@ -392,9 +392,9 @@ class Gateway:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
         drop_usage = req.stream and api != "messages" and not req.include_usage
-        payload = native_request(api, raw, body, req, cap, drop_usage)
         rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
                           self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
+        payload = native_request(api, raw, body, req, cap, drop_usage, rewrite.active)
         if req.stream:
             return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), decision, subjects, ts, t0)
         out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)

@@ -278,6 +278,9 @@ def parse_openai_completion(body: dict[str, Any]) -> ChatRequest:
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise invalid("'stream_options' must be an object.", "stream_options")
+    # one answer per request, as for chat: the gateway watermarks, degrades and captures one
+    for name in ("n", "best_of"):
+        _opt_int(body, name, 1, 1)
     return ChatRequest(
         api="completions",
         model=model,

@@ -21,6 +21,7 @@ from distillguard._errors import ConfigError
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway._config import GatewayConfig
 from distillguard.gateway._gateway import Gateway
+from distillguard.gateway._guard import AdminGuard
 from distillguard.gateway._keys import issue_key
 from distillguard.gateway._protocol import Api, ApiError, dumps
 from distillguard.gateway._store import EVENT_FIELDS, us_to_dt
@@ -280,6 +281,27 @@ _FAST_PATHS: dict[str, Api] = {
 }
 
 
+class _Releasing(Response):
+    """A proxy route's answer that gives back the key's in-flight slot once it is sent."""
+
+    def __init__(self, inner: Response, gw: Gateway) -> None:  # noqa: D107 - wraps, nothing to set up
+        self.inner = inner
+        self.gw = gw
+        self.status_code = inner.status_code
+        self.background = None
+        self.raw_headers = inner.raw_headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.gw.release(scope)
+
+
+def _is_admin(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
 class GatewayApp(FastAPI):
     """FastAPI for the spec, the admin API and everything else; the three proxy routes are
     dispatched before FastAPI's routing and middleware, which cost more per request than the
@@ -287,18 +309,26 @@ class GatewayApp(FastAPI):
 
     gateway: Gateway
     fast_path: bool = True
+    admin_guard: AdminGuard | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.admin_guard is not None and scope["type"] == "http" and _is_admin(scope["path"]):
+            # the token and the body size are checked before FastAPI reads the body
+            await self.admin_guard(scope, receive, send)
+            return
         if self.fast_path and scope["type"] == "http" and scope["method"] == "POST":
             api = _FAST_PATHS.get(scope["path"])
             if api is not None:
                 request = Request(scope, receive)
                 try:
-                    response = await self.gateway.handle(api, request)
-                except Exception as exc:  # noqa: BLE001 - never let a request kill the worker
-                    logging.getLogger("distillguard.gateway").error("unexpected error on %s", scope["path"], exc_info=exc)
-                    response = self.gateway.error_response(api, ApiError(500, "api_error", "The gateway hit an internal error; it has been logged. Retry the request."))
-                await response(scope, receive, send)
+                    try:
+                        response = await self.gateway.handle(api, request)
+                    except Exception as exc:  # noqa: BLE001 - never let a request kill the worker
+                        logging.getLogger("distillguard.gateway").error("unexpected error on %s", scope["path"], exc_info=exc)
+                        response = self.gateway.error_response(api, ApiError(500, "api_error", "The gateway hit an internal error; it has been logged. Retry the request."))
+                    await response(scope, receive, send)
+                finally:
+                    self.gateway.release(scope)  # after the answer, streams included
                 return
         await super().__call__(scope, receive, send)
 
@@ -334,11 +364,21 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     app.state.gateway = gw
     app.gateway = gw
     app.fast_path = fast_path
+
+    async def fastapi(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    app.admin_guard = AdminGuard(fastapi, gw.config.admin_token)
     app.openapi_components = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"}}}  # type: ignore[attr-defined]
 
     def proxy(api: Api, path: str, summary: str) -> None:
         async def endpoint(request: Request) -> Response:
-            return await gw.handle(api, request)
+            try:
+                response = await gw.handle(api, request)
+            except BaseException:
+                gw.release(request.scope)
+                raise
+            return _Releasing(response, gw)
 
         app.add_api_route(path, endpoint, methods=["POST"], summary=summary, operation_id=api.replace(".", "_"),
                           openapi_extra=_openapi_extra(api), tags=["api"], response_class=Response)

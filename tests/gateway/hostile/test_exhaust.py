@@ -1,0 +1,91 @@
+"""One key holder cannot take the gateway's resources from everyone else: in-flight requests per
+key, upstream connections, store look-ups for unknown keys, failed logins per address."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from distillguard.gateway import (
+    FakeUpstream,
+    Gateway,
+    OpenAIUpstream,
+    Router,
+    create_app,
+    issue_key,
+)
+
+from ..support import ServerThread, free_port, make_gateway
+
+
+@contextmanager
+def serving(gw: Gateway) -> Iterator[str]:
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server.config.port}"
+    finally:
+        srv.stop()
+
+
+def _chat(url: str, key: str, model: str, timeout: float = 10.0) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=timeout,
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def _in_background(fn: Any, n: int) -> list[threading.Thread]:
+    threads = [threading.Thread(target=fn, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_one_key_cannot_hold_more_than_its_share(tmp_path: Path, mock_upstream: str) -> None:
+    gw = make_gateway(f"sqlite:///{tmp_path / 'c.db'}", mock_upstream, max_inflight_per_key=2)
+    gw.router.add("slowfake-*", FakeUpstream(delay=1.5))
+    hog, other = issue_key(gw.store, "hog").key, issue_key(gw.store, "other").key
+    with serving(gw) as url:
+        held = _in_background(lambda: _chat(url, hog, "slowfake-1"), 2)
+        time.sleep(0.5)
+        t = time.monotonic()
+        r = _chat(url, hog, "fake-1")
+        assert r.status_code == 503 and time.monotonic() - t < 1.0, r.text
+        assert r.headers["retry-after"] == "1"
+        assert _chat(url, other, "fake-1").status_code == 200
+        for th in held:
+            th.join(10)
+        assert _chat(url, hog, "fake-1").status_code == 200, "slots come back when the answers are sent"
+        assert gw._inflight == {}
+
+
+def test_waiting_for_an_upstream_connection_times_out(tmp_path: Path, mock_upstream: str) -> None:
+    gw = make_gateway(f"sqlite:///{tmp_path / 'p.db'}", mock_upstream)
+    gw.router = Router()
+    gw.router.add("*", OpenAIUpstream(mock_upstream, timeout=10.0, connections=1, acquire_timeout=0.5))
+    a, b = issue_key(gw.store, "a").key, issue_key(gw.store, "b").key
+    with serving(gw) as url:
+        held = _in_background(lambda: _chat(url, a, "mock-slow"), 1)  # the mock answers it after 3 s
+        time.sleep(0.5)
+        t = time.monotonic()
+        r = _chat(url, b, "mock-fast")  # the upstream's only connection is busy
+        assert r.status_code == 503 and time.monotonic() - t < 2.0, r.text
+        held[0].join(10)
+        assert _chat(url, b, "mock-fast").status_code == 200
+
+
+def test_failed_logins_are_limited_per_address(tmp_path: Path, mock_upstream: str) -> None:
+    gw = make_gateway(f"sqlite:///{tmp_path / 'f.db'}", mock_upstream, login_failures_per_minute=5)
+    good = issue_key(gw.store, "good").key
+    with serving(gw) as url:
+        assert _chat(url, good, "fake-1").status_code == 200  # now cached
+        codes = [_chat(url, f"dg-k{i:012x}-{'x' * 32}", "fake-1").status_code for i in range(8)]
+        assert codes == [401] * 5 + [429] * 3
+        assert _chat(url, good, "fake-1").status_code == 200, "a known key is not refused for its address"
+    # the look-ups ran on the gateway's own key threads, not the default pool capture uses
+    assert gw._key_pool._thread_name_prefix == "distillguard-keys"  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from distillguard.gateway._config import GatewayConfig
 from distillguard.gateway._gateway import Gateway
 from distillguard.gateway._guard import AdminGuard
 from distillguard.gateway._keys import issue_key
-from distillguard.gateway._protocol import Api, ApiError, dumps
+from distillguard.gateway._protocol import MAX_MODEL_CHARS, Api, ApiError, dumps
 from distillguard.gateway._store import EVENT_FIELDS, us_to_dt
 
 _MESSAGE = {
@@ -42,7 +42,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
@@ -58,7 +58,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "prompt"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "prompt": {"type": "string"},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
@@ -69,7 +69,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages", "max_tokens"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "system": {"type": "string"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}}}},

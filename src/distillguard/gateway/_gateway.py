@@ -391,7 +391,7 @@ class Gateway:
             body = load_body(raw)
             model = body.get("model") if isinstance(body.get("model"), str) else None
             req = PARSERS[api](body)
-            upstream = self.router.resolve(req.model)
+            upstream = self.router.resolve(req.model, remember=False)
             if upstream is None:
                 raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway; list the available models with GET /v1/models.", param="model", code="model_not_found")
             try:
@@ -410,6 +410,7 @@ class Gateway:
                 verdict = ALLOWED
             if not verdict.allowed:
                 raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
+            self.router.remember(req.model, upstream)
             if decision.degraded:
                 cap = self.policy.degrade.max_tokens_cap
                 req.max_tokens = min(req.max_tokens or cap, cap)

@@ -423,6 +423,11 @@ class AnthropicUpstream(_HttpUpstream):
         raise ApiError(502, "api_error", f"The upstream model server {self.name} ended the stream without message_stop.")
 
 
+#: most model names the router remembers, and the longest it remembers (so at most ~2 MB)
+ROUTE_CACHE_NAMES = 10_000
+ROUTE_CACHE_NAME_CHARS = 200
+
+
 @dataclass
 class Route:
     pattern: str
@@ -446,13 +451,20 @@ class Router:
             self.routes.insert(i, route)
         self._cache.clear()
 
-    def resolve(self, model: str) -> Upstream | None:
+    def resolve(self, model: str, remember: bool = True) -> Upstream | None:
+        """The upstream for `model`. With `remember` False the answer is not cached: the
+        gateway caches a name only once policy and limits let its request through
+        (`remember`), so refused requests cannot fill the cache with names."""
         if model in self._cache:
             return self._cache[model]
         hit = next((r.upstream for r in self.routes if fnmatch.fnmatchcase(model, r.pattern)), None)
-        if len(self._cache) < 10_000:
-            self._cache[model] = hit
+        if remember:
+            self.remember(model, hit)
         return hit
+
+    def remember(self, model: str, hit: Upstream | None) -> None:
+        if len(self._cache) < ROUTE_CACHE_NAMES and len(model) <= ROUTE_CACHE_NAME_CHARS:
+            self._cache[model] = hit
 
     def models(self) -> list[str]:
         return [r.pattern for r in self.routes]

@@ -89,3 +89,19 @@ def test_failed_logins_are_limited_per_address(tmp_path: Path, mock_upstream: st
         assert _chat(url, good, "fake-1").status_code == 200, "a known key is not refused for its address"
     # the look-ups ran on the gateway's own key threads, not the default pool capture uses
     assert gw._key_pool._thread_name_prefix == "distillguard-keys"  # type: ignore[attr-defined]
+
+
+def test_model_names_cannot_fill_memory(tmp_path: Path, mock_upstream: str) -> None:
+    """Long names are refused; names of refused requests (429 here) are never cached."""
+    from distillguard.enforce import LimitsConfig, LimitSet
+
+    tight = LimitsConfig(key=LimitSet(1, None, None, None), account=LimitSet(1, None, None, None))
+    gw = make_gateway(f"sqlite:///{tmp_path / 'm.db'}", mock_upstream, limits=tight)
+    key = issue_key(gw.store, "names").key
+    with serving(gw) as url:
+        r = _chat(url, key, "fake-" + "x" * 800_000)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+        assert _chat(url, key, "fake-first").status_code == 200
+        codes = {_chat(url, key, f"fake-{i}").status_code for i in range(20)}
+        assert codes == {429}
+    assert set(gw.router._cache) == {"fake-first"}

@@ -270,7 +270,10 @@ class Gateway:
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
         try:
-            return await self._read_body_inner(request, limit)
+            async with asyncio.timeout(self.config.body_timeout):
+                return await self._read_body_inner(request, limit)
+        except TimeoutError as exc:
+            raise ApiError(408, "invalid_request_error", f"The request body did not arrive within {self.config.body_timeout:g} s; send it at once.") from exc
         except ClientDisconnect as exc:
             raise ApiError(400, "invalid_request_error", "The client closed the connection before sending the whole body.") from exc
 

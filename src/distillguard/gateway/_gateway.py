@@ -52,6 +52,7 @@ from distillguard.gateway._protocol import (
     render,
     sse_error,
 )
+from distillguard.gateway._replica import ChangeFeed, OverrideFeed
 from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
 from distillguard.gateway._upstream import (
@@ -160,8 +161,8 @@ class Gateway:
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
         self.online: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._override_cursor = 0
-        self._limits_cursor = 0
+        self._overrides = OverrideFeed(self.store.overrides_since)
+        self._limits = ChangeFeed(self.store.limits_since, "subject")
         self.started = False
 
     def _load_watermark_key(self) -> Any:
@@ -176,14 +177,12 @@ class Gateway:
     def refresh(self) -> None:
         """Reload keys, overrides and limits changed in the store (blocking)."""
         self.keys.refresh()
-        for r in self.store.overrides_since(self._override_cursor):
-            self._override_cursor = r["id"]
+        for r in self._overrides.poll():
             try:
                 self.policy.set_override(Override(r["account_id"], r["action"], us_to_dt(r["ts_us"]), r["by"] or "", r["note"] or ""))  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - a bad stored override must not stop the others
                 log.warning("ignoring stored override %s", r["id"], exc_info=True)
-        for r in self.store.limits_since(self._limits_cursor):
-            self._limits_cursor = r["updated_us"]
+        for r in self._limits.poll():
             try:
                 data = json.loads(r["config"])
                 if r["subject"] == "*":

@@ -308,13 +308,20 @@ class Store:
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(sa.select(self.accounts).order_by(self.accounts.c.account_id))]
 
+    def db_now_us(self) -> Any:
+        """The database's clock in µs, as an SQL expression: replicas order changes by it, as
+        the writing hosts' clocks may disagree (see `_replica.py`)."""
+        if self.engine.dialect.name == "postgresql":
+            return sa.literal_column("CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
+        return sa.literal_column("CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)")
+
     def add_key(self, key_id: str, account_id: str, key_hash: str, name: str | None = None) -> None:
-        t = now_us()
+        t = self.db_now_us()
         with self.engine.begin() as con:
             con.execute(sa.insert(self.keys).values(key_id=key_id, account_id=account_id, key_hash=key_hash, name=name, created_us=t, updated_us=t))
 
     def revoke_key(self, key_id: str) -> bool:
-        t = now_us()
+        t = self.db_now_us()
         with self.engine.begin() as con:
             res = con.execute(sa.update(self.keys).where(self.keys.c.key_id == key_id, self.keys.c.revoked_us.is_(None)).values(revoked_us=t, updated_us=t))
         return bool(res.rowcount)
@@ -333,27 +340,35 @@ class Store:
 
     def add_override(self, account_id: str, action: str, by: str = "", note: str = "", ts_us: int | None = None) -> int:
         with self.engine.begin() as con:
-            res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or now_us(), by=by, note=note))
+            res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or self.db_now_us(), by=by, note=note))
         return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     def add_overrides(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
         """Several (account_id, action, by, note) overrides in one transaction."""
         if not rows:
             return
-        ts = now_us()
+        ts = self._db_time()
         with self.engine.begin() as con:
             con.execute(sa.insert(self.overrides), [{"account_id": a, "action": act, "ts_us": ts, "by": by, "note": note} for a, act, by, note in rows])
 
-    def overrides_since(self, last_id: int) -> list[dict[str, Any]]:
+    def overrides_since(self, last_id: int, also: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """Overrides with an id above `last_id` or in `also` (ids a replica saw skipped)."""
+        cond = self.overrides.c.id > last_id
+        if also:
+            cond = sa.or_(cond, self.overrides.c.id.in_(list(also)))
         with self.engine.connect() as con:
-            q = sa.select(self.overrides).where(self.overrides.c.id > last_id).order_by(self.overrides.c.id)
+            q = sa.select(self.overrides).where(cond).order_by(self.overrides.c.id)
             return [dict(r._mapping) for r in con.execute(q)]
 
+    def _db_time(self) -> int:
+        with self.engine.connect() as con:
+            return int(con.execute(sa.select(self.db_now_us())).scalar_one())
+
     def set_limits(self, subject: str, config_json: str) -> None:
-        stmt = self._insert(self.limits)
+        stmt = self._insert(self.limits).values(subject=subject, config=config_json, updated_us=self.db_now_us())
         stmt = stmt.on_conflict_do_update(index_elements=["subject"], set_={"config": stmt.excluded.config, "updated_us": stmt.excluded.updated_us})
         with self.engine.begin() as con:
-            con.execute(stmt, {"subject": subject, "config": config_json, "updated_us": now_us()})
+            con.execute(stmt)
 
     def limits_since(self, updated_us: int) -> list[dict[str, Any]]:
         with self.engine.connect() as con:

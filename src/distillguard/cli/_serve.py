@@ -8,6 +8,11 @@ from typing import Annotated
 
 import typer
 
+from distillguard._private import mask_url, write_private
+
+#: where `serve` writes an admin token it generated (owner-only)
+ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
+
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
@@ -51,8 +56,10 @@ def register(app: typer.Typer) -> None:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"Cannot read limits file {limits}: {exc}") from exc
         if admin_token is None:
+            # written to a private file, never to stderr: service logs keep stderr
             admin_token = secrets.token_urlsafe(24)
-            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
+            token_file = write_private(ADMIN_TOKEN_FILE, admin_token + "\n")
+            console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
@@ -60,7 +67,8 @@ def register(app: typer.Typer) -> None:
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
-        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
+        shown = mask_url(db)
+        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False)
         run(cfg, host, port, log_level, fast_path)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
@@ -91,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from distillguard.gateway import Store
 
         if not Store(db, table_prefix).revoke_key(key_id):
-            raise ConfigError(f"No active key {key_id!r} in {db}; list keys with 'distillguard keys list'.")
+            raise ConfigError(f"No active key {key_id!r} in {mask_url(db)}; list keys with 'distillguard keys list'.")
         typer.echo(f"revoked {key_id}")
 
     @keys.command("list")

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from distillguard._errors import ConfigError
+from distillguard._private import create_private, mask_url
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -139,12 +140,13 @@ class Store:
         self.prefix = prefix
         try:
             if self.url.startswith("sqlite"):
+                _private_sqlite_file(self.url)
                 self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         except Exception as exc:
-            raise ConfigError(f"Cannot open database {url!r}: {exc}") from exc
+            raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc}") from exc
         md = sa.MetaData()
         p = prefix
         self.events = sa.Table(
@@ -208,7 +210,7 @@ class Store:
         try:
             md.create_all(self.engine)
         except sa.exc.OperationalError as exc:
-            raise ConfigError(f"Cannot open database {url!r}: {exc.orig}") from exc
+            raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc.orig}") from exc
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
@@ -383,6 +385,21 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (it holds every prompt and
+    answer; SQLite gives its -wal and -shm files the same mode), and warn about an existing
+    one that others can read."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not create_private(p):
+        mode = p.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("database file %s can be read by others (mode %o); chmod 600 it and its -wal and -shm files", p, mode)
 
 
 def _sqlite_pragmas(dbapi_con: Any, _record: Any) -> None:

@@ -265,6 +265,14 @@ def _admin_router(gw: Gateway) -> APIRouter:
             out.append(row)
         return {"events": out, "next": batch[-1]["seq"] if batch else after}
 
+    @r.post("/console-link", status_code=201)
+    async def console_link() -> dict[str, Any]:
+        """A one-time link that logs a browser into the console (single use, 5 minutes)."""
+        guard = getattr(gw, "console_guard", None)
+        if guard is None:
+            raise HTTPException(404, "The console is not mounted in this gateway.")
+        return {"url": guard.one_time_link("/console")}
+
     @r.get("/stats")
     async def stats() -> dict[str, Any]:
         """Capture counters."""
@@ -345,6 +353,7 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     from distillguard.gateway._console import LiveConsole
 
     console = LiveConsole(gw)
+    gw.console_guard = console.guard
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -160,6 +160,7 @@ class Gateway:
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
         self.online: Any = None
+        self.console_guard: Any = None  # the mounted console's ConsoleGuard (create_app sets it)
         self._tasks: list[asyncio.Task[Any]] = []
         self._overrides = OverrideFeed(self.store.overrides_since)
         self._limits = ChangeFeed(self.store.limits_since, "subject")

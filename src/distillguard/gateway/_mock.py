@@ -50,7 +50,7 @@ def _answer(body: dict[str, Any], model: str) -> str:
     result = _tool_result(body)
     if result is not None:
         return f"The tool said: {result}"
-    if model == "mock-echo":
+    if model == "mock-echo" or model.endswith("-echo"):
         msgs = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
         return _text(msgs[-1].get("content")) if msgs else str(body.get("prompt", ""))
     return ANSWER

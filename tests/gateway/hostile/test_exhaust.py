@@ -105,3 +105,37 @@ def test_model_names_cannot_fill_memory(tmp_path: Path, mock_upstream: str) -> N
         codes = {_chat(url, key, f"fake-{i}").status_code for i in range(20)}
         assert codes == {429}
     assert set(gw.router._cache) == {"fake-first"}
+
+
+def test_a_flood_of_unknown_keys_does_not_starve_real_ones(tmp_path: Path, mock_upstream: str) -> None:
+    """400 unknown keys from 8 threads: the store is asked at most the per-address budget of
+    times, and a real key is answered promptly throughout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw = make_gateway(f"sqlite:///{tmp_path / 'u.db'}", mock_upstream, login_failures_per_minute=20)
+    good = issue_key(gw.store, "real").key
+    lookups = 0
+    real_lookup = gw.keys.lookup_store
+
+    def counting(key: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return real_lookup(key)
+
+    gw.keys.lookup_store = counting  # type: ignore[method-assign]
+    with serving(gw) as url, httpx.Client(base_url=url, timeout=10) as client:
+        assert _chat(url, good, "fake-1").status_code == 200
+
+        def attempt(i: int) -> int:
+            r = client.post("/v1/chat/completions", headers={"authorization": f"Bearer dg-k{i:012x}-{'y' * 32}"},
+                            json={"model": "fake-1", "messages": [{"role": "user", "content": "hi"}]})
+            return r.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            flood = pool.map(attempt, range(400))
+            t = time.monotonic()
+            assert _chat(url, good, "fake-1").status_code == 200
+            assert time.monotonic() - t < 2.0
+            codes = list(flood)
+    assert set(codes) == {401, 429} and codes.count(401) <= 20 + 8
+    assert lookups <= 20 + 8, f"{lookups} store look-ups for unknown keys"

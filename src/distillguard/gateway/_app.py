@@ -95,8 +95,10 @@ def _openapi_extra(api: Api) -> dict[str, Any]:
             "200": {"description": "The completion (JSON), or a text/event-stream when stream is true.", "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"description": "Server-sent events in the API's own stream format."}}}},
             **{str(s): {"description": d, **err} for s, d in (
                 (400, "Invalid request"), (401, "Missing, invalid or revoked key"), (403, "Account blocked"),
-                (404, "Unknown model"), (413, "Body too large"), (429, "Rate limited (see Retry-After)"),
-                (502, "Upstream failed"), (504, "Upstream timed out"))},
+                (404, "Unknown model"), (408, "Body not sent in time"), (413, "Body too large"),
+                (429, "Rate limited, or too many failed logins (see Retry-After)"), (502, "Upstream failed"),
+                (503, "Too many requests in flight for the key, or no upstream connection free (see Retry-After)"),
+                (504, "Upstream timed out"))},
         },
         "security": [{"bearer": []}, {"x-api-key": []}],
     }

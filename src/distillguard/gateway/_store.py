@@ -55,23 +55,38 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _bound_plan() -> list[tuple[int, int | None, bool]]:
-    """(index, most characters or None, is an integer column) for each column that needs a check."""
-    plan: list[tuple[int, int | None, bool]] = []
+def _bound_plan() -> tuple[list[tuple[int, int | None]], list[int]]:
+    """(index, most characters or None) of the text columns, and the indices of INTEGER ones."""
+    texts: list[tuple[int, int | None]] = []
+    ints: list[int] = []
     for i, (_, t) in enumerate(EVENT_COLUMNS):
         if isinstance(t, sa.String):  # Text is a String without a length
-            plan.append((i, t.length, False))
+            texts.append((i, t.length))
         elif isinstance(t, sa.Integer) and not isinstance(t, sa.BigInteger):
-            plan.append((i, None, True))
-    return plan
+            ints.append(i)
+    return texts, ints
 
 
-_BOUND_PLAN = _bound_plan()
+_TEXT_COLUMNS, _INT_COLUMNS = _bound_plan()
+
+
+def _storable(value: str) -> bool:
+    # The usual text is checked in C without a regex pass: a NUL search, CPython's cached
+    # ASCII flag, and only for other text a UTF-8 encode (which fails on lone surrogates).
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def bound_text(value: str, length: int | None) -> str:
     """`value` with unstorable characters replaced and cut (with TRUNCATION_MARKER) to `length`."""
-    if _UNSTORABLE.search(value) is not None:
+    if not _storable(value):
         value = _UNSTORABLE.sub(REPLACEMENT_CHAR, value)
     if length is not None and len(value) > length:
         value = value[: length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
@@ -82,17 +97,19 @@ def bound_event(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """An EVENT_FIELDS tuple that fits the events table: a client controls most of its text
     (prompt, model, user agent), and one row the database refuses fails its whole batch."""
     fixed: list[Any] | None = None
-    for i, length, is_int in _BOUND_PLAN:
+    for i, length in _TEXT_COLUMNS:
         v = row[i]
-        if is_int:
-            if isinstance(v, int) and not INT32_MIN <= v <= INT32_MAX:
-                fixed = fixed or list(row)
-                fixed[i] = min(max(v, INT32_MIN), INT32_MAX)
-        elif isinstance(v, str):
+        # the usual ASCII text within its length is settled here, without a call
+        if v.__class__ is str and ("\x00" in v or not v.isascii() or (length is not None and len(v) > length)):
             b = bound_text(v, length)
-            if b is not v:
+            if b != v:
                 fixed = fixed or list(row)
                 fixed[i] = b
+    for i in _INT_COLUMNS:
+        v = row[i]
+        if v.__class__ is int and not INT32_MIN <= v <= INT32_MAX:
+            fixed = fixed or list(row)
+            fixed[i] = min(max(v, INT32_MIN), INT32_MAX)
     return row if fixed is None else tuple(fixed)
 
 

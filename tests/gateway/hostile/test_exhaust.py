@@ -3,6 +3,7 @@ key, upstream connections, store look-ups for unknown keys, failed logins per ad
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from distillguard.gateway import (
     FakeUpstream,
@@ -25,8 +27,8 @@ from ..support import ServerThread, free_port, make_gateway
 
 
 @contextmanager
-def serving(gw: Gateway) -> Iterator[str]:
-    srv = ServerThread(create_app(gateway=gw), free_port())
+def serving(gw: Gateway, fast_path: bool = True) -> Iterator[str]:
+    srv = ServerThread(create_app(gateway=gw, fast_path=fast_path), free_port())
     srv.start()
     try:
         yield f"http://127.0.0.1:{srv.server.config.port}"
@@ -46,11 +48,24 @@ def _in_background(fn: Any, n: int) -> list[threading.Thread]:
     return threads
 
 
-def test_one_key_cannot_hold_more_than_its_share(tmp_path: Path, mock_upstream: str) -> None:
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-routes"])
+def test_one_key_cannot_hold_more_than_its_share(tmp_path: Path, mock_upstream: str, fast_path: bool) -> None:
     gw = make_gateway(f"sqlite:///{tmp_path / 'c.db'}", mock_upstream, max_inflight_per_key=2)
     gw.router.add("slowfake-*", FakeUpstream(delay=1.5))
+    dribble = FakeUpstream(name="dribble")
+
+    async def slow_stream(req: Any, account_id: str) -> Any:
+        from distillguard.gateway import Delta
+
+        for i in range(5):
+            yield Delta(text=f"w{i} ")
+            await asyncio.sleep(0.1)
+        yield Delta(finish_reason="stop", prompt_tokens=1, completion_tokens=5)
+
+    dribble.stream = slow_stream  # type: ignore[method-assign]
+    gw.router.add("dribble-*", dribble)
     hog, other = issue_key(gw.store, "hog").key, issue_key(gw.store, "other").key
-    with serving(gw) as url:
+    with serving(gw, fast_path) as url:
         held = _in_background(lambda: _chat(url, hog, "slowfake-1"), 2)
         time.sleep(0.5)
         t = time.monotonic()
@@ -61,6 +76,12 @@ def test_one_key_cannot_hold_more_than_its_share(tmp_path: Path, mock_upstream: 
         for th in held:
             th.join(10)
         assert _chat(url, hog, "fake-1").status_code == 200, "slots come back when the answers are sent"
+        with httpx.stream("POST", url + "/v1/chat/completions", headers={"authorization": f"Bearer {hog}"}, timeout=10,
+                          json={"model": "dribble-1", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:
+            assert r.status_code == 200
+            assert gw._inflight == {gw.keys.lookup_cached(hog).key_id: 1}, "a stream holds its slot while it runs"  # type: ignore[union-attr]
+            r.read()
+        time.sleep(0.1)
         assert gw._inflight == {}
 
 

@@ -341,9 +341,10 @@ class Gateway:
         key = _key_from(request.scope)
         addr = request.client.host if request.client else "?"
         rec = self.keys.lookup_cached(key) if key is not None else None
-        if not isinstance(rec, KeyRecord):
-            # Only what is not a valid cached key is limited per address: one that costs a
-            # store look-up or fails. A known key from a busy address is never refused here.
+        if not isinstance(rec, KeyRecord) and not (rec is False and key is not None and self.keys.is_cached(key)):
+            # Only what is not a known key is limited per address: one that costs a store
+            # look-up for an unknown id, or fails. A known key (valid in the cache, or cached
+            # and due to be read again) from a busy address is never refused here.
             wait = self.login_failures.blocked(addr)
             if wait is not None:
                 log.info("429 %s from %s: too many failed logins", api, addr)

@@ -114,6 +114,11 @@ class KeyRing:
         ok = hmac.compare_digest(hash_key(key), rec.key_hash)
         return rec if ok and not rec.revoked else None
 
+    def is_cached(self, key: str) -> bool:
+        """Whether `key`'s id is in the cache (maybe expired), whatever its secret."""
+        kid = key_id_of(key)
+        return kid is not None and kid in self._keys
+
     def lookup_store(self, key: str) -> KeyRecord | None:
         """Cache miss: read the key from the store (blocking; run in a thread)."""
         kid = key_id_of(key)

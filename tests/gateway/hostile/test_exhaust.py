@@ -108,6 +108,9 @@ def test_failed_logins_are_limited_per_address(tmp_path: Path, mock_upstream: st
         codes = [_chat(url, f"dg-k{i:012x}-{'x' * 32}", "fake-1").status_code for i in range(8)]
         assert codes == [401] * 5 + [429] * 3
         assert _chat(url, good, "fake-1").status_code == 200, "a known key is not refused for its address"
+        gw.keys._ttl = 0.0  # every cached key is due to be read again: still known, still served
+        assert _chat(url, good, "fake-1").status_code == 200
+        assert _chat(url, "dg-k000000000099-" + "z" * 32, "fake-1").status_code == 429
     # the look-ups ran on the gateway's own key threads, not the default pool capture uses
     assert gw._key_pool._thread_name_prefix == "distillguard-keys"  # type: ignore[attr-defined]
 

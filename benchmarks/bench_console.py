@@ -30,7 +30,7 @@ import duckdb
 from fastapi.testclient import TestClient
 
 from distillguard._logsql import register_view
-from distillguard.report import CaseStore
+from distillguard.cases import CaseStore
 from distillguard.ui import create_app
 
 

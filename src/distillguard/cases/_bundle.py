@@ -130,7 +130,8 @@ def export_bundle(
         store: the pre-aggregated log and verdicts.
         campaign_id: the campaign to share.
         producer: the name of the sharing organisation (the bundle's `identity`).
-        min_specificity, max_outside: see `campaign_indicators`.
+        min_specificity: see `campaign_indicators`.
+        max_outside: see `campaign_indicators`.
         now: the time stamped on the objects (now when None).
 
     Returns:

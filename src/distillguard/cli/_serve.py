@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"Cannot read limits file {limits}: {exc}") from exc
         if admin_token is None:
             admin_token = secrets.token_urlsafe(24)
-            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
+            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False, soft_wrap=True)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
@@ -78,13 +78,13 @@ def register(app: typer.Typer) -> None:
             # Trained once and cached: show it happening instead of a silent pause.
             from distillguard.localmodel import LocalModelConfig, load_default_model, model_path
 
-            console.print(f"preparing the built-in local model (cached in {model_path(LocalModelConfig())}) ...", highlight=False)
+            console.print(f"preparing the built-in local model (cached in {model_path(LocalModelConfig())}) ...", highlight=False, soft_wrap=True)
             load_default_model(progress=True)
 
         def ready() -> None:
-            console.print(f"ready: distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
+            console.print(f"ready: distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False, soft_wrap=True)
 
-        console.print("starting the gateway ...", highlight=False)
+        console.print("starting the gateway ...", highlight=False, soft_wrap=True)
         run(cfg, host, port, log_level, fast_path, on_ready=ready)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)

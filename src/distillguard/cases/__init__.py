@@ -6,10 +6,22 @@
 """
 
 from distillguard.cases._bundle import SharedValue, campaign_indicators, export_bundle, write_bundle
-from distillguard.cases._casedata import Account, Attribute, Campaign, CaseStore, Template
+from distillguard.cases._casedata import (
+    KIND_LABELS,
+    KIND_PLURALS,
+    Account,
+    Attribute,
+    Campaign,
+    CaseStore,
+    Template,
+    fold_attributes,
+)
 from distillguard.cases._casefile import casefile_html, casefile_pdf, write_casefile
+from distillguard.cases._caseplots import graph_svg, traffic_svg
 
 __all__ = [
+    "KIND_LABELS",
+    "KIND_PLURALS",
     "Account",
     "Attribute",
     "Campaign",
@@ -20,6 +32,9 @@ __all__ = [
     "casefile_html",
     "casefile_pdf",
     "export_bundle",
+    "fold_attributes",
+    "graph_svg",
+    "traffic_svg",
     "write_bundle",
     "write_casefile",
 ]

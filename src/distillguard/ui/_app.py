@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from distillguard.cases._casedata import KIND_LABELS, KIND_PLURALS, CaseStore, fold_attributes
+from distillguard.cases import KIND_LABELS, KIND_PLURALS, CaseStore, fold_attributes
 from distillguard.ui._overrides import CONSOLE_ACTIONS, ActionHook, OverrideLog
 
 _PLOT_CACHE_MAX = 256
@@ -116,9 +116,13 @@ def create_app(
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
     from starlette.concurrency import run_in_threadpool
 
-    from distillguard.cases import export_bundle
-    from distillguard.cases._casefile import casefile_html, casefile_pdf
-    from distillguard.cases._caseplots import graph_svg, traffic_svg
+    from distillguard.cases import (
+        casefile_html,
+        casefile_pdf,
+        export_bundle,
+        graph_svg,
+        traffic_svg,
+    )
 
     cases = store if store is not None else CaseStore(log_dir, verdicts_dir)
     matches: dict[str, list[tuple[str, str, int]]] = {}

@@ -3,6 +3,10 @@
 A section runs from `<!-- bench:NAME -->` to `<!-- /bench:NAME -->`, NAME being the script's
 file name; it is replaced whole (or appended when new), the rest of the page is left alone.
 Set `BENCH_NO_DOCS=1` to leave the page untouched (quick runs at small sizes).
+
+The two labs, `detector_lab.py` (tuning the detector) and `bench_watermark_5pct_lab.py`
+(choosing the radioactivity settings), print and write nothing here: tuning runs are not
+measurements; `bench_watermark.py` reports the 5 % experiment on fresh keys.
 """
 
 from __future__ import annotations

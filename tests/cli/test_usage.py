@@ -6,7 +6,8 @@ in-process (a subprocess per command would cost seconds each) and read what it p
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import pytest
 import typer
 
@@ -17,10 +18,14 @@ from distillguard.cli import app, main
 _ROOT = typer.main.get_command(app)
 
 
-def _leaves(cmd: click.Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
-    if isinstance(cmd, click.Group) or hasattr(cmd, "commands"):
-        out: list[tuple[tuple[str, ...], click.Command]] = []
-        for name, sub in sorted(cmd.commands.items()):  # type: ignore[attr-defined]
+# Typed loosely: typer >= 0.29 builds its commands on its own copy of click, older typer on click.
+Command = Any
+
+
+def _leaves(cmd: Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Command]]:
+    if hasattr(cmd, "commands"):  # a group
+        out: list[tuple[tuple[str, ...], Command]] = []
+        for name, sub in sorted(cmd.commands.items()):
             out.extend(_leaves(sub, (*path, name)))
         return out
     return [(path, cmd)]
@@ -30,7 +35,7 @@ COMMANDS = _leaves(_ROOT)
 IDS = [" ".join(p) for p, _ in COMMANDS]
 
 
-def _required(cmd: click.Command) -> list[str]:
+def _required(cmd: Command) -> list[str]:
     """How a usage error may name each required parameter: its name or any of its flags."""
     return [n for p in cmd.params if p.required for n in (p.name or "", *p.opts)]
 
@@ -50,7 +55,7 @@ def test_the_tree_has_the_known_commands() -> None:
 
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=IDS)
 def test_unknown_option_prints_usage_and_exits_2(
-    path: tuple[str, ...], cmd: click.Command, capsys: pytest.CaptureFixture[str]
+    path: tuple[str, ...], cmd: Command, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out = _run([*path, "--no-such-option"], capsys)
     assert code == 2
@@ -61,7 +66,7 @@ def test_unknown_option_prints_usage_and_exits_2(
 
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=IDS)
 def test_missing_argument_prints_usage_and_exits_2(
-    path: tuple[str, ...], cmd: click.Command, capsys: pytest.CaptureFixture[str]
+    path: tuple[str, ...], cmd: Command, capsys: pytest.CaptureFixture[str]
 ) -> None:
     required = _required(cmd)
     if not required:
@@ -77,7 +82,7 @@ def test_missing_argument_prints_usage_and_exits_2(
 
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=IDS)
 def test_help_is_clean(
-    path: tuple[str, ...], cmd: click.Command, capsys: pytest.CaptureFixture[str]
+    path: tuple[str, ...], cmd: Command, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out = _run([*path, "--help"], capsys)
     assert code == 0

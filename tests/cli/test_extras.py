@@ -54,7 +54,7 @@ def test_other_import_errors_pass_through() -> None:
     [
         (["ui", "log", "verdicts"], "uvicorn", (), "gateway"),
         (["serve"], "fastapi", ("distillguard.gateway", "distillguard.ui"), "gateway"),
-        (["keys", "list"], "sqlalchemy", ("distillguard.gateway",), "gateway"),
+        (["keys", "list", "--db", "sqlite:///{tmp}/keys.db"], "sqlalchemy", ("distillguard.gateway",), "gateway"),
         (["watermark", "train-model"], "torch", ("distillguard.localmodel",), "watermark"),
     ],
     ids=["ui", "serve", "keys", "watermark"],
@@ -66,10 +66,12 @@ def test_command_without_its_extra_names_it(
     extra: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     _hide(monkeypatch, module, *reload)
+    monkeypatch.chdir(tmp_path)  # whatever a command would write by default lands here
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        main([a.format(tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert f"pip install 'distillguard[{extra}]'" in err

@@ -41,7 +41,7 @@ def loss_gradient(proxy: Any, pairs: Sequence[tuple[str, str]], batch: int = 256
     proxy(input_ids=ids, labels=labels).loss.backward()
     proxy.eval()
     grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in proxy.parameters()]
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).float().clamp_min(1e-12)
+    norm = torch.sqrt(torch.stack([(g.double() ** 2).sum() for g in grads]).sum()).float().clamp_min(1e-12)
     proxy.zero_grad()
     return [g / norm for g in grads]
 

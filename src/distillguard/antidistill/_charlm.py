@@ -51,7 +51,8 @@ def build(cfg: LMConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     conf = GPT2Config(vocab_size=len(ALPHABET), n_positions=cfg.n_positions, n_embd=cfg.n_embd,
                       n_layer=cfg.n_layer, n_head=cfg.n_head, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(conf).eval()
+    model: Any = GPT2LMHeadModel(conf)
+    return model.eval()
 
 
 def _batch(pairs: Sequence[tuple[str, str]], idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,19 @@ ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
+def _quiet_libraries() -> None:
+    """Keep transformers' warnings and Hugging Face progress bars out of the gateway's console."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    # Library deprecation notices say nothing an operator can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch)\b")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -70,9 +83,21 @@ def register(app: typer.Typer) -> None:
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
+        _quiet_libraries()
+        if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):
+            # Trained once and cached: show it happening instead of a silent pause.
+            from distillguard.localmodel import LocalModelConfig, load_default_model, model_path
+
+            console.print(f"preparing the built-in local model (cached in {model_path(LocalModelConfig())}) ...", highlight=False, soft_wrap=True)
+            load_default_model(progress=True)
+
         shown = mask_url(db)
-        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False)
-        run(cfg, host, port, log_level, fast_path)
+
+        def ready() -> None:
+            console.print(f"ready: distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False, soft_wrap=True)
+
+        console.print("starting the gateway ...", highlight=False, soft_wrap=True)
+        run(cfg, host, port, log_level, fast_path, on_ready=ready)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
     app.add_typer(keys, name="keys")

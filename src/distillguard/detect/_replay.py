@@ -153,7 +153,7 @@ def partner_matches(log_dir: Path, indicators: Path | None) -> set[str]:
     """Accounts of the log that match partners' STIX indicators (known before the scan)."""
     if indicators is None:
         return set()
-    from distillguard.report import load_indicators
+    from distillguard.share import load_indicators
 
     matched = load_indicators(indicators).match_accounts(log_dir)
     return {str(a) for a in matched.column("account_id").to_pylist()}

@@ -35,7 +35,8 @@ class Capture:
         maxsize: queue bound; beyond it events are dropped and counted in `dropped`.
         batch_size: most events per write.
         interval: seconds to wait for more events before writing a partial batch.
-        listeners: called with each written batch (e.g. the online detector's feed).
+
+    Append to `listeners` to be called with each written batch (e.g. the online detector's feed).
     """
 
     def __init__(self, store: Store, maxsize: int = 100_000, batch_size: int = 2000, interval: float = 0.25) -> None:

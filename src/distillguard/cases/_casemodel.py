@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from distillguard.share import TEMPLATE_SQL
+
 #: Prompt categories, tried in this order (first match wins) on the lower-cased first 300
 #: characters of a prompt; tool use comes from `tools`.
 CAPABILITIES: tuple[tuple[str, str], ...] = (
@@ -55,10 +57,8 @@ KIND_PLURALS: dict[str, str] = {
     "user_agent": "user agents",
 }
 
-#: SQL of `mined_template` over a `prompt` column.
-_TMPL_SQL = r"""regexp_replace(array_to_string(list_slice(list_filter(
-    string_split_regex(lower(left(prompt, 160)), '[ \t\n\r\f\v]+'), lambda w: w <> ''), 1, 5),
-    ' '), '[0-9]+', '#', 'g')"""
+#: SQL of `mined_template` over a `prompt` column (the shared template fingerprint's).
+_TMPL_SQL = TEMPLATE_SQL
 
 _BUCKETS = (
     timedelta(minutes=1),

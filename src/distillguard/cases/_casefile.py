@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from distillguard._errors import ConfigError
-from distillguard.report._casedata import KIND_LABELS, CaseStore, fold_attributes
-from distillguard.report._caseplots import (
+from distillguard.cases._bundle import campaign_indicators
+from distillguard.cases._casedata import KIND_LABELS, CaseStore, fold_attributes
+from distillguard.cases._caseplots import (
     ACTION_COLOURS,
     PLOT_LOCK,
     _matplotlib,
@@ -38,8 +39,6 @@ def _ts(value: Any) -> str:
 
 
 def _context(store: CaseStore, campaign_id: str) -> dict[str, Any]:
-    from distillguard.report._stix import campaign_indicators
-
     c = store.campaign(campaign_id)
     if c is None:
         raise ConfigError(

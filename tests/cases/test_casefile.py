@@ -10,10 +10,11 @@ import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
+from casesample import write_sample_case
 from distillguard._errors import ConfigError
+from distillguard.cases import CaseStore, casefile_html, write_casefile
+from distillguard.cases._casedata import fold_attributes, mined_fingerprint
 from distillguard.cli import app
-from distillguard.report import CaseStore, casefile_html, write_casefile, write_sample_case
-from distillguard.report._casedata import fold_attributes, mined_fingerprint
 from distillguard.traffic import read_table
 
 

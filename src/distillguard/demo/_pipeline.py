@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillguard.report._html import write_report
-from distillguard.report._metrics import Evaluation, evaluate
+from distillguard.detect import DEFAULT_DETECTOR, scan
+from distillguard.report import Evaluation, evaluate, write_report
+from distillguard.simulate import simulate
 
 #: `progress(step, done, total)`: called before each step and once at the end.
 Progress = Callable[[str, int, int], None]
@@ -45,9 +45,6 @@ def run_demo(
     Returns:
         The paths written and the evaluations, default detector first.
     """
-    from distillguard.detect import DEFAULT_DETECTOR, scan
-
-    simulate = importlib.import_module("distillguard.simulate").simulate
     out = Path(out_dir)
     log_dir = out / "log"
     detectors = [DEFAULT_DETECTOR, "volume" if DEFAULT_DETECTOR != "volume" else "random"]

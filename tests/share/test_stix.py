@@ -10,18 +10,11 @@ import stix2
 from stix2patterns.validator import validate as validate_pattern
 from typer.testing import CliRunner
 
+from casesample import write_sample_case
 from distillguard._errors import ConfigError
+from distillguard.cases import CaseStore, campaign_indicators, export_bundle, write_bundle
 from distillguard.cli import app
-from distillguard.report import (
-    CaseStore,
-    export_bundle,
-    import_bundle,
-    load_indicators,
-    share_hash,
-    write_bundle,
-    write_sample_case,
-)
-from distillguard.report._stix import campaign_indicators, pattern_for
+from distillguard.share import import_bundle, load_indicators, pattern_for, share_hash
 from distillguard.traffic import read_table
 
 

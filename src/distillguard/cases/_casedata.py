@@ -17,7 +17,7 @@ from typing import Any
 
 from distillguard._errors import LogFormatError
 from distillguard._logsql import has_table, quote_ident, register_view
-from distillguard.report._casemodel import (
+from distillguard.cases._casemodel import (
     _BUCKETS,
     _TMPL_SQL,
     ATTRIBUTE_KINDS,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from distillguard.report._casedata import KIND_LABELS, Account, Attribute, Link
+from distillguard.cases._casedata import KIND_LABELS, Account, Attribute, Link
 
 ACTION_COLOURS: dict[str, str] = {
     "block": "#c62828",

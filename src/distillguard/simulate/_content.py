@@ -23,8 +23,13 @@ BENIGN_VARIANTS = 10
 TASK_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (opt-in set used instead when named, permissive sets used otherwise)
     "instructions": ("alpaca_5k", ("self_instruct_seed_tasks", "gsm8k")),
-    "code_tasks": ("code_alpaca", ("mbpp", "humaneval")),
+    "code_tasks": ("code_alpaca", ("mbpp_tasks", "arena_coding")),
 }
+# Code tasks without Code Alpaca: each MBPP problem sentence (without its asserts, so the texts
+# differ from what benchmark runners send) in several target languages, as a harvester widens a
+# small pool, plus Arena-Hard's coding prompts.
+CODE_LANGUAGES = ["", " Use Python.", " Write it in JavaScript.", " Implement it in Go.", " Solve it in Rust.",
+                  " Use Java.", " Write it in C++."]
 # Follow-up turns written for the simulator (ShareGPT's real later turns are opt-in): a short
 # request alone, or an instruction before pasted text (a slice of a real prompt).
 FOLLOWUP_PASTE_HEADS = [
@@ -150,7 +155,15 @@ class Content:
                 return self.corpora.set_texts(nc)
             texts: list[str] = []
             for p in permissive:
-                texts += self.corpora.where("gsm8k", "train") if p == "gsm8k" else self.corpora.set_texts(p)
+                if p == "gsm8k":
+                    texts += self.corpora.where("gsm8k", "train")  # the test split is the benchmark runners'
+                elif p == "mbpp_tasks":
+                    texts += [(t.split("\n")[0] if not lang else t.split("\n")[0].replace(" python ", " ")) + lang
+                              for t in self.corpora.set_texts("mbpp") for lang in CODE_LANGUAGES]
+                elif p == "arena_coding":
+                    texts += self.corpora.where("arena_hard", "v2.0/coding")
+                else:
+                    texts += self.corpora.set_texts(p)
             return texts
         return self.corpora.set_texts(name)
 

@@ -14,7 +14,7 @@ from distillguard._data import corpora_root
 _CODE_VERSION = 1
 
 # Permissively licensed sets only (MIT, Apache-2.0, CC BY): the CC BY-NC ones are opt-in by name.
-DEFAULT_CORPORA = ("self_instruct_user_oriented", "gsm8k", "self_instruct_seed_tasks", "mbpp", "humaneval", "arena_hard")
+DEFAULT_CORPORA = ("gsm8k", "self_instruct_seed_tasks", "self_instruct_user_oriented", "bfcl_curated", "mbpp", "humaneval")
 
 
 @dataclass(frozen=True)

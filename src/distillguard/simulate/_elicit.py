@@ -12,8 +12,6 @@ import random
 
 from distillguard.simulate._text import perturb, reword
 
-SLOT = "{x}"
-
 STEP_INTROS = [
     "", "Here is a problem.\n\n", "Problem:\n", "Task: ", "I need a full worked solution for this.\n\n",
     "Please solve this.\n\n", "Work on the following.\n\n", "Exercise:\n", "Solve the problem below.\n\n",
@@ -68,24 +66,24 @@ STUDENT_FOLLOWUPS = [
 ]
 
 
-def step_wrapper(r: random.Random) -> str:
-    """One paraphrase of a step-by-step elicitation around the slot."""
+def step_wrapper(r: random.Random) -> tuple[str, str]:
+    """One paraphrase of a step-by-step elicitation: the text before and after the task."""
     intro, instr, fmt = r.choice(STEP_INTROS), r.choice(STEP_INSTRUCTIONS), r.choice(STEP_FORMATS)
-    tail = reword(" ".join(p for p in (instr, fmt) if p), r, 0.6)  # reworded apart from the slot
-    return f"{intro}{SLOT}\n\n{tail}" if r.random() < 0.6 else f"{tail}\n\n{intro}{SLOT}"
+    tail = reword(" ".join(p for p in (instr, fmt) if p), r, 0.6)
+    return (intro, f"\n\n{tail}") if r.random() < 0.6 else (f"{tail}\n\n{intro}", "")
 
 
-def rubric_parts(r: random.Random) -> tuple[str, str, str]:
+def rubric_parts(r: random.Random) -> tuple[str, str]:
     """One paraphrase of a rubric-grading request: the instruction and the heading of the
-    response to grade (before it), the slot's marker, and the closing format instruction
-    (after the question). The response and the question's heading come in between."""
+    response to grade (before it), and the closing format instruction (after the question).
+    The response and the question's heading come in between."""
     instr = reword(r.choice(RUBRIC_INSTRUCTIONS), r, 0.6)
-    head = r.choice(RUBRIC_RESPONSE_HEADS)
-    return f"{instr}\n\n{head}", SLOT, "\n\n" + reword(r.choice(RUBRIC_FORMATS), r, 0.6)
+    return f"{instr}\n\n{r.choice(RUBRIC_RESPONSE_HEADS)}", "\n\n" + reword(r.choice(RUBRIC_FORMATS), r, 0.6)
 
 
-def student_wrapper(r: random.Random) -> str:
-    """How one student asks for one problem (drawn per request, not per account)."""
+def student_wrapper(r: random.Random) -> tuple[str, str]:
+    """How one student asks for one problem (drawn per request, not per account): the text
+    before and after the problem."""
     ask = r.choice(STUDENT_ASKS)
     ask = perturb(ask, r) if r.random() < 0.5 else ask  # typos in the student's words, never in the slot
-    return f"{ask}\n\n{SLOT}" if r.random() < 0.7 else f"{SLOT}\n\n{ask}"
+    return (f"{ask}\n\n", "") if r.random() < 0.7 else ("", f"\n\n{ask}")

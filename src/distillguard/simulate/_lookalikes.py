@@ -114,9 +114,9 @@ def students(env: Env, rng: np.random.Generator) -> None:
     sess, j, ts = sess[keep], j[keep], ts[keep]
     o = owner[sess]
     n = len(ts)
-    wr = [student_wrapper(r).partition("{x}") for _ in range(STUDENT_WRAPPERS)]
-    leads = np.asarray([c.pools.lead(p) for p, _, _ in wr], np.int32)
-    tails = np.asarray([c.pools.tail(t) for _, _, t in wr], np.int32)
+    wr = [student_wrapper(r) for _ in range(STUDENT_WRAPPERS)]
+    leads = np.asarray([c.pools.lead(p) for p, _ in wr], np.int32)
+    tails = np.asarray([c.pools.tail(t) for _, t in wr], np.int32)
     fu_body = c.pools.add_bodies(STUDENT_FOLLOWUPS, rng, 3)
     problem = homework[course[o], rng.integers(spec.problems_per_course, size=n)]
     first = j == 0

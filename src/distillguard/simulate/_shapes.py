@@ -31,6 +31,7 @@ SESSION_MEAN = 3.0
 SESSION_GAP_S = 90.0
 BROWSER_SHARE = 0.6  # content-only accounts: browser clients, the rest SDKs
 EMAIL_TLDS = ("com", "net", "xyz", "top", "online")
+MIXED_RUBRIC_SHARE = 0.3  # elicitation = "mixed": share of accounts asking for rubric grades
 
 
 def _groups(n: int, per_link: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,7 +144,9 @@ def elicitation(env: Env, spec: CampaignSpec, rng: np.random.Generator, owner_po
                 ) -> dict[str, np.ndarray]:
     """Prompt columns of a task-pool elicitation campaign: each account works through its own
     slice of the shuffled task pool, in its own paraphrase of a step-by-step or rubric wrapper
-    (or, with `wrapper_per_account = false`, one wrapper set shared by all accounts)."""
+    (or, with `wrapper_per_account = false`, one wrapper shared by all accounts). An account
+    that reaches the end of its slice starts it again: several answers per task, as harvesters
+    sample (best-of-n), rather than reaching into another account's slice."""
     c = env.content
     pools = c.pools
     r = random.Random(int(rng.integers(1 << 62)))
@@ -161,17 +164,15 @@ def elicitation(env: Env, spec: CampaignSpec, rng: np.random.Generator, owner_po
     base = order[np.minimum(bounds[owner_pos] + seq % size[owner_pos], bs.n_base - 1)]
     body = bs.index(base, np.zeros(n, np.int64))
     n_wr = n_acct if spec.wrapper_per_account else 1
-    kinds = {"step_by_step": [0] * n_wr, "rubric": [1] * n_wr,
-             "mixed": [int(r.random() < 0.3) for _ in range(n_wr)]}[spec.elicitation]
+    if spec.elicitation == "mixed":
+        rubric = np.asarray([r.random() < MIXED_RUBRIC_SHARE for _ in range(n_wr)], bool)
+    else:
+        rubric = np.full(n_wr, spec.elicitation == "rubric")
     lead_of, tail_of = np.zeros(n_wr, np.int32), np.zeros(n_wr, np.int32)
-    rubric = np.asarray(kinds, bool)
     for a in range(n_wr):
-        if kinds[a] == 0:
-            pre, _, post = step_wrapper(r).partition("{x}")
-        else:
-            # the instruction and the response's heading lead; the graded response and the
-            # question's heading are the context chunk (rubric_ctx); the format closes
-            pre, _, post = rubric_parts(r)
+        # rubric: the instruction and the response's heading lead, the graded response and the
+        # question's heading are the context chunk (rubric_ctx), the format closes
+        pre, post = rubric_parts(r) if rubric[a] else step_wrapper(r)
         lead_of[a], tail_of[a] = pools.lead(pre), pools.tail(post)
     wi = owner_pos if spec.wrapper_per_account else np.zeros(n, np.int64)
     is_rub = rubric[wi]

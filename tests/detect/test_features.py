@@ -94,7 +94,7 @@ def test_account_metadata_feature(feature: str, meta: dict[str, Any]) -> None:
 
 
 def test_an_address_whose_accounts_rotate_looks_more_like_a_proxy_pool_than_a_nat() -> None:
-    from distillguard.detect._scoring import account_totals, key_profiles
+    from distillguard.detect._profile import account_totals, key_profiles
     from distillguard.detect._state import LINK_KINDS
 
     rows: list[dict[str, object]] = []

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 
 from distillguard.detect import OnlineDetector
-from distillguard.detect._scoring import THROTTLE
+from distillguard.detect._decision import THROTTLE
 from distillguard.detect._state import LINK_KINDS
 from distillguard.detect._sync import key_sync
 
@@ -66,7 +66,7 @@ def test_accounts_of_many_countries_on_one_clock_are_synchronised() -> None:
     det.assess()
     st = det.state
     keys = np.ones(st.shared_keys, bool)
-    s = key_sync(st, st.shared_pairs(), keys, det.config, det._links.by_key)
+    s = key_sync(st, st.shared_pairs(), keys, det.config, det.core.links.by_key)
     sid = _sys_sids(det)
     op, dev, office = sid["op"], sid["dev"], sid["office"]
     assert s.accounts[op] == 10
@@ -114,6 +114,6 @@ def test_a_synced_key_whose_accounts_each_work_around_the_clock_links_none() -> 
     a = det.assess()
     st = det.state
     s = key_sync(st, st.shared_pairs(), np.ones(st.shared_keys, bool), det.config,
-                 det._links.by_key)
+                 det.core.links.by_key)
     assert s.synced.any() and not s.steady.any()
     assert (a.sync_key < 0).all()

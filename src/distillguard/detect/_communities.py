@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp_sparse
 from graspologic_native import leiden_csr
 
-from distillguard.detect._scoring import Assessment
+from distillguard.detect._core import Assessment
 from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, TEMPLATE_KINDS
 
 # How strongly one shared key of a kind ties two accounts together.

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._scoring import ACTION_NAMES, MONITOR, Assessment
+from distillguard.detect._core import Assessment
+from distillguard.detect._decision import ACTION_NAMES, MONITOR
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
 
@@ -235,19 +236,21 @@ def verdict_table(
                 shared.append({"kind": kind, "value": label, "accounts": n_acc})
             ev["campaign"] = names[cid]
             ev["shared"] = shared
-        sk = int(a.sync_key[i]) if i < len(a.sync_key) else -1
-        if sk >= 0:
+        sync = a.evidence.get("sync")
+        sk = int(sync["key"][i]) if sync is not None and i < len(sync) else -1
+        if sync is not None and sk >= 0:
             code = int(state.sid_code[sk])
             kind = LINK_KINDS[int(state.sid_link[sk])]
             label = _key_label(state, kind, code, example)
-            n_acc, r_utc, r_loc = int(a.sync.accounts[sk]), a.sync.r_utc[sk], a.sync.r_local[sk]
+            n_acc = int(sync["accounts"][i])
+            r_utc, r_loc = float(sync["r_utc"][i]), float(sync["r_local"][i])
             rs.append(
                 f"keeps one clock with the {n_acc} accounts of {_KIND_WORDS[kind]} {label}: "
                 f"their hours line up in UTC (resultant {r_utc:.2f}) but not in the local "
                 f"time of the countries they declare ({r_loc:.2f})"
             )
             ev["sync"] = {"kind": kind, "value": label, "accounts": n_acc,
-                          "r_utc": round(float(r_utc), 4), "r_local": round(float(r_loc), 4)}
+                          "r_utc": round(r_utc, 4), "r_local": round(r_loc, 4)}
         rs.extend(cell_rs)
         ev.update(cell_ev)
         carried = carried_campaign[i]

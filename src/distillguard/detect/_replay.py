@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
+from distillguard.detect._decision import THROTTLE
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
-from distillguard.detect._scoring import THROTTLE
 from distillguard.detect._state import IS_TEMPLATE_LINK, Prepared
 from distillguard.detect._stream import (
     Progress,

@@ -17,7 +17,7 @@ gave hundreds of developers a second kind of link). Sign-up and payment keys are
 of their own already.
 
 A schedule shows itself over hours, so `SyncTracker` recomputes at most every
-`links.sync_every_minutes` of log time and reuses its answer in between.
+`evidence.sync.every_minutes` of log time and reuses its answer in between.
 """
 
 from __future__ import annotations
@@ -85,14 +85,14 @@ def account_clocks(state: DetectorState,
 def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: DetectConfig,
              by_key: PairIndex) -> Sync:
     """The sync measure of the keys in mask `keys` (others stay 0), from their pairs."""
-    lk = cfg.links
+    lk = cfg.evidence.sync
     k = len(keys)
     out = Sync.none(k, state.size)
     keys = keys & np.isin(state.sid_link[:k], _MEASURED)
     if not keys.any():
         return out
-    utc, local, concentration = account_clocks(state, lk.sync_min_events)
-    out.steady = concentration >= lk.sync_min_utc
+    utc, local, concentration = account_clocks(state, lk.min_events)
+    out.steady = concentration >= lk.min_utc
     at = by_key.select(pairs, keys, ordered=False)
     acct, sid = pairs[at, 2], pairs[at, 3]
     counted = utc[acct] != 0
@@ -107,16 +107,16 @@ def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: Det
     out.accounts = n
     out.synced = (
         keys
-        & (n >= lk.min_accounts)
-        & (out.r_utc >= lk.sync_min_utc)
-        & (out.r_utc - out.r_local >= lk.sync_min_gap)
+        & (n >= cfg.links.min_accounts)
+        & (out.r_utc >= lk.min_utc)
+        & (out.r_utc - out.r_local >= lk.min_gap)
     )
     return out
 
 
 class SyncTracker:
     """The last `key_sync` answer and its log time: recomputed at most every
-    `links.sync_every_minutes` (0: every call)."""
+    `evidence.sync.every_minutes` (0: every call)."""
 
     def __init__(self) -> None:
         self.looks: Cadence[Sync] = Cadence()
@@ -127,7 +127,7 @@ class SyncTracker:
 
     def update(self, state: DetectorState, pairs: np.ndarray, keys: np.ndarray,
                cfg: DetectConfig, by_key: PairIndex) -> Sync:
-        last = self.looks.reuse(state.now_us, cfg.links.sync_every_minutes)
+        last = self.looks.reuse(state.now_us, cfg.evidence.sync.every_minutes)
         if last is not None:
             return last.grown(len(keys), state.size)
         self._n = 0

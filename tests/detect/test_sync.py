@@ -94,6 +94,11 @@ def test_synchronised_timing_is_a_kind_of_link_that_lets_established_accounts_jo
     assert (b.action < THROTTLE).all()
     reasons = synced.verdicts().column("reasons").to_pylist()
     assert any("clock" in r for r in reasons)
+    # The `sync` evidence module's table: it fires (and quotes the key) on one clock only.
+    t, u = a.evidence["sync"], b.evidence["sync"]
+    assert t["fires"].all() and (t["key"] >= 0).all() and (t["weight"] == 1.0).all()
+    assert (t["r_utc"] - t["r_local"] >= synced.config.evidence.sync.min_gap).all()
+    assert not u["fires"].any() and (u["key"] < 0).all()
 
 
 def test_a_synced_key_whose_accounts_each_work_around_the_clock_links_none() -> None:

@@ -9,6 +9,9 @@ the code on PYTHONPATH, writes the verdicts and campaigns under --out, and, give
     python benchmarks/verdict_diff.py --logs /tmp/dg-logs --out /tmp/dg-before
     # after it
     python benchmarks/verdict_diff.py --logs /tmp/dg-logs --out /tmp/dg-after --against /tmp/dg-before
+    # after a change that only adds reasons (here: the evidence modules' weights)
+    python benchmarks/verdict_diff.py ... --new-reasons "evidence weighed:" \
+        "evidence that throttles" --new-evidence evidence
 
 Exit status 1 when anything differs. Scans run one after another (this machine is shared).
 """
@@ -16,6 +19,7 @@ Exit status 1 when anything differs. Scans run one after another (this machine i
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -82,8 +86,26 @@ def read(out: Path, case: Case, table: str) -> pa.Table:
     return TrafficLog(out / case.name).read(table)
 
 
-def compare(before: pa.Table, after: pa.Table, key: str) -> list[str]:
-    """Differences between two tables, by column, rows matched on `key`."""
+def without_new(table: pa.Table, reasons: tuple[str, ...], evidence: tuple[str, ...]) -> pa.Table:
+    """`table` (verdicts) without the reasons that start with `reasons` and the `evidence` keys
+    given: what a change that only adds explanations must leave as it was."""
+    if not reasons and not evidence:
+        return table
+    rs = [json.dumps([r for r in json.loads(x) if not r.startswith(reasons)])
+          for x in table.column("reasons").to_pylist()]
+    ev = []
+    for x in table.column("evidence").to_pylist():
+        d = json.loads(x)
+        for k in evidence:
+            d.pop(k, None)
+        ev.append(json.dumps(d))
+    table = table.set_column(table.column_names.index("reasons"), "reasons", pa.array(rs))
+    return table.set_column(table.column_names.index("evidence"), "evidence", pa.array(ev))
+
+
+def compare(before: pa.Table, after: pa.Table, key: str,
+            ignore: frozenset[str] = frozenset()) -> list[str]:
+    """Differences between two tables, by column (but `ignore`), rows matched on `key`."""
     problems: list[str] = []
     if before.column_names != after.column_names:
         problems.append(f"columns differ: {before.column_names} vs {after.column_names}")
@@ -93,7 +115,7 @@ def compare(before: pa.Table, after: pa.Table, key: str) -> list[str]:
         problems.append(f"rows differ: only before {sorted(set(b) - set(a))[:5]}, "
                         f"only after {sorted(set(a) - set(b))[:5]}")
     for col in before.column_names:
-        if col not in after.column_names:
+        if col not in after.column_names or col in ignore:
             continue
         bad = []
         for k in sorted(set(a) & set(b)):
@@ -115,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="where this run's scans go")
     p.add_argument("--against", type=Path, help="an earlier --out to compare with")
     p.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    p.add_argument("--ignore", nargs="*", default=[],
+                   help="verdict columns not compared (e.g. reasons evidence, when only the "
+                        "wording of the reasons changed)")
+    p.add_argument("--new-reasons", nargs="*", default=[],
+                   help="reasons starting with these are new: dropped from this run's before "
+                        "comparing (e.g. 'evidence weighed:')")
+    p.add_argument("--new-evidence", nargs="*", default=[],
+                   help="keys of the evidence JSON that are new: dropped likewise")
     args = p.parse_args(argv)
     cases = [c for c in CASES if not args.only or c.name in args.only]
     failed = False
@@ -125,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.against is not None:
             problems = []
             for table, key in (("verdicts", "account_id"), ("campaigns", "campaign_id")):
+                after = read(args.out, case, table)
+                if table == "verdicts":
+                    after = without_new(after, tuple(args.new_reasons), tuple(args.new_evidence))
                 problems += [f"{table}.{p}" for p in
-                             compare(read(args.against, case, table), read(args.out, case, table),
-                                     key)]
+                             compare(read(args.against, case, table), after,
+                                     key, frozenset(args.ignore) if table == "verdicts"
+                                     else frozenset())]
             line += ", identical" if not problems else ", DIFFERENT:\n  " + "\n  ".join(problems)
             failed |= bool(problems)
         print(line, flush=True)

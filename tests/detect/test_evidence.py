@@ -92,7 +92,8 @@ def test_every_module_has_a_config_section_and_its_roles_columns() -> None:
     modules = build_modules(load_config())
     assert [type(m) for m in modules] == list(EVIDENCE_MODULES)
     for m in modules:
-        assert m.section in type(load_config().evidence).model_fields, m.name
+        # Its own config section ([evidence.<section>], or [cells]) with an on/off switch.
+        assert hasattr(m.settings, "enabled"), m.name
         assert tuple(m.columns)[: len(ROLE_COLUMNS[m.role])] == ROLE_COLUMNS[m.role], m.name
 
 
@@ -259,3 +260,35 @@ def test_join_sums_links_and_adds_the_strongest_corroboration_once() -> None:
     assert j.linked.tolist() == [True, True, False, True]
     # Tied by more than a prompt and a sign-up hour: an address, or a corroboration.
     assert j.tied.tolist() == [True, True, True, False]
+
+
+# -- after the campaigns: small campaigns and carriers --------------------------------------
+
+
+def test_cells_table_names_the_members_and_the_carrier_of_a_small_campaign() -> None:
+    det, a = assessed(scenes.cell(), scenes.team())
+    for aid in ("op0", "op1"):
+        assert column(det, a, "cells", "cell", aid) >= 0 and column(det, a, "cells", "score", aid) > 0
+    assert column(det, a, "cells", "carries", "op-reseller") == 1
+    # Colleagues tied by an office, a card and a domain send no harvest-like template.
+    assert column(det, a, "cells", "cell", "dev0") == -1
+    assert column(det, a, "cells", "carries", "dev0") == 0
+    # Their reasons name the module.
+    reasons = {r["account_id"]: r["reasons"] for r in det.verdicts().to_pylist()}
+    assert "evidence that throttles on its own: cells: member of a small campaign" in reasons["op0"]
+    assert "cells: carries a campaign's traffic" in reasons["op-reseller"]
+
+
+def test_carriers_table_names_the_reseller_of_a_blocked_campaign_not_the_eval_runner() -> None:
+    det, a = assessed(scenes.hydra(prompts=scenes.REPERTOIRE), scenes.reseller("carrier", 0.3),
+                      scenes.eval_runner())
+    assert column(det, a, "carriers", "carries", "carrier") == 1
+    assert column(det, a, "carriers", "templates", "carrier") >= 10
+    assert column(det, a, "carriers", "carries", "eval") == 0
+    assert column(det, a, "carriers", "peer", "eval") == -1
+
+
+def test_carriers_turned_off_carry_nobody() -> None:
+    det, a = assessed(scenes.hydra(prompts=scenes.REPERTOIRE), scenes.reseller("carrier", 0.3),
+                      cfg=configured("carriers", enabled=False))
+    assert column(det, a, "carriers", "carries", "carrier") == 0

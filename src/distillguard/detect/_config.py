@@ -102,6 +102,7 @@ class ThinConfig(_Strict):
 class CarrierConfig(_Strict):
     """An account outside a blocked campaign that sends its templates (a reseller carrying it)."""
 
+    enabled: bool = True
     min_templates: int = 10
     min_coverage: float = 0.25
     every_minutes: float = Field(default=240.0, ge=0)

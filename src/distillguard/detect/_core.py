@@ -25,16 +25,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distillguard.detect._carriers import Carriers, CarrierTracker
-from distillguard.detect._cells import Cells, CellTracker
+from distillguard.detect._carriers import Carriers
+from distillguard.detect._cells import Cells
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._decision import Join, actions, apply_overrides, carried, join
 from distillguard.detect._evidence import (
+    AccountEvidence,
+    CampaignCarriers,
+    CampaignContext,
+    CampaignEvidence,
+    CarrierContext,
+    CarrierEvidence,
     Context,
     Evidence,
     EvidenceTable,
     KeyContext,
     LinkEvidence,
+    SmallCampaigns,
     build_modules,
 )
 from distillguard.detect._links import LinkTracker, PairIndex, key_groups
@@ -44,7 +51,6 @@ from distillguard.detect._profile import (
     campaign_scores,
     features_from_totals,
     harvest_profile,
-    key_profiles,
     pooled_totals,
 )
 from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, DetectorState
@@ -91,8 +97,6 @@ class DecisionCore:
         self.cfg = cfg
         self.modules: list[Evidence] = build_modules(cfg)
         self.links = LinkTracker()
-        self.carriers = CarrierTracker()
-        self.cells = CellTracker()
         self.profiles = KeyProfileTracker()
 
     def decide(self, state: DetectorState, overrides: dict[str, str] | None = None,
@@ -149,8 +153,9 @@ class DecisionCore:
             )
             link_pairs = links.counts(pairs, sus_key, eligible)
             ctx = Context(keys, feats, h, est, eligible, sus_key, link_pairs, pairs, links.by_key)
-            tables = {mod.name: mod.assess(ctx) if mod.enabled else mod.off(m)
-                      for mod in self.modules}
+            for mod in self.modules:
+                if isinstance(mod, AccountEvidence) and mod.enabled:
+                    tables[mod.name] = mod.assess(ctx)
             decided = join(self.modules, tables, m)
             joined = decided.joined
             # Campaigns: connected components of the joined accounts' pairs on suspicious keys.
@@ -193,28 +198,36 @@ class DecisionCore:
                     block_score[inside] = _infra_scores(
                         state, pairs, inside, sus_key & ~IS_TEMPLATE_LINK[state.sid_link[:n_keys]],
                         eligible, decided, totals, cfg, links.by_acct)[inside]
-            # Small campaigns that only a template's own traffic gives away (see `_cells`).
+            # Small campaigns that the graph misses (see `_cells`), each a campaign of its own.
             known = np.full(n_keys, np.nan)
             known[crowd] = key_h[crowd]
-            # (Members of a throttled or blocked campaign: a template key of theirs that a
-            # reseller carries gives the reseller away.)
-            cells = self.cells.update(
-                state, pairs, known, lambda sids: key_profiles(state, totals, cfg, sids), h,
-                component < 0, cfg, links.by_key, links.by_acct,
-                (component >= 0) & (campaign_score >= act.throttle_campaign_score),
-                feats["elicitation"],
-            )
-            in_cell = cells.member >= 0
-            if in_cell.any():
-                first_id = max(comp_size, default=-1) + 1
-                first_id = max(first_id, int(labels.max()) + 1 if len(labels) else 0)
-                cell_campaign = first_id + np.arange(len(cells.size))
-                component[in_cell] = cell_campaign[cells.member[in_cell]]
-                campaign_score[in_cell] = cells.key_profile[cells.key][cells.member[in_cell]]
-                for k, cid in enumerate(cell_campaign.tolist()):
-                    tmpl = LINK_KINDS[int(state.sid_link[cells.key[k]])]
-                    comp_kinds[cid] = sorted({tmpl, *cells.ties[k]})
-                    comp_size[cid] = int(cells.size[k])
+            next_id = max(max(comp_size, default=-1) + 1,
+                          int(labels.max()) + 1 if len(labels) else 0)
+            for mod in self.modules:
+                if not (isinstance(mod, CampaignEvidence) and mod.enabled):
+                    continue
+                # (Members of a throttled or blocked campaign: a template key of theirs that a
+                # reseller carries gives the reseller away.)
+                t = mod.assess(CampaignContext(
+                    account=ctx, totals=totals, known_key_harvest=known, free=component < 0,
+                    flagged=(component >= 0) & (campaign_score >= act.throttle_campaign_score),
+                    by_acct=links.by_acct))
+                tables[mod.name] = t
+                if isinstance(mod, SmallCampaigns):
+                    cells = mod.last
+                inside = t["cell"] >= 0
+                if not inside.any():
+                    continue
+                kinds, sizes = mod.campaigns(state)
+                ids = next_id + np.arange(len(kinds))
+                component[inside] = ids[t["cell"][inside]]
+                campaign_score[inside] = t["score"][inside]
+                for k, cid in enumerate(ids.tolist()):
+                    comp_kinds[cid] = kinds[k]
+                    comp_size[cid] = int(sizes[k])
+                next_id += len(kinds)
+                if isinstance(mod, SmallCampaigns):
+                    cell_campaign = ids
 
         size_arr = np.zeros(m, np.int64)
         in_comp = component >= 0
@@ -223,13 +236,23 @@ class DecisionCore:
             for cid, n in comp_size.items():
                 sizes[cid] = n
             size_arr[in_comp] = sizes[component[in_comp]]
+        in_cell = np.zeros(m, bool)
+        carrying = np.zeros(m, bool)
+        for mod in self.modules:
+            if isinstance(mod, CampaignEvidence):
+                in_cell |= tables[mod.name]["cell"] >= 0
+                carrying |= tables[mod.name]["carries"]
         action, block = actions(cfg, h, component, campaign_score, block_score, size_arr,
-                                cells.member >= 0, decided.linked | state.partner[:m],
-                                decided.tied)
-        carriers = self.carriers.update(
-            state, state.shared_pairs(), component, block, cfg, links.by_key, links.by_acct
-        )
-        carrying = (carriers.peer >= 0) | (cells.carries >= 0) | (cells.carries_peer >= 0)
+                                in_cell, decided.linked | state.partner[:m], decided.tied)
+        carriers = Carriers.none(m)
+        for mod in self.modules:
+            if isinstance(mod, CarrierEvidence) and mod.enabled:
+                t = mod.assess(CarrierContext(state, cfg, state.shared_pairs(), component, block,
+                                              links.by_key, links.by_acct))
+                tables[mod.name] = t
+                carrying |= t["carries"]
+                if isinstance(mod, CampaignCarriers):
+                    carriers = mod.last
         action, score = carried(cfg, action, h, campaign_score, carrying)
         apply_overrides(action, score, state.index, overrides)
         return Assessment(

@@ -60,12 +60,12 @@ def join(modules: Sequence[Evidence], tables: dict[str, EvidenceTable], m: int) 
     corroborating = np.zeros(m, bool)
     need = np.zeros(m)
     for mod in modules:
-        t = tables[mod.name]
         if mod.role == "corroboration":
+            t = tables[mod.name]
             corroborated = np.maximum(corroborated, t["weight"])
             corroborating |= t["fires"]
         elif mod.role == "requirement":
-            need = np.maximum(need, t["need"])
+            need = np.maximum(need, tables[mod.name]["need"])
     linked = np.asarray(fires.any(axis=1), bool)
     weight = link_weight + np.where(linked, corroborated, 0.0)
     return Join(

@@ -187,6 +187,48 @@ def _peer_reasons(state: DetectorState, a: Assessment, i: int, peer: int,
     return [text], {"carries_cell": ev}
 
 
+def evidence_weights(a: Assessment, i: int) -> tuple[str | None, dict[str, object]]:
+    """The evidence modules that counted for account `i`, with their weights, in words and
+    structured (None and {} when none fired).
+
+    Links and corroborations add weights (the account joins a campaign at the bar it
+    needs); small campaigns and carriers throttle by themselves.
+    """
+    j = a.join
+    if j is None or i >= len(j.weight):
+        return None, {}
+    parts: list[str] = []
+    weights: dict[str, float] = {}
+    throttles: list[str] = []
+    for name, t in a.evidence.items():
+        if "pairs" in t.columns and t["pairs"][i] > 0:
+            n = int(t["pairs"][i])
+            parts.append(f"{name} {t['weight'][i]:.1f} ({n} pairs on suspicious keys)")
+            weights[name] = round(float(t["weight"][i]), 4)
+        elif "fires" in t.columns and t["fires"][i]:
+            parts.append(f"{name} {t['weight'][i]:.1f}")
+            weights[name] = round(float(t["weight"][i]), 4)
+        elif "cell" in t.columns and t["cell"][i] >= 0:
+            throttles.append(f"{name}: member of a small campaign scored {t['score'][i]:.2f}")
+        elif "carries" in t.columns and t["carries"][i]:
+            throttles.append(f"{name}: carries a campaign's traffic")
+    if not parts and not throttles:
+        return None, {}
+    out: dict[str, object] = {}
+    text = []
+    if parts:
+        total, need = float(j.weight[i]), float(j.need[i])
+        verdict = "joins a campaign" if j.joined[i] else "not enough to join a campaign"
+        text.append(f"evidence weighed: {', '.join(parts)}; total {total:.1f} (links, plus the "
+                    f"strongest corroboration once linked), {need:.1f} needed: {verdict}")
+        out = {"weights": weights, "total": round(total, 4), "needed": round(need, 4),
+               "joined": bool(j.joined[i])}
+    if throttles:
+        text.append(f"evidence that throttles on its own: {'; '.join(throttles)}")
+        out["throttles"] = throttles
+    return "; ".join(text), out
+
+
 def verdict_table(
     state: DetectorState,
     a: Assessment,
@@ -265,6 +307,10 @@ def verdict_table(
             ev["carries"] = {"campaign": names[carried], "templates": int(c.templates[i]),
                              "coverage": round(float(c.coverage[i]), 4),
                              "members": int(c.members[i])}
+        weighed, weighed_ev = evidence_weights(a, i)
+        if weighed is not None:
+            rs.append(weighed)
+            ev["evidence"] = weighed_ev
         reasons.append(json.dumps(rs))
         evidence.append(json.dumps(ev))
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)

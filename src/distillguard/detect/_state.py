@@ -52,6 +52,10 @@ _ACCT_BITS = 24  # pair id = key code << 24 | account code
 HEAVY_PAIR_EVENTS = 20
 
 RECENT_SIGNUP_DAYS = 30
+# An e-mail domain used by more than this share of the accounts known (and more than
+# COMMON_EMAIL_MIN_ACCOUNTS of them) is a big provider: it never becomes a key.
+COMMON_EMAIL_SHARE = 0.01
+COMMON_EMAIL_MIN_ACCOUNTS = 3.0
 
 RISKY_CHANNELS = frozenset({"education", "research", "startup"})
 
@@ -265,7 +269,7 @@ class DetectorState:
         """Sign-up keys (payment, e-mail domain, sign-up hour) of newly seen accounts."""
         rows: dict[str, list[object]] = {"w": [], "kind": [], "acct": [], "key": [], "label": [],
                                          "first_ts": []}
-        big_domain = max(3.0, 0.01 * max(1, len(self._meta)))
+        big_domain = max(COMMON_EMAIL_MIN_ACCOUNTS, COMMON_EMAIL_SHARE * max(1, len(self._meta)))
 
         def add(w: int, kind: str, acct: int, key: int, label: str) -> None:
             rows["first_ts"].append(first_ts[acct])

@@ -6,6 +6,11 @@ their tables are combined.
 
 from distillguard.detect._evidence._base import (
     ROLE_COLUMNS,
+    AccountEvidence,
+    CampaignContext,
+    CampaignEvidence,
+    CarrierContext,
+    CarrierEvidence,
     Context,
     Evidence,
     EvidenceTable,
@@ -13,6 +18,7 @@ from distillguard.detect._evidence._base import (
     LinkEvidence,
     Role,
 )
+from distillguard.detect._evidence._carrying import CampaignCarriers
 from distillguard.detect._evidence._fresh import FreshAccount
 from distillguard.detect._evidence._links import (
     AddressLink,
@@ -23,13 +29,20 @@ from distillguard.detect._evidence._links import (
 )
 from distillguard.detect._evidence._partner import PartnerMatch
 from distillguard.detect._evidence._registry import EVIDENCE_MODULES, build_modules
+from distillguard.detect._evidence._small import SmallCampaigns
 from distillguard.detect._evidence._synced import SyncedClock
 from distillguard.detect._evidence._thin import ThinAccount
 
 __all__ = [
     "EVIDENCE_MODULES",
     "ROLE_COLUMNS",
+    "AccountEvidence",
     "AddressLink",
+    "CampaignCarriers",
+    "CampaignContext",
+    "CampaignEvidence",
+    "CarrierContext",
+    "CarrierEvidence",
     "Context",
     "EmailLink",
     "Evidence",
@@ -41,6 +54,7 @@ __all__ = [
     "PaymentLink",
     "Role",
     "SignupLink",
+    "SmallCampaigns",
     "SyncedClock",
     "TemplateLink",
     "ThinAccount",

@@ -10,6 +10,10 @@ account's case, 0 where it does not fire). Modules come in roles:
 - `corroboration`: a fact about an account (fresh, partner indicator, one clock with a key)
   that adds its weight to an account that already has a link, never links on its own.
 - `requirement`: how much weight an account needs to join (thin accounts need more).
+- `small_campaign`: runs once the campaigns are formed and finds small ones they miss (cells),
+  each reported as a campaign of its own; members and carriers are throttled.
+- `carrier`: runs once the blocks are known and finds accounts that carry a blocked
+  campaign's traffic among their own; throttled.
 
 The decision step (`_decision`) combines the tables; it never reads a module's own columns
 beyond those its role defines, so adding a module never touches it.
@@ -27,13 +31,15 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
 from distillguard.detect._state import LINK_KINDS, DetectorState
 
-Role = Literal["link", "corroboration", "requirement"]
+Role = Literal["link", "corroboration", "requirement", "small_campaign", "carrier"]
 
 #: The columns every role's table has (beside a module's own).
 ROLE_COLUMNS: dict[Role, tuple[str, ...]] = {
     "link": ("pairs", "weight"),
     "corroboration": ("fires", "weight"),
     "requirement": ("need",),
+    "small_campaign": ("cell", "score", "carries"),
+    "carrier": ("carries",),
 }
 
 
@@ -79,6 +85,43 @@ class Context:
 
 
 @dataclass(frozen=True)
+class CampaignContext:
+    """What `small_campaign` modules read: the account context and the campaigns so far.
+
+    `free` are the accounts in no campaign, `flagged` those in a throttled or blocked one;
+    `known_key_harvest` is the key profile where computed (NaN elsewhere) and `key_profile`
+    computes it for the shared-key ids asked.
+    """
+
+    account: Context
+    totals: dict[str, np.ndarray]
+    known_key_harvest: np.ndarray
+    free: np.ndarray
+    flagged: np.ndarray
+    by_acct: PairIndex
+
+    def key_profile(self, sids: np.ndarray) -> np.ndarray:
+        from distillguard.detect._profile import key_profiles
+
+        c = self.account
+        return key_profiles(c.state, self.totals, c.cfg, sids)
+
+
+@dataclass(frozen=True)
+class CarrierContext:
+    """What `carrier` modules read: per account, its campaign (-1: none) and whether that
+    campaign blocks it; the shared pairs and their indexes."""
+
+    state: DetectorState
+    cfg: DetectConfig
+    pairs: np.ndarray
+    component: np.ndarray
+    blocked: np.ndarray
+    by_key: PairIndex
+    by_acct: PairIndex
+
+
+@dataclass(frozen=True)
 class EvidenceTable:
     """One module's output: named columns, one row per account (`state.ids` order).
 
@@ -100,8 +143,9 @@ class EvidenceTable:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-class Evidence(ABC):
-    """One kind of evidence. Subclasses set the class attributes and implement `assess`.
+class Evidence(ABC):  # noqa: B024 (the roles' subclasses declare what `assess` reads)
+    """One kind of evidence. Subclasses (of a role's base class) set the class attributes and
+    implement `assess`.
 
     `name` is how reasons and the docs call it, `section` its config section under
     `[evidence]`, `columns` its table's columns (name -> meaning; the role's columns first).
@@ -126,10 +170,6 @@ class Evidence(ABC):
     def enabled(self) -> bool:
         return bool(getattr(self.settings, "enabled", True))
 
-    @abstractmethod
-    def assess(self, ctx: Context) -> EvidenceTable:
-        """The module's table for every account of `ctx.state`."""
-
     def table(self, **columns: np.ndarray) -> EvidenceTable:
         """A table of this module's declared columns (checked: names, lengths)."""
         if list(columns) != list(self.columns):
@@ -145,17 +185,56 @@ class Evidence(ABC):
         """The table of a module turned off: it fires for nobody."""
         cols: dict[str, np.ndarray] = {}
         for c in self.columns:
-            cols[c] = np.full(m, -1, np.int64) if c in _INDEX_COLUMNS else np.zeros(m)
-        if self.role == "corroboration":
-            cols["fires"] = np.zeros(m, bool)
+            if c in _INDEX_COLUMNS:
+                cols[c] = np.full(m, -1, np.int64)
+            else:
+                cols[c] = np.zeros(m, bool) if c in _FLAG_COLUMNS else np.zeros(m)
         return EvidenceTable(self.name, cols)
 
 
-# Columns that hold an index (a shared key id), -1 where none.
-_INDEX_COLUMNS = frozenset({"key"})
+# Columns that hold an index (a shared key id, a cell, an account), -1 where none; flags.
+_INDEX_COLUMNS = frozenset({"key", "cell", "peer"})
+_FLAG_COLUMNS = frozenset({"fires", "carries", "solo", "thin"})
 
 
-class LinkEvidence(Evidence):
+class AccountEvidence(Evidence):
+    """Evidence about accounts before they join campaigns (links, corroborations, requirements)."""
+
+    @abstractmethod
+    def assess(self, ctx: Context) -> EvidenceTable:
+        """The module's table for every account of `ctx.state`."""
+
+
+class CampaignEvidence(Evidence):
+    """Small campaigns that the campaign graph misses (role `small_campaign`).
+
+    `assess` numbers them 0, 1, ... in the `cell` column; `campaigns` says what ties each and
+    how big it is.
+    """
+
+    role: ClassVar[Role] = "small_campaign"
+
+    @abstractmethod
+    def assess(self, ctx: CampaignContext) -> EvidenceTable:
+        """The module's table for every account of `ctx.account.state`."""
+
+    @abstractmethod
+    def campaigns(self, state: DetectorState) -> tuple[list[list[str]], np.ndarray]:
+        """Per small campaign of the last `assess`: the kinds of link that tie it (for its
+        reasons and campaign row), and its size as reported."""
+
+
+class CarrierEvidence(Evidence):
+    """Accounts that carry a blocked campaign's traffic (role `carrier`)."""
+
+    role: ClassVar[Role] = "carrier"
+
+    @abstractmethod
+    def assess(self, ctx: CarrierContext) -> EvidenceTable:
+        """The module's table for every account of `ctx.state`."""
+
+
+class LinkEvidence(AccountEvidence):
     """A kind of link: some of the `LINK_KINDS` whose suspicious keys tie accounts together.
 
     `kinds` are the link kinds it stands for (the five template facets are one kind: facets

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.detect._evidence._base import Context, Evidence, EvidenceTable
+from distillguard.detect._evidence._base import AccountEvidence, Context, EvidenceTable
 
 
-class FreshAccount(Evidence):
+class FreshAccount(AccountEvidence):
     """New (`harvest` feature `new_account`), unverified, harvest-like (`min_harvest`) and
     eliciting (`min_elicitation`)."""
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.detect._evidence._base import Context, Evidence, EvidenceTable
+from distillguard.detect._evidence._base import AccountEvidence, Context, EvidenceTable
 
 
-class PartnerMatch(Evidence):
+class PartnerMatch(AccountEvidence):
     """The account is among `state.partners` (matched to partners' indicators)."""
 
     name = "partner"

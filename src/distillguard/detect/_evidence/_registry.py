@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._evidence._base import Evidence
+from distillguard.detect._evidence._carrying import CampaignCarriers
 from distillguard.detect._evidence._fresh import FreshAccount
 from distillguard.detect._evidence._links import (
     AddressLink,
@@ -13,6 +14,7 @@ from distillguard.detect._evidence._links import (
     TemplateLink,
 )
 from distillguard.detect._evidence._partner import PartnerMatch
+from distillguard.detect._evidence._small import SmallCampaigns
 from distillguard.detect._evidence._synced import SyncedClock
 from distillguard.detect._evidence._thin import ThinAccount
 
@@ -29,6 +31,8 @@ EVIDENCE_MODULES: tuple[type[Evidence], ...] = (
     PartnerMatch,
     SyncedClock,
     ThinAccount,
+    SmallCampaigns,
+    CampaignCarriers,
 )
 
 
@@ -43,7 +47,9 @@ def build_modules(cfg: DetectConfig) -> list[Evidence]:
     if len(set(names)) != len(names):
         raise ValueError(f"Evidence module names must be unique; got {names}.")
     for m in modules:
-        if m.section not in type(cfg.evidence).model_fields:
+        try:
+            _ = m.settings
+        except AttributeError:
             raise ValueError(f"Evidence module {m.name!r} reads config section "
-                             f"[evidence.{m.section}], which DetectConfig does not have.")
+                             f"[evidence.{m.section}], which DetectConfig does not have.") from None
     return modules

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._evidence._base import Context, Evidence, EvidenceTable
+from distillguard.detect._evidence._base import AccountEvidence, Context, EvidenceTable
 from distillguard.detect._sync import SyncTracker
 
 
-class SyncedClock(Evidence):
+class SyncedClock(AccountEvidence):
     """An eligible account with a steady schedule of its own on a synchronised suspicious key.
 
     The synchronisation is measured at most every `every_minutes` (a `SyncTracker` kept by

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.detect._evidence._base import Context, Evidence, EvidenceTable
+from distillguard.detect._evidence._base import AccountEvidence, Context, EvidenceTable
 
 
-class ThinAccount(Evidence):
+class ThinAccount(AccountEvidence):
     """Sets the evidence weight each account needs to join (`need`)."""
 
     name = "thin"

@@ -23,7 +23,13 @@ from scipy.sparse import csr_matrix
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
-from distillguard.detect._state import IS_TEMPLATE_LINK, DetectorState
+from distillguard.detect._state import (
+    IS_TEMPLATE_LINK,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+    PAIR_KIND,
+    DetectorState,
+)
 
 CAMPAIGN_KEY_MEMBERS = 3  # blocked members on a key before it can be a campaign template
 CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
@@ -86,13 +92,13 @@ class _MaskedCount:
             pos = index.select(pairs, flip, ordered=False)
             rows = pairs[pos[pos < self.n]]
             if self.kinds is not None:
-                rows = rows[self.kinds[rows[:, 0]]]
+                rows = rows[self.kinds[rows[:, PAIR_KIND]]]
             np.add.at(self.counts, rows[:, self.count_col],
                       np.where(mask[rows[:, self.mask_col]], 1, -1))
         new = pairs[self.n :]
         on = mask[new[:, self.mask_col]]
         if self.kinds is not None:
-            on &= self.kinds[new[:, 0]]
+            on &= self.kinds[new[:, PAIR_KIND]]
         np.add.at(self.counts, new[on, self.count_col], 1)
         self.mask = mask.copy()
         self.n = len(pairs)
@@ -104,7 +110,7 @@ class CarrierTracker:
 
     def __init__(self) -> None:
         # Per template key: its blocked members; per account: its pairs on campaign templates.
-        self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=IS_TEMPLATE_LINK)
+        self.by_members = _MaskedCount(mask_col=PAIR_ACCOUNT, count_col=PAIR_KEY, kinds=IS_TEMPLATE_LINK)
         self.per_acct = _MaskedCount(mask_col=3, count_col=2)
         # Recomputed at most every `evidence.carriers.every_minutes` of log time.
         self.looks: Cadence[Carriers] = Cadence()
@@ -148,13 +154,13 @@ class CarrierTracker:
         is_cand[cand] = True
         # (Only the account and key columns are gathered: the selections are large.)
         at = by_acct.select(pairs, is_cand, ordered=False)
-        my_acct, my_sid = pairs[at, 2], pairs[at, 3]
+        my_acct, my_sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
         on = campaign_key[my_sid]
         my_acct, my_sid = my_acct[on], my_sid[on]
         touched = np.zeros(n_keys, bool)
         touched[my_sid] = True
         at = by_key.select(pairs, touched, ordered=False)
-        their_acct, their_sid = pairs[at, 2], pairs[at, 3]
+        their_acct, their_sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
         on = is_peer[their_acct]

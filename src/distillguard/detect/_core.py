@@ -53,7 +53,13 @@ from distillguard.detect._profile import (
     harvest_profile,
     pooled_totals,
 )
-from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, DetectorState
+from distillguard.detect._state import (
+    IS_TEMPLATE_LINK,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+    DetectorState,
+)
 
 
 @dataclass
@@ -163,7 +169,7 @@ class DecisionCore:
             labels = links.components(joined, 1.0 / (1.0 + members))
             if with_pairs:
                 suspicious = pairs[links.by_key.select(pairs, sus_key)]
-                suspicious = suspicious[eligible[suspicious[:, 2]] & joined[suspicious[:, 2]]]
+                suspicious = suspicious[eligible[suspicious[:, PAIR_ACCOUNT]] & joined[suspicious[:, PAIR_ACCOUNT]]]
             members_idx = np.flatnonzero(labels >= 0)
             if len(members_idx):
                 on = link_pairs > 0
@@ -306,11 +312,11 @@ def _infra_scores(state: DetectorState, pairs: np.ndarray, accounts: np.ndarray,
     sel = np.zeros(m, bool)
     sel[accounts] = True
     rows = pairs[by_acct.select(pairs, sel & eligible, ordered=False)]
-    rows = rows[infra_key[rows[:, 3]]]
+    rows = rows[infra_key[rows[:, PAIR_KEY]]]
     if not len(rows):
         return out
     group = key_groups(rows, m, state.shared_keys)
-    grouped = np.unique(rows[:, 2])
+    grouped = np.unique(rows[:, PAIR_ACCOUNT])
     lab = group[grouped]
     _, lab = np.unique(lab, return_inverse=True)
     n_lab = int(lab.max()) + 1

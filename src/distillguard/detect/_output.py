@@ -16,7 +16,7 @@ import pyarrow as pa
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._core import Assessment
 from distillguard.detect._decision import ACTION_NAMES, MONITOR
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
 
 _KIND_WORDS = {
@@ -242,7 +242,7 @@ def verdict_table(
     by_acct: dict[int, list[tuple[int, int]]] = {}
     sp = a.suspicious_pairs
     if len(sp):
-        order = np.argsort(sp[:, 2], kind="stable")
+        order = np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")
         for row in sp[order]:
             by_acct.setdefault(int(row[2]), []).append((int(row[0]), int(row[1])))
     carried_campaign = carried_campaigns(a)

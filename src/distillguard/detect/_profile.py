@@ -18,6 +18,8 @@ from distillguard.detect._state import (
     DAY_US,
     IS_TEMPLATE_LINK,
     LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
     DetectorState,
 )
 
@@ -146,16 +148,16 @@ def key_profiles(state: DetectorState, totals: dict[str, np.ndarray],
     if len(sub):
         at = np.full(state.shared_keys, -1, np.int64)
         at[sids] = np.arange(n_keys)
-        sub = sub[at[sub[:, 3]] >= 0]
+        sub = sub[at[sub[:, PAIR_KEY]] >= 0]
     if len(sub):
         # Pooled over the few account keys only, numbered densely among themselves (as
         # np.unique would, without sorting the pairs).
-        key_of = at[sub[:, 3]]
+        key_of = at[sub[:, PAIR_KEY]]
         present = np.zeros(n_keys, bool)
         present[key_of] = True
         acct_keys = np.flatnonzero(present)
         group = (np.cumsum(present) - 1)[key_of]
-        pooled = pooled_totals(totals, group, sub[:, 2], len(acct_keys))
+        pooled = pooled_totals(totals, group, sub[:, PAIR_ACCOUNT], len(acct_keys))
         for name, values in pooled.items():
             t[name] = t[name].copy()
             t[name][acct_keys] = values

@@ -46,6 +46,9 @@ _LINK_INDEX = np.array([LINK_KINDS.index(k) if k in LINK_KINDS else -1 for k in 
 _TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
 _EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
 ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
+# Columns of a shared pair (`shared_pairs`): the link kind (index in LINK_KINDS), the key's
+# code, the account, and the shared-key id (sid).
+PAIR_KIND, PAIR_CODE, PAIR_ACCOUNT, PAIR_KEY = 0, 1, 2, 3
 _ACCT_BITS = 24  # pair id = key code << 24 | account code
 # An account's requests on one template key are kept (per pair, causally) once they reach this
 # many; below it they read as 0 (see `pair_events`).
@@ -600,7 +603,7 @@ class DetectorState:
         ]
         for r in rows:
             self._append_shared(r.astype(np.int64))
-        on_accounts = [r[np.isin(r[:, 0], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
+        on_accounts = [r[np.isin(r[:, PAIR_KIND], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
         self._acct_pairs.extend(r.astype(np.int64) for r in on_accounts if len(r))
 
     def _apply_heavy(self, p: dict[str, np.ndarray]) -> None:

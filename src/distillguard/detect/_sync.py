@@ -29,7 +29,7 @@ import numpy as np
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
-from distillguard.detect._state import LINK_KINDS, DetectorState
+from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY, DetectorState
 
 _ANGLE = np.arange(24) * (2 * np.pi / 24)
 _MEASURED = [LINK_KINDS.index("sys"), LINK_KINDS.index("ip")]
@@ -94,7 +94,7 @@ def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: Det
     utc, local, concentration = account_clocks(state, lk.min_events)
     out.steady = concentration >= lk.min_utc
     at = by_key.select(pairs, keys, ordered=False)
-    acct, sid = pairs[at, 2], pairs[at, 3]
+    acct, sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
     counted = utc[acct] != 0
     acct, sid = acct[counted], sid[counted]
     n = np.bincount(sid, minlength=k)
@@ -140,12 +140,12 @@ class SyncTracker:
         synced = last.synced if last is not None else np.zeros(0, bool)
         if self._n == 0:
             pos = by_key.select(pairs, synced, ordered=False)
-            self._on_synced = (pairs[pos, 2], pairs[pos, 3])
+            self._on_synced = (pairs[pos, PAIR_ACCOUNT], pairs[pos, PAIR_KEY])
         elif self._n < len(pairs):
             new = pairs[self._n :]
-            new = new[new[:, 3] < len(synced)]
-            new = new[synced[new[:, 3]]]
+            new = new[new[:, PAIR_KEY] < len(synced)]
+            new = new[synced[new[:, PAIR_KEY]]]
             acct, sid = self._on_synced
-            self._on_synced = (np.concatenate([acct, new[:, 2]]), np.concatenate([sid, new[:, 3]]))
+            self._on_synced = (np.concatenate([acct, new[:, PAIR_ACCOUNT]]), np.concatenate([sid, new[:, PAIR_KEY]]))
         self._n = len(pairs)
         return self._on_synced

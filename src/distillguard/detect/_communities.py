@@ -14,6 +14,7 @@ import scipy.sparse as sp_sparse
 from graspologic_native import leiden_csr
 
 from distillguard.detect._core import Assessment
+from distillguard.detect._profile import CAMPAIGN_SIZE_SCALE
 from distillguard.detect._state import (
     IS_TEMPLATE_LINK,
     LINK_KINDS,
@@ -115,7 +116,7 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
             comp_kinds[next_id] = (sorted(LINK_KINDS[int(k)] for k in kinds)
                                    or a.component_kinds[cid])
             comp_size[next_id] = len(m_idx)
-            score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(m_idx) / 4.0))
+            score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(m_idx) / CAMPAIGN_SIZE_SCALE))
             campaign_score[m_idx] = np.maximum(score, a.campaign_score[m_idx])
             next_id += 1
     return replace(

@@ -54,6 +54,7 @@ from distillguard.detect._profile import (
     pooled_totals,
 )
 from distillguard.detect._state import (
+    IP_CHURN_FULL,
     IS_TEMPLATE_LINK,
     LINK_KINDS,
     PAIR_ACCOUNT,
@@ -92,6 +93,48 @@ class Assessment:
         return t["key"] if t is not None else np.full(len(self.action), -1, np.int64)
 
 
+@dataclass
+class _Campaigns:
+    """The campaigns of one decision so far, per account and per campaign id."""
+
+    component: np.ndarray  # per account: its campaign (-1: none)
+    score: np.ndarray  # per account: its campaign's score (0: none)
+    block_score: np.ndarray  # per account: its infrastructure group's score where it decides
+    kinds: dict[int, list[str]]  # per campaign: the kinds of link in it
+    size: dict[int, int]  # per campaign: its accounts
+
+    @classmethod
+    def empty(cls, m: int) -> _Campaigns:
+        return cls(np.full(m, -1, np.int64), np.zeros(m), np.zeros(m), {}, {})
+
+    def add_small(self, t: EvidenceTable, campaigns: tuple[list[list[str]], np.ndarray],
+                  first_id: int) -> np.ndarray:
+        """Make a `small_campaign` module's cells campaigns `first_id`, ...; their ids (none
+        when no account is in one)."""
+        inside = t["cell"] >= 0
+        if not inside.any():
+            return np.zeros(0, np.int64)
+        kinds, sizes = campaigns
+        ids = first_id + np.arange(len(kinds))
+        self.component[inside] = ids[t["cell"][inside]]
+        self.score[inside] = t["score"][inside]
+        for k, cid in enumerate(ids.tolist()):
+            self.kinds[cid] = kinds[k]
+            self.size[cid] = int(sizes[k])
+        return ids
+
+    def account_sizes(self) -> np.ndarray:
+        """Per account: the size of its campaign (0: none)."""
+        out = np.zeros(len(self.component), np.int64)
+        inside = self.component >= 0
+        if self.size:
+            sizes = np.zeros(max(self.size) + 1, np.int64)
+            for cid, n in self.size.items():
+                sizes[cid] = n
+            out[inside] = sizes[self.component[inside]]
+        return out
+
+
 class DecisionCore:
     """The evidence modules and the trackers that make each decision cost what changed.
 
@@ -122,14 +165,10 @@ class DecisionCore:
         lk = cfg.links
         act = cfg.actions
 
-        component = np.full(m, -1, np.int64)
-        comp_kinds: dict[int, list[str]] = {}
-        comp_size: dict[int, int] = {}
-        campaign_score = np.zeros(m)
+        camp = _Campaigns.empty(m)
         suspicious = np.zeros((0, 4), np.int64)
         cells = Cells.none(m)
         cell_campaign = np.zeros(0, np.int64)
-        block_score = np.zeros(m)  # an infrastructure group's score where it decides a block
         tables = {mod.name: mod.off(m) for mod in self.modules}
         decided = join(self.modules, tables, m)
         if state.shared_keys:
@@ -142,8 +181,10 @@ class DecisionCore:
             crowd = np.flatnonzero(members >= lk.min_accounts)
             pairs = state.shared_pairs()
             is_ip = state.sid_link[:n_keys] == LINK_KINDS.index("ip")
-            # Mean churn of an address's accounts (`features["ip_churn"]` is quarters / 4).
-            churn = links.churn.update(pairs, state.ip_count[:m], n_keys, links.by_acct) / 4.0
+            # Mean churn of an address's accounts (`features["ip_churn"]`; kept as whole units
+            # of 1 / IP_CHURN_FULL).
+            churn = links.churn.update(pairs, state.ip_count[:m], n_keys, links.by_acct)
+            churn = churn / IP_CHURN_FULL
             churn = churn / np.maximum(members, 1)
             key_h = np.zeros(n_keys)
             key_h[crowd] = self.profiles.update(
@@ -169,87 +210,42 @@ class DecisionCore:
             labels = links.components(joined, 1.0 / (1.0 + members))
             if with_pairs:
                 suspicious = pairs[links.by_key.select(pairs, sus_key)]
-                suspicious = suspicious[eligible[suspicious[:, PAIR_ACCOUNT]] & joined[suspicious[:, PAIR_ACCOUNT]]]
-            members_idx = np.flatnonzero(labels >= 0)
-            if len(members_idx):
-                on = link_pairs > 0
-                lab = labels[members_idx]
-                n_lab = int(lab.max()) + 1
-                size = np.bincount(lab, minlength=n_lab)
-                mh = harvest_profile(
-                    features_from_totals(pooled_totals(totals, lab, members_idx, n_lab), cfg), cfg
-                )
-                kinds_in = np.column_stack(
-                    [np.bincount(lab, weights=on[members_idx, k], minlength=n_lab) > 0
-                     for k in range(len(LINK_KINDS))]
-                )
-                comp_score = campaign_scores(mh, size, _kinds_present(decided, lab, members_idx,
-                                                                      n_lab))
-                ok = size >= lk.min_accounts
-                acct_ok = ok[lab]
-                component[members_idx[acct_ok]] = lab[acct_ok]
-                campaign_score[members_idx[acct_ok]] = comp_score[lab[acct_ok]]
-                for cid in np.flatnonzero(ok).tolist():
-                    comp_kinds[cid] = [LINK_KINDS[k] for k in np.flatnonzero(kinds_in[cid])]
-                    comp_size[cid] = int(size[cid])
-                # Operators touch through shared public prompt sets, so during the replay one
-                # component can hold several campaigns whose pooled score the stealthiest
-                # dilutes below the block line. Where a component is throttled but not blocked,
-                # its infrastructure groups (linked by addresses, cards, e-mail domains, sign-up
-                # bursts) are scored on their own for the block.
-                hidden = ok & (comp_score >= act.throttle_campaign_score) & (
-                    comp_score < act.block_campaign_score)
-                if hidden.any():
-                    inside = members_idx[acct_ok & hidden[lab]]
-                    block_score[inside] = _infra_scores(
-                        state, pairs, inside, sus_key & ~IS_TEMPLATE_LINK[state.sid_link[:n_keys]],
-                        eligible, decided, totals, cfg, links.by_acct)[inside]
+                owner = suspicious[:, PAIR_ACCOUNT]
+                suspicious = suspicious[eligible[owner] & joined[owner]]
+            _graph_campaigns(state, cfg, camp, labels, link_pairs > 0, decided, totals, pairs,
+                             sus_key, eligible, links.by_acct)
             # Small campaigns that the graph misses (see `_cells`), each a campaign of its own.
             known = np.full(n_keys, np.nan)
             known[crowd] = key_h[crowd]
-            next_id = max(max(comp_size, default=-1) + 1,
+            next_id = max(max(camp.size, default=-1) + 1,
                           int(labels.max()) + 1 if len(labels) else 0)
             for mod in self.modules:
-                if not (isinstance(mod, CampaignEvidence) and mod.enabled):
-                    continue
-                # (Members of a throttled or blocked campaign: a template key of theirs that a
-                # reseller carries gives the reseller away.)
-                t = mod.assess(CampaignContext(
-                    account=ctx, totals=totals, known_key_harvest=known, free=component < 0,
-                    flagged=(component >= 0) & (campaign_score >= act.throttle_campaign_score),
-                    by_acct=links.by_acct))
-                tables[mod.name] = t
-                if isinstance(mod, SmallCampaigns):
-                    cells = mod.last
-                inside = t["cell"] >= 0
-                if not inside.any():
-                    continue
-                kinds, sizes = mod.campaigns(state)
-                ids = next_id + np.arange(len(kinds))
-                component[inside] = ids[t["cell"][inside]]
-                campaign_score[inside] = t["score"][inside]
-                for k, cid in enumerate(ids.tolist()):
-                    comp_kinds[cid] = kinds[k]
-                    comp_size[cid] = int(sizes[k])
-                next_id += len(kinds)
-                if isinstance(mod, SmallCampaigns):
-                    cell_campaign = ids
+                if isinstance(mod, CampaignEvidence) and mod.enabled:
+                    # (Members of a throttled or blocked campaign: a template key of theirs
+                    # that a reseller carries gives the reseller away.)
+                    t = mod.assess(CampaignContext(
+                        account=ctx, totals=totals, known_key_harvest=known,
+                        free=camp.component < 0,
+                        flagged=(camp.component >= 0)
+                        & (camp.score >= act.throttle_campaign_score),
+                        by_acct=links.by_acct))
+                    tables[mod.name] = t
+                    ids = camp.add_small(t, mod.campaigns(state), next_id)
+                    next_id += len(ids)
+                    if isinstance(mod, SmallCampaigns):
+                        cells = mod.last
+                        cell_campaign = ids
 
-        size_arr = np.zeros(m, np.int64)
-        in_comp = component >= 0
-        if comp_size:
-            sizes = np.zeros(max(comp_size) + 1, np.int64)
-            for cid, n in comp_size.items():
-                sizes[cid] = n
-            size_arr[in_comp] = sizes[component[in_comp]]
         in_cell = np.zeros(m, bool)
         carrying = np.zeros(m, bool)
         for mod in self.modules:
             if isinstance(mod, CampaignEvidence):
                 in_cell |= tables[mod.name]["cell"] >= 0
                 carrying |= tables[mod.name]["carries"]
-        action, block = actions(cfg, h, component, campaign_score, block_score, size_arr,
-                                in_cell, decided.linked | state.partner[:m], decided.tied)
+        component, campaign_score = camp.component, camp.score
+        action, block = actions(cfg, h, component, campaign_score, camp.block_score,
+                                camp.account_sizes(), in_cell,
+                                decided.linked | state.partner[:m], decided.tied)
         carriers = Carriers.none(m)
         for mod in self.modules:
             if isinstance(mod, CarrierEvidence) and mod.enabled:
@@ -266,8 +262,8 @@ class DecisionCore:
             harvest=h,
             component=component,
             campaign_score=campaign_score,
-            component_kinds=comp_kinds,
-            component_size=comp_size,
+            component_kinds=camp.kinds,
+            component_size=camp.size,
             score=score,
             action=action,
             suspicious_pairs=suspicious,
@@ -287,6 +283,50 @@ class DecisionCore:
                 mine = np.isin(kind, [LINK_KINDS.index(k) for k in mod.kinds])
                 out |= mine & mod.suspicious(keys)
         return out
+
+
+def _graph_campaigns(state: DetectorState, cfg: DetectConfig, camp: _Campaigns,
+                     labels: np.ndarray, on: np.ndarray, decided: Join,
+                     totals: dict[str, np.ndarray], pairs: np.ndarray, sus_key: np.ndarray,
+                     eligible: np.ndarray, by_acct: PairIndex) -> None:
+    """The connected components (`labels`) with `links.min_accounts` accounts or more become
+    campaigns in `camp`, scored by their pooled profile; `on` says which kinds of link each
+    account has on suspicious keys."""
+    lk, act = cfg.links, cfg.actions
+    members_idx = np.flatnonzero(labels >= 0)
+    if not len(members_idx):
+        return
+    lab = labels[members_idx]
+    n_lab = int(lab.max()) + 1
+    size = np.bincount(lab, minlength=n_lab)
+    mh = harvest_profile(
+        features_from_totals(pooled_totals(totals, lab, members_idx, n_lab), cfg), cfg
+    )
+    kinds_in = np.column_stack(
+        [np.bincount(lab, weights=on[members_idx, k], minlength=n_lab) > 0
+         for k in range(len(LINK_KINDS))]
+    )
+    comp_score = campaign_scores(mh, size, _kinds_present(decided, lab, members_idx, n_lab))
+    ok = size >= lk.min_accounts
+    acct_ok = ok[lab]
+    camp.component[members_idx[acct_ok]] = lab[acct_ok]
+    camp.score[members_idx[acct_ok]] = comp_score[lab[acct_ok]]
+    for cid in np.flatnonzero(ok).tolist():
+        camp.kinds[cid] = [LINK_KINDS[k] for k in np.flatnonzero(kinds_in[cid])]
+        camp.size[cid] = int(size[cid])
+    # Operators touch through shared public prompt sets, so during the replay one component
+    # can hold several campaigns whose pooled score the stealthiest dilutes below the block
+    # line. Where a component is throttled but not blocked, its infrastructure groups (linked
+    # by addresses, cards, e-mail domains, sign-up bursts) are scored on their own for the
+    # block.
+    hidden = ok & (comp_score >= act.throttle_campaign_score) & (
+        comp_score < act.block_campaign_score)
+    if hidden.any():
+        inside = members_idx[acct_ok & hidden[lab]]
+        n_keys = state.shared_keys
+        camp.block_score[inside] = _infra_scores(
+            state, pairs, inside, sus_key & ~IS_TEMPLATE_LINK[state.sid_link[:n_keys]],
+            eligible, decided, totals, cfg, by_acct)[inside]
 
 
 def _kinds_present(decided: Join, group: np.ndarray, member: np.ndarray,

@@ -19,7 +19,14 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY, PAIR_KIND, add_cells
+from distillguard.detect._state import (
+    IP_CHURN_FULL,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+    PAIR_KIND,
+    add_cells,
+)
 
 _IP = LINK_KINDS.index("ip")
 
@@ -115,7 +122,8 @@ def _merged(pairs: np.ndarray, column: int, n: int, order: np.ndarray,
 class AddressChurn:
     """Per shared key: the summed address churn of its accounts, where the key is an address.
 
-    An account's churn is `clip((addresses - 1) / 4, 0, 1)`, so it is kept in quarters, as
+    An account's churn is `clip((addresses - 1) / IP_CHURN_FULL, 0, 1)`, so it is kept in whole
+    units (quarters), as
     integers: sums that are exact whatever the order they are added in. Between calls it
     moves only for the accounts that used a new address, so only their pairs and the pairs
     appended since are read.
@@ -129,7 +137,7 @@ class AddressChurn:
     def update(self, pairs: np.ndarray, ip_count: np.ndarray, n_keys: int,
                by_acct: PairIndex) -> np.ndarray:
         """Per shared key, its accounts' churn summed (in quarters; 0 for other kinds)."""
-        units = np.clip(ip_count - 1, 0, 4)
+        units = np.clip(ip_count - 1, 0, IP_CHURN_FULL)
         old = _grow(self.units, len(units), 0)
         self.sums = _grow(self.sums, n_keys, 0)
         moved = units != old

@@ -16,6 +16,7 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
+    IP_CHURN_FULL,
     IS_TEMPLATE_LINK,
     LINK_KINDS,
     PAIR_ACCOUNT,
@@ -33,8 +34,6 @@ NIGHT_BASELINE_SHARE = 0.08
 NIGHT_FULL_ABOVE = 0.17
 #: Share of requests on a model within 48 h of its release at which the feature is full.
 RELEASE_FULL_SHARE = 0.3
-#: Distinct addresses beyond the first at which address churn is full.
-IP_CHURN_FULL = 4.0
 #: A group's campaign score is discounted for few accounts, by 1 - exp(-size / this) ...
 CAMPAIGN_SIZE_SCALE = 4.0
 #: ... and for few kinds of link: min(1, base + per_kind * kinds).

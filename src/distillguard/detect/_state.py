@@ -55,6 +55,9 @@ _ACCT_BITS = 24  # pair id = key code << 24 | account code
 HEAVY_PAIR_EVENTS = 20
 
 RECENT_SIGNUP_DAYS = 30
+# Distinct addresses beyond the first at which an account's address churn is full (an
+# integer: churn is kept in whole units of 1 / IP_CHURN_FULL, see `_links.AddressChurn`).
+IP_CHURN_FULL = 4
 # An e-mail domain used by more than this share of the accounts known (and more than
 # COMMON_EMAIL_MIN_ACCOUNTS of them) is a big provider: it never becomes a key.
 COMMON_EMAIL_SHARE = 0.01

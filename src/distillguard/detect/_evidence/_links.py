@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from distillguard.detect._evidence._base import KeyContext, LinkEvidence
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS
+from distillguard.detect._state import IP_CHURN_FULL, LINK_KINDS, TEMPLATE_KINDS
 
 
 class AddressLink(LinkEvidence):
@@ -29,7 +29,9 @@ class AddressLink(LinkEvidence):
         c = self.cfg.evidence.ip
         n = len(keys.candidate)
         is_ip = keys.state.sid_link[:n] == LINK_KINDS.index("ip")
-        ok = ~is_ip | (keys.churn * 4 + 1 >= c.nat_max_churn) | (keys.key_harvest >= c.proxy_min_key_harvest)
+        # Mean addresses per account behind the address.
+        addresses = keys.churn * IP_CHURN_FULL + 1
+        ok = ~is_ip | (addresses >= c.nat_max_churn) | (keys.key_harvest >= c.proxy_min_key_harvest)
         out: np.ndarray = keys.candidate & ok
         return out
 

@@ -29,8 +29,8 @@ from _docs import markdown_table, write_section
 from distillguard.detect._communities import _IS_TEMPLATE, MAX_CUT_SHARE, refine_campaigns
 from distillguard.detect._communities import _WEIGHTS as WEIGHTS
 from distillguard.detect._config import load_config
+from distillguard.detect._core import Assessment
 from distillguard.detect._replay import replay
-from distillguard.detect._scoring import Assessment
 from distillguard.detect._state import LINK_KINDS
 from distillguard.simulate import simulate
 

@@ -12,6 +12,15 @@ from distillguard.detect import DEFAULT_DETECTOR
 from distillguard.report import evaluate
 from distillguard.traffic import TrafficLog
 
+# Floors for the default detector on the demo's log (seed 3, 20k events), measured at
+# recall 0.914 (32 of 35 accounts; 3 of 5 campaigns caught), false-positive rate 0 (of 306
+# benign accounts) and harvest before detection 16.7 %. Losing the smallest caught campaign (3
+# accounts) drops recall to 0.83; losing agentic-tools sends harvest past 50 %.
+MIN_RECALL = 0.88
+MAX_FALSE_POSITIVE_RATE = 0.005
+MAX_HARVEST = 0.20
+MIN_CAMPAIGNS_CAUGHT = 3
+
 
 def test_demo_simulates_scans_evaluates_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "demo"
@@ -30,3 +39,9 @@ def test_demo_simulates_scans_evaluates_and_reports(tmp_path: Path) -> None:
     ev = evaluate(out / "log", out / f"verdicts-{second}", name=second)
     assert ev.distill_accounts > 0 and ev.benign_accounts > 0 and ev.campaigns
     assert f"({ev.flagged_distill}/{ev.distill_accounts})" in html
+    # The default detector keeps what it catches today (see the floors above).
+    graph = evaluate(out / "log", out / f"verdicts-{DEFAULT_DETECTOR}", name=DEFAULT_DETECTOR)
+    assert graph.account_recall >= MIN_RECALL, graph.account_recall
+    assert graph.false_positive_rate <= MAX_FALSE_POSITIVE_RATE, graph.false_positive_rate
+    assert graph.harvest_before_detection <= MAX_HARVEST, graph.harvest_before_detection
+    assert graph.campaigns_caught >= MIN_CAMPAIGNS_CAUGHT, graph.campaigns_caught

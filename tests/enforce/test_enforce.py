@@ -85,7 +85,7 @@ def test_throttle_lowers_limits_and_tokens_are_budgeted() -> None:
         assert sum([(await lim.check(s)).allowed for _ in range(10)]) == 10
         await lim.charge_tokens(s, 600)
         assert (await lim.check(s)).allowed
-        await lim.charge_tokens(s, 600)  # over budget: counted up to the limit, then refused
+        await lim.charge_tokens(s, 600)  # used without a reservation: counted in full, then refused
         r = await lim.check(s)
         assert not r.allowed and r.budget == "tokens_per_minute" and r.limit == 1000 and r.retry_after >= 1
 

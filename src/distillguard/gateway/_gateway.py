@@ -27,6 +27,7 @@ from distillguard.enforce import (
     LimitSet,
     Override,
     Policy,
+    Reservation,
     Scope,
     ThinkFilter,
     strip_think,
@@ -224,6 +225,8 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.limiter.flush_charges()
         await self.capture.close()
+        with contextlib.suppress(Exception):
+            await self.limiter.aclose()
         log.info("capture flushed: %d events written, %d dropped", self.capture.written, self.capture.dropped)
         await self.router.aclose()
         self.started = False
@@ -301,8 +304,8 @@ class Gateway:
         return subjects
 
     async def _charge_loop(self) -> None:
-        # Token charges are batched: one storage call per subject every 50 ms instead of a
-        # task and several calls per request. A spent budget is noticed one flush later.
+        # Settlements are batched (Redis): one script call every 50 ms instead of one per
+        # request. Late settling only holds a reservation a little longer, never overspends.
         while True:
             await asyncio.sleep(0.05)
             try:
@@ -356,8 +359,11 @@ class Gateway:
                 decision = self.policy.decide(rec.account_id)
                 if decision.blocked:
                     raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+                if decision.degraded:
+                    cap = self.policy.degrade.max_tokens_cap
+                    req.max_tokens = min(req.max_tokens or cap, cap)
                 subjects = self._subjects(rec, decision)
-                verdict = await self.limiter.check(subjects, throttled=decision.throttled)
+                verdict = await self.limiter.check(subjects, throttled=decision.throttled, tokens=self._reserve_for(req))
             except ApiError:
                 raise
             except Exception:  # noqa: BLE001 - a policy failure never becomes a 500: fail open, loudly
@@ -368,15 +374,18 @@ class Gateway:
                 verdict = ALLOWED
             if not verdict.allowed:
                 raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
-            if decision.degraded:
-                cap = self.policy.degrade.max_tokens_cap
-                req.max_tokens = min(req.max_tokens or cap, cap)
+            held = verdict.reservation
             watermark = self.watermark_key is not None and not upstream.watermarks_itself
-            if api in getattr(upstream, "native_apis", ()):
-                return await self._native(api, request, rec, req, raw, body, upstream, decision, subjects, watermark, ts, t0)
-            if req.stream:
-                return await self._stream(api, request, rec, req, upstream, decision, subjects, watermark, ts, t0)
-            reply = await upstream.complete(req, rec.account_id)
+            try:
+                if api in getattr(upstream, "native_apis", ()):
+                    return await self._native(api, request, rec, req, raw, body, upstream, decision, held, watermark, ts, t0)
+                if req.stream:
+                    return await self._stream(api, request, rec, req, upstream, decision, held, watermark, ts, t0)
+                reply = await upstream.complete(req, rec.account_id)
+            except BaseException:
+                # Nothing was served: the reservation goes back whole.
+                self.limiter.settle_later(held, 0)
+                raise
         except ApiError as err:
             log.info("%d %s account=%s: %s", err.status, api, rec.account_id, err.message)
             self._event(req, rec, request, api, ts, t0, err.status, model=model)
@@ -384,11 +393,17 @@ class Gateway:
         reply = self._post(reply, decision, rec.account_id, watermark)
         rid = new_id()
         self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
-        self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
+        self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
 
+    def _reserve_for(self, req: ChatRequest) -> int:
+        """Tokens held while the request runs: its prompt (estimated) plus its completion's
+        ceiling, `max_tokens` or the configured estimate when the request sets none."""
+        prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))
+        return prompt + (req.max_tokens or self.limiter.config.reserve_completion_tokens)
+
     async def _native(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, raw: bytes, body: dict[str, Any],
-                      upstream: Any, decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+                      upstream: Any, decision: Decision, held: Reservation | None, watermark: bool, ts: int, t0: float) -> Response:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
         drop_usage = req.stream and api != "messages" and not req.include_usage
@@ -396,14 +411,14 @@ class Gateway:
         rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
                           self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
         if req.stream:
-            return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), decision, subjects, ts, t0)
+            return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), held, ts, t0)
         out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
         self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
-        self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
+        self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
         return Response(out, 200, None, _JSON)
 
     async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
-                             reader: NativeStream, decision: Decision, subjects: list[tuple[Scope, str]], ts: int, t0: float) -> Response:
+                             reader: NativeStream, held: Reservation | None, ts: int, t0: float) -> Response:
         agen = upstream.forward_stream(api, payload).__aiter__()
         # As in `_stream`: an upstream that refuses or fails before answering gets an HTTP status.
         try:
@@ -445,7 +460,7 @@ class Gateway:
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected", api, rec.account_id)
                 self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
-                self.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
+                self.limiter.settle_later(held, pt + ct)
                 if status == CLIENT_CLOSED:  # this task is being cancelled: close in another
                     asyncio.get_running_loop().create_task(aclose_quietly(agen))
                 else:
@@ -454,7 +469,7 @@ class Gateway:
         return SSEResponse(body())
 
     async def _stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Upstream,
-                      decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+                      decision: Decision, held: Reservation | None, watermark: bool, ts: int, t0: float) -> Response:
         agen = upstream.stream(req, rec.account_id).__aiter__()
         # The first delta is awaited before answering, so an upstream that is down or slow
         # gets a proper HTTP error status rather than a 200 with an error event.
@@ -523,7 +538,7 @@ class Gateway:
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected after %d pieces", api, rec.account_id, n_pieces)
                 self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
-                self.limiter.charge_later(subjects, (pt or est_prompt) + ct, throttled=decision.throttled)
+                self.limiter.settle_later(held, (pt or est_prompt) + ct)
                 # Not awaited here: after a disconnect this task is being cancelled.
                 asyncio.get_running_loop().create_task(aclose_quietly(agen))
 

@@ -3,6 +3,7 @@ PostgreSQL through SQLAlchemy Core. Calls are blocking; the gateway runs them in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -17,8 +18,11 @@ from distillguard._errors import ConfigError
 
 log = logging.getLogger("distillguard.gateway")
 
+#: longest event id the events table holds
+EVENT_ID_CHARS = 64
+
 EVENT_COLUMNS: list[tuple[str, Any]] = [
-    ("event_id", sa.String(64)),
+    ("event_id", sa.String(EVENT_ID_CHARS)),
     ("ts_us", sa.BigInteger()),
     ("account_id", sa.String(200)),
     ("key_id", sa.String(64)),
@@ -40,10 +44,65 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
+#: appended to a string cut to fit its column (the stored value says it is not whole)
+TRUNCATION_MARKER = "…[truncated]"
+#: what stands in for a character no database stores in text (NUL, a lone surrogate)
+REPLACEMENT_CHAR = "\ufffd"
+#: PostgreSQL INTEGER's range: a larger count would fail the whole batch insert
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# NUL fails PostgreSQL text; lone surrogates fail UTF-8 encoding in both drivers
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bound_plan() -> list[tuple[int, int | None, bool]]:
+    """(index, most characters or None, is an integer column) for each column that needs a check."""
+    plan: list[tuple[int, int | None, bool]] = []
+    for i, (_, t) in enumerate(EVENT_COLUMNS):
+        if isinstance(t, sa.String):  # Text is a String without a length
+            plan.append((i, t.length, False))
+        elif isinstance(t, sa.Integer) and not isinstance(t, sa.BigInteger):
+            plan.append((i, None, True))
+    return plan
+
+
+_BOUND_PLAN = _bound_plan()
+
+
+def bound_text(value: str, length: int | None) -> str:
+    """`value` with unstorable characters replaced and cut (with TRUNCATION_MARKER) to `length`."""
+    if _UNSTORABLE.search(value) is not None:
+        value = _UNSTORABLE.sub(REPLACEMENT_CHAR, value)
+    if length is not None and len(value) > length:
+        value = value[: length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+    return value
+
+
+def bound_event(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An EVENT_FIELDS tuple that fits the events table: a client controls most of its text
+    (prompt, model, user agent), and one row the database refuses fails its whole batch."""
+    fixed: list[Any] | None = None
+    for i, length, is_int in _BOUND_PLAN:
+        v = row[i]
+        if is_int:
+            if isinstance(v, int) and not INT32_MIN <= v <= INT32_MAX:
+                fixed = fixed or list(row)
+                fixed[i] = min(max(v, INT32_MIN), INT32_MAX)
+        elif isinstance(v, str):
+            b = bound_text(v, length)
+            if b is not v:
+                fixed = fixed or list(row)
+                fixed[i] = b
+    return row if fixed is None else tuple(fixed)
+
 
 def event_tuples(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Rows as tuples in EVENT_FIELDS order (capture's rows already are)."""
     return [r if isinstance(r, tuple) else tuple(r.get(c) for c in EVENT_FIELDS) for r in rows]
+
+
+def _dead_row_json(row: tuple[Any, ...]) -> str:
+    # ASCII JSON escapes NUL and surrogates, so the dead-letter row itself always stores
+    return json.dumps(dict(zip(EVENT_FIELDS, row, strict=False)), ensure_ascii=True, default=repr)
 
 
 def now_us() -> int:
@@ -128,6 +187,16 @@ class Store:
             sa.Column("config", sa.Text(), nullable=False),
             sa.Column("updated_us", sa.BigInteger(), nullable=False),
         )
+        # events the events table refused even after bound_event: kept whole (as JSON) for an
+        # operator to look at, instead of blocking every event behind them
+        self.dead_events = sa.Table(
+            f"{p}dead_events", md,
+            sa.Column("id", sa.Integer().with_variant(sa.BigInteger(), "postgresql"), primary_key=True, autoincrement=True),
+            sa.Column("set_aside_us", sa.BigInteger(), nullable=False),
+            sa.Column("event_id", sa.String(EVENT_ID_CHARS)),
+            sa.Column("error", sa.Text(), nullable=False),
+            sa.Column("row_json", sa.Text(), nullable=False),
+        )
         self.metadata = md
         q = self.engine.dialect.identifier_preparer.quote
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -152,9 +221,10 @@ class Store:
 
     # ------------------------------------------------------------ events
 
-    def insert_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> int:
+    def insert_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]], bounded: bool = False) -> int:
         """Insert events (mappings, or tuples in EVENT_FIELDS order as capture makes them); an
-        event_id already stored is skipped, so retries never duplicate.
+        event_id already stored is skipped, so retries never duplicate. Each row first goes
+        through `bound_event` unless the caller says it did that (`bounded`).
 
         Returns the number of rows inserted where the driver reports it (SQLite), else -1.
         """
@@ -162,10 +232,30 @@ class Store:
             return 0
         # Straight to the driver's executemany: SQLAlchemy's per-row statement building cost
         # several times the insert itself on the capture thread.
-        values = event_tuples(rows)
+        values = event_tuples(rows) if bounded else [bound_event(r) for r in event_tuples(rows)]
         with self.engine.begin() as con:
             res = con.exec_driver_sql(self._insert_sql, values)
         return -1 if res.rowcount is None else int(res.rowcount)
+
+    def set_aside_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]], error: str) -> None:
+        """Keep events the events table refused in the dead-letter table (`<prefix>dead_events`)."""
+        t = now_us()
+        values = []
+        for r in event_tuples(rows):
+            eid = r[0] if isinstance(r[0], str) else None
+            values.append({"set_aside_us": t, "event_id": None if eid is None else bound_text(eid, EVENT_ID_CHARS),
+                           "error": bound_text(error, None), "row_json": _dead_row_json(r)})
+        with self.engine.begin() as con:
+            con.execute(sa.insert(self.dead_events), values)
+
+    def dead_events_list(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(sa.select(self.dead_events).order_by(self.dead_events.c.id))]
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (capture tells an outage from a bad row)."""
+        with self.engine.connect() as con:
+            con.exec_driver_sql("SELECT 1")
 
     def count_events(self) -> int:
         with self.engine.connect() as con:

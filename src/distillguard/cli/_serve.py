@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
+        spool: Annotated[Path | None, typer.Option(help="Directory of the local capture spool (one per replica): every answered exchange is on disk before its answer ends, and survives a crash or a database outage.")] = None,
+        spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
@@ -58,6 +60,7 @@ def register(app: typer.Typer) -> None:
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
+            spool_dir=spool, spool_max_bytes=spool_max_bytes,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
         console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)

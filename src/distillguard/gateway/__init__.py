@@ -12,6 +12,7 @@ from distillguard.gateway._mock import mock_upstream_app, run_mock_upstream
 from distillguard.gateway._online import OnlineLoop, events_table
 from distillguard.gateway._protocol import ApiError, ChatRequest, Delta, Message, Reply
 from distillguard.gateway._serve import serve
+from distillguard.gateway._spool import Spool, SpoolFull
 from distillguard.gateway._store import Store
 from distillguard.gateway._upstream import (
     AnthropicUpstream,
@@ -40,6 +41,8 @@ __all__ = [
     "OpenAIUpstream",
     "Reply",
     "Router",
+    "Spool",
+    "SpoolFull",
     "Store",
     "Upstream",
     "build_router",

@@ -24,6 +24,9 @@ class GatewayConfig:
         redis: Redis URL for limits shared between replicas; None keeps them in memory.
         admin_token: bearer token of the admin API; None disables the admin API.
         max_body_bytes: larger request bodies get 413.
+        spool_dir: directory of the local capture spool (one per replica; see `_spool.py`);
+            None writes events from an in-memory queue, which a crash loses.
+        spool_max_bytes: bound on the spool's undrained bytes; beyond it requests get 503.
     """
 
     db: str = DEFAULT_DB
@@ -41,6 +44,8 @@ class GatewayConfig:
     capture_queue: int = 100_000
     capture_batch: int = 2000
     capture_interval: float = 0.25
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1 << 30
     refresh_interval: float = 2.0
     detect: bool = True
     detect_interval: float = 5.0
@@ -53,7 +58,7 @@ class GatewayConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
-        for name in ("max_body_bytes", "capture_queue", "capture_batch"):
+        for name in ("max_body_bytes", "capture_queue", "capture_batch", "spool_max_bytes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")

@@ -51,6 +51,7 @@ from distillguard.gateway._protocol import (
     render,
     sse_error,
 )
+from distillguard.gateway._spool import Spool, SpoolFull
 from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
 from distillguard.gateway._upstream import (
@@ -120,6 +121,15 @@ def _local_or_fake(watermark_key: Any, explicit: bool) -> Upstream:
         return FakeUpstream()
 
 
+#: seconds a client is told to wait when the capture spool refuses requests
+SPOOL_RETRY_AFTER_S = 5
+
+
+def _spool_error() -> ApiError:
+    return ApiError(503, "overloaded_error", "The gateway cannot record exchanges right now (its capture spool is "
+                    "full or its disk refused a write); retry later.", retry_after=SPOOL_RETRY_AFTER_S)
+
+
 def _header(scope: Any, name: bytes) -> str | None:
     """One request header straight from the ASGI scope (names are lower-case there); cheaper
     than building Starlette's Headers for the two or three the request path reads."""
@@ -150,7 +160,8 @@ class Gateway:
         self.keys = KeyRing(self.store)
         self.policy = Policy(config.degrade)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
-        self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
+        spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir is not None else None
+        self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
         self.online: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._override_cursor = 0
@@ -235,21 +246,36 @@ class Gateway:
 
     def _event(self, req: ChatRequest | None, rec: KeyRecord, request: Request, api: Api, ts: int, t0: float,
                status: int, reply_text: str | None = None, prompt_tokens: int | None = None,
-               completion_tokens: int | None = None, model: str | None = None) -> None:
+               completion_tokens: int | None = None, model: str | None = None) -> asyncio.Future[None] | None:
+        """Capture one exchange. With a spool, the returned future resolves once the event is
+        on disk: an answer waits for it before its last byte. Refusals of a full spool are
+        counted by capture (`refused`); their requests were answered 503 already."""
         scope = request.scope
         client = scope.get("client")
         # A row in EVENT_FIELDS order: the capture writer inserts it as it is.
         if req is None:
-            self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
-                                 _header(scope, b"user-agent"), api, model or "", None, "", None, None,
-                                 None, prompt_tokens, completion_tokens, None, None, status,
-                                 (time.perf_counter() - t0) * 1000.0))
-            return
-        self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
-                             _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
-                             len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
-                             prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
-                             (time.perf_counter() - t0) * 1000.0))
+            row: tuple[Any, ...] = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
+                                    _header(scope, b"user-agent"), api, model or "", None, "", None, None,
+                                    None, prompt_tokens, completion_tokens, None, None, status,
+                                    (time.perf_counter() - t0) * 1000.0)
+        else:
+            row = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
+                   _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
+                   len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
+                   prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
+                   (time.perf_counter() - t0) * 1000.0)
+        try:
+            return self.capture.record(row)
+        except SpoolFull:
+            return None
+
+    async def _durable(self, event: asyncio.Future[None] | None) -> None:
+        """Wait until a served exchange is on disk; a spool that failed turns the answer into 503."""
+        if event is not None:
+            try:
+                await event
+            except SpoolFull as exc:
+                raise _spool_error() from exc
 
     @staticmethod
     def error_response(api: Api, err: ApiError) -> Response:
@@ -348,6 +374,8 @@ class Gateway:
         req: ChatRequest | None = None
         model = None
         try:
+            if self.capture.refusing:
+                raise _spool_error()
             raw = await self._read_body(request)
             body = load_body(raw)
             model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -392,8 +420,12 @@ class Gateway:
             return self.error_response(api, err)
         reply = self._post(reply, decision, rec.account_id, watermark)
         rid = new_id()
-        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        event = self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
+        try:
+            await self._durable(event)
+        except ApiError as err:
+            return self.error_response(api, err)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
 
     def _reserve_for(self, req: ChatRequest) -> int:
@@ -413,8 +445,12 @@ class Gateway:
         if req.stream:
             return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), held, ts, t0)
         out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
-        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        event = self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
+        try:
+            await self._durable(event)
+        except ApiError as err:
+            return self.error_response(api, err)
         return Response(out, 200, None, _JSON)
 
     async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
@@ -426,12 +462,27 @@ class Gateway:
         except StopAsyncIteration:
             first = b""
 
+        recorded = False
+
+        def record(status: int) -> asyncio.Future[None] | None:
+            nonlocal recorded
+            recorded = True
+            reader.settle()
+            text = "".join(reader.parts)
+            pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
+            ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
+            self.limiter.settle_later(held, pt + ct)
+            return self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
+
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
             try:
                 chunk = first
                 while True:
                     out = reader.feed(chunk)
+                    if reader.done and reader.error is None:
+                        # the answer's last bytes: sent once its event is on disk
+                        await self._durable(record(200))
                     if out:
                         yield out
                     if reader.done:
@@ -453,14 +504,10 @@ class Gateway:
                 log.info("%d %s stream account=%s: %s", err.status, api, rec.account_id, err.message)
                 yield sse_error(api, err)
             finally:
-                reader.settle()
-                text = "".join(reader.parts)
-                pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
-                ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected", api, rec.account_id)
-                self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
-                self.limiter.settle_later(held, pt + ct)
+                if not recorded:
+                    record(status)
                 if status == CLIENT_CLOSED:  # this task is being cancelled: close in another
                     asyncio.get_running_loop().create_task(aclose_quietly(agen))
                 else:
@@ -485,6 +532,7 @@ class Gateway:
 
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
+            recorded = False
             parts: list[str] = []
             pt: int | None = None
             ct: int | None = None
@@ -525,6 +573,10 @@ class Gateway:
                     head += renderer.delta(tail)
                 pt = pt if pt is not None else est_prompt
                 ct = ct if ct is not None else estimate_tokens("".join(parts))
+                # the answer's last bytes: sent once its event is on disk
+                recorded = True
+                self.limiter.settle_later(held, pt + ct)
+                await self._durable(self._event(req, rec, request, api, ts, t0, 200, "".join(parts), pt, ct))
                 yield head + renderer.end(finish, pt, ct)
                 status = 200
             except ApiError as err:
@@ -537,8 +589,9 @@ class Gateway:
                     ct = estimate_tokens(text)
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected after %d pieces", api, rec.account_id, n_pieces)
-                self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
-                self.limiter.settle_later(held, (pt or est_prompt) + ct)
+                if not recorded:
+                    self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
+                    self.limiter.settle_later(held, (pt or est_prompt) + ct)
                 # Not awaited here: after a disconnect this task is being cancelled.
                 asyncio.get_running_loop().create_task(aclose_quietly(agen))
 

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
+        detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
         fast_path: Annotated[bool, typer.Option(help="Dispatch the proxy routes before FastAPI's router (benchmarks compare both).")] = True,
@@ -60,11 +61,35 @@ def register(app: typer.Typer) -> None:
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
-            spool_dir=spool, spool_max_bytes=spool_max_bytes,
+            spool_dir=spool, spool_max_bytes=spool_max_bytes, detector=detector,  # type: ignore[arg-type]
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
         console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
         run(cfg, host, port, log_level, fast_path)
+
+    @app.command("detector")
+    def detector_cmd(
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
+        config: Annotated[Path | None, typer.Option(help="Detection config TOML (default: the shipped one).")] = None,
+        interval: Annotated[float, typer.Option(help="Seconds between detection steps.")] = 2.0,
+        checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
+        redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
+        redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
+        parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ) -> None:
+        """Run the fleet's detector: follow the shared capture, publish verdicts every replica applies.
+
+        Start one per database (more are standbys: one leads, through a lock in the database).
+        """
+        import logging
+
+        from distillguard.gateway import DetectorService, Store, run_detector
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
+        run_detector(service, parent_pid)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
     app.add_typer(keys, name="keys")

@@ -4,6 +4,7 @@ enforcement and capture. `create_app` gives the ASGI app; `serve` runs it with u
 from distillguard.gateway._app import create_app
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import DEFAULT_DB, GatewayConfig, split_spec
+from distillguard.gateway._detector import DetectorService, Leadership, run_detector
 from distillguard.gateway._export import ExportResult, export_log
 from distillguard.gateway._gateway import Gateway, build_router
 from distillguard.gateway._keys import IssuedKey, KeyRing, hash_key, issue_key
@@ -21,6 +22,7 @@ from distillguard.gateway._upstream import (
     Router,
     Upstream,
 )
+from distillguard.gateway._verdicts import VerdictFollower, VerdictTables
 
 __all__ = [
     "DEFAULT_DB",
@@ -29,12 +31,14 @@ __all__ = [
     "Capture",
     "ChatRequest",
     "Delta",
+    "DetectorService",
     "ExportResult",
     "FakeUpstream",
     "Gateway",
     "GatewayConfig",
     "IssuedKey",
     "KeyRing",
+    "Leadership",
     "LocalUpstream",
     "Message",
     "OnlineLoop",
@@ -45,6 +49,8 @@ __all__ = [
     "SpoolFull",
     "Store",
     "Upstream",
+    "VerdictFollower",
+    "VerdictTables",
     "build_router",
     "create_app",
     "events_table",
@@ -52,6 +58,7 @@ __all__ = [
     "hash_key",
     "issue_key",
     "mock_upstream_app",
+    "run_detector",
     "run_mock_upstream",
     "serve",
     "split_spec",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from distillguard._errors import ConfigError
 from distillguard.enforce import DegradeConfig, LimitsConfig
@@ -27,6 +28,10 @@ class GatewayConfig:
         spool_dir: directory of the local capture spool (one per replica; see `_spool.py`);
             None writes events from an in-memory queue, which a crash loses.
         spool_max_bytes: bound on the spool's undrained bytes; beyond it requests get 503.
+        detector: where online detection runs when `detect` is on: `inprocess` (a thread of
+            this process, on its own capture), `child` (a `distillguard detector` child
+            process on the shared capture, followed like a remote one) or `remote` (a
+            separately run `distillguard detector`; this replica follows its verdicts).
     """
 
     db: str = DEFAULT_DB
@@ -48,6 +53,7 @@ class GatewayConfig:
     spool_max_bytes: int = 1 << 30
     refresh_interval: float = 2.0
     detect: bool = True
+    detector: Literal["inprocess", "child", "remote"] = "inprocess"
     detect_interval: float = 5.0
     detect_config: Path | None = None
     watermark_key_file: Path | None = None
@@ -62,6 +68,8 @@ class GatewayConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
+        if self.detector not in ("inprocess", "child", "remote"):
+            problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:
             problems.append("admin_token must be at least 16 characters long")
         if self.watermark_key_file is not None and not Path(self.watermark_key_file).exists():

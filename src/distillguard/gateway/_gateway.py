@@ -12,6 +12,8 @@ import itertools
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -163,6 +165,8 @@ class Gateway:
         spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
         self.online: Any = None
+        self.follower: Any = None  # VerdictFollower, with a child or remote detector
+        self._child: subprocess.Popen[bytes] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._override_cursor = 0
         self._limits_cursor = 0
@@ -206,7 +210,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._refresh_loop(), name="distillguard-refresh"))
         self._tasks.append(loop.create_task(self._charge_loop(), name="distillguard-charge"))
-        if self.config.detect:
+        if self.config.detect and self.config.detector != "inprocess":
+            await self._follow(loop)
+        elif self.config.detect:
             from distillguard.gateway._export import accounts_table
             from distillguard.gateway._online import OnlineLoop
 
@@ -216,6 +222,25 @@ class Gateway:
                 await asyncio.to_thread(self.online.warm)
                 self.capture.listeners.append(self.online.feed)
                 self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))
+
+    async def _follow(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow the fleet's verdicts; with `detector="child"`, start the detector too."""
+        from distillguard.gateway._verdicts import VerdictFollower, VerdictTables
+
+        tables = await asyncio.to_thread(VerdictTables, self.store)
+        self.follower = VerdictFollower(tables, self.policy, redis_url=self.config.redis, redis_prefix=self.config.redis_prefix)
+        self._tasks.append(loop.create_task(self.follower.run(), name="distillguard-follow"))
+        if self.config.detector == "child":
+            cmd = [sys.executable, "-m", "distillguard", "detector", "--db", self.config.db,
+                   "--table-prefix", self.config.table_prefix, "--interval", str(self.config.detect_interval),
+                   "--parent-pid", str(os.getpid())]
+            if self.config.detect_config is not None:
+                cmd += ["--config", str(self.config.detect_config)]
+            if self.config.redis is not None:
+                cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix]
+            # Its own interpreter: detection never competes with the request loop for the GIL.
+            self._child = subprocess.Popen(cmd)
+            log.info("detector child process %d started", self._child.pid)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -233,6 +258,13 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        if self._child is not None:
+            self._child.terminate()
+            try:
+                await asyncio.to_thread(self._child.wait, 15)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+            self._child = None
         with contextlib.suppress(Exception):
             await self.limiter.flush_charges()
         await self.capture.close()

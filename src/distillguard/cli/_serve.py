@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
+        detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
         detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             spool_dir=spool, spool_max_bytes=spool_max_bytes, detector=detector,  # type: ignore[arg-type]
+            detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
         console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)

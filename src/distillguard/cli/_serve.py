@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
+        metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     ) -> None:
         """Run the fleet's detector: follow the shared capture, publish verdicts every replica applies.
@@ -91,6 +92,12 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from distillguard.gateway import DetectorMetrics
+
+            start_http_server(metrics_port, "127.0.0.1", registry=DetectorMetrics(service).registry)
         run_detector(service, parent_pid)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)

@@ -9,6 +9,7 @@ from distillguard.gateway._export import ExportResult, export_log
 from distillguard.gateway._gateway import Gateway, build_router
 from distillguard.gateway._keys import IssuedKey, KeyRing, hash_key, issue_key
 from distillguard.gateway._local import LocalUpstream
+from distillguard.gateway._metrics import DetectorMetrics, GatewayMetrics
 from distillguard.gateway._mock import mock_upstream_app, run_mock_upstream
 from distillguard.gateway._online import OnlineLoop, events_table
 from distillguard.gateway._protocol import ApiError, ChatRequest, Delta, Message, Reply
@@ -31,11 +32,13 @@ __all__ = [
     "Capture",
     "ChatRequest",
     "Delta",
+    "DetectorMetrics",
     "DetectorService",
     "ExportResult",
     "FakeUpstream",
     "Gateway",
     "GatewayConfig",
+    "GatewayMetrics",
     "IssuedKey",
     "KeyRing",
     "Leadership",

@@ -38,6 +38,7 @@ from distillguard.enforce import (
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._keys import KeyRecord, KeyRing
+from distillguard.gateway._metrics import GatewayMetrics
 from distillguard.gateway._native import NativeStream, Rewrite, native_request, read_answer
 from distillguard.gateway._protocol import (
     PARSERS,
@@ -123,6 +124,9 @@ def _local_or_fake(watermark_key: Any, explicit: bool) -> Upstream:
         return FakeUpstream()
 
 
+#: where a request's policy action is noted for the metrics (in its ASGI scope)
+_ACTION = "distillguard.action"
+
 #: seconds a client is told to wait when the capture spool refuses requests
 SPOOL_RETRY_AFTER_S = 5
 
@@ -164,6 +168,7 @@ class Gateway:
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
+        self.metrics = GatewayMetrics(self)
         self.online: Any = None
         self.follower: Any = None  # VerdictFollower, with a child or remote detector
         self._child: subprocess.Popen[bytes] | None = None
@@ -397,6 +402,13 @@ class Gateway:
         return rec
 
     async def handle(self, api: Api, request: Request) -> Response:
+        """Answer one proxy request, and count it (`/metrics`)."""
+        t0 = time.perf_counter()
+        response = await self._handle(api, request)
+        self.metrics.observe(api, response.status_code, request.scope.get(_ACTION, "none"), time.perf_counter() - t0)
+        return response
+
+    async def _handle(self, api: Api, request: Request) -> Response:
         t0 = time.perf_counter()
         ts = now_us()
         auth = await self.authenticate(api, request)
@@ -418,6 +430,7 @@ class Gateway:
             try:
                 decision = self.policy.decide(rec.account_id)
                 if decision.blocked:
+                    request.scope[_ACTION] = decision.action
                     raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
                 if decision.degraded:
                     cap = self.policy.degrade.max_tokens_cap
@@ -432,7 +445,9 @@ class Gateway:
                 from distillguard.enforce import ALLOWED
 
                 verdict = ALLOWED
+            request.scope[_ACTION] = decision.action
             if not verdict.allowed:
+                self.metrics.refusals.labels(verdict.scope or "", verdict.budget or "").inc()
                 raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
             held = verdict.reservation
             watermark = self.watermark_key is not None and not upstream.watermarks_itself

@@ -103,6 +103,8 @@ class _DetectorState:
         yield GaugeMetricFamily("distillguard_detector_lag_seconds",
                                 "How far the newest event folded in is behind the clock.", value=s.lag_s)
         yield GaugeMetricFamily("distillguard_detector_cursor", "Capture seq folded in up to.", value=s.cursor)
+        yield GaugeMetricFamily("distillguard_detector_resumed_from", "Capture seq of the checkpoint this detector resumed from (0: none).",
+                                value=s.restored_from or 0)
         yield GaugeMetricFamily("distillguard_detector_version", "Verdict version last published.", value=s.version)
         g = GaugeMetricFamily("distillguard_detector_verdicts", "Accounts by the action last published.", labels=["action"])
         for action, n in sorted(Tally(v[0] for v in list(s.published.values())).items()):

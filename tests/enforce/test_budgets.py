@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from distillguard.enforce import Limiter, LimitsConfig, LimitSet, Reservation
 
+from .support import fresh_prefix
+
 BUDGET = 200  # tokens per minute of the account under test
 RESERVE = 30  # tokens each request reserves (prompt + max_tokens)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> Iterator[str]:
-    """`memory://`, or the real Redis under a fresh key prefix (deleted afterwards)."""
-    if request.param == "memory":
-        yield "memory://"
-        return
-    url: str = request.getfixturevalue("redis_url")
-    yield url
-    import redis
-
-    r = redis.Redis.from_url(url)
-    for key in r.scan_iter("dgtest-budget-*"):
-        r.delete(key)
 
 
 def limiters(storage: str, n: int) -> list[Limiter]:
@@ -35,7 +20,7 @@ def limiters(storage: str, n: int) -> list[Limiter]:
     cfg = LimitsConfig(account=LimitSet(100_000, None, BUDGET, None), key=LimitSet(100_000, None, None, None))
     if storage == "memory://":
         return [Limiter(cfg)] * n
-    prefix = f"dgtest-budget-{uuid.uuid4().hex[:8]}"
+    prefix = fresh_prefix()
     return [Limiter(cfg, storage, key_prefix=prefix) for _ in range(n)]
 
 
@@ -120,8 +105,7 @@ def test_a_refused_reservation_charges_nothing(storage: str) -> None:
 
     async def run() -> None:
         cfg = LimitsConfig(key=LimitSet(None, None, 50, None), account=LimitSet(None, None, 1000, None))
-        prefix = f"dgtest-budget-{uuid.uuid4().hex[:8]}"
-        lim = Limiter(cfg, storage, key_prefix=prefix)
+        lim = Limiter(cfg, storage, key_prefix=fresh_prefix())
         s = [("key", "small"), ("account", "wide")]
         assert (await lim.check(s, tokens=60)).allowed
         for _ in range(5):

@@ -10,6 +10,7 @@ import pytest
 
 from distillguard._errors import ConfigError
 from distillguard.gateway import Spool, SpoolFull
+from distillguard.gateway._spool import SyncMode
 
 
 def row(i: int, text: str = "") -> tuple[object, ...]:
@@ -33,9 +34,10 @@ def drain(spool: Spool, batch: int) -> list[tuple[object, ...]]:
         spool.commit(pos)
 
 
-def test_appends_drain_in_order_across_segments_and_restarts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["write", "always"])
+def test_appends_drain_in_order_across_segments_and_restarts(tmp_path: Path, sync: SyncMode) -> None:
     rows = [row(i, "x" * (i % 50) + "\x00\ud800 surrogate") for i in range(500)]
-    spool = Spool(tmp_path, segment_bytes=4096)  # many small segments
+    spool = Spool(tmp_path, segment_bytes=4096, sync=sync)  # many small segments
     asyncio.run(append_all(spool, rows[:300]))
     assert len(list(tmp_path.glob("*.spool"))) > 3
     got, pos = spool.read(120)
@@ -43,7 +45,7 @@ def test_appends_drain_in_order_across_segments_and_restarts(tmp_path: Path) -> 
     spool.commit(pos)
     spool.close()
     # restart: the drain resumes at the checkpoint; new appends go after the old ones
-    spool = Spool(tmp_path, segment_bytes=4096)
+    spool = Spool(tmp_path, segment_bytes=4096, sync=sync)
     asyncio.run(append_all(spool, rows[300:]))
     assert drain(spool, 77) == rows[120:]
     assert drain(spool, 77) == []
@@ -92,8 +94,24 @@ def test_one_gateway_per_spool_directory(tmp_path: Path) -> None:
 
 
 def test_appends_are_synced_in_groups(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, sync="always")
     asyncio.run(append_all(spool, [row(i) for i in range(2000)], group=2000))
-    assert spool.appended == 2000 and spool.syncs < 2000 / 4, spool.syncs
+    assert spool.appended == 2000 and 1 <= spool.syncs < 2000 / 4, spool.syncs
     spool.close()
     assert os.path.exists(tmp_path / "LOCK")
+
+
+def test_written_appends_are_synced_within_the_interval(tmp_path: Path) -> None:
+    """`write` mode answers after the write and syncs the tail once it has been idle for the
+    interval (and at close), not once per group."""
+
+    async def run() -> None:
+        spool = Spool(tmp_path, sync="write", sync_interval=0.2)
+        await append_all(spool, [row(i) for i in range(200)], group=10)  # 20 groups, well within 0.2 s
+        assert spool.appended == 200 and spool.syncs <= 2, spool.syncs
+        before = spool.syncs
+        await asyncio.sleep(0.5)
+        assert spool.syncs == before + 1  # the idle tail was synced
+        spool.close()
+
+    asyncio.run(run())

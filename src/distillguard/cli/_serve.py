@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
         spool: Annotated[Path | None, typer.Option(help="Directory of the local capture spool (one per replica): every answered exchange is on disk before its answer ends, and survives a crash or a database outage.")] = None,
         spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
+        spool_sync: Annotated[str, typer.Option(help="write: an answer waits for its event's write to the spool (survives kill -9; synced every 50 ms); always: it waits for the fdatasync (survives a machine crash, slower).")] = "write",
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
@@ -62,7 +63,8 @@ def register(app: typer.Typer) -> None:
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
-            spool_dir=spool, spool_max_bytes=spool_max_bytes, detector=detector,  # type: ignore[arg-type]
+            spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
+            detector=detector,  # type: ignore[arg-type]
             detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )

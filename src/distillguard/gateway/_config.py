@@ -28,6 +28,8 @@ class GatewayConfig:
         spool_dir: directory of the local capture spool (one per replica; see `_spool.py`);
             None writes events from an in-memory queue, which a crash loses.
         spool_max_bytes: bound on the spool's undrained bytes; beyond it requests get 503.
+        spool_sync: `write` (an answer waits for its event's write; synced every 50 ms) or
+            `always` (an answer waits for the fdatasync); see `_spool.py`.
         detector: where online detection runs when `detect` is on: `inprocess` (a thread of
             this process, on its own capture), `child` (a `distillguard detector` child
             process on the shared capture, followed like a remote one) or `remote` (a
@@ -51,6 +53,7 @@ class GatewayConfig:
     capture_interval: float = 0.25
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
+    spool_sync: Literal["write", "always"] = "write"
     refresh_interval: float = 2.0
     detect: bool = True
     detector: Literal["inprocess", "child", "remote"] = "inprocess"
@@ -68,6 +71,8 @@ class GatewayConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
+        if self.spool_sync not in ("write", "always"):
+            problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
         if self.detector not in ("inprocess", "child", "remote"):
             problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:

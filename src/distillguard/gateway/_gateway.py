@@ -166,7 +166,7 @@ class Gateway:
         self.keys = KeyRing(self.store)
         self.policy = Policy(config.degrade)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
-        spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir is not None else None
+        spool = Spool(config.spool_dir, config.spool_max_bytes, sync=config.spool_sync) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
         self.metrics = GatewayMetrics(self)
         self.online: Any = None

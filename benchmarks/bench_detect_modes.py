@@ -5,7 +5,7 @@ process with the capture spool on, side by side in interleaved rounds.
     python benchmarks/bench_detect_modes.py [--duration 5] [--clients 16] [--repeat 3] [--pin]
 
 Each variant is its own `serve` process on SQLite in front of the same mock upstream, with
-limits raised out of the way; traffic is wrk (`--latency`) against each in turn. Every
+limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`) against each in turn. Every
 variant's hydra-free traffic still feeds its detector (the mock's answers are captured and
 detected). Prints req/s, p50, p99 and max per variant (medians of the rounds) and the ratios
 to `--no-detect` within each round (the issue's targets: p99 <= 10 ms at 16 clients,
@@ -86,8 +86,10 @@ def main() -> None:
         print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
               f"pinned {args.pin}; load average {os.getloadavg()[0]:.1f}")
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}
+        names = list(VARIANTS)
         for rnd in range(args.repeat):
-            for name in VARIANTS:
+            # each round starts with another variant: none always runs first (or last)
+            for name in names[rnd % len(names):] + names[: rnd % len(names)]:
                 script = wrk_script(tmp, keys[name], False)
                 if rnd == 0:
                     wrk(urls[name] + "/v1/chat/completions", script, args.clients, 1)

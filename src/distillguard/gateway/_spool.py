@@ -129,6 +129,10 @@ class Spool:
         # by the event loop (appends) and the drain thread (commits), hence the lock
         self._bytes = self._between(self._drained, (self._seq, 0))
         self._bytes_lock = threading.Lock()
+        # `write` mode: the event loop writes and rolls, the syncer thread syncs
+        self._io_lock = threading.Lock()
+        self._dirty = False
+        self._retired: list[int] = []  # finished segments' descriptors, to sync and close
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -195,7 +199,8 @@ class Spool:
         """Start the writer thread (call from the event loop that appends)."""
         if self._thread is None:
             self._loop = asyncio.get_running_loop()
-            self._thread = threading.Thread(target=self._writer, name="distillguard-spool", daemon=True)
+            target = self._writer if self.sync == "always" else self._syncer
+            self._thread = threading.Thread(target=target, name="distillguard-spool", daemon=True)
             self._thread.start()
 
     @property
@@ -220,40 +225,34 @@ class Spool:
         rec = _encode(row)
         with self._bytes_lock:
             self._bytes += len(rec)  # counted now, so a burst cannot overrun the bound
+        if self.sync == "write":
+            # A write of a few hundred bytes to the page cache takes microseconds: done here,
+            # with no hop to a thread; the syncer thread makes it durable within the interval.
+            self._append_now(rec)
+            fut.set_result(None)
+            if self.on_durable is not None:
+                self.on_durable()
+            return fut
         with self._cond:
             self._pending.append((rec, fut))
             self._cond.notify()
         return fut
 
     def _writer(self) -> None:
-        dirty, synced = False, time.monotonic()
+        """`always` mode: write and sync each gathered group, then resolve its futures."""
         while True:
             with self._cond:
                 while not self._pending and not self._closing:
-                    # idle: a written but unsynced tail is synced when its interval is up
-                    left = self.sync_interval - (time.monotonic() - synced)
-                    if dirty and left <= 0:
-                        break
-                    self._cond.wait(left if dirty else None)
+                    self._cond.wait()
                 group, self._pending = self._pending, []
-                closing = self._closing
-            if not group:
-                if dirty:
-                    self._sync_quietly()
-                    dirty, synced = False, time.monotonic()
-                if closing:
+                if not group and self._closing:
                     return
-                continue
             data = b"".join(r for r, _ in group)
             error: OSError | None = None
             try:
                 self._write_all(data)
-                if self.sync == "always" or time.monotonic() - synced >= self.sync_interval:
-                    os.fdatasync(self._fd)
-                    self.syncs += 1
-                    dirty, synced = False, time.monotonic()
-                else:
-                    dirty = True
+                os.fdatasync(self._fd)
+                self.syncs += 1
             except OSError as exc:
                 error = exc
                 self._undo()
@@ -269,6 +268,52 @@ class Spool:
             except RuntimeError:  # the loop is closed (shutdown): nobody waits any more
                 return
 
+    def _append_now(self, rec: bytes) -> None:
+        """`write` mode: write one record from the event loop (raises SpoolFull on a disk error)."""
+        with self._io_lock:
+            try:
+                self._write_all(rec)
+            except OSError as exc:
+                self._undo()
+                with self._bytes_lock:
+                    self._bytes -= len(rec)
+                self._error_until = time.monotonic() + _ERROR_PAUSE_S
+                log.error("capture spool %s: write failed (%s); refusing requests for %.0f s", self.dir, exc, _ERROR_PAUSE_S)
+                raise SpoolFull(f"The capture spool {self.dir} could not write an event: {exc}.") from exc
+            self._offset += len(rec)
+            self._durable = (self._seq, self._offset)
+            self.appended += 1
+            self._dirty = True
+            if self._offset >= self.segment_bytes:
+                # the finished segment is synced and closed by the syncer, not here
+                self._retired.append(self._fd)
+                self._seq += 1
+                self._fd = self._open_segment(self._seq)
+                self._offset = 0
+                self._durable = (self._seq, 0)
+
+    def _syncer(self) -> None:
+        """`write` mode: sync what was written every `sync_interval` seconds (and at close)."""
+        while True:
+            with self._cond:
+                if not self._closing:
+                    self._cond.wait(self.sync_interval)
+                closing = self._closing
+            with self._io_lock:
+                retired, self._retired = self._retired, []
+                fd = os.dup(self._fd) if self._dirty else None  # a copy: the loop may roll meanwhile
+                self._dirty = False
+            for f in [*retired, *([fd] if fd is not None else [])]:
+                try:
+                    os.fdatasync(f)
+                    self.syncs += 1
+                except OSError:
+                    log.error("capture spool %s: fdatasync failed", self.dir, exc_info=True)
+                finally:
+                    os.close(f)
+            if closing:
+                return
+
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -282,16 +327,8 @@ class Spool:
         except OSError:
             log.error("capture spool: could not cut a failed write off %s", self._name(self._seq), exc_info=True)
 
-    def _sync_quietly(self) -> None:
-        try:
-            os.fdatasync(self._fd)
-            self.syncs += 1
-        except OSError:
-            log.error("capture spool %s: fdatasync failed", self.dir, exc_info=True)
-
     def _roll(self) -> None:
-        self._sync_quietly()  # a finished segment is on disk whatever the sync mode
-        os.close(self._fd)
+        os.close(self._fd)  # `always` mode: already synced
         self._seq += 1
         self._fd = self._open_segment(self._seq)
         self._offset = 0

@@ -369,6 +369,10 @@ class Limiter:
                         item = self._item(period, req)
                         if not await self._req.hit(item, "req", tag, scope, subject):
                             return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
+        return await self._reserve_tokens(tag, subjects, tokens)
+
+    async def _reserve_tokens(self, tag: str, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
+        """Reserve `tokens` in every token window of `subjects` (0: only check none is spent)."""
         windows, names = self._token_windows(tag, subjects)
         if not windows:
             return ALLOWED
@@ -376,7 +380,7 @@ class Limiter:
         if isinstance(got, Refused):
             scope, subject, budget, limit = names[got.index]
             return LimitResult(False, got.retry_after, scope, subject, budget, limit)
-        return LimitResult(True, reservation=got)
+        return LimitResult(True, reservation=got if tokens > 0 else None)
 
     def _token_windows(
         self, tag: str, subjects: list[tuple[Scope, str]]

@@ -131,6 +131,7 @@ class DetectorService:
         self.steps = 0
         self.lag_s = 0.0  # how far the newest folded event is behind the wall clock
         self._checkpointed = time.monotonic()
+        self._saving: threading.Thread | None = None
 
     def _fresh(self) -> None:
         from distillguard.detect import OnlineDetector
@@ -151,12 +152,33 @@ class DetectorService:
                 "published": self.published, "version": self.version, "known": self.known,
                 "override_cursor": self.override_cursor, "events_seen": self.events_seen}
 
-    def checkpoint(self) -> None:
-        """Save the whole state (blocking)."""
+    def checkpoint(self, background: bool = False) -> None:
+        """Save the whole state. The state is pickled here (it must not change meanwhile); with
+        `background`, the database write (tens of seconds for 100 MB on a busy machine) runs
+        in a thread while the detector steps on, and a checkpoint still being written makes
+        this one a no-op."""
+        if self._saving is not None and self._saving.is_alive():
+            return
         data = pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL)
-        self.tables.save_state(self.name, self.cursor, data)
+        cursor = self.cursor
         self._checkpointed = time.monotonic()
-        log.info("detector checkpoint at capture seq %d (%d bytes)", self.cursor, len(data))
+
+        def save() -> None:
+            self.tables.save_state(self.name, cursor, data)
+            log.info("detector checkpoint at capture seq %d (%d bytes)", cursor, len(data))
+
+        if not background:
+            save()
+            return
+
+        def save_logged() -> None:
+            try:
+                save()
+            except Exception:  # noqa: BLE001 - the next checkpoint tries again
+                log.warning("detector checkpoint failed", exc_info=True)
+
+        self._saving = threading.Thread(target=save_logged, name="distillguard-checkpoint", daemon=True)
+        self._saving.start()
 
     def restore(self) -> None:
         """Load the last checkpoint, or start fresh when there is none."""
@@ -296,10 +318,12 @@ class DetectorService:
             try:
                 self.step()
                 if time.monotonic() - self._checkpointed >= self.checkpoint_interval:
-                    self.checkpoint()
+                    self.checkpoint(background=True)
             except Exception:  # noqa: BLE001 - the database may be briefly unavailable
                 log.warning("detector step failed", exc_info=True)
             stop.wait(self.interval)
+        if self._saving is not None:
+            self._saving.join()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
 

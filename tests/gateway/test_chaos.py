@@ -3,7 +3,8 @@
 Three `serve --detector remote` replicas (each with its spool), one `distillguard detector`,
 PostgreSQL and Redis behind TCP proxies the test cuts, and a client sending a hydra plus benign
 users through the replicas in turn (skipping a dead one, as a balancer would). While it runs:
-one replica is killed with SIGKILL and restarted, PostgreSQL is cut for `PG_CUT_S` seconds
+one replica is killed with SIGKILL and restarted, an account with a token budget sends a
+concurrent burst over the replicas (overshoot: at most one reservation), PostgreSQL is cut for `PG_CUT_S` seconds
 (shortened from the issue's 30 s to keep CI under 3 minutes: what a cut exercises, the spool
 holding everything answered, does not change with its length), Redis is cut for `REDIS_CUT_S`
 seconds (limits fail open: served, never 5xx), and the detector is killed and restarted (it
@@ -44,6 +45,8 @@ PG_CUT_S = 8.0
 REDIS_CUT_S = 5.0
 PHASE_S = 3.0  # traffic between two failures
 DEADLINE_S = 150.0  # the whole scenario, start-up included
+BUDGET = 300  # tokens a day for the `budget` account (a day: no window ends mid-burst)
+BURST = 60  # concurrent requests of that account, spread over the replicas
 HYDRA = [f"h{i}" for i in range(8)]
 BENIGN = [f"b{i}" for i in range(4)]
 ADMIN_TOKEN = "chaos-admin-token-0123456"
@@ -139,6 +142,33 @@ def chaos(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[F
             r.delete(key)
 
 
+BURST_MAX_TOKENS = 20
+
+
+def budget_burst(fleet: Fleet, key: str) -> list[dict[str, int] | None]:
+    """Give the `budget` account its token budget (admin API, read by every replica within
+    its refresh), then send `BURST` requests at once over the replicas; each answer's usage,
+    or None when refused with 429."""
+    import asyncio
+
+    r = httpx.put(fleet.url(0) + "/admin/limits/budget", json={"tokens_per_day": BUDGET},
+                  headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    time.sleep(3)  # every replica refreshes its limits (every 2 s)
+
+    async def burst() -> list[dict[str, int] | None]:
+        async with httpx.AsyncClient(timeout=15, headers={"authorization": f"Bearer {key}"}) as c:
+            answers = await asyncio.gather(*(
+                c.post(fleet.url(i % REPLICAS) + "/v1/chat/completions", json={
+                    "model": "m", "max_tokens": BURST_MAX_TOKENS,
+                    "messages": [{"role": "user", "content": f"budget question {i} please answer"}]})
+                for i in range(BURST)))
+        assert {a.status_code for a in answers} <= {200, 429}
+        return [a.json()["usage"] if a.status_code == 200 else None for a in answers]
+
+    return asyncio.run(burst())
+
+
 def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy, TcpProxy, Store]) -> None:
     fleet, pg, redis_proxy, store = chaos
     start = time.monotonic()
@@ -152,6 +182,8 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
         store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
                              payment_fingerprint=f"p{i}", verified=True, country="US")
         keys[acc] = issue_key(store, acc).key
+    store.upsert_account("budget", signup_channel="self_serve", verified=True, country="US")
+    keys["budget"] = issue_key(store, "budget").key
     fleet.start_detector()
     for i in range(REPLICAS):
         fleet.start_replica(i)
@@ -198,6 +230,7 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
         fleet.start_replica(1)
         fleet.wait_up(1, time.monotonic() + 30)
         traffic(PHASE_S, c)
+        burst = budget_burst(fleet, keys["budget"])
         pg.cut()
         phase = "pg"
         traffic(PG_CUT_S, c)
@@ -241,12 +274,19 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
 
     assert during["pg"].count(200) > 20 and during["redis"].count(200) > 10, {k: len(v) for k, v in during.items()}
     assert detector_metrics[("distillguard_detector_resumed_from", ())] > 0, "the restarted detector started from zero"
+    # the token budget held across the replicas: at most one reservation over
+    ok = [u for u in burst if u is not None]
+    reservation = max(u["prompt_tokens"] for u in ok) + BURST_MAX_TOKENS
+    assert sum(u["total_tokens"] for u in ok) <= BUDGET + reservation and len(ok) < BURST
     statuses = {s for _, _, s in sent}
     assert statuses <= {200, 429, 403}, f"no 5xx or other errors: {sorted(statuses)}"
     assert all(v == 403 for v in blocked_everywhere.values()), blocked_everywhere
     for b in BENIGN:
         assert {s for a, _, s in sent if a == b} == {200}, f"benign {b} was refused"
     rows = [r for batch in store.iter_events() for r in batch if r["prompt"] != "again"]
+    burst_rows = [r for r in rows if r["account_id"] == "budget"]
+    assert sorted(r["prompt"] for r in burst_rows) == sorted(f"budget question {i} please answer" for i in range(BURST))
+    rows = [r for r in rows if r["account_id"] != "budget"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["prompt"]] = counts.get(r["prompt"], 0) + 1

@@ -40,7 +40,7 @@ def fleet(db: str, args: tuple[str, ...], tmp: Path) -> Iterator[list[str]]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "distillguard", "serve", "--upstream", "fake", "--port", str(port), "--db", db,
              "--log-level", "warning", *args, "--spool", str(tmp / f"spool-{i}")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=env, stdout=subprocess.DEVNULL, stderr=(tmp / f"replica-{i}.log").open("wb"))
         procs.append((proc, f"http://127.0.0.1:{port}"))
     try:
         deadline = time.monotonic() + 60
@@ -51,7 +51,9 @@ def fleet(db: str, args: tuple[str, ...], tmp: Path) -> Iterator[list[str]]:
                         break
                 except httpx.TransportError:
                     pass
-                assert proc.poll() is None and time.monotonic() < deadline, "a replica did not start"
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
+                    raise AssertionError(f"a replica did not start:\n{logs}")
                 time.sleep(0.1)
         yield [url for _, url in procs]
     finally:

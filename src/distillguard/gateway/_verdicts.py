@@ -53,7 +53,12 @@ class VerdictTables:
             sa.Column("saved_us", sa.BigInteger(), nullable=False),
             sa.Column("data", sa.LargeBinary(), nullable=False),
         )
-        md.create_all(store.engine)
+        try:
+            md.create_all(store.engine)
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            # Replicas and detectors starting together race to create the tables (PostgreSQL
+            # checks, then creates): the loser finds them made by the winner.
+            md.create_all(store.engine)
 
     def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: str) -> Any:
         if self.store.engine.dialect.name == "postgresql":

@@ -46,8 +46,13 @@ def register(app: typer.Typer) -> None:
         max_connections: Annotated[int, typer.Option(help="Open client connections; more are closed at once (docs/security.md).")] = 4096,
         max_inflight_per_key: Annotated[int, typer.Option(help="Requests one key may have in flight; more get 503.")] = 64,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
+        spool: Annotated[Path | None, typer.Option(help="Directory of the local capture spool (one per replica): every answered exchange is on disk before its answer ends, and survives a crash or a database outage.")] = None,
+        spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
+        spool_sync: Annotated[str, typer.Option(help="write: an answer waits for its event's write to the spool (survives kill -9; synced every 50 ms); always: it waits for the fdatasync (survives a machine crash, slower).")] = "write",
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
+        detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
+        detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
         fast_path: Annotated[bool, typer.Option(help="Dispatch the proxy routes before FastAPI's router (benchmarks compare both).")] = True,
@@ -81,6 +86,9 @@ def register(app: typer.Typer) -> None:
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
+            spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
+            detector=detector,  # type: ignore[arg-type]
+            detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
         _quiet_libraries()
@@ -98,6 +106,37 @@ def register(app: typer.Typer) -> None:
 
         console.print("starting the gateway ...", highlight=False, soft_wrap=True)
         run(cfg, host, port, log_level, fast_path, on_ready=ready)
+
+    @app.command("detector")
+    def detector_cmd(
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
+        config: Annotated[Path | None, typer.Option(help="Detection config TOML (default: the shipped one).")] = None,
+        interval: Annotated[float, typer.Option(help="Seconds between detection steps.")] = 2.0,
+        checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
+        redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
+        redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
+        parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
+        metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ) -> None:
+        """Run the fleet's detector: follow the shared capture, publish verdicts every replica applies.
+
+        Start one per database (more are standbys: one leads, through a lock in the database).
+        """
+        import logging
+
+        from distillguard.gateway import DetectorService, Store, run_detector
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from distillguard.gateway import DetectorMetrics
+
+            start_http_server(metrics_port, "127.0.0.1", registry=DetectorMetrics(service).registry)
+        run_detector(service, parent_pid)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
     app.add_typer(keys, name="keys")

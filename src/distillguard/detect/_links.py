@@ -60,6 +60,23 @@ class PairIndex:
         self._next: Future[tuple[np.ndarray, np.ndarray]] | None = None
         self._next_n = 0  # the pairs the index under way covers
 
+    def __getstate__(self) -> dict[str, object]:
+        # A checkpoint (the detector service pickles its state) waits for the merge under way
+        # and keeps its result, so a restored index takes it at the same call as this one.
+        state = dict(self.__dict__)
+        if self._next is not None:
+            state["_next"] = self._next.result()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        merged = state.pop("_next")
+        self.__dict__.update(state)
+        self._next = None
+        if merged is not None:
+            done: Future[tuple[np.ndarray, np.ndarray]] = Future()
+            done.set_result(merged)  # type: ignore[arg-type]
+            self._next = done
+
     def select(self, pairs: np.ndarray, mask: np.ndarray, ordered: bool = True) -> np.ndarray:
         """Positions of the pairs whose column value `v` has `mask[v]` True.
 

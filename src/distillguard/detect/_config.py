@@ -102,6 +102,17 @@ class ActionConfig(_Strict):
     block_after_throttle_minutes: float = Field(default=15.0, ge=0)
 
 
+class RarityConfig(_Strict):
+    """Evidence weighed by how rare it is among the log's established accounts (`_rarity`)."""
+
+    enabled: bool = True
+    max_p: float = Field(default=1e-4, gt=0, lt=1)
+    established_days: float = Field(default=14.0, ge=0)
+    min_events: int = Field(default=5, ge=1)
+    min_null_accounts: int = Field(default=200, ge=1)
+    every_minutes: float = Field(default=15.0, ge=0)
+
+
 class MMDConfig(_Strict):
     """The `mmd` baseline detector (see `_mmd`): windows, calibration, embedding size."""
 
@@ -123,12 +134,13 @@ class MMDConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.8"
+    version: str = "2026.12.1"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)
     cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
+    rarity: RarityConfig = Field(default_factory=RarityConfig)
     mmd: MMDConfig = Field(default_factory=MMDConfig)
 
 

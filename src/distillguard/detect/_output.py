@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.detect._config import DetectConfig
+from distillguard.detect._rarity import rarity_reason
 from distillguard.detect._scoring import ACTION_NAMES, MONITOR, Assessment
 from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
@@ -262,6 +263,10 @@ def verdict_table(
             ev["carries"] = {"campaign": names[carried], "templates": int(c.templates[i]),
                              "coverage": round(float(c.coverage[i]), 4),
                              "members": int(c.members[i])}
+        if i < len(a.rarity.flag) and a.rarity.flag[i]:
+            text, entry = rarity_reason(a.rarity, i)
+            rs.append(text)
+            ev["rarity"] = entry
         reasons.append(json.dumps(rs))
         evidence.append(json.dumps(ev))
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)

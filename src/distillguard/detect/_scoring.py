@@ -20,6 +20,7 @@ from distillguard.detect._carriers import Carriers, CarrierTracker
 from distillguard.detect._cells import Cells, CellTracker
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import LinkTracker, PairIndex, key_groups
+from distillguard.detect._rarity import Rarity, RarityTracker
 from distillguard.detect._state import (
     COUNTERS,
     DAY_US,
@@ -65,6 +66,8 @@ class Assessment:
     # campaign (component) it is reported as.
     cells: Cells = field(default_factory=lambda: Cells.none(0))
     cell_campaign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Evidence weighed by how rare it is among established accounts (see `_rarity`).
+    rarity: Rarity = field(default_factory=lambda: Rarity.none(0))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -304,7 +307,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
            with_pairs: bool = True, carrier_tracker: CarrierTracker | None = None,
            sync_tracker: SyncTracker | None = None,
            cell_tracker: CellTracker | None = None,
-           profile_tracker: KeyProfileTracker | None = None) -> Assessment:
+           profile_tracker: KeyProfileTracker | None = None,
+           rarity_tracker: RarityTracker | None = None) -> Assessment:
     """Score every account the state knows and decide its action.
 
     Args:
@@ -314,8 +318,8 @@ def assess(state: DetectorState, cfg: DetectConfig,
         links: the link bookkeeping of earlier calls on this state (with this config), which
             makes a call cost what changed since the last one; None starts afresh.
         with_pairs: fill `suspicious_pairs` (the evidence; a replay only needs it at the end).
-        carrier_tracker, sync_tracker, cell_tracker, profile_tracker: their answers from
-            earlier calls (None: afresh).
+        carrier_tracker, sync_tracker, cell_tracker, profile_tracker, rarity_tracker: their
+            answers from earlier calls (None: afresh).
     """
     if links is None:
         links = LinkTracker()
@@ -510,6 +514,9 @@ def assess(state: DetectorState, cfg: DetectConfig,
     action[carrying] = np.maximum(action[carrying], THROTTLE)
     score = np.maximum(0.7 * h, campaign_score)
     score[carrying] = np.maximum(score[carrying], act.throttle_campaign_score)
+    rare = (rarity_tracker or RarityTracker()).update(state, feats, cfg)
+    action[rare.flag] = np.maximum(action[rare.flag], THROTTLE)
+    score[rare.flag] = np.maximum(score[rare.flag], act.throttle_campaign_score)
     if overrides:
         for aid, what in overrides.items():
             i = state.index.get(aid)
@@ -535,4 +542,5 @@ def assess(state: DetectorState, cfg: DetectConfig,
         sync=sync,
         cells=cells,
         cell_campaign=cell_campaign,
+        rarity=rare,
     )

@@ -133,7 +133,7 @@ def window_table(log_dir: Path, cfg: MMDConfig, ref: Reference) -> pa.Table:
         wins = con.sql("SELECT account_id, window_index, requests, last_ts FROM wins ORDER BY wid"
                        ).to_arrow_table()
         sums = np.zeros((wins.num_rows, len(ref.mean)))
-        reader: pa.RecordBatchReader = con.execute(
+        reader: pa.RecordBatchReader = con.sql(
             "SELECT w.wid, s.prompt FROM seq s JOIN wins w USING (account_id, window_index)"
         ).to_arrow_reader(_EVENT_BATCH)
         for batch in reader:

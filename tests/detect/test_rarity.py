@@ -57,6 +57,12 @@ def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
     r = det.assess().rarity
     i = det.state.index["farm-07"]
     assert r.combined[i] < load_config().rarity.max_p
+    table = r.table(det.state.ids).to_pylist()
+    card = [row for row in table
+            if row["account_id"] == "farm-07" and row["evidence"] == "shared_card"]
+    assert card[0]["statistic"] == 40 and card[0]["flagged"]
+    assert card[0]["bits"] == pytest.approx(-np.log2(card[0]["p_value"]))
+    assert card[0]["p_value"] < 1e-20
     # A family of two on one card is common among established accounts: no flag.
     assert action["person-000"] == "allow"
     assert sum(a in ("throttle", "block") for aid, a in action.items()

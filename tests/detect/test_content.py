@@ -21,8 +21,8 @@ MATHS = [
     "muffins does she sell in total?",
     "Tom has 3 times as many marbles as Jerry. Together they have 64 marbles. How many "
     "marbles does Jerry have?",
-    "Write a python function to find the second largest number in a list.",
-    "Write a function to check whether the given number is a perfect square or not.",
+    "Janet buys 3 boxes of pencils with 12 pencils in each box. She gives away 15 pencils. "
+    "How many pencils does she have left?",
 ]
 
 

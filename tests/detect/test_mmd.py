@@ -49,10 +49,12 @@ def test_scan_flags_the_task_pool_account_only(tmp_path: Path) -> None:
     assert "mmd" in detector_names()
     benign = _corpus(0)
     pool = _pool("gsm8k")
+    # Someone chatting: prompts drawn from the benign sets at random (a seeded draw).
+    chat = np.random.default_rng(3).choice(len(benign), 40, replace=False)
     rows = (events("acct-pool", 40, prompt=[t.replace("{", "(").replace("}", ")")
                                              for t in pool[100:140]])
-            + events("acct-chat", 40, prompt=[t.replace("{", "(").replace("}", ")")
-                                             for t in benign[200:240]]))
+            + events("acct-chat", 40, prompt=[benign[i].replace("{", "(").replace("}", ")")
+                                             for i in chat]))
     log = tmp_path / "log"
     write_table(log, "events", event_table(rows))
     result = scan(log, tmp_path / "out", detector="mmd")

@@ -7,8 +7,9 @@ task text: word 1- and 2-grams hashed into `N_FEATURES` columns (the hashing tri
 scikit-learn's `HashingVectorizer`: nothing is stored but the weights) and a logistic model
 (scikit-learn's `SGDClassifier`) trained on the
 shipped corpora, `distill` sets (texts sent to harvest training data) against `benign` ones
-(people using an assistant). It is trained on first use in the process, in a few seconds, from
-the files that ship with the package (no download), and kept for the rest of the process.
+(people using an assistant), the permissive sets only (`TRAINING_SETS`). It is trained on
+first use in the process, in a few seconds, from the files that ship with the package (no
+download), and kept for the rest of the process.
 
 The corpora's `kind` is provenance, not behaviour: a student pastes a maths word problem too.
 So the probability is never a verdict on its own; `_rarity` weighs an account's share of
@@ -41,6 +42,13 @@ MAX_CHARS = 600
 #: L2 penalty of the logistic model (scikit-learn's SGD `alpha`); measured on a 20% split of
 #: the corpora, 1e-5 to 1e-6 give the same held-out accuracy.
 _ALPHA = 1e-5
+#: The sets it learns from: the permissive ones (MIT, Apache-2.0, CC BY, ODC-BY; see
+#: data/corpora/README.md), which every copy of distillguard ships, so the model is the same
+#: wherever it is trained. The non-commercial sets and ShareGPT are left out even when present.
+TRAINING_SETS = (
+    "wildchat_1k", "arena_hard", "bfcl_live", "self_instruct_user_oriented",  # benign
+    "self_instruct_seed_tasks", "gsm8k", "humaneval", "mbpp", "bfcl_curated",  # distill
+)
 _EPOCHS = 15
 _SEED = 20261207
 
@@ -80,7 +88,7 @@ def featurize(texts: Sequence[str]) -> sp.csr_matrix:
 
 
 def read_corpora(root: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """The shipped corpora's texts and labels (1 = `distill`, 0 = `benign`).
+    """The `TRAINING_SETS` texts found in `root` and their labels (1 = `distill`, 0 = `benign`).
 
     Raises:
         ConfigError: the folder lacks either kind (the model needs both).
@@ -88,9 +96,10 @@ def read_corpora(root: Path | None = None) -> tuple[list[str], np.ndarray]:
     root = corpora_root() if root is None else root
     texts: list[str] = []
     labels: list[int] = []
-    for path in sorted(root.glob("*.jsonl.gz")):
-        if path.name.endswith("_meta.jsonl.gz"):
-            continue  # timing traces, no text
+    for name in TRAINING_SETS:
+        path = root / f"{name}.jsonl.gz"
+        if not path.is_file():
+            continue
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)

@@ -35,7 +35,7 @@ def _population(n: int = 300, families: int = 15) -> Scene:
     return rows, accts
 
 
-def _farm(n: int = 40) -> Scene:
+def _farm(n: int = 40, requests: int = 6) -> Scene:
     """New self-serve accounts behind one card, each otherwise an ordinary chatting person."""
     rows: list[dict[str, object]] = []
     accts: list[dict[str, object]] = []
@@ -43,7 +43,7 @@ def _farm(n: int = 40) -> Scene:
         aid = f"farm-{k:02d}"
         accts.append(account(aid, payment="batch-card-1", created=T0 - timedelta(days=2 + k / 10),
                              email=f"user{k}.example.org"))
-        rows += events(aid, 6, start=T0 + timedelta(minutes=7 * k), every=timedelta(hours=2),
+        rows += events(aid, requests, start=T0 + timedelta(minutes=7 * k), every=timedelta(hours=2),
                        prompt=HUMAN_PROMPTS[k % 5:] + HUMAN_PROMPTS[:k % 5], ua=BROWSER,
                        ip=f"198.51.100.{k}")
     return rows, accts
@@ -67,6 +67,15 @@ def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
     assert action["person-000"] == "allow"
     assert sum(a in ("throttle", "block") for aid, a in action.items()
                if aid.startswith("person-")) == 0
+
+
+def test_a_card_counts_from_the_first_request() -> None:
+    # Thin accounts (one request each, under rarity.min_events): the card is known at sign-up.
+    det, action, reasons = decide(_population(), _farm(requests=1))
+    assert all(action[f"farm-{k:02d}"] == "throttle" for k in range(40))
+    assert "40 accounts on its payment card" in " ".join(reasons["farm-03"])
+    r = det.assess().rarity
+    assert (r.p[det.state.index["farm-03"], 1:] == 1.0).all()  # the shares wait for min_events
 
 
 def test_a_student_asking_for_steps_is_not_rare_enough() -> None:

@@ -58,7 +58,8 @@ class RowTotals:
     benign: int = 0
     flagged_benign: int = 0
     hard_negatives_blocked: int = 0
-    per_run: list[tuple[str, float, int]] = field(default_factory=list)
+    # hard-negative persona -> [accounts, flagged, blocked]
+    personas: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
 
 
 def _registry(path: Path) -> dict[str, object]:
@@ -129,10 +130,12 @@ def main() -> None:
         for row in rows:
             vdir = work / f"{log.name}-{row['name']}"
             t = time.perf_counter()
+            how = "verdicts reused"
             if not (vdir / "verdicts.parquet").exists():
                 scan(log, vdir, detector=row["detector"], config=row.get("config"))
+                how = f"scanned in {time.perf_counter() - t:.0f} s"
             ev = evaluate(log, vdir, name=row["name"])
-            print(f"  scanned {log.name} with {row['name']} in {time.perf_counter() - t:.0f} s: recall "
+            print(f"  {log.name} with {row['name']} ({how}): recall "
                   f"{ev.account_recall:.3f}, FPR {ev.false_positive_rate:.4f}, harvest {ev.harvest_before_detection:.3f}",
                   flush=True)
             for c in ev.campaigns:
@@ -148,9 +151,11 @@ def main() -> None:
             tot = totals[row["name"]]
             tot.benign += ev.benign_accounts
             tot.flagged_benign += ev.flagged_benign
-            hn = sum(p.blocked for p in ev.personas if p.label == "benign" and p.persona in HARD_NEGATIVE_PERSONAS)
-            tot.hard_negatives_blocked += hn
-            tot.per_run.append((name, ev.false_positive_rate, hn))
+            for p in ev.personas:
+                if p.label == "benign" and p.persona in HARD_NEGATIVE_PERSONAS:
+                    tot.hard_negatives_blocked += p.blocked
+                    acc = tot.personas[p.persona]
+                    acc[0], acc[1], acc[2] = acc[0] + p.accounts, acc[1] + p.flagged, acc[2] + p.blocked
 
     order = {r: i for i, r in enumerate(ROLES)}
     fams = sorted(seen, key=lambda f: (order.get(roles.get(f, "held_out"), 1), f))
@@ -188,6 +193,13 @@ def main() -> None:
     for row in rows:
         lines.append(f"| {row['name']} | " + " | ".join(
             f"{cells[(row['name'], f)].caught}/{cells[(row['name'], f)].campaigns}" for f in fams) + " |")
+    hard = sorted({p for row in rows for p in totals[row["name"]].personas})
+    lines += ["", "Hard negatives (benign look-alikes): flagged / accounts (blocked), over the same runs:", "",
+              "| row | " + " | ".join(hard) + " |", "|---|" + "---:|" * len(hard)]
+    for row in rows:
+        per = totals[row["name"]].personas
+        lines.append(f"| {row['name']} | " + " | ".join(
+            f"{per[p][1]}/{per[p][0]} ({per[p][2]})" for p in hard) + " |")
     text = "\n".join(lines) + "\n"
     args.out.write_text(text, encoding="utf-8")
     print()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from distillguard.simulate import campaign_family, load_scenario
+import pyarrow.parquet as pq
+
+from distillguard.simulate import Corpora, campaign_family, load_scenario, simulate
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 REGISTRY = tomllib.loads((SCENARIOS / "families.toml").read_text(encoding="utf-8"))
@@ -43,3 +45,13 @@ def test_family_scenarios_hold_their_family() -> None:
         assert {campaign_family(c) for c in s.campaigns} == fams, name
         assert s.students.accounts and s.judge_lab.accounts and s.benchmark_researcher.accounts
         assert s.oss_app_developer.accounts and s.opt_in_corpora == []
+
+
+def test_family_scenarios_simulate(tmp_path: Path, corpora: Corpora) -> None:
+    for name in ("family_content_only.toml", "family_single_link_card.toml",
+                 "family_single_link_email_signup.toml", "sealed_single_link_proxy.toml"):
+        s = load_scenario(SCENARIOS / name)
+        simulate(tmp_path / name, seed=1, scenario=s, events=6000, corpora=corpora)
+        labels = pq.read_table(tmp_path / name / "labels.parquet").to_pydict()
+        assert {c for c in labels["campaign_id"] if c} == {c.id for c in s.campaigns}, name
+        assert {"student", "judge_lab", "benchmark_researcher", "oss_app_developer"} <= set(labels["persona"]), name

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 import distillguard.ui
 from distillguard._errors import ConfigError
-from distillguard.report import CaseStore
+from distillguard.cases import CaseStore
 from distillguard.ui import Override, OverrideLog, admin_api_hook, create_app
 
 
@@ -155,7 +155,7 @@ def test_admin_api_hook_applies_actions_through_the_gateway(fresh_case: tuple[Pa
 
 def test_minimal_inputs_jsonl_log_without_optional_tables(tmp_path: Path) -> None:
     """Events as JSONL, no accounts, verdicts only: campaigns come from verdicts' campaign_id."""
-    from distillguard.report import write_sample_case
+    from casesample import write_sample_case
     from distillguard.traffic import LogWriter, read_table
 
     log, verdicts = write_sample_case(tmp_path / "full")
@@ -186,10 +186,22 @@ def test_ui_command_serves_the_console(
     served: dict[str, Any] = {}
     # Capture the app instead of blocking on a server; then drive it with the test client.
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.delenv("DISTILLGUARD_UI_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")
     result = CliRunner().invoke(cli, ["ui", *map(str, sample_case), "--port", "8765"])
     assert result.exit_code == 0, result.output
     assert served["port"] == 8765 and served["host"] == "127.0.0.1"
-    assert "Campaign C1" in TestClient(served["app"]).get("/campaigns/C1").text
+    # behind a token: a browser gets in with the one-time link printed, never with the token
+    client = TestClient(served["app"], base_url="https://testserver")  # the cookie is Secure
+    assert client.get("/campaigns/C1").status_code == 401
+    link = re.search(r"http://127\.0\.0\.1:8765(/\?login=[\w-]+)", result.output)
+    assert link is not None, result.output
+    assert client.get(link.group(1), follow_redirects=False).status_code == 303
+    assert "Campaign C1" in client.get("/campaigns/C1").text
+    monkeypatch.setenv("DISTILLGUARD_UI_TOKEN", "chosen-ui-token-0123456789")
+    assert CliRunner().invoke(cli, ["ui", *map(str, sample_case)]).exit_code == 0
+    bearer = {"authorization": "Bearer chosen-ui-token-0123456789"}
+    assert "Campaign C1" in TestClient(served["app"]).get("/campaigns/C1", headers=bearer).text
     result = CliRunner().invoke(cli, ["ui", str(sample_case[0]), str(tmp_path)])
     assert result.exit_code != 0
     assert "no verdicts table" in str(result.exception)
@@ -198,7 +210,7 @@ def test_ui_command_serves_the_console(
 def test_partner_indicators_pre_flag_accounts(
     sample_case: tuple[Path, Path], sample_store: CaseStore, tmp_path: Path
 ) -> None:
-    from distillguard.report import export_bundle, write_bundle
+    from distillguard.cases import export_bundle, write_bundle
 
     bundle = write_bundle(
         export_bundle(sample_store, "C2", producer="Partner"), tmp_path / "b.json"

@@ -8,7 +8,25 @@ from typing import Annotated
 
 import typer
 
+from distillguard._private import mask_url, write_private
+
+#: where `serve` writes an admin token it generated (owner-only)
+ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
+
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
+
+
+def _quiet_libraries() -> None:
+    """Keep transformers' warnings and Hugging Face progress bars out of the gateway's console."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    # Library deprecation notices say nothing an operator can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch)\b")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,11 +38,13 @@ def register(app: typer.Typer) -> None:
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
-        admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin (default: a random one, printed once).")] = None,
+        admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
         upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
+        max_connections: Annotated[int, typer.Option(help="Open client connections; more are closed at once (docs/security.md).")] = 4096,
+        max_inflight_per_key: Annotated[int, typer.Option(help="Requests one key may have in flight; more get 503.")] = 64,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
@@ -51,17 +71,33 @@ def register(app: typer.Typer) -> None:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"Cannot read limits file {limits}: {exc}") from exc
         if admin_token is None:
+            # written to a private file, never to stderr: service logs keep stderr
             admin_token = secrets.token_urlsafe(24)
-            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
+            token_file = write_private(ADMIN_TOKEN_FILE, admin_token + "\n")
+            console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
+            max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
         )
-        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
-        run(cfg, host, port, log_level, fast_path)
+        _quiet_libraries()
+        if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):
+            # Trained once and cached: show it happening instead of a silent pause.
+            from distillguard.localmodel import LocalModelConfig, load_default_model, model_path
+
+            console.print(f"preparing the built-in local model (cached in {model_path(LocalModelConfig())}) ...", highlight=False, soft_wrap=True)
+            load_default_model(progress=True)
+
+        shown = mask_url(db)
+
+        def ready() -> None:
+            console.print(f"ready: distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False, soft_wrap=True)
+
+        console.print("starting the gateway ...", highlight=False, soft_wrap=True)
+        run(cfg, host, port, log_level, fast_path, on_ready=ready)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
     app.add_typer(keys, name="keys")
@@ -91,7 +127,7 @@ def register(app: typer.Typer) -> None:
         from distillguard.gateway import Store
 
         if not Store(db, table_prefix).revoke_key(key_id):
-            raise ConfigError(f"No active key {key_id!r} in {db}; list keys with 'distillguard keys list'.")
+            raise ConfigError(f"No active key {key_id!r} in {mask_url(db)}; list keys with 'distillguard keys list'.")
         typer.echo(f"revoked {key_id}")
 
     @keys.command("list")

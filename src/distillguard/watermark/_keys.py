@@ -13,39 +13,22 @@ marked before a rotation still verifies.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distillguard._errors import ConfigError
+from distillguard._private import write_private
 from distillguard.watermark._config import WatermarkConfig
+from distillguard.watermark._lexical import TextWatermarker
+from distillguard.watermark._processor import WatermarkLogitsProcessor
+from distillguard.watermark._version import KeyVersion
 
-if TYPE_CHECKING:
-    from distillguard.watermark._lexical import TextWatermarker
-    from distillguard.watermark._processor import WatermarkLogitsProcessor
+__all__ = ["FORMAT", "KeyVersion", "WatermarkKey"]
 
 FORMAT = "distillguard-watermark-key"
-_MIN_SECRET = 16
-
-
-@dataclass(frozen=True)
-class KeyVersion:
-    """One version of the key: its secret and the scheme it was used with."""
-
-    version: int
-    secret: bytes = field(repr=False)
-    config: WatermarkConfig
-    created: str = ""
-
-    def __post_init__(self) -> None:
-        if len(self.secret) < _MIN_SECRET:
-            raise ConfigError(
-                f"Watermark key version {self.version} has a {len(self.secret)}-byte secret; "
-                f"use at least {_MIN_SECRET} random bytes (distillguard watermark keygen)."
-            )
 
 
 @dataclass(frozen=True)
@@ -100,14 +83,9 @@ class WatermarkKey:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the key file, readable by its owner only."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_json(), fh, indent=2)
-            fh.write("\n")
-        return path
+        """Write the key file, readable by its owner only, by temporary file and rename (a
+        crash mid-write keeps the old file, and an existing file's looser mode goes)."""
+        return write_private(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> WatermarkKey:
@@ -144,14 +122,10 @@ class WatermarkKey:
 
     def logits_processor(self, account_id: str) -> WatermarkLogitsProcessor:
         """A transformers LogitsProcessor marking generated text for `account_id`."""
-        from distillguard.watermark._processor import WatermarkLogitsProcessor
-
         return WatermarkLogitsProcessor(self.current, account_id)
 
     def text_watermarker(self, account_id: str) -> TextWatermarker:
         """A post-hoc lexical watermarker for text from upstreams we cannot steer."""
-        from distillguard.watermark._lexical import TextWatermarker
-
         return TextWatermarker(self.current, account_id)
 
 

@@ -111,3 +111,16 @@ def test_tails_and_combination() -> None:
     rng = np.random.default_rng(14)
     u = cauchy_combination(rng.uniform(size=(20000, 3)))
     assert abs((u <= 0.05).mean() - 0.05) < 0.01  # calibrated when the evidence is null
+
+
+def test_an_answer_reused_between_looks_covers_new_accounts() -> None:
+    from distillguard.detect._rarity import Rarity
+
+    r = Rarity.none(2)
+    r.flag[1] = True
+    r.p[1, 0] = 1e-9
+    g = r.grown(5)
+    assert g.p.shape == (5, 3) and g.stat.shape == (5, 3)
+    assert g.flag.tolist() == [False, True, False, False, False]
+    assert (g.p[2:] == 1.0).all() and g.combined[4] == 1.0
+    assert r.grown(1) is r

@@ -12,6 +12,9 @@ from distillguard.gateway._protocol import ChatRequest, Delta, Reply
 
 ProcessorFactory = Callable[[str], Any]
 
+# The id `GET /v1/models` lists for the local model when it is routed by a pattern such as `*`.
+LOCAL_MODEL_ID = "distillguard-local"
+
 
 def _prompt_text(req: ChatRequest) -> str:
     lines = [req.system] if req.system else []
@@ -37,6 +40,7 @@ class LocalUpstream:
     def __init__(self, model: Any, tokenizer: Any, processors: ProcessorFactory | None = None,
                  max_new_tokens: int = 128, name: str = "local") -> None:
         self.name = name
+        self.model_ids = (LOCAL_MODEL_ID,)
         self.model = model
         self.tokenizer = tokenizer
         self.processors = processors

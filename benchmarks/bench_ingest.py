@@ -1,6 +1,6 @@
 """Ingest throughput and memory: `distillguard ingest --from litellm` on a synthetic spend-log export.
 
-    python benchmarks/bench_ingest.py                  # 200,000 rows
+    python benchmarks/bench_ingest.py                  # 100,000 rows
     python benchmarks/bench_ingest.py --rows 1000000 --workdir /tmp/dg-bench-ingest
 
 Writes a LiteLLM_SpendLogs export (JSONL, the shape of `row_to_json`, prompts from the
@@ -30,7 +30,7 @@ from distillguard.ingest import ingest, open_source
 
 def _prompts() -> list[str]:
     with gzip.open(corpora_root() / "wildchat_1k.jsonl.gz", "rt", encoding="utf-8") as fh:
-        return [json.loads(line)["text"][:2000] for line in fh]
+        return [json.loads(line)["text"][:500] for line in fh]
 
 
 def write_export(path: Path, rows: int, seed: int = 0) -> None:
@@ -70,7 +70,7 @@ def _timed(fn: object) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dg-bench-ingest"))
     args = ap.parse_args()

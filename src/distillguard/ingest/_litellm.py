@@ -186,7 +186,25 @@ class LiteLLMDatabase:
             )
         self._qualified = ".".join(f'"{p}"' for p in parts)
         self.name = f"{_redact(self.url)} {self.table}"
-        self.total: int | None = None
+        self._total: int | None = None
+
+    @property
+    def total(self) -> int | None:
+        """Rows to read (one count query, served by LiteLLM's index on `startTime`)."""
+        if self._total is None:
+            import psycopg
+
+            where, params = self._where()
+            with self._connect() as conn, conn.cursor() as cur:
+                try:
+                    cur.execute(f"SELECT count(*) FROM {self._qualified}{where}", params)
+                except psycopg.Error as exc:
+                    raise ConfigError(
+                        f"Reading {self.table} from {_redact(self.url)} failed: {exc}"
+                    ) from exc
+                got = cur.fetchone()
+                self._total = int(got[0]) if got else None
+        return self._total
 
     def _connect(self) -> Any:
         try:
@@ -212,10 +230,6 @@ class LiteLLMDatabase:
         where, params = self._where()
         with self._connect() as conn:
             try:
-                with conn.cursor() as cur:
-                    cur.execute(f"SELECT count(*) FROM {self._qualified}{where}", params)
-                    got = cur.fetchone()
-                    self.total = int(got[0]) if got else None
                 with conn.cursor(name="distillguard_ingest", row_factory=dict_row) as cur:
                     cur.itersize = FETCH_ROWS
                     cur.execute(

@@ -56,8 +56,10 @@ class Source(Protocol):
     """What `ingest` reads: rows, plus a progress total (`unit`: bytes or rows) where known."""
 
     name: str
-    total: int | None
     unit: str
+
+    @property
+    def total(self) -> int | None: ...
 
     def __iter__(self) -> Iterator[Item]: ...
 
@@ -163,7 +165,7 @@ def ingest(
         rejects_fh = open(rejects, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     batch: list[dict[str, Any]] = []
     try:
-        with LogWriter(out, append=since is not None) as writer, _bar(source, progress) as advance:
+        with LogWriter(out, append=since is not None) as writer, _ProgressBar(source, progress) as advance:
             for item in source:
                 advance(item.progress)
                 report.read += 1
@@ -225,7 +227,7 @@ def _reject_json(item: Rejected) -> dict[str, Any]:
             "message": item.message}
 
 
-class _bar:
+class _ProgressBar:
     """A rich progress bar over a source (bytes or rows), or nothing when `show` is False."""
 
     def __init__(self, source: Source, show: bool) -> None:

@@ -191,8 +191,9 @@ class _Vocab:
     def mask(self, script: str | None, pending: bytes, need_letter: bool = False) -> Any:
         """Bool tensor: tokens that may follow `pending` in an answer written in `script`.
 
-        `need_letter`: the answer has no letter yet, so the token must hold one of the script's
-        letters or start one (a reply of digits and dots is in no language).
+        `need_letter`: the answer has no letter yet, so `pending` and the token must make one
+        of the script's letters, or a longer start of one (a reply of digits and dots is in no
+        language).
         """
         key = (script, pending, need_letter)
         got = self._masks.get(key)
@@ -255,8 +256,9 @@ class AnswerGuard:
             pending = _pending(data[-4:])
             text = data[: len(data) - len(pending)].decode("utf-8", "ignore")
             has_letter = any(_is_letter(ch, self.scripts[row]) for ch in text)
-            # Still letterless and nothing half-written: this token must bring or start a letter.
-            allowed = self.vocab.mask(self.scripts[row], pending, not has_letter and not pending)
+            # Still letterless: this token must complete a letter of the script or go on writing
+            # one, so a letter comes within a character's bytes of the start.
+            allowed = self.vocab.mask(self.scripts[row], pending, not has_letter)
             full = torch.zeros(width, dtype=torch.bool, device=scores.device)
             full[: min(width, allowed.numel())] = allowed[:width].to(scores.device)
             # The answer may end only once it holds a letter and no half character.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -29,6 +29,10 @@ _PER_SECOND: dict[TimeUnit, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 END_USER_MAX_CHARS = 256
 
 _INT_BOUNDS = {"int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1)}
+# Each integer column's range, by its type in the format (int16 status, int32 counts).
+_BOUNDS = {
+    f.name: _INT_BOUNDS[str(f.type)] for f in EVENTS.schema if str(f.type) in _INT_BOUNDS
+}
 _IP_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%]+)\]|(?P<v4>\d{1,3}(?:\.\d{1,3}){3})):\d{1,5}$")
 
 
@@ -94,7 +98,7 @@ def to_int(value: Any, column: str) -> int | None:
         if not number.is_integer():
             raise RowError(column, f"expected an integer, got {_short(value)}")
         number = int(number)
-    low, high = _INT_BOUNDS[str(EVENTS.schema.field(column).type)]
+    low, high = _BOUNDS[column]
     if not low <= number <= high:
         raise RowError(column, f"{number} is out of range [{low}, {high}]")
     return number
@@ -125,7 +129,7 @@ def to_str(value: Any, column: str) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    if isinstance(value, Mapping | list):
+    if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     raise RowError(column, f"expected text, got {type(value).__name__}")
 
@@ -172,12 +176,12 @@ def content_text(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, Sequence):
+    if isinstance(content, list | tuple):
         parts = []
         for part in content:
             if isinstance(part, str):
                 parts.append(part)
-            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
                 parts.append(part["text"])
         return "\n".join(parts)
     if isinstance(content, Mapping) and isinstance(content.get("text"), str):
@@ -193,12 +197,12 @@ def chat_fields(messages: Any, system: Any = None, column: str = "prompt") -> di
     """
     if isinstance(messages, str):
         return {"system": content_text(system) or None, "prompt": messages, "turns": 1}
-    if not isinstance(messages, Sequence) or not messages:
+    if not isinstance(messages, list | tuple) or not messages:
         raise RowError(column, "the request has no messages")
     systems = [content_text(system)] if system else []
     prompt: str | None = None
     for msg in messages:
-        if not isinstance(msg, Mapping):
+        if not isinstance(msg, dict):
             raise RowError(column, f"a message is {type(msg).__name__}, not an object")
         role = msg.get("role")
         if role in ("system", "developer"):
@@ -279,6 +283,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 # Typed conversion of every column of the format, applied to each row before it is written.
 _REQUIRED = ("event_id", "ts", "account_id", "model", "prompt")
+_COLUMNS = tuple(EVENTS.columns)
 _INT_COLUMNS = ("turns", "tools", "prompt_tokens", "completion_tokens", "max_tokens", "status")
 _FLOAT_COLUMNS = ("temperature", "latency_ms")
 
@@ -286,7 +291,7 @@ _FLOAT_COLUMNS = ("temperature", "latency_ms")
 def normalize_event(values: Mapping[str, Any], ts_unit: TimeUnit | None = None) -> dict[str, Any]:
     """One row of `events`: every column typed, required ones present, extras dropped."""
     row: dict[str, Any] = {}
-    for column in EVENTS.columns:
+    for column in _COLUMNS:
         value = values.get(column)
         if column == "ts":
             row[column] = None if value is None or value == "" else parse_ts(value, "ts", ts_unit)

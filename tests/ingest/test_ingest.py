@@ -106,3 +106,27 @@ def test_memory_stays_flat_as_the_source_grows(tmp_path: Path) -> None:
         assert report.written == n - n // 1000 and report.rejected == n // 1000
     # Eight times the rows, not eight times the memory (a list of all rows would be ~8x).
     assert peaks[1] < 2 * peaks[0], peaks
+
+
+def test_a_run_that_writes_nothing_keeps_the_existing_log(tmp_path: Path) -> None:
+    out = tmp_path / "log"
+    ingest(open_source("mapped", FIXTURES / "inhouse.csv", column_map=FIXTURES / "inhouse.toml"),
+           out)
+    # the wrong reader: every line is rejected, nothing is written
+    report = ingest(open_source("openai", FIXTURES / "kong_http_log.jsonl"), out)
+    assert (report.written, report.rejected, report.exit_code) == (0, 4, 2)
+    assert read_table(out, "events").num_rows == 3
+    empty = ingest(open_source("openai", FIXTURES / "kong_http_log.jsonl"), tmp_path / "new")
+    assert empty.written == 0 and read_table(tmp_path / "new", "events").num_rows == 0
+
+
+def test_usage_problems_exit_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from distillguard.cli import main
+
+    monkeypatch.setattr("sys.argv", ["distillguard", "ingest", str(FIXTURES / "inhouse.csv"),
+                                     "--from", "mapped", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "--map" in capsys.readouterr().err

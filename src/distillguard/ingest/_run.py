@@ -193,8 +193,10 @@ def ingest(
                 if rejects_fh is not None:
                     rejects_fh.write(json.dumps(_reject_json(item), ensure_ascii=False) + "\n")
             _flush(writer, batch, report)
-            if report.written == 0 and since is None:
-                # Still leave a valid (empty) events table, so the log reads as a log.
+            if report.written == 0 and not TrafficLog(out).has("events"):
+                # Leave a valid (empty) events table, so the log reads as a log; an existing
+                # one is kept as it is (a run that wrote nothing, e.g. every row rejected
+                # because the wrong --from was given, does not wipe it).
                 writer.write("events", EVENTS.schema.empty_table())
     finally:
         if rejects_fh is not None:

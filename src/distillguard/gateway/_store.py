@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from distillguard._errors import ConfigError
 from distillguard._private import create_private, mask_url
+from distillguard.gateway._protocol import END_USER_MAX_CHARS
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -42,6 +43,8 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("temperature", sa.Float()),
     ("status", sa.Integer()),
     ("latency_ms", sa.Float()),
+    # v1.1: the end user the client declared; any key holder picks it, so it is cut to a bound
+    ("end_user", sa.String(END_USER_MAX_CHARS)),
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
@@ -226,8 +229,20 @@ class Store:
         log.debug("capture insert: %s", self._insert_sql)
         try:
             md.create_all(self.engine)
+            self._add_missing_event_columns()
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc.orig}") from exc
+
+    def _add_missing_event_columns(self) -> None:
+        """Add columns that newer versions capture (end_user) to an events table made before them."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.events.name)}
+        q = self.engine.dialect.identifier_preparer.quote
+        for name, typ in EVENT_COLUMNS:
+            if name not in have:
+                ddl = f"ALTER TABLE {q(self.events.name)} ADD COLUMN {q(name)} {typ.compile(dialect=self.engine.dialect)}"
+                log.info("store: %s", ddl)
+                with self.engine.begin() as con:
+                    con.exec_driver_sql(ddl)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":

@@ -1,7 +1,7 @@
 """Which optional extra installs which import, and the error that names it.
 
 The table mirrors `[project.optional-dependencies]` in pyproject.toml (a test keeps the two equal):
-every distribution there is imported under its own name.
+every distribution there is imported under its own name (with "-" read as "_").
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from distillguard._errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "gateway": (
         "fastapi", "uvicorn", "httptools", "aiohttp", "orjson", "httpx", "limits", "redis",
-        "sqlalchemy", "psycopg",
+        "sqlalchemy", "psycopg", "prometheus_client", "python_multipart",
     ),
     "watermark": ("torch", "transformers"),
     "spark": ("pyspark",),

@@ -26,7 +26,8 @@ def _hide(monkeypatch: pytest.MonkeyPatch, module: str, *reload: str) -> None:
 def test_table_matches_pyproject() -> None:
     extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
     for extra, modules in EXTRAS.items():
-        names = {req.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        # distribution names as import names ("prometheus-client" imports as prometheus_client)
+        names = {req.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower().replace("-", "_")
                  for req in extras[extra]}
         assert names == set(modules), extra
     (everything,) = extras["all"]  # "distillguard[gateway,watermark,spark]"

@@ -240,13 +240,13 @@ class Gateway:
             self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
                                  _header(scope, b"user-agent"), api, model or "", None, "", None, None,
                                  None, prompt_tokens, completion_tokens, None, None, status,
-                                 (time.perf_counter() - t0) * 1000.0))
+                                 (time.perf_counter() - t0) * 1000.0, None, None))
             return
         self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
                              _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
                              len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
                              prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
-                             (time.perf_counter() - t0) * 1000.0))
+                             (time.perf_counter() - t0) * 1000.0, None, None))
 
     @staticmethod
     def error_response(api: Api, err: ApiError) -> Response:

@@ -37,7 +37,12 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("temperature", sa.Float()),
     ("status", sa.Integer()),
     ("latency_ms", sa.Float()),
+    # format v1.1: the end user the client declared, and the batch a request came in
+    ("end_user", sa.String(200)),
+    ("batch_id", sa.String(64)),
 ]
+#: columns added after tables were first created; added to an older table when it is opened
+_ADDED_COLUMNS = ("end_user", "batch_id")
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
 
@@ -138,8 +143,22 @@ class Store:
         log.debug("capture insert: %s", self._insert_sql)
         try:
             md.create_all(self.engine)
+            self._add_missing_columns()
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"Cannot open database {url!r}: {exc.orig}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """An events table made by an older version gets the columns added since (nullable)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.events.name)}
+        q = self.engine.dialect.identifier_preparer.quote
+        types = dict(EVENT_COLUMNS)
+        with self.engine.begin() as con:
+            for name in _ADDED_COLUMNS:
+                if name not in have:
+                    ddl = types[name].compile(dialect=self.engine.dialect)
+                    sql = f"ALTER TABLE {q(self.events.name)} ADD COLUMN {q(name)} {ddl}"
+                    log.info("store: %s", sql)
+                    con.exec_driver_sql(sql)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":

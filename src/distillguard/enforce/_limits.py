@@ -143,6 +143,8 @@ class LimitResult:
     budget: str | None = None
     limit: int | None = None
     until: float = 0.0
+    #: requests left in the refusing budget (set by `Limiter.reserve`)
+    remaining: int | None = None
 
     def message(self) -> str:
         if self.allowed:
@@ -346,6 +348,36 @@ class Limiter:
                     item = self._item(period, req)
                     if not await self._req.hit(item, "req", tag, scope, subject):
                         return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
+        return ALLOWED
+
+    async def reserve(
+        self, subjects: list[tuple[Scope, str]], n: int, *, throttled: bool = False
+    ) -> LimitResult:
+        """Count `n` requests at once (a submitted batch) against every subject's request budgets.
+
+        All or nothing: when any budget has fewer than `n` requests left, nothing is counted and
+        the refusal's `remaining` says how many were left. A spent token budget refuses too.
+        """
+        tag = "t" if throttled else "n"
+        now = time.time()
+        for scope, subject in subjects:
+            dry = self._exhausted.get((tag, scope, subject))
+            if dry is not None and dry.retry_after > 0 and dry.until > now:
+                return LimitResult(False, max(1, math.ceil(dry.until - now)), scope, subject, dry.budget, dry.limit, remaining=0)
+        budgets: list[tuple[Any, Scope, str, str, int]] = []
+        for scope, subject in subjects:
+            ls = self._limits_for(scope, subject, throttled)
+            for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
+                if req is not None:
+                    budgets.append((self._item(period, req), scope, subject, period, req))
+        # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
+        for item, scope, subject, period, req in budgets:
+            if not await self._req.test(item, "req", tag, scope, subject, cost=n):
+                stats = await self._req.get_window_stats(item, "req", tag, scope, subject)
+                retry = max(1, math.ceil(stats.reset_time - time.time()))
+                return LimitResult(False, retry, scope, subject, f"requests_per_{period}", req, remaining=max(0, stats.remaining))
+        for item, scope, subject, _period, _req in budgets:
+            await self._req.hit(item, "req", tag, scope, subject, cost=n)
         return ALLOWED
 
     async def _refusal(

@@ -2,6 +2,8 @@
 enforcement and capture. `create_app` gives the ASGI app; `serve` runs it with uvicorn."""
 
 from distillguard.gateway._app import create_app
+from distillguard.gateway._batches import BatchService, batch_router
+from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import DEFAULT_DB, GatewayConfig, split_spec
 from distillguard.gateway._export import ExportResult, export_log
@@ -25,6 +27,8 @@ __all__ = [
     "DEFAULT_DB",
     "AnthropicUpstream",
     "ApiError",
+    "BatchService",
+    "BatchStore",
     "Capture",
     "ChatRequest",
     "Delta",
@@ -42,6 +46,7 @@ __all__ = [
     "Router",
     "Store",
     "Upstream",
+    "batch_router",
     "build_router",
     "create_app",
     "events_table",

@@ -315,13 +315,18 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     from distillguard.gateway._console import LiveConsole
 
     console = LiveConsole(gw)
+    from distillguard.gateway._batches import BatchService, batch_router
+
+    batches = BatchService(gw)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await gw.start()
+        batches.start()
         try:
             yield
         finally:
+            await batches.stop()
             await gw.stop()
             console.close()
 
@@ -362,6 +367,8 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
         return {"ok": True, "queued": gw.capture.queue.qsize()}
 
     app.include_router(_admin_router(gw))
+    app.include_router(batch_router(batches))
+    app.state.batches = batches
     # The analyst console over this gateway's own capture, behind the admin token.
     app.state.console = console
     app.mount("/console", console)

@@ -24,6 +24,11 @@ class GatewayConfig:
         redis: Redis URL for limits shared between replicas; None keeps them in memory.
         admin_token: bearer token of the admin API; None disables the admin API.
         max_body_bytes: larger request bodies get 413.
+        batch_rate: most batch requests per second this gateway sends upstream (all batches).
+        batch_concurrency: most batch requests in flight at once.
+        batch_max_bytes: largest batch file or Message Batches body.
+        batch_max_requests: most requests in one batch.
+        batch_lease: seconds a replica holds a batch it runs before another may take it over.
     """
 
     db: str = DEFAULT_DB
@@ -46,17 +51,24 @@ class GatewayConfig:
     detect_interval: float = 5.0
     detect_config: Path | None = None
     watermark_key_file: Path | None = None
+    batch_rate: float = 20.0
+    batch_concurrency: int = 8
+    batch_max_bytes: int = 100_000_000
+    batch_max_requests: int = 50_000
+    batch_lease: float = 30.0
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval"):
+        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval", "batch_lease"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
-        for name in ("max_body_bytes", "capture_queue", "capture_batch"):
+        for name in ("max_body_bytes", "capture_queue", "capture_batch", "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.batch_rate, bool) or not isinstance(self.batch_rate, int | float) or self.batch_rate <= 0:
+            problems.append(f"batch_rate must be a positive number of requests per second, got {self.batch_rate!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:
             problems.append("admin_token must be at least 16 characters long")
         if self.watermark_key_file is not None and not Path(self.watermark_key_file).exists():

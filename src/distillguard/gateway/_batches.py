@@ -1,0 +1,652 @@
+"""Batch APIs: OpenAI Files + Batch and Anthropic Message Batches, run through the gateway.
+
+A submitted batch is read request by request at submission: each is parsed as its API's own
+request, routed, and checked against policy (a blocked account's batch is refused with the
+API's own 403) and limits (all of the batch's requests are counted at once; a batch larger than
+what is left of a budget is refused, saying how many are left). Every request is captured then,
+once, as an event with the batch's id and the submission time as `ts`, and handed to the online
+detector, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
+open batches under a lease, send their requests to the upstream's request API at a bounded rate
+(`batch_rate`, `batch_concurrency`), apply degrade and watermark to each answer as for a live
+request, and complete each request's event with its answer. Batch state lives in the gateway's
+database (`_batchstore.py`), so a batch survives a restart and is picked up where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from distillguard.gateway._batchstore import CANCELED, ERRORED, PENDING, SUCCEEDED, BatchStore
+from distillguard.gateway._keys import KeyRecord
+from distillguard.gateway._native import Rewrite, native_request, read_answer
+from distillguard.gateway._protocol import (
+    PARSERS,
+    Api,
+    ApiError,
+    ChatRequest,
+    dumps,
+    error_body,
+    invalid,
+    render,
+)
+from distillguard.gateway._store import EVENT_FIELDS, now_us
+
+if TYPE_CHECKING:
+    from distillguard.gateway._gateway import Gateway
+
+log = logging.getLogger("distillguard.gateway")
+
+_JSON = "application/json"
+#: status of a batch request's event while it waits to run (accepted, not yet answered)
+QUEUED_STATUS = 202
+#: status of the event of a request cancelled before it ran (as a client that hung up)
+CANCELLED_STATUS = 499
+#: how long a batch may take, as both APIs state it
+WINDOW_S = 24 * 3600
+#: seconds between looks for open batches when there is none
+POLL_S = 0.2
+_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_OPENAI_ENDPOINTS: dict[str, Api] = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions"}
+if "responses" in PARSERS:
+    _OPENAI_ENDPOINTS["/v1/responses"] = "responses"  # type: ignore[assignment]
+_ENDPOINT_PATH = {v: k for k, v in _OPENAI_ENDPOINTS.items()}
+
+
+def _secs(us: int | None) -> int | None:
+    return None if us is None else us // 1_000_000
+
+
+def _rfc3339(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _end_user(api: Api, body: dict[str, Any]) -> str | None:
+    """The end user the request declares (format v1.1 `end_user`)."""
+    if api == "messages":
+        meta = body.get("metadata")
+        v = meta.get("user_id") if isinstance(meta, dict) else None
+    else:
+        v = body.get("safety_identifier") or body.get("user")
+    return v[:200] if isinstance(v, str) and v else None
+
+
+class BatchService:
+    """The batch routes and the runner of one gateway.
+
+    Args:
+        gw: the gateway (store, router, policy, limits, capture, watermark).
+        owner: this runner's name in batch leases (unique per process by default).
+    """
+
+    def __init__(self, gw: Gateway, owner: str | None = None) -> None:
+        from distillguard.gateway._gateway import new_id
+
+        self.gw = gw
+        self.store = BatchStore(gw.store)
+        self.owner = owner or f"runner-{new_id()}"
+        self._new_id = new_id
+        self._task: asyncio.Task[None] | None = None
+        self._next_start = 0.0
+        self._pace = asyncio.Lock()
+        self.ran = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="distillguard-batches")
+
+    async def stop(self) -> None:
+        """Stop running; a batch in hand is released for the next runner (its finished requests
+        are stored, the others stay pending)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self) -> None:
+        cfg = self.gw.config
+        # with online detection on, a batch waits one detection round before it runs, so its
+        # requests (fed at submission) are judged first
+        hold_us = int(cfg.detect_interval * 1e6) if self.gw.online is not None else 0
+        while True:
+            try:
+                batch = await asyncio.to_thread(self.store.claim, self.owner, int(cfg.batch_lease * 1e6), hold_us)
+                if batch is None:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                try:
+                    await self._work(batch)
+                finally:
+                    await asyncio.shield(asyncio.to_thread(self.store.release, batch["batch_id"], self.owner))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the store may be briefly unavailable
+                log.warning("running batches failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _work(self, batch: dict[str, Any]) -> None:
+        batch_id = batch["batch_id"]
+        cfg = self.gw.config
+        while True:
+            now = await asyncio.to_thread(self.store.get, batch_id)
+            if now is None:
+                return
+            if now["status"] == "cancelling":
+                n = await asyncio.to_thread(self.store.cancel_pending, batch_id, CANCELLED_STATUS)
+                await asyncio.to_thread(self.store.end, batch_id, "cancelled")
+                log.info("batch %s cancelled: %d requests not run", batch_id, n)
+                return
+            rows = await asyncio.to_thread(self.store.pending, batch_id, cfg.batch_concurrency)
+            if not rows:
+                await asyncio.to_thread(self.store.end, batch_id, "completed")
+                log.info("batch %s completed", batch_id)
+                return
+            done = await asyncio.gather(*(self._one(batch, r) for r in rows))
+            await asyncio.to_thread(self.store.finish_requests, batch_id, [d[0] for d in done], [d[1] for d in done])
+            self.ran += len(done)
+            if not await asyncio.to_thread(self.store.renew, batch_id, self.owner, int(cfg.batch_lease * 1e6)):
+                log.warning("batch %s: lease lost to another runner", batch_id)
+                return
+
+    async def _paced(self) -> None:
+        """Wait for this request's turn under `batch_rate` (across every batch this runner runs)."""
+        async with self._pace:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            start = max(now, self._next_start)
+            self._next_start = start + 1.0 / self.gw.config.batch_rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _one(self, batch: dict[str, Any], row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run one request: (its stored result, its event's completion)."""
+        gw = self.gw
+        api: Api = row["endpoint"]
+        account = batch["account_id"]
+        await self._paced()
+        t0 = time.perf_counter()
+        req: ChatRequest | None = None
+        text: str | None = None
+        pt = ct = None
+        try:
+            body = orjson.loads(row["body"])
+            req = PARSERS[api](body)
+            upstream = gw.router.resolve(req.model)
+            if upstream is None:
+                raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway.", param="model", code="model_not_found")
+            decision = gw.policy.decide(account)
+            if decision.blocked:
+                raise ApiError(403, "permission_error", decision.block_message(account), code="account_blocked")
+            if decision.degraded:
+                cap = gw.policy.degrade.max_tokens_cap
+                req.max_tokens = min(req.max_tokens or cap, cap)
+            watermark = gw.watermark_key is not None and not upstream.watermarks_itself
+            if api in getattr(upstream, "native_apis", ()):
+                cap_n = gw.policy.degrade.max_tokens_cap if decision.degraded else None
+                payload = native_request(api, row["body"].encode(), body, req, cap_n, False)
+                rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
+                                  gw.watermark_key.text_watermarker(account) if watermark else None)
+                out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)  # type: ignore[attr-defined]
+                answer = orjson.loads(out)
+            else:
+                reply = gw._post(await upstream.complete(req, account), decision, account, watermark)
+                answer = render(req, reply, row["event_id"], req.model)
+            text, pt, ct = reply.text, reply.prompt_tokens, reply.completion_tokens
+            subjects: list[tuple[Any, str]] = [("key", batch["key_id"] or ""), ("account", account)]
+            camp = decision.campaign_id or gw.policy.campaign_of(account)
+            if camp:
+                subjects.append(("campaign", camp))
+            gw.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
+            status, state, result = 200, SUCCEEDED, answer
+        except ApiError as err:
+            status, state, result = err.status, ERRORED, error_body(api, err)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop its batch
+            log.error("batch %s request %s failed", batch["batch_id"], row["custom_id"], exc_info=exc)
+            status, state = 500, ERRORED
+            result = error_body(api, ApiError(500, "api_error", "The gateway hit an internal error running this request; it has been logged."))
+        stored = {"idx": row["idx"], "state": state, "status_code": status, "result": dumps(result).decode()}
+        event = {"event_id": row["event_id"], "status": status, "latency_ms": (time.perf_counter() - t0) * 1000.0,
+                 "response": text if gw.config.keep_responses else None, "prompt_tokens": pt, "completion_tokens": ct}
+        return stored, event
+
+    # ---------------------------------------------------------------- submission
+
+    async def _auth(self, api: Api, request: Request) -> KeyRecord | Response:
+        return await self.gw.authenticate(api, request)
+
+    async def _read(self, request: Request) -> bytes:
+        limit = self.gw.config.batch_max_bytes
+        cl = request.headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
+            raise ApiError(413, "request_too_large", f"The batch is larger than the gateway's limit of {limit} bytes; split it into smaller batches.")
+        raw = await request.body()
+        if len(raw) > limit:
+            raise ApiError(413, "request_too_large", f"The batch is larger than the gateway's limit of {limit} bytes; split it into smaller batches.")
+        return raw
+
+    async def submit(self, kind: str, rec: KeyRecord, request: Request, items: list[tuple[str, Api, dict[str, Any], bytes]],
+                     extra: dict[str, Any], labels: list[str] | None = None, problems: list[str] | None = None) -> dict[str, Any]:
+        """Check and store a batch of (custom_id, api, body, raw body) requests; the batch row.
+
+        `labels` name each request in messages (default: its position); `problems` are those
+        already found in the batch's form, reported with the ones found here."""
+        gw = self.gw
+        problems = list(problems or [])
+        if not items and not problems:
+            raise invalid("The batch has no requests.", "requests")
+        cap = gw.config.batch_max_requests
+        if len(items) > cap:
+            raise invalid(f"The batch has {len(items)} requests; this gateway takes at most {cap} per batch. Split it.", "requests")
+        parsed: list[ChatRequest] = []
+        for i, (custom_id, api, body, _raw) in enumerate(items):
+            where = labels[i] if labels else f"requests.{i} ({custom_id})"
+            try:
+                req = PARSERS[api](body)
+                if req.stream:
+                    raise invalid("'stream' cannot be true in a batch request.", "stream")
+                if gw.router.resolve(req.model) is None:
+                    raise invalid(f"The model {req.model!r} does not exist on this gateway; list models with GET /v1/models.", "model")
+                parsed.append(req)
+            except ApiError as err:
+                problems.append(f"{where}: {err.message}")
+                if len(problems) >= 10:
+                    break
+        if problems:
+            raise invalid("The batch has invalid requests; fix them and submit again. " + " ".join(sorted(problems, key=_line_no)[:10]))
+        decision = gw.policy.decide(rec.account_id)
+        if decision.blocked:
+            raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+        subjects: list[tuple[Any, str]] = [("key", rec.key_id), ("account", rec.account_id)]
+        camp = decision.campaign_id or gw.policy.campaign_of(rec.account_id)
+        if camp:
+            subjects.append(("campaign", camp))
+        verdict = await gw.limiter.reserve(subjects, len(items), throttled=decision.throttled)
+        if not verdict.allowed:
+            left = verdict.remaining if verdict.remaining is not None else 0
+            budget = (verdict.budget or "").replace("_", " ")
+            raise ApiError(429, "rate_limit_error",
+                           f"The batch has {len(items)} requests, more than the {left} left of {verdict.scope} {verdict.subject}'s "
+                           f"limit of {verdict.limit} {budget}{' (throttled)' if decision.throttled else ''}. "
+                           f"Submit at most {left} requests, or retry after {verdict.retry_after} s.",
+                           code="rate_limit_exceeded", retry_after=verdict.retry_after)
+        ts = now_us()
+        batch_id = ("msgbatch_" if kind == "anthropic" else "batch_") + self._new_id()
+        client = request.client
+        ip, ua = (client.host if client else None), request.headers.get("user-agent")
+        requests, events = [], []
+        for i, ((custom_id, api, body, raw), req) in enumerate(zip(items, parsed, strict=True)):
+            event_id = self._new_id()
+            requests.append({"batch_id": batch_id, "idx": i, "custom_id": custom_id, "event_id": event_id, "endpoint": api,
+                             "body": raw.decode(), "state": PENDING, "status_code": None, "result": None, "done_us": None})
+            row = {"event_id": event_id, "ts_us": ts, "account_id": rec.account_id, "key_id": rec.key_id, "ip": ip,
+                   "user_agent": ua, "endpoint": api, "model": req.model, "system": req.system, "prompt": req.prompt,
+                   "turns": len(req.messages), "tools": req.tools, "max_tokens": req.max_tokens,
+                   "temperature": req.temperature, "status": QUEUED_STATUS, "end_user": _end_user(api, body), "batch_id": batch_id}
+            events.append(tuple(row.get(c) for c in EVENT_FIELDS))
+        batch = {**{c.name: None for c in self.store.batches.c}, "batch_id": batch_id, "api": kind, "account_id": rec.account_id, "key_id": rec.key_id,
+                 "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
+        await asyncio.to_thread(self.store.create, batch, requests, events)
+        for fn in gw.capture.listeners:  # the online detector sees the batch now, before it runs
+            try:
+                fn(events)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - a listener never refuses a batch
+                log.warning("capture listener failed on batch %s", batch_id, exc_info=True)
+        log.info("batch %s: %d requests from account %s accepted", batch_id, len(items), rec.account_id)
+        return batch
+
+    # ---------------------------------------------------------------- shapes
+
+    async def openai_batch(self, b: dict[str, Any]) -> dict[str, Any]:
+        n = await asyncio.to_thread(self.store.counts, b["batch_id"])
+        ended = b["ended_us"] if b["status"] in ("completed", "cancelled") else None
+        return {
+            "id": b["batch_id"], "object": "batch", "endpoint": _ENDPOINT_PATH.get(b["endpoint"], b["endpoint"]), "errors": None,
+            "input_file_id": b["input_file_id"], "completion_window": b["completion_window"] or "24h", "status": b["status"],
+            "output_file_id": f"file-{b['batch_id']}-output" if ended and n[SUCCEEDED] else None,
+            "error_file_id": f"file-{b['batch_id']}-errors" if ended and (n[ERRORED] or n[CANCELED]) else None,
+            "created_at": _secs(b["created_us"]), "in_progress_at": _secs(b["in_progress_us"]),
+            "expires_at": _secs(b["created_us"] + WINDOW_S * 1_000_000), "finalizing_at": None,
+            "completed_at": _secs(ended) if b["status"] == "completed" else None, "failed_at": None, "expired_at": None,
+            "cancelling_at": _secs(b["cancel_us"]), "cancelled_at": _secs(ended) if b["status"] == "cancelled" else None,
+            "request_counts": {"total": b["total"], "completed": n[SUCCEEDED], "failed": n[ERRORED] + n[CANCELED]},
+            "metadata": orjson.loads(b["metadata"]) if b["metadata"] else None,
+        }
+
+    async def anthropic_batch(self, b: dict[str, Any], base_url: str) -> dict[str, Any]:
+        n = await asyncio.to_thread(self.store.counts, b["batch_id"])
+        ended = b["status"] in ("completed", "cancelled")
+        status = "ended" if ended else "canceling" if b["status"] == "cancelling" else "in_progress"
+        # as the API reports it: requests count as processing until the whole batch has ended
+        processing = b["total"] - (n[SUCCEEDED] + n[ERRORED] + n[CANCELED]) if ended else b["total"]
+        return {
+            "id": b["batch_id"], "type": "message_batch", "processing_status": status,
+            "request_counts": {"processing": processing, "succeeded": n[SUCCEEDED] if ended else 0,
+                               "errored": n[ERRORED] if ended else 0, "canceled": n[CANCELED] if ended else 0, "expired": 0},
+            "ended_at": _rfc3339(b["ended_us"]) if ended else None, "created_at": _rfc3339(b["created_us"]),
+            "expires_at": _rfc3339(b["created_us"] + WINDOW_S * 1_000_000), "archived_at": None,
+            "cancel_initiated_at": _rfc3339(b["cancel_us"]),
+            "results_url": f"{base_url}v1/messages/batches/{b['batch_id']}/results" if ended else None,
+        }
+
+    async def openai_output(self, b: dict[str, Any], errors: bool) -> bytes:
+        states = (ERRORED, CANCELED) if errors else (SUCCEEDED,)
+        rows = await asyncio.to_thread(self.store.results, b["batch_id"], states)
+        lines = []
+        for r in rows:
+            line: dict[str, Any] = {"id": f"batch_req_{r['event_id']}", "custom_id": r["custom_id"]}
+            if r["state"] == CANCELED:
+                line |= {"response": None, "error": {"code": "batch_cancelled", "message": "The batch was cancelled before this request ran."}}
+            else:
+                line |= {"response": {"status_code": r["status_code"], "request_id": f"req_{r['event_id']}", "body": orjson.loads(r["result"])}, "error": None}
+            lines.append(dumps(line))
+        return b"\n".join(lines) + (b"\n" if lines else b"")
+
+    async def anthropic_results(self, b: dict[str, Any]) -> bytes:
+        rows = await asyncio.to_thread(self.store.results, b["batch_id"], (SUCCEEDED, ERRORED, CANCELED))
+        lines = []
+        for r in rows:
+            if r["state"] == SUCCEEDED:
+                result: dict[str, Any] = {"type": "succeeded", "message": orjson.loads(r["result"])}
+            elif r["state"] == ERRORED:
+                result = {"type": "errored", "error": orjson.loads(r["result"])}
+            else:
+                result = {"type": "canceled"}
+            lines.append(dumps({"custom_id": r["custom_id"], "result": result}))
+        return b"\n".join(lines) + (b"\n" if lines else b"")
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(dumps(obj), status, None, _JSON)
+
+
+def batch_router(svc: BatchService) -> APIRouter:
+    """The OpenAI Files/Batch and Anthropic Message Batches routes."""
+    gw = svc.gw
+    r = APIRouter(tags=["batches"])
+
+    async def guarded(api: Api, request: Request, fn: Callable[[KeyRecord], Awaitable[Response]]) -> Response:
+        auth = await svc._auth(api, request)
+        if isinstance(auth, Response):
+            return auth
+        try:
+            return await fn(auth)
+        except ApiError as err:
+            log.info("%d %s account=%s: %s", err.status, request.url.path, auth.account_id, err.message)
+            return gw.error_response(api, err)
+
+    def not_found(what: str, ident: str) -> ApiError:
+        return ApiError(404, "not_found_error", f"No {what} {ident!r} for this account.", code="not_found")
+
+    # ------------------------------------------------------------ OpenAI files
+
+    @r.post("/v1/files")
+    async def create_file(request: Request) -> Response:
+        """Upload a batch input file (multipart: `file`, `purpose=batch`)."""
+        async def go(rec: KeyRecord) -> Response:
+            limit = gw.config.batch_max_bytes
+            cl = request.headers.get("content-length")
+            if cl is not None and cl.isdigit() and int(cl) > limit:
+                raise ApiError(413, "request_too_large", f"The file is larger than the gateway's limit of {limit} bytes; split it.")
+            try:
+                form = await request.form(max_files=1, max_fields=8)
+            except Exception as exc:  # starlette raises its own errors for malformed multipart
+                raise invalid(f"The upload is not a valid multipart form ({exc}); send 'file' and 'purpose'.") from exc
+            purpose, upload = form.get("purpose"), form.get("file")
+            if purpose != "batch":
+                raise invalid(f"This gateway takes files for purpose 'batch' only, got {purpose!r}.", "purpose")
+            if upload is None or isinstance(upload, str):
+                raise invalid("The form has no 'file' part.", "file")
+            content = await upload.read(limit + 1)
+            if len(content) > limit:
+                raise ApiError(413, "request_too_large", f"The file is larger than the gateway's limit of {limit} bytes; split it.")
+            row = {"file_id": "file-" + svc._new_id(), "account_id": rec.account_id, "purpose": "batch",
+                   "filename": (upload.filename or "batch.jsonl")[:300], "bytes": len(content), "created_us": now_us(), "content": content}
+            await asyncio.to_thread(svc.store.add_file, row)
+            return _json(_file_obj(row))
+        return await guarded("chat.completions", request, go)
+
+    @r.get("/v1/files")
+    async def list_files(request: Request, limit: int = 100) -> Response:
+        """The account's uploaded files."""
+        async def go(rec: KeyRecord) -> Response:
+            rows = await asyncio.to_thread(svc.store.list_files, rec.account_id, max(1, min(limit, 10_000)))
+            return _json({"object": "list", "data": [_file_obj(f) for f in rows], "has_more": False})
+        return await guarded("chat.completions", request, go)
+
+    async def output_file(rec: KeyRecord, file_id: str) -> tuple[dict[str, Any], bool] | None:
+        m = re.fullmatch(r"file-(batch_[0-9a-f]+)-(output|errors)", file_id)
+        if m is None:
+            return None
+        b = await asyncio.to_thread(svc.store.get, m.group(1), rec.account_id)
+        if b is None or b["status"] not in ("completed", "cancelled"):
+            return None
+        return b, m.group(2) == "errors"
+
+    @r.get("/v1/files/{file_id}")
+    async def get_file(file_id: str, request: Request) -> Response:
+        """A file's metadata (uploaded, or a finished batch's output or errors)."""
+        async def go(rec: KeyRecord) -> Response:
+            out = await output_file(rec, file_id)
+            if out is not None:
+                data = await svc.openai_output(*out)
+                return _json(_file_obj({"file_id": file_id, "bytes": len(data), "created_us": out[0]["ended_us"],
+                                        "filename": f"{file_id}.jsonl", "purpose": "batch_output"}))
+            f = await asyncio.to_thread(svc.store.get_file, file_id, rec.account_id)
+            if f is None:
+                raise not_found("file", file_id)
+            return _json(_file_obj(f))
+        return await guarded("chat.completions", request, go)
+
+    @r.get("/v1/files/{file_id}/content")
+    async def file_content(file_id: str, request: Request) -> Response:
+        """A file's bytes: an uploaded file, or a finished batch's output or errors (JSONL)."""
+        async def go(rec: KeyRecord) -> Response:
+            out = await output_file(rec, file_id)
+            if out is not None:
+                return Response(await svc.openai_output(*out), 200, None, "application/jsonl")
+            f = await asyncio.to_thread(svc.store.get_file, file_id, rec.account_id, True)
+            if f is None:
+                raise not_found("file", file_id)
+            return Response(bytes(f["content"]), 200, None, "application/jsonl")
+        return await guarded("chat.completions", request, go)
+
+    # ------------------------------------------------------------ OpenAI batches
+
+    @r.post("/v1/batches")
+    async def create_batch(request: Request) -> Response:
+        """Create a batch from an uploaded file; its requests are checked and captured now."""
+        async def go(rec: KeyRecord) -> Response:
+            body = _load(await svc._read(request))
+            file_id, endpoint = body.get("input_file_id"), body.get("endpoint")
+            if not isinstance(file_id, str):
+                raise invalid("'input_file_id' is required.", "input_file_id")
+            if endpoint not in _OPENAI_ENDPOINTS:
+                raise invalid(f"'endpoint' must be one of {', '.join(_OPENAI_ENDPOINTS)}; got {endpoint!r}.", "endpoint")
+            if body.get("completion_window", "24h") != "24h":
+                raise invalid("'completion_window' must be '24h'.", "completion_window")
+            meta = body.get("metadata")
+            if meta is not None and not isinstance(meta, dict):
+                raise invalid("'metadata' must be an object.", "metadata")
+            f = await asyncio.to_thread(svc.store.get_file, file_id, rec.account_id, True)
+            if f is None:
+                raise not_found("file", file_id)
+            items, labels, problems = _openai_lines(bytes(f["content"]), str(endpoint))
+            b = await svc.submit("openai", rec, request, items, {"input_file_id": file_id, "completion_window": "24h",
+                                                                 "metadata": dumps(meta).decode() if meta else None}, labels, problems)
+            return _json(await svc.openai_batch(b))
+        return await guarded("chat.completions", request, go)
+
+    @r.get("/v1/batches")
+    async def list_batches(request: Request, limit: int = 20, after: str | None = None) -> Response:
+        """The account's batches, newest first (`after` pages)."""
+        async def go(rec: KeyRecord) -> Response:
+            n = max(1, min(limit, 100))
+            rows = await asyncio.to_thread(svc.store.list_batches, rec.account_id, "openai", n + 1, after)
+            data = [await svc.openai_batch(b) for b in rows[:n]]
+            return _json({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > n})
+        return await guarded("chat.completions", request, go)
+
+    @r.get("/v1/batches/{batch_id}")
+    async def get_batch(batch_id: str, request: Request) -> Response:
+        """A batch and its request counts."""
+        async def go(rec: KeyRecord) -> Response:
+            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
+            if b is None or b["api"] != "openai":
+                raise not_found("batch", batch_id)
+            return _json(await svc.openai_batch(b))
+        return await guarded("chat.completions", request, go)
+
+    @r.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(batch_id: str, request: Request) -> Response:
+        """Cancel a batch: requests not yet run are not run."""
+        async def go(rec: KeyRecord) -> Response:
+            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
+            if b is None or b["api"] != "openai":
+                raise not_found("batch", batch_id)
+            await asyncio.to_thread(svc.store.request_cancel, batch_id)
+            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
+            assert b is not None
+            return _json(await svc.openai_batch(b))
+        return await guarded("chat.completions", request, go)
+
+    # ------------------------------------------------------------ Anthropic message batches
+
+    @r.post("/v1/messages/batches")
+    async def create_message_batch(request: Request) -> Response:
+        """Create a Message Batch; its requests are checked and captured now."""
+        async def go(rec: KeyRecord) -> Response:
+            body = _load(await svc._read(request))
+            reqs = body.get("requests")
+            if not isinstance(reqs, list):
+                raise invalid("'requests' is required and must be a list.", "requests")
+            items: list[tuple[str, Api, dict[str, Any], bytes]] = []
+            seen: set[str] = set()
+            for i, item in enumerate(reqs):
+                if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
+                    raise invalid(f"requests.{i} must be an object with 'custom_id' and 'params'.", f"requests.{i}")
+                cid = item.get("custom_id")
+                if not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
+                    raise invalid(f"requests.{i}.custom_id must be 1-64 letters, digits, '-' or '_'; got {cid!r}.", f"requests.{i}.custom_id")
+                if cid in seen:
+                    raise invalid(f"requests.{i}.custom_id {cid!r} is used twice; custom ids must be unique.", f"requests.{i}.custom_id")
+                seen.add(cid)
+                items.append((cid, "messages", item["params"], dumps(item["params"])))
+            b = await svc.submit("anthropic", rec, request, items, {})
+            return _json(await svc.anthropic_batch(b, str(request.base_url)))
+        return await guarded("messages", request, go)
+
+    @r.get("/v1/messages/batches")
+    async def list_message_batches(request: Request, limit: int = 20, after_id: str | None = None) -> Response:
+        """The account's Message Batches, newest first."""
+        async def go(rec: KeyRecord) -> Response:
+            n = max(1, min(limit, 1000))
+            rows = await asyncio.to_thread(svc.store.list_batches, rec.account_id, "anthropic", n + 1, after_id)
+            data = [await svc.anthropic_batch(b, str(request.base_url)) for b in rows[:n]]
+            return _json({"data": data, "has_more": len(rows) > n, "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None})
+        return await guarded("messages", request, go)
+
+    async def message_batch(rec: KeyRecord, batch_id: str) -> dict[str, Any]:
+        b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
+        if b is None or b["api"] != "anthropic":
+            raise not_found("message batch", batch_id)
+        return b
+
+    @r.get("/v1/messages/batches/{batch_id}")
+    async def get_message_batch(batch_id: str, request: Request) -> Response:
+        """A Message Batch and its request counts."""
+        async def go(rec: KeyRecord) -> Response:
+            return _json(await svc.anthropic_batch(await message_batch(rec, batch_id), str(request.base_url)))
+        return await guarded("messages", request, go)
+
+    @r.get("/v1/messages/batches/{batch_id}/results")
+    async def message_batch_results(batch_id: str, request: Request) -> Response:
+        """An ended Message Batch's results (JSONL)."""
+        async def go(rec: KeyRecord) -> Response:
+            b = await message_batch(rec, batch_id)
+            if b["status"] not in ("completed", "cancelled"):
+                raise ApiError(404, "not_found_error", f"Message batch {batch_id!r} has not ended yet; its results are not available.")
+            return Response(await svc.anthropic_results(b), 200, None, "application/binary")
+        return await guarded("messages", request, go)
+
+    @r.post("/v1/messages/batches/{batch_id}/cancel")
+    async def cancel_message_batch(batch_id: str, request: Request) -> Response:
+        """Cancel a Message Batch: requests not yet run are not run."""
+        async def go(rec: KeyRecord) -> Response:
+            await message_batch(rec, batch_id)
+            await asyncio.to_thread(svc.store.request_cancel, batch_id)
+            return _json(await svc.anthropic_batch(await message_batch(rec, batch_id), str(request.base_url)))
+        return await guarded("messages", request, go)
+
+    return r
+
+
+def _file_obj(f: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f["file_id"], "object": "file", "bytes": f["bytes"], "created_at": _secs(f["created_us"]),
+            "filename": f["filename"], "purpose": f["purpose"], "status": "processed", "expires_at": None, "status_details": None}
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The request body is not valid JSON ({exc}); send a JSON object.") from exc
+    if not isinstance(body, dict):
+        raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.")
+    return body
+
+
+def _line_no(problem: str) -> int:
+    m = re.match(r"(?:line |requests\.)(\d+)", problem)
+    return int(m.group(1)) if m else 0
+
+
+def _openai_lines(content: bytes, endpoint: str) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str], list[str]]:
+    """The requests of an OpenAI batch input file (JSONL), their labels, and the lines' problems."""
+    api = _OPENAI_ENDPOINTS[endpoint]
+    items: list[tuple[str, Api, dict[str, Any], bytes]] = []
+    labels: list[str] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            problems.append(f"line {n}: not valid JSON.")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"line {n}: must be a JSON object.")
+            continue
+        cid, url, body = obj.get("custom_id"), obj.get("url"), obj.get("body")
+        if not isinstance(cid, str) or not cid:
+            problems.append(f"line {n}: 'custom_id' is required.")
+        elif cid in seen:
+            problems.append(f"line {n}: custom_id {cid!r} is used twice; custom ids must be unique.")
+        elif obj.get("method", "POST") != "POST" or url != endpoint:
+            problems.append(f"line {n}: method must be POST and url {endpoint!r} (the batch's endpoint), got {obj.get('method')!r} {url!r}.")
+        elif not isinstance(body, dict):
+            problems.append(f"line {n}: 'body' must be an object.")
+        else:
+            seen.add(cid)
+            items.append((cid, api, body, dumps(body)))
+            labels.append(f"line {n} ({cid})")
+        if len(problems) >= 10:
+            break
+    return items, labels, problems

@@ -58,9 +58,7 @@ WINDOW_S = 24 * 3600
 #: seconds between looks for open batches when there is none
 POLL_S = 0.2
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_OPENAI_ENDPOINTS: dict[str, Api] = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions"}
-if "responses" in PARSERS:
-    _OPENAI_ENDPOINTS["/v1/responses"] = "responses"  # type: ignore[assignment]
+_OPENAI_ENDPOINTS: dict[str, Api] = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions", "/v1/responses": "responses"}
 _ENDPOINT_PATH = {v: k for k, v in _OPENAI_ENDPOINTS.items()}
 
 
@@ -94,7 +92,7 @@ class BatchService:
         from distillguard.gateway._gateway import new_id
 
         self.gw = gw
-        self.store = BatchStore(gw.store)
+        self.store: BatchStore = gw.ledger
         self.owner = owner or f"runner-{new_id()}"
         self._new_id = new_id
         self._task: asyncio.Task[None] | None = None

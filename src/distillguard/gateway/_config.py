@@ -83,7 +83,7 @@ class GatewayConfig:
 
 
 def split_spec(spec: str) -> tuple[str, str, str]:
-    """`[PATTERN=]SPEC` -> (pattern, kind, url); kind is openai, anthropic, local or fake."""
+    """`[PATTERN=]SPEC` -> (pattern, kind, url); kind is openai, responses, anthropic, local or fake."""
     pattern = "*"
     head, sep, tail = spec.partition("=")
     if sep and "/" not in head and head:
@@ -92,12 +92,13 @@ def split_spec(spec: str) -> tuple[str, str, str]:
     if s in ("local", "fake", "mock"):
         return pattern, "fake" if s == "mock" else s, ""
     kind = "openai"
-    for prefix in ("openai+", "anthropic+"):
+    for prefix in ("openai+", "anthropic+", "responses+"):
         if s.startswith(prefix):
             s, kind = s[len(prefix):], prefix[:-1]
     if not s.startswith(("http://", "https://")):
         raise ConfigError(
             f"Upstream {spec!r} is not understood; use local, fake, http(s)://HOST/v1 "
-            "(OpenAI-compatible), anthropic+https://HOST, optionally prefixed by MODEL_PATTERN=."
+            "(OpenAI-compatible), responses+http(s)://HOST/v1 (OpenAI-compatible with the Responses API), "
+            "anthropic+https://HOST, optionally prefixed by MODEL_PATTERN=."
         )
     return pattern, kind, s

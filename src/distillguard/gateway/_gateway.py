@@ -32,6 +32,7 @@ from distillguard.enforce import (
     strip_think,
     summarise_reasoning,
 )
+from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._keys import KeyRecord, KeyRing
@@ -49,6 +50,13 @@ from distillguard.gateway._protocol import (
     load_body,
     render,
     sse_error,
+)
+from distillguard.gateway._responses import (
+    ResponsesRenderer,
+    ResponsesStream,
+    check_previous,
+    own_response,
+    read_response,
 )
 from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
@@ -90,8 +98,8 @@ def build_router(config: GatewayConfig, watermark_key: Any = None) -> Router:
     for spec in specs:
         pattern, kind, url = split_spec(spec)
         up: Upstream
-        if kind == "openai":
-            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout)
+        if kind in ("openai", "responses"):
+            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout, responses=kind == "responses")
         elif kind == "anthropic":
             up = AnthropicUpstream(url, config.upstream_api_key, config.upstream_timeout)
         elif kind == "fake":
@@ -147,6 +155,7 @@ class Gateway:
         self.watermark_key = self._load_watermark_key()
         self.router = router or build_router(config, self.watermark_key)
         self.keys = KeyRing(self.store)
+        self.ledger = BatchStore(self.store)  # batches, and which account owns a stored response
         self.policy = Policy(config.degrade)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
@@ -372,6 +381,8 @@ class Gateway:
                 cap = self.policy.degrade.max_tokens_cap
                 req.max_tokens = min(req.max_tokens or cap, cap)
             watermark = self.watermark_key is not None and not upstream.watermarks_itself
+            if req.previous_response_id is not None:
+                await check_previous(self.ledger, req, rec.account_id, api in getattr(upstream, "native_apis", ()))
             if api in getattr(upstream, "native_apis", ()):
                 return await self._native(api, request, rec, req, raw, body, upstream, decision, subjects, watermark, ts, t0)
             if req.stream:
@@ -391,19 +402,24 @@ class Gateway:
                       upstream: Any, decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
-        drop_usage = req.stream and api != "messages" and not req.include_usage
+        drop_usage = req.stream and api in ("chat.completions", "completions") and not req.include_usage
         payload = native_request(api, raw, body, req, cap, drop_usage)
         rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
                           self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
         if req.stream:
-            return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), decision, subjects, ts, t0)
-        out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
+            reader = ResponsesStream(rewrite) if api == "responses" else NativeStream(api, rewrite, drop_usage)
+            return await self._native_stream(api, request, rec, req, upstream, payload, reader, decision, subjects, ts, t0)
+        if api == "responses":
+            out, reply, data = read_response(await upstream.forward(api, payload), req, rewrite, upstream.name)
+            await own_response(self.ledger, data.get("id"), rec.account_id, req.model)
+        else:
+            out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
         self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
         return Response(out, 200, None, _JSON)
 
     async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
-                             reader: NativeStream, decision: Decision, subjects: list[tuple[Scope, str]], ts: int, t0: float) -> Response:
+                             reader: NativeStream | ResponsesStream, decision: Decision, subjects: list[tuple[Scope, str]], ts: int, t0: float) -> Response:
         agen = upstream.forward_stream(api, payload).__aiter__()
         # As in `_stream`: an upstream that refuses or fails before answering gets an HTTP status.
         try:
@@ -413,10 +429,14 @@ class Gateway:
 
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
+            owned = False
             try:
                 chunk = first
                 while True:
                     out = reader.feed(chunk)
+                    if isinstance(reader, ResponsesStream) and reader.response_id is not None and not owned:
+                        owned = True  # known before the client sees the id, so it can GET it at once
+                        await own_response(self.ledger, reader.response_id, rec.account_id, req.model)
                     if out:
                         yield out
                     if reader.done:
@@ -429,7 +449,7 @@ class Gateway:
                     status = 502
                     log.info("502 %s stream account=%s: the upstream sent an error event (%s)", api, rec.account_id, reader.error)
                 elif not reader.done:
-                    end = "message_stop" if api == "messages" else "[DONE]"
+                    end = {"messages": "message_stop", "responses": "response.completed"}.get(api, "[DONE]")
                     raise ApiError(502, "api_error", f"The upstream model server {upstream.name} ended the stream without {end}.")
                 else:
                     status = 200
@@ -463,7 +483,7 @@ class Gateway:
             first = await agen.__anext__()
         except StopAsyncIteration:
             first = None
-        renderer = StreamRenderer(req, new_id(), req.model)
+        renderer: StreamRenderer | ResponsesRenderer = (ResponsesRenderer if api == "responses" else StreamRenderer)(req, new_id(), req.model)
         think = ThinkFilter() if decision.degraded else None
         wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None
         est_prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))

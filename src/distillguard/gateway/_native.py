@@ -48,7 +48,7 @@ def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest,
         return raw
     out = dict(body)
     if cap is not None:
-        name = "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
+        name = "max_output_tokens" if api == "responses" else "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
         out[name] = min(req.max_tokens or cap, cap)
         if name == "max_completion_tokens":
             out.pop("max_tokens", None)
@@ -92,6 +92,10 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
 
     Returns the bytes to send to the client and the served answer (text, usage).
     """
+    if api == "responses":
+        from distillguard.gateway._responses import read_response  # it imports this module
+
+        return read_response(raw, req, rewrite, upstream)[:2]
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

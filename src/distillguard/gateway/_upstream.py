@@ -239,8 +239,11 @@ class OpenAIUpstream(_HttpUpstream):
 
     native_apis = frozenset({"chat.completions", "completions"})
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "openai") -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "openai",
+                 responses: bool = False) -> None:
         super().__init__(name, base_url, api_key, timeout, connections)
+        if responses:  # it speaks the Responses API too (and keeps responses by id)
+            self.native_apis = frozenset({"chat.completions", "completions", "responses"})
         self._hdrs = {"content-type": "application/json"}
         if api_key:
             self._hdrs["authorization"] = f"Bearer {api_key}"
@@ -250,7 +253,7 @@ class OpenAIUpstream(_HttpUpstream):
         return self._hdrs
 
     def _native_path(self, api: Api) -> str:
-        return "/completions" if api == "completions" else "/chat/completions"
+        return {"completions": "/completions", "responses": "/responses"}.get(api, "/chat/completions")
 
     def _body(self, req: ChatRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": req.model}

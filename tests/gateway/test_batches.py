@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import openai
 import pytest
 
 from distillguard.enforce import LimitSet
-from distillguard.gateway import FakeUpstream, create_app, issue_key
+from distillguard.gateway import BatchStore, FakeUpstream, Store, create_app, issue_key
 from distillguard.gateway._mock import ANSWER, REASONING
 
 from .support import Running, ServerThread, free_port, make_gateway
@@ -197,11 +198,24 @@ def test_cancel_midway(bat: Running) -> None:
     assert sorted(e["status"] for e in ev) == [200] * n.completed + [499] * n.failed
 
 
-def test_restart_while_a_batch_runs(tmp_path: Path, mock_upstream: str) -> None:
-    db = f"sqlite:///{tmp_path / 'restart.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
+        return
+    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
+    yield url, prefix
+    store = Store(url, prefix)
+    BatchStore(store).drop_all()
+    store.drop_all()
+
+
+def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: str) -> None:
+    db, prefix = batch_db
 
     def start() -> tuple[Any, ServerThread]:
-        gw = make_gateway(db, mock_upstream, batch_rate=40.0, batch_concurrency=2)
+        gw = make_gateway(db, mock_upstream, prefix=prefix, batch_rate=40.0, batch_concurrency=2)
         gw.router.add("slow-*", FakeUpstream(delay=0.05))
         srv = ServerThread(create_app(gateway=gw), free_port())
         srv.start()

@@ -14,7 +14,7 @@ DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or p
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        upstream: Annotated[list[str] | None, typer.Option(help="Upstream as [MODEL_PATTERN=]SPEC; SPEC is local, fake, http(s)://HOST/v1 (OpenAI-compatible) or anthropic+https://HOST. Repeat for several. Default: the built-in local model.")] = None,
+        upstream: Annotated[list[str] | None, typer.Option(help="Upstream as [MODEL_PATTERN=]SPEC; SPEC is local, fake, http(s)://HOST/v1 (OpenAI-compatible), responses+http(s)://HOST/v1 (one that also speaks the Responses API) or anthropic+https://HOST. Repeat for several. Default: the built-in local model.")] = None,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
+        batch_rate: Annotated[float, typer.Option(help="Most batch requests per second this gateway sends upstream.")] = 20.0,
+        batch_concurrency: Annotated[int, typer.Option(help="Most batch requests in flight at once.")] = 8,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -59,6 +61,7 @@ def register(app: typer.Typer) -> None:
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
+            batch_rate=batch_rate, batch_concurrency=batch_concurrency,
         )
         console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
         run(cfg, host, port, log_level, fast_path)

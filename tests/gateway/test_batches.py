@@ -240,3 +240,19 @@ def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: st
     ev = [e for rows in gw2.store.iter_events() for e in rows]
     assert len(ev) == 30 and {e["batch_id"] for e in ev} == {b.id} and {e["status"] for e in ev} == {200}
     assert sorted(e["prompt"] for e in ev) == sorted(f"restart {i}" for i in range(30))
+
+
+def test_runner_holds_a_new_batch_for_one_detection_round(tmp_path: Path) -> None:
+    """With online detection on, a batch is not taken until its requests had a detection round;
+    a lease keeps a batch with one runner until it runs out."""
+    store = BatchStore(Store(f"sqlite:///{tmp_path / 'hold.db'}"))
+    now = time.time_ns() // 1000
+    row = {c.name: None for c in store.batches.c} | {"batch_id": "batch_1", "api": "openai", "account_id": "a",
+                                                     "endpoint": "chat.completions", "status": "in_progress", "total": 0, "created_us": now}
+    store.create(row, [], [])
+    assert store.claim("r1", 60_000_000, hold_us=5_000_000) is None  # submitted just now
+    assert store.claim("r1", 60_000_000, hold_us=0)["batch_id"] == "batch_1"  # type: ignore[index]
+    assert store.claim("r2", 60_000_000) is None  # r1 holds the lease
+    assert store.renew("batch_1", "r1", 0) and not store.renew("batch_1", "r2", 0)
+    time.sleep(0.01)
+    assert store.claim("r2", 60_000_000)["batch_id"] == "batch_1"  # type: ignore[index]  # r1's lease ran out

@@ -5,6 +5,7 @@ translation to chat for one that does not; capture, degrade and the post-hoc wat
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,14 @@ def _event(r: Running, prompt: str) -> dict[str, Any]:
     got = [e for e in r.events() if e["prompt"] == prompt]
     assert len(got) == 1, got
     return got[0]
+
+
+def _finished(c: openai.OpenAI, batch_id: str) -> Any:
+    deadline = time.monotonic() + 20
+    while (b := c.batches.retrieve(batch_id)).status != "completed":
+        assert time.monotonic() < deadline, b
+        time.sleep(0.05)
+    return b
 
 
 def _degraded_key(r: Running, account: str) -> str:
@@ -154,13 +163,7 @@ def test_responses_in_a_batch(resp: Running) -> None:
     lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/responses", "body": {"model": m, "input": f"batched {m}"}}
              for i, m in enumerate(["resp-test", "gpt-test"])]
     f = c.files.create(file=("b.jsonl", "\n".join(json.dumps(x) for x in lines).encode()), purpose="batch")
-    b = c.batches.create(input_file_id=f.id, endpoint="/v1/responses", completion_window="24h")
-    import time
-
-    deadline = time.monotonic() + 20
-    while (b := c.batches.retrieve(b.id)).status != "completed":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    b = _finished(c, c.batches.create(input_file_id=f.id, endpoint="/v1/responses", completion_window="24h").id)
     out = {o["custom_id"]: o["response"]["body"] for o in map(json.loads, c.files.content(b.output_file_id).text.splitlines())}  # type: ignore[arg-type]
     for body in out.values():
         assert body["object"] == "response" and body["output"][-1]["content"][0]["text"] == ANSWER
@@ -189,5 +192,12 @@ def test_watermark_on_output_text(tmp_path: Path, mock_upstream: str) -> None:
         assert translated.output_text == key.text_watermarker("wm-acc").apply(f"You asked: {PROMPT}")
         r = httpx.get(f"http://127.0.0.1:{srv.server.config.port}/v1/responses/{out.id}", headers={"authorization": "Bearer nope"})
         assert r.status_code == 401
+        # a batch's answers are watermarked as a live request's are
+        lines = [{"custom_id": m, "method": "POST", "url": "/v1/responses", "body": {"model": m, "input": PROMPT}} for m in ("mock-echo", "fake-x")]
+        f = c.files.create(file=("b.jsonl", "\n".join(json.dumps(x) for x in lines).encode()), purpose="batch")
+        b = _finished(c, c.batches.create(input_file_id=f.id, endpoint="/v1/responses", completion_window="24h").id)
+        got = {o["custom_id"]: o["response"]["body"]["output"][-1]["content"][0]["text"]
+               for o in map(json.loads, c.files.content(b.output_file_id).text.splitlines())}  # type: ignore[arg-type]
+        assert got == {"mock-echo": want, "fake-x": translated.output_text}
     finally:
         srv.stop()

@@ -55,6 +55,8 @@ QUEUED_STATUS = 202
 CANCELLED_STATUS = 499
 #: how long a batch may take, as both APIs state it
 WINDOW_S = 24 * 3600
+#: longest custom_id and model name stored (the tables' column width)
+MAX_NAME = 200
 #: seconds between looks for open batches when there is none
 POLL_S = 0.2
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -256,6 +258,8 @@ class BatchService:
                 req = PARSERS[api](body)
                 if req.stream:
                     raise invalid("'stream' cannot be true in a batch request.", "stream")
+                if len(req.model) > MAX_NAME:
+                    raise invalid(f"'model' is longer than {MAX_NAME} characters.", "model")
                 if gw.router.resolve(req.model) is None:
                     raise invalid(f"The model {req.model!r} does not exist on this gateway; list models with GET /v1/models.", "model")
                 parsed.append(req)
@@ -633,8 +637,8 @@ def _openai_lines(content: bytes, endpoint: str) -> tuple[list[tuple[str, Api, d
             problems.append(f"line {n}: must be a JSON object.")
             continue
         cid, url, body = obj.get("custom_id"), obj.get("url"), obj.get("body")
-        if not isinstance(cid, str) or not cid:
-            problems.append(f"line {n}: 'custom_id' is required.")
+        if not isinstance(cid, str) or not cid or len(cid) > MAX_NAME:
+            problems.append(f"line {n}: 'custom_id' is required, at most {MAX_NAME} characters.")
         elif cid in seen:
             problems.append(f"line {n}: custom_id {cid!r} is used twice; custom ids must be unique.")
         elif obj.get("method", "POST") != "POST" or url != endpoint:

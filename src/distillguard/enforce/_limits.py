@@ -351,9 +351,11 @@ class Limiter:
         return ALLOWED
 
     async def reserve(
-        self, subjects: list[tuple[Scope, str]], n: int, *, throttled: bool = False
+        self, subjects: list[tuple[Scope, str]], n: int, *, throttled: bool = False,
+        periods: tuple[str, ...] = ("minute", "day"),
     ) -> LimitResult:
-        """Count `n` requests at once (a submitted batch) against every subject's request budgets.
+        """Count `n` requests at once (a submitted batch) against every subject's request budgets
+        of the given periods.
 
         All or nothing: when any budget has fewer than `n` requests left, nothing is counted and
         the refusal's `remaining` says how many were left. A spent token budget refuses too.
@@ -368,7 +370,7 @@ class Limiter:
         for scope, subject in subjects:
             ls = self._limits_for(scope, subject, throttled)
             for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
-                if req is not None:
+                if req is not None and period in periods:
                     budgets.append((self._item(period, req), scope, subject, period, req))
         # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
         for item, scope, subject, period, req in budgets:

@@ -55,6 +55,10 @@ QUEUED_STATUS = 202
 CANCELLED_STATUS = 499
 #: how long a batch may take, as both APIs state it
 WINDOW_S = 24 * 3600
+#: the request budgets a batch is counted against at submission: its requests run over hours at
+#: the runner's own bounded rate, so per-minute budgets (burst control) would refuse any batch
+#: larger than one minute's worth
+BATCH_PERIODS = ("day",)
 #: longest custom_id and model name stored (the tables' column width)
 MAX_NAME = 200
 #: seconds between looks for open batches when there is none
@@ -276,7 +280,7 @@ class BatchService:
         camp = decision.campaign_id or gw.policy.campaign_of(rec.account_id)
         if camp:
             subjects.append(("campaign", camp))
-        verdict = await gw.limiter.reserve(subjects, len(items), throttled=decision.throttled)
+        verdict = await gw.limiter.reserve(subjects, len(items), throttled=decision.throttled, periods=BATCH_PERIODS)
         if not verdict.allowed:
             left = verdict.remaining if verdict.remaining is not None else 0
             budget = (verdict.budget or "").replace("_", " ")

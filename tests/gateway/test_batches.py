@@ -183,6 +183,16 @@ def test_degraded_account_batch_answers_lose_reasoning(bat: Running) -> None:
     assert len(ev) == 1 and ev[0]["max_tokens"] == 5000  # captured as asked; capped upstream
 
 
+def test_batches_take_turns(bat: Running) -> None:
+    big = _openai(bat)
+    small = _openai(bat, bat.new_key("small-acc"))
+    b1 = _submit(big, _jsonl("slow-model", [f"big {i}" for i in range(40)]))
+    b2 = _submit(small, _jsonl("slow-model", ["small 1", "small 2"]))
+    _wait(lambda: small.batches.retrieve(b2.id), lambda x: x.status == "completed")
+    assert big.batches.retrieve(b1.id).status == "in_progress"  # the big one did not hold it back
+    _wait(lambda: big.batches.retrieve(b1.id), lambda x: x.status == "completed")
+
+
 def test_cancel_midway(bat: Running) -> None:
     c = _openai(bat)
     b = _submit(c, _jsonl("slow-model", [f"slow {i}" for i in range(40)]))

@@ -61,6 +61,9 @@ WINDOW_S = 24 * 3600
 BATCH_PERIODS = ("day",)
 #: longest custom_id and model name stored (the tables' column width)
 MAX_NAME = 200
+#: groups of `batch_concurrency` requests a runner sends for one batch before the next open
+#: batch takes its turn (a batch of 50,000 must not hold the others back for hours)
+TURN_GROUPS = 4
 #: seconds between looks for open batches when there is none
 POLL_S = 0.2
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -145,7 +148,7 @@ class BatchService:
     async def _work(self, batch: dict[str, Any]) -> None:
         batch_id = batch["batch_id"]
         cfg = self.gw.config
-        while True:
+        for _turn in range(TURN_GROUPS):
             now = await asyncio.to_thread(self.store.get, batch_id)
             if now is None:
                 return

@@ -157,13 +157,15 @@ class BatchStore:
 
     def claim(self, owner: str, lease_us: int, hold_us: int = 0) -> dict[str, Any] | None:
         """Take (or keep) an open batch under a lease: one whose lease is this runner's or ran
-        out, submitted at least `hold_us` ago."""
+        out, submitted at least `hold_us` ago; the one whose last turn is oldest (never run
+        first), so batches take turns."""
         b = self.batches
         now = now_us()
         free = sa.or_(b.c.lease_owner.is_(None), b.c.lease_owner == owner, b.c.lease_until_us < now)
         ready = sa.or_(b.c.created_us <= now - hold_us, b.c.status == "cancelling")
         with self.engine.begin() as con:
-            ids = [r[0] for r in con.execute(sa.select(b.c.batch_id).where(b.c.status.in_(OPEN_STATUSES), free, ready).order_by(b.c.created_us).limit(8))]
+            ids = [r[0] for r in con.execute(sa.select(b.c.batch_id).where(b.c.status.in_(OPEN_STATUSES), free, ready)
+                                                  .order_by(sa.func.coalesce(b.c.lease_until_us, 0), b.c.created_us).limit(8))]
             for batch_id in ids:
                 res = con.execute(sa.update(b).where(b.c.batch_id == batch_id, b.c.status.in_(OPEN_STATUSES), free)
                                   .values(lease_owner=owner, lease_until_us=now + lease_us))
@@ -182,7 +184,8 @@ class BatchStore:
     def release(self, batch_id: str, owner: str) -> None:
         b = self.batches
         with self.engine.begin() as con:
-            con.execute(sa.update(b).where(b.c.batch_id == batch_id, b.c.lease_owner == owner).values(lease_owner=None, lease_until_us=None))
+            # the lease's end stays as the time of the batch's last turn (claim's order)
+            con.execute(sa.update(b).where(b.c.batch_id == batch_id, b.c.lease_owner == owner).values(lease_owner=None, lease_until_us=now_us()))
 
     def pending(self, batch_id: str, limit: int) -> list[dict[str, Any]]:
         r = self.requests

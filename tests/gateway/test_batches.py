@@ -221,6 +221,21 @@ def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     store.drop_all()
 
 
+def test_anthropic_cancel_midway(bat: Running) -> None:
+    c = _anthropic(bat)
+    reqs: Any = [{"custom_id": f"s{i}", "params": {"model": "slow-model", "max_tokens": 16, "messages": [{"role": "user", "content": f"a-slow {i}"}]}}
+                 for i in range(40)]
+    b = c.messages.batches.create(requests=reqs)
+    _wait(lambda: bat.gateway.ledger.counts(b.id)["succeeded"], lambda n: n >= 2)
+    assert c.messages.batches.cancel(b.id).processing_status in ("canceling", "ended")
+    done = _wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    n = done.request_counts
+    assert n.succeeded >= 2 and n.canceled >= 1 and n.succeeded + n.canceled == 40 and n.processing == 0
+    kinds = [r.result.type for r in c.messages.batches.results(b.id)]
+    assert kinds.count("succeeded") == n.succeeded and kinds.count("canceled") == n.canceled
+    assert len(_batch_events(bat, b.id)) == 40
+
+
 def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: str) -> None:
     db, prefix = batch_db
 

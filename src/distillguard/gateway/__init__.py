@@ -2,7 +2,8 @@
 enforcement and capture. `create_app` gives the ASGI app; `serve` runs it with uvicorn."""
 
 from distillguard.gateway._app import create_app
-from distillguard.gateway._batches import BatchService, batch_router
+from distillguard.gateway._batches import BatchService
+from distillguard.gateway._batchroutes import batch_router
 from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import DEFAULT_DB, GatewayConfig, split_spec

@@ -337,7 +337,8 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     from distillguard.gateway._console import LiveConsole
 
     console = LiveConsole(gw)
-    from distillguard.gateway._batches import BatchService, batch_router
+    from distillguard.gateway._batches import BatchService
+    from distillguard.gateway._batchroutes import batch_router
 
     batches = BatchService(gw)
 
@@ -374,7 +375,7 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     proxy("completions", "/v1/completions", "OpenAI text completions")
     proxy("messages", "/v1/messages", "Anthropic messages (streamed as SSE when stream is true)")
     proxy("responses", "/v1/responses", "OpenAI Responses (typed stream events when stream is true)")
-    from distillguard.gateway._responses import responses_router
+    from distillguard.gateway._responses_native import responses_router
 
     app.include_router(responses_router(gw))
 

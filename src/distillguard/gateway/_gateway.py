@@ -51,8 +51,8 @@ from distillguard.gateway._protocol import (
     render,
     sse_error,
 )
-from distillguard.gateway._responses import (
-    ResponsesRenderer,
+from distillguard.gateway._responses import ResponsesRenderer
+from distillguard.gateway._responses_native import (
     ResponsesStream,
     check_previous,
     own_response,

@@ -93,7 +93,7 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
     Returns the bytes to send to the client and the served answer (text, usage).
     """
     if api == "responses":
-        from distillguard.gateway._responses import read_response  # it imports this module
+        from distillguard.gateway._responses_native import read_response  # it imports this module
 
         return read_response(raw, req, rewrite, upstream)[:2]
     try:

@@ -253,6 +253,8 @@ def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: st
     _wait(lambda: client.batches.retrieve(b.id), lambda x: x.request_counts.completed >= 3)
     srv.stop()  # mid-batch
     assert 3 <= gw.store.count_events() == 30
+    stopped = gw.ledger.get(b.id)
+    assert stopped is not None and stopped["status"] == "in_progress" and stopped["lease_owner"] is None  # released at shutdown
     gw2, srv2 = start()
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv2.server.config.port}/v1", api_key=key, max_retries=0, timeout=10)

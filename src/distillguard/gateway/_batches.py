@@ -102,6 +102,7 @@ class BatchService:
         self.owner = owner or f"runner-{new_id()}"
         self._new_id = new_id
         self._task: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Future[dict[str, Any] | None] | None = None
         self._next_start = 0.0
         self._pace = asyncio.Lock()
         self.ran = 0
@@ -120,6 +121,13 @@ class BatchService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+            # a claim whose thread was still running when the task was cancelled may have taken
+            # a lease that nothing here will release: wait for it, then release all of ours
+            claiming, self._claiming = self._claiming, None
+            if claiming is not None:
+                with contextlib.suppress(Exception):
+                    await claiming
+            await asyncio.to_thread(self.store.release_owner, self.owner)
 
     async def _run(self) -> None:
         cfg = self.gw.config
@@ -128,7 +136,8 @@ class BatchService:
         hold_us = int(cfg.detect_interval * 1e6) if self.gw.online is not None else 0
         while True:
             try:
-                batch = await asyncio.to_thread(self.store.claim, self.owner, int(cfg.batch_lease * 1e6), hold_us)
+                self._claiming = asyncio.ensure_future(asyncio.to_thread(self.store.claim, self.owner, int(cfg.batch_lease * 1e6), hold_us))
+                batch = await asyncio.shield(self._claiming)
                 if batch is None:
                     await asyncio.sleep(POLL_S)
                     continue
@@ -255,24 +264,8 @@ class BatchService:
         cap = gw.config.batch_max_requests
         if len(items) > cap:
             raise invalid(f"The batch has {len(items)} requests; this gateway takes at most {cap} per batch. Split it.", "requests")
-        parsed: list[ChatRequest] = []
-        for i, (custom_id, api, body, _raw) in enumerate(items):
-            where = labels[i] if labels else f"requests.{i} ({custom_id})"
-            try:
-                req = PARSERS[api](body)
-                if req.stream:
-                    raise invalid("'stream' cannot be true in a batch request.", "stream")
-                if len(req.model) > MAX_NAME:
-                    raise invalid(f"'model' is longer than {MAX_NAME} characters.", "model")
-                if gw.router.resolve(req.model) is None:
-                    raise invalid(f"The model {req.model!r} does not exist on this gateway; list models with GET /v1/models.", "model")
-                parsed.append(req)
-            except ApiError as err:
-                problems.append(f"{where}: {err.message}")
-                if len(problems) >= 10:
-                    break
-        if problems:
-            raise invalid("The batch has invalid requests; fix them and submit again. " + " ".join(sorted(problems, key=_line_no)[:10]))
+        # parsing tens of thousands of requests is CPU work: off the event loop, as the inserts are
+        parsed = await asyncio.to_thread(self._parse_all, items, labels, problems)
         decision = gw.policy.decide(rec.account_id)
         if decision.blocked:
             raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
@@ -292,17 +285,9 @@ class BatchService:
         ts = now_us()
         batch_id = ("msgbatch_" if kind == "anthropic" else "batch_") + self._new_id()
         client = request.client
-        ip, ua = (client.host if client else None), request.headers.get("user-agent")
-        requests, events = [], []
-        for i, ((custom_id, api, body, raw), req) in enumerate(zip(items, parsed, strict=True)):
-            event_id = self._new_id()
-            requests.append({"batch_id": batch_id, "idx": i, "custom_id": custom_id, "event_id": event_id, "endpoint": api,
-                             "body": raw.decode(), "state": PENDING, "status_code": None, "result": None, "done_us": None})
-            row = {"event_id": event_id, "ts_us": ts, "account_id": rec.account_id, "key_id": rec.key_id, "ip": ip,
-                   "user_agent": ua, "endpoint": api, "model": req.model, "system": req.system, "prompt": req.prompt,
-                   "turns": len(req.messages), "tools": req.tools, "max_tokens": req.max_tokens,
-                   "temperature": req.temperature, "status": QUEUED_STATUS, "end_user": _end_user(api, body), "batch_id": batch_id}
-            events.append(tuple(row.get(c) for c in EVENT_FIELDS))
+        common = {"ts_us": ts, "account_id": rec.account_id, "key_id": rec.key_id, "ip": client.host if client else None,
+                  "user_agent": request.headers.get("user-agent"), "status": QUEUED_STATUS, "batch_id": batch_id}
+        requests, events = await asyncio.to_thread(self._rows, batch_id, common, items, parsed)
         batch = {**{c.name: None for c in self.store.batches.c}, "batch_id": batch_id, "api": kind, "account_id": rec.account_id, "key_id": rec.key_id,
                  "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
         await asyncio.to_thread(self.store.create, batch, requests, events)
@@ -313,6 +298,43 @@ class BatchService:
                 log.warning("capture listener failed on batch %s", batch_id, exc_info=True)
         log.info("batch %s: %d requests from account %s accepted", batch_id, len(items), rec.account_id)
         return batch
+
+    def _parse_all(self, items: list[tuple[str, Api, dict[str, Any], bytes]], labels: list[str] | None,
+                   problems: list[str]) -> list[ChatRequest]:
+        """Every request parsed and routed (blocking); `invalid` with every problem found."""
+        parsed: list[ChatRequest] = []
+        for i, (custom_id, api, body, _raw) in enumerate(items):
+            where = labels[i] if labels else f"requests.{i} ({custom_id})"
+            try:
+                req = PARSERS[api](body)
+                if req.stream:
+                    raise invalid("'stream' cannot be true in a batch request.", "stream")
+                if len(req.model) > MAX_NAME:
+                    raise invalid(f"'model' is longer than {MAX_NAME} characters.", "model")
+                if self.gw.router.resolve(req.model) is None:
+                    raise invalid(f"The model {req.model!r} does not exist on this gateway; list models with GET /v1/models.", "model")
+                parsed.append(req)
+            except ApiError as err:
+                problems.append(f"{where}: {err.message}")
+                if len(problems) >= 10:
+                    break
+        if problems:
+            raise invalid("The batch has invalid requests; fix them and submit again. " + " ".join(sorted(problems, key=_line_no)[:10]))
+        return parsed
+
+    def _rows(self, batch_id: str, common: dict[str, Any], items: list[tuple[str, Api, dict[str, Any], bytes]],
+              parsed: list[ChatRequest]) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        """The batch's request rows and their events (`common`: the fields all events share)."""
+        requests, events = [], []
+        for i, ((custom_id, api, body, raw), req) in enumerate(zip(items, parsed, strict=True)):
+            event_id = self._new_id()
+            requests.append({"batch_id": batch_id, "idx": i, "custom_id": custom_id, "event_id": event_id, "endpoint": api,
+                             "body": raw.decode(), "state": PENDING, "status_code": None, "result": None, "done_us": None})
+            row = {**common, "event_id": event_id, "endpoint": api, "model": req.model, "system": req.system, "prompt": req.prompt,
+                   "turns": len(req.messages), "tools": req.tools, "max_tokens": req.max_tokens,
+                   "temperature": req.temperature, "end_user": _end_user(api, body)}
+            events.append(tuple(row.get(c) for c in EVENT_FIELDS))
+        return requests, events
 
     # ---------------------------------------------------------------- shapes
 

@@ -145,7 +145,7 @@ def batch_router(svc: BatchService) -> APIRouter:
             f = await asyncio.to_thread(svc.store.get_file, file_id, rec.account_id, True)
             if f is None:
                 raise not_found("file", file_id)
-            items, labels, problems = _openai_lines(bytes(f["content"]), str(endpoint))
+            items, labels, problems = await asyncio.to_thread(_openai_lines, bytes(f["content"]), str(endpoint))
             b = await svc.submit("openai", rec, request, items, {"input_file_id": file_id, "completion_window": "24h",
                                                                  "metadata": dumps(meta).decode() if meta else None}, labels, problems)
             return _json(await svc.openai_batch(b))
@@ -192,21 +192,7 @@ def batch_router(svc: BatchService) -> APIRouter:
         """Create a Message Batch; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
             body = _load(await svc._read(request))
-            reqs = body.get("requests")
-            if not isinstance(reqs, list):
-                raise invalid("'requests' is required and must be a list.", "requests")
-            items: list[tuple[str, Api, dict[str, Any], bytes]] = []
-            seen: set[str] = set()
-            for i, item in enumerate(reqs):
-                if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
-                    raise invalid(f"requests.{i} must be an object with 'custom_id' and 'params'.", f"requests.{i}")
-                cid = item.get("custom_id")
-                if not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
-                    raise invalid(f"requests.{i}.custom_id must be 1-64 letters, digits, '-' or '_'; got {cid!r}.", f"requests.{i}.custom_id")
-                if cid in seen:
-                    raise invalid(f"requests.{i}.custom_id {cid!r} is used twice; custom ids must be unique.", f"requests.{i}.custom_id")
-                seen.add(cid)
-                items.append((cid, "messages", item["params"], dumps(item["params"])))
+            items = await asyncio.to_thread(_anthropic_items, body.get("requests"))
             b = await svc.submit("anthropic", rec, request, items, {})
             return _json(await svc.anthropic_batch(b, str(request.base_url)))
         return await guarded("messages", request, go)
@@ -255,6 +241,25 @@ def batch_router(svc: BatchService) -> APIRouter:
         return await guarded("messages", request, go)
 
     return r
+
+
+def _anthropic_items(reqs: Any) -> list[tuple[str, Api, dict[str, Any], bytes]]:
+    """The requests of a Message Batches body (blocking: there may be 100,000)."""
+    if not isinstance(reqs, list):
+        raise invalid("'requests' is required and must be a list.", "requests")
+    items: list[tuple[str, Api, dict[str, Any], bytes]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(reqs):
+        if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
+            raise invalid(f"requests.{i} must be an object with 'custom_id' and 'params'.", f"requests.{i}")
+        cid = item.get("custom_id")
+        if not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
+            raise invalid(f"requests.{i}.custom_id must be 1-64 letters, digits, '-' or '_'; got {cid!r}.", f"requests.{i}.custom_id")
+        if cid in seen:
+            raise invalid(f"requests.{i}.custom_id {cid!r} is used twice; custom ids must be unique.", f"requests.{i}.custom_id")
+        seen.add(cid)
+        items.append((cid, "messages", item["params"], dumps(item["params"])))
+    return items
 
 
 def _file_obj(f: dict[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,12 @@ class BatchStore:
             # the lease's end stays as the time of the batch's last turn (claim's order)
             con.execute(sa.update(b).where(b.c.batch_id == batch_id, b.c.lease_owner == owner).values(lease_owner=None, lease_until_us=now_us()))
 
+    def release_owner(self, owner: str) -> None:
+        """Release every batch this runner holds (it stops)."""
+        b = self.batches
+        with self.engine.begin() as con:
+            con.execute(sa.update(b).where(b.c.lease_owner == owner).values(lease_owner=None, lease_until_us=now_us()))
+
     def pending(self, batch_id: str, limit: int) -> list[dict[str, Any]]:
         r = self.requests
         q = sa.select(r).where(r.c.batch_id == batch_id, r.c.state == PENDING).order_by(r.c.idx).limit(limit)

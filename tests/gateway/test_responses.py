@@ -170,6 +170,32 @@ def test_responses_in_a_batch(resp: Running) -> None:
     assert {e["batch_id"] for e in resp.events() if e["prompt"].startswith("batched ")} == {b.id}
 
 
+def test_requests_that_would_reach_others_state_are_refused(resp: Running) -> None:
+    c = _client(resp)
+    mine = c.responses.create(model="resp-test", input="keep this")
+    for extra in ({"conversation": "conv_123"}, {"background": True},
+                  {"input": [{"type": "item_reference", "id": "msg_someone_elses"}]}):
+        with pytest.raises(openai.BadRequestError, match="not accepted|item references"):
+            c.responses.create(model="resp-test", **{"input": "hi", **extra})  # type: ignore[call-overload]
+    # in a batch, previous_response_id must name a response of the submitting account's too
+    other = _client(resp, resp.new_key("batch-thief"))
+
+    def line(prev: str) -> bytes:
+        return json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/responses",
+                           "body": {"model": "resp-test", "previous_response_id": prev, "input": "go on"}}).encode()
+
+    f = other.files.create(file=("b.jsonl", line(mine.id)), purpose="batch")
+    with pytest.raises(openai.BadRequestError, match="No stored response"):
+        other.batches.create(input_file_id=f.id, endpoint="/v1/responses", completion_window="24h")
+    f = c.files.create(file=("b.jsonl", line(mine.id)), purpose="batch")
+    b = _finished(c, c.batches.create(input_file_id=f.id, endpoint="/v1/responses", completion_window="24h").id)
+    body = json.loads(c.files.content(b.output_file_id).text)["response"]["body"]  # type: ignore[arg-type]
+    assert body["previous_response_id"] == mine.id
+    assert c.responses.retrieve(body["id"]).id == body["id"]  # a batch's responses are the account's own
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(body["id"])
+
+
 def test_watermark_on_output_text(tmp_path: Path, mock_upstream: str) -> None:
     from distillguard.watermark import WatermarkKey
 

@@ -215,6 +215,8 @@ class BatchService:
                                   gw.watermark_key.text_watermarker(account) if watermark else None)
                 out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)  # type: ignore[attr-defined]
                 answer = orjson.loads(out)
+                if api == "responses" and isinstance(answer.get("id"), str):  # its owner may GET it
+                    await asyncio.to_thread(self.store.own_response, answer["id"][:200], account, req.model)
             else:
                 reply = gw._post(await upstream.complete(req, account), decision, account, watermark)
                 answer = render(req, reply, row["event_id"], req.model)
@@ -265,7 +267,7 @@ class BatchService:
         if len(items) > cap:
             raise invalid(f"The batch has {len(items)} requests; this gateway takes at most {cap} per batch. Split it.", "requests")
         # parsing tens of thousands of requests is CPU work: off the event loop, as the inserts are
-        parsed = await asyncio.to_thread(self._parse_all, items, labels, problems)
+        parsed = await asyncio.to_thread(self._parse_all, rec.account_id, items, labels, problems)
         decision = gw.policy.decide(rec.account_id)
         if decision.blocked:
             raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
@@ -299,7 +301,7 @@ class BatchService:
         log.info("batch %s: %d requests from account %s accepted", batch_id, len(items), rec.account_id)
         return batch
 
-    def _parse_all(self, items: list[tuple[str, Api, dict[str, Any], bytes]], labels: list[str] | None,
+    def _parse_all(self, account_id: str, items: list[tuple[str, Api, dict[str, Any], bytes]], labels: list[str] | None,
                    problems: list[str]) -> list[ChatRequest]:
         """Every request parsed and routed (blocking); `invalid` with every problem found."""
         parsed: list[ChatRequest] = []
@@ -311,8 +313,13 @@ class BatchService:
                     raise invalid("'stream' cannot be true in a batch request.", "stream")
                 if len(req.model) > MAX_NAME:
                     raise invalid(f"'model' is longer than {MAX_NAME} characters.", "model")
-                if self.gw.router.resolve(req.model) is None:
+                upstream = self.gw.router.resolve(req.model)
+                if upstream is None:
                     raise invalid(f"The model {req.model!r} does not exist on this gateway; list models with GET /v1/models.", "model")
+                prev = req.previous_response_id
+                if prev is not None and ("responses" not in getattr(upstream, "native_apis", ())
+                                         or self.store.response_model(prev, account_id) is None):
+                    raise invalid(f"No stored response {prev!r} of this account's to continue.", "previous_response_id")
                 parsed.append(req)
             except ApiError as err:
                 problems.append(f"{where}: {err.message}")

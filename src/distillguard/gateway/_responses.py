@@ -24,6 +24,14 @@ from distillguard.gateway._protocol import (
 )
 
 _ROLES = ("user", "assistant", "system", "developer")
+#: request fields refused: each would let a client reach upstream state (kept under the
+#: provider's one key, so any account's) or get answers past the gateway's policy
+_REFUSED = {
+    "conversation": "a stored conversation is read with the provider's key, so any account's could be; "
+                    "continue with previous_response_id or send the conversation in 'input'",
+    "background": "a background response is collected later, past the gateway's policy and capture; "
+                  "send the request without it (or with stream)",
+}
 
 
 def _opt_int(body: dict[str, Any], name: str, lo: int = 1, hi: int = 1_000_000) -> int | None:
@@ -68,6 +76,9 @@ def parse_responses(body: dict[str, Any]) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("'model' is required and must be a non-empty string.", "model")
+    for name, why in _REFUSED.items():
+        if body.get(name) not in (None, False):
+            raise invalid(f"'{name}' is not accepted by this gateway: {why}.", name)
     system: list[str] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -93,6 +104,9 @@ def parse_responses(body: dict[str, Any]) -> ChatRequest:
                     system.append(text)
                 else:
                     messages.append(Message(str(role), text))
+            elif kind == "item_reference":
+                raise invalid(f"{where}: item references read stored items with the provider's key, so any account's could be; "
+                              "send the item itself.", where)
             elif kind == "function_call_output":
                 out = item.get("output")
                 messages.append(Message("tool", out if isinstance(out, str) else _content_text(out, f"{where}.output")))

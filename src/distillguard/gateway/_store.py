@@ -41,8 +41,6 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("end_user", sa.String(200)),
     ("batch_id", sa.String(64)),
 ]
-#: columns added after tables were first created; added to an older table when it is opened
-_ADDED_COLUMNS = ("end_user", "batch_id")
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
 
@@ -143,22 +141,20 @@ class Store:
         log.debug("capture insert: %s", self._insert_sql)
         try:
             md.create_all(self.engine)
-            self._add_missing_columns()
+            self._add_missing_event_columns()
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"Cannot open database {url!r}: {exc.orig}") from exc
 
-    def _add_missing_columns(self) -> None:
-        """An events table made by an older version gets the columns added since (nullable)."""
+    def _add_missing_event_columns(self) -> None:
+        """Add columns that newer versions capture (end_user, batch_id) to an events table made before them."""
         have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.events.name)}
         q = self.engine.dialect.identifier_preparer.quote
-        types = dict(EVENT_COLUMNS)
-        with self.engine.begin() as con:
-            for name in _ADDED_COLUMNS:
-                if name not in have:
-                    ddl = types[name].compile(dialect=self.engine.dialect)
-                    sql = f"ALTER TABLE {q(self.events.name)} ADD COLUMN {q(name)} {ddl}"
-                    log.info("store: %s", sql)
-                    con.exec_driver_sql(sql)
+        for name, typ in EVENT_COLUMNS:
+            if name not in have:
+                ddl = f"ALTER TABLE {q(self.events.name)} ADD COLUMN {q(name)} {typ.compile(dialect=self.engine.dialect)}"
+                log.info("store: %s", ddl)
+                with self.engine.begin() as con:
+                    con.exec_driver_sql(ddl)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":

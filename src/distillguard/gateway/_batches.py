@@ -133,7 +133,7 @@ class BatchService:
         cfg = self.gw.config
         # with online detection on, a batch waits one detection round before it runs, so its
         # requests (fed at submission) are judged first
-        hold_us = int(cfg.detect_interval * 1e6) if self.gw.online is not None else 0
+        hold_us = int(cfg.detect_interval * 1e6) if cfg.detect else 0
         while True:
             try:
                 self._claiming = asyncio.ensure_future(asyncio.to_thread(self.store.claim, self.owner, int(cfg.batch_lease * 1e6), hold_us))

@@ -62,6 +62,8 @@ MAX_NAME = 200
 #: groups of `batch_concurrency` requests a runner sends for one batch before the next open
 #: batch takes its turn (a batch of 50,000 must not hold the others back for hours)
 TURN_GROUPS = 4
+#: most detection intervals a batch waits for this replica's online detector to judge it
+JUDGE_WAIT_ROUNDS = 20
 #: seconds between looks for open batches when there is none
 POLL_S = 0.2
 OPENAI_ENDPOINTS: dict[str, Api] = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions", "/v1/responses": "responses"}
@@ -103,6 +105,7 @@ class BatchService:
         self._new_id = new_id
         self._task: asyncio.Task[None] | None = None
         self._claiming: asyncio.Future[dict[str, Any] | None] | None = None
+        self._judge: dict[str, int] = {}  # batch id -> the online detector's step count that judged it
         self._next_start = 0.0
         self._pace = asyncio.Lock()
         self.ran = 0
@@ -129,10 +132,26 @@ class BatchService:
                     await claiming
             await asyncio.to_thread(self.store.release_owner, self.owner)
 
+    def _unjudged(self, batch: dict[str, Any]) -> bool:
+        """Whether this replica's online detector has yet to judge the batch's requests: it was
+        fed them at submission, and a detection step that began after that has not finished.
+        Waited for at most `JUDGE_WAIT_ROUNDS` detection intervals (a detector far behind skips
+        events)."""
+        target = self._judge.get(batch["batch_id"])
+        online = self.gw.online
+        if target is None or online is None:
+            return False
+        waited_s = (now_us() - batch["created_us"]) / 1e6
+        if online.updates < target and waited_s < JUDGE_WAIT_ROUNDS * self.gw.config.detect_interval:
+            return True
+        del self._judge[batch["batch_id"]]
+        return False
+
     async def _run(self) -> None:
         cfg = self.gw.config
-        # with online detection on, a batch waits one detection round before it runs, so its
-        # requests (fed at submission) are judged first
+        # With detection on, a batch waits at least one detection interval before any replica
+        # runs it, so a detector following the capture judges its requests first; the replica
+        # it was submitted to also waits for its own detector's step (`_unjudged`).
         hold_us = int(cfg.detect_interval * 1e6) if cfg.detect else 0
         while True:
             try:
@@ -142,6 +161,9 @@ class BatchService:
                     await asyncio.sleep(POLL_S)
                     continue
                 try:
+                    if self._unjudged(batch):  # back at the end of the turns
+                        await asyncio.sleep(POLL_S)
+                        continue
                     await self._work(batch)
                 finally:
                     await asyncio.shield(asyncio.to_thread(self.store.release, batch["batch_id"], self.owner))
@@ -292,7 +314,14 @@ class BatchService:
         requests, events = await asyncio.to_thread(self._rows, batch_id, common, items, parsed)
         batch = {**{c.name: None for c in self.store.batches.c}, "batch_id": batch_id, "api": kind, "account_id": rec.account_id, "key_id": rec.key_id,
                  "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
-        await asyncio.to_thread(self.store.create, batch, requests, events)
+        if gw.online is not None:
+            # a step under way may have begun before the feed below; the one after it has these rows
+            self._judge[batch_id] = gw.online.updates + 2
+        try:
+            await asyncio.to_thread(self.store.create, batch, requests, events)
+        except BaseException:
+            self._judge.pop(batch_id, None)
+            raise
         for fn in gw.capture.listeners:  # the online detector sees the batch now, before it runs
             try:
                 fn(events)  # type: ignore[arg-type]

@@ -7,6 +7,9 @@ nothing downloaded), then samples a batch of prompts with `model.generate`:
 - no watermark (the baseline, same process, interleaved with the others);
 - distillguard green list (kgw, gamma .25, delta 2, h 1) with the account layer;
 - distillguard Gumbel (distortion-free) with the account layer;
+- distillguard's persistent-batch core (what `distillguard.watermark.vllm_logits` runs inside
+  vLLM's V1 engine): kgw with a different account in every row, the engine's host-side token
+  lists updated each step as vLLM does;
 - transformers' built-in KGW (`WatermarkingConfig`) and SynthID
   (`SynthIDTextWatermarkingConfig`), where the installed version has them.
 
@@ -96,6 +99,31 @@ def build_model(tiny: bool, device: torch.device) -> Any:
     return model.to(dtype).eval()
 
 
+class EngineRows:
+    """Drives `BatchedWatermark` the way vLLM's engine does, inside `model.generate`: each row's
+    prompt once, then every sampled token appended to the row's live host-side output list."""
+
+    def __init__(self, key: Any, accounts: list[str]) -> None:
+        from distillguard.watermark._batched import BatchedWatermark
+
+        self.key, self.accounts = key, accounts
+        self.core: Any = None
+        self.outputs: list[list[int]] = []
+        self.BatchedWatermark = BatchedWatermark
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.core is None or not self.outputs or input_ids.shape[1] <= self._start:
+            self.core = self.BatchedWatermark(self.key.current, scores.device)
+            self._start = input_ids.shape[1]
+            self.outputs = [[] for _ in self.accounts]
+            for i, row in enumerate(input_ids.tolist()):
+                self.core.add(i, row, self.outputs[i], account_id=self.accounts[i])
+        else:
+            for out, tok in zip(self.outputs, input_ids[:, -1].tolist(), strict=True):
+                out.append(tok)
+        return self.core.apply(scores)  # type: ignore[no-any-return]
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -127,6 +155,7 @@ def main() -> None:
     kgw_key = WatermarkKey.generate(WatermarkConfig())
     gumbel_key = WatermarkKey.generate(WatermarkConfig(scheme="gumbel"))
     kgw = kgw_key.logits_processor("acct-bench")
+    engine = EngineRows(kgw_key, [f"acct-row-{i}" for i in range(args.batch)])
     gumbel = gumbel_key.logits_processor("acct-bench")
 
     # 1. the device's green lists are the numpy detector's, bit for bit
@@ -160,6 +189,7 @@ def main() -> None:
         "unwatermarked": {},
         "distillguard kgw (+account layer)": {"logits_processor": [kgw]},
         "distillguard gumbel (+account layer)": {"logits_processor": [gumbel]},
+        "distillguard vLLM core (kgw, account per row)": {"logits_processor": [engine]},
     }
     try:
         from transformers import WatermarkingConfig
@@ -201,14 +231,14 @@ def main() -> None:
     tokens = args.batch * args.new_tokens
     base = tokens / statistics.median(times["unwatermarked"])
     step_ms = 1000 * statistics.median(times["unwatermarked"]) / args.new_tokens
-    say(f"\n{'method':<40} {'tok/s':>10} {'overhead':>9}   runs (s)")
+    say(f"\n{'method':<46} {'tok/s':>10} {'overhead':>9}   runs (s)")
     results: dict[str, Any] = {"device": card, "torch": torch.__version__, "transformers": transformers.__version__,
                                "params": n_params, "batch": args.batch, "new_tokens": args.new_tokens,
                                "green_lists_equal_numpy": same, "methods": {}}
     for name, ts in times.items():
         rate = tokens / statistics.median(ts)
         over = 100 * (base / rate - 1)
-        say(f"{name:<40} {rate:>10,.0f} {over:>+8.1f}%   " + " ".join(f"{t:.2f}" for t in ts))
+        say(f"{name:<46} {rate:>10,.0f} {over:>+8.1f}%   " + " ".join(f"{t:.2f}" for t in ts))
         results["methods"][name] = {"tok_s": rate, "overhead_pct": over, "seconds": ts}
 
     # 2. the processors alone, per step, against the baseline's time per step

@@ -6,7 +6,8 @@ import time
 
 import httpx
 
-from distillguard.gateway._console import COOKIE, LiveConsole
+from distillguard.gateway._console import LiveConsole
+from distillguard.ui import COOKIE
 
 from .support import ADMIN, Running
 
@@ -34,11 +35,16 @@ def test_console_is_behind_the_admin_token_and_shows_the_capture(running: Runnin
         assert client.get("/console/", headers={"authorization": "Bearer wrong"}).status_code == 401
         page = _ready(client, headers=AUTH)
         assert page.status_code == 200 and "<html" in page.text.lower()
-        # A browser logs in once with the token in the address; the cookie carries it after,
-        # and what it holds is not the token.
-        login = client.get(f"/console/?token={ADMIN}", follow_redirects=False)
+        # The token never goes in an address; a browser logs in with a one-time link from the
+        # admin API; the cookie carries the login after, and what it holds is not the token.
+        assert client.get(f"/console/?token={ADMIN}", follow_redirects=False).status_code == 400
+        link = client.post("/admin/console-link", headers=AUTH).json()["url"]
+        assert link.startswith("/console/?login=")
+        login = client.get(link, follow_redirects=False)
         assert login.status_code == 303 and COOKIE in login.headers["set-cookie"]
         assert ADMIN not in login.headers["set-cookie"] and "HttpOnly" in login.headers["set-cookie"]
+        assert "Secure" in login.headers["set-cookie"] and "Path=/console" in login.headers["set-cookie"]
+        assert client.get(link, follow_redirects=False).status_code == 401
         client.cookies.set(COOKIE, login.cookies[COOKIE])
         assert client.get("/console/").status_code == 200
         client.cookies.clear()

@@ -186,10 +186,22 @@ def test_ui_command_serves_the_console(
     served: dict[str, Any] = {}
     # Capture the app instead of blocking on a server; then drive it with the test client.
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.delenv("DISTILLGUARD_UI_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")
     result = CliRunner().invoke(cli, ["ui", *map(str, sample_case), "--port", "8765"])
     assert result.exit_code == 0, result.output
     assert served["port"] == 8765 and served["host"] == "127.0.0.1"
-    assert "Campaign C1" in TestClient(served["app"]).get("/campaigns/C1").text
+    # behind a token: a browser gets in with the one-time link printed, never with the token
+    client = TestClient(served["app"], base_url="https://testserver")  # the cookie is Secure
+    assert client.get("/campaigns/C1").status_code == 401
+    link = re.search(r"http://127\.0\.0\.1:8765(/\?login=[\w-]+)", result.output)
+    assert link is not None, result.output
+    assert client.get(link.group(1), follow_redirects=False).status_code == 303
+    assert "Campaign C1" in client.get("/campaigns/C1").text
+    monkeypatch.setenv("DISTILLGUARD_UI_TOKEN", "chosen-ui-token-0123456789")
+    assert CliRunner().invoke(cli, ["ui", *map(str, sample_case)]).exit_code == 0
+    bearer = {"authorization": "Bearer chosen-ui-token-0123456789"}
+    assert "Campaign C1" in TestClient(served["app"]).get("/campaigns/C1", headers=bearer).text
     result = CliRunner().invoke(cli, ["ui", str(sample_case[0]), str(tmp_path)])
     assert result.exit_code != 0
     assert "no verdicts table" in str(result.exception)

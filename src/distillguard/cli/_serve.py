@@ -8,6 +8,11 @@ from typing import Annotated
 
 import typer
 
+from distillguard._private import mask_url, write_private
+
+#: where `serve` writes an admin token it generated (owner-only)
+ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
+
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
@@ -20,11 +25,13 @@ def register(app: typer.Typer) -> None:
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
-        admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin (default: a random one, printed once).")] = None,
+        admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
         upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
+        max_connections: Annotated[int, typer.Option(help="Open client connections; more are closed at once (docs/security.md).")] = 4096,
+        max_inflight_per_key: Annotated[int, typer.Option(help="Requests one key may have in flight; more get 503.")] = 64,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         batch_rate: Annotated[float, typer.Option(help="Most batch requests per second this gateway sends upstream.")] = 20.0,
@@ -53,17 +60,21 @@ def register(app: typer.Typer) -> None:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"Cannot read limits file {limits}: {exc}") from exc
         if admin_token is None:
+            # written to a private file, never to stderr: service logs keep stderr
             admin_token = secrets.token_urlsafe(24)
-            console.print(f"admin token (shown once; set DISTILLGUARD_ADMIN_TOKEN to choose one): {admin_token}", highlight=False)
+            token_file = write_private(ADMIN_TOKEN_FILE, admin_token + "\n")
+            console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
+            max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
         )
-        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {db}); create a key with: distillguard keys create ACCOUNT_ID --db {db}", highlight=False)
+        shown = mask_url(db)
+        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False)
         run(cfg, host, port, log_level, fast_path)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
@@ -94,7 +105,7 @@ def register(app: typer.Typer) -> None:
         from distillguard.gateway import Store
 
         if not Store(db, table_prefix).revoke_key(key_id):
-            raise ConfigError(f"No active key {key_id!r} in {db}; list keys with 'distillguard keys list'.")
+            raise ConfigError(f"No active key {key_id!r} in {mask_url(db)}; list keys with 'distillguard keys list'.")
         typer.echo(f"revoked {key_id}")
 
     @keys.command("list")

@@ -27,16 +27,24 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve the analyst console: campaigns ranked by score, their graphs, actions."""
+        import os
+        import secrets
+
         import uvicorn
         from rich.console import Console
 
-        from distillguard.ui import create_app
+        from distillguard.ui import ConsoleGuard, create_app, csrf_value
 
         console = Console(stderr=True)
+        # The console shows every prompt and can block accounts: it needs a token too. A
+        # generated one is never printed; the browser gets a one-time link instead.
+        token = os.environ.get("DISTILLGUARD_UI_TOKEN") or secrets.token_urlsafe(24)
         with console.status("Pre-aggregating the log and the verdicts…"):
-            web = create_app(log_dir, verdicts_dir, indicators=indicators or None)
-        console.print(f"Console on [bold]http://{host}:{port}/[/] (Ctrl-C to stop)")
-        uvicorn.run(web, host=host, port=port, log_level="warning")
+            web = create_app(log_dir, verdicts_dir, indicators=indicators or None, csrf=csrf_value(token))
+        guard = ConsoleGuard(web, token)
+        later = "log in at /login with DISTILLGUARD_UI_TOKEN" if "DISTILLGUARD_UI_TOKEN" in os.environ else "restart for a new link"
+        console.print(f"Console on [bold]http://{host}:{port}{guard.one_time_link()}[/] (one-time link, 5 minutes; then {later}; Ctrl-C to stop)")
+        uvicorn.run(guard, host=host, port=port, log_level="warning")
 
     @app.command("casefile")
     def casefile(

@@ -21,8 +21,9 @@ from distillguard._errors import ConfigError
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway._config import GatewayConfig
 from distillguard.gateway._gateway import Gateway
+from distillguard.gateway._guard import AdminGuard
 from distillguard.gateway._keys import issue_key
-from distillguard.gateway._protocol import Api, ApiError, dumps
+from distillguard.gateway._protocol import MAX_MODEL_CHARS, Api, ApiError, dumps
 from distillguard.gateway._store import EVENT_FIELDS, us_to_dt
 
 _MESSAGE = {
@@ -62,7 +63,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
@@ -78,7 +79,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "prompt"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "prompt": {"type": "string"},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
@@ -89,7 +90,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["model", "messages", "max_tokens"],
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_CHARS},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
             "system": {"type": "string"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"], "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}}}},
@@ -115,8 +116,10 @@ def _openapi_extra(api: Api) -> dict[str, Any]:
             "200": {"description": "The completion (JSON), or a text/event-stream when stream is true.", "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"description": "Server-sent events in the API's own stream format."}}}},
             **{str(s): {"description": d, **err} for s, d in (
                 (400, "Invalid request"), (401, "Missing, invalid or revoked key"), (403, "Account blocked"),
-                (404, "Unknown model"), (413, "Body too large"), (429, "Rate limited (see Retry-After)"),
-                (502, "Upstream failed"), (504, "Upstream timed out"))},
+                (404, "Unknown model"), (408, "Body not sent in time"), (413, "Body too large"),
+                (429, "Rate limited, or too many failed logins (see Retry-After)"), (502, "Upstream failed"),
+                (503, "Too many requests in flight for the key, or no upstream connection free (see Retry-After)"),
+                (504, "Upstream timed out"))},
         },
         "security": [{"bearer": []}, {"x-api-key": []}],
     }
@@ -285,6 +288,14 @@ def _admin_router(gw: Gateway) -> APIRouter:
             out.append(row)
         return {"events": out, "next": batch[-1]["seq"] if batch else after}
 
+    @r.post("/console-link", status_code=201)
+    async def console_link() -> dict[str, Any]:
+        """A one-time link that logs a browser into the console (single use, 5 minutes)."""
+        guard = getattr(gw, "console_guard", None)
+        if guard is None:
+            raise HTTPException(404, "The console is not mounted in this gateway.")
+        return {"url": guard.one_time_link("/console")}
+
     @r.get("/stats")
     async def stats() -> dict[str, Any]:
         """Capture counters."""
@@ -302,6 +313,27 @@ _FAST_PATHS: dict[str, Api] = {
 }
 
 
+class _Releasing(Response):
+    """A proxy route's answer that gives back the key's in-flight slot once it is sent."""
+
+    def __init__(self, inner: Response, gw: Gateway) -> None:  # noqa: D107 - wraps, nothing to set up
+        self.inner = inner
+        self.gw = gw
+        self.status_code = inner.status_code
+        self.background = None
+        self.raw_headers = inner.raw_headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.gw.release(scope)
+
+
+def _is_admin(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
 class GatewayApp(FastAPI):
     """FastAPI for the spec, the admin API and everything else; the three proxy routes are
     dispatched before FastAPI's routing and middleware, which cost more per request than the
@@ -309,18 +341,26 @@ class GatewayApp(FastAPI):
 
     gateway: Gateway
     fast_path: bool = True
+    admin_guard: AdminGuard | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.admin_guard is not None and scope["type"] == "http" and _is_admin(scope["path"]):
+            # the token and the body size are checked before FastAPI reads the body
+            await self.admin_guard(scope, receive, send)
+            return
         if self.fast_path and scope["type"] == "http" and scope["method"] == "POST":
             api = _FAST_PATHS.get(scope["path"])
             if api is not None:
                 request = Request(scope, receive)
                 try:
-                    response = await self.gateway.handle(api, request)
-                except Exception as exc:  # noqa: BLE001 - never let a request kill the worker
-                    logging.getLogger("distillguard.gateway").error("unexpected error on %s", scope["path"], exc_info=exc)
-                    response = self.gateway.error_response(api, ApiError(500, "api_error", "The gateway hit an internal error; it has been logged. Retry the request."))
-                await response(scope, receive, send)
+                    try:
+                        response = await self.gateway.handle(api, request)
+                    except Exception as exc:  # noqa: BLE001 - never let a request kill the worker
+                        logging.getLogger("distillguard.gateway").error("unexpected error on %s", scope["path"], exc_info=exc)
+                        response = self.gateway.error_response(api, ApiError(500, "api_error", "The gateway hit an internal error; it has been logged. Retry the request."))
+                    await response(scope, receive, send)
+                finally:
+                    self.gateway.release(scope)  # after the answer, streams included
                 return
         await super().__call__(scope, receive, send)
 
@@ -337,6 +377,7 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     from distillguard.gateway._console import LiveConsole
 
     console = LiveConsole(gw)
+    gw.console_guard = console.guard
     from distillguard.gateway._batches import BatchService
     from distillguard.gateway._batchroutes import batch_router
 
@@ -362,11 +403,21 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     app.state.gateway = gw
     app.gateway = gw
     app.fast_path = fast_path
+
+    async def fastapi(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    app.admin_guard = AdminGuard(fastapi, gw.config.admin_token)
     app.openapi_components = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"}}}  # type: ignore[attr-defined]
 
     def proxy(api: Api, path: str, summary: str) -> None:
         async def endpoint(request: Request) -> Response:
-            return await gw.handle(api, request)
+            try:
+                response = await gw.handle(api, request)
+            except BaseException:
+                gw.release(request.scope)
+                raise
+            return _Releasing(response, gw)
 
         app.add_api_route(path, endpoint, methods=["POST"], summary=summary, operation_id=api.replace(".", "_"),
                           openapi_extra=_openapi_extra(api), tags=["api"], response_class=Response)

@@ -24,6 +24,17 @@ class GatewayConfig:
         redis: Redis URL for limits shared between replicas; None keeps them in memory.
         admin_token: bearer token of the admin API; None disables the admin API.
         max_body_bytes: larger request bodies get 413.
+        max_inflight_per_key: requests one key may have in flight; more get 503 at once, so
+            one key cannot hold every upstream connection.
+        upstream_acquire_timeout: seconds a request waits for an upstream connection before 503.
+        login_failures_per_minute: failed logins (unknown, wrong or revoked keys) one client
+            address may make per minute; beyond, 429 without a look-up.
+        key_lookup_threads: threads for key look-ups in the store (apart from capture's).
+        max_connections: open client connections; more are closed at once.
+        header_timeout: seconds a client has to send a request's headers (and an idle new
+            connection to start one).
+        max_header_bytes: largest request line plus headers; more gets 431.
+        body_timeout: seconds a client has to send a whole request body; more gets 408.
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -42,6 +53,14 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     max_body_bytes: int = 1_000_000
+    max_inflight_per_key: int = 64
+    upstream_acquire_timeout: float = 10.0
+    login_failures_per_minute: int = 60
+    key_lookup_threads: int = 2
+    max_connections: int = 4096
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_timeout: float = 30.0
     keep_responses: bool = True
     capture_queue: int = 100_000
     capture_batch: int = 2000
@@ -59,11 +78,14 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval", "batch_lease"):
+        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval",
+                     "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
-        for name in ("max_body_bytes", "capture_queue", "capture_batch", "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
+        for name in ("max_body_bytes", "capture_queue", "capture_batch", "max_inflight_per_key",
+                     "login_failures_per_minute", "key_lookup_threads", "max_connections", "max_header_bytes",
+                     "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")

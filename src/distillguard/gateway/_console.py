@@ -16,40 +16,33 @@ still in the capture queue join the next snapshot. Analysts' actions go straight
 gateway's overrides (one transaction, in a worker thread), so they apply to serving at once
 and to the next snapshot.
 
-Behind the admin token, on every console path (pages, exports, actions): send
-`Authorization: Bearer TOKEN`, or open `/console/?token=TOKEN` once in a browser, which sets
-an HttpOnly, SameSite=Strict cookie for the console's paths. The cookie holds an HMAC of the
-token, not the token.
+Behind the admin token, on every console path (pages, exports, actions), through
+`distillguard.ui.ConsoleGuard`: send `Authorization: Bearer TOKEN`, or log in at
+`/console/login` (a form) or with a one-time link from `POST /admin/console-link`, which set
+an HttpOnly, Secure, SameSite=Strict cookie; cookie-borne actions also need the console's
+Origin and CSRF value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+
+from distillguard.ui._guard import ConsoleGuard
 
 if TYPE_CHECKING:
     from distillguard.gateway._gateway import Gateway
 
 log = logging.getLogger("distillguard.gateway")
 
-COOKIE = "dg_console"
-
-
-def cookie_value(token: str) -> str:
-    """What the login cookie holds: an HMAC of the admin token (the token itself never is)."""
-    return hmac.new(token.encode(), b"distillguard-console-cookie-v1", hashlib.sha256).hexdigest()
 
 
 class LiveConsole:
@@ -75,24 +68,18 @@ class LiveConsole:
         self.builds = 0
         self.last_build_s = 0.0
         self.last_error: str | None = None
+        token = gw.config.admin_token
+        self.guard = ConsoleGuard(self._snapshot_app, token) if token is not None else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        token = self.gw.config.admin_token
-        if token is None:
+        if self.guard is None:
             await _plain(send, 403, "The console is disabled; start the gateway with --admin-token.")
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given = query.get("token", [""])[0]
-        if given and hmac.compare_digest(given.encode(), token.encode()):
-            root = scope.get("root_path", "") or "/console"
-            cookie = f"{COOKIE}={cookie_value(token)}; Path={root}; HttpOnly; SameSite=Strict"
-            await _redirect(send, root + "/", cookie)
-            return
-        if not _authorised(scope, token):
-            await _plain(send, 401, "Send 'Authorization: Bearer ADMIN_TOKEN', or open /console/?token=ADMIN_TOKEN once.")
-            return
+        await self.guard(scope, receive, send)
+
+    async def _snapshot_app(self, scope: Any, receive: Any, send: Any) -> None:
         app = await self.current()
         if app is None:
             await _preparing(send, self.last_error)
@@ -174,7 +161,8 @@ class LiveConsole:
         write_table(verdicts_dir, "verdicts", verdicts)
         write_table(verdicts_dir, "campaigns", campaigns)
         # the top campaigns' plots are drawn here, before the swap: their first visits are fast
-        app = create_app(log_dir, verdicts_dir, on_action=self._on_action, warm_campaigns=10, warm_now=True)
+        app = create_app(log_dir, verdicts_dir, on_action=self._on_action, warm_campaigns=10, warm_now=True,
+                         csrf=self.guard.csrf if self.guard is not None else "")
         self._snapshots.append(snap)
         self._seq = seq
         return app
@@ -201,24 +189,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _authorised(scope: Any, token: str) -> bool:
-    want = cookie_value(token).encode()
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, given = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-                return True
-        elif name == b"cookie":
-            try:
-                jar: SimpleCookie = SimpleCookie(value.decode("latin-1"))
-            except CookieError:
-                continue
-            morsel = jar.get(COOKIE)
-            if morsel is not None and hmac.compare_digest(morsel.value.encode(), want):
-                return True
-    return False
-
-
 async def _plain(send: Any, status: int, text: str) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
@@ -233,9 +203,3 @@ async def _preparing(send: Any, error: str | None) -> None:
     await send({"type": "http.response.start", "status": 503,
                 "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"retry-after", b"2")]})
     await send({"type": "http.response.body", "body": body.encode()})
-
-
-async def _redirect(send: Any, location: str, cookie: str) -> None:
-    await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode()), (b"set-cookie", cookie.encode())]})
-    await send({"type": "http.response.body", "body": b""})

@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -35,6 +36,7 @@ from distillguard.enforce import (
 from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
+from distillguard.gateway._guard import FailureLimiter
 from distillguard.gateway._keys import KeyRecord, KeyRing
 from distillguard.gateway._native import NativeStream, Rewrite, native_request, read_answer
 from distillguard.gateway._protocol import (
@@ -51,6 +53,7 @@ from distillguard.gateway._protocol import (
     render,
     sse_error,
 )
+from distillguard.gateway._replica import ChangeFeed, OverrideFeed
 from distillguard.gateway._responses import ResponsesRenderer
 from distillguard.gateway._responses_native import (
     ResponsesStream,
@@ -73,6 +76,7 @@ log = logging.getLogger("distillguard.gateway")
 
 _JSON = "application/json"
 CLIENT_CLOSED = 499  # nginx's code for "client closed request"
+_SLOT = "distillguard.slot"  # scope key: the key id whose in-flight slot the request holds
 
 # Ids: a random per-process prefix and a counter. Unique across replicas and restarts with
 # overwhelming probability, and no urandom syscall per request (uuid4 makes one each time).
@@ -99,9 +103,10 @@ def build_router(config: GatewayConfig, watermark_key: Any = None) -> Router:
         pattern, kind, url = split_spec(spec)
         up: Upstream
         if kind in ("openai", "responses"):
-            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout, responses=kind == "responses")
+            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout, acquire_timeout=config.upstream_acquire_timeout,
+                                responses=kind == "responses")
         elif kind == "anthropic":
-            up = AnthropicUpstream(url, config.upstream_api_key, config.upstream_timeout)
+            up = AnthropicUpstream(url, config.upstream_api_key, config.upstream_timeout, acquire_timeout=config.upstream_acquire_timeout)
         elif kind == "fake":
             up = FakeUpstream()
         else:
@@ -156,13 +161,19 @@ class Gateway:
         self.router = router or build_router(config, self.watermark_key)
         self.keys = KeyRing(self.store)
         self.ledger = BatchStore(self.store)  # batches, and which account owns a stored response
+        # Key look-ups get their own threads: a flood of unknown keys must not queue behind (or
+        # in front of) capture's writes in the default pool.
+        self._key_pool = ThreadPoolExecutor(config.key_lookup_threads, thread_name_prefix="distillguard-keys")
+        self.login_failures = FailureLimiter(config.login_failures_per_minute, 60.0)
+        self._inflight: dict[str, int] = {}
         self.policy = Policy(config.degrade)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
         self.online: Any = None
+        self.console_guard: Any = None  # the mounted console's ConsoleGuard (create_app sets it)
         self._tasks: list[asyncio.Task[Any]] = []
-        self._override_cursor = 0
-        self._limits_cursor = 0
+        self._overrides = OverrideFeed(self.store.overrides_since)
+        self._limits = ChangeFeed(self.store.limits_since, "subject")
         self.started = False
 
     def _load_watermark_key(self) -> Any:
@@ -177,14 +188,12 @@ class Gateway:
     def refresh(self) -> None:
         """Reload keys, overrides and limits changed in the store (blocking)."""
         self.keys.refresh()
-        for r in self.store.overrides_since(self._override_cursor):
-            self._override_cursor = r["id"]
+        for r in self._overrides.poll():
             try:
                 self.policy.set_override(Override(r["account_id"], r["action"], us_to_dt(r["ts_us"]), r["by"] or "", r["note"] or ""))  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - a bad stored override must not stop the others
                 log.warning("ignoring stored override %s", r["id"], exc_info=True)
-        for r in self.store.limits_since(self._limits_cursor):
-            self._limits_cursor = r["updated_us"]
+        for r in self._limits.poll():
             try:
                 data = json.loads(r["config"])
                 if r["subject"] == "*":
@@ -235,6 +244,8 @@ class Gateway:
         await self.capture.close()
         log.info("capture flushed: %d events written, %d dropped", self.capture.written, self.capture.dropped)
         await self.router.aclose()
+        self._key_pool.shutdown(wait=False)
+        self._key_pool = ThreadPoolExecutor(self.config.key_lookup_threads, thread_name_prefix="distillguard-keys")
         self.started = False
 
     # ---------------------------------------------------------------- helpers
@@ -269,7 +280,10 @@ class Gateway:
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
         try:
-            return await self._read_body_inner(request, limit)
+            async with asyncio.timeout(self.config.body_timeout):
+                return await self._read_body_inner(request, limit)
+        except TimeoutError as exc:
+            raise ApiError(408, "invalid_request_error", f"The request body did not arrive within {self.config.body_timeout:g} s; send it at once.") from exc
         except ClientDisconnect as exc:
             raise ApiError(400, "invalid_request_error", "The client closed the connection before sending the whole body.") from exc
 
@@ -331,23 +345,56 @@ class Gateway:
 
     # ---------------------------------------------------------------- the request path
 
-    async def authenticate(self, api: Api, request: Request) -> KeyRecord | Response:
+    async def authenticate(self, api: Api, request: Request, hold: bool = False) -> KeyRecord | Response:
+        """The key's record, or the error response. With `hold`, the request also takes one of
+        the key's in-flight slots (503 when none is free), given back by `release`."""
         key = _key_from(request.scope)
+        addr = request.client.host if request.client else "?"
+        rec = self.keys.lookup_cached(key) if key is not None else None
+        if not isinstance(rec, KeyRecord) and not (rec is False and key is not None and self.keys.is_cached(key)):
+            # Only what is not a known key is limited per address: one that costs a store
+            # look-up for an unknown id, or fails. A known key (valid in the cache, or cached
+            # and due to be read again) from a busy address is never refused here.
+            wait = self.login_failures.blocked(addr)
+            if wait is not None:
+                log.info("429 %s from %s: too many failed logins", api, addr)
+                return self.error_response(api, ApiError(429, "rate_limit_error", "Too many requests with a missing, invalid or revoked API key from this address; wait and check the key.",
+                                                         code="too_many_failed_logins", retry_after=max(1, int(wait + 0.999))))
         if key is None:
-            log.info("401 %s from %s: no API key", api, request.client.host if request.client else "?")
+            self.login_failures.failed(addr)
+            log.info("401 %s from %s: no API key", api, addr)
             return self.error_response(api, ApiError(401, "authentication_error", "No API key was sent; pass it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.", code="invalid_api_key"))
-        rec = self.keys.lookup_cached(key)
         if rec is False:
-            rec = await asyncio.to_thread(self.keys.lookup_store, key)
+            rec = await asyncio.get_running_loop().run_in_executor(self._key_pool, self.keys.lookup_store, key)
         if not isinstance(rec, KeyRecord):
-            log.info("401 %s from %s: invalid or revoked key", api, request.client.host if request.client else "?")
+            self.login_failures.failed(addr)
+            log.info("401 %s from %s: invalid or revoked key", api, addr)
             return self.error_response(api, ApiError(401, "authentication_error", "The API key is invalid or has been revoked; create a new key with 'distillguard keys create' or ask the provider.", code="invalid_api_key"))
+        if hold:
+            n = self._inflight.get(rec.key_id, 0)
+            if n >= self.config.max_inflight_per_key:
+                log.info("503 %s account=%s: key %s has %d requests in flight", api, rec.account_id, rec.key_id, n)
+                return self.error_response(api, ApiError(503, "overloaded_error", f"This key already has {n} requests in flight; wait for some to finish.",
+                                                         code="too_many_concurrent_requests", retry_after=1))
+            self._inflight[rec.key_id] = n + 1
+            request.scope[_SLOT] = rec.key_id
         return rec
+
+    def release(self, scope: Any) -> None:
+        """Give back the in-flight slot a request took in `authenticate` (after its answer)."""
+        key_id = scope.pop(_SLOT, None)
+        if key_id is None:
+            return
+        n = self._inflight.get(key_id, 1) - 1
+        if n > 0:
+            self._inflight[key_id] = n
+        else:
+            self._inflight.pop(key_id, None)
 
     async def handle(self, api: Api, request: Request) -> Response:
         t0 = time.perf_counter()
         ts = now_us()
-        auth = await self.authenticate(api, request)
+        auth = await self.authenticate(api, request, hold=True)
         if isinstance(auth, Response):
             return auth
         rec = auth
@@ -358,7 +405,7 @@ class Gateway:
             body = load_body(raw)
             model = body.get("model") if isinstance(body.get("model"), str) else None
             req = PARSERS[api](body)
-            upstream = self.router.resolve(req.model)
+            upstream = self.router.resolve(req.model, remember=False)
             if upstream is None:
                 raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway; list the available models with GET /v1/models.", param="model", code="model_not_found")
             try:
@@ -377,6 +424,7 @@ class Gateway:
                 verdict = ALLOWED
             if not verdict.allowed:
                 raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
+            self.router.remember(req.model, upstream)
             if decision.degraded:
                 cap = self.policy.degrade.max_tokens_cap
                 req.max_tokens = min(req.max_tokens or cap, cap)
@@ -403,9 +451,9 @@ class Gateway:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
         drop_usage = req.stream and api in ("chat.completions", "completions") and not req.include_usage
-        payload = native_request(api, raw, body, req, cap, drop_usage)
         rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
                           self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
+        payload = native_request(api, raw, body, req, cap, drop_usage, rewrite.active)
         if req.stream:
             reader = ResponsesStream(rewrite) if api == "responses" else NativeStream(api, rewrite, drop_usage)
             return await self._native_stream(api, request, rec, req, upstream, payload, reader, decision, subjects, ts, t0)

@@ -49,6 +49,10 @@ class UpstreamDisconnected(ConnectionResetError):
     """The upstream closed the connection before its answer was complete."""
 
 
+class PoolBusy(TimeoutError):
+    """No connection of the pool became free within its `acquire_timeout`."""
+
+
 class BadResponse(Exception):
     """The upstream's answer is not well-formed HTTP/1.x (or uses an unsupported encoding)."""
 
@@ -292,12 +296,13 @@ class HttpPool:
         connect_timeout: seconds to set up a connection.
         read_timeout: seconds to wait for each piece of an answer.
         keepalive_expiry: seconds an idle connection stays in the pool.
+        acquire_timeout: seconds a request waits for a free connection before PoolBusy.
         ssl_context: for https, instead of the system's default verification.
     """
 
     def __init__(self, base_url: str, connections: int = 256, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, keepalive_expiry: float = 4.0,
-                 ssl_context: _ssl.SSLContext | None = None) -> None:
+                 ssl_context: _ssl.SSLContext | None = None, acquire_timeout: float = 10.0) -> None:
         u = urlsplit(base_url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"upstream URL {base_url!r} is not an http:// or https:// URL")
@@ -312,6 +317,7 @@ class HttpPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_expiry = keepalive_expiry
+        self.acquire_timeout = acquire_timeout
         self._ssl = ssl_context
         self._idle: list[_Connection] = []
         self._busy = 0
@@ -374,11 +380,17 @@ class HttpPool:
             raise
 
     async def _acquire(self) -> None:
+        deadline: float | None = None
         while self._busy >= self.connections:
-            fut = self._loop().create_future()
+            loop = self._loop()
+            deadline = deadline or loop.time() + self.acquire_timeout
+            fut = loop.create_future()
             self._waiters.append(fut)
             try:
-                await fut
+                try:
+                    await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                except TimeoutError as exc:
+                    raise PoolBusy(f"no free connection to {self.host_header} within {self.acquire_timeout:g} s") from exc
             except BaseException:
                 if fut in self._waiters:
                     self._waiters.remove(fut)

@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from distillguard.gateway._replica import ChangeFeed
 from distillguard.gateway._store import Store
 
 _DUMMY = hashlib.sha256(b"distillguard-no-such-key").hexdigest()
@@ -58,29 +59,49 @@ def issue_key(store: Store, account_id: str, name: str | None = None) -> IssuedK
     return IssuedKey(key_id, account_id, key)
 
 
-class KeyRing:
-    """The keys the gateway accepts, cached in memory and refreshed from the store."""
+#: seconds a cached key is trusted before the store is asked again (a change the refresh
+#: missed, whatever the cause, lasts at most this long)
+KEY_CACHE_TTL_S = 60.0
 
-    def __init__(self, store: Store, miss_ttl: float = 2.0) -> None:
+
+class KeyRing:
+    """The keys the gateway accepts, cached in memory and refreshed from the store.
+
+    Changes are polled in the database's clock order with an overlap (`ChangeFeed`), and each
+    cached key expires after `ttl` seconds, when the next request reads it from the store.
+    """
+
+    def __init__(self, store: Store, miss_ttl: float = 2.0, ttl: float = KEY_CACHE_TTL_S) -> None:
         self.store = store
         self._keys: dict[str, KeyRecord] = {}
+        self._loaded: dict[str, float] = {}
         self._misses: dict[str, float] = {}
         self._miss_ttl = miss_ttl
-        self._cursor = 0
+        self._ttl = ttl
+        self._feed = ChangeFeed(store.keys_since, "key_id")
+
+    def _put(self, r: dict[str, object]) -> KeyRecord:
+        kid = str(r["key_id"])
+        rec = KeyRecord(kid, str(r["account_id"]), str(r["key_hash"]), r["revoked_us"] is not None)
+        self._keys[kid] = rec
+        self._loaded[kid] = time.monotonic()
+        return rec
 
     def refresh(self) -> int:
-        """Load keys created or revoked since the last refresh (blocking; run in a thread)."""
-        rows = self.store.keys_since(self._cursor)
+        """Load keys created or revoked since the last refresh (blocking; run in a thread);
+        returns how many changed."""
+        rows = self._feed.poll()
         for r in rows:
-            self._keys[r["key_id"]] = KeyRecord(r["key_id"], r["account_id"], r["key_hash"], r["revoked_us"] is not None)
+            self._put(r)
             self._misses.pop(r["key_id"], None)
-            self._cursor = max(self._cursor, r["updated_us"])
         return len(rows)
 
     def lookup_cached(self, key: str) -> KeyRecord | None | bool:
         """The active record for `key`; None if invalid; False if the store must be asked."""
         kid = key_id_of(key)
         rec = self._keys.get(kid) if kid else None
+        if rec is not None and time.monotonic() - self._loaded.get(rec.key_id, 0.0) > self._ttl:
+            return False  # expired: read it again
         if rec is None:
             if kid is None:
                 hmac.compare_digest(hash_key(key), _DUMMY)
@@ -92,6 +113,11 @@ class KeyRing:
             return False
         ok = hmac.compare_digest(hash_key(key), rec.key_hash)
         return rec if ok and not rec.revoked else None
+
+    def is_cached(self, key: str) -> bool:
+        """Whether `key`'s id is in the cache (maybe expired), whatever its secret."""
+        kid = key_id_of(key)
+        return kid is not None and kid in self._keys
 
     def lookup_store(self, key: str) -> KeyRecord | None:
         """Cache miss: read the key from the store (blocking; run in a thread)."""
@@ -105,8 +131,7 @@ class KeyRing:
             self._misses[kid] = time.monotonic()
             hmac.compare_digest(hash_key(key), _DUMMY)
             return None
-        rec = KeyRecord(r["key_id"], r["account_id"], r["key_hash"], r["revoked_us"] is not None)
-        self._keys[kid] = rec
+        rec = self._put(r)
         ok = hmac.compare_digest(hash_key(key), rec.key_hash)
         return rec if ok and not rec.revoked else None
 

@@ -53,7 +53,7 @@ def _answer(body: dict[str, Any], model: str) -> str:
     result = _tool_result(body)
     if result is not None:
         return f"The tool said: {result}"
-    if model == "mock-echo":
+    if model == "mock-echo" or model.endswith("-echo"):
         msgs = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
         return _text(msgs[-1].get("content")) if msgs else str(body.get("prompt", ""))
     return ANSWER
@@ -101,6 +101,8 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         now = int(time.time())
         text = _answer(body, model)
         think = reasoning or model.endswith("-reason")
+        n = body.get("n") or body.get("best_of") or 1
+        n_choices = n if isinstance(n, int) and 1 <= n <= 8 else 1
         tool = _tool(body) if chat else None
         call = {"id": "call_mock", "type": "function", "function": {"name": tool, "arguments": json.dumps(TOOL_ARGS)}}
         finish = "tool_calls" if tool else "stop"
@@ -111,18 +113,27 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
                 await resp.write(b'{"id": "x", "choices": [')
                 break_now(request)
                 return resp
-            if chat:
-                msg: dict[str, Any] = {"role": "assistant", "content": None if tool else text}
-                if tool:
-                    msg["tool_calls"] = [call]
-                if think:
-                    msg["reasoning_content"] = REASONING
-                choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": finish}
-            else:
-                choice = {"index": 0, "text": text, "finish_reason": "stop"}
+            choices: list[dict[str, Any]] = []
+            for i in range(n_choices):
+                # as OpenAI: `n` answers, and with logprobs the tokens of each (the raw text)
+                text_i = text if i == 0 else f"{text} (choice {i})"
+                if chat:
+                    msg: dict[str, Any] = {"role": "assistant", "content": None if tool else text_i}
+                    if tool:
+                        msg["tool_calls"] = [call]
+                    if think:
+                        msg["reasoning_content"] = REASONING
+                    choice: dict[str, Any] = {"index": i, "message": msg, "finish_reason": finish}
+                    if body.get("logprobs"):
+                        choice["logprobs"] = {"content": [{"token": t, "logprob": -0.5} for t in text_i.split(" ")]}
+                else:
+                    choice = {"index": i, "text": text_i, "finish_reason": "stop"}
+                    if body.get("logprobs"):
+                        choice["logprobs"] = {"tokens": text_i.split(" "), "token_logprobs": [-0.5] * len(text_i.split(" "))}
+                choices.append(choice)
             return web.json_response({
                 "id": "mock-1", "object": "chat.completion" if chat else "text_completion", "created": now, "model": model,
-                "choices": [choice], "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
+                "choices": choices, "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
             })
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
@@ -143,7 +154,11 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
                 if model == "mock-break" and i == 2:
                     break_now(request)
                     return resp
-                await chunk({"index": 0, "delta": {"content": p}, "finish_reason": None} if chat else {"index": 0, "text": p, "finish_reason": None})
+                for c in range(n_choices):
+                    ch = {"index": c, "delta": {"content": p}, "finish_reason": None} if chat else {"index": c, "text": p, "finish_reason": None}
+                    if body.get("logprobs"):
+                        ch["logprobs"] = {"content": [{"token": p, "logprob": -0.5}]} if chat else {"tokens": [p]}
+                    await chunk(ch)
         end = {"index": 0, "delta": {}, "finish_reason": finish} if chat else {"index": 0, "text": "", "finish_reason": "stop"}
         await resp.write(b"data: " + json.dumps({"id": "mock-1", "choices": [end]}).encode() + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):

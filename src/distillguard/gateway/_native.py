@@ -23,6 +23,14 @@ from distillguard.enforce import ThinkFilter, strip_think, summarise_reasoning
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Reply
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
+#: request fields that would put answer text beside the rewritten one, dropped when the watermark
+#: or degrade applies: more choices (the gateway rewrites one), token logprobs (the original
+#: tokens), audio output (a second rendering of the answer)
+UNREWRITABLE_FIELDS = ("n", "best_of", "logprobs", "top_logprobs", "audio", "modalities")
+#: `include` entries of the Responses API dropped for the same reason
+UNREWRITABLE_INCLUDES = ("message.output_text.logprobs",)
+#: answer fields dropped from a choice when the watermark or degrade applies
+_CHOICE_LEAKS = ("logprobs", "audio")
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")
 
 
@@ -41,12 +49,22 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest, cap: int | None, add_usage: bool) -> bytes:
-    """The bytes to send upstream: the client's own, unless max_tokens must be capped or usage
-    requested in an OpenAI stream (for the token counts capture and limits need)."""
-    if cap is None and not add_usage:
+def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest, cap: int | None, add_usage: bool,
+                   rewrite: bool = False) -> bytes:
+    """The bytes to send upstream: the client's own, unless max_tokens must be capped, usage
+    requested in an OpenAI stream (for the token counts capture and limits need), or the answer
+    is rewritten (`rewrite`: watermark or degrade), which drops UNREWRITABLE_FIELDS."""
+    leaks = [f for f in UNREWRITABLE_FIELDS if f in body] if rewrite and api != "messages" else []
+    # the Responses API asks for token logprobs in `include`
+    include = body.get("include") if rewrite and api == "responses" else None
+    kept = [i for i in include if i not in UNREWRITABLE_INCLUDES] if isinstance(include, list) else include
+    if cap is None and not add_usage and not leaks and kept == include:
         return raw
     out = dict(body)
+    for f in leaks:
+        del out[f]
+    if kept != include:
+        out["include"] = kept
     if cap is not None:
         name = "max_output_tokens" if api == "responses" else "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
         out[name] = min(req.max_tokens or cap, cap)
@@ -116,7 +134,12 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ApiError(502, "api_error", f"The upstream model server {upstream} answered without choices.")
-        text = _openai_choice(api, choices[0], rewrite)
+        if rewrite.active and len(choices) > 1:
+            # the request asked for one choice (native_request); an upstream that sent more
+            # anyway must not hand out unrewritten ones
+            del choices[1:]
+        # every choice is served, so every choice is captured
+        text = "\n".join(_openai_choice(api, c, rewrite) for c in choices if isinstance(c, dict))
         pt, ct = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
         finish = _finish(choices[0].get("finish_reason"))
         reasoning = ""
@@ -131,6 +154,9 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
 
 def _openai_choice(api: Api, choice: dict[str, Any], rewrite: Rewrite) -> str:
     """The choice's answer text (rewritten in place when policy says so)."""
+    if rewrite.active:
+        for k in _CHOICE_LEAKS:
+            choice.pop(k, None)
     if api == "completions":
         text = choice.get("text")
         if not isinstance(text, str):
@@ -420,9 +446,16 @@ class NativeStream:
             if self._template is None:
                 self._template = {k: v for k, v in obj.items() if k not in ("choices", "usage")}
             if isinstance(choices, list):
+                # one choice was asked for (native_request): others are not the client's
+                kept = [c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0]
+                if len(kept) != len(choices):
+                    obj["choices"] = choices = kept
+                    changed = True
                 for choice in choices:
-                    if isinstance(choice, dict):
-                        changed |= self._openai_choice(choice)
+                    for k in _CHOICE_LEAKS:
+                        if choice.pop(k, None) is not None:
+                            changed = True
+                    changed |= self._openai_choice(choice)
         if self.drop_usage and isinstance(usage, dict):
             if not choices:
                 return b""

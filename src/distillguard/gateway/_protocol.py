@@ -151,6 +151,10 @@ def _text_of(content: Any, where: str) -> str:
     raise invalid(f"{where} must be a string or a list of content parts.", where)
 
 
+#: longest model name a request may give (the events table's `model` column holds 200)
+MAX_MODEL_CHARS = 200
+
+
 def _opt_int(body: dict[str, Any], name: str, lo: int = 1, hi: int = 1_000_000) -> int | None:
     v = body.get(name)
     if v is None:
@@ -190,6 +194,8 @@ def _model(body: dict[str, Any]) -> str:
     m = body.get("model")
     if not isinstance(m, str) or not m:
         raise invalid("'model' is required and must be a non-empty string.", "model")
+    if len(m) > MAX_MODEL_CHARS:
+        raise invalid(f"'model' must be at most {MAX_MODEL_CHARS} characters, got {len(m)}.", "model")
     return m
 
 
@@ -280,6 +286,9 @@ def parse_openai_completion(body: dict[str, Any]) -> ChatRequest:
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise invalid("'stream_options' must be an object.", "stream_options")
+    # one answer per request, as for chat: the gateway watermarks, degrades and captures one
+    for name in ("n", "best_of"):
+        _opt_int(body, name, 1, 1)
     return ChatRequest(
         api="completions",
         model=model,

@@ -42,6 +42,7 @@ def _rewrite_output(output: list[Any], rewrite: Rewrite) -> tuple[list[str], str
             for part in item.get("content") or []:
                 if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
                     if rewrite.active:
+                        part.pop("logprobs", None)  # the original tokens', beside the rewritten text
                         part["text"], inline = rewrite.text(part["text"])
                         if inline:
                             reasoning.append(inline)
@@ -177,6 +178,8 @@ class ResponsesStream:
         if "output_index" in obj:
             obj["output_index"] = self._index(obj["output_index"])
         key = (str(obj.get("item_id", "")), int(obj.get("content_index") or 0))
+        if "logprobs" in obj:  # the original tokens', beside the rewritten text
+            obj["logprobs"] = []
         if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
             st = self._state(key)
             text = obj["delta"]
@@ -202,10 +205,12 @@ class ResponsesStream:
             return [*out, obj]
         if kind == "response.content_part.done" and isinstance(obj.get("part"), dict) and key in self._final:
             obj["part"]["text"] = self._final[key]
+            obj["part"].pop("logprobs", None)
         if kind == "response.output_item.done" and item is not None and item.get("type") == "message":
             for i, part in enumerate(item.get("content") or []):
                 if isinstance(part, dict) and (str(item.get("id", "")), i) in self._final:
                     part["text"] = self._final[(str(item.get("id", "")), i)]
+                    part.pop("logprobs", None)
         return [obj]
 
     def _finish_response(self, resp: dict[str, Any]) -> None:
@@ -221,6 +226,7 @@ class ResponsesStream:
                     key = (str(item.get("id", "")), i)
                     if isinstance(part, dict) and key in self._final:
                         part["text"] = self._final[key]
+                        part.pop("logprobs", None)
 
 
 # ---------------------------------------------------------------- stored responses
@@ -255,6 +261,7 @@ def responses_router(gw: Any) -> Any:
         "200": {"description": "The stored response", "content": {"application/json": {"schema": {"type": "object", "required": ["id", "output"]}}}},
         **{str(code): {"description": what, **err} for code, what in (
             (401, "Missing, invalid or revoked key"), (403, "Account blocked"), (404, "No such response of this account's"),
+            (429, "Too many failed logins from this address"),
             (502, "Upstream failed"), (504, "Upstream timed out"))}}}
 
     @r.get("/v1/responses/{response_id}", response_class=Response, openapi_extra=extra)

@@ -63,17 +63,88 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def coalescing_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol (httptools, or h11 without it) over a `CoalescingTransport`."""
+log = logging.getLogger("distillguard.gateway")
+
+
+def _refusal(status: int, reason: str) -> bytes:
+    text = reason.encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(text)}\r\nconnection: close\r\n\r\n").encode() + text
+
+
+def coalescing_protocol(config: GatewayConfig | None = None) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools, or h11 without it) over a `CoalescingTransport`,
+    with the client limits of `config` (httptools only; h11 has its own header size cap):
+    at most `max_connections` open connections (more are closed at once), `header_timeout`
+    seconds for a connection to send a request's headers (so idle and slow-header connections
+    end), and `max_header_bytes` for the request line and headers (431)."""
+    cfg = config or GatewayConfig()
     base: Any
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:  # httptools is not installed
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
 
+        class CoalescingH11(base):  # type: ignore[misc,valid-type]
+            def connection_made(self, transport: asyncio.Transport) -> None:
+                super().connection_made(CoalescingTransport(transport, self.loop))
+
+        return CoalescingH11
+
     class CoalescingProtocol(base):  # type: ignore[misc,valid-type]
+        _in_head = True
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(CoalescingTransport(transport, self.loop))
+            if len(self.connections) > cfg.max_connections:
+                self._in_head = False
+                transport.abort()  # cheaper than any answer; the client sees a reset
+                return
+            self._start_head()
+
+        def _start_head(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            self._head_timer = self.loop.call_later(cfg.header_timeout, self._head_timed_out)
+
+        def _end_head(self) -> None:
+            self._in_head = False
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _refuse(self, status: int, reason: str) -> None:
+            self._end_head()
+            if not self.transport.is_closing():
+                self.transport.write(_refusal(status, reason))
+                self.transport.close()
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self._in_head:
+                self._refuse(408, "Request Timeout")
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            # checked after parsing: a read that finished the headers may carry body bytes too
+            if self._in_head and self._head_bytes > cfg.max_header_bytes:
+                self._refuse(431, "Request Header Fields Too Large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._in_head:  # the next request on a kept-alive connection
+                self._start_head()
+
+        def on_headers_complete(self) -> None:
+            self._end_head()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._end_head()
+            super().connection_lost(exc)
 
     return CoalescingProtocol
 
@@ -89,9 +160,13 @@ def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 8000, log_leve
     except ImportError:
         loop = "asyncio"
     kw.setdefault("timeout_graceful_shutdown", 10)
+    gw = getattr(app, "gateway", None)
+    config = gw.config if gw is not None else None
+    if config is not None:
+        kw.setdefault("h11_max_incomplete_event_size", config.max_header_bytes)
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, loop=loop,
-        http=coalescing_protocol(), server_header=False, **kw,
+        http=coalescing_protocol(config), server_header=False, **kw,
     )
 
 

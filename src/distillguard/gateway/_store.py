@@ -3,6 +3,7 @@ PostgreSQL through SQLAlchemy Core. Calls are blocking; the gateway runs them in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -14,11 +15,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from distillguard._errors import ConfigError
+from distillguard._private import create_private, mask_url
 
 log = logging.getLogger("distillguard.gateway")
 
+#: longest event id the events table holds
+EVENT_ID_CHARS = 64
+
 EVENT_COLUMNS: list[tuple[str, Any]] = [
-    ("event_id", sa.String(64)),
+    ("event_id", sa.String(EVENT_ID_CHARS)),
     ("ts_us", sa.BigInteger()),
     ("account_id", sa.String(200)),
     ("key_id", sa.String(64)),
@@ -43,10 +48,82 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
+#: appended to a string cut to fit its column (the stored value says it is not whole)
+TRUNCATION_MARKER = "…[truncated]"
+#: what stands in for a character no database stores in text (NUL, a lone surrogate)
+REPLACEMENT_CHAR = "\ufffd"
+#: PostgreSQL INTEGER's range: a larger count would fail the whole batch insert
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# NUL fails PostgreSQL text; lone surrogates fail UTF-8 encoding in both drivers
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bound_plan() -> tuple[list[tuple[int, int | None]], list[int]]:
+    """(index, most characters or None) of the text columns, and the indices of INTEGER ones."""
+    texts: list[tuple[int, int | None]] = []
+    ints: list[int] = []
+    for i, (_, t) in enumerate(EVENT_COLUMNS):
+        if isinstance(t, sa.String):  # Text is a String without a length
+            texts.append((i, t.length))
+        elif isinstance(t, sa.Integer) and not isinstance(t, sa.BigInteger):
+            ints.append(i)
+    return texts, ints
+
+
+_TEXT_COLUMNS, _INT_COLUMNS = _bound_plan()
+
+
+def _storable(value: str) -> bool:
+    # The usual text is checked in C without a regex pass: a NUL search, CPython's cached
+    # ASCII flag, and only for other text a UTF-8 encode (which fails on lone surrogates).
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def bound_text(value: str, length: int | None) -> str:
+    """`value` with unstorable characters replaced and cut (with TRUNCATION_MARKER) to `length`."""
+    if not _storable(value):
+        value = _UNSTORABLE.sub(REPLACEMENT_CHAR, value)
+    if length is not None and len(value) > length:
+        value = value[: length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+    return value
+
+
+def bound_event(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An EVENT_FIELDS tuple that fits the events table: a client controls most of its text
+    (prompt, model, user agent), and one row the database refuses fails its whole batch."""
+    fixed: list[Any] | None = None
+    for i, length in _TEXT_COLUMNS:
+        v = row[i]
+        # the usual ASCII text within its length is settled here, without a call
+        if v.__class__ is str and ("\x00" in v or not v.isascii() or (length is not None and len(v) > length)):
+            b = bound_text(v, length)
+            if b != v:
+                fixed = fixed or list(row)
+                fixed[i] = b
+    for i in _INT_COLUMNS:
+        v = row[i]
+        if v.__class__ is int and not INT32_MIN <= v <= INT32_MAX:
+            fixed = fixed or list(row)
+            fixed[i] = min(max(v, INT32_MIN), INT32_MAX)
+    return row if fixed is None else tuple(fixed)
+
 
 def event_tuples(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Rows as tuples in EVENT_FIELDS order (capture's rows already are)."""
     return [r if isinstance(r, tuple) else tuple(r.get(c) for c in EVENT_FIELDS) for r in rows]
+
+
+def _dead_row_json(row: tuple[Any, ...]) -> str:
+    # ASCII JSON escapes NUL and surrogates, so the dead-letter row itself always stores
+    return json.dumps(dict(zip(EVENT_FIELDS, row, strict=False)), ensure_ascii=True, default=repr)
 
 
 def now_us() -> int:
@@ -83,12 +160,13 @@ class Store:
         self.prefix = prefix
         try:
             if self.url.startswith("sqlite"):
+                _private_sqlite_file(self.url)
                 self.engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         except Exception as exc:
-            raise ConfigError(f"Cannot open database {url!r}: {exc}") from exc
+            raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc}") from exc
         md = sa.MetaData()
         p = prefix
         self.events = sa.Table(
@@ -131,6 +209,16 @@ class Store:
             sa.Column("config", sa.Text(), nullable=False),
             sa.Column("updated_us", sa.BigInteger(), nullable=False),
         )
+        # events the events table refused even after bound_event: kept whole (as JSON) for an
+        # operator to look at, instead of blocking every event behind them
+        self.dead_events = sa.Table(
+            f"{p}dead_events", md,
+            sa.Column("id", sa.Integer().with_variant(sa.BigInteger(), "postgresql"), primary_key=True, autoincrement=True),
+            sa.Column("set_aside_us", sa.BigInteger(), nullable=False),
+            sa.Column("event_id", sa.String(EVENT_ID_CHARS)),
+            sa.Column("error", sa.Text(), nullable=False),
+            sa.Column("row_json", sa.Text(), nullable=False),
+        )
         self.metadata = md
         q = self.engine.dialect.identifier_preparer.quote
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -143,7 +231,7 @@ class Store:
             md.create_all(self.engine)
             self._add_missing_event_columns()
         except sa.exc.OperationalError as exc:
-            raise ConfigError(f"Cannot open database {url!r}: {exc.orig}") from exc
+            raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc.orig}") from exc
 
     def _add_missing_event_columns(self) -> None:
         """Add columns that newer versions capture (end_user, batch_id) to an events table made before them."""
@@ -167,9 +255,10 @@ class Store:
 
     # ------------------------------------------------------------ events
 
-    def insert_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> int:
+    def insert_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]], bounded: bool = False) -> int:
         """Insert events (mappings, or tuples in EVENT_FIELDS order as capture makes them); an
-        event_id already stored is skipped, so retries never duplicate.
+        event_id already stored is skipped, so retries never duplicate. Each row first goes
+        through `bound_event` unless the caller says it did that (`bounded`).
 
         Returns the number of rows inserted where the driver reports it (SQLite), else -1.
         """
@@ -177,10 +266,30 @@ class Store:
             return 0
         # Straight to the driver's executemany: SQLAlchemy's per-row statement building cost
         # several times the insert itself on the capture thread.
-        values = event_tuples(rows)
+        values = event_tuples(rows) if bounded else [bound_event(r) for r in event_tuples(rows)]
         with self.engine.begin() as con:
             res = con.exec_driver_sql(self._insert_sql, values)
         return -1 if res.rowcount is None else int(res.rowcount)
+
+    def set_aside_events(self, rows: Sequence[Mapping[str, Any] | tuple[Any, ...]], error: str) -> None:
+        """Keep events the events table refused in the dead-letter table (`<prefix>dead_events`)."""
+        t = now_us()
+        values = []
+        for r in event_tuples(rows):
+            eid = r[0] if isinstance(r[0], str) else None
+            values.append({"set_aside_us": t, "event_id": None if eid is None else bound_text(eid, EVENT_ID_CHARS),
+                           "error": bound_text(error, None), "row_json": _dead_row_json(r)})
+        with self.engine.begin() as con:
+            con.execute(sa.insert(self.dead_events), values)
+
+    def dead_events_list(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(sa.select(self.dead_events).order_by(self.dead_events.c.id))]
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (capture tells an outage from a bad row)."""
+        with self.engine.connect() as con:
+            con.exec_driver_sql("SELECT 1")
 
     def count_events(self) -> int:
         with self.engine.connect() as con:
@@ -233,13 +342,20 @@ class Store:
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(sa.select(self.accounts).order_by(self.accounts.c.account_id))]
 
+    def db_now_us(self) -> Any:
+        """The database's clock in µs, as an SQL expression: replicas order changes by it, as
+        the writing hosts' clocks may disagree (see `_replica.py`)."""
+        if self.engine.dialect.name == "postgresql":
+            return sa.literal_column("CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)")
+        return sa.literal_column("CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)")
+
     def add_key(self, key_id: str, account_id: str, key_hash: str, name: str | None = None) -> None:
-        t = now_us()
+        t = self.db_now_us()
         with self.engine.begin() as con:
             con.execute(sa.insert(self.keys).values(key_id=key_id, account_id=account_id, key_hash=key_hash, name=name, created_us=t, updated_us=t))
 
     def revoke_key(self, key_id: str) -> bool:
-        t = now_us()
+        t = self.db_now_us()
         with self.engine.begin() as con:
             res = con.execute(sa.update(self.keys).where(self.keys.c.key_id == key_id, self.keys.c.revoked_us.is_(None)).values(revoked_us=t, updated_us=t))
         return bool(res.rowcount)
@@ -258,27 +374,35 @@ class Store:
 
     def add_override(self, account_id: str, action: str, by: str = "", note: str = "", ts_us: int | None = None) -> int:
         with self.engine.begin() as con:
-            res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or now_us(), by=by, note=note))
+            res = con.execute(sa.insert(self.overrides).values(account_id=account_id, action=action, ts_us=ts_us or self.db_now_us(), by=by, note=note))
         return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     def add_overrides(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
         """Several (account_id, action, by, note) overrides in one transaction."""
         if not rows:
             return
-        ts = now_us()
+        ts = self._db_time()
         with self.engine.begin() as con:
             con.execute(sa.insert(self.overrides), [{"account_id": a, "action": act, "ts_us": ts, "by": by, "note": note} for a, act, by, note in rows])
 
-    def overrides_since(self, last_id: int) -> list[dict[str, Any]]:
+    def overrides_since(self, last_id: int, also: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """Overrides with an id above `last_id` or in `also` (ids a replica saw skipped)."""
+        cond = self.overrides.c.id > last_id
+        if also:
+            cond = sa.or_(cond, self.overrides.c.id.in_(list(also)))
         with self.engine.connect() as con:
-            q = sa.select(self.overrides).where(self.overrides.c.id > last_id).order_by(self.overrides.c.id)
+            q = sa.select(self.overrides).where(cond).order_by(self.overrides.c.id)
             return [dict(r._mapping) for r in con.execute(q)]
 
+    def _db_time(self) -> int:
+        with self.engine.connect() as con:
+            return int(con.execute(sa.select(self.db_now_us())).scalar_one())
+
     def set_limits(self, subject: str, config_json: str) -> None:
-        stmt = self._insert(self.limits)
+        stmt = self._insert(self.limits).values(subject=subject, config=config_json, updated_us=self.db_now_us())
         stmt = stmt.on_conflict_do_update(index_elements=["subject"], set_={"config": stmt.excluded.config, "updated_us": stmt.excluded.updated_us})
         with self.engine.begin() as con:
-            con.execute(stmt, {"subject": subject, "config": config_json, "updated_us": now_us()})
+            con.execute(stmt)
 
     def limits_since(self, updated_us: int) -> list[dict[str, Any]]:
         with self.engine.connect() as con:
@@ -293,6 +417,21 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (it holds every prompt and
+    answer; SQLite gives its -wal and -shm files the same mode), and warn about an existing
+    one that others can read."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not create_private(p):
+        mode = p.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("database file %s can be read by others (mode %o); chmod 600 it and its -wal and -shm files", p, mode)
 
 
 def _sqlite_pragmas(dbapi_con: Any, _record: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from distillguard._errors import ConfigError
-from distillguard.gateway._http import BadResponse, HttpPool, Response, header_lines
+from distillguard.gateway._http import BadResponse, HttpPool, PoolBusy, Response, header_lines
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Delta, Reply
 
 log = logging.getLogger("distillguard.gateway")
@@ -93,8 +93,10 @@ def _finish(reason: Any) -> Any:
 class _HttpUpstream:
     watermarks_itself = False
 
-    def __init__(self, name: str, base_url: str, api_key: str | None, timeout: float, connections: int) -> None:
+    def __init__(self, name: str, base_url: str, api_key: str | None, timeout: float, connections: int,
+                 acquire_timeout: float = 10.0) -> None:
         self.name = name
+        self.acquire_timeout = acquire_timeout
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
@@ -106,7 +108,8 @@ class _HttpUpstream:
             raise ConfigError(f"The upstream URL {base_url!r} has no usable host or port; use http(s)://HOST[:PORT]/PATH.") from exc
 
     def _new_pool(self) -> HttpPool:
-        return HttpPool(self.base_url, self.connections, connect_timeout=min(self.timeout, 10.0), read_timeout=self.timeout)
+        return HttpPool(self.base_url, self.connections, connect_timeout=min(self.timeout, 10.0), read_timeout=self.timeout,
+                        acquire_timeout=self.acquire_timeout)
 
     def _get_pool(self) -> HttpPool:
         if self._pool.closed:  # closed with the gateway; it may start again
@@ -129,6 +132,9 @@ class _HttpUpstream:
             self._header_lines = self._header_block()
         try:
             resp = await self._get_pool().post(path, data, self._header_lines)
+        except PoolBusy as exc:
+            raise ApiError(503, "overloaded_error", f"Every connection to the upstream model server {self.name} stayed busy for {self.acquire_timeout:g} s; retry later.",
+                           retry_after=1) from exc
         except TimeoutError as exc:
             raise ApiError(504, "timeout_error", f"The upstream model server {self.name} did not answer within {self.timeout:g} s; retry later.") from exc
         except BadResponse as exc:
@@ -240,8 +246,8 @@ class OpenAIUpstream(_HttpUpstream):
     native_apis = frozenset({"chat.completions", "completions"})
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "openai",
-                 responses: bool = False) -> None:
-        super().__init__(name, base_url, api_key, timeout, connections)
+                 acquire_timeout: float = 10.0, responses: bool = False) -> None:
+        super().__init__(name, base_url, api_key, timeout, connections, acquire_timeout)
         if responses:  # it speaks the Responses API too (and keeps responses by id)
             self.native_apis = frozenset({"chat.completions", "completions", "responses"})
         self._hdrs = {"content-type": "application/json"}
@@ -340,8 +346,9 @@ class AnthropicUpstream(_HttpUpstream):
 
     native_apis = frozenset({"messages"})
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "anthropic") -> None:
-        super().__init__(name, base_url, api_key, timeout, connections)
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "anthropic",
+                 acquire_timeout: float = 10.0) -> None:
+        super().__init__(name, base_url, api_key, timeout, connections, acquire_timeout)
         self._hdrs = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
         if api_key:
             self._hdrs["x-api-key"] = api_key
@@ -418,6 +425,11 @@ class AnthropicUpstream(_HttpUpstream):
         raise ApiError(502, "api_error", f"The upstream model server {self.name} ended the stream without message_stop.")
 
 
+#: most model names the router remembers, and the longest it remembers (so at most ~2 MB)
+ROUTE_CACHE_NAMES = 10_000
+ROUTE_CACHE_NAME_CHARS = 200
+
+
 @dataclass
 class Route:
     pattern: str
@@ -441,13 +453,20 @@ class Router:
             self.routes.insert(i, route)
         self._cache.clear()
 
-    def resolve(self, model: str) -> Upstream | None:
+    def resolve(self, model: str, remember: bool = True) -> Upstream | None:
+        """The upstream for `model`. With `remember` False the answer is not cached: the
+        gateway caches a name only once policy and limits let its request through
+        (`remember`), so refused requests cannot fill the cache with names."""
         if model in self._cache:
             return self._cache[model]
         hit = next((r.upstream for r in self.routes if fnmatch.fnmatchcase(model, r.pattern)), None)
-        if len(self._cache) < 10_000:
-            self._cache[model] = hit
+        if remember:
+            self.remember(model, hit)
         return hit
+
+    def remember(self, model: str, hit: Upstream | None) -> None:
+        if len(self._cache) < ROUTE_CACHE_NAMES and len(model) <= ROUTE_CACHE_NAME_CHARS:
+            self._cache[model] = hit
 
     def models(self) -> list[str]:
         return [r.pattern for r in self.routes]

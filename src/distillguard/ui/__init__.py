@@ -5,6 +5,7 @@
 """
 
 from distillguard.ui._app import create_app
+from distillguard.ui._guard import COOKIE, ConsoleGuard, cookie_value, csrf_value
 from distillguard.ui._overrides import (
     CONSOLE_ACTIONS,
     OVERRIDE_ACTIONS,
@@ -15,11 +16,15 @@ from distillguard.ui._overrides import (
 )
 
 __all__ = [
+    "COOKIE",
     "CONSOLE_ACTIONS",
     "OVERRIDE_ACTIONS",
     "ActionHook",
+    "ConsoleGuard",
     "Override",
     "OverrideLog",
     "admin_api_hook",
+    "cookie_value",
     "create_app",
+    "csrf_value",
 ]

@@ -88,6 +88,7 @@ def create_app(
     warm_campaigns: int = 10,
     warm_now: bool = False,
     indicators: str | Path | Sequence[str | Path] | None = None,
+    csrf: str = "",
 ) -> Any:
     """Build the console for one traffic log and one scan.
 
@@ -104,6 +105,7 @@ def create_app(
         indicators: partners' STIX bundles or indicator stores (see
             `distillguard.report.load_indicators`); accounts of the log that match are listed
             on the front page and their pages.
+        csrf: the value the action forms carry (`ConsoleGuard.csrf`; the guard checks it).
 
     Returns:
         A FastAPI app; mount it under a prefix (e.g. `/console`) or serve it alone.
@@ -143,6 +145,7 @@ def create_app(
         match_rows.append((acct, kinds, cases.account(acct)))
     overrides = OverrideLog(verdicts_dir, hook=on_action)
     env = _env()
+    env.globals["csrf"] = csrf
     plots: dict[str, str] = {}
     plots_lock = threading.Lock()
 

@@ -13,7 +13,6 @@ marked before a rotation still verifies.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillguard._errors import ConfigError
+from distillguard._private import write_private
 from distillguard.watermark._config import WatermarkConfig
 
 if TYPE_CHECKING:
@@ -100,14 +100,9 @@ class WatermarkKey:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the key file, readable by its owner only."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_json(), fh, indent=2)
-            fh.write("\n")
-        return path
+        """Write the key file, readable by its owner only, by temporary file and rename (a
+        crash mid-write keeps the old file, and an existing file's looser mode goes)."""
+        return write_private(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> WatermarkKey:

@@ -15,6 +15,7 @@ import torch
 from transformers import LogitsProcessor
 
 from distillguard.watermark import _seeding as S
+from distillguard.watermark._config import WatermarkConfig
 from distillguard.watermark._keys import KeyVersion
 from distillguard.watermark._scheme import LayerKeys
 
@@ -122,27 +123,50 @@ class WatermarkLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
         h = self.config.context_width
         if input_ids.shape[1] < h:
             return scores
-        cfg = self.config
         t = self._on(scores.device, scores.shape[1])
         windows = input_ids[:, -h:].long()
         vals = self._values(windows, t)
-        if cfg.scheme == "kgw":
-            green = S.below_t(vals, self._threshold).float()
-            bias = torch.einsum("blv,l->bv", green, t.weights)
-            return scores + bias.to(scores.dtype)  # type: ignore[return-value]
-        biased: torch.Tensor = scores
-        if vals.shape[1] > 1:
-            biased = biased + S.below_t(vals[:, 1], self._threshold).to(scores.dtype) * cfg.account_delta
-        probs = torch.softmax(biased.double(), dim=-1)
-        rank = torch.log(S.unit_t(vals[:, 0])) / probs  # log r / p: argmax = argmax r ** (1/p)
-        rank = rank.masked_fill(probs <= 0, float("-inf"))
-        out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, rank.argmax(dim=1, keepdim=True), 0.0)
-        if cfg.skip_repeated and input_ids.shape[1] > h:
+        repeated = None
+        if self.config.scheme == "gumbel" and self.config.skip_repeated and input_ids.shape[1] > h:
             if h == 1:
                 repeated = (input_ids[:, :-1] == input_ids[:, -1:]).any(dim=1, keepdim=True)
             else:
                 past = S.context_ids_t(input_ids[:, :-1].long().unfold(1, h, 1))  # (B, T - h)
                 repeated = (past == S.context_ids_t(windows)[:, None]).any(dim=1, keepdim=True)
-            out = torch.where(repeated, biased, out)
-        return out  # type: ignore[return-value]
+        return mark(scores, vals, t.weights[None, :], self.config, self._threshold, repeated)  # type: ignore[return-value]
+
+
+def mark(
+    scores: torch.Tensor,
+    vals: torch.Tensor,
+    weights: torch.Tensor,
+    cfg: WatermarkConfig,
+    threshold: int,
+    repeated: torch.Tensor | None,
+) -> torch.Tensor:
+    """Marked logits from the keyed values of every candidate token.
+
+    Args:
+        scores: (B, V) logits.
+        vals: (B, 1 or 2, V) keyed values, global layer then account layer.
+        weights: (1 or B, 1 or 2) float32 logit bias of each layer (0 turns a layer off in a row).
+        cfg: the key version's configuration (scheme).
+        threshold: `green_threshold(cfg.gamma)`.
+        repeated: (B, 1) rows whose context already occurred in the sequence (Gumbel leaves them
+            unmarked), or None.
+    """
+    green = S.below_t(vals, threshold).float()
+    if cfg.scheme == "kgw":
+        bias = (green * weights[:, : vals.shape[1], None]).sum(dim=1)
+        return scores + bias.to(scores.dtype)
+    biased: torch.Tensor = scores
+    if vals.shape[1] > 1:
+        biased = biased + (green[:, 1] * weights[:, 1:2]).to(scores.dtype)
+    probs = torch.softmax(biased.double(), dim=-1)
+    rank = torch.log(S.unit_t(vals[:, 0])) / probs  # log r / p: argmax = argmax r ** (1/p)
+    rank = rank.masked_fill(probs <= 0, float("-inf"))
+    out = torch.full_like(scores, float("-inf"))
+    out.scatter_(1, rank.argmax(dim=1, keepdim=True), 0.0)
+    if repeated is not None:
+        out = torch.where(repeated, biased, out)
+    return out

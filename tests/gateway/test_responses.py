@@ -227,3 +227,29 @@ def test_watermark_on_output_text(tmp_path: Path, mock_upstream: str) -> None:
         assert got == {"mock-echo": want, "fake-x": translated.output_text}
     finally:
         srv.stop()
+
+
+def test_token_logprobs_are_dropped_where_the_answer_is_rewritten() -> None:
+    """Logprobs carry the upstream's own tokens: beside a watermarked or degraded text they would
+    give the original back."""
+    from distillguard.gateway._native import Rewrite, native_request
+    from distillguard.gateway._responses import parse_responses
+    from distillguard.gateway._responses_native import ResponsesStream, read_response
+
+    body = {"model": "m", "input": "hi", "include": ["message.output_text.logprobs", "reasoning.encrypted_content"], "top_logprobs": 3}
+    req = parse_responses(body)
+    raw = json.dumps(body).encode()
+    assert native_request("responses", raw, body, req, None, False, rewrite=False) == raw
+    sent = json.loads(native_request("responses", raw, body, req, None, False, rewrite=True))
+    assert sent["include"] == ["reasoning.encrypted_content"] and "top_logprobs" not in sent
+    part = {"type": "output_text", "text": "the answer", "annotations": [], "logprobs": [{"token": "the", "logprob": -0.1}]}
+    answer = {"id": "resp_1", "output": [{"id": "msg_1", "type": "message", "role": "assistant", "content": [dict(part)]}],
+              "usage": {"input_tokens": 1, "output_tokens": 2}}
+    kept, _reply, _ = read_response(json.dumps(answer).encode(), req, Rewrite(), "up")
+    assert "logprobs" in kept.decode()
+    out, reply, _ = read_response(json.dumps(answer).encode(), req, Rewrite(degrade=True), "up")
+    assert "logprobs" not in out.decode() and reply.text == "the answer"
+    stream = ResponsesStream(Rewrite(degrade=True))
+    ev = {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "the", "logprobs": [{"token": "the"}]}
+    sent_ev = stream.feed(f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode())
+    assert b'"logprobs":[]' in sent_ev and b'"token"' not in sent_ev

@@ -283,3 +283,22 @@ def test_runner_holds_a_new_batch_for_one_detection_round(tmp_path: Path) -> Non
     assert store.renew("batch_1", "r1", 0) and not store.renew("batch_1", "r2", 0)
     time.sleep(0.01)
     assert store.claim("r2", 60_000_000)["batch_id"] == "batch_1"  # type: ignore[index]  # r1's lease ran out
+
+
+def test_hostile_text_in_a_batch_is_captured_bounded(batch_db: tuple[str, str], mock_upstream: str) -> None:
+    """A NUL (which PostgreSQL refuses in text) in a batch's prompt and in its echoed answer:
+    the batch is accepted, runs, and its event holds the text as capture bounds it."""
+    db, prefix = batch_db
+    gw = make_gateway(db, mock_upstream, prefix=prefix, batch_rate=200.0)
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server.config.port}/v1", api_key=issue_key(gw.store, "acme").key, max_retries=0, timeout=10)
+        b = _submit(c, _jsonl("mock-echo", ["nul\x00here"]))
+        done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+        out = json.loads(c.files.content(done.output_file_id).text)  # type: ignore[arg-type]
+        assert out["response"]["body"]["choices"][0]["message"]["content"] == "nul\x00here"  # served as the upstream said
+    finally:
+        srv.stop()
+    ev = [e for rows in gw.store.iter_events() for e in rows]
+    assert [(e["prompt"], e["response"], e["status"]) for e in ev] == [("nul\ufffdhere", "nul\ufffdhere", 200)]

@@ -39,7 +39,7 @@ from distillguard.gateway._protocol import (
     invalid,
     render,
 )
-from distillguard.gateway._store import EVENT_FIELDS, now_us
+from distillguard.gateway._store import EVENT_FIELDS, bound_event, bound_text, now_us
 
 if TYPE_CHECKING:
     from distillguard.gateway._gateway import Gateway
@@ -257,7 +257,8 @@ class BatchService:
             result = error_body(api, ApiError(500, "api_error", "The gateway hit an internal error running this request; it has been logged."))
         stored = {"idx": row["idx"], "state": state, "status_code": status, "result": dumps(result).decode()}
         event = {"event_id": row["event_id"], "status": status, "latency_ms": (time.perf_counter() - t0) * 1000.0,
-                 "response": text if gw.config.keep_responses else None, "prompt_tokens": pt, "completion_tokens": ct}
+                 "response": bound_text(text, None) if text is not None and gw.config.keep_responses else None,
+                 "prompt_tokens": pt, "completion_tokens": ct}
         return stored, event
 
     # ---------------------------------------------------------------- submission
@@ -369,7 +370,7 @@ class BatchService:
             row = {**common, "event_id": event_id, "endpoint": api, "model": req.model, "system": req.system, "prompt": req.prompt,
                    "turns": len(req.messages), "tools": req.tools, "max_tokens": req.max_tokens,
                    "temperature": req.temperature, "end_user": _end_user(api, body)}
-            events.append(tuple(row.get(c) for c in EVENT_FIELDS))
+            events.append(bound_event(tuple(row.get(c) for c in EVENT_FIELDS)))  # as capture bounds its rows
         return requests, events
 
     # ---------------------------------------------------------------- shapes

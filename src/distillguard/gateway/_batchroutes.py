@@ -22,7 +22,7 @@ from distillguard.gateway._batches import (
 )
 from distillguard.gateway._keys import KeyRecord
 from distillguard.gateway._protocol import Api, ApiError, dumps, invalid
-from distillguard.gateway._store import now_us
+from distillguard.gateway._store import bound_text, now_us
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -75,7 +75,7 @@ def batch_router(svc: BatchService) -> APIRouter:
             if len(content) > limit:
                 raise ApiError(413, "request_too_large", f"The file is larger than the gateway's limit of {limit} bytes; split it.")
             row = {"file_id": "file-" + svc._new_id(), "account_id": rec.account_id, "purpose": "batch",
-                   "filename": (upload.filename or "batch.jsonl")[:300], "bytes": len(content), "created_us": now_us(), "content": content}
+                   "filename": bound_text(upload.filename or "batch.jsonl", 300), "bytes": len(content), "created_us": now_us(), "content": content}
             await asyncio.to_thread(svc.store.add_file, row)
             return _json(_file_obj(row))
         return await guarded("chat.completions", request, go)
@@ -296,8 +296,8 @@ def _openai_lines(content: bytes, endpoint: str) -> tuple[list[tuple[str, Api, d
             problems.append(f"line {n}: must be a JSON object.")
             continue
         cid, url, body = obj.get("custom_id"), obj.get("url"), obj.get("body")
-        if not isinstance(cid, str) or not cid or len(cid) > MAX_NAME:
-            problems.append(f"line {n}: 'custom_id' is required, at most {MAX_NAME} characters.")
+        if not isinstance(cid, str) or not cid or len(cid) > MAX_NAME or "\x00" in cid:
+            problems.append(f"line {n}: 'custom_id' is required, at most {MAX_NAME} characters, without NUL.")
         elif cid in seen:
             problems.append(f"line {n}: custom_id {cid!r} is used twice; custom ids must be unique.")
         elif obj.get("method", "POST") != "POST" or url != endpoint:

@@ -302,3 +302,21 @@ def test_hostile_text_in_a_batch_is_captured_bounded(batch_db: tuple[str, str], 
         srv.stop()
     ev = [e for rows in gw.store.iter_events() for e in rows]
     assert [(e["prompt"], e["response"], e["status"]) for e in ev] == [("nul\ufffdhere", "nul\ufffdhere", 200)]
+
+
+def test_a_slow_batch_body_gets_408(tmp_path: Path, mock_upstream: str) -> None:
+    import socket
+
+    gw = make_gateway(f"sqlite:///{tmp_path / 'slow.db'}", mock_upstream, body_timeout=0.5)
+    key = issue_key(gw.store, "acme").key
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    try:
+        for path, ctype, start in (("/v1/messages/batches", "application/json", '{"requests": ['),
+                                   ("/v1/files", "multipart/form-data; boundary=x", '--x\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbat')):
+            with socket.create_connection(("127.0.0.1", srv.server.config.port), timeout=10) as s:
+                s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Type: {ctype}\r\n"
+                          f"Content-Length: 1000\r\n\r\n{start}".encode())
+                assert s.recv(4096).split(b"\r\n", 1)[0] == b"HTTP/1.1 408 Request Timeout", path
+    finally:
+        srv.stop()

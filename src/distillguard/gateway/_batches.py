@@ -271,7 +271,11 @@ class BatchService:
         cl = request.headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > limit:
             raise ApiError(413, "request_too_large", f"The batch is larger than the gateway's limit of {limit} bytes; split it into smaller batches.")
-        raw = await request.body()
+        try:
+            async with asyncio.timeout(self.gw.config.body_timeout):
+                raw = await request.body()
+        except TimeoutError as exc:
+            raise body_too_slow(self.gw.config.body_timeout) from exc
         if len(raw) > limit:
             raise ApiError(413, "request_too_large", f"The batch is larger than the gateway's limit of {limit} bytes; split it into smaller batches.")
         return raw
@@ -432,6 +436,10 @@ class BatchService:
                 result = {"type": "canceled"}
             lines.append(dumps({"custom_id": r["custom_id"], "result": result}))
         return b"\n".join(lines) + (b"\n" if lines else b"")
+
+
+def body_too_slow(seconds: float) -> ApiError:
+    return ApiError(408, "invalid_request_error", f"The request body did not arrive within {seconds:g} s; send it at once.")
 
 
 def _line_no(problem: str) -> int:

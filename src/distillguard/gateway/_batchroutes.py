@@ -18,6 +18,7 @@ from distillguard.gateway._batches import (
     MAX_NAME,
     OPENAI_ENDPOINTS,
     BatchService,
+    body_too_slow,
     epoch_s,
 )
 from distillguard.gateway._keys import KeyRecord
@@ -63,7 +64,10 @@ def batch_router(svc: BatchService) -> APIRouter:
             if cl is not None and cl.isdigit() and int(cl) > limit:
                 raise ApiError(413, "request_too_large", f"The file is larger than the gateway's limit of {limit} bytes; split it.")
             try:
-                form = await request.form(max_files=1, max_fields=8)
+                async with asyncio.timeout(gw.config.body_timeout):  # a slow upload holds a connection
+                    form = await request.form(max_files=1, max_fields=8)
+            except TimeoutError as exc:
+                raise body_too_slow(gw.config.body_timeout) from exc
             except Exception as exc:  # starlette raises its own errors for malformed multipart
                 raise invalid(f"The upload is not a valid multipart form ({exc}); send 'file' and 'purpose'.") from exc
             purpose, upload = form.get("purpose"), form.get("file")

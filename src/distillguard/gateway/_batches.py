@@ -105,7 +105,8 @@ class BatchService:
         self._new_id = new_id
         self._task: asyncio.Task[None] | None = None
         self._claiming: asyncio.Future[dict[str, Any] | None] | None = None
-        self._judge: dict[str, int] = {}  # batch id -> the online detector's step count that judged it
+        # batch id -> (the online detector's step count that judges it, when it was submitted)
+        self._judge: dict[str, tuple[int, int]] = {}
         self._next_start = 0.0
         self._pace = asyncio.Lock()
         self.ran = 0
@@ -137,15 +138,17 @@ class BatchService:
         fed them at submission, and a detection step that began after that has not finished.
         Waited for at most `JUDGE_WAIT_ROUNDS` detection intervals (a detector far behind skips
         events)."""
-        target = self._judge.get(batch["batch_id"])
+        judge = self._judge.get(batch["batch_id"])
         online = self.gw.online
-        if target is None or online is None:
+        if judge is None or online is None:
             return False
-        waited_s = (now_us() - batch["created_us"]) / 1e6
-        if online.updates < target and waited_s < JUDGE_WAIT_ROUNDS * self.gw.config.detect_interval:
+        if online.updates < judge[0] and now_us() - judge[1] < self._judge_wait_us():
             return True
         del self._judge[batch["batch_id"]]
         return False
+
+    def _judge_wait_us(self) -> int:
+        return int(JUDGE_WAIT_ROUNDS * self.gw.config.detect_interval * 1e6)
 
     async def _run(self) -> None:
         cfg = self.gw.config
@@ -321,7 +324,9 @@ class BatchService:
                  "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
         if gw.online is not None:
             # a step under way may have begun before the feed below; the one after it has these rows
-            self._judge[batch_id] = gw.online.updates + 2
+            self._judge[batch_id] = (gw.online.updates + 2, ts)
+            for old in [b for b, (_, t) in self._judge.items() if ts - t > self._judge_wait_us()]:
+                del self._judge[old]  # run by another replica, or long judged
         try:
             await asyncio.to_thread(self.store.create, batch, requests, events)
         except BaseException:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from distillguard.gateway._store import Store, now_us
+from distillguard.gateway._store import Store, create_tables, now_us
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -87,7 +87,7 @@ class BatchStore:
             sa.Column("created_us", sa.BigInteger(), nullable=False),
         )
         self.metadata = md
-        md.create_all(self.engine)
+        create_tables(md, self.engine)
 
     # ------------------------------------------------------------ files
 

@@ -145,6 +145,23 @@ def normalize_url(url: str) -> str:
     raise ConfigError(f"Unsupported database URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB.")
 
 
+def create_tables(md: sa.MetaData, engine: sa.Engine, then: Any = None, tries: int = 3) -> None:
+    """Create the tables missing (and run `then`, a migration). Replicas starting together race
+    to create them, and the loser's CREATE fails on a table the other just made: looked at
+    again, it is there."""
+    for attempt in range(tries):
+        try:
+            md.create_all(engine)
+            if then is not None:
+                then()
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == tries - 1:
+                raise
+            log.info("creating tables raced another process; looking again")
+            time.sleep(0.1 * (attempt + 1))
+
+
 class Store:
     """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits` in one database.
 
@@ -228,8 +245,7 @@ class Store:
         )
         log.debug("capture insert: %s", self._insert_sql)
         try:
-            md.create_all(self.engine)
-            self._add_missing_event_columns()
+            create_tables(md, self.engine, self._add_missing_event_columns)
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc.orig}") from exc
 

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from _docs import markdown_table, write_section
 from fastapi.testclient import TestClient
 
 from distillguard._logsql import register_view
-from distillguard.report import CaseStore
+from distillguard.cases import CaseStore
 from distillguard.ui import create_app
 
 
@@ -292,6 +293,13 @@ def main() -> None:
             f"{pre * 1000:.1f} ms ({base / max(pre, 1e-9):.0f}x)"
         )
     print(f"slowest page: {worst * 1000:.0f} ms ({'within' if worst < 1 else 'OVER'} 1 s)")
+    write_section(__file__, "Analyst console",
+                  markdown_table(["measure", "value"], [
+                      ["events, accounts, campaigns", f"{totals['events']:,}, {totals['accounts']:,}, "
+                       f"{totals['campaigns']:,}"],
+                      ["start-up pre-aggregation", f"{startup:.1f} s"],
+                      ["slowest page (first and repeat visits)", f"{worst * 1000:.0f} ms"],
+                  ], align="lr"))
     if args.screenshot and campaigns:
         _screenshot(app, args.screenshot, campaigns[0])
         print(f"wrote {args.screenshot / 'campaign.png'}")

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _docs import markdown_table, write_section
+
 LITELLM_VENV = Path(os.environ.get("DG_LITELLM_VENV", "/tmp/dg-litellm-venv"))
 
 BARE_PROXY = r"""
@@ -292,6 +294,13 @@ def main() -> None:
             print(";  ".join(parts))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
+        rows = [[cell, name, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f} ms", f"{r['cpu_us']:,.0f} µs"]
+                for cell, row in results.items() for name, r in row.items()]
+        write_section(__file__, "Gateway",
+                      f"wrk, one worker each, mock upstream, medians of {args.repeat} interleaved rounds; "
+                      "`cpu/req` is the server's CPU time per request, steadier than req/s on a shared "
+                      "machine.\n\n" + markdown_table(["clients", "server", "req/s", "p50", "cpu/req"], rows,
+                                                      align="llrrr"))
     finally:
         for p in procs:
             p.terminate()

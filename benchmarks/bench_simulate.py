@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _docs import markdown_table, write_section
 
 from distillguard.simulate import load_corpora, simulate
 from distillguard.traffic import EVENTS
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     corp = load_corpora()
+    rows = []
     print(f"{'events':>12} {'simulate s':>11} {'events/s':>10} {'floor s':>9} {'floor ev/s':>11} {'ratio':>6} {'MB':>7}")
     for n in (int(x) for x in args.events.split(",")):
         tmp = Path(tempfile.mkdtemp(prefix="bench_sim_"))
@@ -72,8 +74,13 @@ def main() -> None:
             fl = _floor(r.events, tmp)
             print(f"{r.events:>12,} {r.seconds:>11.1f} {r.events / r.seconds:>10,.0f} {fl:>9.1f} "
                   f"{r.events / fl:>11,.0f} {r.seconds / fl:>6.1f} {mb:>7.0f}")
+            rows.append([f"{r.events:,}", f"{r.seconds:.1f} s", f"{r.events / r.seconds:,.0f}",
+                         f"{fl:.1f} s", f"{r.seconds / fl:.1f}", f"{mb:,.0f} MB"])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    write_section(__file__, "Simulator", "`distillguard simulate` against the floor: the same rows of "
+                  "pre-generated random data written to Parquet in the same run.\n\n" + markdown_table(
+                      ["events", "simulate", "events/s", "floor", "x floor", "disk"], rows))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _docs import results_table, write_section
 
 from distillguard.localmodel import (
     LocalModelConfig,
@@ -584,6 +585,7 @@ def main() -> None:
         bench_anchors(model, tok, prompts[1200:1240], work)
     (args.out / "results.json").write_text(json.dumps(RESULTS, indent=2, default=float))
     say(f"\nresults: {args.out / 'results.json'}")
+    write_section(__file__, "Watermarks and tracing", results_table(RESULTS))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _docs import results_table, write_section
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -272,6 +273,7 @@ def main() -> None:
                             else Path("out/watermark/gpu.json"))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
+    write_section(__file__, "Watermark generation on a GPU", results_table(results))
     say(f"results: {out_path}")
 
 

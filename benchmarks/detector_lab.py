@@ -6,6 +6,7 @@ false positives per persona, harvest per campaign. `--why ACCOUNT` replays up to
 an account was first flagged and prints its reasons then.
 
     python benchmarks/detector_lab.py /tmp/dg-seed1 --set links.min_accounts=4
+    python benchmarks/detector_lab.py /tmp/dg-seed1 --set evidence.fresh.enabled=false
     python benchmarks/detector_lab.py /tmp/dg-seed1 --why acct-000123
 
 Tune on seeds you generate yourself; never on `scenarios/holdout_*.toml`: those are how the
@@ -54,8 +55,11 @@ def config_with(sets: list[str]) -> DetectConfig:
         resources.files("distillguard.detect").joinpath("detect_config.toml").read_text())
     for item in sets:
         key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        raw.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
+        *sections, name = key.split(".")  # evidence.ip.weight: a section within a section
+        table = raw
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[name] = tomllib.loads(f"v = {value}")["v"]
     return DetectConfig.model_validate(raw)
 
 

@@ -69,7 +69,7 @@ def teacher(_one_torch_thread: None) -> tuple[Any, Any]:
 def prompts(corpora_dir: Path) -> list[str]:
     from distillguard.localmodel import read_corpus_texts
 
-    return read_corpus_texts(["alpaca_5k"], 60, root=corpora_dir)[20:60]
+    return read_corpus_texts(["self_instruct_user_oriented"], 60, root=corpora_dir)[20:60]
 
 
 @pytest.fixture(scope="session")

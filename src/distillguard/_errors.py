@@ -3,7 +3,8 @@
     DistillguardError
     ├── LogFormatError        a traffic log file breaks the format (names file, row, column)
     ├── ScenarioError         a simulator scenario file is invalid
-    └── ConfigError           any other configuration is invalid
+    ├── ConfigError           any other configuration is invalid
+    └── MissingExtraError     an optional dependency is not installed (names the extra; also an ImportError)
 
 The CLI maps each to a one-line message and a non-zero exit code, never a traceback.
 """
@@ -51,3 +52,15 @@ class ScenarioError(DistillguardError):
 
 class ConfigError(DistillguardError):
     """A configuration value is invalid."""
+
+
+class MissingExtraError(DistillguardError, ImportError):
+    """An optional dependency is missing; the message names the extra that installs it."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"This needs {module!r}, which comes with the {extra!r} extra: "
+            f"pip install 'distillguard[{extra}]'"
+        )

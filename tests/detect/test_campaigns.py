@@ -39,6 +39,12 @@ def test_reasons_name_the_shared_links_with_numbers() -> None:
     assert "campaign" in text and "address 203.0.113." in text
     assert "payment fingerprint card-7" in text
     assert any("requests/day" in r for r in reasons)
+    # The evidence modules that counted, each with its weight, and the total against the bar.
+    weighed = next(r for r in reasons if r.startswith("evidence weighed:"))
+    assert "link.ip 1.0" in weighed and "link.payment 1.0" in weighed
+    assert "2.0 needed: joins a campaign" in weighed
+    evidence = json.loads(v.filter(pl.col("account_id") == "h0")["evidence"][0])["evidence"]
+    assert evidence["weights"]["link.ip"] == 1.0 and evidence["joined"] is True
 
 
 def test_two_unrelated_clusters_are_two_campaigns() -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._scoring import BLOCK
+from distillguard.detect._decision import BLOCK
 
 from . import scenes
 from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events

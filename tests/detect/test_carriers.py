@@ -6,7 +6,7 @@ import numpy as np
 
 from distillguard.detect import OnlineDetector
 from distillguard.detect._config import load_config
-from distillguard.detect._scoring import assess
+from distillguard.detect._core import DecisionCore
 
 from . import scenes
 from .builders import account_table, event_table
@@ -17,13 +17,15 @@ def test_incremental_carriers_match_a_fresh_computation_at_every_step() -> None:
              scenes.reseller("slice", 0.1), scenes.eval_runner()]
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
     base = load_config()
-    cfg = base.model_copy(update={"links": base.links.model_copy(update={"carrier_every_minutes": 0.0})})
+    ev = base.evidence
+    cfg = base.model_copy(update={"evidence": ev.model_copy(
+        update={"carriers": ev.carriers.model_copy(update={"every_minutes": 0.0})})})
     det = OnlineDetector(cfg, accounts=account_table([a for p in parts for a in p[1]]))
     seen_carrier = False
     for chunk in np.array_split(np.arange(len(rows)), 12):
         det.update(event_table([rows[i] for i in chunk]))
         kept = det.assess().carriers
-        fresh = assess(det.state, det.config).carriers
+        fresh = DecisionCore(det.config).decide(det.state).carriers
         assert np.array_equal(kept.peer, fresh.peer)
         assert np.allclose(kept.coverage, fresh.coverage)
         seen_carrier |= bool((kept.peer >= 0).any())

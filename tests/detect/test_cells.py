@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillguard.detect import OnlineDetector
-from distillguard.detect._scoring import ACTION_NAMES, BLOCK, THROTTLE
+from distillguard.detect._decision import ACTION_NAMES, BLOCK, THROTTLE
 
 from . import scenes
 from .builders import account_table, event_table

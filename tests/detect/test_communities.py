@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from distillguard.detect._communities import refine_campaigns
-from distillguard.detect._scoring import BLOCK, Assessment
+from distillguard.detect._core import Assessment
+from distillguard.detect._decision import BLOCK
 from distillguard.detect._state import LINK_KINDS
 
 MIN_ACCOUNTS = 5

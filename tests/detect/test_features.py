@@ -46,6 +46,16 @@ def test_event_feature(feature: str, trigger: dict[str, Any], _: dict[str, Any])
     assert f["calm"][feature] < 0.5, f["calm"]
 
 
+def test_tool_use_counts_towards_capability_focus() -> None:
+    """An agent loop (requests that carry tool definitions) is capability focus even when its
+    prompts are everyday chat, neither coding nor maths."""
+    calm = events("calm", 40, **HUMAN)
+    agent = events("agent", 40, **{**HUMAN, "tools": 3})
+    f = _features(calm + agent, [account("calm"), account("agent")])
+    assert f["agent"]["focus"] >= 0.5, f["agent"]
+    assert f["calm"]["focus"] < 0.5, f["calm"]
+
+
 def test_volume_is_requests_per_day_over_the_observed_span() -> None:
     calm = events("calm", 40, **HUMAN)
     loud = events("loud", 400, **{**HUMAN, "every": timedelta(minutes=6)})
@@ -94,7 +104,7 @@ def test_account_metadata_feature(feature: str, meta: dict[str, Any]) -> None:
 
 
 def test_an_address_whose_accounts_rotate_looks_more_like_a_proxy_pool_than_a_nat() -> None:
-    from distillguard.detect._scoring import account_totals, key_profiles
+    from distillguard.detect._profile import account_totals, key_profiles
     from distillguard.detect._state import LINK_KINDS
 
     rows: list[dict[str, object]] = []

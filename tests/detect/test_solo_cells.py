@@ -11,7 +11,7 @@ import numpy as np
 
 from distillguard.detect import OnlineDetector
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._scoring import BLOCK, THROTTLE
+from distillguard.detect._decision import BLOCK, THROTTLE
 
 from . import scenes
 from .builders import T0, account, account_table, event_table, events

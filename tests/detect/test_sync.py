@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 
 from distillguard.detect import OnlineDetector
-from distillguard.detect._scoring import THROTTLE
+from distillguard.detect._decision import THROTTLE
 from distillguard.detect._state import LINK_KINDS
 from distillguard.detect._sync import key_sync
 
@@ -66,7 +66,7 @@ def test_accounts_of_many_countries_on_one_clock_are_synchronised() -> None:
     det.assess()
     st = det.state
     keys = np.ones(st.shared_keys, bool)
-    s = key_sync(st, st.shared_pairs(), keys, det.config, det._links.by_key)
+    s = key_sync(st, st.shared_pairs(), keys, det.config, det.core.links.by_key)
     sid = _sys_sids(det)
     op, dev, office = sid["op"], sid["dev"], sid["office"]
     assert s.accounts[op] == 10
@@ -94,6 +94,11 @@ def test_synchronised_timing_is_a_kind_of_link_that_lets_established_accounts_jo
     assert (b.action < THROTTLE).all()
     reasons = synced.verdicts().column("reasons").to_pylist()
     assert any("clock" in r for r in reasons)
+    # The `sync` evidence module's table: it fires (and quotes the key) on one clock only.
+    t, u = a.evidence["sync"], b.evidence["sync"]
+    assert t["fires"].all() and (t["key"] >= 0).all() and (t["weight"] == 1.0).all()
+    assert (t["r_utc"] - t["r_local"] >= synced.config.evidence.sync.min_gap).all()
+    assert not u["fires"].any() and (u["key"] < 0).all()
 
 
 def test_a_synced_key_whose_accounts_each_work_around_the_clock_links_none() -> None:
@@ -114,6 +119,6 @@ def test_a_synced_key_whose_accounts_each_work_around_the_clock_links_none() -> 
     a = det.assess()
     st = det.state
     s = key_sync(st, st.shared_pairs(), np.ones(st.shared_keys, bool), det.config,
-                 det._links.by_key)
+                 det.core.links.by_key)
     assert s.synced.any() and not s.steady.any()
     assert (a.sync_key < 0).all()

@@ -20,6 +20,8 @@ from distillguard.enforce import (
     strip_think,
 )
 
+from .support import fresh_prefix
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -32,9 +34,10 @@ def test_exports_match_all() -> None:
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 
-def test_request_limits_per_key_account_and_campaign() -> None:
+def test_request_limits_per_key_account_and_campaign(storage: str) -> None:
     async def run() -> None:
-        lim = Limiter(LimitsConfig(key=LimitSet(3, None, None, None), account=LimitSet(5, None, None, None), campaign=LimitSet(7, None, None, None)))
+        lim = Limiter(LimitsConfig(key=LimitSet(3, None, None, None), account=LimitSet(5, None, None, None), campaign=LimitSet(7, None, None, None)),
+                      storage, key_prefix=fresh_prefix())
         key_a = [("key", "k1"), ("account", "acc")]
         key_b = [("key", "k2"), ("account", "acc")]
         assert [(await lim.check(key_a)).allowed for _ in range(4)] == [True, True, True, False]
@@ -48,6 +51,7 @@ def test_request_limits_per_key_account_and_campaign() -> None:
         members = [[("key", f"c{i}"), ("account", f"m{i}"), ("campaign", "C1")] for i in range(4)]
         results = [(await lim.check(m)).allowed for _ in range(2) for m in members]
         assert results.count(True) == 7 and results[-1] is False
+        await lim.aclose()
 
     asyncio.run(run())
 
@@ -77,17 +81,21 @@ def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
     asyncio.run(run())
 
 
-def test_throttle_lowers_limits_and_tokens_are_budgeted() -> None:
+def test_throttle_lowers_limits_and_tokens_are_budgeted(storage: str) -> None:
     async def run() -> None:
-        lim = Limiter(LimitsConfig(account=LimitSet(100, None, 1000, None), throttle_factor=0.05))
+        lim = Limiter(LimitsConfig(account=LimitSet(100, None, 1000, None), throttle_factor=0.05), storage, key_prefix=fresh_prefix())
         s = [("account", "a")]
         assert sum([(await lim.check(s, throttled=True)).allowed for _ in range(10)]) == 5
         assert sum([(await lim.check(s)).allowed for _ in range(10)]) == 10
         await lim.charge_tokens(s, 600)
         assert (await lim.check(s)).allowed
-        await lim.charge_tokens(s, 600)  # over budget: counted up to the limit, then refused
+        await lim.charge_tokens(s, 600)  # used without a reservation: counted in full, then refused
         r = await lim.check(s)
         assert not r.allowed and r.budget == "tokens_per_minute" and r.limit == 1000 and r.retry_after >= 1
+        # per-account limits (the admin API's) replace the defaults on both storages
+        lim.account_overrides["b"] = LimitSet(2, None, None, None)
+        assert [(await lim.check([("account", "b")])).allowed for _ in range(3)] == [True, True, False]
+        await lim.aclose()
 
     asyncio.run(run())
 

@@ -1,17 +1,49 @@
-"""The admin API behind its own token, and the keys/export commands."""
+"""The admin API behind its own token, and the keys/export commands.
+
+The admin API runs on both deployments: SQLite with limits in memory, and PostgreSQL with
+limits on Redis (own table and key prefixes, removed afterwards)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from distillguard.cli import app
-from distillguard.gateway import Store
+from distillguard.gateway import Store, create_app, issue_key
 from distillguard.traffic import TrafficLog
 
-from .support import ADMIN, Running
+from .support import ADMIN, Running, ServerThread, free_port, make_gateway
+
+
+@pytest.fixture(scope="module", params=["sqlite-memory", "postgres-redis"])
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Iterator[Running]:
+    """A gateway for account `acme` (overrides the shared SQLite-only fixture)."""
+    prefix, redis = "dg_", None
+    if request.param == "sqlite-memory":
+        db = f"sqlite:///{tmp_path_factory.mktemp('adm') / 'adm.db'}"
+    else:
+        db, redis, prefix = request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url"), f"t{uuid.uuid4().hex[:10]}_"
+    redis_prefix = f"dgtest-admin-{uuid.uuid4().hex[:8]}"
+    gw = make_gateway(db, mock_upstream, prefix=prefix, redis=redis, redis_prefix=redis_prefix)
+    issued = issue_key(gw.store, "acme")
+    port = free_port()
+    app_ = create_app(gateway=gw)
+    srv = ServerThread(app_, port)
+    srv.start()
+    yield Running(f"http://127.0.0.1:{port}", gw, issued.key, issued.key_id, "acme", app_)
+    srv.stop()
+    if redis is not None:
+        import redis as redis_lib
+
+        r = redis_lib.Redis.from_url(redis)
+        for key in r.scan_iter(f"{redis_prefix}*"):
+            r.delete(key)
+        Store(db, prefix).drop_all()
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hello admin"}]}
 
@@ -35,7 +67,7 @@ def test_admin_keys_overrides_limits_events(running: Running) -> None:
     listed = _admin(running, "GET", "/keys", params={"account_id": "adm-1"}).json()
     assert [k["key_id"] for k in listed] == [made["key_id"]]
     assert key not in str(listed) and "hash" not in str(listed)
-    stored = Store(running.gateway.store.url).get_key(made["key_id"])
+    stored = Store(running.gateway.store.url, running.gateway.store.prefix).get_key(made["key_id"])
     assert stored is not None and key not in str(stored)
 
     headers = {"authorization": f"Bearer {key}"}

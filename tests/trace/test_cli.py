@@ -63,7 +63,7 @@ def test_trace_text_json_names_the_accounts(
 
     # the same check on plain corpus text: not ours, nobody attributed
     plain = tmp_path / "plain.jsonl"
-    texts = read_corpus_texts(["sharegpt_1k"], 40, root=corpora_dir)
+    texts = read_corpus_texts(["wildchat_1k"], 40, root=corpora_dir)
     plain.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     res = runner.invoke(
         app, ["trace", "text", str(plain), "--watermark-key-file", str(key_file),

@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, teacher: tuple[Any, Any], co
     # a fixed secret keeps the test reproducible; tests elsewhere use fresh random keys
     key = WatermarkKey((KeyVersion(1, b"end-to-end-test-secret-32-bytes!", WatermarkConfig()),), 1)
     key_file = key.save(work / "wm.key")
-    prompts = read_corpus_texts(["alpaca_5k"], 400, root=corpora_dir)[100:]
+    prompts = read_corpus_texts(["self_instruct_seed_tasks", "self_instruct_user_oriented"], 400, root=corpora_dir)[100:]
     via_gateway = harvest_via_gateway(
         key_file, {a: prompts[i * 2 : i * 2 + 2] for i, a in enumerate(ACCOUNTS)}, work, max_tokens=48
     )

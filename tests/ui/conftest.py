@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from distillguard.report import CaseStore, write_sample_case
+from casesample import write_sample_case
+from distillguard.cases import CaseStore
 
 CHROMIUM = Path(os.environ.get("DISTILLGUARD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 import distillguard.ui
 from distillguard._errors import ConfigError
-from distillguard.report import CaseStore
+from distillguard.cases import CaseStore
 from distillguard.ui import Override, OverrideLog, admin_api_hook, create_app
 
 
@@ -155,7 +155,7 @@ def test_admin_api_hook_applies_actions_through_the_gateway(fresh_case: tuple[Pa
 
 def test_minimal_inputs_jsonl_log_without_optional_tables(tmp_path: Path) -> None:
     """Events as JSONL, no accounts, verdicts only: campaigns come from verdicts' campaign_id."""
-    from distillguard.report import write_sample_case
+    from casesample import write_sample_case
     from distillguard.traffic import LogWriter, read_table
 
     log, verdicts = write_sample_case(tmp_path / "full")
@@ -210,7 +210,7 @@ def test_ui_command_serves_the_console(
 def test_partner_indicators_pre_flag_accounts(
     sample_case: tuple[Path, Path], sample_store: CaseStore, tmp_path: Path
 ) -> None:
-    from distillguard.report import export_bundle, write_bundle
+    from distillguard.cases import export_bundle, write_bundle
 
     bundle = write_bundle(
         export_bundle(sample_store, "C2", producer="Partner"), tmp_path / "b.json"

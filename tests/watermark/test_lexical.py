@@ -12,7 +12,7 @@ from .keys import fixed_key
 def test_stream_equals_apply_for_any_split(corpora_dir: Path) -> None:
     key = fixed_key(102)
     wm = key.text_watermarker("acct-1")
-    texts = read_corpus_texts(["sharegpt_1k"], 150, root=corpora_dir)
+    texts = read_corpus_texts(["wildchat_1k"], 150, root=corpora_dir)
     rng = random.Random(0)
     changed = 0
     for text in texts:
@@ -45,7 +45,7 @@ def test_code_urls_and_case_are_respected() -> None:
 
 
 def test_dataset_detection_and_controls(corpora_dir: Path) -> None:
-    texts = read_corpus_texts(["arena_hard", "sharegpt_1k"], 300, root=corpora_dir)
+    texts = read_corpus_texts(["arena_hard", "wildchat_1k"], 300, root=corpora_dir)
     key = fixed_key(104)
     marked = [key.text_watermarker("acct-9").apply(t) for t in texts]
     det = detect_lexical(key, marked)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from distillguard import __version__
 from distillguard._errors import DistillguardError
+from distillguard._extras import extras_hint
 
 app = typer.Typer(
     name="distillguard",
@@ -21,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: typer's rich panels tag every flag with `<bool>`.
+    rich_markup_mode=None,
 )
 
 # One line per area; each module defines `register(app)`.
@@ -39,8 +45,21 @@ _COMMAND_MODULES = [
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"distillguard {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Defend an LLM API against distillation attacks: capture, detect, enforce, watermark, trace."""
 
 
@@ -52,25 +71,17 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    """Entry point: run the app, turning our own errors into one clear line and exit code 2."""
-    try:
-        # Outside standalone mode click returns typer.Exit's code instead of raising it.
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
-            sys.exit(rc)
-    except DistillguardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click's usage errors
-        import click
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; our own errors become one clear line and exit code 2.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    The app runs in click's standalone mode, so click itself prints usage errors with the
+    command's usage line (exit 2), `--help` and `--version` (exit 0): whichever click typer
+    carries (typer >= 0.29 vendors its own), its exceptions never reach us.
+    """
+    try:
+        with extras_hint():
+            app(args=argv, prog_name="distillguard")
+    except DistillguardError as exc:
+        # Escaped: messages quote `distillguard[extra]` and paths with brackets; one line, unwrapped.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -23,13 +23,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from distillguard.report import (
-            campaign_rows,
-            persona_rows,
-            rich_table,
-            run_demo,
-            summary_rows,
-        )
+        from distillguard.demo import run_demo
+        from distillguard.report import campaign_rows, persona_rows, rich_table, summary_rows
 
         console = Console()
         with Progress(

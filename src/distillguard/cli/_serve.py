@@ -16,6 +16,19 @@ ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
+def _quiet_libraries() -> None:
+    """Keep transformers' warnings and Hugging Face progress bars out of the gateway's console."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    # Library deprecation notices say nothing an operator can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch)\b")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -33,10 +46,15 @@ def register(app: typer.Typer) -> None:
         max_connections: Annotated[int, typer.Option(help="Open client connections; more are closed at once (docs/security.md).")] = 4096,
         max_inflight_per_key: Annotated[int, typer.Option(help="Requests one key may have in flight; more get 503.")] = 64,
         capture_interval: Annotated[float, typer.Option(help="Seconds capture waits to fill a batch.")] = 0.25,
+        spool: Annotated[Path | None, typer.Option(help="Directory of the local capture spool (one per replica): every answered exchange is on disk before its answer ends, and survives a crash or a database outage.")] = None,
+        spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
+        spool_sync: Annotated[str, typer.Option(help="write: an answer waits for its event's write to the spool (survives kill -9; synced every 50 ms); always: it waits for the fdatasync (survives a machine crash, slower).")] = "write",
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         batch_rate: Annotated[float, typer.Option(help="Most batch requests per second this gateway sends upstream.")] = 20.0,
         batch_concurrency: Annotated[int, typer.Option(help="Most batch requests in flight at once.")] = 8,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
+        detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
+        detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
         fast_path: Annotated[bool, typer.Option(help="Dispatch the proxy routes before FastAPI's router (benchmarks compare both).")] = True,
@@ -70,12 +88,58 @@ def register(app: typer.Typer) -> None:
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
+            spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
+            detector=detector,  # type: ignore[arg-type]
+            detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
         )
+        _quiet_libraries()
+        if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):
+            # Trained once and cached: show it happening instead of a silent pause.
+            from distillguard.localmodel import LocalModelConfig, load_default_model, model_path
+
+            console.print(f"preparing the built-in local model (cached in {model_path(LocalModelConfig())}) ...", highlight=False, soft_wrap=True)
+            load_default_model(progress=True)
+
         shown = mask_url(db)
-        console.print(f"distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False)
-        run(cfg, host, port, log_level, fast_path)
+
+        def ready() -> None:
+            console.print(f"ready: distillguard gateway on http://{host}:{port}/v1 (db {shown}); create a key with: distillguard keys create ACCOUNT_ID --db {shown}", highlight=False, soft_wrap=True)
+
+        console.print("starting the gateway ...", highlight=False, soft_wrap=True)
+        run(cfg, host, port, log_level, fast_path, on_ready=ready)
+
+    @app.command("detector")
+    def detector_cmd(
+        db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
+        table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
+        config: Annotated[Path | None, typer.Option(help="Detection config TOML (default: the shipped one).")] = None,
+        interval: Annotated[float, typer.Option(help="Seconds between detection steps.")] = 2.0,
+        checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
+        redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
+        redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
+        parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
+        metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ) -> None:
+        """Run the fleet's detector: follow the shared capture, publish verdicts every replica applies.
+
+        Start one per database (more are standbys: one leads, through a lock in the database).
+        """
+        import logging
+
+        from distillguard.gateway import DetectorService, Store, run_detector
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from distillguard.gateway import DetectorMetrics
+
+            start_http_server(metrics_port, "127.0.0.1", registry=DetectorMetrics(service).registry)
+        run_detector(service, parent_pid)
 
     keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
     app.add_typer(keys, name="keys")

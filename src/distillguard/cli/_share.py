@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
 
-        from distillguard.report import CaseStore, export_bundle, write_bundle
+        from distillguard.cases import CaseStore, export_bundle, write_bundle
 
         bundle = export_bundle(
             CaseStore(log_dir, verdicts_dir),
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from distillguard.report import import_bundle, load_indicators, summarize_matches
+        from distillguard.share import import_bundle, load_indicators, summarize_matches
 
         console = Console()
         report = import_bundle(file, store)

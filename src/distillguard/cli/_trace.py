@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("Give exactly one of --endpoint URL (closed) or --local DIR (open).")
             key = WatermarkKey.load(watermark_key_file)
             texts = (
-                load_texts(prompts)[0] if prompts else read_corpus_texts(["gsm8k", "alpaca_5k"], limit)
+                load_texts(prompts)[0] if prompts else read_corpus_texts(["gsm8k", "self_instruct_user_oriented"], limit)
             )[:limit]
             if local is not None:
                 from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         """Write a campaign's case file: self-contained HTML, and PDF, for legal and policy."""
         from rich.console import Console
 
-        from distillguard.report import write_casefile
+        from distillguard.cases import write_casefile
 
         for path in write_casefile(log_dir, verdicts_dir, campaign, out, pdf=pdf):
             Console().print(f"wrote {path}")

@@ -23,7 +23,13 @@ from scipy.sparse import csr_matrix
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
-from distillguard.detect._state import IS_TEMPLATE_LINK, DetectorState
+from distillguard.detect._state import (
+    IS_TEMPLATE_LINK,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+    PAIR_KIND,
+    DetectorState,
+)
 
 CAMPAIGN_KEY_MEMBERS = 3  # blocked members on a key before it can be a campaign template
 CAMPAIGN_KEY_SHARE = 0.8  # ... and their share of the key's accounts
@@ -86,13 +92,13 @@ class _MaskedCount:
             pos = index.select(pairs, flip, ordered=False)
             rows = pairs[pos[pos < self.n]]
             if self.kinds is not None:
-                rows = rows[self.kinds[rows[:, 0]]]
+                rows = rows[self.kinds[rows[:, PAIR_KIND]]]
             np.add.at(self.counts, rows[:, self.count_col],
                       np.where(mask[rows[:, self.mask_col]], 1, -1))
         new = pairs[self.n :]
         on = mask[new[:, self.mask_col]]
         if self.kinds is not None:
-            on &= self.kinds[new[:, 0]]
+            on &= self.kinds[new[:, PAIR_KIND]]
         np.add.at(self.counts, new[on, self.count_col], 1)
         self.mask = mask.copy()
         self.n = len(pairs)
@@ -104,9 +110,9 @@ class CarrierTracker:
 
     def __init__(self) -> None:
         # Per template key: its blocked members; per account: its pairs on campaign templates.
-        self.by_members = _MaskedCount(mask_col=2, count_col=3, kinds=IS_TEMPLATE_LINK)
+        self.by_members = _MaskedCount(mask_col=PAIR_ACCOUNT, count_col=PAIR_KEY, kinds=IS_TEMPLATE_LINK)
         self.per_acct = _MaskedCount(mask_col=3, count_col=2)
-        # Recomputed at most every `carrier_every_minutes` of log time.
+        # Recomputed at most every `evidence.carriers.every_minutes` of log time.
         self.looks: Cadence[Carriers] = Cadence()
 
     def update(self, state: DetectorState, pairs: np.ndarray, component: np.ndarray,
@@ -115,10 +121,10 @@ class CarrierTracker:
         """The carriers as of now; `by_key`/`by_acct` index `pairs` by key sid and account.
 
         The overlaps are the costly part on a large log, and a carrier shows itself over
-        hours, so the answer is recomputed at most every `links.carrier_every_minutes` of log
+        hours, so the answer is recomputed at most every `evidence.carriers.every_minutes` of log
         time (0: every call) and reused in between.
         """
-        last = self.looks.reuse(state.now_us, cfg.links.carrier_every_minutes)
+        last = self.looks.reuse(state.now_us, cfg.evidence.carriers.every_minutes)
         if last is not None:
             return last.grown(state.size)
         return self.looks.keep(
@@ -132,13 +138,13 @@ class CarrierTracker:
         bm = self.by_members.update(pairs, blocked, n_keys, by_acct)
         if not blocked.any():
             return out
-        lk = cfg.links
+        lk = cfg.evidence.carriers
         accounts = state.key_accounts[state.sid_code[:n_keys]]
         campaign_key = (bm >= CAMPAIGN_KEY_MEMBERS) & (bm >= CAMPAIGN_KEY_SHARE * accounts)
         per_acct = self.per_acct.update(pairs, campaign_key, m, by_key)
         if not campaign_key.any():
             return out
-        cand = np.flatnonzero((component < 0) & ~blocked & (per_acct >= lk.carrier_min_templates))
+        cand = np.flatnonzero((component < 0) & ~blocked & (per_acct >= lk.min_templates))
         peers = np.flatnonzero(blocked & (per_acct >= CAMPAIGN_KEY_MEMBERS))
         if not len(cand) or not len(peers):
             return out
@@ -148,13 +154,13 @@ class CarrierTracker:
         is_cand[cand] = True
         # (Only the account and key columns are gathered: the selections are large.)
         at = by_acct.select(pairs, is_cand, ordered=False)
-        my_acct, my_sid = pairs[at, 2], pairs[at, 3]
+        my_acct, my_sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
         on = campaign_key[my_sid]
         my_acct, my_sid = my_acct[on], my_sid[on]
         touched = np.zeros(n_keys, bool)
         touched[my_sid] = True
         at = by_key.select(pairs, touched, ordered=False)
-        their_acct, their_sid = pairs[at, 2], pairs[at, 3]
+        their_acct, their_sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
         is_peer = np.zeros(m, bool)
         is_peer[peers] = True
         on = is_peer[their_acct]
@@ -163,7 +169,7 @@ class CarrierTracker:
         # Most candidates cannot reach the bar, which bounds show before the product.
         busiest = np.zeros(m, np.int64)
         np.maximum.at(busiest, my_acct, np.bincount(their_sid, minlength=n_keys)[my_sid])
-        cand = cand[_may_carry(per_acct[cand], busiest[cand], size, lk.carrier_min_coverage)]
+        cand = cand[_may_carry(per_acct[cand], busiest[cand], size, lk.min_coverage)]
         if not len(cand):
             return out
         # Candidates x keys times keys x members, built directly from the pairs (float32:
@@ -180,7 +186,7 @@ class CarrierTracker:
         overlap = (xc @ xp).tocsr()
         # Ordering every row's shares for its median is the costly step: only rows where
         # half of them reach the bar can have a median that does.
-        maybe = _may_reach(overlap, size, lk.carrier_min_coverage)
+        maybe = _may_reach(overlap, size, lk.min_coverage)
         rows, n, med, best = _overlaps(overlap[maybe], size)
         if not len(rows):
             return out
@@ -188,7 +194,7 @@ class CarrierTracker:
         out.coverage[idx] = med
         out.templates[idx] = per_acct[idx]
         out.members[idx] = n
-        carry = med >= lk.carrier_min_coverage
+        carry = med >= lk.min_coverage
         out.peer[idx[carry]] = peers[best[carry]]
         return out
 

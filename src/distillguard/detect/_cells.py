@@ -38,7 +38,15 @@ import numpy as np
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
-from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, DetectorState
+from distillguard.detect._state import (
+    IS_TEMPLATE_LINK,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_CODE,
+    PAIR_KEY,
+    PAIR_KIND,
+    DetectorState,
+)
 
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
 
@@ -151,12 +159,12 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     cand = free & (harvest >= c.min_member_harvest)
     if cand.sum() < 2:
         return out
-    theirs = theirs[cand[theirs[:, 2]]]
-    is_template = IS_TEMPLATE_LINK[theirs[:, 0]]
+    theirs = theirs[cand[theirs[:, PAIR_ACCOUNT]]]
+    is_template = IS_TEMPLATE_LINK[theirs[:, PAIR_KIND]]
     on_tmpl = theirs[is_template]
-    on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, 3]], 0] >= c.min_key_events]
+    on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, PAIR_KEY]], 0] >= c.min_key_events]
     busy = np.zeros(n_keys, bool)
-    busy[on_tmpl[:, 3]] = True
+    busy[on_tmpl[:, PAIR_KEY]] = True
     busy = np.flatnonzero(busy)
     key_harvest = key_harvest[:n_keys].copy()
     todo = busy[np.isnan(key_harvest[busy])]
@@ -164,26 +172,26 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         key_harvest[todo] = profile(todo)
     hot = np.zeros(n_keys, bool)
     hot[busy] = key_harvest[busy] >= c.min_key_harvest
-    on_hot = on_tmpl[hot[on_tmpl[:, 3]]]
+    on_hot = on_tmpl[hot[on_tmpl[:, PAIR_KEY]]]
     cand = np.zeros(m, bool)
-    cand[on_hot[:, 2]] = True
+    cand[on_hot[:, PAIR_ACCOUNT]] = True
     if cand.sum() < 2:
         return out
     # Ties: small non-template keys that two or more candidates share.
-    mine = theirs[~is_template & cand[theirs[:, 2]]]
-    mine = mine[state.key_accounts[code[mine[:, 3]]] <= c.max_tie_accounts]
-    per_key = np.bincount(mine[:, 3], minlength=n_keys)
-    mine = mine[per_key[mine[:, 3]] >= 2]
+    mine = theirs[~is_template & cand[theirs[:, PAIR_ACCOUNT]]]
+    mine = mine[state.key_accounts[code[mine[:, PAIR_KEY]]] <= c.max_tie_accounts]
+    per_key = np.bincount(mine[:, PAIR_KEY], minlength=n_keys)
+    mine = mine[per_key[mine[:, PAIR_KEY]] >= 2]
     if not len(mine):
         return out
     # Tie groups: connected components of candidates through the keys they share.
     nodes = m + n_keys
     group = key_groups(mine, m, n_keys)
     tied = np.zeros(m, bool)
-    tied[mine[:, 2]] = True
+    tied[mine[:, PAIR_ACCOUNT]] = True
     # A cell: a tie group with two or more members on one hot template key.
-    hot_cand = on_hot[tied[on_hot[:, 2]]]
-    pair_id = hot_cand[:, 3] * nodes + group[hot_cand[:, 2]]
+    hot_cand = on_hot[tied[on_hot[:, PAIR_ACCOUNT]]]
+    pair_id = hot_cand[:, PAIR_KEY] * nodes + group[hot_cand[:, PAIR_ACCOUNT]]
     uniq, counts = np.unique(pair_id, return_counts=True)
     cell_pairs = uniq[counts >= 2]
     if not len(cell_pairs):
@@ -194,7 +202,7 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     # Members: the tied candidates that send a cell's template.
     on_cell = hot_cand[np.isin(pair_id, cell_pairs)]
     is_member = np.zeros(m, bool)
-    is_member[on_cell[:, 2]] = True
+    is_member[on_cell[:, PAIR_ACCOUNT]] = True
     out.member[is_member] = np.searchsorted(groups, group[np.flatnonzero(is_member)])
     # Per cell: the key with the most traffic, the kinds of tie.
     traffic = state.key_counts[code[cell_keys], 0]
@@ -205,8 +213,8 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     out.size = np.bincount(out.member[is_member], minlength=n_cells)
     out.solo = np.zeros(n_cells, bool)
     out.carried_by = np.zeros(n_cells)
-    tie_rows = mine[is_member[mine[:, 2]]]
-    tie_cell = out.member[tie_rows[:, 2]]
+    tie_rows = mine[is_member[mine[:, PAIR_ACCOUNT]]]
+    tie_cell = out.member[tie_rows[:, PAIR_ACCOUNT]]
     out.ties = [sorted({LINK_KINDS[k] for k in np.unique(tie_rows[tie_cell == i, 0])})
                 for i in range(n_cells)]
     _carriers(state, pairs, out, cell_keys, cell_of_pair, cfg, by_key)
@@ -221,26 +229,26 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     key_cell = np.full(n_keys, -1, np.int64)
     key_cell[cell_keys] = cell_of_key  # a key of two cells (rare) counts for the later one
     on = pairs[by_key.select(pairs, key_cell >= 0, ordered=False)]
-    on = on[out.member[on[:, 2]] < 0]
+    on = on[out.member[on[:, PAIR_ACCOUNT]] < 0]
     if not len(on):
         return
-    sent = state.pair_events(on[:, 1], on[:, 2])
-    share_of = sent / np.maximum(state.key_counts[on[:, 1], 0], 1.0)
+    sent = state.pair_events(on[:, PAIR_CODE], on[:, PAIR_ACCOUNT])
+    share_of = sent / np.maximum(state.key_counts[on[:, PAIR_CODE], 0], 1.0)
     # Per (account, cell): of the cell keys it sends enough on, the one where its share is
     # largest (a popular system prompt carries other traffic too; a request counts on several
     # keys, so shares are not added up).
     enough = sent >= c.carrier_min_events
     on, sent, share_of = on[enough], sent[enough], share_of[enough]
     n_cells = len(out.size)
-    slot = on[:, 2] * n_cells + key_cell[on[:, 3]]
+    slot = on[:, PAIR_ACCOUNT] * n_cells + key_cell[on[:, PAIR_KEY]]
     order = np.lexsort((-share_of, slot))
     first = order[np.r_[True, slot[order][1:] != slot[order][:-1]]] if len(order) else order
     mine, share = sent[first], share_of[first]
     carry = share >= c.carrier_min_share
     rows = first[carry]
-    acct = on[rows, 2]
-    out.carries[acct] = key_cell[on[rows, 3]]
-    out.record_carried(acct, on[rows, 3], mine[carry], share[carry])
+    acct = on[rows, PAIR_ACCOUNT]
+    out.carries[acct] = key_cell[on[rows, PAIR_KEY]]
+    out.record_carried(acct, on[rows, PAIR_KEY], mine[carry], share[carry])
 
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
@@ -269,12 +277,12 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
     # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
-    theirs = theirs[IS_TEMPLATE_LINK[theirs[:, 0]]]
-    theirs = theirs[(state.key_accounts[theirs[:, 1]] <= c.solo_max_key_accounts)
-                    & (state.key_counts[theirs[:, 1], 0] >= c.solo_min_key_events)]
-    theirs = theirs[cand[theirs[:, 2]]]
+    theirs = theirs[IS_TEMPLATE_LINK[theirs[:, PAIR_KIND]]]
+    theirs = theirs[(state.key_accounts[theirs[:, PAIR_CODE]] <= c.solo_max_key_accounts)
+                    & (state.key_counts[theirs[:, PAIR_CODE], 0] >= c.solo_min_key_events)]
+    theirs = theirs[cand[theirs[:, PAIR_ACCOUNT]]]
     keys = np.zeros(n_keys, bool)
-    keys[theirs[:, 3]] = True
+    keys[theirs[:, PAIR_KEY]] = True
     if known.any():
         # Flagged accounts are many (a hydra's members) and their pairs more: their keys are
         # found from the keys' side, among the few busy template keys with few accounts.
@@ -285,11 +293,11 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     if not keys.any():
         return cells
     on = pairs[by_key.select(pairs, keys, ordered=False)]
-    on = on[IS_TEMPLATE_LINK[on[:, 0]]]
-    sent = state.pair_events(on[:, 1], on[:, 2])
-    own = np.maximum(state.counters["n"][on[:, 2]], 1)
-    sids, first, at = np.unique(on[:, 3], return_index=True, return_inverse=True)
-    n_req = state.key_counts[on[first, 1], 0].astype(np.float64)
+    on = on[IS_TEMPLATE_LINK[on[:, PAIR_KIND]]]
+    sent = state.pair_events(on[:, PAIR_CODE], on[:, PAIR_ACCOUNT])
+    own = np.maximum(state.counters["n"][on[:, PAIR_ACCOUNT]], 1)
+    sids, first, at = np.unique(on[:, PAIR_KEY], return_index=True, return_inverse=True)
+    n_req = state.key_counts[on[first, PAIR_CODE], 0].astype(np.float64)
     share = sent / np.maximum(n_req[at], 1.0)
     # Carriers: accounts that each send a good part of the key's requests, a small part of
     # their own (a reseller's customer, not its own job); together most of the key.
@@ -297,7 +305,7 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     carried_n = np.bincount(at, weights=np.where(carrier, sent, 0), minlength=len(sids))
     # Besides its carriers and direct accounts, a carried key has at most
     # `solo_max_key_strangers` other accounts (a public prompt gathers many).
-    strangers = np.bincount(at, weights=~carrier & ~direct_ok[on[:, 2]], minlength=len(sids))
+    strangers = np.bincount(at, weights=~carrier & ~direct_ok[on[:, PAIR_ACCOUNT]], minlength=len(sids))
     carried_key = ((carried_n / np.maximum(n_req, 1.0) >= c.solo_min_carrier_share)
                    & (strangers <= c.solo_max_key_strangers))
     # An account already flagged in a campaign sends its campaign's public prompts too
@@ -306,41 +314,41 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     # account on it is flagged too.
     top = np.zeros(len(sids))
     np.maximum.at(top, at, np.where(carrier, share, 0.0))
-    unflagged = np.bincount(at, weights=~carrier & ~known[on[:, 2]], minlength=len(sids))
+    unflagged = np.bincount(at, weights=~carrier & ~known[on[:, PAIR_ACCOUNT]], minlength=len(sids))
     one_carrier = top >= c.solo_min_carrier_share
     single = one_carrier & (unflagged == 0)
     # Direct accounts: the key's other requests, shared among its harvest-like senders (all
     # of them its own when it is the only one), are a real part of their traffic.
-    maybe = direct_ok[on[:, 2]] & ~carrier & carried_key[at] & (cand[on[:, 2]] | single[at])
+    maybe = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at] & (cand[on[:, PAIR_ACCOUNT]] | single[at])
     n_direct = np.maximum(np.bincount(at, weights=maybe, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
     focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)
     # (Flagged accounts that sent a public item once or twice each, the thin accounts of a
     # large campaign, do not make it theirs: they send `harvest.min_events` each on average.)
-    direct &= cand[on[:, 2]] | (rest[at] >= cfg.harvest.min_events)
+    direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events)
     if not direct.any():
         return cells
     key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
                    else key_harvest[:n_keys]).copy()
-    hit_keys = np.unique(on[direct, 3])
+    hit_keys = np.unique(on[direct, PAIR_KEY])
     todo = hit_keys[np.isnan(key_harvest[hit_keys])]
     if len(todo):
         key_harvest[todo] = profile(todo)
-    direct &= key_harvest[on[:, 3]] >= c.solo_min_key_harvest
+    direct &= key_harvest[on[:, PAIR_KEY]] >= c.solo_min_key_harvest
     # Split between carriers, each must look diluted: its own profile under the key's (a
     # reseller mixes the operator's requests with its customers' chats). Two evaluation
     # runners that re-send one benchmark item are as harvest-like as the item itself.
-    heavy = carrier & ~one_carrier[at] & (harvest[on[:, 2]] >= key_harvest[on[:, 3]])
+    heavy = carrier & ~one_carrier[at] & (harvest[on[:, PAIR_ACCOUNT]] >= key_harvest[on[:, PAIR_KEY]])
     direct &= np.bincount(at, weights=heavy, minlength=len(sids))[at] == 0
     if not direct.any():
         return cells
     # Each direct account goes with its carried key with the most traffic.
     rows = np.flatnonzero(direct)
-    order = np.lexsort((-n_req[at[rows]], on[rows, 2]))
+    order = np.lexsort((-n_req[at[rows]], on[rows, PAIR_ACCOUNT]))
     rows = rows[order]
-    rows = rows[np.r_[True, on[rows[1:], 2] != on[rows[:-1], 2]]]
-    is_new = cand[on[rows, 2]]
+    rows = rows[np.r_[True, on[rows[1:], PAIR_ACCOUNT] != on[rows[:-1], PAIR_ACCOUNT]]]
+    is_new = cand[on[rows, PAIR_ACCOUNT]]
     # One solo cell per key for its free direct accounts.
     new_rows = rows[is_new]
     cell_keys, cell_of = np.unique(at[new_rows], return_inverse=True)
@@ -352,29 +360,29 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                 cells.carried_share.copy(), np.r_[cells.solo, np.ones(n_new, bool)],
                 np.r_[cells.carried_by, carried_n[cell_keys] / np.maximum(n_req[cell_keys], 1)],
                 cells.carries_peer.copy())
-    out.member[on[new_rows, 2]] = n_old + cell_of
+    out.member[on[new_rows, PAIR_ACCOUNT]] = n_old + cell_of
     # Their carriers carry the cell (an account that is itself a direct account elsewhere
     # stays one; one that already carries a cell keeps that; one that carries two solo cells
     # carries the first).
     key_cell = np.full(len(sids), -1, np.int64)
     key_cell[cell_keys] = n_old + np.arange(n_new)
     crow = np.flatnonzero(carrier & (key_cell[at] >= 0))
-    crow = crow[np.unique(on[crow, 2], return_index=True)[1]]
-    crow = crow[(out.carries[on[crow, 2]] < 0) & (out.member[on[crow, 2]] < 0)]
-    acct = on[crow, 2]
+    crow = crow[np.unique(on[crow, PAIR_ACCOUNT], return_index=True)[1]]
+    crow = crow[(out.carries[on[crow, PAIR_ACCOUNT]] < 0) & (out.member[on[crow, PAIR_ACCOUNT]] < 0)]
+    acct = on[crow, PAIR_ACCOUNT]
     out.carries[acct] = key_cell[at[crow]]
-    out.record_carried(acct, on[crow, 3], sent[crow], share[crow])
+    out.record_carried(acct, on[crow, PAIR_KEY], sent[crow], share[crow])
     # The carriers of keys whose direct accounts are already flagged carry those accounts'
     # traffic (the first such account on the key).
     old_rows = rows[~is_new]
     peer_of_key = np.full(len(sids), -1, np.int64)
-    peer_of_key[at[old_rows][::-1]] = on[old_rows, 2][::-1]
+    peer_of_key[at[old_rows][::-1]] = on[old_rows, PAIR_ACCOUNT][::-1]
     crow = np.flatnonzero(carrier & (peer_of_key[at] >= 0))
-    crow = crow[np.unique(on[crow, 2], return_index=True)[1]]
-    acct = on[crow, 2]
+    crow = crow[np.unique(on[crow, PAIR_ACCOUNT], return_index=True)[1]]
+    acct = on[crow, PAIR_ACCOUNT]
     free_acct = ((out.carries[acct] < 0) & (out.member[acct] < 0) & (out.carries_peer[acct] < 0)
                  & ~known[acct])
     crow, acct = crow[free_acct], acct[free_acct]
     out.carries_peer[acct] = peer_of_key[at[crow]]
-    out.record_carried(acct, on[crow, 3], sent[crow], share[crow])
+    out.record_carried(acct, on[crow, PAIR_KEY], sent[crow], share[crow])
     return out

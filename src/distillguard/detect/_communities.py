@@ -13,8 +13,16 @@ import numpy as np
 import scipy.sparse as sp_sparse
 from graspologic_native import leiden_csr
 
-from distillguard.detect._scoring import Assessment
-from distillguard.detect._state import IS_TEMPLATE_LINK, LINK_KINDS, TEMPLATE_KINDS
+from distillguard.detect._core import Assessment
+from distillguard.detect._profile import CAMPAIGN_SIZE_SCALE
+from distillguard.detect._state import (
+    IS_TEMPLATE_LINK,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_CODE,
+    PAIR_KIND,
+    TEMPLATE_KINDS,
+)
 
 # How strongly one shared key of a kind ties two accounts together.
 LINK_WEIGHT = {kind: (0.5 if kind in TEMPLATE_KINDS else 1.0) for kind in LINK_KINDS}
@@ -37,17 +45,17 @@ def _communities(rows: np.ndarray, seed: int) -> list[np.ndarray]:
     """The accounts of each community of one component's infrastructure graph (accounts and
     the keys they share, one node each), sorted; [] when the parts would touch too much."""
     # Split on infrastructure; shared public prompt sets are what may join two operators.
-    infra = rows[~IS_TEMPLATE_LINK[rows[:, 0]]]
+    infra = rows[~IS_TEMPLATE_LINK[rows[:, PAIR_KIND]]]
     if not len(infra):
         return []
-    accts, a_node = np.unique(infra[:, 2], return_inverse=True)
-    keys, k_node = np.unique(infra[:, 1] * len(LINK_KINDS) + infra[:, 0], return_inverse=True)
+    accts, a_node = np.unique(infra[:, PAIR_ACCOUNT], return_inverse=True)
+    keys, k_node = np.unique(infra[:, PAIR_CODE] * len(LINK_KINDS) + infra[:, PAIR_KIND], return_inverse=True)
     n_accts = len(accts)
     # One edge per (account, key), as a graph keeps it however often the pair was listed.
     edge, first = np.unique(a_node * len(keys) + k_node, return_index=True)
     u = edge // len(keys)
     v = edge % len(keys) + n_accts
-    w = _WEIGHTS[infra[first, 0]]
+    w = _WEIGHTS[infra[first, PAIR_KIND]]
     n = n_accts + len(keys)
     adj = sp_sparse.coo_matrix(
         (np.concatenate([w, w]), (np.concatenate([u, v]), np.concatenate([v, u]))), shape=(n, n)
@@ -81,7 +89,7 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
     acct_order = np.argsort(a.component, kind="stable")
     acct_lo, acct_hi = (np.searchsorted(a.component[acct_order], cids, side=s)
                         for s in ("left", "right"))
-    comp_of = a.component[sp[:, 2]]
+    comp_of = a.component[sp[:, PAIR_ACCOUNT]]
     pair_order = np.argsort(comp_of, kind="stable")
     pair_lo, pair_hi = (np.searchsorted(comp_of[pair_order], cids, side=s)
                         for s in ("left", "right"))
@@ -101,14 +109,14 @@ def refine_campaigns(a: Assessment, min_accounts: int, seed: int = 0) -> Assessm
         for g, m_idx in enumerate(big):
             component[m_idx] = next_id + g
         # (campaign, kind) of the component's pairs: the kinds of link behind each campaign.
-        pair_kinds = np.unique(component[rows[:, 2]] * len(LINK_KINDS) + rows[:, 0])
+        pair_kinds = np.unique(component[rows[:, PAIR_ACCOUNT]] * len(LINK_KINDS) + rows[:, PAIR_KIND])
         for m_idx in big:
             kinds = pair_kinds[pair_kinds // len(LINK_KINDS) == next_id] % len(LINK_KINDS)
             # (A small campaign of `_cells` has no suspicious pairs: its kinds stay as given.)
             comp_kinds[next_id] = (sorted(LINK_KINDS[int(k)] for k in kinds)
                                    or a.component_kinds[cid])
             comp_size[next_id] = len(m_idx)
-            score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(m_idx) / 4.0))
+            score = float(a.harvest[m_idx].mean()) * (1.0 - np.exp(-len(m_idx) / CAMPAIGN_SIZE_SCALE))
             campaign_score[m_idx] = np.maximum(score, a.campaign_score[m_idx])
             next_id += 1
     return replace(

@@ -47,25 +47,80 @@ class HarvestWeights(_Strict):
 
 
 class LinkConfig(_Strict):
-    """When a shared attribute links accounts."""
+    """When shared keys link accounts, and how much evidence joins an account to a campaign."""
 
     min_accounts: int = 5
-    min_link_families: int = 2
-    thin_min_link_families: int = 3
-    fresh_min_harvest: float = 0.55
-    fresh_min_elicitation: float = 0.3
+    min_link_families: float = 2.0
     suspicious_mean_harvest: float = 0.45
-    nat_max_churn: float = 1.5
-    common_email_share: float = 0.01
-    creation_bucket_minutes: int = 60
     member_min_elicitation: float = 0.5
-    carrier_min_templates: int = 10
-    carrier_min_coverage: float = 0.25
-    carrier_every_minutes: float = Field(default=240.0, ge=0)
-    sync_min_events: int = 3
-    sync_min_utc: float = 0.5
-    sync_min_gap: float = 0.2
-    sync_every_minutes: float = Field(default=60.0, ge=0)
+
+
+class LinkKindConfig(_Strict):
+    """One kind of link (an evidence module named `link.<kind>`)."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0)
+
+
+class AddressLinkConfig(LinkKindConfig):
+    """Shared addresses: a proxy pool links, a NAT (classroom, office) does not."""
+
+    nat_max_churn: float = 1.5
+    proxy_min_key_harvest: float = Field(default=0.6, ge=0, le=1)
+
+
+class CorroborationConfig(_Strict):
+    """Evidence that adds its weight to an account's links, never links on its own."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0)
+
+
+class FreshConfig(CorroborationConfig):
+    """A new, unverified account that keeps asking for reasoning, grades or training data."""
+
+    min_harvest: float = 0.55
+    min_elicitation: float = 0.3
+
+
+class SyncConfig(CorroborationConfig):
+    """Accounts that claim many countries but keep one clock on a suspicious key."""
+
+    min_events: int = 3
+    min_utc: float = 0.5
+    min_gap: float = 0.2
+    every_minutes: float = Field(default=60.0, ge=0)
+
+
+class ThinConfig(_Strict):
+    """Accounts with fewer than `harvest.min_events` requests need more evidence to join."""
+
+    enabled: bool = True
+    min_link_families: float = 3.0
+
+
+class CarrierConfig(_Strict):
+    """An account outside a blocked campaign that sends its templates (a reseller carrying it)."""
+
+    enabled: bool = True
+    min_templates: int = 10
+    min_coverage: float = 0.25
+    every_minutes: float = Field(default=240.0, ge=0)
+
+
+class EvidenceConfig(_Strict):
+    """One section per evidence module (see `_evidence`)."""
+
+    ip: AddressLinkConfig = Field(default_factory=AddressLinkConfig)
+    template: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    payment: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    email: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    created: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    fresh: FreshConfig = Field(default_factory=FreshConfig)
+    partner: CorroborationConfig = Field(default_factory=CorroborationConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    thin: ThinConfig = Field(default_factory=ThinConfig)
+    carriers: CarrierConfig = Field(default_factory=CarrierConfig)
 
 
 class CellConfig(_Strict):
@@ -103,10 +158,11 @@ class ActionConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.11.8"
+    version: str = "2026.12.1"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
 

@@ -19,7 +19,14 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-from distillguard.detect._state import LINK_KINDS, add_cells
+from distillguard.detect._state import (
+    IP_CHURN_FULL,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+    PAIR_KIND,
+    add_cells,
+)
 
 _IP = LINK_KINDS.index("ip")
 
@@ -28,7 +35,7 @@ def key_groups(pairs: np.ndarray, m: int, n_keys: int) -> np.ndarray:
     """Per node (accounts 0..m-1, then keys): its connected component in the graph of the
     (account, key sid) pairs given (columns 2 and 3 of shared pairs)."""
     nodes = m + n_keys
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 2], m + pairs[:, 3])),
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, PAIR_ACCOUNT], m + pairs[:, PAIR_KEY])),
                        shape=(nodes, nodes))
     _, group = connected_components(graph, directed=False)
     out: np.ndarray = group
@@ -52,6 +59,23 @@ class PairIndex:
         self.start = np.zeros(1, np.int64)
         self._next: Future[tuple[np.ndarray, np.ndarray]] | None = None
         self._next_n = 0  # the pairs the index under way covers
+
+    def __getstate__(self) -> dict[str, object]:
+        # A checkpoint (the detector service pickles its state) waits for the merge under way
+        # and keeps its result, so a restored index takes it at the same call as this one.
+        state = dict(self.__dict__)
+        if self._next is not None:
+            state["_next"] = self._next.result()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        merged = state.pop("_next")
+        self.__dict__.update(state)
+        self._next = None
+        if merged is not None:
+            done: Future[tuple[np.ndarray, np.ndarray]] = Future()
+            done.set_result(merged)  # type: ignore[arg-type]
+            self._next = done
 
     def select(self, pairs: np.ndarray, mask: np.ndarray, ordered: bool = True) -> np.ndarray:
         """Positions of the pairs whose column value `v` has `mask[v]` True.
@@ -115,7 +139,8 @@ def _merged(pairs: np.ndarray, column: int, n: int, order: np.ndarray,
 class AddressChurn:
     """Per shared key: the summed address churn of its accounts, where the key is an address.
 
-    An account's churn is `clip((addresses - 1) / 4, 0, 1)`, so it is kept in quarters, as
+    An account's churn is `clip((addresses - 1) / IP_CHURN_FULL, 0, 1)`, so it is kept in whole
+    units (quarters), as
     integers: sums that are exact whatever the order they are added in. Between calls it
     moves only for the accounts that used a new address, so only their pairs and the pairs
     appended since are read.
@@ -129,18 +154,18 @@ class AddressChurn:
     def update(self, pairs: np.ndarray, ip_count: np.ndarray, n_keys: int,
                by_acct: PairIndex) -> np.ndarray:
         """Per shared key, its accounts' churn summed (in quarters; 0 for other kinds)."""
-        units = np.clip(ip_count - 1, 0, 4)
+        units = np.clip(ip_count - 1, 0, IP_CHURN_FULL)
         old = _grow(self.units, len(units), 0)
         self.sums = _grow(self.sums, n_keys, 0)
         moved = units != old
         if moved.any():
             pos = by_acct.select(pairs, moved, ordered=False)
             rows = pairs[pos[pos < self.n]]
-            rows = rows[rows[:, 0] == _IP]
-            np.add.at(self.sums, rows[:, 3], (units - old)[rows[:, 2]])
+            rows = rows[rows[:, PAIR_KIND] == _IP]
+            np.add.at(self.sums, rows[:, PAIR_KEY], (units - old)[rows[:, PAIR_ACCOUNT]])
         new = pairs[self.n :]
-        new = new[new[:, 0] == _IP]
-        np.add.at(self.sums, new[:, 3], units[new[:, 2]])
+        new = new[new[:, PAIR_KIND] == _IP]
+        np.add.at(self.sums, new[:, PAIR_KEY], units[new[:, PAIR_ACCOUNT]])
         self.units = units
         self.n = len(pairs)
         out: np.ndarray = self.sums[:n_keys]
@@ -213,8 +238,8 @@ class LinkTracker:
     """
 
     def __init__(self) -> None:
-        self.by_key = PairIndex(3)
-        self.by_acct = PairIndex(2)
+        self.by_key = PairIndex(PAIR_KEY)
+        self.by_acct = PairIndex(PAIR_ACCOUNT)
         self.n = 0
         self.sus = np.zeros(0, bool)
         self.elig = np.zeros(0, bool)
@@ -244,13 +269,13 @@ class LinkTracker:
             self.by_acct.select(pairs, elig != self.elig, ordered=False)]))
         old = old[old < self.n]
         rows = pairs[old]
-        before = self.sus[rows[:, 3]] & self.elig[rows[:, 2]]
-        after = sus[rows[:, 3]] & elig[rows[:, 2]]
+        before = self.sus[rows[:, PAIR_KEY]] & self.elig[rows[:, PAIR_ACCOUNT]]
+        after = sus[rows[:, PAIR_KEY]] & elig[rows[:, PAIR_ACCOUNT]]
         new = pairs[self.n :]
-        new_on = sus[new[:, 3]] & elig[new[:, 2]]
+        new_on = sus[new[:, PAIR_KEY]] & elig[new[:, PAIR_ACCOUNT]]
         d = after.astype(np.int64) - before
-        add_cells(self.kinds, rows[:, 2], rows[:, 0], d)
-        add_cells(self.kinds, new[new_on, 2], new[new_on, 0], 1)
+        add_cells(self.kinds, rows[:, PAIR_ACCOUNT], rows[:, PAIR_KIND], d)
+        add_cells(self.kinds, new[new_on, PAIR_ACCOUNT], new[new_on, PAIR_KIND], 1)
         self._changed = (rows, before, after, new, new_on)
         self._pairs = pairs
         self.sus, self.elig = sus.copy(), elig.copy()
@@ -300,7 +325,7 @@ class LinkTracker:
             key_comp[alone_k] = -1
             came |= alone
             self.forest = (fa, fk)
-        parts = [rows[after & ~before & joined[rows[:, 2]]], new[new_on & joined[new[:, 2]]]]
+        parts = [rows[after & ~before & joined[rows[:, PAIR_ACCOUNT]]], new[new_on & joined[new[:, PAIR_ACCOUNT]]]]
         if dirty.any():
             self.rebuilds += 1
             redo = (comp >= 0) & dirty[np.maximum(comp, 0)]
@@ -312,15 +337,15 @@ class LinkTracker:
             alone_k |= loose_k
         if alone_k.any():
             at = self.by_key.select(pairs, alone_k, ordered=False)
-            at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
+            at = at[sus[pairs[at, PAIR_KEY]] & on[pairs[at, PAIR_ACCOUNT]]]
             parts.append(pairs[at])
         if came.any():
             at = self.by_acct.select(pairs, came, ordered=False)
-            at = at[sus[pairs[at, 3]] & on[pairs[at, 2]]]
+            at = at[sus[pairs[at, PAIR_KEY]] & on[pairs[at, PAIR_ACCOUNT]]]
             parts.append(pairs[at])
         edges = np.concatenate(parts)
         if len(edges):
-            self._union(edges[:, 2], edges[:, 3], weight)
+            self._union(edges[:, PAIR_ACCOUNT], edges[:, PAIR_KEY], weight)
         return self._labels()
 
     def _split(self, accts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,14 +13,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from distillguard.detect._carriers import CarrierTracker
-from distillguard.detect._cells import CellTracker
 from distillguard.detect._config import DetectConfig, load_config
-from distillguard.detect._links import LinkTracker
-from distillguard.detect._scoring import BLOCK, THROTTLE, Assessment, KeyProfileTracker, assess
+from distillguard.detect._core import Assessment, DecisionCore
+from distillguard.detect._decision import BLOCK, THROTTLE
 from distillguard.detect._signatures import event_signals
 from distillguard.detect._state import DetectorState, Prepared
-from distillguard.detect._sync import SyncTracker
 
 
 class OnlineDetector:
@@ -52,11 +49,7 @@ class OnlineDetector:
         self.state.partners = set(partners or ())
         self._assessment: Assessment | None = None
         self._with_pairs = False
-        self._links = LinkTracker()
-        self._carriers = CarrierTracker()
-        self._sync = SyncTracker()
-        self._cells = CellTracker()
-        self._profiles = KeyProfileTracker()
+        self.core = DecisionCore(self.config)
         # Escalation: a block confirms a throttle that has held for a while (see `_escalate`).
         self._decisions = 0
         self._flagged_at = np.zeros(0, np.int64)  # log time (us) the account was throttled; -1
@@ -99,8 +92,7 @@ class OnlineDetector:
         if self._assessment is None:
             self._decisions += 1
         if self._assessment is None or (with_pairs and not self._with_pairs):
-            a = assess(self.state, self.config, self.overrides, self._links, with_pairs,
-                       self._carriers, self._sync, self._cells, self._profiles)
+            a = self.core.decide(self.state, self.overrides, with_pairs)
             self._escalate(a)
             self._assessment = a
             self._with_pairs = with_pairs

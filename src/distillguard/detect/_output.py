@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._scoring import ACTION_NAMES, MONITOR, Assessment
-from distillguard.detect._state import LINK_KINDS, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._core import Assessment
+from distillguard.detect._decision import ACTION_NAMES, MONITOR
+from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
 
 _KIND_WORDS = {
@@ -186,6 +187,48 @@ def _peer_reasons(state: DetectorState, a: Assessment, i: int, peer: int,
     return [text], {"carries_cell": ev}
 
 
+def evidence_weights(a: Assessment, i: int) -> tuple[str | None, dict[str, object]]:
+    """The evidence modules that counted for account `i`, with their weights, in words and
+    structured (None and {} when none fired).
+
+    Links and corroborations add weights (the account joins a campaign at the bar it
+    needs); small campaigns and carriers throttle by themselves.
+    """
+    j = a.join
+    if j is None or i >= len(j.weight):
+        return None, {}
+    parts: list[str] = []
+    weights: dict[str, float] = {}
+    throttles: list[str] = []
+    for name, t in a.evidence.items():
+        if "pairs" in t.columns and t["pairs"][i] > 0:
+            n = int(t["pairs"][i])
+            parts.append(f"{name} {t['weight'][i]:.1f} ({n} pairs on suspicious keys)")
+            weights[name] = round(float(t["weight"][i]), 4)
+        elif "fires" in t.columns and t["fires"][i]:
+            parts.append(f"{name} {t['weight'][i]:.1f}")
+            weights[name] = round(float(t["weight"][i]), 4)
+        elif "cell" in t.columns and t["cell"][i] >= 0:
+            throttles.append(f"{name}: member of a small campaign scored {t['score'][i]:.2f}")
+        elif "carries" in t.columns and t["carries"][i]:
+            throttles.append(f"{name}: carries a campaign's traffic")
+    if not parts and not throttles:
+        return None, {}
+    out: dict[str, object] = {}
+    text = []
+    if parts:
+        total, need = float(j.weight[i]), float(j.need[i])
+        verdict = "joins a campaign" if j.joined[i] else "not enough to join a campaign"
+        text.append(f"evidence weighed: {', '.join(parts)}; total {total:.1f} (links, plus the "
+                    f"strongest corroboration once linked), {need:.1f} needed: {verdict}")
+        out = {"weights": weights, "total": round(total, 4), "needed": round(need, 4),
+               "joined": bool(j.joined[i])}
+    if throttles:
+        text.append(f"evidence that throttles on its own: {'; '.join(throttles)}")
+        out["throttles"] = throttles
+    return "; ".join(text), out
+
+
 def verdict_table(
     state: DetectorState,
     a: Assessment,
@@ -199,7 +242,7 @@ def verdict_table(
     by_acct: dict[int, list[tuple[int, int]]] = {}
     sp = a.suspicious_pairs
     if len(sp):
-        order = np.argsort(sp[:, 2], kind="stable")
+        order = np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")
         for row in sp[order]:
             by_acct.setdefault(int(row[2]), []).append((int(row[0]), int(row[1])))
     carried_campaign = carried_campaigns(a)
@@ -235,19 +278,21 @@ def verdict_table(
                 shared.append({"kind": kind, "value": label, "accounts": n_acc})
             ev["campaign"] = names[cid]
             ev["shared"] = shared
-        sk = int(a.sync_key[i]) if i < len(a.sync_key) else -1
-        if sk >= 0:
+        sync = a.evidence.get("sync")
+        sk = int(sync["key"][i]) if sync is not None and i < len(sync) else -1
+        if sync is not None and sk >= 0:
             code = int(state.sid_code[sk])
             kind = LINK_KINDS[int(state.sid_link[sk])]
             label = _key_label(state, kind, code, example)
-            n_acc, r_utc, r_loc = int(a.sync.accounts[sk]), a.sync.r_utc[sk], a.sync.r_local[sk]
+            n_acc = int(sync["accounts"][i])
+            r_utc, r_loc = float(sync["r_utc"][i]), float(sync["r_local"][i])
             rs.append(
                 f"keeps one clock with the {n_acc} accounts of {_KIND_WORDS[kind]} {label}: "
                 f"their hours line up in UTC (resultant {r_utc:.2f}) but not in the local "
                 f"time of the countries they declare ({r_loc:.2f})"
             )
             ev["sync"] = {"kind": kind, "value": label, "accounts": n_acc,
-                          "r_utc": round(float(r_utc), 4), "r_local": round(float(r_loc), 4)}
+                          "r_utc": round(r_utc, 4), "r_local": round(r_loc, 4)}
         rs.extend(cell_rs)
         ev.update(cell_ev)
         carried = carried_campaign[i]
@@ -262,6 +307,10 @@ def verdict_table(
             ev["carries"] = {"campaign": names[carried], "templates": int(c.templates[i]),
                              "coverage": round(float(c.coverage[i]), 4),
                              "members": int(c.members[i])}
+        weighed, weighed_ev = evidence_weights(a, i)
+        if weighed is not None:
+            rs.append(weighed)
+            ev["evidence"] = weighed_ev
         reasons.append(json.dumps(rs))
         evidence.append(json.dumps(ev))
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)

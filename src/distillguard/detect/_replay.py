@@ -21,11 +21,11 @@ import pyarrow as pa
 
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
+from distillguard.detect._decision import THROTTLE
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
-from distillguard.detect._scoring import THROTTLE
-from distillguard.detect._state import IS_TEMPLATE_LINK, Prepared
+from distillguard.detect._state import IS_TEMPLATE_LINK, PAIR_CODE, PAIR_KIND, Prepared
 from distillguard.detect._stream import (
     Progress,
     log_chunks,
@@ -153,7 +153,7 @@ def partner_matches(log_dir: Path, indicators: Path | None) -> set[str]:
     """Accounts of the log that match partners' STIX indicators (known before the scan)."""
     if indicators is None:
         return set()
-    from distillguard.report import load_indicators
+    from distillguard.share import load_indicators
 
     matched = load_indicators(indicators).match_accounts(log_dir)
     return {str(a) for a in matched.column("account_id").to_pylist()}
@@ -173,9 +173,9 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
     pairs = a.suspicious_pairs
-    is_template = IS_TEMPLATE_LINK[pairs[:, 0]]
+    is_template = IS_TEMPLATE_LINK[pairs[:, PAIR_KIND]]
     carried = a.cells.carrier_key[a.cells.carrier_key >= 0]  # a carrier quotes its own key
-    codes = np.union1d(pairs[is_template, 1],
+    codes = np.union1d(pairs[is_template, PAIR_CODE],
                        state.sid_code[np.concatenate([a.cells.key, carried])])
     ids = [state.key_label[int(code)] for code in codes]
     example = _example_lookup(log_dir, ids)

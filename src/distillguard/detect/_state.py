@@ -46,12 +46,22 @@ _LINK_INDEX = np.array([LINK_KINDS.index(k) if k in LINK_KINDS else -1 for k in 
 _TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
 _EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
 ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
+# Columns of a shared pair (`shared_pairs`): the link kind (index in LINK_KINDS), the key's
+# code, the account, and the shared-key id (sid).
+PAIR_KIND, PAIR_CODE, PAIR_ACCOUNT, PAIR_KEY = 0, 1, 2, 3
 _ACCT_BITS = 24  # pair id = key code << 24 | account code
 # An account's requests on one template key are kept (per pair, causally) once they reach this
 # many; below it they read as 0 (see `pair_events`).
 HEAVY_PAIR_EVENTS = 20
 
 RECENT_SIGNUP_DAYS = 30
+# Distinct addresses beyond the first at which an account's address churn is full (an
+# integer: churn is kept in whole units of 1 / IP_CHURN_FULL, see `_links.AddressChurn`).
+IP_CHURN_FULL = 4
+# An e-mail domain used by more than this share of the accounts known (and more than
+# COMMON_EMAIL_MIN_ACCOUNTS of them) is a big provider: it never becomes a key.
+COMMON_EMAIL_SHARE = 0.01
+COMMON_EMAIL_MIN_ACCOUNTS = 3.0
 
 RISKY_CHANNELS = frozenset({"education", "research", "startup"})
 
@@ -265,7 +275,7 @@ class DetectorState:
         """Sign-up keys (payment, e-mail domain, sign-up hour) of newly seen accounts."""
         rows: dict[str, list[object]] = {"w": [], "kind": [], "acct": [], "key": [], "label": [],
                                          "first_ts": []}
-        big_domain = max(3.0, 0.01 * max(1, len(self._meta)))
+        big_domain = max(COMMON_EMAIL_MIN_ACCOUNTS, COMMON_EMAIL_SHARE * max(1, len(self._meta)))
 
         def add(w: int, kind: str, acct: int, key: int, label: str) -> None:
             rows["first_ts"].append(first_ts[acct])
@@ -596,7 +606,7 @@ class DetectorState:
         ]
         for r in rows:
             self._append_shared(r.astype(np.int64))
-        on_accounts = [r[np.isin(r[:, 0], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
+        on_accounts = [r[np.isin(r[:, PAIR_KIND], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
         self._acct_pairs.extend(r.astype(np.int64) for r in on_accounts if len(r))
 
     def _apply_heavy(self, p: dict[str, np.ndarray]) -> None:

@@ -17,7 +17,7 @@ gave hundreds of developers a second kind of link). Sign-up and payment keys are
 of their own already.
 
 A schedule shows itself over hours, so `SyncTracker` recomputes at most every
-`links.sync_every_minutes` of log time and reuses its answer in between.
+`evidence.sync.every_minutes` of log time and reuses its answer in between.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
-from distillguard.detect._state import LINK_KINDS, DetectorState
+from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY, DetectorState
 
 _ANGLE = np.arange(24) * (2 * np.pi / 24)
 _MEASURED = [LINK_KINDS.index("sys"), LINK_KINDS.index("ip")]
@@ -85,16 +85,16 @@ def account_clocks(state: DetectorState,
 def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: DetectConfig,
              by_key: PairIndex) -> Sync:
     """The sync measure of the keys in mask `keys` (others stay 0), from their pairs."""
-    lk = cfg.links
+    lk = cfg.evidence.sync
     k = len(keys)
     out = Sync.none(k, state.size)
     keys = keys & np.isin(state.sid_link[:k], _MEASURED)
     if not keys.any():
         return out
-    utc, local, concentration = account_clocks(state, lk.sync_min_events)
-    out.steady = concentration >= lk.sync_min_utc
+    utc, local, concentration = account_clocks(state, lk.min_events)
+    out.steady = concentration >= lk.min_utc
     at = by_key.select(pairs, keys, ordered=False)
-    acct, sid = pairs[at, 2], pairs[at, 3]
+    acct, sid = pairs[at, PAIR_ACCOUNT], pairs[at, PAIR_KEY]
     counted = utc[acct] != 0
     acct, sid = acct[counted], sid[counted]
     n = np.bincount(sid, minlength=k)
@@ -107,16 +107,16 @@ def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: Det
     out.accounts = n
     out.synced = (
         keys
-        & (n >= lk.min_accounts)
-        & (out.r_utc >= lk.sync_min_utc)
-        & (out.r_utc - out.r_local >= lk.sync_min_gap)
+        & (n >= cfg.links.min_accounts)
+        & (out.r_utc >= lk.min_utc)
+        & (out.r_utc - out.r_local >= lk.min_gap)
     )
     return out
 
 
 class SyncTracker:
     """The last `key_sync` answer and its log time: recomputed at most every
-    `links.sync_every_minutes` (0: every call)."""
+    `evidence.sync.every_minutes` (0: every call)."""
 
     def __init__(self) -> None:
         self.looks: Cadence[Sync] = Cadence()
@@ -127,7 +127,7 @@ class SyncTracker:
 
     def update(self, state: DetectorState, pairs: np.ndarray, keys: np.ndarray,
                cfg: DetectConfig, by_key: PairIndex) -> Sync:
-        last = self.looks.reuse(state.now_us, cfg.links.sync_every_minutes)
+        last = self.looks.reuse(state.now_us, cfg.evidence.sync.every_minutes)
         if last is not None:
             return last.grown(len(keys), state.size)
         self._n = 0
@@ -140,12 +140,12 @@ class SyncTracker:
         synced = last.synced if last is not None else np.zeros(0, bool)
         if self._n == 0:
             pos = by_key.select(pairs, synced, ordered=False)
-            self._on_synced = (pairs[pos, 2], pairs[pos, 3])
+            self._on_synced = (pairs[pos, PAIR_ACCOUNT], pairs[pos, PAIR_KEY])
         elif self._n < len(pairs):
             new = pairs[self._n :]
-            new = new[new[:, 3] < len(synced)]
-            new = new[synced[new[:, 3]]]
+            new = new[new[:, PAIR_KEY] < len(synced)]
+            new = new[synced[new[:, PAIR_KEY]]]
             acct, sid = self._on_synced
-            self._on_synced = (np.concatenate([acct, new[:, 2]]), np.concatenate([sid, new[:, 3]]))
+            self._on_synced = (np.concatenate([acct, new[:, PAIR_ACCOUNT]]), np.concatenate([sid, new[:, PAIR_KEY]]))
         self._n = len(pairs)
         return self._on_synced

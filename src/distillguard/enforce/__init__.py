@@ -20,6 +20,7 @@ from distillguard.enforce._policy import (
     strip_think,
     summarise_reasoning,
 )
+from distillguard.enforce._tokens import Reservation
 
 __all__ = [
     "ACTIONS",
@@ -34,6 +35,7 @@ __all__ = [
     "LimitsConfig",
     "Override",
     "Policy",
+    "Reservation",
     "Scope",
     "ThinkFilter",
     "strip_think",

@@ -1,7 +1,8 @@
 """Rate limits per key, account and campaign, on requests and tokens, per minute and per day.
 
-Counting is delegated to the `limits` library: in memory by default (one process),
-Redis when several gateway replicas must share one budget.
+Request counting is delegated to the `limits` library: in memory by default (one process),
+Redis when several gateway replicas must share one budget. Token budgets are reserved before
+an exchange and settled after it (`_tokens.py`), in the same storage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from distillguard._errors import ConfigError
+from distillguard.enforce._tokens import (
+    MemoryLedger,
+    RedisLedger,
+    Refused,
+    Reservation,
+    TokenLedger,
+    Window,
+)
 
 log = logging.getLogger("distillguard.enforce")
 
@@ -85,11 +94,17 @@ class LimitsConfig:
     )
     throttle_factor: float = 0.1
     strategy: Strategy = "fixed-window"
+    # Completion tokens reserved for a request that sets no max_tokens (the estimate of what
+    # it may use until the upstream reports its usage); settled to the real usage after.
+    reserve_completion_tokens: int = 4096
 
     def __post_init__(self) -> None:
         problems: list[str] = []
         for scope in SCOPES:
             problems += getattr(self, scope).problems(scope)
+        rc = self.reserve_completion_tokens
+        if isinstance(rc, bool) or not isinstance(rc, int) or rc < 1:
+            problems.append(f"reserve_completion_tokens must be a positive integer, got {rc!r}")
         if not (0 < self.throttle_factor <= 1):
             problems.append(f"throttle_factor must be in (0, 1], got {self.throttle_factor!r}")
         if self.strategy not in ("fixed-window", "moving-window", "sliding-window"):
@@ -110,6 +125,7 @@ class LimitsConfig:
             "campaign": self.campaign.to_dict(),
             "throttle_factor": self.throttle_factor,
             "strategy": self.strategy,
+            "reserve_completion_tokens": self.reserve_completion_tokens,
         }
 
     @classmethod
@@ -120,14 +136,15 @@ class LimitsConfig:
             if scope in data:
                 merged = {**getattr(base, scope).to_dict(), **dict(data[scope])}
                 kw[scope] = LimitSet.from_dict(merged, scope)
-        for name in ("throttle_factor", "strategy"):
+        others = ("throttle_factor", "strategy", "reserve_completion_tokens")
+        for name in others:
             if name in data:
                 kw[name] = data[name]
-        unknown = sorted(set(data) - {*SCOPES, "throttle_factor", "strategy"})
+        unknown = sorted(set(data) - {*SCOPES, *others})
         if unknown:
             raise ConfigError(
                 f"Limits have unknown fields {unknown}; use key, account, campaign, "
-                "throttle_factor, strategy."
+                "throttle_factor, strategy, reserve_completion_tokens."
             )
         return replace(base, **kw)
 
@@ -143,6 +160,8 @@ class LimitResult:
     budget: str | None = None
     limit: int | None = None
     until: float = 0.0
+    # The tokens this request holds until `Limiter.settle`; None when nothing was reserved.
+    reservation: Reservation | None = None
     #: requests left in the refusing budget (set by `Limiter.reserve`)
     remaining: int | None = None
 
@@ -249,12 +268,15 @@ class Limiter:
         self.config = config or LimitsConfig()
         self.account_overrides: dict[str, LimitSet] = _VersionedDict()
         self.storage_url = storage_url or "memory://"
+        self._ledger: TokenLedger
         if self.storage_url.startswith(("redis://", "rediss://", "redis+unix://")):
             self._storage: Any = storage.RedisStorage(
                 self.storage_url, implementation="redispy", key_prefix=key_prefix
             )
+            self._ledger = RedisLedger(self.storage_url, f"{key_prefix}:tok")
         elif self.storage_url.startswith("memory://"):
             self._storage = _lazy_memory_storage()
+            self._ledger = MemoryLedger()
         else:
             raise ConfigError(
                 f"Unsupported limits storage {self.storage_url!r}; use memory:// or redis://HOST:PORT/DB."
@@ -265,12 +287,11 @@ class Limiter:
             "sliding-window": strategies.SlidingWindowCounterRateLimiter,
         }
         self._req = kinds[self.config.strategy](self._storage)
-        # Token budgets are charged with large costs: a moving window would store one entry
-        # per token, so tokens always use fixed windows.
-        self._tok = strategies.FixedWindowRateLimiter(self._storage)
+        self._tok_prefix = f"{key_prefix}:tok"
         self._items: dict[tuple[str, int], Any] = {}
-        self._exhausted: dict[tuple[str, str, str], LimitResult] = {}
-        self._pending_charges: dict[tuple[tuple[tuple[Scope, str], ...], bool], int] = {}
+        # Settlements waiting for `flush_charges` (Redis only): counter key -> tokens to add.
+        self._pending: dict[str, int] = {}
+        self._windows: dict[tuple[str, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
         from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 
         self._per: dict[str, Any] = {"minute": RateLimitItemPerMinute, "day": RateLimitItemPerDay}
@@ -288,11 +309,16 @@ class Limiter:
         self.config = config
         self._config_version += 1
 
-    def _plan(self, tag: str, scope: Scope, subject: str) -> list[tuple[str, int, int, str, Any]]:
+    def _drop_stale(self) -> None:
+        """Forget cached plans and token windows when limits changed (or too many piled up)."""
         version = (self._config_version, getattr(self.account_overrides, "version", 0))
-        if version != self._plans_version or len(self._plans) > 100_000:
+        if version != self._plans_version or len(self._plans) + len(self._windows) > 100_000:
             self._plans.clear()
+            self._windows.clear()
             self._plans_version = version
+
+    def _plan(self, tag: str, scope: Scope, subject: str) -> list[tuple[str, int, int, str, Any]]:
+        self._drop_stale()
         plan = self._plans.get((tag, scope, subject))
         if plan is None:
             ls = self._limits_for(scope, subject, tag == "t")
@@ -317,38 +343,65 @@ class Limiter:
         return ls.scaled(self.config.throttle_factor) if throttled else ls
 
     async def check(
-        self, subjects: list[tuple[Scope, str]], *, throttled: bool = False
+        self, subjects: list[tuple[Scope, str]], *, throttled: bool = False, tokens: int = 0
     ) -> LimitResult:
-        """Count one request against every subject; refuse if any request or token budget is spent.
+        """Count one request against every subject and reserve `tokens` in their token budgets.
 
-        Token budgets are charged after the exchange (`charge_tokens`), which notes here when a
-        window runs dry; so checking them costs a dictionary lookup, not a storage round trip.
-        With Redis, another replica's spending is noticed at this replica's next charge.
+        Refused if any request budget is spent or any token window has reached its limit. An
+        allowed result carries the reservation, which the caller must hand to `settle` (or
+        `settle_later`) with the tokens the exchange really used, also when it failed (0).
+
+        Args:
+            subjects: the (scope, subject) pairs charged, e.g. key, account and campaign.
+            throttled: count against the throttled (scaled-down) budgets.
+            tokens: tokens to reserve: the prompt's plus the completion's ceiling (`max_tokens`,
+                or `LimitsConfig.reserve_completion_tokens` when the request sets none).
         """
         tag = "t" if throttled else "n"
-        if self._exhausted:
-            now = time.time()
-            for scope, subject in subjects:
-                dry = self._exhausted.get((tag, scope, subject))
-                if dry is not None:
-                    if dry.retry_after > 0 and dry.until > now:
-                        return LimitResult(False, max(1, math.ceil(dry.until - now)), scope, subject, dry.budget, dry.limit)
-                    del self._exhausted[(tag, scope, subject)]
         if self._fast:
             incr = self._storage.incr_now
             for scope, subject in subjects:
                 for key, expiry, limit, period, item in self._plan(tag, scope, subject):
                     if incr(key, expiry) > limit:
                         return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", limit, "req", tag)
+        else:
+            for scope, subject in subjects:
+                ls = self._limits_for(scope, subject, throttled)
+                for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
+                    if req is not None:
+                        item = self._item(period, req)
+                        if not await self._req.hit(item, "req", tag, scope, subject):
+                            return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
+        return await self._reserve_tokens(tag, subjects, tokens)
+
+    async def _reserve_tokens(self, tag: str, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
+        """Reserve `tokens` in every token window of `subjects` (0: only check none is spent)."""
+        windows, names = self._token_windows(tag, subjects)
+        if not windows:
             return ALLOWED
-        for scope, subject in subjects:
-            ls = self._limits_for(scope, subject, throttled)
-            for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
-                if req is not None:
-                    item = self._item(period, req)
-                    if not await self._req.hit(item, "req", tag, scope, subject):
-                        return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
-        return ALLOWED
+        got = await self._ledger.reserve(windows, max(0, tokens))
+        if isinstance(got, Refused):
+            scope, subject, budget, limit = names[got.index]
+            return LimitResult(False, got.retry_after, scope, subject, budget, limit)
+        return LimitResult(True, reservation=got if tokens > 0 else None)
+
+    def _token_windows(
+        self, tag: str, subjects: list[tuple[Scope, str]]
+    ) -> tuple[list[Window], list[tuple[Scope, str, str, int]]]:
+        self._drop_stale()
+        cache_key = (tag, tuple(subjects))
+        got = self._windows.get(cache_key)
+        if got is None:
+            windows: list[Window] = []
+            names: list[tuple[Scope, str, str, int]] = []
+            for scope, subject in subjects:
+                ls = self._limits_for(scope, subject, tag == "t")
+                for period, amount in (("minute", ls.tokens_per_minute), ("day", ls.tokens_per_day)):
+                    if amount is not None:
+                        windows.append(Window(f"{self._tok_prefix}:{tag}:{scope}:{subject}:{period}", amount, _PERIODS[period]))
+                        names.append((scope, subject, f"tokens_per_{period}", amount))
+            got = self._windows[cache_key] = (windows, names)
+        return got
 
     async def reserve(
         self, subjects: list[tuple[Scope, str]], n: int, *, throttled: bool = False,
@@ -361,11 +414,9 @@ class Limiter:
         the refusal's `remaining` says how many were left. A spent token budget refuses too.
         """
         tag = "t" if throttled else "n"
-        now = time.time()
-        for scope, subject in subjects:
-            dry = self._exhausted.get((tag, scope, subject))
-            if dry is not None and dry.retry_after > 0 and dry.until > now:
-                return LimitResult(False, max(1, math.ceil(dry.until - now)), scope, subject, dry.budget, dry.limit, remaining=0)
+        spent = await self._reserve_tokens(tag, subjects, 0)  # reserves nothing: only checks
+        if not spent.allowed:
+            return replace(spent, remaining=0)
         budgets: list[tuple[Any, Scope, str, str, int]] = []
         for scope, subject in subjects:
             ls = self._limits_for(scope, subject, throttled)
@@ -392,43 +443,49 @@ class Limiter:
             retry = _PERIODS["minute" if "minute" in budget else "day"]
         return LimitResult(False, retry, scope, subject, budget, limit)
 
+    async def settle(self, reservation: Reservation | None, used: int) -> None:
+        """Replace a reservation by the tokens the exchange used (0 if it failed)."""
+        if reservation is not None and used != reservation.tokens:
+            await self._ledger.settle(dict.fromkeys(reservation.keys, used - reservation.tokens))
+
+    def settle_later(self, reservation: Reservation | None, used: int) -> None:
+        """`settle` without a storage call on the request path: in memory it is applied now,
+        with Redis it is queued for `flush_charges` (one script call for the whole batch)."""
+        if reservation is None or used == reservation.tokens:
+            return
+        delta = used - reservation.tokens
+        if isinstance(self._ledger, MemoryLedger):
+            self._ledger.settle_now(dict.fromkeys(reservation.keys, delta))
+            return
+        for key in reservation.keys:
+            self._pending[key] = self._pending.get(key, 0) + delta
+
+    async def flush_charges(self) -> None:
+        """Apply the queued settlements."""
+        pending, self._pending = self._pending, {}
+        if pending:
+            await self._ledger.settle(pending)
+
     async def charge_tokens(
         self, subjects: list[tuple[Scope, str]], tokens: int, *, throttled: bool = False
     ) -> None:
-        """Charge the tokens a finished exchange used to every subject's token budgets."""
-        if tokens <= 0:
-            return
-        tag = "t" if throttled else "n"
-        for scope, subject in subjects:
-            ls = self._limits_for(scope, subject, throttled)
-            for period, amount in (("minute", ls.tokens_per_minute), ("day", ls.tokens_per_day)):
-                if amount is None:
-                    continue
-                item = self._item(period, amount)
-                ids = ("tok", tag, scope, subject)
-                if await self._tok.hit(item, *ids, cost=tokens):
-                    continue
-                # hit() refuses a cost above what is left without counting it; the exchange
-                # already happened, so count what fits and refuse until the window resets.
-                stats = await self._tok.get_window_stats(item, *ids)
-                if stats.remaining > 0:
-                    await self._tok.hit(item, *ids, cost=stats.remaining)
-                self._exhausted[(tag, scope, subject)] = LimitResult(
-                    False, 1, scope, subject, f"tokens_per_{period}", amount, until=stats.reset_time
-                )
-
-    def charge_later(self, subjects: list[tuple[Scope, str]], tokens: int, *, throttled: bool = False) -> None:
-        """Queue a token charge for `flush_charges` (no storage call on the request path)."""
+        """Charge tokens used without a reservation (counted even past the limit)."""
         if tokens > 0:
-            key = (tuple(subjects), throttled)
-            self._pending_charges[key] = self._pending_charges.get(key, 0) + tokens
+            windows, _ = self._token_windows("t" if throttled else "n", subjects)
+            if windows:
+                await self._ledger.reserve(windows, tokens, force=True)
 
-    async def flush_charges(self) -> None:
-        """Charge the queued tokens, one storage call per subject and window."""
-        pending, self._pending_charges = self._pending_charges, {}
-        for (subjects, throttled), tokens in pending.items():
-            await self.charge_tokens(list(subjects), tokens, throttled=throttled)
+    async def tokens_used(self, scope: Scope, subject: str, *, throttled: bool = False) -> dict[str, int]:
+        """Tokens counted in the current windows of one subject, by budget name."""
+        windows, names = self._token_windows("t" if throttled else "n", [(scope, subject)])
+        return {name[2]: await self._ledger.used(w) for w, name in zip(windows, names, strict=True)}
 
     async def reset(self) -> None:
-        self._exhausted.clear()
+        self._pending.clear()
         await self._storage.reset()
+        await self._ledger.reset()
+
+    async def aclose(self) -> None:
+        """Release the Redis connections (nothing to do in memory)."""
+        if isinstance(self._ledger, RedisLedger):
+            await self._ledger.aclose()

@@ -142,6 +142,14 @@ class Policy:
                     self._campaigns.pop(acc, None)
         return changed
 
+    def verdict_counts(self) -> dict[str, int]:
+        """How many accounts each verdict action applies to now (overrides not counted)."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for d in self._verdicts.values():
+                out[d.action] = out.get(d.action, 0) + 1
+            return out
+
     def action_history(self, account_id: str) -> list[str]:
         """The verdict actions the account went through, oldest first (the last few)."""
         with self._lock:

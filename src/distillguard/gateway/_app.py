@@ -444,6 +444,13 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
         """Liveness and capture backlog."""
         return {"ok": True, "queued": gw.capture.queue.qsize()}
 
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency, capture and spool, limit refusals, verdicts."""
+        from distillguard.gateway._metrics import CONTENT_TYPE
+
+        return Response(gw.metrics.render(), 200, None, CONTENT_TYPE)
+
     app.include_router(_admin_router(gw))
     app.include_router(batch_router(batches))
     app.state.batches = batches

@@ -250,7 +250,7 @@ class BatchService:
             camp = decision.campaign_id or gw.policy.campaign_of(account)
             if camp:
                 subjects.append(("campaign", camp))
-            gw.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
+            await gw.limiter.charge_tokens(subjects, pt + ct, throttled=decision.throttled)
             status, state, result = 200, SUCCEEDED, answer
         except ApiError as err:
             status, state, result = err.status, ERRORED, error_body(api, err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from distillguard._errors import ConfigError
 from distillguard.enforce import DegradeConfig, LimitsConfig
@@ -35,6 +36,15 @@ class GatewayConfig:
             connection to start one).
         max_header_bytes: largest request line plus headers; more gets 431.
         body_timeout: seconds a client has to send a whole request body; more gets 408.
+        spool_dir: directory of the local capture spool (one per replica; see `_spool.py`);
+            None writes events from an in-memory queue, which a crash loses.
+        spool_max_bytes: bound on the spool's undrained bytes; beyond it requests get 503.
+        spool_sync: `write` (an answer waits for its event's write; synced every 50 ms) or
+            `always` (an answer waits for the fdatasync); see `_spool.py`.
+        detector: where online detection runs when `detect` is on: `inprocess` (a thread of
+            this process, on its own capture), `child` (a `distillguard detector` child
+            process on the shared capture, followed like a remote one) or `remote` (a
+            separately run `distillguard detector`; this replica follows its verdicts).
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -65,8 +75,12 @@ class GatewayConfig:
     capture_queue: int = 100_000
     capture_batch: int = 2000
     capture_interval: float = 0.25
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1 << 30
+    spool_sync: Literal["write", "always"] = "write"
     refresh_interval: float = 2.0
     detect: bool = True
+    detector: Literal["inprocess", "child", "remote"] = "inprocess"
     detect_interval: float = 5.0
     detect_config: Path | None = None
     watermark_key_file: Path | None = None
@@ -85,10 +99,14 @@ class GatewayConfig:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
         for name in ("max_body_bytes", "capture_queue", "capture_batch", "max_inflight_per_key",
                      "login_failures_per_minute", "key_lookup_threads", "max_connections", "max_header_bytes",
-                     "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
+                     "spool_max_bytes", "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
+        if self.spool_sync not in ("write", "always"):
+            problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
+        if self.detector not in ("inprocess", "child", "remote"):
+            problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
         if isinstance(self.batch_rate, bool) or not isinstance(self.batch_rate, int | float) or self.batch_rate <= 0:
             problems.append(f"batch_rate must be a positive number of requests per second, got {self.batch_rate!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:

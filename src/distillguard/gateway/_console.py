@@ -2,7 +2,7 @@
 
 The console reads a traffic log and a scan; the gateway has a database and a live detector. So
 the console here works on a snapshot: the captured traffic in the log format and the online
-detector's current verdicts, pre-aggregated by `distillguard.report.CaseStore` exactly as
+detector's current verdicts, pre-aggregated by `distillguard.cases.CaseStore` exactly as
 `distillguard ui` does. Pages are always answered from the snapshot in hand; a visit to a
 snapshot older than `max_age` seconds starts a rebuild in the background (at most one at a
 time, so at most one a minute), and the new snapshot replaces the old one when it is ready.

@@ -12,6 +12,8 @@ import itertools
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +30,7 @@ from distillguard.enforce import (
     LimitSet,
     Override,
     Policy,
+    Reservation,
     Scope,
     ThinkFilter,
     strip_think,
@@ -38,6 +41,7 @@ from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._guard import FailureLimiter
 from distillguard.gateway._keys import KeyRecord, KeyRing
+from distillguard.gateway._metrics import GatewayMetrics
 from distillguard.gateway._native import NativeStream, Rewrite, native_request, read_answer
 from distillguard.gateway._protocol import (
     PARSERS,
@@ -61,6 +65,7 @@ from distillguard.gateway._responses_native import (
     own_response,
     read_response,
 )
+from distillguard.gateway._spool import Spool, SpoolFull
 from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
 from distillguard.gateway._upstream import (
@@ -132,6 +137,18 @@ def _local_or_fake(watermark_key: Any, explicit: bool) -> Upstream:
         return FakeUpstream()
 
 
+#: where a request's policy action is noted for the metrics (in its ASGI scope)
+_ACTION = "distillguard.action"
+
+#: seconds a client is told to wait when the capture spool refuses requests
+SPOOL_RETRY_AFTER_S = 5
+
+
+def _spool_error() -> ApiError:
+    return ApiError(503, "overloaded_error", "The gateway cannot record exchanges right now (its capture spool is "
+                    "full or its disk refused a write); retry later.", retry_after=SPOOL_RETRY_AFTER_S)
+
+
 def _header(scope: Any, name: bytes) -> str | None:
     """One request header straight from the ASGI scope (names are lower-case there); cheaper
     than building Starlette's Headers for the two or three the request path reads."""
@@ -168,9 +185,13 @@ class Gateway:
         self._inflight: dict[str, int] = {}
         self.policy = Policy(config.degrade)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
-        self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval)
+        spool = Spool(config.spool_dir, config.spool_max_bytes, sync=config.spool_sync) if config.spool_dir is not None else None
+        self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
+        self.metrics = GatewayMetrics(self)
         self.online: Any = None
         self.console_guard: Any = None  # the mounted console's ConsoleGuard (create_app sets it)
+        self.follower: Any = None  # VerdictFollower, with a child or remote detector
+        self._child: subprocess.Popen[bytes] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._overrides = OverrideFeed(self.store.overrides_since)
         self._limits = ChangeFeed(self.store.limits_since, "subject")
@@ -212,7 +233,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._refresh_loop(), name="distillguard-refresh"))
         self._tasks.append(loop.create_task(self._charge_loop(), name="distillguard-charge"))
-        if self.config.detect:
+        if self.config.detect and self.config.detector != "inprocess":
+            await self._follow(loop)
+        elif self.config.detect:
             from distillguard.gateway._export import accounts_table
             from distillguard.gateway._online import OnlineLoop
 
@@ -222,6 +245,25 @@ class Gateway:
                 await asyncio.to_thread(self.online.warm)
                 self.capture.listeners.append(self.online.feed)
                 self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))
+
+    async def _follow(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow the fleet's verdicts; with `detector="child"`, start the detector too."""
+        from distillguard.gateway._verdicts import VerdictFollower, VerdictTables
+
+        tables = await asyncio.to_thread(VerdictTables, self.store)
+        self.follower = VerdictFollower(tables, self.policy, redis_url=self.config.redis, redis_prefix=self.config.redis_prefix)
+        self._tasks.append(loop.create_task(self.follower.run(), name="distillguard-follow"))
+        if self.config.detector == "child":
+            cmd = [sys.executable, "-m", "distillguard", "detector", "--db", self.config.db,
+                   "--table-prefix", self.config.table_prefix, "--interval", str(self.config.detect_interval),
+                   "--parent-pid", str(os.getpid())]
+            if self.config.detect_config is not None:
+                cmd += ["--config", str(self.config.detect_config)]
+            if self.config.redis is not None:
+                cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix]
+            # Its own interpreter: detection never competes with the request loop for the GIL.
+            self._child = subprocess.Popen(cmd)
+            log.info("detector child process %d started", self._child.pid)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -239,9 +281,18 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        if self._child is not None:
+            self._child.terminate()
+            try:
+                await asyncio.to_thread(self._child.wait, 15)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+            self._child = None
         with contextlib.suppress(Exception):
             await self.limiter.flush_charges()
         await self.capture.close()
+        with contextlib.suppress(Exception):
+            await self.limiter.aclose()
         log.info("capture flushed: %d events written, %d dropped", self.capture.written, self.capture.dropped)
         await self.router.aclose()
         self._key_pool.shutdown(wait=False)
@@ -252,21 +303,36 @@ class Gateway:
 
     def _event(self, req: ChatRequest | None, rec: KeyRecord, request: Request, api: Api, ts: int, t0: float,
                status: int, reply_text: str | None = None, prompt_tokens: int | None = None,
-               completion_tokens: int | None = None, model: str | None = None) -> None:
+               completion_tokens: int | None = None, model: str | None = None) -> asyncio.Future[None] | None:
+        """Capture one exchange. With a spool, the returned future resolves once the event is
+        on disk: an answer waits for it before its last byte. Refusals of a full spool are
+        counted by capture (`refused`); their requests were answered 503 already."""
         scope = request.scope
         client = scope.get("client")
         # A row in EVENT_FIELDS order: the capture writer inserts it as it is.
         if req is None:
-            self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
-                                 _header(scope, b"user-agent"), api, model or "", None, "", None, None,
-                                 None, prompt_tokens, completion_tokens, None, None, status,
-                                 (time.perf_counter() - t0) * 1000.0, None, None))
-            return
-        self.capture.submit((new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
-                             _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
-                             len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
-                             prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
-                             (time.perf_counter() - t0) * 1000.0, None, None))
+            row: tuple[Any, ...] = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
+                                    _header(scope, b"user-agent"), api, model or "", None, "", None, None,
+                                    None, prompt_tokens, completion_tokens, None, None, status,
+                                    (time.perf_counter() - t0) * 1000.0, None, None)
+        else:
+            row = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
+                   _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
+                   len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
+                   prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
+                   (time.perf_counter() - t0) * 1000.0, None, None)
+        try:
+            return self.capture.record(row)
+        except SpoolFull:
+            return None
+
+    async def _durable(self, event: asyncio.Future[None] | None) -> None:
+        """Wait until a served exchange is on disk; a spool that failed turns the answer into 503."""
+        if event is not None:
+            try:
+                await event
+            except SpoolFull as exc:
+                raise _spool_error() from exc
 
     @staticmethod
     def error_response(api: Api, err: ApiError) -> Response:
@@ -324,8 +390,8 @@ class Gateway:
         return subjects
 
     async def _charge_loop(self) -> None:
-        # Token charges are batched: one storage call per subject every 50 ms instead of a
-        # task and several calls per request. A spent budget is noticed one flush later.
+        # Settlements are batched (Redis): one script call every 50 ms instead of one per
+        # request. Late settling only holds a reservation a little longer, never overspends.
         while True:
             await asyncio.sleep(0.05)
             try:
@@ -392,6 +458,13 @@ class Gateway:
             self._inflight.pop(key_id, None)
 
     async def handle(self, api: Api, request: Request) -> Response:
+        """Answer one proxy request, and count it (`/metrics`)."""
+        t0 = time.perf_counter()
+        response = await self._handle(api, request)
+        self.metrics.observe(api, response.status_code, request.scope.get(_ACTION, "none"), time.perf_counter() - t0)
+        return response
+
+    async def _handle(self, api: Api, request: Request) -> Response:
         t0 = time.perf_counter()
         ts = now_us()
         auth = await self.authenticate(api, request, hold=True)
@@ -401,6 +474,8 @@ class Gateway:
         req: ChatRequest | None = None
         model = None
         try:
+            if self.capture.refusing:
+                raise _spool_error()
             raw = await self._read_body(request)
             body = load_body(raw)
             model = body.get("model") if isinstance(body.get("model"), str) else None
@@ -411,9 +486,13 @@ class Gateway:
             try:
                 decision = self.policy.decide(rec.account_id)
                 if decision.blocked:
+                    request.scope[_ACTION] = decision.action
                     raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+                if decision.degraded:
+                    cap = self.policy.degrade.max_tokens_cap
+                    req.max_tokens = min(req.max_tokens or cap, cap)
                 subjects = self._subjects(rec, decision)
-                verdict = await self.limiter.check(subjects, throttled=decision.throttled)
+                verdict = await self.limiter.check(subjects, throttled=decision.throttled, tokens=self._reserve_for(req))
             except ApiError:
                 raise
             except Exception:  # noqa: BLE001 - a policy failure never becomes a 500: fail open, loudly
@@ -422,32 +501,47 @@ class Gateway:
                 from distillguard.enforce import ALLOWED
 
                 verdict = ALLOWED
+            request.scope[_ACTION] = decision.action
             if not verdict.allowed:
+                self.metrics.refusals.labels(verdict.scope or "", verdict.budget or "").inc()
                 raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)
             self.router.remember(req.model, upstream)
-            if decision.degraded:
-                cap = self.policy.degrade.max_tokens_cap
-                req.max_tokens = min(req.max_tokens or cap, cap)
+            held = verdict.reservation
             watermark = self.watermark_key is not None and not upstream.watermarks_itself
-            if req.previous_response_id is not None:
-                await check_previous(self.ledger, req, rec.account_id, api in getattr(upstream, "native_apis", ()))
-            if api in getattr(upstream, "native_apis", ()):
-                return await self._native(api, request, rec, req, raw, body, upstream, decision, subjects, watermark, ts, t0)
-            if req.stream:
-                return await self._stream(api, request, rec, req, upstream, decision, subjects, watermark, ts, t0)
-            reply = await upstream.complete(req, rec.account_id)
+            try:
+                if req.previous_response_id is not None:
+                    await check_previous(self.ledger, req, rec.account_id, api in getattr(upstream, "native_apis", ()))
+                if api in getattr(upstream, "native_apis", ()):
+                    return await self._native(api, request, rec, req, raw, body, upstream, decision, held, watermark, ts, t0)
+                if req.stream:
+                    return await self._stream(api, request, rec, req, upstream, decision, held, watermark, ts, t0)
+                reply = await upstream.complete(req, rec.account_id)
+            except BaseException:
+                # Nothing was served: the reservation goes back whole.
+                self.limiter.settle_later(held, 0)
+                raise
         except ApiError as err:
             log.info("%d %s account=%s: %s", err.status, api, rec.account_id, err.message)
             self._event(req, rec, request, api, ts, t0, err.status, model=model)
             return self.error_response(api, err)
         reply = self._post(reply, decision, rec.account_id, watermark)
         rid = new_id()
-        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
-        self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
+        event = self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
+        try:
+            await self._durable(event)
+        except ApiError as err:
+            return self.error_response(api, err)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
 
+    def _reserve_for(self, req: ChatRequest) -> int:
+        """Tokens held while the request runs: its prompt (estimated) plus its completion's
+        ceiling, `max_tokens` or the configured estimate when the request sets none."""
+        prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))
+        return prompt + (req.max_tokens or self.limiter.config.reserve_completion_tokens)
+
     async def _native(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, raw: bytes, body: dict[str, Any],
-                      upstream: Any, decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+                      upstream: Any, decision: Decision, held: Reservation | None, watermark: bool, ts: int, t0: float) -> Response:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
         drop_usage = req.stream and api in ("chat.completions", "completions") and not req.include_usage
@@ -456,24 +550,40 @@ class Gateway:
         payload = native_request(api, raw, body, req, cap, drop_usage, rewrite.active)
         if req.stream:
             reader = ResponsesStream(rewrite) if api == "responses" else NativeStream(api, rewrite, drop_usage)
-            return await self._native_stream(api, request, rec, req, upstream, payload, reader, decision, subjects, ts, t0)
+            return await self._native_stream(api, request, rec, req, upstream, payload, reader, held, ts, t0)
         if api == "responses":
             out, reply, data = read_response(await upstream.forward(api, payload), req, rewrite, upstream.name)
             await own_response(self.ledger, data.get("id"), rec.account_id, req.model)
         else:
             out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
-        self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
-        self.limiter.charge_later(subjects, reply.prompt_tokens + reply.completion_tokens, throttled=decision.throttled)
+        event = self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
+        self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
+        try:
+            await self._durable(event)
+        except ApiError as err:
+            return self.error_response(api, err)
         return Response(out, 200, None, _JSON)
 
     async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
-                             reader: NativeStream | ResponsesStream, decision: Decision, subjects: list[tuple[Scope, str]], ts: int, t0: float) -> Response:
+                             reader: NativeStream | ResponsesStream, held: Reservation | None, ts: int, t0: float) -> Response:
         agen = upstream.forward_stream(api, payload).__aiter__()
         # As in `_stream`: an upstream that refuses or fails before answering gets an HTTP status.
         try:
             first: bytes = await agen.__anext__()
         except StopAsyncIteration:
             first = b""
+
+        recorded = False
+
+        def record(status: int) -> asyncio.Future[None] | None:
+            nonlocal recorded
+            recorded = True
+            reader.settle()
+            text = "".join(reader.parts)
+            pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
+            ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
+            self.limiter.settle_later(held, pt + ct)
+            return self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
 
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
@@ -485,6 +595,9 @@ class Gateway:
                     if isinstance(reader, ResponsesStream) and reader.response_id is not None and not owned:
                         owned = True  # known before the client sees the id, so it can GET it at once
                         await own_response(self.ledger, reader.response_id, rec.account_id, req.model)
+                    if reader.done and reader.error is None:
+                        # the answer's last bytes: sent once its event is on disk
+                        await self._durable(record(200))
                     if out:
                         yield out
                     if reader.done:
@@ -506,14 +619,10 @@ class Gateway:
                 log.info("%d %s stream account=%s: %s", err.status, api, rec.account_id, err.message)
                 yield sse_error(api, err)
             finally:
-                reader.settle()
-                text = "".join(reader.parts)
-                pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
-                ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected", api, rec.account_id)
-                self._event(req, rec, request, api, ts, t0, status, text, pt, ct)
-                self.limiter.charge_later(subjects, pt + ct, throttled=decision.throttled)
+                if not recorded:
+                    record(status)
                 if status == CLIENT_CLOSED:  # this task is being cancelled: close in another
                     asyncio.get_running_loop().create_task(aclose_quietly(agen))
                 else:
@@ -522,7 +631,7 @@ class Gateway:
         return SSEResponse(body())
 
     async def _stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Upstream,
-                      decision: Decision, subjects: list[tuple[Scope, str]], watermark: bool, ts: int, t0: float) -> Response:
+                      decision: Decision, held: Reservation | None, watermark: bool, ts: int, t0: float) -> Response:
         agen = upstream.stream(req, rec.account_id).__aiter__()
         # The first delta is awaited before answering, so an upstream that is down or slow
         # gets a proper HTTP error status rather than a 200 with an error event.
@@ -538,6 +647,7 @@ class Gateway:
 
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
+            recorded = False
             parts: list[str] = []
             pt: int | None = None
             ct: int | None = None
@@ -578,6 +688,10 @@ class Gateway:
                     head += renderer.delta(tail)
                 pt = pt if pt is not None else est_prompt
                 ct = ct if ct is not None else estimate_tokens("".join(parts))
+                # the answer's last bytes: sent once its event is on disk
+                recorded = True
+                self.limiter.settle_later(held, pt + ct)
+                await self._durable(self._event(req, rec, request, api, ts, t0, 200, "".join(parts), pt, ct))
                 yield head + renderer.end(finish, pt, ct)
                 status = 200
             except ApiError as err:
@@ -590,8 +704,9 @@ class Gateway:
                     ct = estimate_tokens(text)
                 if status == CLIENT_CLOSED:
                     log.info("499 %s stream account=%s: client disconnected after %d pieces", api, rec.account_id, n_pieces)
-                self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
-                self.limiter.charge_later(subjects, (pt or est_prompt) + ct, throttled=decision.throttled)
+                if not recorded:
+                    self._event(req, rec, request, api, ts, t0, status, text, pt if pt is not None else est_prompt, ct)
+                    self.limiter.settle_later(held, (pt or est_prompt) + ct)
                 # Not awaited here: after a disconnect this task is being cancelled.
                 asyncio.get_running_loop().create_task(aclose_quietly(agen))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from distillguard.gateway._config import GatewayConfig
@@ -170,12 +171,30 @@ def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 8000, log_leve
     )
 
 
-def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", fast_path: bool = True) -> None:
-    """Serve until SIGINT/SIGTERM; shutdown flushes the capture queue before exiting."""
+def serve(
+    config: GatewayConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    fast_path: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; shutdown flushes the capture queue before exiting.
+
+    Args:
+        on_ready: called once the socket listens, so whoever prints "ready" never says it
+            before a client can connect.
+    """
     import uvicorn
 
     from distillguard.gateway._app import create_app
 
+    class ReadyServer(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and on_ready is not None:  # False when the port could not be bound
+                on_ready()
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, fast_path=fast_path)
-    uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()
+    ReadyServer(uvicorn_config(app, host, port, log_level)).run()

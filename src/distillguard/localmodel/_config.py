@@ -13,7 +13,8 @@ from distillguard._data import corpora_root
 # Bump when the training code changes in a way that changes the trained weights.
 _CODE_VERSION = 1
 
-DEFAULT_CORPORA = ("alpaca_5k", "gsm8k", "self_instruct_seed_tasks", "code_alpaca")
+# Permissively licensed sets only (MIT, Apache-2.0, CC BY): the CC BY-NC ones are opt-in by name.
+DEFAULT_CORPORA = ("gsm8k", "self_instruct_seed_tasks", "self_instruct_user_oriented", "bfcl_curated", "mbpp", "humaneval")
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,11 @@ from distillguard.report._pr import PRCurve, pr_curve
 #: A campaign counts as caught when at least this share of its accounts is flagged.
 CAUGHT_SHARE = 0.5
 
-#: Benign personas that legitimately look like attacks in some way (issue 2's hard negatives).
+#: Benign personas that legitimately look like attacks in some way (issue 2's hard negatives,
+#: and issue 14's look-alikes of content-only and single-link campaigns).
 HARD_NEGATIVE_PERSONAS = frozenset(
-    {"enterprise_batch", "eval_runner", "classroom", "reseller", "template_developer"}
+    {"enterprise_batch", "eval_runner", "classroom", "reseller", "template_developer",
+     "student", "judge_lab", "benchmark_researcher", "oss_app_developer"}
 )
 
 #: Points on each campaign's cumulative-events timeline.

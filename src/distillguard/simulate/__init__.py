@@ -4,6 +4,8 @@ on real prompts from the shipped corpora (`distillguard simulate`)."""
 from distillguard.simulate._corpora import (
     BENIGN_SETS,
     DISTILL_SETS,
+    OPT_IN_LICENCES,
+    PERMISSIVE_SETS,
     Corpora,
     find_corpora,
     load_corpora,
@@ -13,6 +15,7 @@ from distillguard.simulate._plot import plot_overview
 from distillguard.simulate._scenario import (
     CampaignSpec,
     Scenario,
+    campaign_family,
     default_scenario_text,
     load_scenario,
     parse_scenario,
@@ -21,10 +24,13 @@ from distillguard.simulate._scenario import (
 __all__ = [
     "BENIGN_SETS",
     "DISTILL_SETS",
+    "OPT_IN_LICENCES",
+    "PERMISSIVE_SETS",
     "CampaignSpec",
     "Corpora",
     "Scenario",
     "SimulationResult",
+    "campaign_family",
     "default_scenario_text",
     "find_corpora",
     "load_corpora",

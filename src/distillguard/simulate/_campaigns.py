@@ -22,6 +22,13 @@ from distillguard.simulate._content import (
 )
 from distillguard.simulate._env import DAY_US, HOUR_US, Env
 from distillguard.simulate._scenario import CampaignSpec
+from distillguard.simulate._shapes import (
+    elicitation,
+    human_paced,
+    linked_accounts,
+    linked_ips,
+    per_account_uas,
+)
 from distillguard.simulate._text import reword
 from distillguard.simulate._world import (
     BROWSER_UAS,
@@ -115,7 +122,7 @@ class _Recipes:
                 continue
             if kind == "code":
                 picks = [CODE_WRAPPERS[int(i)] for i in r.choice(len(CODE_WRAPPERS), size=2, replace=False)]
-                cols = self.wrapped(m, "code_alpaca", picks)
+                cols = self.wrapped(m, "code_tasks", picks)
             elif kind == "tools":
                 cols = self.tools(self.wrapped(m, "bfcl_curated", ["{x}"]), m, 3, 20, 4.0)
             elif kind == "humaneval":
@@ -123,7 +130,7 @@ class _Recipes:
             elif kind == "mbpp":
                 cols = self.wrapped(m, "mbpp", [CODE_WRAPPERS[2]])
             elif kind == "alpaca":
-                cols = self.wrapped(m, "alpaca_5k", ["{x}"])
+                cols = self.wrapped(m, "instructions", ["{x}"])
             elif kind == "arena":
                 bs = self.c.sets["dev_misc"]
                 cols = self.wrapped(m, "", ["{x}"], (bs.offset, bs.n_base, bs.n_var))
@@ -131,13 +138,13 @@ class _Recipes:
                 picks = [COT_WRAPPERS[int(i)] for i in r.choice(len(COT_WRAPPERS), size=2, replace=False)]
                 cols = self.wrapped(m, "gsm8k", picks)
             elif kind == "rubric":
-                cols = self.wrapped(m, "alpaca_5k", [RUBRIC_WRAPPER])
+                cols = self.wrapped(m, "instructions", [RUBRIC_WRAPPER])
                 # the response to grade sits between the wrapper's head and the question
                 cols["ctx"] = self.c.rubric_ctx[r.integers(len(self.c.rubric_ctx), size=m)]
                 rub = [self.c.pools.system(reword(t, r, 0.5) if v else t) for t in RUBRIC_SYSTEMS for v in range(2)]
                 cols["system"] = np.asarray(rub, np.int32)[r.integers(len(rub), size=m)]
             elif kind == "alpaca_cot":
-                cols = self.wrapped(m, "alpaca_5k", [COT_WRAPPERS[0]])
+                cols = self.wrapped(m, "instructions", [COT_WRAPPERS[0]])
             elif kind == "seed_cot":
                 cols = self.wrapped(m, "self_instruct_seed_tasks", [COT_WRAPPERS[1]])
             elif kind == "genprompt":
@@ -146,7 +153,7 @@ class _Recipes:
             elif kind == "evol":
                 ev = [v.replace("{instruction}", "{x}") for k, v in sorted(env.corpora.templates.items())
                       if k.startswith("evol_instruct")]
-                cols = self.wrapped(m, "alpaca_5k" if r.random() < 0.6 else "code_alpaca", ev)
+                cols = self.wrapped(m, "instructions" if r.random() < 0.6 else "code_tasks", ev)
             else:
                 bs = alpaca_rendered(self.c, r, self.v)
                 cols = self.wrapped(m, "", ["{x}"], (bs.offset, bs.n_base, bs.n_var))
@@ -161,6 +168,8 @@ class _Recipes:
 def _accounts(env: Env, spec: CampaignSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     w = env.world
     lo_d, hi_d = spec.created_days
+    if spec.links != "shared":
+        return linked_accounts(env, spec, rng, n)
     if spec.independent_accounts:
         return _independent_accounts(env, spec, rng, n)
     centers = np.sort(rng.uniform(lo_d, hi_d, size=spec.creation_bursts))
@@ -261,26 +270,46 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
     a_hi = np.full(len(acct), hi, np.int64)
     if spec.account_lifetime_days:
         a_hi = np.minimum(a_hi, a_lo + int(spec.account_lifetime_days * DAY_US))
-    tz = spec.operator_tz
-    prof = FLAT_PROFILE * rng.uniform(0.9, 1.1, 24) if spec.schedule == "around_the_clock" else OFFICE_PROFILE
-    n_all = direct + via
-    ts = np.sort(sample_times(rng, np.full(n_all, tz, np.float64), lo, hi, prof, 0.9))
     recipes = _Recipes(env, spec, rng)
-    cols = recipes.mix(n_all)
-    # direct accounts or the reseller's account, by request
-    through = np.zeros(n_all, bool)
-    if via:
-        through[rng.choice(n_all, size=via, replace=False)] = True
-    owner = np.full(n_all, -1, np.int64)
-    if direct:
-        owner[~through] = acct[_load_balance(rng, ts[~through], a_lo, a_hi)]
-    proxies = w.new_ips(spec.proxy_ips, "residential")
-    home = proxies[np.arange(len(acct)) % len(proxies)]
+    through: np.ndarray
+    if spec.human_daily is not None:
+        # human-paced: every account on its own clock, no load balancing, no reseller
+        ts, pos = human_paced(env, spec, rng, acct, a_lo, a_hi)
+        n_all = len(ts)
+        owner = acct[pos].astype(np.int64)
+        through = np.zeros(n_all, bool)
+        via = 0
+    else:
+        tz = spec.operator_tz
+        prof = FLAT_PROFILE * rng.uniform(0.9, 1.1, 24) if spec.schedule == "around_the_clock" else OFFICE_PROFILE
+        n_all = direct + via
+        ts = np.sort(sample_times(rng, np.full(n_all, tz, np.float64), lo, hi, prof, 0.9))
+        if spec.content != "task_pool_elicitation":
+            cols = recipes.mix(n_all)
+        # direct accounts or the reseller's account, by request
+        through = np.zeros(n_all, bool)
+        if via:
+            through[rng.choice(n_all, size=via, replace=False)] = True
+        owner = np.full(n_all, -1, np.int64)
+        if direct:
+            owner[~through] = acct[_load_balance(rng, ts[~through], a_lo, a_hi)]
     acct_pos = np.full(len(w.acc.account_id) + 1, 0, np.int64)
     acct_pos[acct] = np.arange(len(acct))
-    ip = np.where(rng.random(n_all) < spec.ip_churn, proxies[rng.integers(len(proxies), size=n_all)],
-                  home[acct_pos[np.maximum(owner, 0)]])
-    if spec.user_agents == "sdk":
+    owner_pos = acct_pos[np.maximum(owner, 0)]
+    if spec.content == "task_pool_elicitation":
+        cols = elicitation(env, spec, rng, owner_pos, len(acct))
+    elif spec.human_daily is not None:
+        cols = recipes.mix(n_all)
+    if spec.links != "shared":
+        ip = linked_ips(env, spec, rng, owner_pos, len(acct))
+    else:
+        proxies = w.new_ips(spec.proxy_ips, "residential")
+        home = proxies[np.arange(len(acct)) % len(proxies)]
+        ip = np.where(rng.random(n_all) < spec.ip_churn, proxies[rng.integers(len(proxies), size=n_all)],
+                      home[owner_pos])
+    if spec.user_agents == "per_account":
+        ua = per_account_uas(env, rng, len(acct))[owner_pos]
+    elif spec.user_agents == "sdk":
         uas = np.asarray([w.sdk_ua(rng, 5) for _ in range(2)], np.int32)
         ua = uas[rng.integers(2, size=n_all)]
     else:
@@ -288,7 +317,7 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
                            for t in BROWSER_UAS for _ in range(4)], np.int32)
         per_acct = np.asarray([w.sdk_ua(rng, 5) if spec.user_agents == "mixed" and rng.random() < 0.5 else -1
                                for _ in range(len(acct))], np.int32)
-        ua_a = per_acct[acct_pos[np.maximum(owner, 0)]]
+        ua_a = per_acct[owner_pos]
         ua = np.where(ua_a >= 0, ua_a, ubro[rng.integers(len(ubro), size=n_all)])
     if via:
         k = spec.via_resellers

@@ -7,6 +7,8 @@ this module builds the shared pools once per run.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +17,38 @@ from distillguard.simulate._corpora import Corpora
 from distillguard.simulate._text import CLOSINGS, FOLLOWUPS, GREETINGS, BodySet, TextPools
 
 BENIGN_VARIANTS = 10
+
+# Campaign task sets: the permissive sets by default; the old non-commercial set when the
+# scenario opts in to it (`opt_in_corpora`).
+TASK_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (opt-in set used instead when named, permissive sets used otherwise)
+    "instructions": ("alpaca_5k", ("self_instruct_seed_tasks", "gsm8k")),
+    "code_tasks": ("code_alpaca", ("mbpp_tasks", "arena_coding")),
+}
+# Code tasks without Code Alpaca: each MBPP problem sentence (without its asserts, so the texts
+# differ from what benchmark runners send) in several target languages, as a harvester widens a
+# small pool, plus Arena-Hard's coding prompts.
+CODE_LANGUAGES = ["", " Use Python.", " Write it in JavaScript.", " Implement it in Go.", " Solve it in Rust.",
+                  " Use Java.", " Write it in C++."]
+# Follow-up turns written for the simulator (ShareGPT's real later turns are opt-in): a short
+# request alone, or an instruction before pasted text (a slice of a real prompt).
+FOLLOWUP_PASTE_HEADS = [
+    "Now do the same for this:\n\n", "What about this one?\n", "Here's the error I get:\n", "Fix this:\n",
+    "and this part?\n", "Rewrite this paragraph:\n\n", "Translate this too:\n", "Use this instead:\n\n",
+    "Can you check this?\n", "I changed it to this:\n", "this is what I have so far\n\n", "Here is the rest:\n",
+    "Same question for:\n", "ok now summarize this\n\n", "It still fails:\n", "Compare with this:\n\n",
+]
+FOLLOWUP_SHORT = [
+    "Can you give more detail on the second part?", "What would you change first?", "Is there a simpler way?",
+    "Can you make it sound more natural?", "Add a short conclusion.", "Make it a bit longer.",
+    "Why did you choose that approach?", "What are the downsides?", "Can you list the sources?",
+    "Explain the last step again.", "Give me three alternatives.", "Now in bullet points.",
+    "Make the tone friendlier.", "What if I can't use a library?", "Does this work on Windows too?",
+    "ok and how long would that take?", "can you shorten it to one paragraph", "Use simpler words.",
+    "What did I do wrong?", "And the time complexity?", "put it in a table", "no, I meant the other one",
+    "Can you add comments to the code?", "Write it as an email instead.", "Is that correct?",
+]
+FOLLOWUPS_WRITTEN = 3000  # composed follow-ups in the pool when ShareGPT is not opted in
 
 # Prompt templates of legitimate apps (enterprise batch jobs, developers iterating).
 APP_TEMPLATES = [
@@ -105,34 +139,76 @@ class Content:
     ide_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     bfcl_systems: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     corpora: Corpora | None = None
+    opt_in: frozenset[str] = frozenset()
+
+    def opt(self, name: str) -> list[str]:
+        """The texts of opt-in set `name` when the scenario named it, else nothing."""
+        assert self.corpora is not None
+        return self.corpora.set_texts(name) if name in self.opt_in else []
+
+    def task_texts(self, name: str) -> list[str]:
+        """A campaign task set (`TASK_SETS`) or a corpus by name."""
+        assert self.corpora is not None
+        if name in TASK_SETS:
+            nc, permissive = TASK_SETS[name]
+            if nc in self.opt_in:
+                return self.corpora.set_texts(nc)
+            texts: list[str] = []
+            for p in permissive:
+                if p == "gsm8k":
+                    texts += self.corpora.where("gsm8k", "train")  # the test split is the benchmark runners'
+                elif p == "mbpp_tasks":
+                    texts += [(t.split("\n")[0] if not lang else t.split("\n")[0].replace(" python ", " ")) + lang
+                              for t in self.corpora.set_texts("mbpp") for lang in CODE_LANGUAGES]
+                elif p == "arena_coding":
+                    texts += self.corpora.where("arena_hard", "v2.0/coding")
+                else:
+                    texts += self.corpora.set_texts(p)
+            return texts
+        return self.corpora.set_texts(name)
 
 
-def build_content(corp: Corpora, pools: TextPools, rng: np.random.Generator, n_ctx: int) -> Content:
-    """Build the shared benign pools (variants, context chunks, greetings) and system prompts."""
-    c = Content(pools=pools, corpora=corp)
-    later = corp.where("sharegpt_1k", "later_turn")
-    first = (
-        corp.texts["wildchat_1k"]
-        + corp.where("sharegpt_1k", "first_turn")
-        + corp.texts["arena_hard"]
-        + corp.texts["self_instruct_user_oriented"]
-        + corp.texts["wizardlm_testset"]
-        + [t for t in later if len(t) >= 60]
-    )
+def written_followups(sources: list[str], rng: np.random.Generator, n: int) -> list[str]:
+    """`n` follow-up turns: a third short requests, the rest an instruction before a slice
+    (60-600 characters) of a real prompt, as users paste text into later turns."""
+    r = random.Random(int(rng.integers(1 << 62)))
+    long_src = [t for t in sources if len(t) >= 80]
+    out = []
+    for _ in range(n):
+        if r.random() < 1 / 3:
+            out.append(r.choice(FOLLOWUP_SHORT))
+            continue
+        t = r.choice(long_src)
+        ln = min(len(t), int(r.lognormvariate(5.3, 0.6)) + 60)
+        a = r.randrange(0, len(t) - ln + 1)
+        out.append(r.choice(FOLLOWUP_PASTE_HEADS) + t[a : a + ln].strip())
+    return out
+
+
+def build_content(corp: Corpora, pools: TextPools, rng: np.random.Generator, n_ctx: int,
+                  opt_in: Sequence[str] = ()) -> Content:
+    """Build the shared benign pools (variants, context chunks, greetings) and system prompts
+    from the permissive sets, plus the opt-in sets the scenario names."""
+    c = Content(pools=pools, corpora=corp, opt_in=frozenset(opt_in))
+    wild, arena, uo = corp.texts["wildchat_1k"], corp.texts["arena_hard"], corp.texts["self_instruct_user_oriented"]
+    shared = "sharegpt_1k" in c.opt_in
+    later = corp.where("sharegpt_1k", "later_turn") if shared and c.opt("sharegpt_1k") else []
+    share_first = corp.where("sharegpt_1k", "first_turn") if shared else []
+    first = wild + share_first + arena + uo + c.opt("wizardlm_testset") + [t for t in later if len(t) >= 60]
     c.sets["first"] = pools.add_bodies(first, rng, BENIGN_VARIANTS)
-    c.sets["followup"] = pools.add_bodies(later + FOLLOWUPS * 4, rng, 4)
+    written = [] if later else written_followups(wild + arena + uo, rng, FOLLOWUPS_WRITTEN)
+    c.sets["followup"] = pools.add_bodies(later + written + FOLLOWUPS * 4, rng, 4)
     c.sets["bfcl_live"] = pools.add_bodies(corp.texts["bfcl_live"], rng, 4)
     arena_code = corp.where("arena_hard", "v2.0/coding")
-    c.sets["dev_misc"] = pools.add_bodies(
-        arena_code + corp.texts["wildchat_1k"] + corp.where("sharegpt_1k", "first_turn"), rng, 6
-    )
-    c.sets["dev_distill"] = pools.add_bodies(
-        corp.texts["code_alpaca"] + corp.texts["alpaca_5k"], rng, 2
-    )
-    docs = [t for t in later + corp.texts["wildchat_1k"] if 40 <= len(t) <= 3000]
+    c.sets["dev_misc"] = pools.add_bodies(arena_code + wild + share_first + uo, rng, 6)
+    ordinary = c.opt("code_alpaca") + c.opt("alpaca_5k")
+    if not ordinary:  # ordinary task-like questions of distillation provenance, permissive sets
+        ordinary = corp.texts["self_instruct_seed_tasks"] + corp.texts["mbpp"] + corp.where("gsm8k", "train")[:500]
+    c.sets["dev_distill"] = pools.add_bodies(ordinary, rng, 2)
+    docs = [t for t in later + wild + arena + uo if 40 <= len(t) <= 3000]
     c.sets["docs"] = pools.add_bodies(docs, rng, 3)
-    c.ctx_ids = pools.add_ctxs(later + corp.texts["wildchat_1k"] + corp.texts["arena_hard"], n_ctx, rng)
-    c.rubric_ctx = pools.add_ctxs(corp.texts["alpaca_5k"] + later, 5000, rng, RUBRIC_CTX)
+    c.ctx_ids = pools.add_ctxs(later + wild + arena + ([] if later else uo), n_ctx, rng)
+    c.rubric_ctx = pools.add_ctxs(c.opt("alpaca_5k") + later + arena + wild, 5000, rng, RUBRIC_CTX)
     c.greet_ids = np.asarray([pools.lead(g) for g in GREETINGS], np.int32)
     c.close_ids = np.asarray([pools.tail(t) for t in CLOSINGS], np.int32)
     c.app_systems = np.asarray([pools.system(s) for s in APP_SYSTEMS], np.int32)
@@ -141,7 +217,8 @@ def build_content(corp: Corpora, pools: TextPools, rng: np.random.Generator, n_c
         [pools.system(v) for k, v in sorted(corp.templates.items()) if k.startswith("bfcl_system")],
         np.int32,
     )
-    pools.build_responses(corp.texts["alpaca_5k"] + corp.texts["sharegpt_1k"] + later, rng)
+    prose = c.opt("alpaca_5k") + c.opt("sharegpt_1k") + later
+    pools.build_responses(prose or wild + arena + corp.where("gsm8k", "train")[:2000], rng)
     return c
 
 
@@ -149,20 +226,19 @@ def distill_set(c: Content, name: str, rng: np.random.Generator, reword_variants
     """A distillation set as body texts with `reword_variants` light rewordings each (cached)."""
     key = f"{name}#{reword_variants}"
     if key not in c.sets:
-        assert c.corpora is not None
-        texts = c.corpora.texts[name]
-        c.sets[key] = c.pools.add_bodies(texts, rng, reword_variants, reword_mode=True)
+        c.sets[key] = c.pools.add_bodies(c.task_texts(name), rng, reword_variants, reword_mode=True)
     return c.sets[key]
 
 
 def alpaca_rendered(c: Content, rng: np.random.Generator, variants: int) -> BodySet:
-    """Alpaca rows inside the Alpaca fine-tune wrappers (with or without input), pre-rendered."""
+    """Instruction rows (`TASK_SETS["instructions"]`) inside the Alpaca fine-tune wrappers
+    (with or without input), pre-rendered."""
     key = f"alpaca_wrapped#{variants}"
     if key not in c.sets:
         assert c.corpora is not None
         t = c.corpora.templates
         out = []
-        for text in c.corpora.texts["alpaca_5k"]:
+        for text in c.task_texts("instructions"):
             instr, sep, inp = text.partition("\n\n")
             if sep:
                 out.append(t["alpaca_finetune_format_with_input"].replace("{instruction}", instr).replace("{input}", inp))
@@ -180,7 +256,8 @@ def generation_prompts(c: Content, rng: np.random.Generator, n: int, variants: i
         assert c.corpora is not None
         t = c.corpora.templates
         seeds = c.corpora.texts["self_instruct_seed_tasks"]
-        code_seeds = c.corpora.where("code_alpaca", "seed_task") or c.corpora.texts["code_alpaca"][:20]
+        code_seeds = (c.corpora.where("code_alpaca", "seed_task") if "code_alpaca" in c.opt_in
+                      else c.corpora.set_texts("mbpp")[:20])
         heads = [t["alpaca_generation_prompt"], t["code_alpaca_generation_prompt"]]
         out = []
         for i in range(n):

@@ -31,6 +31,29 @@ DISTILL_SETS = (
     "mbpp",
     "bfcl_curated",
 )
+# The sets the default scenario and the tests use: MIT, Apache-2.0, CC BY or ODC-BY
+# (data/corpora/README.md). Every one is required.
+PERMISSIVE_SETS = (
+    "wildchat_1k",
+    "arena_hard",
+    "bfcl_live",
+    "self_instruct_user_oriented",
+    "self_instruct_seed_tasks",
+    "gsm8k",
+    "humaneval",
+    "mbpp",
+    "bfcl_curated",
+)
+# Sets used only when a scenario names them in `opt_in_corpora`; loaded when their file is
+# present (the wheel leaves the non-commercial ones out), and their licence is printed when used.
+# ShareGPT's conversations were shared by their users with no licence stated, so the content
+# grants no permission to reuse it: it is opt-in like the non-commercial sets.
+OPT_IN_LICENCES = {
+    "alpaca_5k": "CC BY-NC 4.0 (non-commercial use only; Stanford Alpaca data)",
+    "code_alpaca": "CC BY-NC 4.0 (non-commercial use only; Code Alpaca data)",
+    "wizardlm_testset": "CC BY-NC 4.0 (non-commercial use only; WizardLM data)",
+    "sharegpt_1k": "no stated licence (ShareGPT conversations shared by their users; the sample's repository is MIT)",
+}
 ENV_VAR = CORPORA_ENV
 
 
@@ -93,6 +116,17 @@ class Corpora:
     # Seconds between a conversation's turns in the Mooncake trace (see `turn_gaps`).
     turn_gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
+    def set_texts(self, name: str) -> list[str]:
+        """The texts of set `name`; a clear error when it was not loaded (an opt-in set the
+        scenario did not name, or a corpus that does not exist)."""
+        if name not in self.texts:
+            raise ScenarioError(
+                f"The corpus {name!r} is not loaded: permissive sets are {list(PERMISSIVE_SETS)}; "
+                f"opt-in sets ({sorted(OPT_IN_LICENCES)}) need `opt_in_corpora = [{name!r}]` in the scenario "
+                "and their file in the corpora folder."
+            )
+        return self.texts[name]
+
     def where(self, name: str, category: str | None) -> list[str]:
         """Texts of set `name` whose category equals (or starts with) `category`."""
         cats = self.categories[name]
@@ -104,15 +138,18 @@ class Corpora:
 
 
 def load_corpora(root: str | Path | None = None) -> Corpora:
-    """Load every text set, templates.json and the two metadata traces."""
+    """Load every permissive text set (required), the opt-in sets whose files are present,
+    templates.json and the two metadata traces."""
     path = find_corpora(root)
     corp = Corpora(root=path)
-    for name in (*BENIGN_SETS, *DISTILL_SETS):
+    for name in (*PERMISSIVE_SETS, *OPT_IN_LICENCES):
         f = path / f"{name}.jsonl.gz"
         if not f.is_file():
+            if name in OPT_IN_LICENCES:
+                continue  # opt-in: a scenario that names it gets a clear error (Corpora.set_texts)
             raise ScenarioError(
-                f"The corpus file {f} is missing; the simulator needs every set listed in "
-                "distillguard/data/corpora/README.md."
+                f"The corpus file {f} is missing; the simulator needs every permissively licensed set "
+                f"({', '.join(PERMISSIVE_SETS)}), as shipped in distillguard/data/corpora."
             )
         rows = _read_jsonl_gz(f)
         corp.texts[name] = [str(r["text"]) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from distillguard._errors import ScenarioError
 from distillguard.simulate._benign import benign_population
 from distillguard.simulate._campaigns import all_campaigns
 from distillguard.simulate._content import build_content
-from distillguard.simulate._corpora import Corpora, load_corpora
+from distillguard.simulate._corpora import OPT_IN_LICENCES, Corpora, load_corpora
 from distillguard.simulate._env import Env
+from distillguard.simulate._lookalikes import lookalikes
 from distillguard.simulate._scenario import Scenario, load_scenario, window_bounds_us
 from distillguard.simulate._text import TextPools, response_index
 from distillguard.simulate._world import HOUR_US, Plan, World
@@ -122,6 +124,9 @@ def simulate(
     if events is not None:
         sc = sc.scaled(events)
     corp = corpora if isinstance(corpora, Corpora) else load_corpora(corpora)
+    for name in sc.opt_in_corpora:
+        corp.set_texts(name)  # a clear error before any work when an opted-in set is missing
+        print(f"distillguard simulate: using opt-in corpus {name}: {OPT_IN_LICENCES[name]}", file=sys.stderr)
     out = Path(out)
     if (out / "events").exists() and any((out / "events").iterdir()):
         raise ScenarioError(f"The output directory {out} already holds events; choose an empty directory.")
@@ -134,7 +139,7 @@ def simulate(
         pools = TextPools(sc.max_prompt_chars)
         first_turns = int(sc.casual.events / sc.casual.turns_mean + sc.reseller.events / 2.4)
         n_ctx = int(np.clip(first_turns, 20_000, 400_000))
-        content = build_content(corp, pools, rngs[0], n_ctx)
+        content = build_content(corp, pools, rngs[0], n_ctx, sc.opt_in_corpora)
         world = World(start_us, end_us, rngs[1])
         model_ix = {m.name: i for i, m in enumerate(sc.models)}
         release_us = {m.name: start_us + int(m.released_days * 24 * HOUR_US) for m in sc.models}
@@ -142,6 +147,7 @@ def simulate(
                   _plain_share(sc, content.sets["first"].n_base))
         pg.step("benign population", 2)
         benign_population(env, rngs[2:9])
+        lookalikes(env, rngs[11:15])
         pg.step("campaigns", 4)
         all_campaigns(env, rngs[16:])
         pg.step("sorting the plan", len(sc.campaigns))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class Env:
     model_ix: dict[str, int]
     release_us: dict[str, int]
     p_plain: float  # share of benign first turns sent without pasted context (see docs)
+    # single-link campaigns: each account's link group (position in the campaign's accounts)
+    link_groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def start_us(self) -> int:

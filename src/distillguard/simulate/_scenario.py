@@ -16,7 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from distillguard._errors import ScenarioError
 
-Content = Literal["coding_agentic", "agentic_tools", "reasoning_rubric", "self_instruct_templates"]
+Content = Literal[
+    "coding_agentic", "agentic_tools", "reasoning_rubric", "self_instruct_templates", "task_pool_elicitation"
+]
+# What a campaign's accounts share: "shared" is the classic hydra (proxy pool, campaign e-mail
+# domains, shared cards, sign-up bursts); "none" shares nothing (content-only); the others share
+# exactly ONE kind of infrastructure (single-link): cards bought in batches, an e-mail pattern,
+# sign-up bursts, or one proxy range (/24).
+Links = Literal["shared", "none", "card", "email", "signup", "proxy"]
+Elicitation = Literal["step_by_step", "rubric", "mixed"]
+# Corpora that are not permissively licensed: used only when a scenario names them in
+# `opt_in_corpora` (their licence is printed when used; see simulate._corpora.OPT_IN_LICENCES).
+OptInCorpus = Literal["alpaca_5k", "code_alpaca", "wizardlm_testset", "sharegpt_1k"]
+# Tasks the content-only and single-link shapes draw from (all permissively licensed).
+DEFAULT_TASK_POOL = ["gsm8k", "mbpp", "humaneval", "self_instruct_seed_tasks"]
 
 
 class _Spec(BaseModel):
@@ -95,6 +108,46 @@ class ResellerSpec(_Spec):
     server_ips: int = Field(default=3, ge=1)
 
 
+class StudentsSpec(_Spec):
+    """Benign look-alike of content-only campaigns: students at many universities asking for
+    step-by-step solutions to their homework (off by default: accounts = 0)."""
+
+    accounts: int = Field(default=0, ge=0)
+    events: int = Field(default=0, ge=0)
+    universities: int = Field(default=60, ge=1)
+    problems_per_course: int = Field(default=12, ge=1)
+    campus_share: float = Field(default=0.4, ge=0, le=1)
+    followups_mean: float = Field(default=1.5, ge=0)
+
+
+class JudgeLabSpec(_Spec):
+    """Benign look-alike of rubric elicitation: independent labs running LLM-as-judge
+    evaluations with one popular public judge template (off by default)."""
+
+    accounts: int = Field(default=0, ge=0)
+    events: int = Field(default=0, ge=0)
+    rate_per_s: float = Field(default=1.5, gt=0)
+    edited_template_share: float = Field(default=0.2, ge=0, le=1)
+
+
+class BenchmarkResearcherSpec(_Spec):
+    """Benign look-alike: many researchers running public benchmarks (gsm8k, MBPP, HumanEval,
+    BFCL) with the standard harness prompts, each from their own infrastructure (off by default)."""
+
+    accounts: int = Field(default=0, ge=0)
+    events: int = Field(default=0, ge=0)
+    rate_per_s: float = Field(default=0.5, gt=0)
+
+
+class OssAppSpec(_Spec):
+    """Benign look-alike of a templated campaign: many unrelated developers building on one
+    popular open-source app, sending its system prompt and its RAG template (off by default)."""
+
+    accounts: int = Field(default=0, ge=0)
+    events: int = Field(default=0, ge=0)
+    app_prompt_share: float = Field(default=0.85, ge=0, le=1)
+
+
 class CampaignSpec(_Spec):
     id: str
     persona: str = "hydra_worker"
@@ -109,7 +162,7 @@ class CampaignSpec(_Spec):
     proxy_ips: int = Field(default=100, ge=1)
     ip_churn: float = Field(default=0.2, ge=0, le=1)
     daily_limit: int | None = Field(default=None, ge=1)
-    user_agents: Literal["sdk", "rotate_browser", "mixed"] = "sdk"
+    user_agents: Literal["sdk", "rotate_browser", "mixed", "per_account"] = "sdk"
     signup_channels: dict[str, float] = {"education": 0.4, "research": 0.3, "startup": 0.3}
     verified_share: float = Field(default=0.1, ge=0, le=1)
     paid_share: float = Field(default=0.8, ge=0, le=1)
@@ -133,14 +186,37 @@ class CampaignSpec(_Spec):
     reseller_benign_events: int = Field(default=0, ge=0)
     via_resellers: int = Field(default=1, ge=1)
     independent_accounts: bool = False
+    links: Links = "shared"
+    accounts_per_link: int = Field(default=40, ge=1)
+    human_daily: tuple[float, float] | None = None
+    task_pool: list[str] = DEFAULT_TASK_POOL
+    elicitation: Elicitation = "mixed"
+    wrapper_per_account: bool = True
+    family: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CampaignSpec:
+        if self.human_daily is not None and not 0 < self.human_daily[0] <= self.human_daily[1]:
+            raise ValueError("human_daily must be [least, most] requests per account per day, least > 0")
+        if not self.task_pool:
+            raise ValueError("task_pool needs at least one corpus")
+        if self.human_daily is not None and self.via_reseller_share > 0:
+            raise ValueError("a human-paced campaign (human_daily) sends everything from its own accounts: "
+                             "via_reseller_share must be 0")
         if self.created_days[0] > self.created_days[1]:
             raise ValueError("created_days must be [earliest, latest]")
         if not self.signup_channels or any(v < 0 for v in self.signup_channels.values()):
             raise ValueError("signup_channels needs at least one channel with a weight >= 0")
         return self
+
+    def expected_events(self, window_days: float) -> int:
+        """Events this campaign is expected to send: `events`, or for a human-paced campaign
+        (`human_daily`) accounts x mean daily rate x active days (direct accounts only)."""
+        if self.human_daily is None:
+            return self.events
+        end = window_days if self.end_days is None else min(self.end_days, window_days)
+        days = max(0.0, end - max(0.0, self.start_days))
+        return int(self.accounts * sum(self.human_daily) / 2 * days)
 
 
 class Scenario(_Spec):
@@ -167,6 +243,11 @@ class Scenario(_Spec):
     classroom: ClassroomSpec = ClassroomSpec()
     eval_runner: EvalRunnerSpec = EvalRunnerSpec()
     reseller: ResellerSpec = ResellerSpec()
+    students: StudentsSpec = StudentsSpec()
+    judge_lab: JudgeLabSpec = JudgeLabSpec()
+    benchmark_researcher: BenchmarkResearcherSpec = BenchmarkResearcherSpec()
+    oss_app_developer: OssAppSpec = OssAppSpec()
+    opt_in_corpora: list[OptInCorpus] = []
     campaigns: list[CampaignSpec] = []
 
     @model_validator(mode="after")
@@ -193,11 +274,16 @@ class Scenario(_Spec):
             + self.enterprise_batch.events
             + self.eval_runner.events
             + self.reseller.events
+            + self.students.events
+            + self.judge_lab.events
+            + self.benchmark_researcher.events
+            + self.oss_app_developer.events
             + self.classroom.classes
             * self.classroom.students
             * (self.classroom.lessons * (1 + self.classroom.followups_mean) + self.classroom.homework_events)
         )
-        return int(benign + sum(c.events + c.reseller_benign_events for c in self.campaigns))
+        return int(benign + sum(c.expected_events(self.window.days) + c.reseller_benign_events
+                                for c in self.campaigns))
 
     def scaled(self, events: int) -> Scenario:
         """The same scenario with every group's events and accounts scaled to about `events` in all."""
@@ -231,6 +317,12 @@ class Scenario(_Spec):
             "reseller": self.reseller.model_copy(
                 update={"accounts": sc(self.reseller.accounts), "events": sc(self.reseller.events)}
             ),
+            **{
+                name: getattr(self, name).model_copy(
+                    update={"accounts": sc(getattr(self, name).accounts), "events": sc(getattr(self, name).events)}
+                )
+                for name in ("students", "judge_lab", "benchmark_researcher", "oss_app_developer")
+            },
             "campaigns": [
                 c.model_copy(
                     update={
@@ -245,6 +337,22 @@ class Scenario(_Spec):
             ],
         }
         return self.model_copy(update=upd)
+
+
+def campaign_family(spec: CampaignSpec) -> str:
+    """The shape family a campaign belongs to (held-out evaluation, benchmarks/family_matrix.py):
+    its `family` knob, else derived from what its accounts share and how it is carried."""
+    if spec.family:
+        return spec.family
+    if spec.links == "none":
+        return "content_only"
+    if spec.links != "shared":
+        return f"single_link_{spec.links}"
+    if spec.via_reseller_share > 0:
+        return "reseller_carried"
+    if spec.content == "self_instruct_templates":
+        return "templated"
+    return "hydra"
 
 
 def default_scenario_text() -> str:

@@ -214,6 +214,12 @@ class TextPools:
             self.ctxs.append(wraps[int(wr[i])].replace("{x}", s[a : a + ln].strip()))
         return np.arange(start, len(self.ctxs), dtype=np.int32)
 
+    def add_raw_ctxs(self, texts: list[str]) -> np.ndarray:
+        """Add context entries as given (no slicing, no wrapper); returns their indices."""
+        start = len(self.ctxs)
+        self.ctxs.extend(self._clip(t) for t in texts)
+        return np.arange(start, len(self.ctxs), dtype=np.int32)
+
     def template_parts(self, template: str, slot: str, rng: np.random.Generator, variants: int,
                        strength: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """Split `template` at `slot` into lead/tail pool entries; variant 0 is verbatim."""

@@ -171,6 +171,26 @@ class World:
             self.ips.append(s)
         return out
 
+    def new_range_ips(self, n: int) -> np.ndarray:
+        """`n` fresh residential addresses inside one random /24 range (a proxy provider's
+        block), at most 250 per range."""
+        if not 1 <= n <= 250:
+            raise ValueError(f"a /24 range holds 1-250 addresses, asked for {n}")
+        r = self.rng
+        while True:
+            b = [int(x) for x in r.integers(1, 255, 3)]
+            prefix = f"{(45, 77, 89, 104, 141, 154, 185, 193)[b[0] % 8]}.{b[1]}.{b[2]}."
+            if not any(f"{prefix}{h}" in self._ip_set for h in range(1, 255)):
+                break
+        hosts = r.choice(np.arange(2, 254), size=n, replace=False)
+        out = np.empty(n, np.int32)
+        for i, h in enumerate(hosts):
+            s = f"{prefix}{int(h)}"
+            self._ip_set.add(s)
+            out[i] = len(self.ips)
+            self.ips.append(s)
+        return out
+
     def ua(self, s: str, endpoint: str = "chat.completions") -> int:
         if s not in self._ua_ix:
             self._ua_ix[s] = len(self.uas)

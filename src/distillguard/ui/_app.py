@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from distillguard.report._casedata import KIND_LABELS, KIND_PLURALS, CaseStore, fold_attributes
+from distillguard.cases import KIND_LABELS, KIND_PLURALS, CaseStore, fold_attributes
 from distillguard.ui._overrides import CONSOLE_ACTIONS, ActionHook, OverrideLog
 
 _PLOT_CACHE_MAX = 256
@@ -103,7 +103,7 @@ def create_app(
         warm_now: render those plots before returning instead (a caller that builds the
             app off the request path and swaps it in when ready, like the gateway).
         indicators: partners' STIX bundles or indicator stores (see
-            `distillguard.report.load_indicators`); accounts of the log that match are listed
+            `distillguard.share.load_indicators`); accounts of the log that match are listed
             on the front page and their pages.
         csrf: the value the action forms carry (`ConsoleGuard.csrf`; the guard checks it).
 
@@ -118,14 +118,18 @@ def create_app(
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
     from starlette.concurrency import run_in_threadpool
 
-    from distillguard.report._casefile import casefile_html, casefile_pdf
-    from distillguard.report._caseplots import graph_svg, traffic_svg
-    from distillguard.report._stix import export_bundle
+    from distillguard.cases import (
+        casefile_html,
+        casefile_pdf,
+        export_bundle,
+        graph_svg,
+        traffic_svg,
+    )
 
     cases = store if store is not None else CaseStore(log_dir, verdicts_dir)
     matches: dict[str, list[tuple[str, str, int]]] = {}
     if indicators is not None:
-        from distillguard.report._stix import load_indicators
+        from distillguard.share import load_indicators
 
         table = load_indicators(indicators).match_accounts(log_dir)
         for acct, kind, value, n in zip(

@@ -22,9 +22,9 @@ import torch
 
 from distillguard._errors import ConfigError
 from distillguard.watermark import _seeding as S
-from distillguard.watermark._keys import KeyVersion
 from distillguard.watermark._processor import mark
 from distillguard.watermark._scheme import LayerKeys
+from distillguard.watermark._version import KeyVersion
 
 # Account code words kept between requests (an LRU: 8 int64 each).
 MAX_CACHED_CODES = 65_536

@@ -14,16 +14,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
 from distillguard.watermark import _seeding as S
-from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._scheme import LayerKeys, windows_of
 from distillguard.watermark._tails import weighted_binom_logsf
+from distillguard.watermark._version import KeyVersion
+
+if TYPE_CHECKING:  # only names an argument's type: at run time _keys imports this module
+    from distillguard.watermark._keys import WatermarkKey
 
 I64 = npt.NDArray[np.int64]
 LN10 = math.log(10.0)

@@ -14,38 +14,21 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distillguard._errors import ConfigError
 from distillguard._private import write_private
 from distillguard.watermark._config import WatermarkConfig
+from distillguard.watermark._lexical import TextWatermarker
+from distillguard.watermark._processor import WatermarkLogitsProcessor
+from distillguard.watermark._version import KeyVersion
 
-if TYPE_CHECKING:
-    from distillguard.watermark._lexical import TextWatermarker
-    from distillguard.watermark._processor import WatermarkLogitsProcessor
+__all__ = ["FORMAT", "KeyVersion", "WatermarkKey"]
 
 FORMAT = "distillguard-watermark-key"
-_MIN_SECRET = 16
-
-
-@dataclass(frozen=True)
-class KeyVersion:
-    """One version of the key: its secret and the scheme it was used with."""
-
-    version: int
-    secret: bytes = field(repr=False)
-    config: WatermarkConfig
-    created: str = ""
-
-    def __post_init__(self) -> None:
-        if len(self.secret) < _MIN_SECRET:
-            raise ConfigError(
-                f"Watermark key version {self.version} has a {len(self.secret)}-byte secret; "
-                f"use at least {_MIN_SECRET} random bytes (distillguard watermark keygen)."
-            )
 
 
 @dataclass(frozen=True)
@@ -139,14 +122,10 @@ class WatermarkKey:
 
     def logits_processor(self, account_id: str) -> WatermarkLogitsProcessor:
         """A transformers LogitsProcessor marking generated text for `account_id`."""
-        from distillguard.watermark._processor import WatermarkLogitsProcessor
-
         return WatermarkLogitsProcessor(self.current, account_id)
 
     def text_watermarker(self, account_id: str) -> TextWatermarker:
         """A post-hoc lexical watermarker for text from upstreams we cannot steer."""
-        from distillguard.watermark._lexical import TextWatermarker
-
         return TextWatermarker(self.current, account_id)
 
 

@@ -27,15 +27,19 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
-from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._scheme import LayerKeys
 from distillguard.watermark._synonyms import GROUP, PAIRS
+from distillguard.watermark._version import KeyVersion
+
+if TYPE_CHECKING:  # only names an argument's type: at run time _keys imports this module
+    from distillguard.watermark._keys import WatermarkKey
 
 _WORD = re.compile(r"[A-Za-z]+")
 _CHUNK = re.compile(r"\S+|\s+")

@@ -16,8 +16,8 @@ from transformers import LogitsProcessor
 
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._config import WatermarkConfig
-from distillguard.watermark._keys import KeyVersion
 from distillguard.watermark._scheme import LayerKeys
+from distillguard.watermark._version import KeyVersion
 
 
 @dataclass(frozen=True)

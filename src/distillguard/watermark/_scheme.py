@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._config import WatermarkConfig
-from distillguard.watermark._keys import KeyVersion
+from distillguard.watermark._version import KeyVersion
 
 I64 = npt.NDArray[np.int64]
 

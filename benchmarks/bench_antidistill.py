@@ -1,0 +1,62 @@
+"""Distillation effectiveness and cost of every defence for flagged traffic, side by side.
+
+Trains a teacher on a step-by-step task with checkable answers (column addition with a
+worked trace), serves the attacker's harvest under each defence, trains one student per seed
+on what was served and scores it on unseen problems (`distillguard.antidistill.run_testbed`).
+
+    effectiveness = student accuracy (defended) / student accuracy (undefended); target <= 0.5
+    cost          = 1 - served accuracy (defended) / served accuracy (undefended); target <= 0.05
+
+Usage: python benchmarks/bench_antidistill.py [--quick] [--seeds 0,1,2] [--out out/antidistill.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from distillguard.antidistill import TestbedConfig, run_testbed  # noqa: E402
+from distillguard.antidistill._charlm import LMConfig  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="3-digit problems and short training (minutes)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", type=Path, default=Path("out/antidistill.json"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
+    cfg = TestbedConfig(seeds=tuple(int(s) for s in args.seeds.split(",")))
+    if args.quick:
+        cfg = replace(cfg, digits=3, teacher_examples=5000, harvest=1000, test=300,
+                      teacher=LMConfig(steps=600), proxy=LMConfig(n_embd=64, steps=150),
+                      student=LMConfig(n_embd=64, steps=500))
+    t0 = time.perf_counter()
+    res = run_testbed(cfg, lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True))
+    print(f"\nteacher accuracy {res.teacher_accuracy:.3f}; {cfg.digits}-digit addition, harvest "
+          f"{cfg.harvest:,} answers, {len(cfg.seeds)} student seeds\n")
+    head = f"{'defence':<22} {'served acc':>10} {'cost':>7} {'student acc (95% CI)':>26} {'effectiveness':>14} {'chars':>6}"
+    print(head)
+    rows = []
+    for r in res.results:
+        lo, hi = r.ci95()
+        eff, cost = res.effectiveness(r.defence), res.cost(r.defence)
+        print(f"{r.defence:<22} {r.served_accuracy:>10.3f} {cost:>7.3f} "
+              f"{r.mean:>9.3f} [{lo:.3f}, {hi:.3f}]{'':>3} {eff:>14.2f} {r.served_chars:>6.0f}")
+        rows.append({**asdict(r), "ci95": [lo, hi], "effectiveness": eff, "cost": cost})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,
+                                    "defences": rows, "seconds": time.perf_counter() - t0}, indent=2))
+    print(f"\nresults: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

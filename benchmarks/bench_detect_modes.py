@@ -1,0 +1,118 @@
+"""Where online detection runs, and what it costs the request path: `distillguard serve` at 16
+clients with detection off (the baseline), in-process, in a child process, and in a child
+process with the capture spool on, side by side in interleaved rounds.
+
+    python benchmarks/bench_detect_modes.py [--duration 5] [--clients 16] [--repeat 3] [--pin]
+
+Each variant is its own `serve` process on SQLite in front of the same mock upstream, with
+limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`) against each in turn. Every
+variant's hydra-free traffic still feeds its detector (the mock's answers are captured and
+detected). Prints req/s, p50, p99 and max per variant (medians of the rounds) and the ratios
+to `--no-detect` within each round (the issue's targets: p99 <= 10 ms at 16 clients,
+throughput within 10 % of `--no-detect`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_gateway  # noqa: E402
+from bench_gateway import _ms, free_port, pin, wait_http, wrk_script  # noqa: E402
+
+VARIANTS: dict[str, list[str]] = {
+    "no-detect": ["--no-detect"],
+    "inprocess": ["--detector", "inprocess"],
+    "child": ["--detector", "child"],
+    "child+spool": ["--detector", "child", "--spool", "{tmp}/spool"],
+    "child+spool-always": ["--detector", "child", "--spool", "{tmp}/spool", "--spool-sync", "always"],
+}
+
+
+def wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, float]:
+    out = subprocess.run([*pin(1), "wrk", "-t1", f"-c{clients}", f"-d{duration:g}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    pct = {p: _ms(re.search(rf"^\s+{p}%\s+(\S+)", out, re.M).group(1)) for p in ("50", "99")}  # type: ignore[union-attr]
+    mx = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50_ms": pct["50"], "p99_ms": pct["99"], "max_ms": _ms(mx.group(1)) if mx else float("nan"),
+            "non2xx": float(bad.group(1)) if bad else 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pin", action="store_true", help="pin servers to core 0, wrk and the upstream to core 1")
+    args = ap.parse_args()
+    bench_gateway.PIN = args.pin
+    from distillguard.gateway import Store, issue_key
+
+    tmp = Path(tempfile.mkdtemp(prefix="dg-modes-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        up_port = free_port()
+        up = f"http://127.0.0.1:{up_port}"
+        procs.append(subprocess.Popen([*pin(1), sys.executable, "-c",
+                                       f"from distillguard.gateway import run_mock_upstream; run_mock_upstream(port={up_port})"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_http(up + "/v1/models", procs[-1])
+        big = {"requests_per_minute": 10**9, "requests_per_day": 10**10, "tokens_per_minute": 10**12, "tokens_per_day": 10**13}
+        limits = tmp / "limits.json"
+        limits.write_text(json.dumps({"key": big, "account": big}))
+        urls, keys = {}, {}
+        for name, extra in VARIANTS.items():
+            db = f"sqlite:///{tmp / (name + '.db')}"
+            keys[name] = issue_key(Store(db), "bench").key
+            port = free_port()
+            cmd = [sys.executable, "-m", "distillguard", "serve", "--upstream", up + "/v1", "--port", str(port), "--db", db,
+                   "--limits", str(limits), "--log-level", "warning", "--detect-interval", "2",
+                   *[a.replace("{tmp}", str(tmp / name)) for a in extra]]
+            procs.append(subprocess.Popen([*pin(0), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          env={**os.environ, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"}))
+            urls[name] = f"http://127.0.0.1:{port}"
+            wait_http(urls[name] + "/healthz", procs[-1])
+        print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
+              f"pinned {args.pin}; load average {os.getloadavg()[0]:.1f}")
+        runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}
+        names = list(VARIANTS)
+        for rnd in range(args.repeat):
+            # each round starts with another variant: none always runs first (or last)
+            for name in names[rnd % len(names):] + names[: rnd % len(names)]:
+                script = wrk_script(tmp, keys[name], False)
+                if rnd == 0:
+                    wrk(urls[name] + "/v1/chat/completions", script, args.clients, 1)
+                r = wrk(urls[name] + "/v1/chat/completions", script, args.clients, args.duration)
+                runs[name].append(r)
+                print(f"round {rnd}  {name:12s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                      f"max {r['max_ms']:7.2f} ms" + (f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""), flush=True)
+        print(f"\nmedians (load average now {os.getloadavg()[0]:.1f}); ratios to no-detect within each round, median")
+        for name, rs in runs.items():
+            m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs["no-detect"], strict=True))
+            print(f"{name:12s} {m['rps']:8.0f} req/s ({ratio:.2f}x no-detect)  p50 {m['p50_ms']:6.2f} ms  "
+                  f"p99 {m['p99_ms']:7.2f} ms  max {m['max_ms']:7.2f} ms")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

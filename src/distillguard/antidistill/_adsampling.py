@@ -1,0 +1,66 @@
+"""Antidistillation sampling (Savani et al. 2025, arXiv 2504.13146) on a small teacher.
+
+The teacher's next-token logits are tilted towards tokens that would *raise* a proxy
+student's loss on the task if the student trained on them:
+
+    z'(x) = z_T(x) + lambda * Delta(x),
+    Delta(x) = (log p_{theta + eps g}(x | prefix) - log p_theta(x | prefix)) / eps,
+
+where theta are the proxy student's weights and g = grad L(theta) is the gradient of its
+loss on correct worked examples (unit-normalised). To first order Delta(x) is the increase
+in that loss after one gradient step on x, so two forward passes of the proxy per token
+stand in for the expensive look-ahead.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillguard.antidistill import _charlm as lm
+
+
+@dataclass(frozen=True)
+class ADSConfig:
+    """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step."""
+
+    lam: float = 2.0
+    eps: float = 1e-2
+
+
+def loss_gradient(proxy: Any, pairs: Sequence[tuple[str, str]], batch: int = 256) -> list[torch.Tensor]:
+    """Unit-norm gradient of the proxy's answer loss on `pairs` (its downstream task)."""
+    proxy.zero_grad()
+    ids, labels = lm._batch(pairs, np.arange(min(batch, len(pairs))))
+    proxy.train()
+    proxy(input_ids=ids, labels=labels).loss.backward()
+    proxy.eval()
+    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in proxy.parameters()]
+    norm = torch.sqrt(torch.stack([(g.double() ** 2).sum() for g in grads]).sum()).float().clamp_min(1e-12)
+    proxy.zero_grad()
+    return [g / norm for g in grads]
+
+
+class AntidistillHook:
+    """A `generate` hook: the teacher's logits plus lambda times the proxy's finite difference."""
+
+    def __init__(self, proxy: Any, gradient: Sequence[torch.Tensor], cfg: ADSConfig) -> None:
+        self.cfg = cfg
+        self.proxy = proxy
+        self.moved = copy.deepcopy(proxy)
+        with torch.no_grad():
+            for p, g in zip(self.moved.parameters(), gradient, strict=True):
+                p.add_(cfg.eps * g)
+
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.cfg.lam == 0:
+            return logits
+        with torch.inference_mode():
+            base = torch.log_softmax(self.proxy(input_ids=ids).logits[:, -1, :].float(), -1)
+            moved = torch.log_softmax(self.moved(input_ids=ids).logits[:, -1, :].float(), -1)
+        return logits + self.cfg.lam * (moved - base) / self.cfg.eps

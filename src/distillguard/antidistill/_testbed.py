@@ -1,0 +1,148 @@
+"""Distillation measured: a teacher, what a flagged account is served, students trained on it.
+
+The two numbers of the evaluation literature (Jiang 2026, arXiv 2603.07835):
+
+- distillation effectiveness = student accuracy after distilling from defended answers /
+  student accuracy after distilling from undefended answers (1 = the defence changes
+  nothing, 0 = the student learns nothing that matters);
+- distillation cost = 1 - accuracy of the defended answers / accuracy of the undefended
+  answers, both as served to the harvesting account (what a person asking loses).
+
+One teacher is trained on correct worked examples; the attacker harvests the teacher's
+answers to its own prompts; each defence rewrites (or, for antidistillation sampling,
+changes how the teacher generates) what is served; one student per seed is trained on the
+served pairs and scored on unseen problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from distillguard.antidistill import _charlm as lm
+from distillguard.antidistill._adsampling import ADSConfig, AntidistillHook, loss_gradient
+from distillguard.antidistill._defences import TEXT_DEFENCES
+from distillguard.antidistill._task import Problem, is_correct, problems, trace
+
+ADS = "antidistill-sampling"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TestbedConfig:
+    """Sizes of one experiment; the defaults run in minutes on two CPU cores."""
+
+    digits: int = 4
+    teacher_examples: int = 20_000
+    harvest: int = 2_000
+    test: int = 400
+    teacher: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(steps=2000))
+    proxy: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=300))
+    student: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=1500))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    ads: ADSConfig = field(default_factory=ADSConfig)
+    defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
+
+    @property
+    def max_new(self) -> int:
+        return len(trace(Problem(0, 0, self.digits))) + 24
+
+
+@dataclass(frozen=True)
+class DefenceResult:
+    """One defence: the served answers' accuracy and each seed's student accuracy."""
+
+    defence: str
+    served_accuracy: float
+    student_accuracy: tuple[float, ...]
+    served_chars: float  # mean length of what was served
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.student_accuracy))
+
+    def ci95(self) -> tuple[float, float]:
+        """t interval of the mean student accuracy over seeds."""
+        from scipy import stats
+
+        acc = np.asarray(self.student_accuracy)
+        if acc.size < 2:
+            return (self.mean, self.mean)
+        half = float(stats.t.ppf(0.975, acc.size - 1) * acc.std(ddof=1) / np.sqrt(acc.size))
+        return (self.mean - half, self.mean + half)
+
+
+@dataclass(frozen=True)
+class TestbedResult:
+    teacher_accuracy: float
+    results: tuple[DefenceResult, ...]
+
+    def get(self, defence: str) -> DefenceResult:
+        return next(r for r in self.results if r.defence == defence)
+
+    def effectiveness(self, defence: str) -> float:
+        base = self.get("none").mean
+        return effectiveness(self.get(defence).mean, base)
+
+    def cost(self, defence: str) -> float:
+        return cost(self.get(defence).served_accuracy, self.get("none").served_accuracy)
+
+
+def effectiveness(student: float, undefended_student: float) -> float:
+    """Student accuracy kept under a defence (1 when the undefended student learnt nothing)."""
+    return student / undefended_student if undefended_student > 0 else 1.0
+
+
+def cost(served: float, undefended_served: float) -> float:
+    """Share of correct answers a defence takes from the person asking (0 when none were)."""
+    return 1.0 - served / undefended_served if undefended_served > 0 else 0.0
+
+
+def accuracy(probs: Sequence[Problem], answers: Sequence[str]) -> float:
+    return float(np.mean([is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
+
+
+def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> TestbedResult:
+    """Train the teacher, serve the harvest under each defence, train and score the students."""
+    say = progress or (lambda _m: None)
+    rng = np.random.default_rng(1234)
+    teach = problems(cfg.teacher_examples, cfg.digits, rng)
+    harvest = problems(cfg.harvest, cfg.digits, rng)
+    test = problems(cfg.test, cfg.digits, rng)
+    say(f"teacher: {cfg.teacher.steps} steps on {len(teach):,} worked examples")
+    teacher = lm.train(lm.build(cfg.teacher, 0), [(p.prompt, trace(p)) for p in teach], cfg.teacher, 0,
+                       lambda s, loss: say(f"  teacher step {s}: loss {loss:.3f}"))
+    served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
+    teacher_acc = accuracy(test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
+    say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
+    out = []
+    for name in cfg.defences:
+        served = _serve(name, cfg, teacher, harvest, served_plain, say)
+        pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
+        accs = []
+        for seed in cfg.seeds:
+            student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
+            accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], cfg.max_new)))
+        res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])))
+        say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs)}")
+        out.append(res)
+    return TestbedResult(teacher_acc, tuple(out))
+
+
+def _serve(name: str, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
+           served_plain: Sequence[str], say: Progress) -> list[str]:
+    """What the harvesting account receives under defence `name`."""
+    if name == ADS:
+        rng = np.random.default_rng(99)
+        proxy_pairs = [(p.prompt, s) for p, s in zip(harvest, served_plain, strict=True)]
+        proxy = lm.train(lm.build(cfg.proxy, 7), proxy_pairs, cfg.proxy, 7)
+        worked = [(p.prompt, trace(p)) for p in problems(512, cfg.digits, rng)]
+        hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
+        say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps), lambda {cfg.ads.lam}")
+        return lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new, hook=hook)
+    if name not in TEXT_DEFENCES:
+        raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
+    rng = np.random.default_rng(5)
+    return [TEXT_DEFENCES[name](s, rng) for s in served_plain]

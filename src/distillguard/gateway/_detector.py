@@ -1,0 +1,347 @@
+"""`distillguard detector`: one detector for the whole fleet, following the shared capture.
+
+The service reads the events every replica captured (`<prefix>events`, in capture order)
+incrementally, folds them into the same `OnlineDetector` the scan replays, and publishes the
+verdicts that changed to `<prefix>fleet_verdicts` (and announces the new version on Redis),
+which every replica follows (`VerdictFollower`). So a hydra spread over N replicas is seen
+whole, and a verdict reached once applies everywhere.
+
+One service leads at a time: a PostgreSQL advisory lock (a standby on another host waits for
+it and takes over when the leader's session ends), or a file lock next to a SQLite database.
+The leader checkpoints its whole state (the detector, its cursor in the capture, what it
+published) into `<prefix>detector_state` every `checkpoint_interval` seconds; a restarted or
+standby detector resumes from the checkpoint plus the events after it, never from zero.
+
+The checkpoint is a pickle: only the detector's own database rows are ever unpickled, and
+whoever can write them already holds the gateway's keys and policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import pickle
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from distillguard.gateway._store import EVENT_FIELDS, Store
+from distillguard.gateway._verdicts import VerdictTables, channel
+
+log = logging.getLogger("distillguard.gateway")
+
+#: events read from the capture per query
+READ_BATCH = 50_000
+#: verdict columns published to the fleet
+VERDICT_COLUMNS = ("account_id", "action", "campaign_id", "reasons", "score")
+
+
+class Leadership:
+    """The detector's lock: PostgreSQL advisory lock, or a file lock for SQLite."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._con: Any = None
+        self._fd: int | None = None
+        self._key = zlib.crc32(f"distillguard-detector:{store.prefix}".encode())
+
+    def try_acquire(self) -> bool:
+        if self.store.engine.dialect.name == "postgresql":
+            con = self.store.engine.connect()
+            try:
+                got = bool(con.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (self._key,)).scalar())
+                con.commit()
+            except Exception:
+                con.close()
+                raise
+            if got:
+                self._con = con
+            else:
+                con.close()
+            return got
+        path = Path(self.store.engine.url.database or "distillguard.db").with_suffix(f".{self.store.prefix}detector.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def held(self) -> bool:
+        """Whether this process still leads (its PostgreSQL session is alive)."""
+        if self._con is None:
+            return self._fd is not None
+        try:
+            self._con.exec_driver_sql("SELECT 1")
+            self._con.commit()
+            return True
+        except Exception:  # noqa: BLE001 - a lost session released the lock
+            return False
+
+    def release(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()  # ending the session releases the advisory lock
+            self._con = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class DetectorService:
+    """Follows the capture, runs the detector, publishes verdicts.
+
+    Args:
+        store: the fleet's database (the same URL and prefix as the replicas).
+        config: detection config (TOML path), None for the shipped one.
+        interval: seconds between steps.
+        checkpoint_interval: seconds between checkpoints.
+        redis_url: announce new verdict versions on this Redis (replicas poll otherwise).
+        redis_prefix: the replicas' `--redis-prefix`.
+        name: the checkpoint's name (one per detector deployment on a database).
+        clock: microseconds since the epoch, "now" for the detector's rates (wall clock by
+            default; a replay of old traffic passes its own).
+    """
+
+    def __init__(self, store: Store, config: Path | None = None, interval: float = 2.0,
+                 checkpoint_interval: float = 30.0, redis_url: str | None = None,
+                 redis_prefix: str = "distillguard", name: str = "detector",
+                 clock: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: time.time_ns() // 1000)
+        self.config = config
+        self.interval = interval
+        self.checkpoint_interval = checkpoint_interval
+        self.redis_url = redis_url
+        self.redis_prefix = redis_prefix
+        self.name = name
+        self.tables = VerdictTables(store)
+        self.leadership = Leadership(store)
+        self._redis: Any = None
+        self._fresh()
+        self.leading = False
+        self.restored_from: int | None = None  # the checkpoint's cursor, when one was loaded
+        self.steps = 0
+        self.lag_s = 0.0  # how far the newest folded event is behind the wall clock
+        self._checkpointed = time.monotonic()
+        self._saving: threading.Thread | None = None
+
+    def _fresh(self) -> None:
+        from distillguard.detect import OnlineDetector
+
+        self.detector: Any = OnlineDetector(self.config)
+        self.cursor = 0  # last capture seq folded in
+        self.horizon = 0  # the capture's top seq at the previous step (see `step`)
+        self.published: dict[str, tuple[Any, ...]] = {}
+        self.version = 0
+        self.known: set[str] = set()
+        self.override_cursor = 0
+        self.events_seen = 0
+
+    # ------------------------------------------------------------------ state
+
+    def _state(self) -> dict[str, Any]:
+        return {"detector": self.detector, "cursor": self.cursor, "horizon": self.horizon,
+                "published": self.published, "version": self.version, "known": self.known,
+                "override_cursor": self.override_cursor, "events_seen": self.events_seen}
+
+    def checkpoint(self, background: bool = False) -> None:
+        """Save the whole state. The state is pickled here (it must not change meanwhile); with
+        `background`, the database write (tens of seconds for 100 MB on a busy machine) runs
+        in a thread while the detector steps on, and a checkpoint still being written makes
+        this one a no-op."""
+        if self._saving is not None and self._saving.is_alive():
+            return
+        data = pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL)
+        cursor = self.cursor
+        self._checkpointed = time.monotonic()
+
+        def save() -> None:
+            self.tables.save_state(self.name, cursor, data)
+            log.info("detector checkpoint at capture seq %d (%d bytes)", cursor, len(data))
+
+        if not background:
+            save()
+            return
+
+        def save_logged() -> None:
+            try:
+                save()
+            except Exception:  # noqa: BLE001 - the next checkpoint tries again
+                log.warning("detector checkpoint failed", exc_info=True)
+
+        self._saving = threading.Thread(target=save_logged, name="distillguard-checkpoint", daemon=True)
+        self._saving.start()
+
+    def restore(self) -> None:
+        """Load the last checkpoint, or start fresh when there is none."""
+        saved = self.tables.load_state(self.name)
+        self._fresh()
+        if saved is not None:
+            state = pickle.loads(saved[1])  # noqa: S301 - our own rows; see the module docstring
+            for k, v in state.items():
+                setattr(self, k, v)
+            self.restored_from = self.cursor
+            log.info("detector resumed from its checkpoint at capture seq %d", self.cursor)
+        # a standby continues the version sequence even if the old leader published after
+        # its last checkpoint
+        self.version = max(self.version, self.tables.max_version())
+
+    # ------------------------------------------------------------------ one step
+
+    def _top_seq(self) -> int:
+        import sqlalchemy as sa
+
+        with self.store.engine.connect() as con:
+            return int(con.execute(sa.select(sa.func.max(self.store.events.c.seq))).scalar() or 0)
+
+    def _read(self, after: int, upto: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Events with `after < seq <= upto` in capture order (one batch), and the last seq."""
+        q = self.store.engine.dialect.identifier_preparer.quote
+        mark = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"SELECT {', '.join(q(c) for c in EVENT_FIELDS)}, {q('seq')} FROM {q(self.store.events.name)} "
+               f"WHERE {q('seq')} > {mark} AND {q('seq')} <= {mark} ORDER BY {q('seq')} LIMIT {READ_BATCH}")
+        log.debug("detector read: %s", sql)
+        with self.store.engine.connect() as con:
+            got = con.exec_driver_sql(sql, (after, upto)).fetchall()
+        if not got:
+            return [], after
+        return [tuple(r[:-1]) for r in got], int(got[-1][-1])
+
+    def step(self) -> int:
+        """Fold new events in, publish changed verdicts (blocking); returns how many changed."""
+        from distillguard.gateway._export import accounts_table
+        from distillguard.gateway._online import events_table
+
+        # Read only up to the top seq seen one step ago: a PostgreSQL sequence hands out
+        # numbers before the inserting transactions commit, so a row with a lower seq can
+        # become visible after a higher one; a step's wait lets those commits land.
+        top = self._top_seq()
+        limit, self.horizon = self.horizon, top
+        ts_i, acc_i = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
+        newest = 0
+        while True:
+            rows, last = self._read(self.cursor, limit)
+            if not rows:
+                break
+            rows.sort(key=lambda r: r[ts_i])
+            new = {r[acc_i] for r in rows} - self.known
+            accounts = None
+            if new:
+                accounts = accounts_table(self.store)
+                self.known |= new
+            self.detector.update(events_table(rows), accounts)
+            self.events_seen += len(rows)
+            newest = max(newest, rows[-1][ts_i])
+            self.cursor = last
+        for r in self.store.overrides_since(self.override_cursor):
+            self.override_cursor = r["id"]
+            self.detector.set_override(r["account_id"], r["action"])
+        now_us = self.clock()
+        self.detector.advance(now_us)
+        if newest:
+            self.lag_s = max(0.0, (now_us - newest) / 1e6)
+        verdicts = self.detector.verdicts()
+        cols = [c for c in VERDICT_COLUMNS if c in verdicts.column_names]
+        changed = []
+        for row in verdicts.select(cols).to_pylist():
+            sig = tuple(row.get(c) for c in VERDICT_COLUMNS[1:])
+            if self.published.get(row["account_id"]) != sig:
+                changed.append({c: row.get(c) for c in VERDICT_COLUMNS})
+        if changed:
+            for r in changed:
+                if not isinstance(r["reasons"], str | None):
+                    import json
+
+                    r["reasons"] = json.dumps(r["reasons"])
+            self.tables.publish(changed, self.version + 1)
+            self.version += 1
+            for r in changed:
+                self.published[r["account_id"]] = tuple(r.get(c) for c in VERDICT_COLUMNS[1:])
+            self._announce()
+            log.info("detector: %d verdicts changed (version %d, %d events seen)", len(changed), self.version, self.events_seen)
+        self.steps += 1
+        return len(changed)
+
+    def _announce(self) -> None:
+        if self.redis_url is None:
+            return
+        try:
+            if self._redis is None:
+                import redis
+
+                self._redis = redis.Redis.from_url(self.redis_url)
+            self._redis.publish(channel(self.redis_prefix), str(self.version))
+        except Exception:  # noqa: BLE001 - replicas still poll the table
+            log.warning("announcing verdicts on Redis failed", exc_info=True)
+
+    # ------------------------------------------------------------------ the service
+
+    def run(self, stop: threading.Event) -> None:
+        """Wait to lead, then step until `stop` is set or the lead is lost (blocking)."""
+        while not stop.is_set():
+            try:
+                got = self.leadership.try_acquire()
+            except Exception:  # noqa: BLE001 - the database may be down; try again
+                log.warning("detector: the database is unavailable; retrying", exc_info=True)
+                got = False
+            if not got:
+                stop.wait(self.interval)
+                continue
+            self.leading = True
+            log.info("detector: leading")
+            try:
+                self._lead(stop)
+            finally:
+                self.leading = False
+                self.leadership.release()
+                log.info("detector: no longer leading")
+
+    def _lead(self, stop: threading.Event) -> None:
+        try:
+            self.restore()
+        except Exception:  # noqa: BLE001 - the database went away before we could start
+            log.warning("detector: restoring the checkpoint failed", exc_info=True)
+            stop.wait(self.interval)
+            return
+        while not stop.is_set():
+            if not self.leadership.held():
+                log.warning("detector: lost the lock (the database session ended); standing by")
+                return
+            try:
+                self.step()
+                if time.monotonic() - self._checkpointed >= self.checkpoint_interval:
+                    self.checkpoint(background=True)
+            except Exception:  # noqa: BLE001 - the database may be briefly unavailable
+                log.warning("detector step failed", exc_info=True)
+            stop.wait(self.interval)
+        if self._saving is not None:
+            self._saving.join()
+        with contextlib.suppress(Exception):
+            self.checkpoint()  # a clean stop resumes exactly here
+
+
+def run_detector(service: DetectorService, parent_pid: int | None = None) -> None:
+    """Run the service until SIGINT/SIGTERM (or until `parent_pid` exits: a gateway's child)."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if parent_pid is not None:
+        def watch() -> None:
+            # A child detector must not outlive its gateway (kill -9 included).
+            while not stop.wait(1.0):
+                if os.getppid() != parent_pid:
+                    log.warning("detector: the gateway %d is gone; stopping", parent_pid)
+                    stop.set()
+
+        threading.Thread(target=watch, name="distillguard-parent-watch", daemon=True).start()
+    service.run(stop)

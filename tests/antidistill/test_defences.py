@@ -1,0 +1,84 @@
+"""The task's answers are checkable and every reasoning defence keeps the answer a person needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distillguard.antidistill import (
+    TEXT_DEFENCES,
+    ADSConfig,
+    AntidistillHook,
+    final_answer,
+    is_correct,
+    problems,
+    rewritten_steps,
+    trace,
+)
+from distillguard.antidistill._task import parse_trace, steps_of
+
+
+def test_trace_works_every_column_and_states_the_sum() -> None:
+    rng = np.random.default_rng(0)
+    for p in problems(300, 4, rng):
+        text = trace(p)
+        assert is_correct(p, text) and int(final_answer(text) or -1) == p.a + p.b
+        steps = parse_trace(text)
+        assert [(s.x, s.y, s.carry, s.total) for s in steps_of(p)] == steps
+        # each column's carry is the previous column's tens digit
+        assert all(steps[i + 1][2] == steps[i][3] // 10 for i in range(len(steps) - 1))
+    assert final_answer("no answer here") is None
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_DEFENCES))
+def test_every_text_defence_keeps_the_result(name: str) -> None:
+    rng = np.random.default_rng(1)
+    for p in problems(200, 4, rng):
+        served = TEXT_DEFENCES[name](trace(p), rng)
+        assert is_correct(p, served), (name, served)
+
+
+def test_withhold_and_summarise_drop_the_worked_steps() -> None:
+    rng = np.random.default_rng(2)
+    p = problems(1, 4, rng)[0]
+    assert parse_trace(TEXT_DEFENCES["withhold"](trace(p), rng)) == []
+    summary = TEXT_DEFENCES["summarise"](trace(p), rng)
+    assert parse_trace(summary) == [] and summary.startswith("carries ")
+    carries = "".join(str(s.total // 10) for s in steps_of(p))
+    assert summary.split(";")[0] == f"carries {carries}"
+
+
+def test_rewrite_keeps_every_step_and_changes_its_form() -> None:
+    rng = np.random.default_rng(3)
+    for p in problems(200, 4, rng):
+        text = TEXT_DEFENCES["rewrite"](trace(p), rng)
+        want = {s.position: (s.x, s.y, s.carry, s.total) for s in steps_of(p)}
+        assert rewritten_steps(text) == want, text
+    one = trace(problems(1, 4, rng)[0])
+    rewrites = {TEXT_DEFENCES["rewrite"](one, rng) for _ in range(40)}
+    assert len(rewrites) > 10 and one not in rewrites
+
+
+def test_antidistill_hook_adds_the_scaled_finite_difference() -> None:
+    from distillguard.antidistill import _charlm as lm
+    from distillguard.antidistill._adsampling import loss_gradient
+
+    cfg = lm.LMConfig(n_layer=1, n_embd=32, n_head=2, steps=5)
+    proxy = lm.build(cfg, 0)
+    rng = np.random.default_rng(4)
+    pairs = [(p.prompt, trace(p)) for p in problems(32, 2, rng)]
+    grad = loss_gradient(proxy, pairs)
+    assert abs(float(torch.sqrt(sum((g**2).sum() for g in grad))) - 1.0) < 1e-4
+    ids = torch.tensor([lm.encode(pairs[0][0])])
+    logits = torch.randn(1, len(lm.ALPHABET))
+    assert torch.equal(AntidistillHook(proxy, grad, ADSConfig(lam=0.0))(ids, logits), logits)
+    hook = AntidistillHook(proxy, grad, ADSConfig(lam=2.0, eps=1e-2))
+    with torch.no_grad():
+        base = torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1)
+        moved = torch.log_softmax(hook.moved(input_ids=ids).logits[:, -1], -1)
+    got = hook(ids, logits)
+    assert torch.allclose(got, logits + 2.0 * (moved - base) / 1e-2, atol=1e-5)
+    assert not torch.equal(got, logits)
+    # the proxy itself is untouched (the hook moves a copy)
+    assert torch.equal(torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1), base)

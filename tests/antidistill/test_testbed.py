@@ -1,0 +1,46 @@
+"""The testbed end to end at a small size: the teacher learns the task, a student distilled from
+its full answers learns much of it, one distilled from withheld reasoning learns little, and
+no text defence costs the person asking a correct answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from distillguard.antidistill import TestbedConfig, cost, effectiveness, run_testbed
+from distillguard.antidistill._charlm import LMConfig, lr_factor
+
+SMALL = TestbedConfig(
+    digits=3, teacher_examples=5000, harvest=1000, test=300,
+    teacher=LMConfig(steps=600), student=LMConfig(n_embd=64, steps=500),
+    seeds=(0,), defences=("none", "withhold", "rewrite"),
+)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_withheld_reasoning_teaches_the_student_little_at_no_cost(one_thread: None) -> None:
+    res = run_testbed(SMALL)
+    assert res.teacher_accuracy >= 0.9
+    none = res.get("none")
+    assert none.served_accuracy >= 0.9 and none.mean >= 0.4, none
+    assert res.effectiveness("none") == 1.0
+    # measured 0.03 at this size (students 0.75 vs 0.02): the trace is what teaches carrying
+    assert res.effectiveness("withhold") <= 0.5
+    assert res.cost("withhold") == 0.0 and res.cost("rewrite") == 0.0
+    assert res.get("withhold").served_chars < none.served_chars / 3
+
+
+def test_the_two_numbers() -> None:
+    assert effectiveness(0.3, 0.6) == 0.5 and effectiveness(0.2, 0.0) == 1.0
+    assert cost(0.95, 1.0) == pytest.approx(0.05) and cost(0.5, 0.0) == 0.0
+    assert [round(lr_factor(s, 100), 3) for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 0.0]

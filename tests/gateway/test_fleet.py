@@ -1,0 +1,139 @@
+"""A fleet: three `distillguard serve` replicas on one PostgreSQL and one Redis, each starting a
+child detector (one leads). A hydra whose requests the balancer spreads over the replicas is
+throttled, then blocked, on every replica; benign users are served throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from distillguard.gateway import Store, VerdictTables, issue_key
+
+from .support import free_port
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
+
+SEED = 5
+REPLICAS = 3
+ROUNDS = 40  # at most; the loop ends once every hydra account is refused 403
+ADMIN_TOKEN = "fleet-admin-token-0123456"
+
+
+@contextmanager
+def fleet(db: str, args: tuple[str, ...], tmp: Path) -> Iterator[list[str]]:
+    """`REPLICAS` gateway processes (each with its own spool and a child detector); their URLs."""
+    env = {**os.environ, "DISTILLGUARD_ADMIN_TOKEN": ADMIN_TOKEN}
+    procs = []
+    for i in range(REPLICAS):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distillguard", "serve", "--upstream", "fake", "--port", str(port), "--db", db,
+             "--log-level", "warning", *args, "--spool", str(tmp / f"spool-{i}")],
+            env=env, stdout=subprocess.DEVNULL, stderr=(tmp / f"replica-{i}.log").open("wb"))
+        procs.append((proc, f"http://127.0.0.1:{port}"))
+    try:
+        deadline = time.monotonic() + 60
+        for proc, url in procs:
+            while True:
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
+                    raise AssertionError(f"a replica did not start:\n{logs}")
+                time.sleep(0.1)
+        yield [url for _, url in procs]
+    finally:
+        for proc, _ in procs:
+            proc.terminate()  # each stops its child detector too
+        for proc, _ in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere(
+        tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    store = Store(postgres_url, prefix)
+    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
+    detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
+    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
+    limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
+    limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
+    rng = random.Random(SEED)
+    hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
+    keys: dict[str, str] = {}
+    for i, acc in enumerate(hydra):
+        store.upsert_account(acc, signup_channel="education", email_domain="mail-hub.io",
+                             payment_fingerprint="card-7" if i % 2 == 0 else "card-9", verified=False, country="US")
+        keys[acc] = issue_key(store, acc).key
+    for i, acc in enumerate(benign):
+        store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
+                             payment_fingerprint=f"p{i}", verified=True, country="US")
+        keys[acc] = issue_key(store, acc).key
+    redis_prefix = f"dgtest-fleet-{uuid.uuid4().hex[:8]}"
+    args = ("--table-prefix", prefix, "--redis", redis_url, "--redis-prefix", redis_prefix, "--limits", str(limits),
+            "--detect-interval", "0.3", "--capture-interval", "0.05", "--detect-config", str(detect_config))
+    history: dict[str, list[int]] = {a: [] for a in hydra + benign}
+    try:
+        with fleet(postgres_url, args, tmp_path) as urls:
+            n = 0
+            with httpx.Client(timeout=10) as c:
+                for _round in range(ROUNDS):
+                    for _ in range(6):
+                        for acc in hydra:
+                            prompt = rng.choice(TEMPLATES).format(i=rng.randint(1, 99), j=rng.randint(1, 99))
+                            r = c.post(urls[n % REPLICAS] + "/v1/chat/completions", headers={"authorization": f"Bearer {keys[acc]}"},
+                                       json={"model": "m", "max_tokens": 1024, "messages": [
+                                           {"role": "system", "content": HYDRA_SYSTEM}, {"role": "user", "content": prompt}]})
+                            history[acc].append(r.status_code)
+                            n += 1
+                    for acc in benign:
+                        convo = [{"role": "user", "content": rng.choice(HUMAN)}, {"role": "assistant", "content": "Sure."},
+                                 {"role": "user", "content": rng.choice(HUMAN)}]
+                        r = c.post(urls[n % REPLICAS] + "/v1/chat/completions", json={"model": "m", "messages": convo},
+                                   headers={"authorization": f"Bearer {keys[acc]}", "user-agent": BROWSER})
+                        history[acc].append(r.status_code)
+                        n += 1
+                    if all(history[h][-1] == 403 for h in hydra):
+                        break
+                    time.sleep(0.5)  # the detector's step and the followers' poll
+                # every replica applies the block: each refuses every hydra account
+                for url in urls:
+                    for h in hydra:
+                        r = c.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {keys[h]}"},
+                                   json={"model": "m", "messages": [{"role": "user", "content": "again"}]})
+                        assert r.status_code == 403, (url, h, r.status_code)
+        for h in hydra:
+            assert 429 in history[h] or history[h].count(403) > 0, f"{h}: {history[h]}"
+            assert history[h][-1] == 403, f"the block must reach {h}: {history[h]}"
+        for b in benign:
+            assert set(history[b]) == {200}, f"benign {b} was refused: {history[b]}"
+        actions = {r["account_id"]: r["action"] for r in VerdictTables(store).since(0)}
+        assert all(actions[h] == "block" for h in hydra)
+        assert all(actions.get(b, "allow") in ("allow", "monitor") for b in benign)
+    finally:
+        tables = VerdictTables(store)
+        tables.verdicts.drop(store.engine)
+        tables.state.drop(store.engine)
+        store.drop_all()
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        for key in r.scan_iter(f"{redis_prefix}*"):
+            r.delete(key)

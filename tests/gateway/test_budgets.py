@@ -39,8 +39,9 @@ def replicas(db: str, storage: str, n: int, reserve: int = 4096) -> Iterator[lis
     prefix = f"dgtest-gwbudget-{uuid.uuid4().hex[:8]}"
     servers, urls = [], []
     for _ in range(n):
+        # the burst is one key's: the per-key in-flight cap (503) is not what this test measures
         cfg = GatewayConfig(db=db, admin_token=ADMIN, limits=limits, redis=redis, redis_prefix=prefix, detect=False,
-                            capture_interval=0.02)
+                            capture_interval=0.02, max_inflight_per_key=1000)
         router = Router()
         router.add("*", FakeUpstream(delay=DELAY_S))
         port = free_port()

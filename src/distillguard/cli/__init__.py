@@ -32,6 +32,7 @@ app = typer.Typer(
 # One line per area; each module defines `register(app)`.
 _COMMAND_MODULES = [
     "distillguard.cli._validate",
+    "distillguard.cli._ingest",
     "distillguard.cli._simulate",
     "distillguard.cli._scan",
     "distillguard.cli._evaluate",

@@ -11,7 +11,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distillguard._errors import ConfigError
 
@@ -157,14 +157,47 @@ class ActionConfig(_Strict):
     block_after_throttle_minutes: float = Field(default=15.0, ge=0)
 
 
+class RarityConfig(_Strict):
+    """Evidence weighed by how rare it is among the log's established accounts (`_rarity`)."""
+
+    enabled: bool = True
+    max_p: float = Field(default=1e-4, gt=0, lt=1)
+    established_days: float = Field(default=14.0, ge=0)
+    min_events: int = Field(default=5, ge=1)
+    min_null_accounts: int = Field(default=200, ge=1)
+    every_minutes: float = Field(default=15.0, ge=0)
+
+
+class MMDConfig(_Strict):
+    """The `mmd` baseline detector (see `_mmd`): windows, calibration, embedding size."""
+
+    window_requests: int = Field(default=20, ge=2)
+    min_requests: int = Field(default=5, ge=2)
+    window_fpr: float = Field(default=0.003, gt=0, lt=1)
+    null_windows: int = Field(default=2000, ge=100)
+    components: int = Field(default=256, ge=2)
+    seed: int = 2026
+
+    @model_validator(mode="after")
+    def _windows(self) -> MMDConfig:
+        if self.min_requests > self.window_requests:
+            raise ValueError(
+                f"mmd.min_requests ({self.min_requests}) must not exceed mmd.window_requests "
+                f"({self.window_requests})"
+            )
+        return self
+
+
 class DetectConfig(_Strict):
-    version: str = "2026.12.1"
+    version: str = "2026.12.2"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
+    rarity: RarityConfig = Field(default_factory=RarityConfig)
+    mmd: MMDConfig = Field(default_factory=MMDConfig)
 
 
 def load_config(path: str | Path | None = None) -> DetectConfig:

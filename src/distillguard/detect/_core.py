@@ -28,7 +28,7 @@ import numpy as np
 from distillguard.detect._carriers import Carriers
 from distillguard.detect._cells import Cells
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._decision import Join, actions, apply_overrides, carried, join
+from distillguard.detect._decision import THROTTLE, Join, actions, apply_overrides, carried, join
 from distillguard.detect._evidence import (
     AccountEvidence,
     CampaignCarriers,
@@ -53,6 +53,7 @@ from distillguard.detect._profile import (
     harvest_profile,
     pooled_totals,
 )
+from distillguard.detect._rarity import Rarity, RarityTracker
 from distillguard.detect._state import (
     IP_CHURN_FULL,
     IS_TEMPLATE_LINK,
@@ -85,6 +86,8 @@ class Assessment:
     # Each evidence module's table (by module name), and how they combined.
     evidence: dict[str, EvidenceTable] = field(default_factory=dict)
     join: Join | None = None
+    # Evidence weighed by how rare it is among established accounts (see `_rarity`).
+    rarity: Rarity = field(default_factory=lambda: Rarity.none(0))
 
     @property
     def sync_key(self) -> np.ndarray:
@@ -147,6 +150,7 @@ class DecisionCore:
         self.modules: list[Evidence] = build_modules(cfg)
         self.links = LinkTracker()
         self.profiles = KeyProfileTracker()
+        self.rarity = RarityTracker()
 
     def decide(self, state: DetectorState, overrides: dict[str, str] | None = None,
                with_pairs: bool = True) -> Assessment:
@@ -256,6 +260,10 @@ class DecisionCore:
                 if isinstance(mod, CampaignCarriers):
                     carriers = mod.last
         action, score = carried(cfg, action, h, campaign_score, carrying)
+        # Rare evidence throttles on its own, never blocks (one account's evidence).
+        rare = self.rarity.update(state, feats, cfg)
+        action[rare.flag] = np.maximum(action[rare.flag], THROTTLE)
+        score[rare.flag] = np.maximum(score[rare.flag], act.throttle_campaign_score)
         apply_overrides(action, score, state.index, overrides)
         return Assessment(
             features=feats,
@@ -272,6 +280,7 @@ class DecisionCore:
             cell_campaign=cell_campaign,
             evidence=tables,
             join=decided,
+            rarity=rare,
         )
 
     def _suspicious(self, keys: KeyContext, n_keys: int) -> np.ndarray:

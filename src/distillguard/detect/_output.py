@@ -16,6 +16,7 @@ import pyarrow as pa
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._core import Assessment
 from distillguard.detect._decision import ACTION_NAMES, MONITOR
+from distillguard.detect._rarity import rarity_reason
 from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
 
@@ -307,6 +308,10 @@ def verdict_table(
             ev["carries"] = {"campaign": names[carried], "templates": int(c.templates[i]),
                              "coverage": round(float(c.coverage[i]), 4),
                              "members": int(c.members[i])}
+        if i < len(a.rarity.flag) and a.rarity.flag[i]:
+            text, entry = rarity_reason(a.rarity, i)
+            rs.append(text)
+            ev["rarity"] = entry
         weighed, weighed_ev = evidence_weights(a, i)
         if weighed is not None:
             rs.append(weighed)

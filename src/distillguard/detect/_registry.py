@@ -45,6 +45,7 @@ _BUILTIN: dict[tuple[str, Engine], str] = {
     ("graph", "spark"): "distillguard.detect._spark:graph_detector_spark",
     ("volume", "duckdb"): "distillguard.detect._baselines:volume_detector",
     ("random", "duckdb"): "distillguard.detect._baselines:random_detector",
+    ("mmd", "duckdb"): "distillguard.detect._mmd:mmd_detector",
 }
 
 _REGISTERED: dict[tuple[str, Engine], DetectorFn] = {}

@@ -183,4 +183,5 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     campaigns = campaign_table(state, a, verdicts)
     meta = pa.table({"key": ["detector", "config_version"],
                      "value": ["graph", cfg.version]})
-    return ScanResult(verdicts=verdicts, campaigns=campaigns, tables={"scan_info": meta})
+    return ScanResult(verdicts=verdicts, campaigns=campaigns,
+                      tables={"scan_info": meta, "rarity": a.rarity.table(state.ids)})

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
+from distillguard.detect._content import content_model
+
 # Patterns over lower-cased text. Kept deliberately literal so that an analyst can read why an
 # event was counted.
 COT_PATTERN = (
@@ -112,7 +114,8 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     """Reduce events (format columns) to per-event signals; text columns are dropped.
 
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
-    turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, sys and the
+    turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, distill (the
+    content model's P(distill) of the prompt in whole percent, see `_content`), sys and the
     `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
 
     The text work runs once per distinct (prompt, system) and once per distinct system prompt:
@@ -140,7 +143,7 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
                      how="horizontal")
 
 
-_FLAGS = ("cot", "rubric", "datagen", "code", "math")
+_FLAGS = ("cot", "rubric", "datagen", "code", "math", "distill")
 
 
 def _per_distinct(texts: pl.DataFrame,
@@ -215,4 +218,7 @@ def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
         _words(prompt, head=False).alias("_tail_words"),
     )
     bands = _minhash_bands(sig["_head_words"], "head") + _minhash_bands(sig["_tail_words"], "tail")
-    return sig.drop("_head_words", "_tail_words").with_columns(bands)
+    # Whole percent: the state sums per-event signals as integers.
+    p = content_model().probability(texts["prompt"].fill_null("").to_list())
+    distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
+    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands)

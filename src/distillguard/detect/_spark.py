@@ -29,7 +29,7 @@ from distillguard.detect._stream import SIGNAL_COLUMNS, Progress
 _SIGNAL_SCHEMA = (
     "ts_us LONG, event_id STRING, account_id STRING, ip STRING, model STRING, "
     "is_browser BOOLEAN, turns INT, tools INT, completion_tokens LONG, capped BOOLEAN, "
-    "cot BOOLEAN, rubric BOOLEAN, datagen BOOLEAN, code BOOLEAN, math BOOLEAN, sys LONG, "
+    "cot BOOLEAN, rubric BOOLEAN, datagen BOOLEAN, code BOOLEAN, math BOOLEAN, distill INT, sys LONG, "
     + ", ".join(f"{k} LONG" for k in TEMPLATE_KEYS)
 )
 _HASHED = ("sys", *TEMPLATE_KEYS)
@@ -45,7 +45,7 @@ def _signals_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
         sig = event_signals(frame).with_columns(
             # Spark has no unsigned integers: carry the hash bits as signed.
             [pl.col(k).reinterpret(signed=True) for k in _HASHED]
-        )
+        ).with_columns(pl.col("distill").cast(pl.Int32))
         yield from sig.to_arrow().to_batches()
 
 

@@ -28,7 +28,7 @@ HOUR_US = 3_600_000_000
 
 # Per-event counters summed per account.
 COUNTERS = ("n", "cot", "rubric", "datagen", "coding", "math", "tool", "single", "browser", "capped",
-            "night", "release", "completion")
+            "night", "release", "completion", "distill")  # distill: P(distill) in percent, summed
 
 # Keys an account can share with others. Event keys come from the signals; account keys from
 # the accounts table. `day` only counts active days and never links accounts.
@@ -384,6 +384,7 @@ class DetectorState:
             pl.Series("night", local < 6),
             pl.Series("release", release),
             pl.col("completion_tokens").alias("completion"),
+            pl.col("distill").cast(pl.Int64),
         )
         counters = flags.group_by("w", "acct", maintain_order=True).agg(
             pl.col("last_ts").max(), *[pl.col(c).cast(pl.Int64).sum() for c in COUNTERS]

@@ -78,16 +78,6 @@ def _rfc3339(us: int | None) -> str | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def _end_user(api: Api, body: dict[str, Any]) -> str | None:
-    """The end user the request declares (format v1.1 `end_user`)."""
-    if api == "messages":
-        meta = body.get("metadata")
-        v = meta.get("user_id") if isinstance(meta, dict) else None
-    else:
-        v = body.get("safety_identifier") or body.get("user")
-    return v[:200] if isinstance(v, str) and v else None
-
-
 class BatchService:
     """The batch routes and the runner of one gateway.
 
@@ -372,13 +362,13 @@ class BatchService:
               parsed: list[ChatRequest]) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
         """The batch's request rows and their events (`common`: the fields all events share)."""
         requests, events = [], []
-        for i, ((custom_id, api, body, raw), req) in enumerate(zip(items, parsed, strict=True)):
+        for i, ((custom_id, api, _body, raw), req) in enumerate(zip(items, parsed, strict=True)):
             event_id = self._new_id()
             requests.append({"batch_id": batch_id, "idx": i, "custom_id": custom_id, "event_id": event_id, "endpoint": api,
                              "body": raw.decode(), "state": PENDING, "status_code": None, "result": None, "done_us": None})
             row = {**common, "event_id": event_id, "endpoint": api, "model": req.model, "system": req.system, "prompt": req.prompt,
                    "turns": len(req.messages), "tools": req.tools, "max_tokens": req.max_tokens,
-                   "temperature": req.temperature, "end_user": _end_user(api, body)}
+                   "temperature": req.temperature, "end_user": req.end_user}
             events.append(bound_event(tuple(row.get(c) for c in EVENT_FIELDS)))  # as capture bounds its rows
         return requests, events
 

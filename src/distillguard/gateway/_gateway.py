@@ -320,7 +320,7 @@ class Gateway:
                    _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
                    len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
                    prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
-                   (time.perf_counter() - t0) * 1000.0, None, None)
+                   (time.perf_counter() - t0) * 1000.0, req.end_user, None)
         try:
             return self.capture.record(row)
         except SpoolFull:

@@ -12,8 +12,12 @@ from distillguard.gateway._protocol import ChatRequest, Delta, Reply
 
 ProcessorFactory = Callable[[str], Any]
 
+# The id `GET /v1/models` lists for the local model when it is routed by a pattern such as `*`.
+LOCAL_MODEL_ID = "distillguard-local"
+
 
 def _prompt_text(req: ChatRequest) -> str:
+    # The chat the local model was trained on (`distillguard.localmodel.chat_prompt` for one turn).
     lines = [req.system] if req.system else []
     if req.api == "completions":
         lines.append(req.prompt)
@@ -32,25 +36,47 @@ class LocalUpstream:
         tokenizer: its tokenizer.
         processors: `account_id -> LogitsProcessor` (e.g. `WatermarkKey.logits_processor`).
         max_new_tokens: cap when the request sets none.
+        name: the upstream's name in messages.
+        repetition_penalty, no_repeat_ngram_size: transformers' own, against loops.
+        min_new_tokens: shortest answer (capped by the request's max_tokens).
+        guard: `(prompts, prompt_length) -> LogitsProcessor` run on every step, e.g.
+            `distillguard.localmodel.answer_guard(tokenizer)` (answers never empty, in the
+            prompt's script).
     """
 
     def __init__(self, model: Any, tokenizer: Any, processors: ProcessorFactory | None = None,
-                 max_new_tokens: int = 128, name: str = "local") -> None:
+                 max_new_tokens: int = 128, name: str = "local", *,
+                 repetition_penalty: float | None = None, no_repeat_ngram_size: int | None = None,
+                 min_new_tokens: int = 0, guard: Callable[[list[str], int], Any] | None = None) -> None:
         self.name = name
+        self.model_ids = (LOCAL_MODEL_ID,)
         self.model = model
         self.tokenizer = tokenizer
         self.processors = processors
         self.watermarks_itself = processors is not None
         self.max_new_tokens = max_new_tokens
+        self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.min_new_tokens = min_new_tokens
+        self.guard = guard
         self._lock = threading.Lock()
 
     @classmethod
-    def default(cls, processors: ProcessorFactory | None = None) -> LocalUpstream:
-        """The project's built-in local model (`distillguard.localmodel.load_default_model`)."""
-        from distillguard.localmodel import load_default_model  # type: ignore[import-not-found,unused-ignore]
+    def default(cls, processors: ProcessorFactory | None = None, *, progress: bool = True) -> LocalUpstream:
+        """The project's built-in local model (`distillguard.localmodel.load_default_model`),
+        answering with its guard and sampling settings (never empty, in the prompt's script)."""
+        from distillguard.localmodel import (  # type: ignore[import-not-found,unused-ignore]
+            MIN_ANSWER_TOKENS,
+            NO_REPEAT_NGRAM_SIZE,
+            REPETITION_PENALTY,
+            answer_guard,
+            load_default_model,
+        )
 
-        model, tokenizer = load_default_model()
-        return cls(model, tokenizer, processors)
+        model, tokenizer = load_default_model(progress=progress)
+        return cls(model, tokenizer, processors, repetition_penalty=REPETITION_PENALTY,
+                   no_repeat_ngram_size=NO_REPEAT_NGRAM_SIZE, min_new_tokens=MIN_ANSWER_TOKENS,
+                   guard=answer_guard(tokenizer))
 
     def _kwargs(self, req: ChatRequest, account_id: str) -> tuple[Any, dict[str, Any]]:
         import torch
@@ -67,8 +93,17 @@ class LocalUpstream:
             kw.update(do_sample=True, temperature=req.temperature, top_p=req.top_p or 1.0)
         else:
             kw["do_sample"] = False
-        if self.processors is not None:
-            kw["logits_processor"] = LogitsProcessorList([self.processors(account_id)])
+        if self.repetition_penalty is not None:
+            kw["repetition_penalty"] = self.repetition_penalty
+        if self.no_repeat_ngram_size is not None:
+            kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = min(self.min_new_tokens, n)
+        steps = [self.processors(account_id)] if self.processors is not None else []
+        if self.guard is not None:
+            steps.append(self.guard([req.prompt], int(ids.shape[1])))
+        if steps:
+            kw["logits_processor"] = LogitsProcessorList(steps)
         kw["attention_mask"] = torch.ones_like(ids)
         return ids, kw
 
@@ -81,7 +116,8 @@ class LocalUpstream:
                 kw["streamer"] = streamer
             out = self.model.generate(ids, **kw)
         new = out[0, ids.shape[1]:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        # A character cut by max_new_tokens decodes as U+FFFD: drop it.
+        text = self.tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd")
         finish = "length" if len(new) >= kw["max_new_tokens"] else "stop"
         return Reply(text, "", finish, int(ids.shape[1]), int(len(new)))  # type: ignore[arg-type]
 

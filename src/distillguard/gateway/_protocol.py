@@ -37,6 +37,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tools: int = 0
+    end_user: str | None = None
     reasoning_effort: str | None = None  # Responses API `reasoning.effort`
     previous_response_id: str | None = None  # Responses API, passed to an upstream keeping state
 
@@ -227,6 +228,25 @@ def _tools(body: dict[str, Any]) -> int:
     return len(t)
 
 
+# Longest declared end user kept (the store's column): any key holder picks the value, so it is
+# bounded; longer ones are cut, not refused (OpenAI caps `safety_identifier` at 64 characters).
+END_USER_MAX_CHARS = 256
+
+
+def _end_user(body: dict[str, Any], *names: str) -> str | None:
+    """The end user the client declared: the first of `names` (dotted: inside an object) set."""
+    for name in names:
+        obj: Any = body
+        for part in name.split("."):
+            obj = obj.get(part) if isinstance(obj, dict) else None
+        if obj is None:
+            continue
+        if not isinstance(obj, str):
+            raise invalid(f"'{name}' must be a string, got {type(obj).__name__}.", name)
+        return obj[:END_USER_MAX_CHARS] or None
+    return None
+
+
 def parse_openai_chat(body: dict[str, Any]) -> ChatRequest:
     model = _model(body)
     msgs = body.get("messages")
@@ -273,6 +293,7 @@ def parse_openai_chat(body: dict[str, Any]) -> ChatRequest:
         stream=_stream(body),
         include_usage=bool(so and so.get("include_usage")),
         tools=_tools(body),
+        end_user=_end_user(body, "safety_identifier", "user"),
     )
 
 
@@ -299,6 +320,7 @@ def parse_openai_completion(body: dict[str, Any]) -> ChatRequest:
         stop=_stop(body, "stop"),
         stream=_stream(body),
         include_usage=bool(so and so.get("include_usage")),
+        end_user=_end_user(body, "safety_identifier", "user"),
     )
 
 
@@ -333,6 +355,7 @@ def parse_anthropic(body: dict[str, Any]) -> ChatRequest:
         stop=_stop(body, "stop_sequences"),
         stream=_stream(body),
         tools=_tools(body),
+        end_user=_end_user(body, "metadata.user_id"),
     )
 
 

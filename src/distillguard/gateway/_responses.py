@@ -18,6 +18,7 @@ from distillguard.gateway._protocol import (
     ChatRequest,
     Message,
     Reply,
+    _end_user,
     dumps,
     invalid,
     sse_error,
@@ -139,6 +140,7 @@ def parse_responses(body: dict[str, Any]) -> ChatRequest:
         stream=bool(stream),
         tools=len(tools or []),
         reasoning_effort=effort if isinstance(effort, str) else None,
+        end_user=_end_user(body, "safety_identifier", "user"),
         previous_response_id=prev,
     )
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from distillguard._errors import ConfigError
 from distillguard._private import create_private, mask_url
+from distillguard.gateway._protocol import END_USER_MAX_CHARS
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -42,8 +43,9 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("temperature", sa.Float()),
     ("status", sa.Integer()),
     ("latency_ms", sa.Float()),
-    # format v1.1: the end user the client declared, and the batch a request came in
-    ("end_user", sa.String(200)),
+    # v1.1: the end user the client declared; any key holder picks it, so it is cut to a bound
+    ("end_user", sa.String(END_USER_MAX_CHARS)),
+    # v1.1: the batch a request was submitted in (OpenAI Batch, Anthropic Message Batches)
     ("batch_id", sa.String(64)),
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]

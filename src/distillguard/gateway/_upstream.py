@@ -53,6 +53,7 @@ class FakeUpstream:
 
     def __init__(self, name: str = "fake", reasoning: bool = False, delay: float = 0.0) -> None:
         self.name = name
+        self.model_ids = (name,)
         self.reasoning = reasoning
         self.delay = delay
 
@@ -469,7 +470,16 @@ class Router:
             self._cache[model] = hit
 
     def models(self) -> list[str]:
-        return [r.pattern for r in self.routes]
+        """Model ids a client can send: each literal route, and for a pattern route (`*`,
+        `gpt-*`) the ids its upstream names (`model_ids`), never the pattern itself."""
+        out: list[str] = []
+        for r in self.routes:
+            if not any(ch in r.pattern for ch in "*?["):
+                ids = [r.pattern]
+            else:
+                ids = [m for m in getattr(r.upstream, "model_ids", ()) if fnmatch.fnmatchcase(m, r.pattern)]
+            out.extend(m for m in ids if m not in out)
+        return out
 
     async def aclose(self) -> None:
         seen: set[int] = set()

@@ -11,10 +11,24 @@ from pathlib import Path
 from distillguard._data import corpora_root
 
 # Bump when the training code changes in a way that changes the trained weights.
-_CODE_VERSION = 1
+_CODE_VERSION = 2
 
-# Permissively licensed sets only (MIT, Apache-2.0, CC BY): the CC BY-NC ones are opt-in by name.
-DEFAULT_CORPORA = ("gsm8k", "self_instruct_seed_tasks", "self_instruct_user_oriented", "bfcl_curated", "mbpp", "humaneval")
+# The permissively licensed text corpora that ship in the wheel (MIT, Apache-2.0, CC BY, ODC-BY;
+# data/corpora/README.md); never the opt-in sets (the CC BY-NC ones, and ShareGPT, whose content
+# has no stated licence).
+DEFAULT_CORPORA = (
+    "gsm8k",
+    "self_instruct_seed_tasks",
+    "self_instruct_user_oriented",
+    "arena_hard",
+    "wildchat_1k",
+    "bfcl_live",
+    "bfcl_curated",
+    "humaneval",
+    "mbpp",
+)
+# Question/answer pairs (GSM8K's own worked solutions, MIT): real answers to learn the turn from.
+DEFAULT_ANSWER_CORPUS = "gsm8k_answers"
 
 
 @dataclass(frozen=True)
@@ -22,9 +36,13 @@ class LocalModelConfig:
     """A tiny GPT-2 style causal LM and its byte-level BPE tokenizer.
 
     The defaults give about 0.3 M parameters, trained for a few hundred steps on
-    the shipped prompt corpora: enough to produce text-like continuations with a
-    real next-token distribution (so watermarks have entropy to work with),
-    small enough to train in well under a minute on two CPU cores.
+    one-turn chats (`user: PROMPT` / `assistant: ANSWER`) built from the shipped
+    permissive corpora: GSM8K questions with their worked answers, and every other
+    prompt answered by a neighbouring prompt of its corpus in the same script, so
+    the model learns to reply after `assistant:` in the prompt's writing system.
+    Enough for text-like answers with a real next-token distribution (so
+    watermarks have entropy to work with), small enough to train in about a
+    minute on two CPU cores.
     """
 
     vocab_size: int = 512
@@ -33,7 +51,8 @@ class LocalModelConfig:
     n_embd: int = 96
     n_positions: int = 256
     corpora: tuple[str, ...] = DEFAULT_CORPORA
-    max_docs_per_corpus: int = 3000
+    answers: str | None = DEFAULT_ANSWER_CORPUS
+    max_docs_per_corpus: int = 2000
     seq_len: int = 128
     batch_size: int = 16
     steps: int = 300

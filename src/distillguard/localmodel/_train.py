@@ -38,6 +38,54 @@ def read_corpus_texts(names: Sequence[str], max_docs: int, root: Path | None = N
     return texts
 
 
+# A prompt or answer longer than this is cut: a few very long chats would fill most windows.
+MAX_TURN_CHARS = 1200
+
+
+def read_answer_pairs(name: str, max_docs: int, root: Path | None = None) -> list[tuple[str, str]]:
+    """(`text`, `answer`) of the first `max_docs` rows of a question/answer corpus."""
+    root = root or corpora_dir()
+    path = root / f"{name}.jsonl.gz"
+    if not path.exists():
+        raise ConfigError(f"Answer corpus {name!r} is not at {path}; it ships with the package.")
+    pairs: list[tuple[str, str]] = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i >= max_docs:
+                break
+            row = json.loads(line)
+            if isinstance(row.get("text"), str) and isinstance(row.get("answer"), str):
+                pairs.append((row["text"], row["answer"]))
+    return pairs
+
+
+def chat_documents(config: LocalModelConfig, root: Path | None = None) -> list[str]:
+    """The training chats: `user: PROMPT` then `assistant: ANSWER`, one per prompt.
+
+    Prompts with a known answer (the answer corpus) get it; every other prompt is
+    answered by the next prompt of its corpus written in the same script, which
+    teaches the turn and the script without inventing text nobody wrote.
+    """
+    from distillguard.localmodel._answer import dominant_script
+    from distillguard.localmodel._generate import chat_prompt
+
+    known: dict[str, str] = {}
+    if config.answers:
+        known = dict(read_answer_pairs(config.answers, config.max_docs_per_corpus, root))
+    docs = [f"{chat_prompt(q[:MAX_TURN_CHARS])} {a[:MAX_TURN_CHARS]}" for q, a in known.items()]
+    for name in config.corpora:
+        texts = [t for t in read_corpus_texts([name], config.max_docs_per_corpus, root)
+                 if t not in known]
+        by_script: dict[str | None, list[str]] = {}
+        for t in texts:
+            by_script.setdefault(dominant_script(t[:MAX_TURN_CHARS]), []).append(t)
+        for group in by_script.values():
+            for i, prompt in enumerate(group):
+                reply = group[(i + 1) % len(group)].strip() if len(group) > 1 else prompt.strip()
+                docs.append(f"{chat_prompt(prompt.strip()[:MAX_TURN_CHARS])} {reply[:MAX_TURN_CHARS]}")
+    return docs
+
+
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     """A byte-level BPE tokenizer trained on `texts`, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -148,8 +196,8 @@ def encode_documents(tokenizer: Any, texts: Sequence[str]) -> list[int]:
 
 
 def train_local_model(config: LocalModelConfig, *, progress: bool = True) -> tuple[Any, Any]:
-    """Tokenizer and model trained from scratch on the corpora named in `config`."""
-    texts = read_corpus_texts(config.corpora, config.max_docs_per_corpus)
+    """Tokenizer and model trained from scratch on chats built from the corpora in `config`."""
+    texts = chat_documents(config)
     tokenizer = train_tokenizer(texts, config.vocab_size)
     model = build_model(config, len(tokenizer))
     train_lm(

@@ -1,0 +1,197 @@
+"""Evidence weighed by how rare it is among the log's established accounts.
+
+Every piece of evidence about an account becomes a one-sided p-value: the chance that an
+account of the *null population* shows it at least as strongly. The null population is
+estimated from the log itself at each look: its *established* accounts (opened at least
+`rarity.established_days` before their first request, not on the enterprise sign-up
+channel, with `rarity.min_events` requests or more for the shares). A score therefore means
+the same in every log: "this rare among the accounts that have been here a while".
+
+| evidence | statistic per account | null tail `P(S >= s)` |
+| --- | --- | --- |
+| `shared_card` | accounts on its payment fingerprint (1 when not shared) | geometric, `rho^(k-1)`, `rho = (#{K_null >= 2} + 1) / (N_null + 2)`: how often an established account shares its card at all |
+| `elicitation` | share of its requests that ask for reasoning, grades or training data | empirical, `(1 + #{S_null >= s}) / (1 + N_null)` |
+| `content` | mean P(distill) of its prompts (`_content`) | empirical, as above |
+
+So one card behind 40 new accounts in a log where established accounts keep one card each is
+astronomically rare, while students asking for step-by-step answers are as rare as students
+are among the established accounts, never rarer than `1 / (N_null + 1)`.
+
+The p-values are combined with the Cauchy combination test (ACAT; Liu and Xie 2020, JASA):
+`T = mean_g tan((0.5 - p_g) pi)`, combined `p = arctan2(1, T) / pi`. It is valid under any
+dependence between the evidences for small p (elicitation and content are correlated), and a
+single strong piece of evidence carries the combination (about `G * p_min`), while several
+moderate ones add up. An account is flagged when its combined p is at most `rarity.max_p`
+(the false-positive rate per account that the null allows); a shared card counts from the
+account's first request, the shares from `rarity.min_events` requests on. Flagged accounts are throttled, never blocked: the evidence is
+about one account, not a campaign. Each flagged account's reasons name every piece of
+evidence with its p-value and its weight in bits (`-log2 p`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from distillguard.detect._cadence import Cadence
+from distillguard.detect._config import DetectConfig
+from distillguard.detect._state import DAY_US, LINK_KINDS, DetectorState
+
+EVIDENCE = ("shared_card", "elicitation", "content")
+_PAYMENT = LINK_KINDS.index("payment")
+# tan((0.5 - p) pi) loses precision under this p; 1 / (p pi) is its limit there.
+_TINY_P = 1e-12
+
+
+@dataclass
+class Rarity:
+    """Per account (indexed like `state.ids`): the statistic and p-value of each evidence in
+    `EVIDENCE` (columns), the combined p-value and whether it flags the account."""
+
+    stat: np.ndarray  # (m, len(EVIDENCE))
+    p: np.ndarray  # (m, len(EVIDENCE)); 1 where the evidence is absent
+    combined: np.ndarray  # (m,)
+    flag: np.ndarray  # (m,) bool
+    null_accounts: int  # established accounts the nulls were estimated from
+
+    @classmethod
+    def none(cls, m: int = 0) -> Rarity:
+        e = len(EVIDENCE)
+        return cls(np.zeros((m, e)), np.ones((m, e)), np.ones(m), np.zeros(m, bool), 0)
+
+    def grown(self, m: int) -> Rarity:
+        """The same answer for `m` accounts (accounts seen since the last look: no evidence)."""
+        k = len(self.combined)
+        if k >= m:
+            return self
+        extra = Rarity.none(m - k)
+        return Rarity(np.vstack([self.stat, extra.stat]), np.vstack([self.p, extra.p]),
+                      np.concatenate([self.combined, extra.combined]),
+                      np.concatenate([self.flag, extra.flag]), self.null_accounts)
+
+    def bits(self) -> np.ndarray:
+        """Weight of each evidence in bits, `-log2 p` (0 where absent)."""
+        out: np.ndarray = -np.log2(np.clip(self.p, 1e-300, 1.0))
+        return out
+
+    def table(self, ids: list[str]) -> pa.Table:
+        """One row per account and evidence: account_id, evidence, statistic, p_value, bits,
+        combined_p, flagged (accounts with some evidence only)."""
+        bits = self.bits()
+        acct, ev = np.nonzero(self.p < 1.0)
+        return pa.table({
+            "account_id": pa.array([ids[i] for i in acct.tolist()], pa.string()),
+            "evidence": pa.array([EVIDENCE[e] for e in ev.tolist()], pa.string()),
+            "statistic": pa.array(self.stat[acct, ev], pa.float64()),
+            "p_value": pa.array(self.p[acct, ev], pa.float64()),
+            "bits": pa.array(bits[acct, ev], pa.float64()),
+            "combined_p": pa.array(self.combined[acct], pa.float64()),
+            "flagged": pa.array(self.flag[acct], pa.bool_()),
+        })
+
+
+def rarity_reason(r: Rarity, i: int) -> tuple[str, dict[str, object]]:
+    """The sentence and the evidence entry of account `i` (an analyst can check each number)."""
+    words = {
+        "shared_card": "{s:.0f} accounts on its payment card",
+        "elicitation": "{s:.0%} of its requests ask for reasoning, grades or training data",
+        "content": "its prompts read like harvesting task pools (mean P(distill) {s:.2f})",
+    }
+    bits = r.bits()
+    parts = [
+        f"{words[name].format(s=r.stat[i, e])} (p = {r.p[i, e]:.2g}, {bits[i, e]:.1f} bits)"
+        for e, name in enumerate(EVIDENCE) if r.p[i, e] < 1.0
+    ]
+    text = (f"rare among the {r.null_accounts} established accounts: " + "; ".join(parts)
+            + f"; combined p = {r.combined[i]:.2g}")
+    entry: dict[str, object] = {
+        "combined_p": float(r.combined[i]), "null_accounts": r.null_accounts,
+        "evidence": {name: {"statistic": round(float(r.stat[i, e]), 4),
+                            "p": float(r.p[i, e]), "bits": round(float(bits[i, e]), 2)}
+                     for e, name in enumerate(EVIDENCE) if r.p[i, e] < 1.0},
+    }
+    return text, entry
+
+
+def empirical_tail(null: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """`(1 + #{null >= s}) / (1 + len(null))` for each `s` (a valid p-value under the null)."""
+    ordered = np.sort(null)
+    above = len(ordered) - np.searchsorted(ordered, s, side="left")
+    out: np.ndarray = (1.0 + above) / (1.0 + len(ordered))
+    return out
+
+
+def card_tail(null_k: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """P(K >= k) for accounts per card under a geometric null, `rho^(k-1)`.
+
+    `rho = (#{K >= 2} + 1) / (N + 2)` among the null accounts: how often an established
+    account shares its card at all. Fitted on that share, not on the largest cards: an
+    operator's aged accounts on its own cards are established too, and an empirical tail
+    would let them set the bar for their own campaign.
+    """
+    rho = (float((null_k >= 2).sum()) + 1.0) / (len(null_k) + 2.0)
+    out: np.ndarray = np.where(k <= 1, 1.0, rho ** np.maximum(k - 1, 0))
+    return out
+
+
+def cauchy_combination(p: np.ndarray) -> np.ndarray:
+    """ACAT over the columns of `p` with equal weights (Liu and Xie 2020)."""
+    p = np.clip(p, 1e-300, 1.0 - 1e-15)
+    t = np.where(p < _TINY_P, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi)).mean(axis=1)
+    out: np.ndarray = np.arctan2(1.0, t) / np.pi
+    return out
+
+
+def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig) -> Rarity:
+    """The evidence of every account, weighed against the log's established accounts."""
+    rc = cfg.rarity
+    m = state.size
+    if not m:
+        return Rarity.none(0)
+    age_days = (state.first_ts[:m] - state.created_us[:m]) / DAY_US
+    self_serve = ~state.enterprise[:m]
+    established = np.nan_to_num(age_days, nan=-1.0) >= rc.established_days
+    n = feats["events"]
+    enough = n >= rc.min_events
+    null = established & self_serve
+
+    # Accounts per payment fingerprint (1: a card no one else uses, or unknown).
+    k = np.ones(m)
+    pairs = state.shared_account_pairs()
+    pay = pairs[pairs[:, 0] == _PAYMENT]
+    if len(pay):
+        k[pay[:, 2]] = state.key_accounts[pay[:, 1]]
+    content = state.counters["distill"][:m] / np.maximum(n, 1.0) / 100.0
+    stat = np.column_stack([k, feats["elicitation"], content])
+    p = np.ones((m, len(EVIDENCE)))
+    p[:, 0] = card_tail(k[null], k)
+    share_null = null & enough
+    if share_null.sum() >= rc.min_null_accounts:
+        for col in (1, 2):
+            p[:, col] = np.where(enough, empirical_tail(stat[share_null, col], stat[:, col]),
+                                 1.0)
+    if null.sum() < rc.min_null_accounts:
+        p[:, 0] = 1.0  # too few established accounts to say what is rare
+    p[~self_serve] = 1.0
+    combined = cauchy_combination(p)
+    # A card is known from the first request; the shares are 1 below `min_events` anyway.
+    flag = combined <= rc.max_p
+    return Rarity(stat, p, combined, flag, int(null.sum()))
+
+
+class RarityTracker:
+    """`rarity` looked at every `rarity.every_minutes` of log time (see `_cadence`)."""
+
+    def __init__(self) -> None:
+        self._cadence: Cadence[Rarity] = Cadence()
+
+    def update(self, state: DetectorState, feats: dict[str, np.ndarray],
+               cfg: DetectConfig) -> Rarity:
+        if not cfg.rarity.enabled:
+            return Rarity.none(state.size)
+        last = self._cadence.reuse(state.now_us, cfg.rarity.every_minutes)
+        if last is not None:
+            return last.grown(state.size)
+        return self._cadence.keep(rarity(state, feats, cfg))

@@ -1,0 +1,126 @@
+"""Rarity evidence: weighed against the log's own established accounts, on hand-built scenes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from distillguard.detect._config import load_config
+from distillguard.detect._rarity import card_tail, cauchy_combination, empirical_tail
+
+from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
+from .decide import Scene, decide
+
+STEP_BY_STEP = [
+    "Solve step by step and show your work: a train covers {i} km in {j} hours. What is its "
+    "average speed?",
+    "Explain your reasoning step by step: how many minutes are there in {i} hours and {j} "
+    "minutes?",
+]
+
+
+def _population(n: int = 300, families: int = 15) -> Scene:
+    """Established people chatting in a browser; `families` pairs share a card."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(n):
+        aid = f"person-{k:03d}"
+        card = f"family-{k // 2}" if k < 2 * families else None
+        accts.append(account(aid, payment=card))
+        rows += events(aid, 6, start=T0 + timedelta(minutes=k), every=timedelta(hours=3),
+                       prompt=HUMAN_PROMPTS[k % 7:] + HUMAN_PROMPTS[:k % 7], ua=BROWSER,
+                       ip=f"203.0.113.{k % 250}")
+    return rows, accts
+
+
+def _farm(n: int = 40, requests: int = 6) -> Scene:
+    """New self-serve accounts behind one card, each otherwise an ordinary chatting person."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(n):
+        aid = f"farm-{k:02d}"
+        accts.append(account(aid, payment="batch-card-1", created=T0 - timedelta(days=2 + k / 10),
+                             email=f"user{k}.example.org"))
+        rows += events(aid, requests, start=T0 + timedelta(minutes=7 * k), every=timedelta(hours=2),
+                       prompt=HUMAN_PROMPTS[k % 5:] + HUMAN_PROMPTS[:k % 5], ua=BROWSER,
+                       ip=f"198.51.100.{k}")
+    return rows, accts
+
+
+def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
+    det, action, reasons = decide(_population(), _farm())
+    assert all(action[f"farm-{k:02d}"] == "throttle" for k in range(40))
+    why = " ".join(reasons["farm-07"])
+    assert "40 accounts on its payment card" in why and "bits" in why
+    r = det.assess().rarity
+    i = det.state.index["farm-07"]
+    assert r.combined[i] < load_config().rarity.max_p
+    table = r.table(det.state.ids).to_pylist()
+    card = [row for row in table
+            if row["account_id"] == "farm-07" and row["evidence"] == "shared_card"]
+    assert card[0]["statistic"] == 40 and card[0]["flagged"]
+    assert card[0]["bits"] == pytest.approx(-np.log2(card[0]["p_value"]))
+    assert card[0]["p_value"] < 1e-20
+    # A family of two on one card is common among established accounts: no flag.
+    assert action["person-000"] == "allow"
+    assert sum(a in ("throttle", "block") for aid, a in action.items()
+               if aid.startswith("person-")) == 0
+
+
+def test_a_card_counts_from_the_first_request() -> None:
+    # Thin accounts (one request each, under rarity.min_events): the card is known at sign-up.
+    det, action, reasons = decide(_population(), _farm(requests=1))
+    assert all(action[f"farm-{k:02d}"] == "throttle" for k in range(40))
+    assert "40 accounts on its payment card" in " ".join(reasons["farm-03"])
+    r = det.assess().rarity
+    assert (r.p[det.state.index["farm-03"], 1:] == 1.0).all()  # the shares wait for min_events
+
+
+def test_a_student_asking_for_steps_is_not_rare_enough() -> None:
+    rows, accts = _population()
+    accts.append(account("student"))
+    rows += events("student", 8, start=T0, every=timedelta(hours=1), prompt=STEP_BY_STEP,
+                   ua=BROWSER, ip="192.0.2.9")
+    det, action, _ = decide((rows, accts))
+    assert action["student"] in ("allow", "monitor")
+    r = det.assess().rarity
+    i = det.state.index["student"]
+    # It asks for steps more than any other established account (it is one of them itself), and
+    # that is still bounded by how many there are.
+    assert r.p[i, 1] == pytest.approx(2 / (r.null_accounts + 1))
+    assert r.combined[i] > load_config().rarity.max_p
+
+
+def test_too_few_established_accounts_say_nothing() -> None:
+    det, action, _ = decide(_population(n=50, families=0), _farm())
+    assert all(action[f"farm-{k:02d}"] == "allow" for k in range(40))
+    assert (det.assess().rarity.p == 1.0).all()
+
+
+def test_tails_and_combination() -> None:
+    null = np.array([0.0, 0.1, 0.1, 0.5, 1.0])
+    assert empirical_tail(null, np.array([0.1, 2.0])) == pytest.approx([5 / 6, 1 / 6])
+    # 2 of 10 established accounts share their card: rho = 3/12.
+    k_null = np.array([1] * 8 + [2, 2])
+    assert card_tail(k_null, np.array([1, 2, 4])) == pytest.approx([1.0, 0.25, 0.25**3])
+    # One strong p-value carries the Cauchy combination (about G * p); uniform ones do not.
+    strong = cauchy_combination(np.array([[1e-20, 0.9, 0.5]]))
+    assert strong[0] == pytest.approx(3e-20, rel=0.01)
+    rng = np.random.default_rng(14)
+    u = cauchy_combination(rng.uniform(size=(20000, 3)))
+    assert abs((u <= 0.05).mean() - 0.05) < 0.01  # calibrated when the evidence is null
+
+
+def test_an_answer_reused_between_looks_covers_new_accounts() -> None:
+    from distillguard.detect._rarity import Rarity
+
+    r = Rarity.none(2)
+    r.flag[1] = True
+    r.p[1, 0] = 1e-9
+    g = r.grown(5)
+    assert g.p.shape == (5, 3) and g.stat.shape == (5, 3)
+    assert g.flag.tolist() == [False, True, False, False, False]
+    assert (g.p[2:] == 1.0).all() and g.combined[4] == 1.0
+    assert r.grown(1) is r

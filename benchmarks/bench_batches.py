@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from _docs import markdown_table, write_section
 
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
@@ -102,11 +103,13 @@ def main() -> None:
         live_s = time.perf_counter() - t0
         server.should_exit = True
         time.sleep(0.5)
-    print(f"{n} requests, concurrency {c}")
-    print(f"batch submit (upload + create, checked and captured): {submitted:.2f} s ({submitted / n * 1e6:.0f} us per request)")
-    print(f"batch run to completed:                              {ran:.2f} s ({n / ran:.0f} requests/s)")
-    print(f"live requests (baseline, {c} client threads):          {live_s:.2f} s ({n / live_s:.0f} requests/s)")
-    print(f"batch total / live: {(submitted + ran) / live_s:.2f}x")
+    rows = [["batch submit (upload + create: every request checked and captured)", f"{submitted:.2f}", f"{submitted / n * 1e6:.0f} us a request"],
+            ["batch run to completed", f"{ran:.2f}", f"{n / ran:.0f} requests/s"],
+            [f"live requests (baseline, {c} client threads)", f"{live_s:.2f}", f"{n / live_s:.0f} requests/s"]]
+    table = markdown_table(["step", "seconds", "rate"], rows, "lrr")
+    ratio = f"Batch total / live: {(submitted + ran) / live_s:.2f}x ({n} requests, concurrency {c})."
+    print(table + "\n\n" + ratio)
+    write_section(__file__, "Batches through the gateway", table + "\n\n" + ratio)
 
 
 if __name__ == "__main__":

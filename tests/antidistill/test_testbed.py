@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from distillguard.antidistill import TestbedConfig, cost, effectiveness, run_testbed
+from distillguard import antidistill as ad
+from distillguard.antidistill import cost, effectiveness, run_testbed
 from distillguard.antidistill._charlm import LMConfig, lr_factor
 
-SMALL = TestbedConfig(
+SMALL = ad.TestbedConfig(
     digits=3, teacher_examples=5000, harvest=1000, test=300,
     teacher=LMConfig(steps=600), student=LMConfig(n_embd=64, steps=500),
     seeds=(0,), defences=("none", "withhold", "rewrite"),

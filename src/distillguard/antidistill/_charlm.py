@@ -26,7 +26,7 @@ class LMConfig:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 96
-    n_positions: int = 128
+    n_positions: int = 256  # the longest rewritten 4-digit answer is about 150 characters
     steps: int = 1500
     batch_size: int = 64
     learning_rate: float = 3e-3

@@ -27,6 +27,8 @@ from distillguard.antidistill._defences import TEXT_DEFENCES
 from distillguard.antidistill._task import Problem, is_correct, problems, trace
 
 ADS = "antidistill-sampling"
+# characters of generation beyond the longest served answer (a student's answer may run longer)
+ANSWER_ROOM = 24
 Progress = Callable[[str], None]
 
 
@@ -47,7 +49,7 @@ class TestbedConfig:
 
     @property
     def max_new(self) -> int:
-        return len(trace(Problem(0, 0, self.digits))) + 24
+        return len(trace(Problem(0, 0, self.digits))) + ANSWER_ROOM
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,12 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
     for name in cfg.defences:
         served = _serve(name, cfg, teacher, harvest, served_plain, say)
         pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
+        # a student writes in the form it was served: room for the longest served answer
+        room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
         accs = []
         for seed in cfg.seeds:
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
-            accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], cfg.max_new)))
+            accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
         res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])))
         say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs)}")
         out.append(res)

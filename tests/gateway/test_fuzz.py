@@ -15,7 +15,8 @@ def test_public_api_fuzz(running: Running) -> None:
     running.gateway.router.add("*", FakeUpstream())  # any generated model name reaches the parsers
     schema = schemathesis.openapi.from_url(running.url + "/openapi.json").include(tag="api")
     ops = [op.ok() for op in schema.get_all_operations()]
-    assert {o.path for o in ops} == {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/models"}
+    assert {o.path for o in ops} == {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/models",
+                                        "/v1/responses", "/v1/responses/{response_id}"}
     seen: dict[str, list[int]] = {"positive": [], "negative": []}
     def run(op: object, mode: GenerationMode) -> None:
         @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distillguard.gateway import Store, create_app, export_log, issue_key
+from distillguard.gateway import BatchStore, Store, create_app, export_log, issue_key
 from distillguard.traffic import TrafficLog
 
 from .support import ServerThread, free_port, make_gateway
@@ -19,7 +19,9 @@ from .support import ServerThread, free_port, make_gateway
 def pg_prefix(postgres_url: str) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     yield prefix
-    Store(postgres_url, prefix).drop_all()
+    store = Store(postgres_url, prefix)
+    BatchStore(store).drop_all()  # the gateway made its batch tables too
+    store.drop_all()
 
 
 def test_gateway_captures_into_postgres(postgres_url: str, pg_prefix: str, mock_upstream: str, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def _quiet_libraries() -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        upstream: Annotated[list[str] | None, typer.Option(help="Upstream as [MODEL_PATTERN=]SPEC; SPEC is local, fake, http(s)://HOST/v1 (OpenAI-compatible) or anthropic+https://HOST. Repeat for several. Default: the built-in local model.")] = None,
+        upstream: Annotated[list[str] | None, typer.Option(help="Upstream as [MODEL_PATTERN=]SPEC; SPEC is local, fake, http(s)://HOST/v1 (OpenAI-compatible), responses+http(s)://HOST/v1 (one that also speaks the Responses API) or anthropic+https://HOST. Repeat for several. Default: the built-in local model.")] = None,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         spool_max_bytes: Annotated[int, typer.Option(help="Bound on the spool's undrained bytes; beyond it requests get 503.")] = 1 << 30,
         spool_sync: Annotated[str, typer.Option(help="write: an answer waits for its event's write to the spool (survives kill -9; synced every 50 ms); always: it waits for the fdatasync (survives a machine crash, slower).")] = "write",
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
+        batch_rate: Annotated[float, typer.Option(help="Most batch requests per second this gateway sends upstream.")] = 20.0,
+        batch_concurrency: Annotated[int, typer.Option(help="Most batch requests in flight at once.")] = 8,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
         detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
@@ -90,6 +92,7 @@ def register(app: typer.Typer) -> None:
             detector=detector,  # type: ignore[arg-type]
             detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
+            batch_rate=batch_rate, batch_concurrency=batch_concurrency,
         )
         _quiet_libraries()
         if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):

@@ -159,8 +159,11 @@ class LimitResult:
     subject: str | None = None
     budget: str | None = None
     limit: int | None = None
+    until: float = 0.0
     # The tokens this request holds until `Limiter.settle`; None when nothing was reserved.
     reservation: Reservation | None = None
+    #: requests left in the refusing budget (set by `Limiter.reserve`)
+    remaining: int | None = None
 
     def message(self) -> str:
         if self.allowed:
@@ -399,6 +402,36 @@ class Limiter:
                         names.append((scope, subject, f"tokens_per_{period}", amount))
             got = self._windows[cache_key] = (windows, names)
         return got
+
+    async def reserve(
+        self, subjects: list[tuple[Scope, str]], n: int, *, throttled: bool = False,
+        periods: tuple[str, ...] = ("minute", "day"),
+    ) -> LimitResult:
+        """Count `n` requests at once (a submitted batch) against every subject's request budgets
+        of the given periods.
+
+        All or nothing: when any budget has fewer than `n` requests left, nothing is counted and
+        the refusal's `remaining` says how many were left. A spent token budget refuses too.
+        """
+        tag = "t" if throttled else "n"
+        spent = await self._reserve_tokens(tag, subjects, 0)  # reserves nothing: only checks
+        if not spent.allowed:
+            return replace(spent, remaining=0)
+        budgets: list[tuple[Any, Scope, str, str, int]] = []
+        for scope, subject in subjects:
+            ls = self._limits_for(scope, subject, throttled)
+            for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
+                if req is not None and period in periods:
+                    budgets.append((self._item(period, req), scope, subject, period, req))
+        # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
+        for item, scope, subject, period, req in budgets:
+            if not await self._req.test(item, "req", tag, scope, subject, cost=n):
+                stats = await self._req.get_window_stats(item, "req", tag, scope, subject)
+                retry = max(1, math.ceil(stats.reset_time - time.time()))
+                return LimitResult(False, retry, scope, subject, f"requests_per_{period}", req, remaining=max(0, stats.remaining))
+        for item, scope, subject, _period, _req in budgets:
+            await self._req.hit(item, "req", tag, scope, subject, cost=n)
+        return ALLOWED
 
     async def _refusal(
         self, strat: Any, item: Any, scope: Scope, subject: str, budget: str, limit: int, *ids: str

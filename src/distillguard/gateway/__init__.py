@@ -2,6 +2,9 @@
 enforcement and capture. `create_app` gives the ASGI app; `serve` runs it with uvicorn."""
 
 from distillguard.gateway._app import create_app
+from distillguard.gateway._batches import BatchService
+from distillguard.gateway._batchroutes import batch_router
+from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import DEFAULT_DB, GatewayConfig, split_spec
 from distillguard.gateway._detector import DetectorService, Leadership, run_detector
@@ -29,6 +32,8 @@ __all__ = [
     "DEFAULT_DB",
     "AnthropicUpstream",
     "ApiError",
+    "BatchService",
+    "BatchStore",
     "Capture",
     "ChatRequest",
     "Delta",
@@ -54,6 +59,7 @@ __all__ = [
     "Upstream",
     "VerdictFollower",
     "VerdictTables",
+    "batch_router",
     "build_router",
     "create_app",
     "events_table",

@@ -38,6 +38,27 @@ _MESSAGE = {
     },
 }
 _SCHEMAS: dict[str, dict[str, Any]] = {
+    "responses": {
+        "type": "object",
+        # `input` may be left out with previous_response_id; the spec asks for it always
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
+                "type": "object", "required": ["role", "content"],
+                "properties": {"type": {"const": "message"}, "role": {"type": "string", "enum": ["user", "assistant", "system", "developer"]},
+                               "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type", "text"], "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}},
+            }}]},
+            "instructions": {"type": "string"},
+            "max_output_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "previous_response_id": {"type": "string"},
+            "reasoning": {"type": "object", "properties": {"effort": {"type": "string"}}},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "stream": {"type": "boolean"},
+        },
+    },
     "chat.completions": {
         "type": "object",
         "required": ["model", "messages"],
@@ -288,6 +309,7 @@ _FAST_PATHS: dict[str, Api] = {
     "/v1/chat/completions": "chat.completions",
     "/v1/completions": "completions",
     "/v1/messages": "messages",
+    "/v1/responses": "responses",
 }
 
 
@@ -356,13 +378,19 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
 
     console = LiveConsole(gw)
     gw.console_guard = console.guard
+    from distillguard.gateway._batches import BatchService
+    from distillguard.gateway._batchroutes import batch_router
+
+    batches = BatchService(gw)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await gw.start()
+        batches.start()
         try:
             yield
         finally:
+            await batches.stop()
             await gw.stop()
             console.close()
 
@@ -397,6 +425,10 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     proxy("chat.completions", "/v1/chat/completions", "OpenAI chat completions (streamed as SSE when stream is true)")
     proxy("completions", "/v1/completions", "OpenAI text completions")
     proxy("messages", "/v1/messages", "Anthropic messages (streamed as SSE when stream is true)")
+    proxy("responses", "/v1/responses", "OpenAI Responses (typed stream events when stream is true)")
+    from distillguard.gateway._responses_native import responses_router
+
+    app.include_router(responses_router(gw))
 
     @app.get("/v1/models", tags=["api"], response_class=Response, openapi_extra={"security": [{"bearer": []}, {"x-api-key": []}], "responses": {"200": {"description": "Models", "content": {"application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}, "401": {"description": "Missing or invalid key", "content": {"application/json": {"schema": _error_schema("chat.completions")}}}}})
     async def models(request: Request) -> Response:
@@ -420,6 +452,8 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
         return Response(gw.metrics.render(), 200, None, CONTENT_TYPE)
 
     app.include_router(_admin_router(gw))
+    app.include_router(batch_router(batches))
+    app.state.batches = batches
     # The analyst console over this gateway's own capture, behind the admin token.
     app.state.console = console
     app.mount("/console", console)

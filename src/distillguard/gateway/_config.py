@@ -45,6 +45,11 @@ class GatewayConfig:
             this process, on its own capture), `child` (a `distillguard detector` child
             process on the shared capture, followed like a remote one) or `remote` (a
             separately run `distillguard detector`; this replica follows its verdicts).
+        batch_rate: most batch requests per second this gateway sends upstream (all batches).
+        batch_concurrency: most batch requests in flight at once.
+        batch_max_bytes: largest batch file or Message Batches body.
+        batch_max_requests: most requests in one batch.
+        batch_lease: seconds a replica holds a batch it runs before another may take it over.
     """
 
     db: str = DEFAULT_DB
@@ -79,17 +84,22 @@ class GatewayConfig:
     detect_interval: float = 5.0
     detect_config: Path | None = None
     watermark_key_file: Path | None = None
+    batch_rate: float = 20.0
+    batch_concurrency: int = 8
+    batch_max_bytes: int = 100_000_000
+    batch_max_requests: int = 50_000
+    batch_lease: float = 30.0
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval",
-                     "upstream_acquire_timeout", "header_timeout", "body_timeout"):
+                     "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
         for name in ("max_body_bytes", "capture_queue", "capture_batch", "max_inflight_per_key",
                      "login_failures_per_minute", "key_lookup_threads", "max_connections", "max_header_bytes",
-                     "spool_max_bytes"):
+                     "spool_max_bytes", "batch_concurrency", "batch_max_bytes", "batch_max_requests"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
@@ -97,6 +107,8 @@ class GatewayConfig:
             problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
         if self.detector not in ("inprocess", "child", "remote"):
             problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
+        if isinstance(self.batch_rate, bool) or not isinstance(self.batch_rate, int | float) or self.batch_rate <= 0:
+            problems.append(f"batch_rate must be a positive number of requests per second, got {self.batch_rate!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:
             problems.append("admin_token must be at least 16 characters long")
         if self.watermark_key_file is not None and not Path(self.watermark_key_file).exists():
@@ -111,7 +123,7 @@ class GatewayConfig:
 
 
 def split_spec(spec: str) -> tuple[str, str, str]:
-    """`[PATTERN=]SPEC` -> (pattern, kind, url); kind is openai, anthropic, local or fake."""
+    """`[PATTERN=]SPEC` -> (pattern, kind, url); kind is openai, responses, anthropic, local or fake."""
     pattern = "*"
     head, sep, tail = spec.partition("=")
     if sep and "/" not in head and head:
@@ -120,12 +132,13 @@ def split_spec(spec: str) -> tuple[str, str, str]:
     if s in ("local", "fake", "mock"):
         return pattern, "fake" if s == "mock" else s, ""
     kind = "openai"
-    for prefix in ("openai+", "anthropic+"):
+    for prefix in ("openai+", "anthropic+", "responses+"):
         if s.startswith(prefix):
             s, kind = s[len(prefix):], prefix[:-1]
     if not s.startswith(("http://", "https://")):
         raise ConfigError(
             f"Upstream {spec!r} is not understood; use local, fake, http(s)://HOST/v1 "
-            "(OpenAI-compatible), anthropic+https://HOST, optionally prefixed by MODEL_PATTERN=."
+            "(OpenAI-compatible), responses+http(s)://HOST/v1 (OpenAI-compatible with the Responses API), "
+            "anthropic+https://HOST, optionally prefixed by MODEL_PATTERN=."
         )
     return pattern, kind, s

@@ -36,6 +36,7 @@ from distillguard.enforce import (
     strip_think,
     summarise_reasoning,
 )
+from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
 from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._guard import FailureLimiter
@@ -57,6 +58,13 @@ from distillguard.gateway._protocol import (
     sse_error,
 )
 from distillguard.gateway._replica import ChangeFeed, OverrideFeed
+from distillguard.gateway._responses import ResponsesRenderer
+from distillguard.gateway._responses_native import (
+    ResponsesStream,
+    check_previous,
+    own_response,
+    read_response,
+)
 from distillguard.gateway._spool import Spool, SpoolFull
 from distillguard.gateway._sse import SSEResponse, aclose_quietly
 from distillguard.gateway._store import Store, now_us, us_to_dt
@@ -99,8 +107,9 @@ def build_router(config: GatewayConfig, watermark_key: Any = None) -> Router:
     for spec in specs:
         pattern, kind, url = split_spec(spec)
         up: Upstream
-        if kind == "openai":
-            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout, acquire_timeout=config.upstream_acquire_timeout)
+        if kind in ("openai", "responses"):
+            up = OpenAIUpstream(url, config.upstream_api_key, config.upstream_timeout, acquire_timeout=config.upstream_acquire_timeout,
+                                responses=kind == "responses")
         elif kind == "anthropic":
             up = AnthropicUpstream(url, config.upstream_api_key, config.upstream_timeout, acquire_timeout=config.upstream_acquire_timeout)
         elif kind == "fake":
@@ -168,6 +177,7 @@ class Gateway:
         self.watermark_key = self._load_watermark_key()
         self.router = router or build_router(config, self.watermark_key)
         self.keys = KeyRing(self.store)
+        self.ledger = BatchStore(self.store)  # batches, and which account owns a stored response
         # Key look-ups get their own threads: a flood of unknown keys must not queue behind (or
         # in front of) capture's writes in the default pool.
         self._key_pool = ThreadPoolExecutor(config.key_lookup_threads, thread_name_prefix="distillguard-keys")
@@ -304,13 +314,13 @@ class Gateway:
             row: tuple[Any, ...] = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
                                     _header(scope, b"user-agent"), api, model or "", None, "", None, None,
                                     None, prompt_tokens, completion_tokens, None, None, status,
-                                    (time.perf_counter() - t0) * 1000.0, None)
+                                    (time.perf_counter() - t0) * 1000.0, None, None)
         else:
             row = (new_id(), ts, rec.account_id, rec.key_id, client[0] if client else None,
                    _header(scope, b"user-agent"), api, req.model, req.system, req.prompt,
                    len(req.messages), req.tools, reply_text if self.config.keep_responses else None,
                    prompt_tokens, completion_tokens, req.max_tokens, req.temperature, status,
-                   (time.perf_counter() - t0) * 1000.0, req.end_user)
+                   (time.perf_counter() - t0) * 1000.0, req.end_user, None)
         try:
             return self.capture.record(row)
         except SpoolFull:
@@ -499,6 +509,8 @@ class Gateway:
             held = verdict.reservation
             watermark = self.watermark_key is not None and not upstream.watermarks_itself
             try:
+                if req.previous_response_id is not None:
+                    await check_previous(self.ledger, req, rec.account_id, api in getattr(upstream, "native_apis", ()))
                 if api in getattr(upstream, "native_apis", ()):
                     return await self._native(api, request, rec, req, raw, body, upstream, decision, held, watermark, ts, t0)
                 if req.stream:
@@ -532,13 +544,18 @@ class Gateway:
                       upstream: Any, decision: Decision, held: Reservation | None, watermark: bool, ts: int, t0: float) -> Response:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
-        drop_usage = req.stream and api != "messages" and not req.include_usage
+        drop_usage = req.stream and api in ("chat.completions", "completions") and not req.include_usage
         rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
                           self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
         payload = native_request(api, raw, body, req, cap, drop_usage, rewrite.active)
         if req.stream:
-            return await self._native_stream(api, request, rec, req, upstream, payload, NativeStream(api, rewrite, drop_usage), held, ts, t0)
-        out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
+            reader = ResponsesStream(rewrite) if api == "responses" else NativeStream(api, rewrite, drop_usage)
+            return await self._native_stream(api, request, rec, req, upstream, payload, reader, held, ts, t0)
+        if api == "responses":
+            out, reply, data = read_response(await upstream.forward(api, payload), req, rewrite, upstream.name)
+            await own_response(self.ledger, data.get("id"), rec.account_id, req.model)
+        else:
+            out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)
         event = self._event(req, rec, request, api, ts, t0, 200, reply.text, reply.prompt_tokens, reply.completion_tokens)
         self.limiter.settle_later(held, reply.prompt_tokens + reply.completion_tokens)
         try:
@@ -548,7 +565,7 @@ class Gateway:
         return Response(out, 200, None, _JSON)
 
     async def _native_stream(self, api: Api, request: Request, rec: KeyRecord, req: ChatRequest, upstream: Any, payload: bytes,
-                             reader: NativeStream, held: Reservation | None, ts: int, t0: float) -> Response:
+                             reader: NativeStream | ResponsesStream, held: Reservation | None, ts: int, t0: float) -> Response:
         agen = upstream.forward_stream(api, payload).__aiter__()
         # As in `_stream`: an upstream that refuses or fails before answering gets an HTTP status.
         try:
@@ -570,10 +587,14 @@ class Gateway:
 
         async def body() -> AsyncIterator[bytes]:
             status = CLIENT_CLOSED
+            owned = False
             try:
                 chunk = first
                 while True:
                     out = reader.feed(chunk)
+                    if isinstance(reader, ResponsesStream) and reader.response_id is not None and not owned:
+                        owned = True  # known before the client sees the id, so it can GET it at once
+                        await own_response(self.ledger, reader.response_id, rec.account_id, req.model)
                     if reader.done and reader.error is None:
                         # the answer's last bytes: sent once its event is on disk
                         await self._durable(record(200))
@@ -589,7 +610,7 @@ class Gateway:
                     status = 502
                     log.info("502 %s stream account=%s: the upstream sent an error event (%s)", api, rec.account_id, reader.error)
                 elif not reader.done:
-                    end = "message_stop" if api == "messages" else "[DONE]"
+                    end = {"messages": "message_stop", "responses": "response.completed"}.get(api, "[DONE]")
                     raise ApiError(502, "api_error", f"The upstream model server {upstream.name} ended the stream without {end}.")
                 else:
                     status = 200
@@ -619,7 +640,7 @@ class Gateway:
             first = await agen.__anext__()
         except StopAsyncIteration:
             first = None
-        renderer = StreamRenderer(req, new_id(), req.model)
+        renderer: StreamRenderer | ResponsesRenderer = (ResponsesRenderer if api == "responses" else StreamRenderer)(req, new_id(), req.model)
         think = ThinkFilter() if decision.degraded else None
         wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None
         est_prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))

@@ -7,8 +7,11 @@ with the last user message, `mock-reason` (any name ending in `-reason`) adds a 
 streamed in `chunks` pieces when asked.
 
 Tools: a request that offers `tools` gets a call of the first one (OpenAI `tool_calls`,
-Anthropic `tool_use`, streamed as the APIs stream them); a request whose last turn carries a
-tool's result gets "The tool said: RESULT".
+Anthropic `tool_use`, Responses `function_call`, streamed as the APIs stream them); a request
+whose last turn carries a tool's result gets "The tool said: RESULT".
+
+The Responses API (`POST /v1/responses`, JSON or typed stream events) keeps each response in
+memory for `GET /v1/responses/{id}` and `previous_response_id` (an unknown one gets 404).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def _tool(body: dict[str, Any]) -> str | None:
 
 def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = False) -> Any:
     """An `aiohttp.web.Application` serving `/v1/chat/completions`, `/v1/completions`,
-    `/v1/messages` and `/v1/models`."""
+    `/v1/messages`, `/v1/responses` (and GET by id) and `/v1/models`."""
     from aiohttp import web
 
     async def misbehave(model: str) -> web.Response | None:
@@ -216,6 +219,91 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         await resp.write_eof()
         return resp
 
+    stored: dict[str, dict[str, Any]] = {}
+
+    def as_chat(body: dict[str, Any]) -> dict[str, Any]:
+        """A Responses request seen as a chat request (for the shared answer and tool logic)."""
+        items = body.get("input")
+        msgs: list[dict[str, Any]] = []
+        given: list[dict[str, Any]] = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        for item in given:
+            if item.get("type") == "function_call_output":
+                msgs.append({"role": "tool", "content": item.get("output")})
+            elif item.get("type", "message") == "message":
+                msgs.append({"role": item.get("role"), "content": [{"type": "text", "text": p.get("text", "")} for p in item["content"]]
+                             if isinstance(item.get("content"), list) else item.get("content")})
+        return {"messages": msgs, "tools": body.get("tools")}
+
+    async def responses(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        bad = await misbehave(model)
+        if bad is not None:
+            return bad
+        prev = body.get("previous_response_id")
+        if prev is not None and prev not in stored:
+            return web.json_response({"error": {"message": f"Previous response with id '{prev}' not found.", "type": "invalid_request_error", "param": "previous_response_id", "code": "previous_response_not_found"}}, status=404)
+        chat = as_chat(body)
+        text, tool = _answer(chat, model), _tool(chat)
+        rid = f"resp_mock{len(stored) + 1}"
+        output: list[dict[str, Any]] = []
+        if reasoning or model.endswith("-reason"):
+            output.append({"id": f"rs_{rid}", "type": "reasoning", "summary": [{"type": "summary_text", "text": REASONING}]})
+        if tool:
+            output.append({"id": f"fc_{rid}", "type": "function_call", "call_id": "call_mock", "name": tool, "arguments": json.dumps(TOOL_ARGS), "status": "completed"})
+        else:
+            output.append({"id": f"msg_{rid}", "type": "message", "role": "assistant", "status": "completed",
+                           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        resp = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed", "model": model,
+                "output": output, "previous_response_id": prev, "parallel_tool_calls": True, "tool_choice": "auto",
+                "tools": body.get("tools") or [], "usage": {"input_tokens": 9, "output_tokens": 12, "total_tokens": 21}}
+        if body.get("store", True):
+            stored[rid] = resp
+        if not body.get("stream"):
+            return web.json_response(resp)
+        out = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await out.prepare(request)
+        seq = 0
+
+        async def ev(data: dict[str, Any]) -> None:
+            nonlocal seq
+            await out.write(f"event: {data['type']}\ndata: {json.dumps({**data, 'sequence_number': seq})}\n\n".encode())
+            seq += 1
+
+        await ev({"type": "response.created", "response": {**resp, "status": "in_progress", "output": [], "usage": None}})
+        for index, item in enumerate(output):
+            iid = item["id"]
+            if item["type"] == "reasoning":
+                await ev({"type": "response.output_item.added", "output_index": index, "item": {**item, "summary": []}})
+                await ev({"type": "response.reasoning_summary_part.added", "item_id": iid, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}})
+                await ev({"type": "response.reasoning_summary_text.delta", "item_id": iid, "output_index": index, "summary_index": 0, "delta": REASONING})
+                await ev({"type": "response.reasoning_summary_text.done", "item_id": iid, "output_index": index, "summary_index": 0, "text": REASONING})
+                await ev({"type": "response.reasoning_summary_part.done", "item_id": iid, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": REASONING}})
+            elif item["type"] == "function_call":
+                await ev({"type": "response.output_item.added", "output_index": index, "item": {**item, "arguments": "", "status": "in_progress"}})
+                await ev({"type": "response.function_call_arguments.delta", "item_id": iid, "output_index": index, "delta": item["arguments"]})
+                await ev({"type": "response.function_call_arguments.done", "item_id": iid, "output_index": index, "arguments": item["arguments"]})
+            else:
+                await ev({"type": "response.output_item.added", "output_index": index, "item": {**item, "status": "in_progress", "content": []}})
+                await ev({"type": "response.content_part.added", "item_id": iid, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+                for i, p in enumerate(_pieces(text, chunks)):
+                    if model == "mock-break" and i == 2:
+                        break_now(request)
+                        return out
+                    await ev({"type": "response.output_text.delta", "item_id": iid, "output_index": index, "content_index": 0, "delta": p, "logprobs": []})
+                await ev({"type": "response.output_text.done", "item_id": iid, "output_index": index, "content_index": 0, "text": text, "logprobs": []})
+                await ev({"type": "response.content_part.done", "item_id": iid, "output_index": index, "content_index": 0, "part": item["content"][0]})
+            await ev({"type": "response.output_item.done", "output_index": index, "item": item})
+        await ev({"type": "response.completed", "response": resp})
+        await out.write_eof()
+        return out
+
+    async def get_response(request: web.Request) -> web.Response:
+        resp = stored.get(request.match_info["rid"])
+        if resp is None:
+            return web.json_response({"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}, status=404)
+        return web.json_response(resp)
+
     async def models(_request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "mock", "object": "model"}]})
 
@@ -223,6 +311,8 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
     app.router.add_post("/v1/chat/completions", openai)
     app.router.add_post("/v1/completions", openai)
     app.router.add_post("/v1/messages", anthropic)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_get("/v1/responses/{rid}", get_response)
     app.router.add_get("/v1/models", models)
     return app
 

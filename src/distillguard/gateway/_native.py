@@ -27,6 +27,8 @@ _REASONING_KEYS = ("reasoning_content", "reasoning")
 #: or degrade applies: more choices (the gateway rewrites one), token logprobs (the original
 #: tokens), audio output (a second rendering of the answer)
 UNREWRITABLE_FIELDS = ("n", "best_of", "logprobs", "top_logprobs", "audio", "modalities")
+#: `include` entries of the Responses API dropped for the same reason
+UNREWRITABLE_INCLUDES = ("message.output_text.logprobs",)
 #: answer fields dropped from a choice when the watermark or degrade applies
 _CHOICE_LEAKS = ("logprobs", "audio")
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")
@@ -53,13 +55,18 @@ def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest,
     requested in an OpenAI stream (for the token counts capture and limits need), or the answer
     is rewritten (`rewrite`: watermark or degrade), which drops UNREWRITABLE_FIELDS."""
     leaks = [f for f in UNREWRITABLE_FIELDS if f in body] if rewrite and api != "messages" else []
-    if cap is None and not add_usage and not leaks:
+    # the Responses API asks for token logprobs in `include`
+    include = body.get("include") if rewrite and api == "responses" else None
+    kept = [i for i in include if i not in UNREWRITABLE_INCLUDES] if isinstance(include, list) else include
+    if cap is None and not add_usage and not leaks and kept == include:
         return raw
     out = dict(body)
     for f in leaks:
         del out[f]
+    if kept != include:
+        out["include"] = kept
     if cap is not None:
-        name = "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
+        name = "max_output_tokens" if api == "responses" else "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
         out[name] = min(req.max_tokens or cap, cap)
         if name == "max_completion_tokens":
             out.pop("max_tokens", None)
@@ -103,6 +110,10 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
 
     Returns the bytes to send to the client and the served answer (text, usage).
     """
+    if api == "responses":
+        from distillguard.gateway._responses_native import read_response  # it imports this module
+
+        return read_response(raw, req, rewrite, upstream)[:2]
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-Api = Literal["chat.completions", "completions", "messages"]
+Api = Literal["chat.completions", "completions", "messages", "responses"]
 
 
 def dumps(obj: Any) -> bytes:
@@ -38,6 +38,8 @@ class ChatRequest:
     include_usage: bool = False
     tools: int = 0
     end_user: str | None = None
+    reasoning_effort: str | None = None  # Responses API `reasoning.effort`
+    previous_response_id: str | None = None  # Responses API, passed to an upstream keeping state
 
     @property
     def prompt(self) -> str:
@@ -357,10 +359,17 @@ def parse_anthropic(body: dict[str, Any]) -> ChatRequest:
     )
 
 
+def _parse_responses(body: dict[str, Any]) -> ChatRequest:
+    from distillguard.gateway._responses import parse_responses  # it imports this module
+
+    return parse_responses(body)
+
+
 PARSERS = {
     "chat.completions": parse_openai_chat,
     "completions": parse_openai_completion,
     "messages": parse_anthropic,
+    "responses": _parse_responses,
 }
 
 
@@ -368,6 +377,10 @@ PARSERS = {
 
 
 def render(req: ChatRequest, reply: Reply, rid: str, model: str) -> dict[str, Any]:
+    if req.api == "responses":
+        from distillguard.gateway._responses import render_response  # it imports this module
+
+        return render_response(req, reply, rid, model)
     created = int(time.time())
     if req.api == "messages":
         content: list[dict[str, Any]] = []
@@ -511,6 +524,9 @@ class StreamRenderer:
 
 def sse_error(api: Api, err: ApiError) -> bytes:
     """The error event that ends a broken stream, in the API's own shape."""
+    if api == "responses":
+        data = {"type": "error", "code": err.code or err.kind, "message": err.message, "param": err.param, "sequence_number": 0}
+        return b"event: error\ndata: " + dumps(data) + b"\n\n"
     body = dumps(error_body(api, err))
     if api == "messages":
         return b"event: error\ndata: " + body + b"\n\n"

@@ -45,6 +45,8 @@ EVENT_COLUMNS: list[tuple[str, Any]] = [
     ("latency_ms", sa.Float()),
     # v1.1: the end user the client declared; any key holder picks it, so it is cut to a bound
     ("end_user", sa.String(END_USER_MAX_CHARS)),
+    # v1.1: the batch a request was submitted in (OpenAI Batch, Anthropic Message Batches)
+    ("batch_id", sa.String(64)),
 ]
 EVENT_FIELDS = [c for c, _ in EVENT_COLUMNS]
 
@@ -145,6 +147,23 @@ def normalize_url(url: str) -> str:
     raise ConfigError(f"Unsupported database URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB.")
 
 
+def create_tables(md: sa.MetaData, engine: sa.Engine, then: Any = None, tries: int = 3) -> None:
+    """Create the tables missing (and run `then`, a migration). Replicas starting together race
+    to create them, and the loser's CREATE fails on a table the other just made: looked at
+    again, it is there."""
+    for attempt in range(tries):
+        try:
+            md.create_all(engine)
+            if then is not None:
+                then()
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == tries - 1:
+                raise
+            log.info("creating tables raced another process; looking again")
+            time.sleep(0.1 * (attempt + 1))
+
+
 class Store:
     """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits` in one database.
 
@@ -228,13 +247,12 @@ class Store:
         )
         log.debug("capture insert: %s", self._insert_sql)
         try:
-            md.create_all(self.engine)
-            self._add_missing_event_columns()
+            create_tables(md, self.engine, self._add_missing_event_columns)
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"Cannot open database {mask_url(url)!r}: {exc.orig}") from exc
 
     def _add_missing_event_columns(self) -> None:
-        """Add columns that newer versions capture (end_user) to an events table made before them."""
+        """Add columns that newer versions capture (end_user, batch_id) to an events table made before them."""
         have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.events.name)}
         q = self.engine.dialect.identifier_preparer.quote
         for name, typ in EVENT_COLUMNS:

@@ -247,8 +247,10 @@ class OpenAIUpstream(_HttpUpstream):
     native_apis = frozenset({"chat.completions", "completions"})
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0, connections: int = 256, name: str = "openai",
-                 acquire_timeout: float = 10.0) -> None:
+                 acquire_timeout: float = 10.0, responses: bool = False) -> None:
         super().__init__(name, base_url, api_key, timeout, connections, acquire_timeout)
+        if responses:  # it speaks the Responses API too (and keeps responses by id)
+            self.native_apis = frozenset({"chat.completions", "completions", "responses"})
         self._hdrs = {"content-type": "application/json"}
         if api_key:
             self._hdrs["authorization"] = f"Bearer {api_key}"
@@ -258,7 +260,7 @@ class OpenAIUpstream(_HttpUpstream):
         return self._hdrs
 
     def _native_path(self, api: Api) -> str:
-        return "/completions" if api == "completions" else "/chat/completions"
+        return {"completions": "/completions", "responses": "/responses"}.get(api, "/chat/completions")
 
     def _body(self, req: ChatRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": req.model}

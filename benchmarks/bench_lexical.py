@@ -36,6 +36,7 @@ from watermark.keys import fixed_key  # noqa: E402
 CORPORA = ["arena_hard", "sharegpt_1k", "wildchat_1k"]
 MIN_WORDS = 150
 ASCII_SHARE = 0.97
+DEDUP_CHARS = 80
 SIZES = (500, 1000, 2000, 5000)
 ATTRIBUTION_WORDS = 10_000
 N_CANDIDATES = 20_000
@@ -46,7 +47,15 @@ _TOKEN = re.compile(r"[A-Za-z']+|[0-9]+|[^\sA-Za-z0-9]")
 
 
 def english(texts: list[str]) -> list[str]:
-    return [t for t in texts if len(t.split()) >= MIN_WORDS and sum(c.isascii() for c in t) > ASCII_SHARE * len(t)]
+    """English texts of >= MIN_WORDS words, one per opening (the corpora repeat prompt templates)."""
+    seen: set[str] = set()
+    out = []
+    for t in texts:
+        head = t[:DEDUP_CHARS]
+        if len(t.split()) >= MIN_WORDS and sum(c.isascii() for c in t) > ASCII_SHARE * len(t) and head not in seen:
+            seen.add(head)
+            out.append(t)
+    return out
 
 
 def bundles(texts: list[str], words: int) -> list[list[str]]:

@@ -70,27 +70,33 @@ def _bundles(texts: list[str], words: int) -> list[list[str]]:
 
 def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
     texts = read_corpus_texts(["arena_hard", "sharegpt_1k", "wildchat_1k"], per_corpus, root=corpora_dir)
-    return [t for t in texts if len(t.split()) >= 150 and sum(c.isascii() for c in t) > 0.97 * len(t)]
+    seen: set[str] = set()
+    out = []
+    for t in texts:  # English, >= 150 words, one per opening (the corpora repeat prompt templates)
+        if len(t.split()) >= 150 and sum(c.isascii() for c in t) > 0.97 * len(t) and t[:80] not in seen:
+            seen.add(t[:80])
+            out.append(t)
+    return out
 
 
 def test_detection_from_2000_words(corpora_dir: Path) -> None:
     """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
-    reaches it for a third of them and p <= 1e-4 for two thirds (docs/watermark.md). Unmarked
-    text and another key stay unremarkable."""
+    reaches it for about two thirds of them and p <= 1e-3 for all here (docs/watermark.md).
+    Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
     bundles = [b for b in _bundles(_english(corpora_dir, 150), 2000) if sum(len(t.split()) for t in b) <= 2600]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
-    assert sorted(ps)[1] <= 1e-6 and sorted(ps)[3] <= 1e-4 and max(ps) <= 1e-3
+    assert sorted(ps)[3] <= 1e-6 and max(ps) <= 1e-3
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
     assert all(detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3])
 
 
 def test_attribution_names_each_account_not_a_third(corpora_dir: Path) -> None:
-    """10,000 words per account: each of two accounts is named at p <= 1e-3 among 5,003
-    candidates (Bonferroni; the issue's target, 1 M candidates, is not reached yet), the other
-    account and an account that sent nothing are not."""
+    """10,000 words per account: each of two accounts is named at p <= 1e-3 among 1 M candidates
+    (Bonferroni is linear in the count: 5,003 searched, p scaled to 1 M), the other account and
+    an account that sent nothing are not."""
     key = fixed_key(108)
     texts = _english(corpora_dir, 300)
     bundles = _bundles(texts, 10_000)
@@ -99,10 +105,11 @@ def test_attribution_names_each_account_not_a_third(corpora_dir: Path) -> None:
     two = [key.text_watermarker("acct-b").apply(t) for t in bundles[1]]
     assert one != bundles[0] and [key.text_watermarker("acct-b").apply(t) for t in bundles[0]] != one
     candidates = [f"acct-{i}" for i in range(5000)] + ["acct-a", "acct-b", "acct-c"]
+    scale = 1e6 / len(candidates)
     for marked, who, other in ((one, "acct-a", "acct-b"), (two, "acct-b", "acct-a")):
         det = detect_lexical(key, marked, candidates=candidates, report_alpha=1.0)
         named = {m.account_id: m.p_value for m in det.accounts}
-        assert named[who] <= 1e-3
+        assert named[who] * scale <= 1e-3
         assert named.get(other, 1.0) > 1e-2 and named.get("acct-c", 1.0) > 1e-2
 
 

@@ -70,6 +70,7 @@ def _norm(word: str) -> str:
 @dataclass
 class _ScanState:
     prev: str = ""
+    before_prev: str = ""
     in_fence: bool = False
     in_inline: bool = False
 
@@ -131,11 +132,11 @@ class _Matcher:
             found = self._match(items, i)
             if found is None:
                 out.append(text)
-                self.state.prev = _norm(text)
+                self._advance(_norm(text))
                 i += 1
                 continue
             group, member, end, capital = found
-            choice = self.decide(self.state.prev, group, member)
+            choice = self.decide(f"{self.state.before_prev} {self.state.prev}", group, member)
             if choice is None or choice == member:
                 new = "".join(t for t, _ in items[i:end])
             else:
@@ -143,9 +144,12 @@ class _Matcher:
                 if capital:
                     new = new[0].upper() + new[1:]
             out.append(new)
-            self.state.prev = _norm(new)
+            self._advance(_norm(new))
             i = end
         return "".join(out), i
+
+    def _advance(self, word: str) -> None:
+        self.state.before_prev, self.state.prev = self.state.prev, word
 
     def _match(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, int, bool] | None:
         """(group, member, end item, capitalised) of the form starting at word item i."""

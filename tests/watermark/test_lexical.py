@@ -81,14 +81,14 @@ def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
 
 def test_detection_from_2000_words(corpora_dir: Path) -> None:
     """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
-    reaches it for about two thirds of them and p <= 1e-3 for all here (docs/watermark.md).
+    reaches it for five of the six here and p <= 1e-5 for all (docs/watermark.md).
     Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
     bundles = [b for b in _bundles(_english(corpora_dir, 150), 2000) if sum(len(t.split()) for t in b) <= 2600]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
-    assert sorted(ps)[3] <= 1e-6 and max(ps) <= 1e-3
+    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-5
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
     assert all(detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3])
 
@@ -117,7 +117,10 @@ def test_contractions_and_rules() -> None:
     """Contractions swap both ways, keep capitals, and never break questions or clause ends."""
     keys = [fixed_key(200 + i) for i in range(16)]
     text = "Do not worry. I am going home. Don't you know who you are? It's been long. Tell me what it is."
-    outs = {k.text_watermarker("x").apply(text) for k in keys}
+    raw = {k.text_watermarker("x").apply(text) for k in keys}
+    # an apostrophe no group claims is itself a keyed choice, straight or typographic
+    assert any("It's been" in o for o in raw) and any("It’s been" in o for o in raw)
+    outs = {o.replace("’", "'") for o in raw}
     assert any("Don't worry" in o for o in outs) and any("Do not worry" in o for o in outs)
     assert any("I'm going" in o for o in outs)
     for out in outs:

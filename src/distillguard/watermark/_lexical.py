@@ -35,7 +35,15 @@ from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._keys import KeyVersion, WatermarkKey
 from distillguard.watermark._scheme import LayerKeys
-from distillguard.watermark._synonyms import BY_FIRST, GROUPS, RULE_BE, RULE_NO_PRONOUN, RULE_NONE
+from distillguard.watermark._synonyms import (
+    BY_FIRST,
+    GROUPS,
+    RULE_BE,
+    RULE_LEAD,
+    RULE_LEAD_BE,
+    RULE_NO_PRONOUN,
+    RULE_NONE,
+)
 
 _WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")
 _CHUNK = re.compile(r"\S+|\s+")
@@ -228,14 +236,19 @@ class _Matcher:
                 after = items[end][0] if end < len(items) else ""
                 if after and after[0] in _BLOCKERS:
                     continue
-                if self._allowed(GROUPS[group].rule, items, end) and not self._near_code(items, i, end):
+                rule = GROUPS[group].rule
+                if self._allowed(rule, items, end, capital) and not self._near_code(items, i, end):
                     return group, member, end, capital
                 return None
         return None
 
-    def _allowed(self, rule: str, items: list[tuple[str, str]], end: int) -> bool:
+    def _allowed(self, rule: str, items: list[tuple[str, str]], end: int, capital: bool) -> bool:
         if rule == RULE_NONE:
             return True
+        if rule == RULE_LEAD:
+            return capital and end < len(items) and items[end][0].startswith(",")
+        if rule == RULE_LEAD_BE and not capital:
+            return False
         nxt = None
         if (
             end + 1 < len(items)
@@ -252,7 +265,7 @@ class _Matcher:
             and _norm(nxt) != "not"
             and self.state.prev not in NO_CONTRACTION_AFTER
         )
-        if rule == RULE_BE:
+        if rule in (RULE_BE, RULE_LEAD_BE):
             return continues and nxt is not None and _norm(nxt) not in HAS_MARKERS
         return continues
 

@@ -97,7 +97,9 @@ RULE_NONE = ""
 RULE_NO_PRONOUN = "nopron"  # not before a pronoun: "Don't you" -> "Do not you" is wrong
 RULE_CONTINUES = "cont"  # only before a lower-case word: "I am going", never "who I am."
 RULE_BE = "be"  # RULE_CONTINUES, and "it's" must not stand for "it has" ("it's been")
-_RULES = {RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE}
+RULE_LEAD = "lead"  # only opening a sentence, before a comma: "First," / "Firstly,"
+RULE_LEAD_BE = "leadbe"  # RULE_BE, opening a sentence: "Here is" / "Here's" ("the potential here is")
+_RULES = {RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE, RULE_LEAD, RULE_LEAD_BE}
 _KINDS = {"core", "wordnet", "manual", "spelling", "contraction"}
 EXTRA_FILE = "synonyms_extra.tsv"
 

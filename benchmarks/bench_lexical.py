@@ -132,6 +132,7 @@ def main() -> None:
             print(f"  ~{size} words: {len(ps)} samples, median p {statistics.median(ps):.1e}, p<=1e-6 {hit:.0%}")  # noqa: E501
         ok = 0
         scaled = []
+        scored = []
         samples = bundles(marked, ATTRIBUTION_WORDS)
         for b in samples:
             det = detect_lexical(
@@ -140,10 +141,12 @@ def main() -> None:
             p = next((m.p_value for m in det.accounts if m.account_id == "acct-7"), 1.0)
             ok += p <= ATTRIBUTE_ALPHA
             scaled.append(min(1.0, p * 1e6 / (N_CANDIDATES + 1)))
+            scored.append(occurrences(b, groups).ctx.size)
         print(
             f"  ~{ATTRIBUTION_WORDS} words: {len(samples)} samples, named at p<=1e-3 among "
-            f"{N_CANDIDATES + 1}: {ok}/{len(samples)}; p scaled to 1 M: {', '.join(f'{s:.1e}' for s in scaled)}"
+            f"{N_CANDIDATES + 1}: {ok}/{len(samples)}; at 1 M: {sum(s <= ATTRIBUTE_ALPHA for s in scaled)}/{len(samples)}"
         )
+        print("    (distinct contexts, p scaled to 1 M):", ", ".join(f"({c}, {s:.0e})" for c, s in zip(scored, scaled, strict=True)))
     sample: list[tuple[str, str]] = []
     for t in texts[:40]:
         wa, wb = t.split(), TextWatermarker(key.versions[0], "acct-7").apply(t).split()

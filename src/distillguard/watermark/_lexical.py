@@ -1,22 +1,25 @@
 """Post-hoc lexical watermark for text we did not generate (CATER-style).
 
-The text is read as whitespace-separated chunks. A word that belongs to a
-synonym pair (`_synonyms.PAIRS`), written in lower case or capitalised, outside
-code fences, inline code, URLs and hyphenated or apostrophised compounds, is
-an *occurrence*. Its context is the previous eligible word (after marking) and
-its pair; the key decides, from that context only, which member of the pair the
-text should use. About half the contexts carry the global key, the other half
-one symbol of the account's code word (the same code as the token layer).
+The text is read as whitespace-separated chunks, then items (words, other text,
+whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
+(synonyms, spellings, contractions), in lower case or capitalised, outside code
+fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
+code-like stretches, and allowed by its group's rule. Its context is the two
+previous words (after marking) and its group; the key decides, from that context
+only, which form the text should use. A word with an inner apostrophe that no
+group claims chooses its apostrophe the same way. About half the contexts carry
+the global key, the other half one symbol of the account's code word (the same
+code as the token layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
-without the key) each distinct (previous word, pair) context matches the keyed
-choice with probability exactly 1/2, so the p-value is a binomial tail.
-Synonym substitution is meaning-preserving, low capacity (a few occurrences per
-hundred words) and removable by an adversary who paraphrases: it is evidence
-that accumulates over a harvested *dataset*, not over one answer.
+without the key) each distinct context matches the keyed choice with probability
+exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.4
+distinct contexts per hundred words of real English (docs/watermark.md), removable
+by an adversary who paraphrases: evidence that accumulates over a harvested
+*dataset*, not over one answer.
 
-Streaming: `stream().feed(delta)` emits text up to the last whitespace seen
-(every chunk before it is complete) and holds back the rest; `finish()` flushes.
+Streaming: `stream().feed(delta)` turns complete chunks into items and emits each
+item once `LOOKAHEAD` items follow it (all a decision reads); `finish()` flushes.
 The concatenated stream output equals `apply(text)` for any split of the text.
 """
 

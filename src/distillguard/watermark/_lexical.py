@@ -214,12 +214,13 @@ class _Matcher:
     def _match(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, int, bool] | None:
         """(group, member, end item, capitalised) of the form starting at word item i."""
         text = items[i][0].replace("’", "'")
+        entries = BY_FIRST.get(text.lower())
+        if not entries:
+            return None
         before = items[i - 1][0][-1] if i > 0 else ""
-        if before in _BLOCKERS:
+        if before in _BLOCKERS or self._near_code(items, i, i + 1):
             return None
-        if self._near_code(items, i, i + 1):
-            return None
-        for group, member in BY_FIRST.get(text.lower(), ()):
+        for group, member in entries:
             words = GROUPS[group].members[member]
             capital = _cased_as(text, words[0])
             if capital is None:

@@ -30,7 +30,7 @@ def test_stream_equals_apply_for_any_split(corpora_dir: Path) -> None:
 
 def test_code_urls_and_case_are_respected() -> None:
     text = (
-        "It is often big. Often\n```\nbig = often()\n```\nsee `often big` "
+        "It was often big. Often\n```\nbig = often()\n```\nsee `often big` "
         "and https://often.example/big or well-known big-data. BIG often"
     )
     keys = [fixed_key(103 + i) for i in range(12)]
@@ -53,3 +53,94 @@ def test_dataset_detection_and_controls(corpora_dir: Path) -> None:
     assert all(p > 1e-4 for p in det.controls)
     assert detect_lexical(key, texts).p_value > 1e-3
     assert detect_lexical(fixed_key(105), marked).p_value > 1e-3
+
+
+def _bundles(texts: list[str], words: int) -> list[list[str]]:
+    """Consecutive texts grouped until each group has at least `words` words."""
+    out: list[list[str]] = [[]]
+    count = 0
+    for t in texts:
+        if count >= words:
+            out.append([])
+            count = 0
+        out[-1].append(t)
+        count += len(t.split())
+    return out[:-1] if count < words else out
+
+
+def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
+    texts = read_corpus_texts(["arena_hard", "sharegpt_1k", "wildchat_1k"], per_corpus, root=corpora_dir)
+    seen: set[str] = set()
+    out = []
+    for t in texts:  # English, >= 150 words, one per opening (the corpora repeat prompt templates)
+        if len(t.split()) >= 150 and sum(c.isascii() for c in t) > 0.97 * len(t) and t[:80] not in seen:
+            seen.add(t[:80])
+            out.append(t)
+    return out
+
+
+def test_detection_from_2000_words(corpora_dir: Path) -> None:
+    """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
+    reaches it for five of the six here and p <= 1e-4 for all (docs/watermark.md).
+    Unmarked text and another key stay unremarkable."""
+    key = fixed_key(106)
+    wm = key.text_watermarker("acct-2")
+    bundles = [b for b in _bundles(_english(corpora_dir, 150), 2000) if sum(len(t.split()) for t in b) <= 2600]
+    assert len(bundles) >= 6
+    ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
+    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-4
+    assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
+    assert all(detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3])
+
+
+def test_attribution_names_each_account_not_a_third(corpora_dir: Path) -> None:
+    """10,000 words per account: each of two accounts is named at p <= 1e-3 among 1 M candidates
+    (Bonferroni is linear in the count: 5,003 searched, p scaled to 1 M), the other account and
+    an account that sent nothing are not."""
+    key = fixed_key(108)
+    texts = _english(corpora_dir, 300)
+    bundles = _bundles(texts, 10_000)
+    assert len(bundles) >= 2
+    one = [key.text_watermarker("acct-a").apply(t) for t in bundles[0]]
+    two = [key.text_watermarker("acct-b").apply(t) for t in bundles[1]]
+    assert one != bundles[0] and [key.text_watermarker("acct-b").apply(t) for t in bundles[0]] != one
+    candidates = [f"acct-{i}" for i in range(5000)] + ["acct-a", "acct-b", "acct-c"]
+    scale = 1e6 / len(candidates)
+    for marked, who, other in ((one, "acct-a", "acct-b"), (two, "acct-b", "acct-a")):
+        det = detect_lexical(key, marked, candidates=candidates, report_alpha=1.0)
+        named = {m.account_id: m.p_value for m in det.accounts}
+        assert named[who] * scale <= 1e-3
+        assert named.get(other, 1.0) > 1e-2 and named.get("acct-c", 1.0) > 1e-2
+
+
+def test_contractions_and_rules() -> None:
+    """Contractions swap both ways, keep capitals, and never break questions or clause ends."""
+    keys = [fixed_key(200 + i) for i in range(16)]
+    text = "Do not worry. I am going home. Don't you know who you are? It's been long. Tell me what it is."
+    raw = {k.text_watermarker("x").apply(text) for k in keys}
+    # an apostrophe no group claims is itself a keyed choice, straight or typographic
+    assert any("It's been" in o for o in raw) and any("It’s been" in o for o in raw)
+    outs = {o.replace("’", "'") for o in raw}
+    assert any("Don't worry" in o for o in outs) and any("Do not worry" in o for o in outs)
+    assert any("I'm going" in o for o in outs)
+    for out in outs:
+        assert "Don't you know who you are?" in out and "It's been long." in out
+        assert out.endswith("what it is.")
+
+
+def test_meaning_kept_in_code_urls_numbers_quotes() -> None:
+    """Nothing inside code (fenced, inline or pasted as prose), URLs, numbers with units,
+    quotes or hyphenated words changes."""
+    code = "if x is not None and self.big is not None: y = often(big)"
+    css = 'text-align: center; color: red; <Box alignItems="center">'
+    text = (
+        "`do not big` and ```\nit is often\n``` then https://x.example/do-not-often "
+        f"5-big km, 10big and 'often' here\n{code}\n{css}\nIt is not big, it is often big."
+    )
+    for i in range(12):
+        out = fixed_key(300 + i).text_watermarker("x").apply(text)
+        assert "`do not big`" in out and "```\nit is often\n```" in out
+        assert "https://x.example/do-not-often" in out and "5-big km, 10big" in out
+        assert "'often'" in out and code in out and css in out
+    outs = {fixed_key(300 + i).text_watermarker("x").apply(text) for i in range(12)}
+    assert len({o.splitlines()[-1] for o in outs}) > 1  # the prose line after the code is marked

@@ -1,22 +1,25 @@
 """Post-hoc lexical watermark for text we did not generate (CATER-style).
 
-The text is read as whitespace-separated chunks. A word that belongs to a
-synonym pair (`_synonyms.PAIRS`), written in lower case or capitalised, outside
-code fences, inline code, URLs and hyphenated or apostrophised compounds, is
-an *occurrence*. Its context is the previous eligible word (after marking) and
-its pair; the key decides, from that context only, which member of the pair the
-text should use. About half the contexts carry the global key, the other half
-one symbol of the account's code word (the same code as the token layer).
+The text is read as whitespace-separated chunks, then items (words, other text,
+whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
+(synonyms, spellings, contractions), in lower case or capitalised, outside code
+fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
+code-like stretches, and allowed by its group's rule. Its context is the two
+previous words (after marking) and its group; the key decides, from that context
+only, which form the text should use. A word with an inner apostrophe that no
+group claims chooses its apostrophe the same way. About half the contexts carry
+the global key, the other half one symbol of the account's code word (the same
+code as the token layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
-without the key) each distinct (previous word, pair) context matches the keyed
-choice with probability exactly 1/2, so the p-value is a binomial tail.
-Synonym substitution is meaning-preserving, low capacity (a few occurrences per
-hundred words) and removable by an adversary who paraphrases: it is evidence
-that accumulates over a harvested *dataset*, not over one answer.
+without the key) each distinct context matches the keyed choice with probability
+exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.4
+distinct contexts per hundred words of real English (docs/watermark.md), removable
+by an adversary who paraphrases: evidence that accumulates over a harvested
+*dataset*, not over one answer.
 
-Streaming: `stream().feed(delta)` emits text up to the last whitespace seen
-(every chunk before it is complete) and holds back the rest; `finish()` flushes.
+Streaming: `stream().feed(delta)` turns complete chunks into items and emits each
+item once `LOOKAHEAD` items follow it (all a decision reads); `finish()` flushes.
 The concatenated stream output equals `apply(text)` for any split of the text.
 """
 
@@ -35,20 +38,48 @@ from scipy import stats
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._scheme import LayerKeys
-from distillguard.watermark._synonyms import GROUP, PAIRS
+from distillguard.watermark._synonyms import (
+    BY_FIRST,
+    GROUPS,
+    RULE_BE,
+    RULE_LEAD,
+    RULE_LEAD_BE,
+    RULE_NO_PRONOUN,
+    RULE_NONE,
+)
 from distillguard.watermark._version import KeyVersion
 
 if TYPE_CHECKING:  # only names an argument's type: at run time _keys imports this module
     from distillguard.watermark._keys import WatermarkKey
 
-_WORD = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")
 _CHUNK = re.compile(r"\S+|\s+")
 _LAYER_SALT = np.uint64(0x2545F4914F6CDD1D)
 _CHOICE_TOKEN = S.hashes_of_tokens(np.zeros(1, dtype=np.int64))
 _BLOCKERS = set("-'’_/\\0123456789@")
+# Code pasted outside fences ("text-align: center;", "x is not None and y.z = 1"): a chunk
+# with these marks is code-like and nothing within CODE_WINDOW items of it on its line changes.
+_CODEISH = re.compile(r"[=;{}<>\[\]|]|\w\(|[A-Za-z]\.[A-Za-z]|[a-z][A-Z]|_")
+CODE_WINDOW = 8
+# items after a form's first word that decide it: the form (up to 3 items), the code window
+LOOKAHEAD = 3 + CODE_WINDOW
+PRONOUNS = frozenset(["i", "you", "we", "they", "he", "she", "it", "there", "this", "that", "one"])
+# before "I am"/"you are"/...: clause-final uses ("who you are is ...") cannot contract
+NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoever", "whatever", "than", "as"])
+# after "it's", "that's", ...: these make it "it has", which must not be expanded to "it is"
+HAS_MARKERS = frozenset(["been", "got", "gotten", "had"])
 
-# decide(prev_word, group, word) -> replacement member, or None to keep the word
-Decide = Callable[[str, int, str], str | None]
+# A word with an inner apostrophe that no group claims ("model's", "I've") also carries a
+# choice: straight (member 0) or typographic (member 1) apostrophe; its group id follows GROUPS.
+APOSTROPHE_GROUP = len(GROUPS)
+N_GROUPS = len(GROUPS) + 1
+_APOSTROPHES = ("'", "’")
+
+# decide(prev_word, group, member used) -> member index to write, or None to keep it
+Decide = Callable[[str, int, int], int | None]
+
+# item kinds (_CODELIKE: a code-like chunk outside code marks, which also guards its neighbours)
+_W, _SPACE, _OTHER, _CODE, _CODELIKE = "w", "s", "o", "c", "x"
 
 
 def context_id(prev: str, group: int) -> np.uint64:
@@ -57,65 +88,210 @@ def context_id(prev: str, group: int) -> np.uint64:
     return np.uint64(int.from_bytes(digest, "little"))
 
 
+def _norm(word: str) -> str:
+    return word.replace("’", "'").lower()
+
+
 @dataclass
 class _ScanState:
     prev: str = ""
+    before_prev: str = ""
     in_fence: bool = False
     in_inline: bool = False
+    since_code: int = CODE_WINDOW + 1  # items since a code-like chunk on this line
 
 
-def _rewrite_part(part: str, state: _ScanState, decide: Decide) -> str:
-    """Words of a chunk piece outside code: decide each eligible occurrence."""
-    out: list[str] = []
-    last = 0
-    for m in _WORD.finditer(part):
-        word = m.group(0)
-        before = part[m.start() - 1] if m.start() > 0 else ""
-        after = part[m.end()] if m.end() < len(part) else ""
-        new = word
-        lower = word.lower()
-        cased = word.islower() or (word[0].isupper() and word[1:].islower())
-        if lower in GROUP and cased and before not in _BLOCKERS and after not in _BLOCKERS:
-            choice = decide(state.prev, GROUP[lower], lower)
-            if choice is not None:
-                new = choice if word.islower() else choice.capitalize()
-        out.append(part[last : m.start()])
-        out.append(new)
-        last = m.end()
-        state.prev = new.lower()
-    out.append(part[last:])
-    return "".join(out)
-
-
-def _rewrite_chunk(chunk: str, state: _ScanState, decide: Decide) -> str:
+def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
+    """A complete chunk as (text, kind) items; code, URLs and e-mails are one `_CODE` item."""
     if chunk.isspace():
-        return chunk
+        return [(chunk, _SPACE)]
     if chunk.startswith("```"):
         state.in_fence = not state.in_fence
-        return chunk
-    if state.in_fence:
-        return chunk
-    if "://" in chunk or chunk.lower().startswith("www.") or "@" in chunk:
-        return chunk
-    pieces = chunk.split("`")
-    out = []
-    for i, piece in enumerate(pieces):
+        return [(chunk, _CODE)]
+    if state.in_fence or "://" in chunk or chunk.lower().startswith("www.") or "@" in chunk:
+        return [(chunk, _CODE)]
+    if "`" not in chunk and not state.in_inline and _CODEISH.search(chunk):
+        return [(chunk, _CODELIKE)]
+    out: list[tuple[str, str]] = []
+    for i, piece in enumerate(chunk.split("`")):
         if i > 0:
+            out.append(("`", _OTHER))
             state.in_inline = not state.in_inline
-        out.append(piece if state.in_inline else _rewrite_part(piece, state, decide))
-    return "`".join(out)
+        if state.in_inline:
+            out.append((piece, _CODE))
+            continue
+        last = 0
+        for m in _WORD.finditer(piece):
+            if m.start() > last:
+                out.append((piece[last : m.start()], _OTHER))
+            out.append((m.group(0), _W))
+            last = m.end()
+        if last < len(piece):
+            out.append((piece[last:], _OTHER))
+    return [it for it in out if it[0]]
+
+
+def _cased_as(text: str, form: str) -> bool | None:
+    """True if `text` is `form` capitalised, False if it is `form`, None if neither."""
+    if text == form:
+        return False
+    if form[0].islower() and text == form[0].upper() + form[1:]:
+        return True
+    return None
+
+
+class _Matcher:
+    """Finds and rewrites the keyed forms in a list of items (the scan's core)."""
+
+    def __init__(self, decide: Decide) -> None:
+        self.decide = decide
+        self.state = _ScanState()
+
+    def run(self, items: list[tuple[str, str]], final: bool) -> tuple[str, int]:
+        """Rewrite items while each has its lookahead (all, if `final`); text and count used."""
+        out: list[str] = []
+        i = 0
+        while i < len(items) and (final or i + LOOKAHEAD < len(items)):
+            text, kind = items[i]
+            if kind != _W:
+                out.append(text)
+                self._passed(items[i])
+                i += 1
+                continue
+            found = self._match(items, i)
+            if found is None:
+                out.append(self._apostrophe(items, i))
+                self._advance(_norm(text))
+                self._passed(items[i])
+                i += 1
+                continue
+            group, member, end, capital = found
+            choice = self.decide(f"{self.state.before_prev} {self.state.prev}", group, member)
+            if choice is None or choice == member:
+                new = "".join(t for t, _ in items[i:end])
+            else:
+                new = " ".join(GROUPS[group].members[choice])
+                if capital:
+                    new = new[0].upper() + new[1:]
+            out.append(new)
+            self._advance(_norm(new))
+            for it in items[i:end]:
+                self._passed(it)
+            i = end
+        return "".join(out), i
+
+    def _passed(self, item: tuple[str, str]) -> None:
+        if item[1] == _CODELIKE:
+            self.state.since_code = 0
+        elif item[1] == _SPACE and "\n" in item[0]:
+            self.state.since_code = CODE_WINDOW + 1
+        else:
+            self.state.since_code += 1
+
+    def _near_code(self, items: list[tuple[str, str]], i: int, end: int) -> bool:
+        """A code-like chunk within CODE_WINDOW items of items[i:end], on the same line."""
+        if self.state.since_code < CODE_WINDOW:
+            return True
+        for text, kind in items[end : end + CODE_WINDOW]:
+            if kind == _CODELIKE:
+                return True
+            if kind == _SPACE and "\n" in text:
+                return False
+        return False
+
+    def _apostrophe(self, items: list[tuple[str, str]], i: int) -> str:
+        """The word with the keyed apostrophe (context: two previous words and the word)."""
+        word = items[i][0]
+        if ("'" not in word and "’" not in word) or self._near_code(items, i, i + 1):
+            return word
+        first = min(word.find(a) for a in _APOSTROPHES if a in word)
+        member = _APOSTROPHES.index(word[first])
+        ctx = f"{self.state.before_prev} {self.state.prev} {_norm(word)}"
+        choice = self.decide(ctx, APOSTROPHE_GROUP, member)
+        if choice is None or choice == member:
+            return word
+        return word.replace(_APOSTROPHES[member], _APOSTROPHES[choice])
+
+    def _advance(self, word: str) -> None:
+        self.state.before_prev, self.state.prev = self.state.prev, word
+
+    def _match(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, int, bool] | None:
+        """(group, member, end item, capitalised) of the form starting at word item i."""
+        text = items[i][0].replace("’", "'")
+        entries = BY_FIRST.get(text.lower())
+        if not entries:
+            return None
+        before = items[i - 1][0][-1] if i > 0 else ""
+        if before in _BLOCKERS or self._near_code(items, i, i + 1):
+            return None
+        for group, member in entries:
+            words = GROUPS[group].members[member]
+            capital = _cased_as(text, words[0])
+            if capital is None:
+                continue
+            end = i + 1
+            for w in words[1:]:
+                if (
+                    end + 1 < len(items)
+                    and items[end] == (" ", _SPACE)
+                    and items[end + 1][1] == _W
+                    and items[end + 1][0].replace("’", "'") == w
+                ):
+                    end += 2
+                else:
+                    break
+            else:
+                after = items[end][0] if end < len(items) else ""
+                if after and after[0] in _BLOCKERS:
+                    continue
+                rule = GROUPS[group].rule
+                if self._allowed(rule, items, end, capital) and not self._near_code(items, i, end):
+                    return group, member, end, capital
+                return None
+        return None
+
+    def _allowed(self, rule: str, items: list[tuple[str, str]], end: int, capital: bool) -> bool:
+        if rule == RULE_NONE:
+            return True
+        if rule == RULE_LEAD:
+            return capital and end < len(items) and items[end][0].startswith(",")
+        if rule == RULE_LEAD_BE and not capital:
+            return False
+        nxt = None
+        if (
+            end + 1 < len(items)
+            and items[end][1] == _SPACE
+            and "\n" not in items[end][0]
+            and items[end + 1][1] == _W
+        ):
+            nxt = items[end + 1][0]
+        if rule == RULE_NO_PRONOUN:
+            return nxt is None or _norm(nxt).split("'")[0] not in PRONOUNS
+        continues = (
+            nxt is not None
+            and nxt[0].islower()
+            and _norm(nxt) != "not"
+            and self.state.prev not in NO_CONTRACTION_AFTER
+        )
+        if rule in (RULE_BE, RULE_LEAD_BE):
+            return continues and nxt is not None and _norm(nxt) not in HAS_MARKERS
+        return continues
 
 
 def scan(text: str, state: _ScanState, decide: Decide) -> str:
-    """Rewrite complete chunks of `text` (the caller guarantees they are complete)."""
-    return "".join(_rewrite_chunk(c, state, decide) for c in _CHUNK.findall(text))
+    """Rewrite the whole of `text` (kept for callers that scan complete texts)."""
+    matcher = _Matcher(decide)
+    matcher.state = state
+    items = [it for c in _CHUNK.findall(text) for it in _items(c, state)]
+    return matcher.run(items, final=True)[0]
 
 
 class _Chooser:
     """The keyed choice for one key version and (optionally) one account."""
 
-    def __init__(self, version: KeyVersion, account_id: str | None) -> None:
+    def __init__(self, version: KeyVersion, account_id: str | None, groups: int | None = None) -> None:
         cfg = version.config
+        self.groups = N_GROUPS if groups is None else groups
         self.keys = LayerKeys.of(version, prefix="lexical-")
         self.code = (
             S.account_code(
@@ -125,7 +301,9 @@ class _Chooser:
             else None
         )
 
-    def __call__(self, prev: str, group: int, word: str) -> str | None:
+    def __call__(self, prev: str, group: int, member: int) -> int | None:
+        if group >= self.groups:
+            return None
         ctx = np.array([context_id(prev, group)], dtype=np.uint64)
         if is_global(self.keys, ctx)[0]:
             member = int(global_bits(self.keys, ctx)[0])
@@ -134,7 +312,7 @@ class _Chooser:
             member = int(symbol_bits(self.keys, ctx, np.array([self.code[pos]]))[0])
         else:
             return None
-        return PAIRS[group][member]
+        return member
 
 
 def is_global(keys: LayerKeys, ctx: S.U64) -> np.ndarray:  # type: ignore[type-arg]
@@ -154,35 +332,51 @@ def symbol_bits(keys: LayerKeys, ctx: S.U64, symbols: np.ndarray) -> np.ndarray:
 
 
 class TextStream:
-    """Streaming form of `TextWatermarker.apply`: `feed` deltas, then `finish`."""
+    """Streaming form of `TextWatermarker.apply`: `feed` deltas, then `finish`.
+
+    Complete chunks (any but the last of the buffer: a whitespace run or a word may
+    still grow) become items; an item is rewritten once `LOOKAHEAD` items follow it,
+    which is all a decision reads, so the output is the same for any split.
+    """
 
     def __init__(self, decide: Decide) -> None:
-        self._decide = decide
-        self._state = _ScanState()
+        self._matcher = _Matcher(decide)
+        self._items: list[tuple[str, str]] = []
         self._buffer = ""
 
     def feed(self, delta: str) -> str:
-        """Marked text for every complete chunk so far; the unfinished tail is held back."""
+        """Marked text for every item that is decided so far; the rest is held back."""
         self._buffer += delta
-        cut = max(self._buffer.rfind(c) for c in (" ", "\n", "\t", "\r"))
-        if cut < 0:
+        chunks = _CHUNK.findall(self._buffer)
+        if len(chunks) < 2:
             return ""
-        ready, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
-        return scan(ready, self._state, self._decide)
+        self._buffer = chunks[-1]
+        for c in chunks[:-1]:
+            self._items.extend(_items(c, self._matcher.state))
+        return self._emit(final=False)
 
     def finish(self) -> str:
         """The marked remainder; the stream is then empty."""
-        ready, self._buffer = self._buffer, ""
-        return scan(ready, self._state, self._decide)
+        if self._buffer:
+            self._items.extend(_items(self._buffer, self._matcher.state))
+            self._buffer = ""
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> str:
+        text, used = self._matcher.run(self._items, final)
+        del self._items[:used]
+        return text
 
 
 class TextWatermarker:
     """Marks text post hoc for the provider and one account (`key.text_watermarker(id)`)."""
 
-    def __init__(self, version: KeyVersion, account_id: str | None = None) -> None:
+    def __init__(self, version: KeyVersion, account_id: str | None = None, groups: int | None = None) -> None:
+        """`groups`: mark with the first n groups of the lexicon only (default all;
+        `len(SYNONYM_PAIRS)` is the first table, for comparisons)."""
         self.version = version
         self.account_id = account_id
-        self._decide = _Chooser(version, account_id)
+        self._decide = _Chooser(version, account_id, groups)
 
     def apply(self, text: str) -> str:
         stream = self.stream()
@@ -201,18 +395,20 @@ class _Occurrences:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-def occurrences(texts: Sequence[str]) -> _Occurrences:
-    """Each distinct (previous word, pair) context of the texts, with the member used."""
+def occurrences(texts: Sequence[str], groups: int | None = None) -> _Occurrences:
+    """Each distinct (previous word, group) context of the texts, with the member used."""
+    limit = N_GROUPS if groups is None else groups
     found: dict[int, int] = {}
     seen = 0
     for text in texts:
         state = _ScanState()
 
-        def record(prev: str, group: int, word: str) -> str | None:
+        def record(prev: str, group: int, member: int) -> int | None:
             nonlocal seen
+            if group >= limit:
+                return None
             seen += 1
-            cid = int(context_id(prev, group))
-            found.setdefault(cid, PAIRS[group].index(word))
+            found.setdefault(int(context_id(prev, group)), member)
             return None
 
         scan(text, state, record)
@@ -229,9 +425,10 @@ def detect_lexical(
     alpha: float = 1e-6,
     report_alpha: float = 0.01,
     max_report: int = 50,
+    groups: int | None = None,
 ) -> Detection:
-    """Lexical-layer detection from text alone, over every key version."""
-    occ = occurrences(texts)
+    """Lexical-layer detection from text alone, over every key version (`groups`: as marked)."""
+    occ = occurrences(texts, groups)
     best: Detection | None = None
     for version in key.versions:
         det = _detect_version(version, occ, candidates, alpha, report_alpha, max_report)

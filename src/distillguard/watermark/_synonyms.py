@@ -1,12 +1,18 @@
-"""Synonym pairs for the lexical watermark.
+"""Keyed-choice groups of the lexical watermark: synonym pairs, spellings, contractions.
 
-Chosen to be interchangeable in almost any sentence where either appears: same
-part of speech, same inflection, no common second sense that the other word
-lacks (so "hard"/"difficult", "use"/"utilize", "odd"/"strange" are left out).
-Each word belongs to one pair only.
+`PAIRS`: the first table, chosen to be interchangeable in almost any sentence where
+either appears: same part of speech, same inflection, no common second sense that
+the other word lacks (so "hard"/"difficult", "use"/"utilize", "odd"/"strange" are
+left out). `data/synonyms_extra.tsv` appends more groups after them (group ids are
+positions, so that file only grows): pairs derived from WordNet 3.0 and reviewed,
+pairs added by hand, -ize/-ise spellings and contractions (a member of one or two
+words; see the file's header for the rules).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
 
 PAIRS: tuple[tuple[str, str], ...] = (
     ("often", "frequently"),
@@ -81,9 +87,73 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("finally", "lastly"),
 )
 
-GROUP: dict[str, int] = {}
-for _i, (_a, _b) in enumerate(PAIRS):
-    for _w in (_a, _b):
-        if _w in GROUP:  # pragma: no cover - guards the table above
-            raise RuntimeError(f"synonym {_w!r} is in two pairs")
-        GROUP[_w] = _i
+# Pairs of the first table that change meaning too often ("finally anchor" is not "lastly
+# anchor", "a purchase decision" is not "a buy decision"): their group ids stay reserved,
+# but nothing is marked or read with them.
+RETIRED = frozenset({("finally", "lastly"), ("purchase", "buy")})
+
+# rule values (data/synonyms_extra.tsv, 4th column)
+RULE_NONE = ""
+RULE_NO_PRONOUN = "nopron"  # not before a pronoun: "Don't you" -> "Do not you" is wrong
+RULE_CONTINUES = "cont"  # only before a lower-case word: "I am going", never "who I am."
+RULE_BE = "be"  # RULE_CONTINUES, and "it's" must not stand for "it has" ("it's been")
+RULE_LEAD = "lead"  # only opening a sentence, before a comma: "First," / "Firstly,"
+RULE_LEAD_BE = "leadbe"  # RULE_BE, opening a sentence: "Here is" / "Here's" ("the potential here is")
+_RULES = {RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE, RULE_LEAD, RULE_LEAD_BE}
+_KINDS = {"core", "wordnet", "manual", "spelling", "contraction"}
+EXTRA_FILE = "synonyms_extra.tsv"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Two interchangeable forms; each member is a tuple of words (one or two)."""
+
+    members: tuple[tuple[str, ...], tuple[str, ...]]
+    kind: str
+    rule: str = RULE_NONE
+
+
+def _load_extra() -> list[Group]:
+    text = resources.files("distillguard.watermark").joinpath("data", EXTRA_FILE).read_text("utf-8")
+    groups = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) not in (3, 4) or fields[0] not in _KINDS:
+            raise RuntimeError(f"{EXTRA_FILE} line {n}: want kind<TAB>a<TAB>b[<TAB>rule], got {line!r}")
+        rule = fields[3] if len(fields) == 4 else RULE_NONE
+        if rule not in _RULES:
+            raise RuntimeError(f"{EXTRA_FILE} line {n}: unknown rule {rule!r}")
+        a, b = (tuple(m.split(" ")) for m in fields[1:3])
+        groups.append(Group((a, b), fields[0], rule))
+    return groups
+
+
+def _index(groups: list[Group]) -> dict[str, list[tuple[int, int]]]:
+    """First word (lower case) -> (group, member) starting with it, longest member first."""
+    by_first: dict[str, list[tuple[int, int]]] = {}
+    owner: dict[tuple[str, ...], int] = {}
+    inner = {w.lower() for g in groups for m in g.members for w in m[1:]}
+    for gi, g in enumerate(groups):
+        if tuple(m[0] for m in g.members) in RETIRED and g.kind == "core":
+            continue
+        for mi, member in enumerate(g.members):
+            if member in owner:  # pragma: no cover - guards the tables
+                raise RuntimeError(f"lexical form {' '.join(member)!r} is in two groups")
+            if len(member) == 1 and member[0].lower() in inner:  # pragma: no cover
+                # a replacement could then join the next word into another group's form
+                raise RuntimeError(f"{member[0]!r} is also a later word of a longer form")
+            owner[member] = gi
+            by_first.setdefault(member[0].lower(), []).append((gi, mi))
+    for entries in by_first.values():
+        entries.sort(key=lambda e: -len(groups[e[0]].members[e[1]]))
+    return by_first
+
+
+GROUPS: tuple[Group, ...] = tuple(
+    [Group(((a,), (b,)), "core") for a, b in PAIRS] + _load_extra()
+)
+BY_FIRST: dict[str, list[tuple[int, int]]] = _index(list(GROUPS))
+# the old single-word index (kept for callers of the first table)
+GROUP: dict[str, int] = {w: i for i, pair in enumerate(PAIRS) for w in pair}

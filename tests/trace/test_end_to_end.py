@@ -30,6 +30,10 @@ from distillguard.watermark import KeyVersion, WatermarkConfig, WatermarkKey
 
 ACCOUNTS = ["acct-000007", "acct-000512", "acct-031337"]
 CANDIDATES = [f"acct-{i:06d}" for i in range(50_000)]
+# the closed test: answers the suspect endpoint samples (enough tuples for a decision either way)
+CLOSED_PROMPTS = 120
+CLOSED_TOKENS = 96
+CLOSED_SEEDS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +133,28 @@ def test_trace_model_cli_open_and_closed(world: dict[str, Any], teacher: tuple[A
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["p_value"] <= 1e-6
 
-    # closed: the student behind an OpenAI-compatible endpoint, answered by the real model
-    def serve(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        text = generate(world["student"], tok, [chat_prompt(body["messages"][0]["content"])],
-                        max_new_tokens=body["max_tokens"], min_new_tokens=body["max_tokens"] // 2,
-                        temperature=body["temperature"])[0]
-        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": text}}]})
+    # closed: the student behind an OpenAI-compatible endpoint, answered by the real model; the
+    # control student (trained on unmarked answers to the same prompts) behind the same endpoint
+    # must show nothing. Sampling is seeded per prompt, so the test is deterministic.
+    def endpoint(student: Any) -> httpx.MockTransport:
+        def serve(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            prompt = body["messages"][0]["content"]
+            text = generate(student, tok, [chat_prompt(prompt)], max_new_tokens=body["max_tokens"],
+                            min_new_tokens=body["max_tokens"] // 2, temperature=body["temperature"],
+                            seed=CLOSED_SEEDS[prompt])[0]
+            return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": text}}]})
 
-    prompts = world["reading"][:40]
-    with httpx.Client(transport=httpx.MockTransport(serve)) as client:
-        answers = query_openai_compatible(
-            "http://suspect/v1", "student", prompts, max_tokens=64, temperature=0.7, client=client
-        )
-    closed = radioactivity_closed(world["key"], answers, prompts, tokenizer=tok)
-    assert closed.p_value <= 1e-3, closed.lines()
+        return httpx.MockTransport(serve)
+
+    prompts = world["reading"][:CLOSED_PROMPTS]
+    CLOSED_SEEDS.update({p: i for i, p in enumerate(prompts)})
+    results = {}
+    for name in ("student", "control"):
+        with httpx.Client(transport=endpoint(world[name])) as client:
+            answers = query_openai_compatible(
+                "http://suspect/v1", name, prompts, max_tokens=CLOSED_TOKENS, temperature=0.7, client=client
+            )
+        results[name] = radioactivity_closed(world["key"], answers, prompts, tokenizer=tok)
+    assert results["student"].p_value <= 1e-3, results["student"].lines()
+    assert results["control"].p_value > 1e-2, results["control"].lines()

@@ -20,6 +20,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _docs import markdown_table, write_section  # noqa: E402
 
 from distillguard.antidistill import TestbedConfig, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
@@ -43,6 +46,7 @@ def main() -> None:
     res = run_testbed(cfg, lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True))
     print(f"\nteacher accuracy {res.teacher_accuracy:.3f}; {cfg.digits}-digit addition, harvest "
           f"{cfg.harvest:,} answers, {len(cfg.seeds)} student seeds\n")
+    table: list[list[object]] = []
     head = f"{'defence':<22} {'served acc':>10} {'cost':>7} {'student acc (95% CI)':>26} {'effectiveness':>14} {'chars':>6}"
     print(head)
     rows = []
@@ -52,10 +56,17 @@ def main() -> None:
         print(f"{r.defence:<22} {r.served_accuracy:>10.3f} {cost:>7.3f} "
               f"{r.mean:>9.3f} [{lo:.3f}, {hi:.3f}]{'':>3} {eff:>14.2f} {r.served_chars:>6.0f}")
         rows.append({**asdict(r), "ci95": [lo, hi], "effectiveness": eff, "cost": cost})
+        table.append([r.defence, f"{r.served_accuracy:.3f}", f"{cost:.3f}", f"{r.mean:.3f} [{lo:.3f}, {hi:.3f}]",
+                      f"{eff:.2f}", f"{r.served_chars:.0f}"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,
                                     "defences": rows, "seconds": time.perf_counter() - t0}, indent=2))
     print(f"\nresults: {args.out}")
+    intro = (f"{cfg.digits}-digit addition with worked traces; teacher accuracy {res.teacher_accuracy:.3f}; "
+             f"{cfg.harvest:,} harvested answers; {len(cfg.seeds)} student seeds (95% t intervals). "
+             "Effectiveness = student accuracy kept; cost = correct answers taken from the person asking.")
+    write_section(__file__, "Answers that teach a flagged account less", intro + "\n\n" + markdown_table(
+        ["defence", "served accuracy", "cost", "student accuracy (95% CI)", "effectiveness", "chars served"], table))
 
 
 if __name__ == "__main__":

@@ -144,3 +144,13 @@ def test_meaning_kept_in_code_urls_numbers_quotes() -> None:
         assert "'often'" in out and code in out and css in out
     outs = {fixed_key(300 + i).text_watermarker("x").apply(text) for i in range(12)}
     assert len({o.splitlines()[-1] for o in outs}) > 1  # the prose line after the code is marked
+
+
+def test_stream_one_character_at_a_time_keeps_compounds() -> None:
+    # the item before a word may already be emitted when the word is decided: a stream must
+    # still see the hyphen of "self-defense" and leave the compound alone, as apply does
+    wm = fixed_key(102).text_watermarker("acct-1")
+    text = "the ancient art of self-defense, and urging Dick to use his acrobatics from the circus coupled with"
+    stream = wm.stream()
+    out = "".join(stream.feed(ch) for ch in text) + stream.finish()
+    assert out == wm.apply(text) and "self-defense" in out

@@ -99,6 +99,9 @@ class _ScanState:
     in_fence: bool = False
     in_inline: bool = False
     since_code: int = CODE_WINDOW + 1  # items since a code-like chunk on this line
+    # the last character of the items passed so far: a stream has already emitted (and
+    # dropped) the item before the one being decided, so lookbehind reads this
+    last_char: str = ""
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -181,6 +184,8 @@ class _Matcher:
         return "".join(out), i
 
     def _passed(self, item: tuple[str, str]) -> None:
+        if item[0]:
+            self.state.last_char = item[0][-1]
         if item[1] == _CODELIKE:
             self.state.since_code = 0
         elif item[1] == _SPACE and "\n" in item[0]:
@@ -221,7 +226,7 @@ class _Matcher:
         entries = BY_FIRST.get(text.lower())
         if not entries:
             return None
-        before = items[i - 1][0][-1] if i > 0 else ""
+        before = self.state.last_char
         if before in _BLOCKERS or self._near_code(items, i, i + 1):
             return None
         for group, member in entries:

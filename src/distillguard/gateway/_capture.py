@@ -42,7 +42,8 @@ class Capture:
         interval: seconds to wait for more events before writing a partial batch.
         spool: a local spool: events are durable on disk before the answer ends, and
             drained from there (then `maxsize` is unused).
-        listeners: called with each written batch (e.g. the online detector's feed).
+
+    Append to `listeners` to be called with each written batch (e.g. the online detector's feed).
     """
 
     def __init__(self, store: Store, maxsize: int = 100_000, batch_size: int = 2000, interval: float = 0.25,

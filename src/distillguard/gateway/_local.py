@@ -37,7 +37,8 @@ class LocalUpstream:
         processors: `account_id -> LogitsProcessor` (e.g. `WatermarkKey.logits_processor`).
         max_new_tokens: cap when the request sets none.
         name: the upstream's name in messages.
-        repetition_penalty, no_repeat_ngram_size: transformers' own, against loops.
+        repetition_penalty: transformers' own, against loops.
+        no_repeat_ngram_size: transformers' own, against loops.
         min_new_tokens: shortest answer (capped by the request's max_tokens).
         guard: `(prompts, prompt_length) -> LogitsProcessor` run on every step, e.g.
             `distillguard.localmodel.answer_guard(tokenizer)` (answers never empty, in the

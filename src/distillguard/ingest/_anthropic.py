@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from distillguard.ingest._batch import BatchInfo, joined_request, read_requests
+from distillguard.ingest._batch import BatchResults, joined_request
 from distillguard.ingest._convert import RowError, response_fields
-from distillguard.ingest._files import BadLine, existing, file_size, iter_jsonl
+from distillguard.ingest._files import BadLine, iter_jsonl
 from distillguard.ingest._run import Item, Record, Rejected
 from distillguard.traffic import Location
 
@@ -38,20 +37,10 @@ UNKNOWN_ERROR_STATUS = 500
 
 
 @dataclass
-class AnthropicBatch:
+class AnthropicBatch(BatchResults):
     """One Message Batches results file; `ts` is the batch's `created_at` (the batch object is required)."""
 
-    path: Path
-    requests: Path
-    batch: BatchInfo
-    account: str | None = None
-    unit: str = "bytes"
-
-    def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
-        self._index = read_requests(self.requests, lambda e: e.get("params"))
+    REQUEST_FIELD = "params"
 
     def __iter__(self) -> Iterator[Item]:
         for number, line, size in iter_jsonl(self.path):

@@ -17,7 +17,7 @@ from typing import Any
 
 from distillguard._errors import ConfigError
 from distillguard.ingest._convert import RowError, parse_ts, request_fields
-from distillguard.ingest._files import BadLine, existing, iter_jsonl
+from distillguard.ingest._files import BadLine, existing, file_size, iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,27 @@ def joined_request(index: RequestIndex, custom_id: Any) -> dict[str, Any]:
     if isinstance(got, RowError):
         raise got
     return got
+
+
+@dataclass
+class BatchResults:
+    """A batch's results file joined by `custom_id` to its request file (the part both APIs share).
+
+    A subclass names where a request line keeps its request (`REQUEST_FIELD`) and reads its own
+    results lines in `__iter__`.
+    """
+
+    REQUEST_FIELD = "body"
+
+    path: Path
+    requests: Path
+    batch: BatchInfo
+    account: str | None = None
+    unit: str = "bytes"
+
+    def __post_init__(self) -> None:
+        self.path = existing(self.path)
+        self.name = self.path.name
+        self.total: int | None = file_size(self.path)
+        field = self.REQUEST_FIELD
+        self._index = read_requests(self.requests, lambda e: e.get(field))

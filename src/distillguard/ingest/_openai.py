@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distillguard.ingest._batch import BatchInfo, joined_request, read_requests
+from distillguard.ingest._batch import BatchResults, joined_request
 from distillguard.ingest._convert import RowError, request_fields, response_fields
 from distillguard.ingest._files import BadLine, existing, file_size, iter_jsonl
 from distillguard.ingest._run import Item, Record, Rejected
@@ -35,24 +35,12 @@ _ENDPOINT_OF_URL = {
 
 
 @dataclass
-class OpenAIBatch:
+class OpenAIBatch(BatchResults):
     """One OpenAI Batch API output (or error) file, joined by `custom_id` to its input file.
 
     Every event gets the batch's id and, as `ts`, the batch's creation time (from the batch
     object, else each answer's `created`); the account is `account` (a batch file names none).
     """
-
-    path: Path
-    requests: Path
-    batch: BatchInfo
-    account: str | None = None
-    unit: str = "bytes"
-
-    def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
-        self._index = read_requests(self.requests, lambda e: e.get("body"))
 
     def __iter__(self) -> Iterator[Item]:
         for number, line, size in iter_jsonl(self.path):

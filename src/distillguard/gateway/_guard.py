@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from distillguard._asgi import read_capped, replay
+
 #: largest body the admin API reads (its requests are small JSON objects)
 ADMIN_MAX_BODY_BYTES = 64 * 1024
 
@@ -37,38 +39,6 @@ async def send_json(send: Any, status: int, body: Any, headers: list[tuple[bytes
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
                             (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": data})
-
-
-async def read_capped(receive: Any, limit: int) -> bytes | None:
-    """The whole body, or None once more than `limit` bytes have arrived (a chunked body
-    has no Content-Length to check first)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            return b"".join(chunks)
-        body = msg.get("body", b"")
-        size += len(body)
-        if size > limit:
-            return None
-        chunks.append(body)
-        if not msg.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay(body: bytes, receive: Any) -> Any:
-    """A `receive` that gives `body` once, then defers to the real one (disconnects)."""
-    sent = False
-
-    async def again() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
 
 
 def declared_length(scope: Any) -> int | None:

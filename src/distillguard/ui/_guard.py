@@ -23,6 +23,8 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from distillguard._asgi import read_capped, replay
+
 COOKIE = "dg_console"
 #: seconds a one-time login link stays valid
 LINK_TTL_S = 300.0
@@ -57,35 +59,11 @@ def _header(scope: Any, name: bytes) -> str | None:
 
 async def _read_form(receive: Any) -> tuple[bytes, dict[str, str]] | None:
     """(raw body, fields) of a form of at most MAX_FORM_BYTES; None if larger."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            break
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return None
-        chunks.append(chunk)
-        if not msg.get("more_body", False):
-            break
-    raw = b"".join(chunks)
+    raw = await read_capped(receive, MAX_FORM_BYTES)
+    if raw is None:
+        return None
     fields = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
     return raw, fields
-
-
-def _replay(raw: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def again() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return await receive()
-
-    return again
 
 
 async def _answer(send: Any, status: int, body: str, ctype: bytes = b"text/plain; charset=utf-8",
@@ -188,7 +166,7 @@ class ConsoleGuard:
             if not _same(fields.get("csrf", ""), self.csrf):
                 await _answer(send, 403, "This action's form is missing the console's CSRF value; reload the page and retry.")
                 return
-            receive = _replay(raw, receive)
+            receive = replay(raw, receive)
         await self.app(scope, receive, send)
 
     async def _logged_in(self, send: Any, root: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from distillguard.gateway import FakeUpstream, create_app, issue_key, mock_upstream_app
 from distillguard.gateway._mock import REASONING
+from distillguard.gateway._mock_batches import BATCHES
 
 from .support import LoopThread, Running, ServerThread, free_port, make_gateway
 
@@ -32,7 +33,7 @@ def upstream() -> Iterator[tuple[str, dict[str, Any]]]:
     app = mock_upstream_app(slow_s=3.0, batch_s=UPSTREAM_BATCH_S)
     t = LoopThread(app, free_port())
     t.start()
-    yield f"http://127.0.0.1:{t.port}/v1", app["batches"]
+    yield f"http://127.0.0.1:{t.port}/v1", app[BATCHES]
     t.stop()
 
 

@@ -116,6 +116,15 @@ def batch_router(svc: BatchService) -> APIRouter:
             return _json(_file_obj(f))
         return await guarded("chat.completions", request, go)
 
+    @r.delete("/v1/files/{file_id}")
+    async def delete_file(file_id: str, request: Request) -> Response:
+        """Delete an uploaded file (a batch made from it keeps its requests)."""
+        async def go(rec: KeyRecord) -> Response:
+            if not await asyncio.to_thread(svc.store.delete_file, file_id, rec.account_id):
+                raise not_found("uploaded file", file_id)
+            return _json({"id": file_id, "object": "file", "deleted": True})
+        return await guarded("chat.completions", request, go)
+
     @r.get("/v1/files/{file_id}/content")
     async def file_content(file_id: str, request: Request) -> Response:
         """A file's bytes: an uploaded file, or a finished batch's output or errors (JSONL)."""

@@ -82,7 +82,7 @@ def _tool(body: dict[str, Any]) -> str | None:
 def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = False, batch_s: float = 0.2) -> Any:
     """An `aiohttp.web.Application` serving `/v1/chat/completions`, `/v1/completions`,
     `/v1/messages`, `/v1/responses` (and GET by id), `/v1/embeddings`, `/v1/models` and the
-    batch APIs (see `_mock_batches.py`; `app["batches"]` holds the batches it was sent)."""
+    batch APIs (see `_mock_batches.py`; `app[BATCHES]` holds the batches it was sent)."""
     from aiohttp import web
 
     from distillguard.gateway._mock_batches import add_batch_routes
@@ -267,8 +267,8 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
                 "tools": body.get("tools") or [], "usage": {"input_tokens": 9, "output_tokens": 12, "total_tokens": 21}}
         if body.get("store", True):
             stored[rid] = resp
-            inputs[rid] = [{"id": f"msg_in{i}_{rid}", "type": "message", "role": m.get("role"), "content": m.get("content")}
-                           for i, m in enumerate(chat["messages"])]
+            inputs[rid] = [{"id": f"msg_in{i}_{rid}", "type": "message", "role": m.get("role"), "status": "completed",
+                            "content": [{"type": "input_text", "text": _text(m.get("content"))}]} for i, m in enumerate(chat["messages"])]
         if not body.get("stream"):
             return web.json_response(resp)
         out = web.StreamResponse(headers={"content-type": "text/event-stream"})

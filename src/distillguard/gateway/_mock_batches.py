@@ -2,7 +2,8 @@
 
 A batch runs `batch_s` seconds after it is created, each request answered by the mock's own
 request API (so models misbehave as they do there); one cancelled before then ends with every
-request canceled. `app["batches"]` maps each batch id to its record, for tests to inspect.
+request canceled. `app[BATCHES]` maps each batch id to its record, for tests to inspect.
+Imported by `mock_upstream_app` only (aiohttp is the gateway extra's).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ import json
 import time
 from typing import Any
 
+from aiohttp import ClientSession, web
+
+#: the app key of the batches the mock was sent
+BATCHES = web.AppKey("batches", dict)
 _NOT_FOUND = {"error": {"message": "No such object.", "type": "invalid_request_error", "param": None, "code": None}}
 
 
 def add_batch_routes(app: Any, batch_s: float) -> None:
     """Add the batch routes to the mock's `aiohttp.web.Application`."""
-    from aiohttp import ClientSession, web
-
     files: dict[str, bytes] = {}
     batches: dict[str, dict[str, Any]] = {}
-    app["batches"] = batches
+    app[BATCHES] = batches
     tasks: set[asyncio.Task[None]] = set()
 
     async def answer(origin: str, path: str, body: Any) -> tuple[int, Any]:

@@ -365,3 +365,26 @@ def test_delete_an_uploaded_file(bat: Running) -> None:
         c.files.retrieve(f.id)
     done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # its requests were copied
     assert done.request_counts.completed == 1  # type: ignore[union-attr]
+
+
+def test_a_batch_counts_against_daily_request_budgets_and_its_tokens_against_every_token_budget(bat: Running) -> None:
+    """Throttled at a tenth (2 requests a minute, 10 a day): a batch is counted whole against
+    the day's request budget at submission and refused past it with both counts; per-minute
+    request budgets (burst control for live traffic) do not count a batch, which runs at the
+    runner's own rate, so a 6-request batch is accepted and a live request still passes; the
+    batch's answers are charged to the minute's and day's token budgets as they come back."""
+    key = bat.new_key("throttled-acc")
+    bat.gateway.limiter.account_overrides["throttled-acc"] = LimitSet(20, 100, 1_000_000, 10_000_000)
+    _override(bat, "throttled-acc", "throttle")
+    c = _openai(bat, key)
+    with pytest.raises(openai.RateLimitError, match=r"11 requests, more than the 10 left of account throttled-acc's limit of 10 requests per day \(throttled\)"):
+        _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(11)]))
+    b = _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(6)]))  # more than the minute's 2
+    _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    assert c.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "live"}]).choices
+    import asyncio
+
+    used = asyncio.run(bat.gateway.limiter.tokens_used("account", "throttled-acc", throttled=True))
+    assert used["tokens_per_minute"] >= 6 * 21 and used["tokens_per_day"] >= 6 * 21  # the mock's usage: 9 + 12 an answer
+    with pytest.raises(openai.RateLimitError, match="4 requests, more than the 3 left"):
+        _submit(c, _jsonl("gpt-test", [f"u{i}" for i in range(4)]))

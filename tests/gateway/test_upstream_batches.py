@@ -183,3 +183,18 @@ def test_restart_while_the_upstream_runs_the_batch(tmp_path: Path, upstream: tup
     assert len(_sent(upstream[1], "restart upstream")) == 1  # not forwarded again
     ev = [e for rows in gw2.store.iter_events() for e in rows]
     assert len(ev) == 20 and {e["status"] for e in ev} == {200} and {e["batch_id"] for e in ev} == {b.id}
+
+
+def test_answers_of_an_account_blocked_while_the_upstream_ran_are_withheld(up: Running) -> None:
+    key = up.new_key("blocked-later")
+    c = _openai(up.url, key)
+    b = _submit(c, _jsonl("gpt-test", ["blocked later 1", "blocked later 2"]))
+    _wait(lambda: up.gateway.ledger.upstream_batch(b.id), lambda x: x is not None)
+    up.gateway.store.add_override("blocked-later", "block", "test", "")
+    up.gateway.refresh()
+    done = _wait(lambda: up.gateway.ledger.get(b.id), lambda x: x["status"] == "completed")
+    assert up.gateway.ledger.counts(done["batch_id"])["errored"] == 2
+    rows = up.gateway.ledger.results(b.id, ("errored",))
+    assert {r["status_code"] for r in rows} == {403} and all("blocked" in r["result"] for r in rows)
+    ev = [e for e in up.events() if e["batch_id"] == b.id]
+    assert sorted(e["status"] for e in ev) == [403, 403] and {e["response"] for e in ev} == {None}

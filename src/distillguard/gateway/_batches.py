@@ -182,11 +182,13 @@ class BatchService:
             if now["status"] == "cancelling":
                 n = await asyncio.to_thread(self.store.cancel_pending, batch_id, CANCELLED_STATUS)
                 await asyncio.to_thread(self.store.end, batch_id, "cancelled")
+                self.upstream.ended(batch_id)
                 log.info("batch %s cancelled: %d requests not run", batch_id, n)
                 return
             rows = await asyncio.to_thread(self.store.pending, batch_id, cfg.batch_concurrency)
             if not rows:
                 await asyncio.to_thread(self.store.end, batch_id, "completed")
+                self.upstream.ended(batch_id)
                 log.info("batch %s completed", batch_id)
                 return
             done = await asyncio.gather(*(self._one(batch, r) for r in rows))

@@ -70,8 +70,17 @@ class UpstreamBatchRunner:
         ub = await asyncio.to_thread(self.store.upstream_batch, batch_id)
         if ub is None:
             return await self._forward(batch)
-        await self._follow(batch, ub)
+        try:
+            await self._follow(batch, ub)
+        except ApiError as err:  # the upstream is down or refuses to say: look again later
+            log.warning("batch %s: the upstream batch %s could not be read (%s); looking again in %g s",
+                        batch_id, ub["upstream_batch_id"], err.message, self.gw.config.batch_poll)
+            await asyncio.to_thread(self.store.next_poll, batch_id, self._poll_at())
         return True
+
+    def ended(self, batch_id: str) -> None:
+        """Forget a batch that ended through the request API."""
+        self._via_requests.discard(batch_id)
 
     async def _forward(self, batch: dict[str, Any]) -> bool:
         gw, store = self.gw, self.store
@@ -99,7 +108,8 @@ class UpstreamBatchRunner:
             return False
         decision = gw.policy.decide(account)
         if decision.blocked:
-            return False  # the request path fails each request with the 403
+            self._via_requests.add(batch_id)  # the request path fails each request with the 403
+            return False
         cap = gw.policy.degrade.max_tokens_cap if decision.degraded else None
         rewrite = decision.degraded or (gw.watermark_key is not None and not upstream.watermarks_itself)  # type: ignore[union-attr]
         lines = [(upstream_custom_id(row["idx"]), native_request(api, row["body"].encode(), body, req, cap, False, rewrite))

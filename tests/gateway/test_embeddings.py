@@ -4,6 +4,8 @@ refused to a blocked account."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
@@ -55,3 +57,17 @@ def test_embeddings_blocked_limited_and_bad_input(running: Running) -> None:
     assert many.status_code == 400 and "2049" in many.json()["error"]["message"]
     fake = httpx.post(url, json={"model": "fake-model", "input": "x"}, headers=auth, timeout=10)
     assert fake.status_code == 404 and "embeddings" in fake.json()["error"]["message"]
+
+
+def test_an_embeddings_event_exports_as_a_valid_traffic_log(running: Running, tmp_path: Path) -> None:
+    from distillguard.gateway import export_log
+    from distillguard.traffic import TrafficLog, validate_log
+
+    key = running.new_key("emb-export")
+    _client(running, key).embeddings.create(model="gpt-test", input="export me")
+    running.events()
+    export_log(running.gateway.store, tmp_path / "log")
+    report = validate_log(tmp_path / "log")
+    assert report.ok, report
+    rows = [r for r in TrafficLog(tmp_path / "log").read("events").to_pylist() if r["account_id"] == "emb-export"]
+    assert [(r["endpoint"], r["prompt"], r["response"], r["completion_tokens"]) for r in rows] == [("embeddings", "export me", None, 0)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ import anthropic
 import openai
 import pytest
 
-from distillguard.gateway import FakeUpstream, create_app, issue_key, mock_upstream_app
+from distillguard.gateway import (
+    BatchStore,
+    FakeUpstream,
+    Store,
+    create_app,
+    issue_key,
+    mock_upstream_app,
+)
 from distillguard.gateway._mock import REASONING
 from distillguard.gateway._mock_batches import BATCHES
 
@@ -164,23 +172,37 @@ def test_a_batch_for_several_upstreams_runs_through_the_request_api(up: Running,
     assert not _sent(upstream[1], "mixed")
 
 
-def test_restart_while_the_upstream_runs_the_batch(tmp_path: Path, upstream: tuple[str, dict[str, Any]], wm_key: tuple[Any, Path]) -> None:
-    db = f"sqlite:///{tmp_path / 'restart.db'}"
-    gw, srv = _start(db, upstream[0], wm_key[1])
+@pytest.fixture(params=["sqlite", "postgresql"])
+def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
+        return
+    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
+    yield url, prefix
+    store = Store(url, prefix)
+    BatchStore(store).drop_all()
+    store.drop_all()
+
+
+def test_restart_while_the_upstream_runs_the_batch(batch_db: tuple[str, str], upstream: tuple[str, dict[str, Any]], wm_key: tuple[Any, Path]) -> None:
+    db, prefix = batch_db
+    tag = f"restart upstream {prefix}"
+    gw, srv = _start(db, upstream[0], wm_key[1], prefix)
     key = issue_key(gw.store, "acme").key
     c = _openai(f"http://127.0.0.1:{srv.server.config.port}", key)
-    b = _submit(c, _jsonl("gpt-test", [f"restart upstream {i}" for i in range(20)]))
+    b = _submit(c, _jsonl("gpt-test", [f"{tag} {i}" for i in range(20)]))
     _wait(lambda: gw.ledger.upstream_batch(b.id), lambda x: x is not None)
     srv.stop()  # the upstream is still running it
     assert gw.ledger.get(b.id)["status"] == "in_progress"  # type: ignore[index]
-    gw2, srv2 = _start(db, upstream[0], wm_key[1])
+    gw2, srv2 = _start(db, upstream[0], wm_key[1], prefix)
     try:
         c = _openai(f"http://127.0.0.1:{srv2.server.config.port}", key)
         done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
         assert done.request_counts.completed == 20  # type: ignore[union-attr]
     finally:
         srv2.stop()
-    assert len(_sent(upstream[1], "restart upstream")) == 1  # not forwarded again
+    assert len(_sent(upstream[1], tag)) == 1  # not forwarded again
     ev = [e for rows in gw2.store.iter_events() for e in rows]
     assert len(ev) == 20 and {e["status"] for e in ev} == {200} and {e["batch_id"] for e in ev} == {b.id}
 

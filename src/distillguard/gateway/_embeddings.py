@@ -28,13 +28,44 @@ ENDPOINT = cast(Api, "embeddings")
 MAX_INPUTS = 2048
 
 
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type"], "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}}}}}}
+#: token ids are non-negative 32-bit integers (every tokenizer's vocabulary fits)
+MAX_TOKEN_ID = 2**32 - 1
+_TOKENS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": MAX_TOKEN_ID}}
+#: the route's spec: request body and documented answers
+OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["model", "input"], "properties": {
+            "model": {"type": "string", "minLength": 1, "maxLength": 200},
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": {"type": "string"}},
+                                _TOKENS, {"type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": _TOKENS}]},
+            "user": {"type": "string"}}}}}},
+    "responses": {
+        "200": {"description": "The embeddings (OpenAI list shape)", "content": {"application/json": {"schema": {"type": "object", "required": ["data"]}}}},
+        **{str(code): {"description": what, **_ERROR} for code, what in (
+            (400, "Invalid request"), (401, "Missing, invalid or revoked key"), (403, "Account blocked"),
+            (404, "Unknown model, or one not served with embeddings"), (408, "Body not sent in time"), (413, "Body too large"),
+            (429, "Rate limited, or too many failed logins (see Retry-After)"), (502, "Upstream failed"),
+            (503, "Too many requests in flight for the key, or no upstream connection free (see Retry-After)"),
+            (504, "Upstream timed out"))}},
+    "security": [{"bearer": []}, {"x-api-key": []}],
+}
+
+
+def _token_ids(x: Any) -> bool:
+    # JSON has one number type: 7.0 is the integer 7 as JSON Schema reads it
+    return isinstance(x, list) and bool(x) and all(
+        isinstance(t, int | float) and not isinstance(t, bool) and float(t).is_integer() and 0 <= t <= MAX_TOKEN_ID for t in x)
+
+
 def parse_embeddings(body: dict[str, Any]) -> ChatRequest:
     """The request in the gateway's shape: its inputs as one user message, one input a line."""
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 200:
         raise invalid("'model' is required and must be a string of 1 to 200 characters.", "model")
     given = body.get("input")
-    if isinstance(given, str) or (isinstance(given, list) and given and all(isinstance(t, int) and not isinstance(t, bool) for t in given)):
+    if isinstance(given, str) or _token_ids(given):
         inputs: list[Any] = [given]
     elif isinstance(given, list) and given:
         inputs = given
@@ -46,10 +77,10 @@ def parse_embeddings(body: dict[str, Any]) -> ChatRequest:
     for i, x in enumerate(inputs):
         if isinstance(x, str):
             texts.append(x)
-        elif isinstance(x, list) and x and all(isinstance(t, int) and not isinstance(t, bool) for t in x):
-            texts.append(" ".join(map(str, x)))  # token ids, kept as evidence: never dropped from capture
+        elif _token_ids(x):
+            texts.append(" ".join(str(int(t)) for t in x))  # token ids, kept as evidence: never dropped from capture
         else:
-            raise invalid(f"input.{i} must be a non-empty string or list of token ids.", f"input.{i}")
+            raise invalid(f"input.{i} must be a string or a non-empty list of token ids (integers from 0 to {MAX_TOKEN_ID}).", f"input.{i}")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise invalid("'user' must be a string.", "user")
@@ -62,7 +93,7 @@ def embeddings_router(gw: Any) -> APIRouter:
 
     r = APIRouter(tags=["api"])
 
-    @r.post("/v1/embeddings", response_class=Response)
+    @r.post("/v1/embeddings", response_class=Response, openapi_extra=OPENAPI)
     async def embeddings(request: Request) -> Response:
         """OpenAI embeddings (pass-through to an OpenAI-compatible upstream), captured and limited."""
         t0 = time.perf_counter()

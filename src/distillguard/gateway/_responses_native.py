@@ -262,7 +262,7 @@ def responses_router(gw: Any) -> Any:
 
     err = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["message", "type"], "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}}}}}}
-    extra = {"security": [{"bearer": []}, {"x-api-key": []}], "responses": {
+    extra: dict[str, Any] = {"security": [{"bearer": []}, {"x-api-key": []}], "responses": {
         "200": {"description": "The stored response", "content": {"application/json": {"schema": {"type": "object", "required": ["id", "output"]}}}},
         **{str(code): {"description": what, **err} for code, what in (
             (401, "Missing, invalid or revoked key"), (403, "Account blocked"), (404, "No such response of this account's"),
@@ -315,7 +315,10 @@ def responses_router(gw: Any) -> Any:
             return gw.error_response("responses", err)  # type: ignore[no-any-return]
         return Response(out, 200, None, "application/json")
 
-    @r.get("/v1/responses/{response_id}/input_items", response_class=Response, openapi_extra=extra)
+    items_extra = {**extra, "responses": {**extra["responses"], "200": {"description": "The response's input items (a list)", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}}}
+
+    @r.get("/v1/responses/{response_id}/input_items", response_class=Response, openapi_extra=items_extra)
     async def input_items(response_id: str, request: Request) -> Response:
         """The input items of a stored response of the caller's (the client's own input, passed
         through; paging with `limit`, `order`, `after`, `include`)."""

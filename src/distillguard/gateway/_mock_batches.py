@@ -27,19 +27,16 @@ def add_batch_routes(app: Any, batch_s: float) -> None:
     app[BATCHES] = batches
     tasks: set[asyncio.Task[None]] = set()
 
-    async def answer(origin: str, path: str, body: Any) -> tuple[int, Any]:
-        async with ClientSession() as s, s.post(origin + path, json=body) as r:
-            return r.status, await r.json(content_type=None)
-
     async def run(b: dict[str, Any], origin: str) -> None:
         await asyncio.sleep(batch_s)
         out: list[dict[str, Any]] = []
-        for custom_id, path, body in b["requests"]:
-            if b["cancel"]:
-                out.append({"custom_id": custom_id, "status": None, "body": None})
-                continue
-            status, data = await answer(origin, path, body)
-            out.append({"custom_id": custom_id, "status": status, "body": data})
+        async with ClientSession() as session:
+            for custom_id, path, body in b["requests"]:
+                if b["cancel"]:
+                    out.append({"custom_id": custom_id, "status": None, "body": None})
+                    continue
+                async with session.post(origin + path, json=body) as r:
+                    out.append({"custom_id": custom_id, "status": r.status, "body": await r.json(content_type=None)})
         b["results"] = out
         b["status"] = "cancelled" if b["cancel"] else "completed"
         b["ended_at"] = int(time.time())

@@ -220,3 +220,29 @@ def test_answers_of_an_account_blocked_while_the_upstream_ran_are_withheld(up: R
     assert {r["status_code"] for r in rows} == {403} and all("blocked" in r["result"] for r in rows)
     ev = [e for e in up.events() if e["batch_id"] == b.id]
     assert sorted(e["status"] for e in ev) == [403, 403] and {e["response"] for e in ev} == {None}
+
+
+def test_an_upstream_without_a_batch_api_runs_the_batch_through_its_request_api(tmp_path: Path, wm_key: tuple[Any, Path]) -> None:
+    from aiohttp import web
+
+    @web.middleware
+    async def no_batch_api(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith(("/v1/files", "/v1/batches")):  # as vLLM: chat only
+            raise web.HTTPNotFound()
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = mock_upstream_app(batch_s=0.0)
+    app.middlewares.append(no_batch_api)
+    t = LoopThread(app, free_port())
+    t.start()
+    gw, srv = _start(f"sqlite:///{tmp_path / 'nobatch.db'}", f"http://127.0.0.1:{t.port}/v1", wm_key[1])
+    try:
+        c = _openai(f"http://127.0.0.1:{srv.server.config.port}", issue_key(gw.store, "acme").key)
+        for _ in range(2):  # the second batch goes straight to the request API
+            b = _submit(c, _jsonl("gpt-test", ["no batch api 1", "no batch api 2"]))
+            done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # noqa: B023
+            assert done.request_counts.completed == 2  # type: ignore[union-attr]
+        assert gw.ledger.upstream_batch(b.id) is None and not app[BATCHES]
+    finally:
+        srv.stop()
+        t.stop()

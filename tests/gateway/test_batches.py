@@ -18,6 +18,7 @@ import pytest
 from distillguard.enforce import LimitSet
 from distillguard.gateway import BatchStore, FakeUpstream, Store, create_app, issue_key
 from distillguard.gateway._mock import ANSWER, REASONING
+from distillguard.gateway._protocol import ApiError
 
 from .support import Running, ServerThread, free_port, make_gateway
 
@@ -320,3 +321,70 @@ def test_a_slow_batch_body_gets_408(tmp_path: Path, mock_upstream: str) -> None:
                 assert s.recv(4096).split(b"\r\n", 1)[0] == b"HTTP/1.1 408 Request Timeout", path
     finally:
         srv.stop()
+
+
+def test_hostile_batch_files_are_bounded_with_the_line_named(bat: Running) -> None:
+    """A batch file is the client's: millions of lines are refused at the first line past the
+    cap, a line larger than a live request may be is refused by number, and every problem of
+    the form is reported at once; nothing of a refused batch is stored or captured."""
+    from distillguard.gateway._batchroutes import _anthropic_items, _openai_lines
+
+    million = b"\n".join(b'{"custom_id":"r%d","url":"/v1/chat/completions","body":{}}' % i for i in range(1_000_000))
+    with pytest.raises(ApiError, match=r"more than 50000 requests \(line 50001 is request 50001\)"):
+        _openai_lines(million, "/v1/chat/completions", 50_000, 1_000_000)
+    with pytest.raises(ApiError, match=r"requests\.3 is request 4"):
+        _anthropic_items([{}] * 4, 3, 1000)
+    items, problems = _anthropic_items([{"custom_id": "a", "params": {"p": "x" * 2000}}, {"custom_id": "b c", "params": {}},
+                                        {"custom_id": "ok", "params": {}}, "junk"], 10, 1000)
+    assert [i[0] for i in items] == ["ok"]
+    assert [p.split(" ", 1)[0] for p in problems] == ["requests.0.params", "requests.1.custom_id", "requests.3"]
+
+    c = _openai(bat)
+    before = len(bat.events())
+    big = json.dumps({"custom_id": "big", "method": "POST", "url": "/v1/chat/completions",
+                      "body": {"model": "gpt-test", "messages": [{"role": "user", "content": "y" * 1_100_000}]}}).encode()
+    data = _jsonl("gpt-test", ["fine"]) + b"\n" + big + b"\n{broken\n"
+    with pytest.raises(openai.BadRequestError, match=r"line 2: 1100\d\d\d bytes, more than the gateway's limit of 1000000 bytes a request.*line 3: not valid JSON"):
+        _submit(c, data)
+    with pytest.raises(anthropic.BadRequestError, match=r"requests\.0\.params is \d+ bytes.*requests\.1\.custom_id"):
+        _anthropic(bat).messages.batches.create(requests=[
+            {"custom_id": "huge", "params": {"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "z" * 1_100_000}]}},
+            {"custom_id": "bad id!", "params": {"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "z"}]}}])
+    assert len(bat.events()) == before
+
+
+def test_delete_an_uploaded_file(bat: Running) -> None:
+    c = _openai(bat)
+    f = c.files.create(file=("batch.jsonl", _jsonl("gpt-test", ["keep me"])), purpose="batch")
+    b = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    with pytest.raises(openai.NotFoundError):
+        _openai(bat, bat.new_key("not-the-owner")).files.delete(f.id)
+    assert c.files.delete(f.id).deleted
+    assert f.id not in [x.id for x in c.files.list()]
+    with pytest.raises(openai.NotFoundError):
+        c.files.retrieve(f.id)
+    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # its requests were copied
+    assert done.request_counts.completed == 1  # type: ignore[union-attr]
+
+
+def test_a_batch_counts_against_daily_request_budgets_and_its_tokens_against_every_token_budget(bat: Running) -> None:
+    """Throttled at a tenth (2 requests a minute, 10 a day): a batch is counted whole against
+    the day's request budget at submission and refused past it with both counts; per-minute
+    request budgets (burst control for live traffic) do not count a batch, which runs at the
+    runner's own rate, so a 6-request batch is accepted and a live request still passes; the
+    batch's answers are charged to the minute's and day's token budgets as they come back."""
+    key = bat.new_key("throttled-acc")
+    bat.gateway.limiter.account_overrides["throttled-acc"] = LimitSet(20, 100, 1_000_000, 10_000_000)
+    _override(bat, "throttled-acc", "throttle")
+    c = _openai(bat, key)
+    with pytest.raises(openai.RateLimitError, match=r"11 requests, more than the 10 left of account throttled-acc's limit of 10 requests per day \(throttled\)"):
+        _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(11)]))
+    b = _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(6)]))  # more than the minute's 2
+    _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    assert c.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "live"}]).choices
+    import asyncio
+
+    used = asyncio.run(bat.gateway.limiter.tokens_used("account", "throttled-acc", throttled=True))
+    assert used["tokens_per_minute"] >= 6 * 21 and used["tokens_per_day"] >= 6 * 21  # the mock's usage: 9 + 12 an answer
+    with pytest.raises(openai.RateLimitError, match="4 requests, more than the 3 left"):
+        _submit(c, _jsonl("gpt-test", [f"u{i}" for i in range(4)]))

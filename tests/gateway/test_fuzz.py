@@ -16,7 +16,8 @@ def test_public_api_fuzz(running: Running) -> None:
     schema = schemathesis.openapi.from_url(running.url + "/openapi.json").include(tag="api")
     ops = [op.ok() for op in schema.get_all_operations()]
     assert {o.path for o in ops} == {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/models",
-                                        "/v1/responses", "/v1/responses/{response_id}"}
+                                        "/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
+                                        "/v1/embeddings"}
     seen: dict[str, list[int]] = {"positive": [], "negative": []}
     def run(op: object, mode: GenerationMode) -> None:
         @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)

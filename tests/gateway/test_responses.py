@@ -253,3 +253,16 @@ def test_token_logprobs_are_dropped_where_the_answer_is_rewritten() -> None:
     ev = {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "the", "logprobs": [{"token": "the"}]}
     sent_ev = stream.feed(f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode())
     assert b'"logprobs":[]' in sent_ev and b'"token"' not in sent_ev
+
+
+def test_input_items_of_own_responses_only(resp: Running) -> None:
+    c = _client(resp)
+    r = c.responses.create(model="resp-model", input="items of mine")
+    items = c.responses.input_items.list(r.id, limit=5)
+    assert [(i.type, i.role) for i in items.data] == [("message", "user")]  # type: ignore[union-attr]
+    assert items.data[0].content[0].text == "items of mine"  # type: ignore[union-attr]
+    other = _client(resp, resp.new_key("other-items"))
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(r.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.input_items.list("resp_not_mine")

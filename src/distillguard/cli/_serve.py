@@ -52,6 +52,8 @@ def register(app: typer.Typer) -> None:
         detect_interval: Annotated[float, typer.Option(help="Seconds between online detection updates.")] = 5.0,
         batch_rate: Annotated[float, typer.Option(help="Most batch requests per second this gateway sends upstream.")] = 20.0,
         batch_concurrency: Annotated[int, typer.Option(help="Most batch requests in flight at once.")] = 8,
+        batch_via: Annotated[str, typer.Option(help="requests: run a batch's requests through the upstream's request API at --batch-rate; upstream: forward a batch to the upstream's own batch API (OpenAI Batch, Anthropic Message Batches) where it has one.")] = "requests",
+        batch_poll: Annotated[float, typer.Option(help="Seconds between looks at a batch the upstream runs (--batch-via upstream).")] = 30.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
         detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
@@ -93,6 +95,7 @@ def register(app: typer.Typer) -> None:
             detect_config=detect_config,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
+            batch_via=batch_via, batch_poll=batch_poll,  # type: ignore[arg-type]
         )
         _quiet_libraries()
         if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):

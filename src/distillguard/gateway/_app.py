@@ -429,6 +429,9 @@ def create_app(config: GatewayConfig | None = None, gateway: Gateway | None = No
     from distillguard.gateway._responses_native import responses_router
 
     app.include_router(responses_router(gw))
+    from distillguard.gateway._embeddings import embeddings_router
+
+    app.include_router(embeddings_router(gw))
 
     @app.get("/v1/models", tags=["api"], response_class=Response, openapi_extra={"security": [{"bearer": []}, {"x-api-key": []}], "responses": {"200": {"description": "Models", "content": {"application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}, "401": {"description": "Missing or invalid key", "content": {"application/json": {"schema": _error_schema("chat.completions")}}}}})
     async def models(request: Request) -> Response:

@@ -7,8 +7,9 @@ what is left of a budget is refused, saying how many are left). Every request is
 once, as an event with the batch's id and the submission time as `ts`, and handed to the online
 detector, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
 open batches under a lease, send their requests to the upstream's request API at a bounded rate
-(`batch_rate`, `batch_concurrency`), apply degrade and watermark to each answer as for a live
-request, and complete each request's event with its answer. Batch state lives in the gateway's
+(`batch_rate`, `batch_concurrency`) or, with `batch_via = "upstream"`, the whole batch to the
+upstream's own batch API (`_batchupstream.py`), apply degrade and watermark to each answer as
+for a live request, and complete each request's event with its answer. Batch state lives in the gateway's
 database (`_batchstore.py`), so a batch survives a restart and is picked up where it stopped.
 """
 
@@ -100,6 +101,9 @@ class BatchService:
         self._next_start = 0.0
         self._pace = asyncio.Lock()
         self.ran = 0
+        from distillguard.gateway._batchupstream import UpstreamBatchRunner
+
+        self.upstream = UpstreamBatchRunner(self)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -169,6 +173,8 @@ class BatchService:
     async def _work(self, batch: dict[str, Any]) -> None:
         batch_id = batch["batch_id"]
         cfg = self.gw.config
+        if cfg.batch_via == "upstream" and await self.upstream.work(batch):
+            return
         for _turn in range(TURN_GROUPS):
             now = await asyncio.to_thread(self.store.get, batch_id)
             if now is None:
@@ -176,11 +182,13 @@ class BatchService:
             if now["status"] == "cancelling":
                 n = await asyncio.to_thread(self.store.cancel_pending, batch_id, CANCELLED_STATUS)
                 await asyncio.to_thread(self.store.end, batch_id, "cancelled")
+                self.upstream.ended(batch_id)
                 log.info("batch %s cancelled: %d requests not run", batch_id, n)
                 return
             rows = await asyncio.to_thread(self.store.pending, batch_id, cfg.batch_concurrency)
             if not rows:
                 await asyncio.to_thread(self.store.end, batch_id, "completed")
+                self.upstream.ended(batch_id)
                 log.info("batch %s completed", batch_id)
                 return
             done = await asyncio.gather(*(self._one(batch, r) for r in rows))

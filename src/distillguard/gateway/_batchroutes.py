@@ -4,6 +4,7 @@ service behind them is `_batches.BatchService`)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,8 @@ log = logging.getLogger("distillguard.gateway")
 
 _JSON = "application/json"
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: problems in a batch's form reported at once (the first ones, by line)
+MAX_PROBLEMS = 10
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -116,6 +119,15 @@ def batch_router(svc: BatchService) -> APIRouter:
             return _json(_file_obj(f))
         return await guarded("chat.completions", request, go)
 
+    @r.delete("/v1/files/{file_id}")
+    async def delete_file(file_id: str, request: Request) -> Response:
+        """Delete an uploaded file (a batch made from it keeps its requests)."""
+        async def go(rec: KeyRecord) -> Response:
+            if not await asyncio.to_thread(svc.store.delete_file, file_id, rec.account_id):
+                raise not_found("uploaded file", file_id)
+            return _json({"id": file_id, "object": "file", "deleted": True})
+        return await guarded("chat.completions", request, go)
+
     @r.get("/v1/files/{file_id}/content")
     async def file_content(file_id: str, request: Request) -> Response:
         """A file's bytes: an uploaded file, or a finished batch's output or errors (JSONL)."""
@@ -149,7 +161,8 @@ def batch_router(svc: BatchService) -> APIRouter:
             f = await asyncio.to_thread(svc.store.get_file, file_id, rec.account_id, True)
             if f is None:
                 raise not_found("file", file_id)
-            items, labels, problems = await asyncio.to_thread(_openai_lines, bytes(f["content"]), str(endpoint))
+            items, labels, problems = await asyncio.to_thread(_openai_lines, bytes(f["content"]), str(endpoint),
+                                                              gw.config.batch_max_requests, gw.config.max_body_bytes)
             b = await svc.submit("openai", rec, request, items, {"input_file_id": file_id, "completion_window": "24h",
                                                                  "metadata": dumps(meta).decode() if meta else None}, labels, problems)
             return _json(await svc.openai_batch(b))
@@ -196,8 +209,8 @@ def batch_router(svc: BatchService) -> APIRouter:
         """Create a Message Batch; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
             body = _load(await svc._read(request))
-            items = await asyncio.to_thread(_anthropic_items, body.get("requests"))
-            b = await svc.submit("anthropic", rec, request, items, {})
+            items, problems = await asyncio.to_thread(_anthropic_items, body.get("requests"), gw.config.batch_max_requests, gw.config.max_body_bytes)
+            b = await svc.submit("anthropic", rec, request, items, {}, problems=problems)
             return _json(await svc.anthropic_batch(b, str(request.base_url)))
         return await guarded("messages", request, go)
 
@@ -247,23 +260,37 @@ def batch_router(svc: BatchService) -> APIRouter:
     return r
 
 
-def _anthropic_items(reqs: Any) -> list[tuple[str, Api, dict[str, Any], bytes]]:
-    """The requests of a Message Batches body (blocking: there may be 100,000)."""
+def _too_many(cap: int, where: str) -> ApiError:
+    return invalid(f"The batch has more than {cap} requests ({where} is request {cap + 1}); this gateway takes at most {cap} per batch. Split it.",
+                   "requests")
+
+
+def _anthropic_items(reqs: Any, cap: int, max_request: int) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str]]:
+    """The requests of a Message Batches body and the problems found in its form (blocking:
+    there may be 100,000); at most `cap` requests of at most `max_request` bytes each."""
     if not isinstance(reqs, list):
         raise invalid("'requests' is required and must be a list.", "requests")
+    if len(reqs) > cap:
+        raise _too_many(cap, f"requests.{cap}")
     items: list[tuple[str, Api, dict[str, Any], bytes]] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for i, item in enumerate(reqs):
+        cid = item.get("custom_id") if isinstance(item, dict) else None
         if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
-            raise invalid(f"requests.{i} must be an object with 'custom_id' and 'params'.", f"requests.{i}")
-        cid = item.get("custom_id")
-        if not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
-            raise invalid(f"requests.{i}.custom_id must be 1-64 letters, digits, '-' or '_'; got {cid!r}.", f"requests.{i}.custom_id")
-        if cid in seen:
-            raise invalid(f"requests.{i}.custom_id {cid!r} is used twice; custom ids must be unique.", f"requests.{i}.custom_id")
-        seen.add(cid)
-        items.append((cid, "messages", item["params"], dumps(item["params"])))
-    return items
+            problems.append(f"requests.{i} must be an object with 'custom_id' and 'params'.")
+        elif not isinstance(cid, str) or not _CUSTOM_ID.fullmatch(cid):
+            problems.append(f"requests.{i}.custom_id must be 1-64 letters, digits, '-' or '_'; got {str(cid)[:80]!r}.")
+        elif cid in seen:
+            problems.append(f"requests.{i}.custom_id {cid!r} is used twice; custom ids must be unique.")
+        elif len(raw := dumps(item["params"])) > max_request:
+            problems.append(f"requests.{i}.params is {len(raw)} bytes, more than the gateway's limit of {max_request} bytes a request.")
+        else:
+            seen.add(cid)
+            items.append((cid, "messages", item["params"], raw))
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return items, problems
 
 
 def _file_obj(f: dict[str, Any]) -> dict[str, Any]:
@@ -281,15 +308,24 @@ def _load(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _openai_lines(content: bytes, endpoint: str) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str], list[str]]:
-    """The requests of an OpenAI batch input file (JSONL), their labels, and the lines' problems."""
+def _openai_lines(content: bytes, endpoint: str, cap: int, max_request: int) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str], list[str]]:
+    """The requests of an OpenAI batch input file (JSONL), their labels, and the lines' problems
+    (the first `MAX_PROBLEMS`); at most `cap` requests of at most `max_request` bytes each.
+    Lines are read one at a time: a file of millions of lines is refused at line `cap + 1`."""
     api = OPENAI_ENDPOINTS[endpoint]
     items: list[tuple[str, Api, dict[str, Any], bytes]] = []
     labels: list[str] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for n, line in enumerate(content.splitlines(), 1):
+    n_requests = 0
+    for n, line in enumerate(io.BytesIO(content), 1):
         if not line.strip():
+            continue
+        n_requests += 1
+        if n_requests > cap:
+            raise _too_many(cap, f"line {n}")
+        if len(line) > max_request:
+            problems.append(f"line {n}: {len(line)} bytes, more than the gateway's limit of {max_request} bytes a request.")
             continue
         try:
             obj = orjson.loads(line)
@@ -305,13 +341,13 @@ def _openai_lines(content: bytes, endpoint: str) -> tuple[list[tuple[str, Api, d
         elif cid in seen:
             problems.append(f"line {n}: custom_id {cid!r} is used twice; custom ids must be unique.")
         elif obj.get("method", "POST") != "POST" or url != endpoint:
-            problems.append(f"line {n}: method must be POST and url {endpoint!r} (the batch's endpoint), got {obj.get('method')!r} {url!r}.")
+            problems.append(f"line {n}: method must be POST and url {endpoint!r} (the batch's endpoint), got {str(obj.get('method'))[:20]!r} {str(url)[:80]!r}.")
         elif not isinstance(body, dict):
             problems.append(f"line {n}: 'body' must be an object.")
         else:
             seen.add(cid)
             items.append((cid, api, body, dumps(body)))
             labels.append(f"line {n} ({cid})")
-        if len(problems) >= 10:
+        if len(problems) >= MAX_PROBLEMS:
             break
     return items, labels, problems

@@ -25,7 +25,8 @@ PENDING, SUCCEEDED, ERRORED, CANCELED = "pending", "succeeded", "errored", "canc
 
 
 class BatchStore:
-    """Tables `<prefix>files`, `batches`, `batch_requests`, `responses` in the store's database.
+    """Tables `<prefix>files`, `batches`, `batch_requests`, `responses`, `upstream_batches` in the
+    store's database.
 
     Args:
         store: the gateway's store (its engine, prefix and event insert are shared).
@@ -86,6 +87,16 @@ class BatchStore:
             sa.Column("model", sa.String(200), nullable=False),
             sa.Column("created_us", sa.BigInteger(), nullable=False),
         )
+        # a batch run by the upstream's own batch API: its id there, when to look at it next
+        self.upstream_batches = sa.Table(
+            f"{p}upstream_batches", md,
+            sa.Column("batch_id", sa.String(64), primary_key=True),
+            sa.Column("upstream", sa.String(200), nullable=False),
+            sa.Column("upstream_batch_id", sa.String(200), nullable=False),
+            sa.Column("submitted_us", sa.BigInteger(), nullable=False),
+            sa.Column("next_poll_us", sa.BigInteger(), nullable=False),
+            sa.Column("cancel_sent", sa.Boolean(), nullable=False),
+        )
         self.metadata = md
         create_tables(md, self.engine)
 
@@ -102,6 +113,14 @@ class BatchStore:
         with self.engine.connect() as con:
             r = con.execute(q).first()
         return dict(r._mapping) if r else None
+
+    def delete_file(self, file_id: str, account_id: str) -> bool:
+        """Delete the account's uploaded file; False when it has none by that id. A batch made
+        from it keeps its requests (they were copied at submission)."""
+        f = self.files
+        with self.engine.begin() as con:
+            res = con.execute(sa.delete(f).where(f.c.file_id == file_id, f.c.account_id == account_id))
+        return bool(res.rowcount)
 
     def list_files(self, account_id: str, limit: int) -> list[dict[str, Any]]:
         cols = [c for c in self.files.c if c.name != "content"]
@@ -159,10 +178,12 @@ class BatchStore:
         """Take (or keep) an open batch under a lease: one whose lease is this runner's or ran
         out, submitted at least `hold_us` ago; the one whose last turn is oldest (never run
         first), so batches take turns."""
-        b = self.batches
+        b, ub = self.batches, self.upstream_batches
         now = now_us()
         free = sa.or_(b.c.lease_owner.is_(None), b.c.lease_owner == owner, b.c.lease_until_us < now)
-        ready = sa.or_(b.c.created_us <= now - hold_us, b.c.status == "cancelling")
+        # a batch the upstream runs waits for its next look, unless it is to be cancelled
+        waiting = sa.exists().where(ub.c.batch_id == b.c.batch_id, ub.c.next_poll_us > now)
+        ready = sa.or_(sa.and_(b.c.created_us <= now - hold_us, ~waiting), b.c.status == "cancelling")
         with self.engine.begin() as con:
             ids = [r[0] for r in con.execute(sa.select(b.c.batch_id).where(b.c.status.in_(OPEN_STATUSES), free, ready)
                                                   .order_by(sa.func.coalesce(b.c.lease_until_us, 0), b.c.created_us).limit(8))]
@@ -234,6 +255,28 @@ class BatchStore:
             r.c.batch_id == batch_id, r.c.state.in_(list(states))).order_by(r.c.idx)
         with self.engine.connect() as con:
             return [dict(x._mapping) for x in con.execute(q)]
+
+    # ------------------------------------------------------------ batches the upstream runs
+
+    def upstream_batch(self, batch_id: str) -> dict[str, Any] | None:
+        ub = self.upstream_batches
+        with self.engine.connect() as con:
+            r = con.execute(sa.select(ub).where(ub.c.batch_id == batch_id)).first()
+        return dict(r._mapping) if r else None
+
+    def set_upstream_batch(self, batch_id: str, upstream: str, upstream_batch_id: str, next_poll_us: int) -> None:
+        with self.engine.begin() as con:
+            con.execute(sa.insert(self.upstream_batches), {
+                "batch_id": batch_id, "upstream": upstream, "upstream_batch_id": upstream_batch_id,
+                "submitted_us": now_us(), "next_poll_us": next_poll_us, "cancel_sent": False})
+
+    def next_poll(self, batch_id: str, next_poll_us: int, cancel_sent: bool | None = None) -> None:
+        ub = self.upstream_batches
+        values: dict[str, Any] = {"next_poll_us": next_poll_us}
+        if cancel_sent is not None:
+            values["cancel_sent"] = cancel_sent
+        with self.engine.begin() as con:
+            con.execute(sa.update(ub).where(ub.c.batch_id == batch_id).values(values))
 
     # ------------------------------------------------------------ stored responses (Responses API)
 

@@ -50,6 +50,11 @@ class GatewayConfig:
         batch_max_bytes: largest batch file or Message Batches body.
         batch_max_requests: most requests in one batch.
         batch_lease: seconds a replica holds a batch it runs before another may take it over.
+        batch_via: how a batch runs: `requests` (each request through the upstream's request
+            API, paced by `batch_rate`) or `upstream` (the whole batch through the upstream's
+            own batch API where all its requests go to one OpenAI or Anthropic upstream that
+            speaks its API; others still run through the request API).
+        batch_poll: seconds between looks at a batch the upstream runs.
     """
 
     db: str = DEFAULT_DB
@@ -89,11 +94,13 @@ class GatewayConfig:
     batch_max_bytes: int = 100_000_000
     batch_max_requests: int = 50_000
     batch_lease: float = 30.0
+    batch_via: Literal["requests", "upstream"] = "requests"
+    batch_poll: float = 30.0
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval",
-                     "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease"):
+                     "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease", "batch_poll"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
@@ -107,6 +114,8 @@ class GatewayConfig:
             problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
         if self.detector not in ("inprocess", "child", "remote"):
             problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
+        if self.batch_via not in ("requests", "upstream"):
+            problems.append(f"batch_via must be requests or upstream, got {self.batch_via!r}")
         if isinstance(self.batch_rate, bool) or not isinstance(self.batch_rate, int | float) or self.batch_rate <= 0:
             problems.append(f"batch_rate must be a positive number of requests per second, got {self.batch_rate!r}")
         if self.admin_token is not None and len(self.admin_token) < 16:

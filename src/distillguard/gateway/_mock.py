@@ -11,7 +11,11 @@ Anthropic `tool_use`, Responses `function_call`, streamed as the APIs stream the
 whose last turn carries a tool's result gets "The tool said: RESULT".
 
 The Responses API (`POST /v1/responses`, JSON or typed stream events) keeps each response in
-memory for `GET /v1/responses/{id}` and `previous_response_id` (an unknown one gets 404).
+memory for `GET /v1/responses/{id}`, its `input_items` and `previous_response_id` (an unknown
+one gets 404). `POST /v1/embeddings` answers a fixed vector per input.
+
+Batch APIs (`_mock_batches.py`): OpenAI Files + Batch and Anthropic Message Batches, each
+request answered by this server's own request API after `batch_s` seconds.
 """
 
 from __future__ import annotations
@@ -75,10 +79,13 @@ def _tool(body: dict[str, Any]) -> str | None:
     return str((fn if isinstance(fn, dict) else first).get("name", "tool"))
 
 
-def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = False) -> Any:
+def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = False, batch_s: float = 0.2) -> Any:
     """An `aiohttp.web.Application` serving `/v1/chat/completions`, `/v1/completions`,
-    `/v1/messages`, `/v1/responses` (and GET by id) and `/v1/models`."""
+    `/v1/messages`, `/v1/responses` (and GET by id), `/v1/embeddings`, `/v1/models` and the
+    batch APIs (see `_mock_batches.py`; `app[BATCHES]` holds the batches it was sent)."""
     from aiohttp import web
+
+    from distillguard.gateway._mock_batches import add_batch_routes
 
     async def misbehave(model: str) -> web.Response | None:
         if model == "mock-slow":
@@ -220,6 +227,7 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         return resp
 
     stored: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, list[dict[str, Any]]] = {}
 
     def as_chat(body: dict[str, Any]) -> dict[str, Any]:
         """A Responses request seen as a chat request (for the shared answer and tool logic)."""
@@ -259,6 +267,8 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
                 "tools": body.get("tools") or [], "usage": {"input_tokens": 9, "output_tokens": 12, "total_tokens": 21}}
         if body.get("store", True):
             stored[rid] = resp
+            inputs[rid] = [{"id": f"msg_in{i}_{rid}", "type": "message", "role": m.get("role"), "status": "completed",
+                            "content": [{"type": "input_text", "text": _text(m.get("content"))}]} for i, m in enumerate(chat["messages"])]
         if not body.get("stream"):
             return web.json_response(resp)
         out = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -304,6 +314,25 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
             return web.json_response({"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}, status=404)
         return web.json_response(resp)
 
+    async def input_items(request: web.Request) -> web.Response:
+        items = inputs.get(request.match_info["rid"])
+        if items is None:
+            return web.json_response({"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}, status=404)
+        return web.json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                                  "last_id": items[-1]["id"] if items else None, "has_more": False})
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        bad = await misbehave(model)
+        if bad is not None:
+            return bad
+        given = body.get("input")
+        texts = [given] if isinstance(given, str) or (isinstance(given, list) and given and isinstance(given[0], int)) else given or []
+        data = [{"object": "embedding", "index": i, "embedding": [0.25, -0.5, float(len(str(t)) % 7)]} for i, t in enumerate(texts)]
+        n = sum(len(str(t).split()) for t in texts)
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}})
+
     async def models(_request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "mock", "object": "model"}]})
 
@@ -313,7 +342,10 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
     app.router.add_post("/v1/messages", anthropic)
     app.router.add_post("/v1/responses", responses)
     app.router.add_get("/v1/responses/{rid}", get_response)
+    app.router.add_get("/v1/responses/{rid}/input_items", input_items)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
+    add_batch_routes(app, batch_s)
     return app
 
 

@@ -250,23 +250,28 @@ async def check_previous(ledger: Any, req: ChatRequest, account_id: str, native:
         raise ApiError(404, "not_found_error", f"No response {prev!r} for this account.", param="previous_response_id", code="not_found")
 
 
+#: query parameters of `GET /v1/responses/{id}/input_items` passed upstream
+FORWARDED_QUERY = frozenset({"limit", "order", "after", "include", "include[]"})
+
+
 def responses_router(gw: Any) -> Any:
     """`GET /v1/responses/{id}`: a stored response of the caller's, read from the upstream that
-    keeps it and served under policy as when it was made (degrade, watermark)."""
+    keeps it and served under policy as when it was made (degrade, watermark); and its
+    `input_items` (the client's own input, passed through)."""
     r = APIRouter(tags=["api"])
 
     err = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["message", "type"], "properties": {"message": {"type": "string"}, "type": {"type": "string"}}}}}}}}
-    extra = {"security": [{"bearer": []}, {"x-api-key": []}], "responses": {
+    extra: dict[str, Any] = {"security": [{"bearer": []}, {"x-api-key": []}], "responses": {
         "200": {"description": "The stored response", "content": {"application/json": {"schema": {"type": "object", "required": ["id", "output"]}}}},
         **{str(code): {"description": what, **err} for code, what in (
             (401, "Missing, invalid or revoked key"), (403, "Account blocked"), (404, "No such response of this account's"),
             (429, "Too many failed logins from this address"),
             (502, "Upstream failed"), (504, "Upstream timed out"))}}}
 
-    @r.get("/v1/responses/{response_id}", response_class=Response, openapi_extra=extra)
-    async def get_response(response_id: str, request: Request) -> Response:
-        """A stored response (OpenAI Responses API), for its own account only."""
+    async def fetch(response_id: str, request: Request, tail: str) -> tuple[Any, str, Any, httpx.Response, str] | Response:
+        """(upstream, account, decision, its answer, the response's model) for the caller's own stored response, or
+        the error response."""
         auth = await gw.authenticate("responses", request)
         if isinstance(auth, Response):
             return auth
@@ -279,21 +284,47 @@ def responses_router(gw: Any) -> Any:
             decision = gw.policy.decide(account)
             if decision.blocked:
                 raise ApiError(403, "permission_error", decision.block_message(account), code="account_blocked")
+            # the query (paging of input items) passes as the client sent it
+            query = {k: v for k, v in request.query_params.multi_items() if k in FORWARDED_QUERY}
             try:
                 async with httpx.AsyncClient(timeout=gw.config.upstream_timeout) as client:
-                    got = await client.get(f"{upstream.base_url}/responses/{response_id}", headers=upstream._headers())
+                    got = await client.get(f"{upstream.base_url}/responses/{response_id}{tail}", headers=upstream._headers(), params=query)
             except httpx.HTTPError as exc:
                 raise ApiError(502, "api_error", f"The upstream model server {upstream.name} could not be reached ({type(exc).__name__}); retry later.") from exc
             if got.status_code >= 400:
                 status = 502 if got.status_code >= 500 else got.status_code
                 raise ApiError(status, "not_found_error" if status == 404 else "api_error",
-                               f"The upstream model server {upstream.name} answered HTTP {got.status_code} for response {response_id!r}.")
-            watermark = gw.watermark_key is not None and not upstream.watermarks_itself
-            rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
-                              gw.watermark_key.text_watermarker(account) if watermark else None)
-            out, _reply, _data = read_response(got.content, parse_responses({"model": model, "input": ""}), rewrite, upstream.name)
+                               f"The upstream model server {upstream.name} answered HTTP {got.status_code} for response {response_id!r}{tail}.")
+        except ApiError as err:
+            return gw.error_response("responses", err)  # type: ignore[no-any-return]
+        return upstream, account, decision, got, model
+
+    @r.get("/v1/responses/{response_id}", response_class=Response, openapi_extra=extra)
+    async def get_response(response_id: str, request: Request) -> Response:
+        """A stored response (OpenAI Responses API), for its own account only."""
+        got = await fetch(response_id, request, "")
+        if isinstance(got, Response):
+            return got
+        upstream, account, decision, answer, model = got
+        watermark = gw.watermark_key is not None and not upstream.watermarks_itself
+        rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
+                          gw.watermark_key.text_watermarker(account) if watermark else None)
+        try:
+            out, _reply, _data = read_response(answer.content, parse_responses({"model": model, "input": ""}), rewrite, upstream.name)
         except ApiError as err:
             return gw.error_response("responses", err)  # type: ignore[no-any-return]
         return Response(out, 200, None, "application/json")
+
+    items_extra = {**extra, "responses": {**extra["responses"], "200": {"description": "The response's input items (a list)", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}}}
+
+    @r.get("/v1/responses/{response_id}/input_items", response_class=Response, openapi_extra=items_extra)
+    async def input_items(response_id: str, request: Request) -> Response:
+        """The input items of a stored response of the caller's (the client's own input, passed
+        through; paging with `limit`, `order`, `after`, `include`)."""
+        got = await fetch(response_id, request, "/input_items")
+        if isinstance(got, Response):
+            return got
+        return Response(got[3].content, 200, None, "application/json")
 
     return r

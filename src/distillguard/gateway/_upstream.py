@@ -260,7 +260,7 @@ class OpenAIUpstream(_HttpUpstream):
         return self._hdrs
 
     def _native_path(self, api: Api) -> str:
-        return {"completions": "/completions", "responses": "/responses"}.get(api, "/chat/completions")
+        return {"completions": "/completions", "responses": "/responses", "embeddings": "/embeddings"}.get(api, "/chat/completions")
 
     def _body(self, req: ChatRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": req.model}

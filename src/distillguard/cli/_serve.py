@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         batch_concurrency: Annotated[int, typer.Option(help="Most batch requests in flight at once.")] = 8,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
+        detect_checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state (inprocess and child); a restarted gateway resumes from the last one plus the events captured after it.")] = 30.0,
         detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
             detector=detector,  # type: ignore[arg-type]
-            detect_config=detect_config,
+            detect_config=detect_config, detect_checkpoint_interval=detect_checkpoint_interval,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
         )

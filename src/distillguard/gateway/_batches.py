@@ -313,8 +313,8 @@ class BatchService:
         batch = {**{c.name: None for c in self.store.batches.c}, "batch_id": batch_id, "api": kind, "account_id": rec.account_id, "key_id": rec.key_id,
                  "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
         if gw.online is not None:
-            # a step under way may have begun before the feed below; the one after it has these rows
-            self._judge[batch_id] = (gw.online.updates + 2, ts)
+            # the step count by which the detector has read these rows (committed below)
+            self._judge[batch_id] = (gw.online.judged_after(), ts)
             for old in [b for b, (_, t) in self._judge.items() if ts - t > self._judge_wait_us()]:
                 del self._judge[old]  # run by another replica, or long judged
         try:

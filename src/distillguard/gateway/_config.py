@@ -42,9 +42,13 @@ class GatewayConfig:
         spool_sync: `write` (an answer waits for its event's write; synced every 50 ms) or
             `always` (an answer waits for the fdatasync); see `_spool.py`.
         detector: where online detection runs when `detect` is on: `inprocess` (a thread of
-            this process, on its own capture), `child` (a `distillguard detector` child
+            this process), `child` (a `distillguard detector` child
             process on the shared capture, followed like a remote one) or `remote` (a
             separately run `distillguard detector`; this replica follows its verdicts).
+            Every mode follows the capture in the database and resumes after a restart from
+            its last checkpoint plus the events captured after it.
+        detect_checkpoint_interval: seconds between checkpoints of the detector's state
+            (`inprocess` and `child`; a clean stop checkpoints too).
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -83,6 +87,7 @@ class GatewayConfig:
     detector: Literal["inprocess", "child", "remote"] = "inprocess"
     detect_interval: float = 5.0
     detect_config: Path | None = None
+    detect_checkpoint_interval: float = 30.0
     watermark_key_file: Path | None = None
     batch_rate: float = 20.0
     batch_concurrency: int = 8
@@ -92,7 +97,7 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval",
+        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval", "detect_checkpoint_interval",
                      "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:

@@ -135,6 +135,7 @@ class DetectorService:
         self._checkpointed = time.monotonic()
         self._saving: threading.Thread | None = None
         self.last_checkpoint: tuple[int, float] | None = None  # (bytes, seconds) of the last one written
+        self.checkpoints_written = 0
 
     def _fresh(self) -> None:
         from distillguard.detect import OnlineDetector
@@ -171,6 +172,7 @@ class DetectorService:
             data = encode(snap)
             self.tables.save_state(self.name, cursor, data)
             self.last_checkpoint = (len(data), time.perf_counter() - t)
+            self.checkpoints_written += 1
             log.info("detector checkpoint at capture seq %d (%d bytes, %d before compression, %.2f s)",
                      cursor, len(data), snap.nbytes, self.last_checkpoint[1])
 

@@ -3,6 +3,7 @@ captured after it, never from zero, and a restarted gateway applies what it knew
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -11,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet, Policy
-from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, OnlineLoop, Router, Store, create_app, issue_key
+from distillguard.gateway import (
+    FakeUpstream,
+    Gateway,
+    GatewayConfig,
+    OnlineLoop,
+    Router,
+    Store,
+    create_app,
+    issue_key,
+)
 
 from .support import ADMIN, ServerThread, free_port
 from .test_detector import fill, log_rows, store  # noqa: F401 - fixtures
@@ -63,11 +72,9 @@ def test_a_restarted_gateway_keeps_its_detectors_state(tmp_path: Path) -> None:
             for _ in range(10):
                 for acc in HYDRA:
                     prompt = rng.choice(TEMPLATES).format(i=rng.randint(1, 99), j=rng.randint(1, 99))
-                    try:
+                    with contextlib.suppress(openai.APIStatusError):
                         clients[acc].chat.completions.create(model="m", max_tokens=1024, messages=[
                             {"role": "system", "content": HYDRA_SYSTEM}, {"role": "user", "content": prompt}])
-                    except openai.APIStatusError:
-                        pass
             deadline = time.monotonic() + 20
             while gw.online.events_seen < gw.capture.written or gw.capture.queue.qsize():
                 assert time.monotonic() < deadline, f"online detection stalled: {gw.online.last_error}"

@@ -189,6 +189,18 @@ class DetectorService:
         self._saving = threading.Thread(target=save_logged, name="distillguard-checkpoint", daemon=True)
         self._saving.start()
 
+    def warm(self) -> None:
+        """Pay the detector's first-use costs (imports, loading the content model: seconds)
+        on a throwaway detector and one made-up event, so that the first real events are not
+        judged late (blocking)."""
+        from distillguard.detect import OnlineDetector
+        from distillguard.gateway._online import events_table
+
+        det = OnlineDetector(self.config)
+        det.update(events_table([{"event_id": "warm-up", "ts_us": self.clock(), "account_id": "warm-up",
+                                  "model": "warm-up", "prompt": "Explain step by step why the sky is blue."}]))
+        det.verdicts()
+
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self._checkpointed >= self.checkpoint_interval
 
@@ -316,6 +328,7 @@ class DetectorService:
 
     def run(self, stop: threading.Event) -> None:
         """Wait to lead, then step until `stop` is set or the lead is lost (blocking)."""
+        self.warm()  # a standby is as ready as the leader
         while not stop.is_set():
             try:
                 got = self.leadership.try_acquire()

@@ -90,14 +90,13 @@ class OnlineLoop:
         return self.service.detector
 
     def warm(self) -> None:
-        """Load the checkpoint and do the first step's imports (scipy.sparse, pandas, polars'
-        engine: about a second of CPU holding the GIL) at start-up instead of in the middle of
-        serving (blocking)."""
+        """Pay the detector's first-use costs (`DetectorService.warm`: seconds of CPU holding
+        the GIL) at start-up instead of in the middle of serving, and load the checkpoint
+        (blocking)."""
         with self._lock:
+            self.service.warm()
             self.service.restore()
             self.events_seen = self.service.events_seen
-            self.service.detector.verdicts()
-            events_table([])
 
     def judged_after(self) -> int:
         """The `updates` count by which rows committed to the capture now are folded in: the

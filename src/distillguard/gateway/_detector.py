@@ -9,8 +9,8 @@ whole, and a verdict reached once applies everywhere.
 One service leads at a time: a PostgreSQL advisory lock (a standby on another host waits for
 it and takes over when the leader's session ends), or a file lock next to a SQLite database.
 The leader checkpoints its whole state (the detector, its cursor in the capture, what it
-published) into `<prefix>detector_state` every `checkpoint_interval` seconds (pausing only to
-copy its arrays: compression and the write run in a thread); a restarted or
+published) into `<prefix>detector_state` every `checkpoint_interval` seconds (pausing to copy
+its arrays; compression and the write run in a thread); a restarted or
 standby detector resumes from the checkpoint plus the events after it, never from zero.
 
 The checkpoint (`_checkpoint`) is the state's arrays, compressed, beside a pickled skeleton of

@@ -106,8 +106,9 @@ class OnlineLoop:
         return self.updates + (3 if horizon else 2)
 
     def set_override(self, account_id: str, action: str) -> None:
-        with self._lock:
-            self.service.detector.set_override(account_id, action)
+        """Tell the detector now (the next step reads it from the store too). Never waits for
+        the lock: the admin API calls this on the request loop, and a step may take seconds."""
+        self.service.detector.set_override(account_id, action)
 
     def tables(self) -> tuple[Any, Any]:
         """The detector's current verdicts and campaigns tables (blocking)."""

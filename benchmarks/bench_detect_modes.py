@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds every variant runs idle before the rounds")
     ap.add_argument("--pin", action="store_true", help="pin servers to core 0, wrk and the upstream to core 1")
     args = ap.parse_args()
     bench_gateway.PIN = args.pin
@@ -104,7 +106,10 @@ def main() -> None:
                                                "--interval", "2", "--log-level", "warning"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
                 groups[name].append(procs[-1].pid)
-            signal_groups(groups[name], signal.SIGSTOP)
+        # detectors warm up (imports, the content model: seconds) before any is stopped
+        time.sleep(args.settle)
+        for pids in groups.values():
+            signal_groups(pids, signal.SIGSTOP)
         print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
               f"pinned {args.pin}; load average {os.getloadavg()[0]:.1f}")
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}

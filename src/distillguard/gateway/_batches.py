@@ -4,8 +4,8 @@ A submitted batch is read request by request at submission: each is parsed as it
 request, routed, and checked against policy (a blocked account's batch is refused with the
 API's own 403) and limits (all of the batch's requests are counted at once; a batch larger than
 what is left of a budget is refused, saying how many are left). Every request is captured then,
-once, as an event with the batch's id and the submission time as `ts`, and handed to the online
-detector, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
+once, as an event with the batch's id and the submission time as `ts`, which the online
+detector reads from the capture, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
 open batches under a lease, send their requests to the upstream's request API at a bounded rate
 (`batch_rate`, `batch_concurrency`), apply degrade and watermark to each answer as for a live
 request, and complete each request's event with its answer. Batch state lives in the gateway's

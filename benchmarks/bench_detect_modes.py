@@ -103,7 +103,7 @@ def main() -> None:
             wait_http(urls[name] + "/healthz", procs[-1])
             if name == "remote":
                 procs.append(subprocess.Popen([*pin(0), sys.executable, "-m", "distillguard", "detector", "--db", db,
-                                               "--interval", "2", "--log-level", "warning"],
+                                               "--interval", "2", "--nice", "10", "--log-level", "warning"],  # as a child runs
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
                 groups[name].append(procs[-1].pid)
         # detectors warm up (imports, the content model: seconds) before any is stopped

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet, Policy
 from distillguard.gateway import (
@@ -144,3 +145,11 @@ def test_the_inprocess_detector_resumes_from_its_checkpoint_plus_later_events(
     assert got == want
     flagged_accounts = {a for a, x in want.items() if x in ("throttle", "block")}
     assert all(second.policy.decide(a).action in ("throttle", "block") for a in flagged_accounts)
+
+
+def test_bad_detector_settings_are_reported_together() -> None:
+    from distillguard._errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        GatewayConfig(detect_checkpoint_interval=-1, detector_nice=-5)
+    assert "detect_checkpoint_interval" in str(err.value) and "detector_nice" in str(err.value)

@@ -49,6 +49,10 @@ class GatewayConfig:
             its last checkpoint plus the events captured after it.
         detect_checkpoint_interval: seconds between checkpoints of the detector's state
             (`inprocess` and `child`; a clean stop checkpoints too).
+        detector_nice: how far below the gateway's CPU priority a `child` detector runs (an
+            `os.nice` increment): on a machine whose cores it shares with the gateway, the
+            request loop gets the CPU first and the detector what is left (it catches up when
+            traffic lulls); 0 runs both alike.
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -88,6 +92,7 @@ class GatewayConfig:
     detect_interval: float = 5.0
     detect_config: Path | None = None
     detect_checkpoint_interval: float = 30.0
+    detector_nice: int = 10
     watermark_key_file: Path | None = None
     batch_rate: float = 20.0
     batch_concurrency: int = 8
@@ -110,6 +115,8 @@ class GatewayConfig:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
         if self.spool_sync not in ("write", "always"):
             problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
+        if isinstance(self.detector_nice, bool) or not isinstance(self.detector_nice, int) or not 0 <= self.detector_nice <= 19:
+            problems.append(f"detector_nice must be an integer from 0 to 19, got {self.detector_nice!r}")
         if self.detector not in ("inprocess", "child", "remote"):
             problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
         if isinstance(self.batch_rate, bool) or not isinstance(self.batch_rate, int | float) or self.batch_rate <= 0:

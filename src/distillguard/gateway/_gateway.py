@@ -256,6 +256,7 @@ class Gateway:
             cmd = [sys.executable, "-m", "distillguard", "detector", "--db", self.config.db,
                    "--table-prefix", self.config.table_prefix, "--interval", str(self.config.detect_interval),
                    "--checkpoint-interval", str(self.config.detect_checkpoint_interval),
+                   "--nice", str(self.config.detector_nice),
                    "--parent-pid", str(os.getpid())]
             if self.config.detect_config is not None:
                 cmd += ["--config", str(self.config.detect_config)]

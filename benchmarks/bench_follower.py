@@ -205,7 +205,7 @@ def main() -> None:
             + markdown_table(["measure", "value"], [
                 ["baseline: `OnlineDetector` fed from Parquet", f"{len(rows) / base:,.0f} events/s"],
                 ["catch-up: the service folding the capture", f"{len(rows) / catch:,.0f} events/s ({base / catch:.2f}x the baseline)"],
-                [f"live: events inserted at {a.rate:,.0f}/s for {a.seconds:g} s", f"folded {lv['folded_rate']:,.0f} events/s "
+                [f"live: events inserted for {a.seconds:g} s (asked {a.rate:,.0f}/s, reached {lv['rate']:,.0f}/s)", f"folded {lv['folded_rate']:,.0f} events/s "
                  f"({lv['folded']:,} of {lv['inserted']:,}; {lv['checkpoints']} checkpoints meanwhile)"],
                 ["live: lag behind the capture", f"median {lv['lag_median']:.1f} s, p99 {lv['lag_p99']:.1f} s, max {lv['lag_max']:.1f} s"],
                 ["checkpoint written, earlier (whole pickle) / current (arrays, zstd)", f"{old['bytes'] / 1e6:.1f} MB / {new['bytes'] / 1e6:.1f} MB ({old['bytes'] / new['bytes']:.1f}x)"],

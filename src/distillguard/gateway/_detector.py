@@ -142,7 +142,7 @@ class DetectorService:
 
         self.detector: Any = OnlineDetector(self.config)
         self.cursor = 0  # last capture seq folded in
-        self.horizon = 0  # the capture's top seq at the previous step (see `step`)
+        self.horizon = 0  # the capture's top seq at the previous step (see `fold`)
         self.published: dict[str, tuple[Any, ...]] = {}
         self.version = 0
         self.known: set[str] = set()

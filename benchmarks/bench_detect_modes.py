@@ -1,12 +1,15 @@
 """Where online detection runs, and what it costs the request path: `distillguard serve` at 16
-clients with detection off (the baseline), in-process, in a child process, and in a child
-process with the capture spool on, side by side in interleaved rounds.
+clients with detection off (the baseline), in-process, in a child process (the default), in a
+child process with the capture spool on, and as a follower replica (`--detector remote`) of a
+`distillguard detector` on its database, side by side in interleaved rounds.
 
     python benchmarks/bench_detect_modes.py [--duration 5] [--clients 16] [--repeat 3] [--pin]
 
 Each variant is its own `serve` process on SQLite in front of the same mock upstream, with
-limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`) against each in turn. Every
-variant's hydra-free traffic still feeds its detector (the mock's answers are captured and
+limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`)
+against each in turn, and the variants not being measured are stopped (SIGSTOP to their process
+group: the gateway and its detector), so that their detectors' work does not land on the one
+measured. Every variant's traffic still feeds its detector (the mock's answers are captured and
 detected). Prints req/s, p50, p99 and max per variant (medians of the rounds) and the ratios
 to `--no-detect` within each round (the issue's targets: p99 <= 10 ms at 16 clients,
 throughput within 10 % of `--no-detect`).
@@ -15,18 +18,22 @@ throughput within 10 % of `--no-detect`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_gateway  # noqa: E402
+from _docs import markdown_table, write_section  # noqa: E402
 from bench_gateway import _ms, free_port, pin, wait_http, wrk_script  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -35,6 +42,7 @@ VARIANTS: dict[str, list[str]] = {
     "child": ["--detector", "child"],
     "child+spool": ["--detector", "child", "--spool", "{tmp}/spool"],
     "child+spool-always": ["--detector", "child", "--spool", "{tmp}/spool", "--spool-sync", "always"],
+    "remote": ["--detector", "remote"],  # with a `distillguard detector` on its database
 }
 
 
@@ -49,11 +57,18 @@ def wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, floa
             "non2xx": float(bad.group(1)) if bad else 0.0}
 
 
+def signal_groups(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds every variant runs idle before the rounds")
     ap.add_argument("--pin", action="store_true", help="pin servers to core 0, wrk and the upstream to core 1")
     args = ap.parse_args()
     bench_gateway.PIN = args.pin
@@ -61,6 +76,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="dg-modes-"))
     procs: list[subprocess.Popen[bytes]] = []
+    groups: dict[str, list[int]] = {}  # variant -> its process groups (the gateway and its child; a detector)
     try:
         up_port = free_port()
         up = f"http://127.0.0.1:{up_port}"
@@ -80,9 +96,20 @@ def main() -> None:
                    "--limits", str(limits), "--log-level", "warning", "--detect-interval", "2",
                    *[a.replace("{tmp}", str(tmp / name)) for a in extra]]
             procs.append(subprocess.Popen([*pin(0), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          env={**os.environ, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"}))
+                                          env={**os.environ, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"},
+                                          start_new_session=True))
+            groups[name] = [procs[-1].pid]
             urls[name] = f"http://127.0.0.1:{port}"
             wait_http(urls[name] + "/healthz", procs[-1])
+            if name == "remote":
+                procs.append(subprocess.Popen([*pin(0), sys.executable, "-m", "distillguard", "detector", "--db", db,
+                                               "--interval", "2", "--nice", "10", "--log-level", "warning"],  # as a child runs
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+                groups[name].append(procs[-1].pid)
+        # detectors warm up (imports, the content model: seconds) before any is stopped
+        time.sleep(args.settle)
+        for pids in groups.values():
+            signal_groups(pids, signal.SIGSTOP)
         print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
               f"pinned {args.pin}; load average {os.getloadavg()[0]:.1f}")
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}
@@ -91,19 +118,36 @@ def main() -> None:
             # each round starts with another variant: none always runs first (or last)
             for name in names[rnd % len(names):] + names[: rnd % len(names)]:
                 script = wrk_script(tmp, keys[name], False)
-                if rnd == 0:
-                    wrk(urls[name] + "/v1/chat/completions", script, args.clients, 1)
-                r = wrk(urls[name] + "/v1/chat/completions", script, args.clients, args.duration)
+                signal_groups(groups[name], signal.SIGCONT)
+                try:
+                    if rnd == 0:
+                        wrk(urls[name] + "/v1/chat/completions", script, args.clients, 1)
+                    r = wrk(urls[name] + "/v1/chat/completions", script, args.clients, args.duration)
+                finally:
+                    signal_groups(groups[name], signal.SIGSTOP)
                 runs[name].append(r)
                 print(f"round {rnd}  {name:12s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
                       f"max {r['max_ms']:7.2f} ms" + (f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""), flush=True)
         print(f"\nmedians (load average now {os.getloadavg()[0]:.1f}); ratios to no-detect within each round, median")
+        rows = []
         for name, rs in runs.items():
             m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs["no-detect"], strict=True))
+            p99 = statistics.median(r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, runs["no-detect"], strict=True))
             print(f"{name:12s} {m['rps']:8.0f} req/s ({ratio:.2f}x no-detect)  p50 {m['p50_ms']:6.2f} ms  "
-                  f"p99 {m['p99_ms']:7.2f} ms  max {m['max_ms']:7.2f} ms")
+                  f"p99 {m['p99_ms']:7.2f} ms ({p99:.2f}x)  max {m['max_ms']:7.2f} ms")
+            rows.append([name, f"{m['rps']:,.0f}", f"{ratio:.2f}x", f"{m['p50_ms']:.2f} ms", f"{m['p99_ms']:.2f} ms",
+                         f"{p99:.2f}x", f"{m['max_ms']:.1f} ms"])
+        write_section(__file__, "Where detection runs: the request path's cost",
+                      f"wrk at {args.clients} clients against one `serve` per variant (SQLite, mock upstream, limits "
+                      f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians; the variants not "
+                      "measured are stopped meanwhile; ratios to `--no-detect` are taken within each round. The "
+                      f"issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`. Load average "
+                      f"{os.getloadavg()[0]:.1f} at the end (a shared 2-core machine).\n\n"
+                      + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max"], rows))
     finally:
+        for pids in groups.values():
+            signal_groups(pids, signal.SIGCONT)
         for p in procs:
             p.terminate()
         for p in procs:

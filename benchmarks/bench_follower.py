@@ -1,8 +1,8 @@
 """The fleet's detector following the capture: sustained events/s, lag, checkpoint cost.
 
     python benchmarks/bench_follower.py                          # 50k events, SQLite
-    python benchmarks/bench_follower.py --events 300000 --db postgresql://postgres@127.0.0.1:5432/test
-    python benchmarks/bench_follower.py --log /tmp/dg-bench/log-300000 --rate 3000 --seconds 30
+    python benchmarks/bench_follower.py --events 200000 --db postgresql://postgres@127.0.0.1:5432/test
+    python benchmarks/bench_follower.py --log /tmp/dg-bench/log-200000 --rate 3000 --seconds 30
 
 Simulates the default scenario once (kept in --workdir), writes its events into the capture
 tables of --db (a fresh table prefix, dropped afterwards) and measures, in this process:
@@ -12,16 +12,22 @@ tables of --db (a fresh table prefix, dropped afterwards) and measures, in this 
 2. catch-up: `DetectorService.step()` folding the whole capture from the database, steps
    as large as it reads them: the most events/s one detector sustains here, and its ratio to
    the baseline (what following the database costs);
-3. live: events inserted at --rate events/s for --seconds (the log's events again, under new
-   ids and times, as replicas would write them) while the service steps every --interval
-   seconds: its lag behind the capture (newest event inserted vs newest folded in) at each
-   step, median and maximum;
-4. the checkpoint: its size and the time to save and restore it.
+3. the checkpoint of that state, the current way (`gateway._checkpoint`: the arrays out of
+   band, compressed in a thread) against the earlier one (the whole state pickled and written
+   as it is), interleaved --checkpoints times: the detector's pause (the pickle, or the copy
+   of the arrays), the whole save, the restore, the bytes written, and the ratios;
+4. live: events inserted at --rate events/s for --seconds by another process (the log's
+   events again, under new ids and times, as replicas would write them; the default rate is about what one gateway
+   serves at 16 clients in `bench_gateway.py` on this machine) while the service runs as
+   deployed (`run`: steps every --interval seconds, checkpoints every --checkpoint-interval
+   in the background): the events/s it folds, and its lag behind the capture (how long ago
+   the capture held as many events as it has folded), sampled every 0.1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import statistics
 import threading
@@ -30,10 +36,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _docs import markdown_table, write_section
+
 from distillguard.detect import OnlineDetector
 from distillguard.gateway import DetectorService, Store, VerdictTables
+from distillguard.gateway._checkpoint import decode, encode, snapshot
 from distillguard.simulate import simulate
 from distillguard.traffic import TrafficLog
+
+#: events/s one `serve` answers at 16 clients on this machine (bench_gateway.py, 2 cores)
+GATEWAY_RATE = 3000.0
 
 
 def store_rows(log_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -58,15 +70,96 @@ def baseline(log_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+def checkpoint_costs(svc: DetectorService, rounds: int) -> dict[str, dict[str, float]]:
+    """The earlier whole pickle against the current checkpoint, interleaved; medians."""
+    tables, state = svc.tables, svc._state()
+    runs: dict[str, list[dict[str, float]]] = {"pickle": [], "arrays": []}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        t1 = time.perf_counter()
+        tables.save_state("bench-pickle", svc.cursor, data)
+        t2 = time.perf_counter()
+        pickle.loads(tables.load_state("bench-pickle")[1])  # type: ignore[index]
+        t3 = time.perf_counter()
+        runs["pickle"].append({"pause": t1 - t0, "save": t2 - t0, "restore": t3 - t2, "bytes": len(data)})
+        t0 = time.perf_counter()
+        snap = snapshot(state)
+        t1 = time.perf_counter()
+        data = encode(snap)
+        tables.save_state("bench-arrays", svc.cursor, data)
+        t2 = time.perf_counter()
+        decode(tables.load_state("bench-arrays")[1])  # type: ignore[index]
+        t3 = time.perf_counter()
+        runs["arrays"].append({"pause": t1 - t0, "save": t2 - t0, "restore": t3 - t2, "bytes": len(data)})
+    return {k: {m: statistics.median(r[m] for r in rs) for m in rs[0]} for k, rs in runs.items()}
+
+
+def writer(db: str, prefix: str, log_dir: Path, rate: float, count: Any, done: Any) -> None:
+    """Insert the log's events again at `rate` events/s (batches every 0.1 s), as replicas
+    would: its own process, like a replica; `count` says how many so far."""
+    store = Store(db, prefix)
+    rows, _ = store_rows(log_dir)
+    n, start = 0, time.monotonic()
+    while not done.is_set():
+        due = int((time.monotonic() - start) * rate)
+        if due > n:
+            now = time.time_ns() // 1000
+            store.insert_events([{**rows[(n + i) % len(rows)], "event_id": f"live-{n + i}", "ts_us": now} for i in range(due - n)])
+            n = due
+            count.value = n
+        time.sleep(0.1)
+
+
+def live(store: Store, svc: DetectorService, log_dir: Path, rate: float, seconds: float) -> dict[str, float]:
+    """Insert at `rate` events/s from another process while the service runs; its lag."""
+    import multiprocessing as mp
+
+    svc.clock = lambda: time.time_ns() // 1000
+    stop = threading.Event()
+    ctx = mp.get_context("spawn")
+    count, done = ctx.Value("q", -1), ctx.Event()  # -1: the writer has not inserted yet
+    base_seen = svc.events_seen
+    runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
+    runner.start()
+    proc = ctx.Process(target=writer, args=(store.url, store.prefix, log_dir, rate, count, done), daemon=True)
+    proc.start()
+    while not svc.leading or count.value < 0:
+        time.sleep(0.05)
+    start, checkpoints = time.monotonic(), svc.checkpoints_written
+    inserted: list[tuple[float, int]] = [(start, 0)]  # (wall time, events inserted so far)
+    lags = []
+    while time.monotonic() - start < seconds:
+        time.sleep(0.1)
+        now, n = time.monotonic(), count.value
+        if n > inserted[-1][1]:
+            inserted.append((now, n))
+        folded = svc.events_seen - base_seen
+        when = next((ts for ts, k in inserted if k >= folded), now)
+        lags.append(now - when)
+    elapsed = time.monotonic() - start
+    total, folded = count.value, svc.events_seen - base_seen
+    checkpoints = svc.checkpoints_written - checkpoints
+    done.set()
+    proc.join(30)
+    stop.set()
+    runner.join()
+    return {"inserted": total, "folded": folded, "rate": total / elapsed, "folded_rate": folded / elapsed,
+            "lag_median": statistics.median(lags), "lag_p99": sorted(lags)[int(0.99 * (len(lags) - 1))], "lag_max": max(lags),
+            "checkpoints": checkpoints}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--log", type=Path, help="an existing simulated log (else one is simulated in --workdir)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dg-bench"))
     ap.add_argument("--db", default=None, help="capture database (default: SQLite in --workdir)")
-    ap.add_argument("--rate", type=float, default=2000.0, help="events/s inserted during the live phase")
-    ap.add_argument("--seconds", type=float, default=20.0, help="length of the live phase")
+    ap.add_argument("--rate", type=float, default=GATEWAY_RATE, help="events/s inserted during the live phase")
+    ap.add_argument("--seconds", type=float, default=30.0, help="length of the live phase")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between the service's steps")
+    ap.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints in the live phase")
+    ap.add_argument("--checkpoints", type=int, default=3, help="rounds of the checkpoint comparison")
     a = ap.parse_args()
     log_dir = a.log or a.workdir / f"log-{a.events}"
     if not (log_dir / "labels.parquet").exists():
@@ -77,78 +170,59 @@ def main() -> None:
     try:
         for acc in accounts:
             created = acc.pop("created_at")
-            store.upsert_account(acc.pop("account_id"), created_us=int(created.timestamp() * 1e6), **acc)
+            store.upsert_account(acc.pop("account_id"), created_us=int(created.timestamp() * 1_000_000), **acc)
         for i in range(0, len(rows), 20_000):
             store.insert_events(rows[i : i + 20_000])
         base = baseline(log_dir)
         end_us = rows[-1]["ts_us"] + 1
-        svc = DetectorService(store, clock=lambda: end_us)
+        svc = DetectorService(store, clock=lambda: end_us, interval=a.interval, checkpoint_interval=a.checkpoint_interval)
         svc.restore()
-        svc.step()  # the first step notes the capture's top
         start = time.perf_counter()
         svc.step()
+        svc.step()  # on PostgreSQL a step reads up to the capture's top seen one step earlier
         catch = time.perf_counter() - start
         assert svc.events_seen == len(rows), (svc.events_seen, len(rows))
-        print(f"events: {len(rows):,} on {store.engine.dialect.name}")
+        print(f"events: {len(rows):,} ({len(accounts):,} accounts) on {store.engine.dialect.name}; load average {os.getloadavg()[0]:.1f}")
         print(f"baseline (OnlineDetector from Parquet): {len(rows) / base:,.0f} events/s ({base:.1f} s)")
         print(f"follower catch-up (from the database):  {len(rows) / catch:,.0f} events/s ({catch:.1f} s), "
               f"{base / catch:.2f}x the baseline's speed")
-        t = time.perf_counter()
-        data = pickle.dumps(svc._state(), protocol=pickle.HIGHEST_PROTOCOL)
+        ck = checkpoint_costs(svc, a.checkpoints)
+        old, new = ck["pickle"], ck["arrays"]
+        for name, c in ck.items():
+            print(f"checkpoint, {name:6s}: {c['bytes'] / 1e6:6.1f} MB written; detector paused {c['pause']:.3f} s; "
+                  f"save {c['save']:.2f} s; restore {c['restore']:.2f} s")
+        print(f"ratios (earlier / current): pause {old['pause'] / new['pause']:.1f}x, save {old['save'] / new['save']:.1f}x, "
+              f"restore {old['restore'] / new['restore']:.1f}x, bytes {old['bytes'] / new['bytes']:.1f}x")
         svc.checkpoint()
-        saved = time.perf_counter() - t
-        t = time.perf_counter()
-        svc.restore()
-        restored = time.perf_counter() - t
-        print(f"checkpoint: {len(data) / 1e6:.1f} MB ({len(data) / max(1, len(accounts)):,.0f} bytes per account), "
-              f"save {saved:.2f} s, restore {restored:.2f} s")
-        live(store, svc, rows, a.rate, a.seconds, a.interval)
+        lv = live(store, svc, log_dir, a.rate, a.seconds)
+        print(f"live: {lv['inserted']:,} events inserted at {lv['rate']:,.0f}/s for {a.seconds:.0f} s, steps every {a.interval:g} s, "
+              f"checkpoints every {a.checkpoint_interval:g} s ({lv['checkpoints']} written): folded {lv['folded']:,} "
+              f"({lv['folded_rate']:,.0f} events/s); lag median {lv['lag_median']:.1f} s, p99 {lv['lag_p99']:.1f} s, max {lv['lag_max']:.1f} s")
+        load = os.getloadavg()[0]
+        write_section(__file__, "The fleet's detector: following the capture, checkpoints", (
+            f"{len(rows):,} events of the default scenario ({len(accounts):,} accounts) in the capture tables of "
+            f"{store.engine.dialect.name}; load average {load:.1f} at the end (a shared 2-core machine).\n\n"
+            + markdown_table(["measure", "value"], [
+                ["baseline: `OnlineDetector` fed from Parquet", f"{len(rows) / base:,.0f} events/s"],
+                ["catch-up: the service folding the capture", f"{len(rows) / catch:,.0f} events/s ({base / catch:.2f}x the baseline)"],
+                [f"live: events inserted for {a.seconds:g} s (asked {a.rate:,.0f}/s, reached {lv['rate']:,.0f}/s)", f"folded {lv['folded_rate']:,.0f} events/s "
+                 f"({lv['folded']:,} of {lv['inserted']:,}; {lv['checkpoints']} checkpoints meanwhile)"],
+                ["live: lag behind the capture", f"median {lv['lag_median']:.1f} s, p99 {lv['lag_p99']:.1f} s, max {lv['lag_max']:.1f} s"],
+                ["checkpoint written, earlier (whole pickle) / current (arrays, zstd)", f"{old['bytes'] / 1e6:.1f} MB / {new['bytes'] / 1e6:.1f} MB ({old['bytes'] / new['bytes']:.1f}x)"],
+                ["detector paused by a checkpoint, earlier / current", f"{old['pause']:.3f} s / {new['pause']:.3f} s ({old['pause'] / new['pause']:.1f}x)"],
+                ["checkpoint save, earlier / current", f"{old['save']:.2f} s / {new['save']:.2f} s ({old['save'] / new['save']:.1f}x)"],
+                ["checkpoint restore, earlier / current", f"{old['restore']:.2f} s / {new['restore']:.2f} s ({old['restore'] / new['restore']:.1f}x)"],
+            ], align="lr")
+            + f"\n\nCheckpoint figures are medians of {a.checkpoints} interleaved rounds on the same state; the save "
+            "includes the database write (the current one compresses and writes in a thread; the detector pauses "
+            "for the copy of its arrays, as it paused for the earlier pickle). Live figures are what one detector "
+            "folded while another process inserted; on a loaded machine the inserting process itself falls short "
+            "of --rate (the inserted rate is what it reached)."))
     finally:
         tables = VerdictTables(store)
         tables.verdicts.drop(store.engine)
         tables.state.drop(store.engine)
         store.drop_all()
-
-
-def live(store: Store, svc: DetectorService, rows: list[dict[str, Any]], rate: float, seconds: float, interval: float) -> None:
-    """Insert at `rate` events/s (batches every 0.1 s) while the service steps; report its lag."""
-    svc.clock = lambda: time.time_ns() // 1000
-    stop = threading.Event()
-    inserted: list[tuple[float, int]] = []  # (wall time, events inserted so far)
-
-    def writer() -> None:
-        n, start = 0, time.monotonic()
-        while not stop.is_set():
-            due = int((time.monotonic() - start) * rate)
-            if due > n:
-                now = time.time_ns() // 1000
-                batch = [{**rows[(n + i) % len(rows)], "event_id": f"live-{n + i}", "ts_us": now} for i in range(due - n)]
-                store.insert_events(batch)
-                n = due
-                inserted.append((time.monotonic(), n))
-            time.sleep(0.1)
-
-    base_seen = svc.events_seen
-    w = threading.Thread(target=writer, daemon=True)
-    w.start()
-    lags, step_s = [], []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        t = time.perf_counter()
-        svc.step()
-        step_s.append(time.perf_counter() - t)
-        folded = svc.events_seen - base_seen
-        now = time.monotonic()
-        # lag: how long ago the capture held as many events as the detector has folded in
-        when = next((ts for ts, n in inserted if n >= folded), now)
-        lags.append(now - when)
-        time.sleep(max(0.0, interval - (time.perf_counter() - t)))
-    stop.set()
-    w.join()
-    total = inserted[-1][1] if inserted else 0
-    print(f"live: {total:,} events inserted at {rate:,.0f}/s for {seconds:.0f} s, steps every {interval:.1f} s: "
-          f"folded {svc.events_seen - base_seen:,}; lag median {statistics.median(lags):.1f} s, max {max(lags):.1f} s; "
-          f"step median {statistics.median(step_s):.2f} s, max {max(step_s):.2f} s")
 
 
 if __name__ == "__main__":

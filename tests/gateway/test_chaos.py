@@ -10,7 +10,10 @@ holding everything answered, does not change with its length), Redis is cut for 
 seconds (limits fail open: served, never 5xx), and the detector is killed and restarted (it
 resumes from its checkpoint). Afterwards: every answered exchange is in the capture exactly
 once, every hydra account is blocked on every replica, benign users never got anything but
-200, no answer was 5xx, and the replicas' and the detector's /metrics agree.
+200, no answer was 5xx, the replicas' and the detector's /metrics agree, and each hydra account
+was first throttled by the fleet in the replay window in which a single-process scan of the
+captured events first throttles it, give or take one window (`WINDOW_S`): the fleet decides
+between window ends and sees events a capture batch, a spool drain and a step later.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +36,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from distillguard.gateway import Store, VerdictTables, issue_key
+from distillguard.detect import scan
+from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
 from .support import free_port
@@ -44,6 +49,7 @@ REPLICAS = 3
 PG_CUT_S = 8.0
 REDIS_CUT_S = 5.0
 PHASE_S = 3.0  # traffic between two failures
+WINDOW_S = 10.0  # the replay's cadence window here (15 minutes shipped)
 DEADLINE_S = 150.0  # the whole scenario, start-up included
 BUDGET = 300  # tokens a day for the `budget` account (a day: no window ends mid-burst)
 BURST = 60  # concurrent requests of that account, spread over the replicas
@@ -95,6 +101,18 @@ class Fleet:
             assert proc is not None and proc.poll() is None and time.monotonic() < deadline, f"replica {i} did not start"
             time.sleep(0.1)
 
+    def wait_leading(self, deadline: float) -> None:
+        """Until the detector leads (its /metrics say so), as a fleet in service would."""
+        while True:
+            try:
+                m = scrape(httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).text)
+                if m.get(("distillguard_detector_leading", ())) == 1:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.detector is not None and self.detector.poll() is None and time.monotonic() < deadline, "the detector did not lead"
+            time.sleep(0.1)
+
     def alive(self, i: int) -> bool:
         proc = self.replicas[i]
         return proc is not None and proc.poll() is None
@@ -120,7 +138,8 @@ def chaos(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[F
     store = Store(postgres_url, prefix)
     shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
     detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
+    shipped = re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped)
+    detect_config.write_text(re.sub(r"cadence_minutes = [0-9.]+", f"cadence_minutes = {WINDOW_S / 60!r}", shipped))
     limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     fleet = Fleet(tmp_path, pg_parts._replace(netloc=f"{pg_parts.username or 'postgres'}@127.0.0.1:{pg_proxy.port}").geturl(),
@@ -189,7 +208,20 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
         fleet.start_replica(i)
     for i in range(REPLICAS):
         fleet.wait_up(i, start + 60)
+    fleet.wait_leading(start + 60)  # the replay windows are compared from the first request on
 
+    first_throttled: dict[str, int] = {}  # hydra account -> when the fleet first published a throttle (us)
+    watching = threading.Event()
+
+    def watch() -> None:
+        tables = VerdictTables(store)  # straight to PostgreSQL, not through the proxy the test cuts
+        while not watching.wait(0.2):
+            for r in tables.since(0):
+                if r["account_id"] in HYDRA and r["action"] in ("throttle", "block"):
+                    first_throttled.setdefault(r["account_id"], int(r["updated_us"]))
+
+    watcher = threading.Thread(target=watch, name="chaos-verdict-watch", daemon=True)
+    watcher.start()
     sent: list[tuple[str, str, int]] = []  # (account, prompt, status)
     during: dict[str, list[int]] = {"pg": [], "redis": []}  # statuses answered during each cut
     phase = ""
@@ -272,6 +304,20 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
             assert time.monotonic() - start < DEADLINE_S + 30, "the restarted detector did not catch up"
             time.sleep(0.3)
 
+    watching.set()
+    watcher.join(10)
+    # the same events replayed in one process, window by window
+    export_log(store, fleet.tmp / "log")
+    replayed = scan(fleet.tmp / "log", fleet.tmp / "scan", config=fleet.detect_config).verdicts
+    replay_first = dict(zip(replayed.column("account_id").to_pylist(), replayed.column("first_flagged_ts").to_pylist(), strict=True))
+    assert all(replay_first.get(h) is not None for h in HYDRA), f"the single-process replay misses some: {replay_first}"
+    assert set(first_throttled) == set(HYDRA), f"the fleet never published a throttle for some: {first_throttled}"
+    # where the fleet first throttled each account, in windows from the start of the window after
+    # which the replay first throttles it (`first_flagged_ts` is that window's end)
+    window = WINDOW_S * 1e6
+    offsets = {h: round((first_throttled[h] - replay_first[h].timestamp() * 1e6) / window + 1, 2) for h in HYDRA}
+    assert all(-1 <= off < 2 for off in offsets.values()), (
+        f"the fleet throttled hydra accounts outside the replay's window, give or take one: {offsets}")
     assert during["pg"].count(200) > 20 and during["redis"].count(200) > 10, {k: len(v) for k, v in during.items()}
     assert detector_metrics[("distillguard_detector_resumed_from", ())] > 0, "the restarted detector started from zero"
     # the token budget held across the replicas: at most one reservation over

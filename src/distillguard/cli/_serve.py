@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
         batch_poll: Annotated[float, typer.Option(help="Seconds between looks at a batch the upstream runs (--batch-via upstream).")] = 30.0,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Turn online detection off.")] = False,
         detect_config: Annotated[Path | None, typer.Option(help="Detection config TOML for online detection (default: the shipped one).")] = None,
+        detector_nice: Annotated[int, typer.Option(help="How far below the gateway's CPU priority a child detector runs (os.nice increment, 0-19): on shared cores the requests get the CPU first.")] = 10,
+        detect_checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state (inprocess and child); a restarted gateway resumes from the last one plus the events captured after it.")] = 30.0,
         detector: Annotated[str, typer.Option(help="Where online detection runs: child (a detector process on this gateway's database; one leads if several replicas share it), remote (follow a separately run `distillguard detector`) or inprocess (a thread of this process).")] = "child",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
             capture_interval=capture_interval, detect=not no_detect, detect_interval=detect_interval,
             spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
             detector=detector,  # type: ignore[arg-type]
-            detect_config=detect_config,
+            detect_config=detect_config, detect_checkpoint_interval=detect_checkpoint_interval, detector_nice=detector_nice,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
             batch_via=batch_via, batch_poll=batch_poll,  # type: ignore[arg-type]
@@ -123,6 +125,7 @@ def register(app: typer.Typer) -> None:
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
+        nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
         metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     ) -> None:
@@ -135,6 +138,12 @@ def register(app: typer.Typer) -> None:
         from distillguard.gateway import DetectorService, Store, run_detector
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not 0 <= nice <= 19:
+            from distillguard._errors import ConfigError
+
+            raise ConfigError(f"--nice must be from 0 to 19 (lower priority only), got {nice}.")
+        if nice:
+            os.nice(nice)
         service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
         if metrics_port is not None:
             from prometheus_client import start_http_server

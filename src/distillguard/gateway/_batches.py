@@ -4,8 +4,8 @@ A submitted batch is read request by request at submission: each is parsed as it
 request, routed, and checked against policy (a blocked account's batch is refused with the
 API's own 403) and limits (all of the batch's requests are counted at once; a batch larger than
 what is left of a budget is refused, saying how many are left). Every request is captured then,
-once, as an event with the batch's id and the submission time as `ts`, and handed to the online
-detector, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
+once, as an event with the batch's id and the submission time as `ts`, which the online
+detector reads from the capture, so a harvesting batch is judged before it runs. Runners (one per gateway replica) take
 open batches under a lease, send their requests to the upstream's request API at a bounded rate
 (`batch_rate`, `batch_concurrency`) or, with `batch_via = "upstream"`, the whole batch to the
 upstream's own batch API (`_batchupstream.py`), apply degrade and watermark to each answer as
@@ -321,8 +321,8 @@ class BatchService:
         batch = {**{c.name: None for c in self.store.batches.c}, "batch_id": batch_id, "api": kind, "account_id": rec.account_id, "key_id": rec.key_id,
                  "endpoint": items[0][1], "status": "in_progress", "total": len(items), "created_us": ts, "in_progress_us": ts, **extra}
         if gw.online is not None:
-            # a step under way may have begun before the feed below; the one after it has these rows
-            self._judge[batch_id] = (gw.online.updates + 2, ts)
+            # the step count by which the detector has read these rows (committed below)
+            self._judge[batch_id] = (gw.online.judged_after(), ts)
             for old in [b for b, (_, t) in self._judge.items() if ts - t > self._judge_wait_us()]:
                 del self._judge[old]  # run by another replica, or long judged
         try:

@@ -42,9 +42,17 @@ class GatewayConfig:
         spool_sync: `write` (an answer waits for its event's write; synced every 50 ms) or
             `always` (an answer waits for the fdatasync); see `_spool.py`.
         detector: where online detection runs when `detect` is on: `inprocess` (a thread of
-            this process, on its own capture), `child` (a `distillguard detector` child
+            this process), `child` (a `distillguard detector` child
             process on the shared capture, followed like a remote one) or `remote` (a
             separately run `distillguard detector`; this replica follows its verdicts).
+            Every mode follows the capture in the database and resumes after a restart from
+            its last checkpoint plus the events captured after it.
+        detect_checkpoint_interval: seconds between checkpoints of the detector's state
+            (`inprocess` and `child`; a clean stop checkpoints too).
+        detector_nice: how far below the gateway's CPU priority a `child` detector runs (an
+            `os.nice` increment): on a machine whose cores it shares with the gateway, the
+            request loop gets the CPU first and the detector what is left (it catches up when
+            traffic lulls); 0 runs both alike.
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -88,6 +96,8 @@ class GatewayConfig:
     detector: Literal["inprocess", "child", "remote"] = "inprocess"
     detect_interval: float = 5.0
     detect_config: Path | None = None
+    detect_checkpoint_interval: float = 30.0
+    detector_nice: int = 10
     watermark_key_file: Path | None = None
     batch_rate: float = 20.0
     batch_concurrency: int = 8
@@ -99,7 +109,7 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval",
+        for name in ("upstream_timeout", "capture_interval", "refresh_interval", "detect_interval", "detect_checkpoint_interval",
                      "upstream_acquire_timeout", "header_timeout", "body_timeout", "batch_lease", "batch_poll"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v < 0:
@@ -112,6 +122,8 @@ class GatewayConfig:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
         if self.spool_sync not in ("write", "always"):
             problems.append(f"spool_sync must be write or always, got {self.spool_sync!r}")
+        if isinstance(self.detector_nice, bool) or not isinstance(self.detector_nice, int) or not 0 <= self.detector_nice <= 19:
+            problems.append(f"detector_nice must be an integer from 0 to 19, got {self.detector_nice!r}")
         if self.detector not in ("inprocess", "child", "remote"):
             problems.append(f"detector must be inprocess, child or remote, got {self.detector!r}")
         if self.batch_via not in ("requests", "upstream"):

@@ -9,11 +9,13 @@ whole, and a verdict reached once applies everywhere.
 One service leads at a time: a PostgreSQL advisory lock (a standby on another host waits for
 it and takes over when the leader's session ends), or a file lock next to a SQLite database.
 The leader checkpoints its whole state (the detector, its cursor in the capture, what it
-published) into `<prefix>detector_state` every `checkpoint_interval` seconds; a restarted or
+published) into `<prefix>detector_state` every `checkpoint_interval` seconds (pausing to copy
+its arrays; compression and the write run in a thread); a restarted or
 standby detector resumes from the checkpoint plus the events after it, never from zero.
 
-The checkpoint is a pickle: only the detector's own database rows are ever unpickled, and
-whoever can write them already holds the gateway's keys and policy.
+The checkpoint (`_checkpoint`) is the state's arrays, compressed, beside a pickled skeleton of
+its few plain objects: only the detector's own database rows are ever unpickled, and whoever
+can write them already holds the gateway's keys and policy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import pickle
 import threading
 import time
 import zlib
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from distillguard.gateway._checkpoint import decode, encode, snapshot
 from distillguard.gateway._store import EVENT_FIELDS, Store
 from distillguard.gateway._verdicts import VerdictTables, channel
 
@@ -132,13 +134,15 @@ class DetectorService:
         self.lag_s = 0.0  # how far the newest folded event is behind the wall clock
         self._checkpointed = time.monotonic()
         self._saving: threading.Thread | None = None
+        self.last_checkpoint: tuple[int, float] | None = None  # (bytes, seconds) of the last one written
+        self.checkpoints_written = 0
 
     def _fresh(self) -> None:
         from distillguard.detect import OnlineDetector
 
         self.detector: Any = OnlineDetector(self.config)
         self.cursor = 0  # last capture seq folded in
-        self.horizon = 0  # the capture's top seq at the previous step (see `step`)
+        self.horizon = 0  # the capture's top seq at the previous step (see `fold`)
         self.published: dict[str, tuple[Any, ...]] = {}
         self.version = 0
         self.known: set[str] = set()
@@ -153,19 +157,24 @@ class DetectorService:
                 "override_cursor": self.override_cursor, "events_seen": self.events_seen}
 
     def checkpoint(self, background: bool = False) -> None:
-        """Save the whole state. The state is pickled here (it must not change meanwhile); with
-        `background`, the database write (tens of seconds for 100 MB on a busy machine) runs
-        in a thread while the detector steps on, and a checkpoint still being written makes
-        this one a no-op."""
+        """Save the whole state (see `_checkpoint`): taken apart here, in the caller's thread
+        (the state must not change meanwhile; a memcpy of its arrays); compressed and written
+        here too, or with `background` in a thread while the detector steps on. A checkpoint
+        still being written makes this one a no-op."""
         if self._saving is not None and self._saving.is_alive():
             return
-        data = pickle.dumps(self._state(), protocol=pickle.HIGHEST_PROTOCOL)
+        snap = snapshot(self._state())
         cursor = self.cursor
         self._checkpointed = time.monotonic()
 
         def save() -> None:
+            t = time.perf_counter()
+            data = encode(snap)
             self.tables.save_state(self.name, cursor, data)
-            log.info("detector checkpoint at capture seq %d (%d bytes)", cursor, len(data))
+            self.last_checkpoint = (len(data), time.perf_counter() - t)
+            self.checkpoints_written += 1
+            log.info("detector checkpoint at capture seq %d (%d bytes, %d before compression, %.2f s)",
+                     cursor, len(data), snap.nbytes, self.last_checkpoint[1])
 
         if not background:
             save()
@@ -180,12 +189,32 @@ class DetectorService:
         self._saving = threading.Thread(target=save_logged, name="distillguard-checkpoint", daemon=True)
         self._saving.start()
 
+    def warm(self) -> None:
+        """Pay the detector's first-use costs (imports, loading the content model: seconds)
+        on a throwaway detector and one made-up event, so that the first real events are not
+        judged late (blocking)."""
+        from distillguard.detect import OnlineDetector
+        from distillguard.gateway._online import events_table
+
+        det = OnlineDetector(self.config)
+        det.update(events_table([{"event_id": "warm-up", "ts_us": self.clock(), "account_id": "warm-up",
+                                  "model": "warm-up", "prompt": "Explain step by step why the sky is blue."}]))
+        det.verdicts()
+
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self._checkpointed >= self.checkpoint_interval
+
+    def wait_saved(self) -> None:
+        """Wait for a checkpoint being written in the background (blocking)."""
+        if self._saving is not None:
+            self._saving.join()
+
     def restore(self) -> None:
         """Load the last checkpoint, or start fresh when there is none."""
         saved = self.tables.load_state(self.name)
         self._fresh()
         if saved is not None:
-            state = pickle.loads(saved[1])  # noqa: S301 - our own rows; see the module docstring
+            state = decode(saved[1])
             for k, v in state.items():
                 setattr(self, k, v)
             self.restored_from = self.cursor
@@ -217,14 +246,26 @@ class DetectorService:
 
     def step(self) -> int:
         """Fold new events in, publish changed verdicts (blocking); returns how many changed."""
+        self.fold()
+        changed = self.changed()
+        if changed:
+            self.publish(changed)
+            for r in changed:
+                self.published[r["account_id"]] = tuple(r.get(c) for c in VERDICT_COLUMNS[1:])
+        self.steps += 1
+        return len(changed)
+
+    def fold(self) -> None:
+        """Fold the events captured since the last step, and new overrides, into the detector."""
         from distillguard.gateway._export import accounts_table
         from distillguard.gateway._online import events_table
 
-        # Read only up to the top seq seen one step ago: a PostgreSQL sequence hands out
+        # On PostgreSQL, read only up to the top seq seen one step ago: a sequence hands out
         # numbers before the inserting transactions commit, so a row with a lower seq can
-        # become visible after a higher one; a step's wait lets those commits land.
+        # become visible after a higher one; a step's wait lets those commits land. SQLite
+        # has one writer at a time, so its rows become visible in seq order.
         top = self._top_seq()
-        limit, self.horizon = self.horizon, top
+        limit, self.horizon = (self.horizon, top) if self.store.engine.dialect.name == "postgresql" else (top, top)
         ts_i, acc_i = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
         newest = 0
         while True:
@@ -248,27 +289,28 @@ class DetectorService:
         self.detector.advance(now_us)
         if newest:
             self.lag_s = max(0.0, (now_us - newest) / 1e6)
+
+    def changed(self) -> list[dict[str, Any]]:
+        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published."""
+        import json
+
         verdicts = self.detector.verdicts()
         cols = [c for c in VERDICT_COLUMNS if c in verdicts.column_names]
         changed = []
         for row in verdicts.select(cols).to_pylist():
-            sig = tuple(row.get(c) for c in VERDICT_COLUMNS[1:])
-            if self.published.get(row["account_id"]) != sig:
-                changed.append({c: row.get(c) for c in VERDICT_COLUMNS})
-        if changed:
-            for r in changed:
-                if not isinstance(r["reasons"], str | None):
-                    import json
+            r = {c: row.get(c) for c in VERDICT_COLUMNS}
+            if not isinstance(r["reasons"], str | None):
+                r["reasons"] = json.dumps(r["reasons"])
+            if self.published.get(r["account_id"]) != tuple(r[c] for c in VERDICT_COLUMNS[1:]):
+                changed.append(r)
+        return changed
 
-                    r["reasons"] = json.dumps(r["reasons"])
-            self.tables.publish(changed, self.version + 1)
-            self.version += 1
-            for r in changed:
-                self.published[r["account_id"]] = tuple(r.get(c) for c in VERDICT_COLUMNS[1:])
-            self._announce()
-            log.info("detector: %d verdicts changed (version %d, %d events seen)", len(changed), self.version, self.events_seen)
-        self.steps += 1
-        return len(changed)
+    def publish(self, changed: list[dict[str, Any]]) -> None:
+        """Write changed verdicts as the next version and announce it."""
+        self.tables.publish(changed, self.version + 1)
+        self.version += 1
+        self._announce()
+        log.info("detector: %d verdicts changed (version %d, %d events seen)", len(changed), self.version, self.events_seen)
 
     def _announce(self) -> None:
         if self.redis_url is None:
@@ -286,6 +328,7 @@ class DetectorService:
 
     def run(self, stop: threading.Event) -> None:
         """Wait to lead, then step until `stop` is set or the lead is lost (blocking)."""
+        self.warm()  # a standby is as ready as the leader
         while not stop.is_set():
             try:
                 got = self.leadership.try_acquire()
@@ -317,13 +360,12 @@ class DetectorService:
                 return
             try:
                 self.step()
-                if time.monotonic() - self._checkpointed >= self.checkpoint_interval:
+                if self.checkpoint_due():
                     self.checkpoint(background=True)
             except Exception:  # noqa: BLE001 - the database may be briefly unavailable
                 log.warning("detector step failed", exc_info=True)
             stop.wait(self.interval)
-        if self._saving is not None:
-            self._saving.join()
+        self.wait_saved()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
 

@@ -236,14 +236,13 @@ class Gateway:
         if self.config.detect and self.config.detector != "inprocess":
             await self._follow(loop)
         elif self.config.detect:
-            from distillguard.gateway._export import accounts_table
             from distillguard.gateway._online import OnlineLoop
 
-            self.online = OnlineLoop.create(self.policy, self.config.detect_interval, self.config.detect_config,
-                                            accounts=lambda: accounts_table(self.store))
+            self.online = await asyncio.to_thread(
+                OnlineLoop.create, self.policy, self.config.detect_interval, self.config.detect_config, self.store,
+                self.config.detect_checkpoint_interval)
             if self.online is not None:
-                await asyncio.to_thread(self.online.warm)
-                self.capture.listeners.append(self.online.feed)
+                await asyncio.to_thread(self.online.warm)  # its checkpoint, if there is one
                 self._tasks.append(loop.create_task(self.online.run(), name="distillguard-detect"))
 
     async def _follow(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -256,6 +255,8 @@ class Gateway:
         if self.config.detector == "child":
             cmd = [sys.executable, "-m", "distillguard", "detector", "--db", self.config.db,
                    "--table-prefix", self.config.table_prefix, "--interval", str(self.config.detect_interval),
+                   "--checkpoint-interval", str(self.config.detect_checkpoint_interval),
+                   "--nice", str(self.config.detector_nice),
                    "--parent-pid", str(os.getpid())]
             if self.config.detect_config is not None:
                 cmd += ["--config", str(self.config.detect_config)]
@@ -281,6 +282,11 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        if self.online is not None:
+            try:
+                await asyncio.to_thread(self.online.close)  # a clean restart resumes exactly here
+            except Exception:  # noqa: BLE001 - the database may be down; the last checkpoint stands
+                log.warning("checkpointing online detection at shutdown failed", exc_info=True)
         if self._child is not None:
             self._child.terminate()
             try:

@@ -1,19 +1,23 @@
-"""Online detection: feed newly captured events to the detector's incremental state in the
-background and apply its verdicts to the policy, without a restart."""
+"""Online detection in the gateway's own process: follow the capture, apply verdicts to the
+policy, checkpoint, and resume after a restart from the checkpoint plus the events after it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from distillguard.enforce import Policy
+from distillguard.gateway._detector import VERDICT_COLUMNS, DetectorService
+from distillguard.gateway._store import Store
 
 log = logging.getLogger("distillguard.gateway")
+
+#: the in-process detector's checkpoint name (the fleet's detector uses its own)
+INPROCESS_CHECKPOINT = "inprocess"
 
 
 def events_table(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> Any:
@@ -34,98 +38,108 @@ def events_table(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> Any:
     return conform("events", pa.table(cols))
 
 
-class OnlineLoop:
-    """Owns an `OnlineDetector`; `feed` is called with each batch capture wrote."""
+class LocalDetector(DetectorService):
+    """A `DetectorService` whose verdicts go straight to this process's policy.
 
-    def __init__(self, detector: Any, policy: Policy, interval: float = 5.0, max_pending: int = 200_000,
-                 accounts: Callable[[], Any] | None = None) -> None:
-        self.detector = detector
-        self.accounts = accounts
-        self._known: set[str] = set()
+    It follows the capture in the database like the fleet's detector (so it resumes from its
+    checkpoint plus the events captured after it) but takes no lock and publishes nothing:
+    `OnlineLoop` applies what changed. After a restore every verdict counts as changed, so a
+    new process's empty policy gets them all at the first step.
+    """
+
+    def restore(self) -> None:
+        super().restore()
+        self.published = {}
+
+    def publish(self, changed: list[dict[str, Any]]) -> None:
+        pass  # OnlineLoop applies them
+
+
+class OnlineLoop:
+    """`serve --detector inprocess`: a `LocalDetector` stepped in a worker thread, its changed
+    verdicts applied to the policy, its state checkpointed every `checkpoint_interval` seconds
+    (compressed and written in a thread) and at `close`."""
+
+    def __init__(self, service: LocalDetector, policy: Policy, interval: float = 5.0) -> None:
+        self.service = service
         self.policy = policy
         self.interval = interval
-        self.max_pending = max_pending
-        self._pending: list[Any] = []
         self.updates = 0
-        self.events_seen = 0
+        self.events_seen = 0  # counted once their verdicts apply: what policy already reflects
         self.last_changed = 0
         self.last_error: str | None = None
         # step() and tables() run in worker threads (detection loop, console snapshot)
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, policy: Policy, interval: float, config: Path | None,
-               accounts: Callable[[], Any] | None = None) -> OnlineLoop | None:
+    def create(cls, policy: Policy, interval: float, config: Path | None, store: Store,
+               checkpoint_interval: float = 30.0) -> OnlineLoop | None:
         try:
             from distillguard import detect
         except ImportError as exc:
             log.warning("online detection is off: distillguard.detect cannot be imported (%s)", exc)
             return None
-        factory = getattr(detect, "OnlineDetector", None)
-        if factory is None:
+        if getattr(detect, "OnlineDetector", None) is None:
             log.warning("online detection is off: this build has no distillguard.detect.OnlineDetector")
             return None
-        return cls(factory(config), policy, interval, accounts=accounts)
+        service = LocalDetector(store, config, interval, checkpoint_interval, name=INPROCESS_CHECKPOINT)
+        return cls(service, policy, interval)
+
+    @property
+    def detector(self) -> Any:
+        return self.service.detector
 
     def warm(self) -> None:
-        """Do the first step's imports (scipy.sparse, pandas, polars' engine: about a second of CPU
-        holding the GIL) at start-up instead of in the middle of serving (blocking)."""
-        self.detector.verdicts()
-        if self.accounts is not None:
-            self.accounts()
-        events_table([])
+        """Pay the detector's first-use costs (`DetectorService.warm`: seconds of CPU holding
+        the GIL) at start-up instead of in the middle of serving, and load the checkpoint
+        (blocking)."""
+        with self._lock:
+            self.service.warm()
+            self.service.restore()
+            self.events_seen = self.service.events_seen
 
-    def feed(self, rows: list[Any]) -> None:
-        if len(self._pending) + len(rows) > self.max_pending:
-            log.warning("online detection is behind; skipping %d events", len(rows))
-            return
-        self._pending.extend(rows)
+    def judged_after(self) -> int:
+        """The `updates` count by which rows committed to the capture now are folded in: the
+        step under way may have read the capture before them, and on PostgreSQL a step reads
+        only up to the top seen one step earlier (`DetectorService.fold`)."""
+        horizon = self.service.store.engine.dialect.name == "postgresql"
+        return self.updates + (3 if horizon else 2)
 
     def set_override(self, account_id: str, action: str) -> None:
-        fn = getattr(self.detector, "set_override", None)
-        if fn is not None:
-            fn(account_id, action)
+        """Tell the detector now (the next step reads it from the store too). Never waits for
+        the lock: the admin API calls this on the request loop, and a step may take seconds."""
+        self.service.detector.set_override(account_id, action)
 
     def tables(self) -> tuple[Any, Any]:
         """The detector's current verdicts and campaigns tables (blocking)."""
         with self._lock:
-            out: tuple[Any, Any] = self.detector.tables()
+            out: tuple[Any, Any] = self.service.detector.tables()
             return out
 
     def step(self) -> int:
-        """Fold pending events into the detector and apply its verdicts (blocking); returns changes."""
+        """Fold new events in and apply the changed verdicts (blocking); returns changes."""
         with self._lock:
-            return self._step()
-
-    def _step(self) -> int:
-        from distillguard.gateway._store import EVENT_FIELDS, event_tuples
-
-        rows, self._pending = event_tuples(self._pending), []
-        if rows:
-            ts, account = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
-            rows.sort(key=lambda r: r[ts])
-            # sign-up metadata matters to the detector: send the accounts table when new ones appear
-            new = {r[account] for r in rows} - self._known
-            accounts = None
-            if new and self.accounts is not None:
-                accounts = self.accounts()
-                self._known |= new
-            self.detector.update(events_table(rows), accounts)
-        advance = getattr(self.detector, "advance", None)
-        if advance is not None:
-            advance(time.time_ns() // 1000)
-        if not rows and self.updates:
-            return 0
-        verdicts = self.detector.verdicts()
-        cols = [c for c in ("account_id", "action", "campaign_id", "reasons", "score") if c in verdicts.column_names]
-        changed = self.policy.apply_verdicts(verdicts.select(cols).to_pylist())
-        # counted once their verdicts apply, so `events_seen` says what policy already reflects
-        self.events_seen += len(rows)
-        self.updates += 1
-        self.last_changed = changed
+            svc = self.service
+            svc.fold()
+            rows = svc.changed()
+            changed = self.policy.apply_verdicts(rows)
+            for r in rows:
+                svc.published[r["account_id"]] = tuple(r[c] for c in VERDICT_COLUMNS[1:])
+            svc.steps += 1
+            self.events_seen = svc.events_seen
+            self.updates += 1
+            self.last_changed = changed
+            if svc.checkpoint_due():
+                svc.checkpoint(background=True)
         if changed:
             log.info("online detection: %d accounts changed action after %d events", changed, self.events_seen)
         return changed
+
+    def close(self) -> None:
+        """Checkpoint now (blocking): a clean stop resumes exactly here."""
+        with self._lock:
+            self.service.wait_saved()
+            self.service.checkpoint()
 
     async def run(self) -> None:
         while True:

@@ -56,7 +56,7 @@ def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
     assert "40 accounts on its payment card" in why and "bits" in why
     r = det.assess().rarity
     i = det.state.index["farm-07"]
-    assert r.combined[i] < load_config().rarity.max_p
+    assert r.combined[i] < load_config().evidence.rarity.max_p
     table = r.table(det.state.ids).to_pylist()
     card = [row for row in table
             if row["account_id"] == "farm-07" and row["evidence"] == "shared_card"]
@@ -90,7 +90,7 @@ def test_a_student_asking_for_steps_is_not_rare_enough() -> None:
     # It asks for steps more than any other established account (it is one of them itself), and
     # that is still bounded by how many there are.
     assert r.p[i, 1] == pytest.approx(2 / (r.null_accounts + 1))
-    assert r.combined[i] > load_config().rarity.max_p
+    assert r.combined[i] > load_config().evidence.rarity.max_p
 
 
 def test_too_few_established_accounts_say_nothing() -> None:

@@ -3,7 +3,7 @@
 Every piece of evidence about an account becomes a one-sided p-value: the chance that an
 account of the *null population* shows it at least as strongly. The null population is
 estimated from the log itself at each look: its *established* accounts (opened at least
-`rarity.established_days` before their first request, not on the enterprise sign-up
+`evidence.rarity.established_days` before their first request, not on the enterprise sign-up
 channel, with `rarity.min_events` requests or more for the shares). A score therefore means
 the same in every log: "this rare among the accounts that have been here a while".
 
@@ -146,7 +146,7 @@ def cauchy_combination(p: np.ndarray) -> np.ndarray:
 
 def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig) -> Rarity:
     """The evidence of every account, weighed against the log's established accounts."""
-    rc = cfg.rarity
+    rc = cfg.evidence.rarity
     m = state.size
     if not m:
         return Rarity.none(0)
@@ -189,9 +189,7 @@ class RarityTracker:
 
     def update(self, state: DetectorState, feats: dict[str, np.ndarray],
                cfg: DetectConfig) -> Rarity:
-        if not cfg.rarity.enabled:
-            return Rarity.none(state.size)
-        last = self._cadence.reuse(state.now_us, cfg.rarity.every_minutes)
+        last = self._cadence.reuse(state.now_us, cfg.evidence.rarity.every_minutes)
         if last is not None:
             return last.grown(state.size)
         return self._cadence.keep(rarity(state, feats, cfg))

@@ -184,6 +184,7 @@ class DecisionCore:
         cell_campaign = np.zeros(0, np.int64)
         tables = {mod.name: mod.off(m) for mod in self.modules}
         decided = join(self.modules, tables, m)
+        sus_key = np.zeros(state.shared_keys, bool)
         if state.shared_keys:
             n_keys = state.shared_keys
             # A key is judged by the pooled profile of the traffic behind it: early in a
@@ -272,7 +273,8 @@ class DecisionCore:
         rare = Rarity.none(m)
         for mod in self.modules:
             if isinstance(mod, SoloEvidence) and mod.enabled:
-                tables[mod.name] = mod.assess(SoloContext(state, cfg, feats))
+                tables[mod.name] = mod.assess(
+                    SoloContext(state, cfg, feats, sus_key, links.by_key))
                 if isinstance(mod, RareEvidence):
                     rare = mod.last
         solo_throttles(cfg, self.modules, tables, action, score)

@@ -126,11 +126,15 @@ class CarrierContext:
 
 @dataclass(frozen=True)
 class SoloContext:
-    """What `solo` modules read: the state and every account's features (`_profile`)."""
+    """What `solo` modules read: the state, every account's features (`_profile`), and per
+    shared key whether a link module calls it suspicious (all False before any key is shared),
+    with the shared pairs' positions by key."""
 
     state: DetectorState
     cfg: DetectConfig
     features: dict[str, np.ndarray]
+    suspicious: np.ndarray
+    by_key: PairIndex
 
 
 @dataclass(frozen=True)

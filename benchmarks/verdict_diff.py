@@ -51,6 +51,10 @@ CASES = (
     Case("holdout_carried-41", "holdout_carried.toml", 41, 150_000),
     Case("holdout_slow_hydra-3", "holdout_slow_hydra.toml", 3, 150_000),
     Case("holdout_small_precise-5", "holdout_small_precise.toml", 5, 100_000),
+    Case("family_content_only-61", "family_content_only.toml", 61, 100_000),
+    Case("family_single_link_card-62", "family_single_link_card.toml", 62, 100_000),
+    Case("family_single_link_email_signup-63", "family_single_link_email_signup.toml", 63,
+         100_000),
 )
 
 #: Columns compared exactly; `score` within SCORE_TOLERANCE (written rounded to 6 places).

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from distillguard.detect._config import load_config
-from distillguard.detect._rarity import card_tail, cauchy_combination, empirical_tail
+from distillguard.detect._rarity import EVIDENCE, cauchy_combination, empirical_tail, share_tail
 
-from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
+from .builders import BROWSER, HUMAN_PROMPTS, SDK, T0, account, events
 from .decide import Scene, decide
 
 STEP_BY_STEP = [
@@ -49,6 +49,49 @@ def _farm(n: int = 40, requests: int = 6) -> Scene:
     return rows, accts
 
 
+def _burst(prefix: str, n: int, *, harvest: bool, channel: str = "self_serve") -> Scene:
+    """`n` accounts opened within one hour three days ago, each its own address, card and
+    e-mail; `harvest`: scripted step-by-step traffic with answers cut at max_tokens, else a
+    class chatting in a browser."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(n):
+        aid = f"{prefix}-{k:02d}"
+        accts.append(account(aid, created=T0 - timedelta(days=3) + timedelta(minutes=k),
+                             channel=channel, email=f"{aid}.example.org", verified=False))
+        if harvest:
+            rows += events(aid, 30, start=T0 + timedelta(minutes=3 * k),
+                           every=timedelta(minutes=20), prompt=STEP_BY_STEP, ua=SDK,
+                           ip=f"198.18.{k}.1", completion_tokens=1024, max_tokens=1024)
+        else:
+            rows += events(aid, 4, start=T0 + timedelta(minutes=3 * k), every=timedelta(hours=2),
+                           prompt=HUMAN_PROMPTS[k % 7:] + HUMAN_PROMPTS[:k % 7], ua=BROWSER,
+                           ip="192.0.2.200", completion_tokens=300)
+    return rows, accts
+
+
+def test_a_harvest_like_sign_up_burst_is_enough_on_its_own() -> None:
+    det, action, reasons = decide(_population(), _burst("burst", 30, harvest=True))
+    assert all(action[f"burst-{k:02d}"] in ("throttle", "block") for k in range(30))
+    assert "30 accounts opened in its sign-up hour" in " ".join(reasons["burst-04"])
+    t = det.assess().evidence["rarity"]
+    i = det.state.index["burst-04"]
+    assert t["shared_signup"][i] == 30 and t["shared_signup_p"][i] < 1e-20
+    assert t["throttles"][i] and t["combined_p"][i] <= load_config().evidence.rarity.max_p
+
+
+def test_a_class_that_signed_up_together_behind_one_nat_is_not_rare() -> None:
+    # One sign-up hour, one address, the education channel: as shared as the burst above,
+    # but what the class asks together looks like people, so its keys are not suspicious.
+    det, action, _ = decide(_population(), _burst("class", 32, harvest=False,
+                                                   channel="education"))
+    assert not any(action[f"class-{k:02d}"] in ("throttle", "block") for k in range(32))
+    t = det.assess().evidence["rarity"]
+    i = det.state.index["class-05"]
+    assert t["shared_signup"][i] == 1 and t["shared_address"][i] == 1
+    assert t["shared_signup_p"][i] == 1.0 and not t["throttles"][i]
+
+
 def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
     det, action, reasons = decide(_population(), _farm())
     assert all(action[f"farm-{k:02d}"] == "throttle" for k in range(40))
@@ -56,7 +99,7 @@ def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
     assert "40 accounts on its payment card" in why and "bits" in why
     r = det.assess().rarity
     i = det.state.index["farm-07"]
-    assert r.combined[i] < load_config().rarity.max_p
+    assert r.combined[i] < load_config().evidence.rarity.max_p
     table = r.table(det.state.ids).to_pylist()
     card = [row for row in table
             if row["account_id"] == "farm-07" and row["evidence"] == "shared_card"]
@@ -75,7 +118,8 @@ def test_a_card_counts_from_the_first_request() -> None:
     assert all(action[f"farm-{k:02d}"] == "throttle" for k in range(40))
     assert "40 accounts on its payment card" in " ".join(reasons["farm-03"])
     r = det.assess().rarity
-    assert (r.p[det.state.index["farm-03"], 1:] == 1.0).all()  # the shares wait for min_events
+    # The other keys are its own, and the shares wait for min_events.
+    assert (r.p[det.state.index["farm-03"], 1:] == 1.0).all()
 
 
 def test_a_student_asking_for_steps_is_not_rare_enough() -> None:
@@ -89,8 +133,8 @@ def test_a_student_asking_for_steps_is_not_rare_enough() -> None:
     i = det.state.index["student"]
     # It asks for steps more than any other established account (it is one of them itself), and
     # that is still bounded by how many there are.
-    assert r.p[i, 1] == pytest.approx(2 / (r.null_accounts + 1))
-    assert r.combined[i] > load_config().rarity.max_p
+    assert r.p[i, EVIDENCE.index("elicitation")] == pytest.approx(2 / (r.null_accounts + 1))
+    assert r.combined[i] > load_config().evidence.rarity.max_p
 
 
 def test_too_few_established_accounts_say_nothing() -> None:
@@ -103,8 +147,8 @@ def test_tails_and_combination() -> None:
     null = np.array([0.0, 0.1, 0.1, 0.5, 1.0])
     assert empirical_tail(null, np.array([0.1, 2.0])) == pytest.approx([5 / 6, 1 / 6])
     # 2 of 10 established accounts share their card: rho = 3/12.
-    k_null = np.array([1] * 8 + [2, 2])
-    assert card_tail(k_null, np.array([1, 2, 4])) == pytest.approx([1.0, 0.25, 0.25**3])
+    shares = np.array([False] * 8 + [True, True])
+    assert share_tail(shares, np.array([1, 2, 4])) == pytest.approx([1.0, 0.25, 0.25**3])
     # One strong p-value carries the Cauchy combination (about G * p); uniform ones do not.
     strong = cauchy_combination(np.array([[1e-20, 0.9, 0.5]]))
     assert strong[0] == pytest.approx(3e-20, rel=0.01)
@@ -120,7 +164,7 @@ def test_an_answer_reused_between_looks_covers_new_accounts() -> None:
     r.flag[1] = True
     r.p[1, 0] = 1e-9
     g = r.grown(5)
-    assert g.p.shape == (5, 3) and g.stat.shape == (5, 3)
+    assert g.p.shape == (5, len(EVIDENCE)) and g.stat.shape == (5, len(EVIDENCE))
     assert g.flag.tolist() == [False, True, False, False, False]
     assert (g.p[2:] == 1.0).all() and g.combined[4] == 1.0
     assert r.grown(1) is r

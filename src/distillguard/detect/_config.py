@@ -108,6 +108,17 @@ class CarrierConfig(_Strict):
     every_minutes: float = Field(default=240.0, ge=0)
 
 
+class RarityConfig(_Strict):
+    """Evidence weighed by how rare it is among the log's established accounts (`_rarity`)."""
+
+    enabled: bool = True
+    max_p: float = Field(default=1e-4, gt=0, lt=1)
+    established_days: float = Field(default=14.0, ge=0)
+    min_events: int = Field(default=5, ge=1)
+    min_null_accounts: int = Field(default=200, ge=1)
+    every_minutes: float = Field(default=15.0, ge=0)
+
+
 class EvidenceConfig(_Strict):
     """One section per evidence module (see `_evidence`)."""
 
@@ -121,6 +132,7 @@ class EvidenceConfig(_Strict):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     thin: ThinConfig = Field(default_factory=ThinConfig)
     carriers: CarrierConfig = Field(default_factory=CarrierConfig)
+    rarity: RarityConfig = Field(default_factory=RarityConfig)
 
 
 class CellConfig(_Strict):
@@ -157,17 +169,6 @@ class ActionConfig(_Strict):
     block_after_throttle_minutes: float = Field(default=15.0, ge=0)
 
 
-class RarityConfig(_Strict):
-    """Evidence weighed by how rare it is among the log's established accounts (`_rarity`)."""
-
-    enabled: bool = True
-    max_p: float = Field(default=1e-4, gt=0, lt=1)
-    established_days: float = Field(default=14.0, ge=0)
-    min_events: int = Field(default=5, ge=1)
-    min_null_accounts: int = Field(default=200, ge=1)
-    every_minutes: float = Field(default=15.0, ge=0)
-
-
 class MMDConfig(_Strict):
     """The `mmd` baseline detector (see `_mmd`): windows, calibration, embedding size."""
 
@@ -189,15 +190,23 @@ class MMDConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.2"
+    version: str = "2026.12.3"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
-    rarity: RarityConfig = Field(default_factory=RarityConfig)
     mmd: MMDConfig = Field(default_factory=MMDConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sections(cls, raw: object) -> object:
+        if isinstance(raw, dict) and "rarity" in raw:
+            raise ValueError(
+                "the [rarity] section is now [evidence.rarity] (an evidence module since config "
+                "2026.12.3); rename the section header, its keys are the same")
+        return raw
 
 
 def load_config(path: str | Path | None = None) -> DetectConfig:
@@ -220,4 +229,4 @@ def load_config(path: str | Path | None = None) -> DetectConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{where}: {loc}: {first['msg']}.") from exc
+        raise ConfigError(f"{where}: {loc + ': ' if loc else ''}{first['msg']}.") from exc

@@ -15,8 +15,8 @@ A decision runs in steps:
 4. campaigns are the connected components of the joined accounts' pairs, scored by their
    pooled profile (a throttled-not-blocked one also by its infrastructure groups);
 5. small campaigns that only a template's own traffic gives away (`_cells`);
-6. `_decision.actions`, then carriers of blocked campaigns (`_carriers`) and the analysts'
-   overrides.
+6. `_decision.actions`, then carriers of blocked campaigns (`_carriers`), the evidence that
+   throttles one account on its own (`solo` modules: rarity) and the analysts' overrides.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ import numpy as np
 from distillguard.detect._carriers import Carriers
 from distillguard.detect._cells import Cells
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._decision import THROTTLE, Join, actions, apply_overrides, carried, join
+from distillguard.detect._decision import (
+    Join,
+    actions,
+    apply_overrides,
+    carried,
+    join,
+    solo_throttles,
+)
 from distillguard.detect._evidence import (
     AccountEvidence,
     CampaignCarriers,
@@ -41,7 +48,10 @@ from distillguard.detect._evidence import (
     EvidenceTable,
     KeyContext,
     LinkEvidence,
+    RareEvidence,
     SmallCampaigns,
+    SoloContext,
+    SoloEvidence,
     build_modules,
 )
 from distillguard.detect._links import LinkTracker, PairIndex, key_groups
@@ -53,7 +63,7 @@ from distillguard.detect._profile import (
     harvest_profile,
     pooled_totals,
 )
-from distillguard.detect._rarity import Rarity, RarityTracker
+from distillguard.detect._rarity import Rarity
 from distillguard.detect._state import (
     IP_CHURN_FULL,
     IS_TEMPLATE_LINK,
@@ -150,7 +160,6 @@ class DecisionCore:
         self.modules: list[Evidence] = build_modules(cfg)
         self.links = LinkTracker()
         self.profiles = KeyProfileTracker()
-        self.rarity = RarityTracker()
 
     def decide(self, state: DetectorState, overrides: dict[str, str] | None = None,
                with_pairs: bool = True) -> Assessment:
@@ -175,6 +184,7 @@ class DecisionCore:
         cell_campaign = np.zeros(0, np.int64)
         tables = {mod.name: mod.off(m) for mod in self.modules}
         decided = join(self.modules, tables, m)
+        sus_key = np.zeros(state.shared_keys, bool)
         if state.shared_keys:
             n_keys = state.shared_keys
             # A key is judged by the pooled profile of the traffic behind it: early in a
@@ -260,10 +270,14 @@ class DecisionCore:
                 if isinstance(mod, CampaignCarriers):
                     carriers = mod.last
         action, score = carried(cfg, action, h, campaign_score, carrying)
-        # Rare evidence throttles on its own, never blocks (one account's evidence).
-        rare = self.rarity.update(state, feats, cfg)
-        action[rare.flag] = np.maximum(action[rare.flag], THROTTLE)
-        score[rare.flag] = np.maximum(score[rare.flag], act.throttle_campaign_score)
+        rare = Rarity.none(m)
+        for mod in self.modules:
+            if isinstance(mod, SoloEvidence) and mod.enabled:
+                tables[mod.name] = mod.assess(
+                    SoloContext(state, cfg, feats, sus_key, links.by_key))
+                if isinstance(mod, RareEvidence):
+                    rare = mod.last
+        solo_throttles(cfg, self.modules, tables, action, score)
         apply_overrides(action, score, state.index, overrides)
         return Assessment(
             features=feats,

@@ -11,6 +11,8 @@ Two steps, both pure (arrays in, arrays out):
 - `actions`: monitor, throttle or block, from the account's harvest profile, its campaign's
   score and size, the small campaigns (cells) and whether it is tied by more than a prompt
   and a sign-up hour.
+- `solo_throttles`: the accounts that a `solo` module (rarity) throttles on its own; they
+  are throttled whatever the campaigns say, never blocked by it.
 """
 
 from __future__ import annotations
@@ -144,3 +146,15 @@ def apply_overrides(action: np.ndarray, score: np.ndarray, index: dict[str, int]
             score[i] = 0.0
         elif what in ACTION_NAMES:
             action[i] = ACTION_NAMES.index(what)
+
+
+def solo_throttles(cfg: DetectConfig, modules: Sequence[Evidence],
+                   tables: dict[str, EvidenceTable], action: np.ndarray,
+                   score: np.ndarray) -> None:
+    """Throttle (in place) every account a `solo` module's table says `throttles`; its score
+    is at least the campaign throttle score."""
+    for mod in modules:
+        if mod.role == "solo":
+            hit = tables[mod.name]["throttles"]
+            action[hit] = np.maximum(action[hit], THROTTLE)
+            score[hit] = np.maximum(score[hit], cfg.actions.throttle_campaign_score)

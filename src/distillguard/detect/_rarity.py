@@ -3,29 +3,41 @@
 Every piece of evidence about an account becomes a one-sided p-value: the chance that an
 account of the *null population* shows it at least as strongly. The null population is
 estimated from the log itself at each look: its *established* accounts (opened at least
-`rarity.established_days` before their first request, not on the enterprise sign-up
-channel, with `rarity.min_events` requests or more for the shares). A score therefore means
-the same in every log: "this rare among the accounts that have been here a while".
+`evidence.rarity.established_days` before their first request, not on the enterprise sign-up
+channel, with `evidence.rarity.min_events` requests or more for the shares). A score
+therefore means the same in every log: "this rare among the accounts that have been here a
+while".
 
 | evidence | statistic per account | null tail `P(S >= s)` |
 | --- | --- | --- |
-| `shared_card` | accounts on its payment fingerprint (1 when not shared) | geometric, `rho^(k-1)`, `rho = (#{K_null >= 2} + 1) / (N_null + 2)`: how often an established account shares its card at all |
+| `shared_card` | accounts on its payment fingerprint (1 when not shared) | geometric, `rho^(k-1)`, `rho = (#{K_null >= 2} + 1) / (N_null + 2)`: how often an established account shares a card at all |
+| `shared_email`, `shared_signup`, `shared_address` | accounts on its largest *suspicious* key of that kind (e-mail domain, sign-up burst, address; 1 when none) | geometric as above, `rho` fitted on how often established accounts share a key of that kind at all |
 | `elicitation` | share of its requests that ask for reasoning, grades or training data | empirical, `(1 + #{S_null >= s}) / (1 + N_null)` |
 | `content` | mean P(distill) of its prompts (`_content`) | empirical, as above |
 
-So one card behind 40 new accounts in a log where established accounts keep one card each is
-astronomically rare, while students asking for step-by-step answers are as rare as students
-are among the established accounts, never rarer than `1 / (N_null + 1)`.
+A card is a personal instrument: established accounts share one in pairs (a family), so one
+card behind 40 new accounts is astronomically rare whatever they do. E-mail domains, sign-up
+hours and addresses are shared by institutions (a university's students, a classroom behind
+one NAT that signed up together, an office): a key of those kinds counts only when it is
+suspicious for its link module (`_evidence/_links`: enough accounts and a harvest-like
+pooled profile of the key's traffic; for an address, accounts that churn like a proxy pool's),
+so a classroom or a university's domain, whose traffic together looks like people's, weighs
+nothing however many share it, and a kind established accounts share all the time (`rho`
+near 1) weighs little even then.
 
 The p-values are combined with the Cauchy combination test (ACAT; Liu and Xie 2020, JASA):
 `T = mean_g tan((0.5 - p_g) pi)`, combined `p = arctan2(1, T) / pi`. It is valid under any
 dependence between the evidences for small p (elicitation and content are correlated), and a
 single strong piece of evidence carries the combination (about `G * p_min`), while several
-moderate ones add up. An account is flagged when its combined p is at most `rarity.max_p`
-(the false-positive rate per account that the null allows); a shared card counts from the
-account's first request, the shares from `rarity.min_events` requests on. Flagged accounts are throttled, never blocked: the evidence is
-about one account, not a campaign. Each flagged account's reasons name every piece of
-evidence with its p-value and its weight in bits (`-log2 p`).
+moderate ones add up. A gated kind counts only where its key is suspicious (elsewhere it is
+left out, not p = 1); evidence seen and not rare (p = 1: a card no one else uses, shares
+under `min_events`) pulls the combination back hard, so that alone a piece of evidence must
+be extreme to flag (about `1e-15 / (G - 1)`, G the pieces counted). An account is flagged when its combined p is at most
+`evidence.rarity.max_p` (the false-positive rate per account that the null allows); the keys
+count from the account's first request, the shares from `evidence.rarity.min_events`
+requests on. Flagged accounts are throttled, never blocked: the evidence is about one
+account, not a campaign. Each flagged account's reasons name every piece of evidence with its
+p-value and its weight in bits (`-log2 p`).
 """
 
 from __future__ import annotations
@@ -37,10 +49,27 @@ import pyarrow as pa
 
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
-from distillguard.detect._state import DAY_US, LINK_KINDS, DetectorState
+from distillguard.detect._links import PairIndex
+from distillguard.detect._state import (
+    DAY_US,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_CODE,
+    PAIR_KIND,
+    DetectorState,
+)
 
-EVIDENCE = ("shared_card", "elicitation", "content")
-_PAYMENT = LINK_KINDS.index("payment")
+#: Per key-sharing evidence: the link kind it reads and whether only suspicious keys count.
+KEY_EVIDENCE: dict[str, tuple[str, bool]] = {
+    "shared_card": ("payment", False),
+    "shared_email": ("email", True),
+    "shared_signup": ("created", True),
+    "shared_address": ("ip", True),
+}
+EVIDENCE = (*KEY_EVIDENCE, "elicitation", "content")
+_KEY_KIND = np.array([LINK_KINDS.index(kind) for kind, _ in KEY_EVIDENCE.values()])
+_GATED = np.array([gated for _, gated in KEY_EVIDENCE.values()])
+_SHARE_COLUMNS = (EVIDENCE.index("elicitation"), EVIDENCE.index("content"))
 # tan((0.5 - p) pi) loses precision under this p; 1 / (p pi) is its limit there.
 _TINY_P = 1e-12
 
@@ -96,6 +125,11 @@ def rarity_reason(r: Rarity, i: int) -> tuple[str, dict[str, object]]:
     """The sentence and the evidence entry of account `i` (an analyst can check each number)."""
     words = {
         "shared_card": "{s:.0f} accounts on its payment card",
+        "shared_email": "{s:.0f} accounts on its e-mail domain, whose traffic looks like harvesting",
+        "shared_signup": "{s:.0f} accounts opened in its sign-up hour, whose traffic looks like "
+                         "harvesting",
+        "shared_address": "{s:.0f} accounts on one of its addresses, whose traffic looks like "
+                          "harvesting",
         "elicitation": "{s:.0%} of its requests ask for reasoning, grades or training data",
         "content": "its prompts read like harvesting task pools (mean P(distill) {s:.2f})",
     }
@@ -123,30 +157,65 @@ def empirical_tail(null: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def card_tail(null_k: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """P(K >= k) for accounts per card under a geometric null, `rho^(k-1)`.
+def share_tail(null_shares: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """P(K >= k) for accounts on one key under a geometric null, `rho^(k-1)`.
 
-    `rho = (#{K >= 2} + 1) / (N + 2)` among the null accounts: how often an established
-    account shares its card at all. Fitted on that share, not on the largest cards: an
-    operator's aged accounts on its own cards are established too, and an empirical tail
+    `rho = (#shares + 1) / (N + 2)` among the N null accounts, `null_shares` saying which of
+    them share a key of the kind at all. Fitted on that share, not on the largest keys: an
+    operator's aged accounts on its own keys are established too, and an empirical tail
     would let them set the bar for their own campaign.
     """
-    rho = (float((null_k >= 2).sum()) + 1.0) / (len(null_k) + 2.0)
+    rho = (float(null_shares.sum()) + 1.0) / (len(null_shares) + 2.0)
     out: np.ndarray = np.where(k <= 1, 1.0, rho ** np.maximum(k - 1, 0))
     return out
 
 
-def cauchy_combination(p: np.ndarray) -> np.ndarray:
-    """ACAT over the columns of `p` with equal weights (Liu and Xie 2020)."""
+def cauchy_combination(p: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
+    """ACAT over the columns of `p` with equal weights (Liu and Xie 2020), per row over the
+    columns `counted` says (all when None; each row counts at least one)."""
     p = np.clip(p, 1e-300, 1.0 - 1e-15)
-    t = np.where(p < _TINY_P, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi)).mean(axis=1)
+    terms = np.where(p < _TINY_P, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi))
+    if counted is None:
+        t = terms.mean(axis=1)
+    else:
+        t = np.where(counted, terms, 0.0).sum(axis=1) / np.maximum(counted.sum(axis=1), 1)
     out: np.ndarray = np.arctan2(1.0, t) / np.pi
     return out
 
 
-def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig) -> Rarity:
-    """The evidence of every account, weighed against the log's established accounts."""
-    rc = cfg.rarity
+def key_sizes(state: DetectorState, suspicious: np.ndarray | None,
+              by_key: PairIndex | None) -> np.ndarray:
+    """Per account and `KEY_EVIDENCE` (columns): the accounts on its largest key of that kind
+    (only suspicious keys for the gated kinds; 1 where none)."""
+    m = state.size
+    k = np.ones((m, len(KEY_EVIDENCE)))
+    n_keys = state.shared_keys
+    on = state.shared_account_pairs()
+    if suspicious is not None and by_key is not None and suspicious[:n_keys].any():
+        pairs = state.shared_pairs()
+        rows = pairs[by_key.select(pairs, suspicious[:n_keys], ordered=False)]
+        on = np.concatenate([on[on[:, PAIR_KIND] == _KEY_KIND[0]],
+                             rows[np.isin(rows[:, PAIR_KIND], _KEY_KIND[_GATED])]])
+    else:
+        on = on[on[:, PAIR_KIND] == _KEY_KIND[0]]
+    for e, kind in enumerate(_KEY_KIND.tolist()):
+        mine = on[on[:, PAIR_KIND] == kind]
+        if len(mine):
+            np.maximum.at(k[:, e], mine[:, PAIR_ACCOUNT],
+                          state.key_accounts[mine[:, PAIR_CODE]].astype(np.float64))
+    return k
+
+
+def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
+           shares: np.ndarray, suspicious: np.ndarray | None = None,
+           by_key: PairIndex | None = None) -> Rarity:
+    """The evidence of every account, weighed against the log's established accounts.
+
+    `shares` (per account and `KEY_EVIDENCE`): shares a key of that kind with another
+    account (suspicious or not); `suspicious` (per shared key) and `by_key` (the shared
+    pairs by key) say which keys the gated kinds count.
+    """
+    rc = cfg.evidence.rarity
     m = state.size
     if not m:
         return Rarity.none(0)
@@ -157,41 +226,59 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     enough = n >= rc.min_events
     null = established & self_serve
 
-    # Accounts per payment fingerprint (1: a card no one else uses, or unknown).
-    k = np.ones(m)
-    pairs = state.shared_account_pairs()
-    pay = pairs[pairs[:, 0] == _PAYMENT]
-    if len(pay):
-        k[pay[:, 2]] = state.key_accounts[pay[:, 1]]
+    k = key_sizes(state, suspicious, by_key)
     content = state.counters["distill"][:m] / np.maximum(n, 1.0) / 100.0
     stat = np.column_stack([k, feats["elicitation"], content])
     p = np.ones((m, len(EVIDENCE)))
-    p[:, 0] = card_tail(k[null], k)
+    for e in range(len(KEY_EVIDENCE)):
+        p[:, e] = share_tail(shares[:m, e][null], k[:, e])
     share_null = null & enough
     if share_null.sum() >= rc.min_null_accounts:
-        for col in (1, 2):
+        for col in _SHARE_COLUMNS:
             p[:, col] = np.where(enough, empirical_tail(stat[share_null, col], stat[:, col]),
                                  1.0)
     if null.sum() < rc.min_null_accounts:
-        p[:, 0] = 1.0  # too few established accounts to say what is rare
+        p[:, : len(KEY_EVIDENCE)] = 1.0  # too few established accounts to say what is rare
     p[~self_serve] = 1.0
-    combined = cauchy_combination(p)
-    # A card is known from the first request; the shares are 1 below `min_events` anyway.
+    # A gated kind is evidence only where its key is suspicious: elsewhere it is left out of
+    # the combination (whether a key is suspicious is a gate, not an observation of p = 1).
+    counted = np.ones(p.shape, bool)
+    counted[:, : len(KEY_EVIDENCE)] = ~_GATED | (p[:, : len(KEY_EVIDENCE)] < 1.0)
+    combined = cauchy_combination(p, counted)
+    # A key is known from the first request; the shares are 1 below `min_events` anyway.
     flag = combined <= rc.max_p
     return Rarity(stat, p, combined, flag, int(null.sum()))
 
 
 class RarityTracker:
-    """`rarity` looked at every `rarity.every_minutes` of log time (see `_cadence`)."""
+    """`rarity` looked at every `rarity.every_minutes` of log time (see `_cadence`).
+
+    Keeps, per account and kind, whether it shares a key of that kind with another account,
+    from the shared pairs appended since the last look (they are only ever appended).
+    """
 
     def __init__(self) -> None:
         self._cadence: Cadence[Rarity] = Cadence()
+        self._shares = np.zeros((0, len(KEY_EVIDENCE)), bool)
+        self._seen = 0
 
-    def update(self, state: DetectorState, feats: dict[str, np.ndarray],
-               cfg: DetectConfig) -> Rarity:
-        if not cfg.rarity.enabled:
-            return Rarity.none(state.size)
-        last = self._cadence.reuse(state.now_us, cfg.rarity.every_minutes)
+    def update(self, state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
+               suspicious: np.ndarray | None = None, by_key: PairIndex | None = None) -> Rarity:
+        last = self._cadence.reuse(state.now_us, cfg.evidence.rarity.every_minutes)
         if last is not None:
             return last.grown(state.size)
-        return self._cadence.keep(rarity(state, feats, cfg))
+        return self._cadence.keep(
+            rarity(state, feats, cfg, self._shared(state), suspicious, by_key))
+
+    def _shared(self, state: DetectorState) -> np.ndarray:
+        m = state.size
+        if len(self._shares) < m:
+            grown = np.zeros((max(m, 2 * len(self._shares)), len(KEY_EVIDENCE)), bool)
+            grown[: len(self._shares)] = self._shares
+            self._shares = grown
+        pairs = state.shared_pairs()
+        new = pairs[self._seen:]
+        self._seen = len(pairs)
+        for e, kind in enumerate(_KEY_KIND.tolist()):
+            self._shares[new[new[:, PAIR_KIND] == kind, PAIR_ACCOUNT], e] = True
+        return self._shares

@@ -17,6 +17,8 @@ from distillguard.detect._evidence._base import (
     KeyContext,
     LinkEvidence,
     Role,
+    SoloContext,
+    SoloEvidence,
 )
 from distillguard.detect._evidence._carrying import CampaignCarriers
 from distillguard.detect._evidence._fresh import FreshAccount
@@ -28,6 +30,7 @@ from distillguard.detect._evidence._links import (
     TemplateLink,
 )
 from distillguard.detect._evidence._partner import PartnerMatch
+from distillguard.detect._evidence._rare import RareEvidence
 from distillguard.detect._evidence._registry import EVIDENCE_MODULES, build_modules
 from distillguard.detect._evidence._small import SmallCampaigns
 from distillguard.detect._evidence._synced import SyncedClock
@@ -52,9 +55,12 @@ __all__ = [
     "LinkEvidence",
     "PartnerMatch",
     "PaymentLink",
+    "RareEvidence",
     "Role",
     "SignupLink",
     "SmallCampaigns",
+    "SoloContext",
+    "SoloEvidence",
     "SyncedClock",
     "TemplateLink",
     "ThinAccount",

@@ -14,6 +14,8 @@ account's case, 0 where it does not fire). Modules come in roles:
   each reported as a campaign of its own; members and carriers are throttled.
 - `carrier`: runs once the blocks are known and finds accounts that carry a blocked
   campaign's traffic among their own; throttled.
+- `solo`: evidence about one account that throttles it on its own, whatever the campaigns
+  say (rarity); never blocks, since it is not a campaign's evidence.
 
 The decision step (`_decision`) combines the tables; it never reads a module's own columns
 beyond those its role defines, so adding a module never touches it.
@@ -31,7 +33,7 @@ from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
 from distillguard.detect._state import LINK_KINDS, DetectorState
 
-Role = Literal["link", "corroboration", "requirement", "small_campaign", "carrier"]
+Role = Literal["link", "corroboration", "requirement", "small_campaign", "carrier", "solo"]
 
 #: The columns every role's table has (beside a module's own).
 ROLE_COLUMNS: dict[Role, tuple[str, ...]] = {
@@ -40,6 +42,7 @@ ROLE_COLUMNS: dict[Role, tuple[str, ...]] = {
     "requirement": ("need",),
     "small_campaign": ("cell", "score", "carries"),
     "carrier": ("carries",),
+    "solo": ("throttles",),
 }
 
 
@@ -122,6 +125,19 @@ class CarrierContext:
 
 
 @dataclass(frozen=True)
+class SoloContext:
+    """What `solo` modules read: the state, every account's features (`_profile`), and per
+    shared key whether a link module calls it suspicious (all False before any key is shared),
+    with the shared pairs' positions by key."""
+
+    state: DetectorState
+    cfg: DetectConfig
+    features: dict[str, np.ndarray]
+    suspicious: np.ndarray
+    by_key: PairIndex
+
+
+@dataclass(frozen=True)
 class EvidenceTable:
     """One module's output: named columns, one row per account (`state.ids` order).
 
@@ -194,7 +210,7 @@ class Evidence(ABC):  # noqa: B024 (the roles' subclasses declare what `assess` 
 
 # Columns that hold an index (a shared key id, a cell, an account), -1 where none; flags.
 _INDEX_COLUMNS = frozenset({"key", "cell", "peer"})
-_FLAG_COLUMNS = frozenset({"fires", "carries", "solo", "thin"})
+_FLAG_COLUMNS = frozenset({"fires", "carries", "solo", "thin", "throttles"})
 
 
 class AccountEvidence(Evidence):
@@ -231,6 +247,16 @@ class CarrierEvidence(Evidence):
 
     @abstractmethod
     def assess(self, ctx: CarrierContext) -> EvidenceTable:
+        """The module's table for every account of `ctx.state`."""
+
+
+class SoloEvidence(Evidence):
+    """Evidence that throttles an account on its own (role `solo`), read after the carriers."""
+
+    role: ClassVar[Role] = "solo"
+
+    @abstractmethod
+    def assess(self, ctx: SoloContext) -> EvidenceTable:
         """The module's table for every account of `ctx.state`."""
 
 

@@ -14,6 +14,7 @@ from distillguard.detect._evidence._links import (
     TemplateLink,
 )
 from distillguard.detect._evidence._partner import PartnerMatch
+from distillguard.detect._evidence._rare import RareEvidence
 from distillguard.detect._evidence._small import SmallCampaigns
 from distillguard.detect._evidence._synced import SyncedClock
 from distillguard.detect._evidence._thin import ThinAccount
@@ -33,6 +34,7 @@ EVIDENCE_MODULES: tuple[type[Evidence], ...] = (
     ThinAccount,
     SmallCampaigns,
     CampaignCarriers,
+    RareEvidence,
 )
 
 

@@ -188,6 +188,26 @@ class MMDConfig(_Strict):
         return self
 
 
+class EndUserConfig(_Strict):
+    """End users inside an account (the v1.1 `end_user` column), judged apart (`_endusers`).
+
+    Each declared end user is a sub-principal (account, end user) of a second replay; the
+    account's own verdict never depends on it. The number of sub-principals is bounded: any key
+    holder can declare a new end user per request."""
+
+    enabled: bool = True
+    # Distinct end users judged apart per account (first come); later ones are judged together
+    # as the account's overflow (end_user "" in `end_user_verdicts`).
+    max_per_account: int = Field(default=5000, ge=1)
+    # ... and in all: beyond it, every new end user goes to its account's overflow.
+    max_total: int = Field(default=500_000, ge=1)
+    # A carrier's flag (an account sending a blocked campaign's templates beside its own
+    # traffic) applies to its flagged end users only, when they are at most this share of the
+    # end users it declared and it declared one on at least `min_named_share` of its requests.
+    apart_max_flagged_share: float = Field(default=0.2, gt=0, le=1)
+    apart_min_named_share: float = Field(default=0.95, gt=0, le=1)
+
+
 class DetectConfig(_Strict):
     version: str = "2026.12.2"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
@@ -198,6 +218,7 @@ class DetectConfig(_Strict):
     actions: ActionConfig = Field(default_factory=ActionConfig)
     rarity: RarityConfig = Field(default_factory=RarityConfig)
     mmd: MMDConfig = Field(default_factory=MMDConfig)
+    end_users: EndUserConfig = Field(default_factory=EndUserConfig)
 
 
 def load_config(path: str | Path | None = None) -> DetectConfig:

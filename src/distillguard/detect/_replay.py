@@ -22,6 +22,7 @@ import pyarrow as pa
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._decision import THROTTLE
+from distillguard.detect._endusers import carrier_ids, judge_end_users, mark_apart
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
@@ -167,8 +168,8 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     tables (shared by every engine)."""
     cfg = load_config(config)
     overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
-    det, first_flag = replay(log_dir, cfg, signals, overrides, progress,
-                             partners=partner_matches(log_dir, indicators))
+    partners = partner_matches(log_dir, indicators)
+    det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
@@ -183,5 +184,9 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     campaigns = campaign_table(state, a, verdicts)
     meta = pa.table({"key": ["detector", "config_version"],
                      "value": ["graph", cfg.version]})
-    return ScanResult(verdicts=verdicts, campaigns=campaigns,
-                      tables={"scan_info": meta, "rarity": a.rarity.table(state.ids)})
+    tables = {"scan_info": meta, "rarity": a.rarity.table(state.ids)}
+    judged = judge_end_users(log_dir, cfg, overrides, partners, carrier_ids(state, a))
+    if judged is not None:
+        tables["end_user_verdicts"], apart = judged
+        verdicts = mark_apart(verdicts, apart)
+    return ScanResult(verdicts=verdicts, campaigns=campaigns, tables=tables)

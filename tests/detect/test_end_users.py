@@ -87,3 +87,25 @@ def test_end_users_judged_apart_are_bounded_per_account_and_in_all() -> None:
 def test_a_principal_splits_at_the_first_separator_after_the_account() -> None:
     assert split_principal("acct") == ("acct", None)
     assert split_principal(f"acct{SEP}evil{SEP}user") == ("acct", f"evil{SEP}user")
+
+
+def test_the_gateways_detector_judges_end_users_as_the_scan_does() -> None:
+    """`EndUserDetector` fed in batches: the carrier's operator end users flagged, its
+    customers not, the account narrowed to them (`end_users_apart`), the hydra blocked."""
+    import numpy as np
+
+    from distillguard.detect import EndUserDetector
+
+    rows, accts = _carrier_scene()
+    rows = sorted(rows, key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
+    det = EndUserDetector(accounts=account_table(accts))
+    for chunk in np.array_split(np.arange(len(rows)), 6):
+        det.update(event_table([rows[i] for i in chunk]))
+    users = _actions(det.end_user_verdicts(), "account_id", "end_user")
+    assert {users[("carrier", "op-0")], users[("carrier", "op-1")]} <= set(FLAGGED)
+    assert not {a for (_, eu), a in users.items() if eu.startswith("cust-")} & set(FLAGGED)
+    verdicts = det.verdicts()
+    apart = dict(zip(verdicts.column("account_id").to_pylist(),
+                     verdicts.column("end_users_apart").to_pylist(), strict=True))
+    assert apart["carrier"] is True
+    assert _actions(verdicts, "account_id")["h0"] == "block"

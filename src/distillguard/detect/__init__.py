@@ -20,6 +20,7 @@ from distillguard.detect._registry import (
 from distillguard.detect._scan import scan
 
 if TYPE_CHECKING:
+    from distillguard.detect._endusers import EndUserDetector
     from distillguard.detect._online import OnlineDetector
 
 
@@ -29,11 +30,16 @@ def __getattr__(name: str) -> object:
         from distillguard.detect._online import OnlineDetector
 
         return OnlineDetector
+    if name == "EndUserDetector":
+        from distillguard.detect._endusers import EndUserDetector
+
+        return EndUserDetector
     raise AttributeError(f"module 'distillguard.detect' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DetectConfig",
+    "EndUserDetector",
     "OnlineDetector",
     "load_config",
     "ENGINES",

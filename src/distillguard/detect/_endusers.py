@@ -222,3 +222,88 @@ def mark_apart(verdicts: pa.Table, apart: set[str]) -> pa.Table:
     out = verdicts.set_column(verdicts.schema.get_field_index("reasons"), "reasons",
                               pa.array(reasons, pa.string()))
     return out.append_column("end_users_apart", pa.array(flags, pa.bool_()))
+
+
+class EndUserDetector:
+    """An `OnlineDetector` for accounts plus one for sub-principals, fed the same events.
+
+    Same interface as `OnlineDetector` where the gateway uses it (`update`, `advance`,
+    `set_override`, `verdicts`, `tables`), plus `end_user_verdicts`. The account detector
+    never sees end users; the second one is started at the first event that names one (what
+    came before it is not replayed into it) and is fed every event after, so its population
+    holds the accounts as well as the end users.
+    """
+
+    def __init__(self, config: DetectConfig | str | Path | None = None,
+                 accounts: pa.Table | None = None, models: pa.Table | None = None) -> None:
+        from distillguard.detect._online import OnlineDetector
+
+        self.main = OnlineDetector(config, accounts=accounts, models=models)
+        self.config = self.main.config
+        self._models = models
+        self.sub: OnlineDetector | None = None
+        c = self.config.end_users
+        self.book = EndUserBook(c.max_per_account, c.max_total)
+        self._shares: dict[str, tuple[int, int]] = {}  # account -> (named, all) requests
+
+    def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
+        from distillguard.detect._online import OnlineDetector, _frame
+        from distillguard.detect._signatures import event_signals
+
+        if accounts is not None and accounts.num_rows:
+            self.main.state.add_account_metadata(_frame(accounts))
+        if events.num_rows == 0:
+            return
+        frame = _frame(events)
+        users = (frame["end_user"].replace("", None) if "end_user" in frame.columns
+                 else pl.Series("end_user", [None] * frame.height, pl.String))
+        sig = event_signals(frame.drop("end_user", strict=False))
+        order = sig.select(pl.int_range(pl.len()).alias("i"), "ts_us", "event_id").sort("ts_us", "event_id")["i"]
+        self.main.update_signals(sig[order])
+        if self.sub is None and (not self.config.end_users.enabled or users.null_count() == users.len()):
+            return
+        if self.sub is None:
+            self.sub = OnlineDetector(self.config, models=self._models)
+        keyed = sub_principal_signals(sig, users, self.book)
+        self._count(keyed)
+        self.sub.update_signals(keyed[order])
+
+    def _count(self, keyed: pl.DataFrame) -> None:
+        per = keyed.select(
+            pl.col("account_id").str.split(SEP).list.first().alias("acct"),
+            pl.col("account_id").str.contains(SEP, literal=True).alias("named"),
+        ).group_by("acct").agg(pl.col("named").sum(), pl.len())
+        for acct, named, n in per.iter_rows():
+            was = self._shares.get(acct, (0, 0))
+            self._shares[acct] = (was[0] + int(named), was[1] + int(n))
+
+    def advance(self, now_us: int) -> None:
+        self.main.advance(now_us)
+        if self.sub is not None:
+            self.sub.advance(now_us)
+
+    def set_override(self, account_id: str, decision: str | None) -> None:
+        self.main.set_override(account_id, decision)
+        if self.sub is not None:
+            self.sub.set_override(account_id, decision)
+
+    def end_user_verdicts(self) -> pa.Table:
+        """Current verdicts of the end users judged apart (END_USER_VERDICTS schema)."""
+        if self.sub is None:
+            return END_USER_VERDICTS.schema.empty_table()
+        return end_user_table(self.sub.verdicts())
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        """Account verdicts (with `end_users_apart`) and campaigns, as of now."""
+        from distillguard.detect._communities import refine_campaigns
+
+        verdicts, campaigns = self.main.tables()
+        if self.sub is None:
+            return mark_apart(verdicts, set()), campaigns
+        a = refine_campaigns(self.main.assess(), self.config.links.min_accounts)
+        shares = {k: named / n for k, (named, n) in self._shares.items() if n}
+        apart = apart_accounts(self.end_user_verdicts(), carrier_ids(self.main.state, a), shares, self.config)
+        return mark_apart(verdicts, apart), campaigns
+
+    def verdicts(self) -> pa.Table:
+        return self.tables()[0]

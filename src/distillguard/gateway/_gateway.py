@@ -484,10 +484,11 @@ class Gateway:
             if upstream is None:
                 raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway; list the available models with GET /v1/models.", param="model", code="model_not_found")
             try:
-                decision = self.policy.decide(rec.account_id)
+                decision = self.policy.decide(rec.account_id, req.end_user)
                 if decision.blocked:
                     request.scope[_ACTION] = decision.action
-                    raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+                    raise ApiError(403, "permission_error", decision.block_message(rec.account_id),
+                                   code="end_user_blocked" if decision.end_user else "account_blocked")
                 if decision.degraded:
                     cap = self.policy.degrade.max_tokens_cap
                     req.max_tokens = min(req.max_tokens or cap, cap)

@@ -61,7 +61,9 @@ class OnlineLoop:
         except ImportError as exc:
             log.warning("online detection is off: distillguard.detect cannot be imported (%s)", exc)
             return None
-        factory = getattr(detect, "OnlineDetector", None)
+        # Judges declared end users apart as well (see detect/_endusers); an older build has
+        # only the account detector.
+        factory = getattr(detect, "EndUserDetector", None) or getattr(detect, "OnlineDetector", None)
         if factory is None:
             log.warning("online detection is off: this build has no distillguard.detect.OnlineDetector")
             return None
@@ -118,7 +120,11 @@ class OnlineLoop:
             return 0
         verdicts = self.detector.verdicts()
         cols = [c for c in ("account_id", "action", "campaign_id", "reasons", "score") if c in verdicts.column_names]
-        changed = self.policy.apply_verdicts(verdicts.select(cols).to_pylist())
+        changed = self.policy.apply_verdicts(verdicts.select(cols + [c for c in ("end_users_apart",)
+                                                                     if c in verdicts.column_names]).to_pylist())
+        end_users = getattr(self.detector, "end_user_verdicts", None)
+        if end_users is not None:
+            changed += self.policy.apply_end_user_verdicts(end_users().to_pylist())
         # counted once their verdicts apply, so `events_seen` says what policy already reflects
         self.events_seen += len(rows)
         self.updates += 1

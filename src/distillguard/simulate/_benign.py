@@ -16,12 +16,12 @@ from distillguard.simulate._content import (
 )
 from distillguard.simulate._env import DAY_US, HOUR_US, Env, expand_sessions
 from distillguard.simulate._world import (
-    passes_end_users,
     COUNTRIES,
     FLAT_PROFILE,
     FREE_MAIL,
     HUMAN_PROFILE,
     OFFICE_PROFILE,
+    passes_end_users,
     sample_times,
 )
 

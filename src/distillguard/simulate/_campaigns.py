@@ -31,12 +31,12 @@ from distillguard.simulate._shapes import (
 )
 from distillguard.simulate._text import reword
 from distillguard.simulate._world import (
-    passes_end_users,
     BROWSER_UAS,
     COUNTRY_TZ,
     FLAT_PROFILE,
     FREE_MAIL,
     OFFICE_PROFILE,
+    passes_end_users,
     sample_times,
 )
 

@@ -21,6 +21,7 @@ from distillguard.detect._scan import scan
 
 if TYPE_CHECKING:
     from distillguard.detect._endusers import EndUserDetector
+    from distillguard.detect._firstrequest import request_keys
     from distillguard.detect._online import OnlineDetector
 
 
@@ -34,6 +35,10 @@ def __getattr__(name: str) -> object:
         from distillguard.detect._endusers import EndUserDetector
 
         return EndUserDetector
+    if name == "request_keys":
+        from distillguard.detect._firstrequest import request_keys
+
+        return request_keys
     raise AttributeError(f"module 'distillguard.detect' has no attribute {name!r}")
 
 __all__ = [
@@ -49,5 +54,6 @@ __all__ = [
     "detector_names",
     "get_detector",
     "register_detector",
+    "request_keys",
     "scan",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -208,6 +209,18 @@ class EndUserConfig(_Strict):
     apart_min_named_share: float = Field(default=0.95, gt=0, le=1)
 
 
+class FirstRequestConfig(_Strict):
+    """A new account's first request checked against flagged campaigns' keys (`_firstrequest`)."""
+
+    enabled: bool = True
+    # A campaign key: used by at least this many throttled or blocked accounts ...
+    min_flagged_accounts: int = Field(default=3, ge=1)
+    # ... that are at least this share of all the accounts on it.
+    min_flagged_share: float = Field(default=0.8, gt=0.5, le=1)
+    # What the gateway does with a matching request.
+    action: Literal["monitor", "throttle", "block"] = "throttle"
+
+
 class DetectConfig(_Strict):
     version: str = "2026.12.2"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
@@ -219,6 +232,7 @@ class DetectConfig(_Strict):
     rarity: RarityConfig = Field(default_factory=RarityConfig)
     mmd: MMDConfig = Field(default_factory=MMDConfig)
     end_users: EndUserConfig = Field(default_factory=EndUserConfig)
+    first_request: FirstRequestConfig = Field(default_factory=FirstRequestConfig)
 
 
 def load_config(path: str | Path | None = None) -> DetectConfig:

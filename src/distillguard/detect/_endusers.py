@@ -19,8 +19,9 @@ The end user is declared by the client, so it is attacker-controlled. Three rule
   and `max_total` in all are judged apart, first come; later ones are judged together as the
   account's overflow (end user "" in `end_user_verdicts`).
 
-In the second replay the request's address is dropped for named end users: it is the reseller's
-server, shared by all its customers, and says nothing about which customer sent the request.
+In the second replay a named request's address is replaced by one private to its end user: the
+real one is the reseller's server, shared by all its customers, and says nothing about which
+customer sent the request.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from distillguard.traffic import END_USER_VERDICTS, conform
 
 if TYPE_CHECKING:
     from distillguard.detect._core import Assessment
+    from distillguard.detect._firstrequest import CampaignKeys
     from distillguard.detect._state import DetectorState
 
 # Joins an account and an end user into a sub-principal id. Account ids are the provider's own
@@ -99,10 +101,12 @@ def sub_principal_signals(sig: pl.DataFrame, end_user: pl.Series, book: EndUserB
     frame = frame.join(judged.rename({"end_user": "_eu"}), on=["account_id", "_eu"], how="left",
                        maintain_order="left")
     is_named = pl.col("_eu").is_not_null()
+    pid = pl.col("account_id") + SEP + pl.col("judged_as")
+    # A named request's address is its own principal's (a value no real address takes): it
+    # links nobody, where the reseller's server address would link all its customers.
     return frame.with_columns(
-        pl.when(is_named).then(pl.col("account_id") + SEP + pl.col("judged_as"))
-        .otherwise(pl.col("account_id")).alias("account_id"),
-        pl.when(is_named).then(pl.lit("")).otherwise(pl.col("ip")).alias("ip"),
+        pl.when(is_named).then(pid).otherwise(pl.col("account_id")).alias("account_id"),
+        pl.when(is_named).then(pid).otherwise(pl.col("ip")).alias("ip"),
     ).drop("_eu", "judged_as")
 
 
@@ -307,3 +311,10 @@ class EndUserDetector:
 
     def verdicts(self) -> pa.Table:
         return self.tables()[0]
+
+    def campaign_keys(self) -> CampaignKeys:
+        """The flagged campaigns' keys a new account's first request is checked against."""
+        from distillguard.detect._firstrequest import CampaignKeys
+
+        return CampaignKeys.of(self.main.state, self.main.assess(with_pairs=False).action,
+                               self.config.first_request)

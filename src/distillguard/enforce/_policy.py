@@ -124,6 +124,10 @@ class Policy:
         # accounts whose own flag applies to their flagged end users only (`end_users_apart`).
         self._end_users: dict[tuple[str, str], Decision] = {}
         self._apart: set[str] = set()
+        # Flagged campaigns' keys (kind, key hash) -> the campaign or account they name, that a
+        # new account's request is checked against (`first_request`), and what a match does.
+        self._campaign_keys: Mapping[tuple[str, int], str] = {}
+        self._first_action: str = "throttle"
         self._lock = threading.Lock()
 
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
@@ -180,6 +184,28 @@ class Policy:
                     else:
                         self._end_users[key] = new
         return changed
+
+    def set_campaign_keys(self, keys: Mapping[tuple[str, int], str], action: str = "throttle") -> None:
+        """Replace the flagged campaigns' keys a new account's first request is checked against."""
+        if action not in ACTIONS:
+            raise ConfigError(f"First-request action {action!r} is not one of {', '.join(ACTIONS)}.")
+        self._campaign_keys = dict(keys)
+        self._first_action = action
+
+    @property
+    def checks_first_requests(self) -> bool:
+        return bool(self._campaign_keys)
+
+    def first_request(self, account_id: str, keys: Iterable[tuple[str, int]]) -> Decision | None:
+        """The decision for a request of an account with no verdict yet whose keys (kind,
+        key hash; see `distillguard.detect` `request_keys`) include a flagged campaign's key,
+        else None. Only keys the detector marked as a campaign's count (see `_firstrequest`)."""
+        for kind, key in keys:
+            who = self._campaign_keys.get((kind, key))
+            if who is not None:
+                why = f"its first request carries the {kind} key of flagged campaign traffic ({who})"
+                return self._make(self._first_action, "verdict", None, why)
+        return None
 
     def verdict_counts(self) -> dict[str, int]:
         """How many accounts each verdict action applies to now (overrides not counted)."""

@@ -1,0 +1,143 @@
+"""The first request of a new account, decided on the request itself.
+
+The detector decides at window ends, so each account's first requests are served before any
+decision can see them. Once a campaign is flagged, though, the keys its accounts share are
+known: a new account whose very first request carries one of them (the campaign's prompt
+template band, system prompt or address) is throttled on that request. The gateway checks an
+unjudged account's request against the published keys before forwarding it (`CampaignKeys`,
+`request_keys`); the replay measures what that saves (`first_request_flags`).
+
+Only *campaign keys* count: a key used by at least `min_flagged_accounts` throttled or blocked
+accounts that are at least `min_flagged_share` of all the accounts on it. A popular public
+system prompt or a big NAT is shared by many unflagged accounts and never qualifies, however
+many campaign accounts use it too. Account keys (card, e-mail domain, sign-up hour) are left to
+the detector: the gateway does not hold them at a new account's first request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from distillguard.detect._decision import THROTTLE
+from distillguard.detect._state import EVENT_KINDS, LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY
+
+if TYPE_CHECKING:
+    from distillguard.detect._config import FirstRequestConfig
+    from distillguard.detect._state import DetectorState
+
+# Event kinds a request carries (`day` never links).
+REQUEST_KINDS = tuple(k for k in EVENT_KINDS if k in LINK_KINDS)
+
+
+def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
+                      min_flagged: int, min_share: float) -> np.ndarray:
+    """Per key: enough flagged accounts, and they are most of the key's accounts."""
+    share = flagged_on_key / np.maximum(accounts_on_key, 1)
+    return (flagged_on_key >= min_flagged) & (share >= min_share)
+
+
+def campaign_key_codes(state: DetectorState, action: np.ndarray, cfg: FirstRequestConfig) -> np.ndarray:
+    """Codes of the keys that are campaign keys now (request kinds only), ascending."""
+    pairs = state.shared_pairs()
+    if not len(pairs) or not len(action):
+        return np.zeros(0, np.int64)
+    acct = pairs[:, PAIR_ACCOUNT]
+    flagged = np.zeros(len(acct), bool)
+    inside = acct < len(action)
+    flagged[inside] = action[acct[inside]] >= THROTTLE
+    n_sid = int(pairs[:, PAIR_KEY].max()) + 1
+    on_key = np.bincount(pairs[:, PAIR_KEY], weights=flagged, minlength=n_sid)
+    codes = state.sid_code[:n_sid]
+    keep = campaign_key_mask(on_key, state.key_accounts[codes], cfg.min_flagged_accounts,
+                             cfg.min_flagged_share)
+    return np.unique(codes[keep])
+
+
+@dataclass
+class FirstRequestFlags:
+    """Replay bookkeeping: the campaign keys as of the last decision, and per account the time
+    of the first request that matched one (-1: none) while the account was unjudged."""
+
+    cfg: FirstRequestConfig
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    flagged_us: dict[int, int] = field(default_factory=dict)
+
+    def decided(self, state: DetectorState, action: np.ndarray) -> None:
+        """After a decision: the keys a new account's request is checked against next."""
+        self.codes = campaign_key_codes(state, action, self.cfg)
+
+    def window(self, new_pairs: dict[str, np.ndarray], new_accounts: dict[str, np.ndarray]) -> None:
+        """Before a window is applied: the keys its new accounts' first requests carry
+        (`Prepared.new_pairs` rows at the account's first time, `Prepared.accounts` rows)
+        matched against the campaign keys as of the last decision."""
+        if not len(self.codes) or not len(new_pairs["code"]) or not len(new_accounts["acct"]):
+            return
+        first = dict(zip(new_accounts["acct"].tolist(), new_accounts["first_ts"].tolist(), strict=True))
+        hit = np.isin(new_pairs["code"], self.codes)
+        for acct, ts in zip(new_pairs["acct"][hit].tolist(), new_pairs["first_ts"][hit].tolist(),
+                            strict=True):
+            if first.get(acct) == ts:
+                self.flagged_us[acct] = ts
+
+
+@dataclass(frozen=True)
+class CampaignKeys:
+    """The campaign keys the gateway checks a new account's request against: (kind, key) ->
+    the flagged account whose campaign it names (for the reason)."""
+
+    keys: dict[tuple[str, int], str]
+
+    @classmethod
+    def of(cls, state: DetectorState, action: np.ndarray, cfg: FirstRequestConfig) -> CampaignKeys:
+        codes = campaign_key_codes(state, action, cfg)
+        if not len(codes):
+            return cls({})
+        values = state.key_values(codes)
+        first = state.key_first[codes]
+        out: dict[tuple[str, int], str] = {}
+        for (kind, key), acct in zip(values, first.tolist(), strict=True):
+            if kind in REQUEST_KINDS:
+                out[(kind, key)] = state.ids[acct] if 0 <= acct < len(state.ids) else ""
+        return cls(out)
+
+    def match(self, keys: list[tuple[str, int]]) -> tuple[str, int] | None:
+        """The first of a request's keys that is a campaign key, else None."""
+        for k in keys:
+            if k in self.keys:
+                return k
+        return None
+
+
+def request_keys(events: pl.DataFrame) -> list[tuple[str, int]]:
+    """The keys one request carries (an events frame of one row, format columns): its address
+    and its template bands and system prompt, hashed as the detector hashes them."""
+    from distillguard.detect._signatures import event_signals
+
+    sig = event_signals(events)
+    out: list[tuple[str, int]] = []
+    ip = sig.select(pl.col("ip").hash(3))["ip"].to_list()
+    if ip and ip[0] is not None:
+        out.append(("ip", int(ip[0])))
+    for kind in REQUEST_KINDS:
+        if kind == "ip" or kind not in sig.columns:
+            continue
+        value = sig[kind].to_list()[0]
+        if value is not None:
+            out.append((kind, int(value)))
+    return out
+
+
+def first_request_table(state: DetectorState, flags: FirstRequestFlags) -> pa.Table:
+    """The replay's first-request matches (an added scan table): account_id, first_request_ts
+    (the time of the account's first request that carried a campaign key while it was new)."""
+    accts = sorted(flags.flagged_us)
+    return pa.table({
+        "account_id": pa.array([state.ids[a] for a in accts], pa.string()),
+        "first_request_ts": pa.array([flags.flagged_us[a] for a in accts], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")),
+    })

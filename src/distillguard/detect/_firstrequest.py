@@ -2,8 +2,8 @@
 
 The detector decides at window ends, so each account's first requests are served before any
 decision can see them. Once a campaign is flagged, though, the keys its accounts share are
-known: a new account whose very first request carries one of them (the campaign's prompt
-template band, system prompt or address) is throttled on that request. The gateway checks an
+known: a new account whose very first request carries them (the campaign's system prompt or
+address, or its prompt template bands at both ends of the prompt) is throttled on that request. The gateway checks an
 unjudged account's request against the published keys before forwarding it (`CampaignKeys`,
 `request_keys`); the replay measures what that saves (`first_request_flags`).
 
@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._decision import THROTTLE
-from distillguard.detect._state import EVENT_KINDS, LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY
+from distillguard.detect._state import ALL_KINDS, EVENT_KINDS, LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY
 
 if TYPE_CHECKING:
     from distillguard.detect._config import FirstRequestConfig
@@ -32,13 +32,25 @@ if TYPE_CHECKING:
 
 # Event kinds a request carries (`day` never links).
 REQUEST_KINDS = tuple(k for k in EVENT_KINDS if k in LINK_KINDS)
+# One of these alone is enough: a whole system prompt or an address.
+WHOLE_KINDS = frozenset({"sys", "ip"})
+# A prompt template band covers a dozen words at one end of the prompt, and unrelated people
+# open or close prompts alike: a band counts only with a band of the other end.
+HEAD_KINDS = frozenset({"head0", "head1"})
+TAIL_KINDS = frozenset({"tail0", "tail1"})
+
+
+def matches(kinds: set[str]) -> bool:
+    """Whether the campaign keys a request carries (their kinds) stop it."""
+    return bool(kinds & WHOLE_KINDS) or bool(kinds & HEAD_KINDS and kinds & TAIL_KINDS)
 
 
 def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
                       min_flagged: int, min_share: float) -> np.ndarray:
     """Per key: enough flagged accounts, and they are most of the key's accounts."""
     share = flagged_on_key / np.maximum(accounts_on_key, 1)
-    return (flagged_on_key >= min_flagged) & (share >= min_share)
+    mask: np.ndarray = (flagged_on_key >= min_flagged) & (share >= min_share)
+    return mask
 
 
 def campaign_key_codes(state: DetectorState, action: np.ndarray, cfg: FirstRequestConfig) -> np.ndarray:
@@ -66,6 +78,7 @@ class FirstRequestFlags:
     cfg: FirstRequestConfig
     codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     flagged_us: dict[int, int] = field(default_factory=dict)
+    kind: dict[int, str] = field(default_factory=dict)  # the kind of key it matched on
 
     def decided(self, state: DetectorState, action: np.ndarray) -> None:
         """After a decision: the keys a new account's request is checked against next."""
@@ -79,10 +92,15 @@ class FirstRequestFlags:
             return
         first = dict(zip(new_accounts["acct"].tolist(), new_accounts["first_ts"].tolist(), strict=True))
         hit = np.isin(new_pairs["code"], self.codes)
-        for acct, ts in zip(new_pairs["acct"][hit].tolist(), new_pairs["first_ts"][hit].tolist(),
-                            strict=True):
+        kinds: dict[int, set[str]] = {}
+        for acct, ts, kind in zip(new_pairs["acct"][hit].tolist(), new_pairs["first_ts"][hit].tolist(),
+                                  new_pairs["kind"][hit].tolist(), strict=True):
             if first.get(acct) == ts:
-                self.flagged_us[acct] = ts
+                kinds.setdefault(acct, set()).add(ALL_KINDS[kind])
+        for acct, found in kinds.items():
+            if matches(found):
+                self.flagged_us[acct] = first[acct]
+                self.kind[acct] = "+".join(sorted(found))
 
 
 @dataclass(frozen=True)
@@ -105,12 +123,10 @@ class CampaignKeys:
                 out[(kind, key)] = state.ids[acct] if 0 <= acct < len(state.ids) else ""
         return cls(out)
 
-    def match(self, keys: list[tuple[str, int]]) -> tuple[str, int] | None:
-        """The first of a request's keys that is a campaign key, else None."""
-        for k in keys:
-            if k in self.keys:
-                return k
-        return None
+    def match(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+        """The request's keys that are campaign keys, when they stop it (`matches`), else None."""
+        found = [k for k in keys if k in self.keys]
+        return found if matches({kind for kind, _ in found}) else None
 
 
 def request_keys(events: pl.DataFrame) -> list[tuple[str, int]]:
@@ -134,10 +150,11 @@ def request_keys(events: pl.DataFrame) -> list[tuple[str, int]]:
 
 def first_request_table(state: DetectorState, flags: FirstRequestFlags) -> pa.Table:
     """The replay's first-request matches (an added scan table): account_id, first_request_ts
-    (the time of the account's first request that carried a campaign key while it was new)."""
+    (the time of the account's first request, which carried a campaign key) and key_kind."""
     accts = sorted(flags.flagged_us)
     return pa.table({
         "account_id": pa.array([state.ids[a] for a in accts], pa.string()),
         "first_request_ts": pa.array([flags.flagged_us[a] for a in accts], pa.int64()).cast(
             pa.timestamp("us", tz="UTC")),
+        "key_kind": pa.array([flags.kind[a] for a in accts], pa.string()),
     })

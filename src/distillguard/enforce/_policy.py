@@ -128,6 +128,7 @@ class Policy:
         # new account's request is checked against (`first_request`), and what a match does.
         self._campaign_keys: Mapping[tuple[str, int], str] = {}
         self._first_action: str = "throttle"
+        self._matcher: Any = None
         self._lock = threading.Lock()
 
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
@@ -185,27 +186,35 @@ class Policy:
                         self._end_users[key] = new
         return changed
 
-    def set_campaign_keys(self, keys: Mapping[tuple[str, int], str], action: str = "throttle") -> None:
-        """Replace the flagged campaigns' keys a new account's first request is checked against."""
+    def set_campaign_keys(self, keys: Any, action: str = "throttle") -> None:
+        """Replace the flagged campaigns' keys a new account's first request is checked against
+        (`distillguard.detect`'s `CampaignKeys`: a `keys` mapping and a `match` method)."""
         if action not in ACTIONS:
             raise ConfigError(f"First-request action {action!r} is not one of {', '.join(ACTIONS)}.")
-        self._campaign_keys = dict(keys)
+        self._matcher = keys
+        self._campaign_keys = dict(keys.keys)
         self._first_action = action
 
     @property
     def checks_first_requests(self) -> bool:
         return bool(self._campaign_keys)
 
-    def first_request(self, account_id: str, keys: Iterable[tuple[str, int]]) -> Decision | None:
-        """The decision for a request of an account with no verdict yet whose keys (kind,
-        key hash; see `distillguard.detect` `request_keys`) include a flagged campaign's key,
-        else None. Only keys the detector marked as a campaign's count (see `_firstrequest`)."""
-        for kind, key in keys:
-            who = self._campaign_keys.get((kind, key))
-            if who is not None:
-                why = f"its first request carries the {kind} key of flagged campaign traffic ({who})"
-                return self._make(self._first_action, "verdict", None, why)
-        return None
+    def match_first_request(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+        """The campaign keys among a request's keys when they stop it, else None."""
+        matcher = self._matcher
+        return None if matcher is None else matcher.match(keys)  # type: ignore[no-any-return]
+
+    def first_request(self, account_id: str, matched: Iterable[tuple[str, int]] | None) -> Decision | None:
+        """The decision for a request of an account with no verdict yet whose keys matched a
+        flagged campaign's (the keys, as `distillguard.detect`'s `CampaignKeys.match` gives
+        them), else None."""
+        found = list(matched or ())
+        if not found:
+            return None
+        kinds = ", ".join(sorted({kind for kind, _ in found}))
+        who = self._campaign_keys.get(found[0], "")
+        why = f"its first request carries keys of flagged campaign traffic ({kinds}; as account {who})"
+        return self._make(self._first_action, "verdict", None, why)
 
     def verdict_counts(self) -> dict[str, int]:
         """How many accounts each verdict action applies to now (overrides not counted)."""

@@ -554,7 +554,7 @@ class Gateway:
         }, schema_overrides={"completion_tokens": pl.Int64, "max_tokens": pl.Int64, "system": pl.String,
                              "ip": pl.String, "user_agent": pl.String, "prompt": pl.String})
         row = row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"))
-        decision = self.policy.first_request(rec.account_id, request_keys(row))
+        decision = self.policy.first_request(rec.account_id, self.policy.match_first_request(request_keys(row)))
         if decision is not None:
             log.info("first request of account %s matches a flagged campaign: %s", rec.account_id, decision.action)
         return decision

@@ -128,7 +128,7 @@ class OnlineLoop:
         keys = getattr(self.detector, "campaign_keys", None)
         first = getattr(getattr(self.detector, "config", None), "first_request", None)
         if keys is not None and first is not None and first.enabled:
-            self.policy.set_campaign_keys(keys().keys, first.action)
+            self.policy.set_campaign_keys(keys(), first.action)
         # counted once their verdicts apply, so `events_seen` says what policy already reflects
         self.events_seen += len(rows)
         self.updates += 1

@@ -219,6 +219,9 @@ class FirstRequestConfig(_Strict):
     min_flagged_share: float = Field(default=0.8, gt=0.5, le=1)
     # What the gateway does with a matching request.
     action: Literal["monitor", "throttle", "block"] = "throttle"
+    # The replay looks for campaign keys at most this often (log time; a pass over every
+    # shared pair); the gateway after each detector step.
+    every_minutes: float = Field(default=60.0, ge=0)
 
 
 class DetectConfig(_Strict):

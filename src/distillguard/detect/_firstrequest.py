@@ -79,16 +79,29 @@ class FirstRequestFlags:
     codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     flagged_us: dict[int, int] = field(default_factory=dict)
     kind: dict[int, str] = field(default_factory=dict)  # the kind of key it matched on
+    _looked_us: int = -(1 << 62)
+    _pending: tuple[DetectorState, np.ndarray] | None = None
 
     def decided(self, state: DetectorState, action: np.ndarray) -> None:
-        """After a decision: the keys a new account's request is checked against next."""
-        self.codes = campaign_key_codes(state, action, self.cfg)
+        """After a decision: the keys a new account's request is checked against next, looked
+        for at most every `every_minutes` of log time, and only once a new account needs them
+        (a pass over every shared pair)."""
+        if state.now_us - self._looked_us >= self.cfg.every_minutes * 60_000_000:
+            self._looked_us = state.now_us
+            self._pending = (state, action.copy())
+
+    def _codes(self) -> np.ndarray:
+        if self._pending is not None:
+            state, action = self._pending
+            self.codes = campaign_key_codes(state, action, self.cfg)
+            self._pending = None
+        return self.codes
 
     def window(self, new_pairs: dict[str, np.ndarray], new_accounts: dict[str, np.ndarray]) -> None:
         """Before a window is applied: the keys its new accounts' first requests carry
         (`Prepared.new_pairs` rows at the account's first time, `Prepared.accounts` rows)
         matched against the campaign keys as of the last decision."""
-        if not len(self.codes) or not len(new_pairs["code"]) or not len(new_accounts["acct"]):
+        if not len(new_pairs["code"]) or not len(new_accounts["acct"]) or not len(self._codes()):
             return
         first = dict(zip(new_accounts["acct"].tolist(), new_accounts["first_ts"].tolist(), strict=True))
         hit = np.isin(new_pairs["code"], self.codes)

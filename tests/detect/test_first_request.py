@@ -53,9 +53,11 @@ def test_a_campaigns_new_accounts_are_stopped_at_their_first_request(tmp_path: P
 
 
 def test_a_key_shared_by_many_unflagged_accounts_is_never_a_campaign_key() -> None:
-    flagged = np.array([12, 12, 2, 12])
-    accounts = np.array([12, 60, 2, 14])
-    assert campaign_key_mask(flagged, accounts, 3, 0.8).tolist() == [True, False, False, True]
+    flagged = np.array([12, 12, 2, 12, 12])
+    accounts = np.array([12, 60, 2, 14, 13])
+    established = np.array([0, 30, 0, 0, 1])  # the last: one established person uses it
+    assert campaign_key_mask(flagged, accounts, established, 3, 0.8, 0).tolist() == [
+        True, False, False, True, False]
 
 
 def test_the_gateways_detector_publishes_keys_a_new_request_is_checked_against() -> None:

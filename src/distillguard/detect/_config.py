@@ -217,6 +217,12 @@ class FirstRequestConfig(_Strict):
     min_flagged_accounts: int = Field(default=3, ge=1)
     # ... that are at least this share of all the accounts on it.
     min_flagged_share: float = Field(default=0.8, gt=0.5, le=1)
+    # ... and by at most this many unflagged accounts opened `established_days` or more before.
+    max_established_accounts: int = Field(default=0, ge=0)
+    established_days: float = Field(default=14.0, ge=0)
+    # An unflagged established account with a harvest profile this high is not counted as a
+    # person (a campaign's aged accounts not caught yet).
+    people_max_harvest: float = Field(default=0.6, ge=0, le=1)
     # What the gateway does with a matching request.
     action: Literal["monitor", "throttle", "block"] = "throttle"
     # The replay looks for campaign keys at most this often (log time; a pass over every

@@ -316,5 +316,5 @@ class EndUserDetector:
         """The flagged campaigns' keys a new account's first request is checked against."""
         from distillguard.detect._firstrequest import CampaignKeys
 
-        return CampaignKeys.of(self.main.state, self.main.assess(with_pairs=False).action,
-                               self.config.first_request)
+        a = self.main.assess(with_pairs=False)
+        return CampaignKeys.of(self.main.state, a.action, a.harvest, self.config.first_request)

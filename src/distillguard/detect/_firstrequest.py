@@ -8,9 +8,12 @@ unjudged account's request against the published keys before forwarding it (`Cam
 `request_keys`); the replay measures what that saves (`first_request_flags`).
 
 Only *campaign keys* count: a key used by at least `min_flagged_accounts` throttled or blocked
-accounts that are at least `min_flagged_share` of all the accounts on it. A popular public
-system prompt or a big NAT is shared by many unflagged accounts and never qualifies, however
-many campaign accounts use it too. Account keys (card, e-mail domain, sign-up hour) are left to
+accounts that are at least `min_flagged_share` of all the accounts on it, and by at most
+`max_established_accounts` people (unflagged accounts opened `established_days` before whose
+own profile is not harvest-like).
+A popular public system prompt or a big NAT is shared by unflagged accounts and never
+qualifies, however many campaign accounts use it too; the established ones say so even while
+a campaign is most of its traffic (early in a log). Account keys (card, e-mail domain, sign-up hour) are left to
 the detector: the gateway does not hold them at a new account's first request.
 """
 
@@ -24,7 +27,14 @@ import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._decision import THROTTLE
-from distillguard.detect._state import ALL_KINDS, EVENT_KINDS, LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY
+from distillguard.detect._state import (
+    ALL_KINDS,
+    DAY_US,
+    EVENT_KINDS,
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_KEY,
+)
 
 if TYPE_CHECKING:
     from distillguard.detect._config import FirstRequestConfig
@@ -46,14 +56,19 @@ def matches(kinds: set[str]) -> bool:
 
 
 def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
-                      min_flagged: int, min_share: float) -> np.ndarray:
-    """Per key: enough flagged accounts, and they are most of the key's accounts."""
+                      established_on_key: np.ndarray, min_flagged: int, min_share: float,
+                      max_established: int) -> np.ndarray:
+    """Per key: enough flagged accounts, they are most of the key's accounts, and at most
+    `max_established` established unflagged accounts use it (one that people use is public,
+    even while a campaign is most of its traffic)."""
     share = flagged_on_key / np.maximum(accounts_on_key, 1)
-    mask: np.ndarray = (flagged_on_key >= min_flagged) & (share >= min_share)
+    mask: np.ndarray = ((flagged_on_key >= min_flagged) & (share >= min_share)
+                        & (established_on_key <= max_established))
     return mask
 
 
-def campaign_key_codes(state: DetectorState, action: np.ndarray, cfg: FirstRequestConfig) -> np.ndarray:
+def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                       cfg: FirstRequestConfig) -> np.ndarray:
     """Codes of the keys that are campaign keys now (request kinds only), ascending."""
     pairs = state.shared_pairs()
     if not len(pairs) or not len(action):
@@ -62,11 +77,20 @@ def campaign_key_codes(state: DetectorState, action: np.ndarray, cfg: FirstReque
     flagged = np.zeros(len(acct), bool)
     inside = acct < len(action)
     flagged[inside] = action[acct[inside]] >= THROTTLE
-    n_sid = int(pairs[:, PAIR_KEY].max()) + 1
-    on_key = np.bincount(pairs[:, PAIR_KEY], weights=flagged, minlength=n_sid)
+    # People: unflagged accounts opened at least `established_days` before now (unknown: not
+    # established) whose own profile is not harvest-like (a campaign's aged accounts not yet
+    # caught are not people).
+    opened = state.created_us[acct]
+    calm = np.ones(len(acct), bool)
+    calm[inside] = harvest[acct[inside]] < cfg.people_max_harvest
+    established = ~flagged & calm & (opened <= state.now_us - cfg.established_days * DAY_US)
+    sid = pairs[:, PAIR_KEY]
+    n_sid = int(sid.max()) + 1
+    on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
+    public = np.bincount(sid, weights=established, minlength=n_sid)
     codes = state.sid_code[:n_sid]
-    keep = campaign_key_mask(on_key, state.key_accounts[codes], cfg.min_flagged_accounts,
-                             cfg.min_flagged_share)
+    keep = campaign_key_mask(on_key, state.key_accounts[codes], public, cfg.min_flagged_accounts,
+                             cfg.min_flagged_share, cfg.max_established_accounts)
     return np.unique(codes[keep])
 
 
@@ -80,20 +104,20 @@ class FirstRequestFlags:
     flagged_us: dict[int, int] = field(default_factory=dict)
     kind: dict[int, str] = field(default_factory=dict)  # the kind of key it matched on
     _looked_us: int = -(1 << 62)
-    _pending: tuple[DetectorState, np.ndarray] | None = None
+    _pending: tuple[DetectorState, np.ndarray, np.ndarray] | None = None
 
-    def decided(self, state: DetectorState, action: np.ndarray) -> None:
+    def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray) -> None:
         """After a decision: the keys a new account's request is checked against next, looked
         for at most every `every_minutes` of log time, and only once a new account needs them
         (a pass over every shared pair)."""
         if state.now_us - self._looked_us >= self.cfg.every_minutes * 60_000_000:
             self._looked_us = state.now_us
-            self._pending = (state, action.copy())
+            self._pending = (state, action.copy(), harvest.copy())
 
     def _codes(self) -> np.ndarray:
         if self._pending is not None:
-            state, action = self._pending
-            self.codes = campaign_key_codes(state, action, self.cfg)
+            state, action, harvest = self._pending
+            self.codes = campaign_key_codes(state, action, harvest, self.cfg)
             self._pending = None
         return self.codes
 
@@ -124,8 +148,9 @@ class CampaignKeys:
     keys: dict[tuple[str, int], str]
 
     @classmethod
-    def of(cls, state: DetectorState, action: np.ndarray, cfg: FirstRequestConfig) -> CampaignKeys:
-        codes = campaign_key_codes(state, action, cfg)
+    def of(cls, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+           cfg: FirstRequestConfig) -> CampaignKeys:
+        codes = campaign_key_codes(state, action, harvest, cfg)
         if not len(codes):
             return cls({})
         values = state.key_values(codes)

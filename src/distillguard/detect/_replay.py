@@ -119,7 +119,7 @@ def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
         det.apply_window(prep, w, end)
         a = det.assess(with_pairs=False)
         if first_request is not None:
-            first_request.decided(det.state, a.action)
+            first_request.decided(det.state, a.action, a.harvest)
         m = det.state.size
         if len(first_flag) < m:
             first_flag = np.concatenate(

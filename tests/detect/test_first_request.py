@@ -58,6 +58,15 @@ def test_a_key_shared_by_many_unflagged_accounts_is_never_a_campaign_key() -> No
     established = np.array([0, 30, 0, 0, 1])  # the last: one established person uses it
     assert campaign_key_mask(flagged, accounts, established, 3, 0.8, 0).tolist() == [
         True, False, False, True, False]
+    assert campaign_key_mask(flagged, accounts, established, 3, 0.8, None).tolist() == [
+        True, False, False, True, True]
+
+
+def test_an_address_stops_a_request_only_beside_its_content() -> None:
+    from distillguard.detect._firstrequest import matches
+
+    assert matches({"sys"}) and matches({"head0", "tail1"}) and matches({"ip", "tail0"})
+    assert not matches({"ip"}) and not matches({"head0", "head1"}) and not matches(set())
 
 
 def test_the_gateways_detector_publishes_keys_a_new_request_is_checked_against() -> None:

@@ -217,8 +217,9 @@ class FirstRequestConfig(_Strict):
     min_flagged_accounts: int = Field(default=3, ge=1)
     # ... that are at least this share of all the accounts on it.
     min_flagged_share: float = Field(default=0.8, gt=0.5, le=1)
-    # ... and by at most this many unflagged accounts opened `established_days` or more before.
-    max_established_accounts: int = Field(default=0, ge=0)
+    # ... and by at most this many people: unflagged accounts opened `established_days` or more
+    # before with a calm profile (None: not checked; see docs/detection.md, "The first request").
+    max_established_accounts: int | None = Field(default=None, ge=0)
     established_days: float = Field(default=14.0, ge=0)
     # An unflagged established account with a harvest profile this high is not counted as a
     # person (a campaign's aged accounts not caught yet).

@@ -8,12 +8,12 @@ unjudged account's request against the published keys before forwarding it (`Cam
 `request_keys`); the replay measures what that saves (`first_request_flags`).
 
 Only *campaign keys* count: a key used by at least `min_flagged_accounts` throttled or blocked
-accounts that are at least `min_flagged_share` of all the accounts on it, and by at most
-`max_established_accounts` people (unflagged accounts opened `established_days` before whose
-own profile is not harvest-like).
-A popular public system prompt or a big NAT is shared by unflagged accounts and never
-qualifies, however many campaign accounts use it too; the established ones say so even while
-a campaign is most of its traffic (early in a log). Account keys (card, e-mail domain, sign-up hour) are left to
+accounts that are at least `min_flagged_share` of all the accounts on it. A popular public
+system prompt or a big NAT is shared by unflagged accounts and never qualifies, however many
+campaign accounts use it too. Optionally (`max_established_accounts`), a key used by *people*
+(unflagged accounts opened `established_days` before with a calm profile) never qualifies
+either: it closes the gap early in a log, when a campaign can be most of a public key's users,
+but a stealthy campaign's own aged accounts look like people too (docs/detection.md). Account keys (card, e-mail domain, sign-up hour) are left to
 the detector: the gateway does not hold them at a new account's first request.
 """
 
@@ -42,28 +42,29 @@ if TYPE_CHECKING:
 
 # Event kinds a request carries (`day` never links).
 REQUEST_KINDS = tuple(k for k in EVENT_KINDS if k in LINK_KINDS)
-# One of these alone is enough: a whole system prompt or an address.
-WHOLE_KINDS = frozenset({"sys", "ip"})
 # A prompt template band covers a dozen words at one end of the prompt, and unrelated people
-# open or close prompts alike: a band counts only with a band of the other end.
+# open or close prompts alike: a band counts only with a band of the other end. A whole system
+# prompt counts alone. An address counts only beside content: a NAT or a carrier's gateway
+# puts unrelated people behind one.
 HEAD_KINDS = frozenset({"head0", "head1"})
 TAIL_KINDS = frozenset({"tail0", "tail1"})
 
 
 def matches(kinds: set[str]) -> bool:
     """Whether the campaign keys a request carries (their kinds) stop it."""
-    return bool(kinds & WHOLE_KINDS) or bool(kinds & HEAD_KINDS and kinds & TAIL_KINDS)
+    content = "sys" in kinds or bool(kinds & HEAD_KINDS and kinds & TAIL_KINDS)
+    return content or ("ip" in kinds and bool(kinds & (HEAD_KINDS | TAIL_KINDS)))
 
 
 def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
                       established_on_key: np.ndarray, min_flagged: int, min_share: float,
-                      max_established: int) -> np.ndarray:
-    """Per key: enough flagged accounts, they are most of the key's accounts, and at most
-    `max_established` established unflagged accounts use it (one that people use is public,
-    even while a campaign is most of its traffic)."""
+                      max_established: int | None) -> np.ndarray:
+    """Per key: enough flagged accounts, they are most of the key's accounts, and (unless
+    `max_established` is None) at most that many people use it."""
     share = flagged_on_key / np.maximum(accounts_on_key, 1)
-    mask: np.ndarray = ((flagged_on_key >= min_flagged) & (share >= min_share)
-                        & (established_on_key <= max_established))
+    mask: np.ndarray = (flagged_on_key >= min_flagged) & (share >= min_share)
+    if max_established is not None:
+        mask &= established_on_key <= max_established
     return mask
 
 

@@ -2,8 +2,9 @@
 
 The detector decides at window ends, so each account's first requests are served before any
 decision can see them. Once a campaign is flagged, though, the keys its accounts share are
-known: a new account whose very first request carries them (the campaign's system prompt or
-address, or its prompt template bands at both ends of the prompt) is throttled on that request. The gateway checks an
+known: a new account whose very first request carries them (the campaign's system prompt, its
+prompt template bands at both ends of the prompt, or its address beside one of them) is
+throttled on that request. The gateway checks an
 unjudged account's request against the published keys before forwarding it (`CampaignKeys`,
 `request_keys`); the replay measures what that saves (`first_request_flags`).
 

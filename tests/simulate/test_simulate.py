@@ -242,3 +242,40 @@ def test_carried_campaign_split_over_resellers_with_independent_accounts(
                          where campaign_id = 'scattered-three' and persona != 'reseller_mixed'
                          """).fetchone()
     assert ips == (3, 3)
+
+
+def test_resellers_that_declare_their_customers_write_end_users_and_their_truth(
+        tmp_path: Path, corpora: Corpora) -> None:
+    """`reseller.end_user_share = 1`: every reseller request names a customer; a carried
+    campaign's requests name `reseller_end_users` customers of the operator's, labelled
+    `distill` in `end_user_labels`; everything but the new column is what the run writes
+    without end users."""
+    sc = load_scenario(Path(__file__).parents[2] / "scenarios" / "tune_reseller_end_users.toml")
+    small = {"casual": sc.casual.model_copy(update={"accounts": 100, "events": 2000}),
+             "developer": sc.developer.model_copy(update={"accounts": 20, "events": 1000}),
+             "template_developer": sc.template_developer.model_copy(update={"accounts": 0}),
+             "enterprise_batch": sc.enterprise_batch.model_copy(update={"events": 1000}),
+             "eval_runner": sc.eval_runner.model_copy(update={"events": 1000}),
+             "reseller": sc.reseller.model_copy(update={"events": 2000}),
+             "campaigns": [c.model_copy(update={"events": 2000, "reseller_benign_events": 2000})
+                           for c in sc.campaigns if c.id == "carried-reasoning"]}
+    named = sc.model_copy(update=small)
+    plain = named.model_copy(update={"reseller": named.reseller.model_copy(update={"end_user_share": 0.0})})
+    a = simulate(tmp_path / "named", seed=3, corpora=corpora, scenario=named)
+    b = simulate(tmp_path / "plain", seed=3, corpora=corpora, scenario=plain)
+    ea, eb = pq.read_table(a.out / "events"), pq.read_table(b.out / "events")
+    assert "end_user" not in eb.column_names
+    assert ea.drop(["end_user"]).equals(eb)
+    con = duckdb.connect()
+    con.execute(f"create view e as select * from read_parquet('{a.out}/events/*.parquet')")
+    for t in ("labels", "end_user_labels"):
+        con.execute(f"create view {t} as select * from read_parquet('{a.out}/{t}.parquet')")
+    unnamed = one(con, """select count(*) from e join labels using (account_id)
+                          where persona like 'reseller%' and end_user is null""")
+    assert unnamed == 0
+    assert one(con, "select count(*) from e join labels using (account_id) where persona not like 'reseller%' and end_user is not null") == 0
+    ops = con.execute("""select label, campaign_id, count(distinct end_user) from end_user_labels
+                         where label = 'distill' group by all""").fetchall()
+    assert ops == [("distill", "carried-reasoning", 3)]
+    # every named request's end user has its truth, under the account it came through
+    assert one(con, "select count(*) from e anti join end_user_labels using (account_id, end_user) where end_user is not null") == 0

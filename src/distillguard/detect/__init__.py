@@ -20,6 +20,8 @@ from distillguard.detect._registry import (
 from distillguard.detect._scan import scan
 
 if TYPE_CHECKING:
+    from distillguard.detect._endusers import EndUserDetector
+    from distillguard.detect._firstrequest import request_keys
     from distillguard.detect._online import OnlineDetector
 
 
@@ -29,11 +31,20 @@ def __getattr__(name: str) -> object:
         from distillguard.detect._online import OnlineDetector
 
         return OnlineDetector
+    if name == "EndUserDetector":
+        from distillguard.detect._endusers import EndUserDetector
+
+        return EndUserDetector
+    if name == "request_keys":
+        from distillguard.detect._firstrequest import request_keys
+
+        return request_keys
     raise AttributeError(f"module 'distillguard.detect' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DetectConfig",
+    "EndUserDetector",
     "OnlineDetector",
     "load_config",
     "ENGINES",
@@ -43,5 +54,6 @@ __all__ = [
     "detector_names",
     "get_detector",
     "register_detector",
+    "request_keys",
     "scan",
 ]

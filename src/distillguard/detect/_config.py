@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -189,6 +190,48 @@ class MMDConfig(_Strict):
         return self
 
 
+class EndUserConfig(_Strict):
+    """End users inside an account (the v1.1 `end_user` column), judged apart (`_endusers`).
+
+    Each declared end user is a sub-principal (account, end user) of a second replay; the
+    account's own verdict never depends on it. The number of sub-principals is bounded: any key
+    holder can declare a new end user per request."""
+
+    enabled: bool = True
+    # Distinct end users judged apart per account (first come); later ones are judged together
+    # as the account's overflow (end_user "" in `end_user_verdicts`).
+    max_per_account: int = Field(default=5000, ge=1)
+    # ... and in all: beyond it, every new end user goes to its account's overflow.
+    max_total: int = Field(default=500_000, ge=1)
+    # A carrier's flag (an account sending a blocked campaign's templates beside its own
+    # traffic) applies to its flagged end users only, when they are at most this share of the
+    # end users it declared and it declared one on at least `min_named_share` of its requests.
+    apart_max_flagged_share: float = Field(default=0.2, gt=0, le=1)
+    apart_min_named_share: float = Field(default=0.95, gt=0, le=1)
+
+
+class FirstRequestConfig(_Strict):
+    """A new account's first request checked against flagged campaigns' keys (`_firstrequest`)."""
+
+    enabled: bool = True
+    # A campaign key: used by at least this many throttled or blocked accounts ...
+    min_flagged_accounts: int = Field(default=3, ge=1)
+    # ... that are at least this share of all the accounts on it.
+    min_flagged_share: float = Field(default=0.8, gt=0.5, le=1)
+    # ... and by at most this many people: unflagged accounts opened `established_days` or more
+    # before with a calm profile (None: not checked; see docs/detection.md, "The first request").
+    max_established_accounts: int | None = Field(default=None, ge=0)
+    established_days: float = Field(default=14.0, ge=0)
+    # An unflagged established account with a harvest profile this high is not counted as a
+    # person (a campaign's aged accounts not caught yet).
+    people_max_harvest: float = Field(default=0.6, ge=0, le=1)
+    # What the gateway does with a matching request.
+    action: Literal["monitor", "throttle", "block"] = "throttle"
+    # The replay looks for campaign keys at most this often (log time; a pass over every
+    # shared pair); the gateway after each detector step.
+    every_minutes: float = Field(default=60.0, ge=0)
+
+
 class DetectConfig(_Strict):
     version: str = "2026.12.3"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
@@ -198,6 +241,8 @@ class DetectConfig(_Strict):
     cells: CellConfig = Field(default_factory=CellConfig)
     actions: ActionConfig = Field(default_factory=ActionConfig)
     mmd: MMDConfig = Field(default_factory=MMDConfig)
+    end_users: EndUserConfig = Field(default_factory=EndUserConfig)
+    first_request: FirstRequestConfig = Field(default_factory=FirstRequestConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -22,6 +22,8 @@ import pyarrow as pa
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._decision import THROTTLE
+from distillguard.detect._endusers import carrier_ids, judge_end_users, mark_apart
+from distillguard.detect._firstrequest import FirstRequestFlags, first_request_table
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
@@ -63,6 +65,7 @@ def replay(
     progress: Progress | None = None,
     partners: set[str] | None = None,
     chunk_events: int = 1_000_000,
+    first_request: FirstRequestFlags | None = None,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed signals window by window; return the final detector and first-flag times (us).
 
@@ -100,18 +103,23 @@ def replay(
         while (prep := ahead.result()) is not None:
             det.state.admit(prep)
             ahead = pool.submit(prepare_next)
-            first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress)
+            first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
             del prep
     return det, first_flag
 
 
 def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
-                  first_flag: np.ndarray, progress: Progress | None) -> np.ndarray:
+                  first_flag: np.ndarray, progress: Progress | None,
+                  first_request: FirstRequestFlags | None = None) -> np.ndarray:
     """Apply a prepared chunk window by window, deciding after each; first-flag times."""
     for w in prep.windows.tolist():
         end = origin + (w + 1) * step
+        if first_request is not None:
+            first_request.window(prep.new_pairs.window(w), prep.accounts.window(w))
         det.apply_window(prep, w, end)
         a = det.assess(with_pairs=False)
+        if first_request is not None:
+            first_request.decided(det.state, a.action, a.harvest)
         m = det.state.size
         if len(first_flag) < m:
             first_flag = np.concatenate(
@@ -167,8 +175,10 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     tables (shared by every engine)."""
     cfg = load_config(config)
     overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
-    det, first_flag = replay(log_dir, cfg, signals, overrides, progress,
-                             partners=partner_matches(log_dir, indicators))
+    partners = partner_matches(log_dir, indicators)
+    gate = FirstRequestFlags(cfg.first_request) if cfg.first_request.enabled else None
+    det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
+                             first_request=gate)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
@@ -183,5 +193,11 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     campaigns = campaign_table(state, a, verdicts)
     meta = pa.table({"key": ["detector", "config_version"],
                      "value": ["graph", cfg.version]})
-    return ScanResult(verdicts=verdicts, campaigns=campaigns,
-                      tables={"scan_info": meta, "rarity": a.rarity.table(state.ids)})
+    tables = {"scan_info": meta, "rarity": a.rarity.table(state.ids)}
+    if gate is not None:
+        tables["first_request_flags"] = first_request_table(state, gate)
+    judged = judge_end_users(log_dir, cfg, overrides, partners, carrier_ids(state, a))
+    if judged is not None:
+        tables["end_user_verdicts"], apart = judged
+        verdicts = mark_apart(verdicts, apart)
+    return ScanResult(verdicts=verdicts, campaigns=campaigns, tables=tables)

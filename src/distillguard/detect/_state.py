@@ -127,7 +127,7 @@ class Prepared:
     accounts: _Rows  # w, acct, first_ts (new accounts, in code order)
     counters: _Rows  # w, acct, last_ts and one column per COUNTERS name
     hours: _Rows  # w, acct, hour, c
-    new_pairs: _Rows  # w, kind, code, acct (first use of a key by an account)
+    new_pairs: _Rows  # w, kind, code, acct, first_ts (first use of a key by an account)
     template_max: _Rows  # w, acct, top (running count of the account's most used template)
     key_counts: _Rows  # w, code and one column per COUNTERS name: the traffic carrying each key
     heavy_pairs: _Rows  # w, code, acct, cum: template pairs with >= HEAVY_PAIR_EVENTS requests by then
@@ -528,7 +528,7 @@ class DetectorState:
         self._pair_ids = np.insert(ids, where, heads[fresh])
         self._pair_totals = np.insert(totals, where, seg_total[fresh])
         pairs = pairs.with_columns(pl.Series("cum", cum), pl.Series("is_new", is_new))
-        new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct")
+        new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct", "first_ts")
         template_max = (
             pairs.filter(pl.col("kind").is_in(_TEMPLATE_IDS))
             .group_by("w", "acct", maintain_order=True)
@@ -652,6 +652,12 @@ class DetectorState:
         self.apply(prep, 0)
 
     # -- views ------------------------------------------------------------------------------
+    def key_values(self, codes: np.ndarray) -> list[tuple[str, int]]:
+        """(kind name, key hash) of these key codes, in their order."""
+        wanted = pl.DataFrame({"code": np.asarray(codes, np.int64)})
+        got = wanted.join(self._keys, on="code", how="left", maintain_order="left")
+        return [(ALL_KINDS[int(k)], int(v)) for k, v in got.select("kind", "key").iter_rows()]
+
     def shared_pairs(self) -> np.ndarray:
         """(link kind index, key code, account, shared key id) rows, keys with >= 2 accounts."""
         return self._shared_buf[: self._shared_n]

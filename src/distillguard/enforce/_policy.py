@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -53,6 +53,9 @@ class Decision:
     campaign_id: str | None = None
     reason: str | None = None
     degraded: bool = False
+    # The declared end user (a reseller's customer) this decision is about, when it is one
+    # judged apart from its account (`end_user_verdicts`).
+    end_user: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -64,6 +67,12 @@ class Decision:
 
     def block_message(self, account_id: str) -> str:
         why = f" ({self.reason})" if self.reason else ""
+        if self.end_user is not None:
+            return (
+                f"End user {self.end_user!r} of account {account_id} is blocked by the provider's "
+                f"usage policy{why}; the account's other end users are served. If you believe this "
+                "is a mistake, contact the provider's support to review it."
+            )
         return (
             f"Account {account_id} is blocked by the provider's usage policy{why}. "
             "If you believe this is a mistake, contact the provider's support to review the account."
@@ -71,6 +80,7 @@ class Decision:
 
 
 ALLOW = Decision("allow")
+_RANK = {a: i for i, a in enumerate(ACTIONS)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,15 @@ class Policy:
         self._history: dict[str, list[str]] = {}
         self._overrides: dict[str, Decision] = {}
         self._campaigns: dict[str, str] = {}
+        # End users judged apart (`end_user_verdicts`): (account, end user) -> decision, and the
+        # accounts whose own flag applies to their flagged end users only (`end_users_apart`).
+        self._end_users: dict[tuple[str, str], Decision] = {}
+        self._apart: set[str] = set()
+        # Flagged campaigns' keys (kind, key hash) -> the campaign or account they name, that a
+        # new account's request is checked against (`first_request`), and what a match does.
+        self._campaign_keys: Mapping[tuple[str, int], str] = {}
+        self._first_action: str = "throttle"
+        self._matcher: Any = None
         self._lock = threading.Lock()
 
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
@@ -140,7 +159,62 @@ class Policy:
                     self._campaigns[acc] = camp
                 else:
                     self._campaigns.pop(acc, None)
+                if r.get("end_users_apart"):
+                    self._apart.add(acc)
+                else:
+                    self._apart.discard(acc)
         return changed
+
+    def apply_end_user_verdicts(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Replace the decisions of the (account, end user) pairs in `rows` (end_user_verdicts
+        rows); return how many changed. `allow` rows are dropped (the account decides)."""
+        changed = 0
+        with self._lock:
+            for r in rows:
+                acc, user, action = r.get("account_id"), r.get("end_user"), r.get("action") or "allow"
+                if not acc or user is None or action not in ACTIONS:
+                    continue
+                key = (str(acc), str(user))
+                new = None if action == "allow" else replace(
+                    self._make(str(action), "verdict", r.get("campaign_id") or None,
+                               _first_reason(r.get("reasons"))), end_user=key[1])
+                if self._end_users.get(key) != new:
+                    changed += 1
+                    if new is None:
+                        self._end_users.pop(key, None)
+                    else:
+                        self._end_users[key] = new
+        return changed
+
+    def set_campaign_keys(self, keys: Any, action: str = "throttle") -> None:
+        """Replace the flagged campaigns' keys a new account's first request is checked against
+        (`distillguard.detect`'s `CampaignKeys`: a `keys` mapping and a `match` method)."""
+        if action not in ACTIONS:
+            raise ConfigError(f"First-request action {action!r} is not one of {', '.join(ACTIONS)}.")
+        self._matcher = keys
+        self._campaign_keys = dict(keys.keys)
+        self._first_action = action
+
+    @property
+    def checks_first_requests(self) -> bool:
+        return bool(self._campaign_keys)
+
+    def match_first_request(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+        """The campaign keys among a request's keys when they stop it, else None."""
+        matcher = self._matcher
+        return None if matcher is None else matcher.match(keys)  # type: ignore[no-any-return]
+
+    def first_request(self, account_id: str, matched: Iterable[tuple[str, int]] | None) -> Decision | None:
+        """The decision for a request of an account with no verdict yet whose keys matched a
+        flagged campaign's (the keys, as `distillguard.detect`'s `CampaignKeys.match` gives
+        them), else None."""
+        found = list(matched or ())
+        if not found:
+            return None
+        kinds = ", ".join(sorted({kind for kind, _ in found}))
+        who = self._campaign_keys.get(found[0], "")
+        why = f"its first request carries keys of flagged campaign traffic ({kinds}; as account {who})"
+        return self._make(self._first_action, "verdict", None, why)
 
     def verdict_counts(self) -> dict[str, int]:
         """How many accounts each verdict action applies to now (overrides not counted)."""
@@ -168,12 +242,27 @@ class Policy:
             camp = self._campaigns.get(override.account_id)
             self._overrides[override.account_id] = self._make(override.action, "override", camp, reason)
 
-    def decide(self, account_id: str) -> Decision:
-        """The decision for `account_id`: its override, else its verdict, else allow."""
+    def decide(self, account_id: str, end_user: str | None = None) -> Decision:
+        """The decision for a request of `account_id` naming `end_user` (None: none).
+
+        The account's override wins, else its verdict. A declared end user judged apart makes
+        it stricter, never milder (the end user is the client's to choose), except on an
+        account whose flag applies to its flagged end users only (`end_users_apart`: a
+        reseller carrying a campaign through a few customers): there a request naming another
+        end user is served, and one naming none keeps the account's verdict.
+        """
         d = self._overrides.get(account_id)
         if d is not None:
             return d
-        return self._verdicts.get(account_id, ALLOW)
+        d = self._verdicts.get(account_id, ALLOW)
+        if end_user is None:
+            return d
+        e = self._end_users.get((account_id, end_user))
+        if account_id in self._apart:
+            return e if e is not None else ALLOW
+        if e is not None and _RANK[e.action] > _RANK[d.action]:
+            return e
+        return d
 
     def campaign_of(self, account_id: str) -> str | None:
         return self._campaigns.get(account_id)

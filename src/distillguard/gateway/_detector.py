@@ -112,6 +112,10 @@ class DetectorService:
             default; a replay of old traffic passes its own).
     """
 
+    #: verdict columns beyond VERDICT_COLUMNS that this service hands on (none: the fleet's
+    #: verdicts table holds those)
+    EXTRA_COLUMNS: tuple[str, ...] = ()
+
     def __init__(self, store: Store, config: Path | None = None, interval: float = 2.0,
                  checkpoint_interval: float = 30.0, redis_url: str | None = None,
                  redis_prefix: str = "distillguard", name: str = "detector",
@@ -251,7 +255,7 @@ class DetectorService:
         if changed:
             self.publish(changed)
             for r in changed:
-                self.published[r["account_id"]] = tuple(r.get(c) for c in VERDICT_COLUMNS[1:])
+                self.published[r["account_id"]] = self.published_value(r)
         self.steps += 1
         return len(changed)
 
@@ -295,15 +299,20 @@ class DetectorService:
         import json
 
         verdicts = self.detector.verdicts()
-        cols = [c for c in VERDICT_COLUMNS if c in verdicts.column_names]
+        wanted = VERDICT_COLUMNS + self.EXTRA_COLUMNS
+        cols = [c for c in wanted if c in verdicts.column_names]
         changed = []
         for row in verdicts.select(cols).to_pylist():
-            r = {c: row.get(c) for c in VERDICT_COLUMNS}
+            r = {c: row.get(c) for c in wanted}
             if not isinstance(r["reasons"], str | None):
                 r["reasons"] = json.dumps(r["reasons"])
-            if self.published.get(r["account_id"]) != tuple(r[c] for c in VERDICT_COLUMNS[1:]):
+            if self.published.get(r["account_id"]) != self.published_value(r):
                 changed.append(r)
         return changed
+
+    def published_value(self, r: dict[str, Any]) -> tuple[Any, ...]:
+        """What `published` keeps of a verdict row: everything but its account id."""
+        return tuple(r.get(c) for c in (VERDICT_COLUMNS + self.EXTRA_COLUMNS)[1:])
 
     def publish(self, changed: list[dict[str, Any]]) -> None:
         """Write changed verdicts as the next version and announce it."""

@@ -490,10 +490,13 @@ class Gateway:
             if upstream is None:
                 raise ApiError(404, "not_found_error", f"The model {req.model!r} does not exist on this gateway; list the available models with GET /v1/models.", param="model", code="model_not_found")
             try:
-                decision = self.policy.decide(rec.account_id)
+                decision = self.policy.decide(rec.account_id, req.end_user)
+                if decision.source == "default" and self.policy.checks_first_requests:
+                    decision = self._first_request(rec, req, request) or decision
                 if decision.blocked:
                     request.scope[_ACTION] = decision.action
-                    raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
+                    raise ApiError(403, "permission_error", decision.block_message(rec.account_id),
+                                   code="end_user_blocked" if decision.end_user else "account_blocked")
                 if decision.degraded:
                     cap = self.policy.degrade.max_tokens_cap
                     req.max_tokens = min(req.max_tokens or cap, cap)
@@ -539,6 +542,28 @@ class Gateway:
         except ApiError as err:
             return self.error_response(api, err)
         return Response(dumps(render(req, reply, rid, req.model)), 200, None, _JSON)
+
+    def _first_request(self, rec: KeyRecord, req: ChatRequest, request: Request) -> Decision | None:
+        """An account the detector has not judged yet: its request checked against flagged
+        campaigns' keys before it is forwarded (see `distillguard.detect._firstrequest`)."""
+        import polars as pl
+
+        from distillguard.detect import request_keys
+
+        client = request.scope.get("client")
+        row = pl.DataFrame({
+            "ts": [now_us()], "event_id": [""], "account_id": [rec.account_id],
+            "ip": [client[0] if client else None], "user_agent": [_header(request.scope, b"user-agent")],
+            "model": [req.model], "system": [req.system], "prompt": [req.prompt],
+            "turns": [len(req.messages)], "tools": [req.tools], "completion_tokens": [None],
+            "max_tokens": [req.max_tokens],
+        }, schema_overrides={"completion_tokens": pl.Int64, "max_tokens": pl.Int64, "system": pl.String,
+                             "ip": pl.String, "user_agent": pl.String, "prompt": pl.String})
+        row = row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"))
+        decision = self.policy.first_request(rec.account_id, self.policy.match_first_request(request_keys(row)))
+        if decision is not None:
+            log.info("first request of account %s matches a flagged campaign: %s", rec.account_id, decision.action)
+        return decision
 
     def _reserve_for(self, req: ChatRequest) -> int:
         """Tokens held while the request runs: its prompt (estimated) plus its completion's

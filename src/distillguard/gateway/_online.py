@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distillguard.enforce import Policy
-from distillguard.gateway._detector import VERDICT_COLUMNS, DetectorService
+from distillguard.gateway._detector import DetectorService
 from distillguard.gateway._store import Store
 
 log = logging.getLogger("distillguard.gateway")
@@ -46,6 +46,19 @@ class LocalDetector(DetectorService):
     `OnlineLoop` applies what changed. After a restore every verdict counts as changed, so a
     new process's empty policy gets them all at the first step.
     """
+
+    #: where a carrier's flag applies to its flagged end users only (see detect/_endusers)
+    EXTRA_COLUMNS = ("end_users_apart",)
+
+    def _fresh(self) -> None:
+        super()._fresh()
+        # Judges declared end users apart as well (see detect/_endusers); an older build has
+        # only the account detector.
+        from distillguard import detect
+
+        factory = getattr(detect, "EndUserDetector", None)
+        if factory is not None:
+            self.detector = factory(self.config)
 
     def restore(self) -> None:
         super().restore()
@@ -110,6 +123,20 @@ class OnlineLoop:
         the lock: the admin API calls this on the request loop, and a step may take seconds."""
         self.service.detector.set_override(account_id, action)
 
+    def _apply_end_users(self) -> int:
+        """Apply the end users' verdicts and publish the flagged campaigns' keys for the
+        first-request check; returns the end users whose action changed."""
+        det = self.service.detector
+        changed = 0
+        end_users = getattr(det, "end_user_verdicts", None)
+        if end_users is not None:
+            changed = int(self.policy.apply_end_user_verdicts(end_users().to_pylist()))
+        keys = getattr(det, "campaign_keys", None)
+        first = getattr(getattr(det, "config", None), "first_request", None)
+        if keys is not None and first is not None and first.enabled:
+            self.policy.set_campaign_keys(keys(), first.action)
+        return changed
+
     def tables(self) -> tuple[Any, Any]:
         """The detector's current verdicts and campaigns tables (blocking)."""
         with self._lock:
@@ -124,7 +151,8 @@ class OnlineLoop:
             rows = svc.changed()
             changed = self.policy.apply_verdicts(rows)
             for r in rows:
-                svc.published[r["account_id"]] = tuple(r[c] for c in VERDICT_COLUMNS[1:])
+                svc.published[r["account_id"]] = svc.published_value(r)
+            changed += self._apply_end_users()
             svc.steps += 1
             self.events_seen = svc.events_seen
             self.updates += 1

@@ -21,6 +21,7 @@ from distillguard.simulate._world import (
     FREE_MAIL,
     HUMAN_PROFILE,
     OFFICE_PROFILE,
+    passes_end_users,
     sample_times,
 )
 
@@ -110,7 +111,8 @@ def chat_prompts(env: Env, rng: np.random.Generator, j: np.ndarray, p_plain: flo
 
 
 def _chat_events(env: Env, rng: np.random.Generator, acct: np.ndarray, ts: np.ndarray, j: np.ndarray,
-                 ua: np.ndarray, ip: np.ndarray, sdk: np.ndarray, mini_share: float, adoption: float) -> None:
+                 ua: np.ndarray, ip: np.ndarray, sdk: np.ndarray, mini_share: float, adoption: float,
+                 euser: np.ndarray | int = -1) -> None:
     n = len(ts)
     lead, ctx, body, tail = chat_prompts(env, rng, j, env.p_plain)
     comp = env.sample(rng, env.corpora.conv_generated, n, 1.6)
@@ -122,6 +124,7 @@ def _chat_events(env: Env, rng: np.random.Generator, acct: np.ndarray, ts: np.nd
         n, ts=ts, acct=acct, key=env.world.pick_keys(acct, rng), ip=ip, ua=ua,
         model=env.models(rng, ts, mini_share, adoption), lead=lead, ctx=ctx, body=body, tail=tail,
         turns=2 * j + 1, hist=hist, comp=comp, maxtok=maxtok, temp=temp, status=env.status(rng, n),
+        euser=euser,
     )
 
 
@@ -465,8 +468,19 @@ def reseller(env: Env, rng: np.random.Generator, accounts: int | None = None, ev
     ai = uacct[u]
     srv = np.stack([sv[rng.integers(len(sv), size=len(u))] for sv in servers])[ai, np.arange(len(u))]
     ua = np.asarray(uas, np.int32)[ai]
-    _chat_events(env, rng, acct[ai], ts[keep], j[keep], ua, srv, np.ones(len(u), bool), 0.3, 0.3)
+    _chat_events(env, rng, acct[ai], ts[keep], j[keep], ua, srv, np.ones(len(u), bool), 0.3, 0.3,
+                 _customer_ids(env, acct, uacct, spec.end_user_share)[u])
     return acct, servers, uas
+
+
+def _customer_ids(env: Env, acct: np.ndarray, uacct: np.ndarray, share: float) -> np.ndarray:
+    """Per customer (reseller user), its end-user index where its reseller passes ids, else -1."""
+    w = env.world
+    passes = np.asarray([passes_end_users(w.acc.account_id[int(a)], share) for a in acct], bool)
+    out = np.full(len(uacct), -1, np.int32)
+    named = passes[uacct]
+    out[named] = w.end_users.add(acct[uacct[named]])
+    return out
 
 
 def benign_population(env: Env, rngs: list[np.random.Generator]) -> None:

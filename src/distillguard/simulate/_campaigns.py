@@ -36,6 +36,7 @@ from distillguard.simulate._world import (
     FLAT_PROFILE,
     FREE_MAIL,
     OFFICE_PROFILE,
+    passes_end_users,
     sample_times,
 )
 
@@ -334,6 +335,9 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
             owner[through] = r_acct[which]
             ip[through] = np.stack(servers)[which, rng.integers(len(servers[0]), size=via)]
             ua[through] = np.asarray(r_uas, np.int32)[which]
+        euser = _operator_end_users(env, spec, r_acct, owner, through)
+    else:
+        euser = np.full(n_all, -1, np.int32)
     # model: the campaign's model, moving a switch_share of traffic to a newly released one
     base_model = env.model_ix[spec.model or s.default_model]
     model = np.full(n_all, base_model, np.int16)
@@ -350,14 +354,35 @@ def campaign(env: Env, spec: CampaignSpec, rng: np.random.Generator) -> None:
         # requests over an account's daily limit are not sent (operators add accounts instead)
         n_all = int(keep.sum())
         ts, owner_i, ip, ua, model, comp = ts[keep], owner_i[keep], ip[keep], ua[keep], model[keep], comp[keep]
+        euser = euser[keep]
         cols = {k: v[keep] for k, v in cols.items()}
     env.plan.add(
         n_all, ts=ts, acct=owner_i, key=w.pick_keys(owner_i, rng), ip=ip, ua=ua, model=model,
         system=cols["system"], lead=cols["lead"], ctx=cols["ctx"], body=cols["body"], tail=cols["tail"],
         turns=cols["turns"], tools=cols["tools"], hist=cols["hist"], comp=comp, maxtok=spec.max_tokens,
-        temp=np.float32(spec.temperature), status=env.status(rng, n_all, 0.002),
+        temp=np.float32(spec.temperature), status=env.status(rng, n_all, 0.002), euser=euser,
     )
     _ = COUNTRY_TZ  # declared countries are the accounts'; the schedule follows the operator
+
+
+def _operator_end_users(env: Env, spec: CampaignSpec, r_acct: np.ndarray, owner: np.ndarray,
+                        through: np.ndarray) -> np.ndarray:
+    """Per request, the customer id the operator uses at the reseller carrying it (one of
+    `reseller_end_users` per reseller), where that reseller passes ids; else -1.
+
+    Drawn from a generator of the campaign's own (seeded by its id), so the rest of the run is
+    the same whether or not resellers pass ids."""
+    w = env.world
+    out = np.full(len(owner), -1, np.int32)
+    share = env.scenario.reseller.end_user_share
+    rng = np.random.default_rng(int.from_bytes(spec.id.encode()[:16].ljust(16, b"\0"), "little"))
+    for a in r_acct.tolist():
+        if not passes_end_users(w.acc.account_id[a], share):
+            continue
+        ids = w.end_users.add(np.full(spec.reseller_end_users, a), "distill", spec.id)
+        mine = np.flatnonzero(through & (owner == a))
+        out[mine] = ids[rng.integers(len(ids), size=len(mine))]
+    return out
 
 
 def all_campaigns(env: Env, rngs: list[np.random.Generator]) -> None:

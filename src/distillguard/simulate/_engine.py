@@ -35,15 +35,23 @@ DICT_COLUMNS = ["account_id", "key_id", "ip", "user_agent", "endpoint", "model",
 # long strings and no re-hashing when Parquet dictionary-encodes them. The files still hold
 # plain UTF-8 columns (the Arrow schema is not stored), so readers see `string`.
 POOLED = ("system", "response", "user_agent", "endpoint", "model")
-# Optional v1.1 columns the simulator leaves out (no end users, no batches); readers fill them with nulls.
+# Optional v1.1 columns the simulator leaves out (no batches; `end_user` only where some reseller
+# passes its customers' ids); readers fill them with nulls.
 UNFILLED = ("end_user", "batch_id")
-WRITE_SCHEMA = pa.schema(
-    [
-        pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in POOLED else f
-        for f in EVENTS.schema
-        if f.name not in UNFILLED
-    ]
-)
+
+
+def _write_schema(unfilled: tuple[str, ...]) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in POOLED else f
+            for f in EVENTS.schema
+            if f.name not in unfilled
+        ]
+    )
+
+
+WRITE_SCHEMA = _write_schema(UNFILLED)
+WRITE_SCHEMA_END_USERS = _write_schema(("batch_id",))
 
 
 @dataclass(frozen=True)
@@ -223,8 +231,23 @@ def _write_accounts(out: Path, w: World, plan: dict[str, np.ndarray], sc: Scenar
     })
     write_table(out, "accounts", accounts)
     write_table(out, "labels", labels)
+    if w.end_users.end_user:
+        write_table(out, "end_user_labels", _end_user_labels(w, plan))
     write_table(out, "models", models)
     return int(keep.sum()), int(sum(1 for i in idx if a.label[int(i)] == "distill"))
+
+
+def _end_user_labels(w: World, plan: dict[str, np.ndarray]) -> pa.Table:
+    """Ground truth per declared end user that sent a request (an added, simulator-only table
+    beside `labels`): account_id, end_user, label, campaign_id."""
+    e = w.end_users
+    used = np.flatnonzero(np.bincount(plan["euser"][plan["euser"] >= 0], minlength=len(e.end_user)))
+    return pa.table({
+        "account_id": pa.array([w.acc.account_id[e.acct[i]] for i in used], pa.string()),
+        "end_user": pa.array([e.end_user[i] for i in used], pa.string()),
+        "label": pa.array([e.label[i] for i in used], pa.string()),
+        "campaign_id": pa.array([e.campaign_id[i] for i in used], pa.string()),
+    })
 
 
 def _dedup(arrays: dict[str, pa.Array], name: str) -> None:
@@ -284,7 +307,12 @@ def _render(env: Env, p: dict[str, np.ndarray], first_row: int, rng: np.random.G
         "status": pa.array(p["status"].astype(np.int16)),
         "latency_ms": pa.array(latency),
     })
-    return table.cast(WRITE_SCHEMA)
+    if "end_user" not in arrays:
+        return table.cast(WRITE_SCHEMA)
+    named = p["euser"] >= 0
+    table = table.append_column(
+        "end_user", arrays["end_user"].take(pa.array(np.where(named, p["euser"], 0), mask=~named)))
+    return table.cast(WRITE_SCHEMA_END_USERS)
 
 
 def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.random.Generator,
@@ -303,6 +331,9 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
     })
     for name in ("response", "ua", "endpoint", "model"):
         _dedup(arrays, name)
+    if w.end_users.end_user:
+        arrays["end_user"] = pa.array(w.end_users.end_user, pa.string())
+    schema = WRITE_SCHEMA_END_USERS if "end_user" in arrays else WRITE_SCHEMA
     d = out / "events"
     d.mkdir(parents=True, exist_ok=True)
     n = len(plan["ts"])
@@ -319,7 +350,7 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
             path = d / f"part-{len(files):05d}.parquet"
             files.append(path)
             writer = pq.ParquetWriter(
-                path, WRITE_SCHEMA, compression="zstd", use_dictionary=DICT_COLUMNS,
+                path, schema, compression="zstd", use_dictionary=DICT_COLUMNS,
                 dictionary_pagesize_limit=64 << 20, store_schema=False,
             )
             in_part = 0
@@ -330,6 +361,6 @@ def _write_events(out: Path, env: Env, plan: dict[str, np.ndarray], rng: np.rand
         writer.close()
     elif n == 0:
         path = d / "part-00000.parquet"
-        pq.write_table(WRITE_SCHEMA.empty_table(), path)
+        pq.write_table(schema.empty_table(), path)
         files.append(path)
     return files

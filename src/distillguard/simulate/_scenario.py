@@ -106,6 +106,9 @@ class ResellerSpec(_Spec):
     accounts: int = Field(default=3, ge=0)
     events: int = Field(default=45000, ge=0)
     server_ips: int = Field(default=3, ge=1)
+    # Share of reseller accounts (benign or carrying a campaign) that declare their customers'
+    # ids per request (OpenAI `user`, Anthropic `metadata.user_id`): the `end_user` column.
+    end_user_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class StudentsSpec(_Spec):
@@ -185,6 +188,8 @@ class CampaignSpec(_Spec):
     via_reseller_share: float = Field(default=0.0, ge=0, le=1)
     reseller_benign_events: int = Field(default=0, ge=0)
     via_resellers: int = Field(default=1, ge=1)
+    # Customer ids the operator holds at each carrying reseller (seen where it passes them).
+    reseller_end_users: int = Field(default=3, ge=1)
     independent_accounts: bool = False
     links: Links = "shared"
     accounts_per_link: int = Field(default=40, ge=1)

@@ -3,6 +3,7 @@ the event plan (numeric columns only) and the arrival-time helpers."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +59,37 @@ FREE_MAIL = ["gmail.com", "outlook.com", "yahoo.com", "hotmail.com", "icloud.com
 
 
 @dataclass
+class EndUsers:
+    """Customers of resellers that pass their ids: id, the account they come through, truth."""
+
+    end_user: list[str] = field(default_factory=list)
+    acct: list[int] = field(default_factory=list)
+    label: list[str] = field(default_factory=list)
+    campaign_id: list[str | None] = field(default_factory=list)
+
+    def add(self, acct: np.ndarray, label: str = "benign", campaign_id: str | None = None) -> np.ndarray:
+        """Register one end user per entry of `acct` (account indices); their indices.
+
+        Ids are hashes of the running count: deterministic, and drawing none from the world's
+        generator keeps every other id of a seeded run unchanged."""
+        first = len(self.end_user)
+        for a in np.asarray(acct).tolist():
+            n = len(self.end_user)
+            self.end_user.append("user-" + hashlib.blake2b(f"eu{n}".encode(), digest_size=6).hexdigest())
+            self.acct.append(int(a))
+            self.label.append(label)
+            self.campaign_id.append(campaign_id)
+        return np.arange(first, len(self.end_user), dtype=np.int32)
+
+
+def passes_end_users(account_id: str, share: float) -> bool:
+    """Whether a reseller account declares its customers' ids: a stable draw from its id (no
+    generator state is used, so the rest of a seeded run is unchanged)."""
+    u = int.from_bytes(hashlib.blake2b(account_id.encode(), digest_size=4).digest(), "little") / 2**32
+    return u < share
+
+
+@dataclass
 class Accounts:
     account_id: list[str] = field(default_factory=list)
     created_us: list[int] = field(default_factory=list)
@@ -89,6 +121,8 @@ class World:
         self.uas: list[str] = []
         self.ua_endpoint: list[str] = []
         self._ua_ix: dict[str, int] = {}
+        # End users that resellers declare per request (the v1.1 `end_user` column).
+        self.end_users = EndUsers()
 
     # ---- identifiers ---------------------------------------------------------
     def _hex(self, n: int) -> str:
@@ -271,6 +305,7 @@ PLAN_COLUMNS: dict[str, tuple[type, int | float]] = {
     "maxtok": (np.int32, -1),
     "temp": (np.float32, float("nan")),
     "status": (np.int16, 200),
+    "euser": (np.int32, -1),  # index into World.end_users; -1: the request names no end user
 }
 
 

@@ -1,0 +1,111 @@
+"""End users inside an account judged apart (`detect/_endusers`): a reseller carrying a campaign
+through a few of its declared customers, and a campaign that rotates end-user ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from distillguard.detect import scan
+from distillguard.detect._endusers import OVERFLOW, SEP, EndUserBook, split_principal
+from distillguard.traffic import read_table, write_table
+
+from . import scenes
+from .builders import account_table, event_table
+
+FLAGGED = ("throttle", "block")
+
+
+def _carrier_scene() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A blocked hydra, and a reseller passing the hydra's prompts for two of its 40 customers."""
+    hydra_rows, hydra_accts = scenes.hydra(prompts=scenes.REPERTOIRE)
+    res_rows, res_accts = scenes.reseller("carrier", 0.3)
+    for k, r in enumerate(res_rows):
+        ours = r["system"] == scenes.HYDRA_SYSTEM
+        r["end_user"] = f"op-{k % 2}" if ours else f"cust-{k % 40}"
+    return hydra_rows + res_rows, hydra_accts + res_accts
+
+
+def _scan(tmp: Path, rows: list[dict[str, object]], accts: list[dict[str, object]]) -> tuple[pa.Table, pa.Table | None]:
+    write_table(tmp / "log", "events", event_table(rows))
+    write_table(tmp / "log", "accounts", account_table(accts))
+    result = scan(tmp / "log", tmp / "out")
+    return result.verdicts, result.tables.get("end_user_verdicts")
+
+
+def _actions(t: pa.Table, *keys: str) -> dict[object, str]:
+    cols = [t.column(k).to_pylist() for k in (*keys, "action")]
+    return {(row[0] if len(keys) == 1 else tuple(row[:-1])): row[-1] for row in zip(*cols, strict=True)}
+
+
+def test_a_carried_campaign_is_found_among_the_resellers_end_users(tmp_path: Path) -> None:
+    verdicts, users = _scan(tmp_path, *_carrier_scene())
+    assert users is not None
+    assert (tmp_path / "out" / "end_user_verdicts.parquet").is_file()
+    judged = _actions(users, "account_id", "end_user")
+    assert {judged[("carrier", "op-0")], judged[("carrier", "op-1")]} <= set(FLAGGED)
+    benign = [a for (acct, eu), a in judged.items() if eu.startswith("cust-")]
+    assert len(benign) == 40 and not set(benign) & set(FLAGGED)
+    acct = _actions(verdicts, "account_id")
+    assert acct["carrier"] != "block"
+    apart = dict(zip(verdicts.column("account_id").to_pylist(),
+                     verdicts.column("end_users_apart").to_pylist(), strict=True))
+    assert apart["carrier"] is True and not any(v for k, v in apart.items() if k != "carrier")
+    # the written table reads back in the format's schema
+    assert read_table(tmp_path / "out", "end_user_verdicts").num_rows == users.num_rows
+
+
+def test_rotating_end_user_ids_never_dilute_an_accounts_own_evidence(tmp_path: Path) -> None:
+    rows, accts = scenes.hydra()
+    plain, _ = _scan(tmp_path / "plain", [dict(r) for r in rows], accts)
+    for k, r in enumerate(rows):
+        r["end_user"] = f"u{k}"  # a fresh id on every request
+    rotated, users = _scan(tmp_path / "rotated", rows, accts)
+    assert users is not None and users.num_rows > 0
+    assert _actions(rotated, "account_id") == _actions(plain, "account_id")
+    assert set(_actions(rotated, "account_id").values()) <= set(FLAGGED)
+    assert not any(rotated.column("end_users_apart").to_pylist())
+
+
+def test_a_log_without_end_users_writes_no_end_user_verdicts(tmp_path: Path) -> None:
+    rows, accts = scenes.hydra(n_accounts=6, n_events=40)
+    _, users = _scan(tmp_path, rows, accts)
+    assert users is None
+    assert not (tmp_path / "out" / "end_user_verdicts.parquet").exists()
+
+
+def test_end_users_judged_apart_are_bounded_per_account_and_in_all() -> None:
+    book = EndUserBook(max_per_account=2, max_total=3)
+    pairs = pl.DataFrame({"account_id": ["a", "a", "a", "b", "b", "a"],
+                          "end_user": ["x", "y", "z", "p", "q", "x"]})
+    assert book.admit(pairs).to_list() == ["x", "y", OVERFLOW, "p", OVERFLOW, "x"]
+    assert len(book.apart) == 3
+
+
+def test_a_principal_splits_at_the_first_separator_after_the_account() -> None:
+    assert split_principal("acct") == ("acct", None)
+    assert split_principal(f"acct{SEP}evil{SEP}user") == ("acct", f"evil{SEP}user")
+
+
+def test_the_gateways_detector_judges_end_users_as_the_scan_does() -> None:
+    """`EndUserDetector` fed in batches: the carrier's operator end users flagged, its
+    customers not, the account narrowed to them (`end_users_apart`), the hydra blocked."""
+    import numpy as np
+
+    from distillguard.detect import EndUserDetector
+
+    rows, accts = _carrier_scene()
+    rows = sorted(rows, key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
+    det = EndUserDetector(accounts=account_table(accts))
+    for chunk in np.array_split(np.arange(len(rows)), 6):
+        det.update(event_table([rows[i] for i in chunk]))
+    users = _actions(det.end_user_verdicts(), "account_id", "end_user")
+    assert {users[("carrier", "op-0")], users[("carrier", "op-1")]} <= set(FLAGGED)
+    assert not {a for (_, eu), a in users.items() if eu.startswith("cust-")} & set(FLAGGED)
+    verdicts = det.verdicts()
+    apart = dict(zip(verdicts.column("account_id").to_pylist(),
+                     verdicts.column("end_users_apart").to_pylist(), strict=True))
+    assert apart["carrier"] is True
+    assert _actions(verdicts, "account_id")["h0"] == "block"

@@ -1,0 +1,97 @@
+"""The first request of a new account checked against flagged campaigns' keys
+(`detect/_firstrequest`): a campaign's new accounts match at their first request, a benign new
+account on other keys does not, and a key that many unflagged accounts share never counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from distillguard.detect import EndUserDetector, request_keys, scan
+from distillguard.detect._firstrequest import campaign_key_mask
+from distillguard.traffic import write_table
+
+from . import scenes
+from .builders import BROWSER, HUMAN_PROMPTS, T0, account, account_table, event_table, events
+
+
+def _late_recruits(n: int = 3) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """New accounts of the hydra arriving a day later, on its proxies and prompts."""
+    rows, accts = scenes.hydra(n_accounts=n, n_events=20, start_hours=30.0, prefix="late")
+    return rows, accts
+
+
+def _benign_newcomer() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    rows = events("newbie", 10, start=T0 + timedelta(hours=30, minutes=1), prompt=HUMAN_PROMPTS,
+                  ip="192.0.2.77", ua=BROWSER, turns=2, completion_tokens=200)
+    return rows, [account("newbie", created=T0 + timedelta(hours=29))]
+
+
+def _first_ts(rows: list[dict[str, object]], acct: str) -> object:
+    return min(r["ts"] for r in rows if r["account_id"] == acct)  # type: ignore[type-var]
+
+
+def test_a_campaigns_new_accounts_are_stopped_at_their_first_request(tmp_path: Path) -> None:
+    parts = [scenes.hydra(), _late_recruits(), _benign_newcomer()]
+    rows = [r for p in parts for r in p[0]]
+    write_table(tmp_path / "log", "events", event_table(rows))
+    write_table(tmp_path / "log", "accounts", account_table([a for p in parts for a in p[1]]))
+    result = scan(tmp_path / "log", tmp_path / "out")
+    flags = result.tables["first_request_flags"]
+    got = dict(zip(flags.column("account_id").to_pylist(),
+                   flags.column("first_request_ts").to_pylist(), strict=True))
+    for a in ("late0", "late1", "late2"):
+        assert got[a] == _first_ts(rows, a)
+    assert "newbie" not in got
+    # the hydra's first accounts come before any decision: served until their window ends
+    assert "h0" not in got
+    for a in (a for a in got if a.startswith("h")):
+        assert got[a] == _first_ts(rows, a)
+
+
+def test_a_key_shared_by_many_unflagged_accounts_is_never_a_campaign_key() -> None:
+    flagged = np.array([12, 12, 2, 12, 12])
+    accounts = np.array([12, 60, 2, 14, 13])
+    established = np.array([0, 30, 0, 0, 1])  # the last: one established person uses it
+    assert campaign_key_mask(flagged, accounts, established, 3, 0.8, 0).tolist() == [
+        True, False, False, True, False]
+    assert campaign_key_mask(flagged, accounts, established, 3, 0.8, None).tolist() == [
+        True, False, False, True, True]
+
+
+def test_an_address_stops_a_request_only_beside_its_content() -> None:
+    from distillguard.detect._firstrequest import matches
+
+    assert matches({"sys"}) and matches({"head0", "tail1"}) and matches({"ip", "tail0"})
+    assert not matches({"ip"}) and not matches({"head0", "head1"}) and not matches(set())
+
+
+def test_the_gateways_detector_publishes_keys_a_new_request_is_checked_against() -> None:
+    """A popular system prompt shared with benign accounts is not published; the hydra's
+    template is, and a new request carrying it matches while a benign one does not."""
+    popular = "You are a helpful assistant."
+    rows, accts = scenes.hydra()
+    for a in range(30):  # established people on the popular system prompt, and the hydra too
+        aid = f"p{a}"
+        accts.append(account(aid))
+        rows += events(aid, 8, start=T0 + timedelta(minutes=11 * a), prompt=HUMAN_PROMPTS,
+                       system=popular, ip=f"192.0.2.{a}", ua=BROWSER, turns=2, completion_tokens=200)
+    rows += events("h0", 5, start=T0 + timedelta(hours=1), system=popular, ip="203.0.113.1")
+    rows = sorted(rows, key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
+    det = EndUserDetector(accounts=account_table(accts))
+    for chunk in np.array_split(np.arange(len(rows)), 5):
+        det.update(event_table([rows[i] for i in chunk]))
+    keys = det.campaign_keys()
+    assert keys.keys
+
+    def request(prompt: str, system: str | None, ip: str) -> list[tuple[str, int]]:
+        frame = pl.from_arrow(event_table(events("fresh", 1, start=T0 + timedelta(days=3),
+                                                 prompt=prompt, system=system, ip=ip)))
+        assert isinstance(frame, pl.DataFrame)
+        return request_keys(frame)
+
+    assert keys.match(request(scenes.HYDRA_PROMPT[0], scenes.HYDRA_SYSTEM, "198.18.0.1")) is not None
+    assert keys.match(request(HUMAN_PROMPTS[0], popular, "198.18.0.2")) is None

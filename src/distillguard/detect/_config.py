@@ -108,6 +108,20 @@ class CarrierConfig(_Strict):
     every_minutes: float = Field(default=240.0, ge=0)
 
 
+class CohortConfig(_Strict):
+    """Many accounts with one scripted task-pool fingerprint, tested as a group (`_cohort`)."""
+
+    enabled: bool = True
+    min_events: int = Field(default=3, ge=1)
+    min_single_share: float = Field(default=0.9, ge=0, le=1)
+    min_frame_share: float = Field(default=0.7, ge=0, le=1)
+    min_distill: float = Field(default=0.5, ge=0, le=1)
+    topic_min_share: float = Field(default=0.3, ge=0, le=1)
+    max_p: float = Field(default=1e-6, gt=0, lt=1)
+    min_accounts: int = Field(default=20, ge=2)
+    every_minutes: float = Field(default=15.0, ge=0)
+
+
 class EvidenceConfig(_Strict):
     """One section per evidence module (see `_evidence`)."""
 
@@ -121,6 +135,7 @@ class EvidenceConfig(_Strict):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     thin: ThinConfig = Field(default_factory=ThinConfig)
     carriers: CarrierConfig = Field(default_factory=CarrierConfig)
+    cohort: CohortConfig = Field(default_factory=CohortConfig)
 
 
 class CellConfig(_Strict):

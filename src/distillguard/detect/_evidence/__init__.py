@@ -19,6 +19,7 @@ from distillguard.detect._evidence._base import (
     Role,
 )
 from distillguard.detect._evidence._carrying import CampaignCarriers
+from distillguard.detect._evidence._cohort import CohortEvidence, cohort_reason
 from distillguard.detect._evidence._fresh import FreshAccount
 from distillguard.detect._evidence._links import (
     AddressLink,
@@ -43,6 +44,7 @@ __all__ = [
     "CampaignEvidence",
     "CarrierContext",
     "CarrierEvidence",
+    "CohortEvidence",
     "Context",
     "EmailLink",
     "Evidence",
@@ -59,4 +61,5 @@ __all__ = [
     "TemplateLink",
     "ThinAccount",
     "build_modules",
+    "cohort_reason",
 ]

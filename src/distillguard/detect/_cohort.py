@@ -26,7 +26,9 @@ most significant first, and each one found leaves the null of the rest (a step-d
 second campaign in another stratum is not hidden by the first one's excess). The p-value is the binomial upper tail
 `P(Bin(n_s, p_s) >= k_s)`, times the number of strata tested (Bonferroni). A stratum whose
 p-value is at most `max_p` and that holds at least `min_accounts` fingerprinted accounts is a
-cohort; its fingerprinted accounts are its members.
+cohort; its fingerprinted accounts are its members. A member keeps its stratum and needs each
+share only within `stay_slack` of its threshold at the next looks (hysteresis: a throttle is
+not lifted by the noise of a few requests).
 
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
@@ -80,13 +82,15 @@ class AccountShape:
         )
 
 
-def fingerprinted(shape: AccountShape, cfg: CohortConfig) -> np.ndarray:
-    """Per account: tested and shows the scripted task-pool fingerprint."""
+def fingerprinted(shape: AccountShape, cfg: CohortConfig,
+                  slack: np.ndarray | float = 0.0) -> np.ndarray:
+    """Per account: tested and shows the scripted task-pool fingerprint, each share threshold
+    lowered by `slack` (per account, or one for all)."""
     out: np.ndarray = (
         shape.tested
-        & (shape.single_share >= cfg.min_single_share)
-        & (shape.frame_share >= cfg.min_frame_share)
-        & (shape.distill >= cfg.min_distill)
+        & (shape.single_share >= cfg.min_single_share - slack)
+        & (shape.frame_share >= cfg.min_frame_share - slack)
+        & (shape.distill >= cfg.min_distill - slack)
     )
     return out
 
@@ -174,13 +178,23 @@ class Cohorts:
         return out
 
 
-def find_cohorts(shape: AccountShape, cfg: CohortConfig) -> Cohorts:
-    """The cohort test on every stratum (see the module's docstring)."""
+def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None) -> Cohorts:
+    """The cohort test on every stratum (see the module's docstring).
+
+    `last` is the previous look: its members keep their stratum and need the fingerprint only
+    within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
+    evidence to start one, so a member is not let go by the noise of a few requests).
+    """
     m = len(shape.events)
     if not m:
         return Cohorts.none(0)
     s = strata(shape, cfg)
-    fp = fingerprinted(shape, cfg)
+    member = np.zeros(m, bool)
+    if last is not None:
+        was = last.grown(m)
+        member = (was.cohort >= 0) & shape.tested
+        s = np.where(member, was.stratum, s)
+    fp = fingerprinted(shape, cfg, np.where(member, cfg.stay_slack, 0.0))
     tested = s >= 0
     n = np.bincount(s[tested], minlength=len(STRATA))
     k = np.bincount(s[fp], minlength=len(STRATA))
@@ -199,7 +213,9 @@ class CohortTracker:
         self._cadence: Cadence[Cohorts] = Cadence()
 
     def update(self, state: DetectorState, cfg: CohortConfig) -> Cohorts:
-        last = self._cadence.reuse(state.now_us, cfg.every_minutes)
-        if last is not None:
-            return last.grown(state.size)
-        return self._cadence.keep(find_cohorts(AccountShape.of(state, cfg.min_events), cfg))
+        last = self._cadence.last
+        again = self._cadence.reuse(state.now_us, cfg.every_minutes)
+        if again is not None:
+            return again.grown(state.size)
+        shape = AccountShape.of(state, cfg.min_events)
+        return self._cadence.keep(find_cohorts(shape, cfg, last))

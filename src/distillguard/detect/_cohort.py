@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import bdtrc
 
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import CohortConfig
@@ -115,13 +115,14 @@ def cohort_pvalues(k: np.ndarray, n: np.ndarray,
         n: tested accounts per stratum.
         exclude: strata left out of every null (cohorts already found), or None.
     """
-    k = np.asarray(k, np.float64)
-    n = np.asarray(n, np.float64)
+    k = np.asarray(k, np.int64)
+    n = np.asarray(n, np.int64)
     keep = np.ones(len(k), bool) if exclude is None else ~exclude
-    k_null = np.where(keep, k, 0.0)
-    n_null = np.where(keep, n, 0.0)
+    k_null = np.where(keep, k, 0)
+    n_null = np.where(keep, n, 0)
     rate = (k_null.sum() - k_null + 1.0) / (n_null.sum() - n_null + 2.0)
-    tail = binom.sf(k - 1.0, n, rate)
+    # bdtrc(j, n, p) = P(Bin(n, p) > j): scipy's binomial tail without the distribution object.
+    tail = bdtrc(np.maximum(k - 1, 0), n, rate)
     p: np.ndarray = np.where(k > 0, np.minimum(1.0, tail * len(k)), 1.0)
     return rate, p
 

@@ -143,3 +143,15 @@ def test_a_few_scripted_accounts_are_no_cohort() -> None:
 def test_cohort_turned_off_finds_nothing() -> None:
     _, action, _ = decide(scripted("op", 40), people("p", 300), cfg=cfg_with(enabled=False))
     assert not any(action[f"op{k}"] in ("throttle", "block") for k in range(40))
+
+
+def test_a_reason_never_quotes_p_as_zero() -> None:
+    from distillguard.detect._evidence import cohort_reason
+    from distillguard.detect._evidence._base import EvidenceTable
+
+    t = EvidenceTable("cohort", {"stratum": np.array([0]), "accounts": np.array([213]),
+                                 "tested": np.array([848]), "null_rate": np.array([3e-4]),
+                                 "p_value": np.array([0.0])})
+    text, entry = cohort_reason(t, 0)
+    assert "p < 1e-300" in text and "213 of the 848" in text
+    assert entry["p_value"] == 0.0

@@ -18,6 +18,8 @@ from distillguard.detect._state import DetectorState
 
 #: The kind of link a cohort campaign is reported with (`campaigns`, the verdicts' reasons).
 COHORT_KIND = "cohort"
+#: The smallest p-value a reason quotes as a number (below it: "p < 1e-300").
+_SMALLEST_P = 1e-300
 
 
 class CohortEvidence(CampaignEvidence):
@@ -82,11 +84,13 @@ def cohort_reason(t: EvidenceTable, i: int) -> tuple[str, dict[str, object]]:
     s = int(t["stratum"][i])
     k, n = int(t["accounts"][i]), int(t["tested"][i])
     rate, p = float(t["null_rate"][i]), float(t["p_value"][i])
+    # A binomial tail this far out underflows double precision: say so rather than "p = 0".
+    weight = (f"p = {p:.2g} ({-np.log2(p):.0f} bits)" if p >= _SMALLEST_P
+              else f"p < {_SMALLEST_P:.0e} (over {-np.log2(_SMALLEST_P):.0f} bits)")
     text = (f"cohort: one of {k} of the {n} accounts asking mostly {STRATA[s]} tasks that show the "
             f"scripted task-pool fingerprint (single-turn, one prompt frame of its own, task-pool "
             f"content); the other kinds of task show it at a rate of {rate:.2%}, so {k} or more "
-            f"has p = {p:.2g} ({-np.log2(max(p, 1e-300)):.0f} bits); throttled, not blocked: "
-            "only what it asks ties it")
+            f"has {weight}; throttled, not blocked: only what it asks ties it")
     entry: dict[str, object] = {"stratum": STRATA[s], "fingerprinted": k, "accounts": n,
                                 "null_rate": rate, "p_value": p}
     return text, entry

@@ -205,7 +205,7 @@ class MMDConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.2"
+    version: str = "2026.12.3"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -120,6 +120,21 @@ class RarityConfig(_Strict):
     every_minutes: float = Field(default=15.0, ge=0)
 
 
+class CohortConfig(_Strict):
+    """Many accounts with one scripted task-pool fingerprint, tested as a group (`_cohort`)."""
+
+    enabled: bool = True
+    min_events: int = Field(default=3, ge=1)
+    min_single_share: float = Field(default=0.9, ge=0, le=1)
+    min_frame_share: float = Field(default=0.9, ge=0, le=1)
+    min_distill: float = Field(default=0.5, ge=0, le=1)
+    topic_min_share: float = Field(default=0.3, ge=0, le=1)
+    max_p: float = Field(default=1e-6, gt=0, lt=1)
+    min_accounts: int = Field(default=20, ge=2)
+    stay_slack: float = Field(default=0.2, ge=0, le=1)
+    every_minutes: float = Field(default=15.0, ge=0)
+
+
 class EvidenceConfig(_Strict):
     """One section per evidence module (see `_evidence`)."""
 
@@ -134,6 +149,7 @@ class EvidenceConfig(_Strict):
     thin: ThinConfig = Field(default_factory=ThinConfig)
     carriers: CarrierConfig = Field(default_factory=CarrierConfig)
     rarity: RarityConfig = Field(default_factory=RarityConfig)
+    cohort: CohortConfig = Field(default_factory=CohortConfig)
 
 
 class CellConfig(_Strict):

@@ -16,6 +16,7 @@ import pyarrow as pa
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._core import Assessment
 from distillguard.detect._decision import ACTION_NAMES, MONITOR
+from distillguard.detect._evidence import cohort_reason
 from distillguard.detect._rarity import rarity_reason
 from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, TEMPLATE_KINDS, DetectorState
 from distillguard.traffic import CAMPAIGNS, VERDICTS
@@ -30,6 +31,7 @@ _KIND_WORDS = {
     "payment": "payment fingerprint",
     "email": "e-mail domain",
     "created": "sign-up burst",
+    "cohort": "task-pool fingerprint (cohort, no infrastructure)",
 }
 
 
@@ -312,6 +314,11 @@ def verdict_table(
             text, entry = rarity_reason(a.rarity, i)
             rs.append(text)
             ev["rarity"] = entry
+        cohort = a.evidence.get("cohort")
+        if cohort is not None and i < len(cohort) and cohort["cell"][i] >= 0:
+            text, entry = cohort_reason(cohort, i)
+            rs.append(text)
+            ev["cohort"] = entry
         weighed, weighed_ev = evidence_weights(a, i)
         if weighed is not None:
             rs.append(weighed)

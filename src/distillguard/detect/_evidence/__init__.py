@@ -21,6 +21,7 @@ from distillguard.detect._evidence._base import (
     SoloEvidence,
 )
 from distillguard.detect._evidence._carrying import CampaignCarriers
+from distillguard.detect._evidence._cohort import CohortEvidence, cohort_reason
 from distillguard.detect._evidence._fresh import FreshAccount
 from distillguard.detect._evidence._links import (
     AddressLink,
@@ -46,6 +47,7 @@ __all__ = [
     "CampaignEvidence",
     "CarrierContext",
     "CarrierEvidence",
+    "CohortEvidence",
     "Context",
     "EmailLink",
     "Evidence",
@@ -65,4 +67,5 @@ __all__ = [
     "TemplateLink",
     "ThinAccount",
     "build_modules",
+    "cohort_reason",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._evidence._base import Evidence
 from distillguard.detect._evidence._carrying import CampaignCarriers
+from distillguard.detect._evidence._cohort import CohortEvidence
 from distillguard.detect._evidence._fresh import FreshAccount
 from distillguard.detect._evidence._links import (
     AddressLink,
@@ -33,6 +34,7 @@ EVIDENCE_MODULES: tuple[type[Evidence], ...] = (
     SyncedClock,
     ThinAccount,
     SmallCampaigns,
+    CohortEvidence,
     CampaignCarriers,
     RareEvidence,
 )

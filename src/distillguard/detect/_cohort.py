@@ -1,0 +1,222 @@
+"""Cohorts: many accounts that are each only mildly unusual, tested as one group.
+
+A campaign that shares no infrastructure is tied only by what it asks. Each of its accounts
+looks like a person who scripts an assistant: one frame of its own (the same opening or closing
+words, a paraphrase nobody else uses) around single-turn, self-contained tasks that read like
+a training-data pool (the content model's P(distill), `_content`). Per account that is not
+rare enough: some people do exactly this, and a campaign of a thousand aged accounts is itself
+a large part of any "established" population a per-account null is estimated from
+(`_rarity`). What independent users do not do is show that *fingerprint* by the hundred while
+asking for the same kind of task.
+
+So the test is about a group. Per account (at least `min_events` requests, not enterprise):
+
+* the **fingerprint**: single-turn share >= `min_single_share`, share of its requests on its
+  most used prompt frame (template key) >= `min_frame_share`, mean P(distill) >=
+  `min_distill`;
+* its **task stratum**: the kind of task it mostly asks (maths, code, tool use, or general), from
+  the per-request flags of `_signatures`.
+
+Per stratum `s` with `n_s` accounts, `k_s` of them fingerprinted, the null says the fingerprint
+does not depend on the task asked: each of the `n_s` accounts is fingerprinted with the rate
+seen in the *other* strata, `p_s = (K - k_s + 1) / (N - n_s + 2)` (a cohort cannot raise the
+rate it is tested against; a campaign spread over every stratum raises all of them, which makes
+the test conservative, never anti-conservative). Cohorts are found one after the other, the
+most significant first, and each one found leaves the null of the rest (a step-down test: a
+second campaign in another stratum is not hidden by the first one's excess). The p-value is the binomial upper tail
+`P(Bin(n_s, p_s) >= k_s)`, times the number of strata tested (Bonferroni). A stratum whose
+p-value is at most `max_p` and that holds at least `min_accounts` fingerprinted accounts is a
+cohort; its fingerprinted accounts are its members. A member keeps its stratum and needs each
+share only within `stay_slack` of its threshold at the next looks (hysteresis: a throttle is
+not lifted by the noise of a few requests).
+
+A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
+gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
+Members are throttled, never blocked: nothing but what they ask ties them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import bdtrc
+
+from distillguard.detect._cadence import Cadence
+from distillguard.detect._config import CohortConfig
+from distillguard.detect._state import DetectorState
+
+#: The task strata, in the order of `Cohorts.stratum` codes (-1: not tested).
+STRATA = ("maths", "code", "tools", "general")
+_MATHS, _CODE, _TOOLS, _GENERAL = range(len(STRATA))
+
+
+@dataclass(frozen=True)
+class AccountShape:
+    """Per account (indexed like `state.ids`): what the fingerprint and the strata read."""
+
+    events: np.ndarray
+    single_share: np.ndarray
+    frame_share: np.ndarray
+    distill: np.ndarray  # mean P(distill) of its prompts
+    maths: np.ndarray  # shares of requests flagged maths, code, tool use
+    code: np.ndarray
+    tools: np.ndarray
+    tested: np.ndarray  # enough requests, not enterprise
+
+    @classmethod
+    def of(cls, state: DetectorState, min_events: int) -> AccountShape:
+        m = state.size
+        c = state.counters
+        n = c["n"][:m].astype(np.float64)
+        per = np.maximum(n, 1.0)
+        return cls(
+            events=n,
+            single_share=c["single"][:m] / per,
+            frame_share=state.template_max[:m] / per,
+            distill=c["distill"][:m] / per / 100.0,  # summed in whole percent
+            maths=c["math"][:m] / per,
+            code=c["coding"][:m] / per,
+            tools=c["tool"][:m] / per,
+            tested=(n >= min_events) & ~state.enterprise[:m],
+        )
+
+
+def fingerprinted(shape: AccountShape, cfg: CohortConfig,
+                  slack: np.ndarray | float = 0.0) -> np.ndarray:
+    """Per account: tested and shows the scripted task-pool fingerprint, each share threshold
+    lowered by `slack` (per account, or one for all)."""
+    out: np.ndarray = (
+        shape.tested
+        & (shape.single_share >= cfg.min_single_share - slack)
+        & (shape.frame_share >= cfg.min_frame_share - slack)
+        & (shape.distill >= cfg.min_distill - slack)
+    )
+    return out
+
+
+def strata(shape: AccountShape, cfg: CohortConfig) -> np.ndarray:
+    """Per account: its task stratum (index in `STRATA`): the largest of its maths, code and
+    tool-use shares when that is at least `topic_min_share`, else general; -1 if not tested."""
+    shares = np.column_stack([shape.maths, shape.code, shape.tools])
+    top = np.argmax(shares, axis=1)
+    out = np.where(shares[np.arange(len(top)), top] >= cfg.topic_min_share, top, _GENERAL)
+    return np.where(shape.tested, out, -1).astype(np.int64)
+
+
+def cohort_pvalues(k: np.ndarray, n: np.ndarray,
+                   exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per stratum: the null rate (fingerprinted share of the other strata not in `exclude`,
+    add-one smoothed) and the Bonferroni-corrected binomial upper tail `P(Bin(n, rate) >= k)`
+    (1 where k = 0).
+
+    Args:
+        k: fingerprinted accounts per stratum.
+        n: tested accounts per stratum.
+        exclude: strata left out of every null (cohorts already found), or None.
+    """
+    k = np.asarray(k, np.int64)
+    n = np.asarray(n, np.int64)
+    keep = np.ones(len(k), bool) if exclude is None else ~exclude
+    k_null = np.where(keep, k, 0)
+    n_null = np.where(keep, n, 0)
+    rate = (k_null.sum() - k_null + 1.0) / (n_null.sum() - n_null + 2.0)
+    # bdtrc(j, n, p) = P(Bin(n, p) > j): scipy's binomial tail without the distribution object.
+    tail = bdtrc(np.maximum(k - 1, 0), n, rate)
+    p: np.ndarray = np.where(k > 0, np.minimum(1.0, tail * len(k)), 1.0)
+    return rate, p
+
+
+def step_down(k: np.ndarray, n: np.ndarray, max_p: float,
+              min_accounts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cohorts found one after the other: each cohort found leaves the null of the rest, so
+    that one campaign's stratum cannot hide another's (their excess would raise the rate the
+    others are tested against). Returns (null rate, p-value, is a cohort) per stratum."""
+    found = np.zeros(len(k), bool)
+    while True:
+        rate, p = cohort_pvalues(k, n, found)
+        new = (p <= max_p) & (np.asarray(k) >= min_accounts) & ~found
+        if not new.any():
+            return rate, p, found
+        found[np.flatnonzero(new)[np.argmin(p[new])]] = True
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """One look: per stratum its counts and p-value; per account its stratum and cohort."""
+
+    stratum: np.ndarray  # per account: index in STRATA (-1: not tested)
+    fingerprint: np.ndarray  # per account: bool
+    cohort: np.ndarray  # per account: index of its cohort in `strata_flagged` (-1: none)
+    tested: np.ndarray  # per stratum: tested accounts
+    marked: np.ndarray  # per stratum: fingerprinted accounts
+    null_rate: np.ndarray  # per stratum: the rate it is tested against
+    p_value: np.ndarray  # per stratum
+    strata_flagged: np.ndarray  # the strata that are cohorts, in cohort order
+
+    @classmethod
+    def none(cls, m: int = 0) -> Cohorts:
+        s = len(STRATA)
+        return cls(np.full(m, -1, np.int64), np.zeros(m, bool), np.full(m, -1, np.int64),
+                   np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
+                   np.zeros(0, np.int64))
+
+    def grown(self, m: int) -> Cohorts:
+        """The same answer for `m` accounts (accounts seen since the last look: none)."""
+        k = len(self.cohort)
+        if k >= m:
+            return self
+        extra = m - k
+        return Cohorts(np.concatenate([self.stratum, np.full(extra, -1, np.int64)]),
+                       np.concatenate([self.fingerprint, np.zeros(extra, bool)]),
+                       np.concatenate([self.cohort, np.full(extra, -1, np.int64)]),
+                       self.tested, self.marked, self.null_rate, self.p_value,
+                       self.strata_flagged)
+
+    def sizes(self) -> np.ndarray:
+        """Per cohort: its members."""
+        out: np.ndarray = self.marked[self.strata_flagged]
+        return out
+
+
+def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None) -> Cohorts:
+    """The cohort test on every stratum (see the module's docstring).
+
+    `last` is the previous look: its members keep their stratum and need the fingerprint only
+    within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
+    evidence to start one, so a member is not let go by the noise of a few requests).
+    """
+    m = len(shape.events)
+    if not m:
+        return Cohorts.none(0)
+    s = strata(shape, cfg)
+    member = np.zeros(m, bool)
+    if last is not None:
+        was = last.grown(m)
+        member = (was.cohort >= 0) & shape.tested
+        s = np.where(member, was.stratum, s)
+    fp = fingerprinted(shape, cfg, np.where(member, cfg.stay_slack, 0.0))
+    tested = s >= 0
+    n = np.bincount(s[tested], minlength=len(STRATA))
+    k = np.bincount(s[fp], minlength=len(STRATA))
+    rate, p, cohorts = step_down(k, n, cfg.max_p, cfg.min_accounts)
+    flagged = np.flatnonzero(cohorts)
+    at = np.full(len(STRATA), -1, np.int64)
+    at[flagged] = np.arange(len(flagged))
+    cohort = np.where(fp, at[np.maximum(s, 0)], -1)
+    return Cohorts(s, fp, cohort, n, k, rate, p, flagged)
+
+
+class CohortTracker:
+    """`find_cohorts` looked at every `every_minutes` of log time (see `_cadence`)."""
+
+    def __init__(self) -> None:
+        self._cadence: Cadence[Cohorts] = Cadence()
+
+    def update(self, state: DetectorState, cfg: CohortConfig) -> Cohorts:
+        last = self._cadence.last
+        again = self._cadence.reuse(state.now_us, cfg.every_minutes)
+        if again is not None:
+            return again.grown(state.size)
+        shape = AccountShape.of(state, cfg.min_events)
+        return self._cadence.keep(find_cohorts(shape, cfg, last))

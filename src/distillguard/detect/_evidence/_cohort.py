@@ -1,0 +1,96 @@
+"""Cohorts: accounts tied by nothing but a shared scripted fingerprint and the tasks they ask.
+
+The test is `detect/_cohort.py` (config `[evidence.cohort]`): per task stratum, how many
+accounts show the fingerprint (single-turn, one frame of their own, task-pool content) against
+the rate of the other strata. A cohort is reported as a campaign of its own; its members
+(fingerprinted accounts in the stratum that are in no other campaign) are throttled, never
+blocked: nothing but what they ask ties them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distillguard.detect._cohort import STRATA, Cohorts, CohortTracker
+from distillguard.detect._config import CohortConfig, DetectConfig
+from distillguard.detect._evidence._base import CampaignContext, CampaignEvidence, EvidenceTable
+from distillguard.detect._state import DetectorState
+
+#: The kind of link a cohort campaign is reported with (`campaigns`, the verdicts' reasons).
+COHORT_KIND = "cohort"
+#: The smallest p-value a reason quotes as a number (below it: "p < 1e-300").
+_SMALLEST_P = 1e-300
+
+
+class CohortEvidence(CampaignEvidence):
+    """Members of a cohort (a task stratum with far more fingerprinted accounts than the other
+    strata's rate allows); the last look in full is `last`."""
+
+    name = "cohort"
+    section = "cohort"
+    columns = {
+        "cell": "the cohort the account is a member of (-1: none)",
+        "score": "actions.throttle_campaign_score for members (throttled, never blocked), else 0",
+        "carries": "always false (a cohort has no carriers)",
+        "p_value": "its cohort's p-value (Bonferroni over strata; 1: none)",
+        "accounts": "fingerprinted accounts in its cohort's stratum (0: none)",
+        "tested": "accounts tested in that stratum (0: none)",
+        "null_rate": "the fingerprinted share of the other strata, its null rate (0: none)",
+        "stratum": "that stratum, an index in detect._cohort.STRATA (meaningful where cell >= 0)",
+    }
+
+    def __init__(self, cfg: DetectConfig) -> None:
+        super().__init__(cfg)
+        self.tracker = CohortTracker()
+        self.last = Cohorts.none(0)
+        self._members = np.zeros(0, np.int64)
+
+    @property
+    def config(self) -> CohortConfig:
+        return self.cfg.evidence.cohort
+
+    def assess(self, ctx: CampaignContext) -> EvidenceTable:
+        state = ctx.account.state
+        m = state.size
+        found = self.tracker.update(state, self.config)
+        self.last = found
+        cohort = np.where(ctx.free[:m], found.cohort[:m], -1)
+        inside = cohort >= 0
+        if not inside.any():
+            self._members = np.zeros(0, np.int64)
+            return self.off(m)
+        # Cohorts numbered densely among those with a member left (others are in campaigns).
+        present = np.bincount(cohort[inside], minlength=len(found.strata_flagged)) > 0
+        dense = np.cumsum(present) - 1
+        self._members = np.bincount(cohort[inside], minlength=len(found.strata_flagged))[present]
+        cell = np.where(inside, dense[np.maximum(cohort, 0)], -1)
+        stratum = np.zeros(m, np.int64)  # (read where cell >= 0 only)
+        stratum[inside] = found.strata_flagged[cohort[inside]]
+        p = np.where(inside, found.p_value[stratum], 1.0)
+        size = np.where(inside, found.marked[stratum], 0)
+        tested = np.where(inside, found.tested[stratum], 0)
+        rate = np.where(inside, found.null_rate[stratum], 0.0)
+        score = np.where(inside, self.cfg.actions.throttle_campaign_score, 0.0)
+        return self.table(cell=cell, score=score, carries=np.zeros(m, bool), p_value=p,
+                          accounts=size, tested=tested, null_rate=rate, stratum=stratum)
+
+    def campaigns(self, state: DetectorState) -> tuple[list[list[str]], np.ndarray]:
+        return [[COHORT_KIND] for _ in range(len(self._members))], self._members
+
+
+def cohort_reason(t: EvidenceTable, i: int) -> tuple[str, dict[str, object]]:
+    """Why account `i` (a member) is in a cohort, in words and structured (an analyst can
+    check each number)."""
+    s = int(t["stratum"][i])
+    k, n = int(t["accounts"][i]), int(t["tested"][i])
+    rate, p = float(t["null_rate"][i]), float(t["p_value"][i])
+    # A binomial tail this far out underflows double precision: say so rather than "p = 0".
+    weight = (f"p = {p:.2g} ({-np.log2(p):.0f} bits)" if p >= _SMALLEST_P
+              else f"p < {_SMALLEST_P:.0e} (over {-np.log2(_SMALLEST_P):.0f} bits)")
+    text = (f"cohort: one of {k} of the {n} accounts asking mostly {STRATA[s]} tasks that show the "
+            f"scripted task-pool fingerprint (single-turn, one prompt frame of its own, task-pool "
+            f"content); the other kinds of task show it at a rate of {rate:.2%}, so {k} or more "
+            f"has {weight}; throttled, not blocked: only what it asks ties it")
+    entry: dict[str, object] = {"stratum": STRATA[s], "fingerprinted": k, "accounts": n,
+                                "null_rate": rate, "p_value": p}
+    return text, entry

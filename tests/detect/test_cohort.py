@@ -1,0 +1,157 @@
+"""The cohort evidence (detect/_cohort.py, `[evidence.cohort]`): the group test's maths, and
+hand-built logs where a cohort must be found (scripted accounts that share no infrastructure
+and ask the same kind of task) and must not (students on the same homework, too few scripted
+accounts)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from distillguard.detect._cohort import STRATA, cohort_pvalues, step_down
+from distillguard.detect._config import DetectConfig, load_config
+
+from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
+from .decide import decide
+
+Scene = tuple[list[dict[str, object]], list[dict[str, object]]]
+
+WORD_PROBLEMS = [
+    "A baker makes {i} loaves of bread each day and sells them for $3 each. If she gives away "
+    "{j} loaves, how much money does she earn in a week?",
+    "Tom has {i} marbles. He gives {j} marbles to each of his 4 friends. How many marbles does "
+    "Tom have left?",
+    "A train travels {i} miles in {j} hours. What is its average speed in miles per hour?",
+    "A garden has {i} rows of tomato plants with {j} plants in each row. How many plants are "
+    "there in the garden?",
+    "Maria reads {i} pages on Monday and {j} more pages on Tuesday than on Monday. How many "
+    "pages does she read in the two days?",
+    "A school orders {i} boxes of pencils with {j} pencils in each box. How many pencils does "
+    "the school order?",
+]
+# Words an operator's script draws its per-account paraphrase of "reason step by step" from.
+_FRAME_WORDS = ["carefully", "reason", "through", "each", "stage", "explain", "working",
+                "clearly", "justify", "every", "move", "then", "state", "result", "final",
+                "line", "below", "answer", "detail", "logic", "precisely", "intermediate",
+                "values", "write"]
+
+
+def cfg_with(**values: Any) -> DetectConfig:
+    raw = load_config().model_dump()
+    raw["evidence"]["cohort"].update(values)
+    return DetectConfig.model_validate(raw)
+
+
+def _frame(k: int) -> str:
+    """Account k's own closing instruction: 14 words, a different draw for every account."""
+    rng = np.random.default_rng(1000 + k)
+    return " ".join(rng.choice(_FRAME_WORDS, size=14, replace=True).tolist()) + "."
+
+
+def scripted(prefix: str, n: int, each: int = 6) -> Scene:
+    """Accounts that share nothing (own address, card, browser, hours) and each wrap word
+    problems in its own paraphrase of a step-by-step request, one task per request."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(n):
+        aid = f"{prefix}{k}"
+        accts.append(account(aid, created=T0 - timedelta(days=30 + k)))
+        tail = _frame(k)
+        prompts = [WORD_PROBLEMS[(k + i) % len(WORD_PROBLEMS)] + "\n\n" + tail
+                   for i in range(len(WORD_PROBLEMS))]
+        rows += events(aid, each, start=T0 + timedelta(minutes=11 * k),
+                       every=timedelta(minutes=53), prompt=prompts, ua=BROWSER,
+                       ip=f"203.0.{k // 200}.{k % 200 + 1}")
+    return rows, accts
+
+
+def people(prefix: str, n: int, each: int = 5) -> Scene:
+    """People asking everyday things, in conversations."""
+    rows: list[dict[str, object]] = []
+    accts = [account(f"{prefix}{k}") for k in range(n)]
+    for k in range(n):
+        prompts = HUMAN_PROMPTS[k % 10:] + HUMAN_PROMPTS[: k % 10]
+        rows += events(f"{prefix}{k}", each, start=T0 + timedelta(minutes=3 * k),
+                       every=timedelta(minutes=40), prompt=prompts, ua=BROWSER, turns=3,
+                       ip=f"198.18.{k // 200}.{k % 200 + 1}")
+    return rows, accts
+
+
+def students(prefix: str, n: int, each: int = 6) -> Scene:
+    """Students asking the same homework problems, each request worded its own way, in
+    conversations with follow-ups."""
+    asks = ["can you explain how to solve this step by step\n\n",
+            "i'm stuck on this one, pls show the working\n\n",
+            "homework question, walk me through it\n\n"]
+    rows: list[dict[str, object]] = []
+    accts = [account(f"{prefix}{k}", channel="education") for k in range(n)]
+    for k in range(n):
+        prompts = [asks[(k + i) % 3] + WORD_PROBLEMS[i % 3] for i in range(6)]
+        rows += events(f"{prefix}{k}", each, start=T0 + timedelta(minutes=5 * k),
+                       every=timedelta(minutes=9), prompt=prompts, ua=BROWSER,
+                       turns=1 + 2 * (k % 2) + (k % 3), ip=f"192.0.{k // 200}.{k % 200 + 1}")
+    return rows, accts
+
+
+def test_a_big_excess_in_one_stratum_is_far_below_max_p() -> None:
+    rate, p = cohort_pvalues(np.array([100, 3, 2, 4]), np.array([400, 900, 300, 2000]))
+    assert rate[0] == pytest.approx((3 + 2 + 4 + 1) / (900 + 300 + 2000 + 2))
+    assert p[0] < 1e-50
+    assert (p[1:] > 1e-3).all()
+
+
+def test_a_stratum_at_the_others_rate_is_not_a_cohort() -> None:
+    _, p = cohort_pvalues(np.array([10, 10, 10, 10]), np.array([1000, 1000, 1000, 1000]))
+    assert (p > 0.1).all()
+
+
+def test_one_cohort_found_does_not_hide_another() -> None:
+    k, n = np.array([150, 90, 0, 5]), np.array([850, 1600, 150, 3000])
+    _, p_once = cohort_pvalues(k, n)
+    assert p_once[1] > 1e-6  # against a null raised by the first cohort, the second hides
+    _, p, found = step_down(k, n, 1e-6, 20)
+    assert found.tolist() == [True, True, False, False]
+    assert p[1] < 1e-20
+
+
+def test_scripted_accounts_that_share_nothing_are_throttled_as_a_cohort() -> None:
+    _, action, reasons = decide(scripted("op", 40), people("p", 300), students("st", 30))
+    ops = [f"op{k}" for k in range(40)]
+    assert all(action[a] == "throttle" for a in ops), {a: action[a] for a in ops}
+    why = " ".join(reasons["op0"])
+    assert f"asking mostly {STRATA[0]} tasks" in why and "p = " in why
+    assert "throttled, not blocked" in why
+    assert not any(action[f"p{k}"] in ("throttle", "block") for k in range(300))
+    assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(30))
+
+
+def test_students_on_the_same_homework_are_no_cohort() -> None:
+    det, action, _ = decide(people("p", 300), students("st", 60))
+    assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(60))
+    table = det.assess().evidence["cohort"]
+    assert (table["cell"] < 0).all()
+
+
+def test_a_few_scripted_accounts_are_no_cohort() -> None:
+    _, action, _ = decide(scripted("op", 8), people("p", 300))
+    assert not any(action[f"op{k}"] in ("throttle", "block") for k in range(8))
+
+
+def test_cohort_turned_off_finds_nothing() -> None:
+    _, action, _ = decide(scripted("op", 40), people("p", 300), cfg=cfg_with(enabled=False))
+    assert not any(action[f"op{k}"] in ("throttle", "block") for k in range(40))
+
+
+def test_a_reason_never_quotes_p_as_zero() -> None:
+    from distillguard.detect._evidence import cohort_reason
+    from distillguard.detect._evidence._base import EvidenceTable
+
+    t = EvidenceTable("cohort", {"stratum": np.array([0]), "accounts": np.array([213]),
+                                 "tested": np.array([848]), "null_rate": np.array([3e-4]),
+                                 "p_value": np.array([0.0])})
+    text, entry = cohort_reason(t, 0)
+    assert "p < 1e-300" in text and "213 of the 848" in text
+    assert entry["p_value"] == 0.0

@@ -28,6 +28,10 @@ from distillguard.antidistill import TestbedConfig, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
 
 
+TARGET_EFFECTIVENESS = 0.5  # issue 19: the student keeps at most half of what it would learn
+TARGET_COST = 0.05  # ... while a person asking loses at most 5 % of correct answers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3-digit problems and short training (minutes)")
@@ -47,25 +51,35 @@ def main() -> None:
     print(f"\nteacher accuracy {res.teacher_accuracy:.3f}; {cfg.digits}-digit addition, harvest "
           f"{cfg.harvest:,} answers, {len(cfg.seeds)} student seeds\n")
     table: list[list[object]] = []
-    head = f"{'defence':<22} {'served acc':>10} {'cost':>7} {'student acc (95% CI)':>26} {'effectiveness':>14} {'chars':>6}"
+    head = (f"{'defence':<30} {'served acc (95% CI)':>26} {'cost':>7} {'student acc (95% CI)':>26} "
+            f"{'effectiveness':>14} {'chars':>6}")
     print(head)
     rows = []
     for r in res.results:
         lo, hi = r.ci95()
+        slo, shi = r.served_ci95()
         eff, cost = res.effectiveness(r.defence), res.cost(r.defence)
-        print(f"{r.defence:<22} {r.served_accuracy:>10.3f} {cost:>7.3f} "
+        served = f"{r.served_accuracy:.3f} [{slo:.3f}, {shi:.3f}]"
+        print(f"{r.defence:<30} {served:>26} {cost:>7.3f} "
               f"{r.mean:>9.3f} [{lo:.3f}, {hi:.3f}]{'':>3} {eff:>14.2f} {r.served_chars:>6.0f}")
-        rows.append({**asdict(r), "ci95": [lo, hi], "effectiveness": eff, "cost": cost})
-        table.append([r.defence, f"{r.served_accuracy:.3f}", f"{cost:.3f}", f"{r.mean:.3f} [{lo:.3f}, {hi:.3f}]",
+        rows.append({**asdict(r), "ci95": [lo, hi], "served_ci95": [slo, shi], "effectiveness": eff, "cost": cost})
+        table.append([r.defence, served, f"{cost:.3f}", f"{r.mean:.3f} [{lo:.3f}, {hi:.3f}]",
                       f"{eff:.2f}", f"{r.served_chars:.0f}"])
+    met = [r.defence for r in res.results
+           if r.defence != "none" and res.cost(r.defence) <= TARGET_COST and res.effectiveness(r.defence) <= TARGET_EFFECTIVENESS]
+    verdict = (f"Target (effectiveness <= {TARGET_EFFECTIVENESS} at cost <= {TARGET_COST}) met by: "
+               + (", ".join(met) if met else "none") + ".")
+    print("\n" + verdict)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,
                                     "defences": rows, "seconds": time.perf_counter() - t0}, indent=2))
     print(f"\nresults: {args.out}")
     intro = (f"{cfg.digits}-digit addition with worked traces; teacher accuracy {res.teacher_accuracy:.3f}; "
              f"{cfg.harvest:,} harvested answers; {len(cfg.seeds)} student seeds (95% t intervals). "
-             "Effectiveness = student accuracy kept; cost = correct answers taken from the person asking.")
-    write_section(__file__, "Answers that teach a flagged account less", intro + "\n\n" + markdown_table(
+             "Effectiveness = student accuracy kept; cost = correct answers taken from the person asking. "
+             f"Antidistillation sampling at tilts lambda = {', '.join(f'{x:g}' for x in cfg.ads_lams)} (one proxy student). "
+             f"Run time {time.perf_counter() - t0:.0f} s with one torch thread.")
+    write_section(__file__, "Answers that teach a flagged account less", intro + "\n\n" + verdict + "\n\n" + markdown_table(
         ["defence", "served accuracy", "cost", "student accuracy (95% CI)", "effectiveness", "chars served"], table))
 
 

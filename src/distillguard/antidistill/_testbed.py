@@ -17,7 +17,7 @@ served pairs and scored on unseen problems.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class TestbedConfig:
     student: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=1500))
     seeds: tuple[int, ...] = (0, 1, 2)
     ads: ADSConfig = field(default_factory=ADSConfig)
+    # antidistillation sampling is measured at each of these tilts (one proxy for all): the
+    # tilt trades the served answers' accuracy (cost) against what a student learns
+    ads_lams: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
 
     @property
@@ -60,10 +63,21 @@ class DefenceResult:
     served_accuracy: float
     student_accuracy: tuple[float, ...]
     served_chars: float  # mean length of what was served
+    served_n: int = 0  # answers served (the harvest)
 
     @property
     def mean(self) -> float:
         return float(np.mean(self.student_accuracy))
+
+    def served_ci95(self) -> tuple[float, float]:
+        """Wilson interval of the served answers' accuracy."""
+        from scipy import stats
+
+        if self.served_n < 1:
+            return (self.served_accuracy, self.served_accuracy)
+        k = round(self.served_accuracy * self.served_n)
+        ci = stats.binomtest(k, self.served_n).proportion_ci(0.95, method="wilson")
+        return (float(ci.low), float(ci.high))
 
     def ci95(self) -> tuple[float, float]:
         """t interval of the mean student accuracy over seeds."""
@@ -106,6 +120,24 @@ def accuracy(probs: Sequence[Problem], answers: Sequence[str]) -> float:
     return float(np.mean([is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
 
 
+def ads_name(lam: float) -> str:
+    """The result name of antidistillation sampling at tilt `lam`."""
+    return f"{ADS} lam={lam:g}"
+
+
+def _arms(cfg: TestbedConfig) -> list[tuple[str, float | None]]:
+    """(result name, tilt) of every arm: one per text defence, one per tilt for ADS."""
+    out: list[tuple[str, float | None]] = []
+    for name in cfg.defences:
+        if name == ADS:
+            out += [(ads_name(lam), lam) for lam in cfg.ads_lams]
+        elif name in TEXT_DEFENCES:
+            out.append((name, None))
+        else:
+            raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
+    return out
+
+
 def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> TestbedResult:
     """Train the teacher, serve the harvest under each defence, train and score the students."""
     say = progress or (lambda _m: None)
@@ -120,8 +152,15 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
     teacher_acc = accuracy(test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
     say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
     out = []
-    for name in cfg.defences:
-        served = _serve(name, cfg, teacher, harvest, served_plain, say)
+    arms = _arms(cfg)
+    sampler: _Sampler | None = None
+    for name, lam in arms:
+        if lam is None:
+            rng5 = np.random.default_rng(5)
+            served = [TEXT_DEFENCES[name](s, rng5) for s in served_plain]
+        else:
+            sampler = sampler or _Sampler(cfg, teacher, harvest, served_plain, say)
+            served = sampler.serve(lam)
         pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
         # a student writes in the form it was served: room for the longest served answer
         room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
@@ -129,24 +168,26 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
         for seed in cfg.seeds:
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
             accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
-        res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])))
+        res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])),
+                            len(served))
         say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs)}")
         out.append(res)
     return TestbedResult(teacher_acc, tuple(out))
 
 
-def _serve(name: str, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
-           served_plain: Sequence[str], say: Progress) -> list[str]:
-    """What the harvesting account receives under defence `name`."""
-    if name == ADS:
+class _Sampler:
+    """Antidistillation sampling of the harvest: one proxy student, any tilt."""
+
+    def __init__(self, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
+                 served_plain: Sequence[str], say: Progress) -> None:
         rng = np.random.default_rng(99)
         proxy_pairs = [(p.prompt, s) for p, s in zip(harvest, served_plain, strict=True)]
         proxy = lm.train(lm.build(cfg.proxy, 7), proxy_pairs, cfg.proxy, 7)
         worked = [(p.prompt, trace(p)) for p in problems(512, cfg.digits, rng)]
-        hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
-        say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps), lambda {cfg.ads.lam}")
-        return lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new, hook=hook)
-    if name not in TEXT_DEFENCES:
-        raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
-    rng = np.random.default_rng(5)
-    return [TEXT_DEFENCES[name](s, rng) for s in served_plain]
+        self.hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
+        self.cfg, self.teacher, self.harvest, self.say = cfg, teacher, harvest, say
+        say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps)")
+
+    def serve(self, lam: float) -> list[str]:
+        self.hook.cfg = replace(self.hook.cfg, lam=lam)
+        return lm.generate(self.teacher, [p.prompt for p in self.harvest], self.cfg.max_new, hook=self.hook)

@@ -60,11 +60,13 @@ def main() -> None:
         slo, shi = r.served_ci95()
         eff, cost = res.effectiveness(r.defence), res.cost(r.defence)
         served = f"{r.served_accuracy:.3f} [{slo:.3f}, {shi:.3f}]"
-        print(f"{r.defence:<30} {served:>26} {cost:>7.3f} "
-              f"{r.mean:>9.3f} [{lo:.3f}, {hi:.3f}]{'':>3} {eff:>14.2f} {r.served_chars:>6.0f}")
-        rows.append({**asdict(r), "ci95": [lo, hi], "served_ci95": [slo, shi], "effectiveness": eff, "cost": cost})
-        table.append([r.defence, served, f"{cost:.3f}", f"{r.mean:.3f} [{lo:.3f}, {hi:.3f}]",
-                      f"{eff:.2f}", f"{r.served_chars:.0f}"])
+        student = f"{r.mean:.3f} [{lo:.3f}, {hi:.3f}]" if r.student_accuracy else "not trained"
+        effs = f"{eff:.2f}" if r.student_accuracy else "-"
+        print(f"{r.defence:<30} {served:>26} {cost:>7.3f} {student:>26}{'':>3} {effs:>14} {r.served_chars:>6.0f}")
+        trained = bool(r.student_accuracy)
+        rows.append({**asdict(r), "ci95": [lo, hi] if trained else None, "served_ci95": [slo, shi],
+                     "effectiveness": eff if trained else None, "cost": cost})
+        table.append([r.defence, served, f"{cost:.3f}", student, effs, f"{r.served_chars:.0f}"])
     met = [r.defence for r in res.results
            if r.defence != "none" and res.cost(r.defence) <= TARGET_COST and res.effectiveness(r.defence) <= TARGET_EFFECTIVENESS]
     verdict = (f"Target (effectiveness <= {TARGET_EFFECTIVENESS} at cost <= {TARGET_COST}) met by: "
@@ -77,7 +79,8 @@ def main() -> None:
     intro = (f"{cfg.digits}-digit addition with worked traces; teacher accuracy {res.teacher_accuracy:.3f}; "
              f"{cfg.harvest:,} harvested answers; {len(cfg.seeds)} student seeds (95% t intervals). "
              "Effectiveness = student accuracy kept; cost = correct answers taken from the person asking. "
-             f"Antidistillation sampling at tilts lambda = {', '.join(f'{x:g}' for x in cfg.ads_lams)} (one proxy student). "
+             f"Antidistillation sampling at tilts lambda = {', '.join(f'{x:g}' for x in cfg.ads_lams)} (one proxy student); "
+             f"students are trained at its operating point, the strongest tilt whose cost is <= {cfg.ads_max_cost}. "
              f"Run time {time.perf_counter() - t0:.0f} s with one torch thread.")
     write_section(__file__, "Answers that teach a flagged account less", intro + "\n\n" + verdict + "\n\n" + markdown_table(
         ["defence", "served accuracy", "cost", "student accuracy (95% CI)", "effectiveness", "chars served"], table))

@@ -48,6 +48,8 @@ class TestbedConfig:
     # antidistillation sampling is measured at each of these tilts (one proxy for all): the
     # tilt trades the served answers' accuracy (cost) against what a student learns
     ads_lams: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    # students are trained at the strongest tilt whose cost stays within this (the target)
+    ads_max_cost: float = 0.05
     defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
 
     @property
@@ -67,7 +69,8 @@ class DefenceResult:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.student_accuracy))
+        """Mean student accuracy over seeds (nan where no student was trained)."""
+        return float(np.mean(self.student_accuracy)) if self.student_accuracy else float("nan")
 
     def served_ci95(self) -> tuple[float, float]:
         """Wilson interval of the served answers' accuracy."""
@@ -138,6 +141,19 @@ def _arms(cfg: TestbedConfig) -> list[tuple[str, float | None]]:
     return out
 
 
+def _students_for(cfg: TestbedConfig, served_accuracy: dict[str, float]) -> set[str]:
+    """The arms students are trained on: every text defence, and antidistillation sampling at
+    its operating point, the strongest tilt whose cost stays within `ads_max_cost` (else the
+    mildest tilt). Students are the expensive part; the other tilts report their cost only."""
+    tilts = [ads_name(lam) for lam in sorted(cfg.ads_lams) if ads_name(lam) in served_accuracy]
+    out = {n for n in served_accuracy if n not in tilts}
+    base = served_accuracy.get("none", 0.0)
+    within = [n for n in tilts if cost(served_accuracy[n], base) <= cfg.ads_max_cost]
+    if tilts:
+        out.add(within[-1] if within else tilts[0])
+    return out
+
+
 def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> TestbedResult:
     """Train the teacher, serve the harvest under each defence, train and score the students."""
     say = progress or (lambda _m: None)
@@ -151,26 +167,29 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
     served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
     teacher_acc = accuracy(test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
     say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
-    out = []
-    arms = _arms(cfg)
+    served_by: dict[str, list[str]] = {}
     sampler: _Sampler | None = None
-    for name, lam in arms:
+    for name, lam in _arms(cfg):
         if lam is None:
             rng5 = np.random.default_rng(5)
-            served = [TEXT_DEFENCES[name](s, rng5) for s in served_plain]
+            served_by[name] = [TEXT_DEFENCES[name](s, rng5) for s in served_plain]
         else:
             sampler = sampler or _Sampler(cfg, teacher, harvest, served_plain, say)
-            served = sampler.serve(lam)
+            served_by[name] = sampler.serve(lam)
+            say(f"{name}: served accuracy {accuracy(harvest, served_by[name]):.3f}")
+    taught = _students_for(cfg, {n: accuracy(harvest, s) for n, s in served_by.items()})
+    out = []
+    for name, served in served_by.items():
         pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
         # a student writes in the form it was served: room for the longest served answer
         room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
         accs = []
-        for seed in cfg.seeds:
+        for seed in cfg.seeds if name in taught else ():
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
             accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
         res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])),
                             len(served))
-        say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs)}")
+        say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs) or 'not trained'}")
         out.append(res)
     return TestbedResult(teacher_acc, tuple(out))
 

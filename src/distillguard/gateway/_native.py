@@ -6,7 +6,8 @@ answer bytes as they are: nothing is re-serialised, and everything the gateway d
 (tools and tool calls, `response_format`, logprobs, citations, cache usage) passes through
 unchanged. The answer is still read, once, for what capture and limits need: the answer text,
 the finish reason and the upstream's token usage. It is rewritten only where policy requires:
-a degraded account loses its reasoning traces (or gets them summarised), the post-hoc
+a degraded account's reasoning traces get its reasoning defence (withheld, summarised or
+rewritten; `distillguard.enforce.served_reasoning`), the post-hoc
 watermark marks the answer text, and a usage chunk the gateway asked for on the client's behalf
 is removed.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from distillguard.enforce import ThinkFilter, strip_think, summarise_reasoning
+from distillguard.enforce import Decision, DegradeConfig, TextDefence, ThinkFilter, served_reasoning, strip_think
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Reply
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
@@ -78,11 +79,17 @@ def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest,
 
 @dataclass
 class Rewrite:
-    """What policy changes in an answer: reasoning withheld or summarised, text watermarked."""
+    """What policy changes in an answer: its reasoning defence, the text watermarked."""
 
     degrade: bool = False
-    summarise: bool = False
+    reasoning: TextDefence = "withhold"  # what a degraded answer's reasoning trace becomes
     watermarker: Any = None  # a TextWatermarker (apply(), stream())
+
+    @classmethod
+    def of(cls, degrade: DegradeConfig, decision: Decision, watermarker: Any = None) -> Rewrite:
+        """The changes `decision` calls for under the policy's `degrade` settings."""
+        text = degrade.text_defence(decision.defence) if decision.defence is not None else "withhold"
+        return cls(decision.degraded, text, watermarker)
 
     @property
     def active(self) -> bool:
@@ -98,7 +105,38 @@ class Rewrite:
         return text, inline
 
     def summary(self, reasoning: str) -> str | None:
-        return summarise_reasoning(reasoning) if (self.summarise and reasoning) else None
+        """What a degraded answer serves in place of `reasoning` (None: nothing)."""
+        return served_reasoning(self.reasoning, reasoning)
+
+
+class HeldReasoning:
+    """A degraded stream's reasoning under a defence that needs the whole trace (summarise,
+    rewrite): held back, then served once, just before the answer's first text (or at its end).
+
+    Args:
+        defence: the text defence.
+        think: the stream's `ThinkFilter`, whose `reasoning` collects inline `<think>` parts.
+    """
+
+    def __init__(self, defence: TextDefence, think: ThinkFilter) -> None:
+        self.defence = defence
+        self.think = think
+        self._held: list[str] = []
+        self._served = False
+
+    def feed(self, reasoning: str, text: str) -> str:
+        """Hold `reasoning`; with the answer's first `text`, the served trace (else "")."""
+        if reasoning:
+            self._held.append(reasoning)
+        return self.finish() if text else ""
+
+    def finish(self) -> str:
+        """The served trace, once ("" after that, or when there is none)."""
+        if self._served:
+            return ""
+        self._served = True
+        trace = "\n".join(p for p in (*self._held, *self.think.reasoning) if p)
+        return served_reasoning(self.defence, trace) or ""
 
 
 def _bad_answer(upstream: str, why: str) -> ApiError:

@@ -289,8 +289,7 @@ def responses_router(gw: Any) -> Any:
                 raise ApiError(status, "not_found_error" if status == 404 else "api_error",
                                f"The upstream model server {upstream.name} answered HTTP {got.status_code} for response {response_id!r}.")
             watermark = gw.watermark_key is not None and not upstream.watermarks_itself
-            rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
-                              gw.watermark_key.text_watermarker(account) if watermark else None)
+            rewrite = Rewrite.of(gw.policy.degrade, decision, gw.watermark_key.text_watermarker(account) if watermark else None)
             out, _reply, _data = read_response(got.content, parse_responses({"model": model, "input": ""}), rewrite, upstream.name)
         except ApiError as err:
             return gw.error_response("responses", err)  # type: ignore[no-any-return]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _docs import markdown_table, write_section  # noqa: E402
 
-from distillguard.antidistill import TestbedConfig, run_testbed  # noqa: E402
+from distillguard.antidistill import TestbedConfig, TestbedResult, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
 
 
@@ -47,9 +47,15 @@ def main() -> None:
                       teacher=LMConfig(steps=600), proxy=LMConfig(n_embd=64, steps=150),
                       student=LMConfig(n_embd=64, steps=500))
     t0 = time.perf_counter()
-    res = run_testbed(cfg, lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True))
+    run_testbed(cfg, lambda m: print(f"[{time.perf_counter() - t0:7.1f}s] {m}", flush=True),
+                lambda r: report(cfg, r, args.out, t0))
+
+
+def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None:
+    """Print the table and write the JSON and the docs section (after every student seed)."""
+    seeds = len(res.get("none").student_accuracy)
     print(f"\nteacher accuracy {res.teacher_accuracy:.3f}; {cfg.digits}-digit addition, harvest "
-          f"{cfg.harvest:,} answers, {len(cfg.seeds)} student seeds\n")
+          f"{cfg.harvest:,} answers, {seeds} of {len(cfg.seeds)} student seeds\n")
     table: list[list[object]] = []
     head = (f"{'defence':<30} {'served acc (95% CI)':>26} {'cost':>7} {'student acc (95% CI)':>26} "
             f"{'effectiveness':>14} {'chars':>6}")
@@ -72,12 +78,12 @@ def main() -> None:
     verdict = (f"Target (effectiveness <= {TARGET_EFFECTIVENESS} at cost <= {TARGET_COST}) met by: "
                + (", ".join(met) if met else "none") + ".")
     print("\n" + verdict)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,
-                                    "defences": rows, "seconds": time.perf_counter() - t0}, indent=2))
-    print(f"\nresults: {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,
+                               "defences": rows, "seconds": time.perf_counter() - t0}, indent=2))
+    print(f"\nresults: {out}")
     intro = (f"{cfg.digits}-digit addition with worked traces; teacher accuracy {res.teacher_accuracy:.3f}; "
-             f"{cfg.harvest:,} harvested answers; {len(cfg.seeds)} student seeds (95% t intervals). "
+             f"{cfg.harvest:,} harvested answers; {seeds} of {len(cfg.seeds)} student seeds (95% t intervals). "
              "Effectiveness = student accuracy kept; cost = correct answers taken from the person asking. "
              f"Antidistillation sampling at tilts lambda = {', '.join(f'{x:g}' for x in cfg.ads_lams)} (one proxy student); "
              f"students are trained at its operating point, the strongest tilt whose cost is <= {cfg.ads_max_cost}. "

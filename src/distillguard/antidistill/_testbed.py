@@ -154,8 +154,12 @@ def _students_for(cfg: TestbedConfig, served_accuracy: dict[str, float]) -> set[
     return out
 
 
-def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> TestbedResult:
-    """Train the teacher, serve the harvest under each defence, train and score the students."""
+def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
+                on_round: Callable[[TestbedResult], None] | None = None) -> TestbedResult:
+    """Train the teacher, serve the harvest under each defence, train and score the students.
+
+    `on_round` gets the results so far after each student seed (every arm at that seed).
+    """
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(1234)
     teach = problems(cfg.teacher_examples, cfg.digits, rng)
@@ -178,20 +182,24 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
             served_by[name] = sampler.serve(lam)
             say(f"{name}: served accuracy {accuracy(harvest, served_by[name]):.3f}")
     taught = _students_for(cfg, {n: accuracy(harvest, s) for n, s in served_by.items()})
-    out = []
-    for name, served in served_by.items():
-        pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
-        # a student writes in the form it was served: room for the longest served answer
-        room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
-        accs = []
-        for seed in cfg.seeds if name in taught else ():
+    accs: dict[str, list[float]] = {name: [] for name in served_by}
+    res = TestbedResult(teacher_acc, ())
+    # seed by seed, every arm: a run cut short still has every defence at the seeds it finished
+    for seed in cfg.seeds:
+        for name in (n for n in served_by if n in taught):
+            served = served_by[name]
+            pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
+            # a student writes in the form it was served: room for the longest served answer
+            room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
-            accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
-        res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])),
-                            len(served))
-        say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs) or 'not trained'}")
-        out.append(res)
-    return TestbedResult(teacher_acc, tuple(out))
+            accs[name].append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
+            say(f"{name}: seed {seed} student {accs[name][-1]:.3f}")
+        res = TestbedResult(teacher_acc, tuple(
+            DefenceResult(name, accuracy(harvest, served), tuple(accs[name]), float(np.mean([len(s) for s in served])), len(served))
+            for name, served in served_by.items()))
+        if on_round is not None:
+            on_round(res)
+    return res
 
 
 class _Sampler:

@@ -184,6 +184,10 @@ class Gateway:
         self.login_failures = FailureLimiter(config.login_failures_per_minute, 60.0)
         self._inflight: dict[str, int] = {}
         self.policy = Policy(config.degrade)
+        if "antidistill" in (config.degrade.reasoning, config.degrade.throttle_reasoning):
+            for route in self.router.routes:  # upstreams that generate here tilt their own sampling
+                if hasattr(route.upstream, "use_antidistill"):
+                    route.upstream.use_antidistill(self._antidistilled, config.degrade.antidistill_lam)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         spool = Spool(config.spool_dir, config.spool_max_bytes, sync=config.spool_sync) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
@@ -398,6 +402,10 @@ class Gateway:
                 await self.limiter.flush_charges()
             except Exception:  # noqa: BLE001 - counting failures never fail requests
                 log.warning("charging tokens failed", exc_info=True)
+
+    def _antidistilled(self, account_id: str) -> bool:
+        """Whether policy serves `account_id` with antidistillation sampling (on the local model)."""
+        return self.policy.decide(account_id).defence == "antidistill"
 
     def _post(self, reply: Reply, decision: Decision, account_id: str, watermark: bool) -> Reply:
         text, reasoning = reply.text, reply.reasoning

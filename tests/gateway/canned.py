@@ -9,6 +9,7 @@ re-serialised answer cannot pass for the upstream's.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 REASONING = ("Hmm, let me think. The user wants the weather in Paris. Wait, I should call the tool. "
@@ -148,3 +149,86 @@ def canned_app() -> Any:
     for path in ANSWERS:
         app.router.add_post(path, answer)
     return app
+
+
+ROUTES = {"chat.completions": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+PROMPT = "What is the weather in Paris?"
+
+
+class Served:
+    """A gateway in front of the canned upstream, with three accounts: `good`, `degraded`
+    (its override is degrade) and `throttled`."""
+
+    def __init__(self, url: str, gw: Any) -> None:
+        from distillguard.gateway import issue_key
+
+        self.url, self.gw = url, gw
+        self.keys = {acc: issue_key(gw.store, acc).key for acc in ("good", "degraded", "throttled")}
+        gw.store.add_override("degraded", "degrade", "test", "")
+        gw.store.add_override("throttled", "throttle", "test", "")
+        gw.refresh()
+
+    def post(self, api: str, account: str, body: dict[str, Any]) -> Any:
+        import httpx
+
+        auth = {"x-api-key": self.keys[account]} if api == "messages" else {"authorization": f"Bearer {self.keys[account]}"}
+        r = httpx.post(self.url + ROUTES[api], headers=auth, content=json.dumps(body), timeout=10)
+        assert r.status_code == 200, r.text
+        return r
+
+    def events(self) -> list[dict[str, Any]]:
+        """Everything captured so far (waits for the capture queue to drain)."""
+        import time
+
+        deadline = time.monotonic() + 5
+        while self.gw.capture.queue.qsize() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)
+        return [e for rows in self.gw.store.iter_events() for e in rows]
+
+
+def serve(db: Any, degrade: Any) -> Iterator[Served]:
+    """Run the canned upstream and a gateway in front of it (`claude-*` Anthropic, `canned-*`
+    OpenAI with the Responses API, `fake-*` the translated fake) for the length of a fixture."""
+    from distillguard.enforce import LimitsConfig, LimitSet
+    from distillguard.gateway import (
+        AnthropicUpstream,
+        FakeUpstream,
+        Gateway,
+        GatewayConfig,
+        OpenAIUpstream,
+        Router,
+        create_app,
+    )
+
+    from .support import LoopThread, ServerThread, free_port
+
+    up_port = free_port()
+    upstream = LoopThread(canned_app(), up_port)
+    upstream.start()
+    lim = LimitSet(100_000, 1_000_000, None, None)
+    cfg = GatewayConfig(db=f"sqlite:///{db}", capture_interval=0.02, refresh_interval=0.2, upstream_timeout=2.0,
+                        detect=False, limits=LimitsConfig(key=lim, account=lim), degrade=degrade)
+    router = Router()
+    router.add("claude-*", AnthropicUpstream(f"http://127.0.0.1:{up_port}", timeout=2.0))
+    router.add("canned-*", OpenAIUpstream(f"http://127.0.0.1:{up_port}/v1", timeout=2.0, responses=True))
+    router.add("fake-*", FakeUpstream(reasoning=True))
+    gw = Gateway(cfg, router=router)
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    try:
+        yield Served(f"http://127.0.0.1:{srv.server.config.port}", gw)
+    finally:
+        srv.stop()
+        upstream.stop()
+
+
+def body(api: str, stream: bool, prompt: str = PROMPT, **extra: Any) -> dict[str, Any]:
+    """A request for `api` that routes to the canned upstream."""
+    out: dict[str, Any] = {"model": "claude-canned" if api == "messages" else "canned-model", "stream": stream, **extra}
+    if api == "responses":
+        out["input"] = prompt
+    else:
+        out["messages"] = [{"role": "user", "content": prompt}]
+        out["max_tokens"] = 100
+    return out

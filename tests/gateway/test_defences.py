@@ -12,71 +12,44 @@ import httpx
 import pytest
 
 from distillguard._errors import ConfigError
-from distillguard.enforce import DegradeConfig, LimitsConfig, LimitSet, Policy, rewrite_reasoning, summarise_reasoning
-from distillguard.gateway import AnthropicUpstream, FakeUpstream, Gateway, GatewayConfig, OpenAIUpstream, Router, create_app, issue_key
+from distillguard.enforce import (
+    DegradeConfig,
+    Policy,
+    rewrite_reasoning,
+    summarise_reasoning,
+)
+from distillguard.gateway import (
+    Gateway,
+    GatewayConfig,
+    Router,
+    create_app,
+    issue_key,
+)
 
 from . import canned
-from .support import LoopThread, ServerThread, free_port
+from .support import ServerThread, free_port
 
 DEFENCES = DegradeConfig(reasoning="rewrite", throttle_reasoning="summarise")
-ROUTES = {"chat.completions": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
-
-
-class Served:
-    def __init__(self, url: str, gw: Gateway) -> None:
-        self.url, self.gw = url, gw
-        self.keys = {acc: issue_key(gw.store, acc).key for acc in ("good", "degraded", "throttled")}
-        gw.store.add_override("degraded", "degrade", "test", "")
-        gw.store.add_override("throttled", "throttle", "test", "")
-        gw.refresh()
-
-    def post(self, api: str, account: str, body: dict[str, Any]) -> httpx.Response:
-        auth = {"x-api-key": self.keys[account]} if api == "messages" else {"authorization": f"Bearer {self.keys[account]}"}
-        r = httpx.post(self.url + ROUTES[api], headers=auth, content=json.dumps(body), timeout=10)
-        assert r.status_code == 200, r.text
-        return r
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    up_port = free_port()
-    upstream = LoopThread(canned.canned_app(), up_port)
-    upstream.start()
-    lim = LimitSet(100_000, 1_000_000, None, None)
-    cfg = GatewayConfig(db=f"sqlite:///{tmp_path_factory.mktemp('def') / 'gw.db'}", capture_interval=0.02, refresh_interval=0.2,
-                        upstream_timeout=2.0, detect=False, limits=LimitsConfig(key=lim, account=lim), degrade=DEFENCES)
-    router = Router()
-    router.add("claude-*", AnthropicUpstream(f"http://127.0.0.1:{up_port}", timeout=2.0))
-    router.add("canned-*", OpenAIUpstream(f"http://127.0.0.1:{up_port}/v1", timeout=2.0, responses=True))
-    router.add("fake-*", FakeUpstream(reasoning=True))
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield Served(f"http://127.0.0.1:{srv.server.config.port}", gw)
-    srv.stop()
-    upstream.stop()
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[canned.Served]:
+    yield from canned.serve(tmp_path_factory.mktemp("def") / "gw.db", DEFENCES)
 
 
 def _body(api: str, stream: bool, **extra: Any) -> dict[str, Any]:
-    model = "claude-canned" if api == "messages" else "canned-model"
-    body: dict[str, Any] = {"model": model, "stream": stream, **extra}
-    if api == "responses":
-        body["input"] = "What is the weather in Paris?"
-    else:
-        body["messages"] = [{"role": "user", "content": "What is the weather in Paris?"}]
-        body["max_tokens"] = 100
-    return body
+    return canned.body(api, stream, **extra)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("api", list(ROUTES))
-def test_an_account_in_good_standing_gets_the_upstreams_bytes(served: Served, api: str, stream: bool) -> None:
+@pytest.mark.parametrize("api", list(canned.ROUTES))
+def test_an_account_in_good_standing_gets_the_upstreams_bytes(served: canned.Served, api: str, stream: bool) -> None:
     body = _body(api, stream)
-    want = b"".join(canned.ANSWERS[ROUTES[api]](body))
+    want = b"".join(canned.ANSWERS[canned.ROUTES[api]](body))
     assert served.post(api, "good", body).content == want
 
 
-def test_an_openai_stream_that_asks_for_usage_gets_the_upstreams_bytes(served: Served) -> None:
+def test_an_openai_stream_that_asks_for_usage_gets_the_upstreams_bytes(served: canned.Served) -> None:
     body = _body("chat.completions", True, stream_options={"include_usage": True})
     assert served.post("chat.completions", "good", body).content == b"".join(canned.chat(body))
 
@@ -106,8 +79,8 @@ def _text_served(api: str, answer: dict[str, Any]) -> str:
     return "".join(c["text"] for o in answer["output"] if o["type"] == "message" for c in o["content"])
 
 
-@pytest.mark.parametrize("api", list(ROUTES))
-def test_each_flagged_action_gets_the_defence_it_names(served: Served, api: str) -> None:
+@pytest.mark.parametrize("api", list(canned.ROUTES))
+def test_each_flagged_action_gets_the_defence_it_names(served: canned.Served, api: str) -> None:
     for account, want in (("degraded", rewrite_reasoning(canned.REASONING)), ("throttled", summarise_reasoning(canned.REASONING))):
         answer = served.post(api, account, _body(api, False)).json()
         assert _reasoning_served(api, answer) == [want], (account, answer)
@@ -115,15 +88,15 @@ def test_each_flagged_action_gets_the_defence_it_names(served: Served, api: str)
         assert _tool_args(api, answer) == json.loads(canned.ARGS)  # the tool call passes untouched
 
 
-@pytest.mark.parametrize("api", list(ROUTES))
-def test_a_flagged_stream_loses_the_trace(served: Served, api: str) -> None:
+@pytest.mark.parametrize("api", list(canned.ROUTES))
+def test_a_flagged_stream_loses_the_trace(served: canned.Served, api: str) -> None:
     for account in ("degraded", "throttled"):
         text = served.post(api, account, _body(api, True)).text
         assert canned.REASONING[:40] not in text and "thinking_delta" not in text and "reasoning_summary" not in text
         assert canned.TEXT[:20] in text and canned.TEXT[20:] in text
 
 
-def test_a_translated_stream_serves_the_rewritten_trace_before_the_answer(served: Served) -> None:
+def test_a_translated_stream_serves_the_rewritten_trace_before_the_answer(served: canned.Served) -> None:
     body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": "Wait. Think it over. Then answer me."}]}
     plain = served.post("chat.completions", "good", body).text
     got = served.post("chat.completions", "degraded", body).text

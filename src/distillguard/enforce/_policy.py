@@ -18,7 +18,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from distillguard._errors import ConfigError
-from distillguard.enforce._reasoning import REASONING_DEFENCES, TEXT_DEFENCES, ReasoningDefence, TextDefence
+from distillguard.enforce._reasoning import (
+    REASONING_DEFENCES,
+    TEXT_DEFENCES,
+    ReasoningDefence,
+    TextDefence,
+)
 
 Action = Literal["allow", "monitor", "throttle", "degrade", "block"]
 ACTIONS: tuple[str, ...] = ("allow", "monitor", "throttle", "degrade", "block")

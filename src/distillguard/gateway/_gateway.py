@@ -42,7 +42,13 @@ from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._guard import FailureLimiter
 from distillguard.gateway._keys import KeyRecord, KeyRing
 from distillguard.gateway._metrics import GatewayMetrics
-from distillguard.gateway._native import HeldReasoning, NativeStream, Rewrite, native_request, read_answer
+from distillguard.gateway._native import (
+    HeldReasoning,
+    NativeStream,
+    Rewrite,
+    native_request,
+    read_answer,
+)
 from distillguard.gateway._protocol import (
     PARSERS,
     Api,
@@ -586,7 +592,7 @@ class Gateway:
             nonlocal recorded
             recorded = True
             reader.settle()
-            text = "".join(reader.parts)
+            text = reader.text()
             pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
             ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
             self.limiter.settle_later(held, pt + ct)

@@ -27,7 +27,6 @@ from _docs import markdown_table, write_section  # noqa: E402
 from distillguard.antidistill import TestbedConfig, TestbedResult, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
 
-
 TARGET_EFFECTIVENESS = 0.5  # issue 19: the student keeps at most half of what it would learn
 TARGET_COST = 0.05  # ... while a person asking loses at most 5 % of correct answers
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +46,24 @@ def test_the_two_numbers() -> None:
     assert effectiveness(0.3, 0.6) == 0.5 and effectiveness(0.2, 0.0) == 1.0
     assert cost(0.95, 1.0) == pytest.approx(0.05) and cost(0.5, 0.0) == 0.0
     assert [round(lr_factor(s, 100), 3) for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 0.0]
+
+
+def test_students_are_trained_at_the_strongest_tilt_within_the_cost_target() -> None:
+    from distillguard.antidistill._testbed import _arms, _students_for, ads_name
+
+    cfg = ad.TestbedConfig(ads_lams=(0.01, 0.1, 1.0), ads_max_cost=0.05, defences=("none", "withhold", ad.ADS))
+    assert [a for a, _ in _arms(cfg)] == ["none", "withhold", ads_name(0.01), ads_name(0.1), ads_name(1.0)]
+    served = {"none": 1.0, "withhold": 1.0, ads_name(0.01): 1.0, ads_name(0.1): 0.96, ads_name(1.0): 0.2}
+    assert _students_for(cfg, served) == {"none", "withhold", ads_name(0.1)}
+    # no tilt within the target: the mildest, so the table still says what the defence does
+    served.update({ads_name(0.01): 0.9, ads_name(0.1): 0.5})
+    assert _students_for(cfg, served) == {"none", "withhold", ads_name(0.01)}
+    with pytest.raises(ValueError, match="unknown defence 'shuffle'"):
+        _arms(ad.TestbedConfig(defences=("none", "shuffle")))
+
+
+def test_served_accuracy_has_a_wilson_interval() -> None:
+    r = ad.DefenceResult("x", 0.9, (), 10.0, 1000)
+    lo, hi = r.served_ci95()
+    assert lo == pytest.approx(0.8798, abs=1e-4) and hi == pytest.approx(0.9171, abs=1e-4)
+    assert np.isnan(r.mean) and ad.DefenceResult("x", 0.5, (0.4, 0.6), 1.0, 10).mean == pytest.approx(0.5)

@@ -40,6 +40,26 @@ def loss_gradient(proxy: Any, pairs: Sequence[tuple[str, str]], batch: int = 256
     proxy.train()
     proxy(input_ids=ids, labels=labels).loss.backward()
     proxy.eval()
+    return _unit(proxy)
+
+
+def text_gradient(proxy: Any, rows: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+    """Unit-norm gradient of the proxy's language-model loss on token rows (its downstream
+    task: texts of the kind a distiller wants to learn, e.g. worked answers)."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(list(r))
+        labels[i, : len(r)] = torch.tensor(list(r))
+    proxy.zero_grad()
+    proxy.train()
+    proxy(input_ids=ids, labels=labels).loss.backward()
+    proxy.eval()
+    return _unit(proxy)
+
+
+def _unit(proxy: Any) -> list[torch.Tensor]:
     grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in proxy.parameters()]
     norm = torch.sqrt(torch.stack([(g.double() ** 2).sum() for g in grads]).sum()).float().clamp_min(1e-12)
     proxy.zero_grad()
@@ -47,7 +67,12 @@ def loss_gradient(proxy: Any, pairs: Sequence[tuple[str, str]], batch: int = 256
 
 
 class AntidistillHook:
-    """A `generate` hook: the teacher's logits plus lambda times the proxy's finite difference."""
+    """The teacher's logits plus lambda times the proxy's finite difference.
+
+    Called as `hook(input_ids, logits)`: a `generate` hook of the testbed and, with the same
+    signature, a transformers `LogitsProcessor` (the gateway's local model uses it so). The
+    proxy must share the teacher's vocabulary.
+    """
 
     def __init__(self, proxy: Any, gradient: Sequence[torch.Tensor], cfg: ADSConfig) -> None:
         self.cfg = cfg
@@ -63,4 +88,13 @@ class AntidistillHook:
         with torch.inference_mode():
             base = torch.log_softmax(self.proxy(input_ids=ids).logits[:, -1, :].float(), -1)
             moved = torch.log_softmax(self.moved(input_ids=ids).logits[:, -1, :].float(), -1)
-        return logits + self.cfg.lam * (moved - base) / self.cfg.eps
+        return logits + self.cfg.lam * (moved - base).to(logits.dtype) / self.cfg.eps
+
+
+def antidistill_processor(model: Any, reference: Sequence[Sequence[int]], cfg: ADSConfig) -> AntidistillHook:
+    """Antidistillation sampling for `model` with a copy of itself as the proxy student, its
+    gradient taken on `reference` (token rows of the task to protect)."""
+    proxy = copy.deepcopy(model).float().eval()
+    with torch.enable_grad():  # callers may be generating (no_grad)
+        gradient = text_gradient(proxy, reference)
+    return AntidistillHook(proxy, gradient, cfg)

@@ -17,7 +17,7 @@ served pairs and scored on unseen problems.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,11 @@ class TestbedConfig:
     student: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=1500))
     seeds: tuple[int, ...] = (0, 1, 2)
     ads: ADSConfig = field(default_factory=ADSConfig)
+    # antidistillation sampling is measured at each of these tilts (one proxy for all): the
+    # tilt trades the served answers' accuracy (cost) against what a student learns
+    ads_lams: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    # students are trained at the strongest tilt whose cost stays within this (the target)
+    ads_max_cost: float = 0.05
     defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
 
     @property
@@ -60,10 +65,22 @@ class DefenceResult:
     served_accuracy: float
     student_accuracy: tuple[float, ...]
     served_chars: float  # mean length of what was served
+    served_n: int = 0  # answers served (the harvest)
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.student_accuracy))
+        """Mean student accuracy over seeds (nan where no student was trained)."""
+        return float(np.mean(self.student_accuracy)) if self.student_accuracy else float("nan")
+
+    def served_ci95(self) -> tuple[float, float]:
+        """Wilson interval of the served answers' accuracy."""
+        from scipy import stats
+
+        if self.served_n < 1:
+            return (self.served_accuracy, self.served_accuracy)
+        k = round(self.served_accuracy * self.served_n)
+        ci = stats.binomtest(k, self.served_n).proportion_ci(0.95, method="wilson")
+        return (float(ci.low), float(ci.high))
 
     def ci95(self) -> tuple[float, float]:
         """t interval of the mean student accuracy over seeds."""
@@ -106,8 +123,43 @@ def accuracy(probs: Sequence[Problem], answers: Sequence[str]) -> float:
     return float(np.mean([is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
 
 
-def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> TestbedResult:
-    """Train the teacher, serve the harvest under each defence, train and score the students."""
+def ads_name(lam: float) -> str:
+    """The result name of antidistillation sampling at tilt `lam`."""
+    return f"{ADS} lam={lam:g}"
+
+
+def _arms(cfg: TestbedConfig) -> list[tuple[str, float | None]]:
+    """(result name, tilt) of every arm: one per text defence, one per tilt for ADS."""
+    out: list[tuple[str, float | None]] = []
+    for name in cfg.defences:
+        if name == ADS:
+            out += [(ads_name(lam), lam) for lam in cfg.ads_lams]
+        elif name in TEXT_DEFENCES:
+            out.append((name, None))
+        else:
+            raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
+    return out
+
+
+def _students_for(cfg: TestbedConfig, served_accuracy: dict[str, float]) -> set[str]:
+    """The arms students are trained on: every text defence, and antidistillation sampling at
+    its operating point, the strongest tilt whose cost stays within `ads_max_cost` (else the
+    mildest tilt). Students are the expensive part; the other tilts report their cost only."""
+    tilts = [ads_name(lam) for lam in sorted(cfg.ads_lams) if ads_name(lam) in served_accuracy]
+    out = {n for n in served_accuracy if n not in tilts}
+    base = served_accuracy.get("none", 0.0)
+    within = [n for n in tilts if cost(served_accuracy[n], base) <= cfg.ads_max_cost]
+    if tilts:
+        out.add(within[-1] if within else tilts[0])
+    return out
+
+
+def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
+                on_round: Callable[[TestbedResult], None] | None = None) -> TestbedResult:
+    """Train the teacher, serve the harvest under each defence, train and score the students.
+
+    `on_round` gets the results so far after each student seed (every arm at that seed).
+    """
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(1234)
     teach = problems(cfg.teacher_examples, cfg.digits, rng)
@@ -119,34 +171,50 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None) -> Testbed
     served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
     teacher_acc = accuracy(test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
     say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
-    out = []
-    for name in cfg.defences:
-        served = _serve(name, cfg, teacher, harvest, served_plain, say)
-        pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
-        # a student writes in the form it was served: room for the longest served answer
-        room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
-        accs = []
-        for seed in cfg.seeds:
+    served_by: dict[str, list[str]] = {}
+    sampler: _Sampler | None = None
+    for name, lam in _arms(cfg):
+        if lam is None:
+            rng5 = np.random.default_rng(5)
+            served_by[name] = [TEXT_DEFENCES[name](s, rng5) for s in served_plain]
+        else:
+            sampler = sampler or _Sampler(cfg, teacher, harvest, served_plain, say)
+            served_by[name] = sampler.serve(lam)
+            say(f"{name}: served accuracy {accuracy(harvest, served_by[name]):.3f}")
+    taught = _students_for(cfg, {n: accuracy(harvest, s) for n, s in served_by.items()})
+    accs: dict[str, list[float]] = {name: [] for name in served_by}
+    res = TestbedResult(teacher_acc, ())
+    # seed by seed, every arm: a run cut short still has every defence at the seeds it finished
+    for seed in cfg.seeds:
+        for name in (n for n in served_by if n in taught):
+            served = served_by[name]
+            pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
+            # a student writes in the form it was served: room for the longest served answer
+            room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
-            accs.append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
-        res = DefenceResult(name, accuracy(harvest, served), tuple(accs), float(np.mean([len(s) for s in served])))
-        say(f"{name}: served accuracy {res.served_accuracy:.3f}, students {', '.join(f'{a:.3f}' for a in accs)}")
-        out.append(res)
-    return TestbedResult(teacher_acc, tuple(out))
+            accs[name].append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
+            say(f"{name}: seed {seed} student {accs[name][-1]:.3f}")
+        res = TestbedResult(teacher_acc, tuple(
+            DefenceResult(name, accuracy(harvest, served), tuple(accs[name]), float(np.mean([len(s) for s in served])), len(served))
+            for name, served in served_by.items()))
+        if on_round is not None:
+            on_round(res)
+    return res
 
 
-def _serve(name: str, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
-           served_plain: Sequence[str], say: Progress) -> list[str]:
-    """What the harvesting account receives under defence `name`."""
-    if name == ADS:
+class _Sampler:
+    """Antidistillation sampling of the harvest: one proxy student, any tilt."""
+
+    def __init__(self, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
+                 served_plain: Sequence[str], say: Progress) -> None:
         rng = np.random.default_rng(99)
         proxy_pairs = [(p.prompt, s) for p, s in zip(harvest, served_plain, strict=True)]
         proxy = lm.train(lm.build(cfg.proxy, 7), proxy_pairs, cfg.proxy, 7)
         worked = [(p.prompt, trace(p)) for p in problems(512, cfg.digits, rng)]
-        hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
-        say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps), lambda {cfg.ads.lam}")
-        return lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new, hook=hook)
-    if name not in TEXT_DEFENCES:
-        raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
-    rng = np.random.default_rng(5)
-    return [TEXT_DEFENCES[name](s, rng) for s in served_plain]
+        self.hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
+        self.cfg, self.teacher, self.harvest, self.say = cfg, teacher, harvest, say
+        say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps)")
+
+    def serve(self, lam: float) -> list[str]:
+        self.hook.cfg = replace(self.hook.cfg, lam=lam)
+        return lm.generate(self.teacher, [p.prompt for p in self.harvest], self.cfg.max_new, hook=self.hook)

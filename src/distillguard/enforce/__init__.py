@@ -18,6 +18,13 @@ from distillguard.enforce._policy import (
     Policy,
     ThinkFilter,
     strip_think,
+)
+from distillguard.enforce._reasoning import (
+    REASONING_DEFENCES,
+    ReasoningDefence,
+    TextDefence,
+    rewrite_reasoning,
+    served_reasoning,
     summarise_reasoning,
 )
 from distillguard.enforce._tokens import Reservation
@@ -26,6 +33,7 @@ __all__ = [
     "ACTIONS",
     "ALLOWED",
     "OVERRIDE_ACTIONS",
+    "REASONING_DEFENCES",
     "Action",
     "Decision",
     "DegradeConfig",
@@ -35,9 +43,13 @@ __all__ = [
     "LimitsConfig",
     "Override",
     "Policy",
+    "ReasoningDefence",
     "Reservation",
     "Scope",
+    "TextDefence",
     "ThinkFilter",
+    "rewrite_reasoning",
+    "served_reasoning",
     "strip_think",
     "summarise_reasoning",
 ]

@@ -1,7 +1,9 @@
 """Policy: what the gateway does with an account, from detection verdicts and manual overrides.
 
 Actions, from mildest to strictest: `allow`, `monitor` (log only), `throttle` (lower
-limits), `degrade` (withhold or summarise reasoning traces, cap output length), `block`.
+limits, and served as degraded unless configured otherwise), `degrade` (a reasoning defence,
+capped output length), `block`. Which reasoning defence (`_reasoning.py`: withhold, summarise,
+rewrite, antidistillation sampling) each of `throttle` and `degrade` gets is `DegradeConfig`'s.
 An analyst's override always wins over a verdict; `benign` is an override meaning allow.
 """
 
@@ -16,6 +18,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from distillguard._errors import ConfigError
+from distillguard.enforce._reasoning import (
+    REASONING_DEFENCES,
+    TEXT_DEFENCES,
+    ReasoningDefence,
+    TextDefence,
+)
 
 Action = Literal["allow", "monitor", "throttle", "degrade", "block"]
 ACTIONS: tuple[str, ...] = ("allow", "monitor", "throttle", "degrade", "block")
@@ -27,21 +35,53 @@ _HISTORY = 8  # verdict actions kept per account
 
 @dataclass(frozen=True)
 class DegradeConfig:
-    """How a degraded account is served."""
+    """How a degraded account is served.
+
+    Args:
+        max_tokens_cap: output cap of a degraded account's requests.
+        reasoning: the reasoning defence of a `degrade` account (`_reasoning.py`).
+        throttle_reasoning: the reasoning defence of a `throttle` account; None: as `reasoning`.
+        throttle_degrades: throttled accounts are degraded too (a distiller wants exactly the
+            long reasoning traces).
+        antidistill_fallback: what the trace text gets under `antidistill` where the gateway
+            does not generate the answer itself (any upstream but the local model).
+        antidistill_lam: the tilt of antidistillation sampling on the local model.
+    """
 
     max_tokens_cap: int = 256
-    reasoning: Literal["withhold", "summarise"] = "withhold"
-    # Throttled accounts are degraded too: a distiller wants exactly the long reasoning traces.
+    reasoning: ReasoningDefence = "withhold"
+    throttle_reasoning: ReasoningDefence | None = None
     throttle_degrades: bool = True
+    antidistill_fallback: TextDefence = "withhold"
+    antidistill_lam: float = 0.1
 
     def __post_init__(self) -> None:
         problems = []
         if isinstance(self.max_tokens_cap, bool) or not isinstance(self.max_tokens_cap, int) or self.max_tokens_cap < 1:
             problems.append(f"max_tokens_cap must be a positive integer, got {self.max_tokens_cap!r}")
-        if self.reasoning not in ("withhold", "summarise"):
-            problems.append(f"reasoning must be withhold or summarise, got {self.reasoning!r}")
+        choices = ", ".join(REASONING_DEFENCES)
+        if self.reasoning not in REASONING_DEFENCES:
+            problems.append(f"reasoning must be one of {choices}, got {self.reasoning!r}")
+        if self.throttle_reasoning is not None and self.throttle_reasoning not in REASONING_DEFENCES:
+            problems.append(f"throttle_reasoning must be one of {choices} (or None: as reasoning), got {self.throttle_reasoning!r}")
+        if self.antidistill_fallback not in TEXT_DEFENCES:
+            problems.append(f"antidistill_fallback must be one of {', '.join(TEXT_DEFENCES)}, got {self.antidistill_fallback!r}")
+        if isinstance(self.antidistill_lam, bool) or not isinstance(self.antidistill_lam, int | float) or not self.antidistill_lam >= 0:
+            problems.append(f"antidistill_lam must be a non-negative number, got {self.antidistill_lam!r}")
         if problems:
             raise ConfigError("Invalid degrade settings: " + "; ".join(problems) + ".")
+
+    def defence_for(self, action: str) -> ReasoningDefence | None:
+        """The reasoning defence an account under `action` gets; None: its answers are untouched."""
+        if action == "degrade":
+            return self.reasoning
+        if action == "throttle" and self.throttle_degrades:
+            return self.throttle_reasoning or self.reasoning
+        return None
+
+    def text_defence(self, defence: ReasoningDefence) -> TextDefence:
+        """What `defence` does to trace text (antidistill: the fallback; it acts on generation)."""
+        return self.antidistill_fallback if defence == "antidistill" else defence
 
 
 @dataclass(frozen=True)
@@ -56,6 +96,8 @@ class Decision:
     # The declared end user (a reseller's customer) this decision is about, when it is one
     # judged apart from its account (`end_user_verdicts`).
     end_user: str | None = None
+    #: the reasoning defence applied (set exactly when `degraded`)
+    defence: ReasoningDefence | None = None
 
     @property
     def blocked(self) -> bool:
@@ -133,8 +175,8 @@ class Policy:
 
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
         act: Action = "allow" if action == "benign" else action  # type: ignore[assignment]
-        degraded = act == "degrade" or (act == "throttle" and self.degrade.throttle_degrades)
-        return Decision(act, source, campaign, reason, degraded)
+        defence = self.degrade.defence_for(act)
+        return Decision(act, source, campaign, reason, defence is not None, defence)
 
     def apply_verdicts(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Replace verdicts for the accounts in `rows` (verdicts-table rows); return how many changed."""
@@ -282,13 +324,6 @@ class Policy:
 
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
-
-
-def summarise_reasoning(reasoning: str) -> str:
-    """A one-line stand-in for a withheld reasoning trace: its first sentence and its size."""
-    words = reasoning.split()
-    first = re.split(r"(?<=[.!?])\s", reasoning.strip(), maxsplit=1)[0][:160]
-    return f"{first} [reasoning summarised: {len(words)} words withheld]"
 
 
 def strip_think(text: str) -> tuple[str, str]:

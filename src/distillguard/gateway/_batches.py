@@ -233,8 +233,7 @@ class BatchService:
             watermark = gw.watermark_key is not None and not upstream.watermarks_itself
             if api in getattr(upstream, "native_apis", ()):
                 cap_n = gw.policy.degrade.max_tokens_cap if decision.degraded else None
-                rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
-                                  gw.watermark_key.text_watermarker(account) if watermark else None)
+                rewrite = Rewrite.of(gw.policy.degrade, decision, gw.watermark_key.text_watermarker(account) if watermark else None)
                 payload = native_request(api, row["body"].encode(), body, req, cap_n, False, rewrite.active)
                 out, reply = read_answer(api, await upstream.forward(api, payload), req, rewrite, upstream.name)  # type: ignore[attr-defined]
                 answer = orjson.loads(out)

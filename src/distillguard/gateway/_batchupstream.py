@@ -158,8 +158,7 @@ class UpstreamBatchRunner:
         api: Api = batch["endpoint"]
         decision = gw.policy.decide(account)
         watermark = upstream is not None and gw.watermark_key is not None and not upstream.watermarks_itself
-        rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
-                          gw.watermark_key.text_watermarker(account) if watermark else None)
+        rewrite = Rewrite.of(gw.policy.degrade, decision, gw.watermark_key.text_watermarker(account) if watermark else None)
         tokens = 0
         counts = {SUCCEEDED: 0, ERRORED: 0, CANCELED: 0}
         while rows := await asyncio.to_thread(store.pending, batch_id, COLLECT_CHUNK):

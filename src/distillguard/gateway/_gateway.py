@@ -33,8 +33,8 @@ from distillguard.enforce import (
     Reservation,
     Scope,
     ThinkFilter,
+    served_reasoning,
     strip_think,
-    summarise_reasoning,
 )
 from distillguard.gateway._batchstore import BatchStore
 from distillguard.gateway._capture import Capture
@@ -42,7 +42,13 @@ from distillguard.gateway._config import GatewayConfig, split_spec
 from distillguard.gateway._guard import FailureLimiter
 from distillguard.gateway._keys import KeyRecord, KeyRing
 from distillguard.gateway._metrics import GatewayMetrics
-from distillguard.gateway._native import NativeStream, Rewrite, native_request, read_answer
+from distillguard.gateway._native import (
+    HeldReasoning,
+    NativeStream,
+    Rewrite,
+    native_request,
+    read_answer,
+)
 from distillguard.gateway._protocol import (
     PARSERS,
     Api,
@@ -184,6 +190,10 @@ class Gateway:
         self.login_failures = FailureLimiter(config.login_failures_per_minute, 60.0)
         self._inflight: dict[str, int] = {}
         self.policy = Policy(config.degrade)
+        if "antidistill" in (config.degrade.reasoning, config.degrade.throttle_reasoning):
+            for route in self.router.routes:  # upstreams that generate here tilt their own sampling
+                if hasattr(route.upstream, "use_antidistill"):
+                    route.upstream.use_antidistill(self._antidistilled, config.degrade.antidistill_lam)
         self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
         spool = Spool(config.spool_dir, config.spool_max_bytes, sync=config.spool_sync) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
@@ -405,12 +415,16 @@ class Gateway:
             except Exception:  # noqa: BLE001 - counting failures never fail requests
                 log.warning("charging tokens failed", exc_info=True)
 
+    def _antidistilled(self, account_id: str) -> bool:
+        """Whether policy serves `account_id` with antidistillation sampling (on the local model)."""
+        return self.policy.decide(account_id).defence == "antidistill"
+
     def _post(self, reply: Reply, decision: Decision, account_id: str, watermark: bool) -> Reply:
         text, reasoning = reply.text, reply.reasoning
-        if decision.degraded:
+        if decision.degraded and decision.defence is not None:
             text, inline = strip_think(text)
             reasoning = "\n".join(p for p in (reasoning, inline) if p)
-            reasoning = summarise_reasoning(reasoning) if (reasoning and self.policy.degrade.reasoning == "summarise") else ""
+            reasoning = served_reasoning(self.policy.degrade.text_defence(decision.defence), reasoning) or ""
         if watermark and text:
             text = self.watermark_key.text_watermarker(account_id).apply(text)
         return Reply(text, reasoning, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens)
@@ -576,8 +590,7 @@ class Gateway:
         """The upstream speaks the client's API: bytes pass through (see `_native.py`)."""
         cap = self.policy.degrade.max_tokens_cap if decision.degraded else None
         drop_usage = req.stream and api in ("chat.completions", "completions") and not req.include_usage
-        rewrite = Rewrite(decision.degraded, self.policy.degrade.reasoning == "summarise",
-                          self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
+        rewrite = Rewrite.of(self.policy.degrade, decision, self.watermark_key.text_watermarker(rec.account_id) if watermark else None)
         payload = native_request(api, raw, body, req, cap, drop_usage, rewrite.active)
         if req.stream:
             reader = ResponsesStream(rewrite) if api == "responses" else NativeStream(api, rewrite, drop_usage)
@@ -610,7 +623,7 @@ class Gateway:
             nonlocal recorded
             recorded = True
             reader.settle()
-            text = "".join(reader.parts)
+            text = reader.text()
             pt = reader.prompt_tokens if reader.prompt_tokens is not None else estimate_tokens(req.prompt)
             ct = reader.completion_tokens if reader.completion_tokens is not None else estimate_tokens(text)
             self.limiter.settle_later(held, pt + ct)
@@ -673,6 +686,8 @@ class Gateway:
             first = None
         renderer: StreamRenderer | ResponsesRenderer = (ResponsesRenderer if api == "responses" else StreamRenderer)(req, new_id(), req.model)
         think = ThinkFilter() if decision.degraded else None
+        text_defence = self.policy.degrade.text_defence(decision.defence) if decision.defence is not None else "withhold"
+        hold = HeldReasoning(text_defence, think) if think is not None and text_defence != "withhold" else None
         wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None
         est_prompt = estimate_tokens((req.system or "") + " ".join(m.content for m in req.messages))
 
@@ -692,7 +707,8 @@ class Gateway:
                 while d is not None:
                     text, reasoning = d.text, d.reasoning
                     if think is not None:
-                        text, reasoning = think.feed(text), ""
+                        text = think.feed(text)
+                        reasoning = hold.feed(reasoning, text) if hold is not None else ""
                     if wm is not None and text:
                         text = wm.feed(text)
                     if text:
@@ -712,11 +728,12 @@ class Gateway:
                     except StopAsyncIteration:
                         d = None
                 tail = think.finish() if think is not None else ""
+                late = hold.finish() if hold is not None else ""  # a trace with no answer text after it
                 if wm is not None:
                     tail = wm.feed(tail) + wm.finish() if tail else wm.finish()
-                if tail:
+                if tail or late:
                     parts.append(tail)
-                    head += renderer.delta(tail)
+                    head += renderer.delta(tail, late)
                 pt = pt if pt is not None else est_prompt
                 ct = ct if ct is not None else estimate_tokens("".join(parts))
                 # the answer's last bytes: sent once its event is on disk

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from distillguard.gateway._protocol import ChatRequest, Delta, Reply
@@ -28,6 +28,17 @@ def _prompt_text(req: ChatRequest) -> str:
     return "\n".join(lines)
 
 
+#: worked answers antidistillation sampling protects on the built-in model (its proxy's gradient)
+REFERENCE_ANSWERS = 64
+
+
+def reference_answers() -> list[str]:
+    """The built-in model's protected task: worked answers of its answer corpus, as chats."""
+    from distillguard.localmodel import DEFAULT_ANSWER_CORPUS, chat_prompt, read_answer_pairs
+
+    return [f"{chat_prompt(q)} {a}" for q, a in read_answer_pairs(DEFAULT_ANSWER_CORPUS, REFERENCE_ANSWERS)]
+
+
 class LocalUpstream:
     """Generates with `model` and `tokenizer` in a worker thread, one request at a time.
 
@@ -43,12 +54,15 @@ class LocalUpstream:
         guard: `(prompts, prompt_length) -> LogitsProcessor` run on every step, e.g.
             `distillguard.localmodel.answer_guard(tokenizer)` (answers never empty, in the
             prompt's script).
+        reference: texts of the task antidistillation sampling protects (the proxy student's
+            gradient is taken on them); see `use_antidistill`.
     """
 
     def __init__(self, model: Any, tokenizer: Any, processors: ProcessorFactory | None = None,
                  max_new_tokens: int = 128, name: str = "local", *,
                  repetition_penalty: float | None = None, no_repeat_ngram_size: int | None = None,
-                 min_new_tokens: int = 0, guard: Callable[[list[str], int], Any] | None = None) -> None:
+                 min_new_tokens: int = 0, guard: Callable[[list[str], int], Any] | None = None,
+                 reference: Sequence[str] = ()) -> None:
         self.name = name
         self.model_ids = (LOCAL_MODEL_ID,)
         self.model = model
@@ -60,7 +74,31 @@ class LocalUpstream:
         self.no_repeat_ngram_size = no_repeat_ngram_size
         self.min_new_tokens = min_new_tokens
         self.guard = guard
+        self.reference = tuple(reference)
+        self._flagged: Callable[[str], bool] | None = None
+        self._ads_lam = 0.0
+        self._ads: Any = None  # the AntidistillHook, built on the first flagged request
         self._lock = threading.Lock()
+
+    def use_antidistill(self, flagged: Callable[[str], bool], lam: float) -> None:
+        """Generate with antidistillation sampling (tilt `lam`) for the accounts `flagged` names;
+        every other account's answer is generated exactly as without it."""
+        if not self.reference:
+            from distillguard._errors import ConfigError
+
+            raise ConfigError("Antidistillation sampling on the local model needs reference texts "
+                              "(LocalUpstream(reference=...)) to take the proxy student's gradient on.")
+        self._flagged, self._ads_lam = flagged, lam
+
+    def _antidistill(self) -> Any:
+        # called under self._lock: built once, from a copy of the model as the proxy student
+        if self._ads is None:
+            from distillguard.antidistill import ADSConfig, antidistill_processor
+
+            window = int(getattr(self.model.config, "n_positions", 0) or 512)
+            rows = [self.tokenizer(t)["input_ids"][:window] for t in self.reference]
+            self._ads = antidistill_processor(self.model, [r for r in rows if len(r) > 1], ADSConfig(lam=self._ads_lam))
+        return self._ads
 
     @classmethod
     def default(cls, processors: ProcessorFactory | None = None, *, progress: bool = True) -> LocalUpstream:
@@ -77,7 +115,7 @@ class LocalUpstream:
         model, tokenizer = load_default_model(progress=progress)
         return cls(model, tokenizer, processors, repetition_penalty=REPETITION_PENALTY,
                    no_repeat_ngram_size=NO_REPEAT_NGRAM_SIZE, min_new_tokens=MIN_ANSWER_TOKENS,
-                   guard=answer_guard(tokenizer))
+                   guard=answer_guard(tokenizer), reference=reference_answers())
 
     def _kwargs(self, req: ChatRequest, account_id: str) -> tuple[Any, dict[str, Any]]:
         import torch
@@ -100,7 +138,9 @@ class LocalUpstream:
             kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if self.min_new_tokens:
             kw["min_new_tokens"] = min(self.min_new_tokens, n)
-        steps = [self.processors(account_id)] if self.processors is not None else []
+        steps = [self._antidistill()] if self._flagged is not None and self._flagged(account_id) else []
+        if self.processors is not None:
+            steps.append(self.processors(account_id))
         if self.guard is not None:
             steps.append(self.guard([req.prompt], int(ids.shape[1])))
         if steps:

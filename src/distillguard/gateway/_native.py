@@ -6,7 +6,8 @@ answer bytes as they are: nothing is re-serialised, and everything the gateway d
 (tools and tool calls, `response_format`, logprobs, citations, cache usage) passes through
 unchanged. The answer is still read, once, for what capture and limits need: the answer text,
 the finish reason and the upstream's token usage. It is rewritten only where policy requires:
-a degraded account loses its reasoning traces (or gets them summarised), the post-hoc
+a degraded account's reasoning traces get its reasoning defence (withheld, summarised or
+rewritten; `distillguard.enforce.served_reasoning`), the post-hoc
 watermark marks the answer text, and a usage chunk the gateway asked for on the client's behalf
 is removed.
 """
@@ -19,8 +20,16 @@ from typing import Any
 
 import orjson
 
-from distillguard.enforce import ThinkFilter, strip_think, summarise_reasoning
+from distillguard.enforce import (
+    Decision,
+    DegradeConfig,
+    TextDefence,
+    ThinkFilter,
+    served_reasoning,
+    strip_think,
+)
 from distillguard.gateway._protocol import Api, ApiError, ChatRequest, Reply
+from distillguard.gateway._toolcalls import StreamedCalls, with_tool_calls
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
 #: request fields that would put answer text beside the rewritten one, dropped when the watermark
@@ -32,6 +41,8 @@ UNREWRITABLE_INCLUDES = ("message.output_text.logprobs",)
 #: answer fields dropped from a choice when the watermark or degrade applies
 _CHOICE_LEAKS = ("logprobs", "audio")
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")
+#: Anthropic blocks that call a tool (the client's, or one the provider runs)
+_TOOL_BLOCKS = ("tool_use", "server_tool_use")
 
 
 def _loads_or_none(raw: bytes) -> Any:
@@ -78,11 +89,17 @@ def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest,
 
 @dataclass
 class Rewrite:
-    """What policy changes in an answer: reasoning withheld or summarised, text watermarked."""
+    """What policy changes in an answer: its reasoning defence, the text watermarked."""
 
     degrade: bool = False
-    summarise: bool = False
+    reasoning: TextDefence = "withhold"  # what a degraded answer's reasoning trace becomes
     watermarker: Any = None  # a TextWatermarker (apply(), stream())
+
+    @classmethod
+    def of(cls, degrade: DegradeConfig, decision: Decision, watermarker: Any = None) -> Rewrite:
+        """The changes `decision` calls for under the policy's `degrade` settings."""
+        text = degrade.text_defence(decision.defence) if decision.defence is not None else "withhold"
+        return cls(decision.degraded, text, watermarker)
 
     @property
     def active(self) -> bool:
@@ -98,7 +115,38 @@ class Rewrite:
         return text, inline
 
     def summary(self, reasoning: str) -> str | None:
-        return summarise_reasoning(reasoning) if (self.summarise and reasoning) else None
+        """What a degraded answer serves in place of `reasoning` (None: nothing)."""
+        return served_reasoning(self.reasoning, reasoning)
+
+
+class HeldReasoning:
+    """A degraded stream's reasoning under a defence that needs the whole trace (summarise,
+    rewrite): held back, then served once, just before the answer's first text (or at its end).
+
+    Args:
+        defence: the text defence.
+        think: the stream's `ThinkFilter`, whose `reasoning` collects inline `<think>` parts.
+    """
+
+    def __init__(self, defence: TextDefence, think: ThinkFilter) -> None:
+        self.defence = defence
+        self.think = think
+        self._held: list[str] = []
+        self._served = False
+
+    def feed(self, reasoning: str, text: str) -> str:
+        """Hold `reasoning`; with the answer's first `text`, the served trace (else "")."""
+        if reasoning:
+            self._held.append(reasoning)
+        return self.finish() if text else ""
+
+    def finish(self) -> str:
+        """The served trace, once ("" after that, or when there is none)."""
+        if self._served:
+            return ""
+        self._served = True
+        trace = "\n".join(p for p in (*self._held, *self.think.reasoning) if p)
+        return served_reasoning(self.defence, trace) or ""
 
 
 def _bad_answer(upstream: str, why: str) -> ApiError:
@@ -127,7 +175,8 @@ def read_answer(api: Api, raw: bytes, req: ChatRequest, rewrite: Rewrite, upstre
         if not isinstance(content, list):
             raise _bad_answer(upstream, "no content")
         texts, reasoning = _anthropic_blocks(content, rewrite)
-        text = "".join(texts)
+        text = with_tool_calls("".join(texts), [(b.get("name"), b.get("input")) for b in content
+                                                if isinstance(b, dict) and b.get("type") in _TOOL_BLOCKS])
         pt, ct = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
         finish = _finish(data.get("stop_reason"))
     else:
@@ -179,7 +228,15 @@ def _openai_choice(api: Api, choice: dict[str, Any], rewrite: Rewrite) -> str:
             summary = rewrite.summary("\n".join(withheld))
             if summary is not None:
                 msg["reasoning_content"] = summary
-    return text
+    return with_tool_calls(text, _openai_calls(msg))
+
+
+def _openai_calls(msg: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(name, arguments) of a chat message's tool calls (and the legacy `function_call`)."""
+    calls = msg.get("tool_calls")
+    fns = [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    fns.append(msg.get("function_call"))
+    return [(f.get("name"), f.get("arguments")) for f in fns if isinstance(f, dict)]
 
 
 def _anthropic_blocks(content: list[Any], rewrite: Rewrite) -> tuple[list[str], str]:
@@ -242,6 +299,7 @@ class NativeStream:
         self.rewrite = rewrite
         self.drop_usage = drop_usage
         self.parts: list[str] = []
+        self.calls = StreamedCalls()
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.finish = "stop"
@@ -294,7 +352,7 @@ class NativeStream:
             try:
                 choice = obj["choices"][0]
                 text = choice["delta"].get("content") if chat else choice.get("text")
-                if choice.get("finish_reason") or "usage" in obj or len(obj["choices"]) > 1:
+                if choice.get("finish_reason") or "usage" in obj or len(obj["choices"]) > 1 or (chat and "tool_calls" in choice["delta"]):
                     raise LookupError
             except (LookupError, TypeError, AttributeError):
                 if isinstance(obj, dict):
@@ -302,6 +360,32 @@ class NativeStream:
                 continue
             if text and isinstance(text, str):
                 parts.append(text)
+
+    def text(self) -> str:
+        """The answer as captured: its text, then its tool calls (`_toolcalls.py`)."""
+        return with_tool_calls("".join(self.parts), self.calls.calls())
+
+    def _openai_calls(self, delta: Any) -> None:
+        """Note the pieces of the tool calls a chat delta carries (they pass untouched)."""
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        for tc in calls if isinstance(calls, list) else ():
+            if isinstance(tc, dict):
+                fn = tc.get("function")
+                fn = fn if isinstance(fn, dict) else {}
+                self.calls.start(tc.get("index", 0), fn.get("name"))
+                self.calls.add(tc.get("index", 0), fn.get("arguments"))
+
+    def _anthropic_call(self, obj: dict[str, Any]) -> None:
+        """Note a tool_use block's name and argument pieces (they pass untouched)."""
+        kind, index = obj.get("type"), obj.get("index")
+        block = obj.get("content_block")
+        if kind == "content_block_start" and isinstance(block, dict) and block.get("type") in _TOOL_BLOCKS:
+            self.calls.start(index, block.get("name"))
+            if block.get("input"):
+                self.calls.complete(index, block.get("name"), block["input"])
+        delta = obj.get("delta")
+        if kind == "content_block_delta" and isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+            self.calls.add(index, delta.get("partial_json"))
 
     def _new_text_state(self) -> None:
         self._think = ThinkFilter() if self.rewrite.degrade else None
@@ -478,6 +562,8 @@ class NativeStream:
             if choice.get("finish_reason"):
                 self.finish = _finish(choice["finish_reason"])
             holder = choice.get("delta") if chat else choice
+            if chat and choice.get("index", 0) == 0:
+                self._openai_calls(holder)
             text = holder.get("content" if chat else "text") if isinstance(holder, dict) else None
             if text and isinstance(text, str):
                 self.parts.append(text)
@@ -494,6 +580,7 @@ class NativeStream:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 return False
+            self._openai_calls(delta)
             holder, key = delta, "content"
         text = holder.get(key)
         text = text if isinstance(text, str) else ""
@@ -533,7 +620,10 @@ class NativeStream:
             delta = obj.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self.finish = _finish(delta["stop_reason"])
+        elif kind == "content_block_start":
+            self._anthropic_call(obj)
         elif kind == "content_block_delta":
+            self._anthropic_call(obj)
             delta = obj.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta":
                 text = delta.get("text")
@@ -568,6 +658,7 @@ class NativeStream:
                 self._new_text_state()
         if index in self._dropped:
             return b""
+        self._anthropic_call(obj)
         head = b""
         changed = False
         if kind == "content_block_delta":

@@ -19,8 +19,17 @@ from distillguard.enforce import ThinkFilter
 from distillguard.gateway._native import Rewrite
 from distillguard.gateway._protocol import ApiError, ChatRequest, Reply, dumps
 from distillguard.gateway._responses import parse_responses
+from distillguard.gateway._toolcalls import StreamedCalls, with_tool_calls
 
 # ---------------------------------------------------------------- pass-through answers
+
+
+#: output items that call a tool, and where each keeps its arguments
+_CALL_ITEMS = {"function_call": "arguments", "custom_tool_call": "input"}
+
+
+def _call(item: dict[str, Any]) -> tuple[Any, Any]:
+    return item.get("name"), item.get(_CALL_ITEMS[item["type"]])
 
 
 def _bad(upstream: str, why: str) -> ApiError:
@@ -65,7 +74,7 @@ def read_response(raw: bytes, req: ChatRequest, rewrite: Rewrite, upstream: str)
     if not isinstance(data, dict) or not isinstance(data.get("output"), list):
         raise _bad(upstream, "no output")
     texts, reasoning = _rewrite_output(data["output"], rewrite)
-    text = "".join(texts)
+    text = with_tool_calls("".join(texts), [_call(o) for o in data["output"] if isinstance(o, dict) and o.get("type") in _CALL_ITEMS])
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     pt, ct = usage.get("input_tokens"), usage.get("output_tokens")
@@ -99,6 +108,7 @@ class ResponsesStream:
     def __init__(self, rewrite: Rewrite) -> None:
         self.rewrite = rewrite
         self.parts: list[str] = []
+        self.calls = StreamedCalls()
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.response_id: str | None = None
@@ -166,6 +176,7 @@ class ResponsesStream:
             if resp is not None:
                 self._finish_response(resp)
             return [obj] if rw.active else None
+        self._collect_call(kind, obj)
         if not rw.active:
             if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
                 self.parts.append(obj["delta"])
@@ -212,6 +223,22 @@ class ResponsesStream:
                     part["text"] = self._final[(str(item.get("id", "")), i)]
                     part.pop("logprobs", None)
         return [obj]
+
+    def _collect_call(self, kind: str, obj: dict[str, Any]) -> None:
+        """Note a tool call's name and arguments for capture (they pass untouched)."""
+        at = obj.get("output_index")
+        item = obj.get("item")
+        if kind in ("response.output_item.added", "response.output_item.done") and isinstance(item, dict) and item.get("type") in _CALL_ITEMS:
+            if kind.endswith("added"):
+                self.calls.start(at, item.get("name"))
+            else:
+                self.calls.complete(at, *_call(item))
+        elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
+            self.calls.add(at, obj.get("delta"))
+
+    def text(self) -> str:
+        """The answer as captured: its text, then its tool calls (`_toolcalls.py`)."""
+        return with_tool_calls("".join(self.parts), self.calls.calls())
 
     def _finish_response(self, resp: dict[str, Any]) -> None:
         """The final response object: reasoning withheld, texts as they were served."""
@@ -307,8 +334,7 @@ def responses_router(gw: Any) -> Any:
             return got
         upstream, account, decision, answer, model = got
         watermark = gw.watermark_key is not None and not upstream.watermarks_itself
-        rewrite = Rewrite(decision.degraded, gw.policy.degrade.reasoning == "summarise",
-                          gw.watermark_key.text_watermarker(account) if watermark else None)
+        rewrite = Rewrite.of(gw.policy.degrade, decision, gw.watermark_key.text_watermarker(account) if watermark else None)
         try:
             out, _reply, _data = read_response(answer.content, parse_responses({"model": model, "input": ""}), rewrite, upstream.name)
         except ApiError as err:

@@ -176,7 +176,7 @@ class Policy:
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
         act: Action = "allow" if action == "benign" else action  # type: ignore[assignment]
         defence = self.degrade.defence_for(act)
-        return Decision(act, source, campaign, reason, defence is not None, defence)
+        return Decision(act, source, campaign, reason, degraded=defence is not None, defence=defence)
 
     def apply_verdicts(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Replace verdicts for the accounts in `rows` (verdicts-table rows); return how many changed."""

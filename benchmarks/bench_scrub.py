@@ -167,8 +167,6 @@ def run(args: argparse.Namespace) -> None:
     prompts = _prompts()
     n_m = args.answers // 20
     plain, same = unmarked_answers(d, teacher, tok, prompts, args.answers)
-    control = control_student(d, tok, plain, same, args.steps)
-    refs = reference_students(d, teacher, tok, prompts, args.answers, args.steps, args.refs)
     key = bench_key()
     marked = marked_answers(d, teacher, tok, key, prompts[:n_m])
     served = [chat_prompt(r.prompt) + r.text for r in marked]  # what we served: the test reads it
@@ -180,16 +178,25 @@ def run(args: argparse.Namespace) -> None:
     for rate in RESAMPLE_RATES:
         attacks[f"resample {rate:g}"] = paraphrase_resample(
             teacher, tok, [chat_prompt(q) for q in qs], texts, rate=rate, seed=3)
+    if args.train_only:  # one student per process, so several train side by side
+        if args.train_only.startswith("ref-"):
+            reference_students(d, teacher, tok, prompts, args.answers, args.steps, 1, int(args.train_only[4:]) - 1)
+        else:
+            rows_a = [Harvested(ACCOUNT, q, t) for q, t in zip(qs, attacks[args.train_only], strict=True)]
+            student_for(d, args.train_only.replace(" ", "-"), tok, rows_a + plain, args.steps)
+        return
+    students = {name: student_for(d, name.replace(" ", "-"), tok,
+                                  [Harvested(ACCOUNT, q, t) for q, t in zip(qs, attacked, strict=True)] + plain,
+                                  args.steps) for name, attacked in attacks.items()}
+    control = control_student(d, tok, plain, same, args.steps)
+    refs = reference_students(d, teacher, tok, prompts, args.answers, args.steps, args.refs) if args.refs else [teacher]
     say(f"== 5 %: {n_m} marked + {len(plain)} unmarked answers, students {args.steps} steps, "
         f"{len(refs)} reference students, attribution among {CANDIDATES:,} (load {os.getloadavg()[0]:.1f}) ==")
     plain_ppl = perplexity(teacher, tok, [r.prompt for r in same], [r.text for r in same])
     RESULTS["control"] = open_test(key, control, refs, rows)
     say(f"control student: {RESULTS['control']}")
-    students: dict[str, Any] = {}
     for name, attacked in attacks.items():
-        rows_a = [Harvested(ACCOUNT, q, t) for q, t in zip(qs, attacked, strict=True)]
-        student, took = student_for(d, name.replace(" ", "-"), tok, rows_a + plain, args.steps)
-        students[name] = student
+        student, took = students[name]
         res = {"words_changed": float(np.mean([words_changed(a, b) for a, b in zip(texts, attacked, strict=True)])),
                "perplexity_ratio": perplexity(teacher, tok, qs, attacked) / plain_ppl,
                "dataset": dataset_test(key, tok, qs, attacked), "student": open_test(key, student, refs, rows),
@@ -197,7 +204,7 @@ def run(args: argparse.Namespace) -> None:
         RESULTS[name] = res
         say(f"{name}: {json.dumps(res)}")
     # Pan et al.: neutralise the un-attacked student at inference, with the control as reference
-    student = students["none"]
+    student = students["none"][0]
     held = prompts[args.answers : args.answers + NEUTRALISE_PROMPTS]
     own = generate(student, tok, [chat_prompt(p) for p in held], max_new_tokens=128, min_new_tokens=64, seed=11)
     bias = estimate_neutraliser(student, control, tok, [chat_prompt(p) + a for p, a in zip(held, own, strict=True)])
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> None:
     res_n["contexts_estimated"] = int((bias != 0).any(dim=-1).sum())
     RESULTS["neutralised"] = res_n
     (d / "scrub-results.json").write_text(json.dumps(RESULTS, indent=1))
-    write_docs(args, n_m, len(plain), len(refs))
+    write_docs(args, n_m, len(plain), args.refs)
 
 
 def _p(log10: float) -> str:
@@ -239,7 +246,7 @@ def write_docs(args: argparse.Namespace, n_m: int, n_plain: int, n_refs: int) ->
                      _p(o["log10_p_with_account"]), _p(o["attribution_log10_p"])])
     body = (
         f"`{n_m}` marked answers of one account + {n_plain} unmarked (5 %), students {args.steps} steps, "
-        f"{n_refs} reference students, gamma .25 / delta 2 / account delta 2 / h 1, one fixed key; "
+        f"{n_refs} reference students (0: the teacher as reference), gamma .25 / delta 2 / account delta 2 / h 1, one fixed key; "
         f"p-values are exact under H0; attribution = the harvesting account among {CANDIDATES:,} "
         "(Bonferroni). Target: student p <= 1e-3 and attribution <= 1e-3 after paraphrase.\n\n"
         + markdown_table(["attack on the harvested answers", "words changed", "perplexity / unmarked",
@@ -257,7 +264,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("out/scrub/lab"))
     ap.add_argument("--answers", type=int, default=800)
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--refs", type=int, default=2)
+    ap.add_argument("--refs", type=int, default=2, help="reference students (0: the teacher is the reference)")
+    ap.add_argument("--train-only", metavar="ATTACK", help="train (or find) this attack's student (or ref-N: "
+                    "reference students 1..N), then stop")
     args = ap.parse_args()
     torch.set_num_threads(1)
     run(args)

@@ -80,8 +80,8 @@ from distillguard.watermark._scheme import LayerKeys
 ACCOUNT = "acct-5pct"
 CANDIDATES = 1_000_000  # attribution is Bonferroni-adjusted over this many account ids
 RESAMPLE_RATES = (0.25, 0.5)
-NEUTRALISE_PROMPTS = 200  # student outputs the neutraliser is estimated from
-CLOSED_PROMPTS = 200  # answers the closed test samples from the (neutralised) student
+NEUTRALISE_PROMPTS = 100  # student outputs the neutraliser is estimated from
+CLOSED_PROMPTS = 100  # answers the closed test samples from the (neutralised) student
 RESULTS: dict[str, Any] = {}
 
 
@@ -185,24 +185,28 @@ def run(args: argparse.Namespace) -> None:
             rows_a = [Harvested(ACCOUNT, q, t) for q, t in zip(qs, attacks[args.train_only], strict=True)]
             student_for(d, args.train_only.replace(" ", "-"), tok, rows_a + plain, args.steps)
         return
+    plain_ppl = perplexity(teacher, tok, [r.prompt for r in same], [r.text for r in same])
+    for name, attacked in attacks.items():  # the harvested dataset itself: no student needed
+        RESULTS[name] = {
+            "words_changed": float(np.mean([words_changed(a, b) for a, b in zip(texts, attacked, strict=True)])),
+            "perplexity_ratio": perplexity(teacher, tok, qs, attacked) / plain_ppl,
+            "dataset": dataset_test(key, tok, qs, attacked)}
+        say(f"{name}: {json.dumps(RESULTS[name])}")
+    if args.dataset_only:
+        write_docs(args, n_m, len(plain), args.refs)
+        return
     students = {name: student_for(d, name.replace(" ", "-"), tok,
                                   [Harvested(ACCOUNT, q, t) for q, t in zip(qs, attacked, strict=True)] + plain,
                                   args.steps) for name, attacked in attacks.items()}
     control = control_student(d, tok, plain, same, args.steps)
     refs = reference_students(d, teacher, tok, prompts, args.answers, args.steps, args.refs) if args.refs else [teacher]
     say(f"== 5 %: {n_m} marked + {len(plain)} unmarked answers, students {args.steps} steps, "
-        f"{len(refs)} reference students, attribution among {CANDIDATES:,} (load {os.getloadavg()[0]:.1f}) ==")
-    plain_ppl = perplexity(teacher, tok, [r.prompt for r in same], [r.text for r in same])
+        f"{len(refs)} reference models, attribution among {CANDIDATES:,} (load {os.getloadavg()[0]:.1f}) ==")
     RESULTS["control"] = open_test(key, control, refs, rows)
     say(f"control student: {RESULTS['control']}")
-    for name, attacked in attacks.items():
-        student, took = students[name]
-        res = {"words_changed": float(np.mean([words_changed(a, b) for a, b in zip(texts, attacked, strict=True)])),
-               "perplexity_ratio": perplexity(teacher, tok, qs, attacked) / plain_ppl,
-               "dataset": dataset_test(key, tok, qs, attacked), "student": open_test(key, student, refs, rows),
-               "train_s": took}
-        RESULTS[name] = res
-        say(f"{name}: {json.dumps(res)}")
+    for name in attacks:
+        RESULTS[name]["student"] = open_test(key, students[name][0], refs, rows)
+        say(f"{name}: {json.dumps(RESULTS[name])}")
     # Pan et al.: neutralise the un-attacked student at inference, with the control as reference
     student = students["none"][0]
     held = prompts[args.answers : args.answers + NEUTRALISE_PROMPTS]
@@ -224,6 +228,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _p(log10: float) -> str:
+    if not math.isfinite(log10):
+        return "< 1e-300"  # below float range
     return f"{10 ** log10:.1e}" if log10 > -300 else f"1e{log10:.0f}"
 
 
@@ -231,15 +237,18 @@ def write_docs(args: argparse.Namespace, n_m: int, n_plain: int, n_refs: int) ->
     rows = []
     for name in ["none", "rules", *(f"resample {r:g}" for r in RESAMPLE_RATES)]:
         r = RESULTS[name]
-        s, ds = r["student"], r["dataset"]
+        ds = r["dataset"]
+        s = r.get("student")
         rows.append([name, f"{100 * r['words_changed']:.0f} %", f"{r['perplexity_ratio']:.2f}",
-                     _p(ds["log10_p"]), _p(ds["attribution_log10_p"]), _p(s["log10_p"]),
-                     _p(s["log10_p_with_account"]), _p(s["attribution_log10_p"])])
-    c = RESULTS["control"]
-    rows.append(["control student (unmarked answers)", "", "", "", "", _p(c["log10_p"]),
-                 _p(c["log10_p_with_account"]), _p(c["attribution_log10_p"])])
-    n = RESULTS["neutralised"]
-    for label in ("before", "after"):
+                     _p(ds["log10_p"]), _p(ds["attribution_log10_p"]),
+                     *([_p(s["log10_p"]), _p(s["log10_p_with_account"]), _p(s["attribution_log10_p"])]
+                       if s else ["not run"] * 3)])
+    if "control" in RESULTS:
+        c = RESULTS["control"]
+        rows.append(["control student (unmarked answers)", "", "", "", "", _p(c["log10_p"]),
+                     _p(c["log10_p_with_account"]), _p(c["attribution_log10_p"])])
+    n = RESULTS.get("neutralised", {})
+    for label in ("before", "after") if n else ():
         o = n[label]["open"]
         rows.append([f"Pan et al. neutraliser, {label}", "", f"{n[label]['answers_perplexity_ratio']:.2f}",
                      f"closed {_p(n[label]['closed']['log10_p'])}", "", _p(o["log10_p"]),
@@ -265,6 +274,7 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=800)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--refs", type=int, default=2, help="reference students (0: the teacher is the reference)")
+    ap.add_argument("--dataset-only", action="store_true", help="score the attacked datasets only (no students)")
     ap.add_argument("--train-only", metavar="ATTACK", help="train (or find) this attack's student (or ref-N: "
                     "reference students 1..N), then stop")
     args = ap.parse_args()

@@ -11,7 +11,8 @@ A student is trained on each; and the un-attacked student is neutralised at infe
 al. 2025, `estimate_neutraliser`: the attacker's reference is the control student, trained on
 the same data with unmarked answers in place of the marked ones, the best reference it could
 have). Reported for each: the open radioactivity test (the suspect reads the answers we served,
-contrasted with reference students, as `bench_watermark.py --only-5pct`), global layer and with
+contrasted with reference models: the lab's reference students with --refs N, as
+`bench_watermark.py --only-5pct`, or the teacher with --refs 0), global layer and with
 the harvesting account's layer; attribution of the harvesting account among 1 M candidates
 (account table, Fisher over the 3 weakest positions, Bonferroni over 1 M) from the student and
 from the attacked dataset itself; the closed test on sampled answers for the neutraliser; the
@@ -21,7 +22,8 @@ the teacher of the attacked answers or of the neutralised student's answers).
 The key-independent parts (unmarked answers, control, reference students) are shared with
 `bench_watermark_5pct_lab.py` (same --dir layout); students are cached as scrub-<attack>/.
 
-Usage: python benchmarks/bench_scrub.py [--dir out/scrub/lab] [--answers 800] [--steps 400]
+Usage: python benchmarks/bench_scrub.py [--dir out/scrub/lab] [--answers 800] [--steps 400] [--refs N]
+       [--dataset-only] [--train-only ATTACK|ref-N]  (one student per process, to train side by side)
 """
 
 from __future__ import annotations
@@ -254,8 +256,9 @@ def write_docs(args: argparse.Namespace, n_m: int, n_plain: int, n_refs: int) ->
                      f"closed {_p(n[label]['closed']['log10_p'])}", "", _p(o["log10_p"]),
                      _p(o["log10_p_with_account"]), _p(o["attribution_log10_p"])])
     body = (
-        f"`{n_m}` marked answers of one account + {n_plain} unmarked (5 %), students {args.steps} steps, "
-        f"{n_refs} reference students (0: the teacher as reference), gamma .25 / delta 2 / account delta 2 / h 1, one fixed key; "
+        f"{n_m} marked answers of one account + {n_plain} unmarked (5 %), students {args.steps} steps, "
+        f"reference: {f'{n_refs} reference students' if n_refs else 'the teacher'}; the neutraliser's reference: "
+        "the control student; gamma .25 / delta 2 / account delta 2 / h 1, one fixed key; "
         f"p-values are exact under H0; attribution = the harvesting account among {CANDIDATES:,} "
         "(Bonferroni). Target: student p <= 1e-3 and attribution <= 1e-3 after paraphrase.\n\n"
         + markdown_table(["attack on the harvested answers", "words changed", "perplexity / unmarked",

@@ -68,14 +68,14 @@ def control_student(d: Path, tok: Any, plain: list[Harvested], same: list[Harves
 
 
 def reference_students(d: Path, model: Any, tok: Any, prompts: list[str], answers: int, steps: int,
-                       n: int) -> list[Any]:
+                       n: int, first: int = 0) -> list[Any]:
     """Our own students distilled from *unmarked* answers (served prompts + prompts the suspect never saw).
 
-    Each has its own sampling and model seeds (`REF_SEEDS`); cached as d/ref-<seeds>.
+    Each has its own sampling and model seeds (`REF_SEEDS[first:first + n]`); cached as d/ref-<seeds>.
     """
     n_m = answers // 20
     out = []
-    for served_seed, other_seed, model_seed in REF_SEEDS[:n]:
+    for served_seed, other_seed, model_seed in REF_SEEDS[first : first + n]:
         path = d / f"ref-{served_seed}-{other_seed}-{model_seed}"
         if not path.exists():
             rows = harvest_direct(model, tok, None, {"ref-served": prompts[:n_m]}, max_new_tokens=200,

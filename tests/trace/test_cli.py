@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from distillguard.cli import app
 from distillguard.localmodel import generate, read_corpus_texts
 from distillguard.trace._experiment import chat_prompt
-from distillguard.watermark import WatermarkKey
+from distillguard.watermark import KeyVersion, WatermarkConfig, WatermarkKey
 
 runner = CliRunner()
 
@@ -21,6 +22,12 @@ def _keygen(tmp_path: Path) -> Path:
     res = runner.invoke(app, ["watermark", "keygen", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out
+
+
+def _fixed_key_file(tmp_path: Path) -> Path:
+    """A key with a fixed secret: the statistical assertions below then hold in every run."""
+    secret = hashlib.sha256(b"distillguard-test-cli-key").digest()
+    return WatermarkKey((KeyVersion(1, secret, WatermarkConfig()),), active=1).save(tmp_path / "wm.key")
 
 
 def test_keygen_refuses_overwrite_and_rotates(tmp_path: Path) -> None:
@@ -34,7 +41,7 @@ def test_keygen_refuses_overwrite_and_rotates(tmp_path: Path) -> None:
 def test_trace_text_json_names_the_accounts(
     tmp_path: Path, teacher: tuple[Any, Any], prompts: list[str], corpora_dir: Path
 ) -> None:
-    key_file = _keygen(tmp_path)
+    key_file = _fixed_key_file(tmp_path)
     key = WatermarkKey.load(key_file)
     model, tok = teacher
     rows = []

@@ -3,6 +3,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from distillguard.localmodel import read_corpus_texts
 from distillguard.watermark import detect_lexical
 
@@ -154,3 +157,40 @@ def test_stream_one_character_at_a_time_keeps_compounds() -> None:
     stream = wm.stream()
     out = "".join(stream.feed(ch) for ch in text) + stream.finish()
     assert out == wm.apply(text) and "self-defense" in out
+
+
+# prose with the spelling, contraction and "among" groups added to the lexicon last, between
+# code, numbers, quotes and apostrophes a split could cut anywhere
+NEW_FORMS_TEXT = (
+    "He is sure it will work: among the travelers, she is the one who organizes and prioritizes. "
+    "You mustn't apologize, and that will stabilize the neighborhood's labor market.\n"
+    "```\nfavor = 'he is'\n```\nThe behavioral judgment (aging, fiber, 3,000 km) was modeled, "
+    "labeling and signaling the `color` of https://x.example/among centered theater... "
+    "He'll standardize it, and she'll finalize the catalogs, fulfill the enrollment and honor each other."
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(NEW_FORMS_TEXT)), max_size=40))
+def test_stream_equals_apply_for_any_split_with_the_new_forms(cuts: list[int]) -> None:
+    """Byte-exact for any split: the stream's output equals apply's, whatever the deltas."""
+    wm = fixed_key(110).text_watermarker("acct-3")
+    stream, out, at = wm.stream(), [], 0
+    for cut in sorted(cuts):
+        out.append(stream.feed(NEW_FORMS_TEXT[at:cut]))
+        at = cut
+    out.append(stream.feed(NEW_FORMS_TEXT[at:]))
+    out.append(stream.finish())
+    assert "".join(out) == wm.apply(NEW_FORMS_TEXT)
+
+
+def test_new_forms_are_keyed_choices() -> None:
+    """Each added kind swaps both ways under some key, and code, URLs and numbers stay."""
+    outs = [fixed_key(400 + i).text_watermarker("x").apply(NEW_FORMS_TEXT).replace("’", "'") for i in range(24)]
+    for a, b in (("among the", "amongst the"), ("organizes", "organises"), ("He is sure", "He's sure"),
+                 ("it will work", "it'll work"), ("You mustn't", "You must not"), ("travelers", "travellers"),
+                 ("judgment", "judgement"), ("He'll standardize", "He will standardize")):
+        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
+    for o in outs:
+        assert "```\nfavor = 'he is'\n```" in o and "https://x.example/among" in o and "3,000 km" in o
+        assert "`color`" in o

@@ -7,14 +7,13 @@ Replays the log with the shipped config and times, on the replay's own thread (C
 `time.thread_time`), every call of the cohort module (`CohortEvidence.assess`: the look, at
 most every `[evidence.cohort] every_minutes`, and its table) and every decision
 (`DecisionCore.decide`, which includes it). Prints both, their ratio and the cohort's CPU per
-million events, and the load average (the machine is shared). Without --log it simulates the
+million events. Without --log it simulates the
 held-out content-only family (scenarios/family_content_only.toml, seed 61).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,6 @@ def main() -> None:
     wall = time.perf_counter() - start
     events = det.state.events_seen
     per_m = 1e6 / max(events, 1)
-    load = os.getloadavg()[0]
     rows = [
         ["cohort looks and tables", f"{cohort[0]:.2f}", f"{int(cohort[1])}",
          f"{cohort[0] * per_m:.2f}"],
@@ -76,7 +74,7 @@ def main() -> None:
     table = markdown_table(["replay thread", "CPU s", "calls", "CPU s per 1M events"], rows)
     share = cohort[0] / max(decide[0], 1e-9)
     text = (f"{events:,} events, {det.state.size:,} accounts ({log.name}); replay {wall:.0f} s "
-            f"of wall time, load average {load:.1f}.\n\n{table}\n\nThe cohort evidence is "
+            f"of wall time.\n\n{table}\n\nThe cohort evidence is "
             f"{share:.1%} of the decisions' CPU. Its cost is per look, over the accounts, not "
             "per event: a look is a few passes over per-account counters and four binomial "
             "tails.")

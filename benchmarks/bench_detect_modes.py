@@ -142,8 +142,7 @@ def main() -> None:
                       f"wrk at {args.clients} clients against one `serve` per variant (SQLite, mock upstream, limits "
                       f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians; the variants not "
                       "measured are stopped meanwhile; ratios to `--no-detect` are taken within each round. The "
-                      f"issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`. Load average "
-                      f"{os.getloadavg()[0]:.1f} at the end (a shared 2-core machine).\n\n"
+                      "issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`.\n\n"
                       + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max"], rows))
     finally:
         for pids in groups.values():

@@ -198,10 +198,9 @@ def main() -> None:
         print(f"live: {lv['inserted']:,} events inserted at {lv['rate']:,.0f}/s for {a.seconds:.0f} s, steps every {a.interval:g} s, "
               f"checkpoints every {a.checkpoint_interval:g} s ({lv['checkpoints']} written): folded {lv['folded']:,} "
               f"({lv['folded_rate']:,.0f} events/s); lag median {lv['lag_median']:.1f} s, p99 {lv['lag_p99']:.1f} s, max {lv['lag_max']:.1f} s")
-        load = os.getloadavg()[0]
         write_section(__file__, "The fleet's detector: following the capture, checkpoints", (
             f"{len(rows):,} events of the default scenario ({len(accounts):,} accounts) in the capture tables of "
-            f"{store.engine.dialect.name}; load average {load:.1f} at the end (a shared 2-core machine).\n\n"
+            f"{store.engine.dialect.name}.\n\n"
             + markdown_table(["measure", "value"], [
                 ["baseline: `OnlineDetector` fed from Parquet", f"{len(rows) / base:,.0f} events/s"],
                 ["catch-up: the service folding the capture", f"{len(rows) / catch:,.0f} events/s ({base / catch:.2f}x the baseline)"],

@@ -114,3 +114,29 @@ def make_gateway(db: str, mock_url: str, prefix: str = "dg_", **kw: Any) -> Gate
     router.add("gpt-*", openai_up)
     router.add("mock-*", openai_up)
     return Gateway(cfg, router=router)
+
+
+def batch_jsonl(model: str, prompts: list[str], id_format: str = "r{}", **extra: Any) -> bytes:
+    """An OpenAI batch input file: one chat request per prompt, `custom_id` from `id_format`."""
+    import json
+
+    lines = [{"custom_id": id_format.format(i), "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": model, "messages": [{"role": "user", "content": p}], **extra}} for i, p in enumerate(prompts)]
+    return "\n".join(json.dumps(x) for x in lines).encode()
+
+
+def submit_batch(c: Any, data: bytes) -> Any:
+    """Upload `data` and create a chat-completions batch of it with the openai client `c`."""
+    f = c.files.create(file=("batch.jsonl", data), purpose="batch")
+    return c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+
+
+def wait_for(get: Any, done: Any, timeout: float = 20.0) -> Any:
+    """Poll `get()` until `done` holds for what it returns; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = get()
+        if done(got):
+            return got
+        assert time.monotonic() < deadline, f"not done after {timeout:g} s: {got}"
+        time.sleep(0.05)

@@ -20,7 +20,15 @@ from distillguard.gateway import BatchStore, FakeUpstream, Store, create_app, is
 from distillguard.gateway._mock import ANSWER, REASONING
 from distillguard.gateway._protocol import ApiError
 
-from .support import Running, ServerThread, free_port, make_gateway
+from .support import (
+    Running,
+    ServerThread,
+    batch_jsonl,
+    free_port,
+    make_gateway,
+    submit_batch,
+    wait_for,
+)
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 
@@ -47,27 +55,6 @@ def _anthropic(r: Running, key: str | None = None) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=r.url, api_key=key or r.key, max_retries=0, timeout=10)
 
 
-def _jsonl(model: str, prompts: list[str], **extra: Any) -> bytes:
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": model, "messages": [{"role": "user", "content": p}], **extra}} for i, p in enumerate(prompts)]
-    return "\n".join(json.dumps(x) for x in lines).encode()
-
-
-def _submit(c: openai.OpenAI, data: bytes) -> Any:
-    f = c.files.create(file=("batch.jsonl", data), purpose="batch")
-    return c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-
-
-def _wait(get: Any, done: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        b = get()
-        if done(b):
-            return b
-        assert time.monotonic() < deadline, f"batch did not finish: {b}"
-        time.sleep(0.05)
-
-
 def _override(r: Running, account: str, action: str) -> None:
     r.gateway.store.add_override(account, action, "test", "")
     r.gateway.refresh()
@@ -86,7 +73,7 @@ def test_openai_batch_end_to_end_captured_once(bat: Running) -> None:
         lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                   "body": {"model": "gpt-test", "messages": [{"role": "user", "content": p}], "user": "end-7",
                            **({"tools": [WEATHER]} if i == 2 else {})}} for i, p in enumerate(prompts)]
-        b = _submit(c, "\n".join(json.dumps(x) for x in lines).encode())
+        b = submit_batch(c, "\n".join(json.dumps(x) for x in lines).encode())
     finally:
         bat.gateway.capture.listeners.remove(seen.extend)
     assert b.status == "in_progress" and b.request_counts and b.request_counts.total == 3
@@ -96,7 +83,7 @@ def test_openai_batch_end_to_end_captured_once(bat: Running) -> None:
     fed = [dict(zip(EVENT_FIELDS, row, strict=True)) for row in seen]
     assert sorted(f["prompt"] for f in fed) == sorted(prompts)
     assert {(f["batch_id"], f["status"], f["end_user"]) for f in fed} == {(b.id, 202, "end-7")}
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     assert done.request_counts.completed == 3 and done.output_file_id and done.error_file_id is None  # type: ignore[union-attr]
     out = [json.loads(line) for line in c.files.content(done.output_file_id).text.splitlines()]  # type: ignore[arg-type]
     by_id = {o["custom_id"]: o for o in out}
@@ -120,7 +107,7 @@ def test_anthropic_message_batch_end_to_end(bat: Running) -> None:
     reqs.append({"custom_id": "cross", "params": {"model": "fake-model", "max_tokens": 64, "messages": [{"role": "user", "content": "translated"}]}})
     b = c.messages.batches.create(requests=reqs)
     assert b.processing_status == "in_progress" and b.request_counts.processing == 4
-    _wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    wait_for(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
     results = {r.custom_id: r.result for r in c.messages.batches.results(b.id)}
     assert sorted(results) == ["cross", "m0", "m1", "m2"]
     first = results["m0"]
@@ -137,7 +124,7 @@ def test_blocked_account_batch_is_refused_before_anything_runs(bat: Running) -> 
     key = bat.new_key("blocked-acc")
     _override(bat, "blocked-acc", "block")
     with pytest.raises(openai.PermissionDeniedError, match="blocked"):
-        _submit(_openai(bat, key), _jsonl("gpt-test", ["harvest 1", "harvest 2"]))
+        submit_batch(_openai(bat, key), batch_jsonl("gpt-test", ["harvest 1", "harvest 2"]))
     with pytest.raises(anthropic.PermissionDeniedError):
         _anthropic(bat, key).messages.batches.create(requests=[{"custom_id": "x", "params": {
             "model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "harvest 3"}]}}])
@@ -150,20 +137,20 @@ def test_throttled_budget_refuses_a_batch_larger_than_what_is_left(bat: Running)
     bat.gateway.limiter.account_overrides["budget-acc"] = LimitSet(requests_per_day=5)
     c = _openai(bat, key)
     with pytest.raises(openai.RateLimitError, match="8 requests, more than the 5 left"):
-        _submit(c, _jsonl("gpt-test", [f"p{i}" for i in range(8)]))
-    b = _submit(c, _jsonl("gpt-test", ["a", "b", "c"]))
+        submit_batch(c, batch_jsonl("gpt-test", [f"p{i}" for i in range(8)]))
+    b = submit_batch(c, batch_jsonl("gpt-test", ["a", "b", "c"]))
     with pytest.raises(openai.RateLimitError, match="3 requests, more than the 2 left"):
-        _submit(c, _jsonl("gpt-test", ["d", "e", "f"]))
-    _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+        submit_batch(c, batch_jsonl("gpt-test", ["d", "e", "f"]))
+    wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     assert len([e for e in bat.events() if e["account_id"] == "budget-acc"]) == 3
 
 
 def test_invalid_lines_and_other_accounts(bat: Running) -> None:
     c = _openai(bat)
-    bad = _jsonl("gpt-test", ["ok"]) + b"\n{not json}\n" + json.dumps({"custom_id": "s", "url": "/v1/chat/completions", "body": {"model": "gpt-test", "stream": True, "messages": [{"role": "user", "content": "x"}]}}).encode()
+    bad = batch_jsonl("gpt-test", ["ok"]) + b"\n{not json}\n" + json.dumps({"custom_id": "s", "url": "/v1/chat/completions", "body": {"model": "gpt-test", "stream": True, "messages": [{"role": "user", "content": "x"}]}}).encode()
     with pytest.raises(openai.BadRequestError, match=r"line 2: not valid JSON.*line 3 \(s\): 'stream' cannot be true"):
-        _submit(c, bad)
-    b = _submit(c, _jsonl("gpt-test", ["mine"]))
+        submit_batch(c, bad)
+    b = submit_batch(c, batch_jsonl("gpt-test", ["mine"]))
     other = _openai(bat, bat.new_key("someone-else"))
     with pytest.raises(openai.NotFoundError):
         other.batches.retrieve(b.id)
@@ -175,8 +162,8 @@ def test_degraded_account_batch_answers_lose_reasoning(bat: Running) -> None:
     key = bat.new_key("degraded-acc")
     _override(bat, "degraded-acc", "degrade")
     c = _openai(bat, key)
-    b = _submit(c, _jsonl("mock-reason", ["think hard"], max_tokens=5000))
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    b = submit_batch(c, batch_jsonl("mock-reason", ["think hard"], max_tokens=5000))
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     out = json.loads(c.files.content(done.output_file_id).text)  # type: ignore[arg-type]
     msg = out["response"]["body"]["choices"][0]["message"]
     assert "reasoning_content" not in msg and REASONING not in json.dumps(out)
@@ -187,19 +174,19 @@ def test_degraded_account_batch_answers_lose_reasoning(bat: Running) -> None:
 def test_batches_take_turns(bat: Running) -> None:
     big = _openai(bat)
     small = _openai(bat, bat.new_key("small-acc"))
-    b1 = _submit(big, _jsonl("slow-model", [f"big {i}" for i in range(40)]))
-    b2 = _submit(small, _jsonl("slow-model", ["small 1", "small 2"]))
-    _wait(lambda: small.batches.retrieve(b2.id), lambda x: x.status == "completed")
+    b1 = submit_batch(big, batch_jsonl("slow-model", [f"big {i}" for i in range(40)]))
+    b2 = submit_batch(small, batch_jsonl("slow-model", ["small 1", "small 2"]))
+    wait_for(lambda: small.batches.retrieve(b2.id), lambda x: x.status == "completed")
     assert big.batches.retrieve(b1.id).status == "in_progress"  # the big one did not hold it back
-    _wait(lambda: big.batches.retrieve(b1.id), lambda x: x.status == "completed")
+    wait_for(lambda: big.batches.retrieve(b1.id), lambda x: x.status == "completed")
 
 
 def test_cancel_midway(bat: Running) -> None:
     c = _openai(bat)
-    b = _submit(c, _jsonl("slow-model", [f"slow {i}" for i in range(40)]))
-    _wait(lambda: c.batches.retrieve(b.id), lambda x: x.request_counts.completed >= 2)
+    b = submit_batch(c, batch_jsonl("slow-model", [f"slow {i}" for i in range(40)]))
+    wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.request_counts.completed >= 2)
     assert c.batches.cancel(b.id).status in ("cancelling", "cancelled")
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "cancelled")
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "cancelled")
     n = done.request_counts
     assert n is not None and 2 <= n.completed < 40 and n.completed + n.failed == 40
     errors = [json.loads(x) for x in c.files.content(done.error_file_id).text.splitlines()]  # type: ignore[arg-type]
@@ -227,9 +214,9 @@ def test_anthropic_cancel_midway(bat: Running) -> None:
     reqs: Any = [{"custom_id": f"s{i}", "params": {"model": "slow-model", "max_tokens": 16, "messages": [{"role": "user", "content": f"a-slow {i}"}]}}
                  for i in range(40)]
     b = c.messages.batches.create(requests=reqs)
-    _wait(lambda: bat.gateway.ledger.counts(b.id)["succeeded"], lambda n: n >= 2)
+    wait_for(lambda: bat.gateway.ledger.counts(b.id)["succeeded"], lambda n: n >= 2)
     assert c.messages.batches.cancel(b.id).processing_status in ("canceling", "ended")
-    done = _wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    done = wait_for(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
     n = done.request_counts
     assert n.succeeded >= 2 and n.canceled >= 1 and n.succeeded + n.canceled == 40 and n.processing == 0
     kinds = [r.result.type for r in c.messages.batches.results(b.id)]
@@ -250,8 +237,8 @@ def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: st
     gw, srv = start()
     key = issue_key(gw.store, "acme").key
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server.config.port}/v1", api_key=key, max_retries=0, timeout=10)
-    b = _submit(client, _jsonl("slow-model", [f"restart {i}" for i in range(30)]))
-    _wait(lambda: client.batches.retrieve(b.id), lambda x: x.request_counts.completed >= 3)
+    b = submit_batch(client, batch_jsonl("slow-model", [f"restart {i}" for i in range(30)]))
+    wait_for(lambda: client.batches.retrieve(b.id), lambda x: x.request_counts.completed >= 3)
     srv.stop()  # mid-batch
     assert 3 <= gw.store.count_events() == 30
     stopped = gw.ledger.get(b.id)
@@ -259,7 +246,7 @@ def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: st
     gw2, srv2 = start()
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv2.server.config.port}/v1", api_key=key, max_retries=0, timeout=10)
-        done = _wait(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
+        done = wait_for(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
         assert done.request_counts.completed == 30  # type: ignore[union-attr]
         out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]  # type: ignore[arg-type]
         assert sorted(o["custom_id"] for o in out) == sorted(f"r{i}" for i in range(30))
@@ -295,8 +282,8 @@ def test_hostile_text_in_a_batch_is_captured_bounded(batch_db: tuple[str, str], 
     srv.start()
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server.config.port}/v1", api_key=issue_key(gw.store, "acme").key, max_retries=0, timeout=10)
-        b = _submit(c, _jsonl("mock-echo", ["nul\x00here"]))
-        done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+        b = submit_batch(c, batch_jsonl("mock-echo", ["nul\x00here"]))
+        done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
         out = json.loads(c.files.content(done.output_file_id).text)  # type: ignore[arg-type]
         assert out["response"]["body"]["choices"][0]["message"]["content"] == "nul\x00here"  # served as the upstream said
     finally:
@@ -343,9 +330,9 @@ def test_hostile_batch_files_are_bounded_with_the_line_named(bat: Running) -> No
     before = len(bat.events())
     big = json.dumps({"custom_id": "big", "method": "POST", "url": "/v1/chat/completions",
                       "body": {"model": "gpt-test", "messages": [{"role": "user", "content": "y" * 1_100_000}]}}).encode()
-    data = _jsonl("gpt-test", ["fine"]) + b"\n" + big + b"\n{broken\n"
+    data = batch_jsonl("gpt-test", ["fine"]) + b"\n" + big + b"\n{broken\n"
     with pytest.raises(openai.BadRequestError, match=r"line 2: 1100\d\d\d bytes, more than the gateway's limit of 1000000 bytes a request.*line 3: not valid JSON"):
-        _submit(c, data)
+        submit_batch(c, data)
     with pytest.raises(anthropic.BadRequestError, match=r"requests\.0\.params is \d+ bytes.*requests\.1\.custom_id"):
         _anthropic(bat).messages.batches.create(requests=[
             {"custom_id": "huge", "params": {"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "z" * 1_100_000}]}},
@@ -355,7 +342,7 @@ def test_hostile_batch_files_are_bounded_with_the_line_named(bat: Running) -> No
 
 def test_delete_an_uploaded_file(bat: Running) -> None:
     c = _openai(bat)
-    f = c.files.create(file=("batch.jsonl", _jsonl("gpt-test", ["keep me"])), purpose="batch")
+    f = c.files.create(file=("batch.jsonl", batch_jsonl("gpt-test", ["keep me"])), purpose="batch")
     b = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     with pytest.raises(openai.NotFoundError):
         _openai(bat, bat.new_key("not-the-owner")).files.delete(f.id)
@@ -363,7 +350,7 @@ def test_delete_an_uploaded_file(bat: Running) -> None:
     assert f.id not in [x.id for x in c.files.list()]
     with pytest.raises(openai.NotFoundError):
         c.files.retrieve(f.id)
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # its requests were copied
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # its requests were copied
     assert done.request_counts.completed == 1  # type: ignore[union-attr]
 
 
@@ -378,13 +365,13 @@ def test_a_batch_counts_against_daily_request_budgets_and_its_tokens_against_eve
     _override(bat, "throttled-acc", "throttle")
     c = _openai(bat, key)
     with pytest.raises(openai.RateLimitError, match=r"11 requests, more than the 10 left of account throttled-acc's limit of 10 requests per day \(throttled\)"):
-        _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(11)]))
-    b = _submit(c, _jsonl("gpt-test", [f"t{i}" for i in range(6)]))  # more than the minute's 2
-    _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+        submit_batch(c, batch_jsonl("gpt-test", [f"t{i}" for i in range(11)]))
+    b = submit_batch(c, batch_jsonl("gpt-test", [f"t{i}" for i in range(6)]))  # more than the minute's 2
+    wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     assert c.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "live"}]).choices
     import asyncio
 
     used = asyncio.run(bat.gateway.limiter.tokens_used("account", "throttled-acc", throttled=True))
     assert used["tokens_per_minute"] >= 6 * 21 and used["tokens_per_day"] >= 6 * 21  # the mock's usage: 9 + 12 an answer
     with pytest.raises(openai.RateLimitError, match="4 requests, more than the 3 left"):
-        _submit(c, _jsonl("gpt-test", [f"u{i}" for i in range(4)]))
+        submit_batch(c, batch_jsonl("gpt-test", [f"u{i}" for i in range(4)]))

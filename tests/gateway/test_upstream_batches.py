@@ -7,7 +7,6 @@ runs the batch, and the fallbacks to the request API."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,16 @@ from distillguard.gateway import (
 from distillguard.gateway._mock import REASONING
 from distillguard.gateway._mock_batches import BATCHES
 
-from .support import LoopThread, Running, ServerThread, free_port, make_gateway
+from .support import (
+    LoopThread,
+    Running,
+    ServerThread,
+    batch_jsonl,
+    free_port,
+    make_gateway,
+    submit_batch,
+    wait_for,
+)
 
 PROMPT = "please explain in simple words how the big old house was built and why people liked the quick answer"
 #: seconds the mock upstream takes to run a batch: long enough to cancel or restart meanwhile
@@ -74,27 +82,6 @@ def _openai(url: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=10)
 
 
-def _jsonl(model: str, prompts: list[str], **extra: Any) -> bytes:
-    lines = [{"custom_id": f"client id {i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": model, "messages": [{"role": "user", "content": p}], **extra}} for i, p in enumerate(prompts)]
-    return "\n".join(json.dumps(x) for x in lines).encode()
-
-
-def _submit(c: openai.OpenAI, data: bytes) -> Any:
-    f = c.files.create(file=("batch.jsonl", data), purpose="batch")
-    return c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-
-
-def _wait(get: Any, done: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = get()
-        if done(got):
-            return got
-        assert time.monotonic() < deadline, f"not done: {got}"
-        time.sleep(0.05)
-
-
 def _sent(batches: dict[str, Any], prompt_prefix: str) -> list[dict[str, Any]]:
     """The upstream batches whose requests' prompts start with `prompt_prefix`."""
     def first(b: dict[str, Any]) -> str:
@@ -107,8 +94,8 @@ def test_openai_batch_runs_upstream_once_watermarked_and_captured_once(up: Runni
                                                                         wm_key: tuple[Any, Path]) -> None:
     c = _openai(up.url, up.key)
     prompts = [f"{PROMPT} {i}" for i in range(3)]
-    b = _submit(c, _jsonl("mock-echo", prompts))
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    b = submit_batch(c, batch_jsonl("mock-echo", prompts, "client id {}"))
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     assert done.request_counts.completed == 3  # type: ignore[union-attr]
     sent = _sent(upstream[1], f"{PROMPT} ")
     assert len(sent) == 1 and [r[0] for r in sent[0]["requests"]] == ["dg0", "dg1", "dg2"]  # forwarded once, the gateway's ids
@@ -127,7 +114,7 @@ def test_anthropic_batch_runs_upstream(up: Running, upstream: tuple[str, dict[st
     reqs: Any = [{"custom_id": f"m{i}", "params": {"model": "claude-test", "max_tokens": 64,
                                                     "messages": [{"role": "user", "content": f"upstream claude {i}"}]}} for i in range(2)]
     b = c.messages.batches.create(requests=reqs)
-    _wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    wait_for(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
     results = {r.custom_id: r.result for r in c.messages.batches.results(b.id)}
     assert sorted(results) == ["m0", "m1"] and all(r.type == "succeeded" for r in results.values())
     assert len(_sent(upstream[1], "upstream claude")) == 1
@@ -140,8 +127,8 @@ def test_degraded_account_is_capped_upstream_and_loses_reasoning(up: Running, up
     up.gateway.store.add_override("degraded-up", "degrade", "test", "")
     up.gateway.refresh()
     c = _openai(up.url, key)
-    b = _submit(c, _jsonl("mock-reason", ["degraded upstream"], max_tokens=5000))
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+    b = submit_batch(c, batch_jsonl("mock-reason", ["degraded upstream"], max_tokens=5000))
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
     sent = _sent(upstream[1], "degraded upstream")
     cap = up.gateway.policy.degrade.max_tokens_cap
     assert len(sent) == 1 and sent[0]["requests"][0][2]["max_tokens"] == cap < 5000
@@ -151,10 +138,10 @@ def test_degraded_account_is_capped_upstream_and_loses_reasoning(up: Running, up
 
 def test_cancel_is_passed_to_the_upstream(up: Running, upstream: tuple[str, dict[str, Any]]) -> None:
     c = _openai(up.url, up.key)
-    b = _submit(c, _jsonl("gpt-test", [f"cancel upstream {i}" for i in range(4)]))
-    _wait(lambda: up.gateway.ledger.upstream_batch(b.id), lambda x: x is not None)
+    b = submit_batch(c, batch_jsonl("gpt-test", [f"cancel upstream {i}" for i in range(4)]))
+    wait_for(lambda: up.gateway.ledger.upstream_batch(b.id), lambda x: x is not None)
     c.batches.cancel(b.id)
-    done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "cancelled")
+    done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "cancelled")
     assert done.request_counts.failed == 4  # type: ignore[union-attr]
     assert _sent(upstream[1], "cancel upstream")[0]["cancel"]
     errors = [json.loads(x) for x in c.files.content(done.error_file_id).text.splitlines()]  # type: ignore[arg-type]
@@ -167,7 +154,7 @@ def test_a_batch_for_several_upstreams_runs_through_the_request_api(up: Running,
     reqs: Any = [{"custom_id": "a", "params": {"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "mixed one"}]}},
                  {"custom_id": "b", "params": {"model": "slow-model", "max_tokens": 8, "messages": [{"role": "user", "content": "mixed two"}]}}]
     b = c.messages.batches.create(requests=reqs)
-    _wait(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
+    wait_for(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
     assert {r.result.type for r in c.messages.batches.results(b.id)} == {"succeeded"}
     assert not _sent(upstream[1], "mixed")
 
@@ -191,14 +178,14 @@ def test_restart_while_the_upstream_runs_the_batch(batch_db: tuple[str, str], up
     gw, srv = _start(db, upstream[0], wm_key[1], prefix)
     key = issue_key(gw.store, "acme").key
     c = _openai(f"http://127.0.0.1:{srv.server.config.port}", key)
-    b = _submit(c, _jsonl("gpt-test", [f"{tag} {i}" for i in range(20)]))
-    _wait(lambda: gw.ledger.upstream_batch(b.id), lambda x: x is not None)
+    b = submit_batch(c, batch_jsonl("gpt-test", [f"{tag} {i}" for i in range(20)]))
+    wait_for(lambda: gw.ledger.upstream_batch(b.id), lambda x: x is not None)
     srv.stop()  # the upstream is still running it
     assert gw.ledger.get(b.id)["status"] == "in_progress"  # type: ignore[index]
     gw2, srv2 = _start(db, upstream[0], wm_key[1], prefix)
     try:
         c = _openai(f"http://127.0.0.1:{srv2.server.config.port}", key)
-        done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
+        done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")
         assert done.request_counts.completed == 20  # type: ignore[union-attr]
     finally:
         srv2.stop()
@@ -210,11 +197,11 @@ def test_restart_while_the_upstream_runs_the_batch(batch_db: tuple[str, str], up
 def test_answers_of_an_account_blocked_while_the_upstream_ran_are_withheld(up: Running) -> None:
     key = up.new_key("blocked-later")
     c = _openai(up.url, key)
-    b = _submit(c, _jsonl("gpt-test", ["blocked later 1", "blocked later 2"]))
-    _wait(lambda: up.gateway.ledger.upstream_batch(b.id), lambda x: x is not None)
+    b = submit_batch(c, batch_jsonl("gpt-test", ["blocked later 1", "blocked later 2"]))
+    wait_for(lambda: up.gateway.ledger.upstream_batch(b.id), lambda x: x is not None)
     up.gateway.store.add_override("blocked-later", "block", "test", "")
     up.gateway.refresh()
-    done = _wait(lambda: up.gateway.ledger.get(b.id), lambda x: x["status"] == "completed")
+    done = wait_for(lambda: up.gateway.ledger.get(b.id), lambda x: x["status"] == "completed")
     assert up.gateway.ledger.counts(done["batch_id"])["errored"] == 2
     rows = up.gateway.ledger.results(b.id, ("errored",))
     assert {r["status_code"] for r in rows} == {403} and all("blocked" in r["result"] for r in rows)
@@ -239,8 +226,8 @@ def test_an_upstream_without_a_batch_api_runs_the_batch_through_its_request_api(
     try:
         c = _openai(f"http://127.0.0.1:{srv.server.config.port}", issue_key(gw.store, "acme").key)
         for _ in range(2):  # the second batch goes straight to the request API
-            b = _submit(c, _jsonl("gpt-test", ["no batch api 1", "no batch api 2"]))
-            done = _wait(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # noqa: B023
+            b = submit_batch(c, batch_jsonl("gpt-test", ["no batch api 1", "no batch api 2"]))
+            done = wait_for(lambda: c.batches.retrieve(b.id), lambda x: x.status == "completed")  # noqa: B023
             assert done.request_counts.completed == 2  # type: ignore[union-attr]
         assert gw.ledger.upstream_batch(b.id) is None and not app[BATCHES]
     finally:

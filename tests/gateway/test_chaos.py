@@ -150,9 +150,7 @@ def chaos(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[F
         fleet.stop()
         pg_proxy.close()
         redis_proxy.close()
-        tables = VerdictTables(store)
-        tables.verdicts.drop(store.engine, checkfirst=True)
-        tables.state.drop(store.engine, checkfirst=True)
+        VerdictTables(store).drop_all()
         store.drop_all()
         import redis
 

@@ -134,3 +134,20 @@ def test_a_replica_refuses_a_flagged_end_user_and_a_campaigns_fresh_account(
         assert chat(issue_key(store, "newcomer").key, "What should I cook tonight with leeks?").status_code == 200
     finally:
         srv.stop()
+
+
+def test_a_fleet_verdicts_table_made_before_end_users_apart_gains_the_column(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    with store.engine.begin() as con:
+        con.exec_driver_sql("CREATE TABLE dg_fleet_verdicts (account_id VARCHAR(200) PRIMARY KEY, action VARCHAR(32) "
+                            "NOT NULL, campaign_id VARCHAR(200), reasons TEXT, score FLOAT, version BIGINT NOT NULL, "
+                            "updated_us BIGINT NOT NULL)")
+        con.exec_driver_sql("INSERT INTO dg_fleet_verdicts VALUES ('a', 'throttle', NULL, NULL, 0.9, 1, 0)")
+    tables = VerdictTables(store)
+    assert "end_users_apart" in {c["name"] for c in sa.inspect(store.engine).get_columns("dg_fleet_verdicts")}
+    tables.publish([{"account_id": "b", "action": "throttle", "campaign_id": None, "reasons": None, "score": 0.9,
+                     "end_users_apart": True}], 2)
+    assert {r["account_id"]: r["end_users_apart"] for r in tables.since(0)} == {"a": None, "b": True}
+    VerdictTables(store)  # opened again: nothing left to add

@@ -51,8 +51,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     url = request.getfixturevalue("postgres_url")
     s = Store(url, f"t{uuid.uuid4().hex[:10]}_")
     yield s
-    VerdictTables(s).verdicts.drop(s.engine)
-    VerdictTables(s).state.drop(s.engine)
+    VerdictTables(s).drop_all()
     s.drop_all()
 
 

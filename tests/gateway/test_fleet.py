@@ -128,9 +128,7 @@ def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere
         assert all(actions[h] == "block" for h in hydra)
         assert all(actions.get(b, "allow") in ("allow", "monitor") for b in benign)
     finally:
-        tables = VerdictTables(store)
-        tables.verdicts.drop(store.engine)
-        tables.state.drop(store.engine)
+        VerdictTables(store).drop_all()
         store.drop_all()
         import redis
 

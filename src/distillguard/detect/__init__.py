@@ -21,7 +21,7 @@ from distillguard.detect._scan import scan
 
 if TYPE_CHECKING:
     from distillguard.detect._endusers import EndUserDetector
-    from distillguard.detect._firstrequest import request_keys
+    from distillguard.detect._firstrequest import CampaignKeys, request_keys
     from distillguard.detect._online import OnlineDetector
 
 
@@ -35,6 +35,10 @@ def __getattr__(name: str) -> object:
         from distillguard.detect._endusers import EndUserDetector
 
         return EndUserDetector
+    if name == "CampaignKeys":
+        from distillguard.detect._firstrequest import CampaignKeys
+
+        return CampaignKeys
     if name == "request_keys":
         from distillguard.detect._firstrequest import request_keys
 
@@ -42,6 +46,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'distillguard.detect' has no attribute {name!r}")
 
 __all__ = [
+    "CampaignKeys",
     "DEFAULT_DETECTOR",
     "DetectConfig",
     "EndUserDetector",

@@ -1,9 +1,11 @@
 """`distillguard detector`: one detector for the whole fleet, following the shared capture.
 
 The service reads the events every replica captured (`<prefix>events`, in capture order)
-incrementally, folds them into the same `OnlineDetector` the scan replays, and publishes the
-verdicts that changed to `<prefix>fleet_verdicts` (and announces the new version on Redis),
-which every replica follows (`VerdictFollower`). So a hydra spread over N replicas is seen
+incrementally, folds them into the same online detector the scan replays (`EndUserDetector`:
+accounts, and declared end users judged apart), and publishes what changed (account verdicts,
+end users' verdicts, the flagged campaigns' keys for the first-request check; see
+`_verdicts.py`) as a new version (announced on Redis), which every replica follows
+(`VerdictFollower`). So a hydra spread over N replicas is seen
 whole, and a verdict reached once applies everywhere.
 
 One service leads at a time: a PostgreSQL advisory lock (a standby on another host waits for
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -41,6 +44,8 @@ log = logging.getLogger("distillguard.gateway")
 READ_BATCH = 50_000
 #: verdict columns published to the fleet
 VERDICT_COLUMNS = ("account_id", "action", "campaign_id", "reasons", "score")
+#: end users' verdict columns published to the fleet
+END_USER_COLUMNS = ("account_id", "end_user", "action", "campaign_id", "reasons", "score")
 
 
 class Leadership:
@@ -112,9 +117,9 @@ class DetectorService:
             default; a replay of old traffic passes its own).
     """
 
-    #: verdict columns beyond VERDICT_COLUMNS that this service hands on (none: the fleet's
-    #: verdicts table holds those)
-    EXTRA_COLUMNS: tuple[str, ...] = ()
+    #: verdict columns beyond VERDICT_COLUMNS that this service hands on: where a carrier's
+    #: flag applies to its flagged end users only (see detect/_endusers)
+    EXTRA_COLUMNS: tuple[str, ...] = ("end_users_apart",)
 
     def __init__(self, store: Store, config: Path | None = None, interval: float = 2.0,
                  checkpoint_interval: float = 30.0, redis_url: str | None = None,
@@ -142,12 +147,18 @@ class DetectorService:
         self.checkpoints_written = 0
 
     def _fresh(self) -> None:
-        from distillguard.detect import OnlineDetector
+        from distillguard import detect
 
-        self.detector: Any = OnlineDetector(self.config)
+        # Judges declared end users apart as well (see detect/_endusers); an older build has
+        # only the account detector.
+        factory = getattr(detect, "EndUserDetector", None) or detect.OnlineDetector
+        self.detector: Any = factory(self.config)
         self.cursor = 0  # last capture seq folded in
         self.horizon = 0  # the capture's top seq at the previous step (see `fold`)
         self.published: dict[str, tuple[Any, ...]] = {}
+        self.published_end_users: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # the campaign keys and first-request action last published (None: none yet)
+        self.published_keys: tuple[dict[tuple[str, int], str], str] | None = None
         self.version = 0
         self.known: set[str] = set()
         self.override_cursor = 0
@@ -157,7 +168,8 @@ class DetectorService:
 
     def _state(self) -> dict[str, Any]:
         return {"detector": self.detector, "cursor": self.cursor, "horizon": self.horizon,
-                "published": self.published, "version": self.version, "known": self.known,
+                "published": self.published, "published_end_users": self.published_end_users,
+                "published_keys": self.published_keys, "version": self.version, "known": self.known,
                 "override_cursor": self.override_cursor, "events_seen": self.events_seen}
 
     def checkpoint(self, background: bool = False) -> None:
@@ -249,15 +261,22 @@ class DetectorService:
         return [tuple(r[:-1]) for r in got], int(got[-1][-1])
 
     def step(self) -> int:
-        """Fold new events in, publish changed verdicts (blocking); returns how many changed."""
+        """Fold new events in, publish changed verdicts, end users' verdicts and campaign keys
+        (blocking); returns how many verdicts changed."""
         self.fold()
         changed = self.changed()
-        if changed:
-            self.publish(changed)
+        end_users = self.changed_end_users()
+        keys = self.changed_keys()
+        if changed or end_users or keys is not None:
+            self.publish(changed, end_users, keys)
             for r in changed:
                 self.published[r["account_id"]] = self.published_value(r)
+            for r in end_users:
+                self.published_end_users[(r["account_id"], r["end_user"])] = _end_user_value(r)
+            if keys is not None:
+                self.published_keys = keys
         self.steps += 1
-        return len(changed)
+        return len(changed) + len(end_users)
 
     def fold(self) -> None:
         """Fold the events captured since the last step, and new overrides, into the detector."""
@@ -296,8 +315,6 @@ class DetectorService:
 
     def changed(self) -> list[dict[str, Any]]:
         """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published."""
-        import json
-
         verdicts = self.detector.verdicts()
         wanted = VERDICT_COLUMNS + self.EXTRA_COLUMNS
         cols = [c for c in wanted if c in verdicts.column_names]
@@ -310,16 +327,47 @@ class DetectorService:
                 changed.append(r)
         return changed
 
+    def changed_end_users(self) -> list[dict[str, Any]]:
+        """End users' verdicts (END_USER_COLUMNS) that differ from the published; an end user
+        published before and judged no more reads `allow` (the account decides again)."""
+        verdicts = getattr(self.detector, "end_user_verdicts", None)
+        if verdicts is None:
+            return []
+        current = {}
+        for row in verdicts().to_pylist():
+            r = {c: row.get(c) for c in END_USER_COLUMNS}
+            if not isinstance(r["reasons"], str | None):
+                r["reasons"] = json.dumps(r["reasons"])
+            current[(r["account_id"], r["end_user"])] = r
+        for key in self.published_end_users.keys() - current.keys():
+            current[key] = {"account_id": key[0], "end_user": key[1], "action": "allow",
+                            "campaign_id": None, "reasons": None, "score": None}
+        return [r for key, r in current.items() if self.published_end_users.get(key) != _end_user_value(r)]
+
+    def changed_keys(self) -> tuple[dict[tuple[str, int], str], str] | None:
+        """The flagged campaigns' keys and the first-request action, when they differ from the
+        published (None: unchanged, or the check is off)."""
+        keys = getattr(self.detector, "campaign_keys", None)
+        first = getattr(getattr(self.detector, "config", None), "first_request", None)
+        if keys is None or first is None or not first.enabled:
+            return None
+        now = (dict(keys().keys), str(first.action))
+        return None if now == self.published_keys else now
+
     def published_value(self, r: dict[str, Any]) -> tuple[Any, ...]:
         """What `published` keeps of a verdict row: everything but its account id."""
         return tuple(r.get(c) for c in (VERDICT_COLUMNS + self.EXTRA_COLUMNS)[1:])
 
-    def publish(self, changed: list[dict[str, Any]]) -> None:
-        """Write changed verdicts as the next version and announce it."""
-        self.tables.publish(changed, self.version + 1)
+    def publish(self, changed: list[dict[str, Any]], end_users: list[dict[str, Any]] | None = None,
+                keys: tuple[dict[tuple[str, int], str], str] | None = None) -> None:
+        """Write changed verdicts, end users' verdicts and campaign keys as the next version
+        and announce it."""
+        self.tables.publish(changed, self.version + 1, end_users, keys)
         self.version += 1
         self._announce()
-        log.info("detector: %d verdicts changed (version %d, %d events seen)", len(changed), self.version, self.events_seen)
+        log.info("detector: %d verdicts and %d end users' verdicts changed%s (version %d, %d events seen)",
+                 len(changed), len(end_users or ()), "" if keys is None else f", {len(keys[0])} campaign keys",
+                 self.version, self.events_seen)
 
     def _announce(self) -> None:
         if self.redis_url is None:
@@ -377,6 +425,11 @@ class DetectorService:
         self.wait_saved()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
+
+
+def _end_user_value(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What `published_end_users` keeps of an end user's verdict row: all but its key."""
+    return tuple(r.get(c) for c in END_USER_COLUMNS[2:])
 
 
 def run_detector(service: DetectorService, parent_pid: int | None = None) -> None:

@@ -47,24 +47,12 @@ class LocalDetector(DetectorService):
     new process's empty policy gets them all at the first step.
     """
 
-    #: where a carrier's flag applies to its flagged end users only (see detect/_endusers)
-    EXTRA_COLUMNS = ("end_users_apart",)
-
-    def _fresh(self) -> None:
-        super()._fresh()
-        # Judges declared end users apart as well (see detect/_endusers); an older build has
-        # only the account detector.
-        from distillguard import detect
-
-        factory = getattr(detect, "EndUserDetector", None)
-        if factory is not None:
-            self.detector = factory(self.config)
-
     def restore(self) -> None:
         super().restore()
         self.published = {}
 
-    def publish(self, changed: list[dict[str, Any]]) -> None:
+    def publish(self, changed: list[dict[str, Any]], end_users: list[dict[str, Any]] | None = None,
+                keys: tuple[dict[tuple[str, int], str], str] | None = None) -> None:
         pass  # OnlineLoop applies them
 
 

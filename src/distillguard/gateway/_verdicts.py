@@ -1,8 +1,11 @@
 """The fleet's shared verdicts: a table the detector service writes and every replica follows.
 
-`<prefix>fleet_verdicts` holds one row per account with the detector's current action; each
-detector step that changes verdicts writes its rows in one transaction under a new `version`,
-so a replica that has applied everything up to version `v` asks only for `version > v`.
+`<prefix>fleet_verdicts` holds one row per account with the detector's current action,
+`<prefix>fleet_end_user_verdicts` one per (account, end user) judged apart, and
+`<prefix>fleet_campaign_keys` one row: the flagged campaigns' keys a new account's first
+request is checked against, compressed, with the action a match takes. Each detector step that
+changes any of them writes its rows in one transaction under a new `version`, so a replica that
+has applied everything up to version `v` asks only for `version > v`.
 `<prefix>detector_state` holds the detector's checkpoint (see `_detector.py`).
 """
 
@@ -10,18 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import zlib
 from typing import Any
 
 import sqlalchemy as sa
 
 from distillguard.enforce import Policy
-from distillguard.gateway._store import Store, now_us
+from distillguard.gateway._protocol import END_USER_MAX_CHARS
+from distillguard.gateway._store import Store, create_tables, now_us
 
 log = logging.getLogger("distillguard.gateway")
 
 #: seconds between a follower's polls of the verdicts table (a Redis message wakes it sooner)
 FOLLOW_INTERVAL_S = 1.0
+#: the campaign keys' one row in `fleet_campaign_keys`
+CAMPAIGN_KEYS_ROW = "current"
+#: verdict columns that newer versions publish, added to a `fleet_verdicts` made before them
+VERDICT_COLUMNS_ADDED = (("end_users_apart", sa.Boolean()),)
+
+
+def encode_campaign_keys(keys: dict[tuple[str, int], str]) -> bytes:
+    """Campaign keys ((kind, key hash) -> the flagged account named) as compressed JSON."""
+    return zlib.compress(json.dumps(sorted([k, h, a] for (k, h), a in keys.items())).encode())
+
+
+def decode_campaign_keys(data: bytes) -> dict[tuple[str, int], str]:
+    return {(str(k), int(h)): str(a) for k, h, a in json.loads(zlib.decompress(data))}
 
 
 def channel(prefix: str) -> str:
@@ -43,7 +62,27 @@ class VerdictTables:
             sa.Column("campaign_id", sa.String(200)),
             sa.Column("reasons", sa.Text()),
             sa.Column("score", sa.Float()),
+            sa.Column("end_users_apart", sa.Boolean()),
             sa.Column("version", sa.BigInteger(), nullable=False, index=True),
+            sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        )
+        self.end_users = sa.Table(
+            f"{p}fleet_end_user_verdicts", md,
+            sa.Column("account_id", sa.String(200), primary_key=True),
+            sa.Column("end_user", sa.String(END_USER_MAX_CHARS), primary_key=True),
+            sa.Column("action", sa.String(32), nullable=False),
+            sa.Column("campaign_id", sa.String(200)),
+            sa.Column("reasons", sa.Text()),
+            sa.Column("score", sa.Float()),
+            sa.Column("version", sa.BigInteger(), nullable=False, index=True),
+            sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        )
+        self.campaign_keys = sa.Table(
+            f"{p}fleet_campaign_keys", md,
+            sa.Column("name", sa.String(64), primary_key=True),
+            sa.Column("action", sa.String(32), nullable=False),
+            sa.Column("data", sa.LargeBinary(), nullable=False),
+            sa.Column("version", sa.BigInteger(), nullable=False),
             sa.Column("updated_us", sa.BigInteger(), nullable=False),
         )
         self.state = sa.Table(
@@ -53,14 +92,29 @@ class VerdictTables:
             sa.Column("saved_us", sa.BigInteger(), nullable=False),
             sa.Column("data", sa.LargeBinary(), nullable=False),
         )
-        try:
-            md.create_all(store.engine)
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            # Replicas and detectors starting together race to create the tables (PostgreSQL
-            # checks, then creates): the loser finds them made by the winner.
-            md.create_all(store.engine)
+        self._tables = (self.verdicts, self.end_users, self.campaign_keys, self.state)
+        # Replicas and detectors starting together race to create the tables: the loser finds
+        # them made by the winner.
+        create_tables(md, store.engine, self._add_missing_columns)
 
-    def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: str) -> Any:
+    def _add_missing_columns(self) -> None:
+        """Add the columns newer versions publish to a `fleet_verdicts` made before them."""
+        engine = self.store.engine
+        have = {c["name"] for c in sa.inspect(engine).get_columns(self.verdicts.name)}
+        q = engine.dialect.identifier_preparer.quote
+        for name, typ in VERDICT_COLUMNS_ADDED:
+            if name not in have:
+                ddl = f"ALTER TABLE {q(self.verdicts.name)} ADD COLUMN {q(name)} {typ.compile(dialect=engine.dialect)}"
+                log.info("fleet verdicts: %s", ddl)
+                with engine.begin() as con:
+                    con.exec_driver_sql(ddl)
+
+    def drop_all(self) -> None:
+        """Drop these tables (tests on a shared database)."""
+        for t in self._tables:
+            t.drop(self.store.engine, checkfirst=True)
+
+    def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: str | list[str]) -> Any:
         if self.store.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -70,24 +124,57 @@ class VerdictTables:
 
             stmt = sqlite_insert(table)
         cols = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
-        return stmt.on_conflict_do_update(index_elements=[key], set_=cols)
+        keys = [key] if isinstance(key, str) else key
+        cols = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=cols)
 
-    def publish(self, rows: list[dict[str, Any]], version: int) -> None:
-        """Write changed verdicts (account_id, action, campaign_id, reasons, score) as `version`."""
-        if not rows:
-            return
+    def publish(self, rows: list[dict[str, Any]], version: int, end_users: list[dict[str, Any]] | None = None,
+                campaign_keys: tuple[dict[tuple[str, int], str], str] | None = None) -> None:
+        """Write, as `version` and in one transaction, changed verdicts (account_id, action,
+        campaign_id, reasons, score, end_users_apart), changed end users' verdicts (the same
+        plus end_user) and the campaign keys with their first-request action (when changed)."""
         ts = now_us()
-        values = [{**r, "version": version, "updated_us": ts} for r in rows]
+        stamp = {"version": version, "updated_us": ts}
         with self.store.engine.begin() as con:
-            con.execute(self._upsert(self.verdicts, values, "account_id"), values)
+            if rows:
+                values = [{**r, **stamp} for r in rows]
+                con.execute(self._upsert(self.verdicts, values, "account_id"), values)
+            if end_users:
+                values = [{c.name: r.get(c.name) for c in self.end_users.columns} | stamp for r in end_users]
+                con.execute(self._upsert(self.end_users, values, ["account_id", "end_user"]), values)
+            if campaign_keys is not None:
+                keys, action = campaign_keys
+                row = [{"name": CAMPAIGN_KEYS_ROW, "action": action, "data": encode_campaign_keys(keys), **stamp}]
+                con.execute(self._upsert(self.campaign_keys, row, "name"), row)
 
     def max_version(self) -> int:
         with self.store.engine.connect() as con:
-            return int(con.execute(sa.select(sa.func.max(self.verdicts.c.version))).scalar() or 0)
+            return max(int(con.execute(sa.select(sa.func.max(t.c.version))).scalar() or 0)
+                       for t in (self.verdicts, self.end_users, self.campaign_keys))
 
-    def since(self, version: int) -> list[dict[str, Any]]:
-        """Verdicts written after `version`, oldest version first."""
-        q = sa.select(self.verdicts).where(self.verdicts.c.version > version).order_by(self.verdicts.c.version)
+    def since(self, version: int, upto: int | None = None) -> list[dict[str, Any]]:
+        """Verdicts written after `version` (up to `upto`), oldest version first."""
+        return self._since(self.verdicts, version, upto)
+
+    def end_users_since(self, version: int, upto: int | None = None) -> list[dict[str, Any]]:
+        """End users' verdicts written after `version` (up to `upto`), oldest version first."""
+        return self._since(self.end_users, version, upto)
+
+    def campaign_keys_since(self, version: int, upto: int | None = None) -> tuple[dict[tuple[str, int], str], str, int] | None:
+        """The campaign keys, their first-request action and version, when written after
+        `version` (up to `upto`)."""
+        t = self.campaign_keys
+        q = sa.select(t.c.data, t.c.action, t.c.version).where(t.c.name == CAMPAIGN_KEYS_ROW, t.c.version > version)
+        if upto is not None:
+            q = q.where(t.c.version <= upto)
+        with self.store.engine.connect() as con:
+            r = con.execute(q).first()
+        return None if r is None else (decode_campaign_keys(bytes(r.data)), str(r.action), int(r.version))
+
+    def _since(self, table: sa.Table, version: int, upto: int | None) -> list[dict[str, Any]]:
+        q = sa.select(table).where(table.c.version > version).order_by(table.c.version)
+        if upto is not None:
+            q = q.where(table.c.version <= upto)
         with self.store.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(q)]
 
@@ -121,16 +208,27 @@ class VerdictFollower:
         self._wake = asyncio.Event()
 
     def poll(self) -> int:
-        """Apply the verdicts written since the last poll (blocking); returns how many changed."""
-        rows = self.tables.since(self.version)
+        """Apply the verdicts, end users' verdicts and campaign keys written since the last
+        poll (blocking); returns how many accounts and end users changed action."""
+        # Each version is written in one transaction: read the newest committed first, then
+        # the three tables up to it, so a version committed between the reads is left whole
+        # for the next poll.
+        top = self.tables.max_version()
         self.polls += 1
-        if not rows:
+        if top <= self.version:
             return 0
-        changed = self.policy.apply_verdicts(rows)
-        self.version = max(int(r["version"]) for r in rows)
-        self.applied += len(rows)
+        rows = self.tables.since(self.version, top)
+        end_users = self.tables.end_users_since(self.version, top)
+        keys = self.tables.campaign_keys_since(self.version, top)
+        changed = self.policy.apply_verdicts(rows) + self.policy.apply_end_user_verdicts(end_users)
+        if keys is not None:
+            from distillguard.detect import CampaignKeys
+
+            self.policy.set_campaign_keys(CampaignKeys(keys[0]), keys[1])
+        self.version = top
+        self.applied += len(rows) + len(end_users)
         if changed:
-            log.info("fleet verdicts: %d accounts changed action (version %d)", changed, self.version)
+            log.info("fleet verdicts: %d accounts or end users changed action (version %d)", changed, self.version)
         return changed
 
     async def run(self) -> None:

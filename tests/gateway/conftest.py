@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from distillguard.gateway import create_app, issue_key, mock_upstream_app
+from distillguard.gateway import BatchStore, Store, create_app, issue_key, mock_upstream_app
 
 from .support import LoopThread, Running, ServerThread, free_port, make_gateway
 
@@ -33,3 +35,16 @@ def running(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Ite
     srv.start()
     yield Running(f"http://127.0.0.1:{port}", gw, issued.key, issued.key_id, "acme", app)
     srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
+        return
+    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
+    yield url, prefix
+    store = Store(url, prefix)
+    BatchStore(store).drop_all()
+    store.drop_all()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,19 +193,6 @@ def test_cancel_midway(bat: Running) -> None:
     ev = _batch_events(bat, b.id)
     assert len(ev) == 40 and len({e["prompt"] for e in ev}) == 40
     assert sorted(e["status"] for e in ev) == [200] * n.completed + [499] * n.failed
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
-        return
-    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
-    yield url, prefix
-    store = Store(url, prefix)
-    BatchStore(store).drop_all()
-    store.drop_all()
 
 
 def test_anthropic_cancel_midway(bat: Running) -> None:

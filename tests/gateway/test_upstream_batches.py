@@ -7,7 +7,6 @@ runs the batch, and the fallbacks to the request API."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,7 @@ import openai
 import pytest
 
 from distillguard.gateway import (
-    BatchStore,
     FakeUpstream,
-    Store,
     create_app,
     issue_key,
     mock_upstream_app,
@@ -157,19 +154,6 @@ def test_a_batch_for_several_upstreams_runs_through_the_request_api(up: Running,
     wait_for(lambda: c.messages.batches.retrieve(b.id), lambda x: x.processing_status == "ended")
     assert {r.result.type for r in c.messages.batches.results(b.id)} == {"succeeded"}
     assert not _sent(upstream[1], "mixed")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
-        return
-    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
-    yield url, prefix
-    store = Store(url, prefix)
-    BatchStore(store).drop_all()
-    store.drop_all()
 
 
 def test_restart_while_the_upstream_runs_the_batch(batch_db: tuple[str, str], upstream: tuple[str, dict[str, Any]], wm_key: tuple[Any, Path]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from distillguard._errors import ConfigError
 from distillguard.ingest._convert import RowError, parse_ts, request_fields
-from distillguard.ingest._files import BadLine, existing, file_size, iter_jsonl
+from distillguard.ingest._files import BadLine, existing, iter_jsonl, local_file
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,6 @@ class BatchResults:
     unit: str = "bytes"
 
     def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
+        self.path, self.name, self.total = local_file(self.path)
         field = self.REQUEST_FIELD
         self._index = read_requests(self.requests, lambda e: e.get(field))

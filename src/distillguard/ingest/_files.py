@@ -143,5 +143,7 @@ def iter_file(
     return iter_parquet(path)
 
 
-def file_size(path: Path) -> int:
-    return path.stat().st_size
+def local_file(path: str | Path) -> tuple[Path, str, int | None]:
+    """A file source's path (checked by `existing`), name and total (its size in bytes)."""
+    p = existing(path)
+    return p, p.name, p.stat().st_size

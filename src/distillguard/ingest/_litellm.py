@@ -32,7 +32,7 @@ from distillguard.ingest._convert import (
     to_float,
     to_str,
 )
-from distillguard.ingest._files import BadLine, existing, file_size, iter_file
+from distillguard.ingest._files import BadLine, iter_file, local_file
 from distillguard.ingest._run import Item, Record, Rejected
 from distillguard.traffic import Location
 
@@ -151,9 +151,7 @@ class LiteLLMExport:
     unit: str = "bytes"
 
     def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
+        self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
         for number, row, size in iter_file(self.path):

@@ -43,7 +43,7 @@ from distillguard.ingest._convert import (
     request_fields,
     response_fields,
 )
-from distillguard.ingest._files import FILE_KINDS, BadLine, FileKind, existing, file_size, iter_file
+from distillguard.ingest._files import FILE_KINDS, BadLine, FileKind, iter_file, local_file
 from distillguard.ingest._run import Item, Record, Rejected
 from distillguard.traffic import EVENTS, Location
 
@@ -179,9 +179,7 @@ class MappedFile:
     unit: str = "bytes"
 
     def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
+        self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
         for number, row, size in iter_file(self.path, self.cmap.kind):

@@ -21,7 +21,7 @@ from typing import Any
 
 from distillguard.ingest._batch import BatchResults, joined_request
 from distillguard.ingest._convert import RowError, request_fields, response_fields
-from distillguard.ingest._files import BadLine, existing, file_size, iter_jsonl
+from distillguard.ingest._files import BadLine, iter_jsonl, local_file
 from distillguard.ingest._run import Item, Record, Rejected
 from distillguard.traffic import Location
 
@@ -88,9 +88,7 @@ class OpenAILog:
     unit: str = "bytes"
 
     def __post_init__(self) -> None:
-        self.path = existing(self.path)
-        self.name = self.path.name
-        self.total: int | None = file_size(self.path)
+        self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
         for number, line, size in iter_jsonl(self.path):

@@ -76,7 +76,7 @@ def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
             a, b = await fast.check(subj, throttled=throttled), await slow.check(subj, throttled=throttled)
             assert (a.allowed, a.scope, a.subject, a.budget, a.limit) == (b.allowed, b.scope, b.subject, b.budget, b.limit), (seed, step)
         # the same counters: one limiter's storage, read through the library
-        assert await fast._storage.get(fast._plan("n", "campaign", "C")[0][0]) > 0
+        assert await fast._storage.get(fast._plan(False, "campaign", "C")[0][0]) > 0
 
     asyncio.run(run())
 

@@ -29,34 +29,108 @@ from _docs import markdown_table, write_section
 from distillguard.detect import CampaignKeys, RequestKeys, request_keys
 from distillguard.enforce import Policy
 
-WORDS = ("solve explain the step by step answer grade rubric using python code function return value "
-         "list of numbers prove that integral derivative matrix table translate summary essay please "
-         "show your work reasoning final write a short story about cat dog city river").split()
-SYSTEMS = [None, None, "You are a helpful assistant.", "You are a strict grader. Score 1-10 with a rubric.",
-           "You are a coding assistant for the Acme IDE."]
+WORDS = [
+    "solve",
+    "explain",
+    "the",
+    "step",
+    "by",
+    "step",
+    "answer",
+    "grade",
+    "rubric",
+    "using",
+    "python",
+    "code",
+    "function",
+    "return",
+    "value",
+    "list",
+    "of",
+    "numbers",
+    "prove",
+    "that",
+    "integral",
+    "derivative",
+    "matrix",
+    "table",
+    "translate",
+    "summary",
+    "essay",
+    "please",
+    "show",
+    "your",
+    "work",
+    "reasoning",
+    "final",
+    "write",
+    "a",
+    "short",
+    "story",
+    "about",
+    "cat",
+    "dog",
+    "city",
+    "river",
+]
+SYSTEMS = [
+    None,
+    None,
+    "You are a helpful assistant.",
+    "You are a strict grader. Score 1-10 with a rubric.",
+    "You are a coding assistant for the Acme IDE.",
+]
 
 
 def requests(n: int, seed: int) -> list[tuple[str, str | None, str]]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 80))) + f" ({rng.randint(1, 999)})"
-        out.append((f"198.51.{rng.randint(0, 255)}.{rng.randint(1, 254)}", rng.choice(SYSTEMS), prompt))
+        prompt = (
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 80)))
+            + f" ({rng.randint(1, 999)})"
+        )
+        out.append(
+            (f"198.51.{rng.randint(0, 255)}.{rng.randint(1, 254)}", rng.choice(SYSTEMS), prompt)
+        )
     return out
 
 
 def frame_keys(ip: str, system: str | None, prompt: str) -> list[tuple[str, int]]:
     """The request as a one-row events frame through the vectorised `request_keys`."""
-    row = pl.DataFrame({
-        "ts": [time.time_ns() // 1000], "event_id": [""], "account_id": ["acct"], "ip": [ip],
-        "user_agent": [None], "model": ["m"], "system": [system], "prompt": [prompt], "turns": [1],
-        "tools": [None], "completion_tokens": [None], "max_tokens": [None],
-    }, schema_overrides={"completion_tokens": pl.Int64, "max_tokens": pl.Int64, "system": pl.String,
-                         "ip": pl.String, "user_agent": pl.String, "prompt": pl.String, "tools": pl.Int64})
-    return request_keys(row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC")))
+    row = pl.DataFrame(
+        {
+            "ts": [time.time_ns() // 1000],
+            "event_id": [""],
+            "account_id": ["acct"],
+            "ip": [ip],
+            "user_agent": [None],
+            "model": ["m"],
+            "system": [system],
+            "prompt": [prompt],
+            "turns": [1],
+            "tools": [None],
+            "completion_tokens": [None],
+            "max_tokens": [None],
+        },
+        schema_overrides={
+            "completion_tokens": pl.Int64,
+            "max_tokens": pl.Int64,
+            "system": pl.String,
+            "ip": pl.String,
+            "user_agent": pl.String,
+            "prompt": pl.String,
+            "tools": pl.Int64,
+        },
+    )
+    return request_keys(
+        row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"))
+    )
 
 
-def per_request_us(fn: Callable[[tuple[str, str | None, str]], object], reqs: list[tuple[str, str | None, str]]) -> float:
+def per_request_us(
+    fn: Callable[[tuple[str, str | None, str]], object], reqs: list[tuple[str, str | None, str]]
+) -> float:
     t0 = time.perf_counter()
     for r in reqs:
         fn(r)
@@ -93,8 +167,10 @@ def main() -> None:
     table = markdown_table(["path", "us per request", "frame / path"], rows)
     print(table)
     matched = sum(keys.match(plain(*r)) is not None for r in reqs)
-    body = (f"{args.requests} generated requests ({matched} match the published keys), keys checked "
-            f"equal on {len(checked)}; one timed pass over all requests per path.\n\n{table}\n")
+    body = (
+        f"{args.requests} generated requests ({matched} match the published keys), keys checked "
+        f"equal on {len(checked)}; one timed pass over all requests per path.\n\n{table}\n"
+    )
     write_section(__file__, "First-request check (gateway hot path)", body)
 
 

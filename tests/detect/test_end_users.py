@@ -154,3 +154,26 @@ def test_the_end_users_judged_in_the_account_replay_are_those_a_replay_of_their_
         assert users.equals(_second_replay(tmp_path / name / "log")), name
         actions[name] = set(users.column("action").to_pylist())
     assert actions["sim"] - {"allow"} and actions["carrier"] & set(FLAGGED), actions
+
+
+def test_precomputed_signals_get_their_end_users_from_the_log(tmp_path: Path) -> None:
+    """Signals computed apart (as `--engine spark` hands them over, without `end_user`): the
+    replay reads the end users by event id and judges them as the streamed scan does."""
+    from distillguard.detect._config import load_config
+    from distillguard.detect._endusers import SubPrincipals
+    from distillguard.detect._replay import replay
+    from distillguard.detect._stream import compute_signals
+
+    rows, accts = _carrier_scene()
+    write_table(tmp_path / "log", "events", event_table(rows))
+    write_table(tmp_path / "log", "accounts", account_table(accts))
+    streamed = scan(tmp_path / "log", tmp_path / "out").tables["end_user_verdicts"]
+    cfg = load_config(None)
+    sub = SubPrincipals.of_log(tmp_path / "log", cfg, {}, set())
+    assert sub is not None
+    signals = compute_signals(tmp_path / "log")
+    assert "end_user" not in signals.columns
+    replay(tmp_path / "log", cfg, signals, sub=sub)
+    table, _ = sub.judge(cfg, set())
+    assert table.equals(streamed)
+    assert _actions(table, "account_id", "end_user")[("carrier", "op-0")] in FLAGGED

@@ -126,7 +126,7 @@ def test_a_requests_keys_in_plain_python_are_the_vectorised_ones(seed: int) -> N
     last 100 characters), non-ASCII letters and spaces, no words, no prompt, no system prompt,
     a blank one, no address. A small cache is emptied and refilled along the way."""
     rng = random.Random(seed)
-    keys = RequestKeys(max_cached=64)
+    keys = RequestKeys(max_cached=64, max_system_prompts=3)
     systems = [None, "", "   ", "You are a careful grader.", "YOU  are a\tcareful grader. ", _text(rng, 30)]
     ips = [None, "", "203.0.113.7", "2001:db8::1", "127.0.0.1"]
     for i in range(300):

@@ -188,9 +188,11 @@ def request_keys(events: pl.DataFrame) -> list[tuple[str, int]]:
     return out
 
 
-# Strings whose hashes `RequestKeys` keeps, per kind (address, system prompt, word); a table
-# that fills up is emptied and refilled from the requests that follow.
+# Strings whose hashes `RequestKeys` keeps, per kind (addresses, words); a table that fills up
+# is emptied and refilled from the requests that follow.
 MAX_CACHED_STRINGS = 1 << 16
+# System prompts whose hashes it keeps: a log has few, and each can be long.
+MAX_CACHED_SYSTEM_PROMPTS = 1024
 
 
 class RequestKeys:
@@ -203,10 +205,12 @@ class RequestKeys:
     those of a request not seen yet are hashed by one polars call per kind.
     """
 
-    def __init__(self, max_cached: int = MAX_CACHED_STRINGS) -> None:
+    def __init__(self, max_cached: int = MAX_CACHED_STRINGS,
+                 max_system_prompts: int = MAX_CACHED_SYSTEM_PROMPTS) -> None:
         self.max_cached = max_cached
+        self.max_system_prompts = max_system_prompts
         self._ip: dict[str, int] = {}
-        self._system: dict[str, int | None] = {}
+        self._system: dict[str, int] = {}
         self._word: dict[str, int] = {}
 
     def __call__(self, ip: str | None, system: str | None, prompt: str | None) -> list[tuple[str, int]]:
@@ -239,15 +243,18 @@ class RequestKeys:
         return table
 
     def _system_key(self, system: str | None) -> int | None:
+        """The `sys` key: None without a system prompt, else the hash of its normalised text
+        (computed by the detector's own `_system_hash` the first time a prompt is seen)."""
         if not system:
             return None
-        got = self._system.get(system, -1)
-        if got == -1:
+        got = self._system.get(system)
+        if got is None:
             from distillguard.detect._signatures import _system_hash
 
-            if len(self._system) >= self.max_cached:
+            if len(self._system) >= self.max_system_prompts:
                 self._system.clear()
-            got = self._system[system] = _system_hash(pl.DataFrame({"system": [system]}, schema={"system": pl.String}))["sys"][0]
+            frame = pl.DataFrame({"system": [system]}, schema={"system": pl.String})
+            got = self._system[system] = int(_system_hash(frame)["sys"][0])
         return got
 
 

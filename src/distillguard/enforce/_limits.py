@@ -8,8 +8,8 @@ Each subject (key, account, campaign) has one set of windows, whatever its verdi
 throttled request is counted in the same windows as an unthrottled one and checked against
 the limit scaled by `throttle_factor`. So a decision that flips between throttled and not from
 one request to the next (the first-request check, a verdict arriving) never opens a second
-budget: whatever the mix, a window holds at most the unthrottled limit (the throttled one once
-throttled requests fill it first).
+budget: whatever the mix, a window admits at most the unthrottled limit, and a throttled
+request only while the window is under the throttled limit.
 """
 
 from __future__ import annotations
@@ -320,8 +320,8 @@ class Limiter:
         self._windows: dict[tuple[bool, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
         self._per: dict[str, Any] = _budget_items()
         # In-process fixed windows are counted without the strategy layer: per subject, a cached
-        # plan of (counter key, expiry, limit) in the library's own key format, incremented in
-        # the library's storage by a plain call. Same counters, a tenth of the cost per request.
+        # plan of (counter key, expiry, limit), incremented in the library's storage by a plain
+        # call. Same counters as the strategy layer's, a tenth of the cost per request.
         self._fast = self.config.strategy == "fixed-window" and hasattr(self._storage, "incr_now")
         self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, int, str, Any]]] = {}
         self._plans_version = (0, 0)

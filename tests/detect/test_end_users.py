@@ -109,3 +109,71 @@ def test_the_gateways_detector_judges_end_users_as_the_scan_does() -> None:
                      verdicts.column("end_users_apart").to_pylist(), strict=True))
     assert apart["carrier"] is True
     assert _actions(verdicts, "account_id")["h0"] == "block"
+
+
+def _second_replay(log_dir: Path) -> pa.Table:
+    """End users' verdicts as a replay of their own computes them: the whole log read again,
+    its signals re-keyed by end user, replayed alone (the reference `SubPrincipals` folds
+    into the account replay)."""
+    from distillguard.detect._communities import refine_campaigns
+    from distillguard.detect._config import load_config
+    from distillguard.detect._endusers import end_user_table, sub_principal_signals
+    from distillguard.detect._output import verdict_table
+    from distillguard.detect._replay import replay
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._stream import SIGNAL_COLUMNS
+    from distillguard.traffic import TrafficLog
+
+    cfg = load_config(None)
+    book = EndUserBook(cfg.end_users.max_per_account, cfg.end_users.max_total)
+    parts = []
+    for batch in TrafficLog(log_dir).batches("events", columns=[*SIGNAL_COLUMNS, "end_user"], batch_size=200_000):
+        frame = pl.from_arrow(pa.Table.from_batches([batch]))
+        assert isinstance(frame, pl.DataFrame)
+        parts.append(sub_principal_signals(event_signals(frame.drop("end_user")), frame["end_user"].replace("", None), book))
+    det, first_flag = replay(log_dir, cfg, pl.concat(parts).sort("ts_us", "event_id"))
+    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
+    return end_user_table(verdict_table(det.state, a, cfg, first_flag))
+
+
+def test_the_end_users_judged_in_the_account_replay_are_those_a_replay_of_their_own_judges(tmp_path: Path) -> None:
+    """On a simulated log of resellers that name their customers (`tune_reseller_end_users`,
+    scaled down) and on the carrier scene, the scan's end users' verdicts, judged beside the
+    accounts in one replay, are those of a separate second replay, row for row."""
+    from distillguard.simulate import simulate
+
+    scenario = Path(__file__).parents[2] / "scenarios" / "tune_reseller_end_users.toml"
+    simulate(tmp_path / "sim" / "log", seed=21, scenario=scenario, events=8000)
+    rows, accts = _carrier_scene()
+    write_table(tmp_path / "carrier" / "log", "events", event_table(rows))
+    write_table(tmp_path / "carrier" / "log", "accounts", account_table(accts))
+    actions = {}
+    for name in ("sim", "carrier"):
+        users = scan(tmp_path / name / "log", tmp_path / name / "out").tables.get("end_user_verdicts")
+        assert users is not None
+        assert users.equals(_second_replay(tmp_path / name / "log")), name
+        actions[name] = set(users.column("action").to_pylist())
+    assert actions["sim"] - {"allow"} and actions["carrier"] & set(FLAGGED), actions
+
+
+def test_precomputed_signals_get_their_end_users_from_the_log(tmp_path: Path) -> None:
+    """Signals computed apart (as `--engine spark` hands them over, without `end_user`): the
+    replay reads the end users by event id and judges them as the streamed scan does."""
+    from distillguard.detect._config import load_config
+    from distillguard.detect._endusers import SubPrincipals
+    from distillguard.detect._replay import replay
+    from distillguard.detect._stream import compute_signals
+
+    rows, accts = _carrier_scene()
+    write_table(tmp_path / "log", "events", event_table(rows))
+    write_table(tmp_path / "log", "accounts", account_table(accts))
+    streamed = scan(tmp_path / "log", tmp_path / "out").tables["end_user_verdicts"]
+    cfg = load_config(None)
+    sub = SubPrincipals.of_log(tmp_path / "log", cfg, {}, set())
+    assert sub is not None
+    signals = compute_signals(tmp_path / "log")
+    assert "end_user" not in signals.columns
+    replay(tmp_path / "log", cfg, signals, sub=sub)
+    table, _ = sub.judge(cfg, set())
+    assert table.equals(streamed)
+    assert _actions(table, "account_id", "end_user")[("carrier", "op-0")] in FLAGGED

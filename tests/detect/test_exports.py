@@ -6,7 +6,7 @@ def test_every_public_name_is_exported() -> None:
     for package in (detect, evidence):
         public = {n for n in dir(package) if not n.startswith("_")} - {"annotations", "TYPE_CHECKING"}
         modules = {n for n in public if type(getattr(package, n)).__name__ == "module"}
-        lazy = {"OnlineDetector", "EndUserDetector", "CampaignKeys", "request_keys"} if package is detect else set()  # loaded on first use
+        lazy = {"OnlineDetector", "EndUserDetector", "CampaignKeys", "RequestKeys", "request_keys"} if package is detect else set()  # loaded on first use
         assert set(package.__all__) == (public - modules) | lazy, package.__name__
         for name in package.__all__:
             assert getattr(package, name) is not None

@@ -4,13 +4,15 @@ account on other keys does not, and a key that many unflagged accounts share nev
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
-from distillguard.detect import EndUserDetector, request_keys, scan
+from distillguard.detect import EndUserDetector, RequestKeys, request_keys, scan
 from distillguard.detect._firstrequest import campaign_key_mask
 from distillguard.traffic import write_table
 
@@ -95,3 +97,39 @@ def test_the_gateways_detector_publishes_keys_a_new_request_is_checked_against()
 
     assert keys.match(request(scenes.HYDRA_PROMPT[0], scenes.HYDRA_SYSTEM, "198.18.0.1")) is not None
     assert keys.match(request(HUMAN_PROMPTS[0], popular, "198.18.0.2")) is None
+
+
+_WORDS = ["solve", "Step", "by", "STEP", "rubric", "grade", "the", "answer", "Explain", "x", "café",
+          "naïve", "Straße", "İstanbul", "\u212aelvin", "ΣΟΦΙΑ", "日本語", "i18n", "3+4=7", "don't", "e-mail"]
+_SEPARATORS = [" ", "  ", "\n", "\t", ", ", ". ", "!\n\n", "\u00a0", "\u3000", "—"]
+
+
+def _text(rng: random.Random, n_words: int) -> str:
+    return "".join(rng.choice(_WORDS) + rng.choice(_SEPARATORS) for _ in range(n_words)).strip(rng.choice([" ", ""]))
+
+
+def _one_row(ip: str | None, system: str | None, prompt: str | None) -> pl.DataFrame:
+    """A request as a one-row events frame (format columns), as the gateway once built it."""
+    row = pl.DataFrame({
+        "ts": [0], "event_id": [""], "account_id": ["a"], "ip": [ip], "user_agent": [None], "model": ["m"],
+        "system": [system], "prompt": [prompt], "turns": [1], "tools": [0], "completion_tokens": [None],
+        "max_tokens": [None],
+    }, schema_overrides={"completion_tokens": pl.Int64, "max_tokens": pl.Int64, "system": pl.String,
+                         "ip": pl.String, "user_agent": pl.String, "prompt": pl.String})
+    return row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_requests_keys_in_plain_python_are_the_vectorised_ones(seed: int) -> None:
+    """`RequestKeys` (the gateway's) and `request_keys` (the detector's hashing) agree on
+    generated requests: short and long prompts (the bands take a dozen words from the first and
+    last 100 characters), non-ASCII letters and spaces, no words, no prompt, no system prompt,
+    a blank one, no address. A small cache is emptied and refilled along the way."""
+    rng = random.Random(seed)
+    keys = RequestKeys(max_cached=64, max_system_prompts=3)
+    systems = [None, "", "   ", "You are a careful grader.", "YOU  are a\tcareful grader. ", _text(rng, 30)]
+    ips = [None, "", "203.0.113.7", "2001:db8::1", "127.0.0.1"]
+    for i in range(300):
+        prompt = rng.choice([None, "", "?!", _text(rng, rng.randint(1, 60))])
+        system, ip = rng.choice(systems), rng.choice(ips)
+        assert keys(ip, system, prompt) == request_keys(_one_row(ip, system, prompt)), (i, ip, system, prompt)

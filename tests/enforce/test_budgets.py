@@ -86,7 +86,7 @@ def test_settling_gives_tokens_back_and_a_failure_returns_all(storage: str) -> N
     asyncio.run(run())
 
 
-def test_throttled_budgets_are_separate_and_scaled(storage: str) -> None:
+def test_throttled_requests_share_the_windows_at_a_scaled_limit(storage: str) -> None:
     async def run() -> None:
         [lim] = limiters(storage, 1)
         s = [("account", "thr")]
@@ -94,7 +94,10 @@ def test_throttled_budgets_are_separate_and_scaled(storage: str) -> None:
         assert (await lim.check(s, tokens=25, throttled=True)).allowed
         refused = await lim.check(s, tokens=1, throttled=True)
         assert not refused.allowed and refused.limit == BUDGET // 10
-        assert (await lim.check(s, tokens=25)).allowed  # the normal budget is untouched
+        # unthrottled, the same window (holding 25) is checked against the full budget
+        assert (await lim.check(s, tokens=150)).allowed
+        assert (await lim.tokens_used("account", "thr"))["tokens_per_minute"] == 175
+        assert not (await lim.check(s, tokens=1, throttled=True)).allowed
         await lim.aclose()
 
     asyncio.run(run())
@@ -113,5 +116,45 @@ def test_a_refused_reservation_charges_nothing(storage: str) -> None:
             assert not r.allowed and r.scope == "key"
         assert (await lim.tokens_used("account", "wide"))["tokens_per_minute"] == 60
         await lim.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_decision_that_flips_between_throttled_and_not_never_overshoots(storage: str, strategy: str, seed: int) -> None:
+    """One account whose requests are throttled or not at random (as the first-request check
+    or an arriving verdict makes them), concurrently over three replicas: the account's
+    request budget is never exceeded, its token budget by at most one reservation, and a
+    throttled request is admitted only while the shared window is under the scaled limit."""
+    requests, tokens, factor, reserve = 20, 120, 0.25, 10
+
+    async def run() -> None:
+        rng = random.Random(seed)
+        cfg = LimitsConfig(account=LimitSet(None, requests, None, tokens), key=LimitSet(None, None, None, None),
+                           throttle_factor=factor, strategy=strategy)  # type: ignore[arg-type]
+        prefix = fresh_prefix()
+        lims = [Limiter(cfg)] if storage == "memory://" else [Limiter(cfg, storage, key_prefix=prefix) for _ in range(3)]
+        subjects = [("account", "flips")]
+        flags = [rng.random() < 0.5 for _ in range(200)]
+
+        async def one(i: int) -> tuple[bool, int]:
+            res = await lims[i % len(lims)].check(subjects, throttled=flags[i], tokens=reserve)
+            if not res.allowed:
+                return flags[i], 0
+            used = rng.randint(1, reserve)
+            await lims[i % len(lims)].settle(res.reservation, used)
+            return flags[i], used
+
+        flags[:2] = [True, False]  # served one after the other: each kind is served at least once
+        first = [await one(0), await one(1)]
+        assert all(u for _, u in first)
+        served = [(t, u) for t, u in [*first, *await asyncio.gather(*(one(i) for i in range(2, len(flags))))] if u]
+        assert len(served) <= requests
+        assert sum(t for t, _ in served) <= requests * factor
+        assert sum(u for _, u in served) <= tokens + reserve
+        assert (await lims[0].tokens_used("account", "flips"))["tokens_per_day"] == sum(u for _, u in served)
+        for lim in lims:
+            await lim.aclose()
 
     asyncio.run(run())

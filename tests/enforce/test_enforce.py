@@ -76,7 +76,7 @@ def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
             a, b = await fast.check(subj, throttled=throttled), await slow.check(subj, throttled=throttled)
             assert (a.allowed, a.scope, a.subject, a.budget, a.limit) == (b.allowed, b.scope, b.subject, b.budget, b.limit), (seed, step)
         # the same counters: one limiter's storage, read through the library
-        assert await fast._storage.get(fast._plan("n", "campaign", "C")[0][0]) > 0
+        assert await fast._storage.get(fast._plan(False, "campaign", "C")[0][0]) > 0
 
     asyncio.run(run())
 
@@ -153,3 +153,34 @@ def test_think_filter_matches_strip_think_on_any_split(seed: int) -> None:
     assert out == "Intro. The answer is 4. Done.", f"seed {seed}: {pieces}"
     assert answer == "Intro. The answer is 4. Done."
     assert "secret chain" in "".join(f.reasoning) and "secret chain" in reasoning
+
+
+class _Keys:
+    """A stand-in for detect's `CampaignKeys`: a request matches when it carries key ("sys", 1)."""
+
+    def __init__(self, keys: dict[tuple[str, int], str]) -> None:
+        self.keys = keys
+
+    def match(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]] | None:
+        found = [k for k in keys if k in self.keys]
+        return found or None
+
+
+def test_a_first_request_match_holds_until_the_accounts_first_verdict() -> None:
+    p = Policy()
+    p.set_campaign_keys(_Keys({("sys", 1): "h0"}), "throttle")
+    assert p.first_request("new", p.match_first_request([("sys", 2)])) is None
+    assert p.held_first_request("new") is None, "a request that matched nothing holds nothing"
+    matched = p.first_request("new", p.match_first_request([("sys", 1)]))
+    assert matched is not None and matched.throttled and "h0" in (matched.reason or "")
+    assert p.held_first_request("new") == matched  # its next requests, whatever they carry
+    p.set_campaign_keys(_Keys({("sys", 1): "h0"}), "throttle")  # republished unchanged: still held
+    assert p.held_first_request("new") == matched
+    p.apply_verdicts([{"account_id": "new", "action": "allow"}])
+    assert p.held_first_request("new") is None and p.decide("new").source == "verdict"
+    p.first_request("other", [("sys", 1)])
+    p.set_override(Override("other", "benign", NOW))
+    assert p.held_first_request("other") is None
+    p.first_request("third", [("sys", 1)])
+    p.set_campaign_keys(_Keys({("sys", 1): "h0"}), "block")  # another action: matches are redone
+    assert p.held_first_request("third") is None

@@ -34,6 +34,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the timeout bounds the connect; an idle connection stays up
             with self._lock:
                 self._conns |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):

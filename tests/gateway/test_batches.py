@@ -357,7 +357,7 @@ def test_a_batch_counts_against_daily_request_budgets_and_its_tokens_against_eve
     assert c.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "live"}]).choices
     import asyncio
 
-    used = asyncio.run(bat.gateway.limiter.tokens_used("account", "throttled-acc", throttled=True))
+    used = asyncio.run(bat.gateway.limiter.tokens_used("account", "throttled-acc"))
     assert used["tokens_per_minute"] >= 6 * 21 and used["tokens_per_day"] >= 6 * 21  # the mock's usage: 9 + 12 an answer
     with pytest.raises(openai.RateLimitError, match="4 requests, more than the 3 left"):
         submit_batch(c, batch_jsonl("gpt-test", [f"u{i}" for i in range(4)]))

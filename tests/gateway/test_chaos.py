@@ -201,11 +201,6 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
         keys[acc] = issue_key(store, acc).key
     store.upsert_account("budget", signup_channel="self_serve", verified=True, country="US")
     keys["budget"] = issue_key(store, "budget").key
-    # The burst measures the token budget alone: all traffic here comes from 127.0.0.1, an
-    # address of the flagged hydra, so without a decision of its own the account's first
-    # requests would meet the first-request check, some throttled (counted in the throttled
-    # windows) and some not.
-    store.add_override("budget", "allow", by="test", note="budget burst")
     fleet.start_detector()
     for i in range(REPLICAS):
         fleet.start_replica(i)

@@ -21,7 +21,7 @@ from distillguard.detect._scan import scan
 
 if TYPE_CHECKING:
     from distillguard.detect._endusers import EndUserDetector
-    from distillguard.detect._firstrequest import CampaignKeys, request_keys
+    from distillguard.detect._firstrequest import CampaignKeys, RequestKeys, request_keys
     from distillguard.detect._online import OnlineDetector
 
 
@@ -39,6 +39,10 @@ def __getattr__(name: str) -> object:
         from distillguard.detect._firstrequest import CampaignKeys
 
         return CampaignKeys
+    if name == "RequestKeys":
+        from distillguard.detect._firstrequest import RequestKeys
+
+        return RequestKeys
     if name == "request_keys":
         from distillguard.detect._firstrequest import request_keys
 
@@ -59,6 +63,7 @@ __all__ = [
     "detector_names",
     "get_detector",
     "register_detector",
+    "RequestKeys",
     "request_keys",
     "scan",
 ]

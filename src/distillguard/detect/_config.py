@@ -209,8 +209,8 @@ class MMDConfig(_Strict):
 class EndUserConfig(_Strict):
     """End users inside an account (the v1.1 `end_user` column), judged apart (`_endusers`).
 
-    Each declared end user is a sub-principal (account, end user) of a second replay; the
-    account's own verdict never depends on it. The number of sub-principals is bounded: any key
+    Each declared end user is a sub-principal (account, end user) of a second detector, fed in
+    the account replay; the account's own verdict never depends on it. The number of sub-principals is bounded: any key
     holder can declare a new end user per request."""
 
     enabled: bool = True

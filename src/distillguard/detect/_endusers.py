@@ -2,9 +2,13 @@
 
 A reseller that declares its customers' ids (OpenAI `user` / `safety_identifier`, Anthropic
 `metadata.user_id`) lets the detector look inside its account: each (account, end user) becomes
-a *sub-principal* of a second replay, with its own fingerprints, templates and links, so a
+a *sub-principal* of a second detector, with its own fingerprints, templates and links, so a
 campaign carried by the reseller is found among its end users even when the operator has no
-account of its own, and the reseller's other customers are told apart from it.
+account of its own, and the reseller's other customers are told apart from it. The second
+detector's population is every principal: the sub-principals and, for events that name no end
+user, the accounts themselves (a carried campaign is found through its links to the campaign's
+own accounts). The scan feeds it in the same replay as the account detector, from the same
+signals (`SubPrincipals`): the log is read and its texts reduced once.
 
 The end user is declared by the client, so it is attacker-controlled. Three rules follow:
 
@@ -19,7 +23,7 @@ The end user is declared by the client, so it is attacker-controlled. Three rule
   and `max_total` in all are judged apart, first come; later ones are judged together as the
   account's overflow (end user "" in `end_user_verdicts`).
 
-In the second replay a named request's address is replaced by one private to its end user: the
+In the second detector a named request's address is replaced by one private to its end user: the
 real one is the reseller's server, shared by all its customers, and says nothing about which
 customer sent the request.
 """
@@ -41,7 +45,8 @@ from distillguard.traffic import END_USER_VERDICTS, conform
 if TYPE_CHECKING:
     from distillguard.detect._core import Assessment
     from distillguard.detect._firstrequest import CampaignKeys
-    from distillguard.detect._state import DetectorState
+    from distillguard.detect._online import OnlineDetector
+    from distillguard.detect._state import DetectorState, Prepared
 
 # Joins an account and an end user into a sub-principal id. Account ids are the provider's own
 # and never hold it; the end user is cut at its first occurrence after the account.
@@ -120,48 +125,63 @@ def has_end_users(log_dir: Path) -> bool:
     return False
 
 
-def end_user_signals(log_dir: Path, book: EndUserBook, batch_size: int = 200_000) -> pl.DataFrame:
-    """The log's per-event signals keyed by sub-principal, sorted by time."""
-    from distillguard.detect._signatures import event_signals
-    from distillguard.detect._stream import SIGNAL_COLUMNS
-    from distillguard.traffic import TrafficLog
-
-    log = TrafficLog(log_dir)
-    parts: list[pl.DataFrame] = []
-    for batch in log.batches("events", columns=[*SIGNAL_COLUMNS, "end_user"], batch_size=batch_size):
-        frame = pl.from_arrow(pa.Table.from_batches([batch]))
-        assert isinstance(frame, pl.DataFrame)
-        users = frame["end_user"].replace("", None)
-        parts.append(sub_principal_signals(event_signals(frame.drop("end_user")), users, book))
-    # Admission follows the log's order (time order for the logs the gateway and ingest write).
-    return pl.concat(parts).sort("ts_us", "event_id")
-
-
-def named_shares(signals: pl.DataFrame) -> dict[str, float]:
-    """Per account: the share of its requests that named an end user (sub-principal signals)."""
-    per = signals.select(
+def count_named(keyed: pl.DataFrame, shares: dict[str, tuple[int, int]]) -> None:
+    """Add sub-principal signals' requests to `shares`: per account, (requests that named an
+    end user, all requests)."""
+    per = keyed.select(
         pl.col("account_id").str.split(SEP).list.first().alias("acct"),
         pl.col("account_id").str.contains(SEP, literal=True).alias("named"),
-    ).group_by("acct").agg(pl.col("named").mean())
-    return {str(a): float(v) for a, v in per.iter_rows()}
+    ).group_by("acct").agg(pl.col("named").sum(), pl.len())
+    for acct, named, n in per.iter_rows():
+        was = shares.get(acct, (0, 0))
+        shares[acct] = (was[0] + int(named), was[1] + int(n))
 
 
-def judge_end_users(log_dir: Path, cfg: DetectConfig, overrides: dict[str, str],
-                    partners: set[str], carriers: set[str]) -> tuple[pa.Table, set[str]] | None:
-    """Replay the log by sub-principal: its `end_user_verdicts`, and the carriers whose flag
-    is narrowed to their flagged end users. None when no event names an end user."""
-    from distillguard.detect._communities import refine_campaigns
-    from distillguard.detect._output import verdict_table
-    from distillguard.detect._replay import replay
+@dataclass
+class SubPrincipals:
+    """The scan's sub-principal detector, fed in the account replay (`replay(sub=...)`): each
+    chunk of signals, with its events' `end_user`, is re-keyed (`sub_principal_signals`) and
+    folded in window by window beside the account detector's, so both see the same windows.
+    End users are admitted in time order (the log's own order for a log written in time)."""
 
-    if not cfg.end_users.enabled or not has_end_users(log_dir):
-        return None
-    book = EndUserBook(cfg.end_users.max_per_account, cfg.end_users.max_total)
-    signals = end_user_signals(log_dir, book)
-    det, first_flag = replay(log_dir, cfg, signals, overrides, partners=partners)
-    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
-    table = end_user_table(verdict_table(det.state, a, cfg, first_flag))
-    return table, apart_accounts(table, carriers, named_shares(signals), cfg)
+    det: OnlineDetector
+    book: EndUserBook
+    first_flag: np.ndarray = field(default_factory=lambda: np.full(0, -1, np.int64))
+    shares: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of_log(cls, log_dir: Path, cfg: DetectConfig, overrides: dict[str, str],
+               partners: set[str]) -> SubPrincipals | None:
+        """The detector for this log's scan; None when no event names an end user (or the
+        judging is off)."""
+        from distillguard.detect._online import OnlineDetector
+        from distillguard.traffic import TrafficLog
+
+        if not cfg.end_users.enabled or not has_end_users(log_dir):
+            return None
+        log = TrafficLog(log_dir)
+        det = OnlineDetector(cfg, accounts=log.read("accounts") if log.has("accounts") else None,
+                             models=log.read("models") if log.has("models") else None,
+                             overrides=overrides, partners=partners)
+        return cls(det, EndUserBook(cfg.end_users.max_per_account, cfg.end_users.max_total))
+
+    def prepare(self, sig: pl.DataFrame, end_user: pl.Series, step: int, origin: int) -> Prepared:
+        """Re-key one chunk (time-ordered signals and their events' end users, "" read as
+        none) and group it by window (`DetectorState.prepare`)."""
+        keyed = sub_principal_signals(sig, end_user.replace("", None), self.book)
+        count_named(keyed, self.shares)
+        return self.det.state.prepare(keyed, step, origin)
+
+    def judge(self, cfg: DetectConfig, carriers: set[str]) -> tuple[pa.Table, set[str]]:
+        """After the replay: `end_user_verdicts`, and the carriers whose flag is narrowed to
+        their flagged end users."""
+        from distillguard.detect._communities import refine_campaigns
+        from distillguard.detect._output import verdict_table
+
+        a = refine_campaigns(self.det.assess(), cfg.links.min_accounts)
+        table = end_user_table(verdict_table(self.det.state, a, cfg, self.first_flag))
+        shares = {k: named / n for k, (named, n) in self.shares.items() if n}
+        return table, apart_accounts(table, carriers, shares, cfg)
 
 
 def apart_accounts(end_users: pa.Table, carriers: set[str],
@@ -184,7 +204,7 @@ def apart_accounts(end_users: pa.Table, carriers: set[str],
 
 
 def end_user_table(verdicts: pa.Table) -> pa.Table:
-    """The sub-principal replay's verdicts, end users only, in the END_USER_VERDICTS schema."""
+    """The sub-principal detector's verdicts, end users only, in the END_USER_VERDICTS schema."""
     ids = verdicts.column("account_id").to_pylist()
     keep = [i for i, pid in enumerate(ids) if SEP in pid]
     rows = verdicts.take(pa.array(keep, pa.int64()))
@@ -193,7 +213,7 @@ def end_user_table(verdicts: pa.Table) -> pa.Table:
             if name in rows.column_names and name not in ("account_id", "end_user", "campaign_id")}
     cols["account_id"] = pa.array([a for a, _ in split], pa.string())
     cols["end_user"] = pa.array([u for _, u in split], pa.string())
-    # The second replay names its own campaigns; prefixed so they never read as the account
+    # The second detector names its own campaigns; prefixed so they never read as the account
     # replay's (a campaign id means one cluster per table).
     camp = rows.column("campaign_id").to_pylist() if "campaign_id" in rows.column_names else [None] * len(keep)
     cols["campaign_id"] = pa.array([f"eu-{c}" if c else None for c in camp], pa.string())
@@ -269,17 +289,8 @@ class EndUserDetector:
         if self.sub is None:
             self.sub = OnlineDetector(self.config, models=self._models)
         keyed = sub_principal_signals(sig, users, self.book)
-        self._count(keyed)
+        count_named(keyed, self._shares)
         self.sub.update_signals(keyed[order])
-
-    def _count(self, keyed: pl.DataFrame) -> None:
-        per = keyed.select(
-            pl.col("account_id").str.split(SEP).list.first().alias("acct"),
-            pl.col("account_id").str.contains(SEP, literal=True).alias("named"),
-        ).group_by("acct").agg(pl.col("named").sum(), pl.len())
-        for acct, named, n in per.iter_rows():
-            was = self._shares.get(acct, (0, 0))
-            self._shares[acct] = (was[0] + int(named), was[1] + int(n))
 
     def advance(self, now_us: int) -> None:
         self.main.advance(now_us)

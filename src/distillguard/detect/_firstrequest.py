@@ -188,6 +188,76 @@ def request_keys(events: pl.DataFrame) -> list[tuple[str, int]]:
     return out
 
 
+# Strings whose hashes `RequestKeys` keeps, per kind (addresses, words); a table that fills up
+# is emptied and refilled from the requests that follow.
+MAX_CACHED_STRINGS = 1 << 16
+# System prompts whose hashes it keeps: a log has few, and each can be long.
+MAX_CACHED_SYSTEM_PROMPTS = 1024
+
+
+class RequestKeys:
+    """`request_keys` for one request at a time, without building a frame: the gateway's
+    first-request check runs this on the request loop.
+
+    The words, bands and order of keys are computed in plain Python (`edge_words`,
+    `band_keys`); the hashes of the strings are polars', the detector's own, memoised per
+    string: an address, a system prompt or a word seen before costs a dictionary lookup, and
+    those of a request not seen yet are hashed by one polars call per kind.
+    """
+
+    def __init__(self, max_cached: int = MAX_CACHED_STRINGS,
+                 max_system_prompts: int = MAX_CACHED_SYSTEM_PROMPTS) -> None:
+        self.max_cached = max_cached
+        self.max_system_prompts = max_system_prompts
+        self._ip: dict[str, int] = {}
+        self._system: dict[str, int] = {}
+        self._word: dict[str, int] = {}
+
+    def __call__(self, ip: str | None, system: str | None, prompt: str | None) -> list[tuple[str, int]]:
+        """The keys of a request from `ip` with this system prompt and prompt, as
+        `request_keys` gives them for a frame of that one request."""
+        from distillguard.detect._signatures import band_keys, edge_words
+
+        text = prompt or ""
+        head, tail = edge_words(text, head=True), edge_words(text, head=False)
+        hashes = self._hashes(self._word, head + tail, 11)
+        address = ip or ""
+        out: list[tuple[str, int]] = [("ip", self._hashes(self._ip, [address], 3)[address])]
+        for side, words in (("head", head), ("tail", tail)):
+            for band, key in enumerate(band_keys([hashes[w] for w in words])):
+                if key is not None:
+                    out.append((f"{side}{band}", key))
+        sys_key = self._system_key(system)
+        if sys_key is not None:
+            out.append(("sys", sys_key))
+        return out
+
+    def _hashes(self, table: dict[str, int], values: list[str], seed: int) -> dict[str, int]:
+        """`table` holding the polars hash (`seed`) of every value; also returned."""
+        missing = [v for v in dict.fromkeys(values) if v not in table]
+        if missing:
+            if len(table) + len(missing) > self.max_cached:
+                table.clear()
+            hashed = pl.Series(missing, dtype=pl.String).hash(seed).to_list()
+            table.update(zip(missing, hashed, strict=True))
+        return table
+
+    def _system_key(self, system: str | None) -> int | None:
+        """The `sys` key: None without a system prompt, else the hash of its normalised text
+        (computed by the detector's own `_system_hash` the first time a prompt is seen)."""
+        if not system:
+            return None
+        got = self._system.get(system)
+        if got is None:
+            from distillguard.detect._signatures import _system_hash
+
+            if len(self._system) >= self.max_system_prompts:
+                self._system.clear()
+            frame = pl.DataFrame({"system": [system]}, schema={"system": pl.String})
+            got = self._system[system] = int(_system_hash(frame)["sys"][0])
+        return got
+
+
 def first_request_table(state: DetectorState, flags: FirstRequestFlags) -> pa.Table:
     """The replay's first-request matches (an added scan table): account_id, first_request_ts
     (the time of the account's first request, which carried a campaign key) and key_kind."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from distillguard.detect._communities import refine_campaigns
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._decision import THROTTLE
-from distillguard.detect._endusers import carrier_ids, judge_end_users, mark_apart
+from distillguard.detect._endusers import SubPrincipals, carrier_ids, mark_apart
 from distillguard.detect._firstrequest import FirstRequestFlags, first_request_table
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
@@ -66,11 +66,13 @@ def replay(
     partners: set[str] | None = None,
     chunk_events: int = 1_000_000,
     first_request: FirstRequestFlags | None = None,
+    sub: SubPrincipals | None = None,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed signals window by window; return the final detector and first-flag times (us).
 
     `signals` are precomputed ones sorted by time, or None to compute them from the log
-    while the replay goes (see `_stream`); the result is the same.
+    while the replay goes (see `_stream`); the result is the same. `sub`, when given, is fed
+    the same windows re-keyed by end user (its first-flag times are kept in it).
     """
     from distillguard.traffic import TrafficLog
 
@@ -82,17 +84,24 @@ def replay(
     first_flag = np.full(0, -1, np.int64)
     step = int(config.replay.cadence_minutes * 60_000_000)
     if signals is None:
-        source = log_chunks(log_dir, step, chunk_events, progress)
+        source = log_chunks(log_dir, step, chunk_events, progress, end_users=sub is not None)
     else:
+        if sub is not None and "end_user" not in signals.columns:
+            signals = with_end_users(log_dir, signals)
         source = memory_chunks(signals, step, chunk_events) if signals.height else None
     if source is None:
         return det, first_flag
     origin = source.origin
     chunks = source.chunks
 
-    def prepare_next() -> Prepared | None:
+    def prepare_next() -> tuple[Prepared, Prepared | None] | None:
         chunk = next(chunks, None)
-        return None if chunk is None else det.state.prepare(chunk, step, origin)
+        if chunk is None:
+            return None
+        if sub is None:
+            return det.state.prepare(chunk, step, origin), None
+        users, chunk = chunk["end_user"], chunk.drop("end_user")
+        return det.state.prepare(chunk, step, origin), sub.prepare(chunk, users, step, origin)
 
     # Windows are fed in chunks of about `chunk_events` events (whole windows): memory holds
     # two chunks' grouping at a time, and the state is the same as after one batch. The next
@@ -100,12 +109,30 @@ def replay(
     # GIL; `prepare` touches nothing `apply` or the scoring reads).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="distillguard-prepare") as pool:
         ahead = pool.submit(prepare_next)
-        while (prep := ahead.result()) is not None:
+        while (got := ahead.result()) is not None:
+            prep, sub_prep = got
             det.state.admit(prep)
+            if sub is not None and sub_prep is not None:
+                sub.det.state.admit(sub_prep)
             ahead = pool.submit(prepare_next)
             first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
-            del prep
+            if sub is not None and sub_prep is not None:
+                sub.first_flag = _replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
+            del prep, sub_prep
     return det, first_flag
+
+
+def with_end_users(log_dir: Path, signals: pl.DataFrame) -> pl.DataFrame:
+    """Precomputed signals (another engine's) with their events' `end_user`, read from the
+    log by `event_id` (one narrow pass, no text)."""
+    from distillguard.traffic import TrafficLog
+
+    parts = [pl.from_arrow(b) for b in TrafficLog(log_dir).batches("events", columns=["event_id", "end_user"],
+                                                                   batch_size=1_000_000)]
+    users = pl.concat([p for p in parts if isinstance(p, pl.DataFrame)]) if parts else None
+    if users is None:
+        return signals.with_columns(pl.lit(None, pl.String).alias("end_user"))
+    return signals.join(users.unique("event_id", keep="first"), on="event_id", how="left", maintain_order="left")
 
 
 def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
@@ -177,8 +204,9 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
     partners = partner_matches(log_dir, indicators)
     gate = FirstRequestFlags(cfg.first_request) if cfg.first_request.enabled else None
+    sub = SubPrincipals.of_log(log_dir, cfg, overrides, partners)
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
-                             first_request=gate)
+                             first_request=gate, sub=sub)
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
@@ -196,8 +224,7 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     tables = {"scan_info": meta, "rarity": a.rarity.table(state.ids)}
     if gate is not None:
         tables["first_request_flags"] = first_request_table(state, gate)
-    judged = judge_end_users(log_dir, cfg, overrides, partners, carrier_ids(state, a))
-    if judged is not None:
-        tables["end_user_verdicts"], apart = judged
+    if sub is not None:
+        tables["end_user_verdicts"], apart = sub.judge(cfg, carrier_ids(state, a))
         verdicts = mark_apart(verdicts, apart)
     return ScanResult(verdicts=verdicts, campaigns=campaigns, tables=tables)

@@ -8,7 +8,8 @@ use. Only these leave this module: the detector never holds texts as Python obje
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -108,6 +109,33 @@ def _minhash_bands(words: pl.Series, prefix: str) -> list[pl.Series]:
 
 
 TEMPLATE_KEYS = tuple(f"{side}{b}" for side in ("head", "tail") for b in range(_BANDS))
+
+# The plain-Python twins of `_words` and `_minhash_bands`, for one request at a time (the
+# gateway's first-request check): tests assert they give the vectorised path's keys.
+_WORD = re.compile(r"[a-z]+")
+_MASK64 = (1 << 64) - 1
+
+
+def edge_words(prompt: str, head: bool) -> list[str]:
+    """The words `_words` takes from one end of one prompt."""
+    part = prompt[:_EDGE_CHARS] if head else prompt[-_EDGE_CHARS:]
+    words = _WORD.findall(part.lower())
+    return words[:HEAD_WORDS] if head else words[-TAIL_WORDS:]
+
+
+def band_keys(word_hashes: Sequence[int]) -> list[int | None]:
+    """`_minhash_bands` of one row from its words' hashes (u64): `_BANDS` keys, None for no words."""
+    if not word_hashes:
+        return [None] * _BANDS
+    # The low 48 bits of h * a + b do not depend on the u64 wrap-around numpy applies.
+    mins = [min((h * a + b) & _MASK48 for h in word_hashes) for a, b in _PERMS]
+    out: list[int | None] = []
+    for band in range(_BANDS):
+        key = ((band + 1) * 0x9E3779B97F4A7C15) & _MASK64
+        for r in range(_BAND_ROWS):
+            key = ((key ^ mins[band * _BAND_ROWS + r]) * 0xBF58476D1CE4E5B9) & _MASK64
+        out.append(key >> 1)
+    return out
 
 
 def event_signals(events: pl.DataFrame) -> pl.DataFrame:

@@ -85,8 +85,10 @@ def compute_signals(log_dir: Path, progress: Progress | None = None,
 
 
 def log_chunks(log_dir: Path, step: int, chunk_events: int,
-               progress: Progress | None = None, batch_size: int = 200_000) -> Chunks | None:
-    """Chunks of a log's signals, computed in a background thread as the replay goes.
+               progress: Progress | None = None, batch_size: int = 200_000,
+               end_users: bool = False) -> Chunks | None:
+    """Chunks of a log's signals, computed in a background thread as the replay goes; with
+    `end_users`, each also carries its events' `end_user` column (for `SubPrincipals`).
 
     Returns None for a log without events. Errors in the log (a bad cell, an unreadable file)
     are raised by the iterator when the thread meets them, after the chunks before them.
@@ -107,20 +109,25 @@ def log_chunks(log_dir: Path, step: int, chunk_events: int,
     # Oldest row not read yet, after the first `i` rows.
     unread_min = np.r_[np.minimum.accumulate(ts[::-1])[::-1], np.iinfo(np.int64).max]
     del ordered, stamps
-    return Chunks(origin, _stream(log, ends, unread_min, progress, batch_size))
+    return Chunks(origin, _stream(log, ends, unread_min, progress, batch_size, end_users))
 
 
 def _stream(log: TrafficLog, ends: np.ndarray, unread_min: np.ndarray,
-            progress: Progress | None, batch_size: int) -> Iterator[pl.DataFrame]:
+            progress: Progress | None, batch_size: int, end_users: bool) -> Iterator[pl.DataFrame]:
     ready: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue()
     stop = threading.Event()
+    columns = [*SIGNAL_COLUMNS, "end_user"] if end_users else SIGNAL_COLUMNS
 
     def produce() -> None:
         try:
-            for batch in log.batches("events", columns=SIGNAL_COLUMNS, batch_size=batch_size):
+            for batch in log.batches("events", columns=columns, batch_size=batch_size):
                 if stop.is_set():
                     return
-                ready.put(event_signals(_frame(batch)))
+                frame = _frame(batch)
+                if end_users:
+                    ready.put(event_signals(frame.drop("end_user")).with_columns(frame["end_user"]))
+                else:
+                    ready.put(event_signals(frame))
             ready.put(None)
         except BaseException as exc:  # handed to the consumer, which raises it
             ready.put(exc)

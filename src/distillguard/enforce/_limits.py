@@ -3,6 +3,13 @@
 Request counting is delegated to the `limits` library: in memory by default (one process),
 Redis when several gateway replicas must share one budget. Token budgets are reserved before
 an exchange and settled after it (`_tokens.py`), in the same storage.
+
+Each subject (key, account, campaign) has one set of windows, whatever its verdict: a
+throttled request is counted in the same windows as an unthrottled one and checked against
+the limit scaled by `throttle_factor`. So a decision that flips between throttled and not from
+one request to the next (the first-request check, a verdict arriving) never opens a second
+budget: whatever the mix, a window admits at most the unthrottled limit, and a throttled
+request only while the window is under the throttled limit.
 """
 
 from __future__ import annotations
@@ -221,6 +228,25 @@ def _lazy_memory_storage() -> Any:
 _PERIODS = {"minute": 60, "day": 86400}
 
 
+def _budget_items() -> dict[str, Any]:
+    """`limits` items per period whose counter key leaves out the limit.
+
+    The library's key names the limit, so a subject checked against two limits (its budget and
+    its throttled budget, or before and after an analyst changes its limits) would be counted
+    in two windows. These items key a window by the subject and the period only.
+    """
+    from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+    from limits.limits import safe_string
+
+    def key_for(self: Any, *identifiers: bytes | str | int | float) -> str:
+        ids = "/".join(safe_string(k) for k in identifiers)
+        return f"{self.namespace}/{ids}/{self.multiples}/{self.GRANULARITY.name}"
+
+    per_minute = type("BudgetPerMinute", (RateLimitItemPerMinute,), {"key_for": key_for})
+    per_day = type("BudgetPerDay", (RateLimitItemPerDay,), {"key_for": key_for})
+    return {"minute": per_minute, "day": per_day}
+
+
 class _VersionedDict(dict[str, LimitSet]):
     """Per-account limits; every change bumps `version`, which drops the limiter's cached plans."""
 
@@ -291,15 +317,13 @@ class Limiter:
         self._items: dict[tuple[str, int], Any] = {}
         # Settlements waiting for `flush_charges` (Redis only): counter key -> tokens to add.
         self._pending: dict[str, int] = {}
-        self._windows: dict[tuple[str, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
-        from limits import RateLimitItemPerDay, RateLimitItemPerMinute
-
-        self._per: dict[str, Any] = {"minute": RateLimitItemPerMinute, "day": RateLimitItemPerDay}
+        self._windows: dict[tuple[bool, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
+        self._per: dict[str, Any] = _budget_items()
         # In-process fixed windows are counted without the strategy layer: per subject, a cached
-        # plan of (counter key, expiry, limit) in the library's own key format, incremented in
-        # the library's storage by a plain call. Same counters, a tenth of the cost per request.
+        # plan of (counter key, expiry, limit), incremented in the library's storage by a plain
+        # call. Same counters as the strategy layer's, a tenth of the cost per request.
         self._fast = self.config.strategy == "fixed-window" and hasattr(self._storage, "incr_now")
-        self._plans: dict[tuple[str, Scope, str], list[tuple[str, int, int, str, Any]]] = {}
+        self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, int, str, Any]]] = {}
         self._plans_version = (0, 0)
         self._config_version = 0
 
@@ -317,17 +341,19 @@ class Limiter:
             self._windows.clear()
             self._plans_version = version
 
-    def _plan(self, tag: str, scope: Scope, subject: str) -> list[tuple[str, int, int, str, Any]]:
+    def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, int, str, Any]]:
+        """(counter key, expiry, limit, period, item) per request budget of one subject; the
+        counter keys are the same whether `throttled` or not, only the limits differ."""
         self._drop_stale()
-        plan = self._plans.get((tag, scope, subject))
+        plan = self._plans.get((throttled, scope, subject))
         if plan is None:
-            ls = self._limits_for(scope, subject, tag == "t")
+            ls = self._limits_for(scope, subject, throttled)
             plan = []
             for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
                 if req is not None:
                     item = self._item(period, req)
-                    plan.append((item.key_for("req", tag, scope, subject), item.get_expiry(), req, period, item))
-            self._plans[(tag, scope, subject)] = plan
+                    plan.append((item.key_for("req", scope, subject), item.get_expiry(), req, period, item))
+            self._plans[(throttled, scope, subject)] = plan
         return plan
 
     def _item(self, period: str, amount: int) -> Any:
@@ -353,30 +379,30 @@ class Limiter:
 
         Args:
             subjects: the (scope, subject) pairs charged, e.g. key, account and campaign.
-            throttled: count against the throttled (scaled-down) budgets.
+            throttled: check against the throttled budgets (the limits scaled by
+                `throttle_factor`), in the same windows as unthrottled requests.
             tokens: tokens to reserve: the prompt's plus the completion's ceiling (`max_tokens`,
                 or `LimitsConfig.reserve_completion_tokens` when the request sets none).
         """
-        tag = "t" if throttled else "n"
         if self._fast:
             incr = self._storage.incr_now
             for scope, subject in subjects:
-                for key, expiry, limit, period, item in self._plan(tag, scope, subject):
+                for key, expiry, limit, period, item in self._plan(throttled, scope, subject):
                     if incr(key, expiry) > limit:
-                        return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", limit, "req", tag)
+                        return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", limit)
         else:
             for scope, subject in subjects:
                 ls = self._limits_for(scope, subject, throttled)
                 for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
                     if req is not None:
                         item = self._item(period, req)
-                        if not await self._req.hit(item, "req", tag, scope, subject):
-                            return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req, "req", tag)
-        return await self._reserve_tokens(tag, subjects, tokens)
+                        if not await self._req.hit(item, "req", scope, subject):
+                            return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req)
+        return await self._reserve_tokens(throttled, subjects, tokens)
 
-    async def _reserve_tokens(self, tag: str, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
+    async def _reserve_tokens(self, throttled: bool, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
         """Reserve `tokens` in every token window of `subjects` (0: only check none is spent)."""
-        windows, names = self._token_windows(tag, subjects)
+        windows, names = self._token_windows(throttled, subjects)
         if not windows:
             return ALLOWED
         got = await self._ledger.reserve(windows, max(0, tokens))
@@ -386,19 +412,21 @@ class Limiter:
         return LimitResult(True, reservation=got if tokens > 0 else None)
 
     def _token_windows(
-        self, tag: str, subjects: list[tuple[Scope, str]]
+        self, throttled: bool, subjects: list[tuple[Scope, str]]
     ) -> tuple[list[Window], list[tuple[Scope, str, str, int]]]:
+        """Token windows of `subjects` with their limits (scaled when `throttled`); a window's
+        counter is the same whether throttled or not."""
         self._drop_stale()
-        cache_key = (tag, tuple(subjects))
+        cache_key = (throttled, tuple(subjects))
         got = self._windows.get(cache_key)
         if got is None:
             windows: list[Window] = []
             names: list[tuple[Scope, str, str, int]] = []
             for scope, subject in subjects:
-                ls = self._limits_for(scope, subject, tag == "t")
+                ls = self._limits_for(scope, subject, throttled)
                 for period, amount in (("minute", ls.tokens_per_minute), ("day", ls.tokens_per_day)):
                     if amount is not None:
-                        windows.append(Window(f"{self._tok_prefix}:{tag}:{scope}:{subject}:{period}", amount, _PERIODS[period]))
+                        windows.append(Window(f"{self._tok_prefix}:{scope}:{subject}:{period}", amount, _PERIODS[period]))
                         names.append((scope, subject, f"tokens_per_{period}", amount))
             got = self._windows[cache_key] = (windows, names)
         return got
@@ -413,8 +441,7 @@ class Limiter:
         All or nothing: when any budget has fewer than `n` requests left, nothing is counted and
         the refusal's `remaining` says how many were left. A spent token budget refuses too.
         """
-        tag = "t" if throttled else "n"
-        spent = await self._reserve_tokens(tag, subjects, 0)  # reserves nothing: only checks
+        spent = await self._reserve_tokens(throttled, subjects, 0)  # reserves nothing: only checks
         if not spent.allowed:
             return replace(spent, remaining=0)
         budgets: list[tuple[Any, Scope, str, str, int]] = []
@@ -425,19 +452,19 @@ class Limiter:
                     budgets.append((self._item(period, req), scope, subject, period, req))
         # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
         for item, scope, subject, period, req in budgets:
-            if not await self._req.test(item, "req", tag, scope, subject, cost=n):
-                stats = await self._req.get_window_stats(item, "req", tag, scope, subject)
+            if not await self._req.test(item, "req", scope, subject, cost=n):
+                stats = await self._req.get_window_stats(item, "req", scope, subject)
                 retry = max(1, math.ceil(stats.reset_time - time.time()))
                 return LimitResult(False, retry, scope, subject, f"requests_per_{period}", req, remaining=max(0, stats.remaining))
         for item, scope, subject, _period, _req in budgets:
-            await self._req.hit(item, "req", tag, scope, subject, cost=n)
+            await self._req.hit(item, "req", scope, subject, cost=n)
         return ALLOWED
 
     async def _refusal(
-        self, strat: Any, item: Any, scope: Scope, subject: str, budget: str, limit: int, *ids: str
+        self, strat: Any, item: Any, scope: Scope, subject: str, budget: str, limit: int
     ) -> LimitResult:
         try:
-            stats = await strat.get_window_stats(item, *ids, scope, subject)
+            stats = await strat.get_window_stats(item, "req", scope, subject)
             retry = max(1, math.ceil(stats.reset_time - time.time()))
         except Exception:  # noqa: BLE001 - stats are advisory; the refusal stands
             retry = _PERIODS["minute" if "minute" in budget else "day"]
@@ -466,18 +493,16 @@ class Limiter:
         if pending:
             await self._ledger.settle(pending)
 
-    async def charge_tokens(
-        self, subjects: list[tuple[Scope, str]], tokens: int, *, throttled: bool = False
-    ) -> None:
+    async def charge_tokens(self, subjects: list[tuple[Scope, str]], tokens: int) -> None:
         """Charge tokens used without a reservation (counted even past the limit)."""
         if tokens > 0:
-            windows, _ = self._token_windows("t" if throttled else "n", subjects)
+            windows, _ = self._token_windows(False, subjects)
             if windows:
                 await self._ledger.reserve(windows, tokens, force=True)
 
-    async def tokens_used(self, scope: Scope, subject: str, *, throttled: bool = False) -> dict[str, int]:
+    async def tokens_used(self, scope: Scope, subject: str) -> dict[str, int]:
         """Tokens counted in the current windows of one subject, by budget name."""
-        windows, names = self._token_windows("t" if throttled else "n", [(scope, subject)])
+        windows, names = self._token_windows(False, [(scope, subject)])
         return {name[2]: await self._ledger.used(w) for w, name in zip(windows, names, strict=True)}
 
     async def reset(self) -> None:

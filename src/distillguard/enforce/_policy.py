@@ -122,6 +122,9 @@ class Decision:
 
 
 ALLOW = Decision("allow")
+# Accounts whose first-request match is held at once; past this the held matches are dropped
+# (each such account is checked again on its next request).
+MAX_HELD_FIRST_MATCHES = 100_000
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
 
 
@@ -171,6 +174,10 @@ class Policy:
         self._campaign_keys: Mapping[tuple[str, int], str] = {}
         self._first_action: str = "throttle"
         self._matcher: Any = None
+        # Accounts whose request matched them (`first_request`), held until their first verdict
+        # or override: the account stays as decided instead of flipping with each request's
+        # content while the detector has not judged it yet.
+        self._first_matched: dict[str, Decision] = {}
         self._lock = threading.Lock()
 
     def _make(self, action: str, source: Literal["verdict", "override"], campaign: str | None, reason: str | None) -> Decision:
@@ -188,6 +195,7 @@ class Policy:
                 if not acc or action not in ACTIONS:
                     continue
                 camp = r.get("campaign_id") or None
+                self._first_matched.pop(acc, None)
                 new = self._make(str(action), "verdict", camp, _first_reason(r.get("reasons")))
                 old = self._verdicts.get(acc)
                 if old != new:
@@ -233,8 +241,11 @@ class Policy:
         (`distillguard.detect`'s `CampaignKeys`: a `keys` mapping and a `match` method)."""
         if action not in ACTIONS:
             raise ConfigError(f"First-request action {action!r} is not one of {', '.join(ACTIONS)}.")
+        new = dict(keys.keys)
+        if new != self._campaign_keys or action != self._first_action:
+            self._first_matched = {}  # matched on keys, or with an action, that no longer hold
         self._matcher = keys
-        self._campaign_keys = dict(keys.keys)
+        self._campaign_keys = new
         self._first_action = action
 
     @property
@@ -256,7 +267,16 @@ class Policy:
         kinds = ", ".join(sorted({kind for kind, _ in found}))
         who = self._campaign_keys.get(found[0], "")
         why = f"its first request carries keys of flagged campaign traffic ({kinds}; as account {who})"
-        return self._make(self._first_action, "verdict", None, why)
+        decision = self._make(self._first_action, "verdict", None, why)
+        if len(self._first_matched) >= MAX_HELD_FIRST_MATCHES:
+            self._first_matched = {}
+        self._first_matched[account_id] = decision
+        return decision
+
+    def held_first_request(self, account_id: str) -> Decision | None:
+        """The decision an earlier request of `account_id` matched (`first_request`), held
+        until the account's first verdict or override, else None."""
+        return self._first_matched.get(account_id)
 
     def verdict_counts(self) -> dict[str, int]:
         """How many accounts each verdict action applies to now (overrides not counted)."""
@@ -282,6 +302,7 @@ class Policy:
             reason += f": {override.note}"
         with self._lock:
             camp = self._campaigns.get(override.account_id)
+            self._first_matched.pop(override.account_id, None)
             self._overrides[override.account_id] = self._make(override.action, "override", camp, reason)
 
     def decide(self, account_id: str, end_user: str | None = None) -> Decision:

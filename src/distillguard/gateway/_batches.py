@@ -247,7 +247,7 @@ class BatchService:
             camp = decision.campaign_id or gw.policy.campaign_of(account)
             if camp:
                 subjects.append(("campaign", camp))
-            await gw.limiter.charge_tokens(subjects, pt + ct, throttled=decision.throttled)
+            await gw.limiter.charge_tokens(subjects, pt + ct)
             status, state, result = 200, SUCCEEDED, answer
         except ApiError as err:
             status, state, result = err.status, ERRORED, error_body(api, err)

@@ -182,7 +182,7 @@ class UpstreamBatchRunner:
             camp = decision.campaign_id or gw.policy.campaign_of(account)
             if camp:
                 subjects.append(("campaign", camp))
-            await gw.limiter.charge_tokens(subjects, tokens, throttled=decision.throttled)
+            await gw.limiter.charge_tokens(subjects, tokens)
         ended = "cancelled" if batch["status"] == "cancelling" else "completed"
         await asyncio.to_thread(store.end, batch_id, ended)
         log.info("batch %s %s by upstream: %s", batch_id, ended, counts)

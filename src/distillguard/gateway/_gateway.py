@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -82,6 +82,9 @@ from distillguard.gateway._upstream import (
     Upstream,
     estimate_tokens,
 )
+
+if TYPE_CHECKING:
+    from distillguard.detect import RequestKeys
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -190,6 +193,7 @@ class Gateway:
         self.login_failures = FailureLimiter(config.login_failures_per_minute, 60.0)
         self._inflight: dict[str, int] = {}
         self.policy = Policy(config.degrade)
+        self._request_keys: RequestKeys | None = None  # made at the first first-request check
         if "antidistill" in (config.degrade.reasoning, config.degrade.throttle_reasoning):
             for route in self.router.routes:  # upstreams that generate here tilt their own sampling
                 if hasattr(route.upstream, "use_antidistill"):
@@ -559,22 +563,18 @@ class Gateway:
 
     def _first_request(self, rec: KeyRecord, req: ChatRequest, request: Request) -> Decision | None:
         """An account the detector has not judged yet: its request checked against flagged
-        campaigns' keys before it is forwarded (see `distillguard.detect._firstrequest`)."""
-        import polars as pl
+        campaigns' keys before it is forwarded (see `distillguard.detect._firstrequest`); a
+        match holds for the account's next requests until its first verdict."""
+        held = self.policy.held_first_request(rec.account_id)
+        if held is not None:
+            return held
+        if self._request_keys is None:
+            from distillguard.detect import RequestKeys
 
-        from distillguard.detect import request_keys
-
+            self._request_keys = RequestKeys()
         client = request.scope.get("client")
-        row = pl.DataFrame({
-            "ts": [now_us()], "event_id": [""], "account_id": [rec.account_id],
-            "ip": [client[0] if client else None], "user_agent": [_header(request.scope, b"user-agent")],
-            "model": [req.model], "system": [req.system], "prompt": [req.prompt],
-            "turns": [len(req.messages)], "tools": [req.tools], "completion_tokens": [None],
-            "max_tokens": [req.max_tokens],
-        }, schema_overrides={"completion_tokens": pl.Int64, "max_tokens": pl.Int64, "system": pl.String,
-                             "ip": pl.String, "user_agent": pl.String, "prompt": pl.String})
-        row = row.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"))
-        decision = self.policy.first_request(rec.account_id, self.policy.match_first_request(request_keys(row)))
+        keys = self._request_keys(client[0] if client else None, req.system, req.prompt)
+        decision = self.policy.first_request(rec.account_id, self.policy.match_first_request(keys))
         if decision is not None:
             log.info("first request of account %s matches a flagged campaign: %s", rec.account_id, decision.action)
         return decision

@@ -117,6 +117,7 @@ class RarityConfig(_Strict):
     established_days: float = Field(default=14.0, ge=0)
     min_events: int = Field(default=5, ge=1)
     min_null_accounts: int = Field(default=200, ge=1)
+    card_min_accounts: int = Field(default=5, ge=2)
     every_minutes: float = Field(default=15.0, ge=0)
 
 

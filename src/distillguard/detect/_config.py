@@ -128,6 +128,7 @@ class CohortConfig(_Strict):
     min_events: int = Field(default=3, ge=1)
     min_single_share: float = Field(default=0.9, ge=0, le=1)
     min_frame_share: float = Field(default=0.9, ge=0, le=1)
+    edge_max_share: float = Field(default=0.02, ge=0, le=1)
     min_distill: float = Field(default=0.5, ge=0, le=1)
     topic_min_share: float = Field(default=0.3, ge=0, le=1)
     max_p: float = Field(default=1e-6, gt=0, lt=1)

@@ -207,3 +207,22 @@ def test_a_reason_never_quotes_p_as_zero() -> None:
     assert "p < 1e-300" in text and "213 of the 848" in text
     assert entry["p_value"] == 0.0
 
+
+def test_members_taken_from_a_campaign_leave_it_its_size_or_end_it() -> None:
+    # A cohort takes its members from campaigns that only monitor (`_evidence._cohort`): the
+    # campaign they leave keeps the accounts left, and one with none left is gone.
+    from distillguard.detect._core import _Campaigns
+    from distillguard.detect._evidence._base import EvidenceTable
+
+    camp = _Campaigns.empty(6)
+    camp.component[:4], camp.score[:4], camp.block_score[:4] = 0, 0.4, 0.9
+    camp.size[0], camp.kinds[0] = 4, ["head0"]
+    cell = np.array([0, 0, -1, -1, 0, -1])
+    camp.add_small(EvidenceTable("cohort", {"cell": cell, "score": np.full(6, 0.55)}),
+                   ([["cohort"]], np.array([3])), 1)
+    assert camp.component.tolist() == [1, 1, 0, 0, 1, -1]
+    assert camp.size == {0: 2, 1: 3} and camp.block_score[[0, 1, 4]].tolist() == [0, 0, 0]
+    rest = np.array([-1, -1, 0, 0, -1, -1])
+    camp.add_small(EvidenceTable("cohort", {"cell": rest, "score": np.full(6, 0.55)}),
+                   ([["cohort"]], np.array([2])), 2)
+    assert camp.size == {1: 3, 2: 2} and 0 not in camp.kinds

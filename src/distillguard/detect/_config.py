@@ -126,6 +126,7 @@ class CohortConfig(_Strict):
 
     enabled: bool = True
     min_events: int = Field(default=3, ge=1)
+    join_min_events: int = Field(default=2, ge=1)
     min_single_share: float = Field(default=0.9, ge=0, le=1)
     min_frame_share: float = Field(default=0.9, ge=0, le=1)
     edge_max_share: float = Field(default=0.02, ge=0, le=1)
@@ -251,7 +252,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.3"
+    version: str = "2026.12.4"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

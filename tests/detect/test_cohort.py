@@ -5,8 +5,8 @@ accounts)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -177,19 +177,6 @@ def test_a_first_word_many_people_open_with_is_not_a_frame() -> None:
 
 def test_an_edge_word_is_rare_up_to_its_share_of_requests() -> None:
     assert rare_edges(np.array([0, 20, 21]), 1000, 0.02).tolist() == [True, True, False]
-
-
-def test_a_cohort_takes_new_members_from_join_min_events_requests() -> None:
-    # The campaign's newest accounts, two requests each so far (under min_events), beside
-    # students two requests into the same homework.
-    scene = scripted("op", 40), scripted("late", 5, each=2), people("p", 300), students(
-        "st", 30, each=2)
-    _, action, reasons = decide(*scene)
-    assert all(action[f"late{k}"] == "throttle" for k in range(5))
-    assert "cohort" in " ".join(reasons["late2"])
-    assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(30))
-    _, tested_only, _ = decide(*scene, cfg=cfg_with(join_min_events=3))
-    assert not any(tested_only[f"late{k}"] in ("throttle", "block") for k in range(5))
 
 
 def test_students_on_the_same_homework_are_no_cohort() -> None:

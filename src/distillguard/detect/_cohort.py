@@ -37,10 +37,6 @@ cohort; its fingerprinted accounts are its members. A member keeps its stratum a
 share only within `stay_slack` of its threshold at the next looks (hysteresis: a throttle is
 not lifted by the noise of a few requests).
 
-An account joins a stratum that is already a cohort from `join_min_events` requests on, with
-the fingerprint at the same thresholds (`early_members`): the test itself counts only accounts
-with `min_events`, and a cohort found says what the stratum's fingerprinted accounts are.
-
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
 Members are throttled, never blocked: nothing but what they ask ties them.
@@ -48,7 +44,7 @@ Members are throttled, never blocked: nothing but what they ask ties them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import bdtrc
@@ -209,26 +205,12 @@ class Cohorts:
         return out
 
 
-def early_members(shape: AccountShape, cfg: CohortConfig, joinable: np.ndarray,
-                  at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per account not yet tested but `joinable` (enough requests to join, not enterprise):
-    its stratum and its cohort (index in `at`, the cohort of each stratum, -1: none) where it
-    shows the fingerprint in a stratum that is a cohort; -1 elsewhere."""
-    early = replace(shape, tested=joinable & ~shape.tested)
-    s = strata(early, cfg)
-    cohort = np.where(fingerprinted(early, cfg) & (s >= 0), at[np.maximum(s, 0)], -1)
-    return s, cohort
-
-
-def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None,
-                 joinable: np.ndarray | None = None) -> Cohorts:
+def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None) -> Cohorts:
     """The cohort test on every stratum (see the module's docstring).
 
     `last` is the previous look: its members keep their stratum and need the fingerprint only
     within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
     evidence to start one, so a member is not let go by the noise of a few requests).
-    `joinable` (per account, or None): accounts under `min_events` that may join a cohort
-    found (`early_members`).
     """
     m = len(shape.events)
     if not m:
@@ -248,10 +230,6 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     at = np.full(len(STRATA), -1, np.int64)
     at[flagged] = np.arange(len(flagged))
     cohort = np.where(fp, at[np.maximum(s, 0)], -1)
-    if joinable is not None and len(flagged):
-        es, early = early_members(shape, cfg, joinable, at)
-        joins = early >= 0
-        s, fp, cohort = np.where(joins, es, s), fp | joins, np.where(joins, early, cohort)
     return Cohorts(s, fp, cohort, n, k, rate, p, flagged)
 
 
@@ -267,6 +245,4 @@ class CohortTracker:
         if again is not None:
             return again.grown(state.size)
         shape = AccountShape.of(state, cfg)
-        m = state.size
-        joinable = (state.counters["n"][:m] >= cfg.join_min_events) & ~state.enterprise[:m]
-        return self._cadence.keep(find_cohorts(shape, cfg, last, joinable))
+        return self._cadence.keep(find_cohorts(shape, cfg, last))

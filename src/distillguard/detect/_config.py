@@ -126,7 +126,6 @@ class CohortConfig(_Strict):
 
     enabled: bool = True
     min_events: int = Field(default=3, ge=1)
-    join_min_events: int = Field(default=2, ge=1)
     min_single_share: float = Field(default=0.9, ge=0, le=1)
     min_frame_share: float = Field(default=0.9, ge=0, le=1)
     edge_max_share: float = Field(default=0.02, ge=0, le=1)

@@ -5,8 +5,8 @@ accounts)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np

@@ -33,12 +33,14 @@ COUNTERS = ("n", "cot", "rubric", "datagen", "coding", "math", "tool", "single",
 # Keys an account can share with others. Event keys come from the signals; account keys from
 # the accounts table. `day` only counts active days and never links accounts; nor do the edge
 # keys (a prompt's first and last word), which only say how often an account repeats one.
-EVENT_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "day", "lead", "end")
+EDGE_KINDS = ("lead", "end")
+EVENT_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "day", *EDGE_KINDS)
 ACCOUNT_KINDS = ("payment", "email", "created")
-ALL_KINDS = EVENT_KINDS + ACCOUNT_KINDS
+# Kind ids are indices here: the edge kinds come last so that the ids of the others stay those
+# a checkpoint written before them holds.
+ALL_KINDS = tuple(k for k in EVENT_KINDS if k not in EDGE_KINDS) + ACCOUNT_KINDS + EDGE_KINDS
 LINK_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "payment", "email", "created")
 TEMPLATE_KINDS = ("head0", "head1", "tail0", "tail1", "sys")
-EDGE_KINDS = ("lead", "end")
 # Link index (a shared pair's first column, `sid_link`) -> is it a prompt template key.
 IS_TEMPLATE_LINK = np.array([k in TEMPLATE_KINDS for k in LINK_KINDS])
 
@@ -209,6 +211,13 @@ class DetectorState:
             for model, rel in models.select("model", "released_at").iter_rows():
                 if rel is not None:
                     self.releases[str(model)] = int(rel.timestamp() * 1_000_000)
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written before the edge kinds: no account has an edge key yet.
+        self.__dict__.update(saved)
+        if "edge_top" not in saved:
+            self.edge_top = np.zeros((self._cap, len(EDGE_KINDS)), np.int64)
+            self.edge_top_key = np.full((self._cap, len(EDGE_KINDS)), -1, np.int64)
 
     @property
     def size(self) -> int:

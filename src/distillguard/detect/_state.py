@@ -502,10 +502,12 @@ class DetectorState:
                      pl.len().alias("c"))
                 .with_columns(kind_id)
             )
+            # An edge key's traffic is read for its request count only (`_cohort.frame_counts`).
+            sums = ([pl.col(c).sum() for c in COUNTERS] if kind not in EDGE_KINDS else
+                    [pl.len().cast(pl.Int64).alias(c) if c == "n" else pl.lit(0, pl.Int64).alias(c)
+                     for c in COUNTERS])
             traffic.append(
-                base.group_by("w", "key", maintain_order=True)
-                .agg(*[pl.col(c).sum() for c in COUNTERS])
-                .with_columns(kind_id)
+                base.group_by("w", "key", maintain_order=True).agg(*sums).with_columns(kind_id)
             )
         cols = ["w", "kind", "acct", "key", "row", "first_ts", "c"]
         return (

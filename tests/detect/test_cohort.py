@@ -5,13 +5,14 @@ accounts)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 
-from distillguard.detect._cohort import STRATA, cohort_pvalues, step_down
+from distillguard.detect._cohort import STRATA, cohort_pvalues, rare_edges, step_down
 from distillguard.detect._config import DetectConfig, load_config
 
 from .builders import BROWSER, HUMAN_PROMPTS, T0, account, events
@@ -61,6 +62,28 @@ def scripted(prefix: str, n: int, each: int = 6) -> Scene:
         accts.append(account(aid, created=T0 - timedelta(days=30 + k)))
         tail = _frame(k)
         prompts = [WORD_PROBLEMS[(k + i) % len(WORD_PROBLEMS)] + "\n\n" + tail
+                   for i in range(len(WORD_PROBLEMS))]
+        rows += events(aid, each, start=T0 + timedelta(minutes=11 * k),
+                       every=timedelta(minutes=53), prompt=prompts, ua=BROWSER,
+                       ip=f"203.0.{k // 200}.{k % 200 + 1}")
+    return rows, accts
+
+
+# One-word frames an operator's script gives its accounts, a different one to every two.
+_ONE_WORDS = ["Task", "Exercise", "Problem", "Item", "Query", "Prompt", "Input", "Case", "Sample",
+              "Entry", "Record", "Puzzle", "Drill", "Quiz", "Assignment", "Challenge", "Request",
+              "Job", "Unit", "Test"]
+
+
+def framed(prefix: str, n: int, word: Callable[[int], str], each: int = 6) -> Scene:
+    """Accounts that share nothing and put one word of their own (`word(k)`) before every
+    task: a frame a dozen words of varying task drown in the template keys."""
+    rows: list[dict[str, object]] = []
+    accts: list[dict[str, object]] = []
+    for k in range(n):
+        aid = f"{prefix}{k}"
+        accts.append(account(aid, created=T0 - timedelta(days=30 + k)))
+        prompts = [f"{word(k)}: {WORD_PROBLEMS[(k + i) % len(WORD_PROBLEMS)]}"
                    for i in range(len(WORD_PROBLEMS))]
         rows += events(aid, each, start=T0 + timedelta(minutes=11 * k),
                        every=timedelta(minutes=53), prompt=prompts, ua=BROWSER,
@@ -128,6 +151,34 @@ def test_scripted_accounts_that_share_nothing_are_throttled_as_a_cohort() -> Non
     assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(30))
 
 
+def test_a_one_word_frame_of_its_own_is_a_frame() -> None:
+    scene = framed("op", 40, lambda k: _ONE_WORDS[k // 2]), people("p", 300), students("st", 30)
+    det, action, reasons = decide(*scene)
+    ops = [f"op{k}" for k in range(40)]
+    assert all(action[a] == "throttle" for a in ops), {a: action[a] for a in ops}
+    assert f"asking mostly {STRATA[0]} tasks" in " ".join(reasons["op3"])
+    assert not any(action[f"p{k}"] in ("throttle", "block") for k in range(300))
+    assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(30))
+    # The template keys alone (no first or last word counts) do not see the frame.
+    assert det.state.template_max[det.state.index["op3"]] < 0.9 * 6
+    _, alone, _ = decide(*scene, cfg=cfg_with(edge_max_share=0.0))
+    assert not any(alone[a] in ("throttle", "block") for a in ops)
+
+
+def test_a_first_word_many_people_open_with_is_not_a_frame() -> None:
+    # The same accounts, each opening with a word that one in ten people's prompts opens with.
+    scene = framed("op", 40, lambda k: "Explain"), people("p", 300)
+    _, action, _ = decide(*scene)
+    assert not any(action[f"op{k}"] in ("throttle", "block") for k in range(40))
+    # Counted as a frame however common, it would make them a cohort.
+    _, any_word, _ = decide(*scene, cfg=cfg_with(edge_max_share=1.0))
+    assert all(any_word[f"op{k}"] == "throttle" for k in range(40))
+
+
+def test_an_edge_word_is_rare_up_to_its_share_of_requests() -> None:
+    assert rare_edges(np.array([0, 20, 21]), 1000, 0.02).tolist() == [True, True, False]
+
+
 def test_students_on_the_same_homework_are_no_cohort() -> None:
     det, action, _ = decide(people("p", 300), students("st", 60))
     assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(60))
@@ -155,3 +206,23 @@ def test_a_reason_never_quotes_p_as_zero() -> None:
     text, entry = cohort_reason(t, 0)
     assert "p < 1e-300" in text and "213 of the 848" in text
     assert entry["p_value"] == 0.0
+
+
+def test_members_taken_from_a_campaign_leave_it_its_size_or_end_it() -> None:
+    # A cohort takes its members from campaigns that only monitor (`_evidence._cohort`): the
+    # campaign they leave keeps the accounts left, and one with none left is gone.
+    from distillguard.detect._core import _Campaigns
+    from distillguard.detect._evidence._base import EvidenceTable
+
+    camp = _Campaigns.empty(6)
+    camp.component[:4], camp.score[:4], camp.block_score[:4] = 0, 0.4, 0.9
+    camp.size[0], camp.kinds[0] = 4, ["head0"]
+    cell = np.array([0, 0, -1, -1, 0, -1])
+    camp.add_small(EvidenceTable("cohort", {"cell": cell, "score": np.full(6, 0.55)}),
+                   ([["cohort"]], np.array([3])), 1)
+    assert camp.component.tolist() == [1, 1, 0, 0, 1, -1]
+    assert camp.size == {0: 2, 1: 3} and camp.block_score[[0, 1, 4]].tolist() == [0, 0, 0]
+    rest = np.array([-1, -1, 0, 0, -1, -1])
+    camp.add_small(EvidenceTable("cohort", {"cell": rest, "score": np.full(6, 0.55)}),
+                   ([["cohort"]], np.array([2])), 2)
+    assert camp.size == {1: 3, 2: 2} and 0 not in camp.kinds

@@ -35,12 +35,12 @@ def _population(n: int = 300, families: int = 15) -> Scene:
     return rows, accts
 
 
-def _farm(n: int = 40, requests: int = 6) -> Scene:
+def _farm(n: int = 40, requests: int = 6, prefix: str = "farm") -> Scene:
     """New self-serve accounts behind one card, each otherwise an ordinary chatting person."""
     rows: list[dict[str, object]] = []
     accts: list[dict[str, object]] = []
     for k in range(n):
-        aid = f"farm-{k:02d}"
+        aid = f"{prefix}-{k:02d}"
         accts.append(account(aid, payment="batch-card-1", created=T0 - timedelta(days=2 + k / 10),
                              email=f"user{k}.example.org"))
         rows += events(aid, requests, start=T0 + timedelta(minutes=7 * k), every=timedelta(hours=2),
@@ -112,6 +112,17 @@ def test_one_card_behind_forty_new_accounts_is_enough_on_its_own() -> None:
                if aid.startswith("person-")) == 0
 
 
+def test_a_team_of_four_on_one_card_is_not_rare() -> None:
+    # The same new self-serve accounts as the farm, four of them: a small team paying together.
+    det, action, reasons = decide(_population(), _farm(n=4, prefix="team"))
+    assert all(action[f"team-{k:02d}"] == "allow" for k in range(4))
+    r = det.assess().rarity
+    i = det.state.index["team-02"]
+    assert r.stat[i, EVIDENCE.index("shared_card")] == 4
+    assert r.p[i, EVIDENCE.index("shared_card")] == 1.0
+    assert not any("payment card" in " ".join(why) for why in reasons.values())
+
+
 def test_a_card_counts_from_the_first_request() -> None:
     # Thin accounts (one request each, under rarity.min_events): the card is known at sign-up.
     det, action, reasons = decide(_population(), _farm(requests=1))
@@ -149,6 +160,8 @@ def test_tails_and_combination() -> None:
     # 2 of 10 established accounts share their card: rho = 3/12.
     shares = np.array([False] * 8 + [True, True])
     assert share_tail(shares, np.array([1, 2, 4])) == pytest.approx([1.0, 0.25, 0.25**3])
+    # From five accounts on (a card): four are ordinary, each one beyond costs rho.
+    assert share_tail(shares, np.array([4, 5, 7]), 5) == pytest.approx([1.0, 0.25, 0.25**3])
     # One strong p-value carries the Cauchy combination (about G * p); uniform ones do not.
     strong = cauchy_combination(np.array([[1e-20, 0.9, 0.5]]))
     assert strong[0] == pytest.approx(3e-20, rel=0.01)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from distillguard.detect._signatures import TEMPLATE_KEYS, event_signals
+from distillguard.detect._signatures import EDGE_KEYS, TEMPLATE_KEYS, event_signals
 
 from .builders import event_table, events
 
@@ -56,6 +56,14 @@ def test_light_rewording_still_collides() -> None:
     sig = _signals([a, b])
     keys = sig.select(TEMPLATE_KEYS).rows()
     assert any(x == y for x, y in zip(keys[0], keys[1], strict=True))
+
+
+def test_edge_keys_are_the_first_and_last_words() -> None:
+    sig = _signals(["Task: add 2 and 3.", "task - multiply four by five", "Five by four, task!",
+                    "42 ?"])
+    lead, end = (sig[k].to_list() for k in EDGE_KEYS)
+    assert lead[0] == lead[1] != lead[2] and end[2] == lead[0]
+    assert end[0] != end[1] and lead[3] is None and end[3] is None
 
 
 def test_system_prompt_key_ignores_case_and_spacing() -> None:

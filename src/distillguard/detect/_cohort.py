@@ -12,10 +12,17 @@ asking for the same kind of task.
 So the test is about a group. Per account (at least `min_events` requests, not enterprise):
 
 * the **fingerprint**: single-turn share >= `min_single_share`, share of its requests on its
-  most used prompt frame (template key) >= `min_frame_share`, mean P(distill) >=
-  `min_distill`;
+  most used prompt frame >= `min_frame_share`, mean P(distill) >= `min_distill`;
 * its **task stratum**: the kind of task it mostly asks (maths, code, tool use, or general), from
   the per-request flags of `_signatures`.
+
+The **frame** is what stays around the tasks: the account's most used template key (a MinHash
+band over a dozen words at either end of the prompt, `_signatures`), or, for a frame of a word
+or two that a dozen words of varying task drown, its most used first or last word where that
+word is rare in the log (it opens or closes at most `edge_max_share` of all requests): a word
+that opens a task pool's items ("Write a function ...") opens many people's prompts and is the
+task's, not a frame; "Task:" or "... step by step." around every request of one account is a
+frame. The frame share is the larger of the two (`frame_counts`).
 
 Per stratum `s` with `n_s` accounts, `k_s` of them fingerprinted, the null says the fingerprint
 does not depend on the task asked: each of the `n_s` accounts is fingerprinted with the rate
@@ -44,7 +51,7 @@ from scipy.special import bdtrc
 
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import CohortConfig
-from distillguard.detect._state import DetectorState
+from distillguard.detect._state import COUNTERS, DetectorState
 
 #: The task strata, in the order of `Cohorts.stratum` codes (-1: not tested).
 STRATA = ("maths", "code", "tools", "general")
@@ -65,7 +72,7 @@ class AccountShape:
     tested: np.ndarray  # enough requests, not enterprise
 
     @classmethod
-    def of(cls, state: DetectorState, min_events: int) -> AccountShape:
+    def of(cls, state: DetectorState, cfg: CohortConfig) -> AccountShape:
         m = state.size
         c = state.counters
         n = c["n"][:m].astype(np.float64)
@@ -73,13 +80,32 @@ class AccountShape:
         return cls(
             events=n,
             single_share=c["single"][:m] / per,
-            frame_share=state.template_max[:m] / per,
+            frame_share=frame_counts(state, cfg.edge_max_share) / per,
             distill=c["distill"][:m] / per / 100.0,  # summed in whole percent
             maths=c["math"][:m] / per,
             code=c["coding"][:m] / per,
             tools=c["tool"][:m] / per,
-            tested=(n >= min_events) & ~state.enterprise[:m],
+            tested=(n >= cfg.min_events) & ~state.enterprise[:m],
         )
+
+
+def rare_edges(key_events: np.ndarray, events: int, max_share: float) -> np.ndarray:
+    """Per edge key: it opens (or closes) at most `max_share` of the log's `events` requests."""
+    out: np.ndarray = key_events <= max_share * events
+    return out
+
+
+def frame_counts(state: DetectorState, edge_max_share: float) -> np.ndarray:
+    """Per account: requests on its frame, the larger of its most used template key's and its
+    most used first or last word's where that word is rare (`rare_edges`)."""
+    m = state.size
+    top, key = state.edge_top[:m], state.edge_top_key[:m]
+    known = key >= 0
+    events = state.key_counts[np.maximum(key, 0), COUNTERS.index("n")]
+    rare = known & rare_edges(events, state.events_seen, edge_max_share)
+    edge = np.where(rare, top, 0).max(axis=1, initial=0)
+    out: np.ndarray = np.maximum(state.template_max[:m], edge)
+    return out
 
 
 def fingerprinted(shape: AccountShape, cfg: CohortConfig,
@@ -218,5 +244,5 @@ class CohortTracker:
         again = self._cadence.reuse(state.now_us, cfg.every_minutes)
         if again is not None:
             return again.grown(state.size)
-        shape = AccountShape.of(state, cfg.min_events)
+        shape = AccountShape.of(state, cfg)
         return self._cadence.keep(find_cohorts(shape, cfg, last))

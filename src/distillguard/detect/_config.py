@@ -117,6 +117,7 @@ class RarityConfig(_Strict):
     established_days: float = Field(default=14.0, ge=0)
     min_events: int = Field(default=5, ge=1)
     min_null_accounts: int = Field(default=200, ge=1)
+    card_min_accounts: int = Field(default=5, ge=2)
     every_minutes: float = Field(default=15.0, ge=0)
 
 
@@ -127,6 +128,7 @@ class CohortConfig(_Strict):
     min_events: int = Field(default=3, ge=1)
     min_single_share: float = Field(default=0.9, ge=0, le=1)
     min_frame_share: float = Field(default=0.9, ge=0, le=1)
+    edge_max_share: float = Field(default=0.02, ge=0, le=1)
     min_distill: float = Field(default=0.5, ge=0, le=1)
     topic_min_share: float = Field(default=0.3, ge=0, le=1)
     max_p: float = Field(default=1e-6, gt=0, lt=1)
@@ -249,7 +251,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.3"
+    version: str = "2026.12.4"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -129,12 +129,26 @@ class _Campaigns:
             return np.zeros(0, np.int64)
         kinds, sizes = campaigns
         ids = first_id + np.arange(len(kinds))
+        left = np.unique(self.component[inside & (self.component >= 0)])
         self.component[inside] = ids[t["cell"][inside]]
+        self.block_score[inside] = 0.0  # (as for accounts in no campaign before)
+        self._shrink(left)
         self.score[inside] = t["score"][inside]
         for k, cid in enumerate(ids.tolist()):
             self.kinds[cid] = kinds[k]
             self.size[cid] = int(sizes[k])
         return ids
+
+    def _shrink(self, left: np.ndarray) -> None:
+        """Campaigns some of whose accounts moved to another: their size now, and gone when
+        none is left."""
+        for cid in left.tolist():
+            n = int((self.component == cid).sum())
+            if n:
+                self.size[cid] = n
+            else:
+                self.size.pop(cid, None)
+                self.kinds.pop(cid, None)
 
     def account_sizes(self) -> np.ndarray:
         """Per account: the size of its campaign (0: none)."""

@@ -10,13 +10,16 @@ while".
 
 | evidence | statistic per account | null tail `P(S >= s)` |
 | --- | --- | --- |
-| `shared_card` | accounts on its payment fingerprint (1 when not shared) | geometric, `rho^(k-1)`, `rho = (#{K_null >= 2} + 1) / (N_null + 2)`: how often an established account shares a card at all |
+| `shared_card` | accounts on its payment fingerprint (1 when not shared) | geometric from `card_min_accounts` on, `rho^(k - card_min_accounts + 1)` (1 below), `rho = (#{K_null >= 2} + 1) / (N_null + 2)`: how often an established account shares a card at all |
 | `shared_email`, `shared_signup`, `shared_address` | accounts on its largest *suspicious* key of that kind (e-mail domain, sign-up burst, address; 1 when none) | geometric as above, `rho` fitted on how often established accounts share a key of that kind at all |
 | `elicitation` | share of its requests that ask for reasoning, grades or training data | empirical, `(1 + #{S_null >= s}) / (1 + N_null)` |
 | `content` | mean P(distill) of its prompts (`_content`) | empirical, as above |
 
-A card is a personal instrument: established accounts share one in pairs (a family), so one
-card behind 40 new accounts is astronomically rare whatever they do. E-mail domains, sign-up
+A card is a personal instrument: established accounts share one in pairs (a family) or a
+small team, so a card counts from `evidence.rarity.card_min_accounts` accounts on (the size
+at which a shared key links accounts, `links.min_accounts`), and each account beyond a small
+team is as rare as an established account sharing a card at all: one card behind 40 new
+accounts is astronomically rare whatever they do, a team of four is not evidence. E-mail domains, sign-up
 hours and addresses are shared by institutions (a university's students, a classroom behind
 one NAT that signed up together, an office): a key of those kinds counts only when it is
 suspicious for its link module (`_evidence/_links`: enough accounts and a harvest-like
@@ -70,6 +73,7 @@ EVIDENCE = (*KEY_EVIDENCE, "elicitation", "content")
 _KEY_KIND = np.array([LINK_KINDS.index(kind) for kind, _ in KEY_EVIDENCE.values()])
 _GATED = np.array([gated for _, gated in KEY_EVIDENCE.values()])
 _SHARE_COLUMNS = (EVIDENCE.index("elicitation"), EVIDENCE.index("content"))
+_CARD = EVIDENCE.index("shared_card")
 # tan((0.5 - p) pi) loses precision under this p; 1 / (p pi) is its limit there.
 _TINY_P = 1e-12
 
@@ -157,8 +161,9 @@ def empirical_tail(null: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def share_tail(null_shares: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """P(K >= k) for accounts on one key under a geometric null, `rho^(k-1)`.
+def share_tail(null_shares: np.ndarray, k: np.ndarray, first: int = 2) -> np.ndarray:
+    """P(K >= k) for accounts on one key under a geometric null from `first` accounts on,
+    `rho^(k - first + 1)` (1 under `first`: that many on one key is ordinary).
 
     `rho = (#shares + 1) / (N + 2)` among the N null accounts, `null_shares` saying which of
     them share a key of the kind at all. Fitted on that share, not on the largest keys: an
@@ -166,7 +171,7 @@ def share_tail(null_shares: np.ndarray, k: np.ndarray) -> np.ndarray:
     would let them set the bar for their own campaign.
     """
     rho = (float(null_shares.sum()) + 1.0) / (len(null_shares) + 2.0)
-    out: np.ndarray = np.where(k <= 1, 1.0, rho ** np.maximum(k - 1, 0))
+    out: np.ndarray = np.where(k < first, 1.0, rho ** np.maximum(k - first + 1, 0))
     return out
 
 
@@ -231,7 +236,8 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     stat = np.column_stack([k, feats["elicitation"], content])
     p = np.ones((m, len(EVIDENCE)))
     for e in range(len(KEY_EVIDENCE)):
-        p[:, e] = share_tail(shares[:m, e][null], k[:, e])
+        first = rc.card_min_accounts if e == _CARD else 2
+        p[:, e] = share_tail(shares[:m, e][null], k[:, e], first)
     share_null = null & enough
     if share_null.sum() >= rc.min_null_accounts:
         for col in _SHARE_COLUMNS:

@@ -2,7 +2,8 @@
 
 Every event becomes a row of small integers and flags: template keys (MinHash bands over the
 first and last words of the prompt, so that filled slots and light rewording still collide),
-a system-prompt hash, and flags for reasoning elicitation, rubric grading, coding, maths and tool
+edge keys (the prompt's first and its last word, hashed: what a frame of a word or two around
+a varying task keeps constant, see `_cohort`), a system-prompt hash, and flags for reasoning elicitation, rubric grading, coding, maths and tool
 use. Only these leave this module: the detector never holds texts as Python objects.
 """
 
@@ -109,6 +110,8 @@ def _minhash_bands(words: pl.Series, prefix: str) -> list[pl.Series]:
 
 
 TEMPLATE_KEYS = tuple(f"{side}{b}" for side in ("head", "tail") for b in range(_BANDS))
+#: The prompt's first word and its last word (u64 hashes; null when the prompt has no words).
+EDGE_KEYS = ("lead", "end")
 
 # The plain-Python twins of `_words` and `_minhash_bands`, for one request at a time (the
 # gateway's first-request check): tests assert they give the vectorised path's keys.
@@ -144,7 +147,8 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
     turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, distill (the
     content model's P(distill) of the prompt in whole percent, see `_content`), sys and the
-    `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
+    `TEMPLATE_KEYS` band columns and the `EDGE_KEYS` (u64; null when the prompt has no
+    words).
 
     The text work runs once per distinct (prompt, system) and once per distinct system prompt:
     template campaigns, benchmark sets and retries repeat prompts, and a log has few system
@@ -167,7 +171,7 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     )
     text = _per_distinct(events.select("prompt", "system"), _text_signals)
     sys = _per_distinct(events.select("system"), _system_hash)
-    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS)],
+    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS, *EDGE_KEYS)],
                      how="horizontal")
 
 
@@ -223,6 +227,11 @@ def _system_hash(texts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _edge_key(word: pl.Expr) -> pl.Expr:
+    """A word's hash with the top bit clear (signed engines read it too); null for no word."""
+    return pl.when(word.is_not_null()).then(word.hash(13).floordiv(2))
+
+
 def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
     """Flags and template bands of each (prompt, system) row."""
     lowered = pl.col("_lower")
@@ -246,7 +255,12 @@ def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
         _words(prompt, head=False).alias("_tail_words"),
     )
     bands = _minhash_bands(sig["_head_words"], "head") + _minhash_bands(sig["_tail_words"], "tail")
+    edges = sig.select(
+        # The top bit cleared, as for the bands: signed engines read these too.
+        _edge_key(pl.col("_head_words").list.first()).alias("lead"),
+        _edge_key(pl.col("_tail_words").list.last()).alias("end"),
+    )
     # Whole percent: the state sums per-event signals as integers.
     p = content_model().probability(texts["prompt"].fill_null("").to_list())
     distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
-    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands)
+    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands, *edges)

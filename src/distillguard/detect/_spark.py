@@ -23,16 +23,16 @@ import pyarrow as pa
 from distillguard._errors import ConfigError
 from distillguard.detect._registry import ScanResult
 from distillguard.detect._replay import finish_scan
-from distillguard.detect._signatures import TEMPLATE_KEYS, event_signals
+from distillguard.detect._signatures import EDGE_KEYS, TEMPLATE_KEYS, event_signals
 from distillguard.detect._stream import SIGNAL_COLUMNS, Progress
 
 _SIGNAL_SCHEMA = (
     "ts_us LONG, event_id STRING, account_id STRING, ip STRING, model STRING, "
     "is_browser BOOLEAN, turns INT, tools INT, completion_tokens LONG, capped BOOLEAN, "
     "cot BOOLEAN, rubric BOOLEAN, datagen BOOLEAN, code BOOLEAN, math BOOLEAN, distill INT, sys LONG, "
-    + ", ".join(f"{k} LONG" for k in TEMPLATE_KEYS)
+    + ", ".join(f"{k} LONG" for k in (*TEMPLATE_KEYS, *EDGE_KEYS))
 )
-_HASHED = ("sys", *TEMPLATE_KEYS)
+_HASHED = ("sys", *TEMPLATE_KEYS, *EDGE_KEYS)
 
 
 def _signals_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

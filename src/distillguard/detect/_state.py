@@ -31,10 +31,14 @@ COUNTERS = ("n", "cot", "rubric", "datagen", "coding", "math", "tool", "single",
             "night", "release", "completion", "distill")  # distill: P(distill) in percent, summed
 
 # Keys an account can share with others. Event keys come from the signals; account keys from
-# the accounts table. `day` only counts active days and never links accounts.
-EVENT_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "day")
+# the accounts table. `day` only counts active days and never links accounts; nor do the edge
+# keys (a prompt's first and last word), which only say how often an account repeats one.
+EDGE_KINDS = ("lead", "end")
+EVENT_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "day", *EDGE_KINDS)
 ACCOUNT_KINDS = ("payment", "email", "created")
-ALL_KINDS = EVENT_KINDS + ACCOUNT_KINDS
+# Kind ids are indices here: the edge kinds come last so that the ids of the others stay those
+# a checkpoint written before them holds.
+ALL_KINDS = tuple(k for k in EVENT_KINDS if k not in EDGE_KINDS) + ACCOUNT_KINDS + EDGE_KINDS
 LINK_KINDS = ("ip", "head0", "head1", "tail0", "tail1", "sys", "payment", "email", "created")
 TEMPLATE_KINDS = ("head0", "head1", "tail0", "tail1", "sys")
 # Link index (a shared pair's first column, `sid_link`) -> is it a prompt template key.
@@ -44,6 +48,7 @@ _KIND_ID = {k: i for i, k in enumerate(ALL_KINDS)}
 # Kind id -> index in LINK_KINDS (-1: never links).
 _LINK_INDEX = np.array([LINK_KINDS.index(k) if k in LINK_KINDS else -1 for k in ALL_KINDS])
 _TEMPLATE_IDS = [_KIND_ID[k] for k in TEMPLATE_KINDS]
+_EDGE_IDS = [_KIND_ID[k] for k in EDGE_KINDS]
 _EVENT_KIND_IDS = [_KIND_ID[k] for k in EVENT_KINDS]
 ACCOUNT_KIND_LINKS = [LINK_KINDS.index(k) for k in ACCOUNT_KINDS]
 # Columns of a shared pair (`shared_pairs`): the link kind (index in LINK_KINDS), the key's
@@ -131,6 +136,7 @@ class Prepared:
     template_max: _Rows  # w, acct, top (running count of the account's most used template)
     key_counts: _Rows  # w, code and one column per COUNTERS name: the traffic carrying each key
     heavy_pairs: _Rows  # w, code, acct, cum: template pairs with >= HEAVY_PAIR_EVENTS requests by then
+    edge_pairs: _Rows  # w, kind, code, acct, cum: running counts of (account, edge key) pairs
     # Accounts and keys first seen in the batch, for `DetectorState.admit`.
     new_accounts: pl.DataFrame  # account_id, acct
     new_keys: pl.DataFrame  # kind, code, label, first_ts
@@ -159,6 +165,10 @@ class DetectorState:
         self.hours = np.zeros((0, 24), np.int64)
         self.ip_count = np.zeros(0, np.int64)
         self.template_max = np.zeros(0, np.int64)
+        # Per account and edge kind (columns, EDGE_KINDS): the running count of its most used
+        # edge key and that key's code (-1: none yet).
+        self.edge_top = np.zeros((0, len(EDGE_KINDS)), np.int64)
+        self.edge_top_key = np.zeros((0, len(EDGE_KINDS)), np.int64)
         self.partner = np.zeros(0, bool)  # matches partners' shared indicators
         self._grow_accounts(1024)
         # Keys: dense codes over all kinds.
@@ -202,6 +212,13 @@ class DetectorState:
                 if rel is not None:
                     self.releases[str(model)] = int(rel.timestamp() * 1_000_000)
 
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written before the edge kinds: no account has an edge key yet.
+        self.__dict__.update(saved)
+        if "edge_top" not in saved:
+            self.edge_top = np.zeros((self._cap, len(EDGE_KINDS)), np.int64)
+            self.edge_top_key = np.full((self._cap, len(EDGE_KINDS)), -1, np.int64)
+
     @property
     def size(self) -> int:
         return len(self.ids)
@@ -241,6 +258,8 @@ class DetectorState:
         self.ip_count = grow(self.ip_count)
         self.partner = grow(self.partner)
         self.template_max = grow(self.template_max)
+        self.edge_top = grow(self.edge_top)
+        self.edge_top_key = grow(self.edge_top_key, -1)
         self._cap = cap
 
     # -- prepare ----------------------------------------------------------------------------
@@ -404,7 +423,7 @@ class DetectorState:
         pairs, new_keys = self._encode_keys(pairs, sig)
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
-        new_pairs, template_max, heavy_pairs = self._running_totals(pairs)
+        new_pairs, template_max, heavy_pairs, edge_pairs = self._running_totals(pairs)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
         return Prepared(
@@ -417,6 +436,7 @@ class DetectorState:
             template_max=_Rows.of(template_max),
             key_counts=_Rows.of(key_counts),
             heavy_pairs=_Rows.of(heavy_pairs),
+            edge_pairs=_Rows.of(edge_pairs),
             new_accounts=new.select("account_id", "acct"),
             new_keys=new_keys,
         )
@@ -463,6 +483,7 @@ class DetectorState:
                     pl.col("ip").hash(3).alias("ip"),
                     *TEMPLATE_KINDS,
                     (pl.col("ts_us") // DAY_US).cast(pl.UInt64).alias("day"),
+                    *EDGE_KINDS,
                 ),
                 flags.select("w", "acct", pl.col("last_ts").alias("ts"),
                              *[pl.col(c).cast(pl.Int64) for c in COUNTERS]),
@@ -481,10 +502,12 @@ class DetectorState:
                      pl.len().alias("c"))
                 .with_columns(kind_id)
             )
+            # An edge key's traffic is read for its request count only (`_cohort.frame_counts`).
+            sums = ([pl.col(c).sum() for c in COUNTERS] if kind not in EDGE_KINDS else
+                    [pl.len().cast(pl.Int64).alias(c) if c == "n" else pl.lit(0, pl.Int64).alias(c)
+                     for c in COUNTERS])
             traffic.append(
-                base.group_by("w", "key", maintain_order=True)
-                .agg(*[pl.col(c).sum() for c in COUNTERS])
-                .with_columns(kind_id)
+                base.group_by("w", "key", maintain_order=True).agg(*sums).with_columns(kind_id)
             )
         cols = ["w", "kind", "acct", "key", "row", "first_ts", "c"]
         return (
@@ -494,9 +517,10 @@ class DetectorState:
 
     def _running_totals(
         self, pairs: pl.DataFrame
-    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """First uses of each (account, key) pair, the running template counts, and the
-        template pairs that have reached `HEAVY_PAIR_EVENTS` requests (running count).
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """First uses of each (account, key) pair, the running template counts, the
+        template pairs that have reached `HEAVY_PAIR_EVENTS` requests, and the edge pairs
+        (running counts).
 
         Sorts the batch's pairs by pair id once (stable: time order within a pair) and looks
         the earlier totals up in the sorted arrays of all pairs seen so far.
@@ -537,7 +561,9 @@ class DetectorState:
         heavy = pairs.filter(
             pl.col("kind").is_in(_TEMPLATE_IDS) & (pl.col("cum") >= HEAVY_PAIR_EVENTS)
         ).select("w", "code", "acct", "cum")
-        return new_pairs, template_max, heavy
+        edges = pairs.filter(pl.col("kind").is_in(_EDGE_IDS)).select("w", "kind", "code", "acct",
+                                                                      "cum")
+        return new_pairs, template_max, heavy, edges
 
     # -- apply ------------------------------------------------------------------------------
     def apply(self, prep: Prepared, w: int) -> None:
@@ -564,6 +590,7 @@ class DetectorState:
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
         self._apply_heavy(prep.heavy_pairs.window(w))
+        self._apply_edges(prep.edge_pairs.window(w))
         k = prep.key_counts.window(w)
         if len(k["code"]):
             self.key_changed[k["code"]] = self.applied
@@ -609,6 +636,21 @@ class DetectorState:
             self._append_shared(r.astype(np.int64))
         on_accounts = [r[np.isin(r[:, PAIR_KIND], ACCOUNT_KIND_LINKS)] for r in rows if len(r)]
         self._acct_pairs.extend(r.astype(np.int64) for r in on_accounts if len(r))
+
+    def _apply_edges(self, p: dict[str, np.ndarray]) -> None:
+        """Keep each account's most used key per edge kind (count and code)."""
+        if not len(p["code"]):
+            return
+        col = np.searchsorted(_EDGE_IDS, p["kind"].astype(np.int64))
+        acct, code, cum = p["acct"], p["code"], p["cum"]
+        # The largest running count per (account, kind) in the window, then against the top so far.
+        order = np.lexsort((cum, col, acct))
+        acct, col, code, cum = acct[order], col[order], code[order], cum[order]
+        last = np.r_[(acct[1:] != acct[:-1]) | (col[1:] != col[:-1]), True]
+        acct, col, code, cum = acct[last], col[last], code[last], cum[last]
+        up = cum > self.edge_top[acct, col]
+        self.edge_top[acct[up], col[up]] = cum[up]
+        self.edge_top_key[acct[up], col[up]] = code[up]
 
     def _apply_heavy(self, p: dict[str, np.ndarray]) -> None:
         if not len(p["code"]):

@@ -3,8 +3,9 @@
 The test is `detect/_cohort.py` (config `[evidence.cohort]`): per task stratum, how many
 accounts show the fingerprint (single-turn, one frame of their own, task-pool content) against
 the rate of the other strata. A cohort is reported as a campaign of its own; its members
-(fingerprinted accounts in the stratum that are in no other campaign) are throttled, never
-blocked: nothing but what they ask ties them.
+(fingerprinted accounts in the stratum that are in no throttled or blocked campaign: one that
+only monitors, such as a few accounts tied by a public template, does not keep them) are
+throttled, never blocked: nothing but what they ask ties them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class CohortEvidence(CampaignEvidence):
         m = state.size
         found = self.tracker.update(state, self.config)
         self.last = found
-        cohort = np.where(ctx.free[:m], found.cohort[:m], -1)
+        cohort = np.where(~ctx.flagged[:m], found.cohort[:m], -1)
         inside = cohort >= 0
         if not inside.any():
             self._members = np.zeros(0, np.int64)

@@ -57,6 +57,18 @@ def load_overrides(*dirs: Path) -> dict[str, str]:
     return out
 
 
+def log_detector(log_dir: Path, config: DetectConfig, overrides: dict[str, str] | None = None,
+                 partners: set[str] | None = None) -> OnlineDetector:
+    """A fresh detector knowing the log's accounts and models, as a replay of it starts."""
+    from distillguard.traffic import TrafficLog
+
+    log = TrafficLog(log_dir)
+    accounts = log.read("accounts") if log.has("accounts") else None
+    models = log.read("models") if log.has("models") else None
+    return OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
+                          partners=partners)
+
+
 def replay(
     log_dir: Path,
     config: DetectConfig,
@@ -72,13 +84,7 @@ def replay(
     `signals` are precomputed ones sorted by time, or None to compute them from the log
     while the replay goes (see `_stream`); the result is the same.
     """
-    from distillguard.traffic import TrafficLog
-
-    log = TrafficLog(log_dir)
-    accounts = log.read("accounts") if log.has("accounts") else None
-    models = log.read("models") if log.has("models") else None
-    det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
-                         partners=partners)
+    det = log_detector(log_dir, config, overrides, partners)
     first_flag = np.full(0, -1, np.int64)
     step = int(config.replay.cadence_minutes * 60_000_000)
     if signals is None:
@@ -103,12 +109,12 @@ def replay(
         while (prep := ahead.result()) is not None:
             det.state.admit(prep)
             ahead = pool.submit(prepare_next)
-            first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
+            first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
             del prep
     return det, first_flag
 
 
-def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
+def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
                   first_flag: np.ndarray, progress: Progress | None,
                   first_request: FirstRequestFlags | None = None) -> np.ndarray:
     """Apply a prepared chunk window by window, deciding after each; first-flag times."""
@@ -179,6 +185,13 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     gate = FirstRequestFlags(cfg.first_request) if cfg.first_request.enabled else None
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
                              first_request=gate)
+    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate)
+
+
+def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_flag: np.ndarray,
+                overrides: dict[str, str], partners: set[str],
+                gate: FirstRequestFlags | None) -> ScanResult:
+    """The scan's tables from a detector replayed to the log's end (every engine's last step)."""
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).

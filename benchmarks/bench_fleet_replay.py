@@ -68,9 +68,11 @@ def writer(db: str, prefix: str, log_dir: Path, speed: float, progress: Any, clo
     """Insert the log's events in time order, batch by batch; after each commit, put
     (wall time, events inserted, newest ts) on `progress` and the newest ts in `clock`."""
     store = Store(db, prefix)
-    events = TrafficLog(log_dir).read("events").sort_by([("ts", "ascending"), ("event_id", "ascending")])
-    keep = [c for c in events.column_names if c == "ts" or c in EVENT_FIELDS]
-    events = events.select(keep)
+    events = TrafficLog(log_dir).read("events")
+    events = events.select([c for c in events.column_names if c == "ts" or c in EVENT_FIELDS])
+    # 64-bit offsets: a million events' texts overflow a string column's 2 GB when sorted
+    events = events.cast(pa.schema([f.with_type(pa.large_string()) if f.type == pa.string() else f for f in events.schema]))
+    events = events.sort_by([("ts", "ascending"), ("event_id", "ascending")])
     first_us = int(pc.cast(events.column("ts"), pa.timestamp("us", "UTC")).cast(pa.int64())[0].as_py())
     ready.set()
     start, n = time.time(), 0
@@ -141,7 +143,9 @@ def replay(store: Store, log_dir: Path, n_events: int, a: argparse.Namespace) ->
     stop = threading.Event()
     proc = ctx.Process(target=writer, args=(store.url, store.prefix, log_dir, a.speed, progress, clock, ready), daemon=True)
     proc.start()
-    ready.wait()
+    while not ready.wait(1.0):
+        if not proc.is_alive():
+            raise RuntimeError(f"the writer process ended early (exit code {proc.exitcode})")
     runner = threading.Thread(target=svc.run, args=(stop,), daemon=True)
     runner.start()
     inserted: list[tuple[float, int, int]] = [(time.time(), 0, 0)]  # (wall, events inserted, newest ts)
@@ -149,6 +153,8 @@ def replay(store: Store, log_dir: Path, n_events: int, a: argparse.Namespace) ->
     writing, written = True, 0
     while svc.events_seen < n_events or writing:
         time.sleep(SAMPLE_S)
+        if writing and not proc.is_alive() and progress.empty():
+            raise RuntimeError(f"the writer process ended early (exit code {proc.exitcode})")
         while writing and not progress.empty():
             item = progress.get()
             if item is None:

@@ -148,8 +148,9 @@ def spark_stream(log_dir: Path, config: Path | None = None, progress: Progress |
 
     Without `follow`, the parts there now are read (`availableNow`, `files_per_batch` per
     micro-batch) and the query stops; with it, the query follows the folder (a micro-batch
-    every `trigger_seconds`) until the event is set. Returns the scan's tables as of the end,
-    and the driver's replay (its `late` count, the detector).
+    every `trigger_seconds`) until the event is set, then reads what is there and stops.
+    Returns the scan's tables as of the end, and the driver's replay (its `late` count, the
+    detector).
     """
     from distillguard.detect._spark import _HASHED, _SIGNAL_SCHEMA, _session, _signals_of_batches
 
@@ -180,6 +181,8 @@ def spark_stream(log_dir: Path, config: Path | None = None, progress: Progress |
             query = writer.trigger(processingTime=f"{trigger_seconds:g} seconds").start()
             while not follow.wait(trigger_seconds) and query.isActive:
                 pass
+            if query.isActive:
+                query.processAllAvailable()  # the parts already there are part of the answer
             query.stop()
         if query.exception() is not None:
             raise RuntimeError(f"the streaming query failed: {query.exception()}")

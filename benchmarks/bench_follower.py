@@ -21,12 +21,19 @@ tables of --db (a fresh table prefix, dropped afterwards) and measures, in this 
    serves at 16 clients in `bench_gateway.py` on this machine) while the service runs as
    deployed (`run`: steps every --interval seconds, checkpoints every --checkpoint-interval
    in the background): the events/s it folds, and its lag behind the capture (how long ago
-   the capture held as many events as it has folded), sampled every 0.1 s.
+   the capture held as many events as it has folded), sampled every 0.1 s;
+5. resume (own table prefix): the log's events inserted in --parts parts, three services
+   stepping after each on the capture's clock: one uninterrupted; one stopped cleanly half-way
+   (its stop checkpoints) and restarted from that checkpoint; one killed half-way (nothing
+   saved at the kill) and restarted from the checkpoint it took a quarter of the way in, so
+   it re-reads the events after it. The stopped one must end with the uninterrupted one's
+   verdicts (asserted); the killed one's differences are reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 import statistics
@@ -149,6 +156,81 @@ def live(store: Store, svc: DetectorService, log_dir: Path, rate: float, seconds
             "checkpoints": checkpoints}
 
 
+class Quiet(DetectorService):
+    """A service that keeps its verdicts to itself: several follow one capture in `resume`."""
+
+    def publish(self, changed: list[dict[str, Any]], end_users: list[dict[str, Any]] | None = None,
+                keys: Any = None) -> None:
+        self.version += 1
+
+
+def verdict_rows(svc: DetectorService) -> dict[str, tuple[Any, ...]]:
+    """Account id -> (action, score, campaign)."""
+    cols = ["account_id", "action", "score", "campaign_id"]
+    return {r["account_id"]: tuple(r[c] for c in cols[1:]) for r in svc.detector.verdicts().select(cols).to_pylist()}
+
+
+def resume(db: str, log_dir: Path, parts: int) -> dict[str, Any]:
+    """Stop or kill a service half-way through the log and restart it from its checkpoint."""
+    rows, accounts = store_rows(log_dir)
+    log = TrafficLog(log_dir)
+    models = log.read("models") if log.has("models") else None
+    store = Store(db, f"b{uuid.uuid4().hex[:8]}_")
+    clock = [rows[0]["ts_us"]]
+
+    def started(name: str) -> tuple[Quiet, float]:
+        svc = Quiet(store, name=name, checkpoint_interval=3600, clock=lambda: clock[0], models=models)
+        t = time.perf_counter()
+        svc.restore()
+        return svc, time.perf_counter() - t
+
+    try:
+        for acc in accounts:
+            created = acc.pop("created_at")
+            store.upsert_account(acc.pop("account_id"), created_us=int(created.timestamp() * 1_000_000), **acc)
+        services = {name: started(name)[0] for name in ("whole", "stopped", "killed")}
+        for svc in services.values():
+            svc.detector.verdicts()  # each decides once before the traffic, like a service started early
+        size = math.ceil(len(rows) / parts)
+        out: dict[str, Any] = {"events": len(rows), "parts": parts}
+        for i in range(parts):
+            chunk = rows[i * size : (i + 1) * size]
+            store.insert_events(chunk)
+            clock[0] = chunk[-1]["ts_us"]
+            for svc in services.values():
+                svc.step()
+                svc.step()  # on PostgreSQL a step reads up to the capture's top seen one step earlier
+            if i == parts // 4 - 1:
+                services["killed"].checkpoint()
+            if i == parts // 2 - 1:
+                t = time.perf_counter()
+                services["stopped"].checkpoint()  # what a clean stop does
+                out["stop_s"] = time.perf_counter() - t
+                services["stopped"], out["restore_s"] = started("stopped")
+                killed_at = services["killed"].events_seen
+                services["killed"], _ = started("killed")
+                out["reread"] = killed_at - services["killed"].events_seen
+                t = time.perf_counter()
+                services["killed"].step()
+                services["killed"].step()
+                out["catch_up_s"] = time.perf_counter() - t
+        clock[0] = rows[-1]["ts_us"] + 1
+        for svc in services.values():
+            svc.step()
+            assert svc.events_seen == len(rows), (svc.name, svc.events_seen, len(rows))
+        got = {name: verdict_rows(svc) for name, svc in services.items()}
+        whole = got["whole"]
+        for name in ("stopped", "killed"):
+            out[name] = sum(1 for k in whole.keys() | got[name].keys() if whole.get(k) != got[name].get(k))
+        out["accounts"] = len(whole)
+        out["flagged"] = sum(1 for v in whole.values() if v[0] in ("throttle", "block"))
+        assert out["stopped"] == 0, f"{out['stopped']} accounts differ after a clean stop and restart"
+        return out
+    finally:
+        VerdictTables(store).drop_all()
+        store.drop_all()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000)
@@ -160,6 +242,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between the service's steps")
     ap.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints in the live phase")
     ap.add_argument("--checkpoints", type=int, default=3, help="rounds of the checkpoint comparison")
+    ap.add_argument("--parts", type=int, default=20, help="parts the log is inserted in for the resume phase")
     a = ap.parse_args()
     log_dir = a.log or a.workdir / f"log-{a.events}"
     if not (log_dir / "labels.parquet").exists():
@@ -198,6 +281,11 @@ def main() -> None:
         print(f"live: {lv['inserted']:,} events inserted at {lv['rate']:,.0f}/s for {a.seconds:.0f} s, steps every {a.interval:g} s, "
               f"checkpoints every {a.checkpoint_interval:g} s ({lv['checkpoints']} written): folded {lv['folded']:,} "
               f"({lv['folded_rate']:,.0f} events/s); lag median {lv['lag_median']:.1f} s, p99 {lv['lag_p99']:.1f} s, max {lv['lag_max']:.1f} s")
+        rs = resume(db, log_dir, a.parts)
+        print(f"resume ({rs['events']:,} events in {rs['parts']} parts, {rs['accounts']:,} accounts, {rs['flagged']:,} flagged): "
+              f"stopped half-way (checkpoint {rs['stop_s']:.2f} s, restore {rs['restore_s']:.2f} s) and restarted: "
+              f"{rs['stopped']} accounts differ from the uninterrupted run; killed half-way and restarted from the "
+              f"checkpoint a quarter in ({rs['reread']:,} events re-read in {rs['catch_up_s']:.1f} s): {rs['killed']} differ")
         write_section(__file__, "The fleet's detector: following the capture, checkpoints", (
             f"{len(rows):,} events of the default scenario ({len(accounts):,} accounts) in the capture tables of "
             f"{store.engine.dialect.name}.\n\n"
@@ -211,12 +299,18 @@ def main() -> None:
                 ["detector paused by a checkpoint, earlier / current", f"{old['pause']:.3f} s / {new['pause']:.3f} s ({old['pause'] / new['pause']:.1f}x)"],
                 ["checkpoint save, earlier / current", f"{old['save']:.2f} s / {new['save']:.2f} s ({old['save'] / new['save']:.1f}x)"],
                 ["checkpoint restore, earlier / current", f"{old['restore']:.2f} s / {new['restore']:.2f} s ({old['restore'] / new['restore']:.1f}x)"],
+                [f"resume: stopped half-way through {rs['parts']} parts, restarted from its checkpoint",
+                 f"{rs['stopped']} of {rs['accounts']:,} accounts differ from the uninterrupted run ({rs['flagged']:,} flagged); "
+                 f"checkpoint {rs['stop_s']:.2f} s, restore {rs['restore_s']:.2f} s"],
+                ["resume: killed half-way, restarted from the checkpoint a quarter in",
+                 f"{rs['killed']} of {rs['accounts']:,} accounts differ; {rs['reread']:,} events re-read in {rs['catch_up_s']:.1f} s"],
             ], align="lr")
             + f"\n\nCheckpoint figures are medians of {a.checkpoints} interleaved rounds on the same state; the save "
-            "includes the database write (the current one compresses and writes in a thread; the detector pauses "
-            "for the copy of its arrays, as it paused for the earlier pickle). Live figures are what one detector "
-            "folded while another process inserted; on a loaded machine the inserting process itself falls short "
-            "of --rate (the inserted rate is what it reached)."))
+            "includes the database write (it compresses and writes in a thread; the detector pauses only for the "
+            "copy of its arrays). Live figures are what one detector folded while another process inserted; where "
+            "the inserting process falls short of --rate, the inserted rate is what it reached. Resume: a verdict differs when its action, score or "
+            "campaign does; the killed service decides the events it re-reads in one step where the others decided "
+            "after each part."))
     finally:
         tables = VerdictTables(store)
         tables.verdicts.drop(store.engine)

@@ -146,3 +146,19 @@ def test_one_detector_leads_and_a_standby_takes_over(store: Store, log_rows: tup
     follower.poll()
     flagged = {acc for acc, act in actions(b).items() if act in ("throttle", "block")}
     assert flagged and all(follower.policy.decide(acc).action in ("throttle", "block") for acc in flagged)
+
+
+def test_the_detector_weighs_the_release_times_it_is_given(tmp_path: Path) -> None:
+    """The capture holds no model release times: a service given the models table knows them
+    (and keeps them through its checkpoint); one without knows none."""
+    import pyarrow as pa
+
+    released = pa.table({"model": ["m-new"], "released_at": pa.array([1_770_000_000_000_000], pa.timestamp("us", "UTC"))})
+    s = Store(f"sqlite:///{tmp_path / 'models.db'}")
+    given = DetectorService(s, models=released, checkpoint_interval=3600)
+    assert given.detector.main.state.releases == {"m-new": 1_770_000_000_000_000}
+    given.checkpoint()
+    again = DetectorService(s)  # the checkpoint brings them back
+    again.restore()
+    assert again.detector.main.state.releases == {"m-new": 1_770_000_000_000_000}
+    assert DetectorService(Store(f"sqlite:///{tmp_path / 'bare.db'}")).detector.main.state.releases == {}

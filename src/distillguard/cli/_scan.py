@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Detector configuration file (TOML).")
         ] = None,
         engine: Annotated[
-            str, typer.Option(help="Where the scan runs: duckdb (embedded) or spark.")
+            str, typer.Option(help="Where the scan runs: duckdb (embedded), spark, or spark-streaming (the log's event parts as a stream, one part per micro-batch).")
         ] = "duckdb",
         indicators: Annotated[
             Path | None,
@@ -36,12 +36,12 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from distillguard._errors import ConfigError
-        from distillguard.detect import DEFAULT_DETECTOR, ENGINES
+        from distillguard.detect import DEFAULT_DETECTOR, ENGINES, Engine
         from distillguard.detect import scan as run_scan
 
         if engine not in ENGINES:
             raise ConfigError(f"Unknown engine {engine!r}; use one of {', '.join(ENGINES)}.")
-        eng: Literal["duckdb", "spark"] = "spark" if engine == "spark" else "duckdb"
+        eng: Engine = engine  # narrowed by the check against ENGINES above
         name = detector or DEFAULT_DETECTOR
         console = Console()
         start = time.perf_counter()

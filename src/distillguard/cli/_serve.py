@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
+        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): the release times the detector weighs, which the capture does not hold.")] = None,
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
         nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
         metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
@@ -144,7 +145,13 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--nice must be from 0 to 19 (lower priority only), got {nice}.")
         if nice:
             os.nice(nice)
-        service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix)
+        release = None
+        if models is not None:
+            from distillguard.traffic import read_table
+
+            release = read_table(models, "models")
+        service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix,
+                                  models=release)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

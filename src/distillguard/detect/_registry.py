@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from distillguard._errors import ConfigError
 
-Engine = Literal["duckdb", "spark"]
-ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
+Engine = Literal["duckdb", "spark", "spark-streaming"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark", "spark-streaming")
 
 #: The detector `scan` and `distillguard scan` use when none is named.
 DEFAULT_DETECTOR = "graph"
@@ -43,6 +43,7 @@ DetectorFn = Callable[[Path, Path | None], ScanResult]
 _BUILTIN: dict[tuple[str, Engine], str] = {
     ("graph", "duckdb"): "distillguard.detect._replay:graph_detector",
     ("graph", "spark"): "distillguard.detect._spark:graph_detector_spark",
+    ("graph", "spark-streaming"): "distillguard.detect._spark_stream:graph_detector_spark_stream",
     ("volume", "duckdb"): "distillguard.detect._baselines:volume_detector",
     ("random", "duckdb"): "distillguard.detect._baselines:random_detector",
     ("mmd", "duckdb"): "distillguard.detect._mmd:mmd_detector",

@@ -57,6 +57,18 @@ def load_overrides(*dirs: Path) -> dict[str, str]:
     return out
 
 
+def log_detector(log_dir: Path, config: DetectConfig, overrides: dict[str, str] | None = None,
+                 partners: set[str] | None = None) -> OnlineDetector:
+    """A fresh detector knowing the log's accounts and models, as a replay of it starts."""
+    from distillguard.traffic import TrafficLog
+
+    log = TrafficLog(log_dir)
+    accounts = log.read("accounts") if log.has("accounts") else None
+    models = log.read("models") if log.has("models") else None
+    return OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
+                          partners=partners)
+
+
 def replay(
     log_dir: Path,
     config: DetectConfig,
@@ -74,13 +86,7 @@ def replay(
     while the replay goes (see `_stream`); the result is the same. `sub`, when given, is fed
     the same windows re-keyed by end user (its first-flag times are kept in it).
     """
-    from distillguard.traffic import TrafficLog
-
-    log = TrafficLog(log_dir)
-    accounts = log.read("accounts") if log.has("accounts") else None
-    models = log.read("models") if log.has("models") else None
-    det = OnlineDetector(config, accounts=accounts, models=models, overrides=overrides,
-                         partners=partners)
+    det = log_detector(log_dir, config, overrides, partners)
     first_flag = np.full(0, -1, np.int64)
     step = int(config.replay.cadence_minutes * 60_000_000)
     if signals is None:
@@ -115,9 +121,9 @@ def replay(
             if sub is not None and sub_prep is not None:
                 sub.det.state.admit(sub_prep)
             ahead = pool.submit(prepare_next)
-            first_flag = _replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
+            first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
             if sub is not None and sub_prep is not None:
-                sub.first_flag = _replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
+                sub.first_flag = replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
             del prep, sub_prep
     return det, first_flag
 
@@ -135,7 +141,7 @@ def with_end_users(log_dir: Path, signals: pl.DataFrame) -> pl.DataFrame:
     return signals.join(users.unique("event_id", keep="first"), on="event_id", how="left", maintain_order="left")
 
 
-def _replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
+def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
                   first_flag: np.ndarray, progress: Progress | None,
                   first_request: FirstRequestFlags | None = None) -> np.ndarray:
     """Apply a prepared chunk window by window, deciding after each; first-flag times."""
@@ -207,6 +213,14 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     sub = SubPrincipals.of_log(log_dir, cfg, overrides, partners)
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
                              first_request=gate, sub=sub)
+    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate, sub)
+
+
+def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_flag: np.ndarray,
+                overrides: dict[str, str], partners: set[str],
+                gate: FirstRequestFlags | None, sub: SubPrincipals | None = None) -> ScanResult:
+    """The scan's tables from a detector replayed to the log's end (every engine's last step);
+    `sub`, when given, holds the end users replayed beside it."""
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).

@@ -26,7 +26,8 @@ def scan(
         out_dir: where the verdicts, campaigns and any extra tables go (created if needed).
         detector: a registered detector name; `DEFAULT_DETECTOR` when None.
         config: the detector's configuration file, or None for its defaults.
-        engine: `duckdb` (embedded) or `spark`.
+        engine: `duckdb` (embedded), `spark`, or `spark-streaming` (the parts of `events/` as a
+            Structured Streaming source, one per micro-batch; see `_spark_stream`).
         indicators: partners' STIX indicators; accounts matching them count as linked.
 
     Returns:

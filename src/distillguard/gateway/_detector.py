@@ -32,11 +32,14 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distillguard.gateway._checkpoint import decode, encode, snapshot
 from distillguard.gateway._store import EVENT_FIELDS, Store
 from distillguard.gateway._verdicts import VerdictTables, channel
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -115,6 +118,9 @@ class DetectorService:
         name: the checkpoint's name (one per detector deployment on a database).
         clock: microseconds since the epoch, "now" for the detector's rates (wall clock by
             default; a replay of old traffic passes its own).
+        models: the format's `models` table (release times), which the capture does not hold;
+            without it the detector never weighs a model's release (as a scan of a log without
+            one does not).
     """
 
     #: verdict columns beyond VERDICT_COLUMNS that this service hands on: where a carrier's
@@ -124,8 +130,9 @@ class DetectorService:
     def __init__(self, store: Store, config: Path | None = None, interval: float = 2.0,
                  checkpoint_interval: float = 30.0, redis_url: str | None = None,
                  redis_prefix: str = "distillguard", name: str = "detector",
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, models: pa.Table | None = None) -> None:
         self.store = store
+        self.models = models
         self.clock = clock or (lambda: time.time_ns() // 1000)
         self.config = config
         self.interval = interval
@@ -152,7 +159,7 @@ class DetectorService:
         # Judges declared end users apart as well (see detect/_endusers); an older build has
         # only the account detector.
         factory = getattr(detect, "EndUserDetector", None) or detect.OnlineDetector
-        self.detector: Any = factory(self.config)
+        self.detector: Any = factory(self.config, models=self.models)
         self.cursor = 0  # last capture seq folded in
         self.horizon = 0  # the capture's top seq at the previous step (see `fold`)
         self.published: dict[str, tuple[Any, ...]] = {}

@@ -4,7 +4,7 @@ A Redis server (`timeout`), a load balancer or a NAT between a replica and Redis
 connection that sat idle: with a FIN, with a RST on the next packet (AWS NLB, most NATs), or by
 silently dropping its packets (Azure's load balancer by default, an expired conntrack entry).
 redis-py's `from_url` clients neither retry nor time out by default, so the first command on
-such a connection failed (and the limits it served failed open) or hung. These options:
+such a connection would fail (and the limits it serves fail open) or hang. These options:
 
 - `health_check_interval`: a connection idle longer than this is checked with a PING before
   its next command, so a command is rarely sent into a dead connection; a pub/sub subscriber
@@ -49,13 +49,13 @@ class RedisOptions:
     """
 
     health_check_interval: float = 10.0
-    socket_timeout: float = 2.0
-    socket_connect_timeout: float = 2.0
+    socket_timeout: float = 1.0
+    socket_connect_timeout: float = 1.0
     socket_keepalive: bool = True
     keepalive_idle: int = 30
     keepalive_interval: int = 10
     keepalive_count: int = 3
-    retries: int = 3
+    retries: int = 2
     backoff_base: float = 0.05
     backoff_cap: float = 1.0
 

@@ -9,9 +9,16 @@ from typing import Annotated
 import typer
 
 from distillguard._private import mask_url, write_private
+from distillguard._redis import RedisOptions
 
 #: where `serve` writes an admin token it generated (owner-only)
 ADMIN_TOKEN_FILE = Path("distillguard-admin-token")
+
+#: the default of --redis-health-check (`RedisOptions`' own)
+REDIS_HEALTH_CHECK_S = RedisOptions().health_check_interval
+REDIS_HEALTH_HELP = ("Seconds a Redis connection may sit idle before it is checked with a PING before its next use "
+                     "(and between the verdict subscriber's PINGs); keep it below the shortest idle timeout between "
+                     "this process and Redis (a load balancer's, a NAT's, Redis's own `timeout`). 0: no checks.")
 
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
@@ -38,6 +45,7 @@ def register(app: typer.Typer) -> None:
         db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///distillguard.db",
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
+        redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
         admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
@@ -88,6 +96,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
+            redis_options=RedisOptions(health_check_interval=redis_health_check),
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
@@ -125,6 +134,7 @@ def register(app: typer.Typer) -> None:
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
         models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): the release times the detector weighs, which the capture does not hold.")] = None,
+        redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
         nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
         metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
@@ -151,7 +161,8 @@ def register(app: typer.Typer) -> None:
 
             release = read_table(models, "models")
         service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix,
-                                  models=release)
+                                  models=release,
+                                  redis_options=RedisOptions(health_check_interval=redis_health_check))
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

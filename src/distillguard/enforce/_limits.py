@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from distillguard._errors import ConfigError
+from distillguard._redis import RedisOptions
 from distillguard.enforce._tokens import (
     MemoryLedger,
     RedisLedger,
@@ -281,6 +282,9 @@ class Limiter:
         storage_url: `None` or `memory://` for in-process counters; `redis://host:port/db`
             to share counters between replicas.
         key_prefix: namespace of the counters in shared storage.
+        redis_options: how the Redis clients connect, time out and retry (`RedisOptions`'
+            defaults when None). A counting call that still fails raises; the gateway then
+            serves the request unchecked (limits fail open, see docs/gateway.md).
     """
 
     def __init__(
@@ -288,6 +292,7 @@ class Limiter:
         config: LimitsConfig | None = None,
         storage_url: str | None = None,
         key_prefix: str = "distillguard",
+        redis_options: RedisOptions | None = None,
     ) -> None:
         from limits.aio import storage, strategies
 
@@ -296,10 +301,13 @@ class Limiter:
         self.storage_url = storage_url or "memory://"
         self._ledger: TokenLedger
         if self.storage_url.startswith(("redis://", "rediss://", "redis+unix://")):
+            # A retried request count may count a request twice (its reply lost): a budget
+            # spent early, never a request left uncounted.
+            opts = redis_options or RedisOptions()
             self._storage: Any = storage.RedisStorage(
-                self.storage_url, implementation="redispy", key_prefix=key_prefix
+                self.storage_url, implementation="redispy", key_prefix=key_prefix, **opts.client_kwargs()
             )
-            self._ledger = RedisLedger(self.storage_url, f"{key_prefix}:tok")
+            self._ledger = RedisLedger(self.storage_url, f"{key_prefix}:tok", opts)
         elif self.storage_url.startswith("memory://"):
             self._storage = _lazy_memory_storage()
             self._ledger = MemoryLedger()
@@ -514,3 +522,4 @@ class Limiter:
         """Release the Redis connections (nothing to do in memory)."""
         if isinstance(self._ledger, RedisLedger):
             await self._ledger.aclose()
+            await self._storage.bridge.storage.aclose()

@@ -11,17 +11,28 @@ Windows are fixed and aligned to the clock (`floor(now / period)`); the window's
 part of the counter's key, so a settlement lands in the window that was charged, never in the
 next one. With Redis the clock is Redis's own (`TIME`), so replicas with skewed clocks still
 agree on the window.
+
+With Redis, a call that fails on a connection error or a timeout is retried on a new
+connection (`RedisOptions`). A reservation whose reply was lost may so be charged twice: the
+window fills early, which refuses sooner and never serves tokens uncharged. A settlement
+usually gives tokens back, so applying one twice would leave tokens uncharged: each settlement
+carries a fresh id, and the script applies an id once (a marker key that outlives any retry).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from distillguard._redis import RedisOptions
+
 # Counters live a little longer than their window so a late settlement still finds them.
 _GRACE_S = 60
+#: seconds a settlement's id is remembered, far longer than its retries can take
+SETTLED_MARK_S = 300
 
 
 @dataclass(frozen=True)
@@ -147,26 +158,31 @@ for i = 1, #KEYS do out[i + 1] = nums[i] end
 return out
 """
 
-# KEYS: counters; ARGV: one delta per counter. A counter that expired is left alone (a
-# negative delta must not create a new counter below zero).
+# KEYS: the settlement's id marker, then the counters; ARGV: the marker's lifetime, then one
+# delta per counter. A settlement whose marker exists was applied (this call is a retry after
+# a lost reply) and is skipped. A counter that expired is left alone (a negative delta must
+# not create a new counter below zero).
 _SETTLE = """
-for i = 1, #KEYS do
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 0
+end
+for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('INCRBY', KEYS[i], tonumber(ARGV[i]))
   end
 end
-return #KEYS
+return #KEYS - 1
 """
 
 
 class RedisLedger:
     """Token windows in Redis, shared by every replica; each step is one Lua script."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, options: RedisOptions | None = None) -> None:
         import redis.asyncio as aioredis
 
         self.prefix = prefix
-        self._client: Any = aioredis.from_url(url)
+        self._client: Any = aioredis.from_url(url, **(options or RedisOptions()).client_kwargs())
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
 
@@ -182,7 +198,8 @@ class RedisLedger:
 
     async def settle(self, deltas: dict[str, int]) -> None:
         if deltas:
-            await self._settle(keys=list(deltas), args=list(deltas.values()))
+            mark = f"{self.prefix}:settled:{uuid.uuid4().hex}"
+            await self._settle(keys=[mark, *deltas], args=[SETTLED_MARK_S, *deltas.values()])
 
     async def used(self, window: Window) -> int:
         secs, micros = await self._client.time()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from distillguard._errors import ConfigError
+from distillguard._redis import RedisOptions
 from distillguard.enforce import DegradeConfig, LimitsConfig
 
 DEFAULT_DB = "sqlite:///distillguard.db"
@@ -23,6 +24,9 @@ class GatewayConfig:
             or `anthropic+https://api.anthropic.com`. Empty: the local model (or `fake` if
             the local model is not available).
         redis: Redis URL for limits shared between replicas; None keeps them in memory.
+        redis_options: how every Redis client (limits, token ledger, verdict channel, and a
+            `child` detector's announcer) connects, health-checks idle connections, times out
+            and retries; see `distillguard._redis.RedisOptions` for the defaults.
         admin_token: bearer token of the admin API; None disables the admin API.
         max_body_bytes: larger request bodies get 413.
         max_inflight_per_key: requests one key may have in flight; more get 503 at once, so
@@ -72,6 +76,7 @@ class GatewayConfig:
     upstream_api_key: str | None = None
     redis: str | None = None
     redis_prefix: str = "distillguard"
+    redis_options: RedisOptions = field(default_factory=RedisOptions)
     admin_token: str | None = None
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)

@@ -34,9 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillguard._redis import RedisOptions
 from distillguard.gateway._checkpoint import decode, encode, snapshot
 from distillguard.gateway._store import EVENT_FIELDS, Store
-from distillguard.gateway._verdicts import VerdictTables, channel
+from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictTables
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,6 +116,7 @@ class DetectorService:
         checkpoint_interval: seconds between checkpoints.
         redis_url: announce new verdict versions on this Redis (replicas poll otherwise).
         redis_prefix: the replicas' `--redis-prefix`.
+        redis_options: how the announcing Redis client connects and retries.
         name: the checkpoint's name (one per detector deployment on a database).
         clock: microseconds since the epoch, "now" for the detector's rates (wall clock by
             default; a replay of old traffic passes its own).
@@ -130,7 +132,8 @@ class DetectorService:
     def __init__(self, store: Store, config: Path | None = None, interval: float = 2.0,
                  checkpoint_interval: float = 30.0, redis_url: str | None = None,
                  redis_prefix: str = "distillguard", name: str = "detector",
-                 clock: Callable[[], int] | None = None, models: pa.Table | None = None) -> None:
+                 clock: Callable[[], int] | None = None, models: pa.Table | None = None,
+                 redis_options: RedisOptions | None = None) -> None:
         self.store = store
         self.models = models
         self.clock = clock or (lambda: time.time_ns() // 1000)
@@ -142,7 +145,7 @@ class DetectorService:
         self.name = name
         self.tables = VerdictTables(store)
         self.leadership = Leadership(store)
-        self._redis: Any = None
+        self._announcer = None if redis_url is None else VerdictAnnouncer(redis_url, redis_prefix, redis_options)
         self._fresh()
         self.leading = False
         self.restored_from: int | None = None  # the checkpoint's cursor, when one was loaded
@@ -377,16 +380,8 @@ class DetectorService:
                  self.version, self.events_seen)
 
     def _announce(self) -> None:
-        if self.redis_url is None:
-            return
-        try:
-            if self._redis is None:
-                import redis
-
-                self._redis = redis.Redis.from_url(self.redis_url)
-            self._redis.publish(channel(self.redis_prefix), str(self.version))
-        except Exception:  # noqa: BLE001 - replicas still poll the table
-            log.warning("announcing verdicts on Redis failed", exc_info=True)
+        if self._announcer is not None:
+            self._announcer.announce(self.version)
 
     # ------------------------------------------------------------------ the service
 

@@ -198,7 +198,7 @@ class Gateway:
             for route in self.router.routes:  # upstreams that generate here tilt their own sampling
                 if hasattr(route.upstream, "use_antidistill"):
                     route.upstream.use_antidistill(self._antidistilled, config.degrade.antidistill_lam)
-        self.limiter = Limiter(config.limits, config.redis, config.redis_prefix)
+        self.limiter = Limiter(config.limits, config.redis, config.redis_prefix, config.redis_options)
         spool = Spool(config.spool_dir, config.spool_max_bytes, sync=config.spool_sync) if config.spool_dir is not None else None
         self.capture = Capture(self.store, config.capture_queue, config.capture_batch, config.capture_interval, spool)
         self.metrics = GatewayMetrics(self)
@@ -264,7 +264,8 @@ class Gateway:
         from distillguard.gateway._verdicts import VerdictFollower, VerdictTables
 
         tables = await asyncio.to_thread(VerdictTables, self.store)
-        self.follower = VerdictFollower(tables, self.policy, redis_url=self.config.redis, redis_prefix=self.config.redis_prefix)
+        self.follower = VerdictFollower(tables, self.policy, redis_url=self.config.redis, redis_prefix=self.config.redis_prefix,
+                                        redis_options=self.config.redis_options)
         self._tasks.append(loop.create_task(self.follower.run(), name="distillguard-follow"))
         if self.config.detector == "child":
             cmd = [sys.executable, "-m", "distillguard", "detector", "--db", self.config.db,
@@ -275,7 +276,8 @@ class Gateway:
             if self.config.detect_config is not None:
                 cmd += ["--config", str(self.config.detect_config)]
             if self.config.redis is not None:
-                cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix]
+                cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix,
+                        "--redis-health-check", str(self.config.redis_options.health_check_interval)]
             # Its own interpreter: detection never competes with the request loop for the GIL.
             self._child = subprocess.Popen(cmd)
             log.info("detector child process %d started", self._child.pid)

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from distillguard._redis import RedisOptions
 from distillguard.enforce import Policy
 from distillguard.gateway._protocol import END_USER_MAX_CHARS
 from distillguard.gateway._store import Store, create_tables, now_us
@@ -28,6 +29,8 @@ log = logging.getLogger("distillguard.gateway")
 
 #: seconds between a follower's polls of the verdicts table (a Redis message wakes it sooner)
 FOLLOW_INTERVAL_S = 1.0
+#: seconds a follower waits before subscribing again after the verdict channel failed
+CHANNEL_RETRY_S = 5.0
 #: the campaign keys' one row in `fleet_campaign_keys`
 CAMPAIGN_KEYS_ROW = "current"
 #: verdict columns that newer versions publish, added to a `fleet_verdicts` made before them
@@ -190,22 +193,57 @@ class VerdictTables:
         return None if r is None else (int(r.seq), bytes(r.data))
 
 
+class VerdictAnnouncer:
+    """The detector's side of the verdict channel: publishes each new version (blocking).
+
+    A publish is retried on a new connection after a connection error or a timeout
+    (`RedisOptions`); a duplicate announcement only wakes the followers twice.
+    """
+
+    def __init__(self, redis_url: str, redis_prefix: str = "distillguard", options: RedisOptions | None = None) -> None:
+        self.redis_url = redis_url
+        self.channel = channel(redis_prefix)
+        self.options = options or RedisOptions()
+        self._client: Any = None
+
+    def announce(self, version: int) -> bool:
+        """Publish `version`; False (logged) when Redis could not be reached: replicas still poll."""
+        try:
+            if self._client is None:
+                import redis
+
+                self._client = redis.Redis.from_url(self.redis_url, **self.options.client_kwargs(asyncio=False))
+            self._client.publish(self.channel, str(version))
+            return True
+        except Exception:  # noqa: BLE001 - replicas still poll the table
+            log.warning("announcing verdicts on Redis failed", exc_info=True)
+            return False
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class VerdictFollower:
     """Applies the fleet's verdicts to one replica's policy: polls the table every
     `interval` seconds, sooner when the detector announces a version on Redis."""
 
     def __init__(self, tables: VerdictTables, policy: Policy, interval: float = FOLLOW_INTERVAL_S,
-                 redis_url: str | None = None, redis_prefix: str = "distillguard") -> None:
+                 redis_url: str | None = None, redis_prefix: str = "distillguard",
+                 redis_options: RedisOptions | None = None) -> None:
         self.tables = tables
         self.policy = policy
         self.interval = interval
         self.redis_url = redis_url
         self.redis_prefix = redis_prefix
+        self.redis_options = redis_options or RedisOptions()
         self.version = 0
         self.applied = 0
         self.polls = 0
         self.last_error: str | None = None
-        self._wake = asyncio.Event()
+        #: set by each announcement on the verdict channel; the poll loop waits on it
+        self.wake = asyncio.Event()
 
     def poll(self) -> int:
         """Apply the verdicts, end users' verdicts and campaign keys written since the last
@@ -234,7 +272,7 @@ class VerdictFollower:
     async def run(self) -> None:
         tasks = []
         if self.redis_url is not None:
-            tasks.append(asyncio.get_running_loop().create_task(self._listen(), name="distillguard-verdict-channel"))
+            tasks.append(asyncio.get_running_loop().create_task(self.listen(), name="distillguard-verdict-channel"))
         try:
             while True:
                 try:
@@ -243,26 +281,39 @@ class VerdictFollower:
                 except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("following the fleet's verdicts failed", exc_info=True)
-                self._wake.clear()
+                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                    await asyncio.wait_for(self.wake.wait(), self.interval)
         finally:
             for t in tasks:
                 t.cancel()
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """Subscribe to the verdict channel and set `wake` on each announcement, until cancelled.
+
+        A subscriber is silent while no verdict changes, which a middlebox takes for idle: it
+        reads with a timeout of half the health-check interval, so redis-py pings the server
+        (`check_health`) at least every 1.5 intervals, and a read that fails reconnects and
+        subscribes again (`RedisOptions.retries`).
+        """
         import redis.asyncio as aioredis
 
+        opts = self.redis_options
+        read_timeout = opts.health_check_interval / 2 if opts.health_check_interval else None
         while True:
+            client: Any = aioredis.from_url(self.redis_url, **opts.client_kwargs())  # type: ignore[arg-type]
             try:
-                client: Any = aioredis.from_url(self.redis_url)  # type: ignore[arg-type]
                 async with client.pubsub() as ps:
                     await ps.subscribe(channel(self.redis_prefix))
-                    async for msg in ps.listen():
-                        if msg.get("type") == "message":
-                            self._wake.set()
+                    while True:
+                        msg = await ps.get_message(ignore_subscribe_messages=True, timeout=read_timeout)
+                        if msg is not None and msg.get("type") == "message":
+                            self.wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - without Redis the follower still polls
                 log.warning("verdict channel on Redis unavailable; polling only", exc_info=True)
-                await asyncio.sleep(5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(CHANNEL_RETRY_S)

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from distillguard.detect._content import content_model
+from distillguard.detect._items import item_signals
 
 # Patterns over lower-cased text. Kept deliberately literal so that an analyst can read why an
 # event was counted.
@@ -116,7 +117,9 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
     turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, distill (the
     content model's P(distill) of the prompt in whole percent, see `_content`), sys and the
-    `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words).
+    `TEMPLATE_KEYS` band columns (u64; null when the prompt has no words), and the
+    `ITEM_COLUMNS`: item (u64 hash of the task line; null when none) and topic (u32 sketch of
+    its words), see `_items`.
 
     The text work runs once per distinct (prompt, system) and once per distinct system prompt:
     template campaigns, benchmark sets and retries repeat prompts, and a log has few system
@@ -139,11 +142,12 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     )
     text = _per_distinct(events.select("prompt", "system"), _text_signals)
     sys = _per_distinct(events.select("system"), _system_hash)
-    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS)],
-                     how="horizontal")
+    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS),
+                      text.select(*ITEM_COLUMNS)], how="horizontal")
 
 
 _FLAGS = ("cot", "rubric", "datagen", "code", "math", "distill")
+ITEM_COLUMNS = ("item", "topic")
 
 
 def _per_distinct(texts: pl.DataFrame,
@@ -221,4 +225,5 @@ def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
     # Whole percent: the state sums per-event signals as integers.
     p = content_model().probability(texts["prompt"].fill_null("").to_list())
     distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
-    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands)
+    items = item_signals(texts["prompt"])
+    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands, *items)

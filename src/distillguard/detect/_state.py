@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from distillguard.detect._items import ItemBatch, ItemBook
+
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 
@@ -134,6 +136,7 @@ class Prepared:
     # Accounts and keys first seen in the batch, for `DetectorState.admit`.
     new_accounts: pl.DataFrame  # account_id, acct
     new_keys: pl.DataFrame  # kind, code, label, first_ts
+    items: ItemBatch | None = None  # the batch's items (`_items`), None without item signals
     admitted: bool = False
 
 
@@ -160,6 +163,7 @@ class DetectorState:
         self.ip_count = np.zeros(0, np.int64)
         self.template_max = np.zeros(0, np.int64)
         self.partner = np.zeros(0, bool)  # matches partners' shared indicators
+        self.items = ItemBook()  # items per account and who shares them (`_items`)
         self._grow_accounts(1024)
         # Keys: dense codes over all kinds.
         self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
@@ -241,6 +245,7 @@ class DetectorState:
         self.ip_count = grow(self.ip_count)
         self.partner = grow(self.partner)
         self.template_max = grow(self.template_max)
+        self.items.grow(cap)
         self._cap = cap
 
     # -- prepare ----------------------------------------------------------------------------
@@ -405,6 +410,8 @@ class DetectorState:
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max, heavy_pairs = self._running_totals(pairs)
+        items = (self.items.prepare(sig["w"].to_numpy(), acct, sig["item"], sig["topic"].to_numpy())
+                 if "item" in sig.columns else None)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
         return Prepared(
@@ -419,6 +426,7 @@ class DetectorState:
             heavy_pairs=_Rows.of(heavy_pairs),
             new_accounts=new.select("account_id", "acct"),
             new_keys=new_keys,
+            items=items,
         )
 
     def admit(self, prep: Prepared) -> None:
@@ -564,6 +572,8 @@ class DetectorState:
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
         self._apply_heavy(prep.heavy_pairs.window(w))
+        if prep.items is not None:
+            self.items.apply(prep.items, w)
         k = prep.key_counts.window(w)
         if len(k["code"]):
             self.key_changed[k["code"]] = self.applied

@@ -56,7 +56,7 @@ def test_the_book_counts_distinct_items_and_the_pairs_of_shared_ones() -> None:
     assert book.items[:3].tolist() == [2, 1, 1]
     shared = book.shared_pairs()
     # Item 11 became shared in window 2: its first sender (0) and the second (2), once each.
-    assert sorted(map(tuple, shared.tolist())) == [(0, 0), (0, 2)]
+    assert sorted(map(tuple, shared.tolist())) == [(0, 0, 0), (0, 2, 1)]
 
 
 def test_a_second_batch_finds_what_the_first_one_coded() -> None:
@@ -65,17 +65,20 @@ def test_a_second_batch_finds_what_the_first_one_coded() -> None:
                          pl.Series([12, 11], dtype=pl.UInt64), np.zeros(2, np.uint32))
     book.apply(batch, 1)
     assert book.items[:3].tolist() == [1, 1, 1]
-    assert sorted(map(tuple, book.shared_pairs().tolist())) == [(1, 1), (1, 2)]
+    assert sorted(map(tuple, book.shared_pairs().tolist())) == [(1, 1, 0), (1, 2, 1)]
 
 
 def test_overlap_is_two_sided() -> None:
     # Accounts 0 and 1 ran the same 20 items; account 2's slice of 3 items is inside both runs.
-    rows = [(c, a) for c in range(20) for a in (0, 1)] + [(c, 2) for c in range(3)]
+    rows = [(c, a, a) for c in range(20) for a in (0, 1)] + [(c, 2, 2) for c in range(3)]
     shared = np.array(rows, np.int64)
     items = np.array([20, 20, 3])
     share, count = best_overlap(shared, items, np.array([0, 1, 2]), max_partners=64)
     assert share.tolist() == [1.0, 1.0, 3 / 20]
     assert count.tolist() == [20, 20, 3]
+    # Read with one partner per item, account 2 sees only account 0 (its first sender).
+    share, _ = best_overlap(shared, items, np.array([1, 2]), max_partners=1)
+    assert share.tolist() == [1.0, 3 / 20]
 
 
 def test_pool_similarity_tells_a_pool_from_an_account_of_its_own() -> None:

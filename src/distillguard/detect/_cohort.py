@@ -66,6 +66,8 @@ from distillguard.detect._state import DetectorState
 #: The task strata, in the order of `Cohorts.stratum` codes (-1: not tested).
 STRATA = ("maths", "code", "tools", "general")
 _MATHS, _CODE, _TOOLS, _GENERAL = range(len(STRATA))
+#: An account's item overlap is measured again once its shared rows grew by this share.
+REMEASURE_GROWTH = 0.1
 
 
 @dataclass(frozen=True)
@@ -106,28 +108,57 @@ class ItemShape:
 
     items: np.ndarray  # distinct items sent
     topic: np.ndarray  # (accounts, TOPIC_BITS) topic sums
-    shared: np.ndarray  # (item code, account) rows of items two or more accounts sent
+    shared: np.ndarray  # (item code, account, rank) rows of items two or more accounts sent
+    shared_rows: np.ndarray  # per account: its rows in `shared`
 
     @classmethod
     def of(cls, state: DetectorState) -> ItemShape:
         m = state.size
         book = state.items
-        return cls(items=book.items[:m], topic=book.topic[:m], shared=book.shared_pairs())
+        return cls(items=book.items[:m], topic=book.topic[:m], shared=book.shared_pairs(),
+                   shared_rows=book.shared_rows[:m])
 
 
-def public_items(items: ItemShape, who: np.ndarray,
-                 cfg: CohortConfig) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Overlap:
+    """Per account: its item overlap with its closest account (share of the larger item set,
+    items in common) and its shared rows when that was measured (-1: never)."""
+
+    share: np.ndarray
+    count: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def none(cls, m: int) -> Overlap:
+        return cls(np.zeros(m), np.zeros(m, np.int64), np.full(m, -1, np.int64))
+
+    def grown(self, m: int) -> Overlap:
+        extra = max(0, m - len(self.share))
+        return Overlap(np.concatenate([self.share, np.zeros(extra)]),
+                       np.concatenate([self.count, np.zeros(extra, np.int64)]),
+                       np.concatenate([self.rows, np.full(extra, -1, np.int64)]))
+
+
+def public_items(items: ItemShape, who: np.ndarray, cfg: CohortConfig,
+                 last: Overlap | None = None) -> tuple[np.ndarray, Overlap]:
     """Per account: whether it sends public items (its items overlap another account's by at
     least `public_min_overlap` of the larger item set and `public_min_items` items; looked at
-    for the accounts of `who` only), and that overlap share (0 where not looked at)."""
+    for the accounts of `who` with that many items), and the overlaps.
+
+    An account's overlap is measured again only when its shared rows grew by
+    `REMEASURE_GROWTH` since `last` (a share moves little with a few more items in common; a
+    partner's later items lower it only through items they share, which add rows too).
+    """
     m = len(items.items)
-    idx = np.flatnonzero(who & (items.items >= cfg.public_min_items))
+    was = (last or Overlap.none(m)).grown(m)
+    look = who & (items.items >= cfg.public_min_items)
+    grew = items.shared_rows >= np.maximum(was.rows * (1.0 + REMEASURE_GROWTH), was.rows + 1)
+    idx = np.flatnonzero(look & grew)
     share, count = best_overlap(items.shared, items.items, idx, cfg.max_item_partners)
-    overlap = np.zeros(m)
-    overlap[idx] = share
-    public = np.zeros(m, bool)
-    public[idx] = (share >= cfg.public_min_overlap) & (count >= cfg.public_min_items)
-    return public, overlap
+    now = Overlap(was.share.copy(), was.count.copy(), was.rows.copy())
+    now.share[idx], now.count[idx], now.rows[idx] = share, count, items.shared_rows[idx]
+    public = look & (now.share >= cfg.public_min_overlap) & (now.count >= cfg.public_min_items)
+    return public, now
 
 
 def fingerprinted(shape: AccountShape, cfg: CohortConfig,
@@ -196,7 +227,7 @@ class Cohorts:
     stratum: np.ndarray  # per account: index in STRATA (-1: not tested)
     fingerprint: np.ndarray  # per account: bool
     cohort: np.ndarray  # per account: index of its cohort in `strata_flagged` (-1: none)
-    overlap: np.ndarray  # per account: item overlap with its closest account (0: not looked at)
+    overlap: Overlap  # per account: item overlap with its closest account
     pool: np.ndarray  # per account: topic similarity with its stratum's fingerprinted accounts
     tested: np.ndarray  # per stratum: tested accounts
     marked: np.ndarray  # per stratum: fingerprinted accounts
@@ -208,7 +239,7 @@ class Cohorts:
     def none(cls, m: int = 0) -> Cohorts:
         s = len(STRATA)
         return cls(np.full(m, -1, np.int64), np.zeros(m, bool), np.full(m, -1, np.int64),
-                   np.zeros(m), np.zeros(m), np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
+                   Overlap.none(m), np.zeros(m), np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
                    np.zeros(0, np.int64))
 
     def grown(self, m: int) -> Cohorts:
@@ -220,7 +251,7 @@ class Cohorts:
         return Cohorts(np.concatenate([self.stratum, np.full(extra, -1, np.int64)]),
                        np.concatenate([self.fingerprint, np.zeros(extra, bool)]),
                        np.concatenate([self.cohort, np.full(extra, -1, np.int64)]),
-                       np.concatenate([self.overlap, np.zeros(extra)]),
+                       self.overlap.grown(m),
                        np.concatenate([self.pool, np.zeros(extra)]),
                        self.tested, self.marked, self.null_rate, self.p_value,
                        self.strata_flagged)
@@ -252,9 +283,9 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
         s = np.where(member, was.stratum, s)
     slack = np.where(member, cfg.stay_slack, 0.0)
     fp = fingerprinted(shape, cfg, slack)
-    overlap = np.zeros(m)
+    overlap = Overlap.none(m)
     if items is not None:
-        public, overlap = public_items(items, fp, cfg)
+        public, overlap = public_items(items, fp, cfg, None if last is None else last.overlap)
         fp &= ~public
     tested = s >= 0
     n = np.bincount(s[tested], minlength=len(STRATA))

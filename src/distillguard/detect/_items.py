@@ -93,18 +93,19 @@ class ItemBatch:
     shared_w: np.ndarray  # one row per pair that joins the shared pairs
     shared_code: np.ndarray
     shared_acct: np.ndarray
+    shared_rank: np.ndarray  # the pair's place among its item's senders (0: first)
     topic_w: np.ndarray  # per (window, account): its topic sums over the window's items
     topic_acct: np.ndarray
     topic_sums: np.ndarray  # (rows, TOPIC_BITS)
 
-    def window(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                      np.ndarray]:
-        """(new pair accounts, shared codes, shared accounts, topic accounts, topic sums)."""
+    def window(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(new pair accounts, shared rows (code, account, rank), topic accounts, topic sums)."""
         a, b = np.searchsorted(self.new_w, [w, w + 1])
         c, d = np.searchsorted(self.shared_w, [w, w + 1])
         e, f = np.searchsorted(self.topic_w, [w, w + 1])
-        return (self.new_acct[a:b], self.shared_code[c:d], self.shared_acct[c:d],
-                self.topic_acct[e:f], self.topic_sums[e:f])
+        rows = np.column_stack([self.shared_code[c:d], self.shared_acct[c:d],
+                                self.shared_rank[c:d]])
+        return self.new_acct[a:b], rows, self.topic_acct[e:f], self.topic_sums[e:f]
 
 
 class ItemBook:
@@ -120,10 +121,12 @@ class ItemBook:
         self._first = np.zeros(0, np.int64)  # per code: the first account that sent it
         self._shared = np.zeros(0, bool)  # per code: a second account sent it
         self._pairs = np.zeros(0, np.uint64)  # sorted ids of the shared pairs handed out
+        self._senders = np.zeros(0, np.int64)  # per code: shared pairs handed out
         # Look side.
         self.items = np.zeros(0, np.int64)  # per account: distinct items sent
         self.topic = np.zeros((0, TOPIC_BITS), np.int64)  # per account: topic sums
-        self._shared_buf = np.zeros((1024, 2), np.int64)  # (code, account), arrival order
+        self.shared_rows = np.zeros(0, np.int64)  # per account: its shared pairs so far
+        self._shared_buf = np.zeros((1024, 3), np.int64)  # (code, account, rank), arrival order
         self._shared_n = 0
 
     def grow(self, cap: int) -> None:
@@ -134,11 +137,13 @@ class ItemBook:
         items[: len(self.items)] = self.items
         topic = np.zeros((cap, TOPIC_BITS), np.int64)
         topic[: len(self.topic)] = self.topic
-        self.items, self.topic = items, topic
+        rows = np.zeros(cap, np.int64)
+        rows[: len(self.shared_rows)] = self.shared_rows
+        self.items, self.topic, self.shared_rows = items, topic, rows
 
     def shared_pairs(self) -> np.ndarray:
-        """(item code, account) of every account that sent an item some other account sent,
-        in the order they became shared."""
+        """(item code, account, rank) of every account that sent an item some other account
+        sent, in the order they became shared (rank: its place among the item's senders)."""
         return self._shared_buf[: self._shared_n]
 
     def prepare(self, w: np.ndarray, acct: np.ndarray, item: pl.Series,
@@ -165,6 +170,7 @@ class ItemBook:
             self._codes = np.insert(self._codes, at, before + rank)
             self._first = np.concatenate([self._first, pa[~known][first_at[order]]])
             self._shared = np.concatenate([self._shared, np.zeros(len(new_h), bool)])
+            self._senders = np.concatenate([self._senders, np.zeros(len(new_h), np.int64)])
             code = self._code_of(ph)
         is_first = pa == self._first[code]
         # A new pair: the first sender's pair of a new item, or another sender's pair the
@@ -178,16 +184,30 @@ class ItemBook:
         bc, at_first = np.unique(code[becomes], return_index=True)
         fw = pw[becomes][at_first]
         self._shared[bc] = True
-        sw = np.concatenate([sw, fw])
-        sc = np.concatenate([sc, bc])
-        sa = np.concatenate([sa, self._first[bc]])
+        # The first sender joins ahead of the others (its rank among the senders is 0).
+        sw = np.concatenate([fw, sw])
+        sc = np.concatenate([bc, sc])
+        sa = np.concatenate([self._first[bc], sa])
         keep = np.argsort(sw, kind="stable")
         sw, sc, sa = sw[keep], sc[keep], sa[keep]
         add = (sc.astype(np.uint64) << np.uint64(_ACCT_BITS)) | sa.astype(np.uint64)
         self._pairs = np.union1d(self._pairs, add)
+        rank = self._rank(sc)
         nw, na = pw[new_pair], pa[new_pair]
         keep = np.argsort(nw, kind="stable")
-        return ItemBatch(nw[keep], na[keep], sw, sc, sa, tw, ta, ts)
+        return ItemBatch(nw[keep], na[keep], sw, sc, sa, rank, tw, ta, ts)
+
+    def _rank(self, code: np.ndarray) -> np.ndarray:
+        """Each new shared pair's place among its item's senders (pairs in arrival order)."""
+        order = np.argsort(code, kind="stable")
+        sc = code[order]
+        idx = np.arange(len(sc))
+        start = np.r_[True, sc[1:] != sc[:-1]] if len(sc) else np.zeros(0, bool)
+        within = idx - np.maximum.accumulate(np.where(start, idx, 0)) if len(sc) else idx
+        rank = np.empty(len(code), np.int64)
+        rank[order] = self._senders[sc] + within
+        np.add.at(self._senders, code, 1)
+        return rank
 
     def _code_of(self, h: np.ndarray) -> np.ndarray:
         """Codes of item hashes (-1: not in the codebook)."""
@@ -223,19 +243,20 @@ class ItemBook:
 
     def apply(self, batch: ItemBatch, w: int) -> None:
         """Fold window `w` of a prepared batch in."""
-        new_acct, code, acct, t_acct, t_sums = batch.window(w)
+        new_acct, rows, t_acct, t_sums = batch.window(w)
         np.add.at(self.items, new_acct, 1)
         if len(t_acct):
             for j in range(TOPIC_BITS):
                 np.add.at(self.topic[:, j], t_acct, t_sums[:, j])
-        if len(code):
-            need = self._shared_n + len(code)
+        if len(rows):
+            need = self._shared_n + len(rows)
             if need > len(self._shared_buf):
-                buf = np.zeros((max(need, 2 * len(self._shared_buf)), 2), np.int64)
+                buf = np.zeros((max(need, 2 * len(self._shared_buf)), 3), np.int64)
                 buf[: self._shared_n] = self._shared_buf[: self._shared_n]
                 self._shared_buf = buf
-            self._shared_buf[self._shared_n:need] = np.column_stack([code, acct])
+            self._shared_buf[self._shared_n:need] = rows
             self._shared_n = need
+            np.add.at(self.shared_rows, rows[:, 1], 1)
 
 
 def best_overlap(shared: np.ndarray, items: np.ndarray, who: np.ndarray,
@@ -245,9 +266,9 @@ def best_overlap(shared: np.ndarray, items: np.ndarray, who: np.ndarray,
     a big benchmark run is not "the same items").
 
     Args:
-        shared: (item code, account) rows of the shared pairs, in arrival order.
+        shared: (item code, account, rank) rows of the shared pairs (`ItemBook.shared_pairs`).
         items: per account, its distinct items.
-        who: the accounts to look at (indices).
+        who: the accounts to look at (sorted indices).
         max_partners: per item, only its first this many senders are read as partners (a
             bound on the work for items thousands of accounts sent).
 
@@ -258,32 +279,35 @@ def best_overlap(shared: np.ndarray, items: np.ndarray, who: np.ndarray,
     count = np.zeros(len(who), np.int64)
     if not len(who) or not len(shared):
         return share, count
-    code, acct = shared[:, 0], shared[:, 1]
-    mine = np.isin(acct, who)
+    code, acct, rank = shared[:, 0], shared[:, 1], shared[:, 2]
+    # Membership by lookup tables (a gather per row), not by sorting the rows.
+    asked = np.zeros(max(int(acct.max()), int(who.max())) + 1, bool)
+    asked[who] = True
+    mine = asked[acct]
     if not mine.any():
         return share, count
-    # Each code's first `max_partners` senders, in arrival order.
-    order = np.argsort(code, kind="stable")
-    sc, sa = code[order], acct[order]
-    start = np.r_[True, sc[1:] != sc[:-1]]
-    rank = np.arange(len(sc)) - np.maximum.accumulate(np.where(start, np.arange(len(sc)), 0))
-    wanted = np.isin(sc, np.unique(code[mine]))
-    part = pl.DataFrame({"code": sc[wanted & (rank < max_partners)],
-                         "b": sa[wanted & (rank < max_partners)]})
-    asking = pl.DataFrame({"code": code[mine], "a": acct[mine]})
-    both = asking.join(part, on="code").filter(pl.col("a") != pl.col("b"))
-    per = both.group_by("a", "b").len()
-    if not per.height:
+    mc, ma = code[mine], acct[mine]
+    theirs = np.zeros(int(code.max()) + 1, bool)
+    theirs[mc] = True
+    partner = (rank < max_partners) & theirs[code]
+    order = np.argsort(code[partner], kind="stable")
+    pc, pb = code[partner][order], acct[partner][order]
+    lo, hi = np.searchsorted(pc, mc, "left"), np.searchsorted(pc, mc, "right")
+    reps = hi - lo
+    # Every (account of `who`, partner) pair on each of its shared items.
+    at = np.repeat(lo - np.cumsum(np.r_[0, reps[:-1]]), reps) + np.arange(reps.sum())
+    a, b = np.repeat(ma, reps), pb[at]
+    keep = a != b
+    pair, n = np.unique((a[keep] << 32) | b[keep], return_counts=True)
+    if not len(pair):
         return share, count
-    a = per["a"].to_numpy()
-    b = per["b"].to_numpy()
-    n = per["len"].to_numpy().astype(np.int64)
-    ratio = n / np.maximum(np.maximum(items[a], items[b]), 1)
-    best = pl.DataFrame({"a": a, "r": ratio, "n": n}).sort("r", descending=True).group_by(
-        "a", maintain_order=True).first()
-    at = np.searchsorted(who, best["a"].to_numpy())
-    share[at] = best["r"].to_numpy()
-    count[at] = best["n"].to_numpy()
+    pa, pbb = pair >> 32, pair & 0xFFFFFFFF
+    ratio = n / np.maximum(np.maximum(items[pa], items[pbb]), 1)
+    best = np.lexsort((-ratio, pa))  # per account, its closest partner first
+    first = best[np.r_[True, pa[best][1:] != pa[best][:-1]]]
+    where = np.searchsorted(who, pa[first])
+    share[where] = ratio[first]
+    count[where] = n[first]
     return share, count
 
 
@@ -305,17 +329,19 @@ def pool_similarity(topic: np.ndarray, population: np.ndarray, group: np.ndarray
     out = np.zeros(len(topic), np.float64)
     if not group.any():
         return out
-    v = _unit(topic.astype(np.float64))
-    centred = _unit(v - v[population].mean(axis=0)) if population.any() else v
-    idx = np.flatnonzero(group)
-    lab = label[idx]
-    labels, inv = np.unique(lab, return_inverse=True)
-    totals = np.zeros((len(labels), topic.shape[1]))
-    np.add.at(totals, inv, centred[idx])
-    others = totals[inv] - centred[idx]  # leave-one-out: an account is not its own pool
+    rows = np.flatnonzero(population | group)  # only these rows are read
+    v = _unit(topic[rows].astype(np.float64))
+    pop = population[rows]
+    centred = _unit(v - v[pop].mean(axis=0)) if pop.any() else v
+    inner = group[rows]
+    c, lab = centred[inner], label[rows[inner]]
+    others = np.empty_like(c)
+    for one in np.unique(lab):
+        at = lab == one
+        others[at] = c[at].sum(axis=0) - c[at]  # leave-one-out: an account is not its own pool
     norm = np.linalg.norm(others, axis=1)
-    dot = np.einsum("ij,ij->i", centred[idx], others)
-    out[idx] = np.where(norm > 0, dot / np.maximum(norm, 1e-12), 0.0)
+    dot = np.einsum("ij,ij->i", c, others)
+    out[rows[inner]] = np.where(norm > 0, dot / np.maximum(norm, 1e-12), 0.0)
     return out
 
 

@@ -79,7 +79,7 @@ class CohortEvidence(CampaignEvidence):
         score = np.where(inside, self.cfg.actions.throttle_campaign_score, 0.0)
         return self.table(cell=cell, score=score, carries=np.zeros(m, bool), p_value=p,
                           accounts=size, tested=tested, null_rate=rate, stratum=stratum,
-                          item_overlap=np.where(inside, found.overlap[:m], 0.0),
+                          item_overlap=np.where(inside, found.overlap.share[:m], 0.0),
                           pool_similarity=np.where(inside, found.pool[:m], 0.0))
 
     def campaigns(self, state: DetectorState) -> tuple[list[list[str]], np.ndarray]:

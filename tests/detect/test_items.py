@@ -19,13 +19,17 @@ TASK = "Janet has 16 ducks that lay eggs every day. How many eggs does she colle
 
 
 def test_the_same_task_in_two_frames_is_one_item() -> None:
-    got = item_signals(pl.Series([
-        f"{TASK}\n\nLet's think step by step.",
-        f"Problem:\n{TASK.upper()}!\n\nReason carefully, then give the final answer.",
-        f"{TASK.replace('week', 'month')}\n\nLet's think step by step.",
-        "hi there",
-        None,
-    ]))
+    got = item_signals(
+        pl.Series(
+            [
+                f"{TASK}\n\nLet's think step by step.",
+                f"Problem:\n{TASK.upper()}!\n\nReason carefully, then give the final answer.",
+                f"{TASK.replace('week', 'month')}\n\nLet's think step by step.",
+                "hi there",
+                None,
+            ]
+        )
+    )
     item = got["item"].to_list()
     assert item[0] == item[1] != item[2]
     assert item[3] is None and item[4] is None
@@ -43,9 +47,12 @@ def _book(rows: list[tuple[int, int, int]]) -> ItemBook:
     book = ItemBook()
     book.grow(8)
     w = np.array([r[0] for r in rows], np.int64)
-    batch = book.prepare(w, np.array([r[1] for r in rows], np.int64),
-                         pl.Series([r[2] for r in rows], dtype=pl.UInt64),
-                         np.zeros(len(rows), np.uint32))
+    batch = book.prepare(
+        w,
+        np.array([r[1] for r in rows], np.int64),
+        pl.Series([r[2] for r in rows], dtype=pl.UInt64),
+        np.zeros(len(rows), np.uint32),
+    )
     for window in np.unique(w):
         book.apply(batch, int(window))
     return book
@@ -61,8 +68,12 @@ def test_the_book_counts_distinct_items_and_the_pairs_of_shared_ones() -> None:
 
 def test_a_second_batch_finds_what_the_first_one_coded() -> None:
     book = _book([(0, 0, 11), (0, 1, 12)])
-    batch = book.prepare(np.array([1, 1]), np.array([2, 0]),
-                         pl.Series([12, 11], dtype=pl.UInt64), np.zeros(2, np.uint32))
+    batch = book.prepare(
+        np.array([1, 1]),
+        np.array([2, 0]),
+        pl.Series([12, 11], dtype=pl.UInt64),
+        np.zeros(2, np.uint32),
+    )
     book.apply(batch, 1)
     assert book.items[:3].tolist() == [1, 1, 1]
     assert sorted(map(tuple, book.shared_pairs().tolist())) == [(1, 1, 0), (1, 2, 1)]

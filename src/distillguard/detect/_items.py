@@ -49,8 +49,13 @@ def item_signals(prompts: pl.Series) -> pl.DataFrame:
     )
     # Only the longest line is folded: lower case, anything but letters and digits a space.
     best = frame.select(
-        pl.col("lines").list.get(pl.col("at"), null_on_oob=True).fill_null("")
-        .str.to_lowercase().str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars().alias("line")
+        pl.col("lines")
+        .list.get(pl.col("at"), null_on_oob=True)
+        .fill_null("")
+        .str.to_lowercase()
+        .str.replace_all(r"[^a-z0-9]+", " ")
+        .str.strip_chars()
+        .alias("line")
     )["line"]
     is_item = (best.str.len_chars() >= ITEM_MIN_CHARS).to_numpy()
     # The top bit clear, as the template keys: signed engines read the hash too.
@@ -70,8 +75,9 @@ def topic_sketch(lines: pl.Series) -> np.ndarray:
     row = np.repeat(np.arange(len(lens)), lens)
     sign = np.where((h >> _SIGN_SHIFT) & np.uint64(1), 1.0, -1.0)
     bucket = (h % np.uint64(TOPIC_BITS)).astype(np.int64)
-    sums = np.bincount(row * TOPIC_BITS + bucket, weights=sign,
-                       minlength=len(lens) * TOPIC_BITS).reshape(len(lens), TOPIC_BITS)
+    sums = np.bincount(
+        row * TOPIC_BITS + bucket, weights=sign, minlength=len(lens) * TOPIC_BITS
+    ).reshape(len(lens), TOPIC_BITS)
     bits = (sums > 0).astype(np.uint64) << np.arange(TOPIC_BITS, dtype=np.uint64)
     out: np.ndarray = bits.sum(axis=1).astype(np.uint32)
     return out
@@ -103,8 +109,9 @@ class ItemBatch:
         a, b = np.searchsorted(self.new_w, [w, w + 1])
         c, d = np.searchsorted(self.shared_w, [w, w + 1])
         e, f = np.searchsorted(self.topic_w, [w, w + 1])
-        rows = np.column_stack([self.shared_code[c:d], self.shared_acct[c:d],
-                                self.shared_rank[c:d]])
+        rows = np.column_stack(
+            [self.shared_code[c:d], self.shared_acct[c:d], self.shared_rank[c:d]]
+        )
         return self.new_acct[a:b], rows, self.topic_acct[e:f], self.topic_sums[e:f]
 
 
@@ -146,8 +153,9 @@ class ItemBook:
         sent, in the order they became shared (rank: its place among the item's senders)."""
         return self._shared_buf[: self._shared_n]
 
-    def prepare(self, w: np.ndarray, acct: np.ndarray, item: pl.Series,
-                topic: np.ndarray) -> ItemBatch:
+    def prepare(
+        self, w: np.ndarray, acct: np.ndarray, item: pl.Series, topic: np.ndarray
+    ) -> ItemBatch:
         """Fold a time-ordered batch's (window, account, item, topic) into the codebook."""
         has = item.is_not_null().to_numpy()
         w, acct, topic = w[has], acct[has].astype(np.int64), topic[has]
@@ -155,7 +163,8 @@ class ItemBook:
         tw, ta, ts = self._topic_rows(w, acct, topic)
         # Distinct (account, item) pairs in order of first use.
         pairs = pl.DataFrame({"w": w, "acct": acct, "h": h}).unique(
-            ["acct", "h"], keep="first", maintain_order=True)
+            ["acct", "h"], keep="first", maintain_order=True
+        )
         pw, pa, ph = (pairs[c].to_numpy() for c in ("w", "acct", "h"))
         code = self._code_of(ph)
         known = code >= 0
@@ -225,8 +234,9 @@ class ItemBook:
         return out
 
     @staticmethod
-    def _topic_rows(w: np.ndarray, acct: np.ndarray,
-                    topic: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _topic_rows(
+        w: np.ndarray, acct: np.ndarray, topic: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Topic sums per (window, account), sorted by window."""
         if not len(w):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, TOPIC_BITS))
@@ -254,13 +264,14 @@ class ItemBook:
                 buf = np.zeros((max(need, 2 * len(self._shared_buf)), 3), np.int64)
                 buf[: self._shared_n] = self._shared_buf[: self._shared_n]
                 self._shared_buf = buf
-            self._shared_buf[self._shared_n:need] = rows
+            self._shared_buf[self._shared_n : need] = rows
             self._shared_n = need
             np.add.at(self.shared_rows, rows[:, 1], 1)
 
 
-def best_overlap(shared: np.ndarray, items: np.ndarray, who: np.ndarray,
-                 max_partners: int) -> tuple[np.ndarray, np.ndarray]:
+def best_overlap(
+    shared: np.ndarray, items: np.ndarray, who: np.ndarray, max_partners: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per account in `who`: the items it shares with its closest other account, and that
     count over the larger of the two accounts' distinct items (two-sided: a small slice inside
     a big benchmark run is not "the same items").
@@ -311,8 +322,9 @@ def best_overlap(shared: np.ndarray, items: np.ndarray, who: np.ndarray,
     return share, count
 
 
-def pool_similarity(topic: np.ndarray, population: np.ndarray, group: np.ndarray,
-                    label: np.ndarray) -> np.ndarray:
+def pool_similarity(
+    topic: np.ndarray, population: np.ndarray, group: np.ndarray, label: np.ndarray
+) -> np.ndarray:
     """Per account of `group`: cosine of its topic direction with the mean direction of the
     other accounts of its `label`, both centred on the `population`'s mean direction (common
     words point everywhere; what is left is what a pool asks about).
@@ -330,7 +342,7 @@ def pool_similarity(topic: np.ndarray, population: np.ndarray, group: np.ndarray
     if not group.any():
         return out
     rows = np.flatnonzero(population | group)  # only these rows are read
-    v = _unit(topic[rows].astype(np.float64))
+    v = _unit(topic[rows].astype(np.float32))
     pop = population[rows]
     centred = _unit(v - v[pop].mean(axis=0)) if pop.any() else v
     inner = group[rows]
@@ -339,13 +351,13 @@ def pool_similarity(topic: np.ndarray, population: np.ndarray, group: np.ndarray
     for one in np.unique(lab):
         at = lab == one
         others[at] = c[at].sum(axis=0) - c[at]  # leave-one-out: an account is not its own pool
-    norm = np.linalg.norm(others, axis=1)
+    norm = np.sqrt(np.einsum("ij,ij->i", others, others))
     dot = np.einsum("ij,ij->i", c, others)
     out[rows[inner]] = np.where(norm > 0, dot / np.maximum(norm, 1e-12), 0.0)
     return out
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=1, keepdims=True)
+    n = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
     out: np.ndarray = v / np.maximum(n, 1e-12)
     return out

@@ -12,7 +12,6 @@ from distillguard.detect._items import (
     best_overlap,
     item_signals,
     pool_similarity,
-    topic_signs,
 )
 
 TASK = "Janet has 16 ducks that lay eggs every day. How many eggs does she collect in a week?"
@@ -34,12 +33,6 @@ def test_the_same_task_in_two_frames_is_one_item() -> None:
     assert item[0] == item[1] != item[2]
     assert item[3] is None and item[4] is None
     assert got["topic"][0] == got["topic"][1] and got["topic"][3] == 0
-
-
-def test_topic_signs_unpack_each_bit() -> None:
-    signs = topic_signs(np.array([0b101], np.uint32))
-    assert signs.shape == (1, TOPIC_BITS)
-    assert signs[0, :3].tolist() == [1, -1, 1] and (signs[0, 3:] == -1).all()
 
 
 def _book(rows: list[tuple[int, int, int]]) -> ItemBook:

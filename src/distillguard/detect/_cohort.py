@@ -41,7 +41,8 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
 * **the cohort's pool**: a fingerprinted account in a cohort's stratum is a member only when
   its tasks point where the other fingerprinted accounts' tasks point (topic similarity at
   least `min_pool_similarity`, `_items.pool_similarity`): a lone scripter with tasks of his own
-  is in the stratum but not in the pool. The test applies to a cohort while at most
+  is in the stratum but not in the pool (nor in a pool shared by the other accounts outside
+  it, as another campaign's accounts whose tasks fall in this stratum are). The test applies to a cohort while at most
   `max_pool_outliers` of its fingerprinted accounts fall outside the pool; beyond that the
   stratum has no one pool (several campaigns, or prompts padded with noise) and it keeps them
   all, so an operator gains nothing by making its tasks look unlike each other.
@@ -312,6 +313,13 @@ def pooled(items: ItemShape, tested: np.ndarray, cohort: np.ndarray, stratum: np
         return np.zeros(len(cohort)), inside
     sim = pool_similarity(items.topic, tested, inside, stratum)
     near = sim >= cfg.min_pool_similarity - slack
+    # Accounts outside the pool that share one of their own are another campaign's share of
+    # the stratum (its tasks flagged like this stratum's), not strays: they stay. A lone
+    # scripter has nobody to share his tasks with.
+    apart = inside & ~near
+    if apart.any():
+        own = pool_similarity(items.topic, tested, apart, stratum)
+        near |= apart & (own >= cfg.min_pool_similarity - slack)
     # A cohort with many accounts outside its pool has no one pool (several in one stratum,
     # or prompts padded so that their task line is noise): there the test says nothing and
     # keeps everyone, so that padding buys an operator nothing.

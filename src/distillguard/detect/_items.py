@@ -83,13 +83,6 @@ def topic_sketch(lines: pl.Series) -> np.ndarray:
     return out
 
 
-def topic_signs(topic: np.ndarray) -> np.ndarray:
-    """u32 sketches -> (n, TOPIC_BITS) of +1 / -1."""
-    bits = (topic.astype(np.uint64)[:, None] >> np.arange(TOPIC_BITS, dtype=np.uint64)) & 1
-    out: np.ndarray = bits.astype(np.int32) * 2 - 1
-    return out
-
-
 @dataclass
 class ItemBatch:
     """What one prepared batch adds, per window `w` (sorted by `w`)."""

@@ -41,11 +41,12 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
 * **the cohort's pool**: a fingerprinted account in a cohort's stratum is a member only when
   its tasks point where the other fingerprinted accounts' tasks point (topic similarity at
   least `min_pool_similarity`, `_items.pool_similarity`): a lone scripter with tasks of his own
-  is in the stratum but not in the pool (nor in a pool shared by the other accounts outside
-  it, as another campaign's accounts whose tasks fall in this stratum are). The test applies to a cohort while at most
-  `max_pool_outliers` of its fingerprinted accounts fall outside the pool; beyond that the
-  stratum has no one pool (several campaigns, or prompts padded with noise) and it keeps them
-  all, so an operator gains nothing by making its tasks look unlike each other.
+  is in the stratum but not in the pool, nor in a pool shared by the other accounts outside
+  it (as another campaign's accounts whose tasks fall in this stratum are). The test applies
+  to a cohort while at most `max_pool_outliers` of its fingerprinted accounts fall outside the
+  pool; beyond that the stratum has no one pool (several campaigns, or prompts padded with
+  noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike
+  each other.
 
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.

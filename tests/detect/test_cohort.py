@@ -20,18 +20,20 @@ from .decide import decide
 
 Scene = tuple[list[dict[str, object]], list[dict[str, object]]]
 
+# Longer than any account's frame line, as the tasks of a pool are: the task is the longest line.
 WORD_PROBLEMS = [
     "A baker makes {i} loaves of bread each day and sells them for $3 each. If she gives away "
     "{j} loaves, how much money does she earn in a week?",
-    "Tom has {i} marbles. He gives {j} marbles to each of his 4 friends. How many marbles does "
-    "Tom have left?",
-    "A train travels {i} miles in {j} hours. What is its average speed in miles per hour?",
-    "A garden has {i} rows of tomato plants with {j} plants in each row. How many plants are "
-    "there in the garden?",
+    "Tom has {i} marbles in a jar on his desk. He gives {j} marbles to each of his 4 friends "
+    "after school. How many marbles does Tom have left?",
+    "A train leaves the station at noon and travels {i} miles in {j} hours without stopping. "
+    "What is its average speed in miles per hour?",
+    "A garden has {i} rows of tomato plants with {j} plants in each row, and a fence around it. "
+    "How many plants are there in the garden?",
     "Maria reads {i} pages on Monday and {j} more pages on Tuesday than on Monday. How many "
     "pages does she read in the two days?",
-    "A school orders {i} boxes of pencils with {j} pencils in each box. How many pencils does "
-    "the school order?",
+    "A school orders {i} boxes of pencils with {j} pencils in each box for its new classrooms. "
+    "How many pencils does the school order?",
 ]
 # Words an operator's script draws its per-account paraphrase of "reason step by step" from.
 _FRAME_WORDS = ["carefully", "reason", "through", "each", "stage", "explain", "working",
@@ -52,17 +54,27 @@ def _frame(k: int) -> str:
     return " ".join(rng.choice(_FRAME_WORDS, size=14, replace=True).tolist()) + "."
 
 
-def scripted(prefix: str, n: int, each: int = 6) -> Scene:
+PUBLIC_SLOTS = 5000
+
+
+def pool_task(slot: int, problems: list[str] = WORD_PROBLEMS) -> str:
+    """Task `slot` of a pool: a word problem with its own numbers."""
+    return problems[slot % len(problems)].format(i=7 + slot % 89, j=3 + slot // 89)
+
+
+def scripted(prefix: str, n: int, each: int = 6, shared: bool = False) -> Scene:
     """Accounts that share nothing (own address, card, browser, hours) and each wrap word
-    problems in its own paraphrase of a step-by-step request, one task per request."""
+    problems in its own paraphrase of a step-by-step request, one task per request: each
+    account its own slice of one pool, or (`shared`) all of them the same public items."""
     rows: list[dict[str, object]] = []
     accts: list[dict[str, object]] = []
     for k in range(n):
         aid = f"{prefix}{k}"
         accts.append(account(aid, created=T0 - timedelta(days=30 + k)))
         tail = _frame(k)
-        prompts = [WORD_PROBLEMS[(k + i) % len(WORD_PROBLEMS)] + "\n\n" + tail
-                   for i in range(len(WORD_PROBLEMS))]
+        # Public items: a benchmark's first items, numbered apart from the pool's slices.
+        prompts = [pool_task(PUBLIC_SLOTS + i if shared else k * each + i) + "\n\n" + tail
+                   for i in range(each)]
         rows += events(aid, each, start=T0 + timedelta(minutes=11 * k),
                        every=timedelta(minutes=53), prompt=prompts, ua=BROWSER,
                        ip=f"203.0.{k // 200}.{k % 200 + 1}")
@@ -179,6 +191,47 @@ def test_an_edge_word_is_rare_up_to_its_share_of_requests() -> None:
     assert rare_edges(np.array([0, 20, 21]), 1000, 0.02).tolist() == [True, True, False]
 
 
+def test_accounts_sending_the_same_public_items_are_no_cohort() -> None:
+    # The same fingerprint, but every account sends the same items (a public benchmark run):
+    # what independent researchers do, and what an operator splitting a pool does not.
+    det, action, _ = decide(scripted("r", 40, each=12, shared=True), people("p", 300))
+    assert not any(action[f"r{k}"] in ("throttle", "block") for k in range(40))
+    found = det.assess().evidence["cohort"]
+    assert (found["cell"] < 0).all()
+
+
+def test_public_items_leave_the_fingerprint_of_their_accounts_only() -> None:
+    # Researchers on the public items beside an operator's disjoint slices: the operator's
+    # accounts stay a cohort, the researchers are not in it.
+    _, action, reasons = decide(scripted("op", 40, each=12), scripted("r", 10, each=12, shared=True),
+                                people("p", 300))
+    assert all(action[f"op{k}"] == "throttle" for k in range(40))
+    assert not any(action[f"r{k}"] in ("throttle", "block") for k in range(10))
+    assert "items of its own" in " ".join(reasons["op0"])
+
+
+def test_a_lone_scripter_with_tasks_of_his_own_is_not_a_member() -> None:
+    # Fingerprinted and in the cohort's stratum, but his tasks come from elsewhere.
+    own = ["Calculate the probability that a fair die rolled {i} times shows a six exactly {j} "
+           "times, and how much it changes when the die is loaded.",
+           "Solve the equation {i} x squared minus {j} x plus 7 equals 0 for x, and state how many "
+           "real solutions the equation has.",
+           "How much interest does a deposit of {i} euros earn at {j} percent per year compounded "
+           "monthly over a decade?"]
+    rows = events("lone", 12, start=T0, every=timedelta(minutes=47), ua=BROWSER,
+                  prompt=[pool_task(i, own) + "\n\n" + _frame(999) for i in range(12)],
+                  ip="100.64.0.1")
+    scene = (rows, [account("lone", created=T0 - timedelta(days=60))])
+    det, action, reasons = decide(scripted("op", 40), scene, people("p", 300))
+    assert all(action[f"op{k}"] == "throttle" for k in range(40))
+    assert action["lone"] not in ("throttle", "block"), reasons["lone"]
+    # He shows the fingerprint in the cohort's stratum: only the pool test keeps him out.
+    last = next(m for m in det.core.modules if m.name == "cohort").last  # type: ignore[attr-defined]
+    lone = det.state.index["lone"]
+    assert last.fingerprint[lone] and last.stratum[lone] == last.stratum[det.state.index["op0"]]
+    assert last.pool[lone] < det.config.evidence.cohort.min_pool_similarity
+
+
 def test_students_on_the_same_homework_are_no_cohort() -> None:
     det, action, _ = decide(people("p", 300), students("st", 60))
     assert not any(action[f"st{k}"] in ("throttle", "block") for k in range(60))
@@ -202,7 +255,8 @@ def test_a_reason_never_quotes_p_as_zero() -> None:
 
     t = EvidenceTable("cohort", {"stratum": np.array([0]), "accounts": np.array([213]),
                                  "tested": np.array([848]), "null_rate": np.array([3e-4]),
-                                 "p_value": np.array([0.0])})
+                                 "p_value": np.array([0.0]), "item_overlap": np.array([0.02]),
+                                 "pool_similarity": np.array([0.8])})
     text, entry = cohort_reason(t, 0)
     assert "p < 1e-300" in text and "213 of the 848" in text
     assert entry["p_value"] == 0.0

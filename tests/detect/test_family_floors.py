@@ -5,7 +5,7 @@ per family: the family's account recall and harvest before detection (its campai
 together), and the benign false-positive rate and flagged hard negatives of its log. A
 change that loses a family fails here.
 
-Each floor is the value measured on these logs (config 2026.12.4; `python -m
+Each floor is the value measured on these logs (config 2026.12.5; `python -m
 tests.detect.family_floors DIR` prints them) less a stated margin; re-measure after a change
 that moves them on purpose.
 """
@@ -36,12 +36,10 @@ RUNS = {
 RECALL_MARGIN = 0.05
 HARVEST_MARGIN = 0.05
 # The issue's target for benign accounts (issue 14): at most 0.1% flagged, no hard negative.
-# These logs hold 576-723 benign accounts, where one account is 0.14-0.17%: a log may flag one
-# (the e-mail/sign-up log does: a scripted developer asking maths tasks in the stratum of the
-# campaign's cohort); the rate itself is measured on the 300k-event logs of
-# docs/benchmarks-families.md.
+# These logs hold 576-723 benign accounts, where one account is 0.14-0.17%, over the target:
+# none may be flagged (the rate itself is measured on the 300k-event logs of
+# docs/benchmarks-families.md).
 MAX_FALSE_POSITIVE_RATE = 0.001
-MAX_FALSE_POSITIVES_SMALL_LOG = 1
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,9 @@ MEASURED: dict[str, Measured] = {
     # (The default log's one reseller-carried campaign is not caught at 40k events: 0 of 2.)
     "reseller_carried": Measured("reseller", recall=4 / 4, harvest=332 / 3500),
     "single_link_card": Measured("card", recall=47 / 47, harvest=165 / 4071),
-    "single_link_email": Measured("email_signup", recall=24 / 24, harvest=123 / 1992),
+    "single_link_email": Measured("email_signup", recall=24 / 24, harvest=137 / 1992),
     "single_link_signup": Measured("email_signup", recall=24 / 24, harvest=127 / 2231),
-    "content_only": Measured("content_only", recall=29 / 40, harvest=1166 / 3300),
+    "content_only": Measured("content_only", recall=28 / 40, harvest=1263 / 3300),
 }
 
 
@@ -85,6 +83,5 @@ def test_the_default_detector_keeps_each_family(
     r = results(m.log)[family]
     assert r.recall >= m.recall - RECALL_MARGIN, (family, r)
     assert r.harvest <= m.harvest + HARVEST_MARGIN, (family, r)
-    assert (r.flagged_benign <= MAX_FALSE_POSITIVES_SMALL_LOG
-            or r.false_positive_rate <= MAX_FALSE_POSITIVE_RATE), (family, r)
+    assert r.false_positive_rate <= MAX_FALSE_POSITIVE_RATE, (family, r)
     assert r.hard_negatives_flagged == 0, (family, r)

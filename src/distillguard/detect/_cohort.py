@@ -37,6 +37,24 @@ cohort; its fingerprinted accounts are its members. A member keeps its stratum a
 share only within `stay_slack` of its threshold at the next looks (hysteresis: a throttle is
 not lifted by the noise of a few requests).
 
+Two tests on what each account asks (its items, `_items`) keep look-alikes out:
+
+* **public items**: an account whose distinct items overlap some other account's by at least
+  `public_min_overlap` of the larger item set, and by at least `public_min_items` items, sends
+  what others send (a public benchmark run) and is not fingerprinted. An operator splits a
+  pool into disjoint slices (it pays for each answer once), so its accounts overlap nobody
+  by much: a slice inside a researcher's run of the same benchmark is a small share of the
+  run (the overlap is two-sided).
+* **the cohort's pool**: a fingerprinted account in a cohort's stratum is a member only when
+  its tasks point where the other fingerprinted accounts' tasks point (topic similarity at
+  least `min_pool_similarity`, `_items.pool_similarity`): a lone scripter with tasks of his own
+  is in the stratum but not in the pool, nor in a pool shared by the other accounts outside
+  it (as another campaign's accounts whose tasks fall in this stratum are). The test applies
+  to a cohort while at most `max_pool_outliers` of its fingerprinted accounts fall outside the
+  pool; beyond that the stratum has no one pool (several campaigns, or prompts padded with
+  noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike
+  each other.
+
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
 Members are throttled, never blocked: nothing but what they ask ties them.
@@ -51,11 +69,14 @@ from scipy.special import bdtrc
 
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import CohortConfig
+from distillguard.detect._items import best_overlap, pool_similarity
 from distillguard.detect._state import COUNTERS, DetectorState
 
 #: The task strata, in the order of `Cohorts.stratum` codes (-1: not tested).
 STRATA = ("maths", "code", "tools", "general")
 _MATHS, _CODE, _TOOLS, _GENERAL = range(len(STRATA))
+#: An account's item overlap is measured again once its shared rows grew by this share.
+REMEASURE_GROWTH = 0.1
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,66 @@ def frame_counts(state: DetectorState, edge_max_share: float) -> np.ndarray:
     edge = np.where(rare, top, 0).max(axis=1, initial=0)
     out: np.ndarray = np.maximum(state.template_max[:m], edge)
     return out
+
+
+@dataclass(frozen=True)
+class ItemShape:
+    """Per account (indexed like `state.ids`): its items and topic sums, and the shared pairs
+    (`_items.ItemBook`)."""
+
+    items: np.ndarray  # distinct items sent
+    topic: np.ndarray  # (accounts, TOPIC_BITS) topic sums
+    shared: np.ndarray  # (item code, account, rank) rows of items two or more accounts sent
+    shared_rows: np.ndarray  # per account: its rows in `shared`
+
+    @classmethod
+    def of(cls, state: DetectorState) -> ItemShape:
+        m = state.size
+        book = state.items
+        return cls(items=book.items[:m], topic=book.topic[:m], shared=book.shared_pairs(),
+                   shared_rows=book.shared_rows[:m])
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Per account: its item overlap with its closest account (share of the larger item set,
+    items in common) and its shared rows when that was measured (-1: never)."""
+
+    share: np.ndarray
+    count: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def none(cls, m: int) -> Overlap:
+        return cls(np.zeros(m), np.zeros(m, np.int64), np.full(m, -1, np.int64))
+
+    def grown(self, m: int) -> Overlap:
+        extra = max(0, m - len(self.share))
+        return Overlap(np.concatenate([self.share, np.zeros(extra)]),
+                       np.concatenate([self.count, np.zeros(extra, np.int64)]),
+                       np.concatenate([self.rows, np.full(extra, -1, np.int64)]))
+
+
+def public_items(items: ItemShape, who: np.ndarray, cfg: CohortConfig,
+                 last: Overlap | None = None) -> tuple[np.ndarray, Overlap]:
+    """Per account: whether it sends public items (its items overlap another account's by at
+    least `public_min_overlap` of the larger item set and `public_min_items` items; looked at
+    for the accounts of `who` with that many items), and the overlaps.
+
+    An account's overlap is measured again only when its shared rows grew by
+    `REMEASURE_GROWTH` since `last` (a share moves little with a few more items in common; a
+    partner's later items lower it only through items they share, which add rows too).
+    """
+    m = len(items.items)
+    was = (last or Overlap.none(m)).grown(m)
+    look = who & (items.items >= cfg.public_min_items)
+    grew = items.shared_rows >= np.maximum(was.rows * (1.0 + REMEASURE_GROWTH), was.rows + 1)
+    idx = np.flatnonzero(look & grew)
+    share, count = best_overlap(items.shared, items.items, idx, cfg.max_item_partners)
+    now = Overlap(was.share.copy(), was.count.copy(), was.rows.copy())
+    now.share[idx], now.count[idx], now.rows[idx] = share, count, items.shared_rows[idx]
+    public = look & (now.share >= cfg.public_min_overlap) & (now.count >= cfg.public_min_items)
+    return public, now
 
 
 def fingerprinted(shape: AccountShape, cfg: CohortConfig,
@@ -174,6 +255,8 @@ class Cohorts:
     stratum: np.ndarray  # per account: index in STRATA (-1: not tested)
     fingerprint: np.ndarray  # per account: bool
     cohort: np.ndarray  # per account: index of its cohort in `strata_flagged` (-1: none)
+    overlap: Overlap  # per account: item overlap with its closest account
+    pool: np.ndarray  # per account: topic similarity with its stratum's fingerprinted accounts
     tested: np.ndarray  # per stratum: tested accounts
     marked: np.ndarray  # per stratum: fingerprinted accounts
     null_rate: np.ndarray  # per stratum: the rate it is tested against
@@ -184,7 +267,7 @@ class Cohorts:
     def none(cls, m: int = 0) -> Cohorts:
         s = len(STRATA)
         return cls(np.full(m, -1, np.int64), np.zeros(m, bool), np.full(m, -1, np.int64),
-                   np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
+                   Overlap.none(m), np.zeros(m), np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
                    np.zeros(0, np.int64))
 
     def grown(self, m: int) -> Cohorts:
@@ -196,6 +279,8 @@ class Cohorts:
         return Cohorts(np.concatenate([self.stratum, np.full(extra, -1, np.int64)]),
                        np.concatenate([self.fingerprint, np.zeros(extra, bool)]),
                        np.concatenate([self.cohort, np.full(extra, -1, np.int64)]),
+                       self.overlap.grown(m),
+                       np.concatenate([self.pool, np.zeros(extra)]),
                        self.tested, self.marked, self.null_rate, self.p_value,
                        self.strata_flagged)
 
@@ -205,12 +290,15 @@ class Cohorts:
         return out
 
 
-def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None) -> Cohorts:
+def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None,
+                 items: ItemShape | None = None) -> Cohorts:
     """The cohort test on every stratum (see the module's docstring).
 
     `last` is the previous look: its members keep their stratum and need the fingerprint only
     within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
     evidence to start one, so a member is not let go by the noise of a few requests).
+    `items` (None: neither item test) takes public-item accounts out of the fingerprint and
+    holds membership to the cohort's pool.
     """
     m = len(shape.events)
     if not m:
@@ -221,7 +309,12 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
         was = last.grown(m)
         member = (was.cohort >= 0) & shape.tested
         s = np.where(member, was.stratum, s)
-    fp = fingerprinted(shape, cfg, np.where(member, cfg.stay_slack, 0.0))
+    slack = np.where(member, cfg.stay_slack, 0.0)
+    fp = fingerprinted(shape, cfg, slack)
+    overlap = Overlap.none(m)
+    if items is not None:
+        public, overlap = public_items(items, fp, cfg, None if last is None else last.overlap)
+        fp &= ~public
     tested = s >= 0
     n = np.bincount(s[tested], minlength=len(STRATA))
     k = np.bincount(s[fp], minlength=len(STRATA))
@@ -230,7 +323,37 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     at = np.full(len(STRATA), -1, np.int64)
     at[flagged] = np.arange(len(flagged))
     cohort = np.where(fp, at[np.maximum(s, 0)], -1)
-    return Cohorts(s, fp, cohort, n, k, rate, p, flagged)
+    pool = np.zeros(m)
+    if items is not None:
+        pool, in_pool = pooled(items, tested, cohort, s, cfg, slack)
+        cohort = np.where(in_pool, cohort, -1)
+    return Cohorts(s, fp, cohort, overlap, pool, n, k, rate, p, flagged)
+
+
+def pooled(items: ItemShape, tested: np.ndarray, cohort: np.ndarray, stratum: np.ndarray,
+           cfg: CohortConfig, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: its topic similarity with the other fingerprinted accounts of its cohort
+    (centred on the tested accounts), and whether that is at least `min_pool_similarity`
+    (less its `slack`): the cohort's members draw from one task pool."""
+    inside = cohort >= 0
+    if not inside.any():
+        return np.zeros(len(cohort)), inside
+    sim = pool_similarity(items.topic, tested, inside, stratum)
+    near = sim >= cfg.min_pool_similarity - slack
+    # Accounts outside the pool that share one of their own are another campaign's share of
+    # the stratum (its tasks flagged like this stratum's), not strays: they stay. A lone
+    # scripter has nobody to share his tasks with.
+    apart = inside & ~near
+    if apart.any():
+        own = pool_similarity(items.topic, tested, apart, stratum)
+        near |= apart & (own >= cfg.min_pool_similarity - slack)
+    # A cohort with many accounts outside its pool has no one pool (several in one stratum,
+    # or prompts padded so that their task line is noise): there the test says nothing and
+    # keeps everyone, so that padding buys an operator nothing.
+    n_in = np.bincount(cohort[inside])
+    n_out = np.bincount(cohort[inside & ~near], minlength=len(n_in))
+    applies = n_out <= cfg.max_pool_outliers * n_in
+    return sim, inside & (near | ~applies[np.maximum(cohort, 0)])
 
 
 class CohortTracker:
@@ -245,4 +368,4 @@ class CohortTracker:
         if again is not None:
             return again.grown(state.size)
         shape = AccountShape.of(state, cfg)
-        return self._cadence.keep(find_cohorts(shape, cfg, last))
+        return self._cadence.keep(find_cohorts(shape, cfg, last, ItemShape.of(state)))

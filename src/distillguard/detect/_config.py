@@ -135,6 +135,11 @@ class CohortConfig(_Strict):
     min_accounts: int = Field(default=20, ge=2)
     stay_slack: float = Field(default=0.2, ge=0, le=1)
     every_minutes: float = Field(default=15.0, ge=0)
+    public_min_overlap: float = Field(default=0.1, gt=0, le=1)
+    public_min_items: int = Field(default=10, ge=1)
+    max_item_partners: int = Field(default=64, ge=1)
+    min_pool_similarity: float = Field(default=0.4, ge=-1, le=1)
+    max_pool_outliers: float = Field(default=0.1, ge=0, le=1)
 
 
 class EvidenceConfig(_Strict):
@@ -251,7 +256,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.4"
+    version: str = "2026.12.5"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

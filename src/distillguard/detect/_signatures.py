@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from distillguard.detect._content import content_model
+from distillguard.detect._items import item_signals
 
 # Patterns over lower-cased text. Kept deliberately literal so that an analyst can read why an
 # event was counted.
@@ -148,7 +149,8 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     turns, tools, completion_tokens, capped, cot, rubric, datagen, code, math, distill (the
     content model's P(distill) of the prompt in whole percent, see `_content`), sys and the
     `TEMPLATE_KEYS` band columns and the `EDGE_KEYS` (u64; null when the prompt has no
-    words).
+    words), and the `ITEM_COLUMNS`: item (u64 hash of the task line; null when none) and
+    topic (u32 sketch of its words), see `_items`.
 
     The text work runs once per distinct (prompt, system) and once per distinct system prompt:
     template campaigns, benchmark sets and retries repeat prompts, and a log has few system
@@ -171,11 +173,12 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     )
     text = _per_distinct(events.select("prompt", "system"), _text_signals)
     sys = _per_distinct(events.select("system"), _system_hash)
-    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS, *EDGE_KEYS)],
-                     how="horizontal")
+    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS, *EDGE_KEYS),
+                      text.select(*ITEM_COLUMNS)], how="horizontal")
 
 
 _FLAGS = ("cot", "rubric", "datagen", "code", "math", "distill")
+ITEM_COLUMNS = ("item", "topic")
 
 
 def _per_distinct(texts: pl.DataFrame,
@@ -263,4 +266,5 @@ def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
     # Whole percent: the state sums per-event signals as integers.
     p = content_model().probability(texts["prompt"].fill_null("").to_list())
     distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
-    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands, *edges)
+    items = item_signals(texts["prompt"])
+    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands, *edges, *items)

@@ -31,8 +31,10 @@ _SIGNAL_SCHEMA = (
     "is_browser BOOLEAN, turns INT, tools INT, completion_tokens LONG, capped BOOLEAN, "
     "cot BOOLEAN, rubric BOOLEAN, datagen BOOLEAN, code BOOLEAN, math BOOLEAN, distill INT, sys LONG, "
     + ", ".join(f"{k} LONG" for k in (*TEMPLATE_KEYS, *EDGE_KEYS))
+    + ", item LONG, topic INT"
 )
-_HASHED = ("sys", *TEMPLATE_KEYS, *EDGE_KEYS)
+# Spark has no unsigned integers: hashes and sketches travel as signed, bit for bit.
+_HASHED = ("sys", *TEMPLATE_KEYS, *EDGE_KEYS, "item", "topic")
 
 
 def _signals_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

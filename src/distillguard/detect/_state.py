@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from distillguard.detect._items import ItemBatch, ItemBook
+
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 
@@ -140,6 +142,7 @@ class Prepared:
     # Accounts and keys first seen in the batch, for `DetectorState.admit`.
     new_accounts: pl.DataFrame  # account_id, acct
     new_keys: pl.DataFrame  # kind, code, label, first_ts
+    items: ItemBatch | None = None  # the batch's items (`_items`), None without item signals
     admitted: bool = False
 
 
@@ -170,6 +173,7 @@ class DetectorState:
         self.edge_top = np.zeros((0, len(EDGE_KINDS)), np.int64)
         self.edge_top_key = np.zeros((0, len(EDGE_KINDS)), np.int64)
         self.partner = np.zeros(0, bool)  # matches partners' shared indicators
+        self.items = ItemBook()  # items per account and who shares them (`_items`)
         self._grow_accounts(1024)
         # Keys: dense codes over all kinds.
         self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
@@ -260,6 +264,7 @@ class DetectorState:
         self.template_max = grow(self.template_max)
         self.edge_top = grow(self.edge_top)
         self.edge_top_key = grow(self.edge_top_key, -1)
+        self.items.grow(cap)
         self._cap = cap
 
     # -- prepare ----------------------------------------------------------------------------
@@ -424,6 +429,8 @@ class DetectorState:
         key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max, heavy_pairs, edge_pairs = self._running_totals(pairs)
+        items = (self.items.prepare(sig["w"].to_numpy(), acct, sig["item"], sig["topic"].to_numpy())
+                 if "item" in sig.columns else None)
         windows = counters["w"].unique(maintain_order=True).to_numpy()
         ends = counters.group_by("w", maintain_order=True).agg(pl.col("last_ts").max())
         return Prepared(
@@ -439,6 +446,7 @@ class DetectorState:
             edge_pairs=_Rows.of(edge_pairs),
             new_accounts=new.select("account_id", "acct"),
             new_keys=new_keys,
+            items=items,
         )
 
     def admit(self, prep: Prepared) -> None:
@@ -591,6 +599,8 @@ class DetectorState:
         self._apply_new_pairs(prep.new_pairs.window(w))
         self._apply_heavy(prep.heavy_pairs.window(w))
         self._apply_edges(prep.edge_pairs.window(w))
+        if prep.items is not None:
+            self.items.apply(prep.items, w)
         k = prep.key_counts.window(w)
         if len(k["code"]):
             self.key_changed[k["code"]] = self.applied

@@ -1,11 +1,12 @@
 """Cohorts: accounts tied by nothing but a shared scripted fingerprint and the tasks they ask.
 
 The test is `detect/_cohort.py` (config `[evidence.cohort]`): per task stratum, how many
-accounts show the fingerprint (single-turn, one frame of their own, task-pool content) against
-the rate of the other strata. A cohort is reported as a campaign of its own; its members
-(fingerprinted accounts in the stratum that are in no throttled or blocked campaign: one that
-only monitors, such as a few accounts tied by a public template, does not keep them) are
-throttled, never blocked: nothing but what they ask ties them.
+accounts show the fingerprint (single-turn, one frame of their own, task-pool content, items
+nobody else sends by the dozen) against the rate of the other strata; members also draw their
+tasks from the cohort's pool (`_items`). A cohort is reported as a campaign of its own; its
+members (fingerprinted accounts in the stratum that are in no throttled or blocked campaign:
+one that only monitors, such as a few accounts tied by a public template, does not keep them)
+are throttled, never blocked: nothing but what they ask ties them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class CohortEvidence(CampaignEvidence):
         "tested": "accounts tested in that stratum (0: none)",
         "null_rate": "the fingerprinted share of the other strata, its null rate (0: none)",
         "stratum": "that stratum, an index in detect._cohort.STRATA (meaningful where cell >= 0)",
+        "item_overlap": "its items' overlap with its closest other account, share of the larger "
+                        "item set (0: not looked at; members are under public_min_overlap)",
+        "pool_similarity": "its tasks' topic similarity with its cohort's other fingerprinted "
+                           "accounts (0: none; members at least min_pool_similarity unless the "
+                           "cohort has no one pool)",
     }
 
     def __init__(self, cfg: DetectConfig) -> None:
@@ -73,7 +79,9 @@ class CohortEvidence(CampaignEvidence):
         rate = np.where(inside, found.null_rate[stratum], 0.0)
         score = np.where(inside, self.cfg.actions.throttle_campaign_score, 0.0)
         return self.table(cell=cell, score=score, carries=np.zeros(m, bool), p_value=p,
-                          accounts=size, tested=tested, null_rate=rate, stratum=stratum)
+                          accounts=size, tested=tested, null_rate=rate, stratum=stratum,
+                          item_overlap=np.where(inside, found.overlap.share[:m], 0.0),
+                          pool_similarity=np.where(inside, found.pool[:m], 0.0))
 
     def campaigns(self, state: DetectorState) -> tuple[list[list[str]], np.ndarray]:
         return [[COHORT_KIND] for _ in range(len(self._members))], self._members
@@ -88,10 +96,15 @@ def cohort_reason(t: EvidenceTable, i: int) -> tuple[str, dict[str, object]]:
     # A binomial tail this far out underflows double precision: say so rather than "p = 0".
     weight = (f"p = {p:.2g} ({-np.log2(p):.0f} bits)" if p >= _SMALLEST_P
               else f"p < {_SMALLEST_P:.0e} (over {-np.log2(_SMALLEST_P):.0f} bits)")
+    overlap = float(t["item_overlap"][i])
+    pool = float(t["pool_similarity"][i])
     text = (f"cohort: one of {k} of the {n} accounts asking mostly {STRATA[s]} tasks that show the "
             f"scripted task-pool fingerprint (single-turn, one prompt frame of its own, task-pool "
-            f"content); the other kinds of task show it at a rate of {rate:.2%}, so {k} or more "
-            f"has {weight}; throttled, not blocked: only what it asks ties it")
+            f"content, items of its own: at most {overlap:.0%} shared with any other account); "
+            f"the other kinds of task show it at a rate of {rate:.2%}, so {k} or more has "
+            f"{weight}; its tasks are drawn from the cohort's pool (topic similarity "
+            f"{pool:.2f}); throttled, not blocked: only what it asks ties it")
     entry: dict[str, object] = {"stratum": STRATA[s], "fingerprinted": k, "accounts": n,
-                                "null_rate": rate, "p_value": p}
+                                "null_rate": rate, "p_value": p, "item_overlap": overlap,
+                                "pool_similarity": pool}
     return text, entry

@@ -6,15 +6,15 @@ whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
 fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
 code-like stretches, and allowed by its group's rule. Its context is the two
 previous words (after marking) and its group; the key decides, from that context
-only, which form the text should use. A word with an inner apostrophe that no
-group claims chooses its apostrophe the same way. About half the contexts carry
-the global key, the other half one symbol of the account's code word (the same
-code as the token layer).
+only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
+spacing, list markers, "e.g." commas, small counts, thousands separators) are read the same way,
+under fixed ids beside the lexicon's. About half the contexts carry the global key, the other
+half one symbol of the account's code word (the same code as the token layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
-exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.4
-distinct contexts per hundred words of real English (docs/watermark.md), removable
+exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.8
+distinct contexts per hundred words of real English (docs/benchmarks.md), removable
 by an adversary who paraphrases: evidence that accumulates over a harvested
 *dataset*, not over one answer.
 

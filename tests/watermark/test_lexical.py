@@ -239,13 +239,8 @@ def test_adding_a_lexicon_group_moves_no_other_choice(monkeypatch: pytest.Monkey
     """Lexicon ids are positions (append only) and format ids are fixed: a key's marks on every
     other choice stay the same when a group is appended."""
     assert {g: g - F.FORMAT_BASE for g in F.FORMATS} == {
-        F.APOSTROPHE: 0,
-        F.DASH: 1,
-        F.BULLET: 2,
-        F.ORDERED: 3,
-        F.ABBREVIATION: 4,
-        F.NUMBER_WORD: 5,
-        F.THOUSANDS: 6,
+        F.APOSTROPHE: 0, F.DASH: 1, F.BULLET: 2, F.ORDERED: 3, F.ABBREVIATION: 4, F.NUMBER_WORD: 5,
+        F.THOUSANDS: 6, F.QUOTES: 7,
     }
     assert L.APOSTROPHE_GROUP == F.APOSTROPHE and len(GROUPS) < F.FORMAT_BASE
     grown = [*GROUPS, Group((("zyzzyva",), ("zyzzyvas",)), "manual")]
@@ -261,9 +256,10 @@ def test_adding_a_lexicon_group_moves_no_other_choice(monkeypatch: pytest.Monkey
 # prose with every format choice, beside code, maths, units, labels and URLs that must stay
 FORMATS_TEXT = (
     "Here are the options—pick one. The plan — simple — works, e.g. the cat and i.e., the dog.\n"
+    'She said "yes please," then "no".\n\n'
     "- the first item has 3 steps\n- the second has five parts\n  - nested item\n\n"
     "1. we have 10,000 users\n2. and costs $12500 per year\n\n"
-    "Then a paragraph with `- not a list` and `3 steps`, see https://x.example/a—b and 5 ms, "
+    'Then a paragraph with `- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, '
     "step 3 items, x = 3 apples, 2 or 3 days.\n```\n- code\n1. code\nit has 3 steps—really\n```\n"
 )
 FORMS = (
@@ -273,6 +269,7 @@ FORMS = (
     (F.ABBREVIATION, ("e.g. the cat", "e.g., the cat")),
     (F.NUMBER_WORD, ("has 3 steps", "has three steps")),
     (F.THOUSANDS, ("10,000 users", "10000 users")),
+    (F.QUOTES, ('said "yes', "said “yes")),
 )
 
 
@@ -284,10 +281,14 @@ def test_format_choices_swap_both_ways_and_leave_code_alone() -> None:
         assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
     for o in outs:
         lines = o.splitlines()
-        assert lines[1][0] == lines[2][0] and lines[5][1] == lines[6][1]  # one marker per list
-        assert "`- not a list` and `3 steps`, see https://x.example/a—b and 5 ms, " in o
+        assert lines[3][0] == lines[4][0] and lines[7][1] == lines[8][1]  # one marker per list
+        assert 'said "yes please," then' in o or "said “yes please,” then" in o  # quotes in pairs
+        assert '`- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, ' in o
         assert "step 3 items, x = 3 apples, 2 or 3 days." in o
         assert o.endswith("```\n- code\n1. code\nit has 3 steps—really\n```\n")
+
+
+OPEN, CLOSE = ('"', "“"), ('"', "”")
 
 
 def _format_prose(group: int, rng: random.Random, words: list[str]) -> str:
@@ -303,6 +304,7 @@ def _format_prose(group: int, rng: random.Random, words: list[str]) -> str:
                 F.ABBREVIATION: f"{a} {b}, e.g. {c}.",
                 F.NUMBER_WORD: f"{a} {b} {rng.choice(['4', 'seven'])} {c}s.",
                 F.THOUSANDS: f"{a} {b} {rng.choice(['12345', '67,890'])} {c}.",
+            F.QUOTES: f"{a} {b} {rng.choice(OPEN)}{c} {a}{rng.choice(CLOSE)} ok.",
             }[group]
         )
     return " ".join(parts)

@@ -12,6 +12,8 @@ Ids are never reused; a retired choice keeps its id reserved.
 - `ABBREVIATION`: "e.g." / "i.e." with or without the comma after it.
 - `NUMBER_WORD`: a small count in prose, "3 steps" or "three steps".
 - `THOUSANDS`: a count of five or more digits in prose, "10000 users" or "10,000 users".
+- `QUOTES`: a double-quoted span opening before a word, straight ("a") or curly (“a”); its
+  closing quote (the next one after a non-space, in the paragraph) follows the opening's style.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ ORDERED = FORMAT_BASE + 3
 ABBREVIATION = FORMAT_BASE + 4
 NUMBER_WORD = FORMAT_BASE + 5
 THOUSANDS = FORMAT_BASE + 6
-FORMATS: frozenset[int] = frozenset({APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS})
+QUOTES = FORMAT_BASE + 7
+FORMATS: frozenset[int] = frozenset(
+    {APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES}
+)
 
 APOSTROPHES = ("'", "’")
 EM_DASH = "—"
+OPENING_QUOTES = ('"', "“")
+CLOSING_QUOTES = ('"', "”")
 BULLETS = ("-", "*")
 ORDERED_MARKER = re.compile(r"(\d{1,3})([.)])")
 ORDERED_DELIMITERS = (".", ")")

@@ -7,7 +7,8 @@ fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
 code-like stretches, and allowed by its group's rule. Its context is the two
 previous words (after marking) and its group; the key decides, from that context
 only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
-spacing, list markers, "e.g." commas, small counts, thousands separators) are read the same way,
+spacing, list markers, "e.g." commas, small counts, thousands separators, double quotes) are
+read the same way,
 under fixed ids beside the lexicon's. About half the contexts carry the global key, the other
 half one symbol of the account's code word (the same code as the token layer).
 
@@ -116,6 +117,8 @@ class _ScanState:
     line_indented: bool = False  # that whitespace is not empty
     # each open list's keyed swap of its markers (by list group): its first marker decides
     list_swap: dict[int, bool] = field(default_factory=dict)
+    # the closing quote to write for a quoted span whose opening quote was swapped (same paragraph)
+    quote_close: str | None = None
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -225,6 +228,11 @@ class _Matcher:
                     self._passed(items[i])
                     i += 1
                     continue
+            if kind == _OTHER and (quoted := self._quote(items, i)) is not None:
+                out.append(quoted)
+                self._passed(items[i])
+                i += 1
+                continue
             form = self._format(items, i)
             if form is not None:
                 out.append(self._mark_format(form, items, i))
@@ -268,6 +276,8 @@ class _Matcher:
         if item[1] == _SPACE:
             if "\n" in item[0]:
                 st.line_start, st.line_indented = True, item[0].rsplit("\n", 1)[1] != ""
+                if item[0].count("\n") > 1:  # a paragraph ends: no quoted span runs past it
+                    st.quote_close = None
             elif st.line_start:
                 st.line_indented = True
         else:
@@ -288,6 +298,36 @@ class _Matcher:
                 if marker is None or marker[0] != group:
                     del self.state.list_swap[group]
         return marker
+
+    def _quote(self, items: list[tuple[str, str]], i: int) -> str | None:
+        """A double quote opening a span before a word is a keyed choice, straight or curly; the
+        span's closing quote (the next quote after a non-space, in the paragraph) follows a
+        swapped opening. None: items[i] is neither, or stays."""
+        st = self.state
+        text = items[i][0]
+        opens = (
+            text in F.OPENING_QUOTES
+            and (st.last_char == "" or st.last_char.isspace())
+            and i + 1 < len(items)
+            and items[i + 1][1] == _W
+        )
+        if opens:
+            st.quote_close = None
+            if self._near_code(items, i, i + 1):
+                return None
+            member = F.OPENING_QUOTES.index(text)
+            choice = self.decide(self._context(), F.QUOTES, member)
+            if choice is None or choice == member:
+                return None
+            st.quote_close = F.CLOSING_QUOTES[choice]
+            return F.OPENING_QUOTES[choice]
+        if st.quote_close is None or st.last_char.isspace():
+            return None
+        at = min((text.find(q) for q in F.CLOSING_QUOTES if q in text), default=-1)
+        if at < 0:
+            return None
+        close, st.quote_close = st.quote_close, None
+        return text[:at] + close + text[at + 1 :]
 
     def _mark_list(self, group: int, member: int, renders: tuple[str, str]) -> str:
         """A list's first marker is a keyed choice; the list's other markers follow it."""

@@ -14,7 +14,7 @@ half one symbol of the account's code word (the same code as the token layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
-exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.8
+exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 3.1
 distinct contexts per hundred words of real English (docs/benchmarks.md), removable
 by an adversary who paraphrases: evidence that accumulates over a harvested
 *dataset*, not over one answer.

@@ -8,7 +8,8 @@ lexical layer before the format choices and breame's spellings), "after" = every
 Per configuration, written to docs/benchmarks.md (`_docs.write_section`):
 - distinct scored contexts per 100 words, share of words changed (word-level diff);
 - fluency: perplexity ratio marked / original under a word bigram model (add-k) trained on
-  held-out corpus texts (not the ones marked);
+  held-out corpus texts (not the ones marked), and under the local model (`load_default_model`,
+  token level, windows of its context length);
 - detection: words needed to reach p <= 1e-6 (texts added one at a time, restarting after each
   hit: median and 90th percentile), median p and share at p <= 1e-6 for samples of about W words;
 - attribution at about 10,000 words: p of the marking account among N_CANDIDATES ids, scaled
@@ -29,7 +30,7 @@ from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
-from distillguard.localmodel import read_corpus_texts
+from distillguard.localmodel import load_default_model, read_corpus_texts
 from distillguard.watermark import TextWatermarker, detect_lexical
 from distillguard.watermark._formats import APOSTROPHE
 from distillguard.watermark._lexical import occurrences
@@ -110,6 +111,38 @@ class Bigram:
         return lp, len(toks) - 1
 
 
+class LocalLM:
+    """Token-level log-likelihood under the local model, text cut into windows it can read."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        self.model, self.tok = load_default_model(progress=False)
+        self.window = int(self.model.config.n_positions)
+
+    def log_prob(self, text: str) -> tuple[float, int]:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        total, count = 0.0, 0
+        with self.torch.inference_mode():
+            for lo in range(0, max(len(ids) - 1, 0), self.window - 1):
+                chunk = self.torch.tensor([ids[lo : lo + self.window]])
+                if chunk.shape[1] < 2:
+                    continue
+                logp = self.torch.log_softmax(self.model(input_ids=chunk).logits[0, :-1], dim=-1)
+                tgt = chunk[0, 1:]
+                total += float(logp[self.torch.arange(tgt.numel()), tgt].sum())
+                count += int(tgt.numel())
+        return total, count
+
+
+def perplexity_ratio(lm: Bigram | LocalLM, texts: list[str], marked: list[str]) -> float:
+    """Perplexity of the marked texts over that of the originals, under `lm`."""
+    base_lp, base_n = (sum(x) for x in zip(*(lm.log_prob(t) for t in texts), strict=True))
+    lp, n_tok = (sum(x) for x in zip(*(lm.log_prob(t) for t in marked), strict=True))
+    return math.exp(-lp / n_tok) / math.exp(-base_lp / base_n)
+
+
 def changed_share(orig: list[str], marked: list[str]) -> float:
     changed = total = 0
     for a, b in zip(orig, marked, strict=True):
@@ -135,18 +168,21 @@ def words_to_detect(
 
 
 def measure(
-    texts: list[str], lm: Bigram, name: str, groups: int | None, formats: Collection[int] | None
+    texts: list[str],
+    lms: tuple[Bigram, LocalLM],
+    name: str,
+    groups: int | None,
+    formats: Collection[int] | None,
 ) -> dict[str, object]:
     key = fixed_key(1)
     words = sum(len(t.split()) for t in texts)
     marked = [TextWatermarker(key.versions[0], ACCOUNT, groups, formats).apply(t) for t in texts]
     occ = occurrences(marked, groups, formats)
-    base_lp, base_n = (sum(x) for x in zip(*(lm.log_prob(t) for t in texts), strict=True))
-    lp, n_tok = (sum(x) for x in zip(*(lm.log_prob(t) for t in marked), strict=True))
     row: dict[str, object] = {
         "contexts / 100 words": f"{100 * occ.ctx.size / words:.2f}",
         "words changed": f"{100 * changed_share(texts, marked):.2f} %",
-        "bigram perplexity ratio": f"{math.exp(-lp / n_tok) / math.exp(-base_lp / base_n):.4f}",
+        "perplexity ratio, word bigram": f"{perplexity_ratio(lms[0], texts, marked):.4f}",
+        "perplexity ratio, local model (tokens)": f"{perplexity_ratio(lms[1], texts, marked):.4f}",
     }
     needed = words_to_detect(key, marked, groups, formats)
     row["words to p <= 1e-6: median (p90)"] = (
@@ -198,7 +234,8 @@ def main() -> None:
     words = sum(len(t.split()) for t in texts)
     lm_source = f"{len(held_out)} held-out corpus texts" if held_out else "alpaca_5k"
     print(f"{len(texts)} English texts, {words} words; bigram LM on {lm_source}")
-    rows = {name: measure(texts, lm, name, *cfg) for name, cfg in CONFIGS.items()}
+    lms = (lm, LocalLM())
+    rows = {name: measure(texts, lms, name, *cfg) for name, cfg in CONFIGS.items()}
     table = markdown_table(
         ["measure", *rows],
         [[m, *(r[m] for r in rows.values())] for m in rows["after"]],
@@ -219,7 +256,8 @@ def main() -> None:
         __file__,
         "Lexical watermark: capacity, detection, attribution, fluency",
         f"{len(texts)} English corpus texts of >= 150 words ({', '.join(CORPORA)}), {words:,} words; "
-        f"key `fixed_key(1)`, one account; bigram LM (add-{BIGRAM_K}) on {lm_source}; attribution among "
+        f"key `fixed_key(1)`, one account; bigram LM (add-{BIGRAM_K}) on {lm_source}, and the local model "
+        "(`load_default_model`); attribution among "
         f"{N_CANDIDATES + 1:,} candidates, p scaled to 1 M. before = the first {LEXICON_BEFORE} lexicon "
         "groups and the apostrophe choice; after = every lexicon group and format choice.\n\n"
         + table,

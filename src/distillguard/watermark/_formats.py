@@ -50,20 +50,121 @@ DIGITS = tuple(str(n) for n in range(2, 10))
 # a count is spelled either way only before a plural noun in prose; these nouns are units or
 # operations ("5 ms", "3 times 4"), where digits are the only right form
 UNIT_WORDS = frozenset(
-    ["ms", "mins", "secs", "hrs", "yrs", "lbs", "kgs", "cms", "mms", "kms", "gbs", "mbs", "kbs", "tbs",
-     "pts", "dpi", "rpms", "times", "bits", "bytes", "px", "ems", "rems", "vs"]
+    [
+        "ms",
+        "mins",
+        "secs",
+        "hrs",
+        "yrs",
+        "lbs",
+        "kgs",
+        "cms",
+        "mms",
+        "kms",
+        "gbs",
+        "mbs",
+        "kbs",
+        "tbs",
+        "pts",
+        "dpi",
+        "rpms",
+        "times",
+        "bits",
+        "bytes",
+        "px",
+        "ems",
+        "rems",
+        "vs",
+    ]
 )
 # words after which a number is a label, part of a range or of arithmetic ("step 3", "2 or 3
 # days", "x plus 3 apples"): its digits stay
 NUMBER_LABEL_WORDS = frozenset(
-    ["version", "step", "chapter", "page", "section", "figure", "fig", "table", "level", "grade",
-     "line", "row", "column", "item", "part", "phase", "stage", "round", "day", "week", "month",
-     "year", "season", "episode", "act", "verse", "rule", "option", "question", "problem",
-     "exercise", "example", "lesson", "unit", "type", "class", "category", "tier", "rank",
-     "number", "no", "plus", "minus", "times", "divided", "multiplied", "by", "over", "equals",
-     "or", "and", "to", "through", "between", "from", "than", "of", "is", "are", "was", "were",
-     "be", "at", "top", "python", "gpt", "ios", "windows", "port", "zip", "code", "id", "pin",
-     "room", "flight", "route", "error", "status", "model", "serial", "account", "order", "ticket"]
+    [
+        "version",
+        "step",
+        "chapter",
+        "page",
+        "section",
+        "figure",
+        "fig",
+        "table",
+        "level",
+        "grade",
+        "line",
+        "row",
+        "column",
+        "item",
+        "part",
+        "phase",
+        "stage",
+        "round",
+        "day",
+        "week",
+        "month",
+        "year",
+        "season",
+        "episode",
+        "act",
+        "verse",
+        "rule",
+        "option",
+        "question",
+        "problem",
+        "exercise",
+        "example",
+        "lesson",
+        "unit",
+        "type",
+        "class",
+        "category",
+        "tier",
+        "rank",
+        "number",
+        "no",
+        "plus",
+        "minus",
+        "times",
+        "divided",
+        "multiplied",
+        "by",
+        "over",
+        "equals",
+        "or",
+        "and",
+        "to",
+        "through",
+        "between",
+        "from",
+        "than",
+        "of",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "at",
+        "top",
+        "python",
+        "gpt",
+        "ios",
+        "windows",
+        "port",
+        "zip",
+        "code",
+        "id",
+        "pin",
+        "room",
+        "flight",
+        "route",
+        "error",
+        "status",
+        "model",
+        "serial",
+        "account",
+        "order",
+        "ticket",
+    ]
 )
 COUNT_DIGITS = re.compile(r"\$?[1-9]\d{4,11}")
 COUNT_GROUPED = re.compile(r"\$?[1-9]\d{0,2}(?:,\d{3}){1,3}")
@@ -71,7 +172,7 @@ MIN_THOUSANDS_DIGITS = 5
 
 
 def group_thousands(number: str) -> str:
-    """"12345" -> "12,345" (a leading "$" kept)."""
+    """ "12345" -> "12,345" (a leading "$" kept)."""
     sign, digits = ("$", number[1:]) if number.startswith("$") else ("", number)
     return sign + f"{int(digits):,}"
 
@@ -80,4 +181,7 @@ def is_count(number: str) -> bool:
     """A whole count written in either form with at least MIN_THOUSANDS_DIGITS digits."""
     if COUNT_DIGITS.fullmatch(number):
         return True
-    return bool(COUNT_GROUPED.fullmatch(number)) and sum(c.isdigit() for c in number) >= MIN_THOUSANDS_DIGITS
+    return (
+        bool(COUNT_GROUPED.fullmatch(number))
+        and sum(c.isdigit() for c in number) >= MIN_THOUSANDS_DIGITS
+    )

@@ -8,9 +8,9 @@ code-like stretches, and allowed by its group's rule. Its context is the two
 previous words (after marking) and its group; the key decides, from that context
 only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
 spacing, list markers, "e.g." commas, small counts, thousands separators, double quotes) are
-read the same way,
-under fixed ids beside the lexicon's. About half the contexts carry the global key, the other
-half one symbol of the account's code word (the same code as the token layer).
+read the same way, under fixed ids beside the lexicon's. About half the contexts carry the
+global key, the other half one symbol of the account's code word (the same code as the token
+layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
@@ -117,7 +117,7 @@ class _ScanState:
     line_indented: bool = False  # that whitespace is not empty
     # each open list's keyed swap of its markers (by list group): its first marker decides
     list_swap: dict[int, bool] = field(default_factory=dict)
-    # the closing quote to write for a quoted span whose opening quote was swapped (same paragraph)
+    # the closing quote of a quoted span whose opening quote was swapped (same paragraph)
     quote_close: str | None = None
 
 
@@ -201,7 +201,7 @@ def _abbreviation(items: list[tuple[str, str]], i: int) -> _Form | None:
     """ "e.g." or "i.e." before a word, with its comma ("e.g., the") or without ("e.g. the")."""
     text = items[i][0]
     nxt = items[i + 1 : i + 4]
-    if nxt[:1] == [(",", _OTHER)] and nxt[1:2] == [(" ", _SPACE)] and len(nxt) == 3 and nxt[2][1] == _W:
+    if nxt[:2] == [(",", _OTHER), (" ", _SPACE)] and len(nxt) == 3 and nxt[2][1] == _W:
         return _Form(F.ABBREVIATION, 1, i + 2, (text, text + ","))
     if nxt[:1] == [(" ", _SPACE)] and len(nxt) >= 2 and nxt[1][1] == _W:
         return _Form(F.ABBREVIATION, 0, i + 1, (text, text + ","))
@@ -289,7 +289,9 @@ class _Matcher:
         else:
             st.since_code += 1
 
-    def _line_opens(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, tuple[str, str]] | None:
+    def _line_opens(
+        self, items: list[tuple[str, str]], i: int
+    ) -> tuple[int, int, tuple[str, str]] | None:
         """The list marker opening this line, if any; an unindented line that is no item of an
         open list closes it."""
         marker = _list_marker(items, i)
@@ -374,7 +376,8 @@ class _Matcher:
             n = (F.NUMBER_WORDS if kind == _W else F.DIGITS).index(text)
             if not noun.endswith("s") or len(noun) < 3:
                 return None
-            return _Form(F.NUMBER_WORD, int(kind == _W), i + 1, (F.DIGITS[n], F.NUMBER_WORDS[n]), F.NUMBER_WORDS[n])
+            renders = (F.DIGITS[n], F.NUMBER_WORDS[n])
+            return _Form(F.NUMBER_WORD, int(kind == _W), i + 1, renders, F.NUMBER_WORDS[n])
         if kind == _OTHER and F.is_count(text):
             plain = text.replace(",", "")
             return _Form(F.THOUSANDS, int("," in text), i + 1, (plain, F.group_thousands(plain)))

@@ -68,13 +68,12 @@ def test_gateway_answers_are_marked_per_account(world: dict[str, Any], teacher: 
 
 def test_harvested_dataset_is_attributed(world: dict[str, Any], teacher: tuple[Any, Any]) -> None:
     rows: list[Harvested] = world["marked"]
-    # Three harvesters share one small dataset (22 answers each); the weakest of them sits near
-    # p 5e-4 after the Bonferroni factor for 50,000 candidates, varying with the sampled
-    # answers, so the test allows a 1 % family-wise error (the benchmark shows 1e-6 at 1 M ids
-    # with one harvester per dataset).
+    # Three harvesters share one small dataset (22 answers each), each named among 50,000
+    # candidates at the attribution target, p <= 1e-3 after the Bonferroni factor (the
+    # weakest of them sits near 4e-6, varying with the gateway's sampled answers).
     report = trace_texts(
         world["key"], [r.text for r in rows], tokenizer=teacher[1],
-        prompts=[chat_prompt(r.prompt) for r in rows], candidates=CANDIDATES, alpha=1e-2,
+        prompts=[chat_prompt(r.prompt) for r in rows], candidates=CANDIDATES, alpha=1e-3,
     )
     assert report.p_value < 1e-30
     assert {a["account_id"] for a in report.accounts() if a["attributed"]} == set(ACCOUNTS), report.lines()

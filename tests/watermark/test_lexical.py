@@ -3,11 +3,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.localmodel import read_corpus_texts
-from distillguard.watermark import detect_lexical
+from distillguard.watermark import TextWatermarker, detect_lexical
+from distillguard.watermark import _formats as F
+from distillguard.watermark import _lexical as L
+from distillguard.watermark._synonyms import BY_FIRST, GROUPS, Group, _index
 
 from .keys import fixed_key
 
@@ -72,11 +76,17 @@ def _bundles(texts: list[str], words: int) -> list[list[str]]:
 
 
 def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
-    texts = read_corpus_texts(["arena_hard", "sharegpt_1k", "wildchat_1k"], per_corpus, root=corpora_dir)
+    texts = read_corpus_texts(
+        ["arena_hard", "sharegpt_1k", "wildchat_1k"], per_corpus, root=corpora_dir
+    )
     seen: set[str] = set()
     out = []
     for t in texts:  # English, >= 150 words, one per opening (the corpora repeat prompt templates)
-        if len(t.split()) >= 150 and sum(c.isascii() for c in t) > 0.97 * len(t) and t[:80] not in seen:
+        if (
+            len(t.split()) >= 150
+            and sum(c.isascii() for c in t) > 0.97 * len(t)
+            and t[:80] not in seen
+        ):
             seen.add(t[:80])
             out.append(t)
     return out
@@ -88,25 +98,33 @@ def test_detection_from_2000_words(corpora_dir: Path) -> None:
     Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
-    bundles = [b for b in _bundles(_english(corpora_dir, 150), 2000) if sum(len(t.split()) for t in b) <= 2600]
+    bundles = [
+        b
+        for b in _bundles(_english(corpora_dir, 150), 2000)
+        if sum(len(t.split()) for t in b) <= 2600
+    ]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
     assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-4
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
-    assert all(detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3])
+    assert all(
+        detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3]
+    )
 
 
 def test_attribution_names_each_account_not_a_third(corpora_dir: Path) -> None:
     """10,000 words per account: each of two accounts is named at p <= 1e-3 among 1 M candidates
     (Bonferroni is linear in the count: 5,003 searched, p scaled to 1 M), the other account and
-    an account that sent nothing are not."""
+    an account that sent nothing are not, and nobody is named in the same texts unmarked."""
     key = fixed_key(108)
     texts = _english(corpora_dir, 300)
     bundles = _bundles(texts, 10_000)
     assert len(bundles) >= 2
     one = [key.text_watermarker("acct-a").apply(t) for t in bundles[0]]
     two = [key.text_watermarker("acct-b").apply(t) for t in bundles[1]]
-    assert one != bundles[0] and [key.text_watermarker("acct-b").apply(t) for t in bundles[0]] != one
+    assert (
+        one != bundles[0] and [key.text_watermarker("acct-b").apply(t) for t in bundles[0]] != one
+    )
     candidates = [f"acct-{i}" for i in range(5000)] + ["acct-a", "acct-b", "acct-c"]
     scale = 1e6 / len(candidates)
     for marked, who, other in ((one, "acct-a", "acct-b"), (two, "acct-b", "acct-a")):
@@ -114,6 +132,10 @@ def test_attribution_names_each_account_not_a_third(corpora_dir: Path) -> None:
         named = {m.account_id: m.p_value for m in det.accounts}
         assert named[who] * scale <= 1e-3
         assert named.get(other, 1.0) > 1e-2 and named.get("acct-c", 1.0) > 1e-2
+    # the control: the same texts unmarked are neither detected nor attributed to anyone
+    for plain in bundles[:2]:
+        det = detect_lexical(key, plain, candidates=candidates, report_alpha=1.0)
+        assert det.p_value > 1e-3 and all(m.p_value > 1e-2 for m in det.accounts)
 
 
 def test_contractions_and_rules() -> None:
@@ -171,26 +193,138 @@ NEW_FORMS_TEXT = (
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=len(NEW_FORMS_TEXT)), max_size=40))
-def test_stream_equals_apply_for_any_split_with_the_new_forms(cuts: list[int]) -> None:
-    """Byte-exact for any split: the stream's output equals apply's, whatever the deltas."""
+@given(
+    which=st.integers(min_value=0, max_value=1),
+    cuts=st.lists(st.integers(min_value=0, max_value=len(NEW_FORMS_TEXT)), max_size=40),
+)
+def test_stream_equals_apply_for_any_split_with_the_new_forms(which: int, cuts: list[int]) -> None:
+    """Byte-exact for any split: the stream's output equals apply's, whatever the deltas (the
+    lexicon's newer forms, and every format choice)."""
+    text = (NEW_FORMS_TEXT, FORMATS_TEXT)[which]
     wm = fixed_key(110).text_watermarker("acct-3")
     stream, out, at = wm.stream(), [], 0
-    for cut in sorted(cuts):
-        out.append(stream.feed(NEW_FORMS_TEXT[at:cut]))
+    for cut in sorted(min(c, len(text)) for c in cuts):
+        out.append(stream.feed(text[at:cut]))
         at = cut
-    out.append(stream.feed(NEW_FORMS_TEXT[at:]))
+    out.append(stream.feed(text[at:]))
     out.append(stream.finish())
-    assert "".join(out) == wm.apply(NEW_FORMS_TEXT)
+    assert "".join(out) == wm.apply(text)
 
 
 def test_new_forms_are_keyed_choices() -> None:
     """Each added kind swaps both ways under some key, and code, URLs and numbers stay."""
-    outs = [fixed_key(400 + i).text_watermarker("x").apply(NEW_FORMS_TEXT).replace("’", "'") for i in range(24)]
-    for a, b in (("among the", "amongst the"), ("organizes", "organises"), ("He is sure", "He's sure"),
-                 ("it will work", "it'll work"), ("You mustn't", "You must not"), ("travelers", "travellers"),
-                 ("judgment", "judgement"), ("He'll standardize", "He will standardize")):
+    outs = [
+        fixed_key(400 + i).text_watermarker("x").apply(NEW_FORMS_TEXT).replace("’", "'")
+        for i in range(24)
+    ]
+    for a, b in (
+        ("among the", "amongst the"),
+        ("organizes", "organises"),
+        ("He is sure", "He's sure"),
+        ("it will work", "it'll work"),
+        ("You mustn't", "You must not"),
+        ("travelers", "travellers"),
+        ("judgment", "judgement"),
+        ("He'll standardize", "He will standardize"),
+    ):
         assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
     for o in outs:
-        assert "```\nfavor = 'he is'\n```" in o and "https://x.example/among" in o and "3,000 km" in o
+        assert (
+            "```\nfavor = 'he is'\n```" in o and "https://x.example/among" in o and "3,000 km" in o
+        )
         assert "`color`" in o
+
+
+def test_adding_a_lexicon_group_moves_no_other_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lexicon ids are positions (append only) and format ids are fixed: a key's marks on every
+    other choice stay the same when a group is appended."""
+    assert {g: g - F.FORMAT_BASE for g in F.FORMATS} == {
+        F.APOSTROPHE: 0, F.DASH: 1, F.BULLET: 2, F.ORDERED: 3, F.ABBREVIATION: 4, F.NUMBER_WORD: 5,
+        F.THOUSANDS: 6, F.QUOTES: 7,
+    }
+    assert L.APOSTROPHE_GROUP == F.APOSTROPHE and len(GROUPS) < F.FORMAT_BASE
+    grown = [*GROUPS, Group((("zyzzyva",), ("zyzzyvas",)), "manual")]
+    index = _index(grown)
+    assert all(index[w] == entries for w, entries in BY_FIRST.items())
+    key = fixed_key(111)
+    before = key.text_watermarker("acct-4").apply(FORMATS_TEXT + NEW_FORMS_TEXT)
+    monkeypatch.setattr(L, "GROUPS", tuple(grown))
+    monkeypatch.setattr(L, "BY_FIRST", index)
+    assert key.text_watermarker("acct-4").apply(FORMATS_TEXT + NEW_FORMS_TEXT) == before
+
+
+# prose with every format choice, beside code, maths, units, labels and URLs that must stay
+FORMATS_TEXT = (
+    "Here are the options—pick one. The plan — simple — works, e.g. the cat and i.e., the dog.\n"
+    'She said "yes please," then "no".\n\n'
+    "- the first item has 3 steps\n- the second has five parts\n  - nested item\n\n"
+    "1. we have 10,000 users\n2. and costs $12500 per year\n\n"
+    'Then a paragraph with `- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, '
+    "step 3 items, x = 3 apples, 2 or 3 days.\n```\n- code\n1. code\nit has 3 steps—really\n```\n"
+)
+FORMS = (
+    (F.DASH, ("options—pick", "options — pick")),
+    (F.BULLET, ("- the first", "* the first")),
+    (F.ORDERED, ("1. we have", "1) we have")),
+    (F.ABBREVIATION, ("e.g. the cat", "e.g., the cat")),
+    (F.NUMBER_WORD, ("has 3 steps", "has three steps")),
+    (F.THOUSANDS, ("10,000 users", "10000 users")),
+    (F.QUOTES, ('said "yes', "said “yes")),
+)
+
+
+def test_format_choices_swap_both_ways_and_leave_code_alone() -> None:
+    """Each format choice is a keyed choice (both forms under some key); lists keep one marker
+    each; code, inline code, URLs, units, labels, ranges and maths stay."""
+    outs = [fixed_key(600 + i).text_watermarker("x").apply(FORMATS_TEXT) for i in range(24)]
+    for _group, (a, b) in FORMS:
+        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
+    for o in outs:
+        lines = o.splitlines()
+        assert lines[3][0] == lines[4][0] and lines[7][1] == lines[8][1]  # one marker per list
+        assert 'said "yes please," then' in o or "said “yes please,” then" in o  # quotes in pairs
+        assert '`- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, ' in o
+        assert "step 3 items, x = 3 apples, 2 or 3 days." in o
+        assert o.endswith("```\n- code\n1. code\nit has 3 steps—really\n```\n")
+
+
+OPEN, CLOSE = ('"', "“"), ('"', "”")
+
+
+def _format_prose(group: int, rng: random.Random, words: list[str]) -> str:
+    """A text with many occurrences of one format choice, each after two random words."""
+    parts = []
+    for _ in range(400):
+        a, b, c = rng.sample(words, 3)
+        parts.append(
+            {
+                F.DASH: f"{a} {b}—{c}.",
+                F.BULLET: f"{a} {b}:\n\n- {c}\n- {a}\n\nok",
+                F.ORDERED: f"{a} {b}:\n\n1. {c}\n2) {a}\n\nok",
+                F.ABBREVIATION: f"{a} {b}, e.g. {c}.",
+                F.NUMBER_WORD: f"{a} {b} {rng.choice(['4', 'seven'])} {c}s.",
+                F.THOUSANDS: f"{a} {b} {rng.choice(['12345', '67,890'])} {c}.",
+            F.QUOTES: f"{a} {b} {rng.choice(OPEN)}{c} {a}{rng.choice(CLOSE)} ok.",
+            }[group]
+        )
+    return " ".join(parts)
+
+
+@pytest.mark.parametrize("group", [g for g, _ in FORMS])
+def test_each_format_choice_is_detected_alone(group: int) -> None:
+    """Marked with one format choice only, text is detected from that choice alone; the same text
+    unmarked, or read with another key, is not."""
+    rng = random.Random(group)
+    words = [
+        w
+        for w in read_corpus_texts(["alpaca_5k"], 300)[0:300]
+        for w in w.split()
+        if w.isalpha() and w.islower()
+    ]
+    text = _format_prose(group, rng, sorted(set(words)))
+    key = fixed_key(700)
+    marked = TextWatermarker(key.versions[0], "x", groups=0, formats={group}).apply(text)
+    assert marked != text
+    assert detect_lexical(key, [marked], groups=0, formats={group}).p_value < 1e-6
+    assert detect_lexical(key, [text], groups=0, formats={group}).p_value > 1e-3
+    assert detect_lexical(fixed_key(701), [marked], groups=0, formats={group}).p_value > 1e-3

@@ -6,15 +6,16 @@ whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
 fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
 code-like stretches, and allowed by its group's rule. Its context is the two
 previous words (after marking) and its group; the key decides, from that context
-only, which form the text should use. A word with an inner apostrophe that no
-group claims chooses its apostrophe the same way. About half the contexts carry
-the global key, the other half one symbol of the account's code word (the same
-code as the token layer).
+only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
+spacing, list markers, "e.g." commas, small counts, thousands separators, double quotes) are
+read the same way, under fixed ids beside the lexicon's. About half the contexts carry the
+global key, the other half one symbol of the account's code word (the same code as the token
+layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
-exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 2.4
-distinct contexts per hundred words of real English (docs/watermark.md), removable
+exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 3.1
+distinct contexts per hundred words of real English (docs/benchmarks.md), removable
 by an adversary who paraphrases: evidence that accumulates over a harvested
 *dataset*, not over one answer.
 
@@ -28,13 +29,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
+from distillguard.watermark import _formats as F
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._scheme import LayerKeys
@@ -69,17 +71,24 @@ NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoev
 # after "it's", "that's", ...: these make it "it has", which must not be expanded to "it is"
 HAS_MARKERS = frozenset(["been", "got", "gotten", "had"])
 
-# A word with an inner apostrophe that no group claims ("model's", "I've") also carries a
-# choice: straight (member 0) or typographic (member 1) apostrophe; its group id follows GROUPS.
-APOSTROPHE_GROUP = len(GROUPS)
-N_GROUPS = len(GROUPS) + 1
-_APOSTROPHES = ("'", "’")
+# Choices beyond the lexicon (apostrophes, dashes, list markers, "e.g.", numbers) have fixed
+# ids of their own (`_formats`), so a lexicon that grows never moves them.
+APOSTROPHE_GROUP = F.APOSTROPHE
 
 # decide(prev_word, group, member used) -> member index to write, or None to keep it
 Decide = Callable[[str, int, int], int | None]
 
-# item kinds (_CODELIKE: a code-like chunk outside code marks, which also guards its neighbours)
-_W, _SPACE, _OTHER, _CODE, _CODELIKE = "w", "s", "o", "c", "x"
+# item kinds (_CODELIKE: a code-like chunk outside code marks, which also guards its neighbours;
+# _ABBR: "e.g." or "i.e.")
+_W, _SPACE, _OTHER, _CODE, _CODELIKE, _ABBR = "w", "s", "o", "c", "x", "a"
+
+
+def choice_enabled(group: int, groups: int | None, formats: Collection[int] | None) -> bool:
+    """Whether a choice is marked and read: a lexicon group among the first `groups` (all if
+    None), a format choice among `formats` (all if None)."""
+    if group >= F.FORMAT_BASE:
+        return formats is None or group in formats
+    return groups is None or group < groups
 
 
 def context_id(prev: str, group: int) -> np.uint64:
@@ -102,6 +111,14 @@ class _ScanState:
     # the last character of the items passed so far: a stream has already emitted (and
     # dropped) the item before the one being decided, so lookbehind reads this
     last_char: str = ""
+    # the last two items passed (a number reads "word, one space" before it)
+    last_items: tuple[tuple[str, str], tuple[str, str]] = (("", ""), ("", ""))
+    line_start: bool = True  # only whitespace since the last newline (or the start)
+    line_indented: bool = False  # that whitespace is not empty
+    # each open list's keyed swap of its markers (by list group): its first marker decides
+    list_swap: dict[int, bool] = field(default_factory=dict)
+    # the closing quote of a quoted span whose opening quote was swapped (same paragraph)
+    quote_close: str | None = None
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -113,6 +130,8 @@ def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
         return [(chunk, _CODE)]
     if state.in_fence or "://" in chunk or chunk.lower().startswith("www.") or "@" in chunk:
         return [(chunk, _CODE)]
+    if not state.in_inline and (abbr := F.ABBREVIATION_CHUNK.fullmatch(chunk)):
+        return [(t, k) for t, k in zip(abbr.groups(), (_OTHER, _ABBR, _OTHER), strict=True) if t]
     if "`" not in chunk and not state.in_inline and _CODEISH.search(chunk):
         return [(chunk, _CODELIKE)]
     out: list[tuple[str, str]] = []
@@ -143,6 +162,52 @@ def _cased_as(text: str, form: str) -> bool | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Form:
+    """A format choice at items[i:end]: both renderings, the member the text uses, and the
+    word the context reads after it (the same for either rendering; None: no word)."""
+
+    group: int
+    member: int
+    end: int
+    renders: tuple[str, str]
+    word: str | None = None
+
+
+def _list_marker(items: list[tuple[str, str]], i: int) -> tuple[int, int, tuple[str, str]] | None:
+    """(group, member, renderings) of a list item's marker at a line's first item ("- ", "1. ")."""
+    text, kind = items[i]
+    if kind != _OTHER or i + 2 >= len(items) or items[i + 1] != (" ", _SPACE):
+        return None
+    if text in F.BULLETS:
+        return F.BULLET, F.BULLETS.index(text), F.BULLETS
+    if m := F.ORDERED_MARKER.fullmatch(text):
+        return F.ORDERED, F.ORDERED_DELIMITERS.index(m[2]), (m[1] + ".", m[1] + ")")
+    return None
+
+
+def _dash(items: list[tuple[str, str]], i: int) -> _Form | None:
+    """An em dash between two words (the caller checked the word before), "a—b" or "a — b"."""
+    renders = (F.EM_DASH, f" {F.EM_DASH} ")
+    if items[i] == (F.EM_DASH, _OTHER) and i + 1 < len(items) and items[i + 1][1] == _W:
+        return _Form(F.DASH, 0, i + 1, renders)
+    spaced = [(" ", _SPACE), (F.EM_DASH, _OTHER), (" ", _SPACE)]
+    if items[i : i + 3] == spaced and i + 3 < len(items) and items[i + 3][1] == _W:
+        return _Form(F.DASH, 1, i + 3, renders)
+    return None
+
+
+def _abbreviation(items: list[tuple[str, str]], i: int) -> _Form | None:
+    """ "e.g." or "i.e." before a word, with its comma ("e.g., the") or without ("e.g. the")."""
+    text = items[i][0]
+    nxt = items[i + 1 : i + 4]
+    if nxt[:2] == [(",", _OTHER), (" ", _SPACE)] and len(nxt) == 3 and nxt[2][1] == _W:
+        return _Form(F.ABBREVIATION, 1, i + 2, (text, text + ","))
+    if nxt[:1] == [(" ", _SPACE)] and len(nxt) >= 2 and nxt[1][1] == _W:
+        return _Form(F.ABBREVIATION, 0, i + 1, (text, text + ","))
+    return None
+
+
 class _Matcher:
     """Finds and rewrites the keyed forms in a list of items (the scan's core)."""
 
@@ -156,6 +221,23 @@ class _Matcher:
         i = 0
         while i < len(items) and (final or i + LOOKAHEAD < len(items)):
             text, kind = items[i]
+            if self.state.line_start and kind != _SPACE:
+                marker = self._line_opens(items, i)
+                if marker is not None and not self._near_code(items, i, i + 1):
+                    out.append(self._mark_list(*marker))
+                    self._passed(items[i])
+                    i += 1
+                    continue
+            if kind == _OTHER and (quoted := self._quote(items, i)) is not None:
+                out.append(quoted)
+                self._passed(items[i])
+                i += 1
+                continue
+            form = self._format(items, i)
+            if form is not None:
+                out.append(self._mark_format(form, items, i))
+                i = form.end
+                continue
             if kind != _W:
                 out.append(text)
                 self._passed(items[i])
@@ -169,7 +251,7 @@ class _Matcher:
                 i += 1
                 continue
             group, member, end, capital = found
-            choice = self.decide(f"{self.state.before_prev} {self.state.prev}", group, member)
+            choice = self.decide(self._context(), group, member)
             if choice is None or choice == member:
                 new = "".join(t for t, _ in items[i:end])
             else:
@@ -183,15 +265,135 @@ class _Matcher:
             i = end
         return "".join(out), i
 
+    def _context(self) -> str:
+        return f"{self.state.before_prev} {self.state.prev}"
+
     def _passed(self, item: tuple[str, str]) -> None:
+        st = self.state
         if item[0]:
-            self.state.last_char = item[0][-1]
-        if item[1] == _CODELIKE:
-            self.state.since_code = 0
-        elif item[1] == _SPACE and "\n" in item[0]:
-            self.state.since_code = CODE_WINDOW + 1
+            st.last_char = item[0][-1]
+        st.last_items = (st.last_items[1], item)
+        if item[1] == _SPACE:
+            if "\n" in item[0]:
+                st.line_start, st.line_indented = True, item[0].rsplit("\n", 1)[1] != ""
+                if item[0].count("\n") > 1:  # a paragraph ends: no quoted span runs past it
+                    st.quote_close = None
+            elif st.line_start:
+                st.line_indented = True
         else:
-            self.state.since_code += 1
+            st.line_start, st.line_indented = False, False
+        if item[1] == _CODELIKE:
+            st.since_code = 0
+        elif item[1] == _SPACE and "\n" in item[0]:
+            st.since_code = CODE_WINDOW + 1
+        else:
+            st.since_code += 1
+
+    def _line_opens(
+        self, items: list[tuple[str, str]], i: int
+    ) -> tuple[int, int, tuple[str, str]] | None:
+        """The list marker opening this line, if any; an unindented line that is no item of an
+        open list closes it."""
+        marker = _list_marker(items, i)
+        if not self.state.line_indented:
+            for group in list(self.state.list_swap):
+                if marker is None or marker[0] != group:
+                    del self.state.list_swap[group]
+        return marker
+
+    def _quote(self, items: list[tuple[str, str]], i: int) -> str | None:
+        """A double quote opening a span before a word is a keyed choice, straight or curly; the
+        span's closing quote (the next quote after a non-space, in the paragraph) follows a
+        swapped opening. None: items[i] is neither, or stays."""
+        st = self.state
+        text = items[i][0]
+        opens = (
+            text in F.OPENING_QUOTES
+            and (st.last_char == "" or st.last_char.isspace())
+            and i + 1 < len(items)
+            and items[i + 1][1] == _W
+        )
+        if opens:
+            st.quote_close = None
+            if self._near_code(items, i, i + 1):
+                return None
+            member = F.OPENING_QUOTES.index(text)
+            choice = self.decide(self._context(), F.QUOTES, member)
+            if choice is None or choice == member:
+                return None
+            st.quote_close = F.CLOSING_QUOTES[choice]
+            return F.OPENING_QUOTES[choice]
+        if st.quote_close is None or st.last_char.isspace():
+            return None
+        at = min((text.find(q) for q in F.CLOSING_QUOTES if q in text), default=-1)
+        if at < 0:
+            return None
+        close, st.quote_close = st.quote_close, None
+        return text[:at] + close + text[at + 1 :]
+
+    def _mark_list(self, group: int, member: int, renders: tuple[str, str]) -> str:
+        """A list's first marker is a keyed choice; the list's other markers follow it."""
+        swap = self.state.list_swap.get(group)
+        if swap is None:
+            choice = self.decide(self._context(), group, member)
+            swap = self.state.list_swap[group] = choice is not None and choice != member
+        return renders[1 - member] if swap else renders[member]
+
+    def _format(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """The format choice (dash, "e.g.", number) starting at items[i], outside code."""
+        text, kind = items[i]
+        if kind == _ABBR:
+            form = _abbreviation(items, i)
+        elif text in (F.EM_DASH, " "):
+            form = _dash(items, i) if self.state.last_char.isalpha() else None
+        elif kind in (_W, _OTHER):
+            form = self._number(items, i)
+        else:
+            return None
+        if form is None or self._near_code(items, i, form.end):
+            return None
+        return form
+
+    def _number(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """A count after a lower-case word and before a lower-case noun, in prose: "has 3 steps"."""
+        text, kind = items[i]
+        before, gap = self.state.last_items
+        if (
+            gap != (" ", _SPACE)
+            or before[1] != _W
+            or not before[0][0].islower()
+            or _norm(before[0]) in F.NUMBER_LABEL_WORDS
+            or i + 2 >= len(items)
+            or items[i + 1] != (" ", _SPACE)
+            or items[i + 2][1] != _W
+        ):
+            return None
+        noun = items[i + 2][0]
+        after = items[i + 3][0] if i + 3 < len(items) else ""
+        if not noun.islower() or noun in F.UNIT_WORDS or (after and after[0] in _BLOCKERS):
+            return None
+        if kind == _W and text in F.NUMBER_WORDS or kind == _OTHER and text in F.DIGITS:
+            n = (F.NUMBER_WORDS if kind == _W else F.DIGITS).index(text)
+            if not noun.endswith("s") or len(noun) < 3:
+                return None
+            renders = (F.DIGITS[n], F.NUMBER_WORDS[n])
+            return _Form(F.NUMBER_WORD, int(kind == _W), i + 1, renders, F.NUMBER_WORDS[n])
+        if kind == _OTHER and F.is_count(text):
+            plain = text.replace(",", "")
+            return _Form(F.THOUSANDS, int("," in text), i + 1, (plain, F.group_thousands(plain)))
+        return None
+
+    def _mark_format(self, form: _Form, items: list[tuple[str, str]], i: int) -> str:
+        choice = self.decide(self._context(), form.group, form.member)
+        new = "".join(t for t, _ in items[i : form.end])
+        if choice is not None and choice != form.member:
+            new = form.renders[choice]
+        for it in items[i : form.end]:
+            self._passed(it)
+        self.state.last_char = new[-1]
+        if form.word is not None:
+            self._advance(form.word)
+        return new
 
     def _near_code(self, items: list[tuple[str, str]], i: int, end: int) -> bool:
         """A code-like chunk within CODE_WINDOW items of items[i:end], on the same line."""
@@ -209,13 +411,13 @@ class _Matcher:
         word = items[i][0]
         if ("'" not in word and "’" not in word) or self._near_code(items, i, i + 1):
             return word
-        first = min(word.find(a) for a in _APOSTROPHES if a in word)
-        member = _APOSTROPHES.index(word[first])
+        first = min(word.find(a) for a in F.APOSTROPHES if a in word)
+        member = F.APOSTROPHES.index(word[first])
         ctx = f"{self.state.before_prev} {self.state.prev} {_norm(word)}"
         choice = self.decide(ctx, APOSTROPHE_GROUP, member)
         if choice is None or choice == member:
             return word
-        return word.replace(_APOSTROPHES[member], _APOSTROPHES[choice])
+        return word.replace(F.APOSTROPHES[member], F.APOSTROPHES[choice])
 
     def _advance(self, word: str) -> None:
         self.state.before_prev, self.state.prev = self.state.prev, word
@@ -294,9 +496,15 @@ def scan(text: str, state: _ScanState, decide: Decide) -> str:
 class _Chooser:
     """The keyed choice for one key version and (optionally) one account."""
 
-    def __init__(self, version: KeyVersion, account_id: str | None, groups: int | None = None) -> None:
+    def __init__(
+        self,
+        version: KeyVersion,
+        account_id: str | None,
+        groups: int | None = None,
+        formats: Collection[int] | None = None,
+    ) -> None:
         cfg = version.config
-        self.groups = N_GROUPS if groups is None else groups
+        self.groups, self.formats = groups, formats
         self.keys = LayerKeys.of(version, prefix="lexical-")
         self.code = (
             S.account_code(
@@ -307,7 +515,7 @@ class _Chooser:
         )
 
     def __call__(self, prev: str, group: int, member: int) -> int | None:
-        if group >= self.groups:
+        if not choice_enabled(group, self.groups, self.formats):
             return None
         ctx = np.array([context_id(prev, group)], dtype=np.uint64)
         if is_global(self.keys, ctx)[0]:
@@ -376,12 +584,19 @@ class TextStream:
 class TextWatermarker:
     """Marks text post hoc for the provider and one account (`key.text_watermarker(id)`)."""
 
-    def __init__(self, version: KeyVersion, account_id: str | None = None, groups: int | None = None) -> None:
-        """`groups`: mark with the first n groups of the lexicon only (default all;
-        `len(SYNONYM_PAIRS)` is the first table, for comparisons)."""
+    def __init__(
+        self,
+        version: KeyVersion,
+        account_id: str | None = None,
+        groups: int | None = None,
+        formats: Collection[int] | None = None,
+    ) -> None:
+        """For comparisons: `groups` marks with the first n groups of the lexicon only
+        (`len(SYNONYM_PAIRS)` is the first table), `formats` with these format choices only
+        (`_formats` ids); default all of each."""
         self.version = version
         self.account_id = account_id
-        self._decide = _Chooser(version, account_id, groups)
+        self._decide = _Chooser(version, account_id, groups, formats)
 
     def apply(self, text: str) -> str:
         stream = self.stream()
@@ -400,9 +615,10 @@ class _Occurrences:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-def occurrences(texts: Sequence[str], groups: int | None = None) -> _Occurrences:
+def occurrences(
+    texts: Sequence[str], groups: int | None = None, formats: Collection[int] | None = None
+) -> _Occurrences:
     """Each distinct (previous word, group) context of the texts, with the member used."""
-    limit = N_GROUPS if groups is None else groups
     found: dict[int, int] = {}
     seen = 0
     for text in texts:
@@ -410,7 +626,7 @@ def occurrences(texts: Sequence[str], groups: int | None = None) -> _Occurrences
 
         def record(prev: str, group: int, member: int) -> int | None:
             nonlocal seen
-            if group >= limit:
+            if not choice_enabled(group, groups, formats):
                 return None
             seen += 1
             found.setdefault(int(context_id(prev, group)), member)
@@ -431,9 +647,11 @@ def detect_lexical(
     report_alpha: float = 0.01,
     max_report: int = 50,
     groups: int | None = None,
+    formats: Collection[int] | None = None,
 ) -> Detection:
-    """Lexical-layer detection from text alone, over every key version (`groups`: as marked)."""
-    occ = occurrences(texts, groups)
+    """Lexical-layer detection from text alone, over every key version (`groups`, `formats`:
+    as marked)."""
+    occ = occurrences(texts, groups, formats)
     best: Detection | None = None
     for version in key.versions:
         det = _detect_version(version, occ, candidates, alpha, report_alpha, max_report)

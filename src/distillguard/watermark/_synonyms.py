@@ -5,8 +5,9 @@ either appears: same part of speech, same inflection, no common second sense tha
 the other word lacks (so "hard"/"difficult", "use"/"utilize", "odd"/"strange" are
 left out). `data/synonyms_extra.tsv` appends more groups after them (group ids are
 positions, so that file only grows): pairs derived from WordNet 3.0 and reviewed,
-pairs added by hand, -ize/-ise spellings and contractions (a member of one or two
-words; see the file's header for the rules).
+pairs added by hand, -ize/-ise spellings, contractions (a member of one or two
+words; see the file's header for the rules) and US/UK spelling pairs derived from breame
+(`_spelling_build.py`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ RULE_BE = "be"  # RULE_CONTINUES, and "it's" must not stand for "it has" ("it's 
 RULE_LEAD = "lead"  # only opening a sentence, before a comma: "First," / "Firstly,"
 RULE_LEAD_BE = "leadbe"  # RULE_BE, opening a sentence: "Here is" / "Here's" ("the potential here is")
 _RULES = {RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE, RULE_LEAD, RULE_LEAD_BE}
-_KINDS = {"core", "wordnet", "manual", "spelling", "contraction"}
+_KINDS = {"core", "wordnet", "manual", "spelling", "contraction", "breame"}
 EXTRA_FILE = "synonyms_extra.tsv"
 
 

@@ -1,0 +1,187 @@
+"""Keyed choices of the lexical watermark that are not lexicon groups: formatting and punctuation.
+
+Each has a fixed id in its own range (`FORMAT_BASE` and up), so growing the lexicon (whose
+group ids are positions in `_synonyms.GROUPS`) never moves them: a key's marks stay the same.
+Ids are never reused; a retired choice keeps its id reserved.
+
+- `APOSTROPHE`: an inner apostrophe no lexicon group claims ("model's"): `'` or `’`.
+- `DASH`: an em dash between two words, unspaced ("a—b") or spaced ("a — b").
+- `BULLET`: a list's bullets, `-` or `*` (one choice per list: the first bullet decides and the
+  rest of the list follows it, since changing the bullet starts a new Markdown list).
+- `ORDERED`: an ordered list's markers, `1.` or `1)` (one choice per list, likewise).
+- `ABBREVIATION`: "e.g." / "i.e." with or without the comma after it.
+- `NUMBER_WORD`: a small count in prose, "3 steps" or "three steps".
+- `THOUSANDS`: a count of five or more digits in prose, "10000 users" or "10,000 users".
+- `QUOTES`: a double-quoted span opening before a word, straight ("a") or curly (“a”); its
+  closing quote (the next one after a non-space, in the paragraph) follows the opening's style.
+"""
+
+from __future__ import annotations
+
+import re
+
+FORMAT_BASE = 1 << 32
+APOSTROPHE = FORMAT_BASE + 0
+DASH = FORMAT_BASE + 1
+BULLET = FORMAT_BASE + 2
+ORDERED = FORMAT_BASE + 3
+ABBREVIATION = FORMAT_BASE + 4
+NUMBER_WORD = FORMAT_BASE + 5
+THOUSANDS = FORMAT_BASE + 6
+QUOTES = FORMAT_BASE + 7
+FORMATS: frozenset[int] = frozenset(
+    {APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES}
+)
+
+APOSTROPHES = ("'", "’")
+EM_DASH = "—"
+OPENING_QUOTES = ('"', "“")
+CLOSING_QUOTES = ('"', "”")
+BULLETS = ("-", "*")
+ORDERED_MARKER = re.compile(r"(\d{1,3})([.)])")
+ORDERED_DELIMITERS = (".", ")")
+# "e.g." / "i.e." (optionally after "(" and before ","), split from their chunk so that they are
+# neither code-like (`a.b`) nor glued to their comma
+ABBREVIATION_CHUNK = re.compile(r"(\(?)([EeIi]\.[gGeE]\.)(,?)")
+ABBREVIATIONS = frozenset(["e.g.", "i.e.", "E.g.", "I.e."])
+
+NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGITS = tuple(str(n) for n in range(2, 10))
+# a count is spelled either way only before a plural noun in prose; these nouns are units or
+# operations ("5 ms", "3 times 4"), where digits are the only right form
+UNIT_WORDS = frozenset(
+    [
+        "ms",
+        "mins",
+        "secs",
+        "hrs",
+        "yrs",
+        "lbs",
+        "kgs",
+        "cms",
+        "mms",
+        "kms",
+        "gbs",
+        "mbs",
+        "kbs",
+        "tbs",
+        "pts",
+        "dpi",
+        "rpms",
+        "times",
+        "bits",
+        "bytes",
+        "px",
+        "ems",
+        "rems",
+        "vs",
+    ]
+)
+# words after which a number is a label, part of a range or of arithmetic ("step 3", "2 or 3
+# days", "x plus 3 apples"): its digits stay
+NUMBER_LABEL_WORDS = frozenset(
+    [
+        "version",
+        "step",
+        "chapter",
+        "page",
+        "section",
+        "figure",
+        "fig",
+        "table",
+        "level",
+        "grade",
+        "line",
+        "row",
+        "column",
+        "item",
+        "part",
+        "phase",
+        "stage",
+        "round",
+        "day",
+        "week",
+        "month",
+        "year",
+        "season",
+        "episode",
+        "act",
+        "verse",
+        "rule",
+        "option",
+        "question",
+        "problem",
+        "exercise",
+        "example",
+        "lesson",
+        "unit",
+        "type",
+        "class",
+        "category",
+        "tier",
+        "rank",
+        "number",
+        "no",
+        "plus",
+        "minus",
+        "times",
+        "divided",
+        "multiplied",
+        "by",
+        "over",
+        "equals",
+        "or",
+        "and",
+        "to",
+        "through",
+        "between",
+        "from",
+        "than",
+        "of",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "at",
+        "top",
+        "python",
+        "gpt",
+        "ios",
+        "windows",
+        "port",
+        "zip",
+        "code",
+        "id",
+        "pin",
+        "room",
+        "flight",
+        "route",
+        "error",
+        "status",
+        "model",
+        "serial",
+        "account",
+        "order",
+        "ticket",
+    ]
+)
+COUNT_DIGITS = re.compile(r"\$?[1-9]\d{4,11}")
+COUNT_GROUPED = re.compile(r"\$?[1-9]\d{0,2}(?:,\d{3}){1,3}")
+MIN_THOUSANDS_DIGITS = 5
+
+
+def group_thousands(number: str) -> str:
+    """ "12345" -> "12,345" (a leading "$" kept)."""
+    sign, digits = ("$", number[1:]) if number.startswith("$") else ("", number)
+    return sign + f"{int(digits):,}"
+
+
+def is_count(number: str) -> bool:
+    """A whole count written in either form with at least MIN_THOUSANDS_DIGITS digits."""
+    if COUNT_DIGITS.fullmatch(number):
+        return True
+    return (
+        bool(COUNT_GROUPED.fullmatch(number))
+        and sum(c.isdigit() for c in number) >= MIN_THOUSANDS_DIGITS
+    )

@@ -126,7 +126,9 @@ def test_neutraliser_undoes_an_idealised_watermarked_student(teacher: tuple[Any,
         student.model, tok, [chat_prompt(p) for p in prompts[:12]], max_new_tokens=60,
         logits_processors=[NeutralisingProcessor(-table)], seed=3), strict=True)]
     bias = estimate_neutraliser(student, model, tok, texts)
-    rows = tok(texts, add_special_tokens=False)["input_ids"]
+    # The contexts the estimate reads: each text up to the student's context length.
+    n = int(student.config.n_positions)
+    rows = [r[:n] for r in tok(texts, add_special_tokens=False)["input_ids"]]
     seen = sorted({t for r in rows for t in r[:-1]})
     centred = table - table.mean(dim=-1, keepdim=True)
     assert len(seen) > 50

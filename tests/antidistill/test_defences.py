@@ -86,8 +86,8 @@ def test_antidistill_hook_adds_the_scaled_central_difference() -> None:
     assert abs(float(torch.sqrt(sum((g**2).sum() for g in grad))) - 1.0) < 1e-4
     ids = torch.tensor([lm.encode(pairs[0][0])])
     logits = torch.randn(1, len(lm.ALPHABET))
-    assert torch.equal(AntidistillHook(proxy, grad, ADSConfig(lam=0.0))(ids, logits), logits)
-    hook = AntidistillHook(proxy, grad, ADSConfig(lam=2.0, eps=1e-2))
+    assert torch.equal(AntidistillHook(proxy, grad, ADSConfig(lam=0.0, top_p=1.0))(ids, logits), logits)
+    hook = AntidistillHook(proxy, grad, ADSConfig(lam=2.0, eps=1e-2, top_p=1.0))
     with torch.no_grad():
         base = torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1)
         plus = torch.log_softmax(hook.plus(input_ids=ids).logits[:, -1], -1)
@@ -100,6 +100,21 @@ def test_antidistill_hook_adds_the_scaled_central_difference() -> None:
     assert torch.allclose(hook.delta(ids), one_sided, atol=0.05 * float(one_sided.abs().max()) + 1e-3)
     # the proxy itself is untouched (the hook moves copies)
     assert torch.equal(torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1), base)
+    # with a nucleus, however strong the tilt, it only chooses among the teacher's likely tokens
+    peaked = torch.full((1, len(lm.ALPHABET)), -10.0)
+    peaked[0, 3], peaked[0, 5] = 5.0, 4.0  # two plausible tokens hold nearly all the mass
+    strong = AntidistillHook(proxy, grad, ADSConfig(lam=1e6, eps=1e-2, top_p=0.95))(ids, peaked)
+    assert torch.isfinite(strong).sum() == 2 and int(strong.argmax()) in (3, 5)
+    assert torch.isfinite(AntidistillHook(proxy, grad, ADSConfig(lam=1e6, top_p=1.0))(ids, peaked)).all()
+
+
+def test_nucleus_keeps_the_most_likely_tokens_up_to_top_p() -> None:
+    from distillguard.antidistill._adsampling import nucleus
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]]))
+    assert nucleus(logits, 0.9).tolist() == [[True, True, True, False], [True, False, False, False]]
+    assert nucleus(logits, 0.5).tolist() == [[True, False, False, False], [True, False, False, False]]
+    assert nucleus(logits, 1.0).all()
 
 
 def test_the_answer_after_its_mark_is_the_models_own_greedy_choice() -> None:

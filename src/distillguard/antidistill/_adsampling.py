@@ -32,10 +32,14 @@ from distillguard.antidistill import _charlm as lm
 @dataclass(frozen=True)
 class ADSConfig:
     """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step;
+    top_p: the tilt only chooses among the teacher's nucleus, the fewest most likely tokens
+    whose probability reaches `top_p` (1 = every token), so it reorders what the teacher
+    would plausibly write and never picks a token the teacher all but rules out;
     temperature: the teacher's sampling temperature under the tilt (in the testbed)."""
 
     lam: float = 2.0
     eps: float = 1e-2
+    top_p: float = 0.95
     temperature: float = 1.0
 
 
@@ -92,9 +96,22 @@ class AntidistillHook:
         return (plus - minus) / (2 * self.cfg.eps)
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.cfg.top_p < 1:
+            logits = logits.masked_fill(~nucleus(logits, self.cfg.top_p), float("-inf"))
         if self.cfg.lam == 0:
             return logits
         return logits + self.cfg.lam * self.delta(ids).to(logits.dtype)
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask of each row's nucleus: the most likely tokens, in order, until their probability
+    reaches `top_p` (the most likely token always)."""
+    probs = torch.softmax(logits.float(), -1)
+    order = probs.argsort(dim=-1, descending=True)
+    sorted_probs = probs.gather(-1, order)
+    before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+    keep_sorted = before < top_p
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
 def _moved(proxy: Any, gradient: Sequence[torch.Tensor], step: float) -> Any:

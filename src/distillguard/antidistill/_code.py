@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 
@@ -34,6 +35,9 @@ TEST_INPUTS: tuple[int, ...] = (-3, 0, 1, 2, 5, 7, 11)
 TEMPS = "abcdefghijklmnopqrstuvw"
 #: a program may not push more than this many values (a runaway answer fails, it does not hang)
 MAX_PROGRAM_TOKENS = 64
+
+#: a leaf (`x` or a digit) or (operator, left, right)
+Tree: TypeAlias = "str | tuple[str, Tree, Tree]"
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,8 @@ class CodeProblem:
     def prompt(self) -> str:
         return f"Q:{self.spec}="
 
-    def tree(self) -> object:
-        """The spec parsed with precedence (left-associative): a leaf (`x` or a digit) or
-        (operator, left, right)."""
+    def tree(self) -> Tree:
+        """The spec parsed with precedence (left-associative)."""
         return parse(self.spec)
 
     def value(self, x: int) -> int:
@@ -73,10 +76,10 @@ def problems(n: int, n_ops: int, rng: np.random.Generator) -> list[CodeProblem]:
     return out
 
 
-def parse(spec: str) -> object:
+def parse(spec: str) -> Tree:
     """Operator-precedence parse of a spec into (op, left, right) tuples over leaf strings."""
     tokens = list(spec)
-    values: list[object] = [tokens[0]]
+    values: list[Tree] = [tokens[0]]
     pending: list[str] = []
     for op, leaf in zip(tokens[1::2], tokens[2::2], strict=True):
         while pending and _PRECEDENCE[pending[-1]] >= _PRECEDENCE[op]:
@@ -94,10 +97,10 @@ def _apply(op: str, a: int, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def evaluate(node: object, x: int) -> int:
+def evaluate(node: Tree, x: int) -> int:
     if isinstance(node, str):
         return x if node == "x" else int(node)
-    op, left, right = node  # type: ignore[misc]
+    op, left, right = node
     return _apply(op, evaluate(left, x), evaluate(right, x))
 
 
@@ -110,11 +113,11 @@ def trace(p: CodeProblem, rng: np.random.Generator | None = None, commute: float
     lines: list[str] = []
     program: list[str] = []
 
-    def walk(node: object) -> str:
+    def walk(node: Tree) -> str:
         if isinstance(node, str):
             program.append(node)
             return node
-        op, left, right = node  # type: ignore[misc]
+        op, left, right = node
         if rng is not None and op in "+*" and rng.random() < commute:
             left, right = right, left
         a, b = walk(left), walk(right)

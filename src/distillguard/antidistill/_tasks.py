@@ -14,7 +14,8 @@ from distillguard.antidistill._defences import CODE_DEFENCES, TEXT_DEFENCES, Def
 
 
 class Task(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def problems(self, n: int, rng: np.random.Generator) -> list[Any]:
         """`n` random problems; each has a `prompt`, and all prompts have one length."""

@@ -49,14 +49,17 @@ class TestbedConfig:
     proxy: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=300))
     student: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=1500))
     seeds: tuple[int, ...] = (0, 1, 2)
-    ads: ADSConfig = field(default_factory=ADSConfig)
+    # sampled at temperature 0.5 within the teacher's 0.95 nucleus: at temperature 1 a teacher
+    # of a few CPU minutes writes wrong steps often enough to cost more than the target alone
+    ads: ADSConfig = field(default_factory=lambda: ADSConfig(temperature=0.5, top_p=0.95))
     # antidistillation sampling is measured at each of these tilts (one proxy for all): the
     # tilt trades the served answers' accuracy (cost) against what a student learns; 0 is the
-    # teacher sampled at the same temperature without a tilt
-    ads_lams: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
+    # teacher sampled the same way without a tilt; a tilt far larger than the teacher's logits
+    # picks, among the nucleus, the token the proxy learns least from
+    ads_lams: tuple[float, ...] = (0.0, 3.0, 100.0)
     # students are trained at every tilt whose cost is within this (beyond it the served
     # answers are too often wrong to be an operating point)
-    ads_student_max_cost: float = 0.25
+    ads_student_max_cost: float = 0.1
     # the tilt shapes the reasoning only; the answer after it is the teacher's greedy choice
     ads_reasoning_only: bool = True
     # the task's text defences, those given to `run_testbed`, and ADS

@@ -42,6 +42,16 @@ def test_withheld_reasoning_teaches_the_student_little_at_no_cost(one_thread: No
     assert res.get("withhold").served_chars < none.served_chars / 3
 
 
+@pytest.mark.slow
+def test_the_code_teacher_writes_working_programs_and_text_defences_keep_them(one_thread: None) -> None:
+    res = run_testbed(ad.TestbedConfig(
+        task="code", teacher_examples=5000, harvest=1000, test=300, teacher=LMConfig(steps=600),
+        student=LMConfig(n_embd=64, steps=500), seeds=(0,), defences=("none", "withhold", "rewrite")))
+    # measured 0.947 at this size; a student from the full answers 0.857
+    assert res.teacher_accuracy >= 0.85 and res.get("none").mean >= 0.5
+    assert res.cost("withhold") == 0.0 and res.cost("rewrite") == 0.0
+
+
 def test_the_two_numbers() -> None:
     assert effectiveness(0.3, 0.6) == 0.5 and effectiveness(0.2, 0.0) == 1.0
     assert cost(0.95, 1.0) == pytest.approx(0.05) and cost(0.5, 0.0) == 0.0

@@ -84,6 +84,13 @@ def effectiveness_ci95(res: TestbedResult, defence: str) -> tuple[float, float] 
     return (float(ratios.mean()) - half, float(ratios.mean()) + half)
 
 
+def dropped_trace_floor(res: TestbedResult) -> float | None:
+    """Effectiveness of training on the answers alone (withhold's), when measured: what an
+    attacker keeps under any defence that serves the right answer, by discarding the rest."""
+    names = {r.defence for r in res.results if r.student_accuracy}
+    return res.effectiveness("withhold") if "withhold" in names else None
+
+
 def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None:
     """Print the table and write the JSON and the docs section (after every student seed)."""
     seeds = len(res.get("none").student_accuracy)
@@ -113,6 +120,12 @@ def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None
            and res.effectiveness(r.defence) <= TARGET_EFFECTIVENESS]
     verdict = (f"Target (effectiveness <= {TARGET_EFFECTIVENESS} at cost <= {TARGET_COST}) met by: "
                + (", ".join(met) if met else "none") + ".")
+    floor = dropped_trace_floor(res)
+    if floor is not None:
+        still = [d for d in met if max(res.effectiveness(d), floor) <= TARGET_EFFECTIVENESS]
+        verdict += (f" Every defence here serves an answer, so an attacker who drops what a defence serves as "
+                    f"reasoning and trains on the answers alone keeps about withhold's effectiveness, {floor:.2f}: "
+                    f"against that attacker the target is met by " + (", ".join(still) if still else "none") + ".")
     print("\n" + verdict)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": asdict(cfg), "teacher_accuracy": res.teacher_accuracy,

@@ -10,10 +10,10 @@ where theta are the proxy student's weights and g = grad L(theta) is the gradien
 loss on correct worked examples (unit-normalised, so eps is a step length in weight space).
 Delta(x) is the central difference of <grad log p_theta(x), g>: to first order the increase
 in that loss after one gradient step on x, so two forward passes of the proxy per token
-stand in for the expensive look-ahead. The hook adds lambda * Delta to the logits it is given;
-the temperature and which tokens are tilted are the sampler's (`distillguard.antidistill._charlm.generate`
-tilts the reasoning and writes the final answer greedily without a tilt, as the paper's
-answer forcing does).
+stand in for the expensive look-ahead. The hook keeps the teacher's nucleus of the logits it
+is given (`ADSConfig.top_p`) and adds lambda * Delta there; the temperature and which tokens
+are tilted are the sampler's (`distillguard.antidistill._charlm.generate` tilts the reasoning
+and writes the final answer greedily without a tilt, as the paper's answer forcing does).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Each benchmark rewrites its own section of docs/benchmarks.md, so no number there is pasted.
 
 A section runs from `<!-- bench:NAME -->` to `<!-- /bench:NAME -->`, NAME being the script's
-file name; it is replaced whole (or appended when new), the rest of the page is left alone.
+file name (and the part of its measurements, when it names one); it is replaced whole (or appended when new), the rest of the page is left alone.
 Set `BENCH_NO_DOCS=1` to leave the page untouched (quick runs at small sizes).
 
 The two labs, `detector_lab.py` (tuning the detector) and `bench_watermark_5pct_lab.py`
@@ -30,15 +30,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], alig
     return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
 
 
-def write_section(script: str, title: str, body: str, doc: Path = DOC) -> Path | None:
+def write_section(script: str, title: str, body: str, doc: Path = DOC, part: str = "") -> Path | None:
     """Replace the section of `script` (its `__file__`) in docs/benchmarks.md with `body`.
 
     The section starts with the title, the command line that produced it, the date and the
-    machine's CPU count, so every number says how to reproduce it.
+    machine's CPU count, so every number says how to reproduce it. A script whose runs measure
+    separate things (one task each) names the `part` each run rewrites: `NAME:part`.
     """
     if os.environ.get("BENCH_NO_DOCS") == "1":
         return None
-    name = Path(script).stem
+    name = Path(script).stem + (f":{part}" if part else "")
     command = " ".join(["python", f"benchmarks/{Path(script).name}", *map(shlex.quote, sys.argv[1:])])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     section = (

@@ -26,6 +26,17 @@ def test_section_is_replaced_in_place(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "Written by `python benchmarks/bench_a.py" in text
 
 
+def test_parts_of_one_script_have_their_own_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BENCH_NO_DOCS", raising=False)
+    doc = tmp_path / "benchmarks.md"
+    write_section("benchmarks/bench_a.py", "A x", "x one", doc, part="x")
+    write_section("benchmarks/bench_a.py", "A y", "y one", doc, part="y")
+    write_section("benchmarks/bench_a.py", "A x", "x two", doc, part="x")
+    text = doc.read_text()
+    assert "y one" in text and "x two" in text and "x one" not in text
+    assert text.count("<!-- bench:bench_a:x -->") == 1 and text.count("<!-- bench:bench_a:y -->") == 1
+
+
 def test_no_docs_leaves_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_NO_DOCS", "1")
     doc = tmp_path / "benchmarks.md"

@@ -31,6 +31,20 @@ def test_trace_works_every_column_and_states_the_sum() -> None:
     assert final_answer("no answer here") is None
 
 
+def test_the_gateways_rewrite_keeps_every_step_and_states_the_last_first() -> None:
+    from distillguard.antidistill._defences import sentence_rewrite
+    from distillguard.enforce import rewrite_reasoning
+
+    part = sentence_rewrite(rewrite_reasoning)
+    rng = np.random.default_rng(5)
+    for p in problems(50, 4, rng):
+        text = trace(p)
+        served = part(text, rng)
+        steps = parse_trace(text)
+        assert parse_trace(served) == [steps[-1], *steps[:-1]]
+        assert is_correct(p, served) and served != text
+
+
 @pytest.mark.parametrize("name", sorted(TEXT_DEFENCES))
 def test_every_text_defence_keeps_the_result(name: str) -> None:
     rng = np.random.default_rng(1)
@@ -60,7 +74,7 @@ def test_rewrite_keeps_every_step_and_changes_its_form() -> None:
     assert len(rewrites) > 10 and one not in rewrites
 
 
-def test_antidistill_hook_adds_the_scaled_finite_difference() -> None:
+def test_antidistill_hook_adds_the_scaled_central_difference() -> None:
     from distillguard.antidistill import _charlm as lm
     from distillguard.antidistill._adsampling import loss_gradient
 
@@ -72,13 +86,53 @@ def test_antidistill_hook_adds_the_scaled_finite_difference() -> None:
     assert abs(float(torch.sqrt(sum((g**2).sum() for g in grad))) - 1.0) < 1e-4
     ids = torch.tensor([lm.encode(pairs[0][0])])
     logits = torch.randn(1, len(lm.ALPHABET))
-    assert torch.equal(AntidistillHook(proxy, grad, ADSConfig(lam=0.0))(ids, logits), logits)
-    hook = AntidistillHook(proxy, grad, ADSConfig(lam=2.0, eps=1e-2))
+    assert torch.equal(AntidistillHook(proxy, grad, ADSConfig(lam=0.0, top_p=1.0))(ids, logits), logits)
+    hook = AntidistillHook(proxy, grad, ADSConfig(lam=2.0, eps=1e-2, top_p=1.0))
     with torch.no_grad():
         base = torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1)
-        moved = torch.log_softmax(hook.moved(input_ids=ids).logits[:, -1], -1)
+        plus = torch.log_softmax(hook.plus(input_ids=ids).logits[:, -1], -1)
+        minus = torch.log_softmax(hook.minus(input_ids=ids).logits[:, -1], -1)
     got = hook(ids, logits)
-    assert torch.allclose(got, logits + 2.0 * (moved - base) / 1e-2, atol=1e-5)
+    assert torch.allclose(got, logits + 2.0 * (plus - minus) / 2e-2, atol=1e-4)
     assert not torch.equal(got, logits)
-    # the proxy itself is untouched (the hook moves a copy)
+    # the tilt is the directional derivative of log p along the gradient: one-sided agrees
+    one_sided = (plus - base) / 1e-2
+    assert torch.allclose(hook.delta(ids), one_sided, atol=0.05 * float(one_sided.abs().max()) + 1e-3)
+    # the proxy itself is untouched (the hook moves copies)
     assert torch.equal(torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1), base)
+    # with a nucleus, however strong the tilt, it only chooses among the teacher's likely tokens
+    peaked = torch.full((1, len(lm.ALPHABET)), -10.0)
+    peaked[0, 3], peaked[0, 5] = 5.0, 4.0  # two plausible tokens hold nearly all the mass
+    strong = AntidistillHook(proxy, grad, ADSConfig(lam=1e6, eps=1e-2, top_p=0.95))(ids, peaked)
+    assert torch.isfinite(strong).sum() == 2 and int(strong.argmax()) in (3, 5)
+    assert torch.isfinite(AntidistillHook(proxy, grad, ADSConfig(lam=1e6, top_p=1.0))(ids, peaked)).all()
+
+
+def test_nucleus_keeps_the_most_likely_tokens_up_to_top_p() -> None:
+    from distillguard.antidistill._adsampling import nucleus
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]]))
+    assert nucleus(logits, 0.9).tolist() == [[True, True, True, False], [True, False, False, False]]
+    assert nucleus(logits, 0.5).tolist() == [[True, False, False, False], [True, False, False, False]]
+    assert nucleus(logits, 1.0).all()
+
+
+def test_the_answer_after_its_mark_is_the_models_own_greedy_choice() -> None:
+    """With `answer_start`, a hook shapes the reasoning only: once a row writes the mark's first
+    character, the rest is what the model writes greedily with no hook."""
+    from distillguard.antidistill import _charlm as lm
+
+    model = lm.build(lm.LMConfig(n_layer=1, n_embd=32, n_head=2), 0)
+    prompt = "Q:12+34="
+    mark, nine = lm.encode("A")[0], lm.encode("9")[0]
+
+    def force(ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(logits, -1e9)
+        out[:, mark if ids.shape[1] == len(prompt) else nine] = 0.0  # "A" first, then 9s
+        return out
+
+    hooked = lm.generate(model, [prompt], 12, hook=force)[0]
+    assert hooked.startswith("A9")
+    guarded = lm.generate(model, [prompt], 12, hook=force, answer_start="A")[0]
+    own = lm.generate(model, [prompt + "A"], 11)[0]
+    assert guarded == "A" + own

@@ -42,24 +42,36 @@ def test_withheld_reasoning_teaches_the_student_little_at_no_cost(one_thread: No
     assert res.get("withhold").served_chars < none.served_chars / 3
 
 
+@pytest.mark.slow
+def test_the_code_teacher_writes_working_programs_and_text_defences_keep_them(one_thread: None) -> None:
+    res = run_testbed(ad.TestbedConfig(
+        task="code", teacher_examples=5000, harvest=1000, test=300, teacher=LMConfig(steps=600),
+        student=LMConfig(n_embd=64, steps=500), seeds=(0,), defences=("none", "withhold", "rewrite")))
+    # measured 0.947 at this size; a student from the full answers 0.857
+    assert res.teacher_accuracy >= 0.85 and res.get("none").mean >= 0.5
+    assert res.cost("withhold") == 0.0 and res.cost("rewrite") == 0.0
+
+
 def test_the_two_numbers() -> None:
     assert effectiveness(0.3, 0.6) == 0.5 and effectiveness(0.2, 0.0) == 1.0
     assert cost(0.95, 1.0) == pytest.approx(0.05) and cost(0.5, 0.0) == 0.0
     assert [round(lr_factor(s, 100), 3) for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 0.0]
 
 
-def test_students_are_trained_at_the_strongest_tilt_within_the_cost_target() -> None:
+def test_students_are_trained_at_every_tilt_within_the_cost_cap() -> None:
     from distillguard.antidistill._testbed import _arms, _students_for, ads_name
 
-    cfg = ad.TestbedConfig(ads_lams=(0.01, 0.1, 1.0), ads_max_cost=0.05, defences=("none", "withhold", ad.ADS))
-    assert [a for a, _ in _arms(cfg)] == ["none", "withhold", ads_name(0.01), ads_name(0.1), ads_name(1.0)]
+    cfg = ad.TestbedConfig(ads_lams=(0.01, 0.1, 1.0), ads_student_max_cost=0.05, defences=("none", "withhold", ad.ADS))
+    assert [a for a, _ in _arms(cfg, ad.TEXT_DEFENCES)] == ["none", "withhold", ads_name(0.01), ads_name(0.1), ads_name(1.0)]
     served = {"none": 1.0, "withhold": 1.0, ads_name(0.01): 1.0, ads_name(0.1): 0.96, ads_name(1.0): 0.2}
-    assert _students_for(cfg, served) == {"none", "withhold", ads_name(0.1)}
-    # no tilt within the target: the mildest, so the table still says what the defence does
+    assert _students_for(cfg, served) == {"none", "withhold", ads_name(0.01), ads_name(0.1)}
+    # no tilt within the cap: the mildest, so the table still says what the defence does
     served.update({ads_name(0.01): 0.9, ads_name(0.1): 0.5})
     assert _students_for(cfg, served) == {"none", "withhold", ads_name(0.01)}
     with pytest.raises(ValueError, match="unknown defence 'shuffle'"):
-        _arms(ad.TestbedConfig(defences=("none", "shuffle")))
+        _arms(ad.TestbedConfig(defences=("none", "shuffle")), ad.TEXT_DEFENCES)
+    with pytest.raises(ValueError, match="unknown task 'sorting'"):
+        ad.TestbedConfig(task="sorting").make_task()
 
 
 def test_served_accuracy_has_a_wilson_interval() -> None:

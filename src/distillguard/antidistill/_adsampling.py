@@ -3,13 +3,17 @@
 The teacher's next-token logits are tilted towards tokens that would *raise* a proxy
 student's loss on the task if the student trained on them:
 
-    z'(x) = z_T(x) + lambda * Delta(x),
-    Delta(x) = (log p_{theta + eps g}(x | prefix) - log p_theta(x | prefix)) / eps,
+    z'(x) = z_T(x) / tau + lambda * Delta(x),
+    Delta(x) = (log p_{theta + eps g}(x | prefix) - log p_{theta - eps g}(x | prefix)) / (2 eps),
 
 where theta are the proxy student's weights and g = grad L(theta) is the gradient of its
-loss on correct worked examples (unit-normalised). To first order Delta(x) is the increase
+loss on correct worked examples (unit-normalised, so eps is a step length in weight space).
+Delta(x) is the central difference of <grad log p_theta(x), g>: to first order the increase
 in that loss after one gradient step on x, so two forward passes of the proxy per token
-stand in for the expensive look-ahead.
+stand in for the expensive look-ahead. The hook keeps the teacher's nucleus of the logits it
+is given (`ADSConfig.top_p`) and adds lambda * Delta there; the temperature and which tokens
+are tilted are the sampler's (`distillguard.antidistill._charlm.generate` tilts the reasoning
+and writes the final answer greedily without a tilt, as the paper's answer forcing does).
 """
 
 from __future__ import annotations
@@ -27,10 +31,16 @@ from distillguard.antidistill import _charlm as lm
 
 @dataclass(frozen=True)
 class ADSConfig:
-    """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step."""
+    """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step;
+    top_p: the tilt only chooses among the teacher's nucleus, the fewest most likely tokens
+    whose probability reaches `top_p` (1 = every token), so it reorders what the teacher
+    would plausibly write and never picks a token the teacher all but rules out;
+    temperature: the teacher's sampling temperature under the tilt (in the testbed)."""
 
     lam: float = 2.0
     eps: float = 1e-2
+    top_p: float = 0.95
+    temperature: float = 1.0
 
 
 def loss_gradient(proxy: Any, pairs: Sequence[tuple[str, str]], batch: int = 256) -> list[torch.Tensor]:
@@ -76,19 +86,41 @@ class AntidistillHook:
 
     def __init__(self, proxy: Any, gradient: Sequence[torch.Tensor], cfg: ADSConfig) -> None:
         self.cfg = cfg
-        self.proxy = proxy
-        self.moved = copy.deepcopy(proxy)
-        with torch.no_grad():
-            for p, g in zip(self.moved.parameters(), gradient, strict=True):
-                p.add_(cfg.eps * g)
+        self.plus, self.minus = _moved(proxy, gradient, cfg.eps), _moved(proxy, gradient, -cfg.eps)
+
+    def delta(self, ids: torch.Tensor) -> torch.Tensor:
+        """Delta(x) for every next token x after each row of `ids`."""
+        with torch.inference_mode():
+            plus = torch.log_softmax(self.plus(input_ids=ids).logits[:, -1, :].float(), -1)
+            minus = torch.log_softmax(self.minus(input_ids=ids).logits[:, -1, :].float(), -1)
+        return (plus - minus) / (2 * self.cfg.eps)
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.cfg.top_p < 1:
+            logits = logits.masked_fill(~nucleus(logits, self.cfg.top_p), float("-inf"))
         if self.cfg.lam == 0:
             return logits
-        with torch.inference_mode():
-            base = torch.log_softmax(self.proxy(input_ids=ids).logits[:, -1, :].float(), -1)
-            moved = torch.log_softmax(self.moved(input_ids=ids).logits[:, -1, :].float(), -1)
-        return logits + self.cfg.lam * (moved - base).to(logits.dtype) / self.cfg.eps
+        return logits + self.cfg.lam * self.delta(ids).to(logits.dtype)
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask of each row's nucleus: the most likely tokens, in order, until their probability
+    reaches `top_p` (the most likely token always)."""
+    probs = torch.softmax(logits.float(), -1)
+    order = probs.argsort(dim=-1, descending=True)
+    sorted_probs = probs.gather(-1, order)
+    before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+    keep_sorted = before < top_p
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
+def _moved(proxy: Any, gradient: Sequence[torch.Tensor], step: float) -> Any:
+    """A copy of `proxy` with `step * gradient` added to its weights."""
+    out = copy.deepcopy(proxy)
+    with torch.no_grad():
+        for p, g in zip(out.parameters(), gradient, strict=True):
+            p.add_(step * g)
+    return out.eval()
 
 
 def antidistill_processor(model: Any, reference: Sequence[Sequence[int]], cfg: ADSConfig) -> AntidistillHook:

@@ -1,6 +1,6 @@
 """A tiny character-level causal LM for the testbed: built from a config, trained in seconds.
 
-The task's alphabet has a few dozen characters, so a character vocabulary keeps the model
+The tasks' alphabet has a few dozen characters, so a character vocabulary keeps the model
 small and makes every answer's tokens exact (no tokenizer boundary effects between teacher,
 defence and student).
 """
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-ALPHABET = "\n0123456789+=:;ACQ |,[]@abcdefghijklmnopqrstuvwxyz"
+ALPHABET = "\n0123456789+=:;ACQ |,[]@abcdefghijklmnopqrstuvwxyz*->"
 EOS = "\n"  # index 0; also the padding token
 
 
@@ -99,31 +99,41 @@ LogitsHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def generate(model: Any, prompts: Sequence[str], max_new: int, *, greedy: bool = True,
-             seed: int = 0, hook: LogitsHook | None = None, batch_size: int = 256) -> list[str]:
+             seed: int = 0, hook: LogitsHook | None = None, batch_size: int = 256,
+             temperature: float = 1.0, answer_start: str | None = None) -> list[str]:
     """Continuations of prompts of one length (the task's prompts are), stopped at the end mark.
 
-    `hook(ids, logits) -> logits` may change each step's next-token logits (antidistillation
-    sampling does).
+    Sampling (`greedy=False`) draws from softmax(logits / temperature). `hook(ids, logits) ->
+    logits` may change each step's next-token logits (antidistillation sampling does); it
+    gets them divided by the temperature. With `answer_start` (the first character of the
+    answer mark, which no reasoning contains) a row's answer, from that character on, is the
+    model's own greedy choice with no hook: the tilt and the sampling shape the reasoning only.
     """
     gen = torch.Generator().manual_seed(seed)
+    start_id = encode(answer_start)[0] if answer_start else None
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids = torch.tensor([encode(p) for p in chunk])
         done = torch.zeros(len(chunk), dtype=torch.bool)
+        answering = torch.zeros(len(chunk), dtype=torch.bool)
         new: list[torch.Tensor] = []
         with torch.inference_mode():
             # answers are a few dozen characters: a full forward pass per step is cheap and needs
             # no cache API (which differs across transformers versions)
             for _ in range(max_new):
                 full = torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids
-                logits = model(input_ids=full).logits[:, -1, :].float()
+                raw = model(input_ids=full).logits[:, -1, :].float()
+                logits = raw if greedy else raw / temperature
                 if hook is not None:
                     logits = hook(full, logits)
                 if greedy:
                     nxt = logits.argmax(dim=-1)
                 else:
                     nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
+                if start_id is not None:
+                    nxt = torch.where(answering, raw.argmax(dim=-1), nxt)
+                    answering |= nxt == start_id
                 nxt = torch.where(done, torch.zeros_like(nxt), nxt)
                 new.append(nxt)
                 done |= nxt == 0

@@ -1,14 +1,20 @@
 """What a flagged account is served instead of the full reasoning trace.
 
-Each defence maps one served answer (reasoning, then `A:` result) to what the account gets.
-All keep the stated result, so a person asking the question still gets the right answer;
-they differ in how much of the reasoning a student can learn from:
+Each defence maps one served answer (reasoning statements joined by `;`, then `A:` result) to
+what the account gets. All keep the stated result, so a person asking the question still gets
+the right answer; they differ in how much of the reasoning a student can learn from:
 
 - `withhold`: the result alone (what the gateway's degrade does today);
-- `summarise`: a one-line digest (the carries), no worked steps;
+- `summarise`: a one-line digest in the task's terms (the carries; the order of operations),
+  no worked steps;
 - `rewrite`: every step kept, its meaning unchanged, its form drawn at random per answer
-  (step order, wording, notation), in the spirit of PART (arXiv 2510.11545): a person reads
-  the same reasoning, a student sees no consistent pattern to imitate.
+  (step order, wording, notation, names), in the task's terms: a person reads the same
+  reasoning, a student sees no consistent pattern to imitate;
+- any English rewrite of a reasoning trace, applied to the trace's statements as sentences
+  (`sentence_rewrite`): the benchmark measures the gateway's own PART-style rewrite
+  (`distillguard.enforce.rewrite_reasoning`, after PART, arXiv 2510.11545) this way, task-agnostic.
+
+`TEXT_DEFENCES` are the addition task's, `CODE_DEFENCES` the code task's.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from distillguard.antidistill._task import ANSWER_MARK, final_answer
+from distillguard.antidistill._task import ANSWER_MARK
 
 Defence = Callable[[str, np.random.Generator], str]
 
@@ -34,8 +40,9 @@ _JOINERS = (";", " | ", ", ")
 
 
 def _result(text: str) -> str:
-    ans = final_answer(text)
-    return f"{ANSWER_MARK}{ans}" if ans is not None else text
+    """The answer from its last `A:` on (the whole text when it states none)."""
+    at = text.rfind(ANSWER_MARK)
+    return text[at:] if at >= 0 else text
 
 
 def none(text: str, rng: np.random.Generator) -> str:
@@ -81,9 +88,94 @@ def rewritten_steps(text: str) -> dict[int, tuple[int, int, int, int]]:
     return out
 
 
+def split_answer(text: str) -> tuple[list[str], str]:
+    """The reasoning's statements and the result (from the last `A:` on; empty when none)."""
+    at = text.rfind(ANSWER_MARK)
+    reasoning, result = (text[:at], text[at:]) if at >= 0 else (text, "")
+    return [s for s in reasoning.split(";") if s.strip()], result
+
+
+def sentence_rewrite(rewriter: Callable[[str], str]) -> Defence:
+    """A defence that serves `rewriter`'s version of the trace, its statements read as the
+    sentences of one paragraph, then the result.
+
+    The rewriter (an English one, such as the gateway's `rewrite_reasoning`) may reorder, drop
+    or reword sentences; each sentence it returns comes back as a statement, as written where
+    only its case changed: the testbed's alphabet has no capitals, so the capital a sentence
+    gets is the one form change not kept.
+    """
+
+    def defence(text: str, rng: np.random.Generator) -> str:
+        statements, result = split_answer(text)
+        if not statements:
+            return text
+        by_lower = {s.lower(): s for s in statements}
+        out = rewriter(" ".join(f"{s}." for s in statements)).strip()
+        back = [s[:-1] if s.endswith(".") else s for s in re.split(r"(?<=\.)\s+", out) if s]
+        return "".join(f"{by_lower.get(s.lower(), s)};" for s in back) + result
+
+    return defence
+
+
+# --- the code task: derivation lines "name=left<op>right", then the program ---
+
+_LINE = re.compile(r"([a-w])=([a-wx1-9])([-+*])([a-wx1-9])")
+# ways to write "name = left op right"; each keeps the operator and both operands
+_CODE_FORMS = (
+    "{n}={a}{op}{b}",
+    "{a}{op}{b}->{n}",
+    "let {n} be {a}{op}{b}",
+    "[{n}] {a} {op} {b}",
+)
+
+
+def summarise_code(text: str, rng: np.random.Generator) -> str:
+    """The operators in the order the derivation applies them, then the program."""
+    statements, result = split_answer(text)
+    order = "".join(m.group(3) for m in map(_LINE.fullmatch, statements) if m)
+    return f"order {order};{result}"
+
+
+def rewrite_code(text: str, rng: np.random.Generator) -> str:
+    """Every derivation line, same operation on the same values, under fresh names (a random
+    permutation of the letters), in a random notation and joiner."""
+    statements, result = split_answer(text)
+    lines = [m.groups() for m in map(_LINE.fullmatch, statements) if m]
+    letters = [c for c in "abcdefghijklmnopqrstuvw"]
+    fresh = dict(zip([n for n, *_ in lines], rng.permutation(letters)[: len(lines)], strict=True))
+    form = _CODE_FORMS[int(rng.integers(len(_CODE_FORMS)))]
+    joiner = _JOINERS[int(rng.integers(len(_JOINERS)))]
+    parts = [form.format(n=fresh[n], a=fresh.get(a, a), op=op, b=fresh.get(b, b)) for n, a, op, b in lines]
+    return f"{joiner.join(parts)}{joiner}{result}"
+
+
+def code_lines(text: str) -> list[tuple[str, str, str, str]]:
+    """(name, left, op, right) of every derivation line in any of `rewrite_code`'s forms."""
+    reasoning = text[: text.rfind(ANSWER_MARK)] if ANSWER_MARK in text else text
+    patterns = (
+        (r"(?<![a-z])([a-w])=([a-wx1-9])([-+*])([a-wx1-9])", (0, 1, 2, 3)),
+        (r"([a-wx1-9])([-+*])([a-wx1-9])->([a-w])", (3, 0, 1, 2)),
+        (r"let ([a-w]) be ([a-wx1-9])([-+*])([a-wx1-9])", (0, 1, 2, 3)),
+        (r"\[([a-w])\] ([a-wx1-9]) ([-+*]) ([a-wx1-9])", (0, 1, 2, 3)),
+    )
+    found: list[tuple[int, tuple[str, str, str, str]]] = []
+    for pat, (gn, ga, go, gb) in patterns:
+        for m in re.finditer(pat, reasoning):
+            g = m.groups()
+            found.append((m.start(), (g[gn], g[ga], g[go], g[gb])))
+    return [line for _, line in sorted(found)]
+
+
 TEXT_DEFENCES: dict[str, Defence] = {
     "none": none,
     "withhold": withhold,
     "summarise": summarise,
     "rewrite": rewrite,
+}
+
+CODE_DEFENCES: dict[str, Defence] = {
+    "none": none,
+    "withhold": withhold,
+    "summarise": summarise_code,
+    "rewrite": rewrite_code,
 }

@@ -8,7 +8,8 @@ The two numbers of the evaluation literature (Jiang 2026, arXiv 2603.07835):
 - distillation cost = 1 - accuracy of the defended answers / accuracy of the undefended
   answers, both as served to the harvesting account (what a person asking loses).
 
-One teacher is trained on correct worked examples; the attacker harvests the teacher's
+One teacher is trained on correct worked examples of a task (`TestbedConfig.task`: column
+addition, or stack-machine programs for expressions); the attacker harvests the teacher's
 answers to its own prompts; each defence rewrites (or, for antidistillation sampling,
 changes how the teacher generates) what is served; one student per seed is trained on the
 served pairs and scored on unseen problems.
@@ -16,15 +17,16 @@ served pairs and scored on unseen problems.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from distillguard.antidistill import _charlm as lm
 from distillguard.antidistill._adsampling import ADSConfig, AntidistillHook, loss_gradient
-from distillguard.antidistill._defences import TEXT_DEFENCES
-from distillguard.antidistill._task import Problem, is_correct, problems, trace
+from distillguard.antidistill._defences import Defence
+from distillguard.antidistill._task import ANSWER_MARK
+from distillguard.antidistill._tasks import TASKS, Addition, Code, Task
 
 ADS = "antidistill-sampling"
 # characters of generation beyond the longest served answer (a student's answer may run longer)
@@ -36,7 +38,10 @@ Progress = Callable[[str], None]
 class TestbedConfig:
     """Sizes of one experiment; the defaults run in minutes on two CPU cores."""
 
-    digits: int = 4
+    task: str = "addition"  # one of TASKS
+    digits: int = 4  # addition: operand digits
+    n_ops: int = 3  # code: operators per expression
+    commute: float = 0.5  # code: share of + and * whose operands a worked example swaps
     teacher_examples: int = 20_000
     harvest: int = 2_000
     test: int = 400
@@ -44,17 +49,32 @@ class TestbedConfig:
     proxy: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=300))
     student: lm.LMConfig = field(default_factory=lambda: lm.LMConfig(n_embd=64, steps=1500))
     seeds: tuple[int, ...] = (0, 1, 2)
-    ads: ADSConfig = field(default_factory=ADSConfig)
+    # sampled at temperature 0.5 within the teacher's 0.95 nucleus: at temperature 1 a teacher
+    # of a few CPU minutes writes wrong steps often enough to cost more than the target alone
+    ads: ADSConfig = field(default_factory=lambda: ADSConfig(temperature=0.5, top_p=0.95))
     # antidistillation sampling is measured at each of these tilts (one proxy for all): the
-    # tilt trades the served answers' accuracy (cost) against what a student learns
-    ads_lams: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-    # students are trained at the strongest tilt whose cost stays within this (the target)
-    ads_max_cost: float = 0.05
+    # tilt trades the served answers' accuracy (cost) against what a student learns; 0 is the
+    # teacher sampled the same way without a tilt; a tilt far larger than the teacher's logits
+    # picks, among the nucleus, the token the proxy learns least from
+    ads_lams: tuple[float, ...] = (0.0, 3.0, 100.0)
+    # students are trained at every tilt whose cost is within this (beyond it the served
+    # answers are too often wrong to be an operating point)
+    ads_student_max_cost: float = 0.1
+    # the tilt shapes the reasoning only; the answer after it is the teacher's greedy choice
+    ads_reasoning_only: bool = True
+    # the task's text defences, those given to `run_testbed`, and ADS
     defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
+
+    def make_task(self) -> Task:
+        if self.task == "addition":
+            return Addition(digits=self.digits)
+        if self.task == "code":
+            return Code(n_ops=self.n_ops, commute=self.commute)
+        raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
 
     @property
     def max_new(self) -> int:
-        return len(trace(Problem(0, 0, self.digits))) + ANSWER_ROOM
+        return self.make_task().longest + ANSWER_ROOM
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,8 @@ def cost(served: float, undefended_served: float) -> float:
     return 1.0 - served / undefended_served if undefended_served > 0 else 0.0
 
 
-def accuracy(probs: Sequence[Problem], answers: Sequence[str]) -> float:
-    return float(np.mean([is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
+def accuracy(task: Task, probs: Sequence[object], answers: Sequence[str]) -> float:
+    return float(np.mean([task.is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
 
 
 def ads_name(lam: float) -> str:
@@ -128,60 +148,64 @@ def ads_name(lam: float) -> str:
     return f"{ADS} lam={lam:g}"
 
 
-def _arms(cfg: TestbedConfig) -> list[tuple[str, float | None]]:
+def _arms(cfg: TestbedConfig, known: Mapping[str, Defence]) -> list[tuple[str, float | None]]:
     """(result name, tilt) of every arm: one per text defence, one per tilt for ADS."""
     out: list[tuple[str, float | None]] = []
     for name in cfg.defences:
         if name == ADS:
             out += [(ads_name(lam), lam) for lam in cfg.ads_lams]
-        elif name in TEXT_DEFENCES:
+        elif name in known:
             out.append((name, None))
         else:
-            raise ValueError(f"unknown defence {name!r}; choose from {[*TEXT_DEFENCES, ADS]}")
+            raise ValueError(f"unknown defence {name!r}; choose from {[*known, ADS]}")
     return out
 
 
 def _students_for(cfg: TestbedConfig, served_accuracy: dict[str, float]) -> set[str]:
     """The arms students are trained on: every text defence, and antidistillation sampling at
-    its operating point, the strongest tilt whose cost stays within `ads_max_cost` (else the
-    mildest tilt). Students are the expensive part; the other tilts report their cost only."""
+    every tilt whose cost is within `ads_student_max_cost` (else the mildest tilt). Students
+    are the expensive part; tilts that cost more report their cost only."""
     tilts = [ads_name(lam) for lam in sorted(cfg.ads_lams) if ads_name(lam) in served_accuracy]
     out = {n for n in served_accuracy if n not in tilts}
     base = served_accuracy.get("none", 0.0)
-    within = [n for n in tilts if cost(served_accuracy[n], base) <= cfg.ads_max_cost]
-    if tilts:
-        out.add(within[-1] if within else tilts[0])
+    within = [n for n in tilts if cost(served_accuracy[n], base) <= cfg.ads_student_max_cost]
+    out |= set(within) if within else set(tilts[:1])
     return out
 
 
 def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
-                on_round: Callable[[TestbedResult], None] | None = None) -> TestbedResult:
+                on_round: Callable[[TestbedResult], None] | None = None,
+                extra: Mapping[str, Defence] | None = None) -> TestbedResult:
     """Train the teacher, serve the harvest under each defence, train and score the students.
 
-    `on_round` gets the results so far after each student seed (every arm at that seed).
+    `on_round` gets the results so far after each student seed (every arm at that seed);
+    `extra` adds text defences by name beside the task's own (any task: they get the served
+    answer as text), for `cfg.defences` to name.
     """
     say = progress or (lambda _m: None)
+    task = cfg.make_task()
+    known = {**task.defences, **(extra or {})}
     rng = np.random.default_rng(1234)
-    teach = problems(cfg.teacher_examples, cfg.digits, rng)
-    harvest = problems(cfg.harvest, cfg.digits, rng)
-    test = problems(cfg.test, cfg.digits, rng)
-    say(f"teacher: {cfg.teacher.steps} steps on {len(teach):,} worked examples")
-    teacher = lm.train(lm.build(cfg.teacher, 0), [(p.prompt, trace(p)) for p in teach], cfg.teacher, 0,
+    teach = task.problems(cfg.teacher_examples, rng)
+    harvest = task.problems(cfg.harvest, rng)
+    test = task.problems(cfg.test, rng)
+    say(f"teacher: {cfg.teacher.steps} steps on {len(teach):,} worked examples ({task.describe()})")
+    teacher = lm.train(lm.build(cfg.teacher, 0), [(p.prompt, task.worked(p, rng)) for p in teach], cfg.teacher, 0,
                        lambda s, loss: say(f"  teacher step {s}: loss {loss:.3f}"))
     served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
-    teacher_acc = accuracy(test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
+    teacher_acc = accuracy(task, test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
     say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
     served_by: dict[str, list[str]] = {}
     sampler: _Sampler | None = None
-    for name, lam in _arms(cfg):
+    for name, lam in _arms(cfg, known):
         if lam is None:
             rng5 = np.random.default_rng(5)
-            served_by[name] = [TEXT_DEFENCES[name](s, rng5) for s in served_plain]
+            served_by[name] = [known[name](s, rng5) for s in served_plain]
         else:
-            sampler = sampler or _Sampler(cfg, teacher, harvest, served_plain, say)
+            sampler = sampler or _Sampler(cfg, task, teacher, harvest, served_plain, say)
             served_by[name] = sampler.serve(lam)
-            say(f"{name}: served accuracy {accuracy(harvest, served_by[name]):.3f}")
-    taught = _students_for(cfg, {n: accuracy(harvest, s) for n, s in served_by.items()})
+            say(f"{name}: served accuracy {accuracy(task, harvest, served_by[name]):.3f}")
+    taught = _students_for(cfg, {n: accuracy(task, harvest, s) for n, s in served_by.items()})
     accs: dict[str, list[float]] = {name: [] for name in served_by}
     res = TestbedResult(teacher_acc, ())
     # seed by seed, every arm: a run cut short still has every defence at the seeds it finished
@@ -192,10 +216,11 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
             # a student writes in the form it was served: room for the longest served answer
             room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
             student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
-            accs[name].append(accuracy(test, lm.generate(student, [p.prompt for p in test], room)))
+            accs[name].append(accuracy(task, test, lm.generate(student, [p.prompt for p in test], room)))
             say(f"{name}: seed {seed} student {accs[name][-1]:.3f}")
         res = TestbedResult(teacher_acc, tuple(
-            DefenceResult(name, accuracy(harvest, served), tuple(accs[name]), float(np.mean([len(s) for s in served])), len(served))
+            DefenceResult(name, accuracy(task, harvest, served), tuple(accs[name]),
+                          float(np.mean([len(s) for s in served])), len(served))
             for name, served in served_by.items()))
         if on_round is not None:
             on_round(res)
@@ -203,18 +228,24 @@ def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
 
 
 class _Sampler:
-    """Antidistillation sampling of the harvest: one proxy student, any tilt."""
+    """Antidistillation sampling of the harvest: one proxy student, any tilt.
 
-    def __init__(self, cfg: TestbedConfig, teacher: object, harvest: Sequence[Problem],
+    The proxy is a small student fine-tuned briefly on the teacher's plain answers to the
+    harvest; its loss gradient is taken on worked answers to other problems (the downstream
+    task whose learning the tilt works against)."""
+
+    def __init__(self, cfg: TestbedConfig, task: Task, teacher: object, harvest: Sequence[object],
                  served_plain: Sequence[str], say: Progress) -> None:
         rng = np.random.default_rng(99)
-        proxy_pairs = [(p.prompt, s) for p, s in zip(harvest, served_plain, strict=True)]
+        proxy_pairs = [(p.prompt, s) for p, s in zip(harvest, served_plain, strict=True)]  # type: ignore[attr-defined]
         proxy = lm.train(lm.build(cfg.proxy, 7), proxy_pairs, cfg.proxy, 7)
-        worked = [(p.prompt, trace(p)) for p in problems(512, cfg.digits, rng)]
+        worked = [(p.prompt, task.worked(p, rng)) for p in task.problems(512, rng)]
         self.hook = AntidistillHook(proxy, loss_gradient(proxy, worked), cfg.ads)
-        self.cfg, self.teacher, self.harvest, self.say = cfg, teacher, harvest, say
+        self.cfg, self.teacher, self.harvest = cfg, teacher, harvest
         say(f"{ADS}: proxy trained ({cfg.proxy.steps} steps)")
 
     def serve(self, lam: float) -> list[str]:
         self.hook.cfg = replace(self.hook.cfg, lam=lam)
-        return lm.generate(self.teacher, [p.prompt for p in self.harvest], self.cfg.max_new, hook=self.hook)
+        return lm.generate(self.teacher, [p.prompt for p in self.harvest], self.cfg.max_new,  # type: ignore[attr-defined]
+                           greedy=False, temperature=self.cfg.ads.temperature, hook=self.hook, seed=11,
+                           answer_start=ANSWER_MARK[0] if self.cfg.ads_reasoning_only else None)

@@ -1,0 +1,110 @@
+"""The code task: a program is correct when running it computes the spec, whatever its form;
+every defence keeps the program a person asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distillguard.antidistill import _code as code
+from distillguard.antidistill._defences import CODE_DEFENCES, code_lines, split_answer
+from distillguard.antidistill._tasks import Code
+
+
+def spec(text: str) -> code.CodeProblem:
+    return code.CodeProblem(tuple(text[0::2]), tuple(text[1::2]))
+
+
+def test_precedence_and_the_stack_machine() -> None:
+    p = spec("x*3+4-x*2")
+    assert p.prompt == "Q:x*3+4-x*2=" and [p.value(x) for x in (0, 1, 5)] == [4, 5, 9]
+    assert code.run("x 3 * 4 + x 2 * -", 5) == 9
+    assert code.trace(p) == "a=x*3;b=a+4;c=x*2;d=b-c;A:x 3 * 4 + x 2 * -"
+    assert spec("9-x-1").value(0) == 8  # left to right: (9-x)-1
+
+
+def test_a_correct_program_passes_and_a_wrong_one_fails() -> None:
+    p = spec("x*3+4-x*2")
+    assert code.is_correct(p, "A:x 3 * 4 + x 2 * -")
+    # another program for the same function passes: commuted operands, another order
+    assert code.is_correct(p, "A:4 3 x * + x 2 * -")
+    assert code.is_correct(p, "A:x 4 +")  # x*3 + 4 - x*2 == x + 4
+    # wrong: another function, one that only agrees on some inputs, malformed programs
+    assert not code.is_correct(p, "A:x 3 * 4 + x 2 * +")
+    assert not code.is_correct(p, "A:x 3 * 4 + 2 x * - x -")
+    assert not code.is_correct(p, "A:9")  # right at x = 5 only
+    assert code.run("x 3 * 4 + x 2 *", 5) is None  # two values left
+    assert code.run("x * 3", 5) is None  # pop from a one-value stack
+    assert code.run("x 10 +", 5) is None and code.run("", 5) is None
+    assert not code.is_correct(p, "a=x*3;b=a+4")  # no program stated
+
+
+def test_worked_examples_are_correct_and_commute_gives_other_correct_programs() -> None:
+    rng = np.random.default_rng(0)
+    task = Code(n_ops=3, commute=0.5)
+    probs = task.problems(300, rng)
+    assert len({p.prompt for p in probs}) > 250 and len({len(p.prompt) for p in probs}) == 1
+    for p in probs:
+        text = task.worked(p, rng)
+        assert task.is_correct(p, text), text
+        assert len(text) <= task.longest
+        # the derivation computes what the program does
+        env: dict[str, int] = {}
+        for name, a, op, b in code.derivation(text):
+            va, vb = (env.get(v, 3 if v == "x" else int(v) if v.isdigit() else 0) for v in (a, b))
+            env[name] = code._apply(op, va, vb)
+        assert env[name] == p.value(3)
+    one = spec("x*3+4*x")
+    forms = {code.trace(one, rng, 0.5) for _ in range(80)}  # three commutative operators
+    assert len(forms) == 2**3 and all(code.is_correct(one, f) for f in forms)
+    assert {code.trace(one, rng, 0.0) for _ in range(5)} == {code.trace(one)}
+
+
+@pytest.mark.parametrize("name", sorted(CODE_DEFENCES))
+def test_every_code_defence_keeps_the_program(name: str) -> None:
+    rng = np.random.default_rng(1)
+    task = Code()
+    for p in task.problems(200, rng):
+        text = task.worked(p, rng)
+        served = CODE_DEFENCES[name](text, rng)
+        assert task.is_correct(p, served), (name, served)
+        assert split_answer(served)[1] == split_answer(text)[1]
+
+
+def test_withhold_and_summarise_drop_the_derivation() -> None:
+    rng = np.random.default_rng(2)
+    text = code.trace(spec("x*3+4-x*2"))
+    assert CODE_DEFENCES["withhold"](text, rng) == "A:x 3 * 4 + x 2 * -"
+    summary = CODE_DEFENCES["summarise"](text, rng)
+    assert summary == "order *+*-;A:x 3 * 4 + x 2 * -" and code.derivation(summary) == []
+
+
+def test_rewrite_keeps_every_line_under_new_names_and_forms() -> None:
+    rng = np.random.default_rng(3)
+    task = Code()
+    for p in task.problems(100, rng):
+        text = task.worked(p, rng)
+        lines = code_lines(CODE_DEFENCES["rewrite"](text, rng))
+        canonical = code.derivation(text)
+        assert len(lines) == len(canonical)
+        # the same operations on the same values once the names are mapped back
+        rename = {new[0]: old[0] for new, old in zip(lines, canonical, strict=True)}
+        back = [(rename[n], rename.get(a, a), op, rename.get(b, b)) for n, a, op, b in lines]
+        assert back == canonical
+    text = code.trace(spec("x*3+4-x*2"))
+    rewrites = {CODE_DEFENCES["rewrite"](text, rng) for _ in range(40)}
+    assert len(rewrites) > 30 and text not in rewrites
+
+
+def test_the_gateways_rewrite_moves_the_last_line_first_and_keeps_each_as_written() -> None:
+    from distillguard.antidistill._defences import sentence_rewrite
+    from distillguard.enforce import rewrite_reasoning
+
+    part = sentence_rewrite(rewrite_reasoning)
+    rng = np.random.default_rng(4)
+    text = code.trace(spec("x*3+4-x*2"))
+    # rewrite_reasoning capitalises "d=b-c"; the statement comes back as written
+    assert part(text, rng) == "d=b-c;a=x*3;b=a+4;c=x*2;A:x 3 * 4 + x 2 * -"
+    assert part("A:x", rng) == "A:x"  # nothing to reorder
+    # a rewriter that drops self-talk drops that statement
+    assert sentence_rewrite(lambda t: t.replace("b=a+4. ", ""))(text, rng) == "a=x*3;c=x*2;d=b-c;A:x 3 * 4 + x 2 * -"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -29,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,7 +38,7 @@ from distillguard.detect import scan
 from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
-from .support import free_port
+from .support import detect_config_file, free_port
 from .test_metrics import scrape
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
 
@@ -136,10 +134,7 @@ def chaos(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[F
     redis_proxy = TcpProxy(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379)
     prefix, redis_prefix = f"t{uuid.uuid4().hex[:10]}_", f"dgtest-chaos-{uuid.uuid4().hex[:8]}"
     store = Store(postgres_url, prefix)
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
-    shipped = re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped)
-    detect_config.write_text(re.sub(r"cadence_minutes = [0-9.]+", f"cadence_minutes = {WINDOW_S / 60!r}", shipped))
+    detect_config = detect_config_file(tmp_path, cadence_minutes=WINDOW_S / 60)
     limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     fleet = Fleet(tmp_path, pg_parts._replace(netloc=f"{pg_parts.username or 'postgres'}@127.0.0.1:{pg_proxy.port}").geturl(),

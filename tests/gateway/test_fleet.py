@@ -7,21 +7,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 import httpx
 
 from distillguard.gateway import Store, VerdictTables, issue_key
 
-from .support import free_port
+from .support import detect_config_file, free_port
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
 
 SEED = 5
@@ -70,9 +68,7 @@ def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere
         tmp_path: Path, postgres_url: str, redis_url: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     store = Store(postgres_url, prefix)
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
+    detect_config = detect_config_file(tmp_path)
     limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     rng = random.Random(SEED)

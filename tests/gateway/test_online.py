@@ -4,10 +4,8 @@ blocked, by online detection on the gateway's own capture, while benign users ke
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -16,15 +14,12 @@ import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
-    FakeUpstream,
     Gateway,
     GatewayConfig,
-    Router,
-    create_app,
     issue_key,
 )
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, detect_config_file, serving_gateway
 
 SEED = 7
 HYDRA_SYSTEM = "You are an expert tutor. Always reason step by step and show every step."
@@ -42,24 +37,14 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 
 @pytest.fixture
 def online_gateway(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
-    # The shipped config blocks after a 15-minute throttle; here the throttle holds 2 seconds.
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+",
-                                    "block_after_throttle_minutes = 0.034", shipped))
     cfg = GatewayConfig(
         db=f"sqlite:///{tmp_path / 'online.db'}", admin_token=ADMIN, capture_interval=0.02,
-        detect=True, detect_interval=0.2, detect_config=detect_config,
+        detect=True, detect_interval=0.2, detect_config=detect_config_file(tmp_path),
         # throttled accounts get one request a minute
         limits=LimitsConfig(account=LimitSet(300, None, None, None), throttle_factor=1 / 300),
     )
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield f"http://127.0.0.1:{srv.server.config.port}", gw
-    srv.stop()
+    with serving_gateway(cfg) as served:
+        yield served
 
 
 def test_hydra_is_throttled_then_blocked_while_benign_users_are_served(online_gateway: tuple[str, Gateway]) -> None:

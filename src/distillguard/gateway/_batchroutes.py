@@ -23,7 +23,7 @@ from distillguard.gateway._batches import (
     epoch_s,
 )
 from distillguard.gateway._keys import KeyRecord
-from distillguard.gateway._protocol import Api, ApiError, dumps, invalid
+from distillguard.gateway._protocol import Api, ApiError, dumps, invalid, load_body
 from distillguard.gateway._store import bound_text, now_us
 
 log = logging.getLogger("distillguard.gateway")
@@ -147,7 +147,7 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def create_batch(request: Request) -> Response:
         """Create a batch from an uploaded file; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
-            body = _load(await svc._read(request))
+            body = load_body(await svc._read(request))
             file_id, endpoint = body.get("input_file_id"), body.get("endpoint")
             if not isinstance(file_id, str):
                 raise invalid("'input_file_id' is required.", "input_file_id")
@@ -208,7 +208,7 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def create_message_batch(request: Request) -> Response:
         """Create a Message Batch; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
-            body = _load(await svc._read(request))
+            body = load_body(await svc._read(request))
             items, problems = await asyncio.to_thread(_anthropic_items, body.get("requests"), gw.config.batch_max_requests, gw.config.max_body_bytes)
             b = await svc.submit("anthropic", rec, request, items, {}, problems=problems)
             return _json(await svc.anthropic_batch(b, str(request.base_url)))
@@ -296,16 +296,6 @@ def _anthropic_items(reqs: Any, cap: int, max_request: int) -> tuple[list[tuple[
 def _file_obj(f: dict[str, Any]) -> dict[str, Any]:
     return {"id": f["file_id"], "object": "file", "bytes": f["bytes"], "created_at": epoch_s(f["created_us"]),
             "filename": f["filename"], "purpose": f["purpose"], "status": "processed", "expires_at": None, "status_details": None}
-
-
-def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"The request body is not valid JSON ({exc}); send a JSON object.") from exc
-    if not isinstance(body, dict):
-        raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.")
-    return body
 
 
 def _openai_lines(content: bytes, endpoint: str, cap: int, max_request: int) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str], list[str]]:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from distillguard.enforce import LimitsConfig, LimitSet
@@ -122,6 +124,20 @@ def make_gateway(db: str, mock_url: str, prefix: str = "dg_", **kw: Any) -> Gate
     router.add("gpt-*", openai_up)
     router.add("mock-*", openai_up)
     return Gateway(cfg, router=router)
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, deadline: float, failure: Callable[[], str]) -> None:
+    """Poll the gateway process's `url/healthz` until it answers 200; fail with `failure()` once
+    the process has exited or the monotonic `deadline` has passed."""
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(failure())
+        time.sleep(0.1)
 
 
 def detect_config_file(tmp_path: Path, *, short_throttle: bool = True, block_on_match: bool = False,

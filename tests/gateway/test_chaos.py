@@ -38,7 +38,7 @@ from distillguard.detect import scan
 from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
-from .support import detect_config_file, free_port
+from .support import detect_config_file, free_port, wait_until_healthy
 from .test_metrics import scrape
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
 
@@ -89,15 +89,9 @@ class Fleet:
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_up(self, i: int, deadline: float) -> None:
-        while True:
-            try:
-                if httpx.get(self.url(i) + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            proc = self.replicas[i]
-            assert proc is not None and proc.poll() is None and time.monotonic() < deadline, f"replica {i} did not start"
-            time.sleep(0.1)
+        proc = self.replicas[i]
+        assert proc is not None, f"replica {i} is not running"
+        wait_until_healthy(proc, self.url(i), deadline, lambda: f"replica {i} did not start")
 
     def wait_leading(self, deadline: float) -> None:
         """Until the detector leads (its /metrics say so), as a fleet in service would."""

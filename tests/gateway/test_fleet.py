@@ -19,7 +19,7 @@ import httpx
 
 from distillguard.gateway import Store, VerdictTables, issue_key
 
-from .support import detect_config_file, free_port
+from .support import detect_config_file, free_port, wait_until_healthy
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
 
 SEED = 5
@@ -42,17 +42,12 @@ def fleet(db: str, args: tuple[str, ...], tmp: Path) -> Iterator[list[str]]:
         procs.append((proc, f"http://127.0.0.1:{port}"))
     try:
         deadline = time.monotonic() + 60
+        def failure() -> str:
+            logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
+            return f"a replica did not start:\n{logs}"
+
         for proc, url in procs:
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
-                    raise AssertionError(f"a replica did not start:\n{logs}")
-                time.sleep(0.1)
+            wait_until_healthy(proc, url, deadline, failure)
         yield [url for _, url in procs]
     finally:
         for proc, _ in procs:

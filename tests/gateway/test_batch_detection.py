@@ -20,7 +20,7 @@ from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, issue_key
 
 from .support import ADMIN, detect_config_file, serving_gateway
-from .test_online import HYDRA_SYSTEM, TEMPLATES
+from .test_online import HYDRA_SYSTEM, TEMPLATES, hydra_signup
 
 SEED = 11
 
@@ -43,10 +43,7 @@ def test_campaign_batches_are_judged_before_they_run(gateway: tuple[str, Gateway
     batches: dict[str, str] = {}
     clients: dict[str, openai.OpenAI] = {}
     for i, acc in enumerate(hydra):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "education", "email_domain": "mail-hub.io",
-            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **hydra_signup(i)}).raise_for_status()
         clients[acc] = openai.OpenAI(base_url=url + "/v1", api_key=issue_key(gw.store, acc).key, max_retries=0, timeout=20)
     for acc in hydra:
         lines = [{"custom_id": f"q{j}", "method": "POST", "url": "/v1/chat/completions", "body": {

@@ -40,7 +40,7 @@ from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 from .proxy import TcpProxy
 from .support import detect_config_file, free_port, wait_until_healthy
 from .test_metrics import scrape
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
 SEED = 3
 REPLICAS = 3
@@ -181,12 +181,10 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
     rng = random.Random(SEED)
     keys: dict[str, str] = {}
     for i, acc in enumerate(HYDRA):
-        store.upsert_account(acc, signup_channel="education", email_domain="mail-hub.io",
-                             payment_fingerprint="card-7" if i % 2 == 0 else "card-9", verified=False, country="US")
+        store.upsert_account(acc, **hydra_signup(i))
         keys[acc] = issue_key(store, acc).key
     for i, acc in enumerate(BENIGN):
-        store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-                             payment_fingerprint=f"p{i}", verified=True, country="US")
+        store.upsert_account(acc, **benign_signup(i))
         keys[acc] = issue_key(store, acc).key
     store.upsert_account("budget", signup_channel="self_serve", verified=True, country="US")
     keys["budget"] = issue_key(store, "budget").key

@@ -20,7 +20,7 @@ import httpx
 from distillguard.gateway import Store, VerdictTables, issue_key
 
 from .support import detect_config_file, free_port, wait_until_healthy
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
 SEED = 5
 REPLICAS = 3
@@ -70,12 +70,10 @@ def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere
     hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
     keys: dict[str, str] = {}
     for i, acc in enumerate(hydra):
-        store.upsert_account(acc, signup_channel="education", email_domain="mail-hub.io",
-                             payment_fingerprint="card-7" if i % 2 == 0 else "card-9", verified=False, country="US")
+        store.upsert_account(acc, **hydra_signup(i))
         keys[acc] = issue_key(store, acc).key
     for i, acc in enumerate(benign):
-        store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-                             payment_fingerprint=f"p{i}", verified=True, country="US")
+        store.upsert_account(acc, **benign_signup(i))
         keys[acc] = issue_key(store, acc).key
     redis_prefix = f"dgtest-fleet-{uuid.uuid4().hex[:8]}"
     args = ("--table-prefix", prefix, "--redis", redis_url, "--redis-prefix", redis_prefix, "--limits", str(limits),

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -33,6 +34,19 @@ HUMAN = [
     "tips for a job interview tomorrow", "how do I center a div in css", "is it safe to eat raw cookie dough",
 ]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+BENIGN_MAIL = ["gmail.com", "yahoo.com", "corp.com", "uni.edu"]
+
+
+def hydra_signup(i: int) -> dict[str, Any]:
+    """The i-th hydra account's signup: one channel and mail domain, two cards in turn, unverified."""
+    return {"signup_channel": "education", "email_domain": "mail-hub.io",
+            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US"}
+
+
+def benign_signup(i: int) -> dict[str, Any]:
+    """The i-th benign account's signup (i < 4): a mail domain and a card of its own, verified."""
+    return {"signup_channel": "self_serve", "email_domain": BENIGN_MAIL[i], "payment_fingerprint": f"p{i}",
+            "verified": True, "country": "US"}
 
 
 @pytest.fixture
@@ -55,16 +69,10 @@ def test_hydra_is_throttled_then_blocked_while_benign_users_are_served(online_ga
     hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
     keys: dict[str, str] = {}
     for i, acc in enumerate(hydra):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "education", "email_domain": "mail-hub.io",
-            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **hydra_signup(i)}).raise_for_status()
         keys[acc] = issue_key(gw.store, acc).key
     for i, acc in enumerate(benign):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "self_serve", "email_domain": ["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-            "payment_fingerprint": f"p{i}", "verified": True, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **benign_signup(i)}).raise_for_status()
         keys[acc] = issue_key(gw.store, acc).key
     clients = {a: openai.OpenAI(base_url=url + "/v1", api_key=keys[a], max_retries=0) for a in hydra}
     web = httpx.Client(base_url=url)

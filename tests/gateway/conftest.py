@@ -38,6 +38,19 @@ def running(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Ite
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, table prefix): a SQLite file, or the real PostgreSQL (its store tables
+    dropped afterwards), each under a prefix of its own."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}", prefix
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url, prefix
+    Store(url, prefix).drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
     if request.param == "sqlite":

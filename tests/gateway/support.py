@@ -1,14 +1,22 @@
-"""Test support: a mock upstream thread, a uvicorn server thread, a gateway factory."""
+"""Test support: a mock upstream thread, a uvicorn server thread, gateway factories, the shipped
+detect config with the changes the end-to-end tests need."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from distillguard.enforce import LimitsConfig, LimitSet
@@ -19,11 +27,13 @@ from distillguard.gateway import (
     GatewayConfig,
     OpenAIUpstream,
     Router,
+    create_app,
     issue_key,
 )
 from distillguard.gateway._serve import uvicorn_config
 
 ADMIN = "test-admin-token-0123456789"
+SHORT_THROTTLE_MINUTES = 0.034  # a throttle holds about 2 s before the block (15 min shipped)
 
 
 def free_port() -> int:
@@ -114,6 +124,59 @@ def make_gateway(db: str, mock_url: str, prefix: str = "dg_", **kw: Any) -> Gate
     router.add("gpt-*", openai_up)
     router.add("mock-*", openai_up)
     return Gateway(cfg, router=router)
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, deadline: float, failure: Callable[[], str]) -> None:
+    """Poll the gateway process's `url/healthz` until it answers 200; fail with `failure()` once
+    the process has exited or the monotonic `deadline` has passed."""
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(failure())
+        time.sleep(0.1)
+
+
+def detect_config_file(tmp_path: Path, *, short_throttle: bool = True, block_on_match: bool = False,
+                       cadence_minutes: float | None = None) -> Path:
+    """The shipped detect_config.toml written to `tmp_path/detect.toml`, changed so a test sees
+    the whole escalation: a short throttle before the block; with `block_on_match`, every
+    match blocks at once (the shipped default throttles); with `cadence_minutes`, another cadence."""
+    text = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
+    if short_throttle:
+        text = re.sub(r"block_after_throttle_minutes = [0-9.]+",
+                      f"block_after_throttle_minutes = {SHORT_THROTTLE_MINUTES}", text)
+    if block_on_match:
+        text = re.sub(r'action = "throttle"', 'action = "block"', text)
+    if cadence_minutes is not None:
+        text = re.sub(r"cadence_minutes = [0-9.]+", f"cadence_minutes = {cadence_minutes!r}", text)
+    path = tmp_path / "detect.toml"
+    path.write_text(text)
+    return path
+
+
+def start_gateway(cfg: GatewayConfig, upstream: FakeUpstream | None = None) -> tuple[ServerThread, Gateway]:
+    """A gateway with every model routed to `upstream` (a plain FakeUpstream by default), served
+    by a started uvicorn thread on a free port."""
+    router = Router()
+    router.add("*", upstream if upstream is not None else FakeUpstream())
+    gw = Gateway(cfg, router=router)
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    return srv, gw
+
+
+@contextmanager
+def serving_gateway(cfg: GatewayConfig, upstream: FakeUpstream | None = None) -> Iterator[tuple[str, Gateway]]:
+    """(base URL, gateway) of `start_gateway`'s server for the block; stopped after it."""
+    srv, gw = start_gateway(cfg, upstream)
+    try:
+        yield f"http://127.0.0.1:{srv.server.config.port}", gw
+    finally:
+        srv.stop()
 
 
 def batch_jsonl(model: str, prompts: list[str], id_format: str = "r{}", **extra: Any) -> bytes:

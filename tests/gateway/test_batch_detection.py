@@ -7,10 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import re
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +17,21 @@ import openai
 import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet
-from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, Router, create_app, issue_key
+from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, issue_key
 
-from .support import ADMIN, ServerThread, free_port
-from .test_online import HYDRA_SYSTEM, TEMPLATES
+from .support import ADMIN, detect_config_file, serving_gateway
+from .test_online import HYDRA_SYSTEM, TEMPLATES, hydra_signup
 
 SEED = 11
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
     cfg = GatewayConfig(db=f"sqlite:///{tmp_path / 'bd.db'}", admin_token=ADMIN, capture_interval=0.02, detect=True,
-                        detect_interval=0.5, detect_config=detect_config, batch_rate=100.0,
+                        detect_interval=0.5, detect_config=detect_config_file(tmp_path), batch_rate=100.0,
                         limits=LimitsConfig(account=LimitSet(None, 100_000, None, None)))
-    router = Router()
-    router.add("*", FakeUpstream(reasoning=True))
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield f"http://127.0.0.1:{srv.server.config.port}", gw
-    srv.stop()
+    with serving_gateway(cfg, FakeUpstream(reasoning=True)) as served:
+        yield served
 
 
 def test_campaign_batches_are_judged_before_they_run(gateway: tuple[str, Gateway]) -> None:
@@ -53,10 +43,7 @@ def test_campaign_batches_are_judged_before_they_run(gateway: tuple[str, Gateway
     batches: dict[str, str] = {}
     clients: dict[str, openai.OpenAI] = {}
     for i, acc in enumerate(hydra):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "education", "email_domain": "mail-hub.io",
-            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **hydra_signup(i)}).raise_for_status()
         clients[acc] = openai.OpenAI(base_url=url + "/v1", api_key=issue_key(gw.store, acc).key, max_retries=0, timeout=20)
     for acc in hydra:
         lines = [{"custom_id": f"q{j}", "method": "POST", "url": "/v1/chat/completions", "body": {

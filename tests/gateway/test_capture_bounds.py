@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from distillguard.gateway import Capture, Store, create_app, issue_key
 from distillguard.gateway._store import EVENT_FIELDS, INT32_MAX, TRUNCATION_MARKER
@@ -19,25 +16,13 @@ from distillguard.gateway._store import EVENT_FIELDS, INT32_MAX, TRUNCATION_MARK
 from .support import ServerThread, free_port, make_gateway
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(database URL, table prefix) on each store; the PostgreSQL tables are dropped afterwards."""
-    prefix = f"t{uuid.uuid4().hex[:10]}_"
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cap.db'}", prefix
-        return
-    url = request.getfixturevalue("postgres_url")
-    yield url, prefix
-    Store(url, prefix).drop_all()
-
-
 def _event(i: int, **over: Any) -> dict[str, Any]:
     return {"event_id": f"ev{i}", "ts_us": 1_700_000_000_000_000 + i, "account_id": "acc", "model": "m",
             "prompt": f"p{i}", "status": 200, **over}
 
 
-def test_nul_prompt_and_long_model_do_not_stop_capture(db: tuple[str, str], mock_upstream: str) -> None:
-    url, prefix = db
+def test_nul_prompt_and_long_model_do_not_stop_capture(store_db: tuple[str, str], mock_upstream: str) -> None:
+    url, prefix = store_db
     gw = make_gateway(url, mock_upstream, prefix=prefix)
     key = issue_key(gw.store, "hostile").key
     srv = ServerThread(create_app(gateway=gw), free_port())
@@ -73,8 +58,8 @@ def test_nul_prompt_and_long_model_do_not_stop_capture(db: tuple[str, str], mock
     assert all(f"after the attack {i}" in rows for i in range(5))
 
 
-def test_a_refused_row_is_set_aside_and_capture_goes_on(db: tuple[str, str]) -> None:
-    url, prefix = db
+def test_a_refused_row_is_set_aside_and_capture_goes_on(store_db: tuple[str, str]) -> None:
+    url, prefix = store_db
     store = Store(url, prefix)
     good = [_event(i) for i in range(7)]
     # what no bounding fixes: a missing required column

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -29,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,9 +38,9 @@ from distillguard.detect import scan
 from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
-from .support import free_port
+from .support import detect_config_file, free_port, wait_until_healthy
 from .test_metrics import scrape
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
 SEED = 3
 REPLICAS = 3
@@ -91,15 +89,9 @@ class Fleet:
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_up(self, i: int, deadline: float) -> None:
-        while True:
-            try:
-                if httpx.get(self.url(i) + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            proc = self.replicas[i]
-            assert proc is not None and proc.poll() is None and time.monotonic() < deadline, f"replica {i} did not start"
-            time.sleep(0.1)
+        proc = self.replicas[i]
+        assert proc is not None, f"replica {i} is not running"
+        wait_until_healthy(proc, self.url(i), deadline, lambda: f"replica {i} did not start")
 
     def wait_leading(self, deadline: float) -> None:
         """Until the detector leads (its /metrics say so), as a fleet in service would."""
@@ -136,10 +128,7 @@ def chaos(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[F
     redis_proxy = TcpProxy(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379)
     prefix, redis_prefix = f"t{uuid.uuid4().hex[:10]}_", f"dgtest-chaos-{uuid.uuid4().hex[:8]}"
     store = Store(postgres_url, prefix)
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
-    shipped = re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped)
-    detect_config.write_text(re.sub(r"cadence_minutes = [0-9.]+", f"cadence_minutes = {WINDOW_S / 60!r}", shipped))
+    detect_config = detect_config_file(tmp_path, cadence_minutes=WINDOW_S / 60)
     limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     fleet = Fleet(tmp_path, pg_parts._replace(netloc=f"{pg_parts.username or 'postgres'}@127.0.0.1:{pg_proxy.port}").geturl(),
@@ -192,12 +181,10 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
     rng = random.Random(SEED)
     keys: dict[str, str] = {}
     for i, acc in enumerate(HYDRA):
-        store.upsert_account(acc, signup_channel="education", email_domain="mail-hub.io",
-                             payment_fingerprint="card-7" if i % 2 == 0 else "card-9", verified=False, country="US")
+        store.upsert_account(acc, **hydra_signup(i))
         keys[acc] = issue_key(store, acc).key
     for i, acc in enumerate(BENIGN):
-        store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-                             payment_fingerprint=f"p{i}", verified=True, country="US")
+        store.upsert_account(acc, **benign_signup(i))
         keys[acc] = issue_key(store, acc).key
     store.upsert_account("budget", signup_channel="self_serve", verified=True, country="US")
     keys["budget"] = issue_key(store, "budget").key

@@ -5,19 +5,17 @@ campaign is refused at its first request while a fresh benign account is served.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import httpx
 import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet
-from distillguard.gateway import FakeUpstream, Gateway, GatewayConfig, Router, create_app, issue_key
+from distillguard.gateway import Gateway, GatewayConfig, issue_key
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, detect_config_file, serving_gateway
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
 
 SEED = 11
@@ -28,22 +26,13 @@ ADMIN_H = {"authorization": f"Bearer {ADMIN}"}
 def gateway(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
     # A match at the first request blocks here (the shipped default throttles), so the test
     # can see the refusal on that very request.
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    text = re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped)
-    detect_config.write_text(re.sub(r'action = "throttle"', 'action = "block"', text))
     cfg = GatewayConfig(
         db=f"sqlite:///{tmp_path / 'first.db'}", admin_token=ADMIN, capture_interval=0.02,
-        detect=True, detect_interval=0.2, detect_config=detect_config,
+        detect=True, detect_interval=0.2, detect_config=detect_config_file(tmp_path, block_on_match=True),
         limits=LimitsConfig(account=LimitSet(300, None, None, None), throttle_factor=1 / 300),
     )
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield f"http://127.0.0.1:{srv.server.config.port}", gw
-    srv.stop()
+    with serving_gateway(cfg) as served:
+        yield served
 
 
 def _account(url: str, gw: Gateway, acc: str, **meta: object) -> str:

@@ -7,22 +7,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 import httpx
 
 from distillguard.gateway import Store, VerdictTables, issue_key
 
-from .support import free_port
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES
+from .support import detect_config_file, free_port, wait_until_healthy
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
 SEED = 5
 REPLICAS = 3
@@ -44,17 +42,12 @@ def fleet(db: str, args: tuple[str, ...], tmp: Path) -> Iterator[list[str]]:
         procs.append((proc, f"http://127.0.0.1:{port}"))
     try:
         deadline = time.monotonic() + 60
+        def failure() -> str:
+            logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
+            return f"a replica did not start:\n{logs}"
+
         for proc, url in procs:
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    logs = "".join((tmp / f"replica-{j}.log").read_text()[-2000:] for j in range(REPLICAS))
-                    raise AssertionError(f"a replica did not start:\n{logs}")
-                time.sleep(0.1)
+            wait_until_healthy(proc, url, deadline, failure)
         yield [url for _, url in procs]
     finally:
         for proc, _ in procs:
@@ -70,21 +63,17 @@ def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere
         tmp_path: Path, postgres_url: str, redis_url: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     store = Store(postgres_url, prefix)
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"  # the throttle holds 2 s before a block (15 min shipped)
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
+    detect_config = detect_config_file(tmp_path)
     limits = tmp_path / "limits.json"  # throttled accounts get one request a minute
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     rng = random.Random(SEED)
     hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
     keys: dict[str, str] = {}
     for i, acc in enumerate(hydra):
-        store.upsert_account(acc, signup_channel="education", email_domain="mail-hub.io",
-                             payment_fingerprint="card-7" if i % 2 == 0 else "card-9", verified=False, country="US")
+        store.upsert_account(acc, **hydra_signup(i))
         keys[acc] = issue_key(store, acc).key
     for i, acc in enumerate(benign):
-        store.upsert_account(acc, signup_channel="self_serve", email_domain=["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-                             payment_fingerprint=f"p{i}", verified=True, country="US")
+        store.upsert_account(acc, **benign_signup(i))
         keys[acc] = issue_key(store, acc).key
     redis_prefix = f"dgtest-fleet-{uuid.uuid4().hex[:8]}"
     args = ("--table-prefix", prefix, "--redis", redis_url, "--redis-prefix", redis_prefix, "--limits", str(limits),

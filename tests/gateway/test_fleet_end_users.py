@@ -9,11 +9,9 @@ written into the capture as replicas would have written them, then judged by a
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from distillguard.gateway import (
     issue_key,
 )
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, ServerThread, detect_config_file, free_port
 
 FLAGGED = ("throttle", "block")
 
@@ -81,9 +79,7 @@ def test_a_replica_refuses_a_flagged_end_user_and_a_campaigns_fresh_account(
     store.insert_events(rows)
     # a first-request match blocks here (the shipped default throttles), so the refusal shows
     # on that very request
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    detect_config.write_text(re.sub(r'action = "throttle"', 'action = "block"', shipped))
+    detect_config = detect_config_file(tmp_path, short_throttle=False, block_on_match=True)
     end_us = rows[-1]["ts_us"] + 1  # the log's own clock
     svc = DetectorService(store, detect_config, interval=0.05, checkpoint_interval=3600, clock=lambda: end_us)
     for _ in range(2):  # on PostgreSQL a step reads up to the top seen one step earlier

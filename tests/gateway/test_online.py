@@ -4,11 +4,10 @@ blocked, by online detection on the gateway's own capture, while benign users ke
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -16,15 +15,12 @@ import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
-    FakeUpstream,
     Gateway,
     GatewayConfig,
-    Router,
-    create_app,
     issue_key,
 )
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, detect_config_file, serving_gateway
 
 SEED = 7
 HYDRA_SYSTEM = "You are an expert tutor. Always reason step by step and show every step."
@@ -38,28 +34,31 @@ HUMAN = [
     "tips for a job interview tomorrow", "how do I center a div in css", "is it safe to eat raw cookie dough",
 ]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+BENIGN_MAIL = ["gmail.com", "yahoo.com", "corp.com", "uni.edu"]
+
+
+def hydra_signup(i: int) -> dict[str, Any]:
+    """The i-th hydra account's signup: one channel and mail domain, two cards in turn, unverified."""
+    return {"signup_channel": "education", "email_domain": "mail-hub.io",
+            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US"}
+
+
+def benign_signup(i: int) -> dict[str, Any]:
+    """The i-th benign account's signup (i < 4): a mail domain and a card of its own, verified."""
+    return {"signup_channel": "self_serve", "email_domain": BENIGN_MAIL[i], "payment_fingerprint": f"p{i}",
+            "verified": True, "country": "US"}
 
 
 @pytest.fixture
 def online_gateway(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
-    # The shipped config blocks after a 15-minute throttle; here the throttle holds 2 seconds.
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+",
-                                    "block_after_throttle_minutes = 0.034", shipped))
     cfg = GatewayConfig(
         db=f"sqlite:///{tmp_path / 'online.db'}", admin_token=ADMIN, capture_interval=0.02,
-        detect=True, detect_interval=0.2, detect_config=detect_config,
+        detect=True, detect_interval=0.2, detect_config=detect_config_file(tmp_path),
         # throttled accounts get one request a minute
         limits=LimitsConfig(account=LimitSet(300, None, None, None), throttle_factor=1 / 300),
     )
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield f"http://127.0.0.1:{srv.server.config.port}", gw
-    srv.stop()
+    with serving_gateway(cfg) as served:
+        yield served
 
 
 def test_hydra_is_throttled_then_blocked_while_benign_users_are_served(online_gateway: tuple[str, Gateway]) -> None:
@@ -70,16 +69,10 @@ def test_hydra_is_throttled_then_blocked_while_benign_users_are_served(online_ga
     hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
     keys: dict[str, str] = {}
     for i, acc in enumerate(hydra):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "education", "email_domain": "mail-hub.io",
-            "payment_fingerprint": "card-7" if i % 2 == 0 else "card-9", "verified": False, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **hydra_signup(i)}).raise_for_status()
         keys[acc] = issue_key(gw.store, acc).key
     for i, acc in enumerate(benign):
-        httpx.post(url + "/admin/accounts", headers=admin, json={
-            "account_id": acc, "signup_channel": "self_serve", "email_domain": ["gmail.com", "yahoo.com", "corp.com", "uni.edu"][i],
-            "payment_fingerprint": f"p{i}", "verified": True, "country": "US",
-        }).raise_for_status()
+        httpx.post(url + "/admin/accounts", headers=admin, json={"account_id": acc, **benign_signup(i)}).raise_for_status()
         keys[acc] = issue_key(gw.store, acc).key
     clients = {a: openai.OpenAI(base_url=url + "/v1", api_key=keys[a], max_retries=0) for a in hydra}
     web = httpx.Client(base_url=url)

@@ -174,3 +174,11 @@ def test_pass_through_is_watermarked_per_account(tmp_path: Path, mock_upstream: 
     assert streamed == one
     logged = [e["response"] for rows in gw.store.iter_events() for e in rows]
     assert logged == [one, one]
+
+
+def test_complete_sse_events_splits_at_the_last_blank_line_and_folds_crlf() -> None:
+    from distillguard.gateway._native import complete_sse_events
+
+    whole, rest = complete_sse_events(b"data: 1\r\n\r\ndata: 2\r\n\r\ndata: 3\r")
+    assert (whole, rest) == (b"data: 1\n\ndata: 2\n\n", b"data: 3\r")
+    assert complete_sse_events(b"data: 1\n") == (b"", b"data: 1\n")  # no event is complete yet

@@ -17,7 +17,7 @@ import httpx
 
 from distillguard.gateway import Store, issue_key
 
-from .support import free_port
+from .support import free_port, wait_until_healthy
 
 CHAT = {"model": "fake-1", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -38,16 +38,11 @@ def serve(db: str, *args: str, replicas: int = 1) -> Iterator[list[tuple[subproc
     try:
         deadline = time.monotonic() + 40
         for proc, url in procs:
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode() if proc.stdout and proc.poll() is not None else ""
-                    raise AssertionError(f"gateway process did not start:\n{out}")
-                time.sleep(0.1)
+            def failure(proc: subprocess.Popen[bytes] = proc) -> str:
+                out = proc.stdout.read().decode() if proc.stdout and proc.poll() is not None else ""
+                return f"gateway process did not start:\n{out}"
+
+            wait_until_healthy(proc, url, deadline, failure)
         yield procs
     finally:
         for proc, _ in procs:

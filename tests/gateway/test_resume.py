@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +14,14 @@ import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet, Policy
 from distillguard.gateway import (
-    FakeUpstream,
     Gateway,
     GatewayConfig,
     OnlineLoop,
-    Router,
     Store,
-    create_app,
     issue_key,
 )
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, detect_config_file, start_gateway
 from .test_detector import fill, log_rows, store  # noqa: F401 - fixtures
 from .test_online import HYDRA_SYSTEM, TEMPLATES
 
@@ -35,22 +30,10 @@ HYDRA = [f"h{i}" for i in range(8)]
 
 
 def gateway_config(tmp_path: Path) -> GatewayConfig:
-    shipped = resources.files("distillguard.detect").joinpath("detect_config.toml").read_text()
-    detect_config = tmp_path / "detect.toml"
-    detect_config.write_text(re.sub(r"block_after_throttle_minutes = [0-9.]+", "block_after_throttle_minutes = 0.034", shipped))
     return GatewayConfig(db=f"sqlite:///{tmp_path / 'resume.db'}", admin_token=ADMIN, capture_interval=0.02,
-                         detect=True, detector="inprocess", detect_interval=0.2, detect_config=detect_config,
+                         detect=True, detector="inprocess", detect_interval=0.2, detect_config=detect_config_file(tmp_path),
                          detect_checkpoint_interval=3600,  # only the clean stop checkpoints here
                          limits=LimitsConfig(account=LimitSet(300, None, None, None), throttle_factor=1 / 300))
-
-
-def running(cfg: GatewayConfig) -> tuple[ServerThread, Gateway]:
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    return srv, gw
 
 
 def flagged(gw: Gateway) -> dict[str, str]:
@@ -61,7 +44,7 @@ def test_a_restarted_gateway_keeps_its_detectors_state(tmp_path: Path) -> None:
     """A hydra throttled before a restart is still throttled (or blocked) by the restarted
     gateway before it sends another request, and the detector resumed from its checkpoint."""
     cfg = gateway_config(tmp_path)
-    srv, gw = running(cfg)
+    srv, gw = start_gateway(cfg)
     url = f"http://127.0.0.1:{srv.server.config.port}"
     rng = random.Random(SEED)
     try:
@@ -89,7 +72,7 @@ def test_a_restarted_gateway_keeps_its_detectors_state(tmp_path: Path) -> None:
     stored = Store(cfg.db).count_events()
     assert gw.online.events_seen == stored
 
-    srv, gw = running(cfg)
+    srv, gw = start_gateway(cfg)
     try:
         assert gw.online is not None
         svc = gw.online.service

@@ -56,11 +56,15 @@ class LinkConfig(_Strict):
     member_min_elicitation: float = 0.5
 
 
-class LinkKindConfig(_Strict):
-    """One kind of link (an evidence module named `link.<kind>`)."""
+class _WeightedEvidenceConfig(_Strict):
+    """An evidence module that can be turned off, and the weight of what it finds."""
 
     enabled: bool = True
     weight: float = Field(default=1.0, ge=0)
+
+
+class LinkKindConfig(_WeightedEvidenceConfig):
+    """One kind of link (an evidence module named `link.<kind>`)."""
 
 
 class AddressLinkConfig(LinkKindConfig):
@@ -70,11 +74,8 @@ class AddressLinkConfig(LinkKindConfig):
     proxy_min_key_harvest: float = Field(default=0.6, ge=0, le=1)
 
 
-class CorroborationConfig(_Strict):
+class CorroborationConfig(_WeightedEvidenceConfig):
     """Evidence that adds its weight to an account's links, never links on its own."""
-
-    enabled: bool = True
-    weight: float = Field(default=1.0, ge=0)
 
 
 class FreshConfig(CorroborationConfig):

@@ -23,7 +23,7 @@ from distillguard.gateway._batches import (
     epoch_s,
 )
 from distillguard.gateway._keys import KeyRecord
-from distillguard.gateway._protocol import Api, ApiError, dumps, invalid
+from distillguard.gateway._protocol import Api, ApiError, dumps, invalid, load_body
 from distillguard.gateway._store import bound_text, now_us
 
 log = logging.getLogger("distillguard.gateway")
@@ -55,6 +55,14 @@ def batch_router(svc: BatchService) -> APIRouter:
 
     def not_found(what: str, ident: str) -> ApiError:
         return ApiError(404, "not_found_error", f"No {what} {ident!r} for this account.", code="not_found")
+
+    async def account_batch(rec: KeyRecord, batch_id: str, api: str, what: str) -> dict[str, Any]:
+        """The account's batch `batch_id` made through `api` ("openai" or "anthropic"); a 404
+        naming it `what` when there is none (another account's batch is not revealed)."""
+        b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
+        if b is None or b["api"] != api:
+            raise not_found(what, batch_id)
+        return b
 
     # ------------------------------------------------------------ OpenAI files
 
@@ -147,7 +155,7 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def create_batch(request: Request) -> Response:
         """Create a batch from an uploaded file; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
-            body = _load(await svc._read(request))
+            body = load_body(await svc._read(request))
             file_id, endpoint = body.get("input_file_id"), body.get("endpoint")
             if not isinstance(file_id, str):
                 raise invalid("'input_file_id' is required.", "input_file_id")
@@ -183,23 +191,16 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def get_batch(batch_id: str, request: Request) -> Response:
         """A batch and its request counts."""
         async def go(rec: KeyRecord) -> Response:
-            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
-            if b is None or b["api"] != "openai":
-                raise not_found("batch", batch_id)
-            return _json(await svc.openai_batch(b))
+            return _json(await svc.openai_batch(await account_batch(rec, batch_id, "openai", "batch")))
         return await guarded("chat.completions", request, go)
 
     @r.post("/v1/batches/{batch_id}/cancel")
     async def cancel_batch(batch_id: str, request: Request) -> Response:
         """Cancel a batch: requests not yet run are not run."""
         async def go(rec: KeyRecord) -> Response:
-            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
-            if b is None or b["api"] != "openai":
-                raise not_found("batch", batch_id)
+            await account_batch(rec, batch_id, "openai", "batch")
             await asyncio.to_thread(svc.store.request_cancel, batch_id)
-            b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
-            assert b is not None
-            return _json(await svc.openai_batch(b))
+            return _json(await svc.openai_batch(await account_batch(rec, batch_id, "openai", "batch")))
         return await guarded("chat.completions", request, go)
 
     # ------------------------------------------------------------ Anthropic message batches
@@ -208,7 +209,7 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def create_message_batch(request: Request) -> Response:
         """Create a Message Batch; its requests are checked and captured now."""
         async def go(rec: KeyRecord) -> Response:
-            body = _load(await svc._read(request))
+            body = load_body(await svc._read(request))
             items, problems = await asyncio.to_thread(_anthropic_items, body.get("requests"), gw.config.batch_max_requests, gw.config.max_body_bytes)
             b = await svc.submit("anthropic", rec, request, items, {}, problems=problems)
             return _json(await svc.anthropic_batch(b, str(request.base_url)))
@@ -225,24 +226,18 @@ def batch_router(svc: BatchService) -> APIRouter:
                           "last_id": data[-1]["id"] if data else None})
         return await guarded("messages", request, go)
 
-    async def message_batch(rec: KeyRecord, batch_id: str) -> dict[str, Any]:
-        b = await asyncio.to_thread(svc.store.get, batch_id, rec.account_id)
-        if b is None or b["api"] != "anthropic":
-            raise not_found("message batch", batch_id)
-        return b
-
     @r.get("/v1/messages/batches/{batch_id}")
     async def get_message_batch(batch_id: str, request: Request) -> Response:
         """A Message Batch and its request counts."""
         async def go(rec: KeyRecord) -> Response:
-            return _json(await svc.anthropic_batch(await message_batch(rec, batch_id), str(request.base_url)))
+            return _json(await svc.anthropic_batch(await account_batch(rec, batch_id, "anthropic", "message batch"), str(request.base_url)))
         return await guarded("messages", request, go)
 
     @r.get("/v1/messages/batches/{batch_id}/results")
     async def message_batch_results(batch_id: str, request: Request) -> Response:
         """An ended Message Batch's results (JSONL)."""
         async def go(rec: KeyRecord) -> Response:
-            b = await message_batch(rec, batch_id)
+            b = await account_batch(rec, batch_id, "anthropic", "message batch")
             if b["status"] not in ("completed", "cancelled"):
                 raise ApiError(404, "not_found_error", f"Message batch {batch_id!r} has not ended yet; its results are not available.")
             return Response(await svc.anthropic_results(b), 200, None, "application/binary")
@@ -252,9 +247,9 @@ def batch_router(svc: BatchService) -> APIRouter:
     async def cancel_message_batch(batch_id: str, request: Request) -> Response:
         """Cancel a Message Batch: requests not yet run are not run."""
         async def go(rec: KeyRecord) -> Response:
-            await message_batch(rec, batch_id)
+            await account_batch(rec, batch_id, "anthropic", "message batch")
             await asyncio.to_thread(svc.store.request_cancel, batch_id)
-            return _json(await svc.anthropic_batch(await message_batch(rec, batch_id), str(request.base_url)))
+            return _json(await svc.anthropic_batch(await account_batch(rec, batch_id, "anthropic", "message batch"), str(request.base_url)))
         return await guarded("messages", request, go)
 
     return r
@@ -296,16 +291,6 @@ def _anthropic_items(reqs: Any, cap: int, max_request: int) -> tuple[list[tuple[
 def _file_obj(f: dict[str, Any]) -> dict[str, Any]:
     return {"id": f["file_id"], "object": "file", "bytes": f["bytes"], "created_at": epoch_s(f["created_us"]),
             "filename": f["filename"], "purpose": f["purpose"], "status": "processed", "expires_at": None, "status_details": None}
-
-
-def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"The request body is not valid JSON ({exc}); send a JSON object.") from exc
-    if not isinstance(body, dict):
-        raise invalid(f"The request body must be a JSON object, got {type(body).__name__}.")
-    return body
 
 
 def _openai_lines(content: bytes, endpoint: str, cap: int, max_request: int) -> tuple[list[tuple[str, Api, dict[str, Any], bytes]], list[str], list[str]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from distillguard.gateway._store import Store, create_tables, now_us
+from distillguard.gateway._store import Store, create_tables, now_us, on_conflict_insert
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -281,7 +281,7 @@ class BatchStore:
     # ------------------------------------------------------------ stored responses (Responses API)
 
     def own_response(self, response_id: str, account_id: str, model: str) -> None:
-        stmt = self.store._insert(self.responses).on_conflict_do_nothing(index_elements=["response_id"])
+        stmt = on_conflict_insert(self.engine, self.responses).on_conflict_do_nothing(index_elements=["response_id"])
         with self.engine.begin() as con:
             con.execute(stmt, {"response_id": response_id, "account_id": account_id, "model": model, "created_us": now_us()})
 

@@ -28,6 +28,7 @@ from typing import Any
 ANSWER = "Hello from the mock upstream: the answer is 42."
 REASONING = "Mock reasoning: think step by step. Then answer."
 TOOL_ARGS = {"city": "Paris"}
+_NO_RESPONSE = {"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}
 
 
 def _text(content: Any) -> str:
@@ -98,10 +99,14 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         assert request.transport is not None
         request.transport.abort()
 
-    async def openai(request: web.Request) -> web.StreamResponse:
+    async def read_request(request: web.Request) -> tuple[dict[str, Any], str, web.Response | None]:
+        """The request's JSON body, its model, and the misbehaviour the model names (None: answer)."""
         body = await request.json()
         model = str(body.get("model", ""))
-        bad = await misbehave(model)
+        return body, model, await misbehave(model)
+
+    async def openai(request: web.Request) -> web.StreamResponse:
+        body, model, bad = await read_request(request)
         if bad is not None:
             return bad
         chat = request.path.endswith("/chat/completions")
@@ -175,9 +180,7 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         return resp
 
     async def anthropic(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        model = str(body.get("model", ""))
-        bad = await misbehave(model)
+        body, model, bad = await read_request(request)
         if bad is not None:
             return bad
         text = _answer(body, model)
@@ -243,9 +246,7 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
         return {"messages": msgs, "tools": body.get("tools")}
 
     async def responses(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        model = str(body.get("model", ""))
-        bad = await misbehave(model)
+        body, model, bad = await read_request(request)
         if bad is not None:
             return bad
         prev = body.get("previous_response_id")
@@ -311,20 +312,18 @@ def mock_upstream_app(slow_s: float = 30.0, chunks: int = 8, reasoning: bool = F
     async def get_response(request: web.Request) -> web.Response:
         resp = stored.get(request.match_info["rid"])
         if resp is None:
-            return web.json_response({"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}, status=404)
+            return web.json_response(_NO_RESPONSE, status=404)
         return web.json_response(resp)
 
     async def input_items(request: web.Request) -> web.Response:
         items = inputs.get(request.match_info["rid"])
         if items is None:
-            return web.json_response({"error": {"message": "No response with that id.", "type": "invalid_request_error", "param": None, "code": None}}, status=404)
+            return web.json_response(_NO_RESPONSE, status=404)
         return web.json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
                                   "last_id": items[-1]["id"] if items else None, "has_more": False})
 
     async def embeddings(request: web.Request) -> web.Response:
-        body = await request.json()
-        model = str(body.get("model", ""))
-        bad = await misbehave(model)
+        body, model, bad = await read_request(request)
         if bad is not None:
             return bad
         given = body.get("input")

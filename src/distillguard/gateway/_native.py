@@ -45,6 +45,18 @@ _THINKING_BLOCKS = ("thinking", "redacted_thinking")
 _TOOL_BLOCKS = ("tool_use", "server_tool_use")
 
 
+def complete_sse_events(buf: bytes) -> tuple[bytes, bytes]:
+    """A server-sent-event buffer (CRLF line ends made LF) split into its complete events, up to
+    and with the last blank line (empty when there is none yet), and the rest, which waits for
+    more bytes (a CR at its end waits for its LF)."""
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n")
+    end = buf.rfind(b"\n\n")
+    if end < 0:
+        return b"", buf
+    return buf[: end + 2], buf[end + 2:]
+
+
 def _loads_or_none(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -406,15 +418,8 @@ class NativeStream:
         return tail
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:  # CRLF line ends; a CR at the end waits for its LF in the buffer
-            buf = buf.replace(b"\r\n", b"\n")
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            self._buf = buf
-            return b""
-        whole, self._buf = buf[: end + 2], buf[end + 2:]
-        if self.done:
+        whole, self._buf = complete_sse_events(self._buf + chunk if self._buf else chunk)
+        if not whole or self.done:
             return b""
         if self.rewrite.active:
             return self._events(whole)

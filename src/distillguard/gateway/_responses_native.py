@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from distillguard.enforce import ThinkFilter
-from distillguard.gateway._native import Rewrite
+from distillguard.gateway._native import Rewrite, complete_sse_events
 from distillguard.gateway._protocol import ApiError, ChatRequest, Reply, dumps
 from distillguard.gateway._responses import parse_responses
 from distillguard.gateway._toolcalls import StreamedCalls, with_tool_calls
@@ -133,13 +133,8 @@ class ResponsesStream:
         return st
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = (self._buf + chunk).replace(b"\r\n", b"\n")
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            self._buf = buf
-            return b""
-        whole, self._buf = buf[: end + 2], buf[end + 2:]
-        if self.done:
+        whole, self._buf = complete_sse_events(self._buf + chunk)
+        if not whole or self.done:
             return b""
         out = [self._event(block) for block in whole[:-2].split(b"\n\n") if block.strip()]
         return b"".join(out)

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,32 @@ def create_tables(md: sa.MetaData, engine: sa.Engine, then: Any = None, tries: i
             time.sleep(0.1 * (attempt + 1))
 
 
+def add_missing_columns(engine: sa.Engine, table: sa.Table, columns: Iterable[tuple[str, Any]], what: str) -> None:
+    """Add to `table` in the database each of `columns` (name, SQLAlchemy type) it lacks: a
+    table made by an older version gains the columns newer versions write. `what` names the
+    table in the log line."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    q = engine.dialect.identifier_preparer.quote
+    for name, typ in columns:
+        if name not in have:
+            ddl = f"ALTER TABLE {q(table.name)} ADD COLUMN {q(name)} {typ.compile(dialect=engine.dialect)}"
+            log.info("%s: %s", what, ddl)
+            with engine.begin() as con:
+                con.exec_driver_sql(ddl)
+
+
+def on_conflict_insert(engine: sa.Engine, table: sa.Table) -> Any:
+    """An INSERT into `table` in the engine's dialect (PostgreSQL or SQLite), so it takes the
+    dialect's ON CONFLICT clauses."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
 class Store:
     """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits` in one database.
 
@@ -253,23 +279,7 @@ class Store:
 
     def _add_missing_event_columns(self) -> None:
         """Add columns that newer versions capture (end_user, batch_id) to an events table made before them."""
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.events.name)}
-        q = self.engine.dialect.identifier_preparer.quote
-        for name, typ in EVENT_COLUMNS:
-            if name not in have:
-                ddl = f"ALTER TABLE {q(self.events.name)} ADD COLUMN {q(name)} {typ.compile(dialect=self.engine.dialect)}"
-                log.info("store: %s", ddl)
-                with self.engine.begin() as con:
-                    con.exec_driver_sql(ddl)
-
-    def _insert(self, table: sa.Table) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
+        add_missing_columns(self.engine, self.events, EVENT_COLUMNS, "store")
 
     # ------------------------------------------------------------ events
 
@@ -350,7 +360,7 @@ class Store:
 
     def upsert_account(self, account_id: str, **fields: Any) -> None:
         row = {"account_id": account_id, "created_us": fields.pop("created_us", None) or now_us(), **fields}
-        stmt = self._insert(self.accounts)
+        stmt = on_conflict_insert(self.engine, self.accounts)
         upd = {k: stmt.excluded[k] for k in fields}
         stmt = stmt.on_conflict_do_update(index_elements=["account_id"], set_=upd) if upd else stmt.on_conflict_do_nothing(index_elements=["account_id"])
         with self.engine.begin() as con:
@@ -417,7 +427,7 @@ class Store:
             return int(con.execute(sa.select(self.db_now_us())).scalar_one())
 
     def set_limits(self, subject: str, config_json: str) -> None:
-        stmt = self._insert(self.limits).values(subject=subject, config=config_json, updated_us=self.db_now_us())
+        stmt = on_conflict_insert(self.engine, self.limits).values(subject=subject, config=config_json, updated_us=self.db_now_us())
         stmt = stmt.on_conflict_do_update(index_elements=["subject"], set_={"config": stmt.excluded.config, "updated_us": stmt.excluded.updated_us})
         with self.engine.begin() as con:
             con.execute(stmt)

@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from distillguard._redis import RedisOptions
 from distillguard.enforce import Policy
 from distillguard.gateway._protocol import END_USER_MAX_CHARS
-from distillguard.gateway._store import Store, create_tables, now_us
+from distillguard.gateway._store import (
+    Store,
+    add_missing_columns,
+    create_tables,
+    now_us,
+    on_conflict_insert,
+)
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -102,15 +108,7 @@ class VerdictTables:
 
     def _add_missing_columns(self) -> None:
         """Add the columns newer versions publish to a `fleet_verdicts` made before them."""
-        engine = self.store.engine
-        have = {c["name"] for c in sa.inspect(engine).get_columns(self.verdicts.name)}
-        q = engine.dialect.identifier_preparer.quote
-        for name, typ in VERDICT_COLUMNS_ADDED:
-            if name not in have:
-                ddl = f"ALTER TABLE {q(self.verdicts.name)} ADD COLUMN {q(name)} {typ.compile(dialect=engine.dialect)}"
-                log.info("fleet verdicts: %s", ddl)
-                with engine.begin() as con:
-                    con.exec_driver_sql(ddl)
+        add_missing_columns(self.store.engine, self.verdicts, VERDICT_COLUMNS_ADDED, "fleet verdicts")
 
     def drop_all(self) -> None:
         """Drop these tables (tests on a shared database)."""
@@ -118,15 +116,7 @@ class VerdictTables:
             t.drop(self.store.engine, checkfirst=True)
 
     def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: str | list[str]) -> Any:
-        if self.store.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(table)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table)
-        cols = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+        stmt = on_conflict_insert(self.store.engine, table)
         keys = [key] if isinstance(key, str) else key
         cols = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         return stmt.on_conflict_do_update(index_elements=keys, set_=cols)

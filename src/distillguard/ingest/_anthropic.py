@@ -16,9 +16,8 @@ from typing import Any
 
 from distillguard.ingest._batch import BatchResults, joined_request
 from distillguard.ingest._convert import RowError, response_fields
-from distillguard.ingest._files import BadLine, iter_jsonl
-from distillguard.ingest._run import Item, Record, Rejected
-from distillguard.traffic import Location
+from distillguard.ingest._files import iter_jsonl
+from distillguard.ingest._run import Item, file_items
 
 NOT_RUN = frozenset({"canceled", "expired"})
 # HTTP status of each Anthropic error type (https://docs.anthropic.com/en/api/errors).
@@ -43,21 +42,11 @@ class AnthropicBatch(BatchResults):
     REQUEST_FIELD = "params"
 
     def __iter__(self) -> Iterator[Item]:
-        for number, line, size in iter_jsonl(self.path):
-            loc = Location(str(self.path), number)
-            if isinstance(line, BadLine):
-                yield Rejected(loc, str(line), "unreadable", size)
-                continue
-            result = line.get("result")
-            kind = result.get("type") if isinstance(result, Mapping) else None
-            if kind in NOT_RUN:
-                continue
-            try:
-                yield Record(loc, self._event(line, result, kind), size)
-            except RowError as exc:
-                yield Rejected(Location(loc.file, loc.row, exc.column), exc.message, progress=size)
+        yield from file_items(self.path, iter_jsonl(self.path), self._event, lambda line: _result_kind(line) in NOT_RUN)
 
-    def _event(self, line: Mapping[str, Any], result: Any, kind: Any) -> dict[str, Any]:
+    def _event(self, line: Mapping[str, Any]) -> dict[str, Any]:
+        result: Any = line.get("result")
+        kind = _result_kind(line)
         if kind not in ("succeeded", "errored"):
             raise RowError("response", f"result type {kind!r} is none of succeeded, errored, "
                            "canceled, expired")
@@ -77,6 +66,12 @@ class AnthropicBatch(BatchResults):
             "status": 200 if kind == "succeeded" else _error_status(result),
             "batch_id": self.batch.batch_id,
         }
+
+
+def _result_kind(line: Mapping[str, Any]) -> Any:
+    """The result's `type` (succeeded, errored, canceled, expired), None without one."""
+    result = line.get("result")
+    return result.get("type") if isinstance(result, Mapping) else None
 
 
 def _error_status(result: Mapping[str, Any]) -> int:

@@ -32,8 +32,8 @@ from distillguard.ingest._convert import (
     to_float,
     to_str,
 )
-from distillguard.ingest._files import BadLine, iter_file, local_file
-from distillguard.ingest._run import Item, Record, Rejected
+from distillguard.ingest._files import iter_file, local_file
+from distillguard.ingest._run import Item, file_items, row_item
 from distillguard.traffic import Location
 
 DEFAULT_TABLE = "LiteLLM_SpendLogs"
@@ -135,14 +135,6 @@ def _status(row: Mapping[str, Any]) -> int | None:
     return FAILURE_STATUS
 
 
-def _convert(location: Location, row: Mapping[str, Any], progress: int) -> Item:
-    try:
-        return Record(location, spend_log_event(row), progress)
-    except RowError as exc:
-        return Rejected(Location(location.file, location.row, exc.column), exc.message,
-                        progress=progress)
-
-
 @dataclass
 class LiteLLMExport:
     """A file exported from `LiteLLM_SpendLogs` (JSONL, CSV or Parquet, one row per line)."""
@@ -154,12 +146,7 @@ class LiteLLMExport:
         self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
-        for number, row, size in iter_file(self.path):
-            loc = Location(str(self.path), number)
-            if isinstance(row, BadLine):
-                yield Rejected(loc, str(row), "unreadable", size)
-            else:
-                yield _convert(loc, row, size)
+        yield from file_items(self.path, iter_file(self.path), spend_log_event)
 
 
 @dataclass
@@ -236,7 +223,7 @@ class LiteLLMDatabase:
                     )
                     for number, row in enumerate(cur, start=1):
                         loc = Location(f"{self.table} request_id={row.get('request_id')}", number)
-                        yield _convert(loc, row, 1)
+                        yield row_item(loc, row, spend_log_event)
             except psycopg.Error as exc:
                 raise ConfigError(f"Reading {self.table} from {_redact(self.url)} failed: {exc}") from exc
 

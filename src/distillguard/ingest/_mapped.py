@@ -35,7 +35,6 @@ from typing import Any, cast
 from distillguard._errors import ConfigError
 from distillguard.ingest._convert import (
     TIME_UNITS,
-    RowError,
     TimeUnit,
     chat_fields,
     json_value,
@@ -43,9 +42,9 @@ from distillguard.ingest._convert import (
     request_fields,
     response_fields,
 )
-from distillguard.ingest._files import FILE_KINDS, BadLine, FileKind, iter_file, local_file
-from distillguard.ingest._run import Item, Record, Rejected
-from distillguard.traffic import EVENTS, Location
+from distillguard.ingest._files import FILE_KINDS, FileKind, iter_file, local_file
+from distillguard.ingest._run import Item, file_items
+from distillguard.traffic import EVENTS
 
 _PATH_PART = re.compile(r'"([^"]*)"|([^.]+)')
 
@@ -182,12 +181,4 @@ class MappedFile:
         self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
-        for number, row, size in iter_file(self.path, self.cmap.kind):
-            loc = Location(str(self.path), number)
-            if isinstance(row, BadLine):
-                yield Rejected(loc, str(row), "unreadable", size)
-                continue
-            try:
-                yield Record(loc, mapped_event(row, self.cmap), size)
-            except RowError as exc:
-                yield Rejected(Location(loc.file, loc.row, exc.column), exc.message, progress=size)
+        yield from file_items(self.path, iter_file(self.path, self.cmap.kind), lambda row: mapped_event(row, self.cmap))

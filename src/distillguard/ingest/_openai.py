@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from distillguard.ingest._batch import BatchResults, joined_request
-from distillguard.ingest._convert import RowError, request_fields, response_fields
-from distillguard.ingest._files import BadLine, iter_jsonl, local_file
-from distillguard.ingest._run import Item, Record, Rejected
-from distillguard.traffic import Location
+from distillguard.ingest._convert import request_fields, response_fields
+from distillguard.ingest._files import iter_jsonl, local_file
+from distillguard.ingest._run import Item, file_items
 
 # Output-file error codes of requests that never ran (not an answered exchange).
 NOT_RUN = frozenset({"batch_expired", "batch_cancelled"})
@@ -32,6 +31,12 @@ _ENDPOINT_OF_URL = {
     "/v1/completions": "completions",
     "/v1/responses": "responses",
 }
+
+
+def _not_run(line: Mapping[str, Any]) -> bool:
+    """The batch ended before this request ran: nothing was exchanged."""
+    error = line.get("error")
+    return isinstance(error, Mapping) and error.get("code") in NOT_RUN and not line.get("response")
 
 
 @dataclass
@@ -43,18 +48,7 @@ class OpenAIBatch(BatchResults):
     """
 
     def __iter__(self) -> Iterator[Item]:
-        for number, line, size in iter_jsonl(self.path):
-            loc = Location(str(self.path), number)
-            if isinstance(line, BadLine):
-                yield Rejected(loc, str(line), "unreadable", size)
-                continue
-            error = line.get("error")
-            if isinstance(error, Mapping) and error.get("code") in NOT_RUN and not line.get("response"):
-                continue  # the batch ended before this request ran: nothing was exchanged
-            try:
-                yield Record(loc, self._event(line), size)
-            except RowError as exc:
-                yield Rejected(Location(loc.file, loc.row, exc.column), exc.message, progress=size)
+        yield from file_items(self.path, iter_jsonl(self.path), self._event, _not_run)
 
     def _event(self, line: Mapping[str, Any]) -> dict[str, Any]:
         request = joined_request(self._index, line.get("custom_id"))
@@ -91,15 +85,7 @@ class OpenAILog:
         self.path, self.name, self.total = local_file(self.path)
 
     def __iter__(self) -> Iterator[Item]:
-        for number, line, size in iter_jsonl(self.path):
-            loc = Location(str(self.path), number)
-            if isinstance(line, BadLine):
-                yield Rejected(loc, str(line), "unreadable", size)
-                continue
-            try:
-                yield Record(loc, log_line_event(line, self.account), size)
-            except RowError as exc:
-                yield Rejected(Location(loc.file, loc.row, exc.column), exc.message, progress=size)
+        yield from file_items(self.path, iter_jsonl(self.path), lambda line: log_line_event(line, self.account))
 
 
 def log_line_event(line: Mapping[str, Any], account: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ traffic package's `LogWriter`, so memory stays flat whatever the source's size.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from distillguard._errors import ConfigError
 from distillguard.ingest._convert import RowError, normalize_event
+from distillguard.ingest._files import BadLine
 from distillguard.traffic import EVENTS, Location, LogWriter, Problem, TrafficLog
 
 # Rows per written batch: large enough for Parquet row groups to compress, small enough
@@ -50,6 +51,29 @@ class Rejected:
 
 
 Item = Record | Rejected
+#: a source row's format columns (raw values); raises RowError naming the column it cannot read
+ToEvent = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def row_item(location: Location, row: Mapping[str, Any], to_event: ToEvent, progress: int = 1) -> Item:
+    """The row as a `Record` of `to_event(row)`, or `Rejected` at the column its RowError names."""
+    try:
+        return Record(location, to_event(row), progress)
+    except RowError as exc:
+        return Rejected(Location(location.file, location.row, exc.column), exc.message, progress=progress)
+
+
+def file_items(path: Path, rows: Iterable[tuple[int, Mapping[str, Any] | BadLine, int]], to_event: ToEvent,
+               not_run: Callable[[Mapping[str, Any]], bool] | None = None) -> Iterator[Item]:
+    """The items of a file's rows (line number, row, bytes): an unreadable line is rejected as
+    such, a row `not_run` tells apart (a batch request that never ran: nothing was exchanged)
+    is skipped, every other row goes through `row_item`."""
+    for number, row, size in rows:
+        loc = Location(str(path), number)
+        if isinstance(row, BadLine):
+            yield Rejected(loc, str(row), "unreadable", size)
+        elif not_run is None or not not_run(row):
+            yield row_item(loc, row, to_event, size)
 
 
 class Source(Protocol):

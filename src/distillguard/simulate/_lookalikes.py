@@ -36,6 +36,7 @@ STUDENT_WRAPPERS = 300  # distinct ways students ask, shared by everyone (drawn 
 DEADLINE_SHARE = 0.6  # sessions in the 36 hours before the course's deadline
 DEADLINE_LEAD_H = 36
 JUDGE_ANSWERS = 4000  # answers to grade, slices of real prose
+RUN_WEEKEND = 0.3  # weight of a weekend hour for a lab's batch run (office work)
 
 JUDGE_SYSTEM = "You are a helpful assistant."
 JUDGE_INSTRUCTION = (
@@ -63,6 +64,15 @@ def _created(env: Env, rng: np.random.Generator, n: int, median_days: float) -> 
     age = np.clip(rng.lognormal(np.log(median_days), 0.9, size=n), 2, 1500)
     out: np.ndarray = env.start_us - (age * DAY_US).astype(np.int64)
     return out
+
+
+def _batch_run_times(env: Env, rng: np.random.Generator, tz: float, n: int, rate_per_s: float) -> np.ndarray:
+    """Arrival times of one batch run of `n` requests: a start in office hours at local time
+    zone `tz` (at least an hour before the window ends), then exponential gaps at `rate_per_s`;
+    requests that would fall past the window's end are dropped."""
+    t0 = int(sample_times(rng, np.array([tz]), env.start_us, env.end_us - HOUR_US, OFFICE_PROFILE, RUN_WEEKEND)[0])
+    ts: np.ndarray = t0 + np.cumsum(rng.exponential(1e6 / rate_per_s, size=n)).astype(np.int64)
+    return ts[ts < env.end_us]
 
 
 def _orgs(env: Env, n: int, kinds: tuple[str, ...]) -> list[str]:
@@ -169,9 +179,7 @@ def judge_lab(env: Env, rng: np.random.Generator) -> None:
         while done < per:
             # one run: the benchmark's questions in order, from a random start, at rate_per_s
             n = min(per - done, int(rng.integers(200, len(questions) + 1)))
-            t0 = int(sample_times(rng, np.array([tz[i]]), env.start_us, env.end_us - HOUR_US, OFFICE_PROFILE, 0.3)[0])
-            ts = t0 + np.cumsum(rng.exponential(1e6 / spec.rate_per_s, size=n)).astype(np.int64)
-            ts = ts[ts < env.end_us]
+            ts = _batch_run_times(env, rng, tz[i], n, spec.rate_per_s)
             m = len(ts)
             if m:
                 q0 = int(rng.integers(len(questions)))
@@ -216,9 +224,7 @@ def benchmark_researcher(env: Env, rng: np.random.Generator) -> None:
         while done < per:
             bs, tp, tools, comp_med = bench[int(rng.integers(len(bench)))]
             n = min(per - done, bs.n_base, int(rng.integers(100, bs.n_base + 1)))
-            t0 = int(sample_times(rng, np.array([tz[i]]), env.start_us, env.end_us - HOUR_US, OFFICE_PROFILE, 0.3)[0])
-            ts = t0 + np.cumsum(rng.exponential(1e6 / spec.rate_per_s, size=n)).astype(np.int64)
-            ts = ts[ts < env.end_us]
+            ts = _batch_run_times(env, rng, tz[i], n, spec.rate_per_s)
             m = len(ts)
             if m:
                 acc = np.full(m, acct[i], np.int32)

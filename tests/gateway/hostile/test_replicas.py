@@ -4,11 +4,7 @@ hosts' clocks say and in whatever order transactions commit; cached keys expire.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from distillguard.gateway import Gateway, Store, issue_key
@@ -20,25 +16,14 @@ from ..support import make_gateway
 NO_UPSTREAM = "http://127.0.0.1:9/v1"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    prefix = f"r{uuid.uuid4().hex[:10]}_"
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'rep.db'}", prefix
-        return
-    url = request.getfixturevalue("postgres_url")
-    yield url, prefix
-    Store(url, prefix).drop_all()
-
-
 def _replica(db: tuple[str, str]) -> Gateway:
     gw = make_gateway(db[0], NO_UPSTREAM, prefix=db[1])
     gw.refresh()
     return gw
 
 
-def test_a_revocation_behind_the_newest_row_is_seen(db: tuple[str, str]) -> None:
-    writer, replica = _replica(db), _replica(db)
+def test_a_revocation_behind_the_newest_row_is_seen(store_db: tuple[str, str]) -> None:
+    writer, replica = _replica(store_db), _replica(store_db)
     victim = issue_key(writer.store, "victim")
     assert isinstance(replica.keys.lookup_cached(victim.key) or replica.keys.lookup_store(victim.key), KeyRecord)
     # a host whose clock runs 5 s ahead wrote the newest row the replica has seen
@@ -51,8 +36,8 @@ def test_a_revocation_behind_the_newest_row_is_seen(db: tuple[str, str]) -> None
     assert replica.keys.lookup_cached(victim.key) is None, "the replica still accepts a revoked key"
 
 
-def test_a_late_committing_override_is_applied_in_id_order(db: tuple[str, str]) -> None:
-    writer, replica = _replica(db), _replica(db)
+def test_a_late_committing_override_is_applied_in_id_order(store_db: tuple[str, str]) -> None:
+    writer, replica = _replica(store_db), _replica(store_db)
     ov = writer.store.overrides
     # ids 101 and 103 commit first; 102 (another account) and 100 (an older one for acc-a) later
     def put(i: int, account: str, action: str) -> None:
@@ -70,8 +55,8 @@ def test_a_late_committing_override_is_applied_in_id_order(db: tuple[str, str]) 
     assert replica.policy.decide("acc-a").action == "block"
 
 
-def test_a_limit_change_behind_the_newest_row_is_seen(db: tuple[str, str]) -> None:
-    writer, replica = _replica(db), _replica(db)
+def test_a_limit_change_behind_the_newest_row_is_seen(store_db: tuple[str, str]) -> None:
+    writer, replica = _replica(store_db), _replica(store_db)
     with writer.store.engine.begin() as con:
         con.execute(sa.insert(writer.store.limits).values(subject="ahead", config="{}", updated_us=now_us() + 5_000_000))
     replica.refresh()
@@ -80,8 +65,8 @@ def test_a_limit_change_behind_the_newest_row_is_seen(db: tuple[str, str]) -> No
     assert replica.limiter.account_overrides["acc-l"].requests_per_minute == 3
 
 
-def test_cached_keys_expire(db: tuple[str, str]) -> None:
-    store = Store(*db)
+def test_cached_keys_expire(store_db: tuple[str, str]) -> None:
+    store = Store(*store_db)
     issued = issue_key(store, "expiring")
     ring = KeyRing(store, ttl=0.3)
     ring.refresh()

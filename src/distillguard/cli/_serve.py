@@ -20,6 +20,12 @@ REDIS_HEALTH_HELP = ("Seconds a Redis connection may sit idle before it is check
                      "(and between the verdict subscriber's PINGs); keep it below the shortest idle timeout between "
                      "this process and Redis (a load balancer's, a NAT's, Redis's own `timeout`). 0: no checks.")
 
+#: the default of --limits-deadline (`RedisOptions`' own)
+LIMITS_DEADLINE_S = RedisOptions().limits_deadline
+LIMITS_DEADLINE_HELP = ("Most seconds one limits call to Redis may take, retries included (a request's counting and token "
+                        "reservation together, or one batch of settlements); past it the request is served unchecked "
+                        "(limits fail open during a Redis outage, counted in distillguard_limits_failed_open_total).")
+
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
@@ -46,6 +52,7 @@ def register(app: typer.Typer) -> None:
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
         redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
+        limits_deadline: Annotated[float, typer.Option(help=LIMITS_DEADLINE_HELP)] = LIMITS_DEADLINE_S,
         admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
@@ -96,7 +103,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
-            redis_options=RedisOptions(health_check_interval=redis_health_check),
+            redis_options=RedisOptions(health_check_interval=redis_health_check, limits_deadline=limits_deadline),
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,

@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         limits_deadline: Annotated[float, typer.Option(help=LIMITS_DEADLINE_HELP)] = LIMITS_DEADLINE_S,
         admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
+        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): release times the fleet's detector weighs, written to the database at start (added to, or replacing, the rows of the same models; PUT /admin/models replaces the whole table).")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
         upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
@@ -115,6 +116,16 @@ def register(app: typer.Typer) -> None:
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
             batch_via=batch_via, batch_poll=batch_poll,  # type: ignore[arg-type]
         )
+        if models is not None:
+            from distillguard.gateway import Store
+            from distillguard.gateway._export import model_rows
+            from distillguard.traffic import read_table
+
+            store = Store(db, table_prefix)
+            rows = model_rows(read_table(models, "models"))
+            store.set_models(rows)
+            store.close()
+            console.print(f"{len(rows)} models' release times written to the database", highlight=False)
         _quiet_libraries()
         if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):
             # Trained once and cached: show it happening instead of a silent pause.
@@ -140,7 +151,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
-        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): the release times the detector weighs, which the capture does not hold.")] = None,
+        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): release times to use instead of the database's (which `serve --models` and PUT /admin/models write, and which the detector otherwise reads at start and on change).")] = None,
         redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
         nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
@@ -232,11 +243,11 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or jsonl.gz.")] = "parquet",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
     ) -> None:
-        """Write the gateway's captured traffic (events, accounts, overrides) as a traffic log."""
+        """Write the gateway's captured traffic (events, accounts, overrides, models) as a traffic log."""
         from distillguard._errors import ConfigError
         from distillguard.gateway import export_log
 
         if fmt not in ("parquet", "jsonl", "jsonl.gz"):
             raise ConfigError(f"--format {fmt!r} is not one of parquet, jsonl, jsonl.gz.")
         res = export_log(db, out, fmt, table_prefix)
-        typer.echo(f"wrote {res.events} events, {res.accounts} accounts, {res.overrides} overrides to {res.out}")
+        typer.echo(f"wrote {res.events} events, {res.accounts} accounts, {res.overrides} overrides, {res.models} models to {res.out}")

@@ -14,7 +14,11 @@ such a connection would fail (and the limits it serves fail open) or hang. These
 - `socket_timeout` / `socket_connect_timeout`: a silently dropped connection fails instead of
   hanging the request;
 - `retries` with jittered exponential backoff: a command that failed with a connection error
-  or a timeout is sent again on a new connection.
+  or a timeout is sent again on a new connection;
+- `limits_deadline`: the most one limits call (a request's counting and token reservation
+  together, or one batch of settlements) may take, retries included. redis-py retries a
+  reconnect inside each command retry, so a Redis that accepts connections and never answers
+  would otherwise hold a request about ten seconds before its limits fail open.
 
 A retried command may have run once already when the connection died after sending it (its
 reply lost). Callers decide per command whether that is acceptable; see `enforce/_tokens.py`.
@@ -46,11 +50,15 @@ class RedisOptions:
         retries: times a command that failed with a connection error or timeout is retried.
         backoff_base: seconds before the first retry (doubled each retry, with jitter).
         backoff_cap: most seconds between retries.
+        limits_deadline: most seconds one limits call may take, retries included; past it the
+            call fails (and the gateway serves the request unchecked, docs/gateway.md). It must
+            exceed `socket_timeout + socket_connect_timeout`, so that a command sent into a dead
+            connection can still be retried on a new one within it.
     """
 
     health_check_interval: float = 10.0
-    socket_timeout: float = 1.0
-    socket_connect_timeout: float = 1.0
+    socket_timeout: float = 0.2
+    socket_connect_timeout: float = 0.2
     socket_keepalive: bool = True
     keepalive_idle: int = 30
     keepalive_interval: int = 10
@@ -58,6 +66,7 @@ class RedisOptions:
     retries: int = 2
     backoff_base: float = 0.05
     backoff_cap: float = 1.0
+    limits_deadline: float = 0.5
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,7 +74,7 @@ class RedisOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                 problems.append(f"{name} must be a non-negative number of seconds, got {v!r}")
-        for name in ("socket_timeout", "socket_connect_timeout"):
+        for name in ("socket_timeout", "socket_connect_timeout", "limits_deadline"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
                 problems.append(f"{name} must be a positive number of seconds, got {v!r}")
@@ -73,6 +82,12 @@ class RedisOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
+        if not problems and self.limits_deadline <= self.socket_timeout + self.socket_connect_timeout:
+            problems.append(
+                f"limits_deadline ({self.limits_deadline} s) must exceed socket_timeout plus socket_connect_timeout "
+                f"({self.socket_timeout + self.socket_connect_timeout} s): a command on a dead connection must have "
+                "time for one retry on a new connection"
+            )
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             problems.append(f"retries must be a non-negative integer, got {self.retries!r}")
         if problems:

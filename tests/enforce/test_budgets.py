@@ -9,7 +9,7 @@ import pytest
 
 from distillguard.enforce import Limiter, LimitsConfig, LimitSet, Reservation
 
-from .support import fresh_prefix
+from .support import BURST_OPTIONS, fresh_prefix
 
 BUDGET = 200  # tokens per minute of the account under test
 RESERVE = 30  # tokens each request reserves (prompt + max_tokens)
@@ -21,7 +21,7 @@ def limiters(storage: str, n: int) -> list[Limiter]:
     if storage == "memory://":
         return [Limiter(cfg)] * n
     prefix = fresh_prefix()
-    return [Limiter(cfg, storage, key_prefix=prefix) for _ in range(n)]
+    return [Limiter(cfg, storage, key_prefix=prefix, redis_options=BURST_OPTIONS) for _ in range(n)]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -134,7 +134,7 @@ def test_a_decision_that_flips_between_throttled_and_not_never_overshoots(storag
         cfg = LimitsConfig(account=LimitSet(None, requests, None, tokens), key=LimitSet(None, None, None, None),
                            throttle_factor=factor, strategy=strategy)  # type: ignore[arg-type]
         prefix = fresh_prefix()
-        lims = [Limiter(cfg)] if storage == "memory://" else [Limiter(cfg, storage, key_prefix=prefix) for _ in range(3)]
+        lims = [Limiter(cfg)] if storage == "memory://" else [Limiter(cfg, storage, key_prefix=prefix, redis_options=BURST_OPTIONS) for _ in range(3)]
         subjects = [("account", "flips")]
         flags = [rng.random() < 0.5 for _ in range(200)]
 

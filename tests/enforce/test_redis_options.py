@@ -20,7 +20,11 @@ from .support import fresh_prefix
 
 def test_options_are_validated() -> None:
     RedisOptions(health_check_interval=0, retries=0)  # checks and retries may be turned off
-    for bad in ({"socket_timeout": 0}, {"retries": -1}, {"keepalive_idle": 0}, {"health_check_interval": -1}):
+    RedisOptions(socket_timeout=0.1, socket_connect_timeout=0.1, limits_deadline=0.25)
+    # the deadline leaves no room for a retry after a read timeout on a new connection
+    too_short = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2, "limits_deadline": 0.4}
+    for bad in ({"socket_timeout": 0}, {"retries": -1}, {"keepalive_idle": 0}, {"health_check_interval": -1},
+                {"limits_deadline": 0}, too_short):
         with pytest.raises(ConfigError):
             RedisOptions(**bad)  # type: ignore[arg-type]
 

@@ -23,6 +23,10 @@ class TcpProxy:
     does); `reset` forgets it and answers the next byte from either side with a RST (AWS NLB,
     most NATs); `drop` forgets it and discards every later byte silently (Azure's load balancer
     by default, an expired conntrack entry). `idle_ended` counts them.
+
+    `black_hole()` makes the far side a server that accepts connections and never answers: every
+    open connection and every new one is treated as `drop` does, until `restore()`; connections
+    made before `restore()` stay black-holed (their byte streams lost bytes).
     """
 
     def __init__(self, target_host: str, target_port: int, idle_timeout: float | None = None,
@@ -38,6 +42,8 @@ class TcpProxy:
         # per connection (keyed by its client side): its server side and when a byte last passed
         self._pairs: dict[socket.socket, tuple[socket.socket, float]] = {}
         self._forgotten: set[socket.socket] = set()  # client sides of connections ended idle
+        self._holding = False
+        self._held: set[socket.socket] = set()  # client sides of black-holed connections
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
         if idle_timeout is not None:
@@ -61,6 +67,8 @@ class TcpProxy:
             with self._lock:
                 self._conns |= {client, upstream}
                 self._pairs[client] = (upstream, time.monotonic())
+                if self._holding:
+                    self._held.add(client)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b, client), daemon=True).start()
 
@@ -68,6 +76,8 @@ class TcpProxy:
         try:
             while data := src.recv(65536):
                 with self._lock:
+                    if client in self._held:
+                        continue  # black hole: the byte goes nowhere
                     forgotten = client in self._forgotten
                     if not forgotten and client in self._pairs:
                         self._pairs[client] = (self._pairs[client][0], time.monotonic())
@@ -108,6 +118,7 @@ class TcpProxy:
                 self._conns.discard(s)
                 self._pairs.pop(s, None)
                 self._forgotten.discard(s)
+                self._held.discard(s)
 
     def cut(self) -> None:
         self._up = False
@@ -117,6 +128,12 @@ class TcpProxy:
 
     def restore(self) -> None:
         self._up = True
+        self._holding = False
+
+    def black_hole(self) -> None:
+        with self._lock:
+            self._holding = True
+            self._held |= set(self._pairs)
 
     def close(self) -> None:
         self.cut()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from distillguard._redis import RedisOptions
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
     AnthropicUpstream,
@@ -34,6 +35,12 @@ from distillguard.gateway._serve import uvicorn_config
 
 ADMIN = "test-admin-token-0123456789"
 SHORT_THROTTLE_MINUTES = 0.034  # a throttle holds about 2 s before the block (15 min shipped)
+#: Redis options for replicas under a concurrent burst (as tests/enforce/support.py's): the tests
+#: check budgets are exact when Redis answers, and on a shared CI machine a burst can keep the
+#: event loop busy past the production timeouts, which would retry calls that ran (charging them
+#: twice) or fail limits open. The deadline's
+#: own behaviour is tested in test_redis_idle.py.
+BURST_OPTIONS = RedisOptions(socket_timeout=5.0, socket_connect_timeout=5.0, limits_deadline=30.0)
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from distillguard.gateway import (
     issue_key,
 )
 
-from .support import ADMIN, ServerThread, free_port
+from .support import ADMIN, BURST_OPTIONS, ServerThread, free_port
 
 BUDGET = 200  # the account's tokens per minute
 MAX_TOKENS = 20
@@ -41,6 +41,7 @@ def replicas(db: str, storage: str, n: int, reserve: int = 4096) -> Iterator[lis
     for _ in range(n):
         # the burst is one key's: the per-key in-flight cap (503) is not what this test measures
         cfg = GatewayConfig(db=db, admin_token=ADMIN, limits=limits, redis=redis, redis_prefix=prefix, detect=False,
+                            redis_options=BURST_OPTIONS,
                             capture_interval=0.02, max_inflight_per_key=1000)
         router = Router()
         router.add("*", FakeUpstream(delay=DELAY_S))

@@ -38,7 +38,7 @@ from distillguard.detect import scan
 from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
-from .support import detect_config_file, free_port, wait_until_healthy
+from .support import BURST_OPTIONS, detect_config_file, free_port, wait_until_healthy
 from .test_metrics import scrape
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
@@ -76,7 +76,7 @@ class Fleet:
         self.replicas[i] = subprocess.Popen(
             [sys.executable, "-m", "distillguard", "serve", "--upstream", "fake", "--port", str(self.ports[i]),
              "--db", self.db, "--table-prefix", self.prefix, "--redis", self.redis, "--redis-prefix", self.redis_prefix,
-             "--limits", str(self.limits), "--detector", "remote", "--capture-interval", "0.05",
+             "--limits", str(self.limits), "--limits-deadline", str(BURST_OPTIONS.limits_deadline), "--detector", "remote", "--capture-interval", "0.05",
              "--spool", str(self.tmp / f"spool-{i}"), "--log-level", "error"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

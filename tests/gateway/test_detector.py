@@ -162,3 +162,63 @@ def test_the_detector_weighs_the_release_times_it_is_given(tmp_path: Path) -> No
     again.restore()
     assert again.detector.main.state.releases == {"m-new": 1_770_000_000_000_000}
     assert DetectorService(Store(f"sqlite:///{tmp_path / 'bare.db'}")).detector.main.state.releases == {}
+
+
+def test_models_written_through_the_admin_api_reach_the_detector_and_the_export(store: Store, tmp_path: Path) -> None:
+    """`PUT /admin/models` replaces the store's models table: a running detector takes the
+    release times at its next step (and a restarted one at start), a replacement drops the
+    models left out, a request without the admin token changes nothing, and the export writes
+    the table in the format."""
+    import httpx
+
+    from distillguard.gateway import (
+        FakeUpstream,
+        Gateway,
+        GatewayConfig,
+        Router,
+        create_app,
+        export_log,
+    )
+    from distillguard.gateway._export import model_rows
+
+    from .support import ADMIN, ServerThread, free_port
+
+    new_us, other_us = 1_770_000_000_000_000, 1_780_000_000_000_000
+    svc = DetectorService(store, checkpoint_interval=3600)
+    svc.restore()
+    assert svc.detector.main.state.releases == {}
+    cfg = GatewayConfig(db=store.url, table_prefix=store.prefix, admin_token=ADMIN, detect=False)
+    router = Router()
+    router.add("*", FakeUpstream())
+    gw = Gateway(cfg, router=router)
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    base = f"http://127.0.0.1:{srv.server.config.port}/admin/models"
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    try:
+        put = httpx.put(base, headers=admin, json=[{"model": "m-new", "released_at": "2026-02-02T02:40:00Z"},
+                                                    {"model": "m-unknown", "released_at": None}])
+        assert put.status_code == 200 and put.json() == {"models": 2}
+        assert httpx.get(base, headers=admin).json() == [
+            {"model": "m-new", "released_at": "2026-02-02T02:40:00+00:00"}, {"model": "m-unknown", "released_at": None}]
+        svc.step()
+        assert svc.detector.main.state.releases == {"m-new": new_us}
+        restarted = DetectorService(store, checkpoint_interval=3600)
+        restarted.restore()
+        assert restarted.detector.main.state.releases == {"m-new": new_us}
+        refused = httpx.put(base, json=[{"model": "m-intruder", "released_at": "2026-01-01T00:00:00Z"}])
+        assert refused.status_code == 401
+        svc.step()
+        assert svc.detector.main.state.releases == {"m-new": new_us}
+        assert httpx.put(base, headers=admin, json=[{"model": "m-other", "released_at": "2026-05-28T20:26:40"}]).status_code == 200
+        svc.step()
+        assert svc.detector.main.state.releases == {"m-other": other_us}
+    finally:
+        srv.stop()
+        gw.ledger.drop_all()  # the gateway's batch tables (the fixture drops the rest)
+    out = export_log(store, tmp_path / "export")
+    assert out.models == 1
+    models = TrafficLog(tmp_path / "export").read("models").to_pylist()
+    assert [(m["model"], int(m["released_at"].timestamp() * 1_000_000)) for m in models] == [("m-other", other_us)]
+    # what `serve --models DIR` writes from such a folder
+    assert model_rows(TrafficLog(tmp_path / "export").read("models")) == [("m-other", other_us)]

@@ -14,13 +14,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from distillguard._redis import RedisOptions
-from distillguard.enforce import Limiter, LimitsConfig, LimitSet
+from distillguard.enforce import Limiter, LimitsConfig, LimitSet, LimitsTimeout
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictFollower, channel
 
 from .proxy import IdleMode, TcpProxy
@@ -36,9 +37,9 @@ TOKENS = 500
 RESERVE, USED = 150, 100
 #: a call that takes longer has hung (a silently dropped connection without a timeout)
 HUNG_S = 10.0
-#: the options under test: health checks and timeouts below the middlebox's idle timeout, as
-#: docs/gateway.md tells operators to set them for their path to Redis
-OPTIONS = RedisOptions(health_check_interval=IDLE_S / 2, socket_timeout=IDLE_S / 2, socket_connect_timeout=IDLE_S / 2)
+#: the options under test: health checks below the middlebox's idle timeout, as docs/gateway.md
+#: tells operators to set them for their path to Redis; the default timeouts and deadline
+OPTIONS = RedisOptions(health_check_interval=IDLE_S / 2)
 MODES: tuple[IdleMode, ...] = ("close", "reset", "drop")
 
 
@@ -68,6 +69,8 @@ async def _outcome(call: Any) -> str:
     """"allowed", "refused", or how the call failed (which the gateway would serve unchecked)."""
     try:
         got = await asyncio.wait_for(call, HUNG_S)
+    except LimitsTimeout:
+        return "past the deadline"
     except TimeoutError:
         return "hung"
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
@@ -162,3 +165,129 @@ async def _subscribed(redis_url: str, name: str) -> None:
             await asyncio.sleep(0.05)
     finally:
         await direct.aclose()
+
+
+#: how long a limits call may take, with the default deadline (0.5 s), before the test calls it
+#: unbounded (generous: the bound is the point, not its speed)
+BOUND_S = 2.0
+#: the default options with retries enough that only the deadline can end a call into a black
+#: hole within BOUND_S (each retry reconnects and waits out its timeouts)
+BLACK_HOLE_OPTIONS = RedisOptions(retries=20)
+
+
+@pytest.fixture
+def proxied_redis(redis_url: str) -> Iterator[tuple[str, TcpProxy]]:
+    """The Redis URL through a proxy that the test can turn into a black hole, and the proxy."""
+    parts = urlsplit(redis_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    yield f"redis://127.0.0.1:{proxy.port}{parts.path or '/0'}", proxy
+    proxy.close()
+
+
+def test_a_limits_call_into_a_black_hole_ends_at_the_deadline(proxied_redis: tuple[str, TcpProxy], prefix: str) -> None:
+    """A Redis that accepts connections and never answers: each limits call (counting plus
+    reservation, and a settlement) fails within the deadline instead of ~10 s of retries; no
+    reservation comes back, so nothing is settled against it; once Redis answers again the
+    budgets hold exactly, with nothing given back that was not charged."""
+    url, proxy = proxied_redis
+    config = LimitsConfig(
+        key=LimitSet(requests_per_minute=None, requests_per_day=REQUESTS, tokens_per_minute=None, tokens_per_day=None),
+        account=LimitSet(requests_per_minute=None, requests_per_day=None, tokens_per_minute=None, tokens_per_day=TOKENS),
+    )
+    subjects: list[Any] = [("key", "k"), ("account", "a")]
+
+    async def run() -> tuple[list[float], list[str], int, list[bool], int]:
+        limiter = Limiter(config, url, prefix, redis_options=BLACK_HOLE_OPTIONS)
+        try:
+            first = await limiter.check(subjects, tokens=RESERVE)
+            assert first.allowed and first.reservation is not None
+            limiter.settle_later(first.reservation, USED)  # queued: flushed into the black hole
+            proxy.black_hole()
+            took, failures = [], []
+            for call in (lambda: limiter.check(subjects, tokens=RESERVE), limiter.flush_charges):
+                t0 = time.monotonic()
+                try:
+                    await asyncio.wait_for(call(), HUNG_S)
+                    failures.append("answered")
+                except LimitsTimeout:
+                    failures.append("deadline")
+                except TimeoutError:
+                    failures.append("hung")
+                took.append(time.monotonic() - t0)
+            proxy.restore()
+            charged = (await limiter.tokens_used("account", "a"))["tokens_per_day"]
+            allowed = []
+            for _ in range(REQUESTS + 2):
+                got = await limiter.check([("key", "k")])
+                allowed.append(got.allowed)
+            again = (await limiter.check([("account", "a")], tokens=TOKENS)).allowed
+            return took, failures, charged, allowed, again
+        finally:
+            await limiter.aclose()
+
+    took, failures, charged, allowed, again = asyncio.run(run())
+    assert failures == ["deadline", "deadline"], failures
+    assert all(t < BOUND_S for t in took), took
+    # the settlement into the black hole was dropped: the first reservation stays charged in
+    # full (never less), and the timed-out one never reached Redis
+    assert charged == RESERVE
+    # the first request and the REQUESTS - 1 after the outage: the budget is enforced again
+    assert allowed == [True] * (REQUESTS - 1) + [False] * 3, allowed
+    assert again  # TOKENS - RESERVE left: a window not yet full admits
+
+
+def test_a_gateway_serves_through_a_black_holed_redis_and_enforces_after(
+    proxied_redis: tuple[str, TcpProxy], prefix: str, tmp_path: Path
+) -> None:
+    """Through the gateway: while Redis is a black hole a request is answered within the
+    deadline, served unchecked (limits fail open) and counted in `/metrics`; once Redis answers
+    again the request budget refuses as before."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from distillguard.gateway import (
+        FakeUpstream,
+        Gateway,
+        GatewayConfig,
+        Router,
+        create_app,
+        issue_key,
+    )
+
+    from .support import ServerThread, free_port
+
+    url, proxy = proxied_redis
+    budget = 2
+    cfg = GatewayConfig(db=f"sqlite:///{tmp_path / 'h.db'}", detect=False, capture_interval=0.02,
+                        redis=url, redis_prefix=prefix, redis_options=BLACK_HOLE_OPTIONS,
+                        limits=LimitsConfig(key=LimitSet(None, budget, None, None)))
+    router = Router()
+    router.add("*", FakeUpstream())
+    gw = Gateway(cfg, router=router)
+    key = issue_key(gw.store, "held").key
+    srv = ServerThread(create_app(gateway=gw), free_port())
+    srv.start()
+    base = f"http://127.0.0.1:{srv.server.config.port}"
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+
+    def failed_open() -> float:
+        text = httpx.get(base + "/metrics").text
+        return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                   if s.name == "distillguard_limits_failed_open_total")
+
+    try:
+        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=HUNG_S) as c:
+            before = c.post("/v1/chat/completions", json=body).status_code
+            proxy.black_hole()
+            t0 = time.monotonic()
+            during = c.post("/v1/chat/completions", json=body).status_code
+            took = time.monotonic() - t0
+            opened = failed_open()
+            proxy.restore()
+            after = [c.post("/v1/chat/completions", json=body).status_code for _ in range(2)]
+    finally:
+        srv.stop()
+    assert took < BOUND_S, took
+    assert (before, during, opened) == (200, 200, 1)
+    # one of the budget's two was spent before the outage; the request during it was not counted
+    assert after == [200, 429], after

@@ -20,6 +20,12 @@ REDIS_HEALTH_HELP = ("Seconds a Redis connection may sit idle before it is check
                      "(and between the verdict subscriber's PINGs); keep it below the shortest idle timeout between "
                      "this process and Redis (a load balancer's, a NAT's, Redis's own `timeout`). 0: no checks.")
 
+#: the default of --limits-deadline (`RedisOptions`' own)
+LIMITS_DEADLINE_S = RedisOptions().limits_deadline
+LIMITS_DEADLINE_HELP = ("Most seconds one limits call to Redis may take, retries included (a request's counting and token "
+                        "reservation together, or one batch of settlements); past it the request is served unchecked "
+                        "(limits fail open during a Redis outage, counted in distillguard_limits_failed_open_total).")
+
 DB_HELP = "Database URL: sqlite:///FILE (default sqlite:///distillguard.db) or postgresql://USER@HOST:PORT/DB."
 
 
@@ -46,8 +52,10 @@ def register(app: typer.Typer) -> None:
         redis: Annotated[str | None, typer.Option(help="Redis URL to share limits between replicas (default: in memory).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="Namespace of the limit counters in Redis (same for all replicas).")] = "distillguard",
         redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
+        limits_deadline: Annotated[float, typer.Option(help=LIMITS_DEADLINE_HELP)] = LIMITS_DEADLINE_S,
         admin_token: Annotated[str | None, typer.Option(envvar="DISTILLGUARD_ADMIN_TOKEN", help="Bearer token for /admin and /console (default: a random one, written to ./distillguard-admin-token).")] = None,
         limits: Annotated[Path | None, typer.Option(help="JSON file of limits: {\"account\": {\"requests_per_minute\": 60}, \"throttle_factor\": 0.1, ...}.")] = None,
+        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): release times the fleet's detector weighs, written to the database at start (added to, or replacing, the rows of the same models; PUT /admin/models replaces the whole table).")] = None,
         watermark_key_file: Annotated[Path | None, typer.Option(help="Watermark key; outputs are watermarked per account.")] = None,
         upstream_timeout: Annotated[float, typer.Option(help="Seconds to wait for the upstream.")] = 60.0,
         max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_000_000,
@@ -96,7 +104,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"admin token written to {token_file} (readable by you only; set DISTILLGUARD_ADMIN_TOKEN to choose one)", highlight=False)
         cfg = GatewayConfig(
             db=db, table_prefix=table_prefix, upstreams=tuple(upstream or ()), redis=redis, redis_prefix=redis_prefix,
-            redis_options=RedisOptions(health_check_interval=redis_health_check),
+            redis_options=RedisOptions(health_check_interval=redis_health_check, limits_deadline=limits_deadline),
             admin_token=admin_token, limits=limits_cfg, watermark_key_file=watermark_key_file,
             upstream_timeout=upstream_timeout, max_body_bytes=max_body_bytes,
             max_connections=max_connections, max_inflight_per_key=max_inflight_per_key,
@@ -108,6 +116,16 @@ def register(app: typer.Typer) -> None:
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
             batch_via=batch_via, batch_poll=batch_poll,  # type: ignore[arg-type]
         )
+        if models is not None:
+            from distillguard.gateway import Store
+            from distillguard.gateway._export import model_rows
+            from distillguard.traffic import read_table
+
+            store = Store(db, table_prefix)
+            rows = model_rows(read_table(models, "models"))
+            store.set_models(rows)
+            store.close()
+            console.print(f"{len(rows)} models' release times written to the database", highlight=False)
         _quiet_libraries()
         if not upstream or any(u.rsplit("=", 1)[-1] == "local" for u in upstream):
             # Trained once and cached: show it happening instead of a silent pause.
@@ -133,7 +151,7 @@ def register(app: typer.Typer) -> None:
         checkpoint_interval: Annotated[float, typer.Option(help="Seconds between checkpoints of the detector's state.")] = 30.0,
         redis: Annotated[str | None, typer.Option(help="Redis URL on which to announce new verdicts (replicas poll the table otherwise).")] = None,
         redis_prefix: Annotated[str, typer.Option(help="The replicas' --redis-prefix.")] = "distillguard",
-        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): the release times the detector weighs, which the capture does not hold.")] = None,
+        models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): release times to use instead of the database's (which `serve --models` and PUT /admin/models write, and which the detector otherwise reads at start and on change).")] = None,
         redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
         nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
@@ -225,11 +243,11 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or jsonl.gz.")] = "parquet",
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables.")] = "dg_",
     ) -> None:
-        """Write the gateway's captured traffic (events, accounts, overrides) as a traffic log."""
+        """Write the gateway's captured traffic (events, accounts, overrides, models) as a traffic log."""
         from distillguard._errors import ConfigError
         from distillguard.gateway import export_log
 
         if fmt not in ("parquet", "jsonl", "jsonl.gz"):
             raise ConfigError(f"--format {fmt!r} is not one of parquet, jsonl, jsonl.gz.")
         res = export_log(db, out, fmt, table_prefix)
-        typer.echo(f"wrote {res.events} events, {res.accounts} accounts, {res.overrides} overrides to {res.out}")
+        typer.echo(f"wrote {res.events} events, {res.accounts} accounts, {res.overrides} overrides, {res.models} models to {res.out}")

@@ -297,6 +297,13 @@ class EndUserDetector:
         if self.sub is not None:
             self.sub.advance(now_us)
 
+    def set_models(self, models: pa.Table | None) -> None:
+        """`OnlineDetector.set_models` on both detectors (and on the end users' one when it starts)."""
+        self._models = models
+        self.main.set_models(models)
+        if self.sub is not None:
+            self.sub.set_models(models)
+
     def set_override(self, account_id: str, decision: str | None) -> None:
         self.main.set_override(account_id, decision)
         if self.sub is not None:

@@ -17,7 +17,7 @@ from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._core import Assessment, DecisionCore
 from distillguard.detect._decision import BLOCK, THROTTLE
 from distillguard.detect._signatures import event_signals
-from distillguard.detect._state import DetectorState, Prepared
+from distillguard.detect._state import DetectorState, Prepared, release_times
 
 
 class OnlineDetector:
@@ -79,6 +79,11 @@ class OnlineDetector:
         if now_us > self.state.now_us:
             self.state.now_us = now_us
             self._assessment = None
+
+    def set_models(self, models: pa.Table | None) -> None:
+        """Replace the models table (release times): it weighs the events folded in from now
+        on; those folded before keep what they were judged with."""
+        self.state.releases = release_times(_frame(models) if models is not None else None)
 
     def set_override(self, account_id: str, decision: str | None) -> None:
         if decision is None:

@@ -146,6 +146,17 @@ class Prepared:
     admitted: bool = False
 
 
+def release_times(models: pl.DataFrame | None) -> dict[str, int]:
+    """Model -> release time (µs since the epoch) from the format's `models` table; models
+    without one are left out."""
+    out: dict[str, int] = {}
+    if models is not None and models.height and "released_at" in models.columns:
+        for model, rel in models.select("model", "released_at").iter_rows():
+            if rel is not None:
+                out[str(model)] = int(rel.timestamp() * 1_000_000)
+    return out
+
+
 class DetectorState:
     """Running totals per account and per shared key, grown window by window."""
 
@@ -210,11 +221,7 @@ class DetectorState:
         self._email_accounts: dict[str, int] = {}
         if accounts is not None:
             self.add_account_metadata(accounts)
-        self.releases: dict[str, int] = {}
-        if models is not None and models.height and "released_at" in models.columns:
-            for model, rel in models.select("model", "released_at").iter_rows():
-                if rel is not None:
-                    self.releases[str(model)] = int(rel.timestamp() * 1_000_000)
+        self.releases = release_times(models)
 
     def __setstate__(self, saved: dict[str, object]) -> None:
         # A checkpoint written before the edge kinds: no account has an edge key yet.

@@ -6,6 +6,7 @@ from distillguard.enforce._limits import (
     LimitResult,
     LimitsConfig,
     LimitSet,
+    LimitsTimeout,
     Scope,
 )
 from distillguard.enforce._policy import (
@@ -41,6 +42,7 @@ __all__ = [
     "LimitSet",
     "Limiter",
     "LimitsConfig",
+    "LimitsTimeout",
     "Override",
     "Policy",
     "ReasoningDefence",

@@ -14,11 +14,13 @@ request only while the window is under the throttled limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from distillguard._errors import ConfigError
 from distillguard._redis import RedisOptions
@@ -36,6 +38,11 @@ log = logging.getLogger("distillguard.enforce")
 Scope = Literal["key", "account", "campaign"]
 Strategy = Literal["fixed-window", "moving-window", "sliding-window"]
 SCOPES: tuple[Scope, ...] = ("key", "account", "campaign")
+_T = TypeVar("_T")
+
+
+class LimitsTimeout(TimeoutError):
+    """A limits call ran past its deadline (`RedisOptions.limits_deadline`)."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +291,10 @@ class Limiter:
         key_prefix: namespace of the counters in shared storage.
         redis_options: how the Redis clients connect, time out and retry (`RedisOptions`'
             defaults when None). A counting call that still fails raises; the gateway then
-            serves the request unchecked (limits fail open, see docs/gateway.md).
+            serves the request unchecked (limits fail open, see docs/gateway.md). With Redis,
+            each call (a request's counting and token reservation together, a batch's
+            reservation, a batch of settlements) is bounded by `limits_deadline`, retries
+            included, and raises `LimitsTimeout` past it.
     """
 
     def __init__(
@@ -300,6 +310,8 @@ class Limiter:
         self.account_overrides: dict[str, LimitSet] = _VersionedDict()
         self.storage_url = storage_url or "memory://"
         self._ledger: TokenLedger
+        # In memory no call waits on anything: only Redis calls are bounded.
+        self._deadline: float | None = None
         if self.storage_url.startswith(("redis://", "rediss://", "redis+unix://")):
             # A retried request count may count a request twice (its reply lost): a budget
             # spent early, never a request left uncounted.
@@ -308,6 +320,7 @@ class Limiter:
                 self.storage_url, implementation="redispy", key_prefix=key_prefix, **opts.client_kwargs()
             )
             self._ledger = RedisLedger(self.storage_url, f"{key_prefix}:tok", opts)
+            self._deadline = opts.limits_deadline
         elif self.storage_url.startswith("memory://"):
             self._storage = _lazy_memory_storage()
             self._ledger = MemoryLedger()
@@ -376,6 +389,20 @@ class Limiter:
             ls = self.account_overrides[subject]
         return ls.scaled(self.config.throttle_factor) if throttled else ls
 
+    async def _bounded(self, call: Awaitable[_T]) -> _T:
+        """Await `call` within the deadline (Redis), or raise `LimitsTimeout`.
+
+        A call cut off may have run on Redis (its reply not yet read): it then counted or
+        charged without the caller knowing, which spends a budget early, never gives back.
+        """
+        if self._deadline is None:
+            return await call
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await call
+        except TimeoutError as exc:
+            raise LimitsTimeout(f"the limits call took more than {self._deadline} s") from exc
+
     async def check(
         self, subjects: list[tuple[Scope, str]], *, throttled: bool = False, tokens: int = 0
     ) -> LimitResult:
@@ -391,7 +418,16 @@ class Limiter:
                 `throttle_factor`), in the same windows as unthrottled requests.
             tokens: tokens to reserve: the prompt's plus the completion's ceiling (`max_tokens`,
                 or `LimitsConfig.reserve_completion_tokens` when the request sets none).
+
+        Raises:
+            LimitsTimeout: with Redis, past `RedisOptions.limits_deadline`. No reservation
+                comes back then, so nothing is settled against one that may not exist.
         """
+        if self._deadline is None:
+            return await self._check(subjects, throttled, tokens)
+        return await self._bounded(self._check(subjects, throttled, tokens))
+
+    async def _check(self, subjects: list[tuple[Scope, str]], throttled: bool, tokens: int) -> LimitResult:
         if self._fast:
             incr = self._storage.incr_now
             for scope, subject in subjects:
@@ -448,7 +484,13 @@ class Limiter:
 
         All or nothing: when any budget has fewer than `n` requests left, nothing is counted and
         the refusal's `remaining` says how many were left. A spent token budget refuses too.
+        Bounded like `check`.
         """
+        return await self._bounded(self._reserve(subjects, n, throttled, periods))
+
+    async def _reserve(
+        self, subjects: list[tuple[Scope, str]], n: int, throttled: bool, periods: tuple[str, ...]
+    ) -> LimitResult:
         spent = await self._reserve_tokens(throttled, subjects, 0)  # reserves nothing: only checks
         if not spent.allowed:
             return replace(spent, remaining=0)
@@ -481,7 +523,7 @@ class Limiter:
     async def settle(self, reservation: Reservation | None, used: int) -> None:
         """Replace a reservation by the tokens the exchange used (0 if it failed)."""
         if reservation is not None and used != reservation.tokens:
-            await self._ledger.settle(dict.fromkeys(reservation.keys, used - reservation.tokens))
+            await self._bounded(self._ledger.settle(dict.fromkeys(reservation.keys, used - reservation.tokens)))
 
     def settle_later(self, reservation: Reservation | None, used: int) -> None:
         """`settle` without a storage call on the request path: in memory it is applied now,
@@ -496,17 +538,18 @@ class Limiter:
             self._pending[key] = self._pending.get(key, 0) + delta
 
     async def flush_charges(self) -> None:
-        """Apply the queued settlements."""
+        """Apply the queued settlements, within the deadline. A batch that fails or times out
+        is dropped: its reservations stay charged in full (or applied once, if it reached Redis)."""
         pending, self._pending = self._pending, {}
         if pending:
-            await self._ledger.settle(pending)
+            await self._bounded(self._ledger.settle(pending))
 
     async def charge_tokens(self, subjects: list[tuple[Scope, str]], tokens: int) -> None:
         """Charge tokens used without a reservation (counted even past the limit)."""
         if tokens > 0:
             windows, _ = self._token_windows(False, subjects)
             if windows:
-                await self._ledger.reserve(windows, tokens, force=True)
+                await self._bounded(self._ledger.reserve(windows, tokens, force=True))
 
     async def tokens_used(self, scope: Scope, subject: str) -> dict[str, int]:
         """Tokens counted in the current windows of one subject, by budget name."""

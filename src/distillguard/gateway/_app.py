@@ -159,6 +159,13 @@ class OverrideIn(_Model):
     note: str = Field("", max_length=2000)
 
 
+class ModelIn(_Model):
+    """One row of the format's `models` table."""
+
+    model: str = Field(min_length=1, max_length=MAX_MODEL_CHARS)
+    released_at: datetime | None = Field(None, description="When the model became available (ISO-8601; UTC when no offset is given).")
+
+
 class LimitSetIn(_Model):
     requests_per_minute: int | None = Field(None, ge=1)
     requests_per_day: int | None = Field(None, ge=1)
@@ -169,6 +176,13 @@ class LimitSetIn(_Model):
 def _iso(us: int | None) -> str | None:
     dt = us_to_dt(us)
     return dt.isoformat() if dt else None
+
+
+def _to_us(dt: datetime) -> int:
+    """Microseconds since the epoch; a time without an offset is UTC (the format's)."""
+    aware = dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 _BEARER = HTTPBearer(auto_error=False)
@@ -251,6 +265,22 @@ def _admin_router(gw: Gateway) -> APIRouter:
         gw.limiter.account_overrides[account_id] = ls
         await run(gw.store.set_limits, account_id, json.dumps(ls.to_dict()))
         return ls.to_dict()
+
+    @r.get("/models")
+    async def list_models() -> list[dict[str, Any]]:
+        """The models table (release times) the fleet's detector weighs."""
+        rows = await run(gw.store.list_models)
+        return [{"model": m["model"], "released_at": _iso(m["released_us"])} for m in rows]
+
+    @r.put("/models")
+    async def set_models(body: list[ModelIn]) -> dict[str, int]:
+        """Replace the models table (release times); the fleet's detector reads it on change."""
+        names = [m.model for m in body]
+        if len(set(names)) != len(names):
+            raise HTTPException(422, "Each model may appear once.")
+        rows = [(m.model, None if m.released_at is None else _to_us(m.released_at)) for m in body]
+        await run(gw.store.set_models, rows, replace=True)
+        return {"models": len(rows)}
 
     @r.post("/overrides", status_code=201)
     async def add_override(body: OverrideIn) -> dict[str, Any]:

@@ -302,7 +302,8 @@ class BatchService:
         camp = decision.campaign_id or gw.policy.campaign_of(rec.account_id)
         if camp:
             subjects.append(("campaign", camp))
-        verdict = await gw.limiter.reserve(subjects, len(items), throttled=decision.throttled, periods=BATCH_PERIODS)
+        verdict = await gw.limits_or_open(
+            gw.limiter.reserve(subjects, len(items), throttled=decision.throttled, periods=BATCH_PERIODS), rec.account_id)
         if not verdict.allowed:
             left = verdict.remaining if verdict.remaining is not None else 0
             budget = (verdict.budget or "").replace("_", " ")

@@ -120,8 +120,10 @@ class DetectorService:
         name: the checkpoint's name (one per detector deployment on a database).
         clock: microseconds since the epoch, "now" for the detector's rates (wall clock by
             default; a replay of old traffic passes its own).
-        models: the format's `models` table (release times), which the capture does not hold;
-            without it the detector never weighs a model's release (as a scan of a log without
+        models: the format's `models` table (release times) to use instead of the store's
+            (`Store.set_models`, written by `PUT /admin/models` and `serve --models`). Without
+            it the service reads the store's at start and again whenever it changes; with
+            neither, the detector never weighs a model's release (as a scan of a log without
             one does not).
     """
 
@@ -135,7 +137,9 @@ class DetectorService:
                  clock: Callable[[], int] | None = None, models: pa.Table | None = None,
                  redis_options: RedisOptions | None = None) -> None:
         self.store = store
+        self.models_override = models
         self.models = models
+        self.models_version: tuple[int, int] | None = None  # the store's, as last read
         self.clock = clock or (lambda: time.time_ns() // 1000)
         self.config = config
         self.interval = interval
@@ -181,6 +185,25 @@ class DetectorService:
                 "published": self.published, "published_end_users": self.published_end_users,
                 "published_keys": self.published_keys, "version": self.version, "known": self.known,
                 "override_cursor": self.override_cursor, "events_seen": self.events_seen}
+
+    def sync_models(self) -> bool:
+        """Read the store's models table when it changed since last read (unless `models`
+        overrides it) and hand it to the detector: release times weigh the events folded in
+        after, as a scan weighs every event with the log's table. Returns whether it changed."""
+        if self.models_override is not None:
+            return False
+        version = self.store.models_version()
+        if version == self.models_version:
+            return False
+        from distillguard.gateway._export import models_table
+
+        first, self.models_version = self.models_version is None, version
+        if first and not version[0]:
+            return False  # none stored: the detector keeps the times it has (checkpointed)
+        self.models = models_table(self.store) if version[0] else None
+        self.detector.set_models(self.models)
+        log.info("detector: %d models' release times from the store", version[0])
+        return True
 
     def checkpoint(self, background: bool = False) -> None:
         """Save the whole state (see `_checkpoint`): taken apart here, in the caller's thread
@@ -245,6 +268,11 @@ class DetectorService:
                 setattr(self, k, v)
             self.restored_from = self.cursor
             log.info("detector resumed from its checkpoint at capture seq %d", self.cursor)
+        # the models table as it is now, not as it was at the checkpoint
+        self.models_version = None
+        if self.models_override is not None:
+            self.detector.set_models(self.models_override)
+        self.sync_models()
         # a standby continues the version sequence even if the old leader published after
         # its last checkpoint
         self.version = max(self.version, self.tables.max_version())
@@ -289,7 +317,8 @@ class DetectorService:
         return len(changed) + len(end_users)
 
     def fold(self) -> None:
-        """Fold the events captured since the last step, and new overrides, into the detector."""
+        """Fold the events captured since the last step, and new overrides, into the detector
+        (with the models table as it is now)."""
         from distillguard.gateway._export import accounts_table
         from distillguard.gateway._online import events_table
 
@@ -297,6 +326,7 @@ class DetectorService:
         # numbers before the inserting transactions commit, so a row with a lower seq can
         # become visible after a higher one; a step's wait lets those commits land. SQLite
         # has one writer at a time, so its rows become visible in seq order.
+        self.sync_models()
         top = self._top_seq()
         limit, self.horizon = (self.horizon, top) if self.store.engine.dialect.name == "postgresql" else (top, top)
         ts_i, acc_i = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")

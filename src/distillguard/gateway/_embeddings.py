@@ -128,7 +128,8 @@ async def _serve(gw: Any, request: Request, rec: Any, ts: int, t0: float) -> Res
         request.scope[_ACTION] = decision.action
         if decision.blocked:
             raise ApiError(403, "permission_error", decision.block_message(rec.account_id), code="account_blocked")
-        verdict = await gw.limiter.check(gw._subjects(rec, decision), throttled=decision.throttled, tokens=estimate_tokens(req.prompt))
+        verdict = await gw.limits_or_open(gw.limiter.check(gw._subjects(rec, decision), throttled=decision.throttled,
+                                                           tokens=estimate_tokens(req.prompt)), rec.account_id)
         if not verdict.allowed:
             gw.metrics.refusals.labels(verdict.scope or "", verdict.budget or "").inc()
             raise ApiError(429, "rate_limit_error", verdict.message(), code="rate_limit_exceeded", retry_after=verdict.retry_after)

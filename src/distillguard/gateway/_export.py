@@ -1,4 +1,4 @@
-"""Export the gateway's store as a traffic log (events, accounts, overrides)."""
+"""Export the gateway's store as a traffic log (events, accounts, overrides, models)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class ExportResult:
     events: int
     accounts: int
     overrides: int
+    models: int = 0
 
 
 def accounts_table(store: Store) -> Any:
@@ -50,8 +51,34 @@ def overrides_table(store: Store) -> Any:
     })
 
 
+def models_table(store: Store) -> Any:
+    """The store's models as a MODELS table of the traffic log format (release times)."""
+    import pyarrow as pa
+
+    from distillguard.traffic import TS
+
+    rows = store.list_models()
+    return pa.table({
+        "model": pa.array([m["model"] for m in rows], pa.string()),
+        "released_at": pa.array([m["released_us"] for m in rows], pa.int64()).cast(TS),
+    })
+
+
+def model_rows(table: Any) -> list[tuple[str, int | None]]:
+    """(model, released µs or None) rows of a MODELS table of the traffic log format, for
+    `Store.set_models`."""
+    import pyarrow as pa
+
+    from distillguard.traffic import TS
+
+    released = table.column("released_at").cast(TS).cast(pa.int64()).to_pylist() if "released_at" in table.column_names \
+        else [None] * table.num_rows
+    return [(str(m), r) for m, r in zip(table.column("model").to_pylist(), released, strict=True)]
+
+
 def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: str = "dg_", batch: int = 50_000) -> ExportResult:
-    """Write the captured events, the accounts and the overrides of `db` to the log directory `out`.
+    """Write the captured events, the accounts, the overrides and the models (when the store
+    holds any) of `db` to the log directory `out`.
 
     Args:
         db: database URL or an open `Store`.
@@ -79,6 +106,9 @@ def export_log(db: str | Store, out: str | Path, fmt: str = "parquet", prefix: s
         writer.write("accounts", accounts)
         ov = overrides_table(store)
         writer.write("overrides", ov)
+        models = models_table(store)
+        if models.num_rows:
+            writer.write("models", models)
     if not isinstance(db, Store):
         store.close()
-    return ExportResult(Path(out), n_events, accounts.num_rows, ov.num_rows)
+    return ExportResult(Path(out), n_events, accounts.num_rows, ov.num_rows, models.num_rows)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from distillguard.enforce import (
+    ALLOWED,
     Decision,
     Limiter,
+    LimitResult,
     LimitsConfig,
     LimitSet,
     Override,
@@ -411,6 +413,18 @@ class Gateway:
             subjects.append(("campaign", camp))
         return subjects
 
+    async def limits_or_open(self, call: Awaitable[LimitResult], account_id: str) -> LimitResult:
+        """The limits call's result; when it fails or runs past its deadline (a Redis outage),
+        `ALLOWED` without a reservation: the request is served unchecked (limits fail open,
+        docs/gateway.md), logged and counted. Nothing is settled for it: a reservation that
+        reached Redis before the deadline stays charged in full."""
+        try:
+            return await call
+        except Exception:  # noqa: BLE001 - a counter store outage never refuses requests
+            self.metrics.limits_failed.inc()
+            log.error("limits failed for account %s; serving the request unchecked", account_id, exc_info=True)
+            return ALLOWED
+
     async def _charge_loop(self) -> None:
         # Settlements are batched (Redis): one script call every 50 ms instead of one per
         # request. Late settling only holds a reservation a little longer, never overspends.
@@ -521,14 +535,13 @@ class Gateway:
                     cap = self.policy.degrade.max_tokens_cap
                     req.max_tokens = min(req.max_tokens or cap, cap)
                 subjects = self._subjects(rec, decision)
-                verdict = await self.limiter.check(subjects, throttled=decision.throttled, tokens=self._reserve_for(req))
+                verdict = await self.limits_or_open(
+                    self.limiter.check(subjects, throttled=decision.throttled, tokens=self._reserve_for(req)), rec.account_id)
             except ApiError:
                 raise
             except Exception:  # noqa: BLE001 - a policy failure never becomes a 500: fail open, loudly
                 log.error("policy or limits failed for account %s; serving the request", rec.account_id, exc_info=True)
                 decision, subjects = Decision("allow"), [("key", rec.key_id)]
-                from distillguard.enforce import ALLOWED
-
                 verdict = ALLOWED
             request.scope[_ACTION] = decision.action
             if not verdict.allowed:

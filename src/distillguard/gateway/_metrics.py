@@ -31,6 +31,9 @@ class GatewayMetrics:
                                  ["api"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.refusals = Counter("distillguard_limit_refusals", "Requests refused by a rate limit, by scope and budget.",
                                 ["scope", "budget"], registry=self.registry)
+        self.limits_failed = Counter("distillguard_limits_failed_open",
+                                     "Requests served unchecked because their limits call failed or ran past its deadline.",
+                                     registry=self.registry)
         self.registry.register(_GatewayState(gateway))
         self._children: dict[tuple[str, int, str], Any] = {}
         self._latency: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""The gateway's store: captured events, accounts, keys, overrides and limits, in SQLite or
+"""The gateway's store: captured events, accounts, keys, overrides, limits and models, in SQLite or
 PostgreSQL through SQLAlchemy Core. Calls are blocking; the gateway runs them in a thread."""
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def on_conflict_insert(engine: sa.Engine, table: sa.Table) -> Any:
 
 
 class Store:
-    """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits` in one database.
+    """Tables `<prefix>events`, `accounts`, `keys`, `overrides`, `limits`, `models` in one database.
 
     Args:
         url: database URL (see `normalize_url`).
@@ -252,6 +252,13 @@ class Store:
             f"{p}limits", md,
             sa.Column("subject", sa.String(200), primary_key=True),
             sa.Column("config", sa.Text(), nullable=False),
+            sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        )
+        # the format's `models` table (release times), which the capture's events do not hold
+        self.models = sa.Table(
+            f"{p}models", md,
+            sa.Column("model", sa.String(200), primary_key=True),
+            sa.Column("released_us", sa.BigInteger()),
             sa.Column("updated_us", sa.BigInteger(), nullable=False),
         )
         # events the events table refused even after bound_event: kept whole (as JSON) for an
@@ -436,6 +443,34 @@ class Store:
         with self.engine.connect() as con:
             q = sa.select(self.limits).where(self.limits.c.updated_us > updated_us).order_by(self.limits.c.updated_us)
             return [dict(r._mapping) for r in con.execute(q)]
+
+    # ------------------------------------------------------------ models
+
+    def set_models(self, rows: Sequence[tuple[str, int | None]], replace: bool = False) -> None:
+        """Store (model, released µs or None) rows in one transaction; with `replace`, the
+        models not given are deleted. Every row written gets the database's time, which
+        `models_version` reads to tell a change."""
+        t = self._db_time()
+        with self.engine.begin() as con:
+            if replace:
+                con.execute(sa.delete(self.models).where(self.models.c.model.not_in([m for m, _ in rows])))
+            if rows:
+                stmt = on_conflict_insert(self.engine, self.models)
+                stmt = stmt.on_conflict_do_update(index_elements=["model"], set_={
+                    "released_us": stmt.excluded.released_us, "updated_us": stmt.excluded.updated_us})
+                con.execute(stmt, [{"model": m, "released_us": r, "updated_us": t} for m, r in rows])
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """The models table's rows (model, released_us, updated_us), by model."""
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(sa.select(self.models).order_by(self.models.c.model))]
+
+    def models_version(self) -> tuple[int, int]:
+        """(rows, newest write) of the models table: any write or deletion changes it."""
+        q = sa.select(sa.func.count(), sa.func.max(self.models.c.updated_us)).select_from(self.models)
+        with self.engine.connect() as con:
+            n, newest = con.execute(q).one()
+        return int(n), int(newest or 0)
 
     # ------------------------------------------------------------ housekeeping
 

@@ -48,7 +48,8 @@ class RedisOptions:
         keepalive_interval: seconds between probes (`TCP_KEEPINTVL`).
         keepalive_count: unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
         retries: times a command that failed with a connection error or timeout is retried.
-        backoff_base: seconds before the first retry (doubled each retry, with jitter).
+        backoff_base: the backoff unit: retry n waits between half of and the whole of
+            `backoff_base * 2**n` (redis-py's equal-jitter backoff), at most `backoff_cap`.
         backoff_cap: most seconds between retries.
         limits_deadline: most seconds one limits call may take, retries included; past it the
             call fails (and the gateway serves the request unchecked, docs/gateway.md). It must
@@ -104,16 +105,16 @@ class RedisOptions:
 
     def client_kwargs(self, asyncio: bool = True) -> dict[str, Any]:
         """Keyword arguments for `redis.Redis.from_url` (or `redis.asyncio`'s when `asyncio`)."""
-        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.backoff import EqualJitterBackoff
 
         if asyncio:
             from redis.asyncio.retry import Retry as AsyncRetry
 
-            retry: Any = AsyncRetry(ExponentialWithJitterBackoff(self.backoff_cap, self.backoff_base), self.retries)
+            retry: Any = AsyncRetry(EqualJitterBackoff(self.backoff_cap, self.backoff_base), self.retries)
         else:
             from redis.retry import Retry
 
-            retry = Retry(ExponentialWithJitterBackoff(self.backoff_cap, self.backoff_base), self.retries)
+            retry = Retry(EqualJitterBackoff(self.backoff_cap, self.backoff_base), self.retries)
         kw: dict[str, Any] = {
             "health_check_interval": self.health_check_interval,
             "socket_timeout": self.socket_timeout,

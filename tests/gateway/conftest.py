@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from distillguard.gateway import BatchStore, Store, create_app, issue_key, mock_upstream_app
+from distillguard.gateway import (
+    BatchStore,
+    Store,
+    VerdictTables,
+    create_app,
+    issue_key,
+    mock_upstream_app,
+)
 
 from .support import LoopThread, Running, ServerThread, free_port, make_gateway
 
@@ -39,25 +46,15 @@ def running(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Ite
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(database URL, table prefix): a SQLite file, or the real PostgreSQL (its store tables
-    dropped afterwards), each under a prefix of its own."""
+    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its
+    own, whose store, batch and fleet tables are dropped afterwards."""
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}", prefix
         return
     url = request.getfixturevalue("postgres_url")
     yield url, prefix
-    Store(url, prefix).drop_all()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def batch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(database URL, table prefix): a SQLite file, or the real PostgreSQL under a prefix of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.db'}", "dg_"
-        return
-    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
-    yield url, prefix
     store = Store(url, prefix)
+    VerdictTables(store).drop_all()
     BatchStore(store).drop_all()
     store.drop_all()

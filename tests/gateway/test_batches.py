@@ -210,8 +210,8 @@ def test_anthropic_cancel_midway(bat: Running) -> None:
     assert len(_batch_events(bat, b.id)) == 40
 
 
-def test_restart_while_a_batch_runs(batch_db: tuple[str, str], mock_upstream: str) -> None:
-    db, prefix = batch_db
+def test_restart_while_a_batch_runs(store_db: tuple[str, str], mock_upstream: str) -> None:
+    db, prefix = store_db
 
     def start() -> tuple[Any, ServerThread]:
         gw = make_gateway(db, mock_upstream, prefix=prefix, batch_rate=40.0, batch_concurrency=2)
@@ -259,10 +259,10 @@ def test_runner_holds_a_new_batch_for_one_detection_round(tmp_path: Path) -> Non
     assert store.claim("r2", 60_000_000)["batch_id"] == "batch_1"  # type: ignore[index]  # r1's lease ran out
 
 
-def test_hostile_text_in_a_batch_is_captured_bounded(batch_db: tuple[str, str], mock_upstream: str) -> None:
+def test_hostile_text_in_a_batch_is_captured_bounded(store_db: tuple[str, str], mock_upstream: str) -> None:
     """A NUL (which PostgreSQL refuses in text) in a batch's prompt and in its echoed answer:
     the batch is accepted, runs, and its event holds the text as capture bounds it."""
-    db, prefix = batch_db
+    db, prefix = store_db
     gw = make_gateway(db, mock_upstream, prefix=prefix, batch_rate=200.0)
     srv = ServerThread(create_app(gateway=gw), free_port())
     srv.start()

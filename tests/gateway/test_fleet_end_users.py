@@ -10,13 +10,10 @@ written into the capture as replicas would have written them, then judged by a
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
@@ -34,19 +31,6 @@ from distillguard.gateway import (
 from .support import ADMIN, ServerThread, detect_config_file, free_port
 
 FLAGGED = ("throttle", "block")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A database URL and table prefix."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fleet.db'}", "dg_"
-        return
-    url, prefix = request.getfixturevalue("postgres_url"), f"t{uuid.uuid4().hex[:10]}_"
-    yield url, prefix
-    s = Store(url, prefix)
-    VerdictTables(s).drop_all()
-    s.drop_all()
 
 
 def carrier_scene() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -67,10 +51,10 @@ def carrier_scene() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def test_a_replica_refuses_a_flagged_end_user_and_a_campaigns_fresh_account(
-        db: tuple[str, str], tmp_path: Path) -> None:
+        store_db: tuple[str, str], tmp_path: Path) -> None:
     from detect import scenes
 
-    url, prefix = db
+    url, prefix = store_db
     store = Store(url, prefix)
     rows, accounts = carrier_scene()
     for a in accounts:

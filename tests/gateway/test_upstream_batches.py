@@ -156,8 +156,8 @@ def test_a_batch_for_several_upstreams_runs_through_the_request_api(up: Running,
     assert not _sent(upstream[1], "mixed")
 
 
-def test_restart_while_the_upstream_runs_the_batch(batch_db: tuple[str, str], upstream: tuple[str, dict[str, Any]], wm_key: tuple[Any, Path]) -> None:
-    db, prefix = batch_db
+def test_restart_while_the_upstream_runs_the_batch(store_db: tuple[str, str], upstream: tuple[str, dict[str, Any]], wm_key: tuple[Any, Path]) -> None:
+    db, prefix = store_db
     tag = f"restart upstream {prefix}"
     gw, srv = _start(db, upstream[0], wm_key[1], prefix)
     key = issue_key(gw.store, "acme").key

@@ -402,8 +402,8 @@ class Limiter:
 
     def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, int, str]]:
         """(counter key, expiry, limit, period) per request budget of one subject; the counter
-        keys are the same whether `throttled` or not, only the limits differ."""
-        self._drop_stale()
+        keys are the same whether `throttled` or not, only the limits differ. Callers drop
+        stale plans first (`_drop_stale`, once per call into the limiter)."""
         plan = self._plans.get((throttled, scope, subject))
         if plan is None:
             ls = self._limits_for(scope, subject, throttled)
@@ -459,6 +459,7 @@ class Limiter:
         return await self._bounded(self._check(subjects, throttled, tokens))
 
     async def _check(self, subjects: list[tuple[Scope, str]], throttled: bool, tokens: int) -> LimitResult:
+        self._drop_stale()
         incr = self._storage.incr_now if self._fast else None
         for scope, subject in subjects:
             for key, expiry, limit, period in self._plan(throttled, scope, subject):
@@ -482,8 +483,8 @@ class Limiter:
         self, throttled: bool, subjects: list[tuple[Scope, str]]
     ) -> tuple[list[Window], list[tuple[Scope, str, str, int]]]:
         """Token windows of `subjects` with their limits (scaled when `throttled`); a window's
-        counter is the same whether throttled or not."""
-        self._drop_stale()
+        counter is the same whether throttled or not. Callers drop stale ones first, as for
+        `_plan`."""
         cache_key = (throttled, tuple(subjects))
         got = self._windows.get(cache_key)
         if got is None:
@@ -514,6 +515,7 @@ class Limiter:
     async def _reserve(
         self, subjects: list[tuple[Scope, str]], n: int, throttled: bool, periods: tuple[str, ...]
     ) -> LimitResult:
+        self._drop_stale()
         spent = await self._reserve_tokens(throttled, subjects, 0)  # reserves nothing: only checks
         if not spent.allowed:
             return replace(spent, remaining=0)
@@ -566,12 +568,14 @@ class Limiter:
     async def charge_tokens(self, subjects: list[tuple[Scope, str]], tokens: int) -> None:
         """Charge tokens used without a reservation (counted even past the limit)."""
         if tokens > 0:
+            self._drop_stale()
             windows, _ = self._token_windows(False, subjects)
             if windows:
                 await self._bounded(self._ledger.reserve(windows, tokens, force=True))
 
     async def tokens_used(self, scope: Scope, subject: str) -> dict[str, int]:
         """Tokens counted in the current windows of one subject, by budget name."""
+        self._drop_stale()
         windows, names = self._token_windows(False, [(scope, subject)])
         return {name[2]: await self._ledger.used(w) for w, name in zip(windows, names, strict=True)}
 

@@ -109,6 +109,17 @@ def test_spark_streaming_gives_the_batch_scans_verdicts(scanned: tuple[Path, pa.
     assert result.verdicts.equals(expected)
     assert result.tables["end_user_verdicts"].equals(users)
     assert get_detector("graph", "spark-streaming") is graph_detector_spark_stream  # `scan --engine`
+    # `scan --checkpoint` on the finished query's folder: nothing left to read, the same tables
+    again = scan(path, tmp_path / "out", engine="spark-streaming", checkpoint=tmp_path / "cp")
+    assert again.verdicts.equals(expected)
+    assert again.tables["end_user_verdicts"].equals(users)
+
+
+def test_a_checkpoint_is_refused_by_an_engine_that_takes_none(log: tuple[Path, pa.Table], tmp_path: Path) -> None:
+    from distillguard._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="checkpoint is for the spark-streaming engine"):
+        scan(log[0], tmp_path / "out", checkpoint=tmp_path / "cp")
 
 
 class Crash(Exception):

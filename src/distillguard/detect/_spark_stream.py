@@ -303,6 +303,8 @@ def spark_stream(log_dir: Path, config: Path | None = None, progress: Progress |
 def graph_detector_spark_stream(log_dir: Path, config: Path | None = None,
                                 progress: Progress | None = None,
                                 decisions_dir: Path | None = None,
-                                indicators: Path | None = None) -> ScanResult:
-    """The default detector over the log's parts as a Spark Structured Streaming query."""
-    return spark_stream(log_dir, config, progress, decisions_dir, indicators)[0]
+                                indicators: Path | None = None,
+                                checkpoint: Path | None = None) -> ScanResult:
+    """The default detector over the log's parts as a Spark Structured Streaming query
+    (resuming from `checkpoint` when it holds one; see `spark_stream`)."""
+    return spark_stream(log_dir, config, progress, decisions_dir, indicators, checkpoint=checkpoint)[0]

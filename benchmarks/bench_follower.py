@@ -46,8 +46,8 @@ from typing import Any
 from _docs import markdown_table, write_section
 
 from distillguard.detect import OnlineDetector
+from distillguard.detect._checkpoint import decode, encode, snapshot
 from distillguard.gateway import DetectorService, Store, VerdictTables
-from distillguard.gateway._checkpoint import decode, encode, snapshot
 from distillguard.simulate import simulate
 from distillguard.traffic import TrafficLog
 

@@ -152,3 +152,14 @@ def team(prefix: str = "dev") -> tuple[list[dict[str, object]], list[dict[str, o
                            system="You are Acme's support assistant. Answer briefly.",
                            prompt=HUMAN_PROMPTS, turns=2, completion_tokens=200)
     return rows, accts
+
+
+def carrier() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A blocked hydra, and a reseller passing the hydra's prompts for two of its 40 customers
+    (declared as end users `op-0`, `op-1`; its customers `cust-0` to `cust-39`)."""
+    hydra_rows, hydra_accts = hydra(prompts=REPERTOIRE)
+    res_rows, res_accts = reseller("carrier", 0.3)
+    for k, r in enumerate(res_rows):
+        ours = r["system"] == HYDRA_SYSTEM
+        r["end_user"] = f"op-{k % 2}" if ours else f"cust-{k % 40}"
+    return hydra_rows + res_rows, hydra_accts + res_accts

@@ -18,16 +18,6 @@ from .builders import account_table, event_table
 FLAGGED = ("throttle", "block")
 
 
-def _carrier_scene() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """A blocked hydra, and a reseller passing the hydra's prompts for two of its 40 customers."""
-    hydra_rows, hydra_accts = scenes.hydra(prompts=scenes.REPERTOIRE)
-    res_rows, res_accts = scenes.reseller("carrier", 0.3)
-    for k, r in enumerate(res_rows):
-        ours = r["system"] == scenes.HYDRA_SYSTEM
-        r["end_user"] = f"op-{k % 2}" if ours else f"cust-{k % 40}"
-    return hydra_rows + res_rows, hydra_accts + res_accts
-
-
 def _scan(tmp: Path, rows: list[dict[str, object]], accts: list[dict[str, object]]) -> tuple[pa.Table, pa.Table | None]:
     write_table(tmp / "log", "events", event_table(rows))
     write_table(tmp / "log", "accounts", account_table(accts))
@@ -41,7 +31,7 @@ def _actions(t: pa.Table, *keys: str) -> dict[object, str]:
 
 
 def test_a_carried_campaign_is_found_among_the_resellers_end_users(tmp_path: Path) -> None:
-    verdicts, users = _scan(tmp_path, *_carrier_scene())
+    verdicts, users = _scan(tmp_path, *scenes.carrier())
     assert users is not None
     assert (tmp_path / "out" / "end_user_verdicts.parquet").is_file()
     judged = _actions(users, "account_id", "end_user")
@@ -96,7 +86,7 @@ def test_the_gateways_detector_judges_end_users_as_the_scan_does() -> None:
 
     from distillguard.detect import EndUserDetector
 
-    rows, accts = _carrier_scene()
+    rows, accts = scenes.carrier()
     rows = sorted(rows, key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]
     det = EndUserDetector(accounts=account_table(accts))
     for chunk in np.array_split(np.arange(len(rows)), 6):
@@ -144,7 +134,7 @@ def test_the_end_users_judged_in_the_account_replay_are_those_a_replay_of_their_
 
     scenario = Path(__file__).parents[2] / "scenarios" / "tune_reseller_end_users.toml"
     simulate(tmp_path / "sim" / "log", seed=21, scenario=scenario, events=8000)
-    rows, accts = _carrier_scene()
+    rows, accts = scenes.carrier()
     write_table(tmp_path / "carrier" / "log", "events", event_table(rows))
     write_table(tmp_path / "carrier" / "log", "accounts", account_table(accts))
     actions = {}
@@ -164,7 +154,7 @@ def test_precomputed_signals_get_their_end_users_from_the_log(tmp_path: Path) ->
     from distillguard.detect._replay import replay
     from distillguard.detect._stream import compute_signals
 
-    rows, accts = _carrier_scene()
+    rows, accts = scenes.carrier()
     write_table(tmp_path / "log", "events", event_table(rows))
     write_table(tmp_path / "log", "accounts", account_table(accts))
     streamed = scan(tmp_path / "log", tmp_path / "out").tables["end_user_verdicts"]

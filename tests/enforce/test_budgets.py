@@ -158,3 +158,28 @@ def test_a_decision_that_flips_between_throttled_and_not_never_overshoots(storag
             await lim.aclose()
 
     asyncio.run(run())
+
+
+def test_a_memory_token_window_starts_empty_when_its_period_rolls_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory ledger reuses a window's counter key while the window lasts: at the period's
+    end a reservation lands in a new, empty window, and a refusal's retry names that end."""
+    from distillguard.enforce import _tokens
+    from distillguard.enforce._tokens import MemoryLedger, Refused, Reservation, Window
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(_tokens.time, "time", lambda: clock[0])
+    ledger = MemoryLedger()
+    w = Window("acct:a:minute", 100, 60)
+
+    async def run() -> None:
+        first = ledger.reserve_now([w], 100)
+        assert isinstance(first, Reservation)
+        clock[0] += 15.0
+        full = ledger.reserve_now([w], 1)
+        assert isinstance(full, Refused) and full.retry_after == 5  # the window ends at 1,000,020
+        clock[0] += 5.0
+        again = ledger.reserve_now([w], 30)
+        assert isinstance(again, Reservation) and again.keys != first.keys
+        assert await ledger.used(w) == 30
+
+    asyncio.run(run())

@@ -19,6 +19,7 @@ from distillguard.enforce import (
     ThinkFilter,
     strip_think,
 )
+from distillguard.enforce._limits import request_counter_key
 
 from .support import fresh_prefix
 
@@ -57,9 +58,10 @@ def test_request_limits_per_key_account_and_campaign(storage: str) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
-    """The fixed-window fast path and the `limits` strategy layer refuse the same requests,
-    also when per-account limits change in between (the cached plans are dropped)."""
+def test_in_memory_fast_path_counts_as_the_storage_api_does(seed: int) -> None:
+    """The fixed-window fast path (a plain call) and `RequestWindows` (the storage's coroutine
+    API) refuse the same requests, also when per-account limits change in between (the
+    cached plans are dropped)."""
 
     async def run() -> None:
         rng = random.Random(seed)
@@ -75,8 +77,48 @@ def test_in_memory_fast_path_counts_as_the_library_does(seed: int) -> None:
             throttled = rng.random() < 0.2
             a, b = await fast.check(subj, throttled=throttled), await slow.check(subj, throttled=throttled)
             assert (a.allowed, a.scope, a.subject, a.budget, a.limit) == (b.allowed, b.scope, b.subject, b.budget, b.limit), (seed, step)
-        # the same counters: one limiter's storage, read through the library
-        assert await fast._storage.get(fast._plan(False, "campaign", "C")[0][0]) > 0
+        # the same counters, under our own key
+        assert await fast._storage.get(request_counter_key("campaign", "C", "minute")) > 0
+
+    asyncio.run(run())
+
+
+STRATEGIES = {"fixed-window": "FixedWindowRateLimiter", "moving-window": "MovingWindowRateLimiter",
+              "sliding-window": "SlidingWindowCounterRateLimiter"}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_request_windows_count_as_the_limits_strategies_do(storage: str, strategy: str) -> None:
+    """`RequestWindows` (our counter keys on the storage's API) and the `limits` strategy of
+    the same name (its own keys), on the same storage, fed the same hits, tests and batch
+    costs: the same answers and the same requests left."""
+    from limits import RateLimitItemPerMinute
+    from limits.aio import storage as storages
+    from limits.aio import strategies
+
+    from distillguard.enforce._limits import RequestWindows
+
+    async def run() -> None:
+        prefix = fresh_prefix()
+        store = (storages.MemoryStorage() if storage == "memory://"
+                 else storages.RedisStorage(storage, implementation="redispy", key_prefix=prefix))
+        ours = RequestWindows(strategy, store)
+        theirs = getattr(strategies, STRATEGIES[strategy])(store)
+        item = RateLimitItemPerMinute(7)
+        rng = random.Random(5)
+        for step in range(40):
+            cost = rng.choice([1, 1, 2, 3])
+            if rng.random() < 0.3:
+                got = (await ours.test("ours", 7, 60, cost), await theirs.test(item, "theirs", cost=cost))
+            else:
+                got = (await ours.hit("ours", 7, 60, cost), await theirs.hit(item, "theirs", cost=cost))
+            assert got[0] == got[1], (strategy, step, got)
+            left = (await ours.stats("ours", 7, 60))[1], (await theirs.get_window_stats(item, "theirs")).remaining
+            assert left[0] == left[1], (strategy, step, left)
+        assert not await ours.test("ours", 7, 60)  # the budget was reached on the way
+        await store.reset()
+        if storage != "memory://":
+            await store.bridge.storage.aclose()
 
     asyncio.run(run())
 

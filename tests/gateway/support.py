@@ -186,6 +186,29 @@ def serving_gateway(cfg: GatewayConfig, upstream: FakeUpstream | None = None) ->
         srv.stop()
 
 
+@contextmanager
+def keyed_client(cfg: GatewayConfig, account: str, timeout: float = 5.0) -> Iterator[tuple[httpx.Client, Gateway]]:
+    """A client of `serving_gateway(cfg)` carrying a key issued to `account`, and the gateway."""
+    with serving_gateway(cfg) as (base, gw):
+        key = issue_key(gw.store, account).key
+        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=timeout) as c:
+            yield c, gw
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus text exposition read with prometheus-client's parser: samples by (name,
+    sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def scrape(c: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The server's `/metrics` (`metric_samples`)."""
+    return metric_samples(c.get("/metrics").text)
+
+
 def batch_jsonl(model: str, prompts: list[str], id_format: str = "r{}", **extra: Any) -> bytes:
     """An OpenAI batch input file: one chat request per prompt, `custom_id` from `id_format`."""
     import json

@@ -38,8 +38,13 @@ from distillguard.detect import scan
 from distillguard.gateway import Store, VerdictTables, export_log, issue_key
 
 from .proxy import TcpProxy
-from .support import BURST_OPTIONS, detect_config_file, free_port, wait_until_healthy
-from .test_metrics import scrape
+from .support import (
+    BURST_OPTIONS,
+    detect_config_file,
+    free_port,
+    metric_samples,
+    wait_until_healthy,
+)
 from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
 
 SEED = 3
@@ -97,7 +102,7 @@ class Fleet:
         """Until the detector leads (its /metrics say so), as a fleet in service would."""
         while True:
             try:
-                m = scrape(httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).text)
+                m = metric_samples(httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).text)
                 if m.get(("distillguard_detector_leading", ())) == 1:
                     return
             except httpx.TransportError:
@@ -272,7 +277,7 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
             (i, h): c.post(fleet.url(i) + "/v1/chat/completions", headers={"authorization": f"Bearer {keys[h]}"},
                            json={"model": "m", "messages": [{"role": "user", "content": "again"}]}).status_code
             for i in range(REPLICAS) for h in HYDRA}
-        metrics = [scrape(c.get(fleet.url(i) + "/metrics").text) for i in range(REPLICAS)]
+        metrics = [metric_samples(c.get(fleet.url(i) + "/metrics").text) for i in range(REPLICAS)]
         # capture drains (the spools of every replica, the restarted one included)
         answered = [p for _, p, s in sent if s == 200]
         deadline = time.monotonic() + 30
@@ -281,7 +286,7 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
         # the restarted detector leads again and resumed from its checkpoint, not from zero
         while True:
             try:
-                detector_metrics = scrape(c.get(f"http://127.0.0.1:{fleet.metrics_port}/metrics").text)
+                detector_metrics = metric_samples(c.get(f"http://127.0.0.1:{fleet.metrics_port}/metrics").text)
                 # caught up, and the step that folded the events in has published (a step
                 # folds, then judges and publishes: a scrape between the two sees the fold only)
                 if (detector_metrics[("distillguard_detector_events_total", ())] >= store.count_events() - len(HYDRA) * REPLICAS

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from distillguard.gateway._checkpoint import decode, encode, snapshot
+from distillguard.detect._checkpoint import decode, encode, snapshot
 
 
 def state() -> dict[str, object]:

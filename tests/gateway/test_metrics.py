@@ -5,60 +5,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from distillguard.enforce import LimitsConfig, LimitSet
-from distillguard.gateway import (
-    DetectorMetrics,
-    DetectorService,
-    FakeUpstream,
-    Gateway,
-    GatewayConfig,
-    Router,
-    Store,
-    create_app,
-    issue_key,
-)
+from distillguard.gateway import DetectorMetrics, DetectorService, GatewayConfig, Store
 
-from .support import ServerThread, free_port
+from .support import keyed_client, metric_samples, scrape
 
 PER_MINUTE = 3  # the account's request budget
-
-
-def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples by (name, sorted labels)."""
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def test_a_replica_counts_requests_refusals_latency_and_capture(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'm.db'}"
     cfg = GatewayConfig(db=db, detect=False, capture_interval=0.02, spool_dir=tmp_path / "spool",
                         limits=LimitsConfig(account=LimitSet(PER_MINUTE, None, None, None)))
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    key = issue_key(gw.store, "metered").key
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    url = f"http://127.0.0.1:{srv.server.config.port}"
-    try:
-        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}) as c:
-            codes = [c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": f"m{i}"}]}).status_code
-                     for i in range(PER_MINUTE + 2)]
-            assert codes == [200] * PER_MINUTE + [429, 429]
-            deadline = time.monotonic() + 10
-            while gw.capture.written < len(codes):
-                assert time.monotonic() < deadline, "capture did not drain"
-                time.sleep(0.05)
-            text = httpx.get(url + "/metrics").text
-    finally:
-        srv.stop()
-    m = scrape(text)
+    with keyed_client(cfg, "metered") as (c, gw):
+        codes = [c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": f"m{i}"}]}).status_code
+                 for i in range(PER_MINUTE + 2)]
+        assert codes == [200] * PER_MINUTE + [429, 429]
+        deadline = time.monotonic() + 10
+        while gw.capture.written < len(codes):
+            assert time.monotonic() < deadline, "capture did not drain"
+            time.sleep(0.05)
+        m = scrape(c)
     api = ("api", "chat.completions")
     assert m[("distillguard_requests_total", (("action", "allow"), api, ("status", "200")))] == PER_MINUTE
     assert m[("distillguard_requests_total", (("action", "allow"), api, ("status", "429")))] == 2
@@ -78,7 +45,7 @@ def test_the_detector_reports_lead_events_and_lag(tmp_path: Path) -> None:
     svc.restore()
     svc.step()
     svc.step()  # the first step only sees the capture's top (see DetectorService.step)
-    m = scrape(DetectorMetrics(svc).render().decode())
+    m = metric_samples(DetectorMetrics(svc).render().decode())
     assert m[("distillguard_detector_events_total", ())] == 5
     assert m[("distillguard_detector_leading", ())] == 0  # stepped by hand, not leading
     assert m[("distillguard_detector_lag_seconds", ())] == 6.0  # newest event at +4 s, clock at +10 s

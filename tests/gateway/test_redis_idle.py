@@ -22,9 +22,11 @@ import pytest
 
 from distillguard._redis import RedisOptions
 from distillguard.enforce import Limiter, LimitsConfig, LimitSet, LimitsTimeout
+from distillguard.gateway import GatewayConfig
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictFollower, channel
 
 from .proxy import IdleMode, TcpProxy
+from .support import keyed_client, scrape
 
 #: the middlebox's idle timeout, and the gap between bursts (longer: every burst finds dead connections)
 IDLE_S = 1.0
@@ -242,51 +244,25 @@ def test_a_gateway_serves_through_a_black_holed_redis_and_enforces_after(
     """Through the gateway: while Redis is a black hole a request is answered within the
     deadline, served unchecked (limits fail open) and counted in `/metrics`; once Redis answers
     again the request budget refuses as before."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from distillguard.gateway import (
-        FakeUpstream,
-        Gateway,
-        GatewayConfig,
-        Router,
-        create_app,
-        issue_key,
-    )
-
-    from .support import ServerThread, free_port
-
     url, proxy = proxied_redis
     budget = 2
     cfg = GatewayConfig(db=f"sqlite:///{tmp_path / 'h.db'}", detect=False, capture_interval=0.02,
                         redis=url, redis_prefix=prefix, redis_options=BLACK_HOLE_OPTIONS,
                         limits=LimitsConfig(key=LimitSet(None, budget, None, None)))
-    router = Router()
-    router.add("*", FakeUpstream())
-    gw = Gateway(cfg, router=router)
-    key = issue_key(gw.store, "held").key
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    base = f"http://127.0.0.1:{srv.server.config.port}"
     body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 
-    def failed_open() -> float:
-        text = httpx.get(base + "/metrics").text
-        return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
-                   if s.name == "distillguard_limits_failed_open_total")
+    def failed_open(c: Any) -> float:
+        return sum(v for (name, _labels), v in scrape(c).items() if name == "distillguard_limits_failed_open_total")
 
-    try:
-        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=HUNG_S) as c:
-            before = c.post("/v1/chat/completions", json=body).status_code
-            proxy.black_hole()
-            t0 = time.monotonic()
-            during = c.post("/v1/chat/completions", json=body).status_code
-            took = time.monotonic() - t0
-            opened = failed_open()
-            proxy.restore()
-            after = [c.post("/v1/chat/completions", json=body).status_code for _ in range(2)]
-    finally:
-        srv.stop()
+    with keyed_client(cfg, "held", timeout=HUNG_S) as (c, _gw):
+        before = c.post("/v1/chat/completions", json=body).status_code
+        proxy.black_hole()
+        t0 = time.monotonic()
+        during = c.post("/v1/chat/completions", json=body).status_code
+        took = time.monotonic() - t0
+        opened = failed_open(c)
+        proxy.restore()
+        after = [c.post("/v1/chat/completions", json=body).status_code for _ in range(2)]
     assert took < BOUND_S, took
     assert (before, during, opened) == (200, 200, 1)
     # one of the budget's two was spent before the outage; the request during it was not counted

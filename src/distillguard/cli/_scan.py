@@ -29,6 +29,10 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="Partners' STIX indicators (a bundle or a `share import` store)."),
         ] = None,
+        checkpoint: Annotated[
+            Path | None,
+            typer.Option(help="spark-streaming: the query's checkpoint folder; a scan started again on it resumes."),
+        ] = None,
     ) -> None:
         """Scan a traffic log and write per-account verdicts and detected campaigns."""
         import time
@@ -47,7 +51,7 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         with console.status(f"scanning {log_dir} with {name} on {eng}"):
             result = run_scan(log_dir, out, detector=name, config=config, engine=eng,
-                              indicators=indicators)
+                              indicators=indicators, checkpoint=checkpoint)
         took = time.perf_counter() - start
         actions = result.verdicts.column("action").to_pylist()
         counts = {a: actions.count(a) for a in ("allow", "monitor", "throttle", "block")}

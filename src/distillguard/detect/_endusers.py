@@ -154,11 +154,17 @@ class SubPrincipals:
                partners: set[str]) -> SubPrincipals | None:
         """The detector for this log's scan; None when no event names an end user (or the
         judging is off)."""
+        if not cfg.end_users.enabled or not has_end_users(log_dir):
+            return None
+        return cls.fresh(log_dir, cfg, overrides, partners)
+
+    @classmethod
+    def fresh(cls, log_dir: Path, cfg: DetectConfig, overrides: dict[str, str],
+              partners: set[str]) -> SubPrincipals:
+        """A detector knowing the log's accounts and models, with no end user seen yet."""
         from distillguard.detect._online import OnlineDetector
         from distillguard.traffic import TrafficLog
 
-        if not cfg.end_users.enabled or not has_end_users(log_dir):
-            return None
         log = TrafficLog(log_dir)
         det = OnlineDetector(cfg, accounts=log.read("accounts") if log.has("accounts") else None,
                              models=log.read("models") if log.has("models") else None,
@@ -171,6 +177,11 @@ class SubPrincipals:
         keyed = sub_principal_signals(sig, end_user.replace("", None), self.book)
         count_named(keyed, self.shares)
         return self.det.state.prepare(keyed, step, origin)
+
+    @property
+    def named(self) -> bool:
+        """Whether any event fed so far named an end user."""
+        return any(named for named, _ in self.shares.values())
 
     def judge(self, cfg: DetectConfig, carriers: set[str]) -> tuple[pa.Table, set[str]]:
         """After the replay: `end_user_verdicts`, and the carriers whose flag is narrowed to

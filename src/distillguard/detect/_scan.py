@@ -18,6 +18,7 @@ def scan(
     config: str | Path | None = None,
     engine: Engine = "duckdb",
     indicators: str | Path | None = None,
+    checkpoint: str | Path | None = None,
 ) -> ScanResult:
     """Scan the traffic log in `log_dir` and write `verdicts` and `campaigns` to `out_dir`.
 
@@ -29,12 +30,15 @@ def scan(
         engine: `duckdb` (embedded), `spark`, or `spark-streaming` (the parts of `events/` as a
             Structured Streaming source, one per micro-batch; see `_spark_stream`).
         indicators: partners' STIX indicators; accounts matching them count as linked.
+        checkpoint: the streaming query's checkpoint folder (`spark-streaming` only): a scan
+            started again on it resumes where the last one stopped or crashed.
 
     Returns:
         The verdicts and campaigns as written (conformed to the format's schemas).
 
     Raises:
-        ConfigError: unknown detector or engine, or a config file that does not exist.
+        ConfigError: unknown detector or engine, a config file that does not exist, or a
+            checkpoint for an engine that takes none.
         LogFormatError: `log_dir` is not a traffic log.
 
     Examples:
@@ -61,6 +65,10 @@ def scan(
         if "indicators" not in params:
             raise ConfigError(f"Detector {name!r} does not use partners' indicators.")
         extra["indicators"] = Path(indicators)
+    if checkpoint is not None:
+        if "checkpoint" not in params:
+            raise ConfigError(f"A checkpoint is for the spark-streaming engine; detector {name!r} on {engine} takes none.")
+        extra["checkpoint"] = Path(checkpoint)
     result = fn(log_path, config_path, **extra)
     verdicts = conform("verdicts", result.verdicts)
     campaigns = conform("campaigns", result.campaigns)

@@ -1,7 +1,8 @@
 """Rate limits per key, account and campaign, on requests and tokens, per minute and per day.
 
-Request counting is delegated to the `limits` library: in memory by default (one process),
-Redis when several gateway replicas must share one budget. Token budgets are reserved before
+Requests are counted in the `limits` library's storages, through their public storage API under
+counter keys of our own (`RequestWindows`): in memory by default (one process), Redis when
+several gateway replicas must share one budget. Token budgets are reserved before
 an exchange and settled after it (`_tokens.py`), in the same storage.
 
 Each subject (key, account, campaign) has one set of windows, whatever its verdict: a
@@ -236,23 +237,67 @@ def _lazy_memory_storage() -> Any:
 _PERIODS = {"minute": 60, "day": 86400}
 
 
-def _budget_items() -> dict[str, Any]:
-    """`limits` items per period whose counter key leaves out the limit.
+#: the namespace of the request counters (inside the storage's own key prefix)
+REQUEST_NAMESPACE = "DG/req"
 
-    The library's key names the limit, so a subject checked against two limits (its budget and
-    its throttled budget, or before and after an analyst changes its limits) would be counted
-    in two windows. These items key a window by the subject and the period only.
+
+def request_counter_key(scope: str, subject: str, period: str) -> str:
+    """The counter of one subject's requests in one period: the subject and the period only,
+    never the limit, so a subject checked against two limits (its budget and its throttled
+    budget, or before and after an analyst changes its limits) is counted in one window."""
+    return f"{REQUEST_NAMESPACE}/{scope}/{subject}/{period}"
+
+
+def sliding_count(previous: int, previous_expires_in: float, current: int, expiry: float) -> float:
+    """A sliding window's requests: the previous window's weighted by the share of it still
+    inside the sliding window, plus the current window's."""
+    return previous * previous_expires_in / expiry + current
+
+
+class RequestWindows:
+    """Request counters of one strategy, on a `limits` storage through its public storage API
+    (`incr`/`get`/`get_expiry`, the moving window's entries, the sliding window's pair), under
+    counter keys of our own (`request_counter_key`). Same counting rules as the `limits`
+    strategies of the same names.
+
+    Args:
+        strategy: fixed-window, moving-window or sliding-window.
+        storage: a `limits.aio.storage` storage (memory or Redis).
     """
-    from limits import RateLimitItemPerDay, RateLimitItemPerMinute
-    from limits.limits import safe_string
 
-    def key_for(self: Any, *identifiers: bytes | str | int | float) -> str:
-        ids = "/".join(safe_string(k) for k in identifiers)
-        return f"{self.namespace}/{ids}/{self.multiples}/{self.GRANULARITY.name}"
+    def __init__(self, strategy: str, storage: Any) -> None:
+        self.strategy = strategy
+        self.storage = storage
 
-    per_minute = type("BudgetPerMinute", (RateLimitItemPerMinute,), {"key_for": key_for})
-    per_day = type("BudgetPerDay", (RateLimitItemPerDay,), {"key_for": key_for})
-    return {"minute": per_minute, "day": per_day}
+    async def hit(self, key: str, limit: int, expiry: int, cost: int = 1) -> bool:
+        """Count `cost` requests; whether they fit (a fixed window counts them even when not)."""
+        if self.strategy == "moving-window":
+            return bool(await self.storage.acquire_entry(key, limit, expiry, amount=cost))
+        if self.strategy == "sliding-window":
+            return bool(await self.storage.acquire_sliding_window_entry(key, limit, expiry, cost))
+        return int(await self.storage.incr(key, expiry, amount=cost)) <= limit
+
+    async def test(self, key: str, limit: int, expiry: int, cost: int = 1) -> bool:
+        """Whether `cost` more requests fit (counts nothing)."""
+        if self.strategy == "moving-window":
+            _start, used = await self.storage.get_moving_window(key, limit, expiry)
+            return int(used) <= limit - cost
+        if self.strategy == "sliding-window":
+            prev, prev_in, cur, _cur_in = await self.storage.get_sliding_window(key, expiry)
+            return sliding_count(prev, prev_in, cur, expiry) < limit - cost + 1
+        return int(await self.storage.get(key)) < limit - cost + 1
+
+    async def stats(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """(when the window next frees a request, epoch seconds; requests left)."""
+        if self.strategy == "moving-window":
+            start, used = await self.storage.get_moving_window(key, limit, expiry)
+            return float(start) + expiry, limit - int(used)
+        if self.strategy == "sliding-window":
+            prev, prev_in, cur, cur_in = await self.storage.get_sliding_window(key, expiry)
+            left = max(0, limit - math.floor(sliding_count(prev, prev_in, cur, expiry)))
+            frees_in = min(prev_in % (expiry / prev) if prev else math.inf, cur_in % expiry if cur else math.inf)
+            return time.time() + (frees_in if frees_in != math.inf else 0.0), left
+        return float(await self.storage.get_expiry(key)), max(0, limit - int(await self.storage.get(key)))
 
 
 class _VersionedDict(dict[str, LimitSet]):
@@ -304,7 +349,7 @@ class Limiter:
         key_prefix: str = "distillguard",
         redis_options: RedisOptions | None = None,
     ) -> None:
-        from limits.aio import storage, strategies
+        from limits.aio import storage
 
         self.config = config or LimitsConfig()
         self.account_overrides: dict[str, LimitSet] = _VersionedDict()
@@ -328,23 +373,16 @@ class Limiter:
             raise ConfigError(
                 f"Unsupported limits storage {self.storage_url!r}; use memory:// or redis://HOST:PORT/DB."
             )
-        kinds: dict[str, Any] = {
-            "fixed-window": strategies.FixedWindowRateLimiter,
-            "moving-window": strategies.MovingWindowRateLimiter,
-            "sliding-window": strategies.SlidingWindowCounterRateLimiter,
-        }
-        self._req = kinds[self.config.strategy](self._storage)
+        self._req = RequestWindows(self.config.strategy, self._storage)
         self._tok_prefix = f"{key_prefix}:tok"
-        self._items: dict[tuple[str, int], Any] = {}
         # Settlements waiting for `flush_charges` (Redis only): counter key -> tokens to add.
         self._pending: dict[str, int] = {}
         self._windows: dict[tuple[bool, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
-        self._per: dict[str, Any] = _budget_items()
-        # In-process fixed windows are counted without the strategy layer: per subject, a cached
-        # plan of (counter key, expiry, limit), incremented in the library's storage by a plain
-        # call. Same counters as the strategy layer's, a tenth of the cost per request.
+        # In-process fixed windows are incremented by a plain call (no coroutine), a tenth of
+        # the cost per request; the same counters as `RequestWindows.hit`.
         self._fast = self.config.strategy == "fixed-window" and hasattr(self._storage, "incr_now")
-        self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, int, str, Any]]] = {}
+        # per (throttled, scope, subject): its request budgets as (counter key, expiry, limit, period)
+        self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, int, str]]] = {}
         self._plans_version = (0, 0)
         self._config_version = 0
 
@@ -362,26 +400,19 @@ class Limiter:
             self._windows.clear()
             self._plans_version = version
 
-    def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, int, str, Any]]:
-        """(counter key, expiry, limit, period, item) per request budget of one subject; the
-        counter keys are the same whether `throttled` or not, only the limits differ."""
-        self._drop_stale()
+    def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, int, str]]:
+        """(counter key, expiry, limit, period) per request budget of one subject; the counter
+        keys are the same whether `throttled` or not, only the limits differ. Callers drop
+        stale plans first (`_drop_stale`, once per call into the limiter)."""
         plan = self._plans.get((throttled, scope, subject))
         if plan is None:
             ls = self._limits_for(scope, subject, throttled)
             plan = []
             for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
                 if req is not None:
-                    item = self._item(period, req)
-                    plan.append((item.key_for("req", scope, subject), item.get_expiry(), req, period, item))
+                    plan.append((request_counter_key(scope, subject, period), _PERIODS[period], req, period))
             self._plans[(throttled, scope, subject)] = plan
         return plan
-
-    def _item(self, period: str, amount: int) -> Any:
-        it = self._items.get((period, amount))
-        if it is None:
-            it = self._items[(period, amount)] = self._per[period](amount, namespace="DG")
-        return it
 
     def _limits_for(self, scope: Scope, subject: str, throttled: bool) -> LimitSet:
         ls = self.config.for_scope(scope)
@@ -428,20 +459,13 @@ class Limiter:
         return await self._bounded(self._check(subjects, throttled, tokens))
 
     async def _check(self, subjects: list[tuple[Scope, str]], throttled: bool, tokens: int) -> LimitResult:
-        if self._fast:
-            incr = self._storage.incr_now
-            for scope, subject in subjects:
-                for key, expiry, limit, period, item in self._plan(throttled, scope, subject):
-                    if incr(key, expiry) > limit:
-                        return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", limit)
-        else:
-            for scope, subject in subjects:
-                ls = self._limits_for(scope, subject, throttled)
-                for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
-                    if req is not None:
-                        item = self._item(period, req)
-                        if not await self._req.hit(item, "req", scope, subject):
-                            return await self._refusal(self._req, item, scope, subject, f"requests_per_{period}", req)
+        self._drop_stale()
+        incr = self._storage.incr_now if self._fast else None
+        for scope, subject in subjects:
+            for key, expiry, limit, period in self._plan(throttled, scope, subject):
+                fits = incr(key, expiry) <= limit if incr is not None else await self._req.hit(key, limit, expiry)
+                if not fits:
+                    return await self._refusal(key, expiry, scope, subject, f"requests_per_{period}", limit)
         return await self._reserve_tokens(throttled, subjects, tokens)
 
     async def _reserve_tokens(self, throttled: bool, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
@@ -459,8 +483,8 @@ class Limiter:
         self, throttled: bool, subjects: list[tuple[Scope, str]]
     ) -> tuple[list[Window], list[tuple[Scope, str, str, int]]]:
         """Token windows of `subjects` with their limits (scaled when `throttled`); a window's
-        counter is the same whether throttled or not."""
-        self._drop_stale()
+        counter is the same whether throttled or not. Callers drop stale ones first, as for
+        `_plan`."""
         cache_key = (throttled, tuple(subjects))
         got = self._windows.get(cache_key)
         if got is None:
@@ -491,31 +515,28 @@ class Limiter:
     async def _reserve(
         self, subjects: list[tuple[Scope, str]], n: int, throttled: bool, periods: tuple[str, ...]
     ) -> LimitResult:
+        self._drop_stale()
         spent = await self._reserve_tokens(throttled, subjects, 0)  # reserves nothing: only checks
         if not spent.allowed:
             return replace(spent, remaining=0)
-        budgets: list[tuple[Any, Scope, str, str, int]] = []
-        for scope, subject in subjects:
-            ls = self._limits_for(scope, subject, throttled)
-            for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
-                if req is not None and period in periods:
-                    budgets.append((self._item(period, req), scope, subject, period, req))
+        budgets = [(key, expiry, limit, period, scope, subject) for scope, subject in subjects
+                   for key, expiry, limit, period in self._plan(throttled, scope, subject) if period in periods]
         # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
-        for item, scope, subject, period, req in budgets:
-            if not await self._req.test(item, "req", scope, subject, cost=n):
-                stats = await self._req.get_window_stats(item, "req", scope, subject)
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                return LimitResult(False, retry, scope, subject, f"requests_per_{period}", req, remaining=max(0, stats.remaining))
-        for item, scope, subject, _period, _req in budgets:
-            await self._req.hit(item, "req", scope, subject, cost=n)
+        for key, expiry, limit, period, scope, subject in budgets:
+            if not await self._req.test(key, limit, expiry, cost=n):
+                reset, left = await self._req.stats(key, limit, expiry)
+                retry = max(1, math.ceil(reset - time.time()))
+                return LimitResult(False, retry, scope, subject, f"requests_per_{period}", limit, remaining=max(0, left))
+        for key, expiry, limit, _period, _scope, _subject in budgets:
+            await self._req.hit(key, limit, expiry, cost=n)
         return ALLOWED
 
     async def _refusal(
-        self, strat: Any, item: Any, scope: Scope, subject: str, budget: str, limit: int
+        self, key: str, expiry: int, scope: Scope, subject: str, budget: str, limit: int
     ) -> LimitResult:
         try:
-            stats = await strat.get_window_stats(item, "req", scope, subject)
-            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            reset, _left = await self._req.stats(key, limit, expiry)
+            retry = max(1, math.ceil(reset - time.time()))
         except Exception:  # noqa: BLE001 - stats are advisory; the refusal stands
             retry = _PERIODS["minute" if "minute" in budget else "day"]
         return LimitResult(False, retry, scope, subject, budget, limit)
@@ -547,12 +568,14 @@ class Limiter:
     async def charge_tokens(self, subjects: list[tuple[Scope, str]], tokens: int) -> None:
         """Charge tokens used without a reservation (counted even past the limit)."""
         if tokens > 0:
+            self._drop_stale()
             windows, _ = self._token_windows(False, subjects)
             if windows:
                 await self._bounded(self._ledger.reserve(windows, tokens, force=True))
 
     async def tokens_used(self, scope: Scope, subject: str) -> dict[str, int]:
         """Tokens counted in the current windows of one subject, by budget name."""
+        self._drop_stale()
         windows, names = self._token_windows(False, [(scope, subject)])
         return {name[2]: await self._ledger.used(w) for w, name in zip(windows, names, strict=True)}
 

@@ -77,6 +77,9 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._expiry: dict[str, float] = {}
+        # per window base: (when its current window ends, that window's counter key, the
+        # counter's expiry), so a request in the same window formats no key
+        self._current: dict[str, tuple[float, str, float]] = {}
         self._swept = time.time()
 
     def _sweep(self, now: float) -> None:
@@ -86,22 +89,35 @@ class MemoryLedger:
             for k in [k for k, t in self._expiry.items() if t <= now]:
                 self._counts.pop(k, None)
                 self._expiry.pop(k, None)
+            for k in [k for k, (end, _key, _exp) in self._current.items() if end <= now]:
+                del self._current[k]
+
+    def _window(self, w: Window, now: float) -> tuple[float, str, float]:
+        """(end, counter key, expiry) of `w`'s window holding `now`."""
+        got = self._current.get(w.base)
+        if got is None or got[0] <= now:
+            n = math.floor(now / w.period)
+            end = (n + 1) * w.period
+            got = self._current[w.base] = (end, f"{w.base}:{n}", end + _GRACE_S)
+        return got
 
     def reserve_now(self, windows: list[Window], tokens: int, force: bool = False) -> Reservation | Refused:
         now = time.time()
         self._sweep(now)
-        keys = []
-        for i, w in enumerate(windows):
-            n = math.floor(now / w.period)
-            key = f"{w.base}:{n}"
-            if not force and self._counts.get(key, 0) >= w.limit:
-                return Refused(i, max(1, math.ceil((n + 1) * w.period - now)))
-            keys.append((key, (n + 1) * w.period + _GRACE_S))
+        counts = self._counts
+        found = [self._window(w, now) for w in windows]
+        if not force:
+            for i, (w, (end, key, _exp)) in enumerate(zip(windows, found, strict=True)):
+                if counts.get(key, 0) >= w.limit:
+                    return Refused(i, max(1, math.ceil(end - now)))
         if tokens:
-            for key, expiry in keys:
-                self._counts[key] = self._counts.get(key, 0) + tokens
-                self._expiry.setdefault(key, expiry)
-        return Reservation(tuple(k for k, _ in keys), tokens)
+            for _end, key, exp in found:
+                if key in counts:
+                    counts[key] += tokens
+                else:
+                    counts[key] = tokens
+                    self._expiry.setdefault(key, exp)
+        return Reservation(tuple(key for _end, key, _exp in found), tokens)
 
     async def reserve(self, windows: list[Window], tokens: int, force: bool = False) -> Reservation | Refused:
         return self.reserve_now(windows, tokens, force)

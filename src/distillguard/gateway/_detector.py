@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillguard._redis import RedisOptions
-from distillguard.gateway._checkpoint import decode, encode, snapshot
+from distillguard.detect._checkpoint import decode, encode, snapshot
 from distillguard.gateway._store import EVENT_FIELDS, Store
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictTables
 

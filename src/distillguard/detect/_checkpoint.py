@@ -1,4 +1,7 @@
-"""The detector's checkpoint as bytes: its arrays out of band, compressed, framed by Arrow IPC.
+"""A detector's checkpoint as bytes: its arrays out of band, compressed, framed by Arrow IPC.
+
+Used by the fleet's detector service (`gateway._detector`) and the Spark streaming prototype
+(`_spark_stream`).
 
 Nearly all of a detector's state is numpy arrays (per account, per shared key, per pair); the
 rest is a small skeleton of plain Python objects (ids, labels, config). A checkpoint is taken
@@ -15,7 +18,8 @@ in two halves so that the detector pauses only for the first:
 `decode` reads this format and the earlier one (a plain pickle of the whole state), so a
 detector upgraded in place resumes from its last checkpoint.
 
-Only the detector's own database rows are ever decoded (see `gateway._detector`).
+Only a detector's own checkpoints are ever decoded (its database rows, or the files in its
+streaming query's checkpoint folder).
 """
 
 from __future__ import annotations

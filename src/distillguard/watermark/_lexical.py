@@ -40,6 +40,7 @@ from distillguard.watermark import _formats as F
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._scheme import LayerKeys
+from distillguard.watermark._serial import LIST_PRONOUNS, ListRun, first_word
 from distillguard.watermark._synonyms import (
     BY_FIRST,
     GROUPS,
@@ -119,6 +120,8 @@ class _ScanState:
     list_swap: dict[int, bool] = field(default_factory=dict)
     # the closing quote of a quoted span whose opening quote was swapped (same paragraph)
     quote_close: str | None = None
+    # the comma-separated segments of this sentence (where a serial comma is a choice)
+    run: ListRun = field(default_factory=ListRun)
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -226,6 +229,7 @@ class _Matcher:
                 if marker is not None and not self._near_code(items, i, i + 1):
                     out.append(self._mark_list(*marker))
                     self._passed(items[i])
+                    self.state.run.new_sentence()  # "1." and "1)" alike
                     i += 1
                     continue
             if kind == _OTHER and (quoted := self._quote(items, i)) is not None:
@@ -261,15 +265,32 @@ class _Matcher:
             out.append(new)
             self._advance(_norm(new))
             for it in items[i:end]:
-                self._passed(it)
+                self._passed(it, track=False)
+            self._track_words(new)
             i = end
         return "".join(out), i
 
     def _context(self) -> str:
         return f"{self.state.before_prev} {self.state.prev}"
 
-    def _passed(self, item: tuple[str, str]) -> None:
+    def _track_words(self, text: str) -> None:
+        """The list run reads the words written (a swap may change their number: "do not")."""
+        for k, w in enumerate(text.split(" ")):
+            if k:
+                self.state.run.space(" ")
+            self.state.run.word(w)
+
+    def _passed(self, item: tuple[str, str], track: bool = True) -> None:
         st = self.state
+        if track:
+            if item[1] == _W:
+                st.run.word(item[0])
+            elif item[1] == _SPACE:
+                st.run.space(item[0])
+            elif item[1] == _OTHER:
+                st.run.other(item[0])
+            else:
+                st.run.plain = False
         if item[0]:
             st.last_char = item[0][-1]
         st.last_items = (st.last_items[1], item)
@@ -342,17 +363,68 @@ class _Matcher:
     def _format(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """The format choice (dash, "e.g.", number) starting at items[i], outside code."""
         text, kind = items[i]
+        form: _Form | None = None
         if kind == _ABBR:
             form = _abbreviation(items, i)
-        elif text in (F.EM_DASH, " "):
+        if form is None and text in (",", " "):
+            form = self._serial(items, i)
+        if form is None and text in (F.EM_DASH, " "):
             form = _dash(items, i) if self.state.last_char.isalpha() else None
-        elif kind in (_W, _OTHER):
+        if form is None and kind == _OTHER:
+            form = self._figure(items, i)
+        if form is None and kind in (_W, _OTHER):
             form = self._number(items, i)
-        else:
-            return None
         if form is None or self._near_code(items, i, form.end):
             return None
         return form
+
+    def _serial(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """The end of a list of three or more: "B and C" (at the space) or "B, and C" (at the
+        comma), when the segments read so far make a list (`_serial.ListRun`)."""
+        if not self.state.run.in_list():
+            return None
+        member = int(items[i][0] == ",")
+        if member == 0 and self.state.last_items[1][1] != _W:
+            return None
+        at = i + member  # the space before the conjunction
+        if at + 3 >= len(items) or items[at] != (" ", _SPACE) or items[at + 2] != (" ", _SPACE):
+            return None
+        conj, after = items[at + 1], items[at + 3]
+        if conj[1] != _W or conj[0] not in ("and", "or") or after[1] != _W:
+            return None
+        if first_word(after[0]) in LIST_PRONOUNS:
+            return None
+        return _Form(F.SERIAL_COMMA, member, at + 2, (" " + conj[0], ", " + conj[0]), conj[0])
+
+    def _in_prose(self) -> bool:
+        """The item before is one space after a word: a figure in a sentence, not a table or label."""
+        before, gap = self.state.last_items
+        return gap == (" ", _SPACE) and before[1] == _W
+
+    def _figure(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """A percentage ("50%" / "50 percent"), a range ("5-10" / "5–10") in prose, or an
+        ellipsis after a word."""
+        text = items[i][0]
+        spaced = i + 1 >= len(items) or items[i + 1][1] == _SPACE
+        if m := F.ELLIPSIS_MARK.fullmatch(text):
+            if self.state.last_items[1][1] != _W:
+                return None
+            member = F.ELLIPSES.index(m[1])
+            return _Form(F.ELLIPSIS, member, i + 1, tuple(e + m[2] for e in F.ELLIPSES))  # type: ignore[arg-type]
+        if not self._in_prose():
+            return None
+        if (m := F.PERCENT_SIGN.fullmatch(text)) and spaced:
+            return _Form(F.PERCENT, 0, i + 1, (text, f"{m[1]} {F.PERCENT_WORD}{m[2]}"))
+        if (
+            F.PERCENT_NUMBER.fullmatch(text)
+            and items[i + 1 : i + 3] == [(" ", _SPACE), (F.PERCENT_WORD, _W)]
+            and (i + 3 >= len(items) or items[i + 3][0][0] not in _BLOCKERS)
+        ):
+            return _Form(F.PERCENT, 1, i + 3, (text + "%", f"{text} {F.PERCENT_WORD}"))
+        if (m := F.RANGE.fullmatch(text)) and spaced and F.is_range(m[1], m[3]):
+            renders = tuple(f"{m[1]}{d}{m[3]}{m[4]}" for d in F.RANGE_DASHES)
+            return _Form(F.RANGE_DASH, F.RANGE_DASHES.index(m[2]), i + 1, renders)  # type: ignore[arg-type]
+        return None
 
     def _number(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """A count after a lower-case word and before a lower-case noun, in prose: "has 3 steps"."""
@@ -391,6 +463,9 @@ class _Matcher:
         for it in items[i : form.end]:
             self._passed(it)
         self.state.last_char = new[-1]
+        self.state.run.after_format()
+        if form.group == F.PERCENT:  # one item or three: what follows reads the same either way
+            self.state.last_items = (("", ""), (new, _OTHER))
         if form.word is not None:
             self._advance(form.word)
         return new

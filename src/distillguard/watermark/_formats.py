@@ -18,6 +18,8 @@ Ids are never reused; a retired choice keeps its id reserved.
 - `PERCENT`: a percentage in prose, "50%" or "50 percent".
 - `RANGE_DASH`: a range of whole numbers in prose, "5-10" or "5–10" (en dash).
 - `ELLIPSIS`: an ellipsis after a word, three full stops or one "…".
+- `BOLD_COLON`: a Markdown bold label's colon inside or outside its closing stars, "**Note:**"
+  or "**Note**:".
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ SERIAL_COMMA = FORMAT_BASE + 8
 PERCENT = FORMAT_BASE + 9
 RANGE_DASH = FORMAT_BASE + 10
 ELLIPSIS = FORMAT_BASE + 11
+BOLD_COLON = FORMAT_BASE + 12
 FORMATS: frozenset[int] = frozenset(
     {
         APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES,
-        SERIAL_COMMA, PERCENT, RANGE_DASH, ELLIPSIS,
+        SERIAL_COMMA, PERCENT, RANGE_DASH, ELLIPSIS, BOLD_COLON,
     }
 )
 
@@ -207,6 +210,7 @@ RANGE = re.compile(r"(\d{1,4})([-–])(\d{1,4})" + _CLOSE)
 RANGE_DASHES = ("-", "–")
 ELLIPSIS_MARK = re.compile(r"(\.\.\.|…)([,;:!?)]?)")
 ELLIPSES = ("...", "…")
+BOLD_COLONS = (":**", "**:")
 
 
 def is_range(low: str, high: str) -> bool:

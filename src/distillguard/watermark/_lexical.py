@@ -47,8 +47,14 @@ from distillguard.watermark._synonyms import (
     RULE_BE,
     RULE_LEAD,
     RULE_LEAD_BE,
+    RULE_NO_DETERMINER,
     RULE_NO_PRONOUN,
     RULE_NONE,
+    RULE_PERFECT,
+    RULE_WOULD,
+    DETERMINERS,
+    PERFECT_ADVERBS,
+    is_participle,
 )
 from distillguard.watermark._version import KeyVersion
 
@@ -402,10 +408,12 @@ class _Matcher:
         return gap == (" ", _SPACE) and before[1] == _W
 
     def _figure(self, items: list[tuple[str, str]], i: int) -> _Form | None:
-        """A percentage ("50%" / "50 percent"), a range ("5-10" / "5–10") in prose, or an
-        ellipsis after a word."""
+        """A percentage ("50%" / "50 percent"), a range ("5-10" / "5–10") in prose, an
+        ellipsis or a bold label's colon after a word."""
         text = items[i][0]
         spaced = i + 1 >= len(items) or items[i + 1][1] == _SPACE
+        if text in F.BOLD_COLONS and self.state.last_items[1][1] == _W:
+            return _Form(F.BOLD_COLON, F.BOLD_COLONS.index(text), i + 1, F.BOLD_COLONS)
         if m := F.ELLIPSIS_MARK.fullmatch(text):
             if self.state.last_items[1][1] != _W:
                 return None
@@ -539,6 +547,8 @@ class _Matcher:
             return capital and end < len(items) and items[end][0].startswith(",")
         if rule == RULE_LEAD_BE and not capital:
             return False
+        if rule == RULE_NO_DETERMINER:
+            return self.state.prev not in DETERMINERS
         nxt = None
         if (
             end + 1 < len(items)
@@ -555,9 +565,15 @@ class _Matcher:
             and _norm(nxt) != "not"
             and self.state.prev not in NO_CONTRACTION_AFTER
         )
+        if not continues or nxt is None:
+            return False
         if rule in (RULE_BE, RULE_LEAD_BE):
-            return continues and nxt is not None and _norm(nxt) not in HAS_MARKERS
-        return continues
+            return _norm(nxt) not in HAS_MARKERS
+        if rule == RULE_PERFECT:
+            return is_participle(_norm(nxt))
+        if rule == RULE_WOULD:
+            return not is_participle(_norm(nxt)) and _norm(nxt) not in PERFECT_ADVERBS
+        return True
 
 
 def scan(text: str, state: _ScanState, decide: Decide) -> str:

@@ -43,7 +43,9 @@ from distillguard.watermark._scheme import LayerKeys
 from distillguard.watermark._serial import LIST_PRONOUNS, ListRun, first_word
 from distillguard.watermark._synonyms import (
     BY_FIRST,
+    DETERMINERS,
     GROUPS,
+    PERFECT_ADVERBS,
     RULE_BE,
     RULE_LEAD,
     RULE_LEAD_BE,
@@ -52,8 +54,6 @@ from distillguard.watermark._synonyms import (
     RULE_NONE,
     RULE_PERFECT,
     RULE_WOULD,
-    DETERMINERS,
-    PERFECT_ADVERBS,
     is_participle,
 )
 from distillguard.watermark._version import KeyVersion

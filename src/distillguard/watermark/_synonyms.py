@@ -110,7 +110,7 @@ _RULES = {
     RULE_WOULD, RULE_NO_DETERMINER,
 }
 # past participles that do not end in "-ed" (RULE_PERFECT, RULE_WOULD)
-PARTICIPLES = frozenset(
+_PARTICIPLES = (
     """been done seen made had got gotten gone taken given found written known shown become come
     run put set read left heard built brought bought thought told said sent spent kept lost met
     paid won begun chosen driven eaten fallen forgotten held hidden learnt meant grown drawn
@@ -118,18 +118,18 @@ PARTICIPLES = frozenset(
     stolen thrown worn broken frozen risen ridden shaken flown blown dealt slept swept dug hung
     spun stuck beaten bitten proven sunk sung swum drunk rung overcome undergone withdrawn laid
     sat fed fled lit slid spread burst cast cost quit bet upset forbidden forgiven mistaken
-    undertaken arisen torn""".split()
+    undertaken arisen torn"""
 )
+PARTICIPLES = frozenset(_PARTICIPLES.split())
 # "-ed" words that are no participle ("I'd need")
-NOT_PARTICIPLES = frozenset(
-    "need feed speed proceed succeed exceed bed red shed bleed breed seed weed heed indeed".split()
-)
+_NOT_PARTICIPLES = "need feed speed proceed succeed exceed bed red shed bleed breed seed weed heed indeed"
+NOT_PARTICIPLES = frozenset(_NOT_PARTICIPLES.split())
 # adverbs that sit between "had" and its participle ("I'd already left"): RULE_WOULD stops there
-PERFECT_ADVERBS = frozenset("already just never always ever recently previously since better".split())
+_PERFECT_ADVERBS = "already just never always ever recently previously since better"
+PERFECT_ADVERBS = frozenset(_PERFECT_ADVERBS.split())
 # RULE_NO_DETERMINER: the words before a noun use ("for a while", "all the while", "worth while")
-DETERMINERS = frozenset(
-    "a an the this that these those my your our their his her its each every some any no worth once most quite very".split()
-)
+_DETERMINERS = "a an the this that these those my your our their his her its each every some any no worth once most quite very"
+DETERMINERS = frozenset(_DETERMINERS.split())
 
 
 def is_participle(word: str) -> bool:

@@ -414,3 +414,37 @@ def test_each_format_choice_is_detected_alone(group: int) -> None:
     assert detect_lexical(key, [marked], groups=0, formats={group}).p_value < 1e-6
     assert detect_lexical(key, [text], groups=0, formats={group}).p_value > 1e-3
     assert detect_lexical(fixed_key(701), [marked], groups=0, formats={group}).p_value > 1e-3
+
+
+def test_key_files_without_lexical_context_read_as_before() -> None:
+    """New keys key each choice on the stable words; a key file written before the setting
+    existed keeps the two previous words, so marks already served stay readable."""
+    from distillguard.watermark import WatermarkConfig
+
+    assert WatermarkConfig().lexical_context == "stable"
+    assert WatermarkConfig.from_dict({}).lexical_context == "words"
+    assert WatermarkConfig.from_dict(WatermarkConfig().to_dict()).lexical_context == "stable"
+    with pytest.raises(Exception, match="lexical_context"):
+        WatermarkConfig(lexical_context="sentence")  # type: ignore[arg-type]
+
+
+def test_stable_contexts_survive_a_rewording_of_the_other_choices(corpora_dir: Path) -> None:
+    """Re-drawing every lexicon and format choice at random (the rule paraphraser, public
+    lexicon) changes only the choices: under the stable context every other choice keeps its
+    context, where the two-previous-words context loses those next to a reworded choice."""
+    from distillguard.trace import RuleParaphrase, paraphrase_rules
+    from distillguard.watermark import WatermarkConfig
+
+    texts = read_corpus_texts(["wildchat_1k"], 150, root=corpora_dir)
+    swap = RuleParaphrase(swap_rate=1.0, reorder_rate=0.0, normalise=False)
+    kept = {}
+    for mode in ("words", "stable"):
+        key = fixed_key(120, WatermarkConfig(lexical_context=mode))
+        marked = [key.text_watermarker("acct-1").apply(t) for t in texts]
+        reworded = [paraphrase_rules(t, seed=i, rules=swap) for i, t in enumerate(marked)]
+        before = set(L.occurrences(marked, stable=mode == "stable").ctx.tolist())
+        after = set(L.occurrences(reworded, stable=mode == "stable").ctx.tolist())
+        kept[mode] = len(before & after) / len(before)
+        assert detect_lexical(key, marked).p_value < 1e-12
+    assert kept["stable"] >= 0.97, kept
+    assert 1 - kept["stable"] <= (1 - kept["words"]) / 2, kept  # loses at most half as many

@@ -43,6 +43,7 @@ from distillguard.watermark._scheme import LayerKeys
 from distillguard.watermark._serial import LIST_PRONOUNS, ListRun, first_word
 from distillguard.watermark._synonyms import (
     BY_FIRST,
+    CHOICE_WORDS,
     DETERMINERS,
     GROUPS,
     PERFECT_ADVERBS,
@@ -128,6 +129,8 @@ class _ScanState:
     quote_close: str | None = None
     # the comma-separated segments of this sentence (where a serial comma is a choice)
     run: ListRun = field(default_factory=ListRun)
+    # the last two words that no choice writes (the "stable" context)
+    stable: tuple[str, str] = ("", "")
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -218,10 +221,12 @@ def _abbreviation(items: list[tuple[str, str]], i: int) -> _Form | None:
 
 
 class _Matcher:
-    """Finds and rewrites the keyed forms in a list of items (the scan's core)."""
+    """Finds and rewrites the keyed forms in a list of items (the scan's core); `stable`: contexts
+    read the stable words (`WatermarkConfig.lexical_context`)."""
 
-    def __init__(self, decide: Decide) -> None:
+    def __init__(self, decide: Decide, stable: bool = False) -> None:
         self.decide = decide
+        self.stable = stable
         self.state = _ScanState()
 
     def run(self, items: list[tuple[str, str]], final: bool) -> tuple[str, int]:
@@ -277,6 +282,8 @@ class _Matcher:
         return "".join(out), i
 
     def _context(self) -> str:
+        if self.stable:
+            return "\x01".join(self.state.stable)
         return f"{self.state.before_prev} {self.state.prev}"
 
     def _track_words(self, text: str) -> None:
@@ -496,7 +503,7 @@ class _Matcher:
             return word
         first = min(word.find(a) for a in F.APOSTROPHES if a in word)
         member = F.APOSTROPHES.index(word[first])
-        ctx = f"{self.state.before_prev} {self.state.prev} {_norm(word)}"
+        ctx = f"{self._context()} {_norm(word)}"
         choice = self.decide(ctx, APOSTROPHE_GROUP, member)
         if choice is None or choice == member:
             return word
@@ -504,6 +511,8 @@ class _Matcher:
 
     def _advance(self, word: str) -> None:
         self.state.before_prev, self.state.prev = self.state.prev, word
+        if word not in CHOICE_WORDS:
+            self.state.stable = (self.state.stable[1], word)
 
     def _match(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, int, bool] | None:
         """(group, member, end item, capitalised) of the form starting at word item i."""
@@ -576,9 +585,9 @@ class _Matcher:
         return True
 
 
-def scan(text: str, state: _ScanState, decide: Decide) -> str:
+def scan(text: str, state: _ScanState, decide: Decide, stable: bool = False) -> str:
     """Rewrite the whole of `text` (kept for callers that scan complete texts)."""
-    matcher = _Matcher(decide)
+    matcher = _Matcher(decide, stable)
     matcher.state = state
     items = [it for c in _CHUNK.findall(text) for it in _items(c, state)]
     return matcher.run(items, final=True)[0]
@@ -643,8 +652,8 @@ class TextStream:
     which is all a decision reads, so the output is the same for any split.
     """
 
-    def __init__(self, decide: Decide) -> None:
-        self._matcher = _Matcher(decide)
+    def __init__(self, decide: Decide, stable: bool = False) -> None:
+        self._matcher = _Matcher(decide, stable)
         self._items: list[tuple[str, str]] = []
         self._buffer = ""
 
@@ -694,7 +703,7 @@ class TextWatermarker:
         return stream.feed(text) + stream.finish()
 
     def stream(self) -> TextStream:
-        return TextStream(self._decide)
+        return TextStream(self._decide, self.version.config.lexical_context == "stable")
 
 
 @dataclass
@@ -707,9 +716,13 @@ class _Occurrences:
 
 
 def occurrences(
-    texts: Sequence[str], groups: int | None = None, formats: Collection[int] | None = None
+    texts: Sequence[str],
+    groups: int | None = None,
+    formats: Collection[int] | None = None,
+    stable: bool = False,
 ) -> _Occurrences:
-    """Each distinct (previous word, group) context of the texts, with the member used."""
+    """Each distinct (previous words, group) context of the texts, with the member used
+    (`stable`: the stable words, `WatermarkConfig.lexical_context`)."""
     found: dict[int, int] = {}
     seen = 0
     for text in texts:
@@ -723,7 +736,7 @@ def occurrences(
             found.setdefault(int(context_id(prev, group)), member)
             return None
 
-        scan(text, state, record)
+        scan(text, state, record, stable)
     ctx = np.fromiter(found.keys(), dtype=np.uint64, count=len(found))
     member = np.fromiter(found.values(), dtype=np.int64, count=len(found))
     return _Occurrences(ctx=ctx, member=member, seen=seen, dropped_repeats=seen - len(found))
@@ -742,10 +755,15 @@ def detect_lexical(
 ) -> Detection:
     """Lexical-layer detection from text alone, over every key version (`groups`, `formats`:
     as marked)."""
-    occ = occurrences(texts, groups, formats)
+    occ = {
+        mode: occurrences(texts, groups, formats, stable=mode == "stable")
+        for mode in {v.config.lexical_context for v in key.versions}
+    }
     best: Detection | None = None
     for version in key.versions:
-        det = _detect_version(version, occ, candidates, alpha, report_alpha, max_report)
+        det = _detect_version(
+            version, occ[version.config.lexical_context], candidates, alpha, report_alpha, max_report
+        )
         if best is None or det.log10_p < best.log10_p:
             best = det
     assert best is not None

@@ -190,5 +190,11 @@ GROUPS: tuple[Group, ...] = tuple(
     [Group(((a,), (b,)), "core") for a, b in PAIRS] + _load_extra()
 )
 BY_FIRST: dict[str, list[tuple[int, int]]] = _index(list(GROUPS))
+# every word some lexicon form or count choice writes (lower case): a rewording of the choices
+# changes only these, so the "stable" context skips them
+CHOICE_WORDS: frozenset[str] = frozenset(
+    [w.lower() for g in GROUPS for m in g.members for w in m]
+    + ["two", "three", "four", "five", "six", "seven", "eight", "nine", "percent"]
+)
 # the old single-word index (kept for callers of the first table)
 GROUP: dict[str, int] = {w: i for i, pair in enumerate(PAIRS) for w in pair}

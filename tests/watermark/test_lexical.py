@@ -153,6 +153,27 @@ def test_contractions_and_rules() -> None:
         assert out.endswith("what it is.")
 
 
+def test_perfect_would_and_determiner_rules() -> None:
+    """ "I have"/"I've" only before a participle, "I would"/"I'd" never where "'d" is "had",
+    "while"/"whilst" and "learned"/"learnt" never after a determiner."""
+    text = (
+        "I have seen it and I have a car. I would suggest this, but you'd better go; I'd already "
+        "left. For a while, while we wait, we learned a lot from the learned man. They have finished."
+    )
+    outs = {fixed_key(800 + i).text_watermarker("x").apply(text).replace("’", "'") for i in range(24)}
+    for a, b in (
+        ("I have seen", "I've seen"),
+        ("I would suggest", "I'd suggest"),
+        (", while we", ", whilst we"),
+        ("we learned a", "we learnt a"),
+        ("They have finished", "They've finished"),
+    ):
+        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
+    for o in outs:
+        assert "I have a car" in o and "you'd better go; I'd already left" in o
+        assert "For a while," in o and "the learned man" in o
+
+
 def test_meaning_kept_in_code_urls_numbers_quotes() -> None:
     """Nothing inside code (fenced, inline or pasted as prose), URLs, numbers with units,
     quotes or hyphenated words changes."""
@@ -194,13 +215,13 @@ NEW_FORMS_TEXT = (
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
-    which=st.integers(min_value=0, max_value=1),
+    which=st.integers(min_value=0, max_value=2),
     cuts=st.lists(st.integers(min_value=0, max_value=len(NEW_FORMS_TEXT)), max_size=40),
 )
 def test_stream_equals_apply_for_any_split_with_the_new_forms(which: int, cuts: list[int]) -> None:
     """Byte-exact for any split: the stream's output equals apply's, whatever the deltas (the
     lexicon's newer forms, and every format choice)."""
-    text = (NEW_FORMS_TEXT, FORMATS_TEXT)[which]
+    text = (NEW_FORMS_TEXT, FORMATS_TEXT, LISTS_TEXT)[which]
     wm = fixed_key(110).text_watermarker("acct-3")
     stream, out, at = wm.stream(), [], 0
     for cut in sorted(min(c, len(text)) for c in cuts):
@@ -240,7 +261,8 @@ def test_adding_a_lexicon_group_moves_no_other_choice(monkeypatch: pytest.Monkey
     other choice stay the same when a group is appended."""
     assert {g: g - F.FORMAT_BASE for g in F.FORMATS} == {
         F.APOSTROPHE: 0, F.DASH: 1, F.BULLET: 2, F.ORDERED: 3, F.ABBREVIATION: 4, F.NUMBER_WORD: 5,
-        F.THOUSANDS: 6, F.QUOTES: 7,
+        F.THOUSANDS: 6, F.QUOTES: 7, F.SERIAL_COMMA: 8, F.PERCENT: 9, F.RANGE_DASH: 10,
+        F.ELLIPSIS: 11, F.BOLD_COLON: 12,
     }
     assert L.APOSTROPHE_GROUP == F.APOSTROPHE and len(GROUPS) < F.FORMAT_BASE
     grown = [*GROUPS, Group((("zyzzyva",), ("zyzzyvas",)), "manual")]
@@ -271,6 +293,31 @@ FORMS = (
     (F.THOUSANDS, ("10,000 users", "10000 users")),
     (F.QUOTES, ('said "yes', "said “yes")),
 )
+# lists, percentages, ranges and ellipses, beside look-alikes that must stay: an introduction
+# ("Yes, John and Mary"), two clauses, a pronoun after the conjunction, numbers in labels, phone
+# numbers, dates, falling "ranges", code
+LISTS_TEXT = (
+    "We bought apples, pears and plums at the market. Cats, dogs, fish, and birds are pets, "
+    "so I like red, green or blue shirts... Yes, John and Mary came. He left early, she stayed "
+    "and cried. My aunt, uncle and I went.\nIt rose 50% in 5-10 days, then by 20 percent, wait… "
+    "it took 2019-2020 and 3–4 weeks.\nCall 555-1234 on 2024-01-05, the score was 5-3, see "
+    "(40%) and x = 5-10, 50%-ish.\n```\na, b and c\nrose 50% in 5-10 days...\n```\n"
+    "- **Note:** it is\n- **Key point**: it was\n"
+)
+LIST_FORMS = (
+    (F.SERIAL_COMMA, ("apples, pears and plums", "apples, pears, and plums")),
+    (F.SERIAL_COMMA, ("fish, and birds", "fish and birds")),
+    (F.SERIAL_COMMA, ("green or blue", "green, or blue")),
+    (F.PERCENT, ("rose 50% in", "rose 50 percent in")),
+    (F.PERCENT, ("by 20 percent,", "by 20%,")),
+    (F.RANGE_DASH, ("in 5-10 days", "in 5–10 days")),
+    (F.RANGE_DASH, ("took 2019-2020", "took 2019–2020")),
+    (F.RANGE_DASH, ("and 3–4 weeks", "and 3-4 weeks")),
+    (F.ELLIPSIS, ("shirts... Yes", "shirts… Yes")),
+    (F.ELLIPSIS, ("wait… it", "wait... it")),
+    (F.BOLD_COLON, ("**Note:**", "**Note**:")),
+    (F.BOLD_COLON, ("point**:", "point:**")),
+)
 
 
 def test_format_choices_swap_both_ways_and_leave_code_alone() -> None:
@@ -286,6 +333,40 @@ def test_format_choices_swap_both_ways_and_leave_code_alone() -> None:
         assert '`- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, ' in o
         assert "step 3 items, x = 3 apples, 2 or 3 days." in o
         assert o.endswith("```\n- code\n1. code\nit has 3 steps—really\n```\n")
+
+
+def test_list_and_figure_choices_swap_both_ways_and_leave_look_alikes() -> None:
+    """Serial commas, percentages, ranges and ellipses are keyed choices (both forms under some
+    key); introductions, clauses, phone numbers, dates, scores and code stay."""
+    outs = [fixed_key(650 + i).text_watermarker("x").apply(LISTS_TEXT) for i in range(24)]
+    for _group, (a, b) in LIST_FORMS:
+        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
+    for o in outs:
+        assert "Yes, John and Mary came. He left early, she stayed and cried. My aunt, uncle and I went." in o
+        assert (
+            "Call 555-1234 on 2024-01-05, the score was 5-3, see (40%) and x = 5-10, 50%-ish.\n"
+            "```\na, b and c\nrose 50% in 5-10 days...\n```\n"
+        ) in o
+
+
+def test_list_choice_reads_the_same_after_any_earlier_choice() -> None:
+    """Marked text is read back with every list choice in place: detection on a text of lists
+    after contractions, numbers and abbreviations reaches every keyed context."""
+    text = " ".join(
+        f"We don't need {a}, {b} and {c} today, e.g. 3 pets, {b}, {c}, and {a} or 50% more."
+        for a, b, c in zip(["cats", "dogs", "owls", "hens"] * 30, ["tea", "jam", "rice", "salt"] * 30,
+                           ["milk", "bread", "eggs", "figs"][::-1] * 30, strict=True)
+    )
+    key = fixed_key(660)
+    marked = TextWatermarker(key.versions[0], None).apply(text)
+    ids = {F.SERIAL_COMMA, F.PERCENT}
+    occ = L.occurrences([marked], groups=0, formats=ids)
+    assert occ.ctx.size >= 8
+    wm = TextWatermarker(key.versions[0], None, groups=0, formats=ids)
+    assert wm.apply(marked) == TextWatermarker(key.versions[0], None, groups=0, formats=ids).apply(
+        wm.apply(marked)
+    )
+    assert L.occurrences([text], groups=0, formats=ids).ctx.size == occ.ctx.size
 
 
 OPEN, CLOSE = ('"', "“"), ('"', "”")
@@ -305,12 +386,17 @@ def _format_prose(group: int, rng: random.Random, words: list[str]) -> str:
                 F.NUMBER_WORD: f"{a} {b} {rng.choice(['4', 'seven'])} {c}s.",
                 F.THOUSANDS: f"{a} {b} {rng.choice(['12345', '67,890'])} {c}.",
             F.QUOTES: f"{a} {b} {rng.choice(OPEN)}{c} {a}{rng.choice(CLOSE)} ok.",
+                F.SERIAL_COMMA: f"the {a} {b}, {c}{rng.choice(['', ','])} and {a} ok.",
+                F.PERCENT: f"{a} {b} {rng.choice(['12%', '7 percent'])} ok.",
+                F.RANGE_DASH: f"{a} {b} {rng.choice(['3-4', '10–20'])} ok.",
+                F.ELLIPSIS: f"{a} {b}{rng.choice(['...', '…'])} ok.",
+                F.BOLD_COLON: f"{a} **{b}{rng.choice([':**', '**:'])} ok.",
             }[group]
         )
     return " ".join(parts)
 
 
-@pytest.mark.parametrize("group", [g for g, _ in FORMS])
+@pytest.mark.parametrize("group", sorted({g for g, _ in FORMS + LIST_FORMS}))
 def test_each_format_choice_is_detected_alone(group: int) -> None:
     """Marked with one format choice only, text is detected from that choice alone; the same text
     unmarked, or read with another key, is not."""
@@ -328,3 +414,37 @@ def test_each_format_choice_is_detected_alone(group: int) -> None:
     assert detect_lexical(key, [marked], groups=0, formats={group}).p_value < 1e-6
     assert detect_lexical(key, [text], groups=0, formats={group}).p_value > 1e-3
     assert detect_lexical(fixed_key(701), [marked], groups=0, formats={group}).p_value > 1e-3
+
+
+def test_key_files_without_lexical_context_read_as_before() -> None:
+    """New keys key each choice on the stable words; a key file written before the setting
+    existed keeps the two previous words, so marks already served stay readable."""
+    from distillguard.watermark import WatermarkConfig
+
+    assert WatermarkConfig().lexical_context == "stable"
+    assert WatermarkConfig.from_dict({}).lexical_context == "words"
+    assert WatermarkConfig.from_dict(WatermarkConfig().to_dict()).lexical_context == "stable"
+    with pytest.raises(Exception, match="lexical_context"):
+        WatermarkConfig(lexical_context="sentence")  # type: ignore[arg-type]
+
+
+def test_stable_contexts_survive_a_rewording_of_the_other_choices(corpora_dir: Path) -> None:
+    """Re-drawing every lexicon and format choice at random (the rule paraphraser, public
+    lexicon) changes only the choices: under the stable context every other choice keeps its
+    context, where the two-previous-words context loses those next to a reworded choice."""
+    from distillguard.trace import RuleParaphrase, paraphrase_rules
+    from distillguard.watermark import WatermarkConfig
+
+    texts = read_corpus_texts(["wildchat_1k"], 150, root=corpora_dir)
+    swap = RuleParaphrase(swap_rate=1.0, reorder_rate=0.0, normalise=False)
+    kept = {}
+    for mode in ("words", "stable"):
+        key = fixed_key(120, WatermarkConfig(lexical_context=mode))
+        marked = [key.text_watermarker("acct-1").apply(t) for t in texts]
+        reworded = [paraphrase_rules(t, seed=i, rules=swap) for i, t in enumerate(marked)]
+        before = set(L.occurrences(marked, stable=mode == "stable").ctx.tolist())
+        after = set(L.occurrences(reworded, stable=mode == "stable").ctx.tolist())
+        kept[mode] = len(before & after) / len(before)
+        assert detect_lexical(key, marked).p_value < 1e-12
+    assert kept["stable"] >= 0.97, kept
+    assert 1 - kept["stable"] <= (1 - kept["words"]) / 2, kept  # loses at most half as many

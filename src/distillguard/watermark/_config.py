@@ -8,6 +8,10 @@ from typing import Any, Literal
 from distillguard._errors import ConfigError
 
 Scheme = Literal["kgw", "gumbel"]
+LexicalContext = Literal["words", "stable"]
+LEXICAL_CONTEXTS: tuple[LexicalContext, ...] = ("words", "stable")
+# key files written before `lexical_context` existed marked with the two previous words
+LEGACY_LEXICAL_CONTEXT: LexicalContext = "words"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,10 @@ class WatermarkConfig:
         skip_repeated: leave a step unmarked when its context window already occurred
             in the same sequence (keeps Gumbel sampling from looping; the detector
             scores each tuple once anyway).
+        lexical_context: what keys a lexical choice besides its id: "stable" (the two
+            previous words that no choice writes, so rewording the choices leaves every other
+            choice's context) or "words" (the two
+            previous words, as key files without this field were marked).
     """
 
     scheme: Scheme = "kgw"
@@ -43,6 +51,7 @@ class WatermarkConfig:
     min_scored: int = 25
     controls: int = 8
     skip_repeated: bool = True
+    lexical_context: LexicalContext = "stable"
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,6 +67,8 @@ class WatermarkConfig:
             problems.append("account_length must be >= 1 and account_alphabet >= 2")
         if self.min_scored < 1 or self.controls < 0:
             problems.append("min_scored must be >= 1 and controls >= 0")
+        if self.lexical_context not in LEXICAL_CONTEXTS:
+            problems.append(f"lexical_context must be one of {LEXICAL_CONTEXTS}, not {self.lexical_context!r}")
         if problems:
             raise ConfigError("Invalid watermark configuration: " + "; ".join(problems) + ".")
 
@@ -72,4 +83,4 @@ class WatermarkConfig:
             raise ConfigError(
                 f"Unknown watermark settings {unknown}; known ones are {sorted(known)}."
             )
-        return cls(**data)
+        return cls(**{"lexical_context": LEGACY_LEXICAL_CONTEXT, **data})

@@ -14,6 +14,12 @@ Ids are never reused; a retired choice keeps its id reserved.
 - `THOUSANDS`: a count of five or more digits in prose, "10000 users" or "10,000 users".
 - `QUOTES`: a double-quoted span opening before a word, straight ("a") or curly (“a”); its
   closing quote (the next one after a non-space, in the paragraph) follows the opening's style.
+- `SERIAL_COMMA`: a list of three or more ending "B and C" or "B, and C" (`_serial` says where).
+- `PERCENT`: a percentage in prose, "50%" or "50 percent".
+- `RANGE_DASH`: a range of whole numbers in prose, "5-10" or "5–10" (en dash).
+- `ELLIPSIS`: an ellipsis after a word, three full stops or one "…".
+- `BOLD_COLON`: a Markdown bold label's colon inside or outside its closing stars, "**Note:**"
+  or "**Note**:".
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ ABBREVIATION = FORMAT_BASE + 4
 NUMBER_WORD = FORMAT_BASE + 5
 THOUSANDS = FORMAT_BASE + 6
 QUOTES = FORMAT_BASE + 7
+SERIAL_COMMA = FORMAT_BASE + 8
+PERCENT = FORMAT_BASE + 9
+RANGE_DASH = FORMAT_BASE + 10
+ELLIPSIS = FORMAT_BASE + 11
+BOLD_COLON = FORMAT_BASE + 12
 FORMATS: frozenset[int] = frozenset(
-    {APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES}
+    {
+        APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES,
+        SERIAL_COMMA, PERCENT, RANGE_DASH, ELLIPSIS, BOLD_COLON,
+    }
 )
 
 APOSTROPHES = ("'", "’")
@@ -185,3 +199,23 @@ def is_count(number: str) -> bool:
         bool(COUNT_GROUPED.fullmatch(number))
         and sum(c.isdigit() for c in number) >= MIN_THOUSANDS_DIGITS
     )
+
+
+# a figure may carry one closing punctuation mark: "50%," "5-10." "wait...?"
+_CLOSE = r"([,.;:!?)]?)"
+PERCENT_SIGN = re.compile(r"(\d{1,3}(?:\.\d{1,2})?)%" + _CLOSE)
+PERCENT_NUMBER = re.compile(r"\d{1,3}(?:\.\d{1,2})?")
+PERCENT_WORD = "percent"
+RANGE = re.compile(r"(\d{1,4})([-–])(\d{1,4})" + _CLOSE)
+RANGE_DASHES = ("-", "–")
+ELLIPSIS_MARK = re.compile(r"(\.\.\.|…)([,;:!?)]?)")
+ELLIPSES = ("...", "…")
+BOLD_COLONS = (":**", "**:")
+
+
+def is_range(low: str, high: str) -> bool:
+    """Two whole numbers that read as a range: rising, and alike in length unless short ("5-10",
+    "2019-2020"), so phone numbers ("555-1234") and dates are left alone."""
+    if int(low) >= int(high) or low.startswith("0"):
+        return False
+    return len(low) == len(high) or len(low) < len(high) <= 3

@@ -40,14 +40,22 @@ from distillguard.watermark import _formats as F
 from distillguard.watermark import _seeding as S
 from distillguard.watermark._detect import LN10, AccountMatch, Detection, combine_positions
 from distillguard.watermark._scheme import LayerKeys
+from distillguard.watermark._serial import LIST_PRONOUNS, ListRun, first_word
 from distillguard.watermark._synonyms import (
     BY_FIRST,
+    CHOICE_WORDS,
+    DETERMINERS,
     GROUPS,
+    PERFECT_ADVERBS,
     RULE_BE,
     RULE_LEAD,
     RULE_LEAD_BE,
+    RULE_NO_DETERMINER,
     RULE_NO_PRONOUN,
     RULE_NONE,
+    RULE_PERFECT,
+    RULE_WOULD,
+    is_participle,
 )
 from distillguard.watermark._version import KeyVersion
 
@@ -119,6 +127,10 @@ class _ScanState:
     list_swap: dict[int, bool] = field(default_factory=dict)
     # the closing quote of a quoted span whose opening quote was swapped (same paragraph)
     quote_close: str | None = None
+    # the comma-separated segments of this sentence (where a serial comma is a choice)
+    run: ListRun = field(default_factory=ListRun)
+    # the last two words that no choice writes (the "stable" context)
+    stable: tuple[str, str] = ("", "")
 
 
 def _items(chunk: str, state: _ScanState) -> list[tuple[str, str]]:
@@ -209,10 +221,12 @@ def _abbreviation(items: list[tuple[str, str]], i: int) -> _Form | None:
 
 
 class _Matcher:
-    """Finds and rewrites the keyed forms in a list of items (the scan's core)."""
+    """Finds and rewrites the keyed forms in a list of items (the scan's core); `stable`: contexts
+    read the stable words (`WatermarkConfig.lexical_context`)."""
 
-    def __init__(self, decide: Decide) -> None:
+    def __init__(self, decide: Decide, stable: bool = False) -> None:
         self.decide = decide
+        self.stable = stable
         self.state = _ScanState()
 
     def run(self, items: list[tuple[str, str]], final: bool) -> tuple[str, int]:
@@ -226,6 +240,7 @@ class _Matcher:
                 if marker is not None and not self._near_code(items, i, i + 1):
                     out.append(self._mark_list(*marker))
                     self._passed(items[i])
+                    self.state.run.new_sentence()  # "1." and "1)" alike
                     i += 1
                     continue
             if kind == _OTHER and (quoted := self._quote(items, i)) is not None:
@@ -261,15 +276,34 @@ class _Matcher:
             out.append(new)
             self._advance(_norm(new))
             for it in items[i:end]:
-                self._passed(it)
+                self._passed(it, track=False)
+            self._track_words(new)
             i = end
         return "".join(out), i
 
     def _context(self) -> str:
+        if self.stable:
+            return "\x01".join(self.state.stable)
         return f"{self.state.before_prev} {self.state.prev}"
 
-    def _passed(self, item: tuple[str, str]) -> None:
+    def _track_words(self, text: str) -> None:
+        """The list run reads the words written (a swap may change their number: "do not")."""
+        for k, w in enumerate(text.split(" ")):
+            if k:
+                self.state.run.space(" ")
+            self.state.run.word(w)
+
+    def _passed(self, item: tuple[str, str], track: bool = True) -> None:
         st = self.state
+        if track:
+            if item[1] == _W:
+                st.run.word(item[0])
+            elif item[1] == _SPACE:
+                st.run.space(item[0])
+            elif item[1] == _OTHER:
+                st.run.other(item[0])
+            else:
+                st.run.plain = False
         if item[0]:
             st.last_char = item[0][-1]
         st.last_items = (st.last_items[1], item)
@@ -342,17 +376,70 @@ class _Matcher:
     def _format(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """The format choice (dash, "e.g.", number) starting at items[i], outside code."""
         text, kind = items[i]
+        form: _Form | None = None
         if kind == _ABBR:
             form = _abbreviation(items, i)
-        elif text in (F.EM_DASH, " "):
+        if form is None and text in (",", " "):
+            form = self._serial(items, i)
+        if form is None and text in (F.EM_DASH, " "):
             form = _dash(items, i) if self.state.last_char.isalpha() else None
-        elif kind in (_W, _OTHER):
+        if form is None and kind == _OTHER:
+            form = self._figure(items, i)
+        if form is None and kind in (_W, _OTHER):
             form = self._number(items, i)
-        else:
-            return None
         if form is None or self._near_code(items, i, form.end):
             return None
         return form
+
+    def _serial(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """The end of a list of three or more: "B and C" (at the space) or "B, and C" (at the
+        comma), when the segments read so far make a list (`_serial.ListRun`)."""
+        if not self.state.run.in_list():
+            return None
+        member = int(items[i][0] == ",")
+        if member == 0 and self.state.last_items[1][1] != _W:
+            return None
+        at = i + member  # the space before the conjunction
+        if at + 3 >= len(items) or items[at] != (" ", _SPACE) or items[at + 2] != (" ", _SPACE):
+            return None
+        conj, after = items[at + 1], items[at + 3]
+        if conj[1] != _W or conj[0] not in ("and", "or") or after[1] != _W:
+            return None
+        if first_word(after[0]) in LIST_PRONOUNS:
+            return None
+        return _Form(F.SERIAL_COMMA, member, at + 2, (" " + conj[0], ", " + conj[0]), conj[0])
+
+    def _in_prose(self) -> bool:
+        """The item before is one space after a word: a figure in a sentence, not a table or label."""
+        before, gap = self.state.last_items
+        return gap == (" ", _SPACE) and before[1] == _W
+
+    def _figure(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """A percentage ("50%" / "50 percent"), a range ("5-10" / "5–10") in prose, an
+        ellipsis or a bold label's colon after a word."""
+        text = items[i][0]
+        spaced = i + 1 >= len(items) or items[i + 1][1] == _SPACE
+        if text in F.BOLD_COLONS and self.state.last_items[1][1] == _W:
+            return _Form(F.BOLD_COLON, F.BOLD_COLONS.index(text), i + 1, F.BOLD_COLONS)
+        if m := F.ELLIPSIS_MARK.fullmatch(text):
+            if self.state.last_items[1][1] != _W:
+                return None
+            member = F.ELLIPSES.index(m[1])
+            return _Form(F.ELLIPSIS, member, i + 1, tuple(e + m[2] for e in F.ELLIPSES))  # type: ignore[arg-type]
+        if not self._in_prose():
+            return None
+        if (m := F.PERCENT_SIGN.fullmatch(text)) and spaced:
+            return _Form(F.PERCENT, 0, i + 1, (text, f"{m[1]} {F.PERCENT_WORD}{m[2]}"))
+        if (
+            F.PERCENT_NUMBER.fullmatch(text)
+            and items[i + 1 : i + 3] == [(" ", _SPACE), (F.PERCENT_WORD, _W)]
+            and (i + 3 >= len(items) or items[i + 3][0][0] not in _BLOCKERS)
+        ):
+            return _Form(F.PERCENT, 1, i + 3, (text + "%", f"{text} {F.PERCENT_WORD}"))
+        if (m := F.RANGE.fullmatch(text)) and spaced and F.is_range(m[1], m[3]):
+            renders = tuple(f"{m[1]}{d}{m[3]}{m[4]}" for d in F.RANGE_DASHES)
+            return _Form(F.RANGE_DASH, F.RANGE_DASHES.index(m[2]), i + 1, renders)  # type: ignore[arg-type]
+        return None
 
     def _number(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """A count after a lower-case word and before a lower-case noun, in prose: "has 3 steps"."""
@@ -391,6 +478,9 @@ class _Matcher:
         for it in items[i : form.end]:
             self._passed(it)
         self.state.last_char = new[-1]
+        self.state.run.after_format()
+        if form.group == F.PERCENT:  # one item or three: what follows reads the same either way
+            self.state.last_items = (("", ""), (new, _OTHER))
         if form.word is not None:
             self._advance(form.word)
         return new
@@ -413,7 +503,7 @@ class _Matcher:
             return word
         first = min(word.find(a) for a in F.APOSTROPHES if a in word)
         member = F.APOSTROPHES.index(word[first])
-        ctx = f"{self.state.before_prev} {self.state.prev} {_norm(word)}"
+        ctx = f"{self._context()} {_norm(word)}"
         choice = self.decide(ctx, APOSTROPHE_GROUP, member)
         if choice is None or choice == member:
             return word
@@ -421,6 +511,8 @@ class _Matcher:
 
     def _advance(self, word: str) -> None:
         self.state.before_prev, self.state.prev = self.state.prev, word
+        if word not in CHOICE_WORDS:
+            self.state.stable = (self.state.stable[1], word)
 
     def _match(self, items: list[tuple[str, str]], i: int) -> tuple[int, int, int, bool] | None:
         """(group, member, end item, capitalised) of the form starting at word item i."""
@@ -464,6 +556,8 @@ class _Matcher:
             return capital and end < len(items) and items[end][0].startswith(",")
         if rule == RULE_LEAD_BE and not capital:
             return False
+        if rule == RULE_NO_DETERMINER:
+            return self.state.prev not in DETERMINERS
         nxt = None
         if (
             end + 1 < len(items)
@@ -480,14 +574,20 @@ class _Matcher:
             and _norm(nxt) != "not"
             and self.state.prev not in NO_CONTRACTION_AFTER
         )
+        if not continues or nxt is None:
+            return False
         if rule in (RULE_BE, RULE_LEAD_BE):
-            return continues and nxt is not None and _norm(nxt) not in HAS_MARKERS
-        return continues
+            return _norm(nxt) not in HAS_MARKERS
+        if rule == RULE_PERFECT:
+            return is_participle(_norm(nxt))
+        if rule == RULE_WOULD:
+            return not is_participle(_norm(nxt)) and _norm(nxt) not in PERFECT_ADVERBS
+        return True
 
 
-def scan(text: str, state: _ScanState, decide: Decide) -> str:
+def scan(text: str, state: _ScanState, decide: Decide, stable: bool = False) -> str:
     """Rewrite the whole of `text` (kept for callers that scan complete texts)."""
-    matcher = _Matcher(decide)
+    matcher = _Matcher(decide, stable)
     matcher.state = state
     items = [it for c in _CHUNK.findall(text) for it in _items(c, state)]
     return matcher.run(items, final=True)[0]
@@ -552,8 +652,8 @@ class TextStream:
     which is all a decision reads, so the output is the same for any split.
     """
 
-    def __init__(self, decide: Decide) -> None:
-        self._matcher = _Matcher(decide)
+    def __init__(self, decide: Decide, stable: bool = False) -> None:
+        self._matcher = _Matcher(decide, stable)
         self._items: list[tuple[str, str]] = []
         self._buffer = ""
 
@@ -603,7 +703,7 @@ class TextWatermarker:
         return stream.feed(text) + stream.finish()
 
     def stream(self) -> TextStream:
-        return TextStream(self._decide)
+        return TextStream(self._decide, self.version.config.lexical_context == "stable")
 
 
 @dataclass
@@ -616,9 +716,13 @@ class _Occurrences:
 
 
 def occurrences(
-    texts: Sequence[str], groups: int | None = None, formats: Collection[int] | None = None
+    texts: Sequence[str],
+    groups: int | None = None,
+    formats: Collection[int] | None = None,
+    stable: bool = False,
 ) -> _Occurrences:
-    """Each distinct (previous word, group) context of the texts, with the member used."""
+    """Each distinct (previous words, group) context of the texts, with the member used
+    (`stable`: the stable words, `WatermarkConfig.lexical_context`)."""
     found: dict[int, int] = {}
     seen = 0
     for text in texts:
@@ -632,7 +736,7 @@ def occurrences(
             found.setdefault(int(context_id(prev, group)), member)
             return None
 
-        scan(text, state, record)
+        scan(text, state, record, stable)
     ctx = np.fromiter(found.keys(), dtype=np.uint64, count=len(found))
     member = np.fromiter(found.values(), dtype=np.int64, count=len(found))
     return _Occurrences(ctx=ctx, member=member, seen=seen, dropped_repeats=seen - len(found))
@@ -651,10 +755,15 @@ def detect_lexical(
 ) -> Detection:
     """Lexical-layer detection from text alone, over every key version (`groups`, `formats`:
     as marked)."""
-    occ = occurrences(texts, groups, formats)
+    occ = {
+        mode: occurrences(texts, groups, formats, stable=mode == "stable")
+        for mode in {v.config.lexical_context for v in key.versions}
+    }
     best: Detection | None = None
     for version in key.versions:
-        det = _detect_version(version, occ, candidates, alpha, report_alpha, max_report)
+        det = _detect_version(
+            version, occ[version.config.lexical_context], candidates, alpha, report_alpha, max_report
+        )
         if best is None or det.log10_p < best.log10_p:
             best = det
     assert best is not None

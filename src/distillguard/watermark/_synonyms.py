@@ -100,7 +100,41 @@ RULE_CONTINUES = "cont"  # only before a lower-case word: "I am going", never "w
 RULE_BE = "be"  # RULE_CONTINUES, and "it's" must not stand for "it has" ("it's been")
 RULE_LEAD = "lead"  # only opening a sentence, before a comma: "First," / "Firstly,"
 RULE_LEAD_BE = "leadbe"  # RULE_BE, opening a sentence: "Here is" / "Here's" ("the potential here is")
-_RULES = {RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE, RULE_LEAD, RULE_LEAD_BE}
+RULE_PERFECT = "perf"  # RULE_CONTINUES, before a past participle: "I have seen" / "I've seen"
+# RULE_CONTINUES, before no participle or adverb that "had" could govern ("I'd seen", "I'd
+# already") nor "better" ("you'd better" is "you had better")
+RULE_WOULD = "would"
+RULE_NO_DETERMINER = "nodet"  # not after a determiner: "a while", "the learned" stay
+_RULES = {
+    RULE_NONE, RULE_NO_PRONOUN, RULE_CONTINUES, RULE_BE, RULE_LEAD, RULE_LEAD_BE, RULE_PERFECT,
+    RULE_WOULD, RULE_NO_DETERMINER,
+}
+# past participles that do not end in "-ed" (RULE_PERFECT, RULE_WOULD)
+_PARTICIPLES = (
+    """been done seen made had got gotten gone taken given found written known shown become come
+    run put set read left heard built brought bought thought told said sent spent kept lost met
+    paid won begun chosen driven eaten fallen forgotten held hidden learnt meant grown drawn
+    understood felt caught taught fought sought led stood struck sold shut cut hit let hurt spoken
+    stolen thrown worn broken frozen risen ridden shaken flown blown dealt slept swept dug hung
+    spun stuck beaten bitten proven sunk sung swum drunk rung overcome undergone withdrawn laid
+    sat fed fled lit slid spread burst cast cost quit bet upset forbidden forgiven mistaken
+    undertaken arisen torn"""
+)
+PARTICIPLES = frozenset(_PARTICIPLES.split())
+# "-ed" words that are no participle ("I'd need")
+_NOT_PARTICIPLES = "need feed speed proceed succeed exceed bed red shed bleed breed seed weed heed indeed"
+NOT_PARTICIPLES = frozenset(_NOT_PARTICIPLES.split())
+# adverbs that sit between "had" and its participle ("I'd already left"): RULE_WOULD stops there
+_PERFECT_ADVERBS = "already just never always ever recently previously since better"
+PERFECT_ADVERBS = frozenset(_PERFECT_ADVERBS.split())
+# RULE_NO_DETERMINER: the words before a noun use ("for a while", "all the while", "worth while")
+_DETERMINERS = "a an the this that these those my your our their his her its each every some any no worth once most quite very"
+DETERMINERS = frozenset(_DETERMINERS.split())
+
+
+def is_participle(word: str) -> bool:
+    """A past participle by its form: "-ed" or a listed irregular one (lower case)."""
+    return word in PARTICIPLES or (word.endswith("ed") and word not in NOT_PARTICIPLES)
 _KINDS = {"core", "wordnet", "manual", "spelling", "contraction", "breame"}
 EXTRA_FILE = "synonyms_extra.tsv"
 
@@ -156,5 +190,11 @@ GROUPS: tuple[Group, ...] = tuple(
     [Group(((a,), (b,)), "core") for a, b in PAIRS] + _load_extra()
 )
 BY_FIRST: dict[str, list[tuple[int, int]]] = _index(list(GROUPS))
+# every word some lexicon form or count choice writes (lower case): a rewording of the choices
+# changes only these, so the "stable" context skips them
+CHOICE_WORDS: frozenset[str] = frozenset(
+    [w.lower() for g in GROUPS for m in g.members for w in m]
+    + ["two", "three", "four", "five", "six", "seven", "eight", "nine", "percent"]
+)
 # the old single-word index (kept for callers of the first table)
 GROUP: dict[str, int] = {w: i for i, pair in enumerate(PAIRS) for w in pair}

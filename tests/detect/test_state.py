@@ -54,3 +54,39 @@ def test_edge_tops_count_each_accounts_most_used_first_and_last_word() -> None:
     restored.__setstate__(old)
     assert (restored.edge_top == 0).all() and (restored.edge_top_key == -1).all()
     assert pickle.loads(pickle.dumps(state)).edge_top[a].tolist() == [4, 2]
+
+
+def test_pair_running_totals_match_a_plain_count_over_batches() -> None:
+    """The sorted pair codebook (compact totals, grown in place batch by batch) gives every
+    (account, key) row the running count a plain dictionary gives."""
+    import polars as pl
+
+    from distillguard.detect._state import _EDGE_IDS, DetectorState
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    rows = pl.DataFrame({
+        "w": np.sort(rng.integers(0, 40, n)),
+        "kind": rng.choice(np.array(_EDGE_IDS, np.int8), n),
+        "code": rng.integers(0, 60, n),  # few keys and accounts: many repeats
+        "acct": rng.integers(0, 25, n),
+        "c": rng.integers(1, 5, n).astype(np.uint32),
+        "first_ts": np.arange(n, dtype=np.int64),
+    })
+    state = DetectorState()
+    seen: dict[tuple[int, int], int] = {}
+    for lo, hi in [(0, 700), (700, 701), (701, 2200), (2200, n)]:
+        batch = rows.slice(lo, hi - lo)
+        new_pairs, _, _, edges = state._running_totals(batch)
+        want_cum, want_new = [], []
+        for code, acct, c in batch.select("code", "acct", "c").iter_rows():
+            want_new.append((code, acct) not in seen)
+            seen[(code, acct)] = seen.get((code, acct), 0) + c
+            want_cum.append(seen[(code, acct)])
+        assert edges["cum"].to_list() == want_cum
+        assert new_pairs.height == sum(want_new)
+    ids = (np.array([k[0] for k in seen], np.uint64) << np.uint64(24)) | np.array(
+        [k[1] for k in seen], np.uint64)
+    order = np.argsort(ids)
+    assert np.array_equal(state._pair_ids, ids[order])
+    assert np.array_equal(state._pair_totals, np.array(list(seen.values()))[order])

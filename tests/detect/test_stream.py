@@ -54,6 +54,39 @@ def test_streamed_chunks_are_the_sorted_signals_cut_at_whole_windows(
     assert [c.height for c in mem.chunks] == [c.height for c in chunks]
 
 
+def test_the_reader_stays_about_a_chunk_ahead_of_the_chunks_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signals are reduced while the replay works, but never piled up for the whole log."""
+    import time
+
+    from distillguard.detect import _stream
+
+    parts = [scenes.hydra(n_accounts=10, n_events=150), scenes.classroom(12)]
+    rows = sorted((r for p in parts for r in p[0]), key=lambda r: str(r["ts"]))
+    write_table(tmp_path / "log", "events", event_table(rows))
+    reduce = _stream.event_signals
+    read: list[int] = []
+
+    def counted(frame: pl.DataFrame) -> pl.DataFrame:
+        read.append(frame.height)
+        return reduce(frame)
+
+    monkeypatch.setattr(_stream, "event_signals", counted)
+    src = log_chunks(tmp_path / "log", STEP, chunk_events=40, batch_size=20)
+    assert src is not None
+    first = next(src.chunks)
+    time.sleep(1.0)  # room for a reader that is not held back to run on to the end
+    held = len(read)
+    rest = list(src.chunks)
+    # The batches the first chunk took (one more for the row after it), two queued
+    # (`ahead` for 40-event chunks of 20-event batches) and one in the reader's hands.
+    bound = -(-first.height // 20) + 1 + 2 + 1
+    assert len(read) > bound + 2  # the log is long enough for an unbounded reader to show
+    assert held <= bound
+    assert pl.concat([first, *rest]).equals(compute_signals(tmp_path / "log"))
+
+
 def test_replay_from_the_log_decides_as_the_replay_of_precomputed_signals(tmp_path: Path) -> None:
     log = _log(tmp_path / "log", shuffle=True)
     cfg = load_config(None)

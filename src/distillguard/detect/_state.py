@@ -207,7 +207,7 @@ class DetectorState:
         self.key_label: list[str] = []
         # Running event totals per (account, key) pair, sorted by pair id (key code << 24 | account).
         self._pair_ids = np.zeros(0, np.uint64)
-        self._pair_totals = np.zeros(0, np.int64)
+        self._pair_totals = np.zeros(0, np.int32)  # a pair's requests: far below 2**31
         self._heavy_ids = np.zeros(0, np.uint64)  # sorted pair ids (see `pair_events`)
         self._heavy_counts = np.zeros(0, np.int64)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
@@ -560,12 +560,14 @@ class DetectorState:
         is_new = np.zeros(len(pair), bool)
         is_new[order] = start & ~found[seg]
         seg_total = prior + np.add.reduceat(sc, np.flatnonzero(start)) if len(sc) else prior
-        totals = totals.copy()
+        # In place (only `prepare` reads the totals), and each array let go before the next
+        # is grown: at the log's end these hold several pairs per event.
         totals[at[found]] = seg_total[found]
         fresh = ~found
         where = np.searchsorted(ids, heads[fresh])
-        self._pair_ids = np.insert(ids, where, heads[fresh])
-        self._pair_totals = np.insert(totals, where, seg_total[fresh])
+        del ids, totals
+        self._pair_ids = np.insert(self._pair_ids, where, heads[fresh])
+        self._pair_totals = np.insert(self._pair_totals, where, seg_total[fresh])
         pairs = pairs.with_columns(pl.Series("cum", cum), pl.Series("is_new", is_new))
         new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct", "first_ts")
         template_max = (

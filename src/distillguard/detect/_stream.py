@@ -111,16 +111,18 @@ def log_chunks(log_dir: Path, step: int, chunk_events: int,
     ordered = np.sort(ts)
     origin = (int(ordered[0]) // step) * step
     ends = window_cuts(ordered, step, origin, chunk_events)
-    # Oldest row not read yet, after the first `i` rows.
+    # Oldest row not read yet, after the first `i` rows (non-decreasing); a chunk is complete
+    # once the rows read reach the first `i` where that is no older than its end.
     unread_min = np.r_[np.minimum.accumulate(ts[::-1])[::-1], np.iinfo(np.int64).max]
-    del ordered, stamps
+    needed = np.searchsorted(unread_min, ends, side="left")
+    del ordered, stamps, unread_min
     # The reader runs at most about a chunk ahead of the chunks taken: the texts are reduced
     # faster than the replay folds them in, and unread signals would pile up in memory.
     ahead = max(2, -(-chunk_events // batch_size))
-    return Chunks(origin, _stream(log, ends, unread_min, progress, batch_size, end_users, ahead))
+    return Chunks(origin, _stream(log, ends, needed, progress, batch_size, end_users, ahead))
 
 
-def _stream(log: TrafficLog, ends: np.ndarray, unread_min: np.ndarray,
+def _stream(log: TrafficLog, ends: np.ndarray, needed: np.ndarray,
             progress: Progress | None, batch_size: int, end_users: bool,
             ahead: int) -> Iterator[pl.DataFrame]:
     ready: queue.Queue[pl.DataFrame | BaseException | None] = queue.Queue(maxsize=ahead)
@@ -159,8 +161,8 @@ def _stream(log: TrafficLog, ends: np.ndarray, unread_min: np.ndarray,
     pending: list[pl.DataFrame] = []
     done = 0
     try:
-        for end in ends.tolist():
-            while unread_min[done] < end:
+        for end, need in zip(ends.tolist(), needed.tolist(), strict=True):
+            while done < need:
                 item = ready.get()
                 if isinstance(item, BaseException):
                     raise item

@@ -130,7 +130,7 @@ def replay(
             first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
             if sub is not None and sub_prep is not None:
                 sub.first_flag = replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
-            del prep, sub_prep
+            del prep, sub_prep, got  # not held while the next chunk is grouped
     return det, first_flag
 
 

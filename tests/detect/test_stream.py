@@ -61,16 +61,16 @@ def test_the_reader_stays_about_a_chunk_ahead_of_the_chunks_taken(
     import time
 
     from distillguard.detect import _stream
+    from distillguard.detect._signatures import event_signals
 
     parts = [scenes.hydra(n_accounts=10, n_events=150), scenes.classroom(12)]
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: str(r["ts"]))
     write_table(tmp_path / "log", "events", event_table(rows))
-    reduce = _stream.event_signals
     read: list[int] = []
 
     def counted(frame: pl.DataFrame) -> pl.DataFrame:
         read.append(frame.height)
-        return reduce(frame)
+        return event_signals(frame)
 
     monkeypatch.setattr(_stream, "event_signals", counted)
     src = log_chunks(tmp_path / "log", STEP, chunk_events=40, batch_size=20)

@@ -288,7 +288,8 @@ class DecisionCore:
         for mod in self.modules:
             if isinstance(mod, SoloEvidence) and mod.enabled:
                 tables[mod.name] = mod.assess(
-                    SoloContext(state, cfg, feats, sus_key, links.by_key))
+                    SoloContext(state, cfg, feats, sus_key, links.by_key,
+                                links.by_acct))
                 if isinstance(mod, RareEvidence):
                     rare = mod.last
         solo_throttles(cfg, self.modules, tables, action, score)

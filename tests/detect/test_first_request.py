@@ -133,3 +133,45 @@ def test_a_requests_keys_in_plain_python_are_the_vectorised_ones(seed: int) -> N
         prompt = rng.choice([None, "", "?!", _text(rng, rng.randint(1, 60))])
         system, ip = rng.choice(systems), rng.choice(ips)
         assert keys(ip, system, prompt) == request_keys(_one_row(ip, system, prompt)), (i, ip, system, prompt)
+
+
+@pytest.mark.parametrize(("seed", "max_people"), [(1, None), (2, 0), (3, 2)])
+def test_campaign_keys_read_through_the_pair_indexes_are_those_of_every_pair(
+        seed: int, max_people: int | None) -> None:
+    """Random decisions over accounts sharing addresses and templates: the campaign keys found
+    from the flagged accounts' pairs (indexes) are those found from every shared pair."""
+    from distillguard.detect._config import load_config
+    from distillguard.detect._decision import ALLOW, BLOCK, MONITOR, THROTTLE
+    from distillguard.detect._firstrequest import campaign_key_codes
+    from distillguard.detect._links import PairIndex
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import PAIR_ACCOUNT, PAIR_KEY, DetectorState
+
+    rng = np.random.default_rng(seed)
+    accts = [account(f"a{k:03d}", created=T0 - timedelta(days=int(rng.integers(1, 60))))
+             for k in range(90)]
+    frame = pl.from_arrow(account_table(accts))
+    assert isinstance(frame, pl.DataFrame)
+    state = DetectorState(frame)
+    cfg = load_config().first_request.model_copy(update={
+        "min_flagged_accounts": 2, "max_established_accounts": max_people})
+    index = (PairIndex(PAIR_KEY), PairIndex(PAIR_ACCOUNT))
+    found = 0
+    for batch in range(6):
+        rows: list[dict[str, object]] = []
+        for k in rng.choice(90, size=20, replace=False).tolist():
+            rows += events(f"a{k:03d}", 2, start=T0 + timedelta(hours=batch, minutes=k % 50),
+                           prompt=[f"Task {rng.integers(6)}: add {{i}} and {{j}}, then explain"],
+                           ip=f"198.51.100.{rng.integers(15)}")
+        events_frame = pl.from_arrow(event_table(rows))
+        assert isinstance(events_frame, pl.DataFrame)
+        state.update(event_signals(events_frame))
+        for _ in range(3):
+            m = state.size - int(rng.integers(0, 3))  # the decision may predate new accounts
+            action = rng.choice([ALLOW, MONITOR, THROTTLE, BLOCK], size=m, p=[.3, .1, .4, .2])
+            harvest = rng.random(m)
+            want = campaign_key_codes(state, action, harvest, cfg)
+            got = campaign_key_codes(state, action, harvest, cfg, index)
+            assert np.array_equal(got, want), f"batch {batch}"
+            found += len(want)
+    assert found and len(np.unique(state.shared_pairs()[:, PAIR_ACCOUNT])) > 40

@@ -39,6 +39,7 @@ from distillguard.detect._state import (
 
 if TYPE_CHECKING:
     from distillguard.detect._config import FirstRequestConfig
+    from distillguard.detect._links import PairIndex
     from distillguard.detect._state import DetectorState
 
 # Event kinds a request carries (`day` never links).
@@ -69,31 +70,68 @@ def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
     return mask
 
 
-def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
-                       cfg: FirstRequestConfig) -> np.ndarray:
-    """Codes of the keys that are campaign keys now (request kinds only), ascending."""
-    pairs = state.shared_pairs()
-    if not len(pairs) or not len(action):
-        return np.zeros(0, np.int64)
-    acct = pairs[:, PAIR_ACCOUNT]
+def _flagged_and_people(state: DetectorState, acct: np.ndarray, action: np.ndarray,
+                        harvest: np.ndarray, cfg: FirstRequestConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per account code in `acct`: throttled or blocked, and a person: unflagged, opened at
+    least `established_days` before now (unknown: not established), with a profile that is not
+    harvest-like (a campaign's aged accounts not yet caught are not people). Accounts the
+    decision did not know (past `action`) are neither flagged nor harvest-like."""
     flagged = np.zeros(len(acct), bool)
     inside = acct < len(action)
     flagged[inside] = action[acct[inside]] >= THROTTLE
-    # People: unflagged accounts opened at least `established_days` before now (unknown: not
-    # established) whose own profile is not harvest-like (a campaign's aged accounts not yet
-    # caught are not people).
     opened = state.created_us[acct]
     calm = np.ones(len(acct), bool)
     calm[inside] = harvest[acct[inside]] < cfg.people_max_harvest
     established = ~flagged & calm & (opened <= state.now_us - cfg.established_days * DAY_US)
-    sid = pairs[:, PAIR_KEY]
-    n_sid = int(sid.max()) + 1
-    on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
-    public = np.bincount(sid, weights=established, minlength=n_sid)
-    codes = state.sid_code[:n_sid]
-    keep = campaign_key_mask(on_key, state.key_accounts[codes], public, cfg.min_flagged_accounts,
-                             cfg.min_flagged_share, cfg.max_established_accounts)
-    return np.unique(codes[keep])
+    return flagged, established
+
+
+def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                       cfg: FirstRequestConfig,
+                       index: tuple[PairIndex, PairIndex] | None = None) -> np.ndarray:
+    """Codes of the keys that are campaign keys now (request kinds only), ascending.
+
+    With `index` (the shared pairs by key and by account) only the pairs of flagged accounts
+    and of the keys they are on are read, since a key no flagged account uses never
+    qualifies; without it, every shared pair. The answer is the same.
+    """
+    pairs = state.shared_pairs()
+    if not len(pairs) or not len(action):
+        return np.zeros(0, np.int64)
+    if index is None:
+        flagged, established = _flagged_and_people(state, pairs[:, PAIR_ACCOUNT], action,
+                                                    harvest, cfg)
+        sid = pairs[:, PAIR_KEY]
+        n_sid = int(sid.max()) + 1
+        on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
+        public = np.bincount(sid, weights=established, minlength=n_sid)
+        codes = state.sid_code[:n_sid]
+        keep = campaign_key_mask(on_key, state.key_accounts[codes], public,
+                                 cfg.min_flagged_accounts, cfg.min_flagged_share,
+                                 cfg.max_established_accounts)
+        return np.unique(codes[keep])
+    by_key, by_acct = index
+    is_flagged = np.zeros(max(state.size, len(action)), bool)
+    is_flagged[: len(action)] = action >= THROTTLE
+    theirs = pairs[by_acct.select(pairs, is_flagged, ordered=False), PAIR_KEY]
+    sid, on_key = np.unique(theirs, return_counts=True)
+    codes = state.sid_code[sid]
+    members = state.key_accounts[codes]
+    # Without the people test first (it can only take keys away), then with it on those left.
+    keep = campaign_key_mask(on_key, members, np.zeros(len(sid)), cfg.min_flagged_accounts,
+                             cfg.min_flagged_share, None)
+    sid, on_key, codes, members = sid[keep], on_key[keep], codes[keep], members[keep]
+    if cfg.max_established_accounts is not None and len(sid):
+        wanted = np.zeros(state.shared_keys, bool)
+        wanted[sid] = True
+        rows = pairs[by_key.select(pairs, wanted, ordered=False)]
+        _, established = _flagged_and_people(state, rows[:, PAIR_ACCOUNT], action, harvest, cfg)
+        public = np.bincount(rows[:, PAIR_KEY], weights=established,
+                             minlength=state.shared_keys)[sid]
+        keep = campaign_key_mask(on_key, members, public, cfg.min_flagged_accounts,
+                                 cfg.min_flagged_share, cfg.max_established_accounts)
+        codes = codes[keep]
+    return np.unique(codes)
 
 
 @dataclass
@@ -106,20 +144,23 @@ class FirstRequestFlags:
     flagged_us: dict[int, int] = field(default_factory=dict)
     kind: dict[int, str] = field(default_factory=dict)  # the kind of key it matched on
     _looked_us: int = -(1 << 62)
-    _pending: tuple[DetectorState, np.ndarray, np.ndarray] | None = None
+    _pending: tuple[DetectorState, np.ndarray, np.ndarray,
+                    tuple[PairIndex, PairIndex] | None] | None = None
 
-    def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray) -> None:
+    def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                index: tuple[PairIndex, PairIndex] | None = None) -> None:
         """After a decision: the keys a new account's request is checked against next, looked
         for at most every `every_minutes` of log time, and only once a new account needs them
-        (a pass over every shared pair)."""
+        (`index`: the detector's shared pairs by key and by account, see
+        `campaign_key_codes`)."""
         if state.now_us - self._looked_us >= self.cfg.every_minutes * 60_000_000:
             self._looked_us = state.now_us
-            self._pending = (state, action.copy(), harvest.copy())
+            self._pending = (state, action.copy(), harvest.copy(), index)
 
     def _codes(self) -> np.ndarray:
         if self._pending is not None:
-            state, action, harvest = self._pending
-            self.codes = campaign_key_codes(state, action, harvest, self.cfg)
+            state, action, harvest, index = self._pending
+            self.codes = campaign_key_codes(state, action, harvest, self.cfg, index)
             self._pending = None
         return self.codes
 

@@ -136,13 +136,14 @@ def test_a_requests_keys_in_plain_python_are_the_vectorised_ones(seed: int) -> N
 
 
 @pytest.mark.parametrize(("seed", "max_people"), [(1, None), (2, 0), (3, 2)])
-def test_campaign_keys_read_through_the_pair_indexes_are_those_of_every_pair(
+def test_campaign_keys_kept_between_looks_are_those_of_every_pair(
         seed: int, max_people: int | None) -> None:
-    """Random decisions over accounts sharing addresses and templates: the campaign keys found
-    from the flagged accounts' pairs (indexes) are those found from every shared pair."""
+    """Random decisions over accounts sharing addresses and templates (accounts flagged and
+    unflagged from one look to the next): the campaign keys the replay keeps through the pair
+    indexes are those found from every shared pair."""
     from distillguard.detect._config import load_config
     from distillguard.detect._decision import ALLOW, BLOCK, MONITOR, THROTTLE
-    from distillguard.detect._firstrequest import campaign_key_codes
+    from distillguard.detect._firstrequest import FirstRequestFlags, campaign_key_codes
     from distillguard.detect._links import PairIndex
     from distillguard.detect._signatures import event_signals
     from distillguard.detect._state import PAIR_ACCOUNT, PAIR_KEY, DetectorState
@@ -156,6 +157,7 @@ def test_campaign_keys_read_through_the_pair_indexes_are_those_of_every_pair(
     cfg = load_config().first_request.model_copy(update={
         "min_flagged_accounts": 2, "max_established_accounts": max_people})
     index = (PairIndex(PAIR_KEY), PairIndex(PAIR_ACCOUNT))
+    kept = FirstRequestFlags(cfg)
     found = 0
     for batch in range(6):
         rows: list[dict[str, object]] = []
@@ -171,7 +173,7 @@ def test_campaign_keys_read_through_the_pair_indexes_are_those_of_every_pair(
             action = rng.choice([ALLOW, MONITOR, THROTTLE, BLOCK], size=m, p=[.3, .1, .4, .2])
             harvest = rng.random(m)
             want = campaign_key_codes(state, action, harvest, cfg)
-            got = campaign_key_codes(state, action, harvest, cfg, index)
+            got = kept.look(state, action, harvest, index)
             assert np.array_equal(got, want), f"batch {batch}"
             found += len(want)
     assert found and len(np.unique(state.shared_pairs()[:, PAIR_ACCOUNT])) > 40

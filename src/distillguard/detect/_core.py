@@ -318,8 +318,9 @@ class DecisionCore:
         kind = keys.state.sid_link[:n_keys]
         for mod in self.modules:
             if isinstance(mod, LinkEvidence) and mod.enabled:
-                mine = np.isin(kind, [LINK_KINDS.index(k) for k in mod.kinds])
-                out |= mine & mod.suspicious(keys)
+                mine = np.zeros(len(LINK_KINDS), bool)
+                mine[[LINK_KINDS.index(k) for k in mod.kinds]] = True
+                out |= mine[kind] & mod.suspicious(keys)
         return out
 
 

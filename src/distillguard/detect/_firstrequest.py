@@ -86,51 +86,87 @@ def _flagged_and_people(state: DetectorState, acct: np.ndarray, action: np.ndarr
     return flagged, established
 
 
-def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
-                       cfg: FirstRequestConfig,
-                       index: tuple[PairIndex, PairIndex] | None = None) -> np.ndarray:
-    """Codes of the keys that are campaign keys now (request kinds only), ascending.
+def _among(values: np.ndarray, ascending: np.ndarray) -> np.ndarray:
+    """`np.isin(values, ascending)` for an ascending, non-empty `ascending` (one binary
+    search per value, no sort)."""
+    at = np.minimum(np.searchsorted(ascending, values), len(ascending) - 1)
+    out: np.ndarray = ascending[at] == values
+    return out
 
-    With `index` (the shared pairs by key and by account) only the pairs of flagged accounts
-    and of the keys they are on are read, since a key no flagged account uses never
-    qualifies; without it, every shared pair. The answer is the same.
-    """
+
+def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                       cfg: FirstRequestConfig) -> np.ndarray:
+    """Codes of the keys that are campaign keys now (request kinds only), ascending: a pass
+    over every shared pair (`FlaggedOnKeys` and `campaign_keys` give the same, from the
+    pairs that changed)."""
     pairs = state.shared_pairs()
     if not len(pairs) or not len(action):
         return np.zeros(0, np.int64)
-    if index is None:
-        flagged, established = _flagged_and_people(state, pairs[:, PAIR_ACCOUNT], action,
-                                                    harvest, cfg)
-        sid = pairs[:, PAIR_KEY]
-        n_sid = int(sid.max()) + 1
-        on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
-        public = np.bincount(sid, weights=established, minlength=n_sid)
-        codes = state.sid_code[:n_sid]
-        keep = campaign_key_mask(on_key, state.key_accounts[codes], public,
-                                 cfg.min_flagged_accounts, cfg.min_flagged_share,
-                                 cfg.max_established_accounts)
-        return np.unique(codes[keep])
-    by_key, by_acct = index
-    is_flagged = np.zeros(max(state.size, len(action)), bool)
-    is_flagged[: len(action)] = action >= THROTTLE
-    theirs = pairs[by_acct.select(pairs, is_flagged, ordered=False), PAIR_KEY]
-    sid, on_key = np.unique(theirs, return_counts=True)
+    flagged, established = _flagged_and_people(state, pairs[:, PAIR_ACCOUNT], action, harvest,
+                                                cfg)
+    sid = pairs[:, PAIR_KEY]
+    n_sid = int(sid.max()) + 1
+    on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
+    public = np.bincount(sid, weights=established, minlength=n_sid)
+    codes = state.sid_code[:n_sid]
+    keep = campaign_key_mask(on_key, state.key_accounts[codes], public, cfg.min_flagged_accounts,
+                             cfg.min_flagged_share, cfg.max_established_accounts)
+    return np.unique(codes[keep])
+
+
+class FlaggedOnKeys:
+    """Per shared key id, the throttled or blocked accounts on it, kept from one look to the
+    next: the pairs of the accounts whose flag changed and the pairs appended since are
+    folded in (a campaign's accounts are flagged once and stay so; a pass over every pair
+    would read mostly pairs that did not change)."""
+
+    def __init__(self) -> None:
+        self.flagged = np.zeros(0, bool)  # per account, as of the last look
+        self.on_key = np.zeros(0, np.int64)
+        self.n = 0  # shared pairs folded in
+
+    def update(self, pairs: np.ndarray, n_keys: int, flagged: np.ndarray,
+               by_acct: PairIndex) -> np.ndarray:
+        """The count per shared key id (`n_keys` of them), `flagged` per account (every
+        account a pair names); a view, valid until the next update."""
+        was = np.zeros(len(flagged), bool)
+        k = min(len(flagged), len(self.flagged))
+        was[:k] = self.flagged[:k]
+        on_key = np.zeros(n_keys, np.int64)
+        on_key[: len(self.on_key)] = self.on_key
+        changed = was != flagged
+        if changed.any():
+            at = by_acct.select(pairs, changed, ordered=False)
+            rows = pairs[at[at < self.n]]
+            np.add.at(on_key, rows[:, PAIR_KEY],
+                      np.where(flagged[rows[:, PAIR_ACCOUNT]], 1, -1))
+        new = pairs[self.n :]
+        on_key += np.bincount(new[flagged[new[:, PAIR_ACCOUNT]], PAIR_KEY], minlength=n_keys)
+        self.flagged, self.on_key, self.n = flagged.copy(), on_key, len(pairs)
+        return on_key
+
+
+def campaign_keys(state: DetectorState, on_key: np.ndarray, action: np.ndarray,
+                  harvest: np.ndarray, cfg: FirstRequestConfig, by_key: PairIndex) -> np.ndarray:
+    """`campaign_key_codes` from the flagged accounts per shared key id (`FlaggedOnKeys`):
+    people are counted (when `max_established_accounts` is set) on the pairs of the keys
+    that pass the other tests only."""
+    sid = np.flatnonzero(on_key >= cfg.min_flagged_accounts)
     codes = state.sid_code[sid]
     members = state.key_accounts[codes]
-    # Without the people test first (it can only take keys away), then with it on those left.
-    keep = campaign_key_mask(on_key, members, np.zeros(len(sid)), cfg.min_flagged_accounts,
+    flagged = on_key[sid]
+    keep = campaign_key_mask(flagged, members, np.zeros(len(sid)), cfg.min_flagged_accounts,
                              cfg.min_flagged_share, None)
-    sid, on_key, codes, members = sid[keep], on_key[keep], codes[keep], members[keep]
+    sid, codes, members, flagged = sid[keep], codes[keep], members[keep], flagged[keep]
     if cfg.max_established_accounts is not None and len(sid):
-        wanted = np.zeros(state.shared_keys, bool)
+        wanted = np.zeros(len(on_key), bool)
         wanted[sid] = True
+        pairs = state.shared_pairs()
         rows = pairs[by_key.select(pairs, wanted, ordered=False)]
         _, established = _flagged_and_people(state, rows[:, PAIR_ACCOUNT], action, harvest, cfg)
-        public = np.bincount(rows[:, PAIR_KEY], weights=established,
-                             minlength=state.shared_keys)[sid]
-        keep = campaign_key_mask(on_key, members, public, cfg.min_flagged_accounts,
-                                 cfg.min_flagged_share, cfg.max_established_accounts)
-        codes = codes[keep]
+        public = np.bincount(rows[:, PAIR_KEY], weights=established, minlength=len(on_key))[sid]
+        codes = codes[campaign_key_mask(flagged, members, public, cfg.min_flagged_accounts,
+                                        cfg.min_flagged_share, cfg.max_established_accounts)]
     return np.unique(codes)
 
 
@@ -146,13 +182,14 @@ class FirstRequestFlags:
     _looked_us: int = -(1 << 62)
     _pending: tuple[DetectorState, np.ndarray, np.ndarray,
                     tuple[PairIndex, PairIndex] | None] | None = None
+    _on_keys: FlaggedOnKeys = field(default_factory=FlaggedOnKeys)
 
     def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
                 index: tuple[PairIndex, PairIndex] | None = None) -> None:
         """After a decision: the keys a new account's request is checked against next, looked
         for at most every `every_minutes` of log time, and only once a new account needs them
-        (`index`: the detector's shared pairs by key and by account, see
-        `campaign_key_codes`)."""
+        (`index`: the detector's shared pairs by key and by account, to read only the pairs
+        that changed since the last look; without it, a pass over every shared pair)."""
         if state.now_us - self._looked_us >= self.cfg.every_minutes * 60_000_000:
             self._looked_us = state.now_us
             self._pending = (state, action.copy(), harvest.copy(), index)
@@ -160,9 +197,24 @@ class FirstRequestFlags:
     def _codes(self) -> np.ndarray:
         if self._pending is not None:
             state, action, harvest, index = self._pending
-            self.codes = campaign_key_codes(state, action, harvest, self.cfg, index)
+            self.codes = self.look(state, action, harvest, index)
             self._pending = None
         return self.codes
+
+    def look(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+             index: tuple[PairIndex, PairIndex] | None) -> np.ndarray:
+        """The campaign keys as of this decision (see `decided`)."""
+        if index is None:
+            self._on_keys = FlaggedOnKeys()
+            return campaign_key_codes(state, action, harvest, self.cfg)
+        by_key, by_acct = index
+        pairs = state.shared_pairs()
+        flagged = np.zeros(max(state.size, len(action)), bool)
+        flagged[: len(action)] = action >= THROTTLE
+        on_key = self._on_keys.update(pairs, state.shared_keys, flagged, by_acct)
+        if not len(pairs) or not len(action):
+            return np.zeros(0, np.int64)
+        return campaign_keys(state, on_key, action, harvest, self.cfg, by_key)
 
     def window(self, new_pairs: dict[str, np.ndarray], new_accounts: dict[str, np.ndarray]) -> None:
         """Before a window is applied: the keys its new accounts' first requests carry
@@ -171,7 +223,7 @@ class FirstRequestFlags:
         if not len(new_pairs["code"]) or not len(new_accounts["acct"]) or not len(self._codes()):
             return
         first = dict(zip(new_accounts["acct"].tolist(), new_accounts["first_ts"].tolist(), strict=True))
-        hit = np.isin(new_pairs["code"], self.codes)
+        hit = _among(new_pairs["code"], self.codes)
         kinds: dict[int, set[str]] = {}
         for acct, ts, kind in zip(new_pairs["acct"][hit].tolist(), new_pairs["first_ts"][hit].tolist(),
                                   new_pairs["kind"][hit].tolist(), strict=True):

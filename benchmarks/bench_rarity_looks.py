@@ -80,12 +80,11 @@ def main() -> None:
         for name, t in (("rarity key sizes", sizes), ("first-request campaign keys", keys))
     ]
     table = markdown_table(["look", "looks", "every pair (CPU s)", "kept (CPU s)", "ratio"], rows)
-    load = os.getloadavg()[0]
     body = (f"{det.state.events_seen:,} events ({args.log.name}), "
-            f"{len(det.state.shared_pairs()):,} shared pairs at the end; replay {wall:.0f} s "
-            f"wall, load average {load:.1f}. Every look gave the same answer both ways.\n\n"
-            f"{table}\n")
+            f"{len(det.state.shared_pairs()):,} shared pairs at the end. Every look gave the "
+            f"same answer both ways.\n\n{table}\n")
     print(body)
+    print(f"replay {wall:.0f} s wall, load average {os.getloadavg()[0]:.1f} (shared machine)")
     write_section(__file__, "Rarity and first-request looks kept between decisions", body)
 
 

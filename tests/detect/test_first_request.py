@@ -177,3 +177,27 @@ def test_campaign_keys_kept_between_looks_are_those_of_every_pair(
             assert np.array_equal(got, want), f"batch {batch}"
             found += len(want)
     assert found and len(np.unique(state.shared_pairs()[:, PAIR_ACCOUNT])) > 40
+
+
+def test_replay_bookkeeping_from_a_checkpoint_without_kept_counts_looks_afresh() -> None:
+    """A pickled `FirstRequestFlags` of before the kept counts (no `_on_keys`, a pending
+    decision without the pair indexes) restores and still finds its campaign keys."""
+    import pickle
+
+    from distillguard.detect import OnlineDetector
+    from distillguard.detect._config import load_config
+    from distillguard.detect._firstrequest import FirstRequestFlags, campaign_key_codes
+
+    parts = [scenes.hydra()]
+    det = OnlineDetector(accounts=account_table([a for p in parts for a in p[1]]))
+    det.update(event_table([r for p in parts for r in p[0]]))
+    a = det.assess()
+    flags = FirstRequestFlags(load_config().first_request)
+    flags.decided(det.state, a.action, a.harvest)
+    old = {k: v for k, v in vars(flags).items() if k != "_on_keys"}
+    assert flags._pending is not None
+    old["_pending"] = flags._pending[:3]
+    restored = FirstRequestFlags.__new__(FirstRequestFlags)
+    restored.__setstate__(pickle.loads(pickle.dumps(old)))
+    want = campaign_key_codes(det.state, a.action, a.harvest, flags.cfg)
+    assert len(want) and np.array_equal(restored._codes(), want)

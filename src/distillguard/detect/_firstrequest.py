@@ -184,6 +184,14 @@ class FirstRequestFlags:
                     tuple[PairIndex, PairIndex] | None] | None = None
     _on_keys: FlaggedOnKeys = field(default_factory=FlaggedOnKeys)
 
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written before the counts were kept: the next look starts them afresh.
+        self.__dict__.update(saved)
+        if "_on_keys" not in saved:
+            self._on_keys = FlaggedOnKeys()
+        if self._pending is not None and len(self._pending) == 3:
+            self._pending = (*self._pending, None)
+
     def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
                 index: tuple[PairIndex, PairIndex] | None = None) -> None:
         """After a decision: the keys a new account's request is checked against next, looked

@@ -133,3 +133,71 @@ def test_a_requests_keys_in_plain_python_are_the_vectorised_ones(seed: int) -> N
         prompt = rng.choice([None, "", "?!", _text(rng, rng.randint(1, 60))])
         system, ip = rng.choice(systems), rng.choice(ips)
         assert keys(ip, system, prompt) == request_keys(_one_row(ip, system, prompt)), (i, ip, system, prompt)
+
+
+@pytest.mark.parametrize(("seed", "max_people"), [(1, None), (2, 0), (3, 2)])
+def test_campaign_keys_kept_between_looks_are_those_of_every_pair(
+        seed: int, max_people: int | None) -> None:
+    """Random decisions over accounts sharing addresses and templates (accounts flagged and
+    unflagged from one look to the next): the campaign keys the replay keeps through the pair
+    indexes are those found from every shared pair."""
+    from distillguard.detect._config import load_config
+    from distillguard.detect._decision import ALLOW, BLOCK, MONITOR, THROTTLE
+    from distillguard.detect._firstrequest import FirstRequestFlags, campaign_key_codes
+    from distillguard.detect._links import PairIndex
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import PAIR_ACCOUNT, PAIR_KEY, DetectorState
+
+    rng = np.random.default_rng(seed)
+    accts = [account(f"a{k:03d}", created=T0 - timedelta(days=int(rng.integers(1, 60))))
+             for k in range(90)]
+    frame = pl.from_arrow(account_table(accts))
+    assert isinstance(frame, pl.DataFrame)
+    state = DetectorState(frame)
+    cfg = load_config().first_request.model_copy(update={
+        "min_flagged_accounts": 2, "max_established_accounts": max_people})
+    index = (PairIndex(PAIR_KEY), PairIndex(PAIR_ACCOUNT))
+    kept = FirstRequestFlags(cfg)
+    found = 0
+    for batch in range(6):
+        rows: list[dict[str, object]] = []
+        for k in rng.choice(90, size=20, replace=False).tolist():
+            rows += events(f"a{k:03d}", 2, start=T0 + timedelta(hours=batch, minutes=k % 50),
+                           prompt=[f"Task {rng.integers(6)}: add {{i}} and {{j}}, then explain"],
+                           ip=f"198.51.100.{rng.integers(15)}")
+        events_frame = pl.from_arrow(event_table(rows))
+        assert isinstance(events_frame, pl.DataFrame)
+        state.update(event_signals(events_frame))
+        for _ in range(3):
+            m = state.size - int(rng.integers(0, 3))  # the decision may predate new accounts
+            action = rng.choice([ALLOW, MONITOR, THROTTLE, BLOCK], size=m, p=[.3, .1, .4, .2])
+            harvest = rng.random(m)
+            want = campaign_key_codes(state, action, harvest, cfg)
+            got = kept.look(state, action, harvest, index)
+            assert np.array_equal(got, want), f"batch {batch}"
+            found += len(want)
+    assert found and len(np.unique(state.shared_pairs()[:, PAIR_ACCOUNT])) > 40
+
+
+def test_replay_bookkeeping_from_a_checkpoint_without_kept_counts_looks_afresh() -> None:
+    """A pickled `FirstRequestFlags` of before the kept counts (no `_on_keys`, a pending
+    decision without the pair indexes) restores and still finds its campaign keys."""
+    import pickle
+
+    from distillguard.detect import OnlineDetector
+    from distillguard.detect._config import load_config
+    from distillguard.detect._firstrequest import FirstRequestFlags, campaign_key_codes
+
+    parts = [scenes.hydra()]
+    det = OnlineDetector(accounts=account_table([a for p in parts for a in p[1]]))
+    det.update(event_table([r for p in parts for r in p[0]]))
+    a = det.assess()
+    flags = FirstRequestFlags(load_config().first_request)
+    flags.decided(det.state, a.action, a.harvest)
+    old = {k: v for k, v in vars(flags).items() if k != "_on_keys"}
+    assert flags._pending is not None
+    old["_pending"] = flags._pending[:3]
+    restored = FirstRequestFlags.__new__(FirstRequestFlags)
+    restored.__setstate__(pickle.loads(pickle.dumps(old)))
+    want = campaign_key_codes(det.state, a.action, a.harvest, flags.cfg)
+    assert len(want) and np.array_equal(restored._codes(), want)

@@ -181,3 +181,49 @@ def test_an_answer_reused_between_looks_covers_new_accounts() -> None:
     assert g.flag.tolist() == [False, True, False, False, False]
     assert (g.p[2:] == 1.0).all() and g.combined[4] == 1.0
     assert r.grown(1) is r
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_key_sizes_kept_between_looks_are_those_computed_afresh(seed: int) -> None:
+    """Batches of accounts on shared cards, e-mail domains, sign-up hours and addresses; at each
+    look a random set of keys is suspicious (keys join and leave it): the sizes `KeySizes`
+    keeps equal `key_sizes` over all the pairs."""
+    import polars as pl
+
+    from distillguard.detect._links import PairIndex
+    from distillguard.detect._rarity import KeySizes, key_sizes
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import PAIR_ACCOUNT, PAIR_KEY, DetectorState
+
+    from .builders import account_table, event_table, events
+
+    rng = np.random.default_rng(seed)
+    accts = [account(f"a{k:03d}", payment=f"card-{rng.integers(12)}",
+                     email=f"org{rng.integers(40)}.example",  # a few accounts each
+                     created=T0 - timedelta(days=3, hours=int(rng.integers(6))))
+             for k in range(120)]
+    accounts = pl.from_arrow(account_table(accts))
+    assert isinstance(accounts, pl.DataFrame)
+    state = DetectorState(accounts)
+    by_key, by_acct = PairIndex(PAIR_KEY), PairIndex(PAIR_ACCOUNT)
+    kept = KeySizes()
+    looks_with_drops = 0
+    for batch in range(10):
+        rows: list[dict[str, object]] = []
+        for k in rng.choice(120, size=15, replace=False).tolist():
+            rows += events(f"a{k:03d}", 2, start=T0 + timedelta(hours=batch, minutes=k % 50),
+                           prompt=HUMAN_PROMPTS, ua=BROWSER,
+                           ip=f"198.51.100.{rng.integers(20)}")
+        frame = pl.from_arrow(event_table(rows))
+        assert isinstance(frame, pl.DataFrame)
+        state.update(event_signals(frame))
+        for _ in range(2):  # two looks per batch: the second with no new pair
+            suspicious = rng.random(state.shared_keys) < 0.4
+            looks_with_drops += bool((kept.counted & ~suspicious[: len(kept.counted)]).any())
+            got = kept.update(state, suspicious, by_key, by_acct).copy()
+            want = key_sizes(state, suspicious, by_key)
+            assert np.array_equal(got, want), f"look after batch {batch}"
+    pairs = state.shared_pairs()
+    assert looks_with_drops and len(np.unique(pairs[:, PAIR_KEY])) > 20
+    assert len(np.unique(pairs[:, PAIR_ACCOUNT])) > 50
+    assert (want[:, 0] > 1).any() and (want[:, 1:] > 1).any(axis=0).all()

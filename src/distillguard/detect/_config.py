@@ -251,8 +251,8 @@ class FirstRequestConfig(_Strict):
     people_max_harvest: float = Field(default=0.6, ge=0, le=1)
     # What the gateway does with a matching request.
     action: Literal["monitor", "throttle", "block"] = "throttle"
-    # The replay looks for campaign keys at most this often (log time; a pass over every
-    # shared pair); the gateway after each detector step.
+    # The replay looks for campaign keys at most this often (log time; it reads the shared
+    # pairs that changed since its last look); the gateway after each detector step.
     every_minutes: float = Field(default=60.0, ge=0)
 
 

@@ -288,7 +288,8 @@ class DecisionCore:
         for mod in self.modules:
             if isinstance(mod, SoloEvidence) and mod.enabled:
                 tables[mod.name] = mod.assess(
-                    SoloContext(state, cfg, feats, sus_key, links.by_key))
+                    SoloContext(state, cfg, feats, sus_key, links.by_key,
+                                links.by_acct))
                 if isinstance(mod, RareEvidence):
                     rare = mod.last
         solo_throttles(cfg, self.modules, tables, action, score)
@@ -317,8 +318,9 @@ class DecisionCore:
         kind = keys.state.sid_link[:n_keys]
         for mod in self.modules:
             if isinstance(mod, LinkEvidence) and mod.enabled:
-                mine = np.isin(kind, [LINK_KINDS.index(k) for k in mod.kinds])
-                out |= mine & mod.suspicious(keys)
+                mine = np.zeros(len(LINK_KINDS), bool)
+                mine[[LINK_KINDS.index(k) for k in mod.kinds]] = True
+                out |= mine[kind] & mod.suspicious(keys)
         return out
 
 

@@ -39,6 +39,7 @@ from distillguard.detect._state import (
 
 if TYPE_CHECKING:
     from distillguard.detect._config import FirstRequestConfig
+    from distillguard.detect._links import PairIndex
     from distillguard.detect._state import DetectorState
 
 # Event kinds a request carries (`day` never links).
@@ -69,23 +70,40 @@ def campaign_key_mask(flagged_on_key: np.ndarray, accounts_on_key: np.ndarray,
     return mask
 
 
-def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
-                       cfg: FirstRequestConfig) -> np.ndarray:
-    """Codes of the keys that are campaign keys now (request kinds only), ascending."""
-    pairs = state.shared_pairs()
-    if not len(pairs) or not len(action):
-        return np.zeros(0, np.int64)
-    acct = pairs[:, PAIR_ACCOUNT]
+def _flagged_and_people(state: DetectorState, acct: np.ndarray, action: np.ndarray,
+                        harvest: np.ndarray, cfg: FirstRequestConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per account code in `acct`: throttled or blocked, and a person: unflagged, opened at
+    least `established_days` before now (unknown: not established), with a profile that is not
+    harvest-like (a campaign's aged accounts not yet caught are not people). Accounts the
+    decision did not know (past `action`) are neither flagged nor harvest-like."""
     flagged = np.zeros(len(acct), bool)
     inside = acct < len(action)
     flagged[inside] = action[acct[inside]] >= THROTTLE
-    # People: unflagged accounts opened at least `established_days` before now (unknown: not
-    # established) whose own profile is not harvest-like (a campaign's aged accounts not yet
-    # caught are not people).
     opened = state.created_us[acct]
     calm = np.ones(len(acct), bool)
     calm[inside] = harvest[acct[inside]] < cfg.people_max_harvest
     established = ~flagged & calm & (opened <= state.now_us - cfg.established_days * DAY_US)
+    return flagged, established
+
+
+def _among(values: np.ndarray, ascending: np.ndarray) -> np.ndarray:
+    """`np.isin(values, ascending)` for an ascending, non-empty `ascending` (one binary
+    search per value, no sort)."""
+    at = np.minimum(np.searchsorted(ascending, values), len(ascending) - 1)
+    out: np.ndarray = ascending[at] == values
+    return out
+
+
+def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                       cfg: FirstRequestConfig) -> np.ndarray:
+    """Codes of the keys that are campaign keys now (request kinds only), ascending: a pass
+    over every shared pair (`FlaggedOnKeys` and `campaign_keys` give the same, from the
+    pairs that changed)."""
+    pairs = state.shared_pairs()
+    if not len(pairs) or not len(action):
+        return np.zeros(0, np.int64)
+    flagged, established = _flagged_and_people(state, pairs[:, PAIR_ACCOUNT], action, harvest,
+                                                cfg)
     sid = pairs[:, PAIR_KEY]
     n_sid = int(sid.max()) + 1
     on_key = np.bincount(sid, weights=flagged, minlength=n_sid)
@@ -94,6 +112,62 @@ def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.nda
     keep = campaign_key_mask(on_key, state.key_accounts[codes], public, cfg.min_flagged_accounts,
                              cfg.min_flagged_share, cfg.max_established_accounts)
     return np.unique(codes[keep])
+
+
+class FlaggedOnKeys:
+    """Per shared key id, the throttled or blocked accounts on it, kept from one look to the
+    next: the pairs of the accounts whose flag changed and the pairs appended since are
+    folded in (a campaign's accounts are flagged once and stay so; a pass over every pair
+    would read mostly pairs that did not change)."""
+
+    def __init__(self) -> None:
+        self.flagged = np.zeros(0, bool)  # per account, as of the last look
+        self.on_key = np.zeros(0, np.int64)
+        self.n = 0  # shared pairs folded in
+
+    def update(self, pairs: np.ndarray, n_keys: int, flagged: np.ndarray,
+               by_acct: PairIndex) -> np.ndarray:
+        """The count per shared key id (`n_keys` of them), `flagged` per account (every
+        account a pair names); a view, valid until the next update."""
+        was = np.zeros(len(flagged), bool)
+        k = min(len(flagged), len(self.flagged))
+        was[:k] = self.flagged[:k]
+        on_key = np.zeros(n_keys, np.int64)
+        on_key[: len(self.on_key)] = self.on_key
+        changed = was != flagged
+        if changed.any():
+            at = by_acct.select(pairs, changed, ordered=False)
+            rows = pairs[at[at < self.n]]
+            np.add.at(on_key, rows[:, PAIR_KEY],
+                      np.where(flagged[rows[:, PAIR_ACCOUNT]], 1, -1))
+        new = pairs[self.n :]
+        on_key += np.bincount(new[flagged[new[:, PAIR_ACCOUNT]], PAIR_KEY], minlength=n_keys)
+        self.flagged, self.on_key, self.n = flagged.copy(), on_key, len(pairs)
+        return on_key
+
+
+def campaign_keys(state: DetectorState, on_key: np.ndarray, action: np.ndarray,
+                  harvest: np.ndarray, cfg: FirstRequestConfig, by_key: PairIndex) -> np.ndarray:
+    """`campaign_key_codes` from the flagged accounts per shared key id (`FlaggedOnKeys`):
+    people are counted (when `max_established_accounts` is set) on the pairs of the keys
+    that pass the other tests only."""
+    sid = np.flatnonzero(on_key >= cfg.min_flagged_accounts)
+    codes = state.sid_code[sid]
+    members = state.key_accounts[codes]
+    flagged = on_key[sid]
+    keep = campaign_key_mask(flagged, members, np.zeros(len(sid)), cfg.min_flagged_accounts,
+                             cfg.min_flagged_share, None)
+    sid, codes, members, flagged = sid[keep], codes[keep], members[keep], flagged[keep]
+    if cfg.max_established_accounts is not None and len(sid):
+        wanted = np.zeros(len(on_key), bool)
+        wanted[sid] = True
+        pairs = state.shared_pairs()
+        rows = pairs[by_key.select(pairs, wanted, ordered=False)]
+        _, established = _flagged_and_people(state, rows[:, PAIR_ACCOUNT], action, harvest, cfg)
+        public = np.bincount(rows[:, PAIR_KEY], weights=established, minlength=len(on_key))[sid]
+        codes = codes[campaign_key_mask(flagged, members, public, cfg.min_flagged_accounts,
+                                        cfg.min_flagged_share, cfg.max_established_accounts)]
+    return np.unique(codes)
 
 
 @dataclass
@@ -106,22 +180,49 @@ class FirstRequestFlags:
     flagged_us: dict[int, int] = field(default_factory=dict)
     kind: dict[int, str] = field(default_factory=dict)  # the kind of key it matched on
     _looked_us: int = -(1 << 62)
-    _pending: tuple[DetectorState, np.ndarray, np.ndarray] | None = None
+    _pending: tuple[DetectorState, np.ndarray, np.ndarray,
+                    tuple[PairIndex, PairIndex] | None] | None = None
+    _on_keys: FlaggedOnKeys = field(default_factory=FlaggedOnKeys)
 
-    def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray) -> None:
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written before the counts were kept: the next look starts them afresh.
+        self.__dict__.update(saved)
+        if "_on_keys" not in saved:
+            self._on_keys = FlaggedOnKeys()
+        if self._pending is not None and len(self._pending) == 3:
+            self._pending = (*self._pending, None)
+
+    def decided(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+                index: tuple[PairIndex, PairIndex] | None = None) -> None:
         """After a decision: the keys a new account's request is checked against next, looked
         for at most every `every_minutes` of log time, and only once a new account needs them
-        (a pass over every shared pair)."""
+        (`index`: the detector's shared pairs by key and by account, to read only the pairs
+        that changed since the last look; without it, a pass over every shared pair)."""
         if state.now_us - self._looked_us >= self.cfg.every_minutes * 60_000_000:
             self._looked_us = state.now_us
-            self._pending = (state, action.copy(), harvest.copy())
+            self._pending = (state, action.copy(), harvest.copy(), index)
 
     def _codes(self) -> np.ndarray:
         if self._pending is not None:
-            state, action, harvest = self._pending
-            self.codes = campaign_key_codes(state, action, harvest, self.cfg)
+            state, action, harvest, index = self._pending
+            self.codes = self.look(state, action, harvest, index)
             self._pending = None
         return self.codes
+
+    def look(self, state: DetectorState, action: np.ndarray, harvest: np.ndarray,
+             index: tuple[PairIndex, PairIndex] | None) -> np.ndarray:
+        """The campaign keys as of this decision (see `decided`)."""
+        if index is None:
+            self._on_keys = FlaggedOnKeys()
+            return campaign_key_codes(state, action, harvest, self.cfg)
+        by_key, by_acct = index
+        pairs = state.shared_pairs()
+        flagged = np.zeros(max(state.size, len(action)), bool)
+        flagged[: len(action)] = action >= THROTTLE
+        on_key = self._on_keys.update(pairs, state.shared_keys, flagged, by_acct)
+        if not len(pairs) or not len(action):
+            return np.zeros(0, np.int64)
+        return campaign_keys(state, on_key, action, harvest, self.cfg, by_key)
 
     def window(self, new_pairs: dict[str, np.ndarray], new_accounts: dict[str, np.ndarray]) -> None:
         """Before a window is applied: the keys its new accounts' first requests carry
@@ -130,7 +231,7 @@ class FirstRequestFlags:
         if not len(new_pairs["code"]) or not len(new_accounts["acct"]) or not len(self._codes()):
             return
         first = dict(zip(new_accounts["acct"].tolist(), new_accounts["first_ts"].tolist(), strict=True))
-        hit = np.isin(new_pairs["code"], self.codes)
+        hit = _among(new_pairs["code"], self.codes)
         kinds: dict[int, set[str]] = {}
         for acct, ts, kind in zip(new_pairs["acct"][hit].tolist(), new_pairs["first_ts"][hit].tolist(),
                                   new_pairs["kind"][hit].tolist(), strict=True):

@@ -58,6 +58,7 @@ from distillguard.detect._state import (
     LINK_KINDS,
     PAIR_ACCOUNT,
     PAIR_CODE,
+    PAIR_KEY,
     PAIR_KIND,
     DetectorState,
 )
@@ -74,6 +75,11 @@ _KEY_KIND = np.array([LINK_KINDS.index(kind) for kind, _ in KEY_EVIDENCE.values(
 _GATED = np.array([gated for _, gated in KEY_EVIDENCE.values()])
 _SHARE_COLUMNS = (EVIDENCE.index("elicitation"), EVIDENCE.index("content"))
 _CARD = EVIDENCE.index("shared_card")
+# Per link kind (index in LINK_KINDS): its KEY_EVIDENCE column (-1: none), and whether gated.
+_COLUMN = np.full(len(LINK_KINDS), -1, np.int64)
+_COLUMN[_KEY_KIND] = np.arange(len(KEY_EVIDENCE))
+_GATED_LINK = np.zeros(len(LINK_KINDS), bool)
+_GATED_LINK[_KEY_KIND] = _GATED
 # tan((0.5 - p) pi) loses precision under this p; 1 / (p pi) is its limit there.
 _TINY_P = 1e-12
 
@@ -191,7 +197,8 @@ def cauchy_combination(p: np.ndarray, counted: np.ndarray | None = None) -> np.n
 def key_sizes(state: DetectorState, suspicious: np.ndarray | None,
               by_key: PairIndex | None) -> np.ndarray:
     """Per account and `KEY_EVIDENCE` (columns): the accounts on its largest key of that kind
-    (only suspicious keys for the gated kinds; 1 where none)."""
+    (only suspicious keys for the gated kinds; 1 where none). From all the shared pairs: the
+    answer `KeySizes` keeps up to date between looks."""
     m = state.size
     k = np.ones((m, len(KEY_EVIDENCE)))
     n_keys = state.shared_keys
@@ -211,14 +218,73 @@ def key_sizes(state: DetectorState, suspicious: np.ndarray | None,
     return k
 
 
+def counted_keys(link: np.ndarray, suspicious: np.ndarray) -> np.ndarray:
+    """Per shared key (its link kind index, whether it is suspicious): whether `key_sizes`
+    counts it (a kind of `KEY_EVIDENCE`, and suspicious where the kind is gated)."""
+    out: np.ndarray = (_COLUMN[link] >= 0) & (~_GATED_LINK[link] | suspicious)
+    return out
+
+
+class KeySizes:
+    """`key_sizes` kept up to date from one look to the next.
+
+    Per account and column it holds the largest key size over the pairs on keys it counts
+    (`counted_keys`). A key's size only grows and pairs are only appended, so a look folds in
+    (maximum) the pairs of keys that grew or started to count, and the pairs appended since;
+    the accounts on a key that stopped counting (a gated key no longer suspicious) are
+    recomputed from all their pairs.
+    """
+
+    def __init__(self) -> None:
+        self.k = np.ones((0, len(KEY_EVIDENCE)))
+        self.n = 0  # shared pairs folded in
+        self.counted = np.zeros(0, bool)  # per shared key id, as of the last look
+        self.members = np.zeros(0, np.int64)  # accounts per shared key id, as of the last look
+
+    def update(self, state: DetectorState, suspicious: np.ndarray | None,
+               by_key: PairIndex, by_acct: PairIndex) -> np.ndarray:
+        """`key_sizes(state, suspicious, by_key)` (a view, valid until the next update)."""
+        m, n_keys = state.size, state.shared_keys
+        pairs = state.shared_pairs()
+        sus = np.zeros(n_keys, bool)
+        if suspicious is not None:
+            sus[: min(n_keys, len(suspicious))] = suspicious[:n_keys]
+        counted = counted_keys(state.sid_link[:n_keys], sus)
+        members = state.key_accounts[state.sid_code[:n_keys]]
+        if len(self.k) < m:
+            grown = np.ones((max(m, 2 * len(self.k)), len(KEY_EVIDENCE)))
+            grown[: len(self.k)] = self.k
+            self.k = grown
+        was = len(self.counted)
+        fold = counted.copy()
+        fold[:was] &= ~self.counted | (members[:was] != self.members)
+        gone = np.zeros(n_keys, bool)
+        gone[:was] = self.counted & ~counted[:was]
+        if gone.any():
+            left = np.zeros(m, bool)
+            left[pairs[by_key.select(pairs, gone, ordered=False), PAIR_ACCOUNT]] = True
+            self.k[: m][left] = 1.0
+            self._fold(pairs[by_acct.select(pairs, left, ordered=False)], counted, members)
+        self._fold(pairs[by_key.select(pairs, fold, ordered=False)], counted, members)
+        self._fold(pairs[self.n :], counted, members)
+        self.n, self.counted, self.members = len(pairs), counted, members
+        return self.k[:m]
+
+    def _fold(self, rows: np.ndarray, counted: np.ndarray, members: np.ndarray) -> None:
+        """The largest size so far of each row's account and column, with these rows in."""
+        rows = rows[counted[rows[:, PAIR_KEY]]]
+        if len(rows):
+            cell = rows[:, PAIR_ACCOUNT] * len(KEY_EVIDENCE) + _COLUMN[rows[:, PAIR_KIND]]
+            np.maximum.at(self.k.reshape(-1), cell, members[rows[:, PAIR_KEY]].astype(np.float64))
+
+
 def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
-           shares: np.ndarray, suspicious: np.ndarray | None = None,
-           by_key: PairIndex | None = None) -> Rarity:
+           shares: np.ndarray, k: np.ndarray) -> Rarity:
     """The evidence of every account, weighed against the log's established accounts.
 
     `shares` (per account and `KEY_EVIDENCE`): shares a key of that kind with another
-    account (suspicious or not); `suspicious` (per shared key) and `by_key` (the shared
-    pairs by key) say which keys the gated kinds count.
+    account (suspicious or not); `k`: the accounts on its largest key of each kind that
+    counts (`key_sizes`).
     """
     rc = cfg.evidence.rarity
     m = state.size
@@ -231,7 +297,6 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     enough = n >= rc.min_events
     null = established & self_serve
 
-    k = key_sizes(state, suspicious, by_key)
     content = state.counters["distill"][:m] / np.maximum(n, 1.0) / 100.0
     stat = np.column_stack([k, feats["elicitation"], content])
     p = np.ones((m, len(EVIDENCE)))
@@ -260,21 +325,36 @@ class RarityTracker:
     """`rarity` looked at every `rarity.every_minutes` of log time (see `_cadence`).
 
     Keeps, per account and kind, whether it shares a key of that kind with another account,
-    from the shared pairs appended since the last look (they are only ever appended).
+    from the shared pairs appended since the last look (they are only ever appended), and the
+    key sizes (`KeySizes`).
     """
 
     def __init__(self) -> None:
         self._cadence: Cadence[Rarity] = Cadence()
         self._shares = np.zeros((0, len(KEY_EVIDENCE)), bool)
         self._seen = 0
+        self._sizes = KeySizes()
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written without the key sizes: the next look computes them afresh.
+        self.__dict__.update(saved)
+        if "_sizes" not in saved:
+            self._sizes = KeySizes()
 
     def update(self, state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
-               suspicious: np.ndarray | None = None, by_key: PairIndex | None = None) -> Rarity:
+               suspicious: np.ndarray | None = None, by_key: PairIndex | None = None,
+               by_acct: PairIndex | None = None) -> Rarity:
+        """The answer as of now: a fresh look, or the last one grown to the accounts seen since.
+        Without the pair indexes the key sizes are computed from all the pairs."""
         last = self._cadence.reuse(state.now_us, cfg.evidence.rarity.every_minutes)
         if last is not None:
             return last.grown(state.size)
-        return self._cadence.keep(
-            rarity(state, feats, cfg, self._shared(state), suspicious, by_key))
+        if by_key is not None and by_acct is not None:
+            k = self._sizes.update(state, suspicious, by_key, by_acct)
+        else:
+            self._sizes = KeySizes()
+            k = key_sizes(state, suspicious, by_key)
+        return self._cadence.keep(rarity(state, feats, cfg, self._shared(state), k))
 
     def _shared(self, state: DetectorState) -> np.ndarray:
         m = state.size

@@ -158,7 +158,8 @@ def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
         det.apply_window(prep, w, end)
         a = det.assess(with_pairs=False)
         if first_request is not None:
-            first_request.decided(det.state, a.action, a.harvest)
+            first_request.decided(det.state, a.action, a.harvest,
+                                  (det.core.links.by_key, det.core.links.by_acct))
         m = det.state.size
         if len(first_flag) < m:
             first_flag = np.concatenate(

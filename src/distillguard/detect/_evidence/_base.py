@@ -128,13 +128,14 @@ class CarrierContext:
 class SoloContext:
     """What `solo` modules read: the state, every account's features (`_profile`), and per
     shared key whether a link module calls it suspicious (all False before any key is shared),
-    with the shared pairs' positions by key."""
+    with the shared pairs' positions by key and by account."""
 
     state: DetectorState
     cfg: DetectConfig
     features: dict[str, np.ndarray]
     suspicious: np.ndarray
     by_key: PairIndex
+    by_acct: PairIndex
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
   its tasks point where the other fingerprinted accounts' tasks point (topic similarity at
   least `min_pool_similarity`, `_items.pool_similarity`): a lone scripter with tasks of his own
   is in the stratum but not in the pool, nor in a pool shared by the other accounts outside
-  it (as another campaign's accounts whose tasks fall in this stratum are). The test applies
+  it (as another campaign's accounts whose tasks fall in this stratum are); one still outside
+  is a member of another cohort when its tasks are near that cohort's pool (`nearest_pools`:
+  strata are coarse, code tasks full of arithmetic count as maths). The test applies
   to a cohort while at most `max_pool_outliers` of its fingerprinted accounts fall outside the
   pool; beyond that the stratum has no one pool (several campaigns, or prompts padded with
   noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike

@@ -88,24 +88,24 @@ def _stranger(aid: str, created: datetime) -> Scene:
             [account(aid, created=created, email=f"{aid}.example.net")])
 
 
-def _key_gate(min_harvest: float) -> DetectConfig:
+def _key_gate(min_share: float) -> DetectConfig:
     base = load_config()
-    rarity = base.evidence.rarity.model_copy(update={"key_min_harvest": min_harvest})
+    rarity = base.evidence.rarity.model_copy(update={"key_min_share": min_share})
     return base.model_copy(update={"evidence": base.evidence.model_copy(update={"rarity": rarity})})
 
 
 def test_a_stranger_who_signed_up_in_a_burst_hour_is_not_flagged_by_it() -> None:
     # A casual user opened an account in the same hour as a harvesting burst: it shares the
-    # burst's sign-up key, not the traffic that makes the key suspicious.
+    # burst's sign-up key, not what makes the key suspicious (what its accounts ask for).
     scene = (_population(), _burst("burst", 30, harvest=True),
              _stranger("stranger", T0 - timedelta(days=3) + timedelta(minutes=45)))
     det, action, reasons = decide(*scene)
     assert action["stranger"] in ("allow", "monitor")
     assert action["burst-04"] in ("throttle", "block")
-    a = det.assess()
-    t = a.evidence["rarity"]
+    t = det.assess().evidence["rarity"]
     i, j = det.state.index["stranger"], det.state.index["burst-04"]
-    assert a.harvest[i] < load_config().evidence.rarity.key_min_harvest < a.harvest[j]
+    asks = np.maximum(t["elicitation"], t["content"])
+    assert asks[i] < load_config().evidence.rarity.key_min_share <= asks[j]
     assert t["shared_signup_p"][i] == 1.0 and not t["throttles"][i]
     assert t["shared_signup"][j] == 31 and t["throttles"][j]
     assert not any("sign-up hour" in why for why in reasons["stranger"])

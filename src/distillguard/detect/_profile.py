@@ -222,21 +222,15 @@ WEIGHTED = ("volume", "single_turn", "elicitation", "focus", "template", "sdk", 
             "capped", "release", "new_account", "risky_channel", "unverified", "ip_churn")
 
 
-def traffic_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarray:
-    """How harvest-like the traffic sent so far looks, however little of it there is (the
-    logistic score of `[harvest]`, not scaled down for few requests)."""
+def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarray:
     w = cfg.harvest
     z = np.full(feats["events"].shape, w.bias)
     for name in WEIGHTED:
         z = z + getattr(w, name) * feats[name]
-    return _sigmoid(z)
-
-
-def harvest_profile(feats: dict[str, np.ndarray], cfg: DetectConfig) -> np.ndarray:
-    """`traffic_profile` scaled down under `harvest.min_events` requests."""
+    h = _sigmoid(z)
     # Thin evidence: a handful of events cannot make an account look like a harvester.
-    confidence = np.minimum(1.0, feats["events"] / max(1, cfg.harvest.min_events))
-    out: np.ndarray = traffic_profile(feats, cfg) * confidence
+    confidence = np.minimum(1.0, feats["events"] / max(1, w.min_events))
+    out: np.ndarray = h * confidence
     return out
 
 

@@ -7,10 +7,12 @@ combination test; an account whose combined p is at most `max_p` is throttled on
 A key that institutions share (e-mail domain, sign-up hour, address) counts only when the
 traffic behind it is harvest-like (`_rarity`, the gated kinds), and strangers hold such a key
 by chance: a person who signed up in a campaign's burst hour shares the key but not the
-traffic that makes it suspicious. So a gated key counts only for an account whose own traffic
-so far is at least `key_min_harvest` harvest-like (`_profile.traffic_profile`, not scaled
-down for few requests: the key is known from the first request; `own_traffic_gate`); a card, rare by how many accounts
-it pays for whatever they send, counts for every account.
+traffic that makes it suspicious. So a gated key counts only for an account that itself asks
+for what a harvester asks for: its share of requests asking for reasoning, grades or training
+data, or the mean P(distill) of its prompts, at least `key_min_share` (`own_traffic_gate`). What
+it asks, not its volume, clients or hours: those a careful operator keeps human, and a
+developer's script has them too. A card, rare by how many accounts it pays for whatever they
+send, counts for every account.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import numpy as np
 
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._evidence._base import EvidenceTable, SoloContext, SoloEvidence
-from distillguard.detect._profile import traffic_profile
 from distillguard.detect._rarity import (
     EVIDENCE,
     KEY_EVIDENCE,
@@ -33,11 +34,16 @@ _GATED_KEY = np.array([gated for _, gated in KEY_EVIDENCE.values()]
                       + [False] * (len(EVIDENCE) - len(KEY_EVIDENCE)))
 
 
-def own_traffic_gate(r: Rarity, calm: np.ndarray, max_p: float) -> Rarity:
-    """`r` with the gated keys (e-mail domain, sign-up hour, address) of the `calm` accounts
-    (per account: its own traffic is not harvest-like) left out, as if the account shared
-    none; their combined p-values and flags again (`max_p`). Other accounts are unchanged."""
-    hit = np.flatnonzero(calm[: len(r.combined)] & (r.p[:, _GATED_KEY] < 1.0).any(axis=1))
+_ASKS = [EVIDENCE.index("elicitation"), EVIDENCE.index("content")]
+
+
+def own_traffic_gate(r: Rarity, min_share: float, max_p: float) -> Rarity:
+    """`r` with the gated keys (e-mail domain, sign-up hour, address) left out, as if the
+    account shared none, for every account whose elicitation share and mean P(distill) (the
+    statistics of `r`) are both under `min_share`; their combined p-values and flags again
+    (`max_p`). Other accounts are unchanged."""
+    calm = r.stat[:, _ASKS].max(axis=1) < min_share
+    hit = np.flatnonzero(calm & (r.p[:, _GATED_KEY] < 1.0).any(axis=1))
     if not len(hit):
         return r
     p = r.p.copy()
@@ -66,7 +72,7 @@ def _columns() -> dict[str, str]:
 
 class RareEvidence(SoloEvidence):
     """An account whose evidence is rare among established accounts (see `detect/_rarity`),
-    a gated key counting only for an account whose own traffic is harvest-like.
+    a gated key counting only for an account that asks what a harvester asks.
 
     Looked at most every `every_minutes` (a `RarityTracker` kept by the module); the last
     answer in full (per evidence: statistic, p-value, bits; the null's size) is `last`.
@@ -84,8 +90,7 @@ class RareEvidence(SoloEvidence):
     def assess(self, ctx: SoloContext) -> EvidenceTable:
         r = self.tracker.update(ctx.state, ctx.features, ctx.cfg, ctx.suspicious, ctx.by_key)
         rc = ctx.cfg.evidence.rarity
-        calm = traffic_profile(ctx.features, ctx.cfg) < rc.key_min_harvest
-        r = own_traffic_gate(r, calm, rc.max_p)
+        r = own_traffic_gate(r, rc.key_min_share, rc.max_p)
         self.last = r
         return self._table(r)
 

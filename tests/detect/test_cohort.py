@@ -280,3 +280,34 @@ def test_members_taken_from_a_campaign_leave_it_its_size_or_end_it() -> None:
     camp.add_small(EvidenceTable("cohort", {"cell": rest, "score": np.full(6, 0.55)}),
                    ([["cohort"]], np.array([2])), 2)
     assert camp.size == {1: 3, 2: 2} and 0 not in camp.kinds
+
+
+def _topics(directions: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One topic-sum row per direction, with a little noise (`_items` topic sums)."""
+    bits = len(directions[0])
+    return np.array([10 * d + rng.normal(0, 1, bits) for d in directions])
+
+
+def test_an_account_outside_its_strata_pool_joins_the_cohort_whose_pool_it_draws_from() -> None:
+    from distillguard.detect._cohort import ItemShape, nearest_pools
+    from distillguard.detect._items import TOPIC_BITS
+
+    rng = np.random.default_rng(3)
+    maths, code, own, people = (rng.normal(0, 1, TOPIC_BITS) for _ in range(4))
+    # Cohort 0 (maths stratum) draws from `maths`, cohort 1 from `code`; account 10 is in the
+    # maths stratum with code tasks, account 11 a lone scripter with tasks of his own; the
+    # rest are people (the population the directions are centred on).
+    dirs = [maths] * 5 + [code] * 5 + [code, own] + [people + rng.normal(0, 1, TOPIC_BITS)
+                                                      for _ in range(30)]
+    topic = _topics(dirs, rng)
+    m = len(topic)
+    items = ItemShape(items=np.ones(m, np.int64), topic=topic, shared=np.zeros((0, 3), np.int64),
+                      shared_rows=np.zeros(m, np.int64))
+    cohort = np.array([0] * 5 + [1] * 5 + [0, 0] + [-1] * 30)
+    in_pool = np.array([True] * 10 + [False, False] + [False] * 30)
+    cfg = load_config().evidence.cohort
+    out, pool = nearest_pools(items, np.ones(m, bool), cohort, in_pool, np.zeros(m), cfg,
+                              np.zeros(m))
+    assert out[:10].tolist() == cohort[:10].tolist()
+    assert out[10] == 1 and pool[10] >= cfg.min_pool_similarity
+    assert out[11] == -1 and (out[12:] == -1).all()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
-from distillguard.detect._config import load_config
+from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._rarity import EVIDENCE, cauchy_combination, empirical_tail, share_tail
 
 from .builders import BROWSER, HUMAN_PROMPTS, SDK, T0, account, events
@@ -78,6 +78,40 @@ def test_a_harvest_like_sign_up_burst_is_enough_on_its_own() -> None:
     i = det.state.index["burst-04"]
     assert t["shared_signup"][i] == 30 and t["shared_signup_p"][i] < 1e-20
     assert t["throttles"][i] and t["combined_p"][i] <= load_config().evidence.rarity.max_p
+
+
+def _stranger(aid: str, created: datetime) -> Scene:
+    """A person who chats a few times in a browser, in their (US) afternoon, from an address
+    of their own."""
+    return (events(aid, 6, start=T0 + timedelta(hours=17), every=timedelta(hours=1),
+                   prompt=HUMAN_PROMPTS, ua=BROWSER, ip="192.0.2.77", completion_tokens=300),
+            [account(aid, created=created, email=f"{aid}.example.net")])
+
+
+def _key_gate(min_share: float) -> DetectConfig:
+    base = load_config()
+    rarity = base.evidence.rarity.model_copy(update={"key_min_share": min_share})
+    return base.model_copy(update={"evidence": base.evidence.model_copy(update={"rarity": rarity})})
+
+
+def test_a_stranger_who_signed_up_in_a_burst_hour_is_not_flagged_by_it() -> None:
+    # A casual user opened an account in the same hour as a harvesting burst: it shares the
+    # burst's sign-up key, not what makes the key suspicious (what its accounts ask for).
+    scene = (_population(), _burst("burst", 30, harvest=True),
+             _stranger("stranger", T0 - timedelta(days=3) + timedelta(minutes=45)))
+    det, action, reasons = decide(*scene)
+    assert action["stranger"] in ("allow", "monitor")
+    assert action["burst-04"] in ("throttle", "block")
+    t = det.assess().evidence["rarity"]
+    i, j = det.state.index["stranger"], det.state.index["burst-04"]
+    asks = np.maximum(t["elicitation"], t["content"])
+    assert asks[i] < load_config().evidence.rarity.key_min_share <= asks[j]
+    assert t["shared_signup_p"][i] == 1.0 and not t["throttles"][i]
+    assert t["shared_signup"][j] == 31 and t["throttles"][j]
+    assert not any("sign-up hour" in why for why in reasons["stranger"])
+    # The gate is what keeps it out: counted for every account, the burst's key flags it too.
+    _, ungated, _ = decide(*scene, cfg=_key_gate(0.0))
+    assert ungated["stranger"] == "throttle"
 
 
 def test_a_class_that_signed_up_together_behind_one_nat_is_not_rare() -> None:

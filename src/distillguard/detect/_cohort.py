@@ -49,7 +49,9 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
   its tasks point where the other fingerprinted accounts' tasks point (topic similarity at
   least `min_pool_similarity`, `_items.pool_similarity`): a lone scripter with tasks of his own
   is in the stratum but not in the pool, nor in a pool shared by the other accounts outside
-  it (as another campaign's accounts whose tasks fall in this stratum are). The test applies
+  it (as another campaign's accounts whose tasks fall in this stratum are); one still outside
+  is a member of another cohort when its tasks are near that cohort's pool (`nearest_pools`:
+  strata are coarse, code tasks full of arithmetic count as maths). The test applies
   to a cohort while at most `max_pool_outliers` of its fingerprinted accounts fall outside the
   pool; beyond that the stratum has no one pool (several campaigns, or prompts padded with
   noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike
@@ -326,7 +328,7 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     pool = np.zeros(m)
     if items is not None:
         pool, in_pool = pooled(items, tested, cohort, s, cfg, slack)
-        cohort = np.where(in_pool, cohort, -1)
+        cohort, pool = nearest_pools(items, tested, cohort, in_pool, pool, cfg, slack)
     return Cohorts(s, fp, cohort, overlap, pool, n, k, rate, p, flagged)
 
 
@@ -354,6 +356,42 @@ def pooled(items: ItemShape, tested: np.ndarray, cohort: np.ndarray, stratum: np
     n_out = np.bincount(cohort[inside & ~near], minlength=len(n_in))
     applies = n_out <= cfg.max_pool_outliers * n_in
     return sim, inside & (near | ~applies[np.maximum(cohort, 0)])
+
+
+def nearest_pools(items: ItemShape, tested: np.ndarray, cohort: np.ndarray, in_pool: np.ndarray,
+                  pool: np.ndarray, cfg: CohortConfig,
+                  slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: its cohort (-1: none) and topic similarity once the fingerprinted accounts
+    outside their own cohort's pool are compared with the other cohorts' pools.
+
+    A stratum is a coarse label read from per-request flags (code tasks full of arithmetic
+    count as maths), so a fingerprinted account may sit in one cohort's stratum while its
+    tasks point where another cohort's members' tasks point: it is a member of the cohort
+    whose pool it is nearest, when at least `min_pool_similarity` (less its `slack`) near. A
+    lone scripter near no cohort's pool stays out.
+    """
+    out = np.where(in_pool, cohort, -1)
+    stray = (cohort >= 0) & ~in_pool
+    n_cohorts = int(cohort.max()) + 1 if len(cohort) else 0
+    if not stray.any() or n_cohorts < 2:
+        return out, pool
+    best = np.full(len(cohort), -np.inf)
+    for c in range(n_cohorts):
+        members = out == c
+        if not members.any():
+            continue
+        # Within one label the similarity is leave-one-out against the rest: the cohort's
+        # members and the strays, which its members outnumber.
+        group = members | (stray & (cohort != c))
+        sim = pool_similarity(items.topic, tested, group, np.zeros(len(cohort), np.int64))
+        better = stray & (cohort != c) & (sim > best)
+        best[better] = sim[better]
+        take = better & (sim >= cfg.min_pool_similarity - slack)
+        out[take] = c
+    pool = pool.copy()
+    moved = stray & (out >= 0)
+    pool[moved] = best[moved]
+    return out, pool
 
 
 class CohortTracker:

@@ -119,6 +119,7 @@ class RarityConfig(_Strict):
     min_events: int = Field(default=5, ge=1)
     min_null_accounts: int = Field(default=200, ge=1)
     card_min_accounts: int = Field(default=5, ge=2)
+    key_min_share: float = Field(default=0.25, ge=0, le=1)
     every_minutes: float = Field(default=15.0, ge=0)
 
 
@@ -257,7 +258,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.5"
+    version: str = "2026.12.6"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -8,9 +8,9 @@ Replays the log with the shipped config and times, on the replay's own thread (C
 most every `[evidence.cohort] every_minutes`, and its table) and every decision
 (`DecisionCore.decide`, which includes it). Prints both, their ratio and the cohort's CPU per
 million events. Also the per-event work its items add: the item keys and topic sketches
-(`_items.item_signals`) against all the text signals (`_signatures._text_signals`, which
-includes them), and the item book's state updates (`ItemBook.prepare` and `apply`), each on
-the thread that runs it. Without --log it simulates the held-out content-only family
+(`_items.item_signals`) against all the text signals (`_signatures._flag_signals` and
+`_prompt_signals`, the latter including them), and the item book's state updates
+(`ItemBook.prepare` and `apply`), each on the thread that runs it. Without --log it simulates the held-out content-only family
 (scenarios/family_content_only.toml, seed 61).
 """
 
@@ -68,7 +68,8 @@ def main() -> None:
     _timed(DecisionCore, "decide", decide)
     # Module functions, looked up at call time: the wrapper's `self` is their first argument.
     _timed(_signatures, "item_signals", items)  # type: ignore[arg-type]
-    _timed(_signatures, "_text_signals", text)  # type: ignore[arg-type]
+    _timed(_signatures, "_flag_signals", text)  # type: ignore[arg-type]
+    _timed(_signatures, "_prompt_signals", text)  # type: ignore[arg-type]
     _timed(ItemBook, "prepare", book)
     _timed(ItemBook, "apply", book)
     start = time.perf_counter()

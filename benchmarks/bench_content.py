@@ -1,32 +1,44 @@
-"""What the content model costs the signals pass: `event_signals` with it and without it.
+"""What the text signals cost: the content model's share, and this tree against another one.
 
     python benchmarks/bench_content.py --log /tmp/dg-seed7          # an existing log
     python benchmarks/bench_content.py --events 300000 --workdir /tmp/dg-bench
+    python benchmarks/bench_content.py --log LOG --against /path/to/other/checkout
 
 Reads the log's events once (the text columns the signals need), trains the content model
 (timed on its own: once per process), then times `event_signals` over the same batches with
 the model and with a stand-in that returns zeros, alternately, best of --repeat, in this
-process. Prints CPU seconds of each (this thread; the scan runs the signals in a background
-thread), their ratio and the extra CPU per million events, and the load average (the machine
-is shared).
+process. With --against (another checkout of distillguard, e.g. a `git worktree` of main), its
+`event_signals` is loaded beside this tree's (its package copied under another name) and both
+are timed alternately over the same batches; their outputs must be equal. Prints CPU seconds
+(this process; polars may use several threads), ratios, CPU per million events and the load
+average (the machine is shared), and writes the table to docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _docs import markdown_table, write_section
 
 from distillguard.detect import _signatures
 from distillguard.detect._content import content_model
 from distillguard.detect._stream import SIGNAL_COLUMNS
 from distillguard.simulate import simulate
 from distillguard.traffic import TrafficLog
+
+Signals = Callable[[pl.DataFrame], pl.DataFrame]
+_OTHER = "distillguard_against"
 
 
 class _Zeros:
@@ -43,11 +55,44 @@ def _batches(log: Path) -> list[pl.DataFrame]:
     return out
 
 
-def _cpu(batches: list[pl.DataFrame]) -> float:
-    start = time.thread_time()
-    for b in batches:
-        _signatures.event_signals(b)
-    return time.thread_time() - start
+def _cpu(fn: Signals, batches: list[pl.DataFrame]) -> tuple[float, list[pl.DataFrame]]:
+    start = time.process_time()
+    out = [fn(b) for b in batches]
+    return time.process_time() - start, out
+
+
+def _load_other(checkout: Path, into: Path) -> Signals:
+    """`event_signals` of another checkout, its package copied into `into` under `_OTHER`."""
+    source = checkout / "src" / "distillguard"
+    if not (source / "detect" / "_signatures.py").is_file():
+        raise SystemExit(f"--against {checkout}: no src/distillguard/detect/_signatures.py there")
+    target = into / _OTHER
+    shutil.copytree(source, target)
+    word = re.compile(r"\bdistillguard\b")
+    for path in target.rglob("*.py"):
+        path.write_text(word.sub(_OTHER, path.read_text(encoding="utf-8")), encoding="utf-8")
+    sys.path.insert(0, str(into))
+    module = importlib.import_module(f"{_OTHER}.detect._signatures")
+    importlib.import_module(f"{_OTHER}.detect._content").content_model()  # trained up front
+    fn: Signals = module.event_signals
+    return fn
+
+
+def _against(checkout: Path, batches: list[pl.DataFrame], repeat: int) -> tuple[float, float]:
+    """Best CPU seconds of the other checkout's signals and of this tree's, alternately."""
+    with tempfile.TemporaryDirectory() as tmp:
+        other = _load_other(checkout, Path(tmp))
+        theirs: list[float] = []
+        ours: list[float] = []
+        for _ in range(repeat):
+            t, want = _cpu(other, batches)
+            theirs.append(t)
+            t, got = _cpu(_signatures.event_signals, batches)
+            ours.append(t)
+            for a, b in zip(want, got, strict=True):
+                if not a.equals(b):
+                    raise SystemExit(f"the signals of {checkout} and of this tree differ")
+    return min(theirs), min(ours)
 
 
 def main() -> None:
@@ -56,6 +101,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distillguard-bench"))
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
     log = args.log
     if log is None:
@@ -64,9 +110,10 @@ def main() -> None:
             simulate(log, seed=0, scenario=None, events=args.events)
     batches = _batches(log)
     events = sum(b.height for b in batches)
-    start = time.thread_time()
+    per_m = 1e6 / max(events, 1)
+    start = time.process_time()
     model = content_model()
-    train = time.thread_time() - start
+    train = time.process_time() - start
     with_model: list[float] = []
     without: list[float] = []
     # The signals look the model up through their module's global; swap it there.
@@ -75,16 +122,30 @@ def main() -> None:
     real = space["content_model"]
     for _ in range(args.repeat):
         space["content_model"] = lambda: model
-        with_model.append(_cpu(batches))
+        with_model.append(_cpu(_signatures.event_signals, batches)[0])
         space["content_model"] = _Zeros
-        without.append(_cpu(batches))
+        without.append(_cpu(_signatures.event_signals, batches)[0])
     space["content_model"] = real
     a, b = min(with_model), min(without)
-    print(f"{events:,} events; content model trained in {train:.1f} s CPU (once per process)")
-    print(f"signals with the content model    {a:7.1f} s CPU")
-    print(f"signals without (zeros)           {b:7.1f} s CPU")
-    print(f"ratio {a / b:.2f}; extra {1e6 * (a - b) / events:.1f} s CPU per million events; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    rows = [["signals with the content model", f"{a:.1f}", f"{a * per_m:.1f}", ""],
+            ["signals without it (zeros)", f"{b:.1f}", f"{b * per_m:.1f}", f"{a / b:.2f}"]]
+    if args.against is not None:
+        theirs, ours = _against(args.against, batches, args.repeat)
+        rows += [[f"signals of {args.against.name} (--against)", f"{theirs:.1f}",
+                  f"{theirs * per_m:.1f}", ""],
+                 ["signals of this tree, equal output", f"{ours:.1f}", f"{ours * per_m:.1f}",
+                  f"{ours / theirs:.2f}"]]
+    load = os.getloadavg()[0]
+    table = markdown_table(["run", "CPU s", "CPU s per 1M events", "ratio to the row above"],
+                           rows)
+    print(f"{events:,} events ({log.name}); content model trained in {train:.1f} s CPU "
+          f"(once per process); best of {args.repeat}; load average {load:.1f}")
+    print(table)
+    body = (f"{events:,} events ({log.name}), best of {args.repeat} alternating runs in one "
+            f"process; the content model trained in {train:.1f} s CPU (once per process)."
+            f"\n\n{table}")
+    write_section(__file__, "Text signals: the content model, and against another checkout",
+                  body)
 
 
 if __name__ == "__main__":

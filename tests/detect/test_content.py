@@ -11,7 +11,13 @@ import polars as pl
 import pytest
 
 from distillguard._errors import ConfigError
-from distillguard.detect._content import content_model, read_corpora
+from distillguard.detect._content import (
+    MAX_CHARS,
+    N_FEATURES,
+    content_model,
+    featurize,
+    read_corpora,
+)
 from distillguard.detect._signatures import event_signals
 
 from .builders import HUMAN_PROMPTS, event_table, events
@@ -60,3 +66,59 @@ def test_corpora_without_a_benign_set_are_refused(tmp_path: Path) -> None:
         fh.write(json.dumps({"text": "2+2?", "source": "x", "kind": "distill"}) + "\n")
     with pytest.raises(ConfigError, match="both `distill` and `benign`"):
         read_corpora(tmp_path)
+
+
+# --- The vectorised features against a plain reference -----------------------------------
+
+_REFERENCE_MIX = 0x9E3779B97F4A7C15
+
+
+def _reference_features(text: str | None) -> dict[int, int]:
+    """One text's hashed 1-2-gram counts, word by word: scikit-learn's token pattern (Rust
+    regex semantics, through polars, one text at a time) and the column as a remainder."""
+    words = (pl.Series([text], dtype=pl.String).fill_null("").str.head(MAX_CHARS)
+             .str.to_lowercase().str.extract_all(r"\b\w\w+\b")[0].to_list())
+    hashes = [int(h) for h in pl.Series(words, dtype=pl.String).hash(17).to_list()]
+    grams = list(hashes)
+    grams += [((a * _REFERENCE_MIX) & (2**64 - 1)) ^ b
+              for a, b in zip(hashes, hashes[1:], strict=False)]
+    counts: dict[int, int] = {}
+    for g in grams:
+        counts[g % N_FEATURES] = counts.get(g % N_FEATURES, 0) + 1
+    return counts
+
+
+def _adversarial_texts(seed: int) -> list[str | None]:
+    rng = np.random.default_rng(seed)
+    alphabet = list("abcXYZ019_ \n\t.,;-'\"") + [
+        "é", "ß", "İ", "Σ", "ς", "K", "ǅ", "\u0301", "\u200d", "日本", "語", "🙂", "١٢",
+        "ﬁ", "Ⅻ", "\u00a0", "ϐ",
+    ]
+    texts: list[str | None] = [None, "", " ", "a", "ab", "a b", "x" * 5000,
+                               "word " * 400, "İstanbul ΣΟΦΟΣ straße ﬁnal", "🙂🙂 ab🙂cd"]
+    for _ in range(300):
+        n = int(rng.integers(0, 900))
+        texts.append("".join(rng.choice(alphabet, n)))
+    return texts
+
+
+def test_features_match_the_reference_on_adversarial_texts() -> None:
+    texts = _adversarial_texts(5)
+    x = featurize(pl.Series(texts, dtype=pl.String))
+    assert x.shape == (len(texts), N_FEATURES)
+    for i, text in enumerate(texts):
+        want = _reference_features(text)
+        row = x.getrow(i)
+        got = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
+        assert set(got) == set(want), (i, text)
+        norm = np.sqrt(sum(c * c for c in want.values())) or 1.0
+        for col, count in want.items():
+            assert got[col] == pytest.approx(count / norm, rel=1e-6), (i, text, col)
+
+
+def test_a_series_and_a_list_give_the_same_probabilities() -> None:
+    texts = [t or "" for t in _adversarial_texts(6)] + MATHS + HUMAN_PROMPTS
+    model = content_model()
+    a = model.probability(texts)
+    b = model.probability(pl.Series(texts, dtype=pl.String))
+    assert a.dtype == np.float32 and np.array_equal(a, b)

@@ -97,11 +97,16 @@ def test_text_signals_are_shared_by_equal_texts_only(monkeypatch: pytest.MonkeyP
                    "solve 2 + 2 step by step", "grade this essay with a rubric"],
         "system": ["You are helpful.", None, "  Be   BRIEF ", "You are helpful.", None],
     })
-    want = _signatures._text_signals(texts)
-    assert _signatures._per_distinct(texts, _signatures._text_signals).equals(want)
+    flags = _signatures._flag_signals(texts)
+    prompt = _signatures._prompt_signals(texts.select("prompt"))
+    assert _signatures._per_distinct(texts, _signatures._flag_signals).equals(flags)
+    assert _signatures._per_distinct(texts.select("prompt"),
+                                     _signatures._prompt_signals).equals(prompt)
     # Every row hashing alike must still give each text its own signals.
     monkeypatch.setattr(_signatures, "_row_hash", lambda columns: pl.lit(7, pl.UInt64))
-    assert _signatures._per_distinct(texts, _signatures._text_signals).equals(want)
+    assert _signatures._per_distinct(texts, _signatures._flag_signals).equals(flags)
+    assert _signatures._per_distinct(texts.select("prompt"),
+                                     _signatures._prompt_signals).equals(prompt)
     assert _signatures._per_distinct(texts.select("system"), _signatures._system_hash).equals(
         _signatures._system_hash(texts.select("system"))
     )

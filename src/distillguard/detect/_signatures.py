@@ -152,9 +152,10 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     words), and the `ITEM_COLUMNS`: item (u64 hash of the task line; null when none) and
     topic (u32 sketch of its words), see `_items`.
 
-    The text work runs once per distinct (prompt, system) and once per distinct system prompt:
-    template campaigns, benchmark sets and retries repeat prompts, and a log has few system
-    prompts.
+    The text work runs once per distinct text it reads: the flags once per distinct (prompt,
+    system), the prompt's own signals (content model, template and edge keys, item) once per
+    distinct prompt, the system hash once per distinct system prompt. Template campaigns,
+    benchmark sets and retries repeat prompts, and a log has few system prompts.
     """
     meta = events.select(
         pl.col("ts").dt.epoch("us").alias("ts_us"),
@@ -171,13 +172,14 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("completion_tokens").fill_null(0) >= pl.col("max_tokens") * 0.95)
         ).alias("capped"),
     )
-    text = _per_distinct(events.select("prompt", "system"), _text_signals)
+    flags = _per_distinct(events.select("prompt", "system"), _flag_signals)
+    prompt = _per_distinct(events.select("prompt"), _prompt_signals)
     sys = _per_distinct(events.select("system"), _system_hash)
-    return pl.concat([meta, text.select(*_FLAGS), sys, text.select(*TEMPLATE_KEYS, *EDGE_KEYS),
-                      text.select(*ITEM_COLUMNS)], how="horizontal")
+    return pl.concat([meta, flags, prompt.select("distill"), sys,
+                      prompt.select(*TEMPLATE_KEYS, *EDGE_KEYS, *ITEM_COLUMNS)], how="horizontal")
 
 
-_FLAGS = ("cot", "rubric", "datagen", "code", "math", "distill")
+_FLAGS = ("cot", "rubric", "datagen", "code", "math")
 ITEM_COLUMNS = ("item", "topic")
 
 
@@ -235,36 +237,38 @@ def _edge_key(word: pl.Expr) -> pl.Expr:
     return pl.when(word.is_not_null()).then(word.hash(13).floordiv(2))
 
 
-def _text_signals(texts: pl.DataFrame) -> pl.DataFrame:
-    """Flags and template bands of each (prompt, system) row."""
-    lowered = pl.col("_lower")
-    base = texts.with_columns(
-        (
-            pl.col("prompt").fill_null("").str.head(2000)
-            + pl.lit("\n")
-            + pl.col("system").fill_null("").str.head(500)
-        )
-        .str.to_lowercase()
-        .alias("_lower")
+def _flag_signals(texts: pl.DataFrame) -> pl.DataFrame:
+    """The `_FLAGS` of each (prompt, system) row: the patterns read both texts."""
+    lowered = (
+        pl.col("prompt").fill_null("").str.head(2000)
+        + pl.lit("\n")
+        + pl.col("system").fill_null("").str.head(500)
+    ).str.to_lowercase()
+    # Lowered once, read by every pattern.
+    return texts.select(lowered.alias("_lower")).select(
+        pl.col("_lower").str.contains(_ascii(pattern)).alias(name)
+        for name, pattern in zip(_FLAGS, _FLAG_PATTERNS, strict=True)
     )
-    prompt = pl.col("prompt").fill_null("")
-    sig = base.select(
-        lowered.str.contains(_ascii(COT_PATTERN)).alias("cot"),
-        lowered.str.contains(_ascii(RUBRIC_PATTERN)).alias("rubric"),
-        lowered.str.contains(_ascii(DATAGEN_PATTERN)).alias("datagen"),
-        lowered.str.contains(_ascii(CODE_PATTERN)).alias("code"),
-        lowered.str.contains(_ascii(MATH_PATTERN)).alias("math"),
-        _words(prompt, head=True).alias("_head_words"),
-        _words(prompt, head=False).alias("_tail_words"),
+
+
+_FLAG_PATTERNS = (COT_PATTERN, RUBRIC_PATTERN, DATAGEN_PATTERN, CODE_PATTERN, MATH_PATTERN)
+
+
+def _prompt_signals(prompts: pl.DataFrame) -> pl.DataFrame:
+    """Of each prompt: `distill`, the template bands, the edge keys and the item columns."""
+    prompt = prompts["prompt"]
+    words = prompts.select(
+        _words(pl.col("prompt").fill_null(""), head=True).alias("_head_words"),
+        _words(pl.col("prompt").fill_null(""), head=False).alias("_tail_words"),
     )
-    bands = _minhash_bands(sig["_head_words"], "head") + _minhash_bands(sig["_tail_words"], "tail")
-    edges = sig.select(
+    bands = (_minhash_bands(words["_head_words"], "head")
+             + _minhash_bands(words["_tail_words"], "tail"))
+    edges = words.select(
         # The top bit cleared, as for the bands: signed engines read these too.
         _edge_key(pl.col("_head_words").list.first()).alias("lead"),
         _edge_key(pl.col("_tail_words").list.last()).alias("end"),
     )
     # Whole percent: the state sums per-event signals as integers.
-    p = content_model().probability(texts["prompt"].fill_null("").to_list())
+    p = content_model().probability(prompt)
     distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
-    items = item_signals(texts["prompt"])
-    return sig.drop("_head_words", "_tail_words").with_columns(distill, *bands, *edges, *items)
+    return pl.DataFrame([distill, *bands]).with_columns(*edges, *item_signals(prompt))

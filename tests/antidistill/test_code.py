@@ -111,7 +111,11 @@ def test_the_gateways_rewrite_moves_the_last_line_first_and_keeps_each_as_writte
 
 
 def test_an_equivalent_program_computes_the_same_function_in_a_form_drawn_per_answer() -> None:
-    from distillguard.antidistill._equivalent import GROWTH, equivalent_program, equivalent_program_alone
+    from distillguard.antidistill._equivalent import (
+        GROWTH,
+        equivalent_program,
+        equivalent_program_alone,
+    )
 
     rng = np.random.default_rng(3)
     task = Code(n_ops=3, commute=0.5)

@@ -70,8 +70,9 @@ def test_equivalent_programs_teach_the_student_little_even_without_the_reasoning
     for defence in (CODE_DEFENCES["withhold"], CODE_DEFENCES["rewrite"], equivalent_program):
         assert served_accuracy(taught, serve(taught, defence)) == plain  # every program still works
     # the harvester drops the derivation and trains on the programs alone: a student of the
-    # plain programs alone scores about 0.70 at this size (of the full answers 0.84); the
-    # programs in a form drawn per answer teach it far less (measured STUDENT_MEASURED)
+    # plain programs alone scores about 0.70 at this size, one of the full answers 0.84 to 0.88
+    # (docs/benchmarks.md); the target (effectiveness <= 0.5) puts the defended student at or
+    # below 0.4 (this is the bench's seed-0 student of the same arm: same teacher, data, seed)
     alone = serve(taught, equivalent_program_alone)
     assert student_accuracy(CODE, taught, alone, 0) <= 0.4
 

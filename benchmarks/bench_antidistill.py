@@ -33,6 +33,7 @@ from _docs import markdown_table, write_section  # noqa: E402
 from distillguard.antidistill import ADS, TestbedConfig, TestbedResult, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
 from distillguard.antidistill._defences import sentence_rewrite  # noqa: E402
+from distillguard.antidistill._tasks import EQUIVALENT, EQUIVALENT_ALONE  # noqa: E402
 from distillguard.enforce import rewrite_reasoning  # noqa: E402
 
 # the gateway's own English rewrite (action `rewrite`), applied to the trace's statements
@@ -54,8 +55,10 @@ def main() -> None:
 
     torch.set_num_threads(1)  # tiny models: a second thread only adds contention
     for task in args.task.split(","):
+        # the code task's answers are programs: it also gets the defence that changes them
+        own = (EQUIVALENT, EQUIVALENT_ALONE) if task == "code" else ()
         cfg = TestbedConfig(task=task, seeds=tuple(int(s) for s in args.seeds.split(",")),
-                            defences=("none", "withhold", "summarise", "rewrite", GATEWAY_REWRITE, ADS))
+                            defences=("none", "withhold", "summarise", "rewrite", GATEWAY_REWRITE, *own, ADS))
         if args.quick:
             cfg = replace(cfg, digits=3, teacher_examples=5000, harvest=1000, test=300,
                           teacher=LMConfig(steps=600), proxy=LMConfig(n_embd=64, steps=150),
@@ -122,8 +125,12 @@ def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None
                + (", ".join(met) if met else "none") + ".")
     floor = dropped_trace_floor(res)
     if floor is not None:
-        still = [d for d in met if max(res.effectiveness(d), floor) <= TARGET_EFFECTIVENESS]
-        verdict += (f" Every defence here serves an answer, so an attacker who drops what a defence serves as "
+        # a defence that serves the undefended results word for word cannot do better than
+        # withhold against a harvester who drops the rest; one that changes the answer itself
+        # is held to its own number (and its reasoning-dropped arm, where measured)
+        still = [d for d in met if (max(res.effectiveness(d), floor) if res.get(d).answer_kept
+                                    else res.effectiveness(d)) <= TARGET_EFFECTIVENESS]
+        verdict += (f" A reasoning defence serves the undefended answer, so an attacker who drops what it serves as "
                     f"reasoning and trains on the answers alone keeps about withhold's effectiveness, {floor:.2f}: "
                     f"against that attacker the target is met by " + (", ".join(still) if still else "none") + ".")
     print("\n" + verdict)
@@ -136,9 +143,16 @@ def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None
              "served accuracy: Wilson). Effectiveness = student accuracy kept (per seed against the undefended "
              "student of the same seed); cost = correct answers taken from the person asking. "
              f"`{GATEWAY_REWRITE}`: the gateway's `rewrite_reasoning` on the trace's statements. "
+             + (f"`{EQUIVALENT}`: the program itself in an equivalent form drawn per answer (operands of + and * "
+                "in either order, identities such as v*1 and v+(x-x)), and its derivation under fresh names and "
+                f"notation; `{EQUIVALENT_ALONE}`: the same with the derivation dropped by the harvester. "
+                if EQUIVALENT in cfg.defences else "")
+             +
              f"Antidistillation sampling at temperature {cfg.ads.temperature:g}, eps {cfg.ads.eps:g}, tilts lambda = "
              f"{', '.join(f'{x:g}' for x in cfg.ads_lams)} (one proxy student; lambda 0 is plain sampling), "
-             + ("the tilt on the reasoning only, the answer greedy; " if cfg.ads_reasoning_only else "every token tilted; ")
+             + ("the tilt on the reasoning only, the answer greedy; " if cfg.ads_answer_forced
+                else "every token tilted, the program included; ")
+             + f"the nucleus (top-p {cfg.ads.top_p:g}) of the tilted distribution; "
              + f"students at every tilt whose cost is <= {cfg.ads_student_max_cost}. "
              f"Run time {time.perf_counter() - t0:.0f} s with one torch thread.")
     write_section(__file__, f"Answers that teach a flagged account less: {cfg.task}",

@@ -108,3 +108,47 @@ def test_the_gateways_rewrite_moves_the_last_line_first_and_keeps_each_as_writte
     assert part("A:x", rng) == "A:x"  # nothing to reorder
     # a rewriter that drops self-talk drops that statement
     assert sentence_rewrite(lambda t: t.replace("b=a+4. ", ""))(text, rng) == "a=x*3;c=x*2;d=b-c;A:x 3 * 4 + x 2 * -"
+
+
+def test_an_equivalent_program_computes_the_same_function_in_a_form_drawn_per_answer() -> None:
+    from distillguard.antidistill._equivalent import (
+        GROWTH,
+        equivalent_program,
+        equivalent_program_alone,
+    )
+
+    rng = np.random.default_rng(3)
+    task = Code(n_ops=3, commute=0.5)
+    for p in task.problems(300, rng):
+        text = task.worked(p, rng)
+        served = equivalent_program(text, rng)
+        prog = code.program_of(served)
+        assert prog is not None and task.is_correct(p, served), (text, served)
+        # the same function on every input, not only the checked ones
+        assert all(code.run(prog, x) == p.value(x) for x in range(-20, 21))
+        tree = code.tree_of(prog)
+        assert tree is not None and code.operators(tree) <= (1 + GROWTH) * len(p.ops)
+        # the derivation served is the derivation of the served program
+        env: dict[str, int] = {}
+        for name, a, op, b in code_lines(served):
+            va, vb = (env[v] if v in env else 4 if v == "x" else int(v) for v in (a, b))
+            env[name] = code._apply(op, va, vb)
+        assert env[name] == p.value(4) and len(env) == code.operators(tree)
+        alone = equivalent_program_alone(text, rng)
+        assert alone.startswith("A:") and task.is_correct(p, alone)
+    # one answer, served again and again: many forms, all of one function
+    text = code.trace(spec("x*3+4-x*2"))
+    forms = {code.program_of(equivalent_program(text, rng)) for _ in range(100)}
+    assert len(forms) > 30
+    # an answer without a program that parses is served as it is
+    for broken in ("a=x*3;A:x * 3", "no program", "A:"):
+        assert equivalent_program(broken, rng) == broken
+
+
+def test_a_program_reads_back_as_the_tree_it_computes() -> None:
+    p = spec("x*3+4-x*2")
+    assert code.tree_of("x 3 * 4 + x 2 * -") == p.tree()
+    assert code.render(p.tree()) == code.trace(p)
+    assert code.operators(p.tree()) == 4 and code.operators("x") == 0
+    for bad in ("", "x *", "x 3", "x 10 +", "x y +"):
+        assert code.tree_of(bad) is None

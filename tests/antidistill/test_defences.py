@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -100,11 +102,15 @@ def test_antidistill_hook_adds_the_scaled_central_difference() -> None:
     assert torch.allclose(hook.delta(ids), one_sided, atol=0.05 * float(one_sided.abs().max()) + 1e-3)
     # the proxy itself is untouched (the hook moves copies)
     assert torch.equal(torch.log_softmax(proxy(input_ids=ids).logits[:, -1], -1), base)
-    # with a nucleus, however strong the tilt, it only chooses among the teacher's likely tokens
+    # the nucleus is the tilted distribution's: no tilt keeps the teacher's two plausible
+    # tokens; a tilt far stronger than the teacher's logits keeps the one the proxy's loss
+    # gains most from, whatever the teacher thinks of it
     peaked = torch.full((1, len(lm.ALPHABET)), -10.0)
     peaked[0, 3], peaked[0, 5] = 5.0, 4.0  # two plausible tokens hold nearly all the mass
+    plain = AntidistillHook(proxy, grad, ADSConfig(lam=0.0, top_p=0.95))(ids, peaked)
+    assert torch.isfinite(plain).nonzero()[:, 1].tolist() == [3, 5]
     strong = AntidistillHook(proxy, grad, ADSConfig(lam=1e6, eps=1e-2, top_p=0.95))(ids, peaked)
-    assert torch.isfinite(strong).sum() == 2 and int(strong.argmax()) in (3, 5)
+    assert torch.isfinite(strong).sum() == 1 and int(strong.argmax()) == int(hook.delta(ids).argmax())
     assert torch.isfinite(AntidistillHook(proxy, grad, ADSConfig(lam=1e6, top_p=1.0))(ids, peaked)).all()
 
 
@@ -136,3 +142,39 @@ def test_the_answer_after_its_mark_is_the_models_own_greedy_choice() -> None:
     guarded = lm.generate(model, [prompt], 12, hook=force, answer_start="A")[0]
     own = lm.generate(model, [prompt + "A"], 11)[0]
     assert guarded == "A" + own
+
+
+def test_the_tilt_favours_tokens_that_raise_the_proxys_loss_when_learnt() -> None:
+    """The sign: one training step on the token of largest Delta raises the proxy's loss on the
+    task, one on the token of smallest Delta lowers it, by about eta * Delta * |grad|."""
+    from distillguard.antidistill import _charlm as lm
+    from distillguard.antidistill._adsampling import loss_gradient
+
+    proxy = lm.build(lm.LMConfig(n_layer=1, n_embd=32, n_head=2), 0)
+    for m in proxy.modules():  # the exact gradient, no dropout noise
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    rng = np.random.default_rng(4)
+    pairs = [(p.prompt, trace(p)) for p in problems(64, 2, rng)]
+    ids_all, labels = lm._batch(pairs, np.arange(len(pairs)))
+
+    def loss(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return float(model(input_ids=ids_all, labels=labels).loss)
+
+    grad = loss_gradient(proxy, pairs)
+    hook = AntidistillHook(proxy, grad, ADSConfig(lam=1.0, eps=1e-3, top_p=1.0))
+    prefix = torch.tensor([lm.encode(pairs[0][0])])
+    delta = hook.delta(prefix)[0]
+    base, eta = loss(proxy), 1e-3
+    changes = {}
+    for tok in (int(delta.argmax()), int(delta.argmin())):
+        student = copy.deepcopy(proxy)
+        nll = -torch.log_softmax(student(input_ids=prefix).logits[0, -1], -1)[tok]
+        nll.backward()
+        with torch.no_grad():
+            for p in student.parameters():
+                p -= eta * p.grad
+        changes[tok] = loss(student) - base
+    hi, lo = int(delta.argmax()), int(delta.argmin())
+    assert changes[hi] > 0 > changes[lo]

@@ -1,27 +1,32 @@
-"""The testbed end to end at a small size: the teacher learns the task, a student distilled from
-its full answers learns much of it, one distilled from withheld reasoning learns little, and
-no text defence costs the person asking a correct answer."""
+"""The testbed at a small size: each task's teacher learns its task, no defence costs the person
+asking a correct answer, and a student distilled from what the defence serves learns little
+(withheld reasoning on addition; equivalent programs, reasoning dropped, on code)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from distillguard import antidistill as ad
-from distillguard.antidistill import cost, effectiveness, run_testbed
+from distillguard.antidistill import cost, effectiveness
 from distillguard.antidistill._charlm import LMConfig, lr_factor
+from distillguard.antidistill._defences import CODE_DEFENCES
+from distillguard.antidistill._equivalent import equivalent_program, equivalent_program_alone
+from distillguard.antidistill._testbed import Taught, accuracy, serve, student_accuracy, teach
 
-SMALL = ad.TestbedConfig(
+# one teacher per task for the module, one student per test: the students are the slow part
+ADDITION = ad.TestbedConfig(
     digits=3, teacher_examples=5000, harvest=1000, test=300,
-    teacher=LMConfig(steps=600), student=LMConfig(n_embd=64, steps=500),
-    seeds=(0,), defences=("none", "withhold", "rewrite"),
+    teacher=LMConfig(steps=600), student=LMConfig(n_embd=64, steps=500), seeds=(0,),
 )
+CODE = replace(ADDITION, task="code")
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -29,27 +34,47 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.mark.slow
-def test_withheld_reasoning_teaches_the_student_little_at_no_cost(one_thread: None) -> None:
-    res = run_testbed(SMALL)
-    assert res.teacher_accuracy >= 0.9
-    none = res.get("none")
-    assert none.served_accuracy >= 0.9 and none.mean >= 0.4, none
-    assert res.effectiveness("none") == 1.0
-    # measured 0.03 at this size (students 0.75 vs 0.02): the trace is what teaches carrying
-    assert res.effectiveness("withhold") <= 0.5
-    assert res.cost("withhold") == 0.0 and res.cost("rewrite") == 0.0
-    assert res.get("withhold").served_chars < none.served_chars / 3
+@pytest.fixture(scope="module")
+def addition_teacher(one_thread: None) -> Taught:
+    return teach(ADDITION)
+
+
+@pytest.fixture(scope="module")
+def code_teacher(one_thread: None) -> Taught:
+    return teach(CODE)
+
+
+def served_accuracy(taught: Taught, served: list[str]) -> float:
+    return accuracy(taught.task, taught.harvest, served)
 
 
 @pytest.mark.slow
-def test_the_code_teacher_writes_working_programs_and_text_defences_keep_them(one_thread: None) -> None:
-    res = run_testbed(ad.TestbedConfig(
-        task="code", teacher_examples=5000, harvest=1000, test=300, teacher=LMConfig(steps=600),
-        student=LMConfig(n_embd=64, steps=500), seeds=(0,), defences=("none", "withhold", "rewrite")))
-    # measured 0.947 at this size; a student from the full answers 0.857
-    assert res.teacher_accuracy >= 0.85 and res.get("none").mean >= 0.5
-    assert res.cost("withhold") == 0.0 and res.cost("rewrite") == 0.0
+def test_withheld_reasoning_teaches_the_student_little_at_no_cost(addition_teacher: Taught) -> None:
+    taught = addition_teacher
+    assert taught.accuracy >= 0.9 and served_accuracy(taught, taught.served_plain) >= 0.9
+    withheld = serve(taught, ad.TEXT_DEFENCES["withhold"])
+    for name in ("withhold", "rewrite"):  # no text defence costs the person asking an answer
+        assert served_accuracy(taught, serve(taught, ad.TEXT_DEFENCES[name])) == served_accuracy(taught, taught.served_plain)
+    assert np.mean([len(s) for s in withheld]) < np.mean([len(s) for s in taught.served_plain]) / 3
+    # measured 0.02 at this size, against 0.75 for a student of the full answers (bench: 0.81):
+    # the trace is what teaches carrying, and a student of the results alone does not find it
+    assert student_accuracy(ADDITION, taught, withheld, 0) <= 0.3
+
+
+@pytest.mark.slow
+def test_equivalent_programs_teach_the_student_little_even_without_the_reasoning(code_teacher: Taught) -> None:
+    taught = code_teacher
+    # measured 0.947 at this size
+    assert taught.accuracy >= 0.85
+    plain = served_accuracy(taught, taught.served_plain)
+    for defence in (CODE_DEFENCES["withhold"], CODE_DEFENCES["rewrite"], equivalent_program):
+        assert served_accuracy(taught, serve(taught, defence)) == plain  # every program still works
+    # the harvester drops the derivation and trains on the programs alone: a student of the
+    # plain programs alone scores about 0.70 at this size, one of the full answers 0.84 to 0.88
+    # (docs/benchmarks.md); the target (effectiveness <= 0.5) puts the defended student at or
+    # below 0.4 (this is the bench's seed-0 student of the same arm: same teacher, data, seed)
+    alone = serve(taught, equivalent_program_alone)
+    assert student_accuracy(CODE, taught, alone, 0) <= 0.4
 
 
 def test_the_two_numbers() -> None:

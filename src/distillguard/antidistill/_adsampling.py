@@ -10,10 +10,13 @@ where theta are the proxy student's weights and g = grad L(theta) is the gradien
 loss on correct worked examples (unit-normalised, so eps is a step length in weight space).
 Delta(x) is the central difference of <grad log p_theta(x), g>: to first order the increase
 in that loss after one gradient step on x, so two forward passes of the proxy per token
-stand in for the expensive look-ahead. The hook keeps the teacher's nucleus of the logits it
-is given (`ADSConfig.top_p`) and adds lambda * Delta there; the temperature and which tokens
-are tilted are the sampler's (`distillguard.antidistill._charlm.generate` tilts the reasoning
-and writes the final answer greedily without a tilt, as the paper's answer forcing does).
+stand in for the expensive look-ahead. The hook adds lambda * Delta to the logits it is given
+and then keeps the nucleus (`ADSConfig.top_p`) of the *tilted* distribution, as the authors'
+code does (their processor runs before transformers' top-p warper): a nucleus taken from the
+teacher alone would, for a confident teacher, hold one token at almost every step and leave
+the tilt nothing to choose. The temperature and which tokens are tilted are the sampler's
+(`distillguard.antidistill._charlm.generate` can write the final answer greedily without a
+tilt, as the paper's answer forcing does).
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from distillguard.antidistill import _charlm as lm
 
 @dataclass(frozen=True)
 class ADSConfig:
-    """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step;
-    top_p: the tilt only chooses among the teacher's nucleus, the fewest most likely tokens
-    whose probability reaches `top_p` (1 = every token), so it reorders what the teacher
-    would plausibly write and never picks a token the teacher all but rules out;
-    temperature: the teacher's sampling temperature under the tilt (in the testbed)."""
+    """lam: strength of the tilt (0 = plain teacher); eps: finite-difference step (the
+    gradient is unit-norm, so a distance in weight space); top_p: sampling keeps the nucleus
+    of the tilted distribution, the fewest most likely tokens whose probability reaches
+    `top_p` (1 = every token); temperature: the teacher's sampling temperature under the tilt
+    (in the testbed)."""
 
     lam: float = 2.0
     eps: float = 1e-2
@@ -96,11 +99,10 @@ class AntidistillHook:
         return (plus - minus) / (2 * self.cfg.eps)
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        tilted = logits if self.cfg.lam == 0 else logits + self.cfg.lam * self.delta(ids).to(logits.dtype)
         if self.cfg.top_p < 1:
-            logits = logits.masked_fill(~nucleus(logits, self.cfg.top_p), float("-inf"))
-        if self.cfg.lam == 0:
-            return logits
-        return logits + self.cfg.lam * self.delta(ids).to(logits.dtype)
+            tilted = tilted.masked_fill(~nucleus(tilted, self.cfg.top_p), float("-inf"))
+        return tilted
 
 
 def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:

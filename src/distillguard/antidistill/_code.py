@@ -110,6 +110,25 @@ def trace(p: CodeProblem, rng: np.random.Generator | None = None, commute: float
     With `rng` and `commute` > 0 the operands of each `+` and `*` are swapped with that
     probability (an equally correct program, and a derivation that matches it).
     """
+    tree = p.tree()
+    return render(commuted(tree, rng, commute) if rng is not None else tree)
+
+
+def commuted(node: Tree, rng: np.random.Generator, share: float) -> Tree:
+    """`node` with the operands of each `+` and `*` swapped with probability `share` (drawn
+    parent first, then the left subtree as written, then the right)."""
+    if isinstance(node, str):
+        return node
+    op, left, right = node
+    if op in "+*" and rng.random() < share:
+        left, right = right, left
+    a = commuted(left, rng, share)
+    return (op, a, commuted(right, rng, share))
+
+
+def render(tree: Tree) -> str:
+    """The answer for `tree`: one derivation line per operator in evaluation order, naming each
+    intermediate value, then the program (the tree in postfix)."""
     lines: list[str] = []
     program: list[str] = []
 
@@ -118,16 +137,36 @@ def trace(p: CodeProblem, rng: np.random.Generator | None = None, commute: float
             program.append(node)
             return node
         op, left, right = node
-        if rng is not None and op in "+*" and rng.random() < commute:
-            left, right = right, left
         a, b = walk(left), walk(right)
         program.append(op)
         name = TEMPS[len(lines)]
         lines.append(f"{name}={a}{op}{b}")
         return name
 
-    walk(p.tree())
+    walk(tree)
     return ";".join(lines) + f";{ANSWER_MARK}{' '.join(program)}"
+
+
+def tree_of(program: str) -> Tree | None:
+    """The expression a postfix program computes; None for a malformed one (as `run`)."""
+    tokens = program.split()
+    if not tokens or len(tokens) > MAX_PROGRAM_TOKENS:
+        return None
+    stack: list[Tree] = []
+    for tok in tokens:
+        if tok == "x" or re.fullmatch(r"\d", tok):
+            stack.append(tok)
+        elif tok in OPERATORS and len(tok) == 1 and len(stack) >= 2:
+            right, left = stack.pop(), stack.pop()
+            stack.append((tok, left, right))
+        else:
+            return None
+    return stack[0] if len(stack) == 1 else None
+
+
+def operators(node: Tree) -> int:
+    """How many operators `node` applies."""
+    return 0 if isinstance(node, str) else 1 + operators(node[1]) + operators(node[2])
 
 
 def program_of(text: str) -> str | None:

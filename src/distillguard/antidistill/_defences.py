@@ -39,7 +39,7 @@ _FORMS = (
 _JOINERS = (";", " | ", ", ")
 
 
-def _result(text: str) -> str:
+def stated_result(text: str) -> str:
     """The answer from its last `A:` on (the whole text when it states none)."""
     at = text.rfind(ANSWER_MARK)
     return text[at:] if at >= 0 else text
@@ -52,13 +52,13 @@ def none(text: str, rng: np.random.Generator) -> str:
 
 def withhold(text: str, rng: np.random.Generator) -> str:
     """The result alone."""
-    return _result(text)
+    return stated_result(text)
 
 
 def summarise(text: str, rng: np.random.Generator) -> str:
     """The carries of each column as one digest, then the result."""
     carries = "".join(str(int(t) // 10) for *_, t in _STEP.findall(text))
-    return f"carries {carries};{_result(text)}"
+    return f"carries {carries};{stated_result(text)}"
 
 
 def rewrite(text: str, rng: np.random.Generator) -> str:
@@ -68,7 +68,7 @@ def rewrite(text: str, rng: np.random.Generator) -> str:
     form = _FORMS[int(rng.integers(len(_FORMS)))]
     joiner = _JOINERS[int(rng.integers(len(_JOINERS)))]
     parts = [form.format(i=i, x=steps[i][0], y=steps[i][1], c=steps[i][2], t=steps[i][3]) for i in order]
-    return f"{joiner.join(parts)}{joiner}{_result(text)}"
+    return f"{joiner.join(parts)}{joiner}{stated_result(text)}"
 
 
 def rewritten_steps(text: str) -> dict[int, tuple[int, int, int, int]]:

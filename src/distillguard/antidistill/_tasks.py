@@ -11,6 +11,11 @@ import numpy as np
 
 from distillguard.antidistill import _code, _task
 from distillguard.antidistill._defences import CODE_DEFENCES, TEXT_DEFENCES, Defence
+from distillguard.antidistill._equivalent import equivalent_program, equivalent_program_alone
+
+#: the code task's answer-changing defence, and the same with the reasoning dropped by the harvester
+EQUIVALENT = "equivalent-program"
+EQUIVALENT_ALONE = "equivalent-program, reasoning dropped"
 
 
 class Task(Protocol):
@@ -31,6 +36,12 @@ class Task(Protocol):
 
     @property
     def defences(self) -> dict[str, Defence]: ...
+
+    @property
+    def answer_forcing(self) -> bool:
+        """Antidistillation sampling writes the answer after the reasoning greedily, untilted
+        (the paper's answer forcing, for a short checkable result); False where the answer is
+        itself the work a student learns (a program) and is tilted too."""
 
     def describe(self) -> str: ...
 
@@ -58,6 +69,10 @@ class Addition:
     @property
     def defences(self) -> dict[str, Defence]:
         return TEXT_DEFENCES
+
+    @property
+    def answer_forcing(self) -> bool:
+        return True
 
     def describe(self) -> str:
         return f"{self.digits}-digit addition with worked column steps"
@@ -88,7 +103,11 @@ class Code:
 
     @property
     def defences(self) -> dict[str, Defence]:
-        return CODE_DEFENCES
+        return {**CODE_DEFENCES, EQUIVALENT: equivalent_program, EQUIVALENT_ALONE: equivalent_program_alone}
+
+    @property
+    def answer_forcing(self) -> bool:
+        return False
 
     def describe(self) -> str:
         return (f"stack-machine programs for {self.n_ops}-operator expressions, checked on "

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from distillguard.antidistill import _charlm as lm
 from distillguard.antidistill._adsampling import ADSConfig, AntidistillHook, loss_gradient
-from distillguard.antidistill._defences import Defence
+from distillguard.antidistill._defences import Defence, stated_result
 from distillguard.antidistill._task import ANSWER_MARK
 from distillguard.antidistill._tasks import TASKS, Addition, Code, Task
 
@@ -55,13 +56,14 @@ class TestbedConfig:
     # antidistillation sampling is measured at each of these tilts (one proxy for all): the
     # tilt trades the served answers' accuracy (cost) against what a student learns; 0 is the
     # teacher sampled the same way without a tilt; a tilt far larger than the teacher's logits
-    # picks, among the nucleus, the token the proxy learns least from
-    ads_lams: tuple[float, ...] = (0.0, 3.0, 100.0)
+    # picks the token the proxy's loss gains most from, right or wrong (its cost says which)
+    ads_lams: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0)
     # students are trained at every tilt whose cost is within this (beyond it the served
     # answers are too often wrong to be an operating point)
     ads_student_max_cost: float = 0.1
-    # the tilt shapes the reasoning only; the answer after it is the teacher's greedy choice
-    ads_reasoning_only: bool = True
+    # the tilt shapes the reasoning only and the answer after it is the teacher's greedy
+    # choice (True), or every token is tilted (False); None: the task's `answer_forcing`
+    ads_reasoning_only: bool | None = None
     # the task's text defences, those given to `run_testbed`, and ADS
     defences: tuple[str, ...] = ("none", "withhold", "summarise", "rewrite", ADS)
 
@@ -76,6 +78,11 @@ class TestbedConfig:
     def max_new(self) -> int:
         return self.make_task().longest + ANSWER_ROOM
 
+    @property
+    def ads_answer_forced(self) -> bool:
+        """Whether antidistillation sampling leaves the answer untilted (`ads_reasoning_only`)."""
+        return self.make_task().answer_forcing if self.ads_reasoning_only is None else self.ads_reasoning_only
+
 
 @dataclass(frozen=True)
 class DefenceResult:
@@ -86,6 +93,9 @@ class DefenceResult:
     student_accuracy: tuple[float, ...]
     served_chars: float  # mean length of what was served
     served_n: int = 0  # answers served (the harvest)
+    # every served answer states the undefended answer's result word for word (a reasoning
+    # defence): a harvester who drops the rest trains on the undefended results
+    answer_kept: bool = True
 
     @property
     def mean(self) -> float:
@@ -139,6 +149,11 @@ def cost(served: float, undefended_served: float) -> float:
     return 1.0 - served / undefended_served if undefended_served > 0 else 0.0
 
 
+def results_kept(served: Sequence[str], plain: Sequence[str]) -> bool:
+    """Whether every served answer states its undefended answer's result (from `A:` on)."""
+    return all(stated_result(s) == stated_result(p) for s, p in zip(served, plain, strict=True))
+
+
 def accuracy(task: Task, probs: Sequence[object], answers: Sequence[str]) -> float:
     return float(np.mean([task.is_correct(p, a) for p, a in zip(probs, answers, strict=True)]))
 
@@ -173,54 +188,84 @@ def _students_for(cfg: TestbedConfig, served_accuracy: dict[str, float]) -> set[
     return out
 
 
+@dataclass(frozen=True)
+class Taught:
+    """A trained teacher, the problems of one experiment and the teacher's plain answers."""
+
+    task: Task
+    teacher: Any
+    harvest: list[Any]  # the attacker's prompts
+    test: list[Any]  # unseen problems students are scored on
+    served_plain: list[str]  # the teacher's greedy answers to the harvest
+    accuracy: float  # the teacher's on the test problems
+
+
+def teach(cfg: TestbedConfig, progress: Progress | None = None) -> Taught:
+    """Train the teacher on worked examples and answer the harvest with it."""
+    say = progress or (lambda _m: None)
+    task = cfg.make_task()
+    rng = np.random.default_rng(1234)
+    examples = task.problems(cfg.teacher_examples, rng)
+    harvest = task.problems(cfg.harvest, rng)
+    test = task.problems(cfg.test, rng)
+    say(f"teacher: {cfg.teacher.steps} steps on {len(examples):,} worked examples ({task.describe()})")
+    teacher = lm.train(lm.build(cfg.teacher, 0), [(p.prompt, task.worked(p, rng)) for p in examples], cfg.teacher,
+                       0, lambda s, loss: say(f"  teacher step {s}: loss {loss:.3f}"))
+    served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
+    teacher_acc = accuracy(task, test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
+    say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
+    return Taught(task, teacher, harvest, test, served_plain, teacher_acc)
+
+
+def serve(taught: Taught, defence: Defence) -> list[str]:
+    """What a text defence serves for each harvested answer (one seeded draw for all)."""
+    rng = np.random.default_rng(5)
+    return [defence(s, rng) for s in taught.served_plain]
+
+
+def student_accuracy(cfg: TestbedConfig, taught: Taught, served: Sequence[str], seed: int) -> float:
+    """Accuracy on the test problems of one student trained on the served harvest."""
+    pairs = [(p.prompt, s) for p, s in zip(taught.harvest, served, strict=True)]
+    # a student writes in the form it was served: room for the longest served answer
+    room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
+    student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
+    return accuracy(taught.task, taught.test, lm.generate(student, [p.prompt for p in taught.test], room))
+
+
 def run_testbed(cfg: TestbedConfig, progress: Progress | None = None,
                 on_round: Callable[[TestbedResult], None] | None = None,
-                extra: Mapping[str, Defence] | None = None) -> TestbedResult:
-    """Train the teacher, serve the harvest under each defence, train and score the students.
+                extra: Mapping[str, Defence] | None = None, taught: Taught | None = None) -> TestbedResult:
+    """Train the teacher (unless `taught` is given), serve the harvest under each defence,
+    train and score the students.
 
     `on_round` gets the results so far after each student seed (every arm at that seed);
     `extra` adds text defences by name beside the task's own (any task: they get the served
     answer as text), for `cfg.defences` to name.
     """
     say = progress or (lambda _m: None)
-    task = cfg.make_task()
+    taught = taught or teach(cfg, say)
+    task, harvest, served_plain = taught.task, taught.harvest, taught.served_plain
     known = {**task.defences, **(extra or {})}
-    rng = np.random.default_rng(1234)
-    teach = task.problems(cfg.teacher_examples, rng)
-    harvest = task.problems(cfg.harvest, rng)
-    test = task.problems(cfg.test, rng)
-    say(f"teacher: {cfg.teacher.steps} steps on {len(teach):,} worked examples ({task.describe()})")
-    teacher = lm.train(lm.build(cfg.teacher, 0), [(p.prompt, task.worked(p, rng)) for p in teach], cfg.teacher, 0,
-                       lambda s, loss: say(f"  teacher step {s}: loss {loss:.3f}"))
-    served_plain = lm.generate(teacher, [p.prompt for p in harvest], cfg.max_new)
-    teacher_acc = accuracy(task, test, lm.generate(teacher, [p.prompt for p in test], cfg.max_new))
-    say(f"teacher accuracy on unseen problems: {teacher_acc:.3f}")
     served_by: dict[str, list[str]] = {}
     sampler: _Sampler | None = None
     for name, lam in _arms(cfg, known):
         if lam is None:
-            rng5 = np.random.default_rng(5)
-            served_by[name] = [known[name](s, rng5) for s in served_plain]
+            served_by[name] = serve(taught, known[name])
         else:
-            sampler = sampler or _Sampler(cfg, task, teacher, harvest, served_plain, say)
+            sampler = sampler or _Sampler(cfg, task, taught.teacher, harvest, served_plain, say)
             served_by[name] = sampler.serve(lam)
             say(f"{name}: served accuracy {accuracy(task, harvest, served_by[name]):.3f}")
-    taught = _students_for(cfg, {n: accuracy(task, harvest, s) for n, s in served_by.items()})
+    trained = _students_for(cfg, {n: accuracy(task, harvest, s) for n, s in served_by.items()})
     accs: dict[str, list[float]] = {name: [] for name in served_by}
-    res = TestbedResult(teacher_acc, ())
+    res = TestbedResult(taught.accuracy, ())
     # seed by seed, every arm: a run cut short still has every defence at the seeds it finished
     for seed in cfg.seeds:
-        for name in (n for n in served_by if n in taught):
-            served = served_by[name]
-            pairs = [(p.prompt, s) for p, s in zip(harvest, served, strict=True)]
-            # a student writes in the form it was served: room for the longest served answer
-            room = max(cfg.max_new, max(len(s) for s in served) + ANSWER_ROOM)
-            student = lm.train(lm.build(cfg.student, 100 + seed), pairs, cfg.student, 100 + seed)
-            accs[name].append(accuracy(task, test, lm.generate(student, [p.prompt for p in test], room)))
+        for name in (n for n in served_by if n in trained):
+            accs[name].append(student_accuracy(cfg, taught, served_by[name], seed))
             say(f"{name}: seed {seed} student {accs[name][-1]:.3f}")
-        res = TestbedResult(teacher_acc, tuple(
+        res = TestbedResult(taught.accuracy, tuple(
             DefenceResult(name, accuracy(task, harvest, served), tuple(accs[name]),
-                          float(np.mean([len(s) for s in served])), len(served))
+                          float(np.mean([len(s) for s in served])), len(served), results_kept(served, served_plain))
             for name, served in served_by.items()))
         if on_round is not None:
             on_round(res)
@@ -248,4 +293,4 @@ class _Sampler:
         self.hook.cfg = replace(self.hook.cfg, lam=lam)
         return lm.generate(self.teacher, [p.prompt for p in self.harvest], self.cfg.max_new,  # type: ignore[attr-defined]
                            greedy=False, temperature=self.cfg.ads.temperature, hook=self.hook, seed=11,
-                           answer_start=ANSWER_MARK[0] if self.cfg.ads_reasoning_only else None)
+                           answer_start=ANSWER_MARK[0] if self.cfg.ads_answer_forced else None)

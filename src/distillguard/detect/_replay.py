@@ -38,7 +38,7 @@ from distillguard.detect._stream import (
 # about 2 KB an event at its height, and the replay holds one chunk being applied while the next
 # is grouped; smaller chunks cost a little more work per event (the sorted codebooks are merged
 # once per chunk).
-CHUNK_EVENTS = 250_000
+CHUNK_EVENTS = 500_000
 
 
 def load_overrides(*dirs: Path) -> dict[str, str]:

@@ -311,6 +311,7 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     if null.sum() < rc.min_null_accounts:
         p[:, : len(KEY_EVIDENCE)] = 1.0  # too few established accounts to say what is rare
     p[~self_serve] = 1.0
+    _gate_on_own_asks(p, stat, rc.key_min_share)
     # A gated kind is evidence only where its key is suspicious: elsewhere it is left out of
     # the combination (whether a key is suspicious is a gate, not an observation of p = 1).
     counted = np.ones(p.shape, bool)
@@ -319,6 +320,18 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     # A key is known from the first request; the shares are 1 below `min_events` anyway.
     flag = combined <= rc.max_p
     return Rarity(stat, p, combined, flag, int(null.sum()))
+
+
+def _gate_on_own_asks(p: np.ndarray, stat: np.ndarray, min_share: float) -> None:
+    """Leave the gated keys (e-mail domain, sign-up hour, address) out, in place, as if shared
+    with nobody, for every account whose elicitation share and mean P(distill) are both under
+    `min_share`: a stranger holds such a key by chance, so it counts only for an account that
+    itself asks what a harvester asks. Cards are not gated."""
+    gated = np.flatnonzero(_GATED)
+    calm = stat[:, list(_SHARE_COLUMNS)].max(axis=1) < min_share
+    hit = np.flatnonzero(calm & (p[:, gated] < 1.0).any(axis=1))
+    p[np.ix_(hit, gated)] = 1.0
+    stat[np.ix_(hit, gated)] = 1.0
 
 
 class RarityTracker:

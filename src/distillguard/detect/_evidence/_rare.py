@@ -9,7 +9,7 @@ traffic behind it is harvest-like (`_rarity`, the gated kinds), and strangers ho
 by chance: a person who signed up in a campaign's burst hour shares the key but not the
 traffic that makes it suspicious. So a gated key counts only for an account that itself asks
 for what a harvester asks for: its share of requests asking for reasoning, grades or training
-data, or the mean P(distill) of its prompts, at least `key_min_share` (`own_traffic_gate`). What
+data, or the mean P(distill) of its prompts, at least `key_min_share` (`_rarity._gate_on_own_asks`). What
 it asks, not its volume, clients or hours: those a careful operator keeps human, and a
 developer's script has them too. A card, rare by how many accounts it pays for whatever they
 send, counts for every account.
@@ -21,42 +21,7 @@ import numpy as np
 
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._evidence._base import EvidenceTable, SoloContext, SoloEvidence
-from distillguard.detect._rarity import (
-    EVIDENCE,
-    KEY_EVIDENCE,
-    Rarity,
-    RarityTracker,
-    cauchy_combination,
-)
-
-#: Per `EVIDENCE` column: a key of a kind counted only where it is suspicious (`_rarity`).
-_GATED_KEY = np.array([gated for _, gated in KEY_EVIDENCE.values()]
-                      + [False] * (len(EVIDENCE) - len(KEY_EVIDENCE)))
-
-
-_ASKS = [EVIDENCE.index("elicitation"), EVIDENCE.index("content")]
-
-
-def own_traffic_gate(r: Rarity, min_share: float, max_p: float) -> Rarity:
-    """`r` with the gated keys (e-mail domain, sign-up hour, address) left out, as if the
-    account shared none, for every account whose elicitation share and mean P(distill) (the
-    statistics of `r`) are both under `min_share`; their combined p-values and flags again
-    (`max_p`). Other accounts are unchanged."""
-    calm = r.stat[:, _ASKS].max(axis=1) < min_share
-    hit = np.flatnonzero(calm & (r.p[:, _GATED_KEY] < 1.0).any(axis=1))
-    if not len(hit):
-        return r
-    p = r.p.copy()
-    stat = r.stat.copy()
-    p[np.ix_(hit, np.flatnonzero(_GATED_KEY))] = 1.0
-    stat[np.ix_(hit, np.flatnonzero(_GATED_KEY))] = 1.0
-    # As `_rarity`: a gated kind is counted only where its key counts, the rest always.
-    counted = ~_GATED_KEY | (p[hit] < 1.0)
-    combined = r.combined.copy()
-    combined[hit] = cauchy_combination(p[hit], counted)
-    flag = r.flag.copy()
-    flag[hit] = combined[hit] <= max_p
-    return Rarity(stat, p, combined, flag, r.null_accounts)
+from distillguard.detect._rarity import EVIDENCE, Rarity, RarityTracker
 
 
 def _columns() -> dict[str, str]:
@@ -90,8 +55,6 @@ class RareEvidence(SoloEvidence):
     def assess(self, ctx: SoloContext) -> EvidenceTable:
         r = self.tracker.update(ctx.state, ctx.features, ctx.cfg, ctx.suspicious, ctx.by_key,
                                 ctx.by_acct)
-        rc = ctx.cfg.evidence.rarity
-        r = own_traffic_gate(r, rc.key_min_share, rc.max_p)
         self.last = r
         return self._table(r)
 

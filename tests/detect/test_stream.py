@@ -62,15 +62,16 @@ def test_the_reader_stays_about_a_chunk_ahead_of_the_chunks_taken(
 
     from distillguard.detect import _stream
     from distillguard.detect._signatures import event_signals
+    from distillguard.detect._text_cache import TextCache
 
     parts = [scenes.hydra(n_accounts=10, n_events=150), scenes.classroom(12)]
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: str(r["ts"]))
     write_table(tmp_path / "log", "events", event_table(rows))
     read: list[int] = []
 
-    def counted(frame: pl.DataFrame) -> pl.DataFrame:
+    def counted(frame: pl.DataFrame, prompts: TextCache | None = None) -> pl.DataFrame:
         read.append(frame.height)
-        return event_signals(frame)
+        return event_signals(frame, prompts)
 
     monkeypatch.setattr(_stream, "event_signals", counted)
     src = log_chunks(tmp_path / "log", STEP, chunk_events=40, batch_size=20)

@@ -17,6 +17,7 @@ import polars as pl
 
 from distillguard.detect._content import content_model
 from distillguard.detect._items import item_signals
+from distillguard.detect._text_cache import TextCache
 
 # Patterns over lower-cased text. Kept deliberately literal so that an analyst can read why an
 # event was counted.
@@ -142,7 +143,7 @@ def band_keys(word_hashes: Sequence[int]) -> list[int | None]:
     return out
 
 
-def event_signals(events: pl.DataFrame) -> pl.DataFrame:
+def event_signals(events: pl.DataFrame, prompts: TextCache | None = None) -> pl.DataFrame:
     """Reduce events (format columns) to per-event signals; text columns are dropped.
 
     Returns one row per input row, same order, with: ts_us, event_id, account_id, ip, model, is_browser,
@@ -155,7 +156,9 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
     The text work runs once per distinct text it reads: the flags once per distinct (prompt,
     system), the prompt's own signals (content model, template and edge keys, item) once per
     distinct prompt, the system hash once per distinct system prompt. Template campaigns,
-    benchmark sets and retries repeat prompts, and a log has few system prompts.
+    benchmark sets and retries repeat prompts, and a log has few system prompts. With
+    `prompts` (a `TextCache` kept across the batches of one log), a prompt's own signals are
+    computed once per distinct prompt in all those batches (the same values: see `_text_cache`).
     """
     meta = events.select(
         pl.col("ts").dt.epoch("us").alias("ts_us"),
@@ -173,7 +176,11 @@ def event_signals(events: pl.DataFrame) -> pl.DataFrame:
         ).alias("capped"),
     )
     flags = _per_distinct(events.select("prompt", "system"), _flag_signals)
-    prompt = _per_distinct(events.select("prompt"), _prompt_signals)
+    prompt_fn: Callable[[pl.DataFrame], pl.DataFrame] = (
+        _prompt_signals if prompts is None
+        else lambda texts: prompts.rows(texts, _prompt_signals)
+    )
+    prompt = _per_distinct(events.select("prompt"), prompt_fn)
     sys = _per_distinct(events.select("system"), _system_hash)
     return pl.concat([meta, flags, prompt.select("distill"), sys,
                       prompt.select(*TEMPLATE_KEYS, *EDGE_KEYS, *ITEM_COLUMNS)], how="horizontal")

@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._signatures import event_signals
+from distillguard.detect._text_cache import TextCache
 
 if TYPE_CHECKING:
     from distillguard.traffic import TrafficLog
@@ -79,8 +80,9 @@ def compute_signals(log_dir: Path, progress: Progress | None = None,
     log = TrafficLog(log_dir)
     parts: list[pl.DataFrame] = []
     done = 0
+    prompts = TextCache()
     for batch in log.batches("events", columns=SIGNAL_COLUMNS, batch_size=batch_size):
-        parts.append(event_signals(_frame(batch)))
+        parts.append(event_signals(_frame(batch), prompts))
         done += batch.num_rows
         if progress:
             progress("signals", done)
@@ -140,15 +142,17 @@ def _stream(log: TrafficLog, ends: np.ndarray, needed: np.ndarray,
         return False
 
     def produce() -> None:
+        prompts = TextCache()  # a prompt seen in an earlier batch is not read again
         try:
             for batch in log.batches("events", columns=columns, batch_size=batch_size):
                 if stop.is_set():
                     return
                 frame = _frame(batch)
                 if end_users:
-                    sig = event_signals(frame.drop("end_user")).with_columns(frame["end_user"])
+                    sig = (event_signals(frame.drop("end_user"), prompts)
+                           .with_columns(frame["end_user"]))
                 else:
-                    sig = event_signals(frame)
+                    sig = event_signals(frame, prompts)
                 del frame, batch
                 if not put(sig):
                     return

@@ -25,6 +25,8 @@ from distillguard.detect._state import (
 )
 
 _ACCOUNT_LINKS = [i for i, k in enumerate(LINK_KINDS) if k in ("payment", "email", "created")]
+# Per link kind: whether it is an account kind (a lookup: cheaper than np.isin per call).
+_IS_ACCOUNT_LINK = np.isin(np.arange(len(LINK_KINDS)), _ACCOUNT_LINKS)
 
 #: An account opened this many days or fewer before its first request is new.
 NEW_ACCOUNT_DAYS = 14
@@ -196,14 +198,21 @@ class KeyProfileTracker:
             self.volume = np.concatenate([self.volume, np.full(grow, np.nan)])
             self.churn = np.concatenate([self.churn, np.zeros(grow)])
         code = state.sid_code[sids]
-        members = np.maximum(state.key_accounts[code], 1).astype(np.float64)
-        volume = _volume(_key_rate(state, code, state.key_counts[code, 0], members), cfg)
+        volume = self.volume[sids]
         redo = (
             (state.key_changed[code] > self.seen)
-            | np.isin(state.sid_link[sids], _ACCOUNT_LINKS)
-            | (volume != self.volume[sids])  # also true where never computed (nan)
+            | _IS_ACCOUNT_LINK[state.sid_link[sids]]
             | (ip_churn != self.churn[sids])
         )
+        # A key's volume moves with the clock alone only while it is above 0: unchanged, its
+        # rate only falls as its span grows (a key's accounts only grow, so it stays in
+        # `sids` and its changes are seen). Computed for the others (nan: never computed).
+        moves = np.flatnonzero(redo | (volume != 0.0))
+        members = np.maximum(state.key_accounts[code[moves]], 1).astype(np.float64)
+        now = _volume(_key_rate(state, code[moves], state.key_counts[code[moves], 0], members),
+                      cfg)
+        redo[moves] |= now != volume[moves]  # also true where never computed (nan)
+        volume[moves] = now
         at = sids[redo]
         self.h[at] = key_profiles(state, totals, cfg, at, ip_churn[redo])
         self.volume[at] = volume[redo]

@@ -32,7 +32,9 @@ from distillguard.detect._links import PairIndex
 from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY, DetectorState
 
 _ANGLE = np.arange(24) * (2 * np.pi / 24)
-_MEASURED = [LINK_KINDS.index("sys"), LINK_KINDS.index("ip")]
+_UNIT = np.column_stack([np.cos(_ANGLE), np.sin(_ANGLE)])  # each hour on the unit circle
+# Per link kind: whether its keys are measured (a lookup: cheaper than np.isin per call).
+_MEASURED = np.isin(np.arange(len(LINK_KINDS)), [LINK_KINDS.index("sys"), LINK_KINDS.index("ip")])
 
 
 @dataclass
@@ -72,7 +74,10 @@ def account_clocks(state: DetectorState,
     """
     m = state.size
     hours = state.hours[:m].astype(np.float64)
-    z = hours @ np.exp(1j * _ANGLE)
+    # Real and imaginary parts in one real matrix product: numpy's complex product of a real
+    # matrix casts it and skips BLAS, some 30 times slower.
+    xy = hours @ _UNIT
+    z = xy[:, 0] + 1j * xy[:, 1]
     size = np.abs(z)
     n = hours.sum(axis=1)
     ok = (n >= min_events) & (size > 0)
@@ -88,7 +93,7 @@ def key_sync(state: DetectorState, pairs: np.ndarray, keys: np.ndarray, cfg: Det
     lk = cfg.evidence.sync
     k = len(keys)
     out = Sync.none(k, state.size)
-    keys = keys & np.isin(state.sid_link[:k], _MEASURED)
+    keys = keys & _MEASURED[state.sid_link[:k]]
     if not keys.any():
         return out
     utc, local, concentration = account_clocks(state, lk.min_events)

@@ -1,0 +1,99 @@
+"""What the cross-batch prompt cache saves: the text signals of a log with and without it.
+
+    python benchmarks/bench_text_cache.py --log /work/dg-bench/log-1000000
+    python benchmarks/bench_text_cache.py --events 300000 --workdir /tmp/dg-bench
+
+Reads the log's events in the replay's batches (`SIGNAL_BATCH`), trains the content model
+(once per process, not timed), then computes `event_signals` over all the batches without a
+cache and with a fresh `TextCache` (as a scan does), alternately, best of --repeat, in this
+process; both outputs must be equal. Prints the prompts read per batch against the distinct
+ones overall, the cache's hits, CPU seconds (this process; polars may use several threads),
+the ratio and the load average (the machine is shared), and writes the table to
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+from _docs import markdown_table, write_section
+
+from distillguard.detect._content import content_model
+from distillguard.detect._signatures import event_signals
+from distillguard.detect._stream import SIGNAL_BATCH, SIGNAL_COLUMNS
+from distillguard.detect._text_cache import TEXT_CACHE_BYTES, TextCache
+from distillguard.simulate import simulate
+from distillguard.traffic import TrafficLog
+
+
+def _batches(log: Path) -> list[pl.DataFrame]:
+    out = []
+    for batch in TrafficLog(log).batches("events", columns=SIGNAL_COLUMNS,
+                                         batch_size=SIGNAL_BATCH):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        out.append(frame)
+    return out
+
+
+def _run(batches: list[pl.DataFrame],
+         cache: TextCache | None) -> tuple[float, list[pl.DataFrame]]:
+    start = time.process_time()
+    out = [event_signals(b, cache) for b in batches]
+    return time.process_time() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/distillguard-bench"))
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    log = args.log
+    if log is None:
+        log = args.workdir / f"log-{args.events}"
+        if not (log / "labels.parquet").exists():
+            simulate(log, seed=0, scenario=None, events=args.events)
+    batches = _batches(log)
+    events = sum(b.height for b in batches)
+    per_batch = sum(b["prompt"].n_unique() for b in batches)
+    overall = pl.concat([b.select("prompt") for b in batches])["prompt"].n_unique()
+    content_model()
+    plain: list[float] = []
+    cached: list[float] = []
+    cache = TextCache()
+    for _ in range(args.repeat):
+        t, want = _run(batches, None)
+        plain.append(t)
+        cache = TextCache()
+        t, got = _run(batches, cache)
+        cached.append(t)
+        for a, b in zip(want, got, strict=True):
+            if not a.equals(b):
+                raise SystemExit("the signals with and without the prompt cache differ")
+    a, b = min(plain), min(cached)
+    per_m = 1e6 / max(events, 1)
+    rows = [["signals, once per distinct prompt in a batch", f"{a:.1f}", f"{a * per_m:.1f}", ""],
+            ["signals with the prompt cache, equal output", f"{b:.1f}", f"{b * per_m:.1f}",
+             f"{b / a:.2f}"]]
+    load = os.getloadavg()[0]
+    table = markdown_table(["run", "CPU s", "CPU s per 1M events", "ratio to the row above"],
+                           rows)
+    head = (f"{events:,} events ({log.name}) in batches of {SIGNAL_BATCH:,}: {per_batch:,} "
+            f"distinct prompts per batch, summed, {overall:,} distinct overall; the cache "
+            f"({TEXT_CACHE_BYTES // 2**20} MiB of text a generation) found {cache.hits:,} of "
+            f"{cache.hits + cache.misses:,}. Best of {args.repeat} alternating runs in one "
+            "process")
+    print(f"{head}; load average {load:.1f}")
+    print(table)
+    write_section(__file__, "Text signals: the prompt cache across batches",
+                  f"{head}.\n\n{table}")
+
+
+if __name__ == "__main__":
+    main()

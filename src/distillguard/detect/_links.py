@@ -419,12 +419,17 @@ class LinkTracker:
         n_comp, part = connected_components(graph, directed=False)
         new_id = _lowest_member(ids, part, n_comp)  # an account: every part has one
         is_acct = ids < m
-        remap = np.arange(m, dtype=np.int64)
-        remap[ids[is_acct]] = new_id[is_acct]
-        inside = comp >= 0
-        comp[inside] = remap[comp[inside]]
-        kin = key_comp >= 0
-        key_comp[kin] = remap[key_comp[kin]]
+        names, named = ids[is_acct], new_id[is_acct]
+        # Components already in the graph that take another name (two met, or a lower account
+        # came in) rename their nodes; an account outside it names no node, and accounts
+        # arrive in code order, so most windows rename none and skip the pass over all nodes.
+        if ((named != names) & (comp[names] >= 0)).any():
+            remap = np.arange(m, dtype=np.int64)
+            remap[names] = named
+            inside = comp >= 0
+            comp[inside] = remap[comp[inside]]
+            kin = key_comp >= 0
+            key_comp[kin] = remap[key_comp[kin]]
         comp[ids[is_acct]] = new_id[is_acct]
         key_comp[ids[~is_acct] - m] = new_id[~is_acct]
 

@@ -88,5 +88,40 @@ def test_pair_running_totals_match_a_plain_count_over_batches() -> None:
     ids = (np.array([k[0] for k in seen], np.uint64) << np.uint64(24)) | np.array(
         [k[1] for k in seen], np.uint64)
     order = np.argsort(ids)
-    assert np.array_equal(state._pair_ids, ids[order])
-    assert np.array_equal(state._pair_totals, np.array(list(seen.values()))[order])
+    assert np.array_equal(state._pair_totals.ids(), ids[order])
+    assert np.array_equal(state._pair_totals.values(), np.array(list(seen.values()))[order])
+
+
+def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
+    """A state pickled when the pair and item codebooks were single sorted arrays resumes with
+    the same totals, heavy pairs and items."""
+    import polars as pl
+
+    from distillguard.detect._items import ItemBook
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import DetectorState
+
+    from .builders import event_table, events
+
+    rows = events("a", 30, prompt=["Task: add {i} and {j}"])
+    rows += events("b", 25, prompt=["Task: add {i} and {j}"])
+    frame = pl.from_arrow(event_table(rows))
+    assert isinstance(frame, pl.DataFrame)
+    state = DetectorState()
+    state.update(event_signals(frame))
+    old = dict(vars(state))
+    totals, heavy = old.pop("_pair_totals"), old.pop("_heavy")
+    old.update(_pair_ids=totals.ids(), _pair_totals=totals.values(),
+               _heavy_ids=heavy.ids(), _heavy_counts=heavy.values())
+    book = dict(vars(state.items))
+    codes, pairs, n = book.pop("_codes"), book.pop("_pairs"), book.pop("_n")
+    book.update(_ids=codes.ids(), _codes=codes.values(), _pairs=pairs.ids())
+    old["items"] = ItemBook.__new__(ItemBook)
+    old["items"].__setstate__(book)
+    restored = DetectorState.__new__(DetectorState)
+    restored.__setstate__(old)
+    assert np.array_equal(restored._pair_totals.ids(), totals.ids())
+    assert np.array_equal(restored._pair_totals.values(), totals.values())
+    assert len(heavy) and np.array_equal(restored._heavy.values(), heavy.values())
+    assert restored.items._n == n and np.array_equal(restored.items._pairs.ids(), pairs.ids())
+    assert np.array_equal(restored.items._codes.get(codes.ids()), codes.values())

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from distillguard.detect._codebook import SortedRuns
 from distillguard.detect._items import ItemBatch, ItemBook
 
 DAY_US = 86_400_000_000
@@ -205,11 +206,10 @@ class DetectorState:
         self.sid_link = np.zeros(0, np.int64)  # link kind index of each shared key
         self.shared_keys = 0
         self.key_label: list[str] = []
-        # Running event totals per (account, key) pair, sorted by pair id (key code << 24 | account).
-        self._pair_ids = np.zeros(0, np.uint64)
-        self._pair_totals = np.zeros(0, np.int32)  # a pair's requests: far below 2**31
-        self._heavy_ids = np.zeros(0, np.uint64)  # sorted pair ids (see `pair_events`)
-        self._heavy_counts = np.zeros(0, np.int64)
+        # Running event totals per (account, key) pair, by pair id (key code << 24 | account);
+        # a pair's requests are far below 2**31.
+        self._pair_totals = SortedRuns(np.int32)
+        self._heavy = SortedRuns(np.int64)  # heavy template pairs' counts (see `pair_events`)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
         self._shared_buf = np.zeros((1024, 4), np.int64)
         self._acct_pairs: list[np.ndarray] = []  # the shared pairs of account kinds, kept apart
@@ -226,6 +226,13 @@ class DetectorState:
     def __setstate__(self, saved: dict[str, object]) -> None:
         # A checkpoint written before the edge kinds: no account has an edge key yet.
         self.__dict__.update(saved)
+        # A checkpoint written before the codebooks were sorted runs: one run each.
+        if "_pair_ids" in saved:
+            self._pair_totals = SortedRuns.of(self.__dict__.pop("_pair_ids"),
+                                              saved["_pair_totals"], np.int32)
+        if "_heavy_ids" in saved:
+            self._heavy = SortedRuns.of(self.__dict__.pop("_heavy_ids"),
+                                        self.__dict__.pop("_heavy_counts"), np.int64)
         if "edge_top" not in saved:
             self.edge_top = np.zeros((self._cap, len(EDGE_KINDS)), np.int64)
             self.edge_top_key = np.full((self._cap, len(EDGE_KINDS)), -1, np.int64)
@@ -538,7 +545,8 @@ class DetectorState:
         (running counts).
 
         Sorts the batch's pairs by pair id once (stable: time order within a pair) and looks
-        the earlier totals up in the sorted arrays of all pairs seen so far.
+        the earlier totals up in the codebook of all pairs seen so far (`SortedRuns`: the
+        batch's new pairs join it without a copy of the older ones).
         """
         pair = (pairs["code"].to_numpy().astype(np.uint64) << np.uint64(_ACCT_BITS)) | pairs[
             "acct"
@@ -549,10 +557,10 @@ class DetectorState:
         start = np.r_[True, sp[1:] != sp[:-1]] if len(sp) else np.zeros(0, bool)
         seg = np.cumsum(start) - 1
         heads = sp[start]
-        ids, totals = self._pair_ids, self._pair_totals
-        at = np.minimum(np.searchsorted(ids, heads), max(len(ids) - 1, 0))
-        found = ids[at] == heads if len(ids) else np.zeros(len(heads), bool)
-        prior = np.where(found, totals[at] if len(ids) else 0, 0)
+        book = self._pair_totals
+        run, at = book.locate(heads)
+        found = run >= 0
+        prior = book.values_at(run, at).astype(np.int64)
         cs = np.cumsum(sc)
         before = (cs - sc)[start]  # the batch's count of the pair before its first row
         cum = np.empty(len(pair), np.int64)
@@ -560,14 +568,9 @@ class DetectorState:
         is_new = np.zeros(len(pair), bool)
         is_new[order] = start & ~found[seg]
         seg_total = prior + np.add.reduceat(sc, np.flatnonzero(start)) if len(sc) else prior
-        # In place (only `prepare` reads the totals), and each array let go before the next
-        # is grown: at the log's end these hold several pairs per event.
-        totals[at[found]] = seg_total[found]
-        fresh = ~found
-        where = np.searchsorted(ids, heads[fresh])
-        del ids, totals
-        self._pair_ids = np.insert(self._pair_ids, where, heads[fresh])
-        self._pair_totals = np.insert(self._pair_totals, where, seg_total[fresh])
+        # In place: only `prepare` reads the totals.
+        book.assign(run[found], at[found], seg_total[found])
+        book.add(heads[~found], seg_total[~found])
         pairs = pairs.with_columns(pl.Series("cum", cum), pl.Series("is_new", is_new))
         new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct", "first_ts")
         template_max = (
@@ -675,26 +678,18 @@ class DetectorState:
         if not len(p["code"]):
             return
         pid = (p["code"].astype(np.uint64) << np.uint64(_ACCT_BITS)) | p["acct"].astype(np.uint64)
-        order = np.argsort(pid)  # new ids are inserted in order
+        order = np.argsort(pid)  # (a window holds each pair once)
         pid, cum = pid[order], p["cum"][order]
-        ids, counts = self._heavy_ids, self._heavy_counts
-        at = np.searchsorted(ids, pid)
-        found = np.zeros(len(pid), bool)
-        inside = at < len(ids)
-        found[inside] = ids[at[inside]] == pid[inside]
-        counts[at[found]] = cum[found]
-        self._heavy_ids = np.insert(ids, at[~found], pid[~found])
-        self._heavy_counts = np.insert(counts, at[~found], cum[~found])
+        run, at = self._heavy.locate(pid)
+        found = run >= 0
+        self._heavy.assign(run[found], at[found], cum[found])
+        self._heavy.add(pid[~found], cum[~found])
 
     def pair_events(self, code: np.ndarray, acct: np.ndarray) -> np.ndarray:
         """Requests each (template key code, account) pair has sent so far, where that is at
         least `HEAVY_PAIR_EVENTS` (0 otherwise)."""
         pid = (code.astype(np.uint64) << np.uint64(_ACCT_BITS)) | acct.astype(np.uint64)
-        ids = self._heavy_ids
-        if not len(ids):
-            return np.zeros(len(pid), np.int64)
-        at = np.minimum(np.searchsorted(ids, pid), len(ids) - 1)
-        return np.where(ids[at] == pid, self._heavy_counts[at], 0)
+        return self._heavy.get(pid)
 
     def _append_shared(self, rows: np.ndarray) -> None:
         need = self._shared_n + len(rows)

@@ -6,7 +6,8 @@ Computes the log's signals once, then folds them into a `DetectorState` chunk by
 (`prepare`, `admit`, `apply` of every window; no decisions), as the replay does. At every
 chunk the three codebook steps run twice in this process on the same input: as they are
 (`SortedRuns`, `_codebook`) and as they were (the code below: one sorted array per codebook,
-new ids put in with `np.insert`, the item pairs' union by `np.union1d`), on a codebook of
+new ids put in with `np.insert`, the item pairs' union by `np.union1d`, the keys' codes
+by joins against a table of every key known), on a codebook of
 their own. Both must give the same output at every chunk; it prints the CPU seconds of each
 (`time.process_time`: polars's threads count too, and nothing else runs meanwhile), their
 ratio, and the cost of the last tenth of the chunks against the first tenth (a step whose
@@ -89,27 +90,29 @@ def _state_frames(pairs: pl.DataFrame, cum: np.ndarray, is_new: np.ndarray) -> t
     )
 
 
-class OldHeavy:
-    """The heavy template pairs as one sorted array (as they were), updated per window."""
+class OldKeys:
+    """The key codebook as one table joined against every key known (as it was)."""
 
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.uint64)
-        self.counts = np.zeros(0, np.int64)
+        self.keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
+        self.codes = 0
 
-    def apply(self, p: dict[str, np.ndarray]) -> None:
-        if not len(p["code"]):
-            return
-        pid = (p["code"].astype(np.uint64) << _ACCT_BITS) | p["acct"].astype(np.uint64)
-        order = np.argsort(pid)
-        pid, cum = pid[order], p["cum"][order]
-        ids, counts = self.ids, self.counts
-        at = np.searchsorted(ids, pid)
-        found = np.zeros(len(pid), bool)
-        inside = at < len(ids)
-        found[inside] = ids[at[inside]] == pid[inside]
-        counts[at[found]] = cum[found]
-        self.ids = np.insert(ids, at[~found], pid[~found])
-        self.counts = np.insert(counts, at[~found], cum[~found])
+    def encode(self, pairs: pl.DataFrame, sig: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
+        seen = pairs.select("kind", "key", "label", "row", "first_ts").unique(
+            ["kind", "key"], keep="first", maintain_order=True)
+        new = seen.join(self.keys, on=["kind", "key"], how="anti", maintain_order="left")
+        rows = new["row"].fill_null(0)
+        new = new.with_columns(
+            pl.when(pl.col("label").is_not_null()).then(pl.col("label"))
+            .when(pl.col("kind") == _state._KIND_ID["ip"]).then(sig["ip"].gather(rows))
+            .otherwise(sig["event_id"].gather(rows)).alias("label")
+        ) if new.height else new
+        new = new.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + self.codes).alias("code"))
+        if new.height:
+            self.keys = pl.concat([self.keys, new.select("kind", "key", "code")])
+            self.codes += new.height
+        coded = pairs.join(self.keys, on=["kind", "key"], how="left", maintain_order="left")
+        return coded, new.select("kind", "code", "label", "first_ts", "key")
 
 
 class OldItemBook(ItemBook):
@@ -232,10 +235,15 @@ def main() -> None:
                           models=pl.from_arrow(log.read("models")))  # type: ignore[arg-type]
     step = 15 * 60_000_000
     source = memory_chunks(sig, step, args.chunk_events)
-    totals, items, heavy = Step("pair totals"), Step("item codebooks"), Step("heavy pairs")
-    old_pairs, old_heavy, old_items = OldPairs(), OldHeavy(), OldItemBook()
+    totals, items = Step("pair totals"), Step("item codebooks")
+    old_pairs, old_items = OldPairs(), OldItemBook()
     real_totals, real_items = DetectorState._running_totals, ItemBook.prepare
-    real_heavy = DetectorState._apply_heavy
+    real_keys = DetectorState._encode_keys
+    keys, old_keys = Step("key codebooks"), OldKeys()
+
+    def encode_keys(self: DetectorState, pairs: pl.DataFrame, sig: pl.DataFrame) -> Any:
+        return keys.both(lambda: real_keys(self, pairs, sig), lambda: old_keys.encode(pairs, sig),
+                         lambda a, b: _frames_equal(a[:2], b))
 
     def running_totals(self: DetectorState, pairs: pl.DataFrame) -> Any:
         return totals.both(lambda: real_totals(self, pairs),
@@ -245,34 +253,20 @@ def main() -> None:
         return items.both(lambda: real_items(self, *a), lambda: old_items.prepare(*a),
                           _batches_equal)
 
-    def apply_heavy(self: DetectorState, rows: dict[str, np.ndarray]) -> None:
-        heavy.both(lambda: real_heavy(self, rows), lambda: old_heavy.apply(rows),
-                   lambda _a, _b: True)
-        window[-1] += 1
-
     DetectorState._running_totals = running_totals  # type: ignore[method-assign]
     _items.ItemBook.prepare = item_prepare  # type: ignore[method-assign]
-    DetectorState._apply_heavy = apply_heavy  # type: ignore[method-assign]
-    window: list[int] = []  # windows per chunk
+    DetectorState._encode_keys = encode_keys  # type: ignore[method-assign]
     start = time.perf_counter()
     for chunk in source.chunks:
         prep = state.prepare(chunk, step, source.origin)
         state.admit(prep)
-        window.append(0)
         for w in prep.windows.tolist():
             state.apply(prep, w)
     wall = time.perf_counter() - start
-    # The heavy pairs' codebooks must hold the same pairs and counts at the end.
-    if not (np.array_equal(state._heavy.ids(), old_heavy.ids)
-            and np.array_equal(state._heavy.values(), old_heavy.counts)):
-        raise AssertionError("heavy pairs: the codebooks differ at the end")
-    bounds = np.cumsum([0, *window])
-    heavy.new = [sum(heavy.new[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    heavy.old = [sum(heavy.old[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    n = len(window)
+    n = len(totals.new)
     tenth = max(1, n // 10)
     rows = []
-    for s in (totals, items, heavy):
+    for s in (keys, totals, items):
         new, old = sum(s.new), sum(s.old)
 
         def growth(v: list[float]) -> str:

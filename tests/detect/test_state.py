@@ -93,8 +93,8 @@ def test_pair_running_totals_match_a_plain_count_over_batches() -> None:
 
 
 def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
-    """A state pickled when the pair and item codebooks were single sorted arrays resumes with
-    the same totals, heavy pairs and items."""
+    """A state pickled when the pair and item codebooks were single sorted arrays (and the
+    key codebook a table) resumes with the same totals, keys and items."""
     import polars as pl
 
     from distillguard.detect._items import ItemBook
@@ -110,9 +110,11 @@ def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
     state = DetectorState()
     state.update(event_signals(frame))
     old = dict(vars(state))
-    totals, heavy = old.pop("_pair_totals"), old.pop("_heavy")
+    totals = old.pop("_pair_totals")
+    keys, kind, key_hash = old.pop("_key_books"), old["key_kind"], old.pop("key_hash")
     old.update(_pair_ids=totals.ids(), _pair_totals=totals.values(),
-               _heavy_ids=heavy.ids(), _heavy_counts=heavy.values())
+               _keys=pl.DataFrame({"kind": kind, "key": key_hash,
+                                   "code": np.arange(len(kind), dtype=np.int64)}).reverse())
     book = dict(vars(state.items))
     codes, pairs, n = book.pop("_codes"), book.pop("_pairs"), book.pop("_n")
     book.update(_ids=codes.ids(), _codes=codes.values(), _pairs=pairs.ids())
@@ -122,6 +124,9 @@ def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
     restored.__setstate__(old)
     assert np.array_equal(restored._pair_totals.ids(), totals.ids())
     assert np.array_equal(restored._pair_totals.values(), totals.values())
-    assert len(heavy) and np.array_equal(restored._heavy.values(), heavy.values())
+    assert np.array_equal(restored.key_hash, key_hash)
+    assert restored.key_values(np.arange(len(kind))) == state.key_values(np.arange(len(kind)))
+    for k, book in enumerate(keys):
+        assert np.array_equal(restored._key_books[k].get(book.ids()), book.values())
     assert restored.items._n == n and np.array_equal(restored.items._pairs.ids(), pairs.ids())
     assert np.array_equal(restored.items._codes.get(codes.ids()), codes.values())

@@ -142,7 +142,7 @@ class Prepared:
     edge_pairs: _Rows  # w, kind, code, acct, cum: running counts of (account, edge key) pairs
     # Accounts and keys first seen in the batch, for `DetectorState.admit`.
     new_accounts: pl.DataFrame  # account_id, acct
-    new_keys: pl.DataFrame  # kind, code, label, first_ts
+    new_keys: pl.DataFrame  # kind, code, label, first_ts, key
     items: ItemBatch | None = None  # the batch's items (`_items`), None without item signals
     admitted: bool = False
 
@@ -187,9 +187,10 @@ class DetectorState:
         self.partner = np.zeros(0, bool)  # matches partners' shared indicators
         self.items = ItemBook()  # items per account and who shares them (`_items`)
         self._grow_accounts(1024)
-        # Keys: dense codes over all kinds.
-        self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
+        # Keys: dense codes over all kinds, a codebook (key hash -> code) per kind.
+        self._key_books = [SortedRuns(np.int64) for _ in ALL_KINDS]
         self.key_kind = np.zeros(0, np.int8)
+        self.key_hash = np.zeros(0, np.uint64)  # per code: the key's hash (see `key_values`)
         self.key_accounts = np.zeros(0, np.int64)
         self.key_first = np.zeros(0, np.int64)
         self.key_sid = np.zeros(0, np.int64)  # dense id among shared keys, -1 until shared
@@ -209,7 +210,8 @@ class DetectorState:
         # Running event totals per (account, key) pair, by pair id (key code << 24 | account);
         # a pair's requests are far below 2**31.
         self._pair_totals = SortedRuns(np.int32)
-        self._heavy = SortedRuns(np.int64)  # heavy template pairs' counts (see `pair_events`)
+        self._heavy_ids = np.zeros(0, np.uint64)  # sorted pair ids (see `pair_events`)
+        self._heavy_counts = np.zeros(0, np.int64)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
         self._shared_buf = np.zeros((1024, 4), np.int64)
         self._acct_pairs: list[np.ndarray] = []  # the shared pairs of account kinds, kept apart
@@ -224,15 +226,18 @@ class DetectorState:
         self.releases = release_times(models)
 
     def __setstate__(self, saved: dict[str, object]) -> None:
-        # A checkpoint written before the edge kinds: no account has an edge key yet.
         self.__dict__.update(saved)
         # A checkpoint written before the codebooks were sorted runs: one run each.
         if "_pair_ids" in saved:
             self._pair_totals = SortedRuns.of(self.__dict__.pop("_pair_ids"),
                                               saved["_pair_totals"], np.int32)
-        if "_heavy_ids" in saved:
-            self._heavy = SortedRuns.of(self.__dict__.pop("_heavy_ids"),
-                                        self.__dict__.pop("_heavy_counts"), np.int64)
+        if "_keys" in saved:
+            keys = self.__dict__.pop("_keys").sort("code")
+            self.key_hash = keys["key"].to_numpy().astype(np.uint64)
+            self._key_books = [SortedRuns(np.int64) for _ in ALL_KINDS]
+            for kind, part in keys.partition_by("kind", as_dict=True).items():
+                self._key_books[int(kind[0])].add(part["key"].to_numpy(), part["code"].to_numpy())
+        # A checkpoint written before the edge kinds: no account has an edge key yet.
         if "edge_top" not in saved:
             self.edge_top = np.zeros((self._cap, len(EDGE_KINDS)), np.int64)
             self.edge_top_key = np.full((self._cap, len(EDGE_KINDS)), -1, np.int64)
@@ -350,18 +355,37 @@ class DetectorState:
                     "label": pl.String, "first_ts": pl.Int64},
         ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
+    def _key_codes_of(self, kind: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Codes of (kind, key hash) pairs (-1: not coded yet)."""
+        out = np.full(len(key), -1, np.int64)
+        for k in np.unique(kind).tolist():
+            at = kind == k
+            out[at] = self._key_books[k].get(key[at], default=-1)
+        return out
+
     def _encode_keys(self, pairs: pl.DataFrame,
-                     sig: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                     sig: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """Give every (kind, key) a dense code, new keys in order of first appearance.
 
         Event keys are labelled by the row of `sig` that first carried them (its address, or
         its event id for a template), account keys by their `label`. Returns the pairs with
-        their codes and the new keys (kind, code, label, first_ts).
+        their codes, the new keys (kind, code, label, first_ts, key) and the batch's keys with
+        their codes (kind, key, code). Only the batch's distinct keys are looked up in the
+        codebooks (and only its new ones added): no join against every key known.
         """
         seen = pairs.select("kind", "key", "label", "row", "first_ts").unique(
             ["kind", "key"], keep="first", maintain_order=True
         )
-        new = seen.join(self._keys, on=["kind", "key"], how="anti", maintain_order="left")
+        kind, key = seen["kind"].to_numpy(), seen["key"].to_numpy()
+        code = self._key_codes_of(kind, key)
+        fresh = code < 0
+        code[fresh] = self._key_codes + np.arange(int(fresh.sum()))
+        for k in np.unique(kind[fresh]).tolist():
+            at = fresh & (kind == k)
+            self._key_books[k].add(key[at], code[at])
+        self._key_codes += int(fresh.sum())
+        seen = seen.with_columns(pl.Series("code", code))
+        new = seen.filter(pl.Series(fresh))
         rows = new["row"].fill_null(0)
         new = new.with_columns(
             pl.when(pl.col("label").is_not_null())
@@ -371,14 +395,9 @@ class DetectorState:
             .otherwise(sig["event_id"].gather(rows))
             .alias("label")
         ) if new.height else new
-        new = new.with_columns(
-            (pl.int_range(pl.len(), dtype=pl.Int64) + self._key_codes).alias("code")
-        )
-        if new.height:
-            self._keys = pl.concat([self._keys, new.select("kind", "key", "code")])
-            self._key_codes += new.height
-        coded = pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
-        return coded, new.select("kind", "code", "label", "first_ts")
+        codes = seen.select("kind", "key", "code")
+        coded = pairs.join(codes, on=["kind", "key"], how="left", maintain_order="left")
+        return coded, new.select("kind", "code", "label", "first_ts", "key"), codes
 
     def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
                 origin_us: int = 0) -> Prepared:
@@ -439,8 +458,9 @@ class DetectorState:
             )
         else:
             pairs = pairs.with_columns(pl.lit(None, pl.String).alias("label"))
-        pairs, new_keys = self._encode_keys(pairs, sig)
-        key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
+        pairs, new_keys, codes = self._encode_keys(pairs, sig)
+        # (The traffic's keys are the batch's event keys: all in `codes`.)
+        key_counts = traffic.join(codes, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max, heavy_pairs, edge_pairs = self._running_totals(pairs)
         items = (self.items.prepare(sig["w"].to_numpy(), acct, sig["item"], sig["topic"].to_numpy())
@@ -477,6 +497,7 @@ class DetectorState:
         if keys.height:
             self.key_label.extend(keys["label"].to_list())
             self.key_kind = np.concatenate([self.key_kind, keys["kind"].to_numpy()])
+            self.key_hash = np.concatenate([self.key_hash, keys["key"].to_numpy()])
             self.key_accounts = np.concatenate([self.key_accounts, np.zeros(keys.height, np.int64)])
             self.key_first = np.concatenate([self.key_first, np.full(keys.height, -1, np.int64)])
             self.key_sid = np.concatenate([self.key_sid, np.full(keys.height, -1, np.int64)])
@@ -678,18 +699,26 @@ class DetectorState:
         if not len(p["code"]):
             return
         pid = (p["code"].astype(np.uint64) << np.uint64(_ACCT_BITS)) | p["acct"].astype(np.uint64)
-        order = np.argsort(pid)  # (a window holds each pair once)
+        order = np.argsort(pid)  # new ids are inserted in order
         pid, cum = pid[order], p["cum"][order]
-        run, at = self._heavy.locate(pid)
-        found = run >= 0
-        self._heavy.assign(run[found], at[found], cum[found])
-        self._heavy.add(pid[~found], cum[~found])
+        ids, counts = self._heavy_ids, self._heavy_counts
+        at = np.searchsorted(ids, pid)
+        found = np.zeros(len(pid), bool)
+        inside = at < len(ids)
+        found[inside] = ids[at[inside]] == pid[inside]
+        counts[at[found]] = cum[found]
+        self._heavy_ids = np.insert(ids, at[~found], pid[~found])
+        self._heavy_counts = np.insert(counts, at[~found], cum[~found])
 
     def pair_events(self, code: np.ndarray, acct: np.ndarray) -> np.ndarray:
         """Requests each (template key code, account) pair has sent so far, where that is at
         least `HEAVY_PAIR_EVENTS` (0 otherwise)."""
         pid = (code.astype(np.uint64) << np.uint64(_ACCT_BITS)) | acct.astype(np.uint64)
-        return self._heavy.get(pid)
+        ids = self._heavy_ids
+        if not len(ids):
+            return np.zeros(len(pid), np.int64)
+        at = np.minimum(np.searchsorted(ids, pid), len(ids) - 1)
+        return np.where(ids[at] == pid, self._heavy_counts[at], 0)
 
     def _append_shared(self, rows: np.ndarray) -> None:
         need = self._shared_n + len(rows)
@@ -710,9 +739,9 @@ class DetectorState:
     # -- views ------------------------------------------------------------------------------
     def key_values(self, codes: np.ndarray) -> list[tuple[str, int]]:
         """(kind name, key hash) of these key codes, in their order."""
-        wanted = pl.DataFrame({"code": np.asarray(codes, np.int64)})
-        got = wanted.join(self._keys, on="code", how="left", maintain_order="left")
-        return [(ALL_KINDS[int(k)], int(v)) for k, v in got.select("kind", "key").iter_rows()]
+        codes = np.asarray(codes, np.int64)
+        return [(ALL_KINDS[int(k)], int(v)) for k, v in
+                zip(self.key_kind[codes].tolist(), self.key_hash[codes].tolist(), strict=True)]
 
     def shared_pairs(self) -> np.ndarray:
         """(link kind index, key code, account, shared key id) rows, keys with >= 2 accounts."""

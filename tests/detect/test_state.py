@@ -130,3 +130,23 @@ def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
         assert np.array_equal(restored._key_books[k].get(book.ids()), book.values())
     assert restored.items._n == n and np.array_equal(restored.items._pairs.ids(), pairs.ids())
     assert np.array_equal(restored.items._codes.get(codes.ids()), codes.values())
+
+
+def test_extend_matches_concatenate_and_grows_in_place() -> None:
+    from distillguard.detect._state import extend
+
+    rng = np.random.default_rng(5)
+    got, want = np.zeros((0, 3)), np.zeros((0, 3))
+    copies = 0
+    for _ in range(200):
+        rows = rng.random((int(rng.integers(0, 40)), 3))
+        before = got.ctypes.data
+        got = extend(got, rows)
+        copies += got.ctypes.data != before and len(got) > len(rows)
+        want = np.concatenate([want, rows])
+        assert np.array_equal(got, want) and got.shape == want.shape
+    assert copies < 20  # geometric growth, not a copy per call
+    # A plain array (a fresh state's, or one restored from a checkpoint) is copied once.
+    plain = np.arange(4)
+    grown = extend(plain, np.array([9]))
+    assert grown.tolist() == [0, 1, 2, 3, 9] and plain.tolist() == [0, 1, 2, 3]

@@ -106,6 +106,27 @@ def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     np.add.at(a.reshape(-1), rows * a.shape[1] + cols, values)
 
 
+#: How much longer a per-key array's buffer grows each time it is full (see `extend`).
+GROWTH = 1.5
+
+
+def extend(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`np.concatenate([a, rows])`, amortised: the result is a view of the first rows of a
+    longer buffer, and when `a` is such a view with room left, `rows` are written into the
+    room (no copy of `a`). `a` is taken over: the result shares its rows."""
+    n, k = len(a), len(rows)
+    base = a.base
+    if (isinstance(base, np.ndarray) and base.dtype == a.dtype and base.shape[1:] == a.shape[1:]
+            and base.flags.c_contiguous and a.flags.c_contiguous
+            and a.ctypes.data == base.ctypes.data and n + k <= len(base)):
+        base[n : n + k] = rows
+        return base[: n + k]
+    buf = np.empty((max(n + k, int(GROWTH * n), 1024), *a.shape[1:]), a.dtype)
+    buf[:n] = a
+    buf[n : n + k] = rows
+    return buf[: n + k]
+
+
 def _utc_offset(meta: dict[str, object]) -> float:
     return UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
 
@@ -496,19 +517,17 @@ class DetectorState:
         keys = prep.new_keys
         if keys.height:
             self.key_label.extend(keys["label"].to_list())
-            self.key_kind = np.concatenate([self.key_kind, keys["kind"].to_numpy()])
-            self.key_hash = np.concatenate([self.key_hash, keys["key"].to_numpy()])
-            self.key_accounts = np.concatenate([self.key_accounts, np.zeros(keys.height, np.int64)])
-            self.key_first = np.concatenate([self.key_first, np.full(keys.height, -1, np.int64)])
-            self.key_sid = np.concatenate([self.key_sid, np.full(keys.height, -1, np.int64)])
-            self.key_first_ts = np.concatenate([self.key_first_ts, keys["first_ts"].to_numpy()])
-            self.key_counts = np.concatenate(
-                [self.key_counts, np.zeros((keys.height, len(COUNTERS)))]
-            )
-            self.key_static = np.concatenate([self.key_static, np.zeros((keys.height, 3))])
-            self.key_changed = np.concatenate(
-                [self.key_changed, np.full(keys.height, self.applied + 1, np.int64)]
-            )
+            # Per-key arrays grow in place (`extend`): a copy of every key per chunk otherwise.
+            k = keys.height
+            self.key_kind = extend(self.key_kind, keys["kind"].to_numpy())
+            self.key_hash = extend(self.key_hash, keys["key"].to_numpy())
+            self.key_accounts = extend(self.key_accounts, np.zeros(k, np.int64))
+            self.key_first = extend(self.key_first, np.full(k, -1, np.int64))
+            self.key_sid = extend(self.key_sid, np.full(k, -1, np.int64))
+            self.key_first_ts = extend(self.key_first_ts, keys["first_ts"].to_numpy())
+            self.key_counts = extend(self.key_counts, np.zeros((k, len(COUNTERS))))
+            self.key_static = extend(self.key_static, np.zeros((k, 3)))
+            self.key_changed = extend(self.key_changed, np.full(k, self.applied + 1, np.int64))
 
     @staticmethod
     def _event_pairs(sig: pl.DataFrame,
@@ -667,8 +686,8 @@ class DetectorState:
         second = (n == 2) & (link >= 0)
         fresh = code[second]
         self.key_sid[fresh] = np.arange(self.shared_keys, self.shared_keys + len(fresh))
-        self.sid_code = np.concatenate([self.sid_code, fresh])
-        self.sid_link = np.concatenate([self.sid_link, link[second]])
+        self.sid_code = extend(self.sid_code, fresh)
+        self.sid_link = extend(self.sid_link, link[second])
         self.shared_keys += len(fresh)
         sid = self.key_sid[code]
         rows = [

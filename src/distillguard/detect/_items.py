@@ -137,9 +137,9 @@ class ItemBook:
         # A checkpoint written before the codebooks were sorted runs: one run each.
         self.__dict__.update(saved)
         if "_ids" in saved:
-            ids = self.__dict__.pop("_ids")
-            self._codes = SortedRuns.of(ids, saved["_codes"], np.int64)
-            self._pairs = SortedRuns.of(saved["_pairs"], None, None)
+            ids = np.asarray(self.__dict__.pop("_ids"))
+            self._codes = SortedRuns.of(ids, np.asarray(saved["_codes"]), np.int64)
+            self._pairs = SortedRuns.of(np.asarray(saved["_pairs"]), None, None)
             self._n = len(ids)
 
     def _room(self, n: int) -> None:

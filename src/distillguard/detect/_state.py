@@ -250,8 +250,8 @@ class DetectorState:
         self.__dict__.update(saved)
         # A checkpoint written before the codebooks were sorted runs: one run each.
         if "_pair_ids" in saved:
-            self._pair_totals = SortedRuns.of(self.__dict__.pop("_pair_ids"),
-                                              saved["_pair_totals"], np.int32)
+            self._pair_totals = SortedRuns.of(np.asarray(self.__dict__.pop("_pair_ids")),
+                                              np.asarray(saved["_pair_totals"]), np.int32)
         if "_keys" in saved:
             keys = self.__dict__.pop("_keys").sort("code")
             self.key_hash = keys["key"].to_numpy().astype(np.uint64)

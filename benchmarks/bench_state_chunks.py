@@ -1,4 +1,4 @@
-"""The state's codebooks per chunk of the replay: sorted runs against one sorted array.
+"""The state's codebooks per chunk of the replay: sorted runs against the code they replace.
 
     python benchmarks/bench_state_chunks.py --log /work/dg-bench/log-1000000 --chunk-events 50000
 
@@ -274,14 +274,14 @@ def main() -> None:
 
         rows.append([s.name, f"{old:.2f}", f"{new:.2f}", f"{old / max(new, 1e-9):.1f}x",
                      growth(s.old), growth(s.new)])
-    table = markdown_table(["codebook step", "one sorted array (CPU s)", "sorted runs (CPU s)",
-                            "ratio", "last / first tenth, array", "last / first tenth, runs"],
+    table = markdown_table(["codebook step", "as it was (CPU s)", "sorted runs (CPU s)", "ratio",
+                            "last / first tenth, as it was", "last / first tenth, sorted runs"],
                            rows)
     body = (f"{state.events_seen:,} events ({args.log.name}) in {n} chunks of about "
             f"{args.chunk_events:,}; at the end {len(state._pair_totals):,} (account, key) "
-            f"pairs, {state.items._n:,} items, {len(state.items._pairs):,} shared item pairs, "
-            f"{len(state._heavy):,} heavy pairs. Both code paths gave the same output at every "
-            f"chunk.\n\n{table}\n")
+            f"pairs, {state._key_codes:,} keys, {state.items._n:,} items, "
+            f"{len(state.items._pairs):,} shared item pairs. Both code paths gave the same "
+            f"output at every chunk.\n\n{table}\n")
     print(body)
     print(f"{wall:.0f} s wall, load average {os.getloadavg()[0]:.1f} (shared machine)")
     write_section(__file__, "The state's codebooks per replay chunk", body)

@@ -9,6 +9,8 @@ the code on PYTHONPATH, writes the verdicts and campaigns under --out, and, give
     python benchmarks/verdict_diff.py --logs /tmp/dg-logs --out /tmp/dg-before
     # after it
     python benchmarks/verdict_diff.py --logs /tmp/dg-logs --out /tmp/dg-after --against /tmp/dg-before
+    # logs made elsewhere (named by their directories)
+    python benchmarks/verdict_diff.py --logs /tmp/dg-logs --out /tmp/dg-before --log /work/big-log
     # after a change that only adds reasons (here: the evidence modules' weights)
     python benchmarks/verdict_diff.py ... --new-reasons "evidence weighed:" \
         "evidence that throttles" --new-evidence evidence
@@ -38,6 +40,7 @@ class Case:
     scenario: str | None
     seed: int
     events: int
+    path: Path | None = None  # a log made elsewhere (`--log`): scanned as it is
 
 
 #: The logs compared: the default scenario and every shipped scenario at its tuning (or
@@ -66,6 +69,8 @@ def simulate(case: Case, logs: Path) -> Path:
     """The case's log, simulated on first use."""
     from distillguard.simulate import simulate as run_simulation
 
+    if case.path is not None:
+        return case.path
     out = logs / case.name
     if (out / ".done").is_file():
         return out
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="where this run's scans go")
     p.add_argument("--against", type=Path, help="an earlier --out to compare with")
     p.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    p.add_argument("--log", nargs="*", type=Path, default=[],
+                   help="existing logs to scan instead of the simulated cases (each named by "
+                        "its directory; with --only, beside the cases named)")
     p.add_argument("--ignore", nargs="*", default=[],
                    help="verdict columns not compared (e.g. reasons evidence, when only the "
                         "wording of the reasons changed)")
@@ -150,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-evidence", nargs="*", default=[],
                    help="keys of the evidence JSON that are new: dropped likewise")
     args = p.parse_args(argv)
-    cases = [c for c in CASES if not args.only or c.name in args.only]
+    cases = [c for c in CASES if (not args.only and not args.log)
+             or (args.only and c.name in args.only)]
+    cases += [Case(d.name, None, 0, 0, path=d) for d in args.log]
     failed = False
     for case in cases:
         log = simulate(case, args.logs)

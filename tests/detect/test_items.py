@@ -98,3 +98,39 @@ def test_pool_similarity_tells_a_pool_from_an_account_of_its_own() -> None:
     assert sim[:30].min() > 0.6
     assert sim[30] < 0.4
     assert (sim[31:] == 0).all()
+
+
+def test_the_book_fed_in_batches_matches_a_count_from_scratch() -> None:
+    """Batch by batch (the codebooks merged, never rebuilt), the book's distinct items per
+    account and its shared pairs are those a plain pass over every row so far gives."""
+    rng = np.random.default_rng(9)
+    book = ItemBook()
+    book.grow(40)
+    senders: dict[int, list[int]] = {}  # item -> its distinct accounts, in order of first use
+    seen = 0
+    for batch_w in range(12):
+        n = int(rng.integers(0, 300))
+        acct = rng.integers(0, 40, n)
+        item = rng.integers(0, 150 + 40 * batch_w, n)  # old items come back, new ones join
+        w = np.full(n, batch_w)
+        missing = rng.random(n) < 0.1
+        series = pl.Series([None if m else int(i) for m, i in zip(missing, item, strict=True)],
+                           dtype=pl.UInt64)
+        batch = book.prepare(w, acct, series, np.zeros(n, np.uint32))
+        book.apply(batch, batch_w)
+        for a, i, m in zip(acct.tolist(), item.tolist(), missing.tolist(), strict=True):
+            if not m and a not in senders.setdefault(i, []):
+                senders[i].append(a)
+        seen += n
+        items = np.zeros(40, np.int64)
+        for accounts in senders.values():
+            items[accounts] += 1
+        assert np.array_equal(book.items[:40], items)
+        got = sorted(map(tuple, book.shared_pairs()[:, 1:].tolist()))
+        shared = {i: a for i, a in senders.items() if len(a) >= 2}
+        want = sorted((a, rank) for accounts in shared.values() for rank, a in enumerate(accounts))
+        assert got == want
+        # One code per shared item, the same for each of its senders.
+        codes = book.shared_pairs()[:, 0]
+        assert len(np.unique(codes)) == len(shared)
+    assert seen

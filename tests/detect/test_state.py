@@ -88,5 +88,65 @@ def test_pair_running_totals_match_a_plain_count_over_batches() -> None:
     ids = (np.array([k[0] for k in seen], np.uint64) << np.uint64(24)) | np.array(
         [k[1] for k in seen], np.uint64)
     order = np.argsort(ids)
-    assert np.array_equal(state._pair_ids, ids[order])
-    assert np.array_equal(state._pair_totals, np.array(list(seen.values()))[order])
+    assert np.array_equal(state._pair_totals.ids(), ids[order])
+    assert np.array_equal(state._pair_totals.values(), np.array(list(seen.values()))[order])
+
+
+def test_a_checkpoint_with_sorted_arrays_restores_into_sorted_runs() -> None:
+    """A state pickled when the pair and item codebooks were single sorted arrays (and the
+    key codebook a table) resumes with the same totals, keys and items."""
+    import polars as pl
+
+    from distillguard.detect._items import ItemBook
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import DetectorState
+
+    from .builders import event_table, events
+
+    rows = events("a", 30, prompt=["Task: add {i} and {j}"])
+    rows += events("b", 25, prompt=["Task: add {i} and {j}"])
+    frame = pl.from_arrow(event_table(rows))
+    assert isinstance(frame, pl.DataFrame)
+    state = DetectorState()
+    state.update(event_signals(frame))
+    old = dict(vars(state))
+    totals = old.pop("_pair_totals")
+    keys, kind, key_hash = old.pop("_key_books"), old["key_kind"], old.pop("key_hash")
+    old.update(_pair_ids=totals.ids(), _pair_totals=totals.values(),
+               _keys=pl.DataFrame({"kind": kind, "key": key_hash,
+                                   "code": np.arange(len(kind), dtype=np.int64)}).reverse())
+    book = dict(vars(state.items))
+    codes, pairs, n = book.pop("_codes"), book.pop("_pairs"), book.pop("_n")
+    book.update(_ids=codes.ids(), _codes=codes.values(), _pairs=pairs.ids())
+    old["items"] = ItemBook.__new__(ItemBook)
+    old["items"].__setstate__(book)
+    restored = DetectorState.__new__(DetectorState)
+    restored.__setstate__(old)
+    assert np.array_equal(restored._pair_totals.ids(), totals.ids())
+    assert np.array_equal(restored._pair_totals.values(), totals.values())
+    assert np.array_equal(restored.key_hash, key_hash)
+    assert restored.key_values(np.arange(len(kind))) == state.key_values(np.arange(len(kind)))
+    for k, book in enumerate(keys):
+        assert np.array_equal(restored._key_books[k].get(book.ids()), book.values())
+    assert restored.items._n == n and np.array_equal(restored.items._pairs.ids(), pairs.ids())
+    assert np.array_equal(restored.items._codes.get(codes.ids()), codes.values())
+
+
+def test_extend_matches_concatenate_and_grows_in_place() -> None:
+    from distillguard.detect._state import extend
+
+    rng = np.random.default_rng(5)
+    got, want = np.zeros((0, 3)), np.zeros((0, 3))
+    copies = 0
+    for _ in range(200):
+        rows = rng.random((int(rng.integers(0, 40)), 3))
+        before = got.ctypes.data
+        got = extend(got, rows)
+        copies += got.ctypes.data != before and len(got) > len(rows)
+        want = np.concatenate([want, rows])
+        assert np.array_equal(got, want) and got.shape == want.shape
+    assert copies < 20  # geometric growth, not a copy per call
+    # A plain array (a fresh state's, or one restored from a checkpoint) is copied once.
+    plain = np.arange(4)
+    grown = extend(plain, np.array([9]))
+    assert grown.tolist() == [0, 1, 2, 3, 9] and plain.tolist() == [0, 1, 2, 3]

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from distillguard.detect._codebook import SortedRuns
+
 #: A line shorter than this (characters, after folding) is no item.
 ITEM_MIN_CHARS = 16
 #: Text read per prompt (characters): a task is near the start of any prompt we keep.
@@ -116,18 +118,43 @@ class ItemBook:
     """
 
     def __init__(self) -> None:
-        self._ids = np.zeros(0, np.uint64)  # sorted item hashes
-        self._codes = np.zeros(0, np.int64)  # their dense codes
-        self._first = np.zeros(0, np.int64)  # per code: the first account that sent it
-        self._shared = np.zeros(0, bool)  # per code: a second account sent it
-        self._pairs = np.zeros(0, np.uint64)  # sorted ids of the shared pairs handed out
-        self._senders = np.zeros(0, np.int64)  # per code: shared pairs handed out
+        self._codes = SortedRuns(np.int64)  # item hash -> its dense code
+        self._n = 0  # codes handed out
+        # Per code (arrays with room to grow; the first `_n` rows are in use): the first
+        # account that sent it, whether a second one did, and the shared pairs handed out.
+        self._first = np.zeros(0, np.int64)
+        self._shared = np.zeros(0, bool)
+        self._senders = np.zeros(0, np.int64)
+        self._pairs = SortedRuns(None)  # the ids of the shared pairs handed out
         # Look side.
         self.items = np.zeros(0, np.int64)  # per account: distinct items sent
         self.topic = np.zeros((0, TOPIC_BITS), np.int64)  # per account: topic sums
         self.shared_rows = np.zeros(0, np.int64)  # per account: its shared pairs so far
         self._shared_buf = np.zeros((1024, 3), np.int64)  # (code, account, rank), arrival order
         self._shared_n = 0
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written before the codebooks were sorted runs: one run each.
+        self.__dict__.update(saved)
+        if "_ids" in saved:
+            ids = np.asarray(self.__dict__.pop("_ids"))
+            self._codes = SortedRuns.of(ids, np.asarray(saved["_codes"]), np.int64)
+            self._pairs = SortedRuns.of(np.asarray(saved["_pairs"]), None, None)
+            self._n = len(ids)
+
+    def _room(self, n: int) -> None:
+        """Per-code arrays long enough for `n` codes (doubling: amortised, not per batch)."""
+        if n <= len(self._first):
+            return
+        cap = max(n, 2 * len(self._first), 1024)
+
+        def grow(a: np.ndarray) -> np.ndarray:
+            out = np.zeros(cap, a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._first, self._shared, self._senders = (
+            grow(self._first), grow(self._shared), grow(self._senders))
 
     def grow(self, cap: int) -> None:
         """Room for `cap` accounts (called with the state's own growth)."""
@@ -159,21 +186,20 @@ class ItemBook:
             ["acct", "h"], keep="first", maintain_order=True
         )
         pw, pa, ph = (pairs[c].to_numpy() for c in ("w", "acct", "h"))
-        code = self._code_of(ph)
+        code = self._codes.get(ph, default=-1)
         known = code >= 0
-        before = len(self._first)
+        before = self._n
         if not known.all():
-            new_h, first_at = np.unique(ph[~known], return_index=True)  # sorted hashes
+            new_h, first_at, inverse = np.unique(ph[~known], return_index=True,
+                                                 return_inverse=True)  # sorted hashes
             order = np.argsort(first_at)  # codes in order of first appearance
             rank = np.empty(len(order), np.int64)
             rank[order] = np.arange(len(order))
-            at = np.searchsorted(self._ids, new_h)
-            self._ids = np.insert(self._ids, at, new_h)
-            self._codes = np.insert(self._codes, at, before + rank)
-            self._first = np.concatenate([self._first, pa[~known][first_at[order]]])
-            self._shared = np.concatenate([self._shared, np.zeros(len(new_h), bool)])
-            self._senders = np.concatenate([self._senders, np.zeros(len(new_h), np.int64)])
-            code = self._code_of(ph)
+            self._codes.add(new_h, before + rank)
+            self._n = before + len(new_h)
+            self._room(self._n)
+            self._first[before + rank] = pa[~known][first_at]
+            code[~known] = before + rank[inverse.reshape(-1)]
         is_first = pa == self._first[code]
         # A new pair: the first sender's pair of a new item, or another sender's pair the
         # codebook has not handed out yet.
@@ -193,7 +219,7 @@ class ItemBook:
         keep = np.argsort(sw, kind="stable")
         sw, sc, sa = sw[keep], sc[keep], sa[keep]
         add = (sc.astype(np.uint64) << np.uint64(_ACCT_BITS)) | sa.astype(np.uint64)
-        self._pairs = np.union1d(self._pairs, add)
+        self._pairs.add(add)  # (none held yet: see `other` and `becomes`)
         rank = self._rank(sc)
         nw, na = pw[new_pair], pa[new_pair]
         keep = np.argsort(nw, kind="stable")
@@ -211,20 +237,8 @@ class ItemBook:
         np.add.at(self._senders, code, 1)
         return rank
 
-    def _code_of(self, h: np.ndarray) -> np.ndarray:
-        """Codes of item hashes (-1: not in the codebook)."""
-        if not len(self._ids):
-            return np.full(len(h), -1, np.int64)
-        at = np.minimum(np.searchsorted(self._ids, h), len(self._ids) - 1)
-        out: np.ndarray = np.where(self._ids[at] == h, self._codes[at], -1)
-        return out
-
     def _has_pair(self, pid: np.ndarray) -> np.ndarray:
-        if not len(self._pairs):
-            return np.zeros(len(pid), bool)
-        at = np.minimum(np.searchsorted(self._pairs, pid), len(self._pairs) - 1)
-        out: np.ndarray = self._pairs[at] == pid
-        return out
+        return self._pairs.contains(pid)
 
     @staticmethod
     def _topic_rows(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from distillguard.detect._codebook import SortedRuns
 from distillguard.detect._items import ItemBatch, ItemBook
 
 DAY_US = 86_400_000_000
@@ -105,6 +106,27 @@ def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     np.add.at(a.reshape(-1), rows * a.shape[1] + cols, values)
 
 
+#: How much longer a per-key array's buffer grows each time it is full (see `extend`).
+GROWTH = 1.5
+
+
+def extend(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`np.concatenate([a, rows])`, amortised: the result is a view of the first rows of a
+    longer buffer, and when `a` is such a view with room left, `rows` are written into the
+    room (no copy of `a`). `a` is taken over: the result shares its rows."""
+    n, k = len(a), len(rows)
+    base = a.base
+    if (isinstance(base, np.ndarray) and base.dtype == a.dtype and base.shape[1:] == a.shape[1:]
+            and base.flags.c_contiguous and a.flags.c_contiguous
+            and a.ctypes.data == base.ctypes.data and n + k <= len(base)):
+        base[n : n + k] = rows
+        return base[: n + k]
+    buf = np.empty((max(n + k, int(GROWTH * n), 1024), *a.shape[1:]), a.dtype)
+    buf[:n] = a
+    buf[n : n + k] = rows
+    return buf[: n + k]
+
+
 def _utc_offset(meta: dict[str, object]) -> float:
     return UTC_OFFSET_HOURS.get(str(meta.get("country") or ""), 0.0)
 
@@ -141,7 +163,7 @@ class Prepared:
     edge_pairs: _Rows  # w, kind, code, acct, cum: running counts of (account, edge key) pairs
     # Accounts and keys first seen in the batch, for `DetectorState.admit`.
     new_accounts: pl.DataFrame  # account_id, acct
-    new_keys: pl.DataFrame  # kind, code, label, first_ts
+    new_keys: pl.DataFrame  # kind, code, label, first_ts, key
     items: ItemBatch | None = None  # the batch's items (`_items`), None without item signals
     admitted: bool = False
 
@@ -186,9 +208,10 @@ class DetectorState:
         self.partner = np.zeros(0, bool)  # matches partners' shared indicators
         self.items = ItemBook()  # items per account and who shares them (`_items`)
         self._grow_accounts(1024)
-        # Keys: dense codes over all kinds.
-        self._keys = pl.DataFrame(schema={"kind": pl.Int8, "key": pl.UInt64, "code": pl.Int64})
+        # Keys: dense codes over all kinds, a codebook (key hash -> code) per kind.
+        self._key_books = [SortedRuns(np.int64) for _ in ALL_KINDS]
         self.key_kind = np.zeros(0, np.int8)
+        self.key_hash = np.zeros(0, np.uint64)  # per code: the key's hash (see `key_values`)
         self.key_accounts = np.zeros(0, np.int64)
         self.key_first = np.zeros(0, np.int64)
         self.key_sid = np.zeros(0, np.int64)  # dense id among shared keys, -1 until shared
@@ -205,9 +228,9 @@ class DetectorState:
         self.sid_link = np.zeros(0, np.int64)  # link kind index of each shared key
         self.shared_keys = 0
         self.key_label: list[str] = []
-        # Running event totals per (account, key) pair, sorted by pair id (key code << 24 | account).
-        self._pair_ids = np.zeros(0, np.uint64)
-        self._pair_totals = np.zeros(0, np.int32)  # a pair's requests: far below 2**31
+        # Running event totals per (account, key) pair, by pair id (key code << 24 | account);
+        # a pair's requests are far below 2**31.
+        self._pair_totals = SortedRuns(np.int32)
         self._heavy_ids = np.zeros(0, np.uint64)  # sorted pair ids (see `pair_events`)
         self._heavy_counts = np.zeros(0, np.int64)
         # Pairs of keys shared by >= 2 accounts: (link kind index, key code, account, key sid).
@@ -224,8 +247,18 @@ class DetectorState:
         self.releases = release_times(models)
 
     def __setstate__(self, saved: dict[str, object]) -> None:
-        # A checkpoint written before the edge kinds: no account has an edge key yet.
         self.__dict__.update(saved)
+        # A checkpoint written before the codebooks were sorted runs: one run each.
+        if "_pair_ids" in saved:
+            self._pair_totals = SortedRuns.of(np.asarray(self.__dict__.pop("_pair_ids")),
+                                              np.asarray(saved["_pair_totals"]), np.int32)
+        if "_keys" in saved:
+            keys = self.__dict__.pop("_keys").sort("code")
+            self.key_hash = keys["key"].to_numpy().astype(np.uint64)
+            self._key_books = [SortedRuns(np.int64) for _ in ALL_KINDS]
+            for kind, part in keys.partition_by("kind", as_dict=True).items():
+                self._key_books[int(kind[0])].add(part["key"].to_numpy(), part["code"].to_numpy())
+        # A checkpoint written before the edge kinds: no account has an edge key yet.
         if "edge_top" not in saved:
             self.edge_top = np.zeros((self._cap, len(EDGE_KINDS)), np.int64)
             self.edge_top_key = np.full((self._cap, len(EDGE_KINDS)), -1, np.int64)
@@ -343,18 +376,37 @@ class DetectorState:
                     "label": pl.String, "first_ts": pl.Int64},
         ).with_columns(pl.lit(1, pl.UInt32).alias("c"))
 
+    def _key_codes_of(self, kind: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Codes of (kind, key hash) pairs (-1: not coded yet)."""
+        out = np.full(len(key), -1, np.int64)
+        for k in np.unique(kind).tolist():
+            at = kind == k
+            out[at] = self._key_books[k].get(key[at], default=-1)
+        return out
+
     def _encode_keys(self, pairs: pl.DataFrame,
-                     sig: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                     sig: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """Give every (kind, key) a dense code, new keys in order of first appearance.
 
         Event keys are labelled by the row of `sig` that first carried them (its address, or
         its event id for a template), account keys by their `label`. Returns the pairs with
-        their codes and the new keys (kind, code, label, first_ts).
+        their codes, the new keys (kind, code, label, first_ts, key) and the batch's keys with
+        their codes (kind, key, code). Only the batch's distinct keys are looked up in the
+        codebooks (and only its new ones added): no join against every key known.
         """
         seen = pairs.select("kind", "key", "label", "row", "first_ts").unique(
             ["kind", "key"], keep="first", maintain_order=True
         )
-        new = seen.join(self._keys, on=["kind", "key"], how="anti", maintain_order="left")
+        kind, key = seen["kind"].to_numpy(), seen["key"].to_numpy()
+        code = self._key_codes_of(kind, key)
+        fresh = code < 0
+        code[fresh] = self._key_codes + np.arange(int(fresh.sum()))
+        for k in np.unique(kind[fresh]).tolist():
+            at = fresh & (kind == k)
+            self._key_books[k].add(key[at], code[at])
+        self._key_codes += int(fresh.sum())
+        seen = seen.with_columns(pl.Series("code", code))
+        new = seen.filter(pl.Series(fresh))
         rows = new["row"].fill_null(0)
         new = new.with_columns(
             pl.when(pl.col("label").is_not_null())
@@ -364,14 +416,9 @@ class DetectorState:
             .otherwise(sig["event_id"].gather(rows))
             .alias("label")
         ) if new.height else new
-        new = new.with_columns(
-            (pl.int_range(pl.len(), dtype=pl.Int64) + self._key_codes).alias("code")
-        )
-        if new.height:
-            self._keys = pl.concat([self._keys, new.select("kind", "key", "code")])
-            self._key_codes += new.height
-        coded = pairs.join(self._keys, on=["kind", "key"], how="left", maintain_order="left")
-        return coded, new.select("kind", "code", "label", "first_ts")
+        codes = seen.select("kind", "key", "code")
+        coded = pairs.join(codes, on=["kind", "key"], how="left", maintain_order="left")
+        return coded, new.select("kind", "code", "label", "first_ts", "key"), codes
 
     def prepare(self, sig: pl.DataFrame, step_us: int | None = None,
                 origin_us: int = 0) -> Prepared:
@@ -432,8 +479,9 @@ class DetectorState:
             )
         else:
             pairs = pairs.with_columns(pl.lit(None, pl.String).alias("label"))
-        pairs, new_keys = self._encode_keys(pairs, sig)
-        key_counts = traffic.join(self._keys, on=["kind", "key"], how="left",
+        pairs, new_keys, codes = self._encode_keys(pairs, sig)
+        # (The traffic's keys are the batch's event keys: all in `codes`.)
+        key_counts = traffic.join(codes, on=["kind", "key"], how="left",
                                   maintain_order="left").select("w", "code", *COUNTERS)
         new_pairs, template_max, heavy_pairs, edge_pairs = self._running_totals(pairs)
         items = (self.items.prepare(sig["w"].to_numpy(), acct, sig["item"], sig["topic"].to_numpy())
@@ -469,18 +517,17 @@ class DetectorState:
         keys = prep.new_keys
         if keys.height:
             self.key_label.extend(keys["label"].to_list())
-            self.key_kind = np.concatenate([self.key_kind, keys["kind"].to_numpy()])
-            self.key_accounts = np.concatenate([self.key_accounts, np.zeros(keys.height, np.int64)])
-            self.key_first = np.concatenate([self.key_first, np.full(keys.height, -1, np.int64)])
-            self.key_sid = np.concatenate([self.key_sid, np.full(keys.height, -1, np.int64)])
-            self.key_first_ts = np.concatenate([self.key_first_ts, keys["first_ts"].to_numpy()])
-            self.key_counts = np.concatenate(
-                [self.key_counts, np.zeros((keys.height, len(COUNTERS)))]
-            )
-            self.key_static = np.concatenate([self.key_static, np.zeros((keys.height, 3))])
-            self.key_changed = np.concatenate(
-                [self.key_changed, np.full(keys.height, self.applied + 1, np.int64)]
-            )
+            # Per-key arrays grow in place (`extend`): a copy of every key per chunk otherwise.
+            k = keys.height
+            self.key_kind = extend(self.key_kind, keys["kind"].to_numpy())
+            self.key_hash = extend(self.key_hash, keys["key"].to_numpy())
+            self.key_accounts = extend(self.key_accounts, np.zeros(k, np.int64))
+            self.key_first = extend(self.key_first, np.full(k, -1, np.int64))
+            self.key_sid = extend(self.key_sid, np.full(k, -1, np.int64))
+            self.key_first_ts = extend(self.key_first_ts, keys["first_ts"].to_numpy())
+            self.key_counts = extend(self.key_counts, np.zeros((k, len(COUNTERS))))
+            self.key_static = extend(self.key_static, np.zeros((k, 3)))
+            self.key_changed = extend(self.key_changed, np.full(k, self.applied + 1, np.int64))
 
     @staticmethod
     def _event_pairs(sig: pl.DataFrame,
@@ -538,7 +585,8 @@ class DetectorState:
         (running counts).
 
         Sorts the batch's pairs by pair id once (stable: time order within a pair) and looks
-        the earlier totals up in the sorted arrays of all pairs seen so far.
+        the earlier totals up in the codebook of all pairs seen so far (`SortedRuns`: the
+        batch's new pairs join it without a copy of the older ones).
         """
         pair = (pairs["code"].to_numpy().astype(np.uint64) << np.uint64(_ACCT_BITS)) | pairs[
             "acct"
@@ -549,10 +597,10 @@ class DetectorState:
         start = np.r_[True, sp[1:] != sp[:-1]] if len(sp) else np.zeros(0, bool)
         seg = np.cumsum(start) - 1
         heads = sp[start]
-        ids, totals = self._pair_ids, self._pair_totals
-        at = np.minimum(np.searchsorted(ids, heads), max(len(ids) - 1, 0))
-        found = ids[at] == heads if len(ids) else np.zeros(len(heads), bool)
-        prior = np.where(found, totals[at] if len(ids) else 0, 0)
+        book = self._pair_totals
+        run, at = book.locate(heads)
+        found = run >= 0
+        prior = book.values_at(run, at).astype(np.int64)
         cs = np.cumsum(sc)
         before = (cs - sc)[start]  # the batch's count of the pair before its first row
         cum = np.empty(len(pair), np.int64)
@@ -560,14 +608,9 @@ class DetectorState:
         is_new = np.zeros(len(pair), bool)
         is_new[order] = start & ~found[seg]
         seg_total = prior + np.add.reduceat(sc, np.flatnonzero(start)) if len(sc) else prior
-        # In place (only `prepare` reads the totals), and each array let go before the next
-        # is grown: at the log's end these hold several pairs per event.
-        totals[at[found]] = seg_total[found]
-        fresh = ~found
-        where = np.searchsorted(ids, heads[fresh])
-        del ids, totals
-        self._pair_ids = np.insert(self._pair_ids, where, heads[fresh])
-        self._pair_totals = np.insert(self._pair_totals, where, seg_total[fresh])
+        # In place: only `prepare` reads the totals.
+        book.assign(run[found], at[found], seg_total[found])
+        book.add(heads[~found], seg_total[~found])
         pairs = pairs.with_columns(pl.Series("cum", cum), pl.Series("is_new", is_new))
         new_pairs = pairs.filter("is_new").select("w", "kind", "code", "acct", "first_ts")
         template_max = (
@@ -643,8 +686,8 @@ class DetectorState:
         second = (n == 2) & (link >= 0)
         fresh = code[second]
         self.key_sid[fresh] = np.arange(self.shared_keys, self.shared_keys + len(fresh))
-        self.sid_code = np.concatenate([self.sid_code, fresh])
-        self.sid_link = np.concatenate([self.sid_link, link[second]])
+        self.sid_code = extend(self.sid_code, fresh)
+        self.sid_link = extend(self.sid_link, link[second])
         self.shared_keys += len(fresh)
         sid = self.key_sid[code]
         rows = [
@@ -715,9 +758,9 @@ class DetectorState:
     # -- views ------------------------------------------------------------------------------
     def key_values(self, codes: np.ndarray) -> list[tuple[str, int]]:
         """(kind name, key hash) of these key codes, in their order."""
-        wanted = pl.DataFrame({"code": np.asarray(codes, np.int64)})
-        got = wanted.join(self._keys, on="code", how="left", maintain_order="left")
-        return [(ALL_KINDS[int(k)], int(v)) for k, v in got.select("kind", "key").iter_rows()]
+        codes = np.asarray(codes, np.int64)
+        return [(ALL_KINDS[int(k)], int(v)) for k, v in
+                zip(self.key_kind[codes].tolist(), self.key_hash[codes].tolist(), strict=True)]
 
     def shared_pairs(self) -> np.ndarray:
         """(link kind index, key code, account, shared key id) rows, keys with >= 2 accounts."""

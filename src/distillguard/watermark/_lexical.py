@@ -379,6 +379,8 @@ class _Matcher:
         form: _Form | None = None
         if kind == _ABBR:
             form = _abbreviation(items, i)
+        if kind == _SPACE and text in F.SENTENCE_SPACES:
+            form = self._sentence_space(items, i)
         if form is None and text in (",", " "):
             form = self._serial(items, i)
         if form is None and text in (F.EM_DASH, " "):
@@ -390,6 +392,22 @@ class _Matcher:
         if form is None or self._near_code(items, i, form.end):
             return None
         return form
+
+    def _sentence_space(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """One space or two between sentences on a line: after a word and its sentence mark
+        (`_formats.ends_sentence`), before a capitalised word."""
+        word, mark = self.state.last_items
+        if (
+            mark[1] != _OTHER
+            or word[1] != _W
+            or not F.ends_sentence(word[0], mark[0])
+            or i + 1 >= len(items)
+            or items[i + 1][1] != _W
+            or not items[i + 1][0][0].isupper()
+        ):
+            return None
+        text = items[i][0]
+        return _Form(F.SENTENCE_SPACE, F.SENTENCE_SPACES.index(text), i + 1, F.SENTENCE_SPACES)
 
     def _serial(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """The end of a list of three or more: "B and C" (at the space) or "B, and C" (at the
@@ -475,6 +493,10 @@ class _Matcher:
         new = "".join(t for t, _ in items[i : form.end])
         if choice is not None and choice != form.member:
             new = form.renders[choice]
+        if form.group == F.SENTENCE_SPACE:
+            # a plain space either way: the next sentence's list run and figures read the same
+            self._passed((F.SENTENCE_SPACES[0], _SPACE))
+            return new
         for it in items[i : form.end]:
             self._passed(it)
         self.state.last_char = new[-1]

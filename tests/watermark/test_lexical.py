@@ -94,9 +94,8 @@ def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
 
 
 def test_detection_from_2000_words(corpora_dir: Path) -> None:
-    """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
-    reaches it for five of the six here and p <= 1e-4 for all (docs/watermark.md).
-    Unmarked text and another key stay unremarkable."""
+    """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each, met for all
+    six here (docs/watermark.md). Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
     bundles = [
@@ -106,7 +105,7 @@ def test_detection_from_2000_words(corpora_dir: Path) -> None:
     ]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
-    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-4
+    assert max(ps) <= 1e-6
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
     assert all(
         detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3]
@@ -510,3 +509,29 @@ def test_stable_contexts_survive_a_rewording_of_the_other_choices(corpora_dir: P
         assert detect_lexical(key, marked).p_value < 1e-12
     assert kept["stable"] >= 0.97, kept
     assert 1 - kept["stable"] <= (1 - kept["words"]) / 2, kept  # loses at most half as many
+
+
+def test_uniform_groups_are_choices_made_one_way_often() -> None:
+    found = [(0, 1)] * L.UNIFORM_MIN_CONTEXTS + [(1, 2)] * (L.UNIFORM_MIN_CONTEXTS - 1)
+    found += [(0, 3)] * L.UNIFORM_MIN_CONTEXTS + [(1, 3)]
+    assert L.uniform_groups(found) == {1}
+
+
+def test_a_normalised_choice_is_not_read(corpora_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Punctuation mapped to ASCII and runs of spaces to one leave the apostrophe, quote and
+    sentence-space choices one way throughout: they are dropped, not read as coin flips that
+    dilute the choices that survived; the texts unmarked, so normalised, stay unremarkable."""
+    from distillguard.trace._scrub import normalise_punctuation
+
+    texts = read_corpus_texts(["wildchat_1k"], 150, root=corpora_dir)
+    key = fixed_key(121)
+    marked = [normalise_punctuation(key.text_watermarker("acct-1").apply(t)) for t in texts]
+    plain = [normalise_punctuation(t) for t in texts]
+    occ = L.occurrences(marked, stable=True)
+    assert occ.dropped_uniform > 50
+    det = detect_lexical(key, marked)
+    assert det.statistic == det.scored_tuples and det.p_value < 1e-12
+    assert detect_lexical(key, plain).p_value > 1e-3
+    monkeypatch.setattr(L, "UNIFORM_MIN_CONTEXTS", 10**9)
+    diluted = detect_lexical(key, marked)
+    assert diluted.scored_tuples > det.scored_tuples and diluted.log10_p > det.log10_p + 3

@@ -79,6 +79,10 @@ NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoev
 # after "it's", "that's", ...: these make it "it has", which must not be expanded to "it is"
 HAS_MARKERS = frozenset(["been", "got", "gotten", "had"])
 
+# a choice whose texts make it one way in at least this many distinct contexts is not read
+# (`uniform_groups`): marked text does so by chance with probability 2**(1 - n)
+UNIFORM_MIN_CONTEXTS = 8
+
 # Choices beyond the lexicon (apostrophes, dashes, list markers, "e.g.", numbers) have fixed
 # ids of their own (`_formats`), so a lexicon that grows never moves them.
 APOSTROPHE_GROUP = F.APOSTROPHE
@@ -734,7 +738,7 @@ class _Occurrences:
     member: np.ndarray  # type: ignore[type-arg]
     seen: int
     dropped_repeats: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    dropped_uniform: int = 0  # contexts of choices the texts always make one way
 
 
 def occurrences(
@@ -744,8 +748,9 @@ def occurrences(
     stable: bool = False,
 ) -> _Occurrences:
     """Each distinct (previous words, group) context of the texts, with the member used
-    (`stable`: the stable words, `WatermarkConfig.lexical_context`)."""
-    found: dict[int, int] = {}
+    (`stable`: the stable words, `WatermarkConfig.lexical_context`), less the choices made one
+    way throughout (`uniform_groups`)."""
+    found: dict[int, tuple[int, int]] = {}
     seen = 0
     for text in texts:
         state = _ScanState()
@@ -755,13 +760,37 @@ def occurrences(
             if not choice_enabled(group, groups, formats):
                 return None
             seen += 1
-            found.setdefault(int(context_id(prev, group)), member)
+            found.setdefault(int(context_id(prev, group)), (member, group))
             return None
 
         scan(text, state, record, stable)
-    ctx = np.fromiter(found.keys(), dtype=np.uint64, count=len(found))
-    member = np.fromiter(found.values(), dtype=np.int64, count=len(found))
-    return _Occurrences(ctx=ctx, member=member, seen=seen, dropped_repeats=seen - len(found))
+    uniform = uniform_groups(found.values())
+    kept = {c: m for c, (m, g) in found.items() if g not in uniform}
+    ctx = np.fromiter(kept.keys(), dtype=np.uint64, count=len(kept))
+    member = np.fromiter(kept.values(), dtype=np.int64, count=len(kept))
+    return _Occurrences(
+        ctx=ctx,
+        member=member,
+        seen=seen,
+        dropped_repeats=seen - len(found),
+        dropped_uniform=len(found) - len(kept),
+    )
+
+
+def uniform_groups(found: Collection[tuple[int, int]]) -> set[int]:
+    """Groups with at least UNIFORM_MIN_CONTEXTS distinct contexts, all with the same member.
+
+    Marked text makes each context's choice by the key, so a group of n contexts is all one way
+    with probability 2**(1 - n); a normaliser (curly quotes to straight, runs of spaces to one)
+    or a writer's habit makes it so always, and its contexts would only dilute the others. The
+    rule reads the text alone, never the key, so under H0 the other contexts still match with
+    probability exactly 1/2 each."""
+    members: dict[int, set[int]] = {}
+    counts: dict[int, int] = {}
+    for member, group in found:
+        members.setdefault(group, set()).add(member)
+        counts[group] = counts.get(group, 0) + 1
+    return {g for g, m in members.items() if len(m) == 1 and counts[g] >= UNIFORM_MIN_CONTEXTS}
 
 
 def detect_lexical(

@@ -5,17 +5,20 @@ whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
 (synonyms, spellings, contractions), in lower case or capitalised, outside code
 fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
 code-like stretches, and allowed by its group's rule. Its context is the two
-previous words (after marking) and its group; the key decides, from that context
-only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
-spacing, list markers, "e.g." commas, small counts, thousands separators, double quotes) are
-read the same way, under fixed ids beside the lexicon's. About half the contexts carry the
+previous words (after marking; for keys with `lexical_context="stable"` the two previous words
+no choice writes) and its group; the key decides, from that context only, which form the text
+should use. Format choices (`_formats`: apostrophes, em dash spacing, list markers, "e.g."
+commas, small counts, thousands separators, double quotes, serial commas, percentages, ranges,
+ellipses, bold colons, sentence spaces) are read the same way, under fixed ids beside the
+lexicon's. About half the contexts carry the
 global key, the other half one symbol of the account's code word (the same code as the token
 layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
-exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 3.1
-distinct contexts per hundred words of real English (docs/benchmarks.md), removable
+exactly 1/2, so the p-value is a binomial tail (choices the texts make one way throughout
+are left out: `uniform_groups`). The choices keep meaning; about 5 distinct contexts per
+hundred words of the corpus stand-ins (docs/benchmarks.md), removable
 by an adversary who paraphrases: evidence that accumulates over a harvested
 *dataset*, not over one answer.
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -93,9 +94,8 @@ def _english(corpora_dir: Path, per_corpus: int) -> list[str]:
 
 
 def test_detection_from_2000_words(corpora_dir: Path) -> None:
-    """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each; the lexicon
-    reaches it for five of the six here and p <= 1e-4 for all (docs/watermark.md).
-    Unmarked text and another key stay unremarkable."""
+    """2,000-word samples of real answers: the issue's target is p <= 1e-6 for each, met for all
+    six here (docs/watermark.md). Unmarked text and another key stay unremarkable."""
     key = fixed_key(106)
     wm = key.text_watermarker("acct-2")
     bundles = [
@@ -105,7 +105,7 @@ def test_detection_from_2000_words(corpora_dir: Path) -> None:
     ]
     assert len(bundles) >= 6
     ps = [detect_lexical(key, [wm.apply(t) for t in b]).p_value for b in bundles[:6]]
-    assert sorted(ps)[4] <= 1e-6 and max(ps) <= 1e-4
+    assert max(ps) <= 1e-6
     assert all(detect_lexical(key, b).p_value > 1e-4 for b in bundles[:6])
     assert all(
         detect_lexical(fixed_key(107), [wm.apply(t) for t in b]).p_value > 1e-4 for b in bundles[:3]
@@ -215,13 +215,13 @@ NEW_FORMS_TEXT = (
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
-    which=st.integers(min_value=0, max_value=2),
+    which=st.integers(min_value=0, max_value=3),
     cuts=st.lists(st.integers(min_value=0, max_value=len(NEW_FORMS_TEXT)), max_size=40),
 )
 def test_stream_equals_apply_for_any_split_with_the_new_forms(which: int, cuts: list[int]) -> None:
     """Byte-exact for any split: the stream's output equals apply's, whatever the deltas (the
     lexicon's newer forms, and every format choice)."""
-    text = (NEW_FORMS_TEXT, FORMATS_TEXT, LISTS_TEXT)[which]
+    text = (NEW_FORMS_TEXT, FORMATS_TEXT, LISTS_TEXT, SENTENCES_TEXT)[which]
     wm = fixed_key(110).text_watermarker("acct-3")
     stream, out, at = wm.stream(), [], 0
     for cut in sorted(min(c, len(text)) for c in cuts):
@@ -262,7 +262,7 @@ def test_adding_a_lexicon_group_moves_no_other_choice(monkeypatch: pytest.Monkey
     assert {g: g - F.FORMAT_BASE for g in F.FORMATS} == {
         F.APOSTROPHE: 0, F.DASH: 1, F.BULLET: 2, F.ORDERED: 3, F.ABBREVIATION: 4, F.NUMBER_WORD: 5,
         F.THOUSANDS: 6, F.QUOTES: 7, F.SERIAL_COMMA: 8, F.PERCENT: 9, F.RANGE_DASH: 10,
-        F.ELLIPSIS: 11, F.BOLD_COLON: 12,
+        F.ELLIPSIS: 11, F.BOLD_COLON: 12, F.SENTENCE_SPACE: 13,
     }
     assert L.APOSTROPHE_GROUP == F.APOSTROPHE and len(GROUPS) < F.FORMAT_BASE
     grown = [*GROUPS, Group((("zyzzyva",), ("zyzzyvas",)), "manual")]
@@ -320,33 +320,93 @@ LIST_FORMS = (
 )
 
 
-def test_format_choices_swap_both_ways_and_leave_code_alone() -> None:
-    """Each format choice is a keyed choice (both forms under some key); lists keep one marker
-    each; code, inline code, URLs, units, labels, ranges and maths stay."""
-    outs = [fixed_key(600 + i).text_watermarker("x").apply(FORMATS_TEXT) for i in range(24)]
-    for _group, (a, b) in FORMS:
-        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
-    for o in outs:
+# sentence spaces, beside full stops that end no sentence: titles, "vs.", numbers, inline code,
+# URLs, code
+SENTENCES_TEXT = (
+    "It works well. The plan is good!  Then we go? Yes, we go. Dr. Smith came, not Mr. Jones, "
+    "and Python vs. Rust came up. Read 3. Then see `a. B` at https://x.example/a. B\n"
+    "```\nok. Then\n```\nThe end. Fin"
+)
+SENTENCE_FORMS = (
+    (F.SENTENCE_SPACE, ("well. The", "well.  The")),
+    (F.SENTENCE_SPACE, ("good!  Then", "good! Then")),
+    (F.SENTENCE_SPACE, ("go? Yes", "go?  Yes")),
+)
+# per text: the first fixed key's seed, its keyed choices and what must stay under every key
+SWAP_TEXTS = (
+    (
+        FORMATS_TEXT,
+        600,
+        FORMS,
+        (
+            '`- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, ',
+            "step 3 items, x = 3 apples, 2 or 3 days.",
+            "```\n- code\n1. code\nit has 3 steps—really\n```\n",
+        ),
+    ),
+    (
+        LISTS_TEXT,
+        650,
+        LIST_FORMS,
+        (
+            "Yes, John and Mary came.",
+            "He left early, she stayed and cried.",
+            "My aunt, uncle and I went.",
+            "Call 555-1234 on 2024-01-05, the score was 5-3, see (40%) and x = 5-10, 50%-ish.\n"
+            "```\na, b and c\nrose 50% in 5-10 days...\n```\n",
+        ),
+    ),
+    (
+        SENTENCES_TEXT,
+        670,
+        SENTENCE_FORMS,
+        ("Dr. Smith", "Mr. Jones", "vs. Rust", "Read 3. Then", "`a. B` at https://x.example/a. B\n",
+         "```\nok. Then\n```\nThe end"),
+    ),
+)
+
+
+@functools.cache
+def _marked_under_keys(text: str, first_seed: int) -> tuple[str, ...]:
+    return tuple(fixed_key(first_seed + i).text_watermarker("x").apply(text) for i in range(24))
+
+
+@pytest.mark.parametrize(
+    ("text", "first_seed", "before", "after"),
+    [(text, seed, a, b) for text, seed, forms, _ in SWAP_TEXTS for _, (a, b) in forms],
+    ids=[f"{g - F.FORMAT_BASE}:{a}" for _, _, forms, _ in SWAP_TEXTS for g, (a, _) in forms],
+)
+def test_format_choice_swaps_both_ways(text: str, first_seed: int, before: str, after: str) -> None:
+    """Each format choice is a keyed choice: both forms appear under some of 24 keys."""
+    outs = _marked_under_keys(text, first_seed)
+    assert any(before in o for o in outs) and any(after in o for o in outs)
+
+
+@pytest.mark.parametrize(("text", "first_seed", "kept"), [(t, s, k) for t, s, _, k in SWAP_TEXTS])
+def test_format_choices_leave_code_and_look_alikes(text: str, first_seed: int, kept: tuple[str, ...]) -> None:
+    """Code, inline code, URLs, units, labels, maths, introductions, clauses, phone numbers, dates,
+    scores and abbreviations stay under every key (sentence spaces aside)."""
+    for o in _marked_under_keys(text, first_seed):
+        plain = o.replace(".  ", ". ")
+        for k in kept:
+            assert k in plain, k
+
+
+def test_lists_keep_one_marker_and_quotes_pair() -> None:
+    """A list keeps one marker for all its items; a swapped opening quote brings its closing one."""
+    for o in _marked_under_keys(FORMATS_TEXT, 600):
         lines = o.splitlines()
         assert lines[3][0] == lines[4][0] and lines[7][1] == lines[8][1]  # one marker per list
         assert 'said "yes please," then' in o or "said “yes please,” then" in o  # quotes in pairs
-        assert '`- not a list` and `3 steps` and `"q"`, {"a": 1}, see https://x.example/a—b, it takes 5 mins, ' in o
-        assert "step 3 items, x = 3 apples, 2 or 3 days." in o
-        assert o.endswith("```\n- code\n1. code\nit has 3 steps—really\n```\n")
 
 
-def test_list_and_figure_choices_swap_both_ways_and_leave_look_alikes() -> None:
-    """Serial commas, percentages, ranges and ellipses are keyed choices (both forms under some
-    key); introductions, clauses, phone numbers, dates, scores and code stay."""
-    outs = [fixed_key(650 + i).text_watermarker("x").apply(LISTS_TEXT) for i in range(24)]
-    for _group, (a, b) in LIST_FORMS:
-        assert any(a in o for o in outs) and any(b in o for o in outs), (a, b)
-    for o in outs:
-        assert "Yes, John and Mary came. He left early, she stayed and cried. My aunt, uncle and I went." in o
-        assert (
-            "Call 555-1234 on 2024-01-05, the score was 5-3, see (40%) and x = 5-10, 50%-ish.\n"
-            "```\na, b and c\nrose 50% in 5-10 days...\n```\n"
-        ) in o
+def test_sentence_space_reads_alike_after_either_member_of_a_lexicon_group() -> None:
+    """Whether a full stop ends a sentence reads the word before it, which a lexicon swap may
+    have written: both members of every group must give the same answer, in either case."""
+    for g in GROUPS:
+        for cased in (str.lower, str.capitalize):
+            ends = {F.ends_sentence(cased(m[-1]), ".") for m in g.members}
+            assert len(ends) == 1, g
 
 
 def test_list_choice_reads_the_same_after_any_earlier_choice() -> None:
@@ -391,12 +451,13 @@ def _format_prose(group: int, rng: random.Random, words: list[str]) -> str:
                 F.RANGE_DASH: f"{a} {b} {rng.choice(['3-4', '10–20'])} ok.",
                 F.ELLIPSIS: f"{a} {b}{rng.choice(['...', '…'])} ok.",
                 F.BOLD_COLON: f"{a} **{b}{rng.choice([':**', '**:'])} ok.",
+                F.SENTENCE_SPACE: f"{a} {b}.{rng.choice(F.SENTENCE_SPACES)}{c.capitalize()} ok.",
             }[group]
         )
     return " ".join(parts)
 
 
-@pytest.mark.parametrize("group", sorted({g for g, _ in FORMS + LIST_FORMS}))
+@pytest.mark.parametrize("group", sorted({g for g, _ in FORMS + LIST_FORMS + SENTENCE_FORMS}))
 def test_each_format_choice_is_detected_alone(group: int) -> None:
     """Marked with one format choice only, text is detected from that choice alone; the same text
     unmarked, or read with another key, is not."""
@@ -448,3 +509,29 @@ def test_stable_contexts_survive_a_rewording_of_the_other_choices(corpora_dir: P
         assert detect_lexical(key, marked).p_value < 1e-12
     assert kept["stable"] >= 0.97, kept
     assert 1 - kept["stable"] <= (1 - kept["words"]) / 2, kept  # loses at most half as many
+
+
+def test_uniform_groups_are_choices_made_one_way_often() -> None:
+    found = [(0, 1)] * L.UNIFORM_MIN_CONTEXTS + [(1, 2)] * (L.UNIFORM_MIN_CONTEXTS - 1)
+    found += [(0, 3)] * L.UNIFORM_MIN_CONTEXTS + [(1, 3)]
+    assert L.uniform_groups(found) == {1}
+
+
+def test_a_normalised_choice_is_not_read(corpora_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Punctuation mapped to ASCII and runs of spaces to one leave the apostrophe, quote and
+    sentence-space choices one way throughout: they are dropped, not read as coin flips that
+    dilute the choices that survived; the texts unmarked, so normalised, stay unremarkable."""
+    from distillguard.trace._scrub import normalise_punctuation
+
+    texts = read_corpus_texts(["wildchat_1k"], 150, root=corpora_dir)
+    key = fixed_key(121)
+    marked = [normalise_punctuation(key.text_watermarker("acct-1").apply(t)) for t in texts]
+    plain = [normalise_punctuation(t) for t in texts]
+    occ = L.occurrences(marked, stable=True)
+    assert occ.dropped_uniform > 50
+    det = detect_lexical(key, marked)
+    assert det.statistic == det.scored_tuples and det.p_value < 1e-12
+    assert detect_lexical(key, plain).p_value > 1e-3
+    monkeypatch.setattr(L, "UNIFORM_MIN_CONTEXTS", 10**9)
+    diluted = detect_lexical(key, marked)
+    assert diluted.scored_tuples > det.scored_tuples and diluted.log10_p > det.log10_p + 3

@@ -20,6 +20,10 @@ Ids are never reused; a retired choice keeps its id reserved.
 - `ELLIPSIS`: an ellipsis after a word, three full stops or one "…".
 - `BOLD_COLON`: a Markdown bold label's colon inside or outside its closing stars, "**Note:**"
   or "**Note**:".
+- `SENTENCE_SPACE`: the space between two sentences on one line, one space or two ("ends. The" or
+  "ends.  The"): after ".", "!" or "?" that follows a word (not a listed abbreviation such as
+  "Dr." or "vs."), before a capitalised word. Markdown and HTML render both alike; raw text
+  (what an API returns and a harvester stores) keeps it.
 """
 
 from __future__ import annotations
@@ -40,10 +44,11 @@ PERCENT = FORMAT_BASE + 9
 RANGE_DASH = FORMAT_BASE + 10
 ELLIPSIS = FORMAT_BASE + 11
 BOLD_COLON = FORMAT_BASE + 12
+SENTENCE_SPACE = FORMAT_BASE + 13
 FORMATS: frozenset[int] = frozenset(
     {
         APOSTROPHE, DASH, BULLET, ORDERED, ABBREVIATION, NUMBER_WORD, THOUSANDS, QUOTES,
-        SERIAL_COMMA, PERCENT, RANGE_DASH, ELLIPSIS, BOLD_COLON,
+        SERIAL_COMMA, PERCENT, RANGE_DASH, ELLIPSIS, BOLD_COLON, SENTENCE_SPACE,
     }
 )
 
@@ -211,6 +216,24 @@ RANGE_DASHES = ("-", "–")
 ELLIPSIS_MARK = re.compile(r"(\.\.\.|…)([,;:!?)]?)")
 ELLIPSES = ("...", "…")
 BOLD_COLONS = (":**", "**:")
+SENTENCE_SPACES = (" ", "  ")
+SENTENCE_MARKS = frozenset([".", "!", "?"])
+# words whose full stop is an abbreviation's, not a sentence's end ("Dr. Smith", "vs. Python"):
+# no sentence space after them (compared in lower case); a single letter may be an initial
+_ABBREVIATED = (
+    """mr mrs ms mme messrs dr prof st mt ft jr sr lt maj gen col sgt capt gov sen rep pres rev hon
+    vs cf al fig figs no nos approx incl esp resp ca ed eds vol pp ch sec eq inc ltd corp co dept
+    est ave rd blvd jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun"""
+)
+ABBREVIATED_WORDS = frozenset(_ABBREVIATED.split())
+
+
+def ends_sentence(word: str, mark: str) -> bool:
+    """A word then `mark` closes a sentence: "!" or "?" always, "." unless the word is a single
+    letter or a listed abbreviation."""
+    if mark != ".":
+        return mark in SENTENCE_MARKS
+    return len(word) > 1 and word.lower() not in ABBREVIATED_WORDS
 
 
 def is_range(low: str, high: str) -> bool:

@@ -5,17 +5,20 @@ whitespace, code). A *form* is one or two words of a group in `_synonyms.GROUPS`
 (synonyms, spellings, contractions), in lower case or capitalised, outside code
 fences, inline code, URLs, e-mails, hyphenated or apostrophised compounds and
 code-like stretches, and allowed by its group's rule. Its context is the two
-previous words (after marking) and its group; the key decides, from that context
-only, which form the text should use. Format choices (`_formats`: apostrophes, em dash
-spacing, list markers, "e.g." commas, small counts, thousands separators, double quotes) are
-read the same way, under fixed ids beside the lexicon's. About half the contexts carry the
+previous words (after marking; for keys with `lexical_context="stable"` the two previous words
+no choice writes) and its group; the key decides, from that context only, which form the text
+should use. Format choices (`_formats`: apostrophes, em dash spacing, list markers, "e.g."
+commas, small counts, thousands separators, double quotes, serial commas, percentages, ranges,
+ellipses, bold colons, sentence spaces) are read the same way, under fixed ids beside the
+lexicon's. About half the contexts carry the
 global key, the other half one symbol of the account's code word (the same code as the token
 layer).
 
 Detection reads the same occurrences from text alone. Under H0 (text written
 without the key) each distinct context matches the keyed choice with probability
-exactly 1/2, so the p-value is a binomial tail. The choices keep meaning; about 3.1
-distinct contexts per hundred words of real English (docs/benchmarks.md), removable
+exactly 1/2, so the p-value is a binomial tail (choices the texts make one way throughout
+are left out: `uniform_groups`). The choices keep meaning; about 5 distinct contexts per
+hundred words of the corpus stand-ins (docs/benchmarks.md), removable
 by an adversary who paraphrases: evidence that accumulates over a harvested
 *dataset*, not over one answer.
 
@@ -78,6 +81,10 @@ PRONOUNS = frozenset(["i", "you", "we", "they", "he", "she", "it", "there", "thi
 NO_CONTRACTION_AFTER = frozenset(["who", "what", "where", "how", "which", "whoever", "whatever", "than", "as"])
 # after "it's", "that's", ...: these make it "it has", which must not be expanded to "it is"
 HAS_MARKERS = frozenset(["been", "got", "gotten", "had"])
+
+# a choice whose texts make it one way in at least this many distinct contexts is not read
+# (`uniform_groups`): marked text does so by chance with probability 2**(1 - n)
+UNIFORM_MIN_CONTEXTS = 8
 
 # Choices beyond the lexicon (apostrophes, dashes, list markers, "e.g.", numbers) have fixed
 # ids of their own (`_formats`), so a lexicon that grows never moves them.
@@ -379,6 +386,8 @@ class _Matcher:
         form: _Form | None = None
         if kind == _ABBR:
             form = _abbreviation(items, i)
+        if kind == _SPACE and text in F.SENTENCE_SPACES:
+            form = self._sentence_space(items, i)
         if form is None and text in (",", " "):
             form = self._serial(items, i)
         if form is None and text in (F.EM_DASH, " "):
@@ -390,6 +399,22 @@ class _Matcher:
         if form is None or self._near_code(items, i, form.end):
             return None
         return form
+
+    def _sentence_space(self, items: list[tuple[str, str]], i: int) -> _Form | None:
+        """One space or two between sentences on a line: after a word and its sentence mark
+        (`_formats.ends_sentence`), before a capitalised word."""
+        word, mark = self.state.last_items
+        if (
+            mark[1] != _OTHER
+            or word[1] != _W
+            or not F.ends_sentence(word[0], mark[0])
+            or i + 1 >= len(items)
+            or items[i + 1][1] != _W
+            or not items[i + 1][0][0].isupper()
+        ):
+            return None
+        text = items[i][0]
+        return _Form(F.SENTENCE_SPACE, F.SENTENCE_SPACES.index(text), i + 1, F.SENTENCE_SPACES)
 
     def _serial(self, items: list[tuple[str, str]], i: int) -> _Form | None:
         """The end of a list of three or more: "B and C" (at the space) or "B, and C" (at the
@@ -475,6 +500,10 @@ class _Matcher:
         new = "".join(t for t, _ in items[i : form.end])
         if choice is not None and choice != form.member:
             new = form.renders[choice]
+        if form.group == F.SENTENCE_SPACE:
+            # a plain space either way: the next sentence's list run and figures read the same
+            self._passed((F.SENTENCE_SPACES[0], _SPACE))
+            return new
         for it in items[i : form.end]:
             self._passed(it)
         self.state.last_char = new[-1]
@@ -712,7 +741,7 @@ class _Occurrences:
     member: np.ndarray  # type: ignore[type-arg]
     seen: int
     dropped_repeats: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    dropped_uniform: int = 0  # contexts of choices the texts always make one way
 
 
 def occurrences(
@@ -722,8 +751,9 @@ def occurrences(
     stable: bool = False,
 ) -> _Occurrences:
     """Each distinct (previous words, group) context of the texts, with the member used
-    (`stable`: the stable words, `WatermarkConfig.lexical_context`)."""
-    found: dict[int, int] = {}
+    (`stable`: the stable words, `WatermarkConfig.lexical_context`), less the choices made one
+    way throughout (`uniform_groups`)."""
+    found: dict[int, tuple[int, int]] = {}
     seen = 0
     for text in texts:
         state = _ScanState()
@@ -733,13 +763,37 @@ def occurrences(
             if not choice_enabled(group, groups, formats):
                 return None
             seen += 1
-            found.setdefault(int(context_id(prev, group)), member)
+            found.setdefault(int(context_id(prev, group)), (member, group))
             return None
 
         scan(text, state, record, stable)
-    ctx = np.fromiter(found.keys(), dtype=np.uint64, count=len(found))
-    member = np.fromiter(found.values(), dtype=np.int64, count=len(found))
-    return _Occurrences(ctx=ctx, member=member, seen=seen, dropped_repeats=seen - len(found))
+    uniform = uniform_groups(found.values())
+    kept = {c: m for c, (m, g) in found.items() if g not in uniform}
+    ctx = np.fromiter(kept.keys(), dtype=np.uint64, count=len(kept))
+    member = np.fromiter(kept.values(), dtype=np.int64, count=len(kept))
+    return _Occurrences(
+        ctx=ctx,
+        member=member,
+        seen=seen,
+        dropped_repeats=seen - len(found),
+        dropped_uniform=len(found) - len(kept),
+    )
+
+
+def uniform_groups(found: Collection[tuple[int, int]]) -> set[int]:
+    """Groups with at least UNIFORM_MIN_CONTEXTS distinct contexts, all with the same member.
+
+    Marked text makes each context's choice by the key, so a group of n contexts is all one way
+    with probability 2**(1 - n); a normaliser (curly quotes to straight, runs of spaces to one)
+    or a writer's habit makes it so always, and its contexts would only dilute the others. The
+    rule reads the text alone, never the key, so under H0 the other contexts still match with
+    probability exactly 1/2 each."""
+    members: dict[int, set[int]] = {}
+    counts: dict[int, int] = {}
+    for member, group in found:
+        members.setdefault(group, set()).add(member)
+        counts[group] = counts.get(group, 0) + 1
+    return {g for g, m in members.items() if len(m) == 1 and counts[g] >= UNIFORM_MIN_CONTEXTS}
 
 
 def detect_lexical(

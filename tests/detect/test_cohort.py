@@ -367,10 +367,10 @@ def test_a_newcomer_on_a_cohorts_own_frame_is_a_member_from_its_second_request()
     assert all(action[f"op{k}"] == "throttle" for k in range(40))
     assert action["new"] == "throttle", reasons["new"]
     why = " ".join(reasons["new"])
-    assert "new member" in why and "prompt frame of the cohort's own (89%" in why  # 8 of 9
+    assert "new member" in why and "prompt frame of the cohort's own (100%" in why
     table = det.assess().evidence["cohort"]
     assert table["early"][det.state.index["new"]]
-    assert table["frame_prior"][det.state.index["new"]] == pytest.approx(8 / 9)
+    assert table["frame_prior"][det.state.index["new"]] == 1.0  # it is not judged yet itself
     # Two requests on a frame of its own are what a person may send: the test waits for more.
     assert action["own"] not in ("throttle", "block"), reasons["own"]
     assert not any(action[f"p{k}"] in ("throttle", "block") for k in range(300))
@@ -399,9 +399,13 @@ def test_a_frame_is_weighed_by_who_else_uses_it() -> None:
     key = np.column_stack([np.array(keys), np.full(m, -1)])
     edges = EdgeShape(top=np.column_stack([np.full(m, 4), np.zeros(m, np.int64)]), key=key,
                       rare=key >= 0)
-    frames = cohort_frames(edges, np.array(stratum), cfg)
+    judged = np.ones(m, bool)
+    frames = cohort_frames(edges, np.array(stratum), judged, cfg)
     assert frames.key.tolist() == [11, 14] and frames.stratum.tolist() == [0, 1]
     assert frames.members.tolist() == [6, 6] and frames.share[0] == pytest.approx(6 / 7)
+    # Accounts too new to be judged count for neither side: key 12's four others are newcomers.
+    judged[13:17] = False
+    assert cohort_frames(edges, np.array(stratum), judged, cfg).key.tolist() == [11, 12, 14]
     # An account is on the frame when at least min_frame_share of its requests are.
     events_ = np.array([4.0] * m)
     events_[6] = 10.0  # the other account on key 11: 4 of 10 requests on it

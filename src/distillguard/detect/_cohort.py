@@ -57,6 +57,15 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
   noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike
   each other.
 
+The cohorts' own **frames** are a prior for new members (`cohort_frames`, `on_frames`): a rare
+first or last word that at least `frame_min_members` members of the last look use most and
+whose judged users (members, and accounts with `min_events` requests) are at least
+`frame_min_share` members. An account on such a frame is a member from `early_min_events`
+requests when it shows the fingerprint's shares (two asks in one frame are common among people,
+not in a frame only the cohort uses), and a fingerprinted account outside every pool is one
+too (the frame ties it closer than a topic sketch). Wrappers of each account's own give no
+frame, and the test waits for `min_events` requests as before.
+
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
 Members are throttled, never blocked: nothing but what they ask ties them.
@@ -155,8 +164,8 @@ class EdgeShape:
 @dataclass(frozen=True)
 class Frames:
     """The cohorts' own frames, sorted by key: rare first or last words that at least
-    `frame_min_members` cohort members use most, and that at least `frame_min_share` of all the
-    accounts using them most are members (`cohort_frames`)."""
+    `frame_min_members` cohort members use most, and that at least `frame_min_share` of the
+    judged accounts using them most are members (`cohort_frames`)."""
 
     key: np.ndarray  # edge key code
     stratum: np.ndarray  # the stratum of the cohort with most members on it
@@ -169,18 +178,21 @@ class Frames:
                    np.zeros(0))
 
 
-def cohort_frames(edges: EdgeShape, member_stratum: np.ndarray, cfg: CohortConfig) -> Frames:
+def cohort_frames(edges: EdgeShape, member_stratum: np.ndarray, judged: np.ndarray,
+                  cfg: CohortConfig) -> Frames:
     """The frames of the cohorts whose members are given (`member_stratum`: per account its
-    cohort's stratum, -1 for no member).
+    cohort's stratum, -1 for no member), weighed against the `judged` accounts (those the
+    cohort test has read: enough requests).
 
-    A word is weighed by who else uses it: the share of all the accounts whose most used first
-    (or last) word it is that are members of a cohort. A phrase people use too ("Solve",
+    A word is weighed by who else uses it: the share of the members and judged accounts whose
+    most used first (or last) word it is that are members of a cohort (an account too new to
+    be judged counts for neither side: a campaign's own newcomers would dilute it). A phrase people use too ("Solve",
     "step by step.") is most used by many accounts that are no members and is no frame; the
     words of an operator's script that several of its accounts share are used by nobody else.
     One script may serve several cohorts (strata are kinds of task, not operators): a frame
     is the cohorts', and belongs to the one with most members on it.
     """
-    rare = edges.rare
+    rare = edges.rare & ((member_stratum >= 0) | judged)[:, None]
     if not rare.any() or not (member_stratum >= 0).any():
         return Frames.none()
     acct = np.nonzero(rare)[0]
@@ -451,7 +463,7 @@ def on_frames(shape: AccountShape, edges: EdgeShape, last: Cohorts, cfg: CohortC
     Returns the cohort, stratum, frame prior (its frame's member share, for the reasons) and
     whether it is an early member, per account. `at` maps a stratum to this look's cohort.
     """
-    frames = cohort_frames(edges, last.member_strata(len(cohort)), cfg)
+    frames = cohort_frames(edges, last.member_strata(len(cohort)), shape.tested, cfg)
     own, share = frame_prior(edges, shape.events, frames, cfg.min_frame_share)
     c_prior = np.where(own >= 0, at[np.maximum(own, 0)], -1)
     stray = fp & (cohort < 0) & (c_prior >= 0)

@@ -72,6 +72,13 @@ class LinkKindConfig(_WeightedEvidenceConfig):
     min_own_asks: float = Field(default=0.0, ge=0, le=1)
 
 
+class WeakLinkConfig(LinkKindConfig):
+    """A kind of link strangers hold by chance (an e-mail domain, a sign-up hour): it counts
+    only for an account that itself asks what a harvester asks."""
+
+    min_own_asks: float = Field(default=0.25, ge=0, le=1)
+
+
 class AddressLinkConfig(LinkKindConfig):
     """Shared addresses: a proxy pool links, a NAT (classroom, office) does not."""
 
@@ -158,8 +165,8 @@ class EvidenceConfig(_Strict):
     ip: AddressLinkConfig = Field(default_factory=AddressLinkConfig)
     template: LinkKindConfig = Field(default_factory=LinkKindConfig)
     payment: LinkKindConfig = Field(default_factory=LinkKindConfig)
-    email: LinkKindConfig = Field(default_factory=LinkKindConfig)
-    created: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    email: WeakLinkConfig = Field(default_factory=WeakLinkConfig)
+    created: WeakLinkConfig = Field(default_factory=WeakLinkConfig)
     fresh: FreshConfig = Field(default_factory=FreshConfig)
     partner: CorroborationConfig = Field(default_factory=CorroborationConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)

@@ -177,6 +177,9 @@ def test_a_weak_link_counts_only_for_an_account_that_asks_like_a_harvester() -> 
     assert not joined(det, a, "dev")
     det, a = assessed(ops, dev, idle_accounts=700, cfg=configured("email", min_own_asks=0.0))
     assert column(det, a, "link.email", "pairs", "dev") > 0 and joined(det, a, "dev")
+    # What an account asks is judged from own_asks_min_events requests on; before, it counts.
+    det, a = assessed(ops, dev, idle_accounts=700, cfg=configured("email", own_asks_min_events=41))
+    assert column(det, a, "link.email", "pairs", "dev") > 0
 
 
 def test_a_populous_domain_never_links() -> None:

@@ -303,13 +303,14 @@ def fingerprinted(shape: AccountShape, cfg: CohortConfig,
     return out
 
 
-def strata(shape: AccountShape, cfg: CohortConfig) -> np.ndarray:
+def strata(shape: AccountShape, cfg: CohortConfig, among: np.ndarray | None = None) -> np.ndarray:
     """Per account: its task stratum (index in `STRATA`): the largest of its maths, code and
-    tool-use shares when that is at least `topic_min_share`, else general; -1 if not tested."""
+    tool-use shares when that is at least `topic_min_share`, else general; -1 if not among
+    `among` (None: the tested accounts)."""
     shares = np.column_stack([shape.maths, shape.code, shape.tools])
     top = np.argmax(shares, axis=1)
     out = np.where(shares[np.arange(len(top)), top] >= cfg.topic_min_share, top, _GENERAL)
-    return np.where(shape.tested, out, -1).astype(np.int64)
+    return np.where(shape.tested if among is None else among, out, -1).astype(np.int64)
 
 
 def cohort_pvalues(k: np.ndarray, n: np.ndarray,
@@ -406,8 +407,8 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
                  items: ItemShape | None = None, edges: EdgeShape | None = None) -> Cohorts:
     """The cohort test on every stratum (see the module's docstring).
 
-    `last` is the previous look: its members keep their stratum and need the fingerprint only
-    within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
+    `last` is the previous look: its members (but early ones) keep their stratum and need the
+    fingerprint only within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
     evidence to start one, so a member is not let go by the noise of a few requests).
     `items` (None: neither item test) takes public-item accounts out of the fingerprint and
     holds membership to the cohort's pool. `edges` (None: no prior) gives the accounts' first
@@ -420,7 +421,9 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     member = np.zeros(m, bool)
     if last is not None:
         was = last.grown(m)
-        member = (was.cohort >= 0) & shape.tested
+        # An early member is judged afresh once tested: the hysteresis holds what a full
+        # test decided, not what a frame decided on two requests.
+        member = (was.cohort >= 0) & ~was.early & shape.tested
         s = np.where(member, was.stratum, s)
     slack = np.where(member, cfg.stay_slack, 0.0)
     fp = fingerprinted(shape, cfg, slack)
@@ -470,7 +473,9 @@ def on_frames(shape: AccountShape, edges: EdgeShape, last: Cohorts, cfg: CohortC
     early = fingerprinted(shape, cfg, among=shape.early) & (c_prior >= 0)
     take = stray | early
     cohort = np.where(take, c_prior, cohort)
-    stratum = np.where(early, own, stratum)
+    # An early member keeps the stratum of its own tasks (where it is counted once tested), not
+    # its frame's: one script's frame may serve several kinds of task.
+    stratum = np.where(early, strata(shape, cfg, among=shape.early), stratum)
     return cohort, stratum, np.where(take, share, 0.0), early
 
 

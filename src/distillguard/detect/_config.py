@@ -67,9 +67,11 @@ class LinkKindConfig(_WeightedEvidenceConfig):
     """One kind of link (an evidence module named `link.<kind>`).
 
     `min_own_asks` (0: off): the link counts only for an account whose share of requests asking
-    for reasoning, grades or training data, or mean P(distill), is at least this."""
+    for reasoning, grades or training data, or mean P(distill), is at least this, once it has
+    sent `own_asks_min_events` requests (fewer say too little about what it asks)."""
 
     min_own_asks: float = Field(default=0.0, ge=0, le=1)
+    own_asks_min_events: int = Field(default=5, ge=1)
 
 
 class WeakLinkConfig(LinkKindConfig):
@@ -77,6 +79,7 @@ class WeakLinkConfig(LinkKindConfig):
     only for an account that itself asks what a harvester asks."""
 
     min_own_asks: float = Field(default=0.25, ge=0, le=1)
+    own_asks_min_events: int = Field(default=5, ge=1)
 
 
 class AddressLinkConfig(LinkKindConfig):

@@ -287,7 +287,9 @@ class LinkEvidence(AccountEvidence):
         pairs = ctx.link_pairs[:, at].sum(axis=1)
         own = float(getattr(self.settings, "min_own_asks", 0.0))
         if own > 0:
-            pairs = np.where(own_asks(ctx) >= own, pairs, 0)
+            judged = ctx.state.counters["n"][: len(pairs)] >= getattr(
+                self.settings, "own_asks_min_events", 1)
+            pairs = np.where(~judged | (own_asks(ctx) >= own), pairs, 0)
         weight = float(getattr(self.settings, "weight", 1.0))
         return self.table(pairs=pairs, weight=np.where(pairs > 0, weight, 0.0))
 

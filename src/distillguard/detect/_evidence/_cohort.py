@@ -6,7 +6,9 @@ nobody else sends by the dozen) against the rate of the other strata; members al
 tasks from the cohort's pool (`_items`). A cohort is reported as a campaign of its own; its
 members (fingerprinted accounts in the stratum that are in no throttled or blocked campaign:
 one that only monitors, such as a few accounts tied by a public template, does not keep them)
-are throttled, never blocked: nothing but what they ask ties them.
+are throttled, never blocked: nothing but what they ask ties them. An account on a frame of
+the cohorts' own (a word their members use and nobody judged outside them) is a member from
+fewer requests, or outside the pool (`frame_prior`, `early`).
 """
 
 from __future__ import annotations

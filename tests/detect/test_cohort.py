@@ -367,10 +367,11 @@ def test_a_newcomer_on_a_cohorts_own_frame_is_a_member_from_its_second_request()
     assert all(action[f"op{k}"] == "throttle" for k in range(40))
     assert action["new"] == "throttle", reasons["new"]
     why = " ".join(reasons["new"])
-    assert "new member" in why and "prompt frame of the cohort's own (100%" in why
+    assert "new member" in why and "prompt frame of the cohort's own (89%" in why
     table = det.assess().evidence["cohort"]
     assert table["early"][det.state.index["new"]]
-    assert table["frame_prior"][det.state.index["new"]] == 1.0  # it is not judged yet itself
+    # (8 of 9: from early_min_events requests on, it counts itself, a newcomer not yet a member)
+    assert table["frame_prior"][det.state.index["new"]] == pytest.approx(8 / 9)
     # Two requests on a frame of its own are what a person may send: the test waits for more.
     assert action["own"] not in ("throttle", "block"), reasons["own"]
     assert not any(action[f"p{k}"] in ("throttle", "block") for k in range(300))

@@ -59,7 +59,7 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
 
 The cohorts' own **frames** are a prior for new members (`cohort_frames`, `on_frames`): a rare
 first or last word that at least `frame_min_members` members of the last look use most and
-whose judged users (members, and accounts with `min_events` requests) are at least
+whose judged users (members, and accounts with `early_min_events` requests) are at least
 `frame_min_share` members. An account on such a frame is a member from `early_min_events`
 requests when it shows the fingerprint's shares (two asks in one frame are common among people,
 not in a frame only the cohort uses), and a fingerprinted account outside every pool is one
@@ -181,8 +181,8 @@ class Frames:
 def cohort_frames(edges: EdgeShape, member_stratum: np.ndarray, judged: np.ndarray,
                   cfg: CohortConfig) -> Frames:
     """The frames of the cohorts whose members are given (`member_stratum`: per account its
-    cohort's stratum, -1 for no member), weighed against the `judged` accounts (those the
-    cohort test has read: enough requests).
+    cohort's stratum, -1 for no member), weighed against the `judged` accounts (those with
+    enough requests to be read: `early_min_events`).
 
     A word is weighed by who else uses it: the share of the members and judged accounts whose
     most used first (or last) word it is that are members of a cohort (an account too new to
@@ -466,7 +466,7 @@ def on_frames(shape: AccountShape, edges: EdgeShape, last: Cohorts, cfg: CohortC
     Returns the cohort, stratum, frame prior (its frame's member share, for the reasons) and
     whether it is an early member, per account. `at` maps a stratum to this look's cohort.
     """
-    frames = cohort_frames(edges, last.member_strata(len(cohort)), shape.tested, cfg)
+    frames = cohort_frames(edges, last.member_strata(len(cohort)), shape.tested | shape.early, cfg)
     own, share = frame_prior(edges, shape.events, frames, cfg.min_frame_share)
     c_prior = np.where(own >= 0, at[np.maximum(own, 0)], -1)
     stray = fp & (cohort < 0) & (c_prior >= 0)

@@ -256,7 +256,8 @@ def test_a_reason_never_quotes_p_as_zero() -> None:
     t = EvidenceTable("cohort", {"stratum": np.array([0]), "accounts": np.array([213]),
                                  "tested": np.array([848]), "null_rate": np.array([3e-4]),
                                  "p_value": np.array([0.0]), "item_overlap": np.array([0.02]),
-                                 "pool_similarity": np.array([0.8])})
+                                 "pool_similarity": np.array([0.8]),
+                                 "frame_prior": np.array([0.0]), "early": np.array([False])})
     text, entry = cohort_reason(t, 0)
     assert "p < 1e-300" in text and "213 of the 848" in text
     assert entry["p_value"] == 0.0
@@ -311,3 +312,105 @@ def test_an_account_outside_its_strata_pool_joins_the_cohort_whose_pool_it_draws
     assert out[:10].tolist() == cohort[:10].tolist()
     assert out[10] == 1 and pool[10] >= cfg.min_pool_similarity
     assert out[11] == -1 and (out[12:] == -1).all()
+
+
+def _after(first: tuple[Scene, ...], later: tuple[Scene, ...], cfg: DetectConfig,
+           ) -> tuple[Any, dict[str, str], dict[str, list[str]]]:
+    """The detector fed `first`, looked at, then fed `later` (newer events) and looked at
+    again: the second look has the first's cohorts as its `last`."""
+    import json
+
+    from distillguard.detect import OnlineDetector
+    from distillguard.detect._communities import refine_campaigns
+    from distillguard.detect._output import verdict_table
+
+    from .builders import account_table, event_table
+
+    det = OnlineDetector(cfg, accounts=account_table([a for p in first + later for a in p[1]]))
+    det.update(event_table([r for p in first for r in p[0]]))
+    det.assess()
+    det.update(event_table([r for p in later for r in p[0]]))
+    a = refine_campaigns(det.assess(), cfg.links.min_accounts)
+    v = verdict_table(det.state, a, cfg, None).to_pylist()
+    return det, {r["account_id"]: r["action"] for r in v}, {
+        r["account_id"]: json.loads(r["reasons"]) for r in v}
+
+
+def newcomer(aid: str, word: str, n: int = 2) -> Scene:
+    """An account that shows up two days later and sends `n` word problems after `word`."""
+    rows = events(aid, n, start=T0 + timedelta(days=2), every=timedelta(minutes=4), ua=BROWSER,
+                  prompt=[f"{word}: {WORD_PROBLEMS[(i + 2) % len(WORD_PROBLEMS)]}" for i in range(n)],
+                  ip="100.64.9.9")
+    return rows, [account(aid, created=T0 - timedelta(days=40))]
+
+
+def _openers(prefix: str, n: int, word: str) -> Scene:
+    """People whose everyday questions, in conversations, open with `word`."""
+    rows: list[dict[str, object]] = []
+    for k in range(n):
+        rows += events(f"{prefix}{k}", 5, start=T0 + timedelta(minutes=7 * k), ua=BROWSER, turns=3,
+                       every=timedelta(minutes=40), prompt=[f"{word}: {h}" for h in HUMAN_PROMPTS],
+                       ip=f"198.19.0.{k + 1}")
+    return rows, [account(f"{prefix}{k}") for k in range(n)]
+
+
+# A frame word is rare up to 5% of the requests here (a small log: 2% is a few dozen).
+_FRAMES_CFG = {"edge_max_share": 0.05}
+
+
+def test_a_newcomer_on_a_cohorts_own_frame_is_a_member_from_its_second_request() -> None:
+    # Eight accounts of the operator's script share each one-word frame; nobody else uses it.
+    ops = framed("op", 40, lambda k: _ONE_WORDS[k // 8])
+    det, action, reasons = _after((ops, people("p", 300)),
+                                  (newcomer("new", _ONE_WORDS[0]), newcomer("own", "Homework")),
+                                  cfg_with(**_FRAMES_CFG))
+    assert all(action[f"op{k}"] == "throttle" for k in range(40))
+    assert action["new"] == "throttle", reasons["new"]
+    why = " ".join(reasons["new"])
+    assert "new member" in why and "prompt frame of the cohort's own (89%" in why
+    table = det.assess().evidence["cohort"]
+    assert table["early"][det.state.index["new"]]
+    # (8 of 9: from early_min_events requests on, it counts itself, a newcomer not yet a member)
+    assert table["frame_prior"][det.state.index["new"]] == pytest.approx(8 / 9)
+    # Two requests on a frame of its own are what a person may send: the test waits for more.
+    assert action["own"] not in ("throttle", "block"), reasons["own"]
+    assert not any(action[f"p{k}"] in ("throttle", "block") for k in range(300))
+
+
+def test_a_frame_people_use_too_is_no_prior() -> None:
+    # The same, but three people open their own questions with the first frame's word: it is
+    # the most used first word of 8 members and 3 (+1) others, under frame_min_share.
+    ops = framed("op", 40, lambda k: _ONE_WORDS[k // 8])
+    _, action, reasons = _after((ops, people("p", 300), _openers("o", 3, _ONE_WORDS[0])),
+                                (newcomer("new", _ONE_WORDS[0]),), cfg_with(**_FRAMES_CFG))
+    assert all(action[f"op{k}"] == "throttle" for k in range(40))
+    assert action["new"] not in ("throttle", "block"), reasons["new"]
+    assert not any(action[f"o{k}"] in ("throttle", "block") for k in range(3))
+
+
+def test_a_frame_is_weighed_by_who_else_uses_it() -> None:
+    from distillguard.detect._cohort import EdgeShape, cohort_frames, frame_prior
+
+    cfg = load_config().evidence.cohort
+    # Keys 11 (6 members, 1 other), 12 (6 members, 4 others), 13 (3 members), 14 (members of
+    # two cohorts, 2 and 4): 11 and 14 are frames, 14 the second cohort's.
+    keys = [11] * 7 + [12] * 10 + [13] * 3 + [14] * 6
+    stratum = [0] * 6 + [-1] + [0] * 6 + [-1] * 4 + [1] * 3 + [0] * 2 + [1] * 4
+    m = len(keys)
+    key = np.column_stack([np.array(keys), np.full(m, -1)])
+    edges = EdgeShape(top=np.column_stack([np.full(m, 4), np.zeros(m, np.int64)]), key=key,
+                      rare=key >= 0)
+    judged = np.ones(m, bool)
+    frames = cohort_frames(edges, np.array(stratum), judged, cfg)
+    assert frames.key.tolist() == [11, 14] and frames.stratum.tolist() == [0, 1]
+    assert frames.members.tolist() == [6, 6] and frames.share[0] == pytest.approx(6 / 7)
+    # Accounts too new to be judged count for neither side: key 12's four others are newcomers.
+    judged[13:17] = False
+    assert cohort_frames(edges, np.array(stratum), judged, cfg).key.tolist() == [11, 12, 14]
+    # An account is on the frame when at least min_frame_share of its requests are.
+    events_ = np.array([4.0] * m)
+    events_[6] = 10.0  # the other account on key 11: 4 of 10 requests on it
+    own, share = frame_prior(edges, events_, frames, cfg.min_frame_share)
+    assert own[:6].tolist() == [0] * 6 and own[6] == -1 and (own[7:20] == -1).all()
+    assert (own[20:] == 1).all()
+    assert share[0] == pytest.approx(6 / 7) and share[6] == 0.0

@@ -155,6 +155,33 @@ def test_email_link_fires_on_a_rare_shared_domain_and_joins_with_a_template() ->
     assert not joined(det, a, "spread0")
 
 
+APP_SYSTEM = "You are the assistant of a small internal tools app. Answer briefly."
+CALM = ["Add type hints to this Python function and keep it short:\n\ndef f{i}(x): return x + {j}",
+        "Add type hints to this Python function and keep it short:\n\ndef g{j}(s): return s * {i}"]
+
+
+def test_a_weak_link_counts_only_for_an_account_that_asks_like_a_harvester() -> None:
+    """A developer on the campaign's e-mail domain who sends its (public) system prompt, but
+    asks his own coding chores from a script (harvest-like enough to be eligible): the domain is
+    not his evidence (`min_own_asks`), so a template alone does not join him. Counted for
+    everyone, it would."""
+    ops = group("mail", email="ops-lab.io", system=APP_SYSTEM)
+    dev = (events("dev", 40, start=T0 + timedelta(minutes=1), every=timedelta(minutes=9),
+                  ip="198.19.3.3", system=APP_SYSTEM, prompt=CALM, ua=SDK),
+           [account("dev", created=T0 - timedelta(days=300), email="ops-lab.io", verified=False)])
+    det, a = assessed(ops, dev, idle_accounts=700)
+    assert a.harvest[det.state.index["dev"]] >= det.config.actions.min_member_harvest
+    assert joined(det, a, "mail0") and column(det, a, "link.email", "pairs", "mail0") > 0
+    assert column(det, a, "link.email", "pairs", "dev") == 0
+    assert column(det, a, "link.template", "pairs", "dev") > 0
+    assert not joined(det, a, "dev")
+    det, a = assessed(ops, dev, idle_accounts=700, cfg=configured("email", min_own_asks=0.0))
+    assert column(det, a, "link.email", "pairs", "dev") > 0 and joined(det, a, "dev")
+    # What an account asks is judged from own_asks_min_events requests on; before, it counts.
+    det, a = assessed(ops, dev, idle_accounts=700, cfg=configured("email", own_asks_min_events=41))
+    assert column(det, a, "link.email", "pairs", "dev") > 0
+
+
 def test_a_populous_domain_never_links() -> None:
     det, a = assessed(group("mail", email="ops-lab.io"))  # 6 of 6 accounts: common here
     assert column(det, a, "link.email", "pairs", "mail0") == 0

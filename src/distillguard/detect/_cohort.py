@@ -57,6 +57,15 @@ Two tests on what each account asks (its items, `_items`) keep look-alikes out:
   noise) and it keeps them all, so an operator gains nothing by making its tasks look unlike
   each other.
 
+The cohorts' own **frames** are a prior for new members (`cohort_frames`, `on_frames`): a rare
+first or last word that at least `frame_min_members` members of the last look use most and
+whose judged users (members, and accounts with `early_min_events` requests) are at least
+`frame_min_share` members. An account on such a frame is a member from `early_min_events`
+requests when it shows the fingerprint's shares (two asks in one frame are common among people,
+not in a frame only the cohort uses), and a fingerprinted account outside every pool is one
+too (the frame ties it closer than a topic sketch). Wrappers of each account's own give no
+frame, and the test waits for `min_events` requests as before.
+
 A group of 100 accounts that are each fingerprinted with a rate ten times the rate outside
 gives p-values below 1e-50, while no single one of them is rarer than about one in a hundred.
 Members are throttled, never blocked: nothing but what they ask ties them.
@@ -93,6 +102,7 @@ class AccountShape:
     code: np.ndarray
     tools: np.ndarray
     tested: np.ndarray  # enough requests, not enterprise
+    early: np.ndarray  # not tested yet, but at least `early_min_events` requests, not enterprise
 
     @classmethod
     def of(cls, state: DetectorState, cfg: CohortConfig) -> AccountShape:
@@ -109,6 +119,7 @@ class AccountShape:
             code=c["coding"][:m] / per,
             tools=c["tool"][:m] / per,
             tested=(n >= cfg.min_events) & ~state.enterprise[:m],
+            early=(n >= cfg.early_min_events) & (n < cfg.min_events) & ~state.enterprise[:m],
         )
 
 
@@ -129,6 +140,94 @@ def frame_counts(state: DetectorState, edge_max_share: float) -> np.ndarray:
     edge = np.where(rare, top, 0).max(axis=1, initial=0)
     out: np.ndarray = np.maximum(state.template_max[:m], edge)
     return out
+
+
+@dataclass(frozen=True)
+class EdgeShape:
+    """Per account (indexed like `state.ids`) and edge kind (`_state.EDGE_KINDS`: first word,
+    last word): its most used word's requests, key code (-1: none) and whether it is rare
+    (`rare_edges`)."""
+
+    top: np.ndarray
+    key: np.ndarray
+    rare: np.ndarray
+
+    @classmethod
+    def of(cls, state: DetectorState, cfg: CohortConfig) -> EdgeShape:
+        m = state.size
+        top, key = state.edge_top[:m], state.edge_top_key[:m]
+        events = state.key_counts[np.maximum(key, 0), COUNTERS.index("n")]
+        rare = (key >= 0) & rare_edges(events, state.events_seen, cfg.edge_max_share)
+        return cls(top, key, rare)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The cohorts' own frames, sorted by key: rare first or last words that at least
+    `frame_min_members` cohort members use most, and that at least `frame_min_share` of the
+    judged accounts using them most are members (`cohort_frames`)."""
+
+    key: np.ndarray  # edge key code
+    stratum: np.ndarray  # the stratum of the cohort with most members on it
+    members: np.ndarray  # the members that use it most
+    share: np.ndarray  # members / accounts that use it most
+
+    @classmethod
+    def none(cls) -> Frames:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                   np.zeros(0))
+
+
+def cohort_frames(edges: EdgeShape, member_stratum: np.ndarray, judged: np.ndarray,
+                  cfg: CohortConfig) -> Frames:
+    """The frames of the cohorts whose members are given (`member_stratum`: per account its
+    cohort's stratum, -1 for no member), weighed against the `judged` accounts (those with
+    enough requests to be read: `early_min_events`).
+
+    A word is weighed by who else uses it: the share of the members and judged accounts whose
+    most used first (or last) word it is that are members of a cohort (an account too new to
+    be judged counts for neither side: a campaign's own newcomers would dilute it). A phrase people use too ("Solve",
+    "step by step.") is most used by many accounts that are no members and is no frame; the
+    words of an operator's script that several of its accounts share are used by nobody else.
+    One script may serve several cohorts (strata are kinds of task, not operators): a frame
+    is the cohorts', and belongs to the one with most members on it.
+    """
+    rare = edges.rare & ((member_stratum >= 0) | judged)[:, None]
+    if not rare.any() or not (member_stratum >= 0).any():
+        return Frames.none()
+    acct = np.nonzero(rare)[0]
+    keys = edges.key[rare]
+    strata = member_stratum[acct]
+    all_keys, at, all_count = np.unique(keys, return_inverse=True, return_counts=True)
+    inside = strata >= 0
+    members = np.bincount(at[inside], minlength=len(all_keys))
+    # The stratum with most members on each key.
+    per = np.zeros((len(all_keys), len(STRATA)), np.int64)
+    np.add.at(per, (at[inside], strata[inside]), 1)
+    share = members / all_count
+    ok = (members >= cfg.frame_min_members) & (share >= cfg.frame_min_share)
+    return Frames(all_keys[ok], per[ok].argmax(axis=1).astype(np.int64), members[ok], share[ok])
+
+
+def frame_prior(edges: EdgeShape, events: np.ndarray, frames: Frames,
+                min_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: the stratum of the cohort whose frame at least `min_share` of its requests
+    are on (-1: none), and that frame's member share (0: none)."""
+    m = len(events)
+    stratum = np.full(m, -1, np.int64)
+    share = np.zeros(m)
+    if not len(frames.key) or not m:
+        return stratum, share
+    pos = np.minimum(np.searchsorted(frames.key, edges.key), len(frames.key) - 1)
+    on = (edges.rare & (frames.key[pos] == edges.key)
+          & (edges.top >= min_share * np.maximum(events, 1.0)[:, None]))
+    s = np.where(on, frames.share[pos], 0.0)
+    best = np.argmax(s, axis=1)
+    rows = np.arange(m)
+    share = s[rows, best]
+    hit = share > 0
+    stratum[hit] = frames.stratum[pos[rows, best]][hit]
+    return stratum, share
 
 
 @dataclass(frozen=True)
@@ -192,11 +291,11 @@ def public_items(items: ItemShape, who: np.ndarray, cfg: CohortConfig,
 
 
 def fingerprinted(shape: AccountShape, cfg: CohortConfig,
-                  slack: np.ndarray | float = 0.0) -> np.ndarray:
-    """Per account: tested and shows the scripted task-pool fingerprint, each share threshold
-    lowered by `slack` (per account, or one for all)."""
+                  slack: np.ndarray | float = 0.0, among: np.ndarray | None = None) -> np.ndarray:
+    """Per account: among `among` (None: the tested accounts) and shows the scripted task-pool
+    fingerprint, each share threshold lowered by `slack` (per account, or one for all)."""
     out: np.ndarray = (
-        shape.tested
+        (shape.tested if among is None else among)
         & (shape.single_share >= cfg.min_single_share - slack)
         & (shape.frame_share >= cfg.min_frame_share - slack)
         & (shape.distill >= cfg.min_distill - slack)
@@ -204,13 +303,14 @@ def fingerprinted(shape: AccountShape, cfg: CohortConfig,
     return out
 
 
-def strata(shape: AccountShape, cfg: CohortConfig) -> np.ndarray:
+def strata(shape: AccountShape, cfg: CohortConfig, among: np.ndarray | None = None) -> np.ndarray:
     """Per account: its task stratum (index in `STRATA`): the largest of its maths, code and
-    tool-use shares when that is at least `topic_min_share`, else general; -1 if not tested."""
+    tool-use shares when that is at least `topic_min_share`, else general; -1 if not among
+    `among` (None: the tested accounts)."""
     shares = np.column_stack([shape.maths, shape.code, shape.tools])
     top = np.argmax(shares, axis=1)
     out = np.where(shares[np.arange(len(top)), top] >= cfg.topic_min_share, top, _GENERAL)
-    return np.where(shape.tested, out, -1).astype(np.int64)
+    return np.where(shape.tested if among is None else among, out, -1).astype(np.int64)
 
 
 def cohort_pvalues(k: np.ndarray, n: np.ndarray,
@@ -264,13 +364,23 @@ class Cohorts:
     null_rate: np.ndarray  # per stratum: the rate it is tested against
     p_value: np.ndarray  # per stratum
     strata_flagged: np.ndarray  # the strata that are cohorts, in cohort order
+    prior: np.ndarray  # per account: its frame's member share where that made it a member, else 0
+    early: np.ndarray  # per account: a member before `min_events` requests (on a cohort's frame)
 
     @classmethod
     def none(cls, m: int = 0) -> Cohorts:
         s = len(STRATA)
         return cls(np.full(m, -1, np.int64), np.zeros(m, bool), np.full(m, -1, np.int64),
                    Overlap.none(m), np.zeros(m), np.zeros(s, np.int64), np.zeros(s, np.int64), np.zeros(s), np.ones(s),
-                   np.zeros(0, np.int64))
+                   np.zeros(0, np.int64), np.zeros(m), np.zeros(m, bool))
+
+    def member_strata(self, m: int) -> np.ndarray:
+        """Per account (of `m`): its cohort's stratum, -1 for no member."""
+        was = self.grown(m)
+        out: np.ndarray = np.where(was.cohort >= 0,
+                                   self.strata_flagged[np.maximum(was.cohort, 0)]
+                                   if len(self.strata_flagged) else -1, -1)
+        return out
 
     def grown(self, m: int) -> Cohorts:
         """The same answer for `m` accounts (accounts seen since the last look: none)."""
@@ -284,7 +394,8 @@ class Cohorts:
                        self.overlap.grown(m),
                        np.concatenate([self.pool, np.zeros(extra)]),
                        self.tested, self.marked, self.null_rate, self.p_value,
-                       self.strata_flagged)
+                       self.strata_flagged, np.concatenate([self.prior, np.zeros(extra)]),
+                       np.concatenate([self.early, np.zeros(extra, bool)]))
 
     def sizes(self) -> np.ndarray:
         """Per cohort: its members."""
@@ -293,14 +404,15 @@ class Cohorts:
 
 
 def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = None,
-                 items: ItemShape | None = None) -> Cohorts:
+                 items: ItemShape | None = None, edges: EdgeShape | None = None) -> Cohorts:
     """The cohort test on every stratum (see the module's docstring).
 
-    `last` is the previous look: its members keep their stratum and need the fingerprint only
-    within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
+    `last` is the previous look: its members (but early ones) keep their stratum and need the
+    fingerprint only within `stay_slack` of each threshold (the evidence to keep a throttle is less than the
     evidence to start one, so a member is not let go by the noise of a few requests).
     `items` (None: neither item test) takes public-item accounts out of the fingerprint and
-    holds membership to the cohort's pool.
+    holds membership to the cohort's pool. `edges` (None: no prior) gives the accounts' first
+    and last words, from which the cohorts of `last` give their frames (`on_frames`).
     """
     m = len(shape.events)
     if not m:
@@ -309,7 +421,9 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     member = np.zeros(m, bool)
     if last is not None:
         was = last.grown(m)
-        member = (was.cohort >= 0) & shape.tested
+        # An early member is judged afresh once tested: the hysteresis holds what a full
+        # test decided, not what a frame decided on two requests.
+        member = (was.cohort >= 0) & ~was.early & shape.tested
         s = np.where(member, was.stratum, s)
     slack = np.where(member, cfg.stay_slack, 0.0)
     fp = fingerprinted(shape, cfg, slack)
@@ -329,7 +443,40 @@ def find_cohorts(shape: AccountShape, cfg: CohortConfig, last: Cohorts | None = 
     if items is not None:
         pool, in_pool = pooled(items, tested, cohort, s, cfg, slack)
         cohort, pool = nearest_pools(items, tested, cohort, in_pool, pool, cfg, slack)
-    return Cohorts(s, fp, cohort, overlap, pool, n, k, rate, p, flagged)
+    prior, early = np.zeros(m), np.zeros(m, bool)
+    if edges is not None and last is not None and len(flagged):
+        cohort, s, prior, early = on_frames(shape, edges, last, cfg, cohort, s, fp, at)
+    return Cohorts(s, fp, cohort, overlap, pool, n, k, rate, p, flagged, prior, early)
+
+
+def on_frames(shape: AccountShape, edges: EdgeShape, last: Cohorts, cfg: CohortConfig,
+              cohort: np.ndarray, stratum: np.ndarray, fp: np.ndarray,
+              at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Members by the cohorts' own frames (`cohort_frames`, of the members of `last`): an
+    account whose requests are on one of a cohort's frames is a member of it when
+
+    * it shows the fingerprint but is outside every pool (its task flags put it in another
+      stratum, or its few tasks do not point where the pool's do): the frame ties it to the
+      cohort more closely than a topic sketch does; or
+    * it shows the fingerprint's shares over `early_min_events` requests, fewer than the
+      `min_events` the test needs otherwise: two requests on one frame are weak evidence
+      alone (people phrase two asks alike), but not on a frame that only the cohort's members
+      use.
+
+    Returns the cohort, stratum, frame prior (its frame's member share, for the reasons) and
+    whether it is an early member, per account. `at` maps a stratum to this look's cohort.
+    """
+    frames = cohort_frames(edges, last.member_strata(len(cohort)), shape.tested | shape.early, cfg)
+    own, share = frame_prior(edges, shape.events, frames, cfg.min_frame_share)
+    c_prior = np.where(own >= 0, at[np.maximum(own, 0)], -1)
+    stray = fp & (cohort < 0) & (c_prior >= 0)
+    early = fingerprinted(shape, cfg, among=shape.early) & (c_prior >= 0)
+    take = stray | early
+    cohort = np.where(take, c_prior, cohort)
+    # An early member keeps the stratum of its own tasks (where it is counted once tested), not
+    # its frame's: one script's frame may serve several kinds of task.
+    stratum = np.where(early, strata(shape, cfg, among=shape.early), stratum)
+    return cohort, stratum, np.where(take, share, 0.0), early
 
 
 def pooled(items: ItemShape, tested: np.ndarray, cohort: np.ndarray, stratum: np.ndarray,
@@ -406,4 +553,5 @@ class CohortTracker:
         if again is not None:
             return again.grown(state.size)
         shape = AccountShape.of(state, cfg)
-        return self._cadence.keep(find_cohorts(shape, cfg, last, ItemShape.of(state)))
+        return self._cadence.keep(find_cohorts(shape, cfg, last, ItemShape.of(state),
+                                               EdgeShape.of(state, cfg)))

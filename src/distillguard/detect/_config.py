@@ -64,7 +64,22 @@ class _WeightedEvidenceConfig(_Strict):
 
 
 class LinkKindConfig(_WeightedEvidenceConfig):
-    """One kind of link (an evidence module named `link.<kind>`)."""
+    """One kind of link (an evidence module named `link.<kind>`).
+
+    `min_own_asks` (0: off): the link counts only for an account whose share of requests asking
+    for reasoning, grades or training data, or mean P(distill), is at least this, once it has
+    sent `own_asks_min_events` requests (fewer say too little about what it asks)."""
+
+    min_own_asks: float = Field(default=0.0, ge=0, le=1)
+    own_asks_min_events: int = Field(default=5, ge=1)
+
+
+class WeakLinkConfig(LinkKindConfig):
+    """A kind of link strangers hold by chance (an e-mail domain, a sign-up hour): it counts
+    only for an account that itself asks what a harvester asks."""
+
+    min_own_asks: float = Field(default=0.25, ge=0, le=1)
+    own_asks_min_events: int = Field(default=5, ge=1)
 
 
 class AddressLinkConfig(LinkKindConfig):
@@ -142,6 +157,9 @@ class CohortConfig(_Strict):
     max_item_partners: int = Field(default=64, ge=1)
     min_pool_similarity: float = Field(default=0.4, ge=-1, le=1)
     max_pool_outliers: float = Field(default=0.1, ge=0, le=1)
+    frame_min_members: int = Field(default=5, ge=1)
+    frame_min_share: float = Field(default=0.8, gt=0, le=1)
+    early_min_events: int = Field(default=2, ge=1)
 
 
 class EvidenceConfig(_Strict):
@@ -150,8 +168,8 @@ class EvidenceConfig(_Strict):
     ip: AddressLinkConfig = Field(default_factory=AddressLinkConfig)
     template: LinkKindConfig = Field(default_factory=LinkKindConfig)
     payment: LinkKindConfig = Field(default_factory=LinkKindConfig)
-    email: LinkKindConfig = Field(default_factory=LinkKindConfig)
-    created: LinkKindConfig = Field(default_factory=LinkKindConfig)
+    email: WeakLinkConfig = Field(default_factory=WeakLinkConfig)
+    created: WeakLinkConfig = Field(default_factory=WeakLinkConfig)
     fresh: FreshConfig = Field(default_factory=FreshConfig)
     partner: CorroborationConfig = Field(default_factory=CorroborationConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
@@ -258,7 +276,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.6"
+    version: str = "2026.12.7"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -285,5 +285,21 @@ class LinkEvidence(AccountEvidence):
     def assess(self, ctx: Context) -> EvidenceTable:
         at = [LINK_KINDS.index(k) for k in self.kinds]
         pairs = ctx.link_pairs[:, at].sum(axis=1)
+        own = float(getattr(self.settings, "min_own_asks", 0.0))
+        if own > 0:
+            judged = ctx.state.counters["n"][: len(pairs)] >= getattr(
+                self.settings, "own_asks_min_events", 1)
+            pairs = np.where(~judged | (own_asks(ctx) >= own), pairs, 0)
         weight = float(getattr(self.settings, "weight", 1.0))
         return self.table(pairs=pairs, weight=np.where(pairs > 0, weight, 0.0))
+
+
+def own_asks(ctx: Context) -> np.ndarray:
+    """Per account: the larger of its share of requests asking for reasoning, grades or
+    training data and its prompts' mean P(distill) (what it asks itself, not what the keys it
+    holds carry)."""
+    m = len(ctx.harvest)
+    n = np.maximum(ctx.state.counters["n"][:m], 1.0)
+    distill = ctx.state.counters["distill"][:m] / n / 100.0  # summed in whole percent
+    out: np.ndarray = np.maximum(ctx.features["elicitation"][:m], distill)
+    return out

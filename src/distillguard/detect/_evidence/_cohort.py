@@ -6,7 +6,9 @@ nobody else sends by the dozen) against the rate of the other strata; members al
 tasks from the cohort's pool (`_items`). A cohort is reported as a campaign of its own; its
 members (fingerprinted accounts in the stratum that are in no throttled or blocked campaign:
 one that only monitors, such as a few accounts tied by a public template, does not keep them)
-are throttled, never blocked: nothing but what they ask ties them.
+are throttled, never blocked: nothing but what they ask ties them. An account on a frame of
+the cohorts' own (a word their members use and nobody judged outside them) is a member from
+fewer requests, or outside the pool (`frame_prior`, `early`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class CohortEvidence(CampaignEvidence):
         "pool_similarity": "its tasks' topic similarity with its cohort's other fingerprinted "
                            "accounts (0: none; members at least min_pool_similarity unless the "
                            "cohort has no one pool)",
+        "frame_prior": "where a frame of its cohort's own made it a member (outside every pool, "
+                       "or early): the share of the accounts using that frame most that are "
+                       "members (0: the fingerprint and pool alone)",
+        "early": "a member before evidence.cohort.min_events requests, on its cohort's frame",
     }
 
     def __init__(self, cfg: DetectConfig) -> None:
@@ -81,7 +87,9 @@ class CohortEvidence(CampaignEvidence):
         return self.table(cell=cell, score=score, carries=np.zeros(m, bool), p_value=p,
                           accounts=size, tested=tested, null_rate=rate, stratum=stratum,
                           item_overlap=np.where(inside, found.overlap.share[:m], 0.0),
-                          pool_similarity=np.where(inside, found.pool[:m], 0.0))
+                          pool_similarity=np.where(inside, found.pool[:m], 0.0),
+                          frame_prior=np.where(inside, found.prior[:m], 0.0),
+                          early=inside & found.early[:m])
 
     def campaigns(self, state: DetectorState) -> tuple[list[list[str]], np.ndarray]:
         return [[COHORT_KIND] for _ in range(len(self._members))], self._members
@@ -98,13 +106,22 @@ def cohort_reason(t: EvidenceTable, i: int) -> tuple[str, dict[str, object]]:
               else f"p < {_SMALLEST_P:.0e} (over {-np.log2(_SMALLEST_P):.0f} bits)")
     overlap = float(t["item_overlap"][i])
     pool = float(t["pool_similarity"][i])
-    text = (f"cohort: one of {k} of the {n} accounts asking mostly {STRATA[s]} tasks that show the "
-            f"scripted task-pool fingerprint (single-turn, one prompt frame of its own, task-pool "
-            f"content, items of its own: at most {overlap:.0%} shared with any other account); "
-            f"the other kinds of task show it at a rate of {rate:.2%}, so {k} or more has "
-            f"{weight}; its tasks are drawn from the cohort's pool (topic similarity "
-            f"{pool:.2f}); throttled, not blocked: only what it asks ties it")
+    prior, early = float(t["frame_prior"][i]), bool(t["early"][i])
+    group = (f"cohort: one of {k} of the {n} accounts asking mostly "
+             f"{STRATA[s]} tasks that show the scripted task-pool fingerprint")
+    if early:
+        group = (f"cohort: a new member of the cohort of {k} of the {n} accounts asking mostly "
+                 f"{STRATA[s]} tasks that show the scripted task-pool fingerprint")
+    ties = (f"its tasks are drawn from the cohort's pool (topic similarity {pool:.2f})"
+            if prior <= 0 else
+            f"its requests{' so far' if early else ''} are single-turn task-pool content on a "
+            f"prompt frame of the cohort's own ({prior:.0%} of the accounts using that frame "
+            f"most are its members)")
+    text = (f"{group} (single-turn, one prompt frame of its own, task-pool content, items of its "
+            f"own: at most {overlap:.0%} shared with any other account); the other kinds of task "
+            f"show it at a rate of {rate:.2%}, so {k} or more has {weight}; {ties}; throttled, not "
+            f"blocked: only what it asks ties it")
     entry: dict[str, object] = {"stratum": STRATA[s], "fingerprinted": k, "accounts": n,
                                 "null_rate": rate, "p_value": p, "item_overlap": overlap,
-                                "pool_similarity": pool}
+                                "pool_similarity": pool, "frame_prior": prior, "early": early}
     return text, entry

@@ -57,10 +57,29 @@ def wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, floa
             "non2xx": float(bad.group(1)) if bad else 0.0}
 
 
+def descendants(pid: int) -> list[int]:
+    """A process's children, theirs, and so on (from /proc)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
 def signal_groups(pids: list[int], sig: int) -> None:
+    """`sig` to each process group of `pids`, and of their descendants (a gateway's detector
+    child runs in a session of its own)."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
+        for p in (pid, *descendants(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(p), sig)
 
 
 def main() -> None:

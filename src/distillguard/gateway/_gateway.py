@@ -281,7 +281,9 @@ class Gateway:
                 cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix,
                         "--redis-health-check", str(self.config.redis_options.health_check_interval)]
             # Its own interpreter: detection never competes with the request loop for the GIL.
-            self._child = subprocess.Popen(cmd)
+            # Its own session: niced there, its CPU is not taken from the gateway's share (see
+            # `distillguard detector --nice`); it stops with the gateway all the same (--parent-pid).
+            self._child = subprocess.Popen(cmd, start_new_session=True)
             log.info("detector child process %d started", self._child.pid)
 
     async def _refresh_loop(self) -> None:

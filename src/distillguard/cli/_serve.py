@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -41,18 +40,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|torch)\b")
-
-
-def _lower_priority(nice: int) -> None:
-    """os.nice, and for a process that leads its own session (a gateway's detector child) the
-    session's autogroup too: where Linux groups processes by session (autogroup), nice orders
-    processes within a group only and each group gets an equal share of the CPU, so a niced
-    detector in the gateway's session would spend the gateway's own share, and one in a
-    session of its own would still take as much as any other session."""
-    os.nice(nice)
-    if os.getsid(0) == os.getpid():
-        with contextlib.suppress(OSError):  # no autogroup (another OS, a kernel without it)
-            Path("/proc/self/autogroup").write_text(str(nice))
 
 
 def register(app: typer.Typer) -> None:
@@ -167,7 +154,7 @@ def register(app: typer.Typer) -> None:
         models: Annotated[Path | None, typer.Option(help="A folder holding the format's `models` table (models.parquet, .jsonl or .csv): release times to use instead of the database's (which `serve --models` and PUT /admin/models write, and which the detector otherwise reads at start and on change).")] = None,
         redis_health_check: Annotated[float, typer.Option(help=REDIS_HEALTH_HELP)] = REDIS_HEALTH_CHECK_S,
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
-        nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start, and its session's autogroup's when it leads its session (Linux): a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
+        nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
         metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     ) -> None:
@@ -185,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
             raise ConfigError(f"--nice must be from 0 to 19 (lower priority only), got {nice}.")
         if nice:
-            _lower_priority(nice)
+            os.nice(nice)
         release = None
         if models is not None:
             from distillguard.traffic import read_table

@@ -57,10 +57,29 @@ def wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, floa
             "non2xx": float(bad.group(1)) if bad else 0.0}
 
 
+def descendants(pid: int) -> list[int]:
+    """A process's children, theirs, and so on (from /proc)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
 def signal_groups(pids: list[int], sig: int) -> None:
+    """`sig` to each process group of `pids`, and of their descendants (a gateway's detector
+    child runs in a session of its own)."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
+        for p in (pid, *descendants(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(p), sig)
 
 
 def main() -> None:
@@ -110,8 +129,9 @@ def main() -> None:
         time.sleep(args.settle)
         for pids in groups.values():
             signal_groups(pids, signal.SIGSTOP)
+        load0 = os.getloadavg()[0]
         print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
-              f"pinned {args.pin}; load average {os.getloadavg()[0]:.1f}")
+              f"pinned {args.pin}; load average {load0:.1f}")
         runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}
         names = list(VARIANTS)
         for rnd in range(args.repeat):
@@ -128,7 +148,8 @@ def main() -> None:
                 runs[name].append(r)
                 print(f"round {rnd}  {name:12s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
                       f"max {r['max_ms']:7.2f} ms" + (f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""), flush=True)
-        print(f"\nmedians (load average now {os.getloadavg()[0]:.1f}); ratios to no-detect within each round, median")
+        load = (load0, os.getloadavg()[0])
+        print(f"\nmedians (load average now {load[1]:.1f}); ratios to no-detect within each round, median")
         rows = []
         for name, rs in runs.items():
             m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
@@ -140,7 +161,9 @@ def main() -> None:
                          f"{p99:.2f}x", f"{m['max_ms']:.1f} ms"])
         write_section(__file__, "Where detection runs: the request path's cost",
                       f"wrk at {args.clients} clients against one `serve` per variant (SQLite, mock upstream, limits "
-                      f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians; the variants not "
+                      f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians (load average "
+                      f"{load[0]:.1f} at the start, {load[1]:.1f} at the end: other work on the machine inflates the "
+                      "tails); the variants not "
                       "measured are stopped meanwhile; ratios to `--no-detect` are taken within each round. The "
                       "issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`.\n\n"
                       + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max"], rows))

@@ -46,6 +46,7 @@ from _docs import markdown_table, write_section
 
 from distillguard.detect import load_config
 from distillguard.gateway import DetectorService, Store, VerdictTables
+from distillguard.gateway._export import model_rows
 from distillguard.gateway._store import EVENT_FIELDS
 from distillguard.simulate import simulate
 from distillguard.traffic import TrafficLog
@@ -138,8 +139,11 @@ def replay(store: Store, log_dir: Path, n_events: int, a: argparse.Namespace) ->
     ctx = mp.get_context("spawn")
     progress, clock, ready = ctx.Queue(), ctx.Value("q", 0), ctx.Event()
     log = TrafficLog(log_dir)
+    # --models-from store: the detector reads `<prefix>models` (written below as `serve --models`
+    # does); log: the table is handed to it (`distillguard detector --models`)
+    models = log.read("models") if a.models_from == "log" and log.has("models") else None
     svc = Recorder(store, interval=a.interval, checkpoint_interval=a.checkpoint_interval,
-                   clock=lambda: int(clock.value), models=log.read("models") if log.has("models") else None)
+                   clock=lambda: int(clock.value), models=models)
     stop = threading.Event()
     proc = ctx.Process(target=writer, args=(store.url, store.prefix, log_dir, a.speed, progress, clock, ready), daemon=True)
     proc.start()
@@ -200,6 +204,9 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=0.0, help="times the recorded pace (0: as fast as the writer inserts)")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between the service's steps")
     ap.add_argument("--checkpoint-interval", type=float, default=30.0, help="seconds between checkpoints")
+    ap.add_argument("--models-from", choices=("store", "log"), default="store",
+                    help="where the detector gets the log's model release times: the database's models table "
+                         "(as deployed, written here as `serve --models` does) or handed over (`detector --models`)")
     a = ap.parse_args()
     log_dir = a.workdir / f"log-{a.events}"
     if not (log_dir / "labels.parquet").exists():
@@ -212,6 +219,8 @@ def main() -> None:
         for acc in accounts:
             created = acc.pop("created_at")
             store.upsert_account(acc.pop("account_id"), created_us=int(created.timestamp() * 1_000_000), **acc)
+        if a.models_from == "store" and log.has("models"):
+            store.set_models(model_rows(log.read("models")), replace=True)
         r = replay(store, log_dir, n_events, a)
         svc: Recorder = r["svc"]
         assert svc.events_seen == n_events, (svc.events_seen, n_events)
@@ -271,8 +280,12 @@ def main() -> None:
         "scan first flags an account into the capture, to the follower's first publication of a throttle or "
         "block for it (negative: the follower flagged it earlier). Checkpoint time: compression and database "
         "write, in a thread while the detector steps on. The follower's final decision is taken at the end of "
-        "the log's last replay window, where the scan decides last. The follower is given the log's `models` "
-        "table (`distillguard detector --models`), as the scan reads it from the log."))
+        "the log's last replay window, where the scan decides last. "
+        + ("The log's `models` table is written to the database's `<prefix>models` (as `serve --models` does), "
+           "where the follower reads it at start, as deployed; the scan reads it from the log."
+           if a.models_from == "store" else
+           "The follower is given the log's `models` table (`distillguard detector --models`), as the scan reads "
+           "it from the log.")))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ def test_request_limits_per_key_account_and_campaign(storage: str) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_in_memory_fast_path_counts_as_the_storage_api_does(seed: int) -> None:
-    """The fixed-window fast path (a plain call) and `RequestWindows` (the storage's coroutine
-    API) refuse the same requests, also when per-account limits change in between (the
+    """The fixed-window fast path (a plain call) and the `limits` fixed-window strategy (the
+    storage's coroutine API) refuse the same requests, also when per-account limits change in between (the
     cached plans are dropped)."""
 
     async def run() -> None:
@@ -83,42 +83,39 @@ def test_in_memory_fast_path_counts_as_the_storage_api_does(seed: int) -> None:
     asyncio.run(run())
 
 
-STRATEGIES = {"fixed-window": "FixedWindowRateLimiter", "moving-window": "MovingWindowRateLimiter",
-              "sliding-window": "SlidingWindowCounterRateLimiter"}
-
-
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_request_windows_count_as_the_limits_strategies_do(storage: str, strategy: str) -> None:
-    """`RequestWindows` (our counter keys on the storage's API) and the `limits` strategy of
-    the same name (its own keys), on the same storage, fed the same hits, tests and batch
-    costs: the same answers and the same requests left."""
-    from limits import RateLimitItemPerMinute
-    from limits.aio import storage as storages
-    from limits.aio import strategies
-
-    from distillguard.enforce._limits import RequestWindows
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window", "sliding-window"])
+def test_every_strategy_counts_a_subject_in_one_window_under_our_key(storage: str, strategy: str) -> None:
+    """Each `limits` strategy counts a subject's throttled and unthrottled requests in one
+    window (the counter key names the subject and the period, never the limit), stored
+    under `request_counter_key`; a batch is counted all or nothing."""
 
     async def run() -> None:
-        prefix = fresh_prefix()
-        store = (storages.MemoryStorage() if storage == "memory://"
-                 else storages.RedisStorage(storage, implementation="redispy", key_prefix=prefix))
-        ours = RequestWindows(strategy, store)
-        theirs = getattr(strategies, STRATEGIES[strategy])(store)
-        item = RateLimitItemPerMinute(7)
-        rng = random.Random(5)
-        for step in range(40):
-            cost = rng.choice([1, 1, 2, 3])
-            if rng.random() < 0.3:
-                got = (await ours.test("ours", 7, 60, cost), await theirs.test(item, "theirs", cost=cost))
-            else:
-                got = (await ours.hit("ours", 7, 60, cost), await theirs.hit(item, "theirs", cost=cost))
-            assert got[0] == got[1], (strategy, step, got)
-            left = (await ours.stats("ours", 7, 60))[1], (await theirs.get_window_stats(item, "theirs")).remaining
-            assert left[0] == left[1], (strategy, step, left)
-        assert not await ours.test("ours", 7, 60)  # the budget was reached on the way
-        await store.reset()
-        if storage != "memory://":
-            await store.bridge.storage.aclose()
+        cfg = LimitsConfig(account=LimitSet(6, None, None, None), key=LimitSet(None, None, None, None),
+                           throttle_factor=0.5, strategy=strategy)  # type: ignore[arg-type]
+        lim = Limiter(cfg, storage, key_prefix=fresh_prefix())
+        s = [("account", "a/1")]
+        assert [(await lim.check(s, throttled=True)).allowed for _ in range(3)] == [True, True, True]
+        assert [(await lim.check(s)).allowed for _ in range(4)] == [True, True, True, False]
+        assert not (await lim.check(s, throttled=True)).allowed
+        refused = await lim.check(s)
+        assert (refused.scope, refused.subject, refused.budget, refused.limit) == ("account", "a/1", "requests_per_minute", 6)
+        assert 1 <= refused.retry_after <= 60
+        key = request_counter_key("account", "a/1", "minute")
+        assert key == "DG/req/account/a/1/minute"
+        st = lim._storage
+        if strategy == "fixed-window":
+            counted = await st.get(key)
+        elif strategy == "moving-window":
+            counted = (await st.get_moving_window(key, 6, 60))[1]
+        else:
+            counted = (await st.get_sliding_window(key, 60))[2]
+        assert counted >= 6
+        b = [("account", "b")]
+        big = await lim.reserve(b, 7)
+        assert not big.allowed and big.remaining == 6 and big.budget == "requests_per_minute"
+        assert (await lim.reserve(b, 5)).allowed
+        assert [(await lim.check(b)).allowed for _ in range(2)] == [True, False]
+        await lim.aclose()
 
     asyncio.run(run())
 

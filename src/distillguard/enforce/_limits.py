@@ -1,7 +1,7 @@
 """Rate limits per key, account and campaign, on requests and tokens, per minute and per day.
 
-Requests are counted in the `limits` library's storages, through their public storage API under
-counter keys of our own (`RequestWindows`): in memory by default (one process), Redis when
+Requests are counted by the `limits` library's strategies (fixed window, moving window, sliding
+window counter) under counter keys of our own (`request_budget`): in memory by default (one process), Redis when
 several gateway replicas must share one budget. Token budgets are reserved before
 an exchange and settled after it (`_tokens.py`), in the same storage.
 
@@ -16,12 +16,13 @@ request only while the window is under the throttled limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from distillguard._errors import ConfigError
 from distillguard._redis import RedisOptions
@@ -33,6 +34,10 @@ from distillguard.enforce._tokens import (
     TokenLedger,
     Window,
 )
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.strategies import RateLimiter
 
 log = logging.getLogger("distillguard.enforce")
 
@@ -248,56 +253,46 @@ def request_counter_key(scope: str, subject: str, period: str) -> str:
     return f"{REQUEST_NAMESPACE}/{scope}/{subject}/{period}"
 
 
-def sliding_count(previous: int, previous_expires_in: float, current: int, expiry: float) -> float:
-    """A sliding window's requests: the previous window's weighted by the share of it still
-    inside the sliding window, plus the current window's."""
-    return previous * previous_expires_in / expiry + current
+@functools.cache
+def _budget_classes() -> dict[str, type[RateLimitItem]]:
+    """`limits` items per period whose counter key is `request_counter_key` (the library's own
+    `key_for` puts the limit in the key, which would split a subject's window by limit)."""
+    from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+
+    # No GRANULARITY of their own: the library registers only classes that set one.
+    class RequestsPerMinute(RateLimitItemPerMinute):
+        def key_for(self, *identifiers: bytes | str | int | float) -> str:
+            scope, subject = identifiers
+            return request_counter_key(str(scope), str(subject), self.GRANULARITY.name)
+
+    class RequestsPerDay(RateLimitItemPerDay):
+        def key_for(self, *identifiers: bytes | str | int | float) -> str:
+            scope, subject = identifiers
+            return request_counter_key(str(scope), str(subject), self.GRANULARITY.name)
+
+    return {"minute": RequestsPerMinute, "day": RequestsPerDay}
 
 
-class RequestWindows:
-    """Request counters of one strategy, on a `limits` storage through its public storage API
-    (`incr`/`get`/`get_expiry`, the moving window's entries, the sliding window's pair), under
-    counter keys of our own (`request_counter_key`). Same counting rules as the `limits`
-    strategies of the same names.
+def request_budget(period: str, limit: int) -> RateLimitItem:
+    """A request budget of `limit` per `period` (minute or day), counted by the `limits`
+    strategies under `request_counter_key(scope, subject, period)` for identifiers
+    `(scope, subject)`."""
+    return _budget_classes()[period](limit, namespace=REQUEST_NAMESPACE)
 
-    Args:
-        strategy: fixed-window, moving-window or sliding-window.
-        storage: a `limits.aio.storage` storage (memory or Redis).
-    """
 
-    def __init__(self, strategy: str, storage: Any) -> None:
-        self.strategy = strategy
-        self.storage = storage
+def _budget_name(item: RateLimitItem) -> str:
+    return f"requests_per_{item.GRANULARITY.name}"
 
-    async def hit(self, key: str, limit: int, expiry: int, cost: int = 1) -> bool:
-        """Count `cost` requests; whether they fit (a fixed window counts them even when not)."""
-        if self.strategy == "moving-window":
-            return bool(await self.storage.acquire_entry(key, limit, expiry, amount=cost))
-        if self.strategy == "sliding-window":
-            return bool(await self.storage.acquire_sliding_window_entry(key, limit, expiry, cost))
-        return int(await self.storage.incr(key, expiry, amount=cost)) <= limit
 
-    async def test(self, key: str, limit: int, expiry: int, cost: int = 1) -> bool:
-        """Whether `cost` more requests fit (counts nothing)."""
-        if self.strategy == "moving-window":
-            _start, used = await self.storage.get_moving_window(key, limit, expiry)
-            return int(used) <= limit - cost
-        if self.strategy == "sliding-window":
-            prev, prev_in, cur, _cur_in = await self.storage.get_sliding_window(key, expiry)
-            return sliding_count(prev, prev_in, cur, expiry) < limit - cost + 1
-        return int(await self.storage.get(key)) < limit - cost + 1
+def _strategy(name: Strategy, storage: Any) -> RateLimiter:
+    from limits.aio import strategies
 
-    async def stats(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """(when the window next frees a request, epoch seconds; requests left)."""
-        if self.strategy == "moving-window":
-            start, used = await self.storage.get_moving_window(key, limit, expiry)
-            return float(start) + expiry, limit - int(used)
-        if self.strategy == "sliding-window":
-            prev, prev_in, cur, cur_in = await self.storage.get_sliding_window(key, expiry)
-            left = max(0, limit - math.floor(sliding_count(prev, prev_in, cur, expiry)))
-            frees_in = min(prev_in % (expiry / prev) if prev else math.inf, cur_in % expiry if cur else math.inf)
-            return time.time() + (frees_in if frees_in != math.inf else 0.0), left
-        return float(await self.storage.get_expiry(key)), max(0, limit - int(await self.storage.get(key)))
+    classes: dict[str, type[RateLimiter]] = {
+        "fixed-window": strategies.FixedWindowRateLimiter,
+        "moving-window": strategies.MovingWindowRateLimiter,
+        "sliding-window": strategies.SlidingWindowCounterRateLimiter,
+    }
+    return classes[name](storage)
 
 
 class _VersionedDict(dict[str, LimitSet]):
@@ -373,16 +368,16 @@ class Limiter:
             raise ConfigError(
                 f"Unsupported limits storage {self.storage_url!r}; use memory:// or redis://HOST:PORT/DB."
             )
-        self._req = RequestWindows(self.config.strategy, self._storage)
+        self._req = _strategy(self.config.strategy, self._storage)
         self._tok_prefix = f"{key_prefix}:tok"
         # Settlements waiting for `flush_charges` (Redis only): counter key -> tokens to add.
         self._pending: dict[str, int] = {}
         self._windows: dict[tuple[bool, tuple[tuple[Scope, str], ...]], tuple[list[Window], list[tuple[Scope, str, str, int]]]] = {}
         # In-process fixed windows are incremented by a plain call (no coroutine), a tenth of
-        # the cost per request; the same counters as `RequestWindows.hit`.
+        # the cost per request; the same counters as the fixed-window strategy's `hit`.
         self._fast = self.config.strategy == "fixed-window" and hasattr(self._storage, "incr_now")
-        # per (throttled, scope, subject): its request budgets as (counter key, expiry, limit, period)
-        self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, int, str]]] = {}
+        # per (throttled, scope, subject): its request budgets as (counter key, expiry, budget)
+        self._plans: dict[tuple[bool, Scope, str], list[tuple[str, int, RateLimitItem]]] = {}
         self._plans_version = (0, 0)
         self._config_version = 0
 
@@ -400,8 +395,8 @@ class Limiter:
             self._windows.clear()
             self._plans_version = version
 
-    def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, int, str]]:
-        """(counter key, expiry, limit, period) per request budget of one subject; the counter
+    def _plan(self, throttled: bool, scope: Scope, subject: str) -> list[tuple[str, int, RateLimitItem]]:
+        """(counter key, expiry, budget) per request budget of one subject; the counter
         keys are the same whether `throttled` or not, only the limits differ. Callers drop
         stale plans first (`_drop_stale`, once per call into the limiter)."""
         plan = self._plans.get((throttled, scope, subject))
@@ -410,7 +405,8 @@ class Limiter:
             plan = []
             for period, req in (("minute", ls.requests_per_minute), ("day", ls.requests_per_day)):
                 if req is not None:
-                    plan.append((request_counter_key(scope, subject, period), _PERIODS[period], req, period))
+                    item = request_budget(period, req)
+                    plan.append((item.key_for(scope, subject), item.get_expiry(), item))
             self._plans[(throttled, scope, subject)] = plan
         return plan
 
@@ -462,10 +458,10 @@ class Limiter:
         self._drop_stale()
         incr = self._storage.incr_now if self._fast else None
         for scope, subject in subjects:
-            for key, expiry, limit, period in self._plan(throttled, scope, subject):
-                fits = incr(key, expiry) <= limit if incr is not None else await self._req.hit(key, limit, expiry)
+            for key, expiry, item in self._plan(throttled, scope, subject):
+                fits = incr(key, expiry) <= item.amount if incr is not None else await self._req.hit(item, scope, subject)
                 if not fits:
-                    return await self._refusal(key, expiry, scope, subject, f"requests_per_{period}", limit)
+                    return await self._refusal(item, scope, subject)
         return await self._reserve_tokens(throttled, subjects, tokens)
 
     async def _reserve_tokens(self, throttled: bool, subjects: list[tuple[Scope, str]], tokens: int) -> LimitResult:
@@ -519,27 +515,26 @@ class Limiter:
         spent = await self._reserve_tokens(throttled, subjects, 0)  # reserves nothing: only checks
         if not spent.allowed:
             return replace(spent, remaining=0)
-        budgets = [(key, expiry, limit, period, scope, subject) for scope, subject in subjects
-                   for key, expiry, limit, period in self._plan(throttled, scope, subject) if period in periods]
+        budgets = [(item, scope, subject) for scope, subject in subjects
+                   for _key, _expiry, item in self._plan(throttled, scope, subject) if item.GRANULARITY.name in periods]
         # test() counts nothing; hit() counts even what it refuses, so every budget is tested first
-        for key, expiry, limit, period, scope, subject in budgets:
-            if not await self._req.test(key, limit, expiry, cost=n):
-                reset, left = await self._req.stats(key, limit, expiry)
-                retry = max(1, math.ceil(reset - time.time()))
-                return LimitResult(False, retry, scope, subject, f"requests_per_{period}", limit, remaining=max(0, left))
-        for key, expiry, limit, _period, _scope, _subject in budgets:
-            await self._req.hit(key, limit, expiry, cost=n)
+        for item, scope, subject in budgets:
+            if not await self._req.test(item, scope, subject, cost=n):
+                stats = await self._req.get_window_stats(item, scope, subject)
+                retry = max(1, math.ceil(stats.reset_time - time.time()))
+                return LimitResult(False, retry, scope, subject, _budget_name(item), item.amount,
+                                   remaining=max(0, stats.remaining))
+        for item, scope, subject in budgets:
+            await self._req.hit(item, scope, subject, cost=n)
         return ALLOWED
 
-    async def _refusal(
-        self, key: str, expiry: int, scope: Scope, subject: str, budget: str, limit: int
-    ) -> LimitResult:
+    async def _refusal(self, item: RateLimitItem, scope: Scope, subject: str) -> LimitResult:
         try:
-            reset, _left = await self._req.stats(key, limit, expiry)
-            retry = max(1, math.ceil(reset - time.time()))
+            stats = await self._req.get_window_stats(item, scope, subject)
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
         except Exception:  # noqa: BLE001 - stats are advisory; the refusal stands
-            retry = _PERIODS["minute" if "minute" in budget else "day"]
-        return LimitResult(False, retry, scope, subject, budget, limit)
+            retry = item.get_expiry()
+        return LimitResult(False, retry, scope, subject, _budget_name(item), item.amount)
 
     async def settle(self, reservation: Reservation | None, used: int) -> None:
         """Replace a reservation by the tokens the exchange used (0 if it failed)."""

@@ -281,6 +281,11 @@ class Gateway:
                 cmd += ["--redis", self.config.redis, "--redis-prefix", self.config.redis_prefix,
                         "--redis-health-check", str(self.config.redis_options.health_check_interval)]
             # Its own interpreter: detection never competes with the request loop for the GIL.
+            # The gateway's session: where Linux shares CPU by session (autogroup), its nice then
+            # ranks it below the gateway. In a session of its own with that session niced, the
+            # gateway kept more CPU on a busy host but the detector starved (tests/gateway/
+            # test_fleet.py's hydra went unblocked at load 12), and un-niced it would compete
+            # with the gateway as an equal.
             self._child = subprocess.Popen(cmd)
             log.info("detector child process %d started", self._child.pid)
 

@@ -363,9 +363,12 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     one_carrier = top >= bar
     single = one_carrier & (unflagged == 0)
     # Direct accounts: the key's other requests, shared among its harvest-like senders (all
-    # of them its own when it is the only one), are a real part of their traffic.
-    maybe = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at] & (cand[on[:, PAIR_ACCOUNT]] | single[at])
-    n_direct = np.maximum(np.bincount(at, weights=maybe, minlength=len(sids)), 1.0)
+    # of them its own when it is the only one), are a real part of their traffic. Flagged
+    # senders share them too: an account that sent a flagged campaign's template a few times
+    # is not handed the members' requests on it.
+    sender = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at]
+    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at])
+    n_direct = np.maximum(np.bincount(at, weights=sender, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
     focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)

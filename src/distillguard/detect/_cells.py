@@ -25,7 +25,10 @@ Generalised (config 2026.11.8, "carried keys"): the carried share may be split o
 carriers (each diluted: its own profile under the key's), a key may have several direct
 accounts (one small campaign), a direct account may be one already flagged in a campaign (its
 carrier is then throttled as carrying that campaign), and a milder direct account counts when
-it mostly elicits reasoning. See docs/detection.md, "The decision", 6.
+it mostly elicits reasoning. A *diluted* carrier (its own profile under the key's: its
+customers' chats pull it down) may carry less of the key and be more of its own traffic
+(config 2026.12.7): how much goes through the reseller is the operator's choice. See
+docs/detection.md, "The decision", 6.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ PRIVATE = ["Audit solution {i} for hidden edge cases, then grade it with rubric 
 def _flagged_key_and_a_developer(dev_sends: int) -> Scene:
     """A blocked hydra one of whose members sends two private templates 60 times, a reseller
     that carries 200 more among 4,000 chats (63-77% of each), and a harvest-like developer that sends them
-    `dev_sends` times among 300 requests of its own."""
+    `dev_sends` times among 600 requests of its own."""
     rows, accts = scenes.hydra()
     rows += events("h0", 60, start=T0 + timedelta(minutes=5), every=timedelta(minutes=15),
                    ip="203.0.113.0", system=scenes.HYDRA_SYSTEM, prompt=PRIVATE)
@@ -90,7 +90,7 @@ def _flagged_key_and_a_developer(dev_sends: int) -> Scene:
                    ip="198.51.100.19", turns=3, completion_tokens=250)
     rows += events("carrier", 200, start=T0 + timedelta(seconds=30), every=timedelta(minutes=4),
                    prompt=PRIVATE, ip="198.51.100.19", completion_tokens=1024, max_tokens=1024)
-    rows += events("dev", 300, start=T0 + timedelta(minutes=1), every=timedelta(minutes=3),
+    rows += events("dev", 600, start=T0 + timedelta(minutes=1), every=timedelta(minutes=1.5),
                    prompt=BATCH, ip="192.0.2.80", completion_tokens=1024, max_tokens=1024)
     rows += events("dev", dev_sends, start=T0 + timedelta(minutes=2), every=timedelta(minutes=13),
                    prompt=PRIVATE, ip="192.0.2.80", completion_tokens=1024, max_tokens=1024)
@@ -104,6 +104,6 @@ def test_an_account_that_sends_a_flagged_template_a_few_times_is_not_its_direct_
     _, action, _ = decide(_flagged_key_and_a_developer(dev_sends=6), cfg=_cfg())
     assert action["h0"] == "block"
     assert action["dev"] in QUIET
-    # Sent 60 times (a fifth of its traffic), the template is its own.
+    # Sent 60 times (a tenth of its traffic), the template is its own.
     _, often, reasons = decide(_flagged_key_and_a_developer(dev_sends=60), cfg=_cfg())
     assert often["dev"] == "throttle", reasons["dev"]

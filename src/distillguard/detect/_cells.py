@@ -366,17 +366,14 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     one_carrier = top >= bar
     single = one_carrier & (unflagged == 0)
     # Direct accounts: the key's other requests, shared among its harvest-like senders (all
-    # of them its own when it is the only one), are a real part of their traffic.
+    # of them its own when it is the only one), are a real part of their traffic. Flagged
+    # senders share them too: an account that sent a flagged campaign's template a few times
+    # is not handed the members' requests on it.
     sender = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at]
-    is_cand = cand[on[:, PAIR_ACCOUNT]]
-    maybe = sender & (is_cand | single[at])
-    n_direct = np.maximum(np.bincount(at, weights=maybe, minlength=len(sids)), 1.0)
+    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at])
+    n_direct = np.maximum(np.bincount(at, weights=sender, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
-    # Where flagged accounts send the key too, the rest is theirs as much as anyone's: a free
-    # account there counts what it sent itself (one that sent a flagged campaign's template a
-    # few times is not handed the members' requests on it).
-    shared = np.bincount(at, weights=sender & known[on[:, PAIR_ACCOUNT]], minlength=len(sids)) > 0
-    focus = np.maximum(sent, np.where(is_cand & shared[at], 0.0, rest[at])) / own
+    focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)
     # (Flagged accounts that sent a public item once or twice each, the thin accounts of a
     # large campaign, do not make it theirs: they send `harvest.min_events` each on average.)

@@ -37,9 +37,14 @@ def test_two_operator_accounts_and_their_reseller_are_throttled_never_blocked() 
 
 
 def test_a_shared_template_without_a_tie_is_not_a_cell() -> None:
-    # Two harvest-like accounts on the same public prompts but nothing else in common.
-    _, action, _ = _run(scenes.cell(tie=False))
+    # Two harvest-like accounts on the same public prompts but nothing else in common. (The
+    # carried-key rule judges the same traffic by its carrier, not by ties: the scene's
+    # reseller sends 20% of its traffic on each template with a diluted profile, which a
+    # diluted carrier may; see test_solo_cells.)
+    _, action, reasons = decide(scenes.cell(tie=False), cfg=cells_config(solo_enabled=False))
     assert {action["op0"], action["op1"], action["op-reseller"]} <= {"allow", "monitor"}
+    _, tied, _ = decide(scenes.cell(tie=True), cfg=cells_config(solo_enabled=False))
+    assert tied["op0"] == tied["op1"] == "throttle"
 
 
 def test_a_team_and_a_batch_job_are_not_cells() -> None:

@@ -25,7 +25,10 @@ Generalised (config 2026.11.8, "carried keys"): the carried share may be split o
 carriers (each diluted: its own profile under the key's), a key may have several direct
 accounts (one small campaign), a direct account may be one already flagged in a campaign (its
 carrier is then throttled as carrying that campaign), and a milder direct account counts when
-it mostly elicits reasoning. See docs/detection.md, "The decision", 6.
+it mostly elicits reasoning. A *diluted* carrier (its own profile under the key's: its
+customers' chats pull it down) may carry less of the key and be more of its own traffic
+(config 2026.12.7): how much goes through the reseller is the operator's choice. See
+docs/detection.md, "The decision", 6.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distillguard.detect._cadence import Cadence
-from distillguard.detect._config import DetectConfig
+from distillguard.detect._config import CellConfig, DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import (
     IS_TEMPLATE_LINK,
@@ -251,6 +254,45 @@ def _carriers(state: DetectorState, pairs: np.ndarray, out: Cells, cell_keys: np
     out.record_carried(acct, on[rows, PAIR_KEY], mine[carry], share[carry])
 
 
+def _diluted(harvest: np.ndarray, key_harvest: np.ndarray, margin: float) -> np.ndarray:
+    """An account is *diluted* on a key when its own profile is at least `margin` under the
+    profile of the key's traffic: a reseller mixes an operator's requests with its customers'
+    chats, while an account running a job of its own looks like its job (and an evaluation
+    runner re-sending a benchmark item is as harvest-like as the item)."""
+    out: np.ndarray = harvest <= key_harvest - margin
+    return out
+
+
+def _solo_carriers(c: CellConfig, on: np.ndarray, at: np.ndarray, sent: np.ndarray,
+                   share: np.ndarray, own: np.ndarray, harvest: np.ndarray,
+                   direct_ok: np.ndarray, key_harvest: np.ndarray,
+                   profile: KeyProfile) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair row of `on`: is its account a carrier of the key, and is it diluted there.
+
+    A carrier sends `>= solo_min_carrier_part` of the key, which is `<= solo_max_carrier_focus`
+    of its own requests; a diluted one (`_diluted`) may go up to `solo_max_diluted_focus` (an
+    operator can be a good part of a small reseller's traffic). `key_harvest` (per shared key,
+    NaN: not computed) is filled in place for the keys where it decides.
+    """
+    focus = sent / own
+    part = share >= c.solo_min_carrier_part
+    strict = part & (focus <= c.solo_max_carrier_focus)
+    loose = part & (focus <= max(c.solo_max_diluted_focus, c.solo_max_carrier_focus))
+    # Only keys with a would-be carrier and another harvest-like account on them can be
+    # carried keys: their profiles are the ones needed (few keys).
+    other = np.bincount(at, weights=direct_ok[on[:, PAIR_ACCOUNT]] & ~loose,
+                        minlength=int(at.max()) + 1 if len(at) else 0)
+    rows = np.flatnonzero(loose & (other[at] > 0))
+    need = np.unique(on[rows, PAIR_KEY])
+    todo = need[np.isnan(key_harvest[need])]
+    if len(todo):
+        key_harvest[todo] = profile(todo)
+    diluted = np.zeros(len(on), bool)
+    diluted[rows] = _diluted(harvest[on[rows, PAIR_ACCOUNT]], key_harvest[on[rows, PAIR_KEY]],
+                             c.solo_min_dilution)
+    return strict | (loose & diluted), diluted
+
+
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
               by_key: PairIndex, cells: Cells, theirs: np.ndarray,
@@ -299,14 +341,20 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     sids, first, at = np.unique(on[:, PAIR_KEY], return_index=True, return_inverse=True)
     n_req = state.key_counts[on[first, PAIR_CODE], 0].astype(np.float64)
     share = sent / np.maximum(n_req[at], 1.0)
+    key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
+                   else key_harvest[:n_keys]).copy()
     # Carriers: accounts that each send a good part of the key's requests, a small part of
-    # their own (a reseller's customer, not its own job); together most of the key.
-    carrier = (share >= c.solo_min_carrier_part) & (sent / own <= c.solo_max_carrier_focus)
+    # their own (a reseller's customer, not its own job); together most of the key. A
+    # *diluted* carrier (see `_diluted`) may send less of the key and more of its own.
+    carrier, diluted = _solo_carriers(c, on, at, sent, share, own, harvest, direct_ok,
+                                      key_harvest, profile)
     carried_n = np.bincount(at, weights=np.where(carrier, sent, 0), minlength=len(sids))
+    bar = np.where(np.bincount(at, weights=carrier & ~diluted, minlength=len(sids)) > 0,
+                   c.solo_min_carrier_share, c.solo_min_diluted_share)
     # Besides its carriers and direct accounts, a carried key has at most
     # `solo_max_key_strangers` other accounts (a public prompt gathers many).
     strangers = np.bincount(at, weights=~carrier & ~direct_ok[on[:, PAIR_ACCOUNT]], minlength=len(sids))
-    carried_key = ((carried_n / np.maximum(n_req, 1.0) >= c.solo_min_carrier_share)
+    carried_key = ((carried_n / np.maximum(n_req, 1.0) >= bar)
                    & (strangers <= c.solo_max_key_strangers))
     # An account already flagged in a campaign sends its campaign's public prompts too
     # (benchmark items that evaluation runners re-send, also sent by other campaigns' thin
@@ -315,12 +363,15 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     top = np.zeros(len(sids))
     np.maximum.at(top, at, np.where(carrier, share, 0.0))
     unflagged = np.bincount(at, weights=~carrier & ~known[on[:, PAIR_ACCOUNT]], minlength=len(sids))
-    one_carrier = top >= c.solo_min_carrier_share
+    one_carrier = top >= bar
     single = one_carrier & (unflagged == 0)
     # Direct accounts: the key's other requests, shared among its harvest-like senders (all
-    # of them its own when it is the only one), are a real part of their traffic.
-    maybe = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at] & (cand[on[:, PAIR_ACCOUNT]] | single[at])
-    n_direct = np.maximum(np.bincount(at, weights=maybe, minlength=len(sids)), 1.0)
+    # of them its own when it is the only one), are a real part of their traffic. Flagged
+    # senders share them too: an account that sent a flagged campaign's template a few times
+    # is not handed the members' requests on it.
+    sender = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at]
+    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at])
+    n_direct = np.maximum(np.bincount(at, weights=sender, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
     focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)
@@ -329,8 +380,6 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events)
     if not direct.any():
         return cells
-    key_harvest = (cells.key_profile if len(cells.key_profile) == n_keys
-                   else key_harvest[:n_keys]).copy()
     hit_keys = np.unique(on[direct, PAIR_KEY])
     todo = hit_keys[np.isnan(key_harvest[hit_keys])]
     if len(todo):

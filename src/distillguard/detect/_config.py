@@ -199,6 +199,9 @@ class CellConfig(_Strict):
     solo_min_carrier_share: float = Field(default=0.8, gt=0.5, le=1)
     solo_min_carrier_part: float = Field(default=0.25, gt=0, le=1)
     solo_max_carrier_focus: float = Field(default=0.15, ge=0, le=1)
+    solo_min_dilution: float = Field(default=0.05, ge=0)
+    solo_min_diluted_share: float = Field(default=0.6, gt=0.5, le=1)
+    solo_max_diluted_focus: float = Field(default=0.2, ge=0, le=1)
     solo_min_direct_harvest: float = 0.6
     solo_min_direct_focus: float = Field(default=0.03, ge=0)
     solo_mild_direct_harvest: float = 0.4

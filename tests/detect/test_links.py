@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.sparse import coo_matrix
@@ -33,6 +35,23 @@ def test_pair_index_selects_like_a_scan() -> None:
         assert (index.select(pairs, mask) == want).all()
         assert (np.sort(index.select(pairs, mask, ordered=False)) == want).all()
     assert index.n > 0  # merged indexes were taken along the way (not only the scan)
+
+
+def test_pair_index_restored_from_a_checkpoint_selects_like_a_scan() -> None:
+    """A pickled index (its merge under way kept, its tail's column read again) and masks
+    that select nothing give what a scan of all pairs gives."""
+    rng = np.random.default_rng(5)
+    index = PairIndex(2)
+    pairs = np.zeros((0, 4), np.int64)
+    for step in range(30):
+        acct = rng.integers(0, 2_000 + 100 * step, rng.integers(0, 40_000))
+        pairs = np.concatenate([pairs, np.column_stack([acct % 9, acct, acct, acct % 11])])
+        if step % 4 == 3:
+            index = pickle.loads(pickle.dumps(index))
+        mask = rng.random(int(pairs[:, 2].max()) + 1) < (0.05 if step % 3 else 0.0)
+        want = np.flatnonzero(mask[pairs[:, 2]])
+        assert np.array_equal(index.select(pairs, mask), want)
+    assert index.n > 0
 
 
 def test_address_churn_kept_from_step_to_step_matches_a_fresh_sum() -> None:

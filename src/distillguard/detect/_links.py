@@ -50,6 +50,8 @@ class PairIndex:
     indexed ones, a merged index is built in a background thread (the replay's critical path
     is the thread that calls `select`), and taken once another quarter of that many have
     arrived: at the same calls whatever the threads do, so every run selects alike.
+    The column of the pairs past the index is kept apart, contiguous (`_tail`): every call
+    reads it, and a strided read of the pairs' column costs a third more.
     """
 
     def __init__(self, column: int) -> None:
@@ -59,18 +61,29 @@ class PairIndex:
         self.start = np.zeros(1, np.int64)
         self._next: Future[tuple[np.ndarray, np.ndarray]] | None = None
         self._next_n = 0  # the pairs the index under way covers
+        self._tail_clear()
+
+    def _tail_clear(self) -> None:
+        # `_tail[:_tail_used]` is the column of pairs[_tail_at : _tail_at + _tail_used].
+        self._tail = np.zeros(0, np.int64)
+        self._tail_at = self.n
+        self._tail_used = 0
 
     def __getstate__(self) -> dict[str, object]:
         # A checkpoint (the detector service pickles its state) waits for the merge under way
         # and keeps its result, so a restored index takes it at the same call as this one.
+        # The tail's column is read again from the pairs at the next call.
         state = dict(self.__dict__)
         if self._next is not None:
             state["_next"] = self._next.result()
+        for name in ("_tail", "_tail_at", "_tail_used"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         merged = state.pop("_next")
         self.__dict__.update(state)
+        self._tail_clear()
         self._next = None
         if merged is not None:
             done: Future[tuple[np.ndarray, np.ndarray]] = Future()
@@ -94,6 +107,9 @@ class PairIndex:
             # (A view of the pairs so far: later appends never write below `n`.)
             self._next = _background().submit(
                 _merged, pairs[:n], self.column, self.n, self.order, self.start)
+        tail_values = self._tail_values(pairs, n)
+        if not mask.any():
+            return np.zeros(0, np.int64)
         values = self.start
         sel = np.flatnonzero(mask[: len(values) - 1])
         lo = values[sel]
@@ -101,9 +117,27 @@ class PairIndex:
         ends = np.cumsum(counts)
         total = int(ends[-1]) if len(ends) else 0
         at = np.repeat(lo - ends + counts, counts) + np.arange(total)
-        tail = self.n + np.flatnonzero(mask[pairs[self.n : n, self.column]])
+        tail = self.n + np.flatnonzero(mask[tail_values])
         out = np.concatenate([self.order[at], tail])
         return np.sort(out) if ordered else out
+
+    def _tail_values(self, pairs: np.ndarray, n: int) -> np.ndarray:
+        """The column of pairs[self.n : n], contiguous: the pairs the index leaves out."""
+        if self._tail_at != self.n:  # the index took a merge: its pairs leave the tail
+            keep = self._tail[self.n - self._tail_at : self._tail_used]
+            self._tail = keep.copy()
+            self._tail_at, self._tail_used = self.n, len(keep)
+        need = n - self._tail_at
+        if need > len(self._tail):
+            grown = np.empty(max(need, 2 * len(self._tail)), np.int64)
+            grown[: self._tail_used] = self._tail[: self._tail_used]
+            self._tail = grown
+        if need > self._tail_used:
+            self._tail[self._tail_used : need] = pairs[self._tail_at + self._tail_used : n,
+                                                       self.column]
+            self._tail_used = need
+        out: np.ndarray = self._tail[:need]
+        return out
 
 
 @functools.cache

@@ -97,6 +97,20 @@ def add_rows(a: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
         np.add.at(a[:, j], rows, values[:, j])
 
 
+def add_unique_rows(a: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """`np.add.at(a, rows, values)` where `rows` holds no value twice (a window's rows grouped
+    by it): one fancy-indexed add gives every row the same single addition, without
+    `ufunc.at`'s per-element loop."""
+    a[rows] += values
+
+
+def add_unique_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     values: np.ndarray) -> None:
+    """`np.add.at(a, (rows, cols), values)` where no (row, col) cell comes twice (see
+    `add_unique_rows`)."""
+    a[rows, cols] += values
+
+
 def add_cells(a: np.ndarray, rows: np.ndarray, cols: np.ndarray,
               values: np.ndarray | int) -> None:
     """`np.add.at(a, (rows, cols), values)` for a C-contiguous 2-D `a`, through its flat view
@@ -637,15 +651,16 @@ class DetectorState:
             self.index[aid] = code
             self.first_ts[code] = first
         c = prep.counters.window(w)
-        a = c["acct"]
+        a = c["acct"]  # (grouped by window and account: each account once)
         for name in COUNTERS:
-            np.add.at(self.counters[name], a, c[name])
+            add_unique_rows(self.counters[name], a, c[name])
         np.maximum.at(self.last_ts, a, c["last_ts"])
         if len(c["last_ts"]):
             self.now_us = max(self.now_us, int(c["last_ts"].max()))
         self.events_seen += int(c["n"].sum())
         h = prep.hours.window(w)
-        add_cells(self.hours, h["acct"], h["hour"], h["c"])
+        # (Grouped by window, account and hour: each cell once.)
+        add_unique_cells(self.hours, h["acct"], h["hour"], h["c"])
         t = prep.template_max.window(w)
         np.maximum.at(self.template_max, t["acct"], t["top"])
         self._apply_new_pairs(prep.new_pairs.window(w))
@@ -656,8 +671,9 @@ class DetectorState:
         k = prep.key_counts.window(w)
         if len(k["code"]):
             self.key_changed[k["code"]] = self.applied
-            add_rows(self.key_counts, k["code"],
-                     np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
+            # (The traffic is grouped by window and key: each key code once.)
+            add_unique_rows(self.key_counts, k["code"],
+                            np.column_stack([k[c] for c in COUNTERS]).astype(np.float64))
 
     def _apply_new_pairs(self, p: dict[str, np.ndarray]) -> None:
         kind, code, acct = p["kind"].astype(np.int64), p["code"], p["acct"]

@@ -3,6 +3,7 @@ equivalent form drawn per answer; an account in good standing gets the upstream'
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import re
@@ -12,7 +13,13 @@ from typing import Any
 import pytest
 
 from distillguard._errors import ConfigError
-from distillguard.enforce import DegradeConfig, Policy, ProgramFilter, equivalent_programs, equivalent_python
+from distillguard.enforce import (
+    DegradeConfig,
+    Policy,
+    ProgramFilter,
+    equivalent_programs,
+    equivalent_python,
+)
 
 from . import canned
 
@@ -166,3 +173,29 @@ def test_the_config_names_the_code_defence() -> None:
     assert not DegradeConfig().programs_for(p.decide("a"))  # unchanged by default
     with pytest.raises(ConfigError, match="code must be one of unchanged, equivalent-program"):
         DegradeConfig(code="obfuscate")  # type: ignore[arg-type]
+
+
+def _canonical(source: str) -> str:
+    """What a canonicalising harvester trains on: the program parsed and written back
+    (`ast.unparse`: one quote style, no comments), every function's locals named v0, v1...
+    in order of first appearance."""
+    tree = ast.parse(source)
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        params = {a.arg for a in ast.walk(fn) if isinstance(a, ast.arg)}
+        names: dict[str, str] = {}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id not in params:
+                names.setdefault(node.id, f"v{len(names)}")
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Name) and node.id in names:
+                node.id = names[node.id]
+    return ast.unparse(tree)
+
+
+def test_a_canonicalising_harvester_gets_the_original_program_back() -> None:
+    # what the defence cannot stop, stated as a test: names and quotes carry no information
+    # that survives parse, unparse and renaming in order of appearance
+    source = _BLOCK.findall(canned.CODE_TEXT)[0]
+    for seed in range(5):
+        served = equivalent_python(source, random.Random(seed))
+        assert served != source and _canonical(served) == _canonical(source)

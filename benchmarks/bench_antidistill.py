@@ -33,7 +33,7 @@ from _docs import markdown_table, write_section  # noqa: E402
 from distillguard.antidistill import ADS, TestbedConfig, TestbedResult, run_testbed  # noqa: E402
 from distillguard.antidistill._charlm import LMConfig  # noqa: E402
 from distillguard.antidistill._defences import sentence_rewrite  # noqa: E402
-from distillguard.antidistill._tasks import EQUIVALENT, EQUIVALENT_ALONE  # noqa: E402
+from distillguard.antidistill._tasks import EQUIVALENT, EQUIVALENT_ALONE, EQUIVALENT_CANONICAL  # noqa: E402
 from distillguard.enforce import rewrite_reasoning  # noqa: E402
 
 # the gateway's own English rewrite (action `rewrite`), applied to the trace's statements
@@ -55,8 +55,9 @@ def main() -> None:
 
     torch.set_num_threads(1)  # tiny models: a second thread only adds contention
     for task in args.task.split(","):
-        # the code task's answers are programs: it also gets the defence that changes them
-        own = (EQUIVALENT, EQUIVALENT_ALONE) if task == "code" else ()
+        # the code task's answers are programs: it also gets the defence that changes them,
+        # and the harvester who canonicalises them
+        own = (EQUIVALENT, EQUIVALENT_ALONE, EQUIVALENT_CANONICAL) if task == "code" else ()
         cfg = TestbedConfig(task=task, seeds=tuple(int(s) for s in args.seeds.split(",")),
                             defences=("none", "withhold", "summarise", "rewrite", GATEWAY_REWRITE, *own, ADS))
         if args.quick:
@@ -145,7 +146,10 @@ def report(cfg: TestbedConfig, res: TestbedResult, out: Path, t0: float) -> None
              f"`{GATEWAY_REWRITE}`: the gateway's `rewrite_reasoning` on the trace's statements. "
              + (f"`{EQUIVALENT}`: the program itself in an equivalent form drawn per answer (operands of + and * "
                 "in either order, identities such as v*1 and v+(x-x)), and its derivation under fresh names and "
-                f"notation; `{EQUIVALENT_ALONE}`: the same with the derivation dropped by the harvester. "
+                f"notation; `{EQUIVALENT_ALONE}`: the same with the derivation dropped by the harvester; "
+                f"`{EQUIVALENT_CANONICAL}`: the same after the harvester canonicalises every program (identities "
+                "removed, the operands of + and * sorted, the derivation rewritten for that program), which is "
+                "exactly what canonicalising the undefended answers gives (tested). "
                 if EQUIVALENT in cfg.defences else "")
              +
              f"Antidistillation sampling at temperature {cfg.ads.temperature:g}, eps {cfg.ads.eps:g}, tilts lambda = "

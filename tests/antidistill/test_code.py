@@ -152,3 +152,26 @@ def test_a_program_reads_back_as_the_tree_it_computes() -> None:
     assert code.operators(p.tree()) == 4 and code.operators("x") == 0
     for bad in ("", "x *", "x 3", "x 10 +", "x y +"):
         assert code.tree_of(bad) is None
+
+
+def test_a_canonicalising_harvester_undoes_equivalent_program() -> None:
+    from distillguard.antidistill._equivalent import (
+        canonical,
+        canonical_program,
+        equivalent_program_canonicalised,
+    )
+
+    rng = np.random.default_rng(4)
+    task = Code(n_ops=3, commute=0.5)
+    for p in task.problems(300, rng):
+        text = task.worked(p, rng)
+        canon = canonical_program(text, rng)
+        # still the spec's program, and one form whatever form it was served in
+        assert task.is_correct(p, canon), (text, canon)
+        assert equivalent_program_canonicalised(text, rng) == canon
+        assert canonical_program(code.trace(p), rng) == canon
+    # identities of any subtree go, sorted operands of + and * only
+    assert canonical(("+", ("*", "1", "x"), ("-", ("*", "x", "2"), ("*", "x", "2")))) == "x"
+    assert canonical(("-", "x", "3")) == ("-", "x", "3") and canonical(("*", "x", "3")) == ("*", "3", "x")
+    for broken in ("a=x*3;A:x * 3", "no program"):
+        assert canonical_program(broken, rng) == broken

@@ -17,6 +17,47 @@ REASONING = ("Hmm, let me think. The user wants the weather in Paris. Wait, I sh
 TEXT = "Let me check the weather in Paris for you."
 ARGS = '{"city": "Paris", "unit": "celsius"}'
 TOOL = "get_weather"
+#: the answer of a model whose name has `code` in it: a Python block, a broken one, a shell one
+CODE_TEXT = """Here is the function you asked for:
+
+```python
+def weighted_mean(xs, weights=None):
+    # one weight per value; none: all equal
+    total = 0.0
+    count = 0
+    for i, x in enumerate(xs):
+        w = 1 if weights is None else weights[i]
+        total += w * x
+        count += w
+    return total / count if count else 0.0
+
+
+def top(xs, k=2):
+    ranked = sorted(xs, reverse=True)
+    label = 'top'
+    return label, [v for v in ranked[:k] if v > 0]
+```
+
+This one does not parse:
+
+```python
+def broken(x:
+    y = x +
+```
+
+```sh
+total=0; for i in 1 2; do total=$((total + i)); done
+```
+"""
+
+
+def answer_text(body: dict[str, Any]) -> str:
+    return CODE_TEXT if "code" in str(body.get("model")) else TEXT
+
+
+def pieces(text: str) -> list[str]:
+    """The stream's text deltas (CODE_TEXT: 7 characters each, splitting fences and names)."""
+    return [text[:20], text[20:]] if text == TEXT else [text[i:i + 7] for i in range(0, len(text), 7)]
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -26,19 +67,18 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 
 def chat(body: dict[str, Any]) -> list[bytes]:
     """The Chat Completions answer to `body`: one JSON body, or the stream's events."""
-    model = body.get("model")
+    model, text = body.get("model"), answer_text(body)
     call = {"id": "call_1", "type": "function", "function": {"name": TOOL, "arguments": ARGS}}
     usage = {"prompt_tokens": 11, "completion_tokens": 40, "total_tokens": 51}
     if not body.get("stream"):
-        msg = {"role": "assistant", "content": TEXT, "reasoning_content": REASONING, "tool_calls": [call]}
+        msg = {"role": "assistant", "content": text, "reasoning_content": REASONING, "tool_calls": [call]}
         return [json.dumps({"id": "chatcmpl-canned", "object": "chat.completion", "created": 1700000000, "model": model,
                             "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}], "usage": usage}).encode()]
     head = {"id": "chatcmpl-canned", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
     deltas: list[dict[str, Any]] = [
         {"role": "assistant", "reasoning_content": REASONING[:40]},
         {"reasoning_content": REASONING[40:]},
-        {"content": TEXT[:20]},
-        {"content": TEXT[20:]},
+        *({"content": piece} for piece in pieces(text)),
         {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": TOOL, "arguments": ""}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": ARGS[:10]}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": ARGS[10:]}}]},
@@ -52,10 +92,10 @@ def chat(body: dict[str, Any]) -> list[bytes]:
 
 def messages(body: dict[str, Any]) -> list[bytes]:
     """The Anthropic Messages answer to `body`."""
-    model = body.get("model")
+    model, text = body.get("model"), answer_text(body)
     blocks: list[dict[str, Any]] = [
         {"type": "thinking", "thinking": REASONING, "signature": "sig-canned"},
-        {"type": "text", "text": TEXT},
+        {"type": "text", "text": text},
         {"type": "tool_use", "id": "toolu_1", "name": TOOL, "input": json.loads(ARGS)},
     ]
     usage = {"input_tokens": 11, "output_tokens": 40}
@@ -74,7 +114,7 @@ def messages(body: dict[str, Any]) -> list[bytes]:
     block(0, {"type": "thinking", "thinking": "", "signature": ""},
           [{"type": "thinking_delta", "thinking": REASONING[:40]}, {"type": "thinking_delta", "thinking": REASONING[40:]},
            {"type": "signature_delta", "signature": "sig-canned"}])
-    block(1, {"type": "text", "text": ""}, [{"type": "text_delta", "text": TEXT[:20]}, {"type": "text_delta", "text": TEXT[20:]}])
+    block(1, {"type": "text", "text": ""}, [{"type": "text_delta", "text": piece} for piece in pieces(text)])
     block(2, {"type": "tool_use", "id": "toolu_1", "name": TOOL, "input": {}},
           [{"type": "input_json_delta", "partial_json": ARGS[:10]}, {"type": "input_json_delta", "partial_json": ARGS[10:]}])
     out.append(_sse({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
@@ -85,9 +125,10 @@ def messages(body: dict[str, Any]) -> list[bytes]:
 
 def responses(body: dict[str, Any]) -> list[bytes]:
     """The Responses answer to `body`."""
+    text = answer_text(body)
     rs = {"id": "rs_canned", "type": "reasoning", "summary": [{"type": "summary_text", "text": REASONING}]}
     msg = {"id": "msg_canned", "type": "message", "role": "assistant", "status": "completed",
-           "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}
+           "content": [{"type": "output_text", "text": text, "annotations": []}]}
     fc = {"id": "fc_canned", "type": "function_call", "call_id": "call_1", "name": TOOL, "arguments": ARGS, "status": "completed"}
     resp = {"id": "resp_canned", "object": "response", "created_at": 1700000000, "status": "completed", "model": body.get("model"),
             "output": [rs, msg, fc], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
@@ -112,9 +153,9 @@ def responses(body: dict[str, Any]) -> list[bytes]:
     ev({"type": "response.output_item.added", "output_index": 1, "item": {**msg, "status": "in_progress", "content": []}})
     ev({"type": "response.content_part.added", "item_id": "msg_canned", "output_index": 1, "content_index": 0,
         "part": {"type": "output_text", "text": "", "annotations": []}})
-    for piece in (TEXT[:20], TEXT[20:]):
+    for piece in pieces(text):
         ev({"type": "response.output_text.delta", "item_id": "msg_canned", "output_index": 1, "content_index": 0, "delta": piece})
-    ev({"type": "response.output_text.done", "item_id": "msg_canned", "output_index": 1, "content_index": 0, "text": TEXT})
+    ev({"type": "response.output_text.done", "item_id": "msg_canned", "output_index": 1, "content_index": 0, "text": text})
     ev({"type": "response.content_part.done", "item_id": "msg_canned", "output_index": 1, "content_index": 0, "part": msg["content"][0]})  # type: ignore[index]
     ev({"type": "response.output_item.done", "output_index": 1, "item": msg})
     ev({"type": "response.output_item.added", "output_index": 2, "item": {**fc, "arguments": "", "status": "in_progress"}})
@@ -187,9 +228,22 @@ class Served:
         return [e for rows in self.gw.store.iter_events() for e in rows]
 
 
+def _code_upstream() -> Any:
+    from distillguard.gateway import FakeUpstream
+
+    class CodeUpstream(FakeUpstream):
+        """The translated fake, answering CODE_TEXT (streamed a word at a time)."""
+
+        def _answer(self, req: Any) -> tuple[str, str, str]:
+            return CODE_TEXT, "Let me think. The user wants code.", "stop"
+
+    return CodeUpstream
+
+
 def serve(db: Any, degrade: Any) -> Iterator[Served]:
     """Run the canned upstream and a gateway in front of it (`claude-*` Anthropic, `canned-*`
-    OpenAI with the Responses API, `fake-*` the translated fake) for the length of a fixture."""
+    OpenAI with the Responses API, `fake-*` the translated fake, `code-*` a translated fake
+    answering CODE_TEXT; a model name with `code` in it answers CODE_TEXT) for the length of a fixture."""
     from distillguard.enforce import LimitsConfig, LimitSet
     from distillguard.gateway import (
         AnthropicUpstream,
@@ -203,6 +257,7 @@ def serve(db: Any, degrade: Any) -> Iterator[Served]:
 
     from .support import LoopThread, ServerThread, free_port
 
+    CodeUpstream = _code_upstream()
     up_port = free_port()
     upstream = LoopThread(canned_app(), up_port)
     upstream.start()
@@ -213,6 +268,7 @@ def serve(db: Any, degrade: Any) -> Iterator[Served]:
     router.add("claude-*", AnthropicUpstream(f"http://127.0.0.1:{up_port}", timeout=2.0))
     router.add("canned-*", OpenAIUpstream(f"http://127.0.0.1:{up_port}/v1", timeout=2.0, responses=True))
     router.add("fake-*", FakeUpstream(reasoning=True))
+    router.add("code-*", CodeUpstream(reasoning=True))
     gw = Gateway(cfg, router=router)
     srv = ServerThread(create_app(gateway=gw), free_port())
     srv.start()

@@ -13,6 +13,11 @@ random notation (`_defences.rewrite_code`). Every served program computes exactl
 function the teacher's did, on every input; a student sees the same spec answered in forms
 that share no consistent pattern to imitate. An answer whose program does not parse is
 served unchanged.
+
+`canonical_program` is the attacker's answer to it: a harvester who canonicalises every
+served program before training (identities removed, the operands of `+` and `*` in one sorted
+order, the derivation rewritten for the canonical program under the names a, b, c...) trains
+on one consistent form again, without knowing the spec.
 """
 
 from __future__ import annotations
@@ -79,3 +84,46 @@ def equivalent_program_alone(text: str, rng: np.random.Generator) -> str:
     """`equivalent_program` with its reasoning dropped: what a harvester who discards the
     derivation trains on (the attacker the reasoning defences cannot stop)."""
     return stated_result(equivalent_program(text, rng))
+
+
+def _is_zero(node: Tree) -> bool:
+    """`a-a` for any subtree `a`: zero on every input."""
+    return not isinstance(node, str) and node[0] == "-" and node[1] == node[2]
+
+
+def _sort_key(node: Tree) -> str:
+    """A total order on subtrees (their postfix), for the canonical order of operands."""
+    return node if isinstance(node, str) else f"{_sort_key(node[1])} {_sort_key(node[2])} {node[0]}"
+
+
+def canonical(node: Tree) -> Tree:
+    """`node` with every identity `v*1`, `1*v`, `v+z`, `z+v`, `v-z` (z any `a-a`) removed and
+    the operands of each `+` and `*` in sorted order: one form per function shape, whatever
+    form it was served in."""
+    if isinstance(node, str):
+        return node
+    op, left, right = node
+    left, right = canonical(left), canonical(right)
+    if op == "*" and "1" in (left, right):
+        return left if right == "1" else right
+    if op in "+-" and _is_zero(right):
+        return left
+    if op == "+" and _is_zero(left):
+        return right
+    if op in "+*" and _sort_key(right) < _sort_key(left):
+        left, right = right, left
+    return (op, left, right)
+
+
+def canonical_program(text: str, rng: np.random.Generator) -> str:
+    """What a canonicalising harvester trains on: the served program canonicalised
+    (`canonical`) with its own derivation; an answer whose program does not parse as served
+    (a `Defence` that ignores `rng`)."""
+    program = _code.program_of(text)
+    tree = _code.tree_of(program) if program is not None else None
+    return text if tree is None else _code.render(canonical(tree))
+
+
+def equivalent_program_canonicalised(text: str, rng: np.random.Generator) -> str:
+    """`equivalent_program` as a canonicalising harvester trains on it."""
+    return canonical_program(equivalent_program(text, rng), rng)

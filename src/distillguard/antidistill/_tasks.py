@@ -11,11 +11,20 @@ import numpy as np
 
 from distillguard.antidistill import _code, _task
 from distillguard.antidistill._defences import CODE_DEFENCES, TEXT_DEFENCES, Defence
-from distillguard.antidistill._equivalent import equivalent_program, equivalent_program_alone
+from distillguard.antidistill._equivalent import (
+    canonical_program,
+    equivalent_program,
+    equivalent_program_alone,
+    equivalent_program_canonicalised,
+)
 
 #: the code task's answer-changing defence, and the same with the reasoning dropped by the harvester
 EQUIVALENT = "equivalent-program"
 EQUIVALENT_ALONE = "equivalent-program, reasoning dropped"
+#: the harvester who canonicalises every served program before training: on the undefended
+#: answers (what canonicalising alone does to a student), and on equivalent-program's
+CANONICAL = "none, canonicalised by the harvester"
+EQUIVALENT_CANONICAL = "equivalent-program, canonicalised by the harvester"
 
 
 class Task(Protocol):
@@ -103,7 +112,8 @@ class Code:
 
     @property
     def defences(self) -> dict[str, Defence]:
-        return {**CODE_DEFENCES, EQUIVALENT: equivalent_program, EQUIVALENT_ALONE: equivalent_program_alone}
+        return {**CODE_DEFENCES, EQUIVALENT: equivalent_program, EQUIVALENT_ALONE: equivalent_program_alone,
+                CANONICAL: canonical_program, EQUIVALENT_CANONICAL: equivalent_program_canonicalised}
 
     @property
     def answer_forcing(self) -> bool:

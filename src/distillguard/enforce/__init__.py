@@ -1,4 +1,5 @@
-"""Enforcement: rate limits (per key, account, campaign) and policy decisions from verdicts."""
+"""Enforcement: rate limits (per key, account, campaign), policy decisions from verdicts, and
+what a flagged account is served (reasoning defences, `equivalent-program`)."""
 
 from distillguard.enforce._limits import (
     ALLOWED,
@@ -20,6 +21,13 @@ from distillguard.enforce._policy import (
     ThinkFilter,
     strip_think,
 )
+from distillguard.enforce._programs import (
+    CODE_DEFENCES,
+    CodeDefence,
+    ProgramFilter,
+    equivalent_programs,
+    equivalent_python,
+)
 from distillguard.enforce._reasoning import (
     REASONING_DEFENCES,
     ReasoningDefence,
@@ -33,9 +41,11 @@ from distillguard.enforce._tokens import Reservation
 __all__ = [
     "ACTIONS",
     "ALLOWED",
+    "CODE_DEFENCES",
     "OVERRIDE_ACTIONS",
     "REASONING_DEFENCES",
     "Action",
+    "CodeDefence",
     "Decision",
     "DegradeConfig",
     "LimitResult",
@@ -45,11 +55,14 @@ __all__ = [
     "LimitsTimeout",
     "Override",
     "Policy",
+    "ProgramFilter",
     "ReasoningDefence",
     "Reservation",
     "Scope",
     "TextDefence",
     "ThinkFilter",
+    "equivalent_programs",
+    "equivalent_python",
     "rewrite_reasoning",
     "served_reasoning",
     "strip_think",

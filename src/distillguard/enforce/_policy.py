@@ -18,6 +18,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from distillguard._errors import ConfigError
+from distillguard.enforce._programs import (
+    CODE_DEFENCES,
+    CodeDefence,
+    ProgramFilter,
+    equivalent_programs,
+)
 from distillguard.enforce._reasoning import (
     REASONING_DEFENCES,
     TEXT_DEFENCES,
@@ -46,6 +52,9 @@ class DegradeConfig:
         antidistill_fallback: what the trace text gets under `antidistill` where the gateway
             does not generate the answer itself (any upstream but the local model).
         antidistill_lam: the tilt of antidistillation sampling on the local model.
+        code: what the code blocks of a degraded (or throttled and degraded) account's answer
+            become: `unchanged`, or `equivalent-program` (`_programs.py`: each Python block in an
+            equivalent form drawn per answer).
     """
 
     max_tokens_cap: int = 256
@@ -54,6 +63,7 @@ class DegradeConfig:
     throttle_degrades: bool = True
     antidistill_fallback: TextDefence = "withhold"
     antidistill_lam: float = 0.1
+    code: CodeDefence = "unchanged"
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +78,8 @@ class DegradeConfig:
             problems.append(f"antidistill_fallback must be one of {', '.join(TEXT_DEFENCES)}, got {self.antidistill_fallback!r}")
         if isinstance(self.antidistill_lam, bool) or not isinstance(self.antidistill_lam, int | float) or not self.antidistill_lam >= 0:
             problems.append(f"antidistill_lam must be a non-negative number, got {self.antidistill_lam!r}")
+        if self.code not in CODE_DEFENCES:
+            problems.append(f"code must be one of {', '.join(CODE_DEFENCES)}, got {self.code!r}")
         if problems:
             raise ConfigError("Invalid degrade settings: " + "; ".join(problems) + ".")
 
@@ -78,6 +90,20 @@ class DegradeConfig:
         if action == "throttle" and self.throttle_degrades:
             return self.throttle_reasoning or self.reasoning
         return None
+
+    def programs_for(self, decision: Decision) -> bool:
+        """Whether `decision`'s answers get their programs rewritten (`code`): degraded ones only."""
+        return decision.degraded and self.code == "equivalent-program"
+
+    def answer_filter(self, decision: Decision) -> ThinkFilter:
+        """The stream filter of a degraded answer's text: inline reasoning out, and its
+        programs rewritten where `code` says so."""
+        return ThinkFilter(ProgramFilter() if self.programs_for(decision) else None)
+
+    def served_text(self, decision: Decision, text: str) -> str:
+        """A degraded answer's text (its inline reasoning already out) as served: its programs
+        rewritten where `code` says so."""
+        return equivalent_programs(text) if self.programs_for(decision) else text
 
     def text_defence(self, defence: ReasoningDefence) -> TextDefence:
         """What `defence` does to trace text (antidistill: the fallback; it acts on generation)."""
@@ -362,14 +388,20 @@ def strip_think(text: str) -> tuple[str, str]:
 
 
 class ThinkFilter:
-    """Streaming version of `strip_think`: feed text deltas, get the answer part back."""
+    """Streaming version of `strip_think`: feed text deltas, get the answer part back, passed
+    through `programs` when given (`equivalent-program`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, programs: ProgramFilter | None = None) -> None:
         self._buf = ""
         self._inside = False
         self.reasoning: list[str] = []
+        self.programs = programs
 
     def feed(self, delta: str) -> str:
+        out = self._feed(delta)
+        return self.programs.feed(out) if self.programs is not None and out else out
+
+    def _feed(self, delta: str) -> str:
         self._buf += delta
         out: list[str] = []
         while True:
@@ -393,5 +425,7 @@ class ThinkFilter:
         rest, self._buf = self._buf, ""
         if self._inside:
             self.reasoning.append(rest)
-            return ""
+            rest = ""
+        if self.programs is not None:
+            rest = (self.programs.feed(rest) if rest else "") + self.programs.finish()
         return rest

@@ -34,7 +34,6 @@ from distillguard.enforce import (
     Policy,
     Reservation,
     Scope,
-    ThinkFilter,
     served_reasoning,
     strip_think,
 )
@@ -448,6 +447,7 @@ class Gateway:
         text, reasoning = reply.text, reply.reasoning
         if decision.degraded and decision.defence is not None:
             text, inline = strip_think(text)
+            text = self.policy.degrade.served_text(decision, text)
             reasoning = "\n".join(p for p in (reasoning, inline) if p)
             reasoning = served_reasoning(self.policy.degrade.text_defence(decision.defence), reasoning) or ""
         if watermark and text:
@@ -705,7 +705,7 @@ class Gateway:
         except StopAsyncIteration:
             first = None
         renderer: StreamRenderer | ResponsesRenderer = (ResponsesRenderer if api == "responses" else StreamRenderer)(req, new_id(), req.model)
-        think = ThinkFilter() if decision.degraded else None
+        think = self.policy.degrade.answer_filter(decision) if decision.degraded else None
         text_defence = self.policy.degrade.text_defence(decision.defence) if decision.defence is not None else "withhold"
         hold = HeldReasoning(text_defence, think) if think is not None and text_defence != "withhold" else None
         wm = self.watermark_key.text_watermarker(rec.account_id).stream() if watermark else None

@@ -7,7 +7,8 @@ answer bytes as they are: nothing is re-serialised, and everything the gateway d
 unchanged. The answer is still read, once, for what capture and limits need: the answer text,
 the finish reason and the upstream's token usage. It is rewritten only where policy requires:
 a degraded account's reasoning traces get its reasoning defence (withheld, summarised or
-rewritten; `distillguard.enforce.served_reasoning`), the post-hoc
+rewritten; `distillguard.enforce.served_reasoning`) and, where configured, its code blocks an
+equivalent form (`distillguard.enforce.ProgramFilter`), the post-hoc
 watermark marks the answer text, and a usage chunk the gateway asked for on the client's behalf
 is removed.
 """
@@ -23,8 +24,10 @@ import orjson
 from distillguard.enforce import (
     Decision,
     DegradeConfig,
+    ProgramFilter,
     TextDefence,
     ThinkFilter,
+    equivalent_programs,
     served_reasoning,
     strip_think,
 )
@@ -101,17 +104,22 @@ def native_request(api: Api, raw: bytes, body: dict[str, Any], req: ChatRequest,
 
 @dataclass
 class Rewrite:
-    """What policy changes in an answer: its reasoning defence, the text watermarked."""
+    """What policy changes in an answer: its reasoning defence, its programs, the text watermarked."""
 
     degrade: bool = False
     reasoning: TextDefence = "withhold"  # what a degraded answer's reasoning trace becomes
     watermarker: Any = None  # a TextWatermarker (apply(), stream())
+    programs: bool = False  # a degraded answer's code blocks in an equivalent form
 
     @classmethod
     def of(cls, degrade: DegradeConfig, decision: Decision, watermarker: Any = None) -> Rewrite:
         """The changes `decision` calls for under the policy's `degrade` settings."""
         text = degrade.text_defence(decision.defence) if decision.defence is not None else "withhold"
-        return cls(decision.degraded, text, watermarker)
+        return cls(decision.degraded, text, watermarker, degrade.programs_for(decision))
+
+    def think_filter(self) -> ThinkFilter | None:
+        """A degraded stream's answer-text filter (None when not degraded)."""
+        return ThinkFilter(ProgramFilter() if self.programs else None) if self.degrade else None
 
     @property
     def active(self) -> bool:
@@ -122,6 +130,8 @@ class Rewrite:
         inline = ""
         if self.degrade:
             text, inline = strip_think(text)
+        if self.programs:
+            text = equivalent_programs(text)
         if self.watermarker is not None and text:
             text = self.watermarker.apply(text)
         return text, inline
@@ -400,7 +410,7 @@ class NativeStream:
             self.calls.add(index, delta.get("partial_json"))
 
     def _new_text_state(self) -> None:
-        self._think = ThinkFilter() if self.rewrite.degrade else None
+        self._think = self.rewrite.think_filter()
         self._wm = self.rewrite.watermarker.stream() if self.rewrite.watermarker is not None else None
 
     def _text(self, text: str) -> str:

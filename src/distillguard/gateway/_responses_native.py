@@ -128,7 +128,7 @@ class ResponsesStream:
     def _state(self, key: tuple[str, int]) -> _TextState:
         st = self._texts.get(key)
         if st is None:
-            st = self._texts[key] = _TextState(ThinkFilter() if self.rewrite.degrade else None,
+            st = self._texts[key] = _TextState(self.rewrite.think_filter(),
                                               self.rewrite.watermarker.stream() if self.rewrite.watermarker is not None else None)
         return st
 

@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
-import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _against import load_checkout
 from _docs import markdown_table, write_section
 
 from distillguard.detect import _signatures
@@ -62,18 +60,10 @@ def _cpu(fn: Signals, batches: list[pl.DataFrame]) -> tuple[float, list[pl.DataF
 
 
 def _load_other(checkout: Path, into: Path) -> Signals:
-    """`event_signals` of another checkout, its package copied into `into` under `_OTHER`."""
-    source = checkout / "src" / "distillguard"
-    if not (source / "detect" / "_signatures.py").is_file():
-        raise SystemExit(f"--against {checkout}: no src/distillguard/detect/_signatures.py there")
-    target = into / _OTHER
-    shutil.copytree(source, target)
-    word = re.compile(r"\bdistillguard\b")
-    for path in target.rglob("*.py"):
-        path.write_text(word.sub(_OTHER, path.read_text(encoding="utf-8")), encoding="utf-8")
-    sys.path.insert(0, str(into))
-    module = importlib.import_module(f"{_OTHER}.detect._signatures")
-    importlib.import_module(f"{_OTHER}.detect._content").content_model()  # trained up front
+    """`event_signals` of another checkout, its content model trained up front."""
+    other = load_checkout(checkout, into, _OTHER, "detect/_signatures.py")
+    module = importlib.import_module(f"{other.__name__}.detect._signatures")
+    importlib.import_module(f"{other.__name__}.detect._content").content_model()
     fn: Signals = module.event_signals
     return fn
 

@@ -15,40 +15,16 @@ average (the machine is shared), and writes the table to docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _docs import markdown_table, write_section
-from bench_trackers import _load_other
+from _against import StepClock, steps_against
 
-from distillguard.detect import _links, _state, scan
-
-
-class _Clock:
-    """CPU seconds of the calling thread per step and version (the log is read and its
-    signals computed in another thread meanwhile)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[tuple[str, str], float] = {}
-        self.calls: dict[str, int] = {}
-
-    def time(self, step: str, version: str, fn: Any) -> Any:
-        start = time.thread_time()
-        out = fn()
-        key = (step, version)
-        self.seconds[key] = self.seconds.get(key, 0.0) + time.thread_time() - start
-        if version == "this":
-            self.calls[step] = self.calls.get(step, 0) + 1
-        return out
+from distillguard.detect import _links, _state
 
 
-def _patch(other: Any, clock: _Clock) -> None:
+def _patch(other: Any, clock: StepClock) -> None:
     old_links = importlib.import_module(f"{other.__name__}._links")
     old_state = importlib.import_module(f"{other.__name__}._state")
     new_select = _links.PairIndex.select
@@ -104,33 +80,6 @@ def _patch(other: Any, clock: _Clock) -> None:
     _state.add_unique_cells = cells
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--log", type=Path, required=True)
-    parser.add_argument("--against", type=Path, required=True,
-                        help="another checkout (e.g. `git archive` of main into a folder)")
-    args = parser.parse_args()
-    clock = _Clock()
-    with tempfile.TemporaryDirectory() as tmp:
-        _patch(_load_other(args.against, Path(tmp)), clock)
-        start = time.process_time()
-        scan(args.log, Path(tmp) / "out")
-        total = time.process_time() - start
-    rows = []
-    for step, calls in clock.calls.items():
-        theirs, ours = clock.seconds[(step, "other")], clock.seconds[(step, "this")]
-        rows.append([step, f"{calls:,}", f"{theirs:.2f}", f"{ours:.2f}",
-                     f"{ours / max(theirs, 1e-9):.2f}"])
-    load = os.getloadavg()[0]
-    table = markdown_table(["step", "calls", f"CPU s, {args.against.name}", "CPU s, this tree",
-                            "ratio"], rows)
-    head = (f"{args.log.name}: one scan ({total:.0f} s CPU in all, both versions included), "
-            "each step run by both versions on the same input at every call, equal outputs")
-    print(f"{head}; load average {load:.1f}")
-    print(table)
-    write_section(__file__, "Pair selections and window folds against another checkout",
-                  f"{head}.\n\n{table}")
-
-
 if __name__ == "__main__":
-    main()
+    steps_against(__file__, "Pair selections and window folds against another checkout",
+                  "input", "detect/_links.py", _patch, thread=True)

@@ -14,60 +14,18 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
-import os
-import re
-import shutil
-import sys
-import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-from _docs import markdown_table, write_section
+from _against import StepClock, steps_against
 
-from distillguard.detect import _links, _profile, _sync, scan
-
-_OTHER = "distillguard_trackers_against"
+from distillguard.detect import _links, _profile, _sync
 
 
-def _load_other(checkout: Path, into: Path) -> ModuleType:
-    """The other checkout's `detect` package, copied into `into` under `_OTHER`."""
-    source = checkout / "src" / "distillguard"
-    if not (source / "detect" / "_profile.py").is_file():
-        raise SystemExit(f"--against {checkout}: no src/distillguard/detect/_profile.py there")
-    target = into / _OTHER
-    shutil.copytree(source, target)
-    word = re.compile(r"\bdistillguard\b")
-    for path in target.rglob("*.py"):
-        path.write_text(word.sub(_OTHER, path.read_text(encoding="utf-8")), encoding="utf-8")
-    sys.path.insert(0, str(into))
-    return importlib.import_module(f"{_OTHER}.detect")
-
-
-class _Clock:
-    """CPU seconds per step and version."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[tuple[str, str], float] = {}
-        self.calls: dict[str, int] = {}
-
-    def time(self, step: str, version: str, fn: Callable[[], Any]) -> Any:
-        start = time.process_time()
-        out = fn()
-        key = (step, version)
-        self.seconds[key] = self.seconds.get(key, 0.0) + time.process_time() - start
-        if version == "this":
-            self.calls[step] = self.calls.get(step, 0) + 1
-        return out
-
-
-def _patch(other: ModuleType, clock: _Clock) -> None:
+def _patch(other: ModuleType, clock: StepClock) -> None:
     old_profile = importlib.import_module(f"{other.__name__}._profile")
     old_sync = importlib.import_module(f"{other.__name__}._sync")
     old_links = importlib.import_module(f"{other.__name__}._links")
@@ -114,32 +72,6 @@ def _patch(other: ModuleType, clock: _Clock) -> None:
     _links.LinkTracker._union = union  # type: ignore[method-assign]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--log", type=Path, required=True)
-    parser.add_argument("--against", type=Path, required=True,
-                        help="another checkout (e.g. `git archive` of main into a folder)")
-    args = parser.parse_args()
-    clock = _Clock()
-    with tempfile.TemporaryDirectory() as tmp:
-        _patch(_load_other(args.against, Path(tmp)), clock)
-        start = time.process_time()
-        scan(args.log, Path(tmp) / "out")
-        total = time.process_time() - start
-    rows = []
-    for step, calls in clock.calls.items():
-        theirs, ours = clock.seconds[(step, "other")], clock.seconds[(step, "this")]
-        rows.append([step, f"{calls:,}", f"{theirs:.2f}", f"{ours:.2f}",
-                     f"{ours / max(theirs, 1e-9):.2f}"])
-    load = os.getloadavg()[0]
-    table = markdown_table(["step", "calls", f"CPU s, {args.against.name}", "CPU s, this tree",
-                            "ratio"], rows)
-    head = (f"{args.log.name}: one scan ({total:.0f} s CPU in all, both versions included), "
-            "each step run by both versions on the same state at every call, equal outputs")
-    print(f"{head}; load average {load:.1f}")
-    print(table)
-    write_section(__file__, "Decision-step trackers against another checkout", f"{head}.\n\n{table}")
-
-
 if __name__ == "__main__":
-    main()
+    steps_against(__file__, "Decision-step trackers against another checkout", "state",
+                  "detect/_profile.py", _patch)

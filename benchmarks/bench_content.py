@@ -44,9 +44,9 @@ class _Zeros:
         return np.zeros(len(texts), np.float32)
 
 
-def _batches(log: Path) -> list[pl.DataFrame]:
+def _batches(log: Path, size: int = 200_000) -> list[pl.DataFrame]:
     out = []
-    for batch in TrafficLog(log).batches("events", columns=SIGNAL_COLUMNS, batch_size=200_000):
+    for batch in TrafficLog(log).batches("events", columns=SIGNAL_COLUMNS, batch_size=size):
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         out.append(frame)
@@ -85,19 +85,31 @@ def _against(checkout: Path, batches: list[pl.DataFrame], repeat: int) -> tuple[
     return min(theirs), min(ours)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def log_arguments(description: str) -> argparse.ArgumentParser:
+    """--log, or a default-scenario log of --events simulated once into --workdir; --repeat."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--log", type=Path)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/distillguard-bench"))
     parser.add_argument("--repeat", type=int, default=2)
+    return parser
+
+
+def log_of(args: argparse.Namespace) -> Path:
+    """The log the arguments name, simulated first when it is not there."""
+    if args.log is not None:
+        return Path(args.log)
+    log = Path(args.workdir) / f"log-{args.events}"
+    if not (log / "labels.parquet").exists():
+        simulate(log, seed=0, scenario=None, events=args.events)
+    return log
+
+
+def main() -> None:
+    parser = log_arguments(__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
-    log = args.log
-    if log is None:
-        log = args.workdir / f"log-{args.events}"
-        if not (log / "labels.parquet").exists():
-            simulate(log, seed=0, scenario=None, events=args.events)
+    log = log_of(args)
     batches = _batches(log)
     events = sum(b.height for b in batches)
     per_m = 1e6 / max(events, 1)

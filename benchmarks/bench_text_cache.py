@@ -14,30 +14,17 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from pathlib import Path
 
 import polars as pl
 from _docs import markdown_table, write_section
+from bench_content import _batches, log_arguments, log_of
 
 from distillguard.detect._content import content_model
 from distillguard.detect._signatures import event_signals
-from distillguard.detect._stream import SIGNAL_BATCH, SIGNAL_COLUMNS
+from distillguard.detect._stream import SIGNAL_BATCH
 from distillguard.detect._text_cache import TEXT_CACHE_BYTES, TextCache
-from distillguard.simulate import simulate
-from distillguard.traffic import TrafficLog
-
-
-def _batches(log: Path) -> list[pl.DataFrame]:
-    out = []
-    for batch in TrafficLog(log).batches("events", columns=SIGNAL_COLUMNS,
-                                         batch_size=SIGNAL_BATCH):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        out.append(frame)
-    return out
 
 
 def _run(batches: list[pl.DataFrame],
@@ -48,18 +35,9 @@ def _run(batches: list[pl.DataFrame],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--log", type=Path)
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/distillguard-bench"))
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
-    log = args.log
-    if log is None:
-        log = args.workdir / f"log-{args.events}"
-        if not (log / "labels.parquet").exists():
-            simulate(log, seed=0, scenario=None, events=args.events)
-    batches = _batches(log)
+    args = log_arguments(__doc__.splitlines()[0]).parse_args()
+    log = log_of(args)
+    batches = _batches(log, SIGNAL_BATCH)
     events = sum(b.height for b in batches)
     per_batch = sum(b["prompt"].n_unique() for b in batches)
     overall = pl.concat([b.select("prompt") for b in batches])["prompt"].n_unique()

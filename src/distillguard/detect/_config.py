@@ -63,12 +63,18 @@ class _WeightedEvidenceConfig(_Strict):
     weight: float = Field(default=1.0, ge=0)
 
 
+# The own-asks gate (`_own_asks`): a key strangers hold by chance counts only for an account
+# whose share of requests asking for reasoning, grades or training data, or mean P(distill), is
+# at least this. One default for the weak links (`min_own_asks`) and rarity (`key_min_share`).
+OWN_ASKS_MIN_SHARE = 0.25
+
+
 class LinkKindConfig(_WeightedEvidenceConfig):
     """One kind of link (an evidence module named `link.<kind>`).
 
-    `min_own_asks` (0: off): the link counts only for an account whose share of requests asking
-    for reasoning, grades or training data, or mean P(distill), is at least this, once it has
-    sent `own_asks_min_events` requests (fewer say too little about what it asks)."""
+    `min_own_asks` (0: off): the link counts only for an account whose own asks are at least
+    this (`_own_asks.weak_key_counts`), once it has sent `own_asks_min_events` requests (fewer
+    say too little about what it asks)."""
 
     min_own_asks: float = Field(default=0.0, ge=0, le=1)
     own_asks_min_events: int = Field(default=5, ge=1)
@@ -78,8 +84,7 @@ class WeakLinkConfig(LinkKindConfig):
     """A kind of link strangers hold by chance (an e-mail domain, a sign-up hour): it counts
     only for an account that itself asks what a harvester asks."""
 
-    min_own_asks: float = Field(default=0.25, ge=0, le=1)
-    own_asks_min_events: int = Field(default=5, ge=1)
+    min_own_asks: float = Field(default=OWN_ASKS_MIN_SHARE, ge=0, le=1)
 
 
 class AddressLinkConfig(LinkKindConfig):
@@ -134,7 +139,7 @@ class RarityConfig(_Strict):
     min_events: int = Field(default=5, ge=1)
     min_null_accounts: int = Field(default=200, ge=1)
     card_min_accounts: int = Field(default=5, ge=2)
-    key_min_share: float = Field(default=0.25, ge=0, le=1)
+    key_min_share: float = Field(default=OWN_ASKS_MIN_SHARE, ge=0, le=1)
     every_minutes: float = Field(default=15.0, ge=0)
 
 

@@ -53,6 +53,7 @@ import pyarrow as pa
 from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._links import PairIndex
+from distillguard.detect._own_asks import weak_key_counts
 from distillguard.detect._state import (
     DAY_US,
     LINK_KINDS,
@@ -324,11 +325,10 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
 
 def _gate_on_own_asks(p: np.ndarray, stat: np.ndarray, min_share: float) -> None:
     """Leave the gated keys (e-mail domain, sign-up hour, address) out, in place, as if shared
-    with nobody, for every account whose elicitation share and mean P(distill) are both under
-    `min_share`: a stranger holds such a key by chance, so it counts only for an account that
-    itself asks what a harvester asks. Cards are not gated."""
+    with nobody, for every account they do not count against (`_own_asks.weak_key_counts`:
+    elicitation share and mean P(distill) both under `min_share`). Cards are not gated."""
     gated = np.flatnonzero(_GATED)
-    calm = stat[:, list(_SHARE_COLUMNS)].max(axis=1) < min_share
+    calm = ~weak_key_counts(stat[:, list(_SHARE_COLUMNS)].max(axis=1), min_share)
     hit = np.flatnonzero(calm & (p[:, gated] < 1.0).any(axis=1))
     p[np.ix_(hit, gated)] = 1.0
     stat[np.ix_(hit, gated)] = 1.0

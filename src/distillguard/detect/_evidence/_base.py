@@ -29,8 +29,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from distillguard.detect._config import DetectConfig
+from distillguard.detect._config import DetectConfig, LinkKindConfig
 from distillguard.detect._links import PairIndex
+from distillguard.detect._own_asks import own_asks, weak_key_counts
 from distillguard.detect._state import LINK_KINDS, DetectorState
 
 Role = Literal["link", "corroboration", "requirement", "small_campaign", "carrier", "solo"]
@@ -285,21 +286,13 @@ class LinkEvidence(AccountEvidence):
     def assess(self, ctx: Context) -> EvidenceTable:
         at = [LINK_KINDS.index(k) for k in self.kinds]
         pairs = ctx.link_pairs[:, at].sum(axis=1)
-        own = float(getattr(self.settings, "min_own_asks", 0.0))
-        if own > 0:
-            judged = ctx.state.counters["n"][: len(pairs)] >= getattr(
-                self.settings, "own_asks_min_events", 1)
-            pairs = np.where(~judged | (own_asks(ctx) >= own), pairs, 0)
+        gate = self.settings
+        if isinstance(gate, LinkKindConfig) and gate.min_own_asks > 0:
+            m = len(pairs)
+            n = ctx.state.counters["n"][:m]
+            own = own_asks(ctx.features["elicitation"][:m], ctx.state.counters["distill"][:m], n)
+            counts = weak_key_counts(own, gate.min_own_asks, n, gate.own_asks_min_events)
+            pairs = np.where(counts, pairs, 0)
         weight = float(getattr(self.settings, "weight", 1.0))
         return self.table(pairs=pairs, weight=np.where(pairs > 0, weight, 0.0))
 
-
-def own_asks(ctx: Context) -> np.ndarray:
-    """Per account: the larger of its share of requests asking for reasoning, grades or
-    training data and its prompts' mean P(distill) (what it asks itself, not what the keys it
-    holds carry)."""
-    m = len(ctx.harvest)
-    n = np.maximum(ctx.state.counters["n"][:m], 1.0)
-    distill = ctx.state.counters["distill"][:m] / n / 100.0  # summed in whole percent
-    out: np.ndarray = np.maximum(ctx.features["elicitation"][:m], distill)
-    return out

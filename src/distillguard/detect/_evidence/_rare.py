@@ -9,7 +9,7 @@ traffic behind it is harvest-like (`_rarity`, the gated kinds), and strangers ho
 by chance: a person who signed up in a campaign's burst hour shares the key but not the
 traffic that makes it suspicious. So a gated key counts only for an account that itself asks
 for what a harvester asks for: its share of requests asking for reasoning, grades or training
-data, or the mean P(distill) of its prompts, at least `key_min_share` (`_rarity._gate_on_own_asks`). What
+data, or the mean P(distill) of its prompts, at least `key_min_share` (`_own_asks`). What
 it asks, not its volume, clients or hours: those a careful operator keeps human, and a
 developer's script has them too. A card, rare by how many accounts it pays for whatever they
 send, counts for every account.

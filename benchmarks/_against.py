@@ -2,8 +2,9 @@
 that time a step of both versions on the same input at every call (`--against CHECKOUT`).
 
 The other checkout's package is copied under another name, so both import side by side; each
-patched step runs the other's version first, then this tree's, on the same input, and the
-script stops if their outputs differ.
+patched step runs both versions on the same input, the order alternating from call to call
+(`in_turn`: neither always finds the caches the other warmed), and the script stops if their
+outputs differ. The ratios are of the summed CPU seconds and, per call, their median.
 """
 
 from __future__ import annotations
@@ -13,17 +14,55 @@ import importlib
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from _docs import markdown_table, write_section
 
 from distillguard.detect import scan
+
+T = TypeVar("T")
+VERSIONS = ("other", "this")
+
+
+def in_turn(names: Sequence[str], round_: int) -> list[str]:
+    """The order to run `names` in at round `round_` (0, 1, ...): rotated by one each round, so
+    that each runs first as often as the others (two names: alternately)."""
+    k = round_ % max(len(names), 1)
+    return [*names[k:], *names[:k]]
+
+
+def rounds_in_turn(rounds: int, runs: Mapping[str, Callable[[], T]]) -> dict[str, list[T]]:
+    """Each of `runs` called `rounds` times, the order turning every round (`in_turn`): per
+    name, its outputs in round order."""
+    out: dict[str, list[T]] = {name: [] for name in runs}
+    for r in range(rounds):
+        for name in in_turn(list(runs), r):
+            out[name].append(runs[name]())
+    return out
+
+
+def median_cpu(runs: Mapping[str, Callable[[], T]], rounds: int,
+               ) -> tuple[dict[str, float], dict[str, T]]:
+    """Per run: the median CPU seconds of this process over `rounds` rounds, which first
+    turning every round (`rounds_in_turn`), and its last output (to compare)."""
+    last: dict[str, T] = {}
+
+    def timed(name: str) -> Callable[[], float]:
+        def run() -> float:
+            start = time.process_time()
+            last[name] = runs[name]()
+            return time.process_time() - start
+        return run
+
+    seconds = rounds_in_turn(rounds, {name: timed(name) for name in runs})
+    return {name: statistics.median(v) for name, v in seconds.items()}, last
 
 
 def load_checkout(checkout: Path, into: Path, alias: str, must_have: str) -> ModuleType:
@@ -42,22 +81,49 @@ def load_checkout(checkout: Path, into: Path, alias: str, must_have: str) -> Mod
 
 
 class StepClock:
-    """CPU seconds per step and version: of the calling thread (`thread=True`, when the log is
-    read in another thread meanwhile) or of the process."""
+    """CPU seconds per step, version and call: of the calling thread (`thread=True`, when the
+    log is read in another thread meanwhile) or of the process."""
 
     def __init__(self, thread: bool = False) -> None:
         self._now = time.thread_time if thread else time.process_time
-        self.seconds: dict[tuple[str, str], float] = {}
-        self.calls: dict[str, int] = {}
+        self.per_call: dict[tuple[str, str], list[float]] = {}
 
-    def time(self, step: str, version: str, fn: Callable[[], Any]) -> Any:
+    def time(self, step: str, version: str, fn: Callable[[], T]) -> T:
+        """`fn()`, its CPU seconds added to (`step`, `version`) as one call."""
         start = self._now()
         out = fn()
-        key = (step, version)
-        self.seconds[key] = self.seconds.get(key, 0.0) + self._now() - start
-        if version == "this":
-            self.calls[step] = self.calls.get(step, 0) + 1
+        self.per_call.setdefault((step, version), []).append(self._now() - start)
         return out
+
+    def calls(self, step: str) -> int:
+        """How many calls of `step` this tree's version has had."""
+        return len(self.per_call.get((step, "this"), []))
+
+    def order(self, step: str) -> list[str]:
+        """The versions in the order to run them at `step`'s next call (`in_turn`)."""
+        return in_turn(VERSIONS, self.calls(step))
+
+    def both(self, step: str, other: Callable[[], Any], this: Callable[[], T]) -> tuple[Any, T]:
+        """Both versions of `step` on the same input, in this call's order: (other's output,
+        this tree's). The two must not touch one state (each keeps its own)."""
+        runs: dict[str, Callable[[], Any]] = {"other": other, "this": this}
+        out = {version: self.time(step, version, runs[version]) for version in self.order(step)}
+        return out["other"], out["this"]
+
+    def seconds(self, step: str, version: str) -> float:
+        return sum(self.per_call.get((step, version), []))
+
+    def median_ratio(self, step: str) -> float:
+        """The median over calls of this tree's CPU seconds over the other's (calls the clock
+        saw take no time at all in the other version are left out; NaN when none is left)."""
+        pairs = zip(self.per_call.get((step, "other"), []), self.per_call.get((step, "this"), []),
+                    strict=True)
+        ratios = [ours / theirs for theirs, ours in pairs if theirs > 0]
+        return statistics.median(ratios) if ratios else float("nan")
+
+    def steps(self) -> list[str]:
+        """The steps timed, in the order first seen."""
+        return list(dict.fromkeys(step for step, _ in self.per_call))
 
 
 def steps_against(script: str, title: str, what: str, must_have: str,
@@ -80,14 +146,15 @@ def steps_against(script: str, title: str, what: str, must_have: str,
         scan(args.log, Path(tmp) / "out")
         total = time.process_time() - start
     rows = []
-    for step, calls in clock.calls.items():
-        theirs, ours = clock.seconds[(step, "other")], clock.seconds[(step, "this")]
-        rows.append([step, f"{calls:,}", f"{theirs:.2f}", f"{ours:.2f}",
-                     f"{ours / max(theirs, 1e-9):.2f}"])
+    for step in clock.steps():
+        theirs, ours = clock.seconds(step, "other"), clock.seconds(step, "this")
+        rows.append([step, f"{clock.calls(step):,}", f"{theirs:.2f}", f"{ours:.2f}",
+                     f"{ours / max(theirs, 1e-9):.2f}", f"{clock.median_ratio(step):.2f}"])
     table = markdown_table(["step", "calls", f"CPU s, {args.against.name}", "CPU s, this tree",
-                            "ratio"], rows)
+                            "ratio", "median ratio per call"], rows)
     head = (f"{args.log.name}: one scan ({total:.0f} s CPU in all, both versions included), "
-            f"each step run by both versions on the same {what} at every call, equal outputs")
+            f"each step run by both versions on the same {what} at every call, which first "
+            f"alternating from call to call, equal outputs")
     print(f"{head}; load average {os.getloadavg()[0]:.1f}")
     print(table)
     write_section(script, title, f"{head}.\n\n{table}")

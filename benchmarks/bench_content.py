@@ -6,10 +6,11 @@
 
 Reads the log's events once (the text columns the signals need), trains the content model
 (timed on its own: once per process), then times `event_signals` over the same batches with
-the model and with a stand-in that returns zeros, alternately, best of --repeat, in this
-process. With --against (another checkout of distillguard, e.g. a `git worktree` of main), its
-`event_signals` is loaded beside this tree's (its package copied under another name) and both
-are timed alternately over the same batches; their outputs must be equal. Prints CPU seconds
+the model and with a stand-in that returns zeros, --repeat rounds in this process, which first
+alternating per round, the median of each. With --against (another checkout of distillguard,
+e.g. a `git worktree` of main), its `event_signals` is loaded beside this tree's (its package
+copied under another name) and both are timed the same way over the same batches; their
+outputs must be equal. Prints CPU seconds
 (this process; polars may use several threads), ratios, CPU per million events and the load
 average (the machine is shared), and writes the table to docs/benchmarks.md.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from _against import load_checkout
+from _against import load_checkout, median_cpu
 from _docs import markdown_table, write_section
 
 from distillguard.detect import _signatures
@@ -53,12 +54,6 @@ def _batches(log: Path, size: int = 200_000) -> list[pl.DataFrame]:
     return out
 
 
-def _cpu(fn: Signals, batches: list[pl.DataFrame]) -> tuple[float, list[pl.DataFrame]]:
-    start = time.process_time()
-    out = [fn(b) for b in batches]
-    return time.process_time() - start, out
-
-
 def _load_other(checkout: Path, into: Path) -> Signals:
     """`event_signals` of another checkout, its content model trained up front."""
     other = load_checkout(checkout, into, _OTHER, "detect/_signatures.py")
@@ -69,20 +64,16 @@ def _load_other(checkout: Path, into: Path) -> Signals:
 
 
 def _against(checkout: Path, batches: list[pl.DataFrame], repeat: int) -> tuple[float, float]:
-    """Best CPU seconds of the other checkout's signals and of this tree's, alternately."""
+    """Median CPU seconds of the other checkout's signals and of this tree's (`_against.median_cpu`)."""
     with tempfile.TemporaryDirectory() as tmp:
         other = _load_other(checkout, Path(tmp))
-        theirs: list[float] = []
-        ours: list[float] = []
-        for _ in range(repeat):
-            t, want = _cpu(other, batches)
-            theirs.append(t)
-            t, got = _cpu(_signatures.event_signals, batches)
-            ours.append(t)
-            for a, b in zip(want, got, strict=True):
-                if not a.equals(b):
-                    raise SystemExit(f"the signals of {checkout} and of this tree differ")
-    return min(theirs), min(ours)
+        seconds, out = median_cpu(
+            {"other": lambda: [other(b) for b in batches],
+             "this": lambda: [_signatures.event_signals(b) for b in batches]}, repeat)
+        for a, b in zip(out["other"], out["this"], strict=True):
+            if not a.equals(b):
+                raise SystemExit(f"the signals of {checkout} and of this tree differ")
+    return seconds["other"], seconds["this"]
 
 
 def log_arguments(description: str) -> argparse.ArgumentParser:
@@ -116,19 +107,21 @@ def main() -> None:
     start = time.process_time()
     model = content_model()
     train = time.process_time() - start
-    with_model: list[float] = []
-    without: list[float] = []
     # The signals look the model up through their module's global; swap it there.
     # (Through the module's namespace: the name is imported there, not exported.)
     space = vars(_signatures)
     real = space["content_model"]
-    for _ in range(args.repeat):
-        space["content_model"] = lambda: model
-        with_model.append(_cpu(_signatures.event_signals, batches)[0])
-        space["content_model"] = _Zeros
-        without.append(_cpu(_signatures.event_signals, batches)[0])
+
+    def signals_with(model_of: Callable[[], object]) -> Callable[[], list[pl.DataFrame]]:
+        def run() -> list[pl.DataFrame]:
+            space["content_model"] = model_of
+            return [_signatures.event_signals(b) for b in batches]
+        return run
+
+    seconds, _ = median_cpu({"with": signals_with(lambda: model), "without":
+                             signals_with(_Zeros)}, args.repeat)
     space["content_model"] = real
-    a, b = min(with_model), min(without)
+    a, b = seconds["with"], seconds["without"]
     rows = [["signals with the content model", f"{a:.1f}", f"{a * per_m:.1f}", ""],
             ["signals without it (zeros)", f"{b:.1f}", f"{b * per_m:.1f}", f"{a / b:.2f}"]]
     if args.against is not None:
@@ -141,10 +134,10 @@ def main() -> None:
     table = markdown_table(["run", "CPU s", "CPU s per 1M events", "ratio to the row above"],
                            rows)
     print(f"{events:,} events ({log.name}); content model trained in {train:.1f} s CPU "
-          f"(once per process); best of {args.repeat}; load average {load:.1f}")
+          f"(once per process); median of {args.repeat}; load average {load:.1f}")
     print(table)
-    body = (f"{events:,} events ({log.name}), best of {args.repeat} alternating runs in one "
-            f"process; the content model trained in {train:.1f} s CPU (once per process)."
+    body = (f"{events:,} events ({log.name}), median of {args.repeat} runs in one process, which "
+            f"first alternating per run; the content model trained in {train:.1f} s CPU (once per process)."
             f"\n\n{table}")
     write_section(__file__, "Text signals: the content model, and against another checkout",
                   body)

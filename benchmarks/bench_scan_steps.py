@@ -4,13 +4,14 @@ checkout's, in one scan.
     python benchmarks/bench_scan_steps.py --log /work/fm/default-s7-e300000 --against /tmp/base
 
 Scans the log once with this tree's detector. At every call, the other checkout's version and
-this tree's of two steps run on the same input, the other's first, each timed in CPU seconds
-of the replay's thread: `PairIndex.select` (each version keeps its own index of the same pairs; the
-selections must be equal) and the window folds of `DetectorState.apply` whose rows are
-distinct (per-account counters, hour cells, key traffic: `add_unique_rows`/`add_unique_cells`
-against the other's `np.add.at`/`add_rows`/`add_cells` on the same array, the rows put back
-between them; the rows must come out equal). Prints the CPU seconds, the ratios and the load
-average (the machine is shared), and writes the table to docs/benchmarks.md.
+this tree's of two steps run on the same input, which first alternating from call to call,
+each timed in CPU seconds of the replay's thread: `PairIndex.select` (each version keeps its
+own index of the same pairs; the selections must be equal) and the window folds of
+`DetectorState.apply` whose rows are distinct (per-account counters, hour cells, key traffic:
+`add_unique_rows`/`add_unique_cells` against the other's `np.add.at`/`add_rows`/`add_cells` on
+the same array, the rows put back before each; the rows must come out equal). Prints the CPU
+seconds, the ratios (of the sums and the median per call) and the load average (the machine is
+shared), and writes the table to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ def _patch(other: Any, clock: StepClock) -> None:
     def select(self: _links.PairIndex, pairs: np.ndarray, mask: np.ndarray,
                ordered: bool = True) -> np.ndarray:
         shadow = shadows.setdefault(id(self), old_links.PairIndex(self.column))
-        want = clock.time("PairIndex.select", "other",
-                          lambda: shadow.select(pairs, mask, ordered))
-        got: np.ndarray = clock.time("PairIndex.select", "this",
-                                     lambda: new_select(self, pairs, mask, ordered))
+        want, got = clock.both("PairIndex.select", lambda: shadow.select(pairs, mask, ordered),
+                               lambda: new_select(self, pairs, mask, ordered))
         if not np.array_equal(got, want):
             raise SystemExit("PairIndex.select: the two versions' selections differ")
         return got
@@ -50,12 +49,14 @@ def _patch(other: Any, clock: StepClock) -> None:
             old_state.add_rows(a, rows, values)
 
     def twice(step: str, index: Any, old: Any, new: Any) -> None:
+        # Both fold into one array: each starts from the rows as they were (put back untimed).
         before = a_of(index).copy()
-        clock.time(step, "other", old)
-        want = a_of(index).copy()
-        put(index, before)
-        clock.time(step, "this", new)
-        if not np.array_equal(a_of(index), want):
+        runs, sums = {"other": old, "this": new}, {}
+        for version in clock.order(step):
+            put(index, before)
+            clock.time(step, version, runs[version])
+            sums[version] = a_of(index).copy()
+        if not np.array_equal(sums["this"], sums["other"]):
             raise SystemExit(f"{step}: the two versions' sums differ")
 
     def a_of(index: Any) -> np.ndarray:

@@ -4,13 +4,13 @@
 
 Computes the log's signals once, then folds them into a `DetectorState` chunk by chunk
 (`prepare`, `admit`, `apply` of every window; no decisions), as the replay does. At every
-chunk the three codebook steps run twice in this process on the same input: as they are
-(`SortedRuns`, `_codebook`) and as they were (the code below: one sorted array per codebook,
-new ids put in with `np.insert`, the item pairs' union by `np.union1d`, the keys' codes
-by joins against a table of every key known), on a codebook of
-their own. Both must give the same output at every chunk; it prints the CPU seconds of each
-(`time.process_time`: polars's threads count too, and nothing else runs meanwhile), their
-ratio, and the cost of the last tenth of the chunks against the first tenth (a step whose
+chunk the three codebook steps run twice in this process on the same input, which first
+alternating from chunk to chunk: as they are (`SortedRuns`, `_codebook`) and as they were (the
+code below: one sorted array per codebook, new ids put in with `np.insert`, the item pairs'
+union by `np.union1d`, the keys' codes by joins against a table of every key known), on a
+codebook of their own. Both must give the same output at every chunk; it prints the CPU seconds
+of each (`time.process_time`: polars's threads count too, and nothing else runs meanwhile),
+their ratio, and the cost of the last tenth of the chunks against the first tenth (a step whose
 work grows with the state gets dearer chunk by chunk; one that depends on the chunk does not).
 
 Small chunks on a small log stand for big chunks on a big one: what matters is how many
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from _against import in_turn
 from _docs import markdown_table, write_section
 
 from distillguard.detect import _items, _state
@@ -197,16 +198,16 @@ class Step:
 
     def both(self, new: Callable[[], Any], old: Callable[[], Any],
              same: Callable[[Any, Any], bool]) -> Any:
-        t0 = time.process_time()
-        got = new()
-        t1 = time.process_time()
-        want = old()
-        t2 = time.process_time()
-        if not same(got, want):
-            raise AssertionError(f"{self.name}: call {len(self.new)} differs from the old code path")
-        self.new.append(t1 - t0)
-        self.old.append(t2 - t1)
-        return got
+        """The new path's output; both run, which first alternating from chunk to chunk."""
+        call = len(self.new)
+        runs, out = {"new": new, "old": old}, {}
+        for path in in_turn(list(runs), call):
+            start = time.process_time()
+            out[path] = runs[path]()
+            getattr(self, path).append(time.process_time() - start)
+        if not same(out["new"], out["old"]):
+            raise AssertionError(f"{self.name}: call {call} differs from the old code path")
+        return out["new"]
 
 
 def _frames_equal(a: tuple[pl.DataFrame, ...], b: tuple[pl.DataFrame, ...]) -> bool:

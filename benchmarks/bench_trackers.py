@@ -4,12 +4,12 @@
 
 Scans the log once with this tree's detector. At every decision, the other checkout's version
 (its package copied under another name) and this tree's of three steps run on the same state,
-the other's first, each timed in CPU seconds of this process: `KeyProfileTracker.update` (each
-version keeps its own tracker; the profiles must be equal), `account_clocks` (the synchronised
-clocks; equal within 1e-12) and `LinkTracker._union` (the other's on a copy of the tracker's
-components; the components and spanning forest must be equal). Prints the CPU seconds, the
-ratios and the load average (the machine is shared), and writes the table to
-docs/benchmarks.md.
+which first alternating from call to call, each timed in CPU seconds of this process:
+`KeyProfileTracker.update` (each version keeps its own tracker; the profiles must be equal),
+`account_clocks` (the synchronised clocks; equal within 1e-12) and `LinkTracker._union` (the
+other's on a copy of the tracker's components; the components and spanning forest must be
+equal). Prints the CPU seconds, the ratios (of the sums and the median per call) and the load
+average (the machine is shared), and writes the table to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
 
     def update(self: _profile.KeyProfileTracker, *args: Any) -> np.ndarray:
         shadow = shadows.setdefault(id(self), old_profile.KeyProfileTracker())
-        want = clock.time("KeyProfileTracker.update", "other", lambda: shadow.update(*args))
-        got: np.ndarray = clock.time("KeyProfileTracker.update", "this",
-                                     lambda: new_update(self, *args))
+        want, got = clock.both("KeyProfileTracker.update", lambda: shadow.update(*args),
+                               lambda: new_update(self, *args))
         if not np.array_equal(got, want):
             raise SystemExit("KeyProfileTracker.update: the two versions' profiles differ")
         return got
@@ -44,9 +43,8 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
     new_clocks = _sync.account_clocks
 
     def clocks(*args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        want = clock.time("account_clocks", "other", lambda: old_sync.account_clocks(*args))
-        got: tuple[np.ndarray, np.ndarray, np.ndarray] = clock.time(
-            "account_clocks", "this", lambda: new_clocks(*args))
+        want, got = clock.both("account_clocks", lambda: old_sync.account_clocks(*args),
+                               lambda: new_clocks(*args))
         for a, b in zip(got, want, strict=True):
             if not np.allclose(a, b, rtol=0, atol=1e-12):
                 raise SystemExit("account_clocks: the two versions differ")
@@ -57,9 +55,8 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
     def union(self: _links.LinkTracker, *args: Any) -> None:
         twin = copy.copy(self)
         twin.comp, twin.key_comp = self.comp.copy(), self.key_comp.copy()
-        clock.time("LinkTracker._union", "other",
-                   lambda: old_links.LinkTracker._union(twin, *args))
-        clock.time("LinkTracker._union", "this", lambda: new_union(self, *args))
+        clock.both("LinkTracker._union", lambda: old_links.LinkTracker._union(twin, *args),
+                   lambda: new_union(self, *args))
         same = (np.array_equal(twin.comp, self.comp) and np.array_equal(twin.key_comp,
                                                                          self.key_comp)
                 and all(np.array_equal(a, b) for a, b in zip(twin.forest, self.forest,

@@ -3,12 +3,16 @@ every defence keeps the program a person asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from distillguard.antidistill import _code as code
 from distillguard.antidistill._defences import CODE_DEFENCES, code_lines, split_answer
 from distillguard.antidistill._tasks import Code
+
+ServedCheck = Callable[[Code, code.CodeProblem, str, np.random.Generator], None]
 
 
 def spec(text: str) -> code.CodeProblem:
@@ -110,33 +114,60 @@ def test_the_gateways_rewrite_moves_the_last_line_first_and_keeps_each_as_writte
     assert sentence_rewrite(lambda t: t.replace("b=a+4. ", ""))(text, rng) == "a=x*3;c=x*2;d=b-c;A:x 3 * 4 + x 2 * -"
 
 
-def test_an_equivalent_program_computes_the_same_function_in_a_form_drawn_per_answer() -> None:
+def _served_equivalent(task: Code, p: code.CodeProblem, text: str,
+                        rng: np.random.Generator) -> None:
+    """An equivalent program computes the same function in a form drawn per answer."""
     from distillguard.antidistill._equivalent import (
         GROWTH,
         equivalent_program,
         equivalent_program_alone,
     )
 
-    rng = np.random.default_rng(3)
+    served = equivalent_program(text, rng)
+    prog = code.program_of(served)
+    assert prog is not None and task.is_correct(p, served), (text, served)
+    # the same function on every input, not only the checked ones
+    assert all(code.run(prog, x) == p.value(x) for x in range(-20, 21))
+    tree = code.tree_of(prog)
+    assert tree is not None and code.operators(tree) <= (1 + GROWTH) * len(p.ops)
+    # the derivation served is the derivation of the served program
+    env: dict[str, int] = {}
+    for name, a, op, b in code_lines(served):
+        va, vb = (env[v] if v in env else 4 if v == "x" else int(v) for v in (a, b))
+        env[name] = code._apply(op, va, vb)
+    assert env[name] == p.value(4) and len(env) == code.operators(tree)
+    alone = equivalent_program_alone(text, rng)
+    assert alone.startswith("A:") and task.is_correct(p, alone)
+
+
+def _served_canonicalised(task: Code, p: code.CodeProblem, text: str,
+                          rng: np.random.Generator) -> None:
+    """A canonicalising harvester undoes equivalent_program: still the spec's program, and one
+    form whatever form it was served in."""
+    from distillguard.antidistill._equivalent import (
+        canonical_program,
+        equivalent_program_canonicalised,
+    )
+
+    canon = canonical_program(text, rng)
+    assert task.is_correct(p, canon), (text, canon)
+    assert equivalent_program_canonicalised(text, rng) == canon
+    assert canonical_program(code.trace(p), rng) == canon
+
+
+@pytest.mark.parametrize(("seed", "check"), [(3, _served_equivalent), (4, _served_canonicalised)],
+                         ids=["equivalent", "canonicalised"])
+def test_every_worked_answer_is_served_as_a_correct_program(seed: int, check: ServedCheck) -> None:
+    rng = np.random.default_rng(seed)
     task = Code(n_ops=3, commute=0.5)
     for p in task.problems(300, rng):
-        text = task.worked(p, rng)
-        served = equivalent_program(text, rng)
-        prog = code.program_of(served)
-        assert prog is not None and task.is_correct(p, served), (text, served)
-        # the same function on every input, not only the checked ones
-        assert all(code.run(prog, x) == p.value(x) for x in range(-20, 21))
-        tree = code.tree_of(prog)
-        assert tree is not None and code.operators(tree) <= (1 + GROWTH) * len(p.ops)
-        # the derivation served is the derivation of the served program
-        env: dict[str, int] = {}
-        for name, a, op, b in code_lines(served):
-            va, vb = (env[v] if v in env else 4 if v == "x" else int(v) for v in (a, b))
-            env[name] = code._apply(op, va, vb)
-        assert env[name] == p.value(4) and len(env) == code.operators(tree)
-        alone = equivalent_program_alone(text, rng)
-        assert alone.startswith("A:") and task.is_correct(p, alone)
-    # one answer, served again and again: many forms, all of one function
+        check(task, p, task.worked(p, rng), rng)
+
+
+def test_one_answer_served_again_and_again_takes_many_forms_of_one_function() -> None:
+    from distillguard.antidistill._equivalent import equivalent_program
+
+    rng = np.random.default_rng(3)
     text = code.trace(spec("x*3+4-x*2"))
     forms = {code.program_of(equivalent_program(text, rng)) for _ in range(100)}
     assert len(forms) > 30
@@ -154,22 +185,10 @@ def test_a_program_reads_back_as_the_tree_it_computes() -> None:
         assert code.tree_of(bad) is None
 
 
-def test_a_canonicalising_harvester_undoes_equivalent_program() -> None:
-    from distillguard.antidistill._equivalent import (
-        canonical,
-        canonical_program,
-        equivalent_program_canonicalised,
-    )
+def test_a_canonical_program_drops_identities_and_sorts_operands_of_plus_and_times() -> None:
+    from distillguard.antidistill._equivalent import canonical, canonical_program
 
     rng = np.random.default_rng(4)
-    task = Code(n_ops=3, commute=0.5)
-    for p in task.problems(300, rng):
-        text = task.worked(p, rng)
-        canon = canonical_program(text, rng)
-        # still the spec's program, and one form whatever form it was served in
-        assert task.is_correct(p, canon), (text, canon)
-        assert equivalent_program_canonicalised(text, rng) == canon
-        assert canonical_program(code.trace(p), rng) == canon
     # identities of any subtree go, sorted operands of + and * only
     assert canonical(("+", ("*", "1", "x"), ("-", ("*", "x", "2"), ("*", "x", "2")))) == "x"
     assert canonical(("-", "x", "3")) == ("-", "x", "3") and canonical(("*", "x", "3")) == ("*", "3", "x")

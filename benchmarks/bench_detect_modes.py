@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_gateway  # noqa: E402
 from _docs import markdown_table, write_section  # noqa: E402
-from bench_gateway import _ms, free_port, pin, wait_http, wrk_script  # noqa: E402
+from bench_gateway import _ms, free_port, pin, stop_all, wait_http, wrk_script  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "no-detect": ["--no-detect"],
@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "child+spool-always": ["--detector", "child", "--spool", "{tmp}/spool", "--spool-sync", "always"],
     "remote": ["--detector", "remote"],  # with a `distillguard detector` on its database
 }
+STOP_GRACE_S = 15.0  # a gateway stopped gets this long to exit (its detector may save state)
 
 
 def wrk(url: str, script: Path, clients: int, duration: float) -> dict[str, float]:
@@ -170,13 +171,7 @@ def main() -> None:
     finally:
         for pids in groups.values():
             signal_groups(pids, signal.SIGCONT)
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, STOP_GRACE_S)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

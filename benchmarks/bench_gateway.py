@@ -139,6 +139,20 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+STOP_GRACE_S = 10.0  # a server stopped gets this long to exit before it is killed
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """Ask every process to stop at once, then kill each one still running after `grace_s`."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _ms(v: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     if not m:
@@ -302,13 +316,7 @@ def main() -> None:
                       "machine.\n\n" + markdown_table(["clients", "server", "req/s", "p50", "cpu/req"], rows,
                                                       align="llrrr"))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, STOP_GRACE_S)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -23,20 +23,24 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def _service_url(name: str, env: str, default: str, port: int) -> str:
+    """The URL of a local test service (`env` overrides `default`); the test fails when
+    nothing listens on 127.0.0.1:`port`."""
+    url = os.environ.get(env, default)
+    if not _reachable("127.0.0.1", port):
+        pytest.fail(f"{name} is not reachable on 127.0.0.1:{port} (run scripts/services)")
+    return url
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get("DISTILLGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-    if not _reachable("127.0.0.1", 5432):
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (run scripts/services)")
-    return url
+    return _service_url("PostgreSQL", "DISTILLGUARD_TEST_POSTGRES",
+                        "postgresql://postgres@127.0.0.1:5432/test", 5432)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get("DISTILLGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
-    if not _reachable("127.0.0.1", 6379):
-        pytest.fail("Redis is not reachable on 127.0.0.1:6379 (run scripts/services)")
-    return url
+    return _service_url("Redis", "DISTILLGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0", 6379)
 
 
 @pytest.fixture(scope="session")

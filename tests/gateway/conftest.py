@@ -12,12 +12,10 @@ from distillguard.gateway import (
     BatchStore,
     Store,
     VerdictTables,
-    create_app,
-    issue_key,
     mock_upstream_app,
 )
 
-from .support import LoopThread, Running, ServerThread, free_port, make_gateway
+from .support import LoopThread, Running, free_port, make_gateway, serving_account
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +32,8 @@ def mock_upstream() -> Iterator[str]:
 def running(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Iterator[Running]:
     """A gateway on SQLite in front of the mock upstream, with one key for account `acme`."""
     db = f"sqlite:///{tmp_path_factory.mktemp('gw') / 'gw.db'}"
-    gw = make_gateway(db, mock_upstream)
-    issued = issue_key(gw.store, "acme")
-    port = free_port()
-    app = create_app(gateway=gw)
-    srv = ServerThread(app, port)
-    srv.start()
-    yield Running(f"http://127.0.0.1:{port}", gw, issued.key, issued.key_id, "acme", app)
-    srv.stop()
+    with serving_account(make_gateway(db, mock_upstream)) as running:
+        yield running
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

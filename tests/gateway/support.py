@@ -187,6 +187,21 @@ def serving_gateway(cfg: GatewayConfig, upstream: FakeUpstream | None = None) ->
 
 
 @contextmanager
+def serving_account(gw: Gateway, account_id: str = "acme") -> Iterator[Running]:
+    """`gw` served by a started uvicorn thread on a free port, with one key issued to
+    `account_id`, for the block; stopped after it."""
+    issued = issue_key(gw.store, account_id)
+    app = create_app(gateway=gw)
+    srv = ServerThread(app, free_port())
+    srv.start()
+    try:
+        yield Running(f"http://127.0.0.1:{srv.server.config.port}", gw, issued.key, issued.key_id,
+                      account_id, app)
+    finally:
+        srv.stop()
+
+
+@contextmanager
 def keyed_client(cfg: GatewayConfig, account: str, timeout: float = 5.0) -> Iterator[tuple[httpx.Client, Gateway]]:
     """A client of `serving_gateway(cfg)` carrying a key issued to `account`, and the gateway."""
     with serving_gateway(cfg) as (base, gw):

@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from distillguard.cli import app
-from distillguard.gateway import Store, create_app, issue_key
+from distillguard.gateway import Store
 from distillguard.traffic import TrafficLog
 
-from .support import ADMIN, Running, ServerThread, free_port, make_gateway
+from .support import ADMIN, Running, make_gateway, serving_account
 
 
 @pytest.fixture(scope="module", params=["sqlite-memory", "postgres-redis"])
@@ -30,13 +30,8 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         db, redis, prefix = request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url"), f"t{uuid.uuid4().hex[:10]}_"
     redis_prefix = f"dgtest-admin-{uuid.uuid4().hex[:8]}"
     gw = make_gateway(db, mock_upstream, prefix=prefix, redis=redis, redis_prefix=redis_prefix)
-    issued = issue_key(gw.store, "acme")
-    port = free_port()
-    app_ = create_app(gateway=gw)
-    srv = ServerThread(app_, port)
-    srv.start()
-    yield Running(f"http://127.0.0.1:{port}", gw, issued.key, issued.key_id, "acme", app_)
-    srv.stop()
+    with serving_account(gw) as running:
+        yield running
     if redis is not None:
         import redis as redis_lib
 

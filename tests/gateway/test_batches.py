@@ -25,6 +25,7 @@ from .support import (
     batch_jsonl,
     free_port,
     make_gateway,
+    serving_account,
     submit_batch,
     wait_for,
 )
@@ -38,12 +39,8 @@ def bat(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Iterato
     db = f"sqlite:///{tmp_path_factory.mktemp('batch') / 'gw.db'}"
     gw = make_gateway(db, mock_upstream, batch_rate=200.0, batch_concurrency=2)
     gw.router.add("slow-*", FakeUpstream(delay=0.1))
-    issued = issue_key(gw.store, "acme")
-    app = create_app(gateway=gw)
-    srv = ServerThread(app, free_port())
-    srv.start()
-    yield Running(f"http://127.0.0.1:{srv.server.config.port}", gw, issued.key, issued.key_id, "acme", app)
-    srv.stop()
+    with serving_account(gw) as running:
+        yield running
 
 
 def _openai(r: Running, key: str | None = None) -> openai.OpenAI:

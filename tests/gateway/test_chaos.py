@@ -45,7 +45,7 @@ from .support import (
     metric_samples,
     wait_until_healthy,
 )
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, signed_up
 
 SEED = 3
 REPLICAS = 3
@@ -184,13 +184,7 @@ def test_the_fleet_keeps_its_guarantees_under_chaos(chaos: tuple[Fleet, TcpProxy
     fleet, pg, redis_proxy, store = chaos
     start = time.monotonic()
     rng = random.Random(SEED)
-    keys: dict[str, str] = {}
-    for i, acc in enumerate(HYDRA):
-        store.upsert_account(acc, **hydra_signup(i))
-        keys[acc] = issue_key(store, acc).key
-    for i, acc in enumerate(BENIGN):
-        store.upsert_account(acc, **benign_signup(i))
-        keys[acc] = issue_key(store, acc).key
+    keys = signed_up(store, HYDRA, BENIGN)
     store.upsert_account("budget", signup_channel="self_serve", verified=True, country="US")
     keys["budget"] = issue_key(store, "budget").key
     fleet.start_detector()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from distillguard.gateway import Store, VerdictTables, issue_key
+from distillguard.gateway import Store, VerdictTables
 
 from .support import detect_config_file, free_port, wait_until_healthy
-from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, benign_signup, hydra_signup
+from .test_online import BROWSER, HUMAN, HYDRA_SYSTEM, TEMPLATES, signed_up
 
 SEED = 5
 REPLICAS = 3
@@ -68,13 +68,7 @@ def test_a_hydra_spread_over_three_replicas_is_throttled_then_blocked_everywhere
     limits.write_text(json.dumps({"account": {"requests_per_minute": 300}, "throttle_factor": 1 / 300}))
     rng = random.Random(SEED)
     hydra, benign = [f"h{i}" for i in range(8)], [f"b{i}" for i in range(4)]
-    keys: dict[str, str] = {}
-    for i, acc in enumerate(hydra):
-        store.upsert_account(acc, **hydra_signup(i))
-        keys[acc] = issue_key(store, acc).key
-    for i, acc in enumerate(benign):
-        store.upsert_account(acc, **benign_signup(i))
-        keys[acc] = issue_key(store, acc).key
+    keys = signed_up(store, hydra, benign)
     redis_prefix = f"dgtest-fleet-{uuid.uuid4().hex[:8]}"
     args = ("--table-prefix", prefix, "--redis", redis_url, "--redis-prefix", redis_prefix, "--limits", str(limits),
             "--detect-interval", "0.3", "--capture-interval", "0.05", "--detect-config", str(detect_config))

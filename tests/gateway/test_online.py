@@ -17,6 +17,7 @@ from distillguard.enforce import LimitsConfig, LimitSet
 from distillguard.gateway import (
     Gateway,
     GatewayConfig,
+    Store,
     issue_key,
 )
 
@@ -47,6 +48,16 @@ def benign_signup(i: int) -> dict[str, Any]:
     """The i-th benign account's signup (i < 4): a mail domain and a card of its own, verified."""
     return {"signup_channel": "self_serve", "email_domain": BENIGN_MAIL[i], "payment_fingerprint": f"p{i}",
             "verified": True, "country": "US"}
+
+
+def signed_up(store: Store, hydra: list[str], benign: list[str]) -> dict[str, str]:
+    """Per account: a key issued after its signup (`hydra_signup`, `benign_signup`) is stored."""
+    keys: dict[str, str] = {}
+    for accounts, signup in ((hydra, hydra_signup), (benign, benign_signup)):
+        for i, acc in enumerate(accounts):
+            store.upsert_account(acc, **signup(i))
+            keys[acc] = issue_key(store, acc).key
+    return keys
 
 
 @pytest.fixture

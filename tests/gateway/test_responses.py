@@ -26,7 +26,7 @@ from distillguard.gateway import (
 )
 from distillguard.gateway._mock import ANSWER, REASONING, TOOL_ARGS
 
-from .support import ADMIN, Running, ServerThread, free_port
+from .support import ADMIN, Running, ServerThread, free_port, serving_account
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -47,12 +47,9 @@ def _gateway(db: str, mock_url: str, **kw: Any) -> Gateway:
 
 @pytest.fixture(scope="module")
 def resp(tmp_path_factory: pytest.TempPathFactory, mock_upstream: str) -> Iterator[Running]:
-    gw = _gateway(f"sqlite:///{tmp_path_factory.mktemp('resp') / 'gw.db'}", mock_upstream)
-    issued = issue_key(gw.store, "acme")
-    srv = ServerThread(create_app(gateway=gw), free_port())
-    srv.start()
-    yield Running(f"http://127.0.0.1:{srv.server.config.port}", gw, issued.key, issued.key_id, "acme")
-    srv.stop()
+    with serving_account(_gateway(f"sqlite:///{tmp_path_factory.mktemp('resp') / 'gw.db'}",
+                                  mock_upstream)) as running:
+        yield running
 
 
 def _client(r: Running, key: str | None = None) -> openai.OpenAI:

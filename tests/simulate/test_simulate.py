@@ -9,7 +9,14 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from distillguard.simulate import Corpora, SimulationResult, load_scenario, plot_overview, simulate
+from distillguard.simulate import (
+    Corpora,
+    Scenario,
+    SimulationResult,
+    load_scenario,
+    plot_overview,
+    simulate,
+)
 from distillguard.traffic import ACCOUNTS, EVENTS, LABELS, MODELS
 
 SEED = 11  # the shared log's seed (tests/simulate/conftest.py)
@@ -204,22 +211,27 @@ def test_turn_gaps_follow_the_mooncake_trace(con: duckdb.DuckDBPyConnection, cor
     assert 100 < real < 150 and 0.6 * real < med < 1.6 * real  # type: ignore[operator]
 
 
-def test_carried_campaign_split_over_resellers_with_independent_accounts(
-        tmp_path: Path, corpora: Corpora) -> None:
-    """`via_resellers` splits the carried share over several reseller accounts;
-    `independent_accounts` gives each direct account its own sign-up day, e-mail domain, card
-    and (with one proxy each and no churn) address."""
-    sc = load_scenario(Path(__file__).parents[2] / "scenarios" / "tune_carried_variants.toml")
-    # Only the two campaigns, smaller, beside a small population (scaling would cut the
-    # campaigns to one account).
+def _small(sc: Scenario, campaigns: tuple[str, ...], **more: object) -> Scenario:
+    """`sc` with only `campaigns`, smaller, beside a small population (scaling would cut the
+    campaigns to one account); `more` replaces other sections."""
     small = {"casual": sc.casual.model_copy(update={"accounts": 100, "events": 2000}),
              "developer": sc.developer.model_copy(update={"accounts": 20, "events": 1000}),
              "enterprise_batch": sc.enterprise_batch.model_copy(update={"events": 1000}),
              "eval_runner": sc.eval_runner.model_copy(update={"events": 1000}),
              "reseller": sc.reseller.model_copy(update={"events": 2000}),
              "campaigns": [c.model_copy(update={"events": 2000, "reseller_benign_events": 2000})
-                           for c in sc.campaigns if c.id in ("split-resellers", "scattered-three")]}
-    sim = simulate(tmp_path / "v", seed=3, corpora=corpora, scenario=sc.model_copy(update=small))
+                           for c in sc.campaigns if c.id in campaigns]}
+    return sc.model_copy(update={**small, **more})
+
+
+def test_carried_campaign_split_over_resellers_with_independent_accounts(
+        tmp_path: Path, corpora: Corpora) -> None:
+    """`via_resellers` splits the carried share over several reseller accounts;
+    `independent_accounts` gives each direct account its own sign-up day, e-mail domain, card
+    and (with one proxy each and no churn) address."""
+    sc = load_scenario(Path(__file__).parents[2] / "scenarios" / "tune_carried_variants.toml")
+    sim = simulate(tmp_path / "v", seed=3, corpora=corpora,
+                   scenario=_small(sc, ("split-resellers", "scattered-three")))
     con = duckdb.connect()
     con.execute(f"create view e as select * from read_parquet('{sim.out}/events/*.parquet')")
     for t in ("accounts", "labels"):
@@ -251,15 +263,8 @@ def test_resellers_that_declare_their_customers_write_end_users_and_their_truth(
     `distill` in `end_user_labels`; everything but the new column is what the run writes
     without end users."""
     sc = load_scenario(Path(__file__).parents[2] / "scenarios" / "tune_reseller_end_users.toml")
-    small = {"casual": sc.casual.model_copy(update={"accounts": 100, "events": 2000}),
-             "developer": sc.developer.model_copy(update={"accounts": 20, "events": 1000}),
-             "template_developer": sc.template_developer.model_copy(update={"accounts": 0}),
-             "enterprise_batch": sc.enterprise_batch.model_copy(update={"events": 1000}),
-             "eval_runner": sc.eval_runner.model_copy(update={"events": 1000}),
-             "reseller": sc.reseller.model_copy(update={"events": 2000}),
-             "campaigns": [c.model_copy(update={"events": 2000, "reseller_benign_events": 2000})
-                           for c in sc.campaigns if c.id == "carried-reasoning"]}
-    named = sc.model_copy(update=small)
+    named = _small(sc, ("carried-reasoning",),
+                   template_developer=sc.template_developer.model_copy(update={"accounts": 0}))
     plain = named.model_copy(update={"reseller": named.reseller.model_copy(update={"end_user_share": 0.0})})
     a = simulate(tmp_path / "named", seed=3, corpora=corpora, scenario=named)
     b = simulate(tmp_path / "plain", seed=3, corpora=corpora, scenario=plain)

@@ -296,35 +296,37 @@ def create_app(
         body = (await request.body()).decode("utf-8", errors="replace")
         return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
-    @app.post("/accounts/{account_id}/action")
-    async def account_action(request: Request, account_id: str) -> Response:
+    async def _action_form(request: Request) -> tuple[dict[str, str], str]:
+        """The posted form and its console action (400 for any other)."""
         form = await _form(request)
         action = form.get("action", "")
         if action not in CONSOLE_ACTIONS:
             raise HTTPException(400, f"Unknown action {action!r}; use block, unblock or benign.")
+        return form, action
+
+    def _done(request: Request, kind: str, name: str, action: str) -> Response:
+        """Back to the page of what the action was taken on (`kind`: accounts, campaigns)."""
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        return RedirectResponse(f"{base}/{kind}/{quote(name, safe='')}?done={action}",
+                                status_code=303)
+
+    @app.post("/accounts/{account_id}/action")
+    async def account_action(request: Request, account_id: str) -> Response:
+        form, action = await _action_form(request)
         if cases.account(account_id) is None:
             raise HTTPException(404, f"No account {account_id} in this log.")
         await run_in_threadpool(overrides.record, [account_id], action, by=form.get("by", ""), note=form.get("note", ""))
-        base = str(request.scope.get("root_path", "")).rstrip("/")
-        return RedirectResponse(
-            f"{base}/accounts/{quote(account_id, safe='')}?done={action}", status_code=303
-        )
+        return _done(request, "accounts", account_id, action)
 
     @app.post("/campaigns/{campaign_id}/action")
     async def campaign_action(request: Request, campaign_id: str) -> Response:
-        form = await _form(request)
-        action = form.get("action", "")
-        if action not in CONSOLE_ACTIONS:
-            raise HTTPException(400, f"Unknown action {action!r}; use block, unblock or benign.")
+        form, action = await _action_form(request)
         if cases.campaign(campaign_id) is None:
             raise HTTPException(404, f"No campaign {campaign_id} in these verdicts.")
         members = [m.account_id for m in cases.members(campaign_id)]
         note = form.get("note", "") or f"campaign {campaign_id}"
         await run_in_threadpool(overrides.record, members, action, by=form.get("by", ""), note=note)
-        base = str(request.scope.get("root_path", "")).rstrip("/")
-        return RedirectResponse(
-            f"{base}/campaigns/{quote(campaign_id, safe='')}?done={action}", status_code=303
-        )
+        return _done(request, "campaigns", campaign_id, action)
 
     @app.get("/campaigns/{campaign_id}/casefile.html", response_class=HTMLResponse)
     def casefile(campaign_id: str) -> HTMLResponse:

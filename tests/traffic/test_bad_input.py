@@ -68,20 +68,21 @@ def test_wrong_type_in_jsonl_names_exact_line_even_with_blank_lines(tmp_path: Pa
     assert n == 250
 
 
-def test_wrong_type_in_parquet_column(tmp_path: Path) -> None:
-    table = pa.table(
-        {
-            "event_id": ["e1"],
-            "ts": ["2026-03-01T00:00:00Z"],
-            "account_id": [17],
-            "model": ["m"],
-            "prompt": ["p"],
-        }
-    )
+@pytest.mark.parametrize(
+    ("columns", "says"),
+    [
+        ({"ts": ["2026-03-01T00:00:00Z"], "account_id": [17]}, "int64"),  # a wrong type
+        ({"ts": pa.array([0], pa.timestamp("us", tz="UTC"))}, "required column is missing"),
+    ],
+    ids=["wrong-type", "missing"],
+)
+def test_a_bad_parquet_column_is_named_with_its_file(tmp_path: Path, columns: dict[str, Any],
+                                                     says: str) -> None:
+    table = pa.table({"event_id": ["e1"], **columns, "model": ["m"], "prompt": ["p"]})
     pq.write_table(table, tmp_path / "events.parquet")
     with pytest.raises(LogFormatError) as info:
         read_table(tmp_path, "events")
-    assert info.value.column == "account_id" and "int64" in str(info.value)
+    assert info.value.column == "account_id" and says in str(info.value)
     assert info.value.file == str(tmp_path / "events.parquet")
 
 
@@ -104,25 +105,10 @@ def test_bad_value_in_parquet_names_row(tmp_path: Path) -> None:
     assert got == 321
 
 
-def test_missing_required_column(tmp_path: Path) -> None:
-    table = pa.table(
-        {
-            "event_id": ["e1"],
-            "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
-            "model": ["m"],
-            "prompt": ["p"],
-        }
-    )
-    pq.write_table(table, tmp_path / "events.parquet")
+def test_a_jsonl_row_without_a_required_key_is_located_at_its_line(tmp_path: Path) -> None:
+    _jsonl(tmp_path / "events.jsonl", [_event(0), _event(1, account_id=...)])
     with pytest.raises(LogFormatError) as info:
         read_table(tmp_path, "events")
-    assert info.value.column == "account_id" and "required column is missing" in str(info.value)
-    # in JSONL a row without the key is the same problem, located at its line
-    d = tmp_path / "j"
-    d.mkdir()
-    _jsonl(d / "events.jsonl", [_event(0), _event(1, account_id=...)])
-    with pytest.raises(LogFormatError) as info:
-        read_table(d, "events")
     assert (info.value.row, info.value.column) == (2, "account_id")
 
 

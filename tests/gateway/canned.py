@@ -218,14 +218,10 @@ class Served:
         return r
 
     def events(self) -> list[dict[str, Any]]:
-        """Everything captured so far (waits for the capture queue to drain)."""
-        import time
+        """Everything captured so far (`support.captured_events`)."""
+        from .support import captured_events
 
-        deadline = time.monotonic() + 5
-        while self.gw.capture.queue.qsize() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.05)
-        return [e for rows in self.gw.store.iter_events() for e in rows]
+        return captured_events(self.gw)
 
 
 def _code_upstream() -> Any:

@@ -112,12 +112,19 @@ class Running:
         return issue_key(self.gateway.store, account_id).key
 
     def events(self) -> list[dict[str, Any]]:
-        """Everything captured so far (waits for the capture queue to drain)."""
-        deadline = time.monotonic() + 5
-        while self.gateway.capture.queue.qsize() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.05)
-        return [e for rows in self.gateway.store.iter_events() for e in rows]
+        return captured_events(self.gateway)
+
+
+CAPTURE_DRAIN_S = 5.0  # how long `captured_events` waits for the capture queue to drain
+
+
+def captured_events(gw: Gateway) -> list[dict[str, Any]]:
+    """Everything `gw` captured so far (waits for the capture queue to drain)."""
+    deadline = time.monotonic() + CAPTURE_DRAIN_S
+    while gw.capture.queue.qsize() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)
+    return [e for rows in gw.store.iter_events() for e in rows]
 
 
 def make_gateway(db: str, mock_url: str, prefix: str = "dg_", **kw: Any) -> Gateway:

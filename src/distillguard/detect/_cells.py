@@ -137,8 +137,25 @@ class CellTracker:
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
+        held = held_direct(self.looks.last)
         return self.looks.keep(find_solo(state, pairs, key_harvest, profile, harvest, free, cfg,
-                                         by_key, cells, theirs, flagged, elicitation))
+                                         by_key, cells, theirs, flagged, elicitation, held))
+
+
+def held_direct(cells: Cells | None) -> np.ndarray:
+    """(account, shared key id) rows: the direct accounts of carried keys in `cells` (a look's
+    answer) and their keys: solo cells' members with the cell's key, and the flagged accounts
+    whose key a carrier carries (`carries_peer`, `carrier_key`)."""
+    if cells is None or not len(cells.member):
+        return np.zeros((0, 2), np.int64)
+    member = cells.member
+    solo = np.flatnonzero(member >= 0)
+    solo = solo[cells.solo[member[solo]]]
+    peer = np.flatnonzero(cells.carries_peer >= 0)
+    return np.concatenate([
+        np.stack([solo, cells.key[member[solo]]], axis=1),
+        np.stack([cells.carries_peer[peer], cells.carrier_key[peer]], axis=1),
+    ]).astype(np.int64)
 
 
 def _mild(harvest: np.ndarray, elicitation: np.ndarray, cfg: DetectConfig) -> np.ndarray:
@@ -321,9 +338,11 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
               by_key: PairIndex, cells: Cells, theirs: np.ndarray,
               flagged: np.ndarray | None = None,
-              elicitation: np.ndarray | None = None) -> Cells:
+              elicitation: np.ndarray | None = None,
+              held: np.ndarray | None = None) -> Cells:
     """`cells` plus the solo cells (carried keys: see the module); `theirs`: the pairs of a
-    superset of the candidates (and of the `flagged` accounts)."""
+    superset of the candidates (and of the `flagged` accounts); `held`: (account, shared key
+    id) rows that the last look made direct accounts of carried keys (`held_direct`)."""
     m, n_keys = state.size, state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
@@ -397,14 +416,20 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     # senders share them too: an account that sent a flagged campaign's template a few times
     # is not handed the members' requests on it.
     sender = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at]
-    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at])
+    # A direct account of a key at the last look stays one when it joins a flagged campaign:
+    # being flagged is more evidence, not less (its carrier is not let go).
+    was = np.zeros(len(on), bool)
+    if held is not None and len(held):
+        was = np.isin(on[:, PAIR_ACCOUNT] * n_keys + on[:, PAIR_KEY],
+                      held[:, 0] * n_keys + held[:, 1])
+    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at] | was)
     n_direct = np.maximum(np.bincount(at, weights=sender, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
     focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)
     # (Flagged accounts that sent a public item once or twice each, the thin accounts of a
     # large campaign, do not make it theirs: they send `harvest.min_events` each on average.)
-    direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events)
+    direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events) | was
     if not direct.any():
         return cells
     hit_keys = np.unique(on[direct, PAIR_KEY])

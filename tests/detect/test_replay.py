@@ -50,6 +50,16 @@ def test_scan_flags_early_and_writes_the_format(tmp_path: Path) -> None:
     assert c.num_rows >= 1 and c.column("accounts")[0].as_py() >= 10
     assert json.loads(c.column("reasons")[0].as_py())
     assert result.verdicts.num_rows == v.height
+    # The periods each account was held flagged: the first starts at its first_flagged_ts,
+    # and an account flagged at the end is held to the end (an open period).
+    periods = pl.from_arrow(read_table(tmp_path / "out", "flag_periods"))
+    assert isinstance(periods, pl.DataFrame)
+    first = periods.group_by("account_id").agg(pl.col("start_ts").min(),
+                                                pl.col("end_ts").is_null().any().alias("open"))
+    got = v.filter(pl.col("first_flagged_ts").is_not_null()).join(first, on="account_id")
+    assert got.height == v["first_flagged_ts"].drop_nulls().len() > 0
+    assert (got["start_ts"] == got["first_flagged_ts"]).all()
+    assert got.filter(pl.col("action") == "block")["open"].all()
 
 
 def test_changing_the_future_never_changes_past_flags(tmp_path: Path) -> None:

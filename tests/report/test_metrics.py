@@ -193,3 +193,43 @@ def test_duplicate_verdicts_are_rejected(tmp_path: Path) -> None:
     write_table(vdir, "verdicts", dup)
     with pytest.raises(LogFormatError, match="'d1' has 2 verdicts"):
         evaluate(log, vdir)
+
+
+def test_without_flag_periods_held_flags_run_from_the_first_flag(scored) -> None:  # type: ignore[no-untyped-def]
+    # No flag_periods table: each flagged account is held from its first_flagged_ts on, which
+    # is harvest before detection again.
+    assert not scored.has_flag_periods
+    assert scored.unheld_events == scored.harvested_events
+    assert [c.unheld for c in scored.campaigns] == [c.harvested for c in scored.campaigns]
+
+
+def test_harvest_outside_held_flags_counts_after_a_dropped_flag(tmp_path: Path) -> None:
+    log, vdir = write_log(tmp_path)
+    # d1 (events 0, 1, 2, 3 h; first flagged at 2 h) held 0.5-1.5 h, dropped, held again from
+    # 2.5 h: 0, 2 h unheld (1 h held, 3 h held). d2 (0.5, 1, 1.5 h; first flagged at 1 h) held
+    # 1-1.2 h only: 0.5, 1.5 h unheld. d3 is monitored at the end but was held 3.5-4.5 h: its 4 h
+    # event is not served, its 5 h one is. d5 (throttled, no first_flagged_ts) held from 0 h.
+    periods = [("d1", 0.5, 1.5), ("d1", 2.5, None), ("d2", 1.0, 1.2), ("d3", 3.5, 4.5),
+               ("d5", 0.0, None)]
+    write_table(vdir, "flag_periods", pa.Table.from_pylist(
+        [{"account_id": a, "start_ts": h(s), "end_ts": None if e is None else h(e)}
+         for a, s, e in periods],
+        schema=pa.schema([("account_id", pa.string()), ("start_ts", pa.timestamp("us", tz="UTC")),
+                          ("end_ts", pa.timestamp("us", tz="UTC"))])))
+    ev = evaluate(log, vdir)
+    assert ev.has_flag_periods
+    by = {c.campaign_id: c for c in ev.campaigns}
+    # C1: d1 2, d2 2, d3 1 (of 9); C2: d4 3 (no verdict, no period), d5 0, d6 1 (of 6).
+    assert by["C1"].unheld == 2 + 2 + 1
+    assert by["C2"].unheld == 3 + 0 + 1
+    assert ev.harvest_outside_held_flags == pytest.approx(9 / 15)
+    # The first-flag measure is unchanged beside it.
+    assert ev.harvest_before_detection == pytest.approx(11 / 15)
+    assert ev.to_dict()["harvest_outside_held_flags"] == pytest.approx(9 / 15)
+
+
+def test_flag_periods_without_their_columns_are_a_clear_error(tmp_path: Path) -> None:
+    log, vdir = write_log(tmp_path)
+    write_table(vdir, "flag_periods", pa.Table.from_pylist([{"account_id": "d1", "start_ts": h(0)}]))
+    with pytest.raises(LogFormatError, match="end_ts"):
+        evaluate(log, vdir)

@@ -42,6 +42,7 @@ from distillguard.detect._cadence import Cadence
 from distillguard.detect._config import CellConfig, DetectConfig
 from distillguard.detect._links import PairIndex, key_groups
 from distillguard.detect._state import (
+    COUNTERS,
     IS_TEMPLATE_LINK,
     LINK_KINDS,
     PAIR_ACCOUNT,
@@ -52,6 +53,7 @@ from distillguard.detect._state import (
 )
 
 KeyProfile = Callable[[np.ndarray], np.ndarray]  # shared-key ids -> their harvest profiles
+_DISTILL = COUNTERS.index("distill")  # per-request P(distill), in percent, summed
 
 
 @dataclass
@@ -135,8 +137,25 @@ class CellTracker:
             c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
+        held = held_direct(self.looks.last)
         return self.looks.keep(find_solo(state, pairs, key_harvest, profile, harvest, free, cfg,
-                                         by_key, cells, theirs, flagged, elicitation))
+                                         by_key, cells, theirs, flagged, elicitation, held))
+
+
+def held_direct(cells: Cells | None) -> np.ndarray:
+    """(account, shared key id) rows: the direct accounts of carried keys in `cells` (a look's
+    answer) and their keys: solo cells' members with the cell's key, and the flagged accounts
+    whose key a carrier carries (`carries_peer`, `carrier_key`)."""
+    if cells is None or not len(cells.member):
+        return np.zeros((0, 2), np.int64)
+    member = cells.member
+    solo = np.flatnonzero(member >= 0)
+    solo = solo[cells.solo[member[solo]]]
+    peer = np.flatnonzero(cells.carries_peer >= 0)
+    return np.concatenate([
+        np.stack([solo, cells.key[member[solo]]], axis=1),
+        np.stack([cells.carries_peer[peer], cells.carrier_key[peer]], axis=1),
+    ]).astype(np.int64)
 
 
 def _mild(harvest: np.ndarray, elicitation: np.ndarray, cfg: DetectConfig) -> np.ndarray:
@@ -263,24 +282,45 @@ def _diluted(harvest: np.ndarray, key_harvest: np.ndarray, margin: float) -> np.
     return out
 
 
+def _content_contrast(key_sum: np.ndarray, key_n: np.ndarray, acct_sum: np.ndarray,
+                      acct_n: np.ndarray, sent: np.ndarray) -> np.ndarray:
+    """How much more distillation-like a key's requests are than an account's other ones:
+    the key's mean of a per-request score minus that of the account's requests off the key.
+
+    `key_sum`/`key_n`: the score summed over the key's requests and their number;
+    `acct_sum`/`acct_n`: the same over the account's; `sent`: its requests on the key, taken to
+    score as the key's do (the key's requests of all its accounts are the estimate)."""
+    key_mean = key_sum / np.maximum(key_n, 1.0)
+    rest = np.maximum(acct_sum - sent * key_mean, 0.0) / np.maximum(acct_n - sent, 1.0)
+    out: np.ndarray = key_mean - rest
+    return out
+
+
 def _solo_carriers(c: CellConfig, on: np.ndarray, at: np.ndarray, sent: np.ndarray,
                    share: np.ndarray, own: np.ndarray, harvest: np.ndarray,
                    direct_ok: np.ndarray, key_harvest: np.ndarray,
-                   profile: KeyProfile) -> tuple[np.ndarray, np.ndarray]:
+                   profile: KeyProfile, contrast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair row of `on`: is its account a carrier of the key, and is it diluted there.
 
     A carrier sends `>= solo_min_carrier_part` of the key, which is `<= solo_max_carrier_focus`
     of its own requests; a diluted one (`_diluted`) may go up to `solo_max_diluted_focus` (an
-    operator can be a good part of a small reseller's traffic). `key_harvest` (per shared key,
-    NaN: not computed) is filled in place for the keys where it decides.
+    operator can be a good part of a small reseller's traffic). A *contrasting* one, whose
+    requests on the key are `>= solo_min_content_contrast` more distillation-like than its
+    other requests (`contrast`, see `_content_contrast`: someone else's job passing through; a
+    company's own templates look like its other jobs), counts as diluted and may go up to
+    `solo_max_contrast_focus`: how much of a reseller's traffic an operator is, is the
+    operator's choice. `key_harvest` (per shared key, NaN: not computed) is filled in place for
+    the keys where it decides.
     """
     focus = sent / own
     part = share >= c.solo_min_carrier_part
     strict = part & (focus <= c.solo_max_carrier_focus)
+    contrasting = (part & (contrast >= c.solo_min_content_contrast)
+                   & (focus <= c.solo_max_contrast_focus))
     loose = part & (focus <= max(c.solo_max_diluted_focus, c.solo_max_carrier_focus))
     # Only keys with a would-be carrier and another harvest-like account on them can be
     # carried keys: their profiles are the ones needed (few keys).
-    other = np.bincount(at, weights=direct_ok[on[:, PAIR_ACCOUNT]] & ~loose,
+    other = np.bincount(at, weights=direct_ok[on[:, PAIR_ACCOUNT]] & ~(loose | contrasting),
                         minlength=int(at.max()) + 1 if len(at) else 0)
     rows = np.flatnonzero(loose & (other[at] > 0))
     need = np.unique(on[rows, PAIR_KEY])
@@ -290,16 +330,19 @@ def _solo_carriers(c: CellConfig, on: np.ndarray, at: np.ndarray, sent: np.ndarr
     diluted = np.zeros(len(on), bool)
     diluted[rows] = _diluted(harvest[on[rows, PAIR_ACCOUNT]], key_harvest[on[rows, PAIR_KEY]],
                              c.solo_min_dilution)
-    return strict | (loose & diluted), diluted
+    diluted |= contrasting
+    return strict | (loose & diluted) | contrasting, diluted
 
 
 def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
               by_key: PairIndex, cells: Cells, theirs: np.ndarray,
               flagged: np.ndarray | None = None,
-              elicitation: np.ndarray | None = None) -> Cells:
+              elicitation: np.ndarray | None = None,
+              held: np.ndarray | None = None) -> Cells:
     """`cells` plus the solo cells (carried keys: see the module); `theirs`: the pairs of a
-    superset of the candidates (and of the `flagged` accounts)."""
+    superset of the candidates (and of the `flagged` accounts); `held`: (account, shared key
+    id) rows that the last look made direct accounts of carried keys (`held_direct`)."""
     m, n_keys = state.size, state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
@@ -346,8 +389,11 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     # Carriers: accounts that each send a good part of the key's requests, a small part of
     # their own (a reseller's customer, not its own job); together most of the key. A
     # *diluted* carrier (see `_diluted`) may send less of the key and more of its own.
+    score = state.key_counts[on[:, PAIR_CODE], _DISTILL] / 100.0  # P(distill) in percent
+    contrast = _content_contrast(score, n_req[at], state.counters["distill"][on[:, PAIR_ACCOUNT]] / 100.0,
+                                 own, sent)
     carrier, diluted = _solo_carriers(c, on, at, sent, share, own, harvest, direct_ok,
-                                      key_harvest, profile)
+                                      key_harvest, profile, contrast)
     carried_n = np.bincount(at, weights=np.where(carrier, sent, 0), minlength=len(sids))
     bar = np.where(np.bincount(at, weights=carrier & ~diluted, minlength=len(sids)) > 0,
                    c.solo_min_carrier_share, c.solo_min_diluted_share)
@@ -370,14 +416,20 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     # senders share them too: an account that sent a flagged campaign's template a few times
     # is not handed the members' requests on it.
     sender = direct_ok[on[:, PAIR_ACCOUNT]] & ~carrier & carried_key[at]
-    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at])
+    # A direct account of a key at the last look stays one when it joins a flagged campaign:
+    # being flagged is more evidence, not less (its carrier is not let go).
+    was = np.zeros(len(on), bool)
+    if held is not None and len(held):
+        was = np.isin(on[:, PAIR_ACCOUNT] * n_keys + on[:, PAIR_KEY],
+                      held[:, 0] * n_keys + held[:, 1])
+    maybe = sender & (cand[on[:, PAIR_ACCOUNT]] | single[at] | was)
     n_direct = np.maximum(np.bincount(at, weights=sender, minlength=len(sids)), 1.0)
     rest = (n_req - carried_n) / n_direct
     focus = np.maximum(sent, rest[at]) / own
     direct = maybe & (focus >= c.solo_min_direct_focus)
     # (Flagged accounts that sent a public item once or twice each, the thin accounts of a
     # large campaign, do not make it theirs: they send `harvest.min_events` each on average.)
-    direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events)
+    direct &= cand[on[:, PAIR_ACCOUNT]] | (rest[at] >= cfg.harvest.min_events) | was
     if not direct.any():
         return cells
     hit_keys = np.unique(on[direct, PAIR_KEY])

@@ -207,6 +207,8 @@ class CellConfig(_Strict):
     solo_min_dilution: float = Field(default=0.05, ge=0)
     solo_min_diluted_share: float = Field(default=0.6, gt=0.5, le=1)
     solo_max_diluted_focus: float = Field(default=0.2, ge=0, le=1)
+    solo_min_content_contrast: float = Field(default=0.3, gt=0, le=1)
+    solo_max_contrast_focus: float = Field(default=0.5, ge=0, lt=1)
     solo_min_direct_harvest: float = 0.6
     solo_min_direct_focus: float = Field(default=0.03, ge=0)
     solo_mild_direct_harvest: float = 0.4
@@ -284,7 +286,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.7"
+    version: str = "2026.12.8"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

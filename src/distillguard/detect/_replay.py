@@ -24,6 +24,7 @@ from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._decision import THROTTLE
 from distillguard.detect._endusers import SubPrincipals, carrier_ids, mark_apart
 from distillguard.detect._firstrequest import FirstRequestFlags, first_request_table
+from distillguard.detect._flagperiods import FlagPeriods
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
@@ -85,12 +86,14 @@ def replay(
     chunk_events: int = CHUNK_EVENTS,
     first_request: FirstRequestFlags | None = None,
     sub: SubPrincipals | None = None,
+    periods: FlagPeriods | None = None,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed signals window by window; return the final detector and first-flag times (us).
 
     `signals` are precomputed ones sorted by time, or None to compute them from the log
     while the replay goes (see `_stream`); the result is the same. `sub`, when given, is fed
-    the same windows re-keyed by end user (its first-flag times are kept in it).
+    the same windows re-keyed by end user (its first-flag times are kept in it); `periods`,
+    when given, records every period each account was held flagged.
     """
     det = log_detector(log_dir, config, overrides, partners)
     first_flag = np.full(0, -1, np.int64)
@@ -127,7 +130,8 @@ def replay(
             if sub is not None and sub_prep is not None:
                 sub.det.state.admit(sub_prep)
             ahead = pool.submit(prepare_next)
-            first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request)
+            first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request,
+                                      periods)
             if sub is not None and sub_prep is not None:
                 sub.first_flag = replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
             del prep, sub_prep, got  # not held while the next chunk is grouped
@@ -149,8 +153,10 @@ def with_end_users(log_dir: Path, signals: pl.DataFrame) -> pl.DataFrame:
 
 def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
                   first_flag: np.ndarray, progress: Progress | None,
-                  first_request: FirstRequestFlags | None = None) -> np.ndarray:
-    """Apply a prepared chunk window by window, deciding after each; first-flag times."""
+                  first_request: FirstRequestFlags | None = None,
+                  periods: FlagPeriods | None = None) -> np.ndarray:
+    """Apply a prepared chunk window by window, deciding after each; first-flag times (and
+    the flag periods into `periods`, when given)."""
     for w in prep.windows.tolist():
         end = origin + (w + 1) * step
         if first_request is not None:
@@ -165,8 +171,11 @@ def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
             first_flag = np.concatenate(
                 [first_flag, np.full(m - len(first_flag), -1, np.int64)]
             )
-        newly = (a.action >= THROTTLE) & (first_flag[:m] < 0)
+        flagged = a.action >= THROTTLE
+        newly = flagged & (first_flag[:m] < 0)
         first_flag[:m][newly] = end
+        if periods is not None:
+            periods.decided(flagged, end)
         if progress:
             progress("replay", det.state.events_seen)
     return first_flag
@@ -218,16 +227,19 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     partners = partner_matches(log_dir, indicators)
     gate = FirstRequestFlags(cfg.first_request) if cfg.first_request.enabled else None
     sub = SubPrincipals.of_log(log_dir, cfg, overrides, partners)
+    periods = FlagPeriods()
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
-                             first_request=gate, sub=sub)
-    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate, sub)
+                             first_request=gate, sub=sub, periods=periods)
+    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate, sub, periods)
 
 
 def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_flag: np.ndarray,
                 overrides: dict[str, str], partners: set[str],
-                gate: FirstRequestFlags | None, sub: SubPrincipals | None = None) -> ScanResult:
+                gate: FirstRequestFlags | None, sub: SubPrincipals | None = None,
+                periods: FlagPeriods | None = None) -> ScanResult:
     """The scan's tables from a detector replayed to the log's end (every engine's last step);
-    `sub`, when given, holds the end users replayed beside it."""
+    `sub`, when given, holds the end users replayed beside it, `periods` the flag periods
+    recorded (table `flag_periods`)."""
     a = refine_campaigns(det.assess(), cfg.links.min_accounts)
     state = det.state
     # The templates quoted in the evidence: one example each (a key has millions of pairs).
@@ -245,6 +257,8 @@ def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_fla
     tables = {"scan_info": meta, "rarity": a.rarity.table(state.ids)}
     if gate is not None:
         tables["first_request_flags"] = first_request_table(state, gate)
+    if periods is not None:
+        tables["flag_periods"] = periods.table(state.ids)
     if sub is not None:
         tables["end_user_verdicts"], apart = sub.judge(cfg, carrier_ids(state, a))
         verdicts = mark_apart(verdicts, apart)

@@ -7,6 +7,11 @@ Exactly as the traffic-log format's "How a scan is scored" says:
 - false-positive rate = flagged `benign` accounts / `benign` accounts, overall and per persona;
 - harvest before detection = of all `distill` events, the share whose `ts` is earlier than
   their account's `first_flagged_ts`; every event of an unflagged account counts.
+- harvest outside held flags = of all `distill` events, the share served while their account
+  was not held flagged: outside every period of the scan's `flag_periods` table (a flag
+  dropped later lets the account harvest again, and those events count). Verdicts without
+  that table (another detector's) hold each flagged account from its `first_flagged_ts` on,
+  which is harvest before detection again.
 
 Choices the format leaves open, made here and documented in the README:
 
@@ -75,7 +80,8 @@ class CampaignScore:
     The timeline is cumulative over `TIMELINE_BINS` equal slices of the campaign's active
     time: `timeline_end_us[i]` ends slice i (microseconds since the epoch, UTC),
     `timeline_events[i]` counts its events up to then and `timeline_harvested[i]` those
-    served before their account was flagged.
+    served before their account was flagged. `unheld` counts its events served while their
+    account was not held flagged (see the module).
     """
 
     campaign_id: str
@@ -89,6 +95,7 @@ class CampaignScore:
     timeline_end_us: npt.NDArray[np.int64]
     timeline_events: npt.NDArray[np.int64]
     timeline_harvested: npt.NDArray[np.int64]
+    unheld: int = 0
 
     @property
     def flagged_share(self) -> float:
@@ -97,6 +104,11 @@ class CampaignScore:
     @property
     def harvest_share(self) -> float:
         return self.harvested / self.events if self.events else math.nan
+
+    @property
+    def unheld_share(self) -> float:
+        """Share of its events served outside its accounts' held flags."""
+        return self.unheld / self.events if self.events else math.nan
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +132,8 @@ class Evaluation:
     unlabelled_verdicts: int
     flagged_without_time: int
     notes: tuple[str, ...] = field(default=())
+    unheld_events: int = 0
+    has_flag_periods: bool = False  # the verdicts came with a `flag_periods` table
 
     @property
     def account_recall(self) -> float:
@@ -132,6 +146,11 @@ class Evaluation:
     @property
     def harvest_before_detection(self) -> float:
         return _ratio(self.harvested_events, self.distill_events)
+
+    @property
+    def harvest_outside_held_flags(self) -> float:
+        """Share of `distill` events served while their account was not held flagged."""
+        return _ratio(self.unheld_events, self.distill_events)
 
     @property
     def campaigns_caught(self) -> int:
@@ -180,6 +199,8 @@ class Evaluation:
                 "campaign_recall": self.campaign_recall,
                 "campaign_caught_share": CAUGHT_SHARE,
                 "harvest_before_detection": self.harvest_before_detection,
+                "harvest_outside_held_flags": self.harvest_outside_held_flags,
+                "flag_periods": self.has_flag_periods,
                 "average_precision": self.average_precision,
                 "hard_negatives_blocked": self.hard_negatives_blocked,
                 "blocked_by_persona": self.blocked_by_persona,
@@ -191,6 +212,7 @@ class Evaluation:
                     "flagged_benign": self.flagged_benign,
                     "distill_events": self.distill_events,
                     "harvested_events": self.harvested_events,
+                    "unheld_events": self.unheld_events,
                     "campaigns": len(self.campaigns),
                     "campaigns_caught": self.campaigns_caught,
                     "missing_verdicts": self.missing_verdicts,
@@ -218,6 +240,8 @@ class Evaluation:
                         "events": c.events,
                         "harvested": c.harvested,
                         "harvest_before_detection": c.harvest_share,
+                        "unheld": c.unheld,
+                        "harvest_outside_held_flags": c.unheld_share,
                         "first_flagged_ts": _iso(c.first_flagged_us),
                         "caught_ts": _iso(c.caught_us),
                     }
@@ -295,7 +319,9 @@ def evaluate(
         ev = register_view(con, log, "events", "__dg_events")
         lab = register_view(con, log, "labels", "__dg_labels")
         ver = register_view(con, vdir, "verdicts", "__dg_verdicts")
-        return _evaluate(con, ev, lab, ver, log, vdir, name or vdir.name, caught_share)
+        periods = (register_view(con, vdir, "flag_periods", "__dg_flag_periods")
+                   if has_table(vdir, "flag_periods") else None)
+        return _evaluate(con, ev, lab, ver, log, vdir, name or vdir.name, caught_share, periods)
     finally:
         con.close()
 
@@ -309,6 +335,7 @@ def _evaluate(
     vdir: Path,
     name: str,
     caught_share: float,
+    periods: str | None = None,
 ) -> Evaluation:
     e, la, v = quote_ident(ev), quote_ident(lab), quote_ident(ver)
     dup = con.sql(
@@ -388,6 +415,7 @@ def _evaluate(
             )
     scores_by_persona = {p: score[persona == p] for p in sorted(set(persona.tolist()))}
 
+    _held_periods(con, periods, vdir)
     campaigns = _campaigns(con, e, campaign, distill, flagged, flag_known, flag_us, caught_share)
     distill_events = sum(c.events for c in campaigns)
     harvested = sum(c.harvested for c in campaigns)
@@ -422,7 +450,26 @@ def _evaluate(
         unlabelled_verdicts=int(unlabelled),
         flagged_without_time=without_time,
         notes=tuple(notes),
+        unheld_events=sum(c.unheld for c in campaigns),
+        has_flag_periods=periods is not None,
     )
+
+
+def _held_periods(con: Any, periods: str | None, vdir: Path) -> None:
+    """Temp table `held` (account_id, start_us, end_us; end null: held to the end): the
+    scan's `flag_periods`, or, without them, each flagged account from its first_flagged_ts."""
+    if periods is None:
+        con.execute("CREATE TEMP TABLE held AS SELECT account_id, flag_us AS start_us, "
+                    "CAST(NULL AS BIGINT) AS end_us FROM acc WHERE flag_us IS NOT NULL")
+        return
+    p = quote_ident(periods)
+    cols = {r[0] for r in con.sql(f"DESCRIBE {p}").fetchall()}
+    missing = sorted({"account_id", "start_ts", "end_ts"} - cols)
+    if missing:
+        raise LogFormatError(f"the flag_periods table lacks column(s) {', '.join(missing)}",
+                             file=str(vdir), column=missing[0])
+    con.execute(f"CREATE TEMP TABLE held AS SELECT account_id, epoch_us(start_ts) AS start_us, "
+                f"epoch_us(end_ts) AS end_us FROM {p} WHERE start_ts IS NOT NULL")
 
 
 def _campaigns(
@@ -439,10 +486,16 @@ def _campaigns(
     # served before the account was flagged (flag_us null = never flagged = all count).
     rows = con.sql(
         f"""
-        WITH de AS (
-            SELECT a.campaign_id, epoch_us(x.ts) AS t, a.flag_us
+        WITH de0 AS (
+            SELECT a.account_id, a.campaign_id, epoch_us(x.ts) AS t, a.flag_us
             FROM {e} x JOIN acc a USING (account_id)
             WHERE a.label = 'distill'
+        ),
+        de AS (
+            SELECT de0.*, EXISTS (
+                SELECT 1 FROM held h WHERE h.account_id = de0.account_id AND de0.t >= h.start_us
+                    AND (h.end_us IS NULL OR de0.t < h.end_us)) AS held
+            FROM de0
         ),
         span AS (
             SELECT campaign_id, min(t) AS t0, max(t) AS t1 FROM de GROUP BY campaign_id
@@ -452,14 +505,15 @@ def _campaigns(
                                 / (span.t1 - span.t0 + 1)) AS BIGINT), {TIMELINE_BINS - 1})
                    AS bin,
                count(*) AS n,
-               count(*) FILTER (WHERE de.flag_us IS NULL OR de.t < de.flag_us) AS harvested
+               count(*) FILTER (WHERE de.flag_us IS NULL OR de.t < de.flag_us) AS harvested,
+               count(*) FILTER (WHERE NOT de.held) AS unheld
         FROM de JOIN span USING (campaign_id)
         GROUP BY ALL
         ORDER BY de.campaign_id, bin
         """
     ).fetchall()
     per: dict[str, dict[str, Any]] = {}
-    for cid, t0, t1, b, n, h in rows:
+    for cid, t0, t1, b, n, h, u in rows:
         d = per.setdefault(
             cid,
             {
@@ -467,10 +521,12 @@ def _campaigns(
                 "t1": t1,
                 "n": np.zeros(TIMELINE_BINS, np.int64),
                 "h": np.zeros(TIMELINE_BINS, np.int64),
+                "u": 0,
             },
         )
         d["n"][b] += n
         d["h"][b] += h
+        d["u"] += u
     out = []
     ids = sorted({str(c) for c in campaign[distill].tolist()})
     for cid in ids:
@@ -503,6 +559,7 @@ def _campaigns(
                 timeline_end_us=ends,
                 timeline_events=cum_n,
                 timeline_harvested=cum_h,
+                unheld=int(got["u"]) if got is not None else 0,
             )
         )
     return out

@@ -52,6 +52,11 @@ _METRICS: list[tuple[str, Callable[[Evaluation], str]]] = [
         "harvest before detection",
         lambda e: f"{_pct(e.harvest_before_detection)} ({e.harvested_events}/{e.distill_events})",
     ),
+    (
+        "harvest outside held flags",
+        lambda e: f"{_pct(e.harvest_outside_held_flags)} ({e.unheld_events}/{e.distill_events})"
+        + ("" if e.has_flag_periods else " (no flag periods: from first flag on)"),
+    ),
     ("average precision (score)", lambda e: _num(e.average_precision)),
     ("hard negatives blocked", lambda e: str(e.hard_negatives_blocked)),
     ("benign blocked, by persona", _blocked),
@@ -85,7 +90,8 @@ def persona_rows(evaluations: Sequence[Evaluation]) -> Rows:
 
 
 def campaign_rows(evaluations: Sequence[Evaluation]) -> Rows:
-    """Per campaign: share of its accounts flagged, harvest before detection, caught or not."""
+    """Per campaign: share of its accounts flagged, harvest before detection (and outside held
+    flags), caught or not."""
     lookups = [{c.campaign_id: c for c in ev.campaigns} for ev in evaluations]
     rows = []
     for c in evaluations[0].campaigns:
@@ -97,11 +103,12 @@ def campaign_rows(evaluations: Sequence[Evaluation]) -> Rows:
                 continue
             mark = "caught" if ci.caught else "missed"
             cells.append(
-                f"{_pct(ci.flagged_share, 0)} flagged, {_pct(ci.harvest_share)} harvested, {mark}"
+                f"{_pct(ci.flagged_share, 0)} flagged, {_pct(ci.harvest_share)} harvested "
+                f"({_pct(ci.unheld_share)} outside held flags), {mark}"
             )
         rows.append([c.campaign_id, str(c.accounts), str(c.events), *cells])
     return Rows(
-        "Campaigns: accounts flagged, harvest before detection",
+        "Campaigns: accounts flagged, harvest before detection (outside held flags)",
         ["campaign", "accounts", "events", *(ev.name for ev in evaluations)],
         rows,
     )

@@ -160,6 +160,8 @@ class CohortConfig(_Strict):
     frame_min_members: int = Field(default=5, ge=1)
     frame_min_share: float = Field(default=0.8, gt=0, le=1)
     early_min_events: int = Field(default=2, ge=1)
+    interim: bool = True
+    interim_react_seconds: float = Field(default=10.0, ge=0)
 
 
 class EvidenceConfig(_Strict):
@@ -279,7 +281,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.7"
+    version: str = "2026.12.8"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -77,3 +77,20 @@ def test_top_counts_counts_a_value_among_the_first_slots_only() -> None:
     values = np.array([[5, 5, 7], [5, 7, 7], [none, 3, 3]], np.uint64)
     top, slot = top_counts(values, np.array([2, 1, 2]))
     assert top.tolist() == [2, 1, 2] and slot.tolist() == [0, 0, 1]
+
+
+def test_a_harness_whose_closing_phrase_is_rare_only_until_its_burst_is_left_to_the_decision(
+        tmp_path: Path) -> None:
+    # A harness sends 80 word problems of its own in a burst, each closed by the same phrase.
+    # Before the burst nobody closes with that word, so over its first requests it reads as a
+    # frame; by the window's end its own burst has made the word common (over edge_max_share
+    # of the requests), the decision reads no frame and lets it go. Between the two, the word
+    # is no frame of the cohorts' own: no interim flag either.
+    prompts = [pool_task(3000 + i) + "\n\nLet's think step by step." for i in range(80)]
+    runner = events("runner", 80, start=LATER, every=timedelta(seconds=5), prompt=prompts,
+                    ua=BROWSER, ip="100.64.7.7")
+    v, flags = _scan(tmp_path, scripted("op", 40), people("p", 300),
+                     (runner, [account("runner", created=T0 - timedelta(days=60))]))
+    row = v.filter(pl.col("account_id") == "runner").row(0, named=True)
+    assert row["action"] not in ("throttle", "block") and row["first_flagged_ts"] is None
+    assert "runner" not in flags["account_id"].to_list()

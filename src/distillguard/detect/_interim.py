@@ -23,7 +23,7 @@ would have throttled the account until then, and is reported apart (scan table
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +38,6 @@ from distillguard.detect._cohort import (
     Frames,
     cohort_frames,
     fingerprinted,
-    frame_prior,
     strata,
 )
 from distillguard.detect._config import CohortConfig, DetectConfig
@@ -279,9 +278,10 @@ class InterimFlags:
             self._pending.setdefault(a, t + self.react_us)
 
     def _shapes(self, state: DetectorState, acct: np.ndarray,
-                idx: np.ndarray) -> tuple[AccountShape, EdgeShape, np.ndarray]:
+                idx: np.ndarray) -> tuple[AccountShape, EdgeShape, np.ndarray, np.ndarray]:
         """Per (account, request) row: its account's shape over its requests up to this one,
-        its edge words, and whether the item tests leave it to this check."""
+        its edge words, whether the item tests leave it to this check, and its requests on
+        its most used template key."""
         cfg = self.cfg
         s = self.slots
         upto = np.arange(self.keep)[None, :] <= idx[:, None]
@@ -324,18 +324,34 @@ class InterimFlags:
         public = (s["public"][acct] & upto).sum(axis=1)
         items = (s["has_item"][acct] & upto).sum(axis=1)
         own_items = (n < cfg.public_min_items) & (public <= PUBLIC_ITEM_SHARE * items)
-        return shape, edges, own_items
+        return shape, edges, own_items, template
 
     def members(self, state: DetectorState, acct: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Per (account, request) row: a member of a cohort of the last decision over its
         requests up to this one."""
         cfg = self.cfg
-        shape, edges, own_items = self._shapes(state, acct, idx)
+        shape, edges, own_items, template = self._shapes(state, acct, idx)
         fp: np.ndarray = fingerprinted(shape, cfg) & own_items
         early = fingerprinted(shape, cfg, among=shape.early) & own_items
         if not (fp.any() or early.any()):
             return fp
         look = self._looked(state)
+        # A first or last word is the account's frame here only when it is one of the
+        # cohorts' own: a word rare so far may be a harness's phrase, common by the window's
+        # end once its burst is counted (the decision then reads no frame).
+        # A frame holds only counting the account itself among the word's users, as a
+        # non-member (as the decision counts a newcomer with early_min_events requests).
+        frames = look.frames
+        at = np.minimum(np.searchsorted(frames.key, edges.key), max(len(frames.key) - 1, 0))
+        framed = np.zeros(edges.rare.shape, bool)
+        if len(frames.key):
+            users = frames.members[at] / np.maximum(frames.share[at], 1e-12)
+            framed = (edges.rare & (frames.key[at] == edges.key)
+                      & (frames.members[at] >= cfg.frame_min_share * (users + 1)))
+        edge = np.where(framed, edges.top, 0).max(axis=1)
+        shape = replace(shape, frame_share=np.maximum(template, edge) / shape.events)
+        fp = fingerprinted(shape, cfg) & own_items
+        early = fingerprinted(shape, cfg, among=shape.early) & own_items
         cohort = np.where(fp, look.at[np.maximum(strata(shape, cfg), 0)], -1)
         in_pool = cohort >= 0
         if in_pool.any():
@@ -351,8 +367,9 @@ class InterimFlags:
             pool = look.pools[np.maximum(cohort, 0)]
             sim = np.einsum("ij,ij->i", centred, pool) / np.maximum(np.linalg.norm(pool, axis=1), 1e-12)
             in_pool &= (sim >= cfg.min_pool_similarity) | ~look.one_pool[np.maximum(cohort, 0)]
-        own, _ = frame_prior(edges, shape.events, look.frames, cfg.min_frame_share)
-        on_frame = (own >= 0) & (look.at[np.maximum(own, 0)] >= 0)
+        on = framed & (edges.top >= cfg.min_frame_share * shape.events[:, None])
+        stratum = np.where(on, frames.stratum[at] if len(frames.key) else -1, -1).max(axis=1)
+        on_frame = on.any(axis=1) & (look.at[np.maximum(stratum, 0)] >= 0)
         out: np.ndarray = in_pool | (fp & ~in_pool & on_frame) | (early & on_frame)
         return out
 

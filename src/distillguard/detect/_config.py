@@ -165,6 +165,8 @@ class CohortConfig(_Strict):
     frame_min_members: int = Field(default=5, ge=1)
     frame_min_share: float = Field(default=0.8, gt=0, le=1)
     early_min_events: int = Field(default=2, ge=1)
+    interim: bool = True
+    interim_react_seconds: float = Field(default=10.0, ge=0)
 
 
 class EvidenceConfig(_Strict):

@@ -237,6 +237,13 @@ class ItemBook:
         np.add.at(self._senders, code, 1)
         return rank
 
+    def first_senders(self, item: np.ndarray) -> np.ndarray:
+        """Per item hash: the account that sent it first (-1: not seen); codebook side (the
+        prepare thread, after `prepare` of the batch that holds it)."""
+        code = self._codes.get(np.asarray(item, np.uint64), default=-1)
+        out: np.ndarray = np.where(code >= 0, self._first[np.maximum(code, 0)], -1)
+        return out
+
     def _has_pair(self, pid: np.ndarray) -> np.ndarray:
         return self._pairs.contains(pid)
 

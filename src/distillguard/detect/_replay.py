@@ -25,6 +25,7 @@ from distillguard.detect._decision import THROTTLE
 from distillguard.detect._endusers import SubPrincipals, carrier_ids, mark_apart
 from distillguard.detect._firstrequest import FirstRequestFlags, first_request_table
 from distillguard.detect._flagperiods import FlagPeriods
+from distillguard.detect._interim import InterimFlags, interim_flags, interim_table
 from distillguard.detect._online import OnlineDetector
 from distillguard.detect._output import campaign_table, verdict_table
 from distillguard.detect._registry import ScanResult
@@ -87,13 +88,15 @@ def replay(
     first_request: FirstRequestFlags | None = None,
     sub: SubPrincipals | None = None,
     periods: FlagPeriods | None = None,
+    interim: InterimFlags | None = None,
 ) -> tuple[OnlineDetector, np.ndarray]:
     """Feed signals window by window; return the final detector and first-flag times (us).
 
     `signals` are precomputed ones sorted by time, or None to compute them from the log
     while the replay goes (see `_stream`); the result is the same. `sub`, when given, is fed
     the same windows re-keyed by end user (its first-flag times are kept in it); `periods`,
-    when given, records every period each account was held flagged.
+    when given, records every period each account was held flagged. `interim`, when given,
+    flags a cohort's new members between decisions (`_interim`).
     """
     det = log_detector(log_dir, config, overrides, partners)
     first_flag = np.full(0, -1, np.int64)
@@ -109,14 +112,18 @@ def replay(
     origin = source.origin
     chunks = source.chunks
 
-    def prepare_next() -> tuple[Prepared, Prepared | None] | None:
+    def prepare_next() -> tuple[Prepared, Prepared | None, dict[str, np.ndarray] | None] | None:
         chunk = next(chunks, None)
         if chunk is None:
             return None
-        if sub is None:
-            return det.state.prepare(chunk, step, origin), None
-        users, chunk = chunk["end_user"], chunk.drop("end_user")
-        return det.state.prepare(chunk, step, origin), sub.prepare(chunk, users, step, origin)
+        sub_prep = None
+        if sub is not None:
+            users, chunk = chunk["end_user"], chunk.drop("end_user")
+        prep = det.state.prepare(chunk, step, origin)
+        if sub is not None:
+            sub_prep = sub.prepare(chunk, users, step, origin)
+        young = interim.prepare(det.state, chunk, step, origin) if interim is not None else None
+        return prep, sub_prep, young
 
     # Windows are fed in chunks of about `chunk_events` events (whole windows): memory holds
     # two chunks' grouping at a time, and the state is the same as after one batch. The next
@@ -125,16 +132,16 @@ def replay(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="distillguard-prepare") as pool:
         ahead = pool.submit(prepare_next)
         while (got := ahead.result()) is not None:
-            prep, sub_prep = got
+            prep, sub_prep, young = got
             det.state.admit(prep)
             if sub is not None and sub_prep is not None:
                 sub.det.state.admit(sub_prep)
             ahead = pool.submit(prepare_next)
             first_flag = replay_chunk(det, prep, step, origin, first_flag, progress, first_request,
-                                      periods)
+                                      periods, interim, young)
             if sub is not None and sub_prep is not None:
                 sub.first_flag = replay_chunk(sub.det, sub_prep, step, origin, sub.first_flag, None)
-            del prep, sub_prep, got  # not held while the next chunk is grouped
+            del prep, sub_prep, young, got  # not held while the next chunk is grouped
     return det, first_flag
 
 
@@ -154,13 +161,18 @@ def with_end_users(log_dir: Path, signals: pl.DataFrame) -> pl.DataFrame:
 def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
                   first_flag: np.ndarray, progress: Progress | None,
                   first_request: FirstRequestFlags | None = None,
-                  periods: FlagPeriods | None = None) -> np.ndarray:
-    """Apply a prepared chunk window by window, deciding after each; first-flag times (and
-    the flag periods into `periods`, when given)."""
+                  periods: FlagPeriods | None = None,
+                  interim: InterimFlags | None = None,
+                  young: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Apply a prepared chunk window by window, deciding after each; first-flag times (the
+    flag periods into `periods`, when given; `interim` with the chunk's `young` rows: a
+    cohort's new members flagged between decisions, see `_interim`)."""
     for w in prep.windows.tolist():
         end = origin + (w + 1) * step
         if first_request is not None:
             first_request.window(prep.new_pairs.window(w), prep.accounts.window(w))
+        if interim is not None and young is not None:
+            interim.window(det.state, InterimFlags.window_rows(young, w))
         det.apply_window(prep, w, end)
         a = det.assess(with_pairs=False)
         if first_request is not None:
@@ -176,6 +188,9 @@ def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
         first_flag[:m][newly] = end
         if periods is not None:
             periods.decided(flagged, end)
+        if interim is not None:
+            interim.confirm(a.action, first_flag)
+            interim.decided(det.state, a.action, *interim_flags(det))
         if progress:
             progress("replay", det.state.events_seen)
     return first_flag
@@ -228,15 +243,18 @@ def finish_scan(log_dir: Path, config: Path | None, signals: pl.DataFrame | None
     gate = FirstRequestFlags(cfg.first_request) if cfg.first_request.enabled else None
     sub = SubPrincipals.of_log(log_dir, cfg, overrides, partners)
     periods = FlagPeriods()
+    interim = InterimFlags.of(cfg)
     det, first_flag = replay(log_dir, cfg, signals, overrides, progress, partners=partners,
-                             first_request=gate, sub=sub, periods=periods)
-    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate, sub, periods)
+                             first_request=gate, sub=sub, periods=periods, interim=interim)
+    return scan_tables(log_dir, cfg, det, first_flag, overrides, partners, gate, sub,
+                       periods=periods, interim=interim)
 
 
 def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_flag: np.ndarray,
                 overrides: dict[str, str], partners: set[str],
                 gate: FirstRequestFlags | None, sub: SubPrincipals | None = None,
-                periods: FlagPeriods | None = None) -> ScanResult:
+                periods: FlagPeriods | None = None,
+                interim: InterimFlags | None = None) -> ScanResult:
     """The scan's tables from a detector replayed to the log's end (every engine's last step);
     `sub`, when given, holds the end users replayed beside it, `periods` the flag periods
     recorded (table `flag_periods`)."""
@@ -259,6 +277,8 @@ def scan_tables(log_dir: Path, cfg: DetectConfig, det: OnlineDetector, first_fla
         tables["first_request_flags"] = first_request_table(state, gate)
     if periods is not None:
         tables["flag_periods"] = periods.table(state.ids)
+    if interim is not None:
+        tables["interim_flags"] = interim_table(state, interim)
     if sub is not None:
         tables["end_user_verdicts"], apart = sub.judge(cfg, carrier_ids(state, a))
         verdicts = mark_apart(verdicts, apart)

@@ -48,6 +48,7 @@ from distillguard.detect._checkpoint import decode, encode, snapshot
 from distillguard.detect._config import DetectConfig, load_config
 from distillguard.detect._endusers import SubPrincipals
 from distillguard.detect._firstrequest import FirstRequestFlags
+from distillguard.detect._interim import InterimFlags
 from distillguard.detect._registry import ScanResult
 from distillguard.detect._replay import (
     load_overrides,
@@ -72,6 +73,8 @@ STATE_SUFFIX = ".state"
 #: overrides and partners are read again at a restart)
 SAVED = ("det", "sub", "gate", "origin", "closed_until", "newest", "pending", "first_flag",
          "late", "batches", "batch_id")
+# Saved too, but a state written before it was kept restores without it (it starts afresh).
+SAVED_SINCE = ("interim",)
 
 
 class WindowReplay:
@@ -95,6 +98,7 @@ class WindowReplay:
         self.overrides = load_overrides(log_dir, *([decisions_dir] if decisions_dir else []))
         self.partners = partner_matches(log_dir, indicators)
         self.gate = FirstRequestFlags(config.first_request) if config.first_request.enabled else None
+        self.interim = InterimFlags.of(config)
         self.det = log_detector(log_dir, config, self.overrides, self.partners)
         self.sub = (SubPrincipals.fresh(log_dir, config, self.overrides, self.partners)
                     if end_users and config.end_users.enabled else None)
@@ -126,7 +130,7 @@ class WindowReplay:
         path = folder / f"{self.batch_id}{STATE_SUFFIX}"
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as f:
-            f.write(encode(snapshot({k: getattr(self, k) for k in SAVED})))
+            f.write(encode(snapshot({k: getattr(self, k) for k in SAVED + SAVED_SINCE})))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -145,6 +149,9 @@ class WindowReplay:
             raise ConfigError(f"{saved[0][0]} is not a streaming replay's state (no {', '.join(missing)}).")
         for k in SAVED:
             setattr(self, k, state[k])
+        for k in SAVED_SINCE:
+            if k in state:
+                setattr(self, k, state[k])
         return True
 
     def add(self, sig: pl.DataFrame) -> None:
@@ -169,7 +176,7 @@ class WindowReplay:
         # as the scan: end users are judged (and reported) only where some event named one
         sub = self.sub if self.sub is not None and self.sub.named else None
         return scan_tables(self.log_dir, self.config, self.det, self.first_flag, self.overrides,
-                           self.partners, self.gate, sub)
+                           self.partners, self.gate, sub, interim=self.interim)
 
     def _replay_until(self, watermark: int | None) -> None:
         """Replay the pending events of the windows that end at or before `watermark` (None:
@@ -195,6 +202,8 @@ class WindowReplay:
         ready = ready.drop("end_user", strict=False)
         # the order of the scan's replay (`_replay.replay`): both prepared, then both applied
         prep = self.det.state.prepare(ready, self.step, self.origin)
+        young = (self.interim.prepare(self.det.state, ready, self.step, self.origin)
+                 if self.interim is not None else None)
         sub_prep = None
         if self.sub is not None and users is not None:
             sub_prep = self.sub.prepare(ready, users, self.step, self.origin)
@@ -202,7 +211,8 @@ class WindowReplay:
         if self.sub is not None and sub_prep is not None:
             self.sub.det.state.admit(sub_prep)
         self.first_flag = replay_chunk(self.det, prep, self.step, self.origin, self.first_flag,
-                                       self.progress, self.gate)
+                                       self.progress, self.gate, interim=self.interim,
+                                       young=young)
         if self.sub is not None and sub_prep is not None:
             self.sub.first_flag = replay_chunk(self.sub.det, sub_prep, self.step, self.origin,
                                                self.sub.first_flag, None)

@@ -772,6 +772,19 @@ class DetectorState:
         self.apply(prep, 0)
 
     # -- views ------------------------------------------------------------------------------
+    def account_codes(self, account_id: pl.Series) -> np.ndarray:
+        """Codes of accounts `prepare` has seen (-1: none yet), in the order given."""
+        frame = pl.DataFrame({"account_id": account_id.cast(pl.String)})
+        got = frame.join(self._acct_codes, on="account_id", how="left", maintain_order="left")
+        out: np.ndarray = got["acct"].fill_null(-1).to_numpy()
+        return out
+
+    def key_codes(self, kind: int, keys: np.ndarray) -> np.ndarray:
+        """Codes of keys of one kind (an index in ALL_KINDS) by hash (-1: not coded yet); in
+        the prepare thread, which alone adds to the codebooks."""
+        out: np.ndarray = self._key_books[kind].get(np.asarray(keys, np.uint64), default=-1)
+        return out
+
     def key_values(self, codes: np.ndarray) -> list[tuple[str, int]]:
         """(kind name, key hash) of these key codes, in their order."""
         codes = np.asarray(codes, np.int64)

@@ -63,6 +63,7 @@ from distillguard.detect._state import (
     PAIR_KIND,
     DetectorState,
 )
+from distillguard.detect._tails import KeptTail, empirical_tail
 
 #: Per key-sharing evidence: the link kind it reads and whether only suspicious keys count.
 KEY_EVIDENCE: dict[str, tuple[str, bool]] = {
@@ -83,6 +84,9 @@ _GATED_LINK = np.zeros(len(LINK_KINDS), bool)
 _GATED_LINK[_KEY_KIND] = _GATED
 # tan((0.5 - p) pi) loses precision under this p; 1 / (p pi) is its limit there.
 _TINY_P = 1e-12
+# p-values are combined clipped under 1 (tan is infinite at 1/2 - 1); the term of p = 1.
+_MAX_P = 1.0 - 1e-15
+_TERM_AT_ONE = float(np.tan((0.5 - np.full(1, _MAX_P)) * np.pi)[0])
 
 
 @dataclass
@@ -160,14 +164,6 @@ def rarity_reason(r: Rarity, i: int) -> tuple[str, dict[str, object]]:
     return text, entry
 
 
-def empirical_tail(null: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """`(1 + #{null >= s}) / (1 + len(null))` for each `s` (a valid p-value under the null)."""
-    ordered = np.sort(null)
-    above = len(ordered) - np.searchsorted(ordered, s, side="left")
-    out: np.ndarray = (1.0 + above) / (1.0 + len(ordered))
-    return out
-
-
 def share_tail(null_shares: np.ndarray, k: np.ndarray, first: int = 2) -> np.ndarray:
     """P(K >= k) for accounts on one key under a geometric null from `first` accounts on,
     `rho^(k - first + 1)` (1 under `first`: that many on one key is ordinary).
@@ -177,16 +173,34 @@ def share_tail(null_shares: np.ndarray, k: np.ndarray, first: int = 2) -> np.nda
     operator's aged accounts on its own keys are established too, and an empirical tail
     would let them set the bar for their own campaign.
     """
-    rho = (float(null_shares.sum()) + 1.0) / (len(null_shares) + 2.0)
-    out: np.ndarray = np.where(k < first, 1.0, rho ** np.maximum(k - first + 1, 0))
+    return geometric_tail(share_rate(int(null_shares.sum()), len(null_shares)), k, first)
+
+
+def share_rate(shares: int, n: int) -> float:
+    """`rho = (shares + 1) / (n + 2)`: how often one of `n` null accounts shares a key."""
+    return (float(shares) + 1.0) / (n + 2.0)
+
+
+def geometric_tail(rho: float, k: np.ndarray, first: int) -> np.ndarray:
+    """`rho^(k - first + 1)` from `first` on, 1 under it (most accounts: no power taken)."""
+    out = np.ones(len(k))
+    hit = np.flatnonzero(k >= first)
+    out[hit] = rho ** (k[hit] - first + 1)
+    return out
+
+
+def cauchy_terms(p: np.ndarray) -> np.ndarray:
+    """The Cauchy combination's term of each p-value, `tan((0.5 - p) pi)` with p clipped
+    into (0, 1) (`1 / (p pi)`, its limit, under `_TINY_P`)."""
+    p = np.clip(p, 1e-300, _MAX_P)
+    out: np.ndarray = np.where(p < _TINY_P, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi))
     return out
 
 
 def cauchy_combination(p: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
     """ACAT over the columns of `p` with equal weights (Liu and Xie 2020), per row over the
     columns `counted` says (all when None; each row counts at least one)."""
-    p = np.clip(p, 1e-300, 1.0 - 1e-15)
-    terms = np.where(p < _TINY_P, 1.0 / (p * np.pi), np.tan((0.5 - p) * np.pi))
+    terms = cauchy_terms(p)
     if counted is None:
         t = terms.mean(axis=1)
     else:
@@ -233,59 +247,84 @@ class KeySizes:
     (`counted_keys`). A key's size only grows and pairs are only appended, so a look folds in
     (maximum) the pairs of keys that grew or started to count, and the pairs appended since;
     the accounts on a key that stopped counting (a gated key no longer suspicious) are
-    recomputed from all their pairs.
+    recomputed from all their pairs. A key grows exactly when a pair of it is appended, and
+    only a gated key's suspicion changes whether it counts, so a look reads the pairs
+    appended since and the keys whose suspicion changed, not every key.
     """
 
     def __init__(self) -> None:
         self.k = np.ones((0, len(KEY_EVIDENCE)))
         self.n = 0  # shared pairs folded in
         self.counted = np.zeros(0, bool)  # per shared key id, as of the last look
-        self.members = np.zeros(0, np.int64)  # accounts per shared key id, as of the last look
 
     def update(self, state: DetectorState, suspicious: np.ndarray | None,
                by_key: PairIndex, by_acct: PairIndex) -> np.ndarray:
         """`key_sizes(state, suspicious, by_key)` (a view, valid until the next update)."""
         m, n_keys = state.size, state.shared_keys
         pairs = state.shared_pairs()
-        sus = np.zeros(n_keys, bool)
-        if suspicious is not None:
-            sus[: min(n_keys, len(suspicious))] = suspicious[:n_keys]
-        counted = counted_keys(state.sid_link[:n_keys], sus)
-        members = state.key_accounts[state.sid_code[:n_keys]]
+        new = pairs[self.n :]
         if len(self.k) < m:
             grown = np.ones((max(m, 2 * len(self.k)), len(KEY_EVIDENCE)))
             grown[: len(self.k)] = self.k
             self.k = grown
+        counted, flipped = self._counted(state, suspicious, n_keys)
         was = len(self.counted)
-        fold = counted.copy()
-        fold[:was] &= ~self.counted | (members[:was] != self.members)
-        gone = np.zeros(n_keys, bool)
-        gone[:was] = self.counted & ~counted[:was]
-        if gone.any():
+        gone = flipped[~counted[flipped]]
+        if len(gone):
+            on_gone = np.zeros(n_keys, bool)
+            on_gone[gone] = True
             left = np.zeros(m, bool)
-            left[pairs[by_key.select(pairs, gone, ordered=False), PAIR_ACCOUNT]] = True
+            left[pairs[by_key.select(pairs, on_gone, ordered=False), PAIR_ACCOUNT]] = True
             self.k[: m][left] = 1.0
-            self._fold(pairs[by_acct.select(pairs, left, ordered=False)], counted, members)
-        self._fold(pairs[by_key.select(pairs, fold, ordered=False)], counted, members)
-        self._fold(pairs[self.n :], counted, members)
-        self.n, self.counted, self.members = len(pairs), counted, members
+            self._fold(pairs[by_acct.select(pairs, left, ordered=False)], state, counted)
+        # Keys of before that grew (their other pairs now count the new size) or started to
+        # count; the pairs of keys new since are all among those appended.
+        fold = np.zeros(n_keys, bool)
+        fold[new[:, PAIR_KEY]] = True
+        fold[flipped] = True
+        fold[was:] = False
+        fold &= counted
+        if fold.any():
+            self._fold(pairs[by_key.select(pairs, fold, ordered=False)], state, counted)
+        self._fold(new, state, counted)
+        self.n, self.counted = len(pairs), counted
         return self.k[:m]
 
-    def _fold(self, rows: np.ndarray, counted: np.ndarray, members: np.ndarray) -> None:
+    def _counted(self, state: DetectorState, suspicious: np.ndarray | None,
+                 n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per shared key: whether it counts now (`counted_keys`), and the keys of the last
+        look whose answer changed (a gated key's suspicion)."""
+        was = len(self.counted)
+        sus = np.zeros(n_keys, bool)
+        if suspicious is not None:
+            sus[: min(n_keys, len(suspicious))] = suspicious[:n_keys]
+        counted = np.empty(n_keys, bool)
+        counted[:was] = self.counted
+        counted[was:] = counted_keys(state.sid_link[was:n_keys], sus[was:])
+        # A gated key counts exactly when it is suspicious; the others never change.
+        differ = np.flatnonzero(sus[:was] != self.counted)
+        flipped = differ[_GATED_LINK[state.sid_link[differ]]]
+        counted[flipped] = sus[flipped]
+        return counted, flipped
+
+    def _fold(self, rows: np.ndarray, state: DetectorState, counted: np.ndarray) -> None:
         """The largest size so far of each row's account and column, with these rows in."""
         rows = rows[counted[rows[:, PAIR_KEY]]]
         if len(rows):
             cell = rows[:, PAIR_ACCOUNT] * len(KEY_EVIDENCE) + _COLUMN[rows[:, PAIR_KIND]]
-            np.maximum.at(self.k.reshape(-1), cell, members[rows[:, PAIR_KEY]].astype(np.float64))
+            sizes = state.key_accounts[rows[:, PAIR_CODE]].astype(np.float64)
+            np.maximum.at(self.k.reshape(-1), cell, sizes)
 
 
 def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
-           shares: np.ndarray, k: np.ndarray) -> Rarity:
+           shares: np.ndarray, k: np.ndarray,
+           tails: tuple[KeptTail, KeptTail] | None = None) -> Rarity:
     """The evidence of every account, weighed against the log's established accounts.
 
     `shares` (per account and `KEY_EVIDENCE`): shares a key of that kind with another
     account (suspicious or not); `k`: the accounts on its largest key of each kind that
-    counts (`key_sizes`).
+    counts (`key_sizes`); `tails`: the empirical tails of the share columns kept since the
+    last look (computed afresh when None).
     """
     rc = cfg.evidence.rarity
     m = state.size
@@ -297,30 +336,56 @@ def rarity(state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig
     n = feats["events"]
     enough = n >= rc.min_events
     null = established & self_serve
+    n_null = int(np.count_nonzero(null))
 
     content = state.counters["distill"][:m] / np.maximum(n, 1.0) / 100.0
     stat = np.column_stack([k, feats["elicitation"], content])
     p = np.ones((m, len(EVIDENCE)))
     for e in range(len(KEY_EVIDENCE)):
         first = rc.card_min_accounts if e == _CARD else 2
-        p[:, e] = share_tail(shares[:m, e][null], k[:, e], first)
+        rho = share_rate(int(np.count_nonzero(shares[:m, e] & null)), n_null)
+        p[:, e] = geometric_tail(rho, k[:, e], first)
     share_null = null & enough
-    if share_null.sum() >= rc.min_null_accounts:
-        for col in _SHARE_COLUMNS:
-            p[:, col] = np.where(enough, empirical_tail(stat[share_null, col], stat[:, col]),
-                                 1.0)
-    if null.sum() < rc.min_null_accounts:
+    if np.count_nonzero(share_null) >= rc.min_null_accounts:
+        for i, col in enumerate(_SHARE_COLUMNS):
+            if tails is None:
+                p[:, col] = np.where(enough, empirical_tail(stat[share_null, col],
+                                                            stat[:, col]), 1.0)
+            else:
+                p[:, col] = tails[i].update(stat[:, col], share_null, enough)
+    if n_null < rc.min_null_accounts:
         p[:, : len(KEY_EVIDENCE)] = 1.0  # too few established accounts to say what is rare
     p[~self_serve] = 1.0
     _gate_on_own_asks(p, stat, rc.key_min_share)
-    # A gated kind is evidence only where its key is suspicious: elsewhere it is left out of
-    # the combination (whether a key is suspicious is a gate, not an observation of p = 1).
-    counted = np.ones(p.shape, bool)
-    counted[:, : len(KEY_EVIDENCE)] = ~_GATED | (p[:, : len(KEY_EVIDENCE)] < 1.0)
-    combined = cauchy_combination(p, counted)
+    combined = _combined(p)
     # A key is known from the first request; the shares are 1 below `min_events` anyway.
     flag = combined <= rc.max_p
-    return Rarity(stat, p, combined, flag, int(null.sum()))
+    return Rarity(stat, p, combined, flag, n_null)
+
+
+def _combined(p: np.ndarray) -> np.ndarray:
+    """`cauchy_combination` of each account's evidence that counts: a gated kind only where
+    its key is suspicious (p < 1; elsewhere it is left out: whether a key is suspicious is a
+    gate, not an observation of p = 1), every other kind always.
+
+    Column by column: most p-values are 1 (their term is one number), so only those under 1
+    take a tangent. The terms are added in column order, as `cauchy_combination`'s row sum
+    adds them, so the answer is the same to the last bit."""
+    m = len(p)
+    total, count = np.zeros(m), np.zeros(m, np.int64)
+    for e in range(len(EVIDENCE)):
+        col = p[:, e]
+        some = np.flatnonzero(col < 1.0)
+        if e < len(KEY_EVIDENCE) and _GATED[e]:
+            total[some] += cauchy_terms(col[some])
+            count[some] += 1
+        else:
+            terms = np.full(m, _TERM_AT_ONE)
+            terms[some] = cauchy_terms(col[some])
+            total += terms
+            count += 1
+    out: np.ndarray = np.arctan2(1.0, total / np.maximum(count, 1)) / np.pi
+    return out
 
 
 def _gate_on_own_asks(p: np.ndarray, stat: np.ndarray, min_share: float) -> None:
@@ -338,8 +403,8 @@ class RarityTracker:
     """`rarity` looked at every `rarity.every_minutes` of log time (see `_cadence`).
 
     Keeps, per account and kind, whether it shares a key of that kind with another account,
-    from the shared pairs appended since the last look (they are only ever appended), and the
-    key sizes (`KeySizes`).
+    from the shared pairs appended since the last look (they are only ever appended), the
+    key sizes (`KeySizes`) and the accounts sorted by each share (`KeptTail`).
     """
 
     def __init__(self) -> None:
@@ -347,12 +412,16 @@ class RarityTracker:
         self._shares = np.zeros((0, len(KEY_EVIDENCE)), bool)
         self._seen = 0
         self._sizes = KeySizes()
+        self._tails = (KeptTail(), KeptTail())
 
     def __setstate__(self, saved: dict[str, object]) -> None:
-        # A checkpoint written without the key sizes: the next look computes them afresh.
+        # A checkpoint written without the key sizes or the tails: the next look computes
+        # them afresh.
         self.__dict__.update(saved)
         if "_sizes" not in saved:
             self._sizes = KeySizes()
+        if "_tails" not in saved:
+            self._tails = (KeptTail(), KeptTail())
 
     def update(self, state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
                suspicious: np.ndarray | None = None, by_key: PairIndex | None = None,
@@ -367,7 +436,8 @@ class RarityTracker:
         else:
             self._sizes = KeySizes()
             k = key_sizes(state, suspicious, by_key)
-        return self._cadence.keep(rarity(state, feats, cfg, self._shared(state), k))
+        return self._cadence.keep(rarity(state, feats, cfg, self._shared(state), k,
+                                         self._tails))
 
     def _shared(self, state: DetectorState) -> np.ndarray:
         m = state.size

@@ -1,0 +1,77 @@
+"""What the rarity and cell looks cost: this tree's against another checkout's, in one scan.
+
+    python benchmarks/bench_rarity_cells.py --log /work/dg-bench/seed7-1m --against /tmp/main
+
+Scans the log once with this tree's detector. At every decision, the other checkout's version
+(its package copied under another name) and this tree's of two steps run on the same state,
+each timed in CPU seconds of the replay's thread: `RarityTracker.update` and
+`CellTracker.update`. Each version keeps its own tracker (the other's is a shadow fed the same
+arguments); their answers must be equal, array for array, bit for bit. Which version runs
+first alternates from call to call, so neither gets the warm caches. Prints the CPU seconds,
+the ratios and the load average (the machine is shared), and writes the table to
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import fields
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from _against import StepClock, steps_against
+
+from distillguard.detect import _cells, _rarity
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Equal dataclass answers: every field, arrays bit for bit (NaN equal to NaN)."""
+    for f in fields(got):
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(a, np.ndarray):
+            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _both(clock: StepClock, step: str, calls: list[int], other: Any, this: Any) -> Any:
+    """Run both versions, the other first at even calls and this tree's first at odd ones."""
+    calls[0] += 1
+    if calls[0] % 2:
+        got = clock.time(step, "this", this)
+        want = clock.time(step, "other", other)
+    else:
+        want = clock.time(step, "other", other)
+        got = clock.time(step, "this", this)
+    if not _same(got, want):
+        raise SystemExit(f"{step}: the two versions' answers differ at call {calls[0]}")
+    return got
+
+
+def _patch(other: ModuleType, clock: StepClock) -> None:
+    old_rarity = importlib.import_module(f"{other.__name__}._rarity")
+    old_cells = importlib.import_module(f"{other.__name__}._cells")
+    new_rarity, new_cells = _rarity.RarityTracker.update, _cells.CellTracker.update
+    shadows: dict[int, Any] = {}
+    calls = [0]
+
+    def rarity(self: _rarity.RarityTracker, *args: Any) -> _rarity.Rarity:
+        shadow = shadows.setdefault(id(self), old_rarity.RarityTracker())
+        return _both(clock, "RarityTracker.update", calls, lambda: shadow.update(*args),
+                     lambda: new_rarity(self, *args))  # type: ignore[no-any-return]
+
+    def cells(self: _cells.CellTracker, *args: Any) -> _cells.Cells:
+        shadow = shadows.setdefault(id(self), old_cells.CellTracker())
+        return _both(clock, "CellTracker.update", calls, lambda: shadow.update(*args),
+                     lambda: new_cells(self, *args))  # type: ignore[no-any-return]
+
+    _rarity.RarityTracker.update = rarity  # type: ignore[method-assign]
+    _cells.CellTracker.update = cells  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    steps_against(__file__, "Rarity and cell looks against another checkout", "state",
+                  "detect/_rarity.py", _patch, thread=True)

@@ -261,3 +261,44 @@ def test_key_sizes_kept_between_looks_are_those_computed_afresh(seed: int) -> No
     assert looks_with_drops and len(np.unique(pairs[:, PAIR_KEY])) > 20
     assert len(np.unique(pairs[:, PAIR_ACCOUNT])) > 50
     assert (want[:, 0] > 1).any() and (want[:, 1:] > 1).any(axis=0).all()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tails_kept_between_looks_are_those_computed_afresh(seed: int) -> None:
+    """Accounts arrive, change their shares (ties included), join and leave the tested set:
+    the p-values `KeptTail` keeps equal `empirical_tail` over the null at every look, to the
+    last bit."""
+    from distillguard.detect._tails import KeptTail
+
+    rng = np.random.default_rng(seed)
+    kept = KeptTail()
+    values, null, on = np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)
+    for _ in range(30):
+        add = int(rng.integers(0, 20))
+        values = np.r_[values, rng.integers(0, 6, add) / 5.0]
+        null, on = np.r_[null, rng.random(add) < 0.5], np.r_[on, rng.random(add) < 0.5]
+        moved = rng.random(len(values)) < 0.2
+        values[moved] = rng.integers(0, 6, int(moved.sum())) / 5.0
+        on = (on | (rng.random(len(values)) < 0.1)) & (rng.random(len(values)) < 0.95)
+        got = kept.update(values.copy(), null & on, on)
+        want = np.where(on, empirical_tail(values[null & on], values), 1.0)
+        assert np.array_equal(got, want)
+    assert on.sum() > 50
+
+
+def test_combination_column_by_column_is_the_row_combination() -> None:
+    """The combination the rarity evidence takes column by column (`_combined`) is
+    `cauchy_combination` over the counted evidence to the last bit; a gated kind of p = 1 is
+    left out, every other kind counts."""
+    from distillguard.detect._rarity import _GATED, KEY_EVIDENCE, _combined
+
+    rng = np.random.default_rng(5)
+    p = np.ones((5000, len(EVIDENCE)))
+    some = rng.random(p.shape) < 0.3
+    p[some] = rng.choice([1e-20, 1e-13, 1e-4, 0.3, 0.5, 0.999], int(some.sum()))
+    counted = np.ones(p.shape, bool)
+    counted[:, : len(KEY_EVIDENCE)] = ~_GATED | (p[:, : len(KEY_EVIDENCE)] < 1.0)
+    assert np.array_equal(_combined(p), cauchy_combination(p, counted))
+    # Benign look-alike: no evidence at all is the same combination for every account.
+    none = _combined(np.ones((3, len(EVIDENCE))))
+    assert none[0] == none[2] and none[0] > 0.5

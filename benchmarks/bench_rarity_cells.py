@@ -15,6 +15,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import fields
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 from _against import StepClock, steps_against
 
 from distillguard.detect import _cells, _rarity
+from distillguard.detect._state import PAIR_ACCOUNT
 
 
 def _same(got: Any, want: Any) -> bool:
@@ -51,6 +53,11 @@ def _both(clock: StepClock, step: str, calls: list[int], other: Any, this: Any) 
     return got
 
 
+def _takes_by_acct(rarity: ModuleType) -> bool:
+    """Whether a version's `RarityTracker.update` takes the pair index by account."""
+    return "by_acct" in inspect.signature(rarity.RarityTracker.update).parameters
+
+
 def _patch(other: ModuleType, clock: StepClock) -> None:
     old_rarity = importlib.import_module(f"{other.__name__}._rarity")
     old_cells = importlib.import_module(f"{other.__name__}._cells")
@@ -58,9 +65,16 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
     shadows: dict[int, Any] = {}
     calls = [0]
 
+    old_links = importlib.import_module(f"{other.__name__}._links")
+    by_acct: dict[int, Any] = {}
+
     def rarity(self: _rarity.RarityTracker, *args: Any) -> _rarity.Rarity:
         shadow = shadows.setdefault(id(self), old_rarity.RarityTracker())
-        return _both(clock, "RarityTracker.update", calls, lambda: shadow.update(*args),
+        # (A version whose key sizes read the pairs by account too gets its own index.)
+        theirs = args
+        if _takes_by_acct(old_rarity) and len(args) == 5:
+            theirs = (*args, by_acct.setdefault(id(self), old_links.PairIndex(PAIR_ACCOUNT)))
+        return _both(clock, "RarityTracker.update", calls, lambda: shadow.update(*theirs),
                      lambda: new_rarity(self, *args))  # type: ignore[no-any-return]
 
     def cells(self: _cells.CellTracker, *args: Any) -> _cells.Cells:

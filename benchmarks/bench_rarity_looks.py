@@ -59,9 +59,8 @@ def main() -> None:
     kept_sizes = KeySizes.update
     kept_keys = FirstRequestFlags.look
 
-    def sizes_both(self: KeySizes, state: Any, suspicious: Any, by_key: Any,
-                   by_acct: Any) -> np.ndarray:
-        return sizes.both(lambda: kept_sizes(self, state, suspicious, by_key, by_acct),
+    def sizes_both(self: KeySizes, state: Any, suspicious: Any, by_key: Any) -> np.ndarray:
+        return sizes.both(lambda: kept_sizes(self, state, suspicious, by_key),
                           lambda: key_sizes(state, suspicious, by_key))
 
     def keys_both(self: FirstRequestFlags, state: Any, action: Any, harvest: Any,

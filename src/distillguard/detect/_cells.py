@@ -108,11 +108,48 @@ class Cells:
         )
 
 
+class CandidatePairs:
+    """The shared pairs of a set of accounts (the cells' candidates), kept from one look to
+    the next: the set changes by a few accounts between looks, and pairs are only appended.
+
+    A look keeps the rows of the accounts still in the set, adds the pairs appended since of
+    those, and all the pairs of the accounts new to the set. The rows come in no particular
+    order (the cells are the same whatever the order)."""
+
+    def __init__(self) -> None:
+        self.rows = np.zeros((0, 4), np.int64)
+        self.n = 0  # shared pairs read
+        self.accounts = np.zeros(0, bool)  # the set as of the last look
+
+    def update(self, pairs: np.ndarray, accounts: np.ndarray, by_acct: PairIndex) -> np.ndarray:
+        """All the shared pairs of `accounts` (a mask over accounts)."""
+        was = np.zeros(len(accounts), bool)
+        k = min(len(accounts), len(self.accounts))
+        was[:k] = self.accounts[:k]
+        stay = accounts & was
+        new = pairs[self.n :]
+        parts = [self.rows[stay[self.rows[:, PAIR_ACCOUNT]]], new[stay[new[:, PAIR_ACCOUNT]]]]
+        joined = accounts & ~was
+        if joined.any():
+            parts.append(pairs[by_acct.select(pairs, joined, ordered=False)])
+        self.rows = np.concatenate(parts)
+        self.n, self.accounts = len(pairs), accounts.copy()
+        return self.rows
+
+
 class CellTracker:
-    """Looks for cells at most every `cells.every_minutes` of log time and reuses the answer."""
+    """Looks for cells at most every `cells.every_minutes` of log time and reuses the answer;
+    keeps the candidates' pairs between looks (`CandidatePairs`)."""
 
     def __init__(self) -> None:
         self.looks: Cadence[Cells] = Cadence()
+        self.candidates = CandidatePairs()
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written without the candidates' pairs: the next look reads them afresh.
+        self.__dict__.update(saved)
+        if "candidates" not in saved:
+            self.candidates = CandidatePairs()
 
     def update(self, state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
@@ -128,13 +165,13 @@ class CellTracker:
         if last is not None:
             return last.grown(state.size)
         # Both looks start from the pairs of the harvest-like accounts in no campaign: gathering
-        # them is most of the cost, so it is done once.
+        # them is most of the cost, so it is done once (and kept for the next look).
         c = cfg.cells
         cand = free & (harvest >= min(c.min_member_harvest, c.solo_min_direct_harvest))
         if elicitation is not None and c.solo_mild_direct_harvest < c.solo_min_direct_harvest:
             cand |= free & _mild(harvest, elicitation, cfg)
-        theirs = pairs[by_acct.select(pairs, cand, ordered=False)] if (
-            c.enabled and state.shared_keys and cand.any()) else np.zeros((0, 4), np.int64)
+        theirs = (self.candidates.update(pairs, cand, by_acct) if c.enabled and state.shared_keys
+                  else np.zeros((0, 4), np.int64))
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
         held = held_direct(self.looks.last)

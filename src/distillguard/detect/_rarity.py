@@ -244,49 +244,61 @@ class KeySizes:
     """`key_sizes` kept up to date from one look to the next.
 
     Per account and column it holds the largest key size over the pairs on keys it counts
-    (`counted_keys`). A key's size only grows and pairs are only appended, so a look folds in
-    (maximum) the pairs of keys that grew or started to count, and the pairs appended since;
-    the accounts on a key that stopped counting (a gated key no longer suspicious) are
-    recomputed from all their pairs. A key grows exactly when a pair of it is appended, and
-    only a gated key's suspicion changes whether it counts, so a look reads the pairs
-    appended since and the keys whose suspicion changed, not every key.
+    (`counted_keys`), and it keeps those pairs (few: cards, and the gated keys that are
+    suspicious). A key's size only grows and pairs are only appended, so a look folds in
+    (maximum) the pairs of keys that grew or started to count; the accounts on a key that
+    stopped counting (a gated key no longer suspicious) are recomputed from their pairs kept.
+    A key grows exactly when a pair of it is appended, and only a gated key's suspicion
+    changes whether it counts, so a look reads the pairs appended since and the keys whose
+    suspicion changed, not every key or pair.
     """
 
     def __init__(self) -> None:
         self.k = np.ones((0, len(KEY_EVIDENCE)))
-        self.n = 0  # shared pairs folded in
+        self.n = 0  # shared pairs read
         self.counted = np.zeros(0, bool)  # per shared key id, as of the last look
+        self.rows = np.zeros((0, 4), np.int64)  # the shared pairs on keys counted then
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        # A checkpoint written without the pairs kept: the next look reads them all afresh.
+        self.__init__()  # type: ignore[misc]
+        if "rows" in saved:
+            self.__dict__.update(saved)
 
     def update(self, state: DetectorState, suspicious: np.ndarray | None,
-               by_key: PairIndex, by_acct: PairIndex) -> np.ndarray:
+               by_key: PairIndex) -> np.ndarray:
         """`key_sizes(state, suspicious, by_key)` (a view, valid until the next update)."""
         m, n_keys = state.size, state.shared_keys
         pairs = state.shared_pairs()
-        new = pairs[self.n :]
         if len(self.k) < m:
             grown = np.ones((max(m, 2 * len(self.k)), len(KEY_EVIDENCE)))
             grown[: len(self.k)] = self.k
             self.k = grown
         counted, flipped = self._counted(state, suspicious, n_keys)
-        was = len(self.counted)
-        gone = flipped[~counted[flipped]]
+        started, gone = flipped[counted[flipped]], flipped[~counted[flipped]]
+        left = np.zeros(m, bool)
         if len(gone):
             on_gone = np.zeros(n_keys, bool)
             on_gone[gone] = True
-            left = np.zeros(m, bool)
-            left[pairs[by_key.select(pairs, on_gone, ordered=False), PAIR_ACCOUNT]] = True
-            self.k[: m][left] = 1.0
-            self._fold(pairs[by_acct.select(pairs, left, ordered=False)], state, counted)
-        # Keys of before that grew (their other pairs now count the new size) or started to
-        # count; the pairs of keys new since are all among those appended.
+            out = on_gone[self.rows[:, PAIR_KEY]]
+            left[self.rows[out, PAIR_ACCOUNT]] = True
+            self.rows = self.rows[~out]
+        new = pairs[self.n :]
+        add = [self.rows, new[counted[new[:, PAIR_KEY]]]]
+        if len(started):
+            on_started = np.zeros(n_keys, bool)
+            on_started[started] = True
+            before = by_key.select(pairs, on_started, ordered=False)
+            add.append(pairs[before[before < self.n]])
+        self.rows = np.concatenate(add)
+        # Accounts on a key that stopped counting: afresh from their other pairs.
+        self.k[: m][left] = 1.0
+        # Keys that grew (their other pairs now count the new size) or started to count.
         fold = np.zeros(n_keys, bool)
         fold[new[:, PAIR_KEY]] = True
-        fold[flipped] = True
-        fold[was:] = False
-        fold &= counted
-        if fold.any():
-            self._fold(pairs[by_key.select(pairs, fold, ordered=False)], state, counted)
-        self._fold(new, state, counted)
+        fold[started] = True
+        self._fold(self.rows[fold[self.rows[:, PAIR_KEY]] | left[self.rows[:, PAIR_ACCOUNT]]],
+                   state)
         self.n, self.counted = len(pairs), counted
         return self.k[:m]
 
@@ -307,9 +319,8 @@ class KeySizes:
         counted[flipped] = sus[flipped]
         return counted, flipped
 
-    def _fold(self, rows: np.ndarray, state: DetectorState, counted: np.ndarray) -> None:
+    def _fold(self, rows: np.ndarray, state: DetectorState) -> None:
         """The largest size so far of each row's account and column, with these rows in."""
-        rows = rows[counted[rows[:, PAIR_KEY]]]
         if len(rows):
             cell = rows[:, PAIR_ACCOUNT] * len(KEY_EVIDENCE) + _COLUMN[rows[:, PAIR_KIND]]
             sizes = state.key_accounts[rows[:, PAIR_CODE]].astype(np.float64)
@@ -424,15 +435,15 @@ class RarityTracker:
             self._tails = (KeptTail(), KeptTail())
 
     def update(self, state: DetectorState, feats: dict[str, np.ndarray], cfg: DetectConfig,
-               suspicious: np.ndarray | None = None, by_key: PairIndex | None = None,
-               by_acct: PairIndex | None = None) -> Rarity:
+               suspicious: np.ndarray | None = None,
+               by_key: PairIndex | None = None) -> Rarity:
         """The answer as of now: a fresh look, or the last one grown to the accounts seen since.
-        Without the pair indexes the key sizes are computed from all the pairs."""
+        Without the pair index the key sizes are computed from all the pairs."""
         last = self._cadence.reuse(state.now_us, cfg.evidence.rarity.every_minutes)
         if last is not None:
             return last.grown(state.size)
-        if by_key is not None and by_acct is not None:
-            k = self._sizes.update(state, suspicious, by_key, by_acct)
+        if by_key is not None:
+            k = self._sizes.update(state, suspicious, by_key)
         else:
             self._sizes = KeySizes()
             k = key_sizes(state, suspicious, by_key)

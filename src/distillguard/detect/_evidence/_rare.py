@@ -53,8 +53,7 @@ class RareEvidence(SoloEvidence):
         self.last = Rarity.none(0)
 
     def assess(self, ctx: SoloContext) -> EvidenceTable:
-        r = self.tracker.update(ctx.state, ctx.features, ctx.cfg, ctx.suspicious, ctx.by_key,
-                                ctx.by_acct)
+        r = self.tracker.update(ctx.state, ctx.features, ctx.cfg, ctx.suspicious, ctx.by_key)
         self.last = r
         return self._table(r)
 

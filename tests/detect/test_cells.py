@@ -82,3 +82,53 @@ def test_cells_are_found_as_the_traffic_arrives() -> None:
     assert set(flagged_at) == {"op0", "op1", "op-reseller"}
     assert max(flagged_at.values()) < 10, flagged_at
     assert ACTION_NAMES[THROTTLE] == "throttle"
+
+
+def test_what_the_cell_looks_keep_is_what_they_would_read_afresh() -> None:
+    """Batches of accounts that send a few prompt sets (five accounts on each, ten on a last
+    one: too many) from a few addresses; at each look a random set of candidate accounts
+    (joining and leaving). The candidates' pairs
+    (`CandidatePairs`) are all their shared pairs, each once; the small busy template keys
+    kept (`SmallTemplateKeys`) are those computed over every key."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from distillguard.detect._cells import CandidatePairs, SmallTemplateKeys, small_template_keys
+    from distillguard.detect._config import load_config
+    from distillguard.detect._links import PairIndex
+    from distillguard.detect._signatures import event_signals
+    from distillguard.detect._state import PAIR_ACCOUNT, DetectorState
+
+    from .builders import SDK, T0, account, events
+
+    rng = np.random.default_rng(7)
+    cfg = load_config().cells
+    sets = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+            "juliett", "kilo", "lima"]
+    accounts = pl.from_arrow(account_table([account(f"a{k:02d}") for k in range(60)]))
+    assert isinstance(accounts, pl.DataFrame)
+    state = DetectorState(accounts)
+    by_acct = PairIndex(PAIR_ACCOUNT)
+    kept, small = CandidatePairs(), SmallTemplateKeys()
+    sizes = []
+    for batch in range(8):
+        rows: list[dict[str, object]] = []
+        for k in rng.choice(60, size=20, replace=False).tolist():
+            rows += events(f"a{k:02d}", int(rng.integers(2, 12)), ua=SDK,
+                           start=T0 + timedelta(hours=batch, minutes=k % 50),
+                           prompt=f"Task set {sets[k % 12] if k < 50 else 'common'}: answer {{i}}",
+                           ip=f"198.51.100.{rng.integers(8)}")
+        frame = pl.from_arrow(event_table(rows))
+        assert isinstance(frame, pl.DataFrame)
+        state.update(event_signals(frame))
+        pairs = state.shared_pairs()
+        cand = rng.random(state.size) < 0.3
+        got = kept.update(pairs, cand, by_acct)
+        want = pairs[cand[pairs[:, PAIR_ACCOUNT]]]
+        assert np.array_equal(np.unique(got, axis=0), np.unique(want, axis=0))
+        assert len(got) == len(want)  # each pair once
+        every = small_template_keys(state, np.arange(state.shared_keys), cfg)
+        assert np.array_equal(small.update(state, cfg), every)
+        sizes.append(int(every.sum()))
+    assert 0 < sizes[-1] < state.shared_keys and len(kept.rows) > 0

@@ -127,8 +127,11 @@ class CandidatePairs:
         k = min(len(accounts), len(self.accounts))
         was[:k] = self.accounts[:k]
         stay = accounts & was
+        kept = self.rows
+        if (was & ~accounts).any():
+            kept = kept[stay[kept[:, PAIR_ACCOUNT]]]
         new = pairs[self.n :]
-        parts = [self.rows[stay[self.rows[:, PAIR_ACCOUNT]]], new[stay[new[:, PAIR_ACCOUNT]]]]
+        parts = [kept, new[stay[new[:, PAIR_ACCOUNT]]]]
         joined = accounts & ~was
         if joined.any():
             parts.append(pairs[by_acct.select(pairs, joined, ordered=False)])
@@ -137,19 +140,61 @@ class CandidatePairs:
         return self.rows
 
 
+def small_template_keys(state: DetectorState, sids: np.ndarray, c: CellConfig) -> np.ndarray:
+    """Per shared key of `sids`: a template key with at most `solo_max_key_accounts` accounts
+    and at least `solo_min_key_events` requests (a carried key may be one of them)."""
+    code = state.sid_code[sids]
+    out: np.ndarray = (IS_TEMPLATE_LINK[state.sid_link[sids]]
+                       & (state.key_accounts[code] <= c.solo_max_key_accounts)
+                       & (state.key_counts[code, 0] >= c.solo_min_key_events))
+    return out
+
+
+class SmallTemplateKeys:
+    """`small_template_keys` of every shared key, kept from one look to the next: a key's
+    answer changes only with its traffic or accounts, so a look recomputes it for the keys
+    changed since (`state.key_changed`) and keeps it for the others."""
+
+    def __init__(self) -> None:
+        self.on = np.zeros(0, bool)  # per shared key id
+        self.seen = 0  # `state.applied` at the last look
+        self.bars = (0, 0.0)  # the thresholds of the last look
+
+    def update(self, state: DetectorState, c: CellConfig) -> np.ndarray:
+        """Per shared key: `small_template_keys` (a view, valid until the next update)."""
+        n_keys = state.shared_keys
+        bars = (c.solo_max_key_accounts, c.solo_min_key_events)
+        if bars != self.bars:  # other thresholds: every key afresh
+            self.on, self.seen, self.bars = np.zeros(0, bool), 0, bars
+        if len(self.on) < n_keys:
+            grown = np.zeros(max(n_keys, 2 * len(self.on)), bool)
+            grown[: len(self.on)] = self.on
+            self.on = grown
+        codes = np.flatnonzero(state.key_changed > self.seen)
+        sids = state.key_sid[codes]
+        sids = sids[sids >= 0]
+        self.on[sids] = small_template_keys(state, sids, c)
+        self.seen = state.applied
+        return self.on[:n_keys]
+
+
 class CellTracker:
     """Looks for cells at most every `cells.every_minutes` of log time and reuses the answer;
-    keeps the candidates' pairs between looks (`CandidatePairs`)."""
+    keeps the candidates' pairs (`CandidatePairs`) and the small template keys
+    (`SmallTemplateKeys`) between looks."""
 
     def __init__(self) -> None:
         self.looks: Cadence[Cells] = Cadence()
         self.candidates = CandidatePairs()
+        self.small_keys = SmallTemplateKeys()
 
     def __setstate__(self, saved: dict[str, object]) -> None:
-        # A checkpoint written without the candidates' pairs: the next look reads them afresh.
+        # A checkpoint written without what the looks keep: the next look reads it afresh.
         self.__dict__.update(saved)
         if "candidates" not in saved:
             self.candidates = CandidatePairs()
+        if "small_keys" not in saved:
+            self.small_keys = SmallTemplateKeys()
 
     def update(self, state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
                profile: KeyProfile, harvest: np.ndarray, free: np.ndarray, cfg: DetectConfig,
@@ -175,8 +220,11 @@ class CellTracker:
         cells = find_cells(state, pairs, key_harvest, profile, harvest, free, cfg, by_key,
                            theirs)
         held = held_direct(self.looks.last)
+        small = (self.small_keys.update(state, c) if c.enabled and c.solo_enabled
+                 else None)
         return self.looks.keep(find_solo(state, pairs, key_harvest, profile, harvest, free, cfg,
-                                         by_key, cells, theirs, flagged, elicitation, held))
+                                         by_key, cells, theirs, flagged, elicitation, held,
+                                         small))
 
 
 def held_direct(cells: Cells | None) -> np.ndarray:
@@ -220,8 +268,8 @@ def find_cells(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
         return out
     theirs = theirs[cand[theirs[:, PAIR_ACCOUNT]]]
     is_template = IS_TEMPLATE_LINK[theirs[:, PAIR_KIND]]
-    on_tmpl = theirs[is_template]
-    on_tmpl = on_tmpl[state.key_counts[code[on_tmpl[:, PAIR_KEY]], 0] >= c.min_key_events]
+    rows = np.flatnonzero(is_template)
+    on_tmpl = theirs[rows[state.key_counts[theirs[rows, PAIR_CODE], 0] >= c.min_key_events]]
     busy = np.zeros(n_keys, bool)
     busy[on_tmpl[:, PAIR_KEY]] = True
     busy = np.flatnonzero(busy)
@@ -376,10 +424,12 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
               by_key: PairIndex, cells: Cells, theirs: np.ndarray,
               flagged: np.ndarray | None = None,
               elicitation: np.ndarray | None = None,
-              held: np.ndarray | None = None) -> Cells:
+              held: np.ndarray | None = None,
+              small_keys: np.ndarray | None = None) -> Cells:
     """`cells` plus the solo cells (carried keys: see the module); `theirs`: the pairs of a
     superset of the candidates (and of the `flagged` accounts); `held`: (account, shared key
-    id) rows that the last look made direct accounts of carried keys (`held_direct`)."""
+    id) rows that the last look made direct accounts of carried keys (`held_direct`);
+    `small_keys`: per shared key, `small_template_keys` (computed here when None)."""
     m, n_keys = state.size, state.shared_keys
     c = cfg.cells
     if not (c.enabled and c.solo_enabled) or not n_keys:
@@ -398,20 +448,16 @@ def find_solo(state: DetectorState, pairs: np.ndarray, key_harvest: np.ndarray,
     if not direct_ok.any():
         return cells
     # The candidates' busy template keys with few accounts, then every pair on them (few).
-    # (Per pair row, not per key: a replay holds millions of keys and looks every hour.)
-    theirs = theirs[IS_TEMPLATE_LINK[theirs[:, PAIR_KIND]]]
-    theirs = theirs[(state.key_accounts[theirs[:, PAIR_CODE]] <= c.solo_max_key_accounts)
-                    & (state.key_counts[theirs[:, PAIR_CODE], 0] >= c.solo_min_key_events)]
-    theirs = theirs[cand[theirs[:, PAIR_ACCOUNT]]]
+    if small_keys is None:
+        small_keys = small_template_keys(state, np.arange(n_keys), c)
+    small = small_keys[:n_keys]
+    mine = theirs[cand[theirs[:, PAIR_ACCOUNT]], PAIR_KEY]
     keys = np.zeros(n_keys, bool)
-    keys[theirs[:, PAIR_KEY]] = True
+    keys[mine[small[mine]]] = True
     if known.any():
         # Flagged accounts are many (a hydra's members) and their pairs more: their keys are
         # found from the keys' side, among the few busy template keys with few accounts.
-        code = state.sid_code[:n_keys]
-        keys |= (IS_TEMPLATE_LINK[state.sid_link[:n_keys]]
-                 & (state.key_accounts[code] <= c.solo_max_key_accounts)
-                 & (state.key_counts[code, 0] >= c.solo_min_key_events))
+        keys |= small
     if not keys.any():
         return cells
     on = pairs[by_key.select(pairs, keys, ordered=False)]

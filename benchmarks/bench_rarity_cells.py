@@ -1,12 +1,14 @@
 """What the rarity and cell looks cost: this tree's against another checkout's, in one scan.
 
+    git -C /work/main archive HEAD | tar -x -C /tmp/main   # the other checkout
     python benchmarks/bench_rarity_cells.py --log /work/dg-bench/seed7-1m --against /tmp/main
 
 Scans the log once with this tree's detector. At every decision, the other checkout's version
 (its package copied under another name) and this tree's of two steps run on the same state,
 each timed in CPU seconds of the replay's thread: `RarityTracker.update` and
 `CellTracker.update`. Each version keeps its own tracker (the other's is a shadow fed the same
-arguments); their answers must be equal, array for array, bit for bit. Which version runs
+arguments; a version whose key sizes read the pairs by account gets its own index of them);
+their answers must be equal, array for array, bit for bit. Which version runs
 first alternates from call to call, so neither gets the warm caches. Prints the CPU seconds,
 the ratios and the load average (the machine is shared), and writes the table to
 docs/benchmarks.md.

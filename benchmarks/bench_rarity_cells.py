@@ -8,8 +8,8 @@ Scans the log once with this tree's detector. At every decision, the other check
 each timed in CPU seconds of the replay's thread: `RarityTracker.update` and
 `CellTracker.update`. Each version keeps its own tracker (the other's is a shadow fed the same
 arguments; a version whose key sizes read the pairs by account gets its own index of them);
-their answers must be equal, array for array, bit for bit. Which version runs
-first alternates from call to call, so neither gets the warm caches. Prints the CPU seconds,
+their answers must be equal, array for array, bit for bit. Which version runs first
+alternates from call to call (`StepClock.both`). Prints the CPU seconds,
 the ratios and the load average (the machine is shared), and writes the table to
 docs/benchmarks.md.
 """
@@ -41,17 +41,12 @@ def _same(got: Any, want: Any) -> bool:
     return True
 
 
-def _both(clock: StepClock, step: str, calls: list[int], other: Any, this: Any) -> Any:
-    """Run both versions, the other first at even calls and this tree's first at odd ones."""
-    calls[0] += 1
-    if calls[0] % 2:
-        got = clock.time(step, "this", this)
-        want = clock.time(step, "other", other)
-    else:
-        want = clock.time(step, "other", other)
-        got = clock.time(step, "this", this)
+def _both(clock: StepClock, step: str, other: Any, this: Any) -> Any:
+    """Both versions on the same state (`StepClock.both`: which first alternates), their
+    answers equal."""
+    want, got = clock.both(step, other, this)
     if not _same(got, want):
-        raise SystemExit(f"{step}: the two versions' answers differ at call {calls[0]}")
+        raise SystemExit(f"{step}: the two versions' answers differ at call {clock.calls(step)}")
     return got
 
 
@@ -65,7 +60,6 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
     old_cells = importlib.import_module(f"{other.__name__}._cells")
     new_rarity, new_cells = _rarity.RarityTracker.update, _cells.CellTracker.update
     shadows: dict[int, Any] = {}
-    calls = [0]
 
     old_links = importlib.import_module(f"{other.__name__}._links")
     by_acct: dict[int, Any] = {}
@@ -76,12 +70,12 @@ def _patch(other: ModuleType, clock: StepClock) -> None:
         theirs = args
         if _takes_by_acct(old_rarity) and len(args) == 5:
             theirs = (*args, by_acct.setdefault(id(self), old_links.PairIndex(PAIR_ACCOUNT)))
-        return _both(clock, "RarityTracker.update", calls, lambda: shadow.update(*theirs),
+        return _both(clock, "RarityTracker.update", lambda: shadow.update(*theirs),
                      lambda: new_rarity(self, *args))  # type: ignore[no-any-return]
 
     def cells(self: _cells.CellTracker, *args: Any) -> _cells.Cells:
         shadow = shadows.setdefault(id(self), old_cells.CellTracker())
-        return _both(clock, "CellTracker.update", calls, lambda: shadow.update(*args),
+        return _both(clock, "CellTracker.update", lambda: shadow.update(*args),
                      lambda: new_cells(self, *args))  # type: ignore[no-any-return]
 
     _rarity.RarityTracker.update = rarity  # type: ignore[method-assign]

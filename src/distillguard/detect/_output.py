@@ -18,7 +18,14 @@ from distillguard.detect._core import Assessment
 from distillguard.detect._decision import ACTION_NAMES, MONITOR
 from distillguard.detect._evidence import cohort_reason
 from distillguard.detect._rarity import rarity_reason
-from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, TEMPLATE_KINDS, DetectorState
+from distillguard.detect._state import (
+    LINK_KINDS,
+    PAIR_ACCOUNT,
+    PAIR_CODE,
+    PAIR_KIND,
+    TEMPLATE_KINDS,
+    DetectorState,
+)
 from distillguard.traffic import CAMPAIGNS, VERDICTS
 
 _KIND_WORDS = {
@@ -33,6 +40,10 @@ _KIND_WORDS = {
     "created": "sign-up burst",
     "cohort": "task-pool fingerprint (cohort, no infrastructure)",
 }
+
+
+#: Accounts allowed with a harvest profile under this get no reasons (nothing to explain).
+VERDICT_REASONS_HARVEST = 0.3
 
 
 def _pct(x: float) -> str:
@@ -70,22 +81,37 @@ def profile_reasons(f: dict[str, np.ndarray], h: float, i: int) -> list[str]:
     return out
 
 
-def _diverse(keys: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """Up to `limit` keys, one of each kind of link first, so the reasons show every link."""
-    firsts: dict[str, tuple[int, int]] = {}
-    for k in keys:
-        firsts.setdefault(_KIND_WORDS[LINK_KINDS[k[0]]], k)
-    rest = [k for k in keys if k not in firsts.values()]
-    return (list(firsts.values()) + rest)[:limit]
+# Per link kind (index in LINK_KINDS): the word its reasons use, numbered.
+_WORDS = tuple(dict.fromkeys(_KIND_WORDS[k] for k in LINK_KINDS))
+_WORD_OF_LINK = np.array([_WORDS.index(_KIND_WORDS[k]) for k in LINK_KINDS])
+
+
+def _diverse(kind: np.ndarray, code: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Up to `limit` of an account's keys (link kind, code; in the order given), the first of
+    each kind of link first, so the reasons show every link."""
+    if not len(kind):
+        return []
+    _, firsts = np.unique(_WORD_OF_LINK[kind], return_index=True)
+    firsts.sort()
+    rest = np.ones(len(kind), bool)
+    for j in firsts.tolist():
+        rest &= (kind != kind[j]) | (code != code[j])
+    picked = np.concatenate([firsts, np.flatnonzero(rest)[: max(limit - len(firsts), 0)]])
+    picked = picked[:limit]
+    return list(zip(kind[picked].tolist(), code[picked].tolist(), strict=True))
 
 
 def _campaign_names(a: Assessment) -> dict[int, str]:
     """Stable, score-ranked campaign ids: C001 is the riskiest."""
-    comps = sorted(
-        a.component_size,
-        key=lambda c: (-float(a.campaign_score[a.component == c].max()), c),
-    )
-    return {c: f"C{n + 1:03d}" for n, c in enumerate(comps)}
+    comps = np.array(sorted(a.component_size), np.int64)
+    if not len(comps):
+        return {}
+    # Each campaign's highest score among its accounts (one pass, not one per campaign).
+    inside = a.component >= 0
+    top = np.full(int(max(comps.max(), a.component.max())) + 1, -np.inf)
+    np.maximum.at(top, a.component[inside], a.campaign_score[inside])
+    ranked = sorted(zip((-top[comps]).tolist(), comps.tolist(), strict=True))
+    return {c: f"C{n + 1:03d}" for n, (_, c) in enumerate(ranked)}
 
 
 def _key_label(state: DetectorState, kind: str, code: int,
@@ -242,25 +268,22 @@ def verdict_table(
     """One row per account seen, in the VERDICTS schema plus `evidence`."""
     m = state.size
     names = _campaign_names(a)
-    by_acct: dict[int, list[tuple[int, int]]] = {}
+    # The suspicious pairs grouped by account (in their order within each account).
     sp = a.suspicious_pairs
-    if len(sp):
-        order = np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")
-        for row in sp[order]:
-            by_acct.setdefault(int(row[2]), []).append((int(row[0]), int(row[1])))
+    sp = sp[np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")]
+    sp_kind, sp_code = sp[:, PAIR_KIND], sp[:, PAIR_CODE]
+    sp_from = np.searchsorted(sp[:, PAIR_ACCOUNT], np.arange(m + 1))
     carried_campaign = carried_campaigns(a)
     campaign_of = np.where(a.component >= 0, a.component, carried_campaign)
-    reasons: list[str] = []
-    evidence: list[str] = []
-    for i in range(m):
-        if a.action[i] < MONITOR and a.harvest[i] < 0.3:
-            reasons.append("[]")
-            evidence.append("{}")
-            continue
+    reasons = ["[]"] * m
+    evidence = ["{}"] * m
+    feature_values = {k: v.tolist() for k, v in a.features.items()}
+    explained = ~((a.action[:m] < MONITOR) & (a.harvest[:m] < VERDICT_REASONS_HARVEST))
+    for i in np.flatnonzero(explained).tolist():
         rs = profile_reasons(a.features, float(a.harvest[i]), i)
         ev: dict[str, object] = {
             "harvest": round(float(a.harvest[i]), 4),
-            "features": {k: round(float(v[i]), 4) for k, v in a.features.items()},
+            "features": {k: round(v[i], 4) for k, v in feature_values.items()},
         }
         if state.partner[i]:
             rs.append("matches indicators that partners shared (STIX import)")
@@ -273,7 +296,8 @@ def verdict_table(
                 f"shared {kinds} (campaign score {a.campaign_score[i]:.2f})"
             )
             shared = []
-            for kind_i, code in _diverse(by_acct.get(i, []), 6):
+            lo, hi = int(sp_from[i]), int(sp_from[i + 1])
+            for kind_i, code in _diverse(sp_kind[lo:hi], sp_code[lo:hi], 6):
                 kind = LINK_KINDS[kind_i]
                 n_acc = int(state.key_accounts[code])
                 label = _key_label(state, kind, code, example)
@@ -323,8 +347,8 @@ def verdict_table(
         if weighed is not None:
             rs.append(weighed)
             ev["evidence"] = weighed_ev
-        reasons.append(json.dumps(rs))
-        evidence.append(json.dumps(ev))
+        reasons[i] = json.dumps(rs)
+        evidence[i] = json.dumps(ev)
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)
     ts = [
         datetime.fromtimestamp(int(x) / 1e6, tz=UTC) if x >= 0 else None for x in flagged[:m]

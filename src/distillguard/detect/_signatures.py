@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -70,6 +71,12 @@ def _perm_params(seed: int, count: int) -> list[tuple[int, int]]:
 
 
 _PERMS = _perm_params(20260226, _BAND_ROWS * _BANDS)
+
+# The text work of a batch is split in parts that run at once: the flags and the content model
+# in these threads, the prompts' other signals in the caller's. Polars and numpy release the
+# GIL, so a batch takes about half the time where a core is free (the replay, waiting on the
+# first batches, leaves one); the work done is the same. Shared by all callers (stateless).
+_BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="distillguard-signals-part")
 
 
 def _words(expr: pl.Expr, head: bool) -> pl.Expr:
@@ -175,14 +182,14 @@ def event_signals(events: pl.DataFrame, prompts: TextCache | None = None) -> pl.
             & (pl.col("completion_tokens").fill_null(0) >= pl.col("max_tokens") * 0.95)
         ).alias("capped"),
     )
-    flags = _per_distinct(events.select("prompt", "system"), _flag_signals)
+    flags = _BESIDE.submit(_per_distinct, events.select("prompt", "system"), _flag_signals)
     prompt_fn: Callable[[pl.DataFrame], pl.DataFrame] = (
         _prompt_signals if prompts is None
         else lambda texts: prompts.rows(texts, _prompt_signals)
     )
     prompt = _per_distinct(events.select("prompt"), prompt_fn)
     sys = _per_distinct(events.select("system"), _system_hash)
-    return pl.concat([meta, flags, prompt.select("distill"), sys,
+    return pl.concat([meta, flags.result(), prompt.select("distill"), sys,
                       prompt.select(*TEMPLATE_KEYS, *EDGE_KEYS, *ITEM_COLUMNS)], how="horizontal")
 
 
@@ -264,6 +271,7 @@ _FLAG_PATTERNS = (COT_PATTERN, RUBRIC_PATTERN, DATAGEN_PATTERN, CODE_PATTERN, MA
 def _prompt_signals(prompts: pl.DataFrame) -> pl.DataFrame:
     """Of each prompt: `distill`, the template bands, the edge keys and the item columns."""
     prompt = prompts["prompt"]
+    p = _BESIDE.submit(content_model().probability, prompt)
     words = prompts.select(
         _words(pl.col("prompt").fill_null(""), head=True).alias("_head_words"),
         _words(pl.col("prompt").fill_null(""), head=False).alias("_tail_words"),
@@ -275,7 +283,7 @@ def _prompt_signals(prompts: pl.DataFrame) -> pl.DataFrame:
         _edge_key(pl.col("_head_words").list.first()).alias("lead"),
         _edge_key(pl.col("_tail_words").list.last()).alias("end"),
     )
+    items = item_signals(prompt)
     # Whole percent: the state sums per-event signals as integers.
-    p = content_model().probability(prompt)
-    distill = pl.Series("distill", np.rint(p * 100.0).astype(np.uint8), dtype=pl.UInt8)
-    return pl.DataFrame([distill, *bands]).with_columns(*edges, *item_signals(prompt))
+    distill = pl.Series("distill", np.rint(p.result() * 100.0).astype(np.uint8), dtype=pl.UInt8)
+    return pl.DataFrame([distill, *bands]).with_columns(*edges, *items)

@@ -39,6 +39,11 @@ Progress = Callable[[str, float], None]
 # intermediate strings and lists are about 6 KB an event), and smaller batches cost no more
 # CPU: 50,000 events hold it near 0.3 GB where 200,000 took 1.2 GB.
 SIGNAL_BATCH = 50_000
+# The first chunks are smaller: the replay starts once the first chunk's signals are read, so
+# a full first chunk would keep it waiting on the reader (the reader keeps ahead after that).
+# They double from `chunk_events >> RAMP_CHUNKS` (500,000 events: 31,250, 62,500, ...); a
+# chunk's size changes no decision (whole windows either way), only when work can start.
+RAMP_CHUNKS = 4
 
 
 @dataclass
@@ -50,10 +55,22 @@ class Chunks:
     chunks: Iterator[pl.DataFrame]
 
 
+def chunk_ends(n_events: int, chunk_events: int) -> np.ndarray:
+    """Where the chunks would end in events, were windows no constraint: the first
+    `RAMP_CHUNKS` double from `chunk_events >> RAMP_CHUNKS`, then `chunk_events` each."""
+    ramp = np.cumsum([max(1, chunk_events >> k) for k in range(RAMP_CHUNKS, 0, -1)])
+    start = int(ramp[-1]) if len(ramp) else 0
+    ends = np.r_[ramp, np.arange(start + chunk_events, n_events, chunk_events)]
+    out: np.ndarray = ends[ends < n_events].astype(np.int64)
+    return out
+
+
 def window_cuts(ts_sorted: np.ndarray, step: int, origin: int, chunk_events: int) -> np.ndarray:
-    """End times (us) of the chunks: whole windows, about `chunk_events` events each."""
+    """End times (us) of the chunks: whole windows, about `chunk_events` events each (the
+    first few smaller, see `RAMP_CHUNKS`)."""
     windows = (ts_sorted - origin) // step
-    cuts = np.unique(np.searchsorted(windows, windows[chunk_events::chunk_events]))
+    at = chunk_ends(len(windows), chunk_events)
+    cuts = np.unique(np.searchsorted(windows, windows[at]))
     ends = [int(windows[c]) for c in cuts if 0 < c < len(windows)] + [int(windows[-1]) + 1]
     return origin + np.asarray(ends, np.int64) * step
 

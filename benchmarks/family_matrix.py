@@ -81,11 +81,12 @@ def _families_of(log: Path) -> dict[str, str]:
     return {c["id"]: campaign_family(CampaignSpec.model_validate(c)) for c in manifest["scenario"]["campaigns"]}
 
 
-def _simulate(run: dict[str, object], events: int, work: Path, corpora: object) -> Path:
+def _simulate(run: dict[str, object], events: int | None, work: Path, corpora: object) -> Path:
+    """Simulate one run into work (events None: the scenario's own size), or reuse the log there."""
     name = str(run["scenario"])
     seed = int(run["seed"])  # type: ignore[call-overload]
     scenario = None if name == "default" else ROOT / "scenarios" / name
-    log = work / f"{Path(name).stem}-s{seed}-e{events}"
+    log = work / f"{Path(name).stem}-s{seed}-e{events if events is not None else 'scenario'}"
     if (log / "simulation.json").exists():
         return log
     t = time.perf_counter()

@@ -24,3 +24,13 @@ def test_no_flag_no_period() -> None:
     p.decided(np.zeros(3, bool), 10)
     assert p.periods().shape == (0, 3)
     assert p.table(["a", "b", "c"]).num_rows == 0
+
+
+def test_a_period_opens_at_its_interim_flag_and_a_held_one_keeps_its_start() -> None:
+    p = FlagPeriods()
+    p.decided(np.array([True, False]), 10, start_us=np.array([4, 7]))
+    # account 0 is held (its start stays 4); account 1 opens at the given 13, not at 20
+    p.decided(np.array([True, True]), 20, start_us=np.array([20, 13]))
+    # a start after the decision is no start: the period opens at the decision
+    p.decided(np.array([True, True, True]), 30, start_us=np.array([30, 30, 99]))
+    assert p.periods().tolist() == [[0, 4, -1], [1, 13, -1], [2, 30, -1]]

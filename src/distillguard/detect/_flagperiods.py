@@ -27,8 +27,10 @@ class FlagPeriods:
         self.since = np.zeros(0, np.int64)
         self._closed: list[np.ndarray] = []
 
-    def decided(self, flagged: np.ndarray, end_us: int) -> None:
-        """The decision at `end_us` flags the accounts where `flagged` is true."""
+    def decided(self, flagged: np.ndarray, end_us: int, start_us: np.ndarray | None = None) -> None:
+        """The decision at `end_us` flags the accounts where `flagged` is true; a period it
+        opens starts at `start_us` per account where given (an interim flag the decision
+        confirmed held the account from the request that made it one), else at `end_us`."""
         m = len(flagged)
         if len(self.since) < m:
             self.since = np.concatenate([self.since, np.full(m - len(self.since), -1, np.int64)])
@@ -38,7 +40,8 @@ class FlagPeriods:
             self._closed.append(np.stack(
                 [dropped, since[dropped], np.full(len(dropped), end_us, np.int64)], axis=1))
             since[dropped] = -1
-        since[flagged & (since < 0)] = end_us
+        opened = flagged & (since < 0)
+        since[opened] = end_us if start_us is None else np.minimum(start_us[:m][opened], end_us)
 
     def periods(self) -> np.ndarray:
         """(account, start, end) rows, closed and open (end -1), by account then start."""

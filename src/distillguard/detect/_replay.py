@@ -186,10 +186,13 @@ def replay_chunk(det: OnlineDetector, prep: Prepared, step: int, origin: int,
         flagged = a.action >= THROTTLE
         newly = flagged & (first_flag[:m] < 0)
         first_flag[:m][newly] = end
-        if periods is not None:
-            periods.decided(flagged, end)
         if interim is not None:
             interim.confirm(a.action, first_flag)
+        if periods is not None:
+            # a confirmed interim flag moved this window's first flags earlier
+            this_window = first_flag[:m] > end - step
+            periods.decided(flagged, end, np.where(this_window, first_flag[:m], end))
+        if interim is not None:
             interim.decided(det.state, a.action, *interim_flags(det))
         if progress:
             progress("replay", det.state.events_seen)

@@ -119,9 +119,8 @@ def replay(
         sub_prep = None
         if sub is not None:
             users, chunk = chunk["end_user"], chunk.drop("end_user")
-        prep = det.state.prepare(chunk, step, origin)
-        if sub is not None:
             sub_prep = sub.prepare(chunk, users, step, origin)
+        prep = det.state.prepare(chunk, step, origin)
         young = interim.prepare(det.state, chunk, step, origin) if interim is not None else None
         return prep, sub_prep, young
 

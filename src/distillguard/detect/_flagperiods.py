@@ -2,8 +2,9 @@
 
 `first_flagged_ts` says when an account was first flagged, not whether the flag held: a
 throttle that the next look drops lets the account harvest again. The replay records every
-period instead, from the end of the window whose decision flagged the account to the end of
-the window whose decision dropped it (open while it holds at the log's end), so that
+period instead, from the end of the window whose decision flagged the account (or the interim
+flag in that window the decision confirmed, `_interim`) to the end of the window whose decision
+dropped it (open while it holds at the log's end), so that
 `distillguard evaluate` can count what was served outside them (table `flag_periods`).
 """
 

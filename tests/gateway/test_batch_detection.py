@@ -66,7 +66,8 @@ def test_campaign_batches_are_judged_before_they_run(gateway: tuple[str, Gateway
             if fid:
                 outputs += [json.loads(x) for x in c.files.content(fid).text.splitlines()]
     actions = {a: gw.policy.action_history(a) for a in hydra}
-    assert all(seq and seq[-1] in ("throttle", "degrade", "block") for seq in actions.values()), actions
+    unjudged = {a: seq for a, seq in actions.items() if not seq or seq[-1] not in ("throttle", "degrade", "block")}
+    assert not unjudged, (unjudged, sorted(batches))
     served = [o["response"]["body"]["choices"][0]["message"] for o in outputs if o["response"] and o["response"]["status_code"] == 200]
     assert not [m for m in served if m.get("reasoning_content")], f"{len(served)} answers; actions {actions}"
     assert gw.online.events_seen >= 40 * len(batches)

@@ -7,6 +7,7 @@ it between looks, grown by the caller to the accounts and keys seen since.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,10 +20,13 @@ class Cadence(Generic[T]):
         self.last: T | None = None
         self.last_us = 0
 
-    def reuse(self, now_us: int, every_minutes: float) -> T | None:
-        """The last answer while it is under `every_minutes` of log time old (0: never reused);
-        None when it is time to look again, which then counts as taken at `now_us`."""
-        if self.last is not None and now_us - self.last_us < int(every_minutes * 60_000_000):
+    def reuse(self, now_us: int, every_minutes: float,
+              holds: Callable[[T], bool] | None = None) -> T | None:
+        """The last answer while it is under `every_minutes` of log time old (0: never reused)
+        and `holds` for it (where given); None when it is time to look again, which then counts
+        as taken at `now_us`."""
+        if (self.last is not None and now_us - self.last_us < int(every_minutes * 60_000_000)
+                and (holds is None or holds(self.last))):
             return self.last
         self.last_us = now_us
         return None

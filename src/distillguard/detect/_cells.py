@@ -206,7 +206,11 @@ class CellTracker:
         campaign, `flagged` those in a campaign that is throttled or blocked (their carried
         keys give their carriers away), `elicitation` each account's share of requests for
         reasoning, grades or training data."""
-        last = self.looks.reuse(state.now_us, cfg.cells.every_minutes)
+        # A look holds while its members are in no campaign: one that a graph campaign took
+        # since must not take them back (it would split that campaign into pieces each too
+        # small to throttle); cells are of free accounts, as at a fresh look.
+        last = self.looks.reuse(state.now_us, cfg.cells.every_minutes,
+                                lambda cells: _members_free(cells, free))
         if last is not None:
             return last.grown(state.size)
         # Both looks start from the pairs of the harvest-like accounts in no campaign: gathering
@@ -225,6 +229,12 @@ class CellTracker:
         return self.looks.keep(find_solo(state, pairs, key_harvest, profile, harvest, free, cfg,
                                          by_key, cells, theirs, flagged, elicitation, held,
                                          small))
+
+
+def _members_free(cells: Cells, free: np.ndarray) -> bool:
+    """Whether every member of `cells` is still in no campaign (`free`)."""
+    member = cells.member[: len(free)]
+    return bool(free[: len(member)][member >= 0].all())
 
 
 def held_direct(cells: Cells | None) -> np.ndarray:

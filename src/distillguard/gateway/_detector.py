@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from distillguard._redis import RedisOptions
 from distillguard.detect._checkpoint import decode, encode, snapshot
-from distillguard.gateway._store import EVENT_FIELDS, Store
+from distillguard.gateway._store import Store
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictTables
 
 if TYPE_CHECKING:
@@ -285,18 +285,31 @@ class DetectorService:
         with self.store.engine.connect() as con:
             return int(con.execute(sa.select(sa.func.max(self.store.events.c.seq))).scalar() or 0)
 
-    def _read(self, after: int, upto: int) -> tuple[list[tuple[Any, ...]], int]:
-        """Events with `after < seq <= upto` in capture order (one batch), and the last seq."""
+    def _read(self, after: int, upto: int) -> tuple[dict[str, tuple[Any, ...]], int]:
+        """Events with `after < seq <= upto` in capture order (one batch) as columns (only
+        `detected_fields()`, the ones the scan's replay reads too), and the last seq.
+
+        The driver's own cursor: its rows are plain tuples, so nothing is copied row by row."""
+        fields = detected_fields()
         q = self.store.engine.dialect.identifier_preparer.quote
         mark = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = (f"SELECT {', '.join(q(c) for c in EVENT_FIELDS)}, {q('seq')} FROM {q(self.store.events.name)} "
+        sql = (f"SELECT {q('seq')}, {', '.join(q(c) for c in fields)} FROM {q(self.store.events.name)} "
                f"WHERE {q('seq')} > {mark} AND {q('seq')} <= {mark} ORDER BY {q('seq')} LIMIT {READ_BATCH}")
         log.debug("detector read: %s", sql)
-        with self.store.engine.connect() as con:
-            got = con.exec_driver_sql(sql, (after, upto)).fetchall()
+        con = self.store.engine.raw_connection()
+        try:
+            cur = con.cursor()
+            try:
+                cur.execute(sql, (after, upto))
+                got = cur.fetchall()
+            finally:
+                cur.close()
+        finally:
+            con.close()
         if not got:
-            return [], after
-        return [tuple(r[:-1]) for r in got], int(got[-1][-1])
+            return {}, after
+        seq, *columns = zip(*got, strict=True)
+        return dict(zip(fields, columns, strict=True)), int(seq[-1])
 
     def step(self) -> int:
         """Fold new events in, publish changed verdicts, end users' verdicts and campaign keys
@@ -320,7 +333,7 @@ class DetectorService:
         """Fold the events captured since the last step, and new overrides, into the detector
         (with the models table as it is now)."""
         from distillguard.gateway._export import accounts_table
-        from distillguard.gateway._online import events_table
+        from distillguard.gateway._online import columns_table
 
         # On PostgreSQL, read only up to the top seq seen one step ago: a sequence hands out
         # numbers before the inserting transactions commit, so a row with a lower seq can
@@ -329,21 +342,20 @@ class DetectorService:
         self.sync_models()
         top = self._top_seq()
         limit, self.horizon = (self.horizon, top) if self.store.engine.dialect.name == "postgresql" else (top, top)
-        ts_i, acc_i = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
         newest = 0
         while True:
-            rows, last = self._read(self.cursor, limit)
-            if not rows:
+            columns, last = self._read(self.cursor, limit)
+            if not columns:
                 break
-            rows.sort(key=lambda r: r[ts_i])
-            new = {r[acc_i] for r in rows} - self.known
+            new = set(columns["account_id"]) - self.known
             accounts = None
             if new:
                 accounts = accounts_table(self.store)
                 self.known |= new
-            self.detector.update(events_table(rows), accounts)
-            self.events_seen += len(rows)
-            newest = max(newest, rows[-1][ts_i])
+            # the detector orders the events by time itself
+            self.detector.update(columns_table(columns), accounts)
+            self.events_seen += len(columns["ts_us"])
+            newest = max(newest, max(columns["ts_us"]))
             self.cursor = last
         for r in self.store.overrides_since(self.override_cursor):
             self.override_cursor = r["id"]
@@ -457,6 +469,14 @@ class DetectorService:
         self.wait_saved()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
+
+
+def detected_fields() -> list[str]:
+    """The capture's columns the detector reads (store names): those the scan's replay reads
+    from a traffic log (`ts` is stored as `ts_us`), and the declared end user."""
+    from distillguard.detect._stream import SIGNAL_COLUMNS
+
+    return ["ts_us" if c == "ts" else c for c in SIGNAL_COLUMNS] + ["end_user"]
 
 
 def _end_user_value(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -159,6 +159,9 @@ class DetectorService:
         self._saving: threading.Thread | None = None
         self.last_checkpoint: tuple[int, float] | None = None  # (bytes, seconds) of the last one written
         self.checkpoints_written = 0
+        #: `run` freezes the heap once warm (`distillguard._heap.freeze_heap`; a service
+        #: process sets it, a test's thread need not)
+        self.freeze_heap = False
 
     def _fresh(self) -> None:
         from distillguard import detect
@@ -366,18 +369,19 @@ class DetectorService:
             self.lag_s = max(0.0, (now_us - newest) / 1e6)
 
     def changed(self) -> list[dict[str, Any]]:
-        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published."""
+        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published.
+
+        Read column by column and compared as `published_value` tuples: a dict per account
+        only for those that changed (a step compares every account's verdict)."""
         verdicts = self.detector.verdicts()
         wanted = VERDICT_COLUMNS + self.EXTRA_COLUMNS
-        cols = [c for c in wanted if c in verdicts.column_names]
-        changed = []
-        for row in verdicts.select(cols).to_pylist():
-            r = {c: row.get(c) for c in wanted}
-            if not isinstance(r["reasons"], str | None):
-                r["reasons"] = json.dumps(r["reasons"])
-            if self.published.get(r["account_id"]) != self.published_value(r):
-                changed.append(r)
-        return changed
+        n = verdicts.num_rows
+        columns = [verdicts.column(c).to_pylist() if c in verdicts.column_names else [None] * n for c in wanted]
+        reasons = wanted.index("reasons")
+        columns[reasons] = [v if isinstance(v, str | None) else json.dumps(v) for v in columns[reasons]]
+        published = self.published
+        return [dict(zip(wanted, row, strict=True)) for row in zip(*columns, strict=True)
+                if published.get(row[0]) != row[1:]]
 
     def changed_end_users(self) -> list[dict[str, Any]]:
         """End users' verdicts (END_USER_COLUMNS) that differ from the published; an end user
@@ -430,6 +434,10 @@ class DetectorService:
     def run(self, stop: threading.Event) -> None:
         """Wait to lead, then step until `stop` is set or the lead is lost (blocking)."""
         self.warm()  # a standby is as ready as the leader
+        if self.freeze_heap:
+            from distillguard._heap import freeze_heap
+
+            log.info("detector: %d objects frozen out of the garbage collector's reach", freeze_heap())
         while not stop.is_set():
             try:
                 got = self.leadership.try_acquire()

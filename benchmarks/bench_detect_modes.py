@@ -6,7 +6,7 @@ CHECKOUT`, each variant also runs from another checkout's code (`name@other`: be
 the same rounds).
 
     python benchmarks/bench_detect_modes.py [--duration 5] [--clients 16] [--repeat 3] [--pin]
-        [--variants no-detect child ...] [--against ../other-checkout]
+        [--variants no-detect child ...] [--against ../other-checkout [--against-variants ...]]
 
 Each variant is its own `serve` process on SQLite in front of the same mock upstream, with
 limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`)
@@ -118,13 +118,17 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                     help=f"the variants to run ({BASELINE} always runs: the ratios' baseline)")
     ap.add_argument("--against", type=Path, help="another checkout: each variant also runs its code (name@other)")
+    ap.add_argument("--against-variants", nargs="+", choices=list(VARIANTS),
+                    help="with --against: the variants to run on its code too (default: all those run; "
+                         "leave out those whose options it lacks)")
     args = ap.parse_args()
     selected = [BASELINE, *(v for v in args.variants if v != BASELINE)]
     # name -> (serve's extra arguments, PYTHONPATH of its code)
     variants: dict[str, tuple[list[str], str]] = {n: (VARIANTS[n], str(Path(__file__).parents[1] / "src")) for n in selected}
     if args.against is not None:
         other = str(args.against.resolve() / "src")
-        variants |= {f"{n}@other": (VARIANTS[n], other) for n in selected}
+        again = [BASELINE, *(v for v in args.against_variants or selected if v != BASELINE)]
+        variants |= {f"{n}@other": (VARIANTS[n], other) for n in again}
     bench_gateway.PIN = args.pin
     from distillguard.gateway import Store, issue_key
 
@@ -203,7 +207,8 @@ def main() -> None:
                   f"cpu/req gateway {m['gw_us']:.0f} us, detector {m['det_us']:.0f} us ({cpu:.2f}x)")
             rows.append([name, f"{m['rps']:,.0f}", f"{ratio:.2f}x", f"{m['p50_ms']:.2f} ms", f"{m['p99_ms']:.2f} ms",
                          f"{p99:.2f}x", f"{m['max_ms']:.1f} ms", f"{m['gw_us']:.0f} µs", f"{m['det_us']:.0f} µs", f"{cpu:.2f}x"])
-        write_section(__file__, "Where detection runs: the request path's cost",
+        write_section(__file__, "Where detection runs: the request path's cost"
+                      + (", against another checkout" if args.against else ""),
                       f"wrk at {args.clients} clients against one `serve` per variant (SQLite, mock upstream, limits "
                       f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians (load average "
                       f"{load[0]:.1f} at the start, {load[1]:.1f} at the end: other work on the machine inflates the "
@@ -215,7 +220,8 @@ def main() -> None:
                          "`no-detect@other`" if args.against else "")
                       + ". The issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`.\n\n"
                       + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max",
-                                        "gateway cpu/req", "detector cpu/req", "cpu/req vs no-detect"], rows))
+                                        "gateway cpu/req", "detector cpu/req", "cpu/req vs no-detect"], rows),
+                      part="against" if args.against else "")
     finally:
         for pids in groups.values():
             signal_groups(pids, signal.SIGCONT)

@@ -1,18 +1,23 @@
 """Where online detection runs, and what it costs the request path: `distillguard serve` at 16
 clients with detection off (the baseline), in-process, in a child process (the default), in a
 child process with the capture spool on, and as a follower replica (`--detector remote`) of a
-`distillguard detector` on its database, side by side in interleaved rounds.
+`distillguard detector` on its database, side by side in interleaved rounds; with `--against
+CHECKOUT`, each variant also runs from another checkout's code (`name@other`: before/after in
+the same rounds).
 
     python benchmarks/bench_detect_modes.py [--duration 5] [--clients 16] [--repeat 3] [--pin]
+        [--variants no-detect child ...] [--against ../other-checkout [--against-variants ...]]
 
 Each variant is its own `serve` process on SQLite in front of the same mock upstream, with
 limits raised out of the way; each round starts with another variant; traffic is wrk (`--latency`)
 against each in turn, and the variants not being measured are stopped (SIGSTOP to their process
 group: the gateway and its detector), so that their detectors' work does not land on the one
 measured. Every variant's traffic still feeds its detector (the mock's answers are captured and
-detected). Prints req/s, p50, p99 and max per variant (medians of the rounds) and the ratios
-to `--no-detect` within each round (the issue's targets: p99 <= 10 ms at 16 clients,
-throughput within 10 % of `--no-detect`).
+detected). Prints req/s, p50, p99 and max per variant (medians of the rounds), the CPU time
+per request of the gateway process and of its detector (the child, or the remote detector;
+steadier than req/s on a shared machine; a detector's share lags its window by up to one
+step), and the ratios to `--no-detect` within each round (`name@other` to `no-detect@other`; the issue's targets: p99 <= 10 ms
+at 16 clients, throughput within 10 % of `--no-detect`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ VARIANTS: dict[str, list[str]] = {
     "child+spool": ["--detector", "child", "--spool", "{tmp}/spool"],
     "child+spool-always": ["--detector", "child", "--spool", "{tmp}/spool", "--spool-sync", "always"],
     "remote": ["--detector", "remote"],  # with a `distillguard detector` on its database
+    # the start-up heap left in the garbage collector's full collections (gateway and child)
+    "child-unfrozen": ["--detector", "child", "--no-freeze-heap"],
 }
+#: the variant every ratio is taken against
+BASELINE = "no-detect"
 STOP_GRACE_S = 15.0  # a gateway stopped gets this long to exit (its detector may save state)
 
 
@@ -74,6 +83,22 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of one process, without its children."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(gateway, detector) CPU seconds of a variant's processes: the gateway itself, and its
+    descendants (a child detector) plus the other processes and theirs (a remote detector)."""
+    gw, *others = pids
+    return own_cpu_seconds(gw), sum(own_cpu_seconds(p) for p in [*descendants(gw), *others, *(d for o in others for d in descendants(o))])
+
+
 def signal_groups(pids: list[int], sig: int) -> None:
     """`sig` to each process group of `pids`, and of their descendants (a gateway's detector
     child runs in a session of its own)."""
@@ -90,7 +115,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--settle", type=float, default=20.0, help="seconds every variant runs idle before the rounds")
     ap.add_argument("--pin", action="store_true", help="pin servers to core 0, wrk and the upstream to core 1")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    help=f"the variants to run ({BASELINE} always runs: the ratios' baseline)")
+    ap.add_argument("--against", type=Path, help="another checkout: each variant also runs its code (name@other)")
+    ap.add_argument("--against-variants", nargs="+", choices=list(VARIANTS),
+                    help="with --against: the variants to run on its code too (default: all those run; "
+                         "leave out those whose options it lacks)")
     args = ap.parse_args()
+    selected = [BASELINE, *(v for v in args.variants if v != BASELINE)]
+    # name -> (serve's extra arguments, PYTHONPATH of its code)
+    variants: dict[str, tuple[list[str], str]] = {n: (VARIANTS[n], str(Path(__file__).parents[1] / "src")) for n in selected}
+    if args.against is not None:
+        other = str(args.against.resolve() / "src")
+        again = [BASELINE, *(v for v in args.against_variants or selected if v != BASELINE)]
+        variants |= {f"{n}@other": (VARIANTS[n], other) for n in again}
     bench_gateway.PIN = args.pin
     from distillguard.gateway import Store, issue_key
 
@@ -108,7 +146,8 @@ def main() -> None:
         limits = tmp / "limits.json"
         limits.write_text(json.dumps({"key": big, "account": big}))
         urls, keys = {}, {}
-        for name, extra in VARIANTS.items():
+        for name, (extra, code) in variants.items():
+            env = {**os.environ, "PYTHONPATH": code, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"}
             db = f"sqlite:///{tmp / (name + '.db')}"
             keys[name] = issue_key(Store(db), "bench").key
             port = free_port()
@@ -116,15 +155,15 @@ def main() -> None:
                    "--limits", str(limits), "--log-level", "warning", "--detect-interval", "2",
                    *[a.replace("{tmp}", str(tmp / name)) for a in extra]]
             procs.append(subprocess.Popen([*pin(0), *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          env={**os.environ, "DISTILLGUARD_ADMIN_TOKEN": "bench-admin-token-000000"},
-                                          start_new_session=True))
+                                          env=env, start_new_session=True))
             groups[name] = [procs[-1].pid]
             urls[name] = f"http://127.0.0.1:{port}"
             wait_http(urls[name] + "/healthz", procs[-1])
-            if name == "remote":
+            if extra == VARIANTS["remote"]:
                 procs.append(subprocess.Popen([*pin(0), sys.executable, "-m", "distillguard", "detector", "--db", db,
                                                "--interval", "2", "--nice", "10", "--log-level", "warning"],  # as a child runs
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                              start_new_session=True))
                 groups[name].append(procs[-1].pid)
         # detectors warm up (imports, the content model: seconds) before any is stopped
         time.sleep(args.settle)
@@ -133,8 +172,8 @@ def main() -> None:
         load0 = os.getloadavg()[0]
         print(f"{args.clients} clients, {args.duration:g} s per cell, {args.repeat} rounds; cpu count {os.cpu_count()}; "
               f"pinned {args.pin}; load average {load0:.1f}")
-        runs: dict[str, list[dict[str, float]]] = {n: [] for n in VARIANTS}
-        names = list(VARIANTS)
+        runs: dict[str, list[dict[str, float]]] = {n: [] for n in variants}
+        names = list(variants)
         for rnd in range(args.repeat):
             # each round starts with another variant: none always runs first (or last)
             for name in names[rnd % len(names):] + names[: rnd % len(names)]:
@@ -143,31 +182,46 @@ def main() -> None:
                 try:
                     if rnd == 0:
                         wrk(urls[name] + "/v1/chat/completions", script, args.clients, 1)
+                    cpu0 = cpu_split(groups[name])
                     r = wrk(urls[name] + "/v1/chat/completions", script, args.clients, args.duration)
+                    cpu1 = cpu_split(groups[name])
                 finally:
                     signal_groups(groups[name], signal.SIGSTOP)
+                served = max(1.0, r["rps"] * args.duration)
+                r["gw_us"], r["det_us"] = ((b - a) / served * 1e6 for a, b in zip(cpu0, cpu1, strict=True))
                 runs[name].append(r)
                 print(f"round {rnd}  {name:12s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                      f"max {r['max_ms']:7.2f} ms" + (f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""), flush=True)
+                      f"max {r['max_ms']:7.2f} ms  cpu/req gateway {r['gw_us']:4.0f} us detector {r['det_us']:3.0f} us"
+                      + (f"  ({int(r['non2xx'])} non-2xx!)" if r["non2xx"] else ""), flush=True)
         load = (load0, os.getloadavg()[0])
         print(f"\nmedians (load average now {load[1]:.1f}); ratios to no-detect within each round, median")
         rows = []
         for name, rs in runs.items():
             m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-            ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs["no-detect"], strict=True))
-            p99 = statistics.median(r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, runs["no-detect"], strict=True))
+            base = runs[BASELINE + name[len(name.split("@")[0]):]]  # the same checkout's no-detect
+            ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, base, strict=True))
+            p99 = statistics.median(r["p99_ms"] / b["p99_ms"] for r, b in zip(rs, base, strict=True))
+            cpu = statistics.median((r["gw_us"] + r["det_us"]) / (b["gw_us"] + b["det_us"]) for r, b in zip(rs, base, strict=True))
             print(f"{name:12s} {m['rps']:8.0f} req/s ({ratio:.2f}x no-detect)  p50 {m['p50_ms']:6.2f} ms  "
-                  f"p99 {m['p99_ms']:7.2f} ms ({p99:.2f}x)  max {m['max_ms']:7.2f} ms")
+                  f"p99 {m['p99_ms']:7.2f} ms ({p99:.2f}x)  max {m['max_ms']:7.2f} ms  "
+                  f"cpu/req gateway {m['gw_us']:.0f} us, detector {m['det_us']:.0f} us ({cpu:.2f}x)")
             rows.append([name, f"{m['rps']:,.0f}", f"{ratio:.2f}x", f"{m['p50_ms']:.2f} ms", f"{m['p99_ms']:.2f} ms",
-                         f"{p99:.2f}x", f"{m['max_ms']:.1f} ms"])
-        write_section(__file__, "Where detection runs: the request path's cost",
+                         f"{p99:.2f}x", f"{m['max_ms']:.1f} ms", f"{m['gw_us']:.0f} µs", f"{m['det_us']:.0f} µs", f"{cpu:.2f}x"])
+        write_section(__file__, "Where detection runs: the request path's cost"
+                      + (", against another checkout" if args.against else ""),
                       f"wrk at {args.clients} clients against one `serve` per variant (SQLite, mock upstream, limits "
                       f"raised), {args.repeat} interleaved rounds of {args.duration:g} s, medians (load average "
                       f"{load[0]:.1f} at the start, {load[1]:.1f} at the end: other work on the machine inflates the "
                       "tails); the variants not "
-                      "measured are stopped meanwhile; ratios to `--no-detect` are taken within each round. The "
-                      "issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`.\n\n"
-                      + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max"], rows))
+                      "measured are stopped meanwhile; ratios to `--no-detect` are taken within each round; "
+                      "CPU per request of the gateway process and of its detector (child or remote), and their "
+                      "sum's ratio to `--no-detect`'s (steadier than req/s on a shared machine)"
+                      + (f"; `@other`: the same variant on {args.against}'s code, its ratios to its own "
+                         "`no-detect@other`" if args.against else "")
+                      + ". The issue's targets: p99 <= 10 ms, throughput within 10 % of `--no-detect`.\n\n"
+                      + markdown_table(["variant", "req/s", "vs no-detect", "p50", "p99", "p99 vs no-detect", "max",
+                                        "gateway cpu/req", "detector cpu/req", "cpu/req vs no-detect"], rows),
+                      part="against" if args.against else "")
     finally:
         for pids in groups.values():
             signal_groups(pids, signal.SIGCONT)

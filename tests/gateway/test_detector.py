@@ -222,3 +222,22 @@ def test_models_written_through_the_admin_api_reach_the_detector_and_the_export(
     assert [(m["model"], int(m["released_at"].timestamp() * 1_000_000)) for m in models] == [("m-other", other_us)]
     # what `serve --models DIR` writes from such a folder
     assert model_rows(TrafficLog(tmp_path / "export").read("models")) == [("m-other", other_us)]
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_service_process_keeps_its_warm_heap_out_of_full_collections(tmp_path: Path, freeze: bool) -> None:
+    """`freeze_heap` (set by `distillguard detector`, a gateway's child included): once warm,
+    the objects alive then leave the garbage collector's generations, so full collections
+    during its steps never walk them; a service in someone else's process leaves them."""
+    import gc
+
+    svc = DetectorService(Store(f"sqlite:///{tmp_path / 'gc.db'}"), interval=0.05)
+    svc.freeze_heap = freeze
+    stop = threading.Event()
+    svc.warm = stop.set  # type: ignore[method-assign]  # warm, then stop before leading
+    gc.unfreeze()
+    try:
+        svc.run(stop)
+        assert (gc.get_freeze_count() > 0) is freeze
+    finally:
+        gc.unfreeze()

@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         table_prefix: Annotated[str, typer.Option(help="Prefix of the gateway's tables in the database.")] = "dg_",
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
         fast_path: Annotated[bool, typer.Option(help="Dispatch the proxy routes before FastAPI's router (benchmarks compare both).")] = True,
+        freeze_heap: Annotated[bool, typer.Option(help="After start-up, keep the objects alive then (in the gateway and its child detector) out of the garbage collector's full collections, which would otherwise stall requests (benchmarks compare both).")] = True,
     ) -> None:
         """Run the OpenAI- and Anthropic-compatible gateway (capture, limits, policy, online detection)."""
         import json
@@ -112,6 +113,7 @@ def register(app: typer.Typer) -> None:
             spool_dir=spool, spool_max_bytes=spool_max_bytes, spool_sync=spool_sync,  # type: ignore[arg-type]
             detector=detector,  # type: ignore[arg-type]
             detect_config=detect_config, detect_checkpoint_interval=detect_checkpoint_interval, detector_nice=detector_nice,
+            freeze_heap=freeze_heap,
             upstream_api_key=os.environ.get("DISTILLGUARD_UPSTREAM_API_KEY"),
             batch_rate=batch_rate, batch_concurrency=batch_concurrency,
             batch_via=batch_via, batch_poll=batch_poll,  # type: ignore[arg-type]
@@ -156,6 +158,7 @@ def register(app: typer.Typer) -> None:
         parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Stop when this process exits (a gateway's child).")] = None,
         nice: Annotated[int, typer.Option(help="Lower this process's CPU priority by this much (os.nice) at start: a detector beside a gateway on shared cores leaves them to the requests first.")] = 0,
         metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")] = None,
+        freeze_heap: Annotated[bool, typer.Option(help="Once warm, keep the objects alive then out of the garbage collector's full collections.")] = True,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     ) -> None:
         """Run the fleet's detector: follow the shared capture, publish verdicts every replica applies.
@@ -181,6 +184,7 @@ def register(app: typer.Typer) -> None:
         service = DetectorService(Store(db, table_prefix), config, interval, checkpoint_interval, redis, redis_prefix,
                                   models=release,
                                   redis_options=RedisOptions(health_check_interval=redis_health_check))
+        service.freeze_heap = freeze_heap
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

@@ -57,6 +57,10 @@ class GatewayConfig:
             `os.nice` increment): on a machine whose cores it shares with the gateway, the
             request loop gets the CPU first and the detector what is left (it catches up when
             traffic lulls); 0 runs both alike.
+        freeze_heap: after start-up, move the objects alive then out of the garbage
+            collector's reach (`distillguard._heap.freeze_heap`), in `serve` and in its `child`
+            detector: full collections then skip the start-up heap, which otherwise stalls
+            the request loop for a tenth of a second or more.
         batch_rate: most batch requests per second this gateway sends upstream (all batches).
         batch_concurrency: most batch requests in flight at once.
         batch_max_bytes: largest batch file or Message Batches body.
@@ -103,6 +107,7 @@ class GatewayConfig:
     detect_config: Path | None = None
     detect_checkpoint_interval: float = 30.0
     detector_nice: int = 10
+    freeze_heap: bool = True
     watermark_key_file: Path | None = None
     batch_rate: float = 20.0
     batch_concurrency: int = 8

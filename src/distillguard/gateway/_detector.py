@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from distillguard._redis import RedisOptions
 from distillguard.detect._checkpoint import decode, encode, snapshot
-from distillguard.gateway._store import EVENT_FIELDS, Store
+from distillguard.gateway._store import Store
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictTables
 
 if TYPE_CHECKING:
@@ -159,6 +159,9 @@ class DetectorService:
         self._saving: threading.Thread | None = None
         self.last_checkpoint: tuple[int, float] | None = None  # (bytes, seconds) of the last one written
         self.checkpoints_written = 0
+        #: `run` freezes the heap once warm (`distillguard._heap.freeze_heap`; a service
+        #: process sets it, a test's thread need not)
+        self.freeze_heap = False
 
     def _fresh(self) -> None:
         from distillguard import detect
@@ -285,18 +288,31 @@ class DetectorService:
         with self.store.engine.connect() as con:
             return int(con.execute(sa.select(sa.func.max(self.store.events.c.seq))).scalar() or 0)
 
-    def _read(self, after: int, upto: int) -> tuple[list[tuple[Any, ...]], int]:
-        """Events with `after < seq <= upto` in capture order (one batch), and the last seq."""
+    def _read(self, after: int, upto: int) -> tuple[dict[str, tuple[Any, ...]], int]:
+        """Events with `after < seq <= upto` in capture order (one batch) as columns (only
+        `detected_fields()`, the ones the scan's replay reads too), and the last seq.
+
+        The driver's own cursor: its rows are plain tuples, so nothing is copied row by row."""
+        fields = detected_fields()
         q = self.store.engine.dialect.identifier_preparer.quote
         mark = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = (f"SELECT {', '.join(q(c) for c in EVENT_FIELDS)}, {q('seq')} FROM {q(self.store.events.name)} "
+        sql = (f"SELECT {q('seq')}, {', '.join(q(c) for c in fields)} FROM {q(self.store.events.name)} "
                f"WHERE {q('seq')} > {mark} AND {q('seq')} <= {mark} ORDER BY {q('seq')} LIMIT {READ_BATCH}")
         log.debug("detector read: %s", sql)
-        with self.store.engine.connect() as con:
-            got = con.exec_driver_sql(sql, (after, upto)).fetchall()
+        con = self.store.engine.raw_connection()
+        try:
+            cur = con.cursor()
+            try:
+                cur.execute(sql, (after, upto))
+                got = cur.fetchall()
+            finally:
+                cur.close()
+        finally:
+            con.close()
         if not got:
-            return [], after
-        return [tuple(r[:-1]) for r in got], int(got[-1][-1])
+            return {}, after
+        seq, *columns = zip(*got, strict=True)
+        return dict(zip(fields, columns, strict=True)), int(seq[-1])
 
     def step(self) -> int:
         """Fold new events in, publish changed verdicts, end users' verdicts and campaign keys
@@ -320,7 +336,7 @@ class DetectorService:
         """Fold the events captured since the last step, and new overrides, into the detector
         (with the models table as it is now)."""
         from distillguard.gateway._export import accounts_table
-        from distillguard.gateway._online import events_table
+        from distillguard.gateway._online import columns_table
 
         # On PostgreSQL, read only up to the top seq seen one step ago: a sequence hands out
         # numbers before the inserting transactions commit, so a row with a lower seq can
@@ -329,21 +345,20 @@ class DetectorService:
         self.sync_models()
         top = self._top_seq()
         limit, self.horizon = (self.horizon, top) if self.store.engine.dialect.name == "postgresql" else (top, top)
-        ts_i, acc_i = EVENT_FIELDS.index("ts_us"), EVENT_FIELDS.index("account_id")
         newest = 0
         while True:
-            rows, last = self._read(self.cursor, limit)
-            if not rows:
+            columns, last = self._read(self.cursor, limit)
+            if not columns:
                 break
-            rows.sort(key=lambda r: r[ts_i])
-            new = {r[acc_i] for r in rows} - self.known
+            new = set(columns["account_id"]) - self.known
             accounts = None
             if new:
                 accounts = accounts_table(self.store)
                 self.known |= new
-            self.detector.update(events_table(rows), accounts)
-            self.events_seen += len(rows)
-            newest = max(newest, rows[-1][ts_i])
+            # the detector orders the events by time itself
+            self.detector.update(columns_table(columns), accounts)
+            self.events_seen += len(columns["ts_us"])
+            newest = max(newest, max(columns["ts_us"]))
             self.cursor = last
         for r in self.store.overrides_since(self.override_cursor):
             self.override_cursor = r["id"]
@@ -354,18 +369,19 @@ class DetectorService:
             self.lag_s = max(0.0, (now_us - newest) / 1e6)
 
     def changed(self) -> list[dict[str, Any]]:
-        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published."""
+        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published.
+
+        Read column by column and compared as `published_value` tuples: a dict per account
+        only for those that changed (a step compares every account's verdict)."""
         verdicts = self.detector.verdicts()
         wanted = VERDICT_COLUMNS + self.EXTRA_COLUMNS
-        cols = [c for c in wanted if c in verdicts.column_names]
-        changed = []
-        for row in verdicts.select(cols).to_pylist():
-            r = {c: row.get(c) for c in wanted}
-            if not isinstance(r["reasons"], str | None):
-                r["reasons"] = json.dumps(r["reasons"])
-            if self.published.get(r["account_id"]) != self.published_value(r):
-                changed.append(r)
-        return changed
+        n = verdicts.num_rows
+        columns = [verdicts.column(c).to_pylist() if c in verdicts.column_names else [None] * n for c in wanted]
+        reasons = wanted.index("reasons")
+        columns[reasons] = [v if isinstance(v, str | None) else json.dumps(v) for v in columns[reasons]]
+        published = self.published
+        return [dict(zip(wanted, row, strict=True)) for row in zip(*columns, strict=True)
+                if published.get(row[0]) != row[1:]]
 
     def changed_end_users(self) -> list[dict[str, Any]]:
         """End users' verdicts (END_USER_COLUMNS) that differ from the published; an end user
@@ -418,6 +434,10 @@ class DetectorService:
     def run(self, stop: threading.Event) -> None:
         """Wait to lead, then step until `stop` is set or the lead is lost (blocking)."""
         self.warm()  # a standby is as ready as the leader
+        if self.freeze_heap:
+            from distillguard._heap import freeze_heap
+
+            log.info("detector: %d objects frozen out of the garbage collector's reach", freeze_heap())
         while not stop.is_set():
             try:
                 got = self.leadership.try_acquire()
@@ -457,6 +477,14 @@ class DetectorService:
         self.wait_saved()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
+
+
+def detected_fields() -> list[str]:
+    """The capture's columns the detector reads (store names): those the scan's replay reads
+    from a traffic log (`ts` is stored as `ts_us`), and the declared end user."""
+    from distillguard.detect._stream import SIGNAL_COLUMNS
+
+    return ["ts_us" if c == "ts" else c for c in SIGNAL_COLUMNS] + ["end_user"]
 
 
 def _end_user_value(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -273,6 +273,7 @@ class Gateway:
                    "--table-prefix", self.config.table_prefix, "--interval", str(self.config.detect_interval),
                    "--checkpoint-interval", str(self.config.detect_checkpoint_interval),
                    "--nice", str(self.config.detector_nice),
+                   "--freeze-heap" if self.config.freeze_heap else "--no-freeze-heap",
                    "--parent-pid", str(os.getpid())]
             if self.config.detect_config is not None:
                 cmd += ["--config", str(self.config.detect_config)]

@@ -23,14 +23,21 @@ INPROCESS_CHECKPOINT = "inprocess"
 def events_table(rows: Sequence[Mapping[str, Any] | tuple[Any, ...]]) -> Any:
     """Captured rows (store shape, `ts_us`; mappings or EVENT_FIELDS tuples) as an events
     table in the traffic log format."""
-    import pyarrow as pa
-
     from distillguard.gateway._store import EVENT_FIELDS, event_tuples
-    from distillguard.traffic import EVENTS, conform
 
     columns = list(zip(*event_tuples(rows), strict=True)) if rows else [() for _ in EVENT_FIELDS]
+    return columns_table(dict(zip(EVENT_FIELDS, columns, strict=True)))
+
+
+def columns_table(columns: Mapping[str, Sequence[Any]]) -> Any:
+    """Captured columns (store names, `ts_us`; any subset of EVENT_FIELDS holding the format's
+    required columns) as an events table in the traffic log format; the others are null."""
+    import pyarrow as pa
+
+    from distillguard.traffic import EVENTS, conform
+
     cols: dict[str, Any] = {}
-    for name, values in zip(EVENT_FIELDS, columns, strict=True):
+    for name, values in columns.items():
         if name == "ts_us":
             cols["ts"] = pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
         else:

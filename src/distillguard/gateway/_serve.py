@@ -191,7 +191,11 @@ def serve(
 
     class ReadyServer(uvicorn.Server):  # type: ignore[misc]
         async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
+            await super().startup(sockets)  # the app's start-up (lifespan) included
+            if self.started and config.freeze_heap:
+                from distillguard._heap import freeze_heap
+
+                log.info("gateway: %d start-up objects frozen out of the garbage collector's reach", freeze_heap())
             if self.started and on_ready is not None:  # False when the port could not be bound
                 on_ready()
 

@@ -4,6 +4,7 @@ thin account's full evidence."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -56,21 +57,21 @@ def _decided(first: list[Scene], then: Scene, cfg: DetectConfig | None = None,
     return det, det.assess(with_pairs=False)
 
 
-def _actions(first: list[Scene], then: Scene) -> dict[str, str]:
-    det, _ = _decided(first, then)
-    frame = pl.from_arrow(det.verdicts())
-    assert isinstance(frame, pl.DataFrame)
-    return dict(zip(frame["account_id"].to_list(), frame["action"].to_list(), strict=True))
-
-
 def test_a_thin_account_linked_into_a_flagged_campaigns_keys_joins_it() -> None:
     # Three requests: too few for a profile (harvest.min_events), and an address and a
     # template are two kinds of link where a thin account needs three. But the proxy and the
     # template are the flagged hydra's own: it joins at its third request, not its fifth.
-    act = _actions([scenes.hydra(), scenes.classroom()], newcomer())
+    det, _ = _decided([scenes.hydra(), scenes.classroom()], newcomer())
+    v = pl.from_arrow(det.verdicts())
+    assert isinstance(v, pl.DataFrame)
+    act = dict(zip(v["account_id"].to_list(), v["action"].to_list(), strict=True))
     assert act["h0"] in ("throttle", "block")
     assert act["new"] in ("throttle", "block")
     assert not any(act[f"s{i}"] in ("throttle", "block") for i in range(30))
+    # Its reasons say why two kinds of link were enough.
+    reasons = json.loads(v.filter(pl.col("account_id") == "new")["reasons"][0])
+    weighed = next(r for r in reasons if r.startswith("evidence weighed:"))
+    assert "2.0 needed (too few requests for a profile, but linked into keys a flagged" in weighed
 
 
 def test_a_thin_account_on_keys_people_share_needs_full_evidence() -> None:

@@ -25,12 +25,13 @@ LATER = T0 + timedelta(days=1)
 POPULAR = "You are a helpful coding assistant for the Acme editor."
 
 
-def newcomer(aid: str = "new", n: int = 3, system: str = scenes.HYDRA_SYSTEM) -> Scene:
+def newcomer(aid: str = "new", n: int = 3, system: str = scenes.HYDRA_SYSTEM,
+             prompt: list[str] = scenes.REPERTOIRE) -> Scene:
     """An aged, verified account (no `fresh`, no shared card or e-mail domain) that sends
-    coding tasks of its own under the hydra's system prompt from two of its proxies: thin,
+    `prompt` (coding tasks of its own) under `system` from two of the hydra's proxies: thin,
     linked by an address and a template (the system prompt) only."""
     rows = events(aid, n, start=LATER, every=timedelta(minutes=20),
-                  ip=["203.0.113.3", "203.0.113.5"], system=system, prompt=scenes.REPERTOIRE)
+                  ip=["203.0.113.3", "203.0.113.5"], system=system, prompt=prompt)
     return rows, [account(aid, created=T0 - timedelta(days=300), verified=True)]
 
 
@@ -88,6 +89,27 @@ def test_a_thin_account_on_keys_people_share_needs_full_evidence() -> None:
     assert not a.join.joined[i] and a.action[i] < THROTTLE
     assert (a.action[[det.state.index["h0"], det.state.index["h5"]]] >= THROTTLE).all()
     assert not (a.action[[det.state.index[f"dev{k}"] for k in range(60)]] >= THROTTLE).any()
+
+
+def test_a_thin_person_on_a_campaigns_keys_needs_full_evidence() -> None:
+    # A hydra whose system prompt is an app's (it asks for nothing in particular) is flagged;
+    # a person then sends three everyday questions under that prompt from the hydra's proxies
+    # (a VPN's exits). Both keys are the campaign's own, but what the person asks is not what
+    # a harvester asks: the thin account still needs three, though its links weigh two.
+    rows, accts = scenes.hydra()
+    for r in rows:
+        r["system"] = POPULAR
+    person = events("person", 3, start=LATER, every=timedelta(minutes=20),
+                    ip=["203.0.113.3", "203.0.113.5"], system=POPULAR, prompt=HUMAN_PROMPTS,
+                    ua=BROWSER, turns=2, completion_tokens=200)
+    det, a = _decided([(rows, accts)], (person, [account("person", created=T0 - timedelta(days=300))]))
+    i = det.state.index["person"]
+    assert a.join.weight[i] >= 2.0 and not a.evidence["thin"]["held"][i]
+    assert not a.join.joined[i] and a.action[i] < THROTTLE
+    assert a.action[det.state.index["h0"]] >= THROTTLE
+    # A newcomer asking for step-by-step answers under that prompt joins.
+    det, a = _decided([(rows, accts)], newcomer(system=POPULAR, prompt=scenes.HYDRA_PROMPT))
+    assert a.evidence["thin"]["held"][det.state.index["new"]]
 
 
 def test_held_keys_can_be_turned_off() -> None:

@@ -123,6 +123,7 @@ class ThinConfig(_Strict):
     held_min_kinds: int = Field(default=1, ge=0)
     held_min_accounts: int = Field(default=5, ge=1)
     held_min_share: float = Field(default=0.8, gt=0, le=1)
+    held_min_own_asks: float = Field(default=0.5, ge=0, le=1)
 
 
 class CarrierConfig(_Strict):

@@ -6,11 +6,13 @@ evidence weight instead of `links.min_link_families`.
 
 Unless its links lead into a campaign already flagged: a key that at least
 `held_min_accounts` accounts throttled or blocked by the last decision use, and that they are
-at least `held_min_share` of among themselves and the key's *people* (its unflagged accounts
-with a profile of their own), is *held* by a campaign (its own proxy, card, template; a
+at least `held_min_share` of themselves and the key's *people* (its unflagged accounts with a
+profile of their own) together, is *held* by a campaign (its own proxy, card, template; a
 public prompt or a big NAT is mostly people's and never held). Thin accounts do not count
 against a key: a campaign's newcomers are thin too. A thin account with suspicious pairs on
-held keys of `held_min_kinds` kinds of link (the template facets are one kind) needs only
+held keys of `held_min_kinds` kinds of link (the template facets are one kind), whose own
+requests ask what a harvester asks (`held_min_own_asks` of them ask for reasoning, grades or
+training data, or their mean P(distill) is that high: `_own_asks`), needs only
 `links.min_link_families`, as an account with a profile does: what it would have to show
 with more requests, the campaign it links into has shown already, so its first requests are
 not served while its profile fills in.
@@ -23,6 +25,7 @@ import numpy as np
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._evidence._base import AccountEvidence, Context, EvidenceTable
 from distillguard.detect._links import FlaggedOnKeys
+from distillguard.detect._own_asks import own_asks
 from distillguard.detect._state import LINK_KINDS, PAIR_ACCOUNT, PAIR_KEY, PAIR_KIND, TEMPLATE_KINDS
 
 #: Per `LINK_KINDS`: its kind of link (the template facets, facets of one prompt, are one).
@@ -64,7 +67,11 @@ class ThinAccount(AccountEvidence):
         kinds = np.zeros((m, len(LINK_KINDS)), bool)
         for i, family in enumerate(LINK_FAMILY.tolist()):
             kinds[:, family] |= ctx.link_pairs[:m, i] > 0
-        want = thin & (kinds.sum(axis=1) >= c.held_min_kinds)
+        # Its few requests must ask what a harvester asks: a person who sent a request or two
+        # with a prompt a campaign uses too, from a sign-up hour it shares by chance, does not.
+        n = ctx.state.counters["n"][:m]
+        asks = own_asks(ctx.features["elicitation"][:m], ctx.state.counters["distill"][:m], n)
+        want = thin & (kinds.sum(axis=1) >= c.held_min_kinds) & (asks >= c.held_min_own_asks)
         if not want.any():
             return out
         if not hasattr(self, "people_on_keys"):  # (a checkpoint written before they were kept)

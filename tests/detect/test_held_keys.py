@@ -109,7 +109,7 @@ def test_a_thin_person_on_a_campaigns_keys_needs_full_evidence() -> None:
     assert a.action[det.state.index["h0"]] >= THROTTLE
     # A newcomer asking for step-by-step answers under that prompt joins.
     det, a = _decided([(rows, accts)], newcomer(system=POPULAR, prompt=scenes.HYDRA_PROMPT))
-    assert a.evidence["thin"]["held"][det.state.index["new"]]
+    assert a.join.joined[det.state.index["new"]]
 
 
 def test_held_keys_can_be_turned_off() -> None:

@@ -115,10 +115,15 @@ class SyncConfig(CorroborationConfig):
 
 
 class ThinConfig(_Strict):
-    """Accounts with fewer than `harvest.min_events` requests need more evidence to join."""
+    """Accounts with fewer than `harvest.min_events` requests need more evidence to join,
+    unless their links lead into keys a flagged campaign holds (`held_*`; 0 kinds: off)."""
 
     enabled: bool = True
     min_link_families: float = 3.0
+    held_min_kinds: int = Field(default=1, ge=0)
+    held_min_accounts: int = Field(default=5, ge=1)
+    held_min_share: float = Field(default=0.8, gt=0, le=1)
+    held_min_own_asks: float = Field(default=0.5, ge=0, le=1)
 
 
 class CarrierConfig(_Strict):
@@ -288,7 +293,7 @@ class FirstRequestConfig(_Strict):
 
 
 class DetectConfig(_Strict):
-    version: str = "2026.12.8"
+    version: str = "2026.12.8.1"
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     harvest: HarvestWeights = Field(default_factory=HarvestWeights)
     links: LinkConfig = Field(default_factory=LinkConfig)

@@ -29,6 +29,7 @@ from distillguard.detect._carriers import Carriers
 from distillguard.detect._cells import Cells
 from distillguard.detect._config import DetectConfig
 from distillguard.detect._decision import (
+    THROTTLE,
     Join,
     actions,
     apply_overrides,
@@ -174,6 +175,9 @@ class DecisionCore:
         self.modules: list[Evidence] = build_modules(cfg)
         self.links = LinkTracker()
         self.profiles = KeyProfileTracker()
+        # Per account: throttled or blocked by the last decision (what newcomers are weighed
+        # against: the keys a flagged campaign holds, `[evidence.thin]`).
+        self.flagged = np.zeros(0, bool)
 
     def decide(self, state: DetectorState, overrides: dict[str, str] | None = None,
                with_pairs: bool = True) -> Assessment:
@@ -227,7 +231,11 @@ class DecisionCore:
                 feats["elicitation"] >= lk.member_min_elicitation
             )
             link_pairs = links.counts(pairs, sus_key, eligible)
-            ctx = Context(keys, feats, h, est, eligible, sus_key, link_pairs, pairs, links.by_key)
+            flagged = np.zeros(m, bool)
+            last = getattr(self, "flagged", flagged)  # (a checkpoint written before it was kept)
+            flagged[: min(m, len(last))] = last[:m]
+            ctx = Context(keys, feats, h, est, eligible, sus_key, link_pairs, pairs, links.by_key,
+                          links.by_acct, flagged)
             for mod in self.modules:
                 if isinstance(mod, AccountEvidence) and mod.enabled:
                     tables[mod.name] = mod.assess(ctx)
@@ -294,6 +302,7 @@ class DecisionCore:
                     rare = mod.last
         solo_throttles(cfg, self.modules, tables, action, score)
         apply_overrides(action, score, state.index, overrides)
+        self.flagged = action >= THROTTLE
         return Assessment(
             features=feats,
             harvest=h,

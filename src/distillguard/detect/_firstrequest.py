@@ -28,6 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from distillguard.detect._decision import THROTTLE
+from distillguard.detect._links import FlaggedOnKeys
 from distillguard.detect._state import (
     ALL_KINDS,
     DAY_US,
@@ -112,38 +113,6 @@ def campaign_key_codes(state: DetectorState, action: np.ndarray, harvest: np.nda
     keep = campaign_key_mask(on_key, state.key_accounts[codes], public, cfg.min_flagged_accounts,
                              cfg.min_flagged_share, cfg.max_established_accounts)
     return np.unique(codes[keep])
-
-
-class FlaggedOnKeys:
-    """Per shared key id, the throttled or blocked accounts on it, kept from one look to the
-    next: the pairs of the accounts whose flag changed and the pairs appended since are
-    folded in (a campaign's accounts are flagged once and stay so; a pass over every pair
-    would read mostly pairs that did not change)."""
-
-    def __init__(self) -> None:
-        self.flagged = np.zeros(0, bool)  # per account, as of the last look
-        self.on_key = np.zeros(0, np.int64)
-        self.n = 0  # shared pairs folded in
-
-    def update(self, pairs: np.ndarray, n_keys: int, flagged: np.ndarray,
-               by_acct: PairIndex) -> np.ndarray:
-        """The count per shared key id (`n_keys` of them), `flagged` per account (every
-        account a pair names); a view, valid until the next update."""
-        was = np.zeros(len(flagged), bool)
-        k = min(len(flagged), len(self.flagged))
-        was[:k] = self.flagged[:k]
-        on_key = np.zeros(n_keys, np.int64)
-        on_key[: len(self.on_key)] = self.on_key
-        changed = was != flagged
-        if changed.any():
-            at = by_acct.select(pairs, changed, ordered=False)
-            rows = pairs[at[at < self.n]]
-            np.add.at(on_key, rows[:, PAIR_KEY],
-                      np.where(flagged[rows[:, PAIR_ACCOUNT]], 1, -1))
-        new = pairs[self.n :]
-        on_key += np.bincount(new[flagged[new[:, PAIR_ACCOUNT]], PAIR_KEY], minlength=n_keys)
-        self.flagged, self.on_key, self.n = flagged.copy(), on_key, len(pairs)
-        return on_key
 
 
 def campaign_keys(state: DetectorState, on_key: np.ndarray, action: np.ndarray,

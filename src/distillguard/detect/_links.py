@@ -480,3 +480,35 @@ class LinkTracker:
         low = comp[inside]
         label[inside] = low - in_below[low] + np.searchsorted(lowest, low)
         return label
+
+
+class FlaggedOnKeys:
+    """Per shared key id, the throttled or blocked accounts on it, kept from one look to the
+    next: the pairs of the accounts whose flag changed and the pairs appended since are
+    folded in (a campaign's accounts are flagged once and stay so; a pass over every pair
+    would read mostly pairs that did not change)."""
+
+    def __init__(self) -> None:
+        self.flagged = np.zeros(0, bool)  # per account, as of the last look
+        self.on_key = np.zeros(0, np.int64)
+        self.n = 0  # shared pairs folded in
+
+    def update(self, pairs: np.ndarray, n_keys: int, flagged: np.ndarray,
+               by_acct: PairIndex) -> np.ndarray:
+        """The count per shared key id (`n_keys` of them), `flagged` per account (every
+        account a pair names); a view, valid until the next update."""
+        was = np.zeros(len(flagged), bool)
+        k = min(len(flagged), len(self.flagged))
+        was[:k] = self.flagged[:k]
+        on_key = np.zeros(n_keys, np.int64)
+        on_key[: len(self.on_key)] = self.on_key
+        changed = was != flagged
+        if changed.any():
+            at = by_acct.select(pairs, changed, ordered=False)
+            rows = pairs[at[at < self.n]]
+            np.add.at(on_key, rows[:, PAIR_KEY],
+                      np.where(flagged[rows[:, PAIR_ACCOUNT]], 1, -1))
+        new = pairs[self.n :]
+        on_key += np.bincount(new[flagged[new[:, PAIR_ACCOUNT]], PAIR_KEY], minlength=n_keys)
+        self.flagged, self.on_key, self.n = flagged.copy(), on_key, len(pairs)
+        return on_key

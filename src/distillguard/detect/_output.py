@@ -248,10 +248,16 @@ def evidence_weights(a: Assessment, i: int) -> tuple[str | None, dict[str, objec
     if parts:
         total, need = float(j.weight[i]), float(j.need[i])
         verdict = "joins a campaign" if j.joined[i] else "not enough to join a campaign"
+        thin = a.evidence.get("thin")
+        held = thin is not None and "held" in thin.columns and bool(thin["held"][i])
+        why = (" (too few requests for a profile, but linked into keys a flagged campaign holds)"
+               if held else "")
         text.append(f"evidence weighed: {', '.join(parts)}; total {total:.1f} (links, plus the "
-                    f"strongest corroboration once linked), {need:.1f} needed: {verdict}")
+                    f"strongest corroboration once linked), {need:.1f} needed{why}: {verdict}")
         out = {"weights": weights, "total": round(total, 4), "needed": round(need, 4),
                "joined": bool(j.joined[i])}
+        if held:
+            out["held_keys"] = True
     if throttles:
         text.append(f"evidence that throttles on its own: {'; '.join(throttles)}")
         out["throttles"] = throttles

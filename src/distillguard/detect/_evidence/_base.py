@@ -65,8 +65,9 @@ class Context:
 
     Per account: `features` and `harvest` (the profile), `established` (enough requests for a
     profile), `eligible` (may join a campaign), `link_pairs` (pairs on suspicious keys while
-    eligible, one column per `LINK_KINDS`). Per shared key: `suspicious`. `pairs` are the
-    state's shared pairs (link kind, key code, account, key sid).
+    eligible, one column per `LINK_KINDS`), `flagged` (throttled or blocked by the last
+    decision). Per shared key: `suspicious`. `pairs` are the state's shared pairs (link kind,
+    key code, account, key sid), `by_key` and `by_acct` their positions by key and account.
     """
 
     keys: KeyContext
@@ -78,6 +79,8 @@ class Context:
     link_pairs: np.ndarray
     pairs: np.ndarray
     by_key: PairIndex  # the pairs' positions by key sid
+    by_acct: PairIndex  # the pairs' positions by account
+    flagged: np.ndarray  # per account: throttled or blocked by the last decision
 
     @property
     def state(self) -> DetectorState:

@@ -241,3 +241,66 @@ def test_a_service_process_keeps_its_warm_heap_out_of_full_collections(tmp_path:
         assert (gc.get_freeze_count() > 0) is freeze
     finally:
         gc.unfreeze()
+
+
+def _cheap(r: dict[str, Any] | tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """A verdict's compared columns (all but its reasons), from a row or a `published` value."""
+    if r is None:
+        return None
+    if isinstance(r, dict):
+        return (r["action"], r["campaign_id"], r["score"], r["end_users_apart"])
+    action, campaign, _reasons, score, apart = r
+    return (action, campaign, score, apart)
+
+
+def test_published_verdicts_are_the_full_tables_rows(tmp_path: Path, log_rows: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """At every step, what is published is exactly the rows of the whole verdicts table (reasons
+    byte for byte) of the accounts whose action, score, campaign or `end_users_apart` changed or
+    that are new; and then every account's published verdict agrees with the table."""
+    rows, accounts = log_rows
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    fill(store, [], [dict(a) for a in accounts])
+    svc = service(store, rows[-1]["ts_us"] + 1)
+    svc.restore()
+    size = len(rows) // PARTS + 1
+    published_some = 0
+    for i in range(PARTS):
+        store.insert_events(rows[i * size : (i + 1) * size])
+        svc.fold()
+        table = svc.changed_in_table()  # differs in any column, reasons included
+        want = [r for r in table if _cheap(r) != _cheap(svc.published.get(r["account_id"]))]
+        got = svc.changed()
+        assert got == want
+        published_some += len(got)
+        svc.mark_published(got)
+        full = svc.detector.verdicts().to_pylist()
+        assert {r["account_id"]: _cheap(r) for r in full} == {a: _cheap(v) for a, v in svc.published.items()}
+    assert published_some > len(accounts) // 2
+    assert any(r["reasons"] not in (None, "[]") for r in got), "the log must give reasons"
+
+
+def test_a_step_builds_reasons_only_for_the_verdicts_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_rows: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Once the log is folded in, a step with nothing new builds no account's reasons, and one
+    with a few new events of one account builds at most the reasons of those that changed."""
+    from distillguard.detect import _output
+
+    rows, accounts = log_rows
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    fill(store, rows[:-20], [dict(a) for a in accounts])
+    svc = service(store, rows[-1]["ts_us"] + 1)
+    svc.restore()
+    first = svc.step() + svc.step()
+    assert first > 0
+    built = []
+    profile_reasons = _output.profile_reasons
+
+    def counted(*args: Any) -> list[str]:
+        built.append(args[-1])
+        return profile_reasons(*args)
+
+    monkeypatch.setattr(_output, "profile_reasons", counted)
+    assert svc.step() == 0
+    assert built == []
+    store.insert_events(rows[-20:])
+    changed = svc.step() + svc.step()
+    assert len(built) <= changed < len(accounts) // 4

@@ -309,21 +309,23 @@ class VerdictColumns:
     def reasons(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
         """The `reasons` and `evidence` (JSON text) of the accounts at `rows`."""
         explained = self.explained()
+        # the features of these rows as Python floats, gathered once
+        features = {k: v[rows].tolist() for k, v in self.a.features.items()}
         reasons, evidence = [], []
-        for i in rows.tolist():
-            rs, ev = self._account_reasons(i) if explained[i] else ([], None)
+        for j, i in enumerate(rows.tolist()):
+            rs, ev = self._account_reasons(i, {k: v[j] for k, v in features.items()}) if explained[i] else ([], None)
             if self.apart is not None and self.apart[i]:
                 rs.append(self._note)
             reasons.append(json.dumps(rs))
             evidence.append("{}" if ev is None else json.dumps(ev))
         return reasons, evidence
 
-    def _account_reasons(self, i: int) -> tuple[list[str], dict[str, object]]:
+    def _account_reasons(self, i: int, features: dict[str, float]) -> tuple[list[str], dict[str, object]]:
         state, a, names, example = self.state, self.a, self.names, self.example
         rs = profile_reasons(a.features, float(a.harvest[i]), i)
         ev: dict[str, object] = {
             "harvest": round(float(a.harvest[i]), 4),
-            "features": {k: round(v[i].item(), 4) for k, v in a.features.items()},
+            "features": {k: round(v, 4) for k, v in features.items()},
         }
         if state.partner[i]:
             rs.append("matches indicators that partners shared (STIX import)")

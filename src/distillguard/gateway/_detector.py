@@ -159,7 +159,6 @@ class DetectorService:
         self.leading = False
         self.restored_from: int | None = None  # the checkpoint's cursor, when one was loaded
         self.steps = 0
-        self.reasons_built = 0  # accounts whose reasons `changed` built, all steps together
         self.lag_s = 0.0  # how far the newest folded event is behind the wall clock
         self._checkpointed = time.monotonic()
         self._saving: threading.Thread | None = None
@@ -391,7 +390,6 @@ class DetectorService:
         memo = self._published_memo(cols.ids)
         rows = np.flatnonzero(memo.differs(cols))
         reasons, _ = cols.reasons(rows)
-        self.reasons_built += len(rows)
         apart = cols.apart
         return [{"account_id": cols.ids[i], "action": ACTION_NAMES[int(cols.action[i])],
                  "campaign_id": cols.campaign[i], "reasons": r, "score": float(cols.score[i]),
@@ -415,23 +413,18 @@ class DetectorService:
         """`published` as arrays in the detector's account order, made again from `published`
         whenever that was replaced (a restore, a fresh start)."""
         if self._memo is None or self._memo_of is not self.published:
-            self._memo = _Published(self.published, ids)
+            self._memo = _Published(self.published, ids, (VERDICT_COLUMNS + self.EXTRA_COLUMNS)[1:])
             self._memo_of = self.published
         return self._memo
 
     def mark_published(self, rows: list[dict[str, Any]]) -> None:
         """Record verdict rows (`changed`) as published."""
-        memo = self._published_memo(self.detector_ids())
+        memo = self._memo if self._memo_of is self.published else None
         for r in rows:
             value = self.published_value(r)
             self.published[r["account_id"]] = value
-            memo.set(r["account_id"], value)
-
-    def detector_ids(self) -> list[str]:
-        """The detector's accounts, in its order."""
-        det = getattr(self.detector, "main", self.detector)
-        ids: list[str] = det.state.ids
-        return ids
+            if memo is not None:
+                memo.set(r["account_id"], value)
 
     def changed_end_users(self) -> list[dict[str, Any]]:
         """End users' verdicts (END_USER_COLUMNS) that differ from the published; an end user
@@ -534,10 +527,9 @@ class _Published:
     detector's account order (ids are only ever appended): action code (-1: never published),
     score, campaign id and `end_users_apart` (-1: None, 0, 1)."""
 
-    _FIELDS = (VERDICT_COLUMNS + DetectorService.EXTRA_COLUMNS)[1:]
-
-    def __init__(self, published: dict[str, tuple[Any, ...]], ids: list[str]) -> None:
+    def __init__(self, published: dict[str, tuple[Any, ...]], ids: list[str], fields: tuple[str, ...]) -> None:
         self.ids = ids
+        self.fields = fields  # what a `published` value holds
         self.index: dict[str, int] = {}
         self.action = np.full(0, -1, np.int16)
         self.score = np.zeros(0)
@@ -563,11 +555,12 @@ class _Published:
         i = self.index.get(account_id)
         if i is None:
             return  # not (or no longer) the detector's: compared as never published
-        v = dict(zip(self._FIELDS, value, strict=True))
+        v = dict(zip(self.fields, value, strict=True))
         self.action[i] = ACTION_NAMES.index(v["action"]) if v["action"] in ACTION_NAMES else -1
         self.score[i] = np.nan if v["score"] is None else v["score"]
         self.campaign[i] = v["campaign_id"]
-        self.apart[i] = -1 if v["end_users_apart"] is None else int(bool(v["end_users_apart"]))
+        apart = v.get("end_users_apart")
+        self.apart[i] = -1 if apart is None else int(bool(apart))
 
     def differs(self, cols: VerdictColumns) -> np.ndarray:
         """Per account of `cols`: whether its cheap columns differ from the published."""

@@ -53,6 +53,10 @@ log = logging.getLogger("distillguard.gateway")
 READ_BATCH = 50_000
 #: verdict columns published to the fleet
 VERDICT_COLUMNS = ("account_id", "action", "campaign_id", "reasons", "score")
+#: a verdict whose score alone moved by less than this is not republished: rates measured up
+#: to "now" make every score older than a day drift by about 1e-6 a step, and the score is
+#: informational (a replica enforces the action, campaign and `end_users_apart`)
+SCORE_REPUBLISH_DELTA = 1e-3
 #: end users' verdict columns published to the fleet
 END_USER_COLUMNS = ("account_id", "end_user", "action", "campaign_id", "reasons", "score")
 
@@ -376,7 +380,8 @@ class DetectorService:
 
     def changed(self) -> list[dict[str, Any]]:
         """The verdicts (VERDICT_COLUMNS and EXTRA_COLUMNS; reasons as JSON text) whose action,
-        score, campaign or `end_users_apart` differ from the published, or never published.
+        campaign or `end_users_apart` differ from the published, whose score moved by
+        SCORE_REPUBLISH_DELTA or more, or never published.
 
         The cheap columns of every account are compared as arrays (`_Published`); reasons are
         built only for the accounts that changed, exactly as the full table has them. A change
@@ -563,12 +568,14 @@ class _Published:
         self.apart[i] = -1 if apart is None else int(bool(apart))
 
     def differs(self, cols: VerdictColumns) -> np.ndarray:
-        """Per account of `cols`: whether its cheap columns differ from the published."""
+        """Per account of `cols`: whether its cheap columns differ from the published (the
+        score by SCORE_REPUBLISH_DELTA or more)."""
         self._grow()
         m = len(cols.ids)
         apart = np.full(m, -1, np.int8) if cols.apart is None else cols.apart.astype(np.int8)
-        # NaN scores never compare equal, as the published tuples compared before
-        out: np.ndarray = ((self.action[:m] != cols.action) | (self.score[:m] != cols.score)
+        # a NaN score always differs, as the published tuples compared before
+        moved = ~(np.abs(self.score[:m] - cols.score) < SCORE_REPUBLISH_DELTA)
+        out: np.ndarray = ((self.action[:m] != cols.action) | moved
                            | (self.campaign[:m] != cols.campaign) | (self.apart[:m] != apart))
         return out
 

@@ -284,6 +284,15 @@ class EndUserDetector:
         c = self.config.end_users
         self.book = EndUserBook(c.max_per_account, c.max_total)
         self._shares: dict[str, tuple[int, int]] = {}  # account -> (named, all) requests
+        self._end_user_table: tuple[Assessment, pa.Table] | None = None  # (its assessment, table)
+
+    def __getstate__(self) -> dict[str, object]:
+        # the end users' table is derived from the state: not checkpointed
+        return {k: v for k, v in self.__dict__.items() if k != "_end_user_table"}
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        self.__dict__.update(saved)
+        self._end_user_table = None
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         from distillguard.detect._online import OnlineDetector, _frame
@@ -325,10 +334,14 @@ class EndUserDetector:
             self.sub.set_override(account_id, decision)
 
     def end_user_verdicts(self) -> pa.Table:
-        """Current verdicts of the end users judged apart (END_USER_VERDICTS schema)."""
+        """Current verdicts of the end users judged apart (END_USER_VERDICTS schema; built once
+        per assessment: a step reads them for `apart` and again to publish them)."""
         if self.sub is None:
             return END_USER_VERDICTS.schema.empty_table()
-        return end_user_table(self.sub.verdicts())
+        a = self.sub.refined()
+        if self._end_user_table is None or self._end_user_table[0] is not a:
+            self._end_user_table = (a, end_user_table(self.sub.verdicts()))
+        return self._end_user_table[1]
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """Account verdicts (with `end_users_apart`) and campaigns, as of now."""

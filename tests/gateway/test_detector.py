@@ -346,3 +346,17 @@ def test_scores_drifting_with_the_clock_alone_are_not_republished(tmp_path: Path
         rows = svc.changed()
         assert {r["account_id"] for r in rows} == {f"acct-{a}" for a in active}
         svc.mark_published(rows)
+
+
+def test_verdicts_published_with_other_columns_are_published_again(tmp_path: Path) -> None:
+    """A checkpoint of a version that published fewer columns: its accounts are published again
+    with every column, the others not."""
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    t0 = time.time_ns() // 1000 - 10**9
+    svc = DetectorService(store, clock=lambda: t0 + 10**6)
+    svc.restore()
+    store.insert_events(_requests(60, t0, range(3)))
+    svc.fold()
+    svc.mark_published(svc.changed())
+    svc.published = {a: v if a != "acct-1" else v[:-1] for a, v in svc.published.items()}
+    assert [r["account_id"] for r in svc.changed()] == ["acct-1"]

@@ -558,8 +558,10 @@ class _Published:
     def set(self, account_id: str, value: tuple[Any, ...]) -> None:
         self._grow()
         i = self.index.get(account_id)
-        if i is None:
-            return  # not (or no longer) the detector's: compared as never published
+        if i is None or len(value) != len(self.fields):
+            # not the detector's, or published by a version with other columns (a checkpoint
+            # of it): compared as never published
+            return
         v = dict(zip(self.fields, value, strict=True))
         self.action[i] = ACTION_NAMES.index(v["action"]) if v["action"] in ACTION_NAMES else -1
         self.score[i] = np.nan if v["score"] is None else v["score"]

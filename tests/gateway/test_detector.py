@@ -17,6 +17,7 @@ import pytest
 
 from distillguard.enforce import Policy
 from distillguard.gateway import DetectorService, Store, VerdictFollower, VerdictTables
+from distillguard.gateway._detector import SCORE_REPUBLISH_DELTA
 from distillguard.traffic import TrafficLog
 
 SEED = 11
@@ -241,3 +242,121 @@ def test_a_service_process_keeps_its_warm_heap_out_of_full_collections(tmp_path:
         assert (gc.get_freeze_count() > 0) is freeze
     finally:
         gc.unfreeze()
+
+
+def _cheap(r: dict[str, Any] | tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """A verdict's compared columns (action, campaign, end_users_apart) and its score, from a
+    row or a `published` value."""
+    if r is None:
+        return None
+    if isinstance(r, dict):
+        return (r["action"], r["campaign_id"], r["end_users_apart"], r["score"])
+    action, campaign, _reasons, score, apart = r
+    return (action, campaign, apart, score)
+
+
+def _republished(r: dict[str, Any], published: tuple[Any, ...] | None) -> bool:
+    """Whether a verdict row differs from its published value as `changed` tells them apart."""
+    now, then = _cheap(r), _cheap(published)
+    return then is None or now[:3] != then[:3] or not abs(now[3] - then[3]) < SCORE_REPUBLISH_DELTA
+
+
+def test_published_verdicts_are_the_full_tables_rows(tmp_path: Path, log_rows: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """At every step, what is published is exactly the rows of the whole verdicts table (reasons
+    byte for byte) of the accounts whose action, campaign or `end_users_apart` changed, whose
+    score moved by SCORE_REPUBLISH_DELTA or more, or that are new; and then every account's
+    published verdict agrees with the table."""
+    rows, accounts = log_rows
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    fill(store, [], [dict(a) for a in accounts])
+    svc = service(store, rows[-1]["ts_us"] + 1)
+    svc.restore()
+    size = len(rows) // PARTS + 1
+    published_some = 0
+    for i in range(PARTS):
+        store.insert_events(rows[i * size : (i + 1) * size])
+        svc.fold()
+        table = svc.changed_in_table()  # differs in any column, reasons included
+        want = [r for r in table if _republished(r, svc.published.get(r["account_id"]))]
+        got = svc.changed()
+        assert got == want
+        published_some += len(got)
+        svc.mark_published(got)
+        full = svc.detector.verdicts().to_pylist()
+        assert {r["account_id"] for r in full} == set(svc.published)
+        assert not [r for r in full if _republished(r, svc.published[r["account_id"]])]
+    assert published_some > len(accounts) // 2
+    assert any(r["reasons"] not in (None, "[]") for r in got), "the log must give reasons"
+
+
+def test_a_step_builds_reasons_only_for_the_verdicts_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_rows: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Once the log is folded in, a step with nothing new builds no account's reasons, and one
+    with a few new events of one account builds at most the reasons of those that changed."""
+    from distillguard.detect import _output
+
+    rows, accounts = log_rows
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    fill(store, rows[:-20], [dict(a) for a in accounts])
+    svc = service(store, rows[-1]["ts_us"] + 1)
+    svc.restore()
+    first = svc.step() + svc.step()
+    assert first > 0
+    built = []
+    profile_reasons = _output.profile_reasons
+
+    def counted(*args: Any) -> list[str]:
+        built.append(args[-1])
+        return profile_reasons(*args)
+
+    monkeypatch.setattr(_output, "profile_reasons", counted)
+    assert svc.step() == 0
+    assert built == []
+    store.insert_events(rows[-20:])
+    changed = svc.step() + svc.step()
+    assert len(built) <= changed < len(accounts) // 4
+
+
+def _requests(n: int, t0_us: int, accounts: range) -> list[dict[str, Any]]:
+    """`n` identical scripted requests, 200 us apart from `t0_us`, spread over `accounts`."""
+    return [{"event_id": uuid.uuid4().hex, "ts_us": t0_us + i * 200, "account_id": f"acct-{accounts[i % len(accounts)]}",
+             "key_id": "key", "ip": "127.0.0.1", "user_agent": "wrk", "endpoint": "chat.completions",
+             "model": "m", "prompt": "Say hello to the benchmark.", "turns": 1, "tools": 0,
+             "response": "Hello.", "prompt_tokens": 7, "completion_tokens": 2, "status": 200, "latency_ms": 1.0}
+            for i in range(n)]
+
+
+def test_scores_drifting_with_the_clock_alone_are_not_republished(tmp_path: Path) -> None:
+    """Rates are measured up to now, so a busy account's score drifts a little at every step
+    once it is older than a day: each step republishes the accounts that sent requests in it,
+    not every account that ever did."""
+    day_us = 86_400_000_000
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    t0 = time.time_ns() // 1000 - 3 * day_us
+    now = [t0 + 2 * day_us]
+    svc = DetectorService(store, clock=lambda: now[0])
+    svc.restore()
+    store.insert_events(_requests(1200, t0, range(200)))  # 6 requests each: below the volume floor
+    svc.fold()
+    svc.mark_published(svc.changed())
+    for step in range(4):
+        active = range(100 + 20 * step, 120 + 20 * step)
+        store.insert_events(_requests(900, now[0], active))
+        now[0] += 2_000_000
+        svc.fold()
+        rows = svc.changed()
+        assert {r["account_id"] for r in rows} == {f"acct-{a}" for a in active}
+        svc.mark_published(rows)
+
+
+def test_verdicts_published_with_other_columns_are_published_again(tmp_path: Path) -> None:
+    """A checkpoint of a version that published fewer columns: its accounts are published again
+    with every column, the others not."""
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    t0 = time.time_ns() // 1000 - 10**9
+    svc = DetectorService(store, clock=lambda: t0 + 10**6)
+    svc.restore()
+    store.insert_events(_requests(60, t0, range(3)))
+    svc.fold()
+    svc.mark_published(svc.changed())
+    svc.published = {a: v if a != "acct-1" else v[:-1] for a, v in svc.published.items()}
+    assert [r["account_id"] for r in svc.changed()] == ["acct-1"]

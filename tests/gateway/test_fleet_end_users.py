@@ -131,3 +131,50 @@ def test_a_fleet_verdicts_table_made_before_end_users_apart_gains_the_column(tmp
                      "end_users_apart": True}], 2)
     assert {r["account_id"]: r["end_users_apart"] for r in tables.since(0)} == {"a": None, "b": True}
     VerdictTables(store)  # opened again: nothing left to add
+
+
+def test_published_verdicts_of_a_carrier_judged_apart_are_the_full_tables_rows(tmp_path: Path) -> None:
+    """A carrier whose flag applies to its flagged end users only is published with
+    `end_users_apart` and the reason saying so, exactly as the whole verdicts table has it."""
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    rows, accounts = carrier_scene()
+    for a in accounts:
+        created = a.pop("created_at")
+        store.upsert_account(a.pop("account_id"), created_us=int(created.timestamp() * 1e6), **a)
+    store.insert_events(rows)
+    end_us = rows[-1]["ts_us"] + 1
+    svc = DetectorService(store, detect_config_file(tmp_path, short_throttle=False), interval=0.05,
+                          checkpoint_interval=3600, clock=lambda: end_us)
+    svc.fold()
+    got = svc.changed()
+    assert got == svc.changed_in_table()
+    carrier = next(r for r in got if r["account_id"] == "carrier")
+    assert carrier["end_users_apart"] is True and "end_user_verdicts" in carrier["reasons"]
+
+
+def test_a_step_builds_the_end_users_table_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """The end users' verdicts decide which carriers are judged apart and are published too:
+    one step builds them once."""
+    from distillguard.detect import _endusers
+
+    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
+    rows, accounts = carrier_scene()
+    for a in accounts:
+        created = a.pop("created_at")
+        store.upsert_account(a.pop("account_id"), created_us=int(created.timestamp() * 1e6), **a)
+    store.insert_events(rows)
+    end_us = rows[-1]["ts_us"] + 1
+    svc = DetectorService(store, detect_config_file(tmp_path, short_throttle=False), interval=0.05,
+                          checkpoint_interval=3600, clock=lambda: end_us)
+    svc.fold()
+    built = []
+    end_user_table = _endusers.end_user_table
+
+    def counted(verdicts: Any) -> Any:
+        built.append(verdicts.num_rows)
+        return end_user_table(verdicts)
+
+    monkeypatch.setattr(_endusers, "end_user_table", counted)
+    svc.step()
+    assert len(built) == 1
+    assert svc.published_end_users, "the scene must judge end users apart"

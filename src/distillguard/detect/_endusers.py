@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from distillguard.detect._core import Assessment
     from distillguard.detect._firstrequest import CampaignKeys
     from distillguard.detect._online import OnlineDetector
+    from distillguard.detect._output import VerdictColumns
     from distillguard.detect._state import DetectorState, Prepared
 
 # Joins an account and an end user into a sub-principal id. Account ids are the provider's own
@@ -242,18 +243,21 @@ def carrier_ids(state: DetectorState, a: Assessment) -> set[str]:
     return {state.ids[int(i)] for i in np.flatnonzero(carrying)}
 
 
+#: the reason added to an account whose flag applies to its flagged end users only
+APART_NOTE = ("carries a campaign through a few of the end users it declares: the flag applies to "
+              "those end users (end_user_verdicts), its other customers are served")
+
+
 def mark_apart(verdicts: pa.Table, apart: set[str]) -> pa.Table:
     """Add `end_users_apart` (an added verdicts column): whether the account's flag applies to
     its flagged end users only (`end_user_verdicts`), with a reason saying so."""
     ids = verdicts.column("account_id").to_pylist()
     flags = [aid in apart for aid in ids]
     reasons = verdicts.column("reasons").to_pylist()
-    note = ("carries a campaign through a few of the end users it declares: the flag applies to "
-            "those end users (end_user_verdicts), its other customers are served")
     for i, on in enumerate(flags):
         if on:
             listed = json.loads(reasons[i] or "[]")
-            reasons[i] = json.dumps([*listed, note])
+            reasons[i] = json.dumps([*listed, APART_NOTE])
     out = verdicts.set_column(verdicts.schema.get_field_index("reasons"), "reasons",
                               pa.array(reasons, pa.string()))
     return out.append_column("end_users_apart", pa.array(flags, pa.bool_()))
@@ -280,6 +284,15 @@ class EndUserDetector:
         c = self.config.end_users
         self.book = EndUserBook(c.max_per_account, c.max_total)
         self._shares: dict[str, tuple[int, int]] = {}  # account -> (named, all) requests
+        self._end_user_table: tuple[Assessment, pa.Table] | None = None  # (its assessment, table)
+
+    def __getstate__(self) -> dict[str, object]:
+        # the end users' table is derived from the state: not checkpointed
+        return {k: v for k, v in self.__dict__.items() if k != "_end_user_table"}
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        self.__dict__.update(saved)
+        self._end_user_table = None
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         from distillguard.detect._online import OnlineDetector, _frame
@@ -321,22 +334,37 @@ class EndUserDetector:
             self.sub.set_override(account_id, decision)
 
     def end_user_verdicts(self) -> pa.Table:
-        """Current verdicts of the end users judged apart (END_USER_VERDICTS schema)."""
+        """Current verdicts of the end users judged apart (END_USER_VERDICTS schema; built once
+        per assessment: a step reads them for `apart` and again to publish them)."""
         if self.sub is None:
             return END_USER_VERDICTS.schema.empty_table()
-        return end_user_table(self.sub.verdicts())
+        a = self.sub.refined()
+        if self._end_user_table is None or self._end_user_table[0] is not a:
+            self._end_user_table = (a, end_user_table(self.sub.verdicts()))
+        return self._end_user_table[1]
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """Account verdicts (with `end_users_apart`) and campaigns, as of now."""
-        from distillguard.detect._communities import refine_campaigns
-
         verdicts, campaigns = self.main.tables()
+        return mark_apart(verdicts, self.apart()), campaigns
+
+    def apart(self) -> set[str]:
+        """The carriers whose flag is narrowed to their flagged end users."""
         if self.sub is None:
-            return mark_apart(verdicts, set()), campaigns
-        a = refine_campaigns(self.main.assess(), self.config.links.min_accounts)
+            return set()
         shares = {k: named / n for k, (named, n) in self._shares.items() if n}
-        apart = apart_accounts(self.end_user_verdicts(), carrier_ids(self.main.state, a), shares, self.config)
-        return mark_apart(verdicts, apart), campaigns
+        carriers = carrier_ids(self.main.state, self.main.refined())
+        return apart_accounts(self.end_user_verdicts(), carriers, shares, self.config)
+
+    def verdict_columns(self) -> VerdictColumns:
+        """`OnlineDetector.verdict_columns` of the accounts, with `end_users_apart` (`apart`)
+        and its reason: what `verdicts()` says, without building every reason."""
+        cols = self.main.verdict_columns()
+        flags = np.zeros(len(cols.ids), bool)
+        index = self.main.state.index
+        flags[[index[aid] for aid in self.apart()]] = True
+        cols.mark(flags, APART_NOTE)
+        return cols
 
     def verdicts(self) -> pa.Table:
         return self.tables()[0]

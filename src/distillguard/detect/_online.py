@@ -8,6 +8,7 @@ done at the time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,9 @@ from distillguard.detect._core import Assessment, DecisionCore
 from distillguard.detect._decision import BLOCK, THROTTLE
 from distillguard.detect._signatures import event_signals
 from distillguard.detect._state import DetectorState, Prepared, release_times
+
+if TYPE_CHECKING:
+    from distillguard.detect._output import VerdictColumns
 
 
 class OnlineDetector:
@@ -49,10 +53,19 @@ class OnlineDetector:
         self.state.partners = set(partners or ())
         self._assessment: Assessment | None = None
         self._with_pairs = False
+        self._refined: tuple[Assessment, Assessment] | None = None  # (assessed, refined)
         self.core = DecisionCore(self.config)
         # Escalation: a block confirms a throttle that has held for a while (see `_escalate`).
         self._decisions = 0
         self._flagged_at = np.zeros(0, np.int64)  # log time (us) the account was throttled; -1
+
+    def __getstate__(self) -> dict[str, object]:
+        # the refined assessment is derived from `_assessment`: not checkpointed
+        return {k: v for k, v in self.__dict__.items() if k != "_refined"}
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        self.__dict__.update(saved)
+        self._refined = None
 
     def update(self, events: pa.Table, accounts: pa.Table | None = None) -> None:
         """Fold new events (format columns, newer than anything fed before) into the state."""
@@ -137,12 +150,28 @@ class OnlineDetector:
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """Current verdicts and campaigns (the scan's two tables, as of now)."""
-        from distillguard.detect._communities import refine_campaigns
         from distillguard.detect._output import campaign_table, verdict_table
 
-        a = refine_campaigns(self.assess(), self.config.links.min_accounts)
+        a = self.refined()
         verdicts = verdict_table(self.state, a, self.config, first_flagged_us=None)
         return verdicts, campaign_table(self.state, a, verdicts)
+
+    def refined(self) -> Assessment:
+        """`assess()` with campaigns split into their communities, as the tables report them
+        (computed once per assessment)."""
+        from distillguard.detect._communities import refine_campaigns
+
+        a = self.assess()
+        if self._refined is None or self._refined[0] is not a:
+            self._refined = (a, refine_campaigns(a, self.config.links.min_accounts))
+        return self._refined[1]
+
+    def verdict_columns(self) -> VerdictColumns:
+        """The verdicts' cheap columns as of now, and the reasons of any account on demand
+        (`VerdictColumns.reasons`): what `verdicts()` says, without building every reason."""
+        from distillguard.detect._output import VerdictColumns
+
+        return VerdictColumns(self.state, self.refined(), self.config)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -264,32 +264,74 @@ def evidence_weights(a: Assessment, i: int) -> tuple[str | None, dict[str, objec
     return "; ".join(text), out
 
 
-def verdict_table(
-    state: DetectorState,
-    a: Assessment,
-    cfg: DetectConfig,
-    first_flagged_us: np.ndarray | None,
-    example: Callable[[str], str] | None = None,
-) -> pa.Table:
-    """One row per account seen, in the VERDICTS schema plus `evidence`."""
-    m = state.size
-    names = _campaign_names(a)
-    # The suspicious pairs grouped by account (in their order within each account).
-    sp = a.suspicious_pairs
-    sp = sp[np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")]
-    sp_kind, sp_code = sp[:, PAIR_KIND], sp[:, PAIR_CODE]
-    sp_from = np.searchsorted(sp[:, PAIR_ACCOUNT], np.arange(m + 1))
-    carried_campaign = carried_campaigns(a)
-    campaign_of = np.where(a.component >= 0, a.component, carried_campaign)
-    reasons = ["[]"] * m
-    evidence = ["{}"] * m
-    feature_values = {k: v.tolist() for k, v in a.features.items()}
-    explained = ~((a.action[:m] < MONITOR) & (a.harvest[:m] < VERDICT_REASONS_HARVEST))
-    for i in np.flatnonzero(explained).tolist():
+class VerdictColumns:
+    """The verdicts table's cheap columns, per account in the state's order, with what the
+    reasons of any account need (`reasons`): a step compares these for every account and
+    builds reasons only for the few that changed.
+
+    `ids` are the account ids, `action` holds codes (ACTION_NAMES), `score` the score as the
+    table rounds it, `campaign` the campaign id or None (an object array).
+    """
+
+    def __init__(self, state: DetectorState, a: Assessment, cfg: DetectConfig,
+                 example: Callable[[str], str] | None = None) -> None:
+        m = state.size
+        self.state, self.a, self.cfg, self.example = state, a, cfg, example
+        self.names = _campaign_names(a)
+        self.carried_campaign = carried_campaigns(a)
+        campaign_of = np.where(a.component >= 0, a.component, self.carried_campaign)
+        self.ids = state.ids
+        self.action = a.action[:m]
+        self.score = np.round(a.score[:m], 6)
+        self.campaign = _names_of(campaign_of[:m], self.names)
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: per account, whether its flag applies to its flagged end users only (`mark`); None
+        #: where end users are not judged apart
+        self.apart: np.ndarray | None = None
+        self._note = ""
+
+    def _suspicious_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The suspicious pairs grouped by account (in their order within each account): kind,
+        code, and where each account's run starts."""
+        if self._pairs is None:
+            sp = self.a.suspicious_pairs
+            sp = sp[np.argsort(sp[:, PAIR_ACCOUNT], kind="stable")]
+            starts = np.searchsorted(sp[:, PAIR_ACCOUNT], np.arange(self.state.size + 1))
+            self._pairs = (sp[:, PAIR_KIND], sp[:, PAIR_CODE], starts)
+        return self._pairs
+
+    def explained(self) -> np.ndarray:
+        """Per account: whether it gets reasons (allowed accounts with a low harvest profile
+        have nothing to explain)."""
+        m = self.state.size
+        out: np.ndarray = ~((self.a.action[:m] < MONITOR) & (self.a.harvest[:m] < VERDICT_REASONS_HARVEST))
+        return out
+
+    def mark(self, flags: np.ndarray, note: str) -> None:
+        """Set `apart` (per account, bool): the flagged accounts' reasons end with `note`."""
+        self.apart = flags
+        self._note = note
+
+    def reasons(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        """The `reasons` and `evidence` (JSON text) of the accounts at `rows`."""
+        explained = self.explained()
+        # the features of these rows as Python floats, gathered once
+        features = {k: v[rows].tolist() for k, v in self.a.features.items()}
+        reasons, evidence = [], []
+        for j, i in enumerate(rows.tolist()):
+            rs, ev = self._account_reasons(i, {k: v[j] for k, v in features.items()}) if explained[i] else ([], None)
+            if self.apart is not None and self.apart[i]:
+                rs.append(self._note)
+            reasons.append(json.dumps(rs))
+            evidence.append("{}" if ev is None else json.dumps(ev))
+        return reasons, evidence
+
+    def _account_reasons(self, i: int, features: dict[str, float]) -> tuple[list[str], dict[str, object]]:
+        state, a, names, example = self.state, self.a, self.names, self.example
         rs = profile_reasons(a.features, float(a.harvest[i]), i)
         ev: dict[str, object] = {
             "harvest": round(float(a.harvest[i]), 4),
-            "features": {k: round(v[i], 4) for k, v in feature_values.items()},
+            "features": {k: round(v, 4) for k, v in features.items()},
         }
         if state.partner[i]:
             rs.append("matches indicators that partners shared (STIX import)")
@@ -302,6 +344,7 @@ def verdict_table(
                 f"shared {kinds} (campaign score {a.campaign_score[i]:.2f})"
             )
             shared = []
+            sp_kind, sp_code, sp_from = self._suspicious_pairs()
             lo, hi = int(sp_from[i]), int(sp_from[i + 1])
             for kind_i, code in _diverse(sp_kind[lo:hi], sp_code[lo:hi], 6):
                 kind = LINK_KINDS[kind_i]
@@ -328,7 +371,7 @@ def verdict_table(
                           "r_utc": round(r_utc, 4), "r_local": round(r_loc, 4)}
         rs.extend(cell_rs)
         ev.update(cell_ev)
-        carried = carried_campaign[i]
+        carried = self.carried_campaign[i]
         if carried >= 0 and not cell_ev:
             c = a.carriers
             rs.append(
@@ -353,8 +396,36 @@ def verdict_table(
         if weighed is not None:
             rs.append(weighed)
             ev["evidence"] = weighed_ev
-        reasons[i] = json.dumps(rs)
-        evidence[i] = json.dumps(ev)
+        return rs, ev
+
+
+def _names_of(campaign_of: np.ndarray, names: dict[int, str]) -> np.ndarray:
+    """Per account: the name of campaign `campaign_of` (-1: None), as an object array."""
+    lookup = np.full(max(names, default=-1) + 2, None, object)
+    for cid, name in names.items():
+        lookup[cid + 1] = name
+    inside = (campaign_of >= -1) & (campaign_of < len(lookup) - 1)
+    out = np.full(len(campaign_of), None, object)
+    out[inside] = lookup[campaign_of[inside] + 1]
+    return out
+
+
+def verdict_table(
+    state: DetectorState,
+    a: Assessment,
+    cfg: DetectConfig,
+    first_flagged_us: np.ndarray | None,
+    example: Callable[[str], str] | None = None,
+) -> pa.Table:
+    """One row per account seen, in the VERDICTS schema plus `evidence`."""
+    m = state.size
+    cols = VerdictColumns(state, a, cfg, example)
+    reasons = ["[]"] * m
+    evidence = ["{}"] * m
+    explained = np.flatnonzero(cols.explained())
+    for i, r, e in zip(explained.tolist(), *cols.reasons(explained), strict=True):
+        reasons[i] = r
+        evidence[i] = e
     flagged = first_flagged_us if first_flagged_us is not None else np.full(m, -1, np.int64)
     ts = [
         datetime.fromtimestamp(int(x) / 1e6, tz=UTC) if x >= 0 else None for x in flagged[:m]
@@ -362,11 +433,9 @@ def verdict_table(
     table = pa.table(
         {
             "account_id": pa.array(state.ids, pa.string()),
-            "score": pa.array(np.round(a.score, 6), pa.float64()),
-            "action": pa.array([ACTION_NAMES[int(x)] for x in a.action], pa.string()),
-            "campaign_id": pa.array(
-                [names.get(int(c)) if c >= 0 else None for c in campaign_of], pa.string()
-            ),
+            "score": pa.array(cols.score, pa.float64()),
+            "action": pa.array([ACTION_NAMES[int(x)] for x in cols.action], pa.string()),
+            "campaign_id": pa.array(cols.campaign.tolist(), pa.string()),
             "first_flagged_ts": pa.array(ts, VERDICTS.schema.field("first_flagged_ts").type),
             "reasons": pa.array(reasons, pa.string()),
             "evidence": pa.array(evidence, pa.string()),

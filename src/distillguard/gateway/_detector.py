@@ -34,13 +34,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from distillguard._redis import RedisOptions
 from distillguard.detect._checkpoint import decode, encode, snapshot
+from distillguard.detect._decision import ACTION_NAMES
 from distillguard.gateway._store import Store
 from distillguard.gateway._verdicts import VerdictAnnouncer, VerdictTables
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from distillguard.detect._output import VerdictColumns
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -48,6 +53,10 @@ log = logging.getLogger("distillguard.gateway")
 READ_BATCH = 50_000
 #: verdict columns published to the fleet
 VERDICT_COLUMNS = ("account_id", "action", "campaign_id", "reasons", "score")
+#: a verdict whose score alone moved by less than this is not republished: rates measured up
+#: to "now" make every score older than a day drift by about 1e-6 a step, and the score is
+#: informational (a replica enforces the action, campaign and `end_users_apart`)
+SCORE_REPUBLISH_DELTA = 1e-3
 #: end users' verdict columns published to the fleet
 END_USER_COLUMNS = ("account_id", "end_user", "action", "campaign_id", "reasons", "score")
 
@@ -173,6 +182,8 @@ class DetectorService:
         self.cursor = 0  # last capture seq folded in
         self.horizon = 0  # the capture's top seq at the previous step (see `fold`)
         self.published: dict[str, tuple[Any, ...]] = {}
+        self._memo: _Published | None = None  # `published` as arrays (not checkpointed)
+        self._memo_of: dict[str, tuple[Any, ...]] | None = None
         self.published_end_users: dict[tuple[str, str], tuple[Any, ...]] = {}
         # the campaign keys and first-request action last published (None: none yet)
         self.published_keys: tuple[dict[tuple[str, int], str], str] | None = None
@@ -323,8 +334,7 @@ class DetectorService:
         keys = self.changed_keys()
         if changed or end_users or keys is not None:
             self.publish(changed, end_users, keys)
-            for r in changed:
-                self.published[r["account_id"]] = self.published_value(r)
+            self.mark_published(changed)
             for r in end_users:
                 self.published_end_users[(r["account_id"], r["end_user"])] = _end_user_value(r)
             if keys is not None:
@@ -369,10 +379,31 @@ class DetectorService:
             self.lag_s = max(0.0, (now_us - newest) / 1e6)
 
     def changed(self) -> list[dict[str, Any]]:
-        """The verdicts (VERDICT_COLUMNS; reasons as JSON text) that differ from the published.
+        """The verdicts (VERDICT_COLUMNS and EXTRA_COLUMNS; reasons as JSON text) whose action,
+        campaign or `end_users_apart` differ from the published, whose score moved by
+        SCORE_REPUBLISH_DELTA or more, or never published.
 
-        Read column by column and compared as `published_value` tuples: a dict per account
-        only for those that changed (a step compares every account's verdict)."""
+        The cheap columns of every account are compared as arrays (`_Published`); reasons are
+        built only for the accounts that changed, exactly as the full table has them. A change
+        in an account's reasons alone (its request count, a campaign it belongs to growing) is
+        not republished: what a replica enforces is all in the compared columns, and the
+        reasons published say why the account's current verdict was reached."""
+        columns = getattr(self.detector, "verdict_columns", None)
+        if columns is None:  # a detector without cheap columns: compare the whole table
+            return self.changed_in_table()
+        cols = columns()
+        memo = self._published_memo(cols.ids)
+        rows = np.flatnonzero(memo.differs(cols))
+        reasons, _ = cols.reasons(rows)
+        apart = cols.apart
+        return [{"account_id": cols.ids[i], "action": ACTION_NAMES[int(cols.action[i])],
+                 "campaign_id": cols.campaign[i], "reasons": r, "score": float(cols.score[i]),
+                 "end_users_apart": None if apart is None else bool(apart[i])}
+                for i, r in zip(rows.tolist(), reasons, strict=True)]
+
+    def changed_in_table(self) -> list[dict[str, Any]]:
+        """The verdicts that differ from the published in any column, reasons included, from
+        the detector's whole verdicts table (a reason built for every account)."""
         verdicts = self.detector.verdicts()
         wanted = VERDICT_COLUMNS + self.EXTRA_COLUMNS
         n = verdicts.num_rows
@@ -382,6 +413,23 @@ class DetectorService:
         published = self.published
         return [dict(zip(wanted, row, strict=True)) for row in zip(*columns, strict=True)
                 if published.get(row[0]) != row[1:]]
+
+    def _published_memo(self, ids: list[str]) -> _Published:
+        """`published` as arrays in the detector's account order, made again from `published`
+        whenever that was replaced (a restore, a fresh start)."""
+        if self._memo is None or self._memo_of is not self.published:
+            self._memo = _Published(self.published, ids, (VERDICT_COLUMNS + self.EXTRA_COLUMNS)[1:])
+            self._memo_of = self.published
+        return self._memo
+
+    def mark_published(self, rows: list[dict[str, Any]]) -> None:
+        """Record verdict rows (`changed`) as published."""
+        memo = self._memo if self._memo_of is self.published else None
+        for r in rows:
+            value = self.published_value(r)
+            self.published[r["account_id"]] = value
+            if memo is not None:
+                memo.set(r["account_id"], value)
 
     def changed_end_users(self) -> list[dict[str, Any]]:
         """End users' verdicts (END_USER_COLUMNS) that differ from the published; an end user
@@ -477,6 +525,61 @@ class DetectorService:
         self.wait_saved()
         with contextlib.suppress(Exception):
             self.checkpoint()  # a clean stop resumes exactly here
+
+
+class _Published:
+    """What `DetectorService.published` holds of each account's verdict, as arrays in the
+    detector's account order (ids are only ever appended): action code (-1: never published),
+    score, campaign id and `end_users_apart` (-1: None, 0, 1)."""
+
+    def __init__(self, published: dict[str, tuple[Any, ...]], ids: list[str], fields: tuple[str, ...]) -> None:
+        self.ids = ids
+        self.fields = fields  # what a `published` value holds
+        self.index: dict[str, int] = {}
+        self.action = np.full(0, -1, np.int16)
+        self.score = np.zeros(0)
+        self.campaign = np.full(0, None, object)
+        self.apart = np.full(0, -1, np.int8)
+        self._grow()
+        for aid, value in published.items():
+            self.set(aid, value)
+
+    def _grow(self) -> None:
+        """Take in the accounts the detector added since (unpublished)."""
+        old, m = len(self.action), len(self.ids)
+        if m <= old:
+            return
+        self.index.update((self.ids[i], i) for i in range(old, m))
+        self.action = np.concatenate([self.action, np.full(m - old, -1, np.int16)])
+        self.score = np.concatenate([self.score, np.zeros(m - old)])
+        self.campaign = np.concatenate([self.campaign, np.full(m - old, None, object)])
+        self.apart = np.concatenate([self.apart, np.full(m - old, -1, np.int8)])
+
+    def set(self, account_id: str, value: tuple[Any, ...]) -> None:
+        self._grow()
+        i = self.index.get(account_id)
+        if i is None or len(value) != len(self.fields):
+            # not the detector's, or published by a version with other columns (a checkpoint
+            # of it): compared as never published
+            return
+        v = dict(zip(self.fields, value, strict=True))
+        self.action[i] = ACTION_NAMES.index(v["action"]) if v["action"] in ACTION_NAMES else -1
+        self.score[i] = np.nan if v["score"] is None else v["score"]
+        self.campaign[i] = v["campaign_id"]
+        apart = v.get("end_users_apart")
+        self.apart[i] = -1 if apart is None else int(bool(apart))
+
+    def differs(self, cols: VerdictColumns) -> np.ndarray:
+        """Per account of `cols`: whether its cheap columns differ from the published (the
+        score by SCORE_REPUBLISH_DELTA or more)."""
+        self._grow()
+        m = len(cols.ids)
+        apart = np.full(m, -1, np.int8) if cols.apart is None else cols.apart.astype(np.int8)
+        # a NaN score always differs, as the published tuples compared before
+        moved = ~(np.abs(self.score[:m] - cols.score) < SCORE_REPUBLISH_DELTA)
+        out: np.ndarray = ((self.action[:m] != cols.action) | moved
+                           | (self.campaign[:m] != cols.campaign) | (self.apart[:m] != apart))
+        return out
 
 
 def detected_fields() -> list[str]:

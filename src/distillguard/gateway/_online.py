@@ -145,8 +145,7 @@ class OnlineLoop:
             svc.fold()
             rows = svc.changed()
             changed = self.policy.apply_verdicts(rows)
-            for r in rows:
-                svc.published[r["account_id"]] = svc.published_value(r)
+            svc.mark_published(rows)
             changed += self._apply_end_users()
             svc.steps += 1
             self.events_seen = svc.events_seen

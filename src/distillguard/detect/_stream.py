@@ -14,7 +14,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,16 +161,16 @@ def _stream(log: TrafficLog, ends: np.ndarray, needed: np.ndarray,
     def produce() -> None:
         prompts = TextCache()  # a prompt seen in an earlier batch is not read again
         try:
-            for frame in _read_ahead(log.batches("events", columns=columns,
-                                                 batch_size=batch_size)):
+            for batch in log.batches("events", columns=columns, batch_size=batch_size):
                 if stop.is_set():
                     return
+                frame = _frame(batch)
                 if end_users:
                     sig = (event_signals(frame.drop("end_user"), prompts)
                            .with_columns(frame["end_user"]))
                 else:
                     sig = event_signals(frame, prompts)
-                del frame
+                del frame, batch
                 if not put(sig):
                     return
             put(None)
@@ -200,22 +199,6 @@ def _stream(log: TrafficLog, ends: np.ndarray, needed: np.ndarray,
             yield pool.filter(early).sort("ts_us", "event_id")
     finally:
         stop.set()
-
-
-def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pl.DataFrame]:
-    """The batches as frames, the next one read (decompressed, converted) in a thread while
-    the caller reduces this one: the reader's own work no longer waits on the text work's.
-    Errors are raised where the batch that met them would have been."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="distillguard-read") as pool:
-
-        def read() -> pl.DataFrame | None:
-            batch = next(batches, None)
-            return None if batch is None else _frame(batch)
-
-        ahead = pool.submit(read)
-        while (frame := ahead.result()) is not None:
-            ahead = pool.submit(read)
-            yield frame
 
 
 def _frame(batch: pa.RecordBatch) -> pl.DataFrame:

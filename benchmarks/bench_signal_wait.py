@@ -9,9 +9,9 @@ The other checkout's package is loaded beside this tree's (`_against.load_checko
    and this one alternately (--repeat rounds); their outputs must be equal. CPU seconds of the
    process (its helper threads included) and wall seconds.
 2. The reader: the log's chunks as the scan's reader thread delivers them (`log_chunks`: the
-   events read from the log and reduced to signals, the next batch read while this one is
-   reduced), taken as fast as they come with no replay, by each version alternately (--repeat
-   rounds); wall and CPU seconds, the chunks must be equal.
+   events read from the log and reduced to signals), taken as fast as they come with no
+   replay, by each version alternately (--repeat rounds); wall and CPU seconds, the chunks
+   must be equal.
 3. The scan: the log scanned by each version, in the order other, this, this, other (--scans
    rounds, alternating who goes first), the replay's waits timed: the seconds its loop is
    blocked on the next chunk (the signals read and grouped in the background), at the first
@@ -180,9 +180,11 @@ def main() -> None:
     table = markdown_table(["measure", args.against.name, "this tree", "ratio"], rows)
     head = (f"{args.log.name} ({events:,} events): the signals stage over the reader's batches of "
             f"{SIGNAL_BATCH:,} and the reader's chunks, {args.repeat} alternating rounds each, equal "
-            f"outputs; {args.scans} "
-            "scan round(s) alternating, equal verdicts and campaigns; the blocked time is the "
-            f"replay loop's wait on its prepare thread. Load average {load:.1f} at the end")
+            "outputs; "
+            + (f"{args.scans} scan round(s) alternating, equal verdicts and campaigns; the "
+               "blocked time is the replay loop's wait on its prepare thread; "
+               if args.scans else "no scan; ")
+            + f"load average {load:.1f} at the end")
     print(head)
     print(table)
     write_section(__file__, "The replay's wait on the text signals", f"{head}.\n\n{table}")

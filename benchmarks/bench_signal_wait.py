@@ -8,7 +8,11 @@ The other checkout's package is loaded beside this tree's (`_against.load_checko
    `event_signals` with a fresh `TextCache`, as the scan's reader does, by the other version
    and this one alternately (--repeat rounds); their outputs must be equal. CPU seconds of the
    process (its helper threads included) and wall seconds.
-2. The scan: the log scanned by each version, in the order other, this, this, other (--scans
+2. The reader: the log's chunks as the scan's reader thread delivers them (`log_chunks`: the
+   events read from the log and reduced to signals), taken as fast as they come with no
+   replay, by each version alternately (--repeat rounds); wall and CPU seconds, the chunks
+   must be equal.
+3. The scan: the log scanned by each version, in the order other, this, this, other (--scans
    rounds, alternating who goes first), the replay's waits timed: the seconds its loop is
    blocked on the next chunk (the signals read and grouped in the background), at the first
    chunk and at the others. Wall and CPU seconds of each scan; the verdict and campaign tables
@@ -77,6 +81,18 @@ def _signals_round(package: ModuleType, batches: list[pl.DataFrame]) -> tuple[fl
     return time.process_time() - cpu, time.perf_counter() - wall, out
 
 
+def _reader_round(package: ModuleType, log: Path) -> tuple[float, float, list[pl.DataFrame]]:
+    """CPU and wall seconds of one version's reader over the whole log, and its chunks."""
+    stream = importlib.import_module(f"{package.__name__}.detect._stream")
+    replay = importlib.import_module(f"{package.__name__}.detect._replay")
+    step = int(importlib.import_module(f"{package.__name__}.detect").load_config(None)
+               .replay.cadence_minutes * 60_000_000)
+    cpu, wall = time.process_time(), time.perf_counter()
+    source = stream.log_chunks(log, step, replay.CHUNK_EVENTS)
+    chunks = list(source.chunks) if source is not None else []
+    return time.process_time() - cpu, time.perf_counter() - wall, chunks
+
+
 def _scan_round(package: ModuleType, log: Path, out: Path) -> tuple[dict[str, float], Any]:
     """One scan by `package` with the replay's waits timed: its numbers and its result."""
     replay = importlib.import_module(f"{package.__name__}.detect._replay")
@@ -124,6 +140,15 @@ def main() -> None:
             if not all(a.equals(b) for a, b in zip(outputs["other"], outputs["this"], strict=True)):
                 raise SystemExit("the two versions' signals differ")
         del outputs
+        reader: dict[str, list[tuple[float, float]]] = {"other": [], "this": []}
+        for i in range(args.repeat):
+            chunks = {}
+            for name in (["other", "this"] if i % 2 == 0 else ["this", "other"]):
+                cpu, wall, chunks[name] = _reader_round(versions[name], args.log)
+                reader[name].append((cpu, wall))
+            if not all(a.equals(b) for a, b in zip(chunks["other"], chunks["this"], strict=True)):
+                raise SystemExit("the two versions' chunks differ")
+        del chunks
         scans: dict[str, list[dict[str, float]]] = {"other": [], "this": []}
         for i in range(args.scans):
             order = ["other", "this"] if i % 2 == 0 else ["this", "other"]
@@ -142,6 +167,9 @@ def main() -> None:
              _ratio(ours_cpu, theirs_cpu)],
             ["signals stage, wall s (best)", f"{theirs_wall:.1f}", f"{ours_wall:.1f}",
              _ratio(ours_wall, theirs_wall)]]
+    for k, label in ((0, "reader, CPU s (best)"), (1, "reader, wall s (best)")):
+        theirs, ours = min(r[k] for r in reader["other"]), min(r[k] for r in reader["this"])
+        rows.append([label, f"{theirs:.1f}", f"{ours:.1f}", _ratio(ours, theirs)])
     labels = {"wall": "scan wall s", "cpu": "scan CPU s", "first": "replay blocked, first chunk, s",
               "rest": "replay blocked, other chunks, s"}
     for i in range(args.scans):
@@ -151,9 +179,12 @@ def main() -> None:
             rows.append([f"{label} (scan {i + 1}, {first})", f"{t:.1f}", f"{o:.1f}", _ratio(o, t)])
     table = markdown_table(["measure", args.against.name, "this tree", "ratio"], rows)
     head = (f"{args.log.name} ({events:,} events): the signals stage over the reader's batches of "
-            f"{SIGNAL_BATCH:,}, {args.repeat} alternating rounds, equal outputs; {args.scans} "
-            "scan round(s) alternating, equal verdicts and campaigns; the blocked time is the "
-            f"replay loop's wait on its prepare thread. Load average {load:.1f} at the end")
+            f"{SIGNAL_BATCH:,} and the reader's chunks, {args.repeat} alternating rounds each, equal "
+            "outputs; "
+            + (f"{args.scans} scan round(s) alternating, equal verdicts and campaigns; the "
+               "blocked time is the replay loop's wait on its prepare thread; "
+               if args.scans else "no scan; ")
+            + f"load average {load:.1f} at the end")
     print(head)
     print(table)
     write_section(__file__, "The replay's wait on the text signals", f"{head}.\n\n{table}")

@@ -122,3 +122,27 @@ def test_a_series_and_a_list_give_the_same_probabilities() -> None:
     a = model.probability(texts)
     b = model.probability(pl.Series(texts, dtype=pl.String))
     assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
+def _reference_scores(texts: list[str | None]) -> np.ndarray:
+    """The model's linear scores as scipy computes them from the counts: rows scaled by a
+    diagonal matrix of their inverse L2 norms, then the dot product with the weights."""
+    import scipy.sparse as sp
+
+    rows = [_reference_features(t) for t in texts]
+    cols = np.concatenate([np.fromiter(r, np.int32, len(r)) for r in rows])
+    vals = np.concatenate([np.fromiter(r.values(), np.float32, len(r)) for r in rows])
+    at = np.repeat(np.arange(len(rows), dtype=np.int32), [len(r) for r in rows])
+    counts = sp.csr_matrix((vals, (at, cols)), shape=(len(rows), N_FEATURES))
+    counts.sum_duplicates()
+    norm = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+    norm[norm == 0] = 1.0
+    scaled = sp.csr_matrix(sp.diags((1.0 / norm).astype(np.float32)) @ counts)
+    out: np.ndarray = scaled @ content_model().coef
+    return out
+
+
+def test_scores_are_the_diagonal_products_to_the_last_bit() -> None:
+    texts = _adversarial_texts(7) + list(MATHS) + list(HUMAN_PROMPTS)
+    got = featurize(pl.Series(texts, dtype=pl.String)) @ content_model().coef
+    assert np.array_equal(got, _reference_scores(texts))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from distillguard.detect._signatures import EDGE_KEYS, TEMPLATE_KEYS, event_signals
+from distillguard.detect._signatures import (
+    EDGE_KEYS,
+    MATH_PATTERN,
+    TEMPLATE_KEYS,
+    _ascii,
+    event_signals,
+)
 
 from .builders import event_table, events
 
@@ -110,3 +116,13 @@ def test_text_signals_are_shared_by_equal_texts_only(monkeypatch: pytest.MonkeyP
     assert _signatures._per_distinct(texts.select("system"), _signatures._system_hash).equals(
         _signatures._system_hash(texts.select("system"))
     )
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["What is 7 *\n 8?", "Calculate the total.", "How much is left", "x=1", "version 2 - 3",
+     "plain words only", "12\t=\t4", "", "Equations: none"],
+)
+def test_math_is_the_whole_pattern_searched_at_once(prompt: str) -> None:
+    want = pl.Series([prompt.lower() + "\n"]).str.contains(_ascii(MATH_PATTERN)).item()
+    assert _signals([prompt])["math"].item() == want

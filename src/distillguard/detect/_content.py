@@ -83,13 +83,22 @@ def featurize(texts: Sequence[str] | pl.Series) -> sp.csr_matrix:
     with np.errstate(over="ignore"):
         bigram = (h[:-1][pair] * _BIGRAM_MIX) ^ h[1:][pair]
     rows = np.concatenate([row, row[:-1][pair]])
-    cols = (np.concatenate([h, bigram]) & _COLUMN_MASK).astype(np.int32)
-    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+    # Columns stored flipped (`_COLUMN_MASK - col`), so that each row's sorted columns run
+    # high to low: the order scipy's product of a diagonal matrix and the counts leaves them
+    # in, which the model's dot product sums in (the same floats as that product).
+    flipped = (_COLUMN_MASK - (np.concatenate([h, bigram]) & _COLUMN_MASK)).astype(np.int32)
+    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, flipped)),
                       shape=(len(lens), N_FEATURES))
-    x.sum_duplicates()
-    norm = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    x.sum_duplicates()  # counts
+    per_row = np.diff(x.indptr)
+    # Squared counts are small integers: their float32 sum is exact in any order.
+    norm = np.zeros(len(lens), np.float32)
+    filled = per_row > 0
+    norm[filled] = np.sqrt(np.add.reduceat(x.data * x.data, x.indptr[:-1][filled]))
     norm[norm == 0] = 1.0
-    out: sp.csr_matrix = sp.csr_matrix(sp.diags((1.0 / norm).astype(np.float32)) @ x)
+    scale = (1.0 / norm).astype(np.float32)
+    out = sp.csr_matrix((x.data * np.repeat(scale, per_row),
+                         np.int32(N_FEATURES - 1) - x.indices, x.indptr), shape=x.shape)
     return out
 
 

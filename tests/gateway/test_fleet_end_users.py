@@ -133,9 +133,8 @@ def test_a_fleet_verdicts_table_made_before_end_users_apart_gains_the_column(tmp
     VerdictTables(store)  # opened again: nothing left to add
 
 
-def test_published_verdicts_of_a_carrier_judged_apart_are_the_full_tables_rows(tmp_path: Path) -> None:
-    """A carrier whose flag applies to its flagged end users only is published with
-    `end_users_apart` and the reason saying so, exactly as the whole verdicts table has it."""
+def _folded_carrier_scene(tmp_path: Path) -> DetectorService:
+    """A detector service on SQLite that has folded the carrier scene, its clock at the end."""
     store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
     rows, accounts = carrier_scene()
     for a in accounts:
@@ -146,6 +145,13 @@ def test_published_verdicts_of_a_carrier_judged_apart_are_the_full_tables_rows(t
     svc = DetectorService(store, detect_config_file(tmp_path, short_throttle=False), interval=0.05,
                           checkpoint_interval=3600, clock=lambda: end_us)
     svc.fold()
+    return svc
+
+
+def test_published_verdicts_of_a_carrier_judged_apart_are_the_full_tables_rows(tmp_path: Path) -> None:
+    """A carrier whose flag applies to its flagged end users only is published with
+    `end_users_apart` and the reason saying so, exactly as the whole verdicts table has it."""
+    svc = _folded_carrier_scene(tmp_path)
     got = svc.changed()
     assert got == svc.changed_in_table()
     carrier = next(r for r in got if r["account_id"] == "carrier")
@@ -157,16 +163,7 @@ def test_a_step_builds_the_end_users_table_once(tmp_path: Path, monkeypatch: Any
     one step builds them once."""
     from distillguard.detect import _endusers
 
-    store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
-    rows, accounts = carrier_scene()
-    for a in accounts:
-        created = a.pop("created_at")
-        store.upsert_account(a.pop("account_id"), created_us=int(created.timestamp() * 1e6), **a)
-    store.insert_events(rows)
-    end_us = rows[-1]["ts_us"] + 1
-    svc = DetectorService(store, detect_config_file(tmp_path, short_throttle=False), interval=0.05,
-                          checkpoint_interval=3600, clock=lambda: end_us)
-    svc.fold()
+    svc = _folded_carrier_scene(tmp_path)
     built = []
     end_user_table = _endusers.end_user_table
 
